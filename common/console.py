@@ -1,0 +1,94 @@
+"""Rich console output. Scripts print through here; train.py only on the main process."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+# Off a terminal (logs, CI) rich assumes 80 columns and would truncate the regression table.
+console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 120)))
+
+
+def fmt(value: float) -> str:
+    """Four decimals for losses and ratios; two for figures on a large original scale."""
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
+
+LABELS = {
+    "train_loss": "train loss", "test_loss": "test loss", "accuracy": "accuracy",
+    "precision_macro": "precision", "recall_macro": "recall",
+    "train_mae": "train MAE", "train_rmse": "train RMSE", "train_r2": "train R²",
+    "test_mae": "test MAE", "test_rmse": "test RMSE", "test_r2": "test R²",
+}
+
+
+def metrics_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
+    """One row per evaluation; columns are the figures the rows carry, epoch first."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("epoch", justify="right")
+    keys = [k for k in LABELS if rows and k in rows[0]]
+    for key in keys:
+        table.add_column(LABELS[key], justify="right")
+    for row in rows:
+        table.add_row(str(row["epoch"]), *(fmt(row[k]) for k in keys))
+    return table
+
+
+def confusion_table(matrix: np.ndarray, labels: Sequence[Any]) -> Table:
+    table = Table(title="confusion matrix", title_justify="left")
+    table.add_column("true \\ pred")
+    for label in labels:
+        table.add_column(str(label), justify="right")
+    for label, row in zip(labels, matrix):
+        table.add_row(str(label), *(str(int(v)) for v in row))
+    return table
+
+
+def per_class_table(report: dict[str, Any], labels: Sequence[Any]) -> Table:
+    table = Table(title="per class", title_justify="left")
+    for col in ("class", "precision", "recall", "support"):
+        table.add_column(col, justify="right")
+    for i, label in enumerate(labels):
+        table.add_row(str(label), f"{report['precision'][i]:.4f}", f"{report['recall'][i]:.4f}",
+                      str(report["support"][i]))
+    return table
+
+
+def figures_table(figures: dict[str, float], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, fmt(value))
+    return table
+
+
+class EvalDisplay:
+    """A live table that grows by one row per evaluation; silent where `enabled` is False
+    (every process but the main one), so only one copy reaches the terminal."""
+
+    def __init__(self, title: str, enabled: bool):
+        self.title, self.enabled, self.rows = title, enabled, []
+        self._live = None
+
+    def __enter__(self) -> "EvalDisplay":
+        if self.enabled:
+            from rich.live import Live
+
+            self._live = Live(metrics_table([], self.title), console=console, auto_refresh=False)
+            self._live.__enter__()
+        return self
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self._live is not None:
+            self._live.update(metrics_table(self.rows, self.title), refresh=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            if not console.is_terminal:  # off a terminal, Live leaves the cursor after the table
+                console.line()

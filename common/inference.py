@@ -1,0 +1,112 @@
+"""Loading a model folder and predicting with it: safetensors and JSON only, never pickle."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.artifacts import CONFIG_FILE, MODEL_FILE, load_weights, read_json
+from common.data import scale_features, unscale_target
+from common.errors import UserError
+from common.model import build_model, load_state
+
+REQUIRED_KEYS = ("task", "model", "feature_names", "x_mean", "x_scale")
+
+
+def load_model_dir(ckpt_dir: str | Path) -> tuple[dict[str, Any], torch.nn.Module]:
+    ckpt_dir = Path(ckpt_dir)
+    config = read_json(ckpt_dir / CONFIG_FILE, "model config")
+    missing = [k for k in REQUIRED_KEYS if k not in config]
+    if missing:
+        raise UserError(f"{ckpt_dir / CONFIG_FILE} lacks {missing}: use the config.json that train.py wrote")
+    if len(config["feature_names"]) != config["model"]["in_features"]:
+        raise UserError(f"{ckpt_dir / CONFIG_FILE} names {len(config['feature_names'])} features but the model "
+                        f"takes {config['model']['in_features']}: use the config.json that train.py wrote")
+    model = build_model(config["model"])
+    load_state(model, load_weights(ckpt_dir / MODEL_FILE), str(ckpt_dir / MODEL_FILE))
+    return config, model.eval()
+
+
+@torch.no_grad()
+def model_outputs(model: torch.nn.Module, X_scaled: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits (classification) or scaled targets (regression) for standardised rows, in order."""
+    X = torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))
+    outs = [model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
+    return (torch.cat(outs) if outs else model(X)).numpy()
+
+
+def predict(config: dict[str, Any], model: torch.nn.Module, X_raw: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """Raw feature rows -> predictions in the original label space or y scale."""
+    out = model_outputs(model, scale_features(X_raw, config), batch_size)
+    if config["task"] == "classification":
+        proba = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
+        labels = np.asarray(config["class_labels"])
+        return {"prediction": labels[proba.argmax(axis=1)], "proba": proba}
+    return {"prediction": unscale_target(out, config)[:, 0]}
+
+
+def _parse_column(name: str, values: list[str], path: str) -> np.ndarray:
+    try:
+        column = np.asarray(values, dtype=np.float64)
+    except ValueError:
+        row = next(i for i, v in enumerate(values) if not _is_float(v))
+        raise UserError(f"{path}: column '{name}' has a non-numeric value {values[row]!r} in data row {row + 1}: "
+                        "fix or drop that row") from None
+    bad = np.flatnonzero(~np.isfinite(column))
+    if bad.size:
+        raise UserError(f"{path}: column '{name}' has a missing or infinite value in data row {bad[0] + 1}: "
+                        "fill or drop that row")
+    return column
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def read_feature_rows(path: str, feature_names: list[str]) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Raw features in training order, plus the other columns (ids and such) to carry through."""
+    if not Path(path).is_file():
+        raise UserError(f"input {path} not found: check the path")
+    if path.endswith(".npy"):
+        X = np.load(path, allow_pickle=False)
+        if X.ndim != 2 or X.shape[1] != len(feature_names):
+            raise UserError(f"{path} has shape {X.shape}, the model takes (rows, {len(feature_names)}): "
+                            "pass the features in training order")
+        return X.astype(np.float64), {}
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise UserError(f"{path} is empty: give a CSV with a header naming the features")
+    header, body = rows[0], rows[1:]
+    missing = [n for n in feature_names if n not in header]
+    if missing:
+        raise UserError(f"{path} lacks feature column(s) {missing}: the model needs {feature_names}")
+    if any(len(r) != len(header) for r in body):
+        row = next(i for i, r in enumerate(body) if len(r) != len(header))
+        raise UserError(f"{path}: data row {row + 1} has {len(body[row])} fields, the header {len(header)}")
+    columns = {name: [r[i] for r in body] for i, name in enumerate(header)}
+    X = np.stack([_parse_column(n, columns[n], path) for n in feature_names], axis=1) if body else \
+        np.empty((0, len(feature_names)))
+    extra = {name: values for name, values in columns.items() if name not in feature_names}
+    return X, extra
+
+
+def write_predictions(path: str, extra: dict[str, list[str]], result: dict[str, np.ndarray],
+                      class_labels: list | None) -> None:
+    columns: dict[str, Any] = dict(extra)
+    columns["prediction"] = result["prediction"].tolist()
+    if "proba" in result:
+        for k, label in enumerate(class_labels):
+            columns[f"proba_{label}"] = [f"{p:.6g}" for p in result["proba"][:, k]]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns.keys())
+        writer.writerows(zip(*columns.values()))

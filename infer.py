@@ -1,0 +1,66 @@
+"""Use a model trained by train.py: evaluate it on its test split, or predict new rows.
+
+    python infer.py                                     # ckpt/ on the data set recorded in its config
+    python infer.py --ckpt-dir runs/reg --metrics-json reg.json
+    python infer.py --input rows.csv --output preds.csv # raw rows -> labels and class probabilities
+
+Loads only JSON and safetensors: nothing is unpickled. Runs on the CPU; no launcher needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from common.artifacts import write_json
+from common.config import InferConfig, parse_config
+from common.console import confusion_table, console, figures_table, per_class_table
+from common.data import load_dataset, unscale_target
+from common.errors import UserError, run_cli
+from common.inference import load_model_dir, model_outputs, predict, read_feature_rows, write_predictions
+from common.metrics import classification_report, regression_report
+
+
+def evaluate(cfg: InferConfig, config: dict, model) -> dict:
+    data = load_dataset(cfg.data or config.get("data", "data/cls_data.npz"))
+    if data.task != config["task"]:
+        raise UserError(f"the data set is for {data.task} but the model does {config['task']}: pass a matching --data")
+    if data.X_test.shape[1] != config["model"]["in_features"]:
+        raise UserError(f"the data set has {data.X_test.shape[1]} features, the model takes "
+                        f"{config['model']['in_features']}: pass the data set it was trained on")
+    out = model_outputs(model, data.X_test, cfg.batch_size)
+    if data.task == "classification":
+        report = classification_report(data.y_test, out.argmax(axis=1), out.shape[1])
+        labels = config["class_labels"]
+        console.print(confusion_table(np.asarray(report["confusion_matrix"]), labels))
+        console.print(per_class_table(report, labels))
+        console.print(f"accuracy {report['accuracy']:.4f}  precision (macro) {report['precision_macro']:.4f}  "
+                      f"recall (macro) {report['recall_macro']:.4f}  on {len(data.y_test)} test rows")
+        keep = ("accuracy", "precision_macro", "recall_macro", "confusion_matrix")
+        return {k: report[k] for k in keep}
+    report = regression_report(unscale_target(data.y_test, config), unscale_target(out, config))
+    console.print(figures_table(report, f"regression on {len(data.y_test)} test rows (original y scale)"))
+    return report
+
+
+def predict_file(cfg: InferConfig, config: dict, model) -> None:
+    X, extra = read_feature_rows(cfg.input, config["feature_names"])
+    result = predict(config, model, X, cfg.batch_size)
+    output = cfg.output or f"{cfg.input.rsplit('.', 1)[0]}.pred.csv"
+    write_predictions(output, extra, result, config.get("class_labels"))
+    console.print(f"Predicted {len(X)} rows: {output}")
+
+
+def main(argv=None) -> None:
+    cfg = parse_config(InferConfig, argv, __doc__)
+    if cfg.batch_size <= 0:
+        raise UserError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
+    config, model = load_model_dir(cfg.ckpt_dir)
+    if cfg.input:
+        predict_file(cfg, config, model)
+        return
+    figures = evaluate(cfg, config, model)
+    if cfg.metrics_json:
+        write_json(cfg.metrics_json, figures)
+
+
+if __name__ == "__main__":
+    run_cli(main)

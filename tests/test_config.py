@@ -1,0 +1,38 @@
+import dataclasses
+
+import pytest
+
+from common.config import InferConfig, MakeDataConfig, TrainConfig, build_parser, parse_config
+
+
+@pytest.mark.parametrize("cls", [MakeDataConfig, TrainConfig, InferConfig])
+def test_help_lists_every_setting(cls):
+    text = build_parser(cls).format_help()
+    for f in dataclasses.fields(cls):
+        assert "--" + f.name.replace("_", "-") in text
+
+
+def test_defaults_are_left_for_the_recipe():
+    cfg = parse_config(TrainConfig, [])
+    assert cfg.epochs is None and cfg.hidden is None and cfg.split_batches is False
+
+
+def test_flags_parse_to_their_types():
+    cfg = parse_config(TrainConfig, ["--epochs", "7", "--lr", "0.5", "--hidden", "8", "4", "--split-batches",
+                                     "--activation", "tanh", "--optimizer", "sgd"])
+    assert (cfg.epochs, cfg.lr, cfg.hidden, cfg.split_batches) == (7, 0.5, [8, 4], True)
+    assert (cfg.activation, cfg.optimizer) == ("tanh", "sgd")
+
+
+def test_empty_hidden_means_a_linear_model():
+    assert parse_config(TrainConfig, ["--hidden"]).hidden == []
+
+
+def test_bad_choice_is_refused():
+    with pytest.raises(SystemExit):
+        parse_config(TrainConfig, ["--activation", "softmax"])
+
+
+def test_make_data_flags_follow_the_generator():
+    cfg = parse_config(MakeDataConfig, ["--n-samples", "10007", "--task", "regression", "--noise", "0.001"])
+    assert (cfg.n_samples, cfg.task, cfg.noise) == (10007, "regression", 0.001)

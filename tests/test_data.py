@@ -1,0 +1,43 @@
+import json
+
+import numpy as np
+from sklearn import datasets, model_selection
+
+from common.data import load_dataset, meta_path, scale_features, unscale_target
+
+
+def test_classification_data_is_the_recipes(small_cls):
+    data = load_dataset(small_cls)
+    X, y = datasets.make_classification(n_samples=6003, n_features=10, n_informative=5, n_redundant=2, n_classes=3,
+                                        n_clusters_per_class=1, flip_y=0.05, random_state=42)
+    X_tr, X_te, y_tr, y_te = model_selection.train_test_split(X, y, test_size=0.2, random_state=42, stratify=y)
+    assert data.X_train.dtype == np.float32 and data.y_train.dtype == np.int64
+    assert np.array_equal(data.y_train, y_tr) and np.array_equal(data.y_test, y_te)
+    # Scaled with statistics of the training split only.
+    np.testing.assert_allclose(data.X_train, (X_tr - X_tr.mean(0)) / X_tr.std(0), atol=1e-5)
+    np.testing.assert_allclose(data.X_test, (X_te - X_tr.mean(0)) / X_tr.std(0), atol=1e-5)
+    np.testing.assert_allclose(scale_features(X_te, data.meta), data.X_test, atol=1e-5)
+
+
+def test_split_is_stratified(small_cls):
+    data = load_dataset(small_cls)
+    train_share = np.bincount(data.y_train) / len(data.y_train)
+    test_share = np.bincount(data.y_test) / len(data.y_test)
+    np.testing.assert_allclose(train_share, test_share, atol=2e-3)
+
+
+def test_description_is_plain_json(small_cls):
+    meta = json.loads(meta_path(small_cls).read_text())
+    assert meta["task"] == "classification" and meta["class_labels"] == [0, 1, 2]
+    assert meta["feature_names"] == [f"x{i}" for i in range(10)] and len(meta["x_mean"]) == 10
+
+
+def test_regression_target_scaled_and_recoverable(reg_data):
+    data = load_dataset(reg_data)
+    assert data.task == "regression" and data.y_train.shape == (800, 1)
+    assert abs(data.y_train.mean()) < 1e-5 and abs(data.y_train.std() - 1) < 1e-4
+    X, y, coef = datasets.make_regression(n_samples=1000, n_features=5, n_informative=3, bias=1, noise=1,
+                                          coef=True, random_state=42)
+    np.testing.assert_allclose(data.meta["source"]["coef"], coef)
+    _, _, y_tr, _ = model_selection.train_test_split(X, y, test_size=0.2, random_state=42)
+    np.testing.assert_allclose(unscale_target(data.y_train, data.meta)[:, 0], y_tr, rtol=1e-5, atol=1e-3)

@@ -1,0 +1,51 @@
+"""Real 2-process data parallelism on the CPU (gloo), launched with the shipped config."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from common.data import load_dataset
+from conftest import launch, read_metrics, run_script
+
+
+@pytest.fixture(scope="module")
+def two_process_run(small_cls, tmp_path_factory):
+    ckpt = tmp_path_factory.mktemp("ddp")
+    proc = launch("multi_cpu", "--data", str(small_cls), "--ckpt-dir", str(ckpt), "--epochs", "4",
+                  "--eval-every", "2", "--batch-size", "64", "--lr", "0.01")
+    return ckpt, proc
+
+
+def test_both_processes_took_part(two_process_run):
+    ckpt, proc = two_process_run
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["num_processes"] == 2
+    assert "2 process(es)" in proc.stdout
+    assert proc.stdout.count("Saved:") == 1  # the main process alone reports and saves
+
+
+def test_test_metrics_count_every_test_row_once(two_process_run, small_cls, tmp_path):
+    ckpt, _ = two_process_run
+    n_test = len(load_dataset(small_cls).y_test)
+    assert n_test % 2 == 1  # the shards are unequal
+    records = read_metrics(ckpt)
+    assert all(r["test_n"] == n_test for r in records)
+    run_script("infer.py", "--ckpt-dir", str(ckpt), "--metrics-json", str(tmp_path / "m.json"))
+    # infer.py scores all rows in one process with sklearn: the same figures.
+    figures = json.loads((tmp_path / "m.json").read_text())
+    assert figures["accuracy"] == pytest.approx(records[-1]["accuracy"], abs=1e-12)
+    assert records[-1]["accuracy"] >= 0.85
+
+
+def test_split_batches_on_two_processes_equal_one_process(small_cls, tmp_path):
+    """Same global batches, split in two: DDP's averaged gradients must equal one process's."""
+    args = ["--data", str(small_cls), "--epochs", "3", "--batch-size", "500", "--split-batches"]
+    launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "two"))
+    run_script("train.py", *args, "--ckpt-dir", str(tmp_path / "one"))
+    one = load_file(str(tmp_path / "one" / "model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert one.keys() == two.keys()
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["num_processes"] == 2

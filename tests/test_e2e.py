@@ -1,0 +1,110 @@
+"""The scripts end to end, in subprocesses, as a user runs them."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from common.data import load_dataset
+from conftest import launch, read_metrics, run_script
+
+
+@pytest.fixture(scope="module")
+def cls_run(recipe_cls, tmp_path_factory):
+    """A few epochs of the classification recipe, launched through accelerate with cpu.yaml."""
+    ckpt = tmp_path_factory.mktemp("cls_run")
+    proc = launch("cpu", "--data", str(recipe_cls), "--ckpt-dir", str(ckpt), "--epochs", "6", "--eval-every", "2")
+    return ckpt, proc
+
+
+def test_classification_reaches_the_recipes_accuracy(cls_run):
+    ckpt, proc = cls_run
+    records = read_metrics(ckpt)
+    assert [r["epoch"] for r in records] == [0, 2, 4, 5]  # every 2 epochs, and after the last
+    assert records[-1]["accuracy"] >= 0.9
+    assert records[-1]["test_n"] == 20_000
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert "precision" in proc.stdout and "recall" in proc.stdout
+
+
+def test_saved_model_is_complete(cls_run):
+    ckpt, _ = cls_run
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == ["0.bias", "0.weight", "2.bias", "2.weight"]  # no "module." prefix
+        assert tuple(f.get_tensor("0.weight").shape) == (20, 10)
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["task"] == "classification" and config["num_processes"] == 1
+    assert config["model"] == {"in_features": 10, "hidden": [20], "out_features": 3, "activation": "relu"}
+    assert config["training"]["optimizer"] == "adam" and config["training"]["batch_size"] == 1024
+    assert config["class_labels"] == [0, 1, 2] and len(config["x_scale"]) == 10
+    assert {"torch", "accelerate"} <= config["versions"].keys()
+
+
+def test_infer_reproduces_the_final_evaluation(cls_run, tmp_path):
+    ckpt, _ = cls_run
+    out = tmp_path / "m.json"
+    proc = run_script("infer.py", "--ckpt-dir", str(ckpt), "--metrics-json", str(out))
+    figures = json.loads(out.read_text())
+    last = read_metrics(ckpt)[-1]
+    assert figures["accuracy"] == pytest.approx(last["accuracy"], abs=1e-12)
+    assert figures["precision_macro"] == pytest.approx(last["precision_macro"], abs=1e-12)
+    assert np.asarray(figures["confusion_matrix"]).sum() == 20_000
+    assert "confusion matrix" in proc.stdout
+
+
+def test_predicting_raw_rows_from_csv_and_npy(cls_run, recipe_cls, tmp_path):
+    ckpt, _ = cls_run
+    data = load_dataset(recipe_cls)
+    raw = data.X_test[:50] * np.asarray(data.meta["x_scale"]) + np.asarray(data.meta["x_mean"])
+    names = data.meta["feature_names"]
+    order = names[::-1]  # columns in another order, plus an id column to carry through
+    with open(tmp_path / "rows.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", *order])
+        for i, row in enumerate(raw):
+            w.writerow([f"r{i}", *(repr(float(row[names.index(n)])) for n in order)])
+    run_script("infer.py", "--ckpt-dir", str(ckpt), "--input", str(tmp_path / "rows.csv"),
+               "--output", str(tmp_path / "p.csv"))
+    np.save(tmp_path / "rows.npy", raw)
+    run_script("infer.py", "--ckpt-dir", str(ckpt), "--input", str(tmp_path / "rows.npy"),
+               "--output", str(tmp_path / "q.csv"))
+    p = list(csv.DictReader(open(tmp_path / "p.csv")))
+    q = list(csv.DictReader(open(tmp_path / "q.csv")))
+    assert [r["id"] for r in p] == [f"r{i}" for i in range(50)]
+    assert [r["prediction"] for r in p] == [r["prediction"] for r in q]
+    probs = np.array([[float(r[f"proba_{k}"]) for k in range(3)] for r in p])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert [int(r["prediction"]) for r in p] == probs.argmax(1).tolist()
+    assert np.mean([int(r["prediction"]) for r in p] == data.y_test[:50]) >= 0.8
+
+
+def test_regression_recipe(reg_data, tmp_path):
+    ckpt = tmp_path / "reg"
+    run_script("train.py", "--data", str(reg_data), "--ckpt-dir", str(ckpt))
+    records = read_metrics(ckpt)
+    assert [r["epoch"] for r in records] == list(range(0, 401, 50))
+    assert records[-1]["test_r2"] >= 0.99 and records[-1]["train_r2"] >= 0.99
+    assert records[-1]["test_n"] == 200 and records[-1]["train_n"] == 800
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["model"]["hidden"] == [] and config["training"]["optimizer"] == "sgd"
+    run_script("infer.py", "--ckpt-dir", str(ckpt), "--metrics-json", str(tmp_path / "r.json"))
+    figures = json.loads((tmp_path / "r.json").read_text())
+    assert figures["r2"] == pytest.approx(records[-1]["test_r2"], rel=1e-6)
+    assert figures["mae"] == pytest.approx(records[-1]["test_mae"], rel=1e-5)
+    # The linear model recovers the generator's coefficients on the original scale.
+    from safetensors.torch import load_file
+    w = load_file(str(ckpt / "model.safetensors"))["0.weight"].double().numpy()[0]
+    coef = w * config["y_scale"] / np.asarray(config["x_scale"])
+    np.testing.assert_allclose(coef, load_dataset(reg_data).meta["source"]["coef"], atol=0.5)
+
+
+def test_same_seed_same_weights(small_cls, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / name), "--epochs", "3")
+        runs.append((tmp_path / name / "model.safetensors").read_bytes())
+    assert runs[0] == runs[1]
+    run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "c"), "--epochs", "3",
+               "--seed", "7")
+    assert (tmp_path / "c" / "model.safetensors").read_bytes() != runs[0]

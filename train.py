@@ -68,9 +68,7 @@ def save(cfg: TrainConfig, spec, data, accelerator: Accelerator, model, last: di
         console.print(f"Saved: {out / MODEL_FILE}, {out / CONFIG_FILE}, {out / METRICS_FILE}")
 
 
-def main(argv=None) -> None:
-    cfg = parse_config(TrainConfig, argv, __doc__)
-    accelerator = make_accelerator()
+def train(cfg: TrainConfig, accelerator: Accelerator) -> None:
     data = load_dataset(cfg.data)
     cfg = resolve_train_config(cfg, data.task)
     validate_train_config(cfg, len(data.X_train), accelerator.num_processes)
@@ -95,7 +93,18 @@ def main(argv=None) -> None:
                 if accelerator.is_main_process:
                     append_jsonl(metrics_path, last)
     save(cfg, spec, data, accelerator, model, last)
-    accelerator.end_training()  # destroys the process group; without it multi-process runs can abort at exit
+
+
+def main(argv=None) -> None:
+    cfg = parse_config(TrainConfig, argv, __doc__)
+    accelerator = make_accelerator()
+    train(cfg, accelerator)
+    # The DDP model must be gone before the process group is: a DDP reducer outliving its gloo
+    # group until interpreter exit aborts the process now and then ("terminate called without
+    # an active exception"). train() has returned, so only the accelerator still holds it.
+    accelerator.free_memory()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ Loads only JSON and safetensors: nothing is unpickled. Runs on the CPU; no launc
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from common.artifacts import write_json
@@ -41,10 +43,19 @@ def evaluate(cfg: InferConfig, config: dict, model) -> dict:
     return report
 
 
+def output_path(cfg: InferConfig) -> str:
+    output = cfg.output or f"{cfg.input.rsplit('.', 1)[0]}.pred.csv"
+    if not output.endswith((".csv", ".npz")):
+        raise UserError(f"--output {output}: write predictions to a .csv or .npz file")
+    if Path(output).resolve() == Path(cfg.input).resolve():
+        raise UserError(f"--output {output} is the input file: choose another path")
+    return output
+
+
 def predict_file(cfg: InferConfig, config: dict, model) -> None:
+    output = output_path(cfg)  # checked before the work, so a bad path costs nothing
     X, extra = read_feature_rows(cfg.input, config["feature_names"])
     result = predict(config, model, X, cfg.batch_size)
-    output = cfg.output or f"{cfg.input.rsplit('.', 1)[0]}.pred.csv"
     write_predictions(output, extra, result, config.get("class_labels"))
     console.print(f"Predicted {len(X)} rows: {output}")
 

@@ -117,5 +117,6 @@ class InferConfig:
     data: Optional[str] = field(None, "data set to evaluate on", default_help="the one recorded in config.json")
     metrics_json: Optional[str] = field(None, "also write the evaluation figures to this JSON file")
     input: Optional[str] = field(None, "raw feature rows to predict (.csv with a header, or .npy)")
-    output: Optional[str] = field(None, "where to write predictions (.csv)", default_help="<input>.pred.csv")
+    output: Optional[str] = field(None, "where to write predictions: .csv, or .npz for speed",
+                                  default_help="<input>.pred.csv")
     batch_size: int = field(65536, "rows per forward pass")

@@ -100,12 +100,18 @@ def read_feature_rows(path: str, feature_names: list[str]) -> tuple[np.ndarray, 
 
 def write_predictions(path: str, extra: dict[str, list[str]], result: dict[str, np.ndarray],
                       class_labels: list | None) -> None:
+    """CSV for people and other tools; .npz (plain arrays, no pickle) when speed matters:
+    formatting floats as text costs more than the model itself."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if path.endswith(".npz"):
+        arrays = {name: np.asarray(values) for name, values in extra.items()}
+        np.savez(path, **arrays, **result)
+        return
     columns: dict[str, Any] = dict(extra)
     columns["prediction"] = result["prediction"].tolist()
     if "proba" in result:
         for k, label in enumerate(class_labels):
-            columns[f"proba_{label}"] = [f"{p:.6g}" for p in result["proba"][:, k]]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+            columns[f"proba_{label}"] = [f"{p:.6g}" for p in result["proba"][:, k].tolist()]
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns.keys())

@@ -1,0 +1,276 @@
+"""Benchmark: train.py's loop against its peers, measured in one run on the same data.
+
+    python bench/bench.py                 # everything (a few minutes on 2 cores)
+    python bench/bench.py --quick         # smaller sizes and fewer epochs, for a smoke run
+
+Prints ratios (ours / peer) and accuracies:
+  1. epoch time of our loop (1 CPU process, Accelerate) vs the recipe's DataLoader loop and
+     vs sklearn's MLPClassifier, same data, architecture, optimizer, batch and epochs;
+  2. Accelerate's overhead: our loop vs the same fast data path in plain PyTorch;
+  3. epoch time and peak memory as the rows grow (10k .. 10M);
+  4. infer.py's throughput and peak memory on 1M rows.
+Results also go to --out (JSON). Timings live here, never in the tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from common.config import Optional, field, parse_config  # noqa: E402
+from common.console import console  # noqa: E402
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    epochs: int = field(20, "epochs for the peer comparison (section 1 and 2)")
+    sizes: list[int] = field([10_000, 100_000, 1_000_000, 10_000_000], "training rows for the scaling section")
+    infer_rows: int = field(1_000_000, "rows for the inference throughput")
+    quick: bool = field(False, "small sizes and 5 epochs: a smoke run")
+    out: str = field("bench/out/results.json", "where to write the results as JSON")
+    worker: Optional[str] = field(None, "internal: run one measurement in this process and print JSON")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def median_epoch(epochs) -> float:
+    """Run each epoch and return the median duration: robust to a stray slow epoch."""
+    times = []
+    for run in epochs:
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def recipe_data(n_samples: int = 100_000):
+    from common.config import MakeDataConfig
+    from common.data import build_tabular, generate, resolve_make_data_config, split
+
+    cfg = resolve_make_data_config(MakeDataConfig(n_samples=n_samples))
+    X, y, source = generate(cfg)
+    X_tr, X_te, y_tr, y_te = split(X, y, cfg.task, cfg.test_size, cfg.seed)
+    data, _ = build_tabular(X_tr, X_te, y_tr, y_te, cfg.task, [f"x{i}" for i in range(10)], [0, 1, 2], source)
+    return data
+
+
+def synthetic_data(n_train: int):
+    """Cheap classification data of any size (sklearn's generator is too slow at 10M rows)."""
+    from common.data import TabularData
+
+    rng = np.random.default_rng(0)
+    n_test = max(1, n_train // 4)
+    X = rng.standard_normal((n_train + n_test, 10), dtype=np.float32)
+    y = (X @ rng.standard_normal((10, 3), dtype=np.float32)).argmax(1).astype(np.int64)
+    meta = {"task": "classification", "class_labels": [0, 1, 2], "y_mean": None, "y_scale": None,
+            "feature_names": [f"x{i}" for i in range(10)]}
+    return TabularData(X[:n_train], y[:n_train], X[n_train:], y[n_train:], meta)
+
+
+class PlainTorch:
+    """Stands in for the Accelerator with plain PyTorch calls: one process, no wrappers."""
+    device, num_processes, process_index, sync_gradients = torch.device("cpu"), 1, 0, True
+
+    @staticmethod
+    def backward(loss):
+        loss.backward()
+
+    @staticmethod
+    def reduce(t, reduction="sum"):
+        return t
+
+
+def our_loop(data, epochs: int, accelerate: bool = True) -> tuple[float, float]:
+    """(seconds per epoch, final test accuracy) of train.py's Trainer."""
+    from common.config import TrainConfig
+    from common.model import build_model, model_spec
+    from common.training import Trainer, lighten_accelerate_step, make_optimizer, resolve_train_config
+
+    cfg = resolve_train_config(TrainConfig(), "classification")
+    torch.manual_seed(0)
+    model = build_model(model_spec(10, [20], 3, "relu"))
+    optimizer = make_optimizer("adam", model.parameters(), cfg.lr)
+    if accelerate:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=True)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        lighten_accelerate_step()
+    else:
+        accelerator = PlainTorch()
+    trainer = Trainer(accelerator, model, optimizer, data, cfg)
+    trainer.run_epoch(0)  # warm-up, untimed
+    seconds = median_epoch([lambda e=e: trainer.run_epoch(e) for e in range(1, epochs + 1)])
+    return seconds, trainer.evaluate(epochs)["accuracy"]
+
+
+def dataloader_loop(data, epochs: int) -> tuple[float, float]:
+    """The recipe's loop: DataLoader(TensorDataset, shuffle=True), Adam, loss.item() per step."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.ReLU(), torch.nn.Linear(20, 3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = torch.nn.CrossEntropyLoss()
+    loader = DataLoader(TensorDataset(torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)),
+                        batch_size=1024, shuffle=True)
+
+    def run_epoch():
+        running = 0.0
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * xb.size(0)
+
+    run_epoch()
+    seconds = median_epoch([run_epoch] * epochs)
+    with torch.no_grad():
+        acc = (model(torch.from_numpy(data.X_test)).argmax(1).numpy() == data.y_test).mean()
+    return seconds, float(acc)
+
+
+def sklearn_mlp(data, epochs: int) -> tuple[float, float]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=(20,), solver="adam", batch_size=1024, max_iter=epochs,
+                        n_iter_no_change=epochs + 1, tol=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = time.perf_counter()
+        clf.fit(data.X_train, data.y_train)
+    seconds = (time.perf_counter() - start) / clf.n_iter_  # sklearn runs its epochs in one call: the mean
+    return seconds, float(clf.score(data.X_test, data.y_test))
+
+
+def in_worker(kind: str, arg: str) -> dict:
+    """Run one measurement in a fresh process, so its peak memory is its own."""
+    proc = subprocess.run([sys.executable, __file__, "--worker", f"{kind}:{arg}"], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {kind}:{arg} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def worker(spec: str) -> dict:
+    kind, arg = spec.split(":", 1)
+    torch.set_num_threads(1)
+    if kind == "scale":
+        rows = int(arg)
+        base = peak_rss_mb()
+        data = synthetic_data(rows)
+        epochs = 1 if rows >= 5_000_000 else 3
+        seconds, _ = our_loop(data, epochs)
+        return {"rows": rows, "epoch_s": seconds, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base}
+    if kind == "infer":
+        import infer
+
+        base = peak_rss_mb()
+        ckpt, rows_file, out = arg.split(",")
+        start = time.perf_counter()
+        infer.main(["--ckpt-dir", ckpt, "--input", rows_file, "--output", out])
+        return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base}
+    raise ValueError(spec)
+
+
+def compare_peers(cfg: BenchConfig) -> dict:
+    torch.set_num_threads(1)
+    data = recipe_data()
+    results = {}
+    for name, fn in [("ours", lambda: our_loop(data, cfg.epochs)),
+                     ("plain_fast_path", lambda: our_loop(data, cfg.epochs, accelerate=False)),
+                     ("dataloader", lambda: dataloader_loop(data, cfg.epochs)),
+                     ("sklearn_mlp", lambda: sklearn_mlp(data, cfg.epochs))]:
+        seconds, acc = fn()
+        results[name] = {"epoch_ms": seconds * 1e3, "accuracy": acc}
+    return results
+
+
+def inference_throughput(cfg: BenchConfig, tmp: Path) -> dict:
+    """Train a model for one epoch with train.py, then time infer.py on `infer_rows` raw rows."""
+    env = {**os.environ, "COLUMNS": "120"}
+    subprocess.run([sys.executable, "make_data.py", "--n-samples", "20000", "--out-dir", str(tmp / "data")],
+                   cwd=ROOT, check=True, capture_output=True, env=env)
+    subprocess.run([sys.executable, "train.py", "--data", str(tmp / "data" / "cls_data.npz"), "--ckpt-dir",
+                    str(tmp / "ckpt"), "--epochs", "1"], cwd=ROOT, check=True, capture_output=True, env=env)
+    rows = np.random.default_rng(0).standard_normal((cfg.infer_rows, 10))
+    np.save(tmp / "rows.npy", rows)
+    out = {}
+    for fmt in ("npz", "csv"):
+        r = in_worker("infer", f"{tmp / 'ckpt'},{tmp / 'rows.npy'},{tmp / ('preds.' + fmt)}")
+        out[fmt] = {**r, "rows_per_s": cfg.infer_rows / r["seconds"]}
+    return out
+
+
+def report(results: dict) -> None:
+    from rich.table import Table
+
+    peers = results["peers"]
+    ours = peers["ours"]
+    t = Table(title=f"1-2. epoch time, classification recipe (80k x 10 rows, 10-20-3 MLP, Adam, batch 1024), "
+                    f"{results['epochs']} epochs", title_justify="left")
+    for col in ("loop", "ms / epoch", "ours / this", "test accuracy"):
+        t.add_column(col, justify="right")
+    for name, r in peers.items():
+        t.add_row(name, f"{r['epoch_ms']:.1f}", f"{ours['epoch_ms'] / r['epoch_ms']:.3f}", f"{r['accuracy']:.4f}")
+    console.print(t)
+    overhead = ours["epoch_ms"] / peers["plain_fast_path"]["epoch_ms"] - 1
+    console.print(f"speed-up over the DataLoader loop: {peers['dataloader']['epoch_ms'] / ours['epoch_ms']:.1f}x; "
+                  f"vs sklearn: ratio {ours['epoch_ms'] / peers['sklearn_mlp']['epoch_ms']:.2f}; "
+                  f"Accelerate overhead: {overhead * 100:+.1f}%")
+    t = Table(title="3. scaling with rows (synthetic, 1 process)", title_justify="left")
+    for col in ("train rows", "s / epoch", "us / 1k rows", "peak RSS MB", "over start MB"):
+        t.add_column(col, justify="right")
+    for r in results["scaling"]:
+        t.add_row(f"{r['rows']:,}", f"{r['epoch_s']:.3f}", f"{r['epoch_s'] / r['rows'] * 1e9:.0f}",
+                  f"{r['peak_rss_mb']:.0f}", f"{r['peak_rss_mb'] - r['base_rss_mb']:.0f}")
+    console.print(t)
+    t = Table(title=f"4. infer.py on {results['infer_rows']:,} raw rows (.npy in, in-process, start-up excluded)",
+              title_justify="left")
+    for col in ("output", "seconds", "rows / s", "peak RSS MB"):
+        t.add_column(col, justify="right")
+    for fmt, r in results["inference"].items():
+        t.add_row(fmt, f"{r['seconds']:.2f}", f"{r['rows_per_s']:,.0f}", f"{r['peak_rss_mb']:.0f}")
+    console.print(t)
+
+
+def main(argv=None) -> None:
+    cfg = parse_config(BenchConfig, argv, __doc__)
+    if cfg.worker:
+        print(json.dumps(worker(cfg.worker)))
+        return
+    if cfg.quick:
+        cfg = dataclasses.replace(cfg, epochs=5, sizes=[10_000, 100_000], infer_rows=100_000)
+    import tempfile
+
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
+               "torch": torch.__version__, "epochs": cfg.epochs, "infer_rows": cfg.infer_rows}
+    results["peers"] = compare_peers(cfg)
+    results["scaling"] = [in_worker("scale", str(n)) for n in cfg.sizes]
+    with tempfile.TemporaryDirectory() as tmp:
+        results["inference"] = inference_throughput(cfg, Path(tmp))
+    console.print(f"machine: {results['machine']}, torch {results['torch']}")
+    report(results)
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

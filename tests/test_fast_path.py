@@ -1,0 +1,31 @@
+"""The fast data path computes what the recipe's DataLoader loop computes; the benchmark runs."""
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, run_script
+
+sys.path.insert(0, str(ROOT / "bench"))
+import bench  # noqa: E402
+
+
+def test_results_match_the_dataloader_loop_in_distribution():
+    torch.set_num_threads(1)
+    data = bench.recipe_data()
+    ours = [bench.our_loop(data, epochs=4, accelerate=flag)[1] for flag in (True, False)]
+    _, reference = bench.dataloader_loop(data, epochs=4)
+    assert ours[0] == ours[1]  # Accelerate changes nothing numerically on one process
+    assert reference > 0.85
+    assert ours[0] == pytest.approx(reference, abs=0.02)
+
+
+def test_benchmark_reports_every_section(tmp_path):
+    out = tmp_path / "bench.json"
+    run_script("bench/bench.py", "--epochs", "2", "--sizes", "2000", "--infer-rows", "3000", "--out", str(out))
+    results = json.loads(out.read_text())
+    assert set(results["peers"]) == {"ours", "plain_fast_path", "dataloader", "sklearn_mlp"}
+    assert all(r["epoch_ms"] > 0 and 0 <= r["accuracy"] <= 1 for r in results["peers"].values())
+    assert [r["rows"] for r in results["scaling"]] == [2000]
+    assert set(results["inference"]) == {"npz", "csv"}

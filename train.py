@@ -8,10 +8,12 @@
     accelerate launch --config_file accelerate_configs/multi_node.yaml --machine_rank R train.py
 
 The task comes from the data set (make_data.py); every setting left unset takes the recipe's
-value for that task. Writes <ckpt-dir>/model.safetensors, config.json and metrics.jsonl.
+value for that task. Writes <ckpt-dir>/model.safetensors, config.json and metrics.jsonl, and
+with --checkpoint-every N the full training state under <ckpt-dir>/checkpoints/ (--resume).
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -19,20 +21,25 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from common.artifacts import CONFIG_FILE, METRICS_FILE, MODEL_FILE, append_jsonl, load_weights, save_weights, write_json
+from common.artifacts import (CONFIG_FILE, METRICS_FILE, MODEL_FILE, append_jsonl, load_weights, save_weights,
+                              truncate_metrics, write_json)
+from common.checkpoint import clear_staging, find_checkpoint, load_checkpoint, refuse_stale, save_checkpoint
 from common.config import TrainConfig, parse_config, to_dict
 from common.console import EvalDisplay, console
 from common.data import load_dataset
-from common.errors import run_cli
+from common.errors import UserError, run_cli
 from common.model import build_model, load_state, model_spec
-from common.training import (Trainer, cpu_threads, library_versions, lighten_accelerate_step, make_optimizer,
-                             resolve_train_config, validate_train_config)
+from common.training import (BestTracker, Trainer, cpu_threads, library_versions, lighten_accelerate_step,
+                             make_optimizer, make_scheduler, optimizer_steps_per_epoch, resolve_train_config,
+                             validate_train_config)
 
 
-def make_accelerator() -> Accelerator:
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
     # Without CUDA, ask for the CPU backend ourselves: then a multi-process launch forms one
     # gloo group instead of N processes that each believe they are alone (see README).
-    return Accelerator(cpu=not torch.cuda.is_available())
+    # The scheduler is stepped by hand once per optimizer step, whatever the process count.
+    return Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.grad_accum,
+                       step_scheduler_with_optimizer=False)
 
 
 def build(cfg: TrainConfig, data, accelerator: Accelerator):
@@ -43,11 +50,42 @@ def build(cfg: TrainConfig, data, accelerator: Accelerator):
     if cfg.init_from:
         load_state(model, load_weights(cfg.init_from), cfg.init_from)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    return spec, model, optimizer
+    steps = cfg.epochs * optimizer_steps_per_epoch(len(data.X_train), cfg, accelerator.num_processes)
+    scheduler = make_scheduler(cfg.lr_schedule, optimizer, steps)
+    if scheduler is None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return spec, model, optimizer, scheduler
 
 
-def run_config(cfg: TrainConfig, spec, data, accelerator: Accelerator, last: dict) -> dict:
+def settings(cfg: TrainConfig, accelerator: Accelerator) -> dict:
+    """The resolved settings as recorded with a run and compared on --resume."""
+    return {**to_dict(cfg), "data": str(Path(cfg.data).resolve()), "num_processes": accelerator.num_processes}
+
+
+def start_epoch(cfg: TrainConfig, accelerator: Accelerator, best: BestTracker, metrics_path: Path) -> int:
+    """0 for a fresh run; after the checkpoint's epoch for --resume (its later metrics are dropped)."""
+    if cfg.resume:
+        path = find_checkpoint(cfg.ckpt_dir, cfg.resume)
+        start = load_checkpoint(accelerator, path, settings(cfg, accelerator), best)
+        if accelerator.is_main_process:
+            truncate_metrics(metrics_path, start - 1)
+            console.print(f"Resumed from {path}: continuing at epoch {start}")
+    else:
+        if cfg.checkpoint_every:
+            refuse_stale(cfg.ckpt_dir)
+        start = 0
+        if accelerator.is_main_process:
+            metrics_path.parent.mkdir(parents=True, exist_ok=True)
+            metrics_path.write_text("")  # a new run starts a new metrics log
+    if accelerator.is_main_process:
+        clear_staging(cfg.ckpt_dir)
+    accelerator.wait_for_everyone()
+    return start
+
+
+def run_config(cfg, spec, data, accelerator: Accelerator, last: dict, best: BestTracker) -> dict:
     """Everything needed to rebuild and use the model, and to trace it to its settings."""
     keys = ("feature_names", "class_labels", "x_mean", "x_scale", "y_mean", "y_scale")
     return {
@@ -55,49 +93,65 @@ def run_config(cfg: TrainConfig, spec, data, accelerator: Accelerator, last: dic
         "data": str(Path(cfg.data).resolve()), "training": to_dict(cfg),
         "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
         "mixed_precision": accelerator.mixed_precision, "device": str(accelerator.device),
-        "final_metrics": last, "versions": library_versions(),
+        "final_metrics": last, "best_epoch": best.epoch, "best_test_loss": best.loss,
+        "weights": "best" if best.weights is not None else "last", "versions": library_versions(),
     }
 
 
-def save(cfg: TrainConfig, spec, data, accelerator: Accelerator, model, last: dict) -> None:
+def save(cfg, spec, data, accelerator: Accelerator, model, last: dict, best: BestTracker) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(cfg.ckpt_dir)
-        save_weights(out / MODEL_FILE, accelerator.unwrap_model(model).state_dict())
-        write_json(out / CONFIG_FILE, run_config(cfg, spec, data, accelerator, last))
+        weights = best.weights if best.weights is not None else accelerator.unwrap_model(model).state_dict()
+        save_weights(out / MODEL_FILE, weights)
+        write_json(out / CONFIG_FILE, run_config(cfg, spec, data, accelerator, last, best))
         console.print(f"Saved: {out / MODEL_FILE}, {out / CONFIG_FILE}, {out / METRICS_FILE}")
+
+
+def check_finite(loss: float, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise UserError(f"training diverged: the loss became {loss} in epoch {epoch}; lower --lr "
+                        "(the last checkpoint and model.safetensors were left untouched)")
 
 
 def train(cfg: TrainConfig, accelerator: Accelerator) -> None:
     data = load_dataset(cfg.data)
     cfg = resolve_train_config(cfg, data.task)
     validate_train_config(cfg, len(data.X_train), accelerator.num_processes)
-    spec, model, optimizer = build(cfg, data, accelerator)
+    spec, model, optimizer, scheduler = build(cfg, data, accelerator)
     local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     step_macs = cfg.batch_size * sum(p.numel() for p in model.parameters())
     torch.set_num_threads(cpu_threads(cfg.threads, local_procs, step_macs))
     lighten_accelerate_step()
-    trainer = Trainer(accelerator, model, optimizer, data, cfg)
+    trainer, best = Trainer(accelerator, model, optimizer, scheduler, data, cfg), BestTracker(cfg.patience)
     metrics_path = Path(cfg.ckpt_dir) / METRICS_FILE
-    if accelerator.is_main_process:
-        metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("")  # a new run starts a new metrics log
+    first = start_epoch(cfg, accelerator, best, metrics_path)
     title = f"{data.task} on {accelerator.num_processes} process(es), {accelerator.device}"
     last: dict = {}
     with EvalDisplay(title, accelerator.is_main_process) as display:
-        for epoch in range(cfg.epochs):
-            trainer.run_epoch(epoch)
+        for epoch in range(first, cfg.epochs):
+            train_loss = trainer.run_epoch(epoch)
+            check_finite(train_loss, epoch)
+            stop = False
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
-                last = trainer.evaluate(epoch)
+                last = trainer.evaluate(epoch, train_loss)
+                check_finite(last["test_loss"], epoch)
                 display.add(last)
                 if accelerator.is_main_process:
                     append_jsonl(metrics_path, last)
-    save(cfg, spec, data, accelerator, model, last)
+                stop = best.update(last, model)
+            if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
+                state = {"epoch": epoch, "settings": settings(cfg, accelerator), "best": best.state()}
+                save_checkpoint(accelerator, cfg.ckpt_dir, epoch, state, cfg.keep_checkpoints, best)
+            if stop:
+                accelerator.print(f"Early stop after epoch {epoch}: best test loss {best.loss:.4f} at epoch {best.epoch}")
+                break
+    save(cfg, spec, data, accelerator, model, last, best)
 
 
 def main(argv=None) -> None:
     cfg = parse_config(TrainConfig, argv, __doc__)
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(cfg)
     train(cfg, accelerator)
     # The DDP model must be gone before the process group is: a DDP reducer outliving its gloo
     # group until interpreter exit aborts the process now and then ("terminate called without

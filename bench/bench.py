@@ -85,6 +85,7 @@ def synthetic_data(n_train: int):
 class PlainTorch:
     """Stands in for the Accelerator with plain PyTorch calls: one process, no wrappers."""
     device, num_processes, process_index, sync_gradients = torch.device("cpu"), 1, 0, True
+    gradient_accumulation_steps = 1
 
     @staticmethod
     def backward(loss):
@@ -113,10 +114,10 @@ def our_loop(data, epochs: int, accelerate: bool = True) -> tuple[float, float]:
         lighten_accelerate_step()
     else:
         accelerator = PlainTorch()
-    trainer = Trainer(accelerator, model, optimizer, data, cfg)
+    trainer = Trainer(accelerator, model, optimizer, None, data, cfg)
     trainer.run_epoch(0)  # warm-up, untimed
     seconds = median_epoch([lambda e=e: trainer.run_epoch(e) for e in range(1, epochs + 1)])
-    return seconds, trainer.evaluate(epochs)["accuracy"]
+    return seconds, trainer.evaluate(epochs, trainer.train_loss())["accuracy"]
 
 
 def dataloader_loop(data, epochs: int) -> tuple[float, float]:

@@ -62,6 +62,15 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def truncate_metrics(path: str | os.PathLike, last_epoch: int) -> None:
+    """Keep the records up to `last_epoch`: a resumed run writes the later ones again, once."""
+    path = Path(path)
+    lines = path.read_text().splitlines() if path.is_file() else []
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= last_epoch]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in kept))
+
+
 def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]) -> None:
     # contiguous() + clone(): safetensors refuses views and tensors that share memory.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}

@@ -34,7 +34,7 @@ def _add_argument(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any
     flag = "--" + f.name.replace("_", "-")
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     shown = f.metadata.get("default_help", default)
-    help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+    help_text = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")  # argparse formats help
     tp = _unwrap_optional(tp)
     if tp is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
@@ -44,6 +44,8 @@ def _add_argument(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any
     elif typing.get_origin(tp) is list:
         (item,) = typing.get_args(tp)
         parser.add_argument(flag, nargs="*", type=item, default=default, metavar="N", help=help_text)
+    elif "const" in f.metadata:  # a flag that may stand alone: `--resume` or `--resume PATH`
+        parser.add_argument(flag, type=tp, nargs="?", const=f.metadata["const"], default=default, help=help_text)
     else:
         parser.add_argument(flag, type=tp, default=default, metavar=f.metadata.get("metavar"), help=help_text)
 
@@ -107,6 +109,14 @@ class TrainConfig:
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
     init_from: Optional[str] = field(None, "start from these weights (a model.safetensors) instead of a random init")
     threads: int = field(0, "intra-op CPU threads per process; 0 picks cores / local processes")
+    lr_schedule: Literal["constant", "cosine", "step"] = field(
+        "constant", "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%")
+    grad_accum: int = field(1, "accumulate gradients over N batches per optimizer step")
+    patience: int = field(0, "stop after N evaluations without a lower test loss and keep the best weights; 0: off")
+    checkpoint_every: int = field(0, "save the full training state every N epochs under <ckpt-dir>/checkpoints; 0: off")
+    keep_checkpoints: int = field(2, "how many of the latest checkpoints to keep")
+    resume: Optional[str] = field(None, "continue from the latest checkpoint, or from the checkpoint folder given",
+                                  const="latest")
 
 
 @dataclasses.dataclass

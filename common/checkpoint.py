@@ -1,0 +1,122 @@
+"""Training checkpoints: Accelerate's `save_state` folders, committed atomically and rotated.
+
+A checkpoint is written to a hidden temporary folder and renamed to `epoch_NNNNNN` only once
+every file is in it, `trainer_state.json` last. A crash mid-save leaves a hidden folder that
+is never taken for a checkpoint; the previous one stays the latest. `save_state` writes
+pickles (optimizer state, RNG states): fine for resuming our own runs, which is all they
+are for. Inference never reads them.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from common.artifacts import read_json, write_json
+from common.errors import UserError
+
+STATE_FILE = "trainer_state.json"
+BEST_FILE = "best_model.safetensors"
+_NAME = re.compile(r"^epoch_(\d{6})$")
+# Settings that must match for a resumed run to continue the same trajectory.
+RESUME_KEYS = ("data", "epochs", "batch_size", "lr", "optimizer", "hidden", "activation", "seed",
+               "split_batches", "lr_schedule", "grad_accum", "patience", "eval_every")
+
+
+def checkpoint_root(ckpt_dir: str | Path) -> Path:
+    return Path(ckpt_dir) / "checkpoints"
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch_{epoch:06d}"
+
+
+def staging_dir(ckpt_dir: str | Path, epoch: int) -> Path:
+    """The hidden folder a checkpoint is written to before it is committed."""
+    return checkpoint_root(ckpt_dir) / f".{checkpoint_name(epoch)}.tmp"
+
+
+def complete_checkpoints(ckpt_dir: str | Path) -> list[Path]:
+    """Committed checkpoints, oldest first."""
+    root = checkpoint_root(ckpt_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def commit_checkpoint(ckpt_dir: str | Path, epoch: int, state: dict[str, Any], keep: int) -> Path:
+    """Main process only: finish the staged checkpoint, rename it into place, drop old ones."""
+    staged = staging_dir(ckpt_dir, epoch)
+    write_json(staged / STATE_FILE, state)
+    final = checkpoint_root(ckpt_dir) / checkpoint_name(epoch)
+    if final.exists():
+        shutil.rmtree(final)
+    staged.rename(final)
+    for old in complete_checkpoints(ckpt_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def clear_staging(ckpt_dir: str | Path) -> None:
+    """Remove leftovers of saves that a crash interrupted."""
+    root = checkpoint_root(ckpt_dir)
+    if root.is_dir():
+        for p in root.glob(".epoch_*.tmp"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def find_checkpoint(ckpt_dir: str | Path, resume: str) -> Path:
+    """`latest` -> the newest committed checkpoint; anything else is a checkpoint folder path."""
+    if resume != "latest":
+        path = Path(resume)
+        if not (path / STATE_FILE).is_file():
+            raise UserError(f"--resume {path}: not a complete checkpoint folder (no {STATE_FILE}): "
+                            f"pass one under {checkpoint_root(ckpt_dir)}")
+        return path
+    found = complete_checkpoints(ckpt_dir)
+    if not found:
+        raise UserError(f"--resume: no checkpoint under {checkpoint_root(ckpt_dir)}: drop --resume to start afresh")
+    return found[-1]
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    return read_json(path / STATE_FILE, "checkpoint state")
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    changed = [k for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise UserError(f"cannot resume {path} with other settings ({diffs}): rerun with the checkpoint's settings")
+
+
+def refuse_stale(ckpt_dir: str | Path) -> None:
+    """A fresh run must not mix its checkpoints with an earlier run's, nor silently delete them."""
+    if complete_checkpoints(ckpt_dir):
+        raise UserError(f"{checkpoint_root(ckpt_dir)} holds an earlier run's checkpoints: pass --resume to "
+                        "continue it, or choose another --ckpt-dir")
+
+
+def save_checkpoint(accelerator, ckpt_dir: str | Path, epoch: int, state: dict[str, Any], keep: int, best) -> None:
+    """Every process calls this: each writes its part (RNG states), the main process commits."""
+    staged = staging_dir(ckpt_dir, epoch)
+    accelerator.save_state(str(staged))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        best.save(staged)
+        commit_checkpoint(ckpt_dir, epoch, state, keep)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(accelerator, path: Path, current: dict[str, Any], best) -> int:
+    """Restore model, optimizer, scheduler and RNG states; returns the epoch to continue from."""
+    state = read_state(path)
+    check_resumable(state["settings"], current, path)
+    try:
+        accelerator.load_state(str(path))
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        raise UserError(f"checkpoint {path} is unreadable ({err}): resume from another one") from None
+    best.load(state["best"], path)
+    return state["epoch"] + 1

@@ -13,6 +13,7 @@ with --checkpoint-every N the full training state under <ckpt-dir>/checkpoints/ 
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -25,7 +26,7 @@ from common.artifacts import (CONFIG_FILE, METRICS_FILE, MODEL_FILE, append_json
                               truncate_metrics, write_json)
 from common.checkpoint import clear_staging, find_checkpoint, load_checkpoint, refuse_stale, save_checkpoint
 from common.config import TrainConfig, parse_config, to_dict
-from common.console import EvalDisplay, console
+from common.console import TrainingDisplay, console
 from common.data import load_dataset
 from common.errors import UserError, run_cli
 from common.model import build_model, load_state, model_spec
@@ -35,11 +36,15 @@ from common.training import (BestTracker, Trainer, cpu_threads, library_versions
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    if cfg.log_with and importlib.util.find_spec(cfg.log_with) is None:
+        raise UserError(f"--log-with {cfg.log_with} needs the {cfg.log_with} package: pip install {cfg.log_with}")
     # Without CUDA, ask for the CPU backend ourselves: then a multi-process launch forms one
     # gloo group instead of N processes that each believe they are alone (see README).
     # The scheduler is stepped by hand once per optimizer step, whatever the process count.
+    # Trackers go through the Accelerator's constructor: one created earlier would make a second
+    # "main" process on CPU.
     return Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.grad_accum,
-                       step_scheduler_with_optimizer=False)
+                       step_scheduler_with_optimizer=False, log_with=cfg.log_with, project_dir=cfg.ckpt_dir)
 
 
 def build(cfg: TrainConfig, data, accelerator: Accelerator):
@@ -108,6 +113,17 @@ def save(cfg, spec, data, accelerator: Accelerator, model, last: dict, best: Bes
         console.print(f"Saved: {out / MODEL_FILE}, {out / CONFIG_FILE}, {out / METRICS_FILE}")
 
 
+def scalar_settings(values: dict) -> dict:
+    """TensorBoard's hyperparameter view takes numbers and strings only."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
+
+
+def log_record(accelerator: Accelerator, metrics_path: Path, record: dict) -> None:
+    if accelerator.is_main_process:
+        append_jsonl(metrics_path, record)
+    accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+
+
 def check_finite(loss: float, epoch: int) -> None:
     if not math.isfinite(loss):
         raise UserError(f"training diverged: the loss became {loss} in epoch {epoch}; lower --lr "
@@ -126,19 +142,21 @@ def train(cfg: TrainConfig, accelerator: Accelerator) -> None:
     trainer, best = Trainer(accelerator, model, optimizer, scheduler, data, cfg), BestTracker(cfg.patience)
     metrics_path = Path(cfg.ckpt_dir) / METRICS_FILE
     first = start_epoch(cfg, accelerator, best, metrics_path)
+    if cfg.log_with:
+        accelerator.init_trackers(cfg.log_with, config=scalar_settings(settings(cfg, accelerator)))
     title = f"{data.task} on {accelerator.num_processes} process(es), {accelerator.device}"
     last: dict = {}
-    with EvalDisplay(title, accelerator.is_main_process) as display:
+    with TrainingDisplay(title, cfg.epochs, first, accelerator.is_main_process) as display:
         for epoch in range(first, cfg.epochs):
             train_loss = trainer.run_epoch(epoch)
             check_finite(train_loss, epoch)
+            display.epoch_done(train_loss)
             stop = False
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
                 last = trainer.evaluate(epoch, train_loss)
                 check_finite(last["test_loss"], epoch)
                 display.add(last)
-                if accelerator.is_main_process:
-                    append_jsonl(metrics_path, last)
+                log_record(accelerator, metrics_path, last)
                 stop = best.update(last, model)
             if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
                 state = {"epoch": epoch, "settings": settings(cfg, accelerator), "best": best.state()}

@@ -21,7 +21,7 @@ BEST_FILE = "best_model.safetensors"
 _NAME = re.compile(r"^epoch_(\d{6})$")
 # Settings that must match for a resumed run to continue the same trajectory.
 RESUME_KEYS = ("data", "epochs", "batch_size", "lr", "optimizer", "hidden", "activation", "seed",
-               "split_batches", "lr_schedule", "grad_accum", "patience", "eval_every")
+               "split_batches", "lr_schedule", "grad_accum", "patience", "eval_every", "class_weight", "num_processes")
 
 
 def checkpoint_root(ckpt_dir: str | Path) -> Path:

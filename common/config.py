@@ -77,7 +77,12 @@ Task = Literal["classification", "regression"]
 class MakeDataConfig:
     """make_data.py: generate a data set the way the recipes do; None means the task's recipe value."""
 
-    task: Task = field("classification", "which recipe's data to make")
+    task: Optional[Task] = field(None, "the task", default_help="classification for the synthetic recipe; "
+                                 "inferred from the target for --csv; the data set's own for --dataset")
+    csv: Optional[str] = field(None, "read a CSV file with a header instead of generating data")
+    target: Optional[str] = field(None, "the CSV column to predict (with --csv)")
+    dataset: Optional[Literal["iris", "wine", "breast_cancer", "digits", "diabetes"]] = field(
+        None, "use a data set that scikit-learn ships (no download)")
     n_samples: Optional[int] = field(None, "rows to generate", default_help="100000 / 1000 (classification / regression)")
     n_features: Optional[int] = field(None, "feature columns", default_help="10 / 5")
     n_informative: Optional[int] = field(None, "informative features", default_help="5 / 3")
@@ -109,6 +114,9 @@ class TrainConfig:
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
     init_from: Optional[str] = field(None, "start from these weights (a model.safetensors) instead of a random init")
     threads: int = field(0, "intra-op CPU threads per process; 0 picks cores / local processes")
+    class_weight: Literal["none", "balanced"] = field(
+        "none", "weigh each class's loss by n / (classes x its rows), against imbalance (classification)")
+    log_with: Optional[Literal["tensorboard"]] = field(None, "also log metrics for TensorBoard, under <ckpt-dir>/tensorboard")
     lr_schedule: Literal["constant", "cosine", "step"] = field(
         "constant", "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%")
     grad_accum: int = field(1, "accumulate gradients over N batches per optimizer step")

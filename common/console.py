@@ -66,26 +66,48 @@ def figures_table(figures: dict[str, float], title: str) -> Table:
     return table
 
 
-class EvalDisplay:
-    """A live table that grows by one row per evaluation; silent where `enabled` is False
-    (every process but the main one), so only one copy reaches the terminal."""
+class TrainingDisplay:
+    """A progress bar (epoch, loss, time left) under a table that grows by one row per evaluation.
 
-    def __init__(self, title: str, enabled: bool):
+    Silent where `enabled` is False (every process but the main one), so one copy reaches the
+    terminal. On a terminal it redraws a few times a second from rich's own thread, never from
+    the training loop; elsewhere (logs, CI) it prints once, at the end."""
+
+    def __init__(self, title: str, epochs: int, first_epoch: int, enabled: bool):
         self.title, self.enabled, self.rows = title, enabled, []
         self._live = None
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    def __enter__(self) -> "EvalDisplay":
+            self._progress = Progress(
+                TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),
+                TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("left"),
+                TimeRemainingColumn(), console=console, auto_refresh=False,
+            )
+            self._task = self._progress.add_task("train", total=epochs, completed=first_epoch, loss="-")
+
+    def _renderable(self):
+        from rich.console import Group
+
+        return Group(metrics_table(self.rows, self.title), self._progress)
+
+    def __enter__(self) -> "TrainingDisplay":
         if self.enabled:
             from rich.live import Live
 
-            self._live = Live(metrics_table([], self.title), console=console, auto_refresh=False)
+            self._live = Live(self._renderable(), console=console, auto_refresh=console.is_terminal,
+                              refresh_per_second=4)
             self._live.__enter__()
         return self
+
+    def epoch_done(self, loss: float) -> None:
+        if self.enabled:
+            self._progress.update(self._task, advance=1, loss=fmt(loss))
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         if self._live is not None:
-            self._live.update(metrics_table(self.rows, self.title), refresh=True)
+            self._live.update(self._renderable())
 
     def __exit__(self, *exc) -> None:
         if self._live is not None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from common.artifacts import CONFIG_FILE, MODEL_FILE, load_weights, read_json
-from common.data import scale_features, unscale_target
+from common.data import numeric_column, read_csv_columns, scale_features, unscale_target
 from common.errors import UserError
 from common.model import build_model, load_state
 
@@ -48,52 +48,26 @@ def predict(config: dict[str, Any], model: torch.nn.Module, X_raw: np.ndarray, b
     return {"prediction": unscale_target(out, config)[:, 0]}
 
 
-def _parse_column(name: str, values: list[str], path: str) -> np.ndarray:
-    try:
-        column = np.asarray(values, dtype=np.float64)
-    except ValueError:
-        row = next(i for i, v in enumerate(values) if not _is_float(v))
-        raise UserError(f"{path}: column '{name}' has a non-numeric value {values[row]!r} in data row {row + 1}: "
-                        "fix or drop that row") from None
-    bad = np.flatnonzero(~np.isfinite(column))
-    if bad.size:
-        raise UserError(f"{path}: column '{name}' has a missing or infinite value in data row {bad[0] + 1}: "
-                        "fill or drop that row")
-    return column
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
 def read_feature_rows(path: str, feature_names: list[str]) -> tuple[np.ndarray, dict[str, list[str]]]:
     """Raw features in training order, plus the other columns (ids and such) to carry through."""
-    if not Path(path).is_file():
-        raise UserError(f"input {path} not found: check the path")
     if path.endswith(".npy"):
-        X = np.load(path, allow_pickle=False)
+        if not Path(path).is_file():
+            raise UserError(f"input {path} not found: check the path")
+        try:
+            X = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
         if X.ndim != 2 or X.shape[1] != len(feature_names):
             raise UserError(f"{path} has shape {X.shape}, the model takes (rows, {len(feature_names)}): "
                             "pass the features in training order")
+        if not np.issubdtype(X.dtype, np.number) or not np.isfinite(X).all():
+            raise UserError(f"{path} holds non-numeric, NaN or infinite values: clean them first")
         return X.astype(np.float64), {}
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        raise UserError(f"{path} is empty: give a CSV with a header naming the features")
-    header, body = rows[0], rows[1:]
-    missing = [n for n in feature_names if n not in header]
+    header, columns = read_csv_columns(path)
+    missing = [n for n in feature_names if n not in columns]
     if missing:
         raise UserError(f"{path} lacks feature column(s) {missing}: the model needs {feature_names}")
-    if any(len(r) != len(header) for r in body):
-        row = next(i for i, r in enumerate(body) if len(r) != len(header))
-        raise UserError(f"{path}: data row {row + 1} has {len(body[row])} fields, the header {len(header)}")
-    columns = {name: [r[i] for r in body] for i, name in enumerate(header)}
-    X = np.stack([_parse_column(n, columns[n], path) for n in feature_names], axis=1) if body else \
-        np.empty((0, len(feature_names)))
+    X = np.stack([numeric_column(n, columns[n], path) for n in feature_names], axis=1)
     extra = {name: values for name, values in columns.items() if name not in feature_names}
     return X, extra
 

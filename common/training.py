@@ -167,10 +167,17 @@ class BestTracker:
             self.weights = load_weights(folder / "best_model.safetensors")
 
 
-def summed_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def balanced_class_weights(y_train: np.ndarray, num_classes: int) -> torch.Tensor:
+    """n / (K * rows of class k): every class weighs the same in the loss, as in sklearn."""
+    counts = np.bincount(y_train, minlength=num_classes).astype(np.float64)
+    weights = np.divide(len(y_train), num_classes * counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def summed_loss(task: str, weight: torch.Tensor | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Loss summed over rows (per-row loss as the recipe's mean loss counts it)."""
     if task == "classification":
-        return lambda out, y: F.cross_entropy(out, y, reduction="sum")
+        return lambda out, y: F.cross_entropy(out, y, weight=weight, reduction="sum")
     return lambda out, y: F.mse_loss(out, y, reduction="sum") / out.shape[1]
 
 
@@ -192,8 +199,11 @@ class Trainer:
         self.task = data.task
         self.num_classes = len(data.meta["class_labels"] or [])
         self.y_mean, self.y_scale = data.meta["y_mean"], data.meta["y_scale"]
-        self.loss_fn = summed_loss(self.task)
         device, P, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+        weight = None
+        if self.task == "classification" and cfg.class_weight == "balanced":
+            weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
+        self.loss_fn = summed_loss(self.task, weight)
         X_train, y_train = torch.from_numpy(data.X_train).to(device), torch.from_numpy(data.y_train).to(device)
         self.batches = AcceleratedBatches(X_train, y_train, cfg.batch_size, P, rank, cfg.split_batches, cfg.seed)
         # Each process scores one contiguous shard of each evaluation set: no row twice, none missing.

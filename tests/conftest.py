@@ -38,6 +38,16 @@ def launch(config: str, *args: str, launcher_args: tuple[str, ...] = (), **kw) -
                       "train.py", *args, **kw)
 
 
+def assert_user_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit code 2, no traceback, exactly one line on stderr, naming each of `words`."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
 def read_metrics(ckpt_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (ckpt_dir / "metrics.jsonl").read_text().splitlines()]
 

@@ -1,16 +1,7 @@
 """Bad input: one line naming the problem and the fix, a non-zero exit, no traceback."""
 import pytest
 
-from conftest import run_script
-
-
-def assert_user_error(proc, *words):
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    for word in words:
-        assert word in lines[0]
+from conftest import assert_user_error, run_script
 
 
 def test_missing_data_file(tmp_path):

@@ -12,9 +12,12 @@ def test_missing_data_file(tmp_path):
 @pytest.mark.parametrize("flag", ["--epochs", "--batch-size"])
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_non_positive_settings(small_cls, tmp_path, flag, value):
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        (tmp_path / name).write_text("an earlier run's")
     proc = run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path), flag, value, check=False)
     assert_user_error(proc, flag, "positive")
-    assert not (tmp_path / "model.safetensors").exists()
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        assert (tmp_path / name).read_text() == "an earlier run's"
 
 
 def test_infer_without_a_model(tmp_path):

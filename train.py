@@ -14,7 +14,6 @@ with --checkpoint-every N the full training state under <ckpt-dir>/checkpoints/ 
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 from pathlib import Path
 
@@ -30,9 +29,9 @@ from common.console import TrainingDisplay, console
 from common.data import load_dataset
 from common.errors import UserError, run_cli
 from common.model import build_model, load_state, model_spec
-from common.training import (BestTracker, Trainer, cpu_threads, library_versions, lighten_accelerate_step,
+from common.training import (BestTracker, Trainer, check_finite, cpu_threads, lighten_accelerate_step,
                              make_optimizer, make_scheduler, optimizer_steps_per_epoch, resolve_train_config,
-                             validate_train_config)
+                             run_record, scalar_settings, validate_train_config)
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -90,44 +89,20 @@ def start_epoch(cfg: TrainConfig, accelerator: Accelerator, best: BestTracker, m
     return start
 
 
-def run_config(cfg, spec, data, accelerator: Accelerator, last: dict, best: BestTracker) -> dict:
-    """Everything needed to rebuild and use the model, and to trace it to its settings."""
-    keys = ("feature_names", "class_labels", "x_mean", "x_scale", "y_mean", "y_scale")
-    return {
-        "task": data.task, "model": spec, **{k: data.meta[k] for k in keys},
-        "data": str(Path(cfg.data).resolve()), "training": to_dict(cfg),
-        "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
-        "mixed_precision": accelerator.mixed_precision, "device": str(accelerator.device),
-        "final_metrics": last, "best_epoch": best.epoch, "best_test_loss": best.loss,
-        "weights": "best" if best.weights is not None else "last", "versions": library_versions(),
-    }
-
-
 def save(cfg, spec, data, accelerator: Accelerator, model, last: dict, best: BestTracker) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(cfg.ckpt_dir)
         weights = best.weights if best.weights is not None else accelerator.unwrap_model(model).state_dict()
         save_weights(out / MODEL_FILE, weights)
-        write_json(out / CONFIG_FILE, run_config(cfg, spec, data, accelerator, last, best))
+        write_json(out / CONFIG_FILE, run_record(cfg, spec, data, accelerator, last, best))
         console.print(f"Saved: {out / MODEL_FILE}, {out / CONFIG_FILE}, {out / METRICS_FILE}")
-
-
-def scalar_settings(values: dict) -> dict:
-    """TensorBoard's hyperparameter view takes numbers and strings only."""
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
 
 
 def log_record(accelerator: Accelerator, metrics_path: Path, record: dict) -> None:
     if accelerator.is_main_process:
         append_jsonl(metrics_path, record)
     accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
-
-
-def check_finite(loss: float, epoch: int) -> None:
-    if not math.isfinite(loss):
-        raise UserError(f"training diverged: the loss became {loss} in epoch {epoch}; lower --lr "
-                        "(the last checkpoint and model.safetensors were left untouched)")
 
 
 def train(cfg: TrainConfig, accelerator: Accelerator) -> None:

@@ -96,7 +96,7 @@ class TrainingDisplay:
             from rich.live import Live
 
             self._live = Live(self._renderable(), console=console, auto_refresh=console.is_terminal,
-                              refresh_per_second=4)
+                              refresh_per_second=4, vertical_overflow="visible")
             self._live.__enter__()
         return self
 

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import platform
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ from accelerate.state import GradientState
 
 from common.artifacts import load_weights, save_weights
 from common.batching import ShardedBatches, local_shard, loss_scale
-from common.config import TrainConfig
+from common.config import TrainConfig, to_dict
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
 
@@ -284,3 +285,28 @@ class Trainer:
                 record[f"{split}_{key}" if key in ("loss", "n", "mae", "rmse", "r2") else key] = value
         self.model.train()
         return record
+
+
+def scalar_settings(values: dict) -> dict:
+    """TensorBoard's hyperparameter view takes numbers and strings only."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
+
+
+def check_finite(loss: float, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise UserError(f"training diverged: the loss became {loss} in epoch {epoch}; lower --lr "
+                        "(the last checkpoint and model.safetensors were left untouched)")
+
+
+def run_record(cfg: TrainConfig, spec: dict, data, accelerator, last: dict, best: BestTracker) -> dict:
+    """Everything needed to rebuild and use the model, and to trace it to its settings."""
+    keys = ("feature_names", "class_labels", "x_mean", "x_scale", "y_mean", "y_scale")
+    return {
+        "task": data.task, "model": spec, **{k: data.meta[k] for k in keys},
+        "data": str(Path(cfg.data).resolve()), "training": to_dict(cfg),
+        "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
+        "mixed_precision": accelerator.mixed_precision, "device": str(accelerator.device),
+        "final_metrics": last, "best_epoch": best.epoch if best.epoch >= 0 else None,
+        "best_test_loss": best.loss if math.isfinite(best.loss) else None,
+        "weights": "best" if best.weights is not None else "last", "versions": library_versions(),
+    }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -89,13 +90,13 @@ def start_epoch(cfg: TrainConfig, accelerator: Accelerator, best: BestTracker, m
     return start
 
 
-def save(cfg, spec, data, accelerator: Accelerator, model, last: dict, best: BestTracker) -> None:
+def save(cfg, spec, data, accelerator: Accelerator, model, last: dict, best: BestTracker, timing: dict) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(cfg.ckpt_dir)
         weights = best.weights if best.weights is not None else accelerator.unwrap_model(model).state_dict()
         save_weights(out / MODEL_FILE, weights)
-        write_json(out / CONFIG_FILE, run_record(cfg, spec, data, accelerator, last, best))
+        write_json(out / CONFIG_FILE, run_record(cfg, spec, data, accelerator, last, best, timing))
         console.print(f"Saved: {out / MODEL_FILE}, {out / CONFIG_FILE}, {out / METRICS_FILE}")
 
 
@@ -120,10 +121,11 @@ def train(cfg: TrainConfig, accelerator: Accelerator) -> None:
     if cfg.log_with:
         accelerator.init_trackers(cfg.log_with, config=scalar_settings(settings(cfg, accelerator)))
     title = f"{data.task} on {accelerator.num_processes} process(es), {accelerator.device}"
-    last: dict = {}
+    last, epochs_run, started = {}, 0, time.perf_counter()
     with TrainingDisplay(title, cfg.epochs, first, accelerator.is_main_process) as display:
         for epoch in range(first, cfg.epochs):
             train_loss = trainer.run_epoch(epoch)
+            epochs_run += 1
             check_finite(train_loss, epoch)
             display.epoch_done(train_loss)
             stop = False
@@ -139,7 +141,8 @@ def train(cfg: TrainConfig, accelerator: Accelerator) -> None:
             if stop:
                 accelerator.print(f"Early stop after epoch {epoch}: best test loss {best.loss:.4f} at epoch {best.epoch}")
                 break
-    save(cfg, spec, data, accelerator, model, last, best)
+    timing = {"epochs_run": epochs_run, "train_seconds": round(time.perf_counter() - started, 3)}
+    save(cfg, spec, data, accelerator, model, last, best, timing)
 
 
 def main(argv=None) -> None:

@@ -8,7 +8,9 @@ Prints ratios (ours / peer) and accuracies:
      vs sklearn's MLPClassifier, same data, architecture, optimizer, batch and epochs;
   2. Accelerate's overhead: our loop vs the same fast data path in plain PyTorch;
   3. epoch time and peak memory as the rows grow (10k .. 10M);
-  4. infer.py's throughput and peak memory on 1M rows.
+  4. infer.py's throughput and peak memory on 1M rows;
+  5. where data parallelism starts to pay on this machine: 1 vs 2 processes (gloo), the
+     recipe's model and a wide one.
 Results also go to --out (JSON). Timings live here, never in the tests.
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ class BenchConfig:
     sizes: list[int] = field([10_000, 100_000, 1_000_000, 10_000_000], "training rows for the scaling section")
     infer_rows: int = field(1_000_000, "rows for the inference throughput")
     quick: bool = field(False, "small sizes and 5 epochs: a smoke run")
+    ddp: bool = field(True, "measure 1 vs 2 processes (section 5; about a minute)")
     out: str = field("bench/out/results.json", "where to write the results as JSON")
     worker: Optional[str] = field(None, "internal: run one measurement in this process and print JSON")
 
@@ -220,6 +223,36 @@ def inference_throughput(cfg: BenchConfig, tmp: Path) -> dict:
     return out
 
 
+DDP_CASES = {  # label -> (epochs, train.py arguments)
+    "recipe 10-20-3, batch 1024": (30, ["--hidden", "20", "--batch-size", "1024"]),
+    "wide 10-512-512-3, batch 4096": (4, ["--hidden", "512", "512", "--batch-size", "4096"]),
+}
+
+
+def epoch_seconds(config: str, data: Path, ckpt: Path, epochs: int, args: list[str]) -> float:
+    """Seconds per epoch of a real launch, from the loop time train.py records (start-up excluded)."""
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    cmd = [accelerate, "launch", "--config_file", f"accelerate_configs/{config}.yaml", "train.py", "--data", str(data),
+           "--ckpt-dir", str(ckpt), "--epochs", str(epochs), "--eval-every", "100000", *args]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "COLUMNS": "120"})
+    record = json.loads((ckpt / "config.json").read_text())
+    return record["train_seconds"] / record["epochs_run"]
+
+
+def ddp_crossover(tmp: Path) -> list[dict]:
+    """1 vs 2 processes; each process takes whole batches, so 2 processes run half the steps
+    of an epoch, each step paying an all-reduce."""
+    subprocess.run([sys.executable, "make_data.py", "--out-dir", str(tmp / "ddp")], cwd=ROOT, check=True,
+                   capture_output=True)
+    data, rows = tmp / "ddp" / "cls_data.npz", []
+    for label, (epochs, args) in DDP_CASES.items():
+        row = {"case": label}
+        for procs, config in ((1, "cpu"), (2, "multi_cpu")):
+            row[f"epoch_s_{procs}"] = epoch_seconds(config, data, tmp / f"ddp_{procs}", epochs, args)
+        rows.append(row)
+    return rows
+
+
 def report(results: dict) -> None:
     from rich.table import Table
 
@@ -250,6 +283,14 @@ def report(results: dict) -> None:
     for fmt, r in results["inference"].items():
         t.add_row(fmt, f"{r['seconds']:.2f}", f"{r['rows_per_s']:,.0f}", f"{r['peak_rss_mb']:.0f}")
     console.print(t)
+    if results.get("ddp"):
+        t = Table(title="5. data parallelism on this CPU (each process takes whole batches)", title_justify="left")
+        for col in ("model", "1 process s/epoch", "2 processes s/epoch", "speed-up"):
+            t.add_column(col, justify="right")
+        for r in results["ddp"]:
+            t.add_row(r["case"], f"{r['epoch_s_1']:.3f}", f"{r['epoch_s_2']:.3f}",
+                      f"{r['epoch_s_1'] / max(r['epoch_s_2'], 1e-9):.2f}x")
+        console.print(t)
 
 
 def main(argv=None) -> None:
@@ -267,6 +308,8 @@ def main(argv=None) -> None:
     results["scaling"] = [in_worker("scale", str(n)) for n in cfg.sizes]
     with tempfile.TemporaryDirectory() as tmp:
         results["inference"] = inference_throughput(cfg, Path(tmp))
+        if cfg.ddp:
+            results["ddp"] = ddp_crossover(Path(tmp))
     console.print(f"machine: {results['machine']}, torch {results['torch']}")
     report(results)
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)

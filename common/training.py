@@ -298,7 +298,7 @@ def check_finite(loss: float, epoch: int) -> None:
                         "(the last checkpoint and model.safetensors were left untouched)")
 
 
-def run_record(cfg: TrainConfig, spec: dict, data, accelerator, last: dict, best: BestTracker) -> dict:
+def run_record(cfg: TrainConfig, spec: dict, data, accelerator, last: dict, best: BestTracker, timing: dict) -> dict:
     """Everything needed to rebuild and use the model, and to trace it to its settings."""
     keys = ("feature_names", "class_labels", "x_mean", "x_scale", "y_mean", "y_scale")
     return {
@@ -308,5 +308,5 @@ def run_record(cfg: TrainConfig, spec: dict, data, accelerator, last: dict, best
         "mixed_precision": accelerator.mixed_precision, "device": str(accelerator.device),
         "final_metrics": last, "best_epoch": best.epoch if best.epoch >= 0 else None,
         "best_test_loss": best.loss if math.isfinite(best.loss) else None,
-        "weights": "best" if best.weights is not None else "last", "versions": library_versions(),
+        "weights": "best" if best.weights is not None else "last", **timing, "versions": library_versions(),
     }

@@ -39,6 +39,7 @@ def test_saved_model_is_complete(cls_run):
     assert config["training"]["optimizer"] == "adam" and config["training"]["batch_size"] == 1024
     assert config["class_labels"] == [0, 1, 2] and len(config["x_scale"]) == 10
     assert {"torch", "accelerate"} <= config["versions"].keys()
+    assert config["epochs_run"] == 6 and config["train_seconds"] > 0
 
 
 def test_infer_reproduces_the_final_evaluation(cls_run, tmp_path):

@@ -23,6 +23,7 @@ def test_both_processes_took_part(two_process_run):
     assert config["num_processes"] == 2
     assert "2 process(es)" in proc.stdout
     assert proc.stdout.count("Saved:") == 1  # the main process alone reports and saves
+    assert proc.stdout.count("epoch 4/4") == 1  # and shows the progress bar
 
 
 def test_test_metrics_count_every_test_row_once(two_process_run, small_cls, tmp_path):

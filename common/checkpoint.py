@@ -52,18 +52,27 @@ def commit_checkpoint(ckpt_dir: str | Path, epoch: int, state: dict[str, Any], k
     write_json(staged / STATE_FILE, state)
     final = checkpoint_root(ckpt_dir) / checkpoint_name(epoch)
     if final.exists():
-        shutil.rmtree(final)
+        discard(final)
     staged.rename(final)
     for old in complete_checkpoints(ckpt_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        discard(old)
     return final
 
 
+def discard(path: Path) -> None:
+    """Rename out of sight first, then delete: a crash mid-delete leaves a hidden folder that
+    the next run removes, never a half-deleted checkpoint folder."""
+    hidden = path.with_name(f".{path.name}.old")
+    shutil.rmtree(hidden, ignore_errors=True)
+    path.rename(hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
 def clear_staging(ckpt_dir: str | Path) -> None:
-    """Remove leftovers of saves that a crash interrupted."""
+    """Remove leftovers of saves and deletions that a crash interrupted."""
     root = checkpoint_root(ckpt_dir)
     if root.is_dir():
-        for p in root.glob(".epoch_*.tmp"):
+        for p in [*root.glob(".epoch_*.tmp"), *root.glob(".epoch_*.old")]:
             shutil.rmtree(p, ignore_errors=True)
 
 

@@ -54,14 +54,16 @@ def test_interrupted_saves_are_never_taken_for_checkpoints(small_cls, tmp_path):
     extra = ["--epochs", "4", "--checkpoint-every", "2", "--batch-size", "256"]
     run_script(*train_args(small_cls, tmp_path, *extra))
     root = tmp_path / "checkpoints"
-    # What a crash mid-save leaves: a staging folder, or a folder without its state file.
-    (root / ".epoch_000009.tmp").mkdir()
-    (root / ".epoch_000009.tmp" / "model.safetensors").write_bytes(b"half")
+    # What a crash mid-save or mid-delete leaves: a staging or discarded folder, or a folder
+    # without its state file.
+    for leftover in (".epoch_000009.tmp", ".epoch_000001.old"):
+        (root / leftover).mkdir()
+        (root / leftover / "model.safetensors").write_bytes(b"half")
     (root / "epoch_000008").mkdir()
     (root / "epoch_000008" / "model.safetensors").write_bytes(b"half")
     proc = run_script(*train_args(small_cls, tmp_path, *extra, "--resume"))
     assert "epoch_000003" in proc.stdout and "continuing at epoch 4" in proc.stdout
-    assert not (root / ".epoch_000009.tmp").exists()
+    assert not (root / ".epoch_000009.tmp").exists() and not (root / ".epoch_000001.old").exists()
 
 
 def test_resume_refuses_other_settings(small_cls, tmp_path):

@@ -22,6 +22,7 @@ from common.errors import UserError
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+BEST_FILE = "best_model.safetensors"  # inside a checkpoint: the best weights so far, for --patience
 
 
 @contextmanager

@@ -33,6 +33,15 @@ def shard_bounds(n: int, num_shards: int, index: int) -> tuple[int, int]:
     return start, start + base + (1 if index < extra else 0)
 
 
+def global_batch_size(batch_size: int, num_processes: int, split_batches: bool) -> int:
+    """Rows per step over all processes: --batch-size itself when split, else one per process."""
+    return batch_size if split_batches else batch_size * num_processes
+
+
+def steps_per_epoch(n_rows: int, batch_size: int, num_processes: int, split_batches: bool) -> int:
+    return math.ceil(n_rows / global_batch_size(batch_size, num_processes, split_batches))
+
+
 @dataclass
 class ShardedBatches:
     X: torch.Tensor
@@ -45,10 +54,10 @@ class ShardedBatches:
 
     @property
     def global_batch(self) -> int:
-        return self.batch_size if self.split_batches else self.batch_size * self.num_processes
+        return global_batch_size(self.batch_size, self.num_processes, self.split_batches)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.X) / self.global_batch)
+        return steps_per_epoch(len(self.X), self.batch_size, self.num_processes, self.split_batches)
 
     def local_plan(self, epoch: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """This process's row indices for the epoch, and per step (local start, local stop, global rows)."""

@@ -17,7 +17,6 @@ from common.artifacts import read_json, write_json
 from common.errors import UserError
 
 STATE_FILE = "trainer_state.json"
-BEST_FILE = "best_model.safetensors"
 _NAME = re.compile(r"^epoch_(\d{6})$")
 # Settings that must match for a resumed run to continue the same trajectory.
 RESUME_KEYS = ("data", "epochs", "batch_size", "lr", "optimizer", "hidden", "activation", "seed",

@@ -63,7 +63,7 @@ def read_feature_rows(path: str, feature_names: list[str]) -> tuple[np.ndarray, 
         if not np.issubdtype(X.dtype, np.number) or not np.isfinite(X).all():
             raise UserError(f"{path} holds non-numeric, NaN or infinite values: clean them first")
         return X.astype(np.float64), {}
-    header, columns = read_csv_columns(path)
+    _, columns = read_csv_columns(path)
     missing = [n for n in feature_names if n not in columns]
     if missing:
         raise UserError(f"{path} lacks feature column(s) {missing}: the model needs {feature_names}")

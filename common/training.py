@@ -21,8 +21,8 @@ from torch import nn
 from accelerate.data_loader import DataLoaderStateMixin
 from accelerate.state import GradientState
 
-from common.artifacts import load_weights, save_weights
-from common.batching import ShardedBatches, local_shard, loss_scale
+from common.artifacts import BEST_FILE, load_weights, save_weights
+from common.batching import ShardedBatches, local_shard, loss_scale, steps_per_epoch
 from common.config import TrainConfig, to_dict
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
@@ -111,8 +111,8 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, total_steps: int
 
 
 def optimizer_steps_per_epoch(n_train: int, cfg: TrainConfig, num_processes: int) -> int:
-    global_batch = cfg.batch_size if cfg.split_batches else cfg.batch_size * num_processes
-    return math.ceil(math.ceil(n_train / global_batch) / cfg.grad_accum)
+    """Batches per epoch over --grad-accum: an accumulation group never spans two epochs."""
+    return math.ceil(steps_per_epoch(n_train, cfg.batch_size, num_processes, cfg.split_batches) / cfg.grad_accum)
 
 
 @dataclasses.dataclass
@@ -160,12 +160,12 @@ class BestTracker:
 
     def save(self, folder) -> None:
         if self.weights is not None:
-            save_weights(folder / "best_model.safetensors", self.weights)
+            save_weights(folder / BEST_FILE, self.weights)
 
     def load(self, state: dict[str, Any], folder) -> None:
         self.loss, self.epoch, self.bad_evals = state["loss"], state["epoch"], state["bad_evals"]
-        if self.patience and (folder / "best_model.safetensors").is_file():
-            self.weights = load_weights(folder / "best_model.safetensors")
+        if self.patience and (folder / BEST_FILE).is_file():
+            self.weights = load_weights(folder / BEST_FILE)
 
 
 def balanced_class_weights(y_train: np.ndarray, num_classes: int) -> torch.Tensor:

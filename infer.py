@@ -15,7 +15,7 @@ import numpy as np
 from common.artifacts import write_json
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, per_class_table
-from common.data import load_dataset, unscale_target
+from common.dataset import load_dataset, unscale_target
 from common.errors import UserError, run_cli
 from common.inference import load_model_dir, model_outputs, predict, read_feature_rows, write_predictions
 from common.metrics import classification_report, regression_report
@@ -43,18 +43,18 @@ def evaluate(cfg: InferConfig, config: dict, model) -> dict:
     return report
 
 
-def output_path(cfg: InferConfig) -> str:
-    output = cfg.output or f"{cfg.input.rsplit('.', 1)[0]}.pred.csv"
+def output_path(input_path: str, output: str | None) -> str:
+    output = output or f"{input_path.rsplit('.', 1)[0]}.pred.csv"
     if not output.endswith((".csv", ".npz")):
         raise UserError(f"--output {output}: write predictions to a .csv or .npz file")
-    if Path(output).resolve() == Path(cfg.input).resolve():
+    if Path(output).resolve() == Path(input_path).resolve():
         raise UserError(f"--output {output} is the input file: choose another path")
     return output
 
 
-def predict_file(cfg: InferConfig, config: dict, model) -> None:
-    output = output_path(cfg)  # checked before the work, so a bad path costs nothing
-    X, extra = read_feature_rows(cfg.input, config["feature_names"])
+def predict_file(cfg: InferConfig, input_path: str, config: dict, model) -> None:
+    output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
+    X, extra = read_feature_rows(input_path, config["feature_names"])
     result = predict(config, model, X, cfg.batch_size)
     write_predictions(output, extra, result, config.get("class_labels"))
     console.print(f"Predicted {len(X)} rows: {output}")
@@ -66,7 +66,7 @@ def main(argv=None) -> None:
         raise UserError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
     config, model = load_model_dir(cfg.ckpt_dir)
     if cfg.input:
-        predict_file(cfg, config, model)
+        predict_file(cfg, cfg.input, config, model)
         return
     figures = evaluate(cfg, config, model)
     if cfg.metrics_json:

@@ -13,65 +13,52 @@ The recipes also get their fitted scalers as joblib files, as the recipe keeps t
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-
-import joblib
-import numpy as np
 
 from common.artifacts import atomic_path
 from common.config import MakeDataConfig, parse_config
 from common.console import console
-from common.data import (FILE_STEMS, build_tabular, check_splittable, generate, resolve_make_data_config,
-                         save_dataset, split, table_from_csv, table_from_sklearn)
+from common.dataset import meta_path, save_dataset
 from common.errors import run_cli
+from common.sources import ScaledData, resolve_make_data_config, shipped_table, split_and_scale, synthetic_table
+from common.tables import RawTable, table_from_csv
 
 
-def save_scalers(out_dir: Path, task: str, x_scaler, y_scaler) -> list[Path]:
+def read_table(cfg: MakeDataConfig) -> RawTable:
+    if cfg.csv:
+        return table_from_csv(cfg.csv, cfg.target, cfg.task)
+    if cfg.dataset:
+        return shipped_table(cfg.dataset, cfg.task)
+    return synthetic_table(cfg)
+
+
+def save_scalers(out_dir: Path, scaled: ScaledData) -> list[Path]:
     """The recipe's joblib files; our own scripts never load them (they read the JSON)."""
-    names = {"classification": {"scaler.joblib": x_scaler},
-             "regression": {"reg_x_scaler.joblib": x_scaler, "reg_y_scaler.joblib": y_scaler}}[task]
+    import joblib
+
+    names = {"scaler.joblib": scaled.x_scaler} if scaled.y_scaler is None else \
+        {"reg_x_scaler.joblib": scaled.x_scaler, "reg_y_scaler.joblib": scaled.y_scaler}
     for name, scaler in names.items():
         with atomic_path(out_dir / name) as tmp:
             joblib.dump(scaler, tmp)
     return [out_dir / name for name in names]
 
 
-def synthetic_table(cfg: MakeDataConfig):
-    X, y, source = generate(cfg)
-    labels = np.unique(y).tolist() if cfg.task == "classification" else None
-    source.update({k: v for k, v in vars(cfg).items() if k not in ("out_dir", "csv", "target", "dataset")})
-    return X, y, cfg.task, [f"x{i}" for i in range(X.shape[1])], labels, source, FILE_STEMS[cfg.task]
-
-
-def user_table(cfg: MakeDataConfig):
-    if cfg.csv:
-        X, y, task, names, labels, dropped = table_from_csv(cfg.csv, cfg.target, cfg.task)
-        source = {"csv": str(Path(cfg.csv).resolve()), "target": cfg.target, "dropped_columns": dropped}
-        stem = Path(cfg.csv).stem
-    else:
-        X, y, task, names, labels, dropped = table_from_sklearn(cfg.dataset, cfg.task)
-        source, stem = {"dataset": cfg.dataset}, cfg.dataset
-    source.update(seed=cfg.seed, test_size=cfg.test_size)
-    return X, y, task, names, labels, source, stem
-
-
-def main(argv=None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     cfg = resolve_make_data_config(parse_config(MakeDataConfig, argv, __doc__))
-    X, y, task, names, labels, source, stem = user_table(cfg) if cfg.csv or cfg.dataset else synthetic_table(cfg)
-    if task == "classification":
-        check_splittable(y, task, labels, cfg.test_size)
-    X_train, X_test, y_train, y_test = split(X, y, task, cfg.test_size, cfg.seed)
-    data, (x_scaler, y_scaler) = build_tabular(X_train, X_test, y_train, y_test, task, names, labels, source)
-    out_dir = Path(cfg.out_dir)
-    npz_path = out_dir / f"{stem}.npz"
-    save_dataset(data, npz_path)
-    written = [npz_path, npz_path.with_suffix(".json")]
+    table = read_table(cfg)
+    scaled = split_and_scale(table, cfg.test_size, cfg.seed)
+    npz_path = Path(cfg.out_dir) / f"{table.stem}.npz"
+    save_dataset(scaled.data, npz_path)
+    written = [npz_path, meta_path(npz_path)]
     if not (cfg.csv or cfg.dataset):
-        written += save_scalers(out_dir, task, x_scaler, y_scaler)
-    console.print(f"[bold]{task}[/]: {len(data.X_train)} train / {len(data.X_test)} test rows, "
-                  f"{X.shape[1]} features" + (f", {len(labels)} classes" if labels else ""))
-    if source.get("dropped_columns"):
-        console.print(f"Dropped non-numeric columns: {source['dropped_columns']}")
+        written += save_scalers(Path(cfg.out_dir), scaled)
+    labels = table.class_labels
+    console.print(f"[bold]{table.task}[/]: {len(scaled.data.X_train)} train / {len(scaled.data.X_test)} test rows, "
+                  f"{table.X.shape[1]} features" + (f", {len(labels)} classes" if labels else ""))
+    if table.source.get("dropped_columns"):
+        console.print(f"Dropped non-numeric columns: {table.source['dropped_columns']}")
     console.print("Saved: " + ", ".join(str(p) for p in written))
 
 

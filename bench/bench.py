@@ -25,6 +25,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common.config import Optional, field, parse_config  # noqa: E402
+from common.config import field, parse_config  # noqa: E402
 from common.console import console  # noqa: E402
 
 
@@ -44,7 +45,7 @@ class BenchConfig:
     quick: bool = field(False, "small sizes and 5 epochs: a smoke run")
     ddp: bool = field(True, "measure 1 vs 2 processes (section 5; about a minute)")
     out: str = field("bench/out/results.json", "where to write the results as JSON")
-    worker: Optional[str] = field(None, "internal: run one measurement in this process and print JSON")
+    worker: str | None = field(None, "internal: run one measurement in this process and print JSON")
 
 
 def peak_rss_mb() -> float:
@@ -63,18 +64,15 @@ def median_epoch(epochs) -> float:
 
 def recipe_data(n_samples: int = 100_000):
     from common.config import MakeDataConfig
-    from common.data import build_tabular, generate, resolve_make_data_config, split
+    from common.sources import resolve_make_data_config, split_and_scale, synthetic_table
 
     cfg = resolve_make_data_config(MakeDataConfig(n_samples=n_samples))
-    X, y, source = generate(cfg)
-    X_tr, X_te, y_tr, y_te = split(X, y, cfg.task, cfg.test_size, cfg.seed)
-    data, _ = build_tabular(X_tr, X_te, y_tr, y_te, cfg.task, [f"x{i}" for i in range(10)], [0, 1, 2], source)
-    return data
+    return split_and_scale(synthetic_table(cfg), cfg.test_size, cfg.seed).data
 
 
 def synthetic_data(n_train: int):
     """Cheap classification data of any size (sklearn's generator is too slow at 10M rows)."""
-    from common.data import TabularData
+    from common.dataset import TabularData
 
     rng = np.random.default_rng(0)
     n_test = max(1, n_train // 4)
@@ -98,26 +96,36 @@ class PlainTorch:
     def reduce(t, reduction="sum"):
         return t
 
+    @staticmethod
+    def print(*args):
+        pass
+
 
 def our_loop(data, epochs: int, accelerate: bool = True) -> tuple[float, float]:
     """(seconds per epoch, final test accuracy) of train.py's Trainer."""
     from common.config import TrainConfig
-    from common.model import build_model, model_spec
-    from common.training import Trainer, lighten_accelerate_step, make_optimizer, resolve_train_config
+    from common.fastpath import LEANS, Stepper
+    from common.loop import Trainer
+    from common.model import build_model
+    from common.optim import make_optimizer
+    from common.plan import make_plan
 
-    cfg = resolve_train_config(TrainConfig(), "classification")
+    plan = make_plan(TrainConfig(), data, 1, 1)
     torch.manual_seed(0)
-    model = build_model(model_spec(10, [20], 3, "relu"))
-    optimizer = make_optimizer("adam", model.parameters(), cfg.lr)
+    model = build_model(plan.model_spec())
+    optimizer = make_optimizer(plan.optimizer, model.parameters(), plan.lr)
+    accelerator: Any
     if accelerate:
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=True)
         model, optimizer = accelerator.prepare(model, optimizer)
-        lighten_accelerate_step()
-    else:
+        stepper = Stepper(accelerator, model, optimizer, None, plan.grad_accum)
+    else:  # the same loop with no Accelerate object in it at all
         accelerator = PlainTorch()
-    trainer = Trainer(accelerator, model, optimizer, None, data, cfg)
+        plain = {**dict.fromkeys(LEANS), "epoch_signal": "plain PyTorch has no gradient state"}
+        stepper = Stepper(accelerator, model, optimizer, None, plan.grad_accum, missing=plain)
+    trainer = Trainer(accelerator, model, optimizer, None, data, plan, stepper)
     trainer.run_epoch(0)  # warm-up, untimed
     seconds = median_epoch([lambda e=e: trainer.run_epoch(e) for e in range(1, epochs + 1)])
     return seconds, trainer.evaluate(epochs, trainer.train_loss())["accuracy"]
@@ -209,11 +217,15 @@ def compare_peers(cfg: BenchConfig) -> dict:
 
 def inference_throughput(cfg: BenchConfig, tmp: Path) -> dict:
     """Train a model for one epoch with train.py, then time infer.py on `infer_rows` raw rows."""
-    env = {**os.environ, "COLUMNS": "120"}
-    subprocess.run([sys.executable, "make_data.py", "--n-samples", "20000", "--out-dir", str(tmp / "data")],
-                   cwd=ROOT, check=True, capture_output=True, env=env)
-    subprocess.run([sys.executable, "train.py", "--data", str(tmp / "data" / "cls_data.npz"), "--ckpt-dir",
-                    str(tmp / "ckpt"), "--epochs", "1"], cwd=ROOT, check=True, capture_output=True, env=env)
+    import contextlib
+    import io
+
+    import make_data
+    import train
+
+    with contextlib.redirect_stdout(io.StringIO()):  # their own reports are not the benchmark's
+        make_data.main(["--n-samples", "20000", "--out-dir", str(tmp / "data")])
+        train.main(["--data", str(tmp / "data" / "cls_data.npz"), "--ckpt-dir", str(tmp / "ckpt"), "--epochs", "1"])
     rows = np.random.default_rng(0).standard_normal((cfg.infer_rows, 10))
     np.save(tmp / "rows.npy", rows)
     out = {}
@@ -246,7 +258,7 @@ def ddp_crossover(tmp: Path) -> list[dict]:
                    capture_output=True)
     data, rows = tmp / "ddp" / "cls_data.npz", []
     for label, (epochs, args) in DDP_CASES.items():
-        row = {"case": label}
+        row: dict[str, Any] = {"case": label}
         for procs, config in ((1, "cpu"), (2, "multi_cpu")):
             row[f"epoch_s_{procs}"] = epoch_seconds(config, data, tmp / f"ddp_{procs}", epochs, args)
         rows.append(row)

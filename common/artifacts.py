@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,17 +29,17 @@ BEST_FILE = "best_model.safetensors"  # inside a checkpoint: the best weights so
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success, fsync and rename it over `target`."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(name)
     try:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model folder is meant to be shared
-        os.replace(tmp, target)
+        os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -90,9 +91,8 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

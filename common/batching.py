@@ -9,13 +9,14 @@ Sharding: step s takes the global batch perm[s*G:(s+1)*G] and splits it into one
 contiguous chunk per process. Every row is used exactly once per epoch, none is padded or
 dropped, and every process runs the same number of steps, so DDP never waits on a rank that
 ran out of batches. The loss of a chunk is scaled so that DDP's gradient average is the mean
-over the global batch (see `loss_scale`).
+over the global batch (see `loss_scale`). The global batch G and the steps per epoch come
+from the run plan (common/plan.py), which is the only place they are worked out.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -33,37 +34,28 @@ def shard_bounds(n: int, num_shards: int, index: int) -> tuple[int, int]:
     return start, start + base + (1 if index < extra else 0)
 
 
-def global_batch_size(batch_size: int, num_processes: int, split_batches: bool) -> int:
-    """Rows per step over all processes: --batch-size itself when split, else one per process."""
-    return batch_size if split_batches else batch_size * num_processes
-
-
-def steps_per_epoch(n_rows: int, batch_size: int, num_processes: int, split_batches: bool) -> int:
-    return math.ceil(n_rows / global_batch_size(batch_size, num_processes, split_batches))
+def steps_per_epoch(n_rows: int, global_batch: int) -> int:
+    return math.ceil(n_rows / global_batch)
 
 
 @dataclass
 class ShardedBatches:
     X: torch.Tensor
     y: torch.Tensor
-    batch_size: int          # rows per process per step, or per step with split_batches
+    global_batch: int   # rows per step over all processes
+    steps: int          # steps per epoch: steps_per_epoch(len(X), global_batch)
     num_processes: int = 1
     process_index: int = 0
-    split_batches: bool = False
     seed: int = 0
 
-    @property
-    def global_batch(self) -> int:
-        return global_batch_size(self.batch_size, self.num_processes, self.split_batches)
-
     def __len__(self) -> int:
-        return steps_per_epoch(len(self.X), self.batch_size, self.num_processes, self.split_batches)
+        return self.steps
 
     def local_plan(self, epoch: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """This process's row indices for the epoch, and per step (local start, local stop, global rows)."""
         perm = epoch_permutation(len(self.X), self.seed, epoch)
         pieces, plan, offset = [], [], 0
-        for step in range(len(self)):
+        for step in range(self.steps):
             lo = step * self.global_batch
             rows = min(self.global_batch, len(perm) - lo)
             a, b = shard_bounds(rows, self.num_processes, self.process_index)
@@ -88,6 +80,16 @@ def loss_scale(num_processes: int, global_rows: int) -> float:
     return num_processes / global_rows
 
 
-def local_shard(X: torch.Tensor, num_processes: int, process_index: int) -> slice:
+def local_shard(n_rows: int, num_processes: int, process_index: int) -> slice:
     """The contiguous slice of an evaluation set that this process scores (no padding)."""
-    return slice(*shard_bounds(len(X), num_processes, process_index))
+    return slice(*shard_bounds(n_rows, num_processes, process_index))
+
+
+def optimizer_steps_per_epoch(steps: int, grad_accum: int) -> int:
+    """An accumulation group never spans two epochs: the last one of an epoch may be short."""
+    return math.ceil(steps / grad_accum)
+
+
+def ends_accumulation_group(step: int, steps: int, grad_accum: int) -> bool:
+    """Whether batch `step` of an epoch of `steps` batches is the last of its accumulation group."""
+    return (step + 1) % grad_accum == 0 or step == steps - 1

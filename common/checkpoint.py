@@ -3,8 +3,8 @@
 A checkpoint is written to a hidden temporary folder and renamed to `epoch_NNNNNN` only once
 every file is in it, `trainer_state.json` last. A crash mid-save leaves a hidden folder that
 is never taken for a checkpoint; the previous one stays the latest. `save_state` writes
-pickles (optimizer state, RNG states): fine for resuming our own runs, which is all they
-are for. Inference never reads them.
+pickles (optimizer state, RNG states, the registered best-so-far tracker): fine for resuming
+our own runs, which is all they are for. Inference never reads them.
 """
 from __future__ import annotations
 
@@ -18,9 +18,6 @@ from common.errors import UserError
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^epoch_(\d{6})$")
-# Settings that must match for a resumed run to continue the same trajectory.
-RESUME_KEYS = ("data", "epochs", "batch_size", "lr", "optimizer", "hidden", "activation", "seed",
-               "split_batches", "lr_schedule", "grad_accum", "patience", "eval_every", "class_weight", "num_processes")
 
 
 def checkpoint_root(ckpt_dir: str | Path) -> Path:
@@ -89,15 +86,13 @@ def find_checkpoint(ckpt_dir: str | Path, resume: str) -> Path:
     return found[-1]
 
 
-def read_state(path: Path) -> dict[str, Any]:
-    return read_json(path / STATE_FILE, "checkpoint state")
-
-
-def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    changed = [k for k in RESUME_KEYS if saved.get(k) != current.get(k)]
-    if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-        raise UserError(f"cannot resume {path} with other settings ({diffs}): rerun with the checkpoint's settings")
+def read_state(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's own record: {"epoch": the last epoch it holds, "plan": the run plan}."""
+    state = read_json(Path(path) / STATE_FILE, "checkpoint state")
+    if not isinstance(state.get("plan"), dict) or not isinstance(state.get("epoch"), int):
+        raise UserError(f"{Path(path) / STATE_FILE} is not a checkpoint state this version wrote: "
+                        "start afresh in another --ckpt-dir")
+    return state
 
 
 def refuse_stale(ckpt_dir: str | Path) -> None:
@@ -107,24 +102,20 @@ def refuse_stale(ckpt_dir: str | Path) -> None:
                         "continue it, or choose another --ckpt-dir")
 
 
-def save_checkpoint(accelerator, ckpt_dir: str | Path, epoch: int, state: dict[str, Any], keep: int, best) -> None:
-    """Every process calls this: each writes its part (RNG states), the main process commits."""
+def save_checkpoint(accelerator, ckpt_dir: str | Path, epoch: int, state: dict[str, Any], keep: int) -> None:
+    """Every process calls this: each writes its part (RNG states), the main process commits.
+    Objects registered with `accelerator.register_for_checkpointing` travel inside."""
     staged = staging_dir(ckpt_dir, epoch)
     accelerator.save_state(str(staged))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        best.save(staged)
         commit_checkpoint(ckpt_dir, epoch, state, keep)
     accelerator.wait_for_everyone()
 
 
-def load_checkpoint(accelerator, path: Path, current: dict[str, Any], best) -> int:
-    """Restore model, optimizer, scheduler and RNG states; returns the epoch to continue from."""
-    state = read_state(path)
-    check_resumable(state["settings"], current, path)
+def restore_checkpoint(accelerator, path: str | Path) -> None:
+    """Model, optimizer, scheduler, RNG states and the registered objects, as saved."""
     try:
         accelerator.load_state(str(path))
     except (OSError, RuntimeError, KeyError, ValueError) as err:
         raise UserError(f"checkpoint {path} is unreadable ({err}): resume from another one") from None
-    best.load(state["best"], path)
-    return state["epoch"] + 1

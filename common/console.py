@@ -3,19 +3,31 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-# Off a terminal (logs, CI) rich assumes 80 columns and would truncate the regression table.
-console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 120)))
+if TYPE_CHECKING:
+    from rich.live import Live
+
+
+def _width_off_terminal(default: int = 120) -> int:
+    """Off a terminal (logs, CI) rich assumes 80 columns and would truncate the regression
+    table: take $COLUMNS when it holds a positive number, else `default`."""
+    value = os.environ.get("COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+console = Console() if sys.stdout.isatty() else Console(width=_width_off_terminal())
 
 
 def fmt(value: float) -> str:
     """Four decimals for losses and ratios; two for figures on a large original scale."""
     return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
+
 
 LABELS = {
     "train_loss": "train loss", "test_loss": "test loss", "accuracy": "accuracy",
@@ -42,7 +54,7 @@ def confusion_table(matrix: np.ndarray, labels: Sequence[Any]) -> Table:
     table.add_column("true \\ pred")
     for label in labels:
         table.add_column(str(label), justify="right")
-    for label, row in zip(labels, matrix):
+    for label, row in zip(labels, matrix, strict=True):
         table.add_row(str(label), *(str(int(v)) for v in row))
     return table
 
@@ -74,8 +86,9 @@ class TrainingDisplay:
     the training loop; elsewhere (logs, CI) it prints once, at the end."""
 
     def __init__(self, title: str, epochs: int, first_epoch: int, enabled: bool):
-        self.title, self.enabled, self.rows = title, enabled, []
-        self._live = None
+        self.title, self.enabled = title, enabled
+        self.rows: list[dict[str, Any]] = []
+        self._live: Live | None = None
         if enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -91,7 +104,7 @@ class TrainingDisplay:
 
         return Group(metrics_table(self.rows, self.title), self._progress)
 
-    def __enter__(self) -> "TrainingDisplay":
+    def __enter__(self) -> TrainingDisplay:
         if self.enabled:
             from rich.live import Live
 

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from common.artifacts import CONFIG_FILE, MODEL_FILE, load_weights, read_json
-from common.data import numeric_column, read_csv_columns, scale_features, unscale_target
+from common.dataset import scale_features, unscale_target
 from common.errors import UserError
-from common.model import build_model, load_state
+from common.model import build_model, forward_in_chunks, load_state
+from common.tables import numeric_column, read_csv_columns
 
 REQUIRED_KEYS = ("task", "model", "feature_names", "x_mean", "x_scale")
 
@@ -30,15 +31,14 @@ def load_model_dir(ckpt_dir: str | Path) -> tuple[dict[str, Any], torch.nn.Modul
     return config, model.eval()
 
 
-@torch.no_grad()
 def model_outputs(model: torch.nn.Module, X_scaled: np.ndarray, batch_size: int) -> np.ndarray:
     """Logits (classification) or scaled targets (regression) for standardised rows, in order."""
     X = torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))
-    outs = [model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
-    return (torch.cat(outs) if outs else model(X)).numpy()
+    return forward_in_chunks(model, X, batch_size).numpy()
 
 
-def predict(config: dict[str, Any], model: torch.nn.Module, X_raw: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+def predict(config: dict[str, Any], model: torch.nn.Module, X_raw: np.ndarray,
+            batch_size: int) -> dict[str, np.ndarray]:
     """Raw feature rows -> predictions in the original label space or y scale."""
     out = model_outputs(model, scale_features(X_raw, config), batch_size)
     if config["task"] == "classification":
@@ -79,14 +79,14 @@ def write_predictions(path: str, extra: dict[str, list[str]], result: dict[str, 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if path.endswith(".npz"):
         arrays = {name: np.asarray(values) for name, values in extra.items()}
-        np.savez(path, **arrays, **result)
+        np.savez(path, **cast(dict[str, Any], {**arrays, **result}))  # numpy's stubs type **kwds as options
         return
     columns: dict[str, Any] = dict(extra)
     columns["prediction"] = result["prediction"].tolist()
     if "proba" in result:
-        for k, label in enumerate(class_labels):
+        for k, label in enumerate(class_labels or []):
             columns[f"proba_{label}"] = [f"{p:.6g}" for p in result["proba"][:, k].tolist()]
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns.keys())
-        writer.writerows(zip(*columns.values()))
+        writer.writerows(zip(*columns.values(), strict=True))

@@ -4,7 +4,8 @@ Training computes *sufficient statistics* on each process's shard (a confusion m
 sums of errors), adds them up over processes and only then derives the figures. Sums are
 exact to add, so the test metrics of an N-process run cover every test row exactly once,
 whatever the shard sizes, and one small all-reduce replaces gathering every prediction.
-Inference, which sees all rows at once, uses scikit-learn directly: an independent check.
+Inference, which sees all rows at once, uses scikit-learn directly: an independent check
+(imported there only, so training never pays for importing it).
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
 
 
-def classification_stats(logits: torch.Tensor, y: torch.Tensor, num_classes: int, loss_sum: torch.Tensor) -> torch.Tensor:
+def classification_stats(logits: torch.Tensor, y: torch.Tensor, num_classes: int,
+                         loss_sum: torch.Tensor) -> torch.Tensor:
     """[loss sum, rows, confusion matrix (true x predicted) flattened], float64."""
     pred = logits.argmax(dim=1)
     cm = torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
@@ -23,7 +24,8 @@ def classification_stats(logits: torch.Tensor, y: torch.Tensor, num_classes: int
     return torch.cat([head, cm.double()])
 
 
-def regression_stats(pred: torch.Tensor, y: torch.Tensor, y_mean: float, y_scale: float, loss_sum: torch.Tensor) -> torch.Tensor:
+def regression_stats(pred: torch.Tensor, y: torch.Tensor, y_mean: float, y_scale: float,
+                     loss_sum: torch.Tensor) -> torch.Tensor:
     """[loss sum, rows, sum |e|, sum e^2, sum y_c, sum y_c^2] on the original y scale, float64.
 
     y_c is y minus the training mean: summing centred values keeps R^2's denominator accurate.
@@ -60,6 +62,8 @@ def regression_figures(stats: np.ndarray) -> dict[str, Any]:
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
+    from sklearn import metrics as skm
+
     labels = list(range(num_classes))
     precision, recall, _, support = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
@@ -74,6 +78,8 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: i
 
 
 def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     return {
         "mae": float(skm.mean_absolute_error(y_true, y_pred)),
         "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),

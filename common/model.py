@@ -7,6 +7,8 @@ rebuilds the model with no training code and no pickle.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -17,17 +19,25 @@ from common.errors import UserError
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
-def model_spec(in_features: int, hidden: list[int], out_features: int, activation: str) -> dict[str, Any]:
+def model_spec(in_features: int, hidden: Sequence[int], out_features: int, activation: str) -> dict[str, Any]:
     if any(w <= 0 for w in hidden):
-        raise UserError(f"--hidden widths must be positive, got {hidden}")
+        raise UserError(f"--hidden widths must be positive, got {list(hidden)}")
     return {"in_features": int(in_features), "hidden": [int(w) for w in hidden],
             "out_features": int(out_features), "activation": activation}
 
 
+def layer_widths(spec: dict[str, Any]) -> list[int]:
+    return [spec["in_features"], *spec["hidden"], spec["out_features"]]
+
+
+def parameter_count(spec: dict[str, Any]) -> int:
+    return sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(layer_widths(spec)))
+
+
 def build_model(spec: dict[str, Any]) -> nn.Sequential:
-    widths = [spec["in_features"], *spec["hidden"], spec["out_features"]]
+    widths = layer_widths(spec)
     layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
+    for i, (fan_in, fan_out) in enumerate(pairwise(widths)):
         layers.append(nn.Linear(fan_in, fan_out))
         if i < len(widths) - 2:
             layers.append(ACTIVATIONS[spec["activation"]]())
@@ -44,3 +54,11 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
             f"(expected {expected}, found {found}): use the config.json saved with these weights"
         )
     model.load_state_dict(state)
+
+
+@torch.no_grad()
+def forward_in_chunks(model: nn.Module, X: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+    """The model's float32 outputs for every row of X, `chunk_rows` at a time: memory stays
+    bounded by the chunk however large X is (evaluation and prediction both go through here)."""
+    outs = [model(X[i:i + chunk_rows]).float() for i in range(0, len(X), chunk_rows)]
+    return torch.cat(outs) if outs else model(X).float()

@@ -1,4 +1,8 @@
-"""Every bad input of users' data and models: one line naming problem and fix, exit 2, nothing lost."""
+"""Every bad input of users' data, settings and models: one line naming problem and fix, nothing lost.
+
+The matrix runs in-process (the UserError and its message); a few real runs prove what the
+user sees from each script: exit code 2, one line on stderr, no traceback.
+"""
 import json
 import subprocess
 import sys
@@ -6,54 +10,87 @@ import sys
 import numpy as np
 import pytest
 
-from common.data import TabularData, save_dataset
-from conftest import ROOT, assert_user_error, launch, run_script, script_env
+import infer as infer_script
+import make_data as make_data_script
+import train as train_script
+from common.console import _width_off_terminal
+from common.dataset import TabularData, save_dataset
+from conftest import ROOT, assert_user_error, launch, run_script, script_env, user_error
 
 HEADER = "a,b,label\n"
+EARLIER = b"earlier data set"
 
 
 @pytest.fixture
 def out_dir(tmp_path):
     """A folder that already holds a data set: bad input must leave it as it was."""
-    (tmp_path / "t.npz").write_bytes(b"earlier data set")
+    (tmp_path / "t.npz").write_bytes(EARLIER)
     return tmp_path
 
 
 def make_from_csv(out_dir, text, *extra):
     (out_dir / "t.csv").write_text(text)
-    return run_script("make_data.py", "--csv", str(out_dir / "t.csv"), "--out-dir", str(out_dir), *extra, check=False)
+    return user_error(make_data_script.main, "--csv", out_dir / "t.csv", "--out-dir", out_dir, *extra)
 
 
 @pytest.mark.parametrize("text,extra,words", [
     (HEADER + "1,2,x\n3,4,y\n", ["--target", "kind"], ["no target column 'kind'", "label"]),
+    (HEADER + "1,2,x\n3,4,y\n", [], ["--target", "label"]),
     (HEADER, ["--target", "label"], ["no data rows"]),
     ("", ["--target", "label"], ["empty"]),
     (HEADER + "1,2,x\n1,oops,y\n" + "1,2,x\n1,2,y\n" * 3, ["--target", "label"], ["column 'b'", "'oops'", "row 2"]),
     (HEADER + "1,2,x\n1,2,y\n1,nan,x\n" + "1,2,y\n" * 3, ["--target", "label"], ["column 'b'", "missing", "row 3"]),
     (HEADER + "1,2,x\n1,2,y\ninf,2,x\n" + "1,2,y\n" * 3, ["--target", "label"], ["column 'a'", "infinite", "row 3"]),
     (HEADER + "1,2\n", ["--target", "label"], ["row 1", "fields"]),
+    (HEADER + "1,2,x\n1,2,\n", ["--target", "label"], ["target column 'label'", "missing", "row 2"]),
+    (HEADER + "1,2,x\n1,2,y\n1,2,y\n", ["--target", "label"], ["['x']", "fewer than 2 rows"]),
+    (HEADER + "1,2,1.5\n", ["--target", "label"], ["1 row(s) cannot be split"]),            # one-row regression
+    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--test-size", "0.9"], ["2 row(s) cannot be split"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--test-size", "1.5"], ["--test-size"]),
+    ("id,label\nr1,x\nr2,y\n", ["--target", "label"], ["no numeric feature columns"]),
 ])
 def test_bad_csv(out_dir, text, extra, words):
-    assert_user_error(make_from_csv(out_dir, text, *extra), *words)
-    assert (out_dir / "t.npz").read_bytes() == b"earlier data set"
+    message = make_from_csv(out_dir, text, *extra)
+    for word in words:
+        assert word in message
+    assert (out_dir / "t.npz").read_bytes() == EARLIER
+
+
+def test_impossible_generator_settings(tmp_path):
+    message = user_error(make_data_script.main, "--n-informative", "20", "--out-dir", tmp_path)
+    assert "cannot generate" in message and not list(tmp_path.iterdir())
 
 
 def test_missing_csv(tmp_path):
-    proc = run_script("make_data.py", "--csv", str(tmp_path / "none.csv"), "--target", "y", check=False)
-    assert_user_error(proc, "not found")
+    assert "not found" in user_error(make_data_script.main, "--csv", tmp_path / "none.csv", "--target", "y")
 
 
-def test_unreadable_data_file(tmp_path):
-    (tmp_path / "bad.npz").write_bytes(b"not an npz")
-    proc = run_script("train.py", "--data", str(tmp_path / "bad.npz"), "--ckpt-dir", str(tmp_path), check=False)
-    assert_user_error(proc, "unreadable", "make_data.py")
+@pytest.mark.parametrize("content,words", [
+    (None, ["not found", "make_data.py"]),
+    (b"not an npz", ["unreadable", "make_data.py"]),
+])
+def test_bad_data_file(tmp_path, content, words):
+    if content is not None:
+        (tmp_path / "bad.npz").write_bytes(content)
+    message = user_error(train_script.main, "--data", tmp_path / "bad.npz", "--ckpt-dir", tmp_path / "run")
+    assert all(word in message for word in words)
+    assert not (tmp_path / "run").exists()
 
 
-@pytest.fixture(scope="module")
-def model_dir(small_cls, tmp_path_factory):
-    ckpt = tmp_path_factory.mktemp("model")
-    run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(ckpt), "--epochs", "1")
-    return ckpt
+def test_a_table_given_to_train_py_says_to_run_make_data_first(tmp_path):
+    (tmp_path / "t.csv").write_text(HEADER + "1,2,x\n")
+    message = user_error(train_script.main, "--data", tmp_path / "t.csv")
+    assert "make_data.py --csv" in message and "--target" in message
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "-3"), ("--hidden", "0")])
+def test_non_positive_settings_leave_an_earlier_run_alone(small_cls, tmp_path, flag, value):
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        (tmp_path / name).write_text("an earlier run's")
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, flag, value)
+    assert flag in message and "positive" in message
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        assert (tmp_path / name).read_text() == "an earlier run's"
 
 
 def copy_model(model_dir, tmp_path):
@@ -62,32 +99,102 @@ def copy_model(model_dir, tmp_path):
     return tmp_path
 
 
-def test_missing_weights(model_dir, tmp_path):
-    ckpt = copy_model(model_dir, tmp_path)
-    (ckpt / "model.safetensors").unlink()
-    assert_user_error(run_script("infer.py", "--ckpt-dir", str(ckpt), check=False), "model.safetensors", "not found")
+def infer_error(*args):
+    return user_error(infer_script.main, *args)
 
 
-def test_truncated_weights(model_dir, tmp_path):
-    ckpt = copy_model(model_dir, tmp_path)
-    blob = (ckpt / "model.safetensors").read_bytes()
-    (ckpt / "model.safetensors").write_bytes(blob[: len(blob) // 2])
-    assert_user_error(run_script("infer.py", "--ckpt-dir", str(ckpt), check=False), "unreadable")
+def test_infer_without_a_model(tmp_path):
+    message = infer_error("--ckpt-dir", tmp_path)
+    assert "config.json" in message and "not found" in message
 
 
-def test_config_that_does_not_match_the_weights(model_dir, tmp_path):
-    ckpt = copy_model(model_dir, tmp_path)
+@pytest.mark.parametrize("damage,words", [
+    (lambda blob: None, ["model.safetensors", "not found"]),
+    (lambda blob: blob[: len(blob) // 2], ["unreadable"]),
+    (lambda blob: b"\x00" * 40, ["unreadable"]),
+])
+def test_missing_or_damaged_weights(small_model, tmp_path, damage, words):
+    ckpt = copy_model(small_model, tmp_path)
+    blob = damage((ckpt / "model.safetensors").read_bytes())
+    if blob is None:
+        (ckpt / "model.safetensors").unlink()
+    else:
+        (ckpt / "model.safetensors").write_bytes(blob)
+    message = infer_error("--ckpt-dir", ckpt)
+    assert all(word in message for word in words)
+
+
+def test_config_that_does_not_match_the_weights(small_model, tmp_path):
+    ckpt = copy_model(small_model, tmp_path)
     config = json.loads((ckpt / "config.json").read_text())
     config["model"]["hidden"] = [32]
     (ckpt / "config.json").write_text(json.dumps(config))
-    assert_user_error(run_script("infer.py", "--ckpt-dir", str(ckpt), check=False), "do not match")
+    assert "do not match" in infer_error("--ckpt-dir", ckpt)
 
 
-def test_npy_input_of_the_wrong_width(model_dir, tmp_path):
-    np.save(tmp_path / "rows.npy", np.zeros((5, 7)))
-    proc = run_script("infer.py", "--ckpt-dir", str(model_dir), "--input", str(tmp_path / "rows.npy"), check=False)
-    assert_user_error(proc, "(5, 7)", "10")
+def test_data_of_another_task_writes_no_metrics(small_model, reg_data, tmp_path):
+    message = infer_error("--ckpt-dir", small_model, "--data", reg_data, "--metrics-json", tmp_path / "m.json")
+    assert "classification" in message and "regression" in message
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_prediction_input_lacking_a_feature(small_model, tmp_path):
+    (tmp_path / "rows.csv").write_text("x0,x1\n1,2\n")
+    assert "x2" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.csv")
     assert not (tmp_path / "rows.pred.csv").exists()
+
+
+def test_non_numeric_prediction_input(small_model, tmp_path):
+    header = ",".join(f"x{i}" for i in range(10))
+    (tmp_path / "rows.csv").write_text(f"{header}\n{','.join(['1'] * 10)}\n{','.join(['1'] * 9)},abc\n")
+    message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.csv")
+    assert "x9" in message and "row 2" in message
+
+
+def test_npy_input_of_the_wrong_width(small_model, tmp_path):
+    np.save(tmp_path / "rows.npy", np.zeros((5, 7)))
+    message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")
+    assert "(5, 7)" in message and "10" in message
+    assert not (tmp_path / "rows.pred.csv").exists()
+
+
+def test_output_equal_to_input_is_refused_before_any_write(small_model, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"x{i}" for i in range(10)) + "\n" + ",".join(["1"] * 10) + "\n")
+    before = rows.read_bytes()
+    for output in (rows, tmp_path / "." / "rows.csv"):
+        assert "is the input file" in infer_error("--ckpt-dir", small_model, "--input", rows, "--output", output)
+    assert rows.read_bytes() == before
+    assert ".csv or .npz" in infer_error("--ckpt-dir", small_model, "--input", rows, "--output", tmp_path / "p.txt")
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_infer_batch_size_must_be_positive(small_model, value):
+    assert "--batch-size must be a positive integer" in infer_error("--ckpt-dir", small_model, "--batch-size", value)
+
+
+@pytest.mark.parametrize("value,width", [("", 120), ("abc", 120), ("0", 120), ("-3", 120), ("97", 97)])
+def test_odd_columns_variable_does_not_break_the_console(monkeypatch, value, width):
+    monkeypatch.setenv("COLUMNS", value)
+    assert _width_off_terminal() == width
+
+
+def test_importing_the_console_with_an_empty_columns_variable():
+    proc = subprocess.run([sys.executable, "-c", "import common.console"], cwd=ROOT, capture_output=True, text=True,
+                          env={**script_env(), "COLUMNS": ""})
+    assert proc.returncode == 0, proc.stderr
+
+
+# ---- what the user sees: real processes ----
+
+def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
+    (tmp_path / "t.csv").write_text(HEADER + "1,2,x\n3,4,y\n")
+    assert_user_error(run_script("make_data.py", "--csv", str(tmp_path / "t.csv"), "--target", "kind", check=False),
+                      "no target column 'kind'")
+    assert_user_error(run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "run"),
+                                 "--epochs", "0", check=False), "--epochs", "positive")
+    assert not (tmp_path / "run").exists()
+    assert_user_error(run_script("infer.py", "--ckpt-dir", str(tmp_path), check=False), "config.json", "not found")
 
 
 def test_more_processes_than_training_rows(tmp_path):
@@ -98,7 +205,8 @@ def test_more_processes_than_training_rows(tmp_path):
     save_dataset(one_row, tmp_path / "one.npz")
     proc = launch("multi_cpu", "--data", str(tmp_path / "one.npz"), "--ckpt-dir", str(tmp_path / "run"), check=False)
     assert proc.returncode != 0
-    assert "error: 2 processes but only 1 training rows: launch fewer processes" in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: 2 processes but only 1 training rows: launch fewer processes"]  # once, not per process
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
@@ -119,13 +227,23 @@ runpy.run_path("infer.py", run_name="__main__")
 """
 
 
-def test_inference_runs_with_pickle_forbidden(model_dir, small_cls, tmp_path):
+def test_inference_runs_with_pickle_forbidden(small_model, small_cls, tmp_path):
     np.save(tmp_path / "rows.npy", np.ones((3, 10)))
     for args in (["--metrics-json", str(tmp_path / "m.json")],
                  ["--input", str(tmp_path / "rows.npy"), "--output", str(tmp_path / "p.npz")]):
-        proc = subprocess.run([sys.executable, "-c", FORBID_PICKLE, "--ckpt-dir", str(model_dir), "--data",
+        proc = subprocess.run([sys.executable, "-c", FORBID_PICKLE, "--ckpt-dir", str(small_model), "--data",
                                str(small_cls), *args], cwd=ROOT, capture_output=True, text=True, env=script_env())
         assert proc.returncode == 0, proc.stderr
     assert np.sum(json.loads((tmp_path / "m.json").read_text())["confusion_matrix"]) == 1201
     with np.load(tmp_path / "p.npz", allow_pickle=False) as preds:
         assert preds["proba"].shape == (3, 3)
+
+
+def test_train_never_imports_scikit_learn(small_cls, tmp_path):
+    code = ("import sys, runpy; sys.argv = ['train.py'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
+            "finally:\n    print('SKLEARN' if any(m.startswith('sklearn') for m in sys.modules) else 'CLEAN')")
+    proc = subprocess.run([sys.executable, "-c", code, "--data", str(small_cls), "--ckpt-dir", str(tmp_path),
+                           "--epochs", "1"], cwd=ROOT, capture_output=True, text=True, env=script_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("CLEAN")

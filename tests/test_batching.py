@@ -2,7 +2,22 @@ import numpy as np
 import pytest
 import torch
 
-from common.batching import ShardedBatches, epoch_permutation, local_shard, loss_scale, shard_bounds
+from common.batching import (
+    ShardedBatches,
+    ends_accumulation_group,
+    epoch_permutation,
+    local_shard,
+    loss_scale,
+    optimizer_steps_per_epoch,
+    shard_bounds,
+    steps_per_epoch,
+)
+
+
+def batches(X, y, batch, procs, rank, split, seed):
+    """The batches a process of an N-process run iterates, sized as the run plan sizes them."""
+    global_batch = batch if split else batch * procs
+    return ShardedBatches(X, y, global_batch, steps_per_epoch(len(X), global_batch), procs, rank, seed)
 
 
 def all_rows_of_epoch(n, batch, procs, split, epoch, seed=3):
@@ -11,10 +26,9 @@ def all_rows_of_epoch(n, batch, procs, split, epoch, seed=3):
     y = torch.arange(n)
     seen, steps = [], []
     for rank in range(procs):
-        it = ShardedBatches(X, y, batch, procs, rank, split, seed)
-        batches = list(it.epoch(epoch))
-        steps.append(len(batches))
-        seen.append(torch.cat([b[1] for b in batches]).tolist())
+        epoch_batches = list(batches(X, y, batch, procs, rank, split, seed).epoch(epoch))
+        steps.append(len(epoch_batches))
+        seen.append(torch.cat([b[1] for b in epoch_batches]).tolist())
     return seen, steps
 
 
@@ -40,8 +54,8 @@ def test_global_batches_match_one_process_when_split():
     """With split batches, the union of the processes' chunks at each step is the 1-process batch."""
     X = torch.arange(1001, dtype=torch.float32).unsqueeze(1)
     y = torch.arange(1001)
-    single = [set(b[1].tolist()) for b in ShardedBatches(X, y, 100, 1, 0, True, 5).epoch(2)]
-    parts = [list(ShardedBatches(X, y, 100, 2, r, True, 5).epoch(2)) for r in range(2)]
+    single = [set(b[1].tolist()) for b in batches(X, y, 100, 1, 0, True, 5).epoch(2)]
+    parts = [list(batches(X, y, 100, 2, r, True, 5).epoch(2)) for r in range(2)]
     for step, expected in enumerate(single):
         assert set(parts[0][step][1].tolist()) | set(parts[1][step][1].tolist()) == expected
         assert parts[0][step][2] == parts[1][step][2] == len(expected)
@@ -66,6 +80,13 @@ def test_eval_shards_cover_the_set_once():
     X = torch.zeros(1201, 2)
     covered = []
     for rank in range(4):
-        s = local_shard(X, 4, rank)
+        s = local_shard(len(X), 4, rank)
         covered.extend(range(s.start, s.stop))
     assert covered == list(range(1201))
+
+
+@pytest.mark.parametrize("steps,accum,ends", [(5, 1, [True] * 5), (5, 2, [False, True, False, True, True]),
+                                              (5, 3, [False, False, True, False, True]), (2, 4, [False, True])])
+def test_accumulation_groups_end_with_the_epoch(steps, accum, ends):
+    assert [ends_accumulation_group(s, steps, accum) for s in range(steps)] == ends
+    assert optimizer_steps_per_epoch(steps, accum) == sum(ends)

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from common.config import InferConfig, MakeDataConfig, TrainConfig, build_parser, parse_config
+from common.config import RECIPES, InferConfig, MakeDataConfig, TrainConfig, build_parser, parse_config
 
 
 @pytest.mark.parametrize("cls", [MakeDataConfig, TrainConfig, InferConfig])
@@ -12,16 +12,26 @@ def test_help_lists_every_setting(cls):
         assert "--" + f.name.replace("_", "-") in text
 
 
+def test_help_shows_the_recipes_values_from_the_one_table():
+    text = " ".join(build_parser(TrainConfig).format_help().split())
+    c, r = RECIPES["classification"], RECIPES["regression"]
+    assert f"(default: {c['epochs']} / {r['epochs']} (classification / regression))" in text
+    assert f"(default: {c['hidden'][0]} / none (classification / regression))" in text
+    text = " ".join(build_parser(MakeDataConfig).format_help().split())
+    assert f"(default: {c['n_samples']} / {r['n_samples']} (classification / regression))" in text
+
+
 def test_defaults_are_left_for_the_recipe():
     cfg = parse_config(TrainConfig, [])
-    assert cfg.epochs is None and cfg.hidden is None and cfg.split_batches is False
+    assert cfg.epochs is None and cfg.hidden is None and cfg.split_batches is False and cfg.log_with == []
 
 
 def test_flags_parse_to_their_types():
     cfg = parse_config(TrainConfig, ["--epochs", "7", "--lr", "0.5", "--hidden", "8", "4", "--split-batches",
-                                     "--activation", "tanh", "--optimizer", "sgd"])
+                                     "--activation", "tanh", "--optimizer", "sgd", "--log-with", "tensorboard",
+                                     "wandb"])
     assert (cfg.epochs, cfg.lr, cfg.hidden, cfg.split_batches) == (7, 0.5, [8, 4], True)
-    assert (cfg.activation, cfg.optimizer) == ("tanh", "sgd")
+    assert (cfg.activation, cfg.optimizer, cfg.log_with) == ("tanh", "sgd", ["tensorboard", "wandb"])
 
 
 def test_empty_hidden_means_a_linear_model():

@@ -3,7 +3,7 @@ import json
 import numpy as np
 from sklearn import datasets, model_selection
 
-from common.data import load_dataset, meta_path, scale_features, unscale_target
+from common.dataset import load_dataset, meta_path, scale_features, unscale_target
 
 
 def test_classification_data_is_the_recipes(small_cls):

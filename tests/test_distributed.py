@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from common.data import load_dataset
-from conftest import launch, read_metrics, run_script
+from common.dataset import load_dataset
+from conftest import infer, launch, read_metrics, train
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_test_metrics_count_every_test_row_once(two_process_run, small_cls, tmp_
     assert n_test % 2 == 1  # the shards are unequal
     records = read_metrics(ckpt)
     assert all(r["test_n"] == n_test for r in records)
-    run_script("infer.py", "--ckpt-dir", str(ckpt), "--metrics-json", str(tmp_path / "m.json"))
+    infer("--ckpt-dir", ckpt, "--metrics-json", tmp_path / "m.json")
     # infer.py scores all rows in one process with sklearn: the same figures.
     figures = json.loads((tmp_path / "m.json").read_text())
     assert figures["accuracy"] == pytest.approx(records[-1]["accuracy"], abs=1e-12)
@@ -43,7 +43,7 @@ def test_split_batches_on_two_processes_equal_one_process(small_cls, tmp_path):
     """Same global batches, split in two: DDP's averaged gradients must equal one process's."""
     args = ["--data", str(small_cls), "--epochs", "3", "--batch-size", "500", "--split-batches"]
     launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "two"))
-    run_script("train.py", *args, "--ckpt-dir", str(tmp_path / "one"))
+    train(*args, "--ckpt-dir", tmp_path / "one")
     one = load_file(str(tmp_path / "one" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "model.safetensors"))
     assert one.keys() == two.keys()

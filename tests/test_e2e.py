@@ -1,21 +1,14 @@
-"""The scripts end to end, in subprocesses, as a user runs them."""
+"""The recipes end to end: the README's launch in a real process, the rest in this one."""
 import csv
 import json
 
 import numpy as np
 import pytest
 from safetensors import safe_open
+from safetensors.torch import load_file
 
-from common.data import load_dataset
-from conftest import launch, read_metrics, run_script
-
-
-@pytest.fixture(scope="module")
-def cls_run(recipe_cls, tmp_path_factory):
-    """A few epochs of the classification recipe, launched through accelerate with cpu.yaml."""
-    ckpt = tmp_path_factory.mktemp("cls_run")
-    proc = launch("cpu", "--data", str(recipe_cls), "--ckpt-dir", str(ckpt), "--epochs", "6", "--eval-every", "2")
-    return ckpt, proc
+from common.dataset import load_dataset
+from conftest import infer, read_config, read_csv_rows, read_metrics, train
 
 
 def test_classification_reaches_the_recipes_accuracy(cls_run):
@@ -33,25 +26,26 @@ def test_saved_model_is_complete(cls_run):
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
         assert sorted(f.keys()) == ["0.bias", "0.weight", "2.bias", "2.weight"]  # no "module." prefix
         assert tuple(f.get_tensor("0.weight").shape) == (20, 10)
-    config = json.loads((ckpt / "config.json").read_text())
+    config = read_config(ckpt)
     assert config["task"] == "classification" and config["num_processes"] == 1
     assert config["model"] == {"in_features": 10, "hidden": [20], "out_features": 3, "activation": "relu"}
     assert config["training"]["optimizer"] == "adam" and config["training"]["batch_size"] == 1024
+    assert config["training"]["steps_per_epoch"] == 79 and config["training"]["optimizer_steps"] == 6 * 79
     assert config["class_labels"] == [0, 1, 2] and len(config["x_scale"]) == 10
-    assert {"torch", "accelerate"} <= config["versions"].keys()
+    assert {"torch", "accelerate", "scikit-learn"} <= config["versions"].keys()
     assert config["epochs_run"] == 6 and config["train_seconds"] > 0
 
 
-def test_infer_reproduces_the_final_evaluation(cls_run, tmp_path):
+def test_infer_reproduces_the_final_evaluation(cls_run, tmp_path, capsys):
     ckpt, _ = cls_run
     out = tmp_path / "m.json"
-    proc = run_script("infer.py", "--ckpt-dir", str(ckpt), "--metrics-json", str(out))
+    infer("--ckpt-dir", ckpt, "--metrics-json", out)
     figures = json.loads(out.read_text())
     last = read_metrics(ckpt)[-1]
     assert figures["accuracy"] == pytest.approx(last["accuracy"], abs=1e-12)
     assert figures["precision_macro"] == pytest.approx(last["precision_macro"], abs=1e-12)
     assert np.asarray(figures["confusion_matrix"]).sum() == 20_000
-    assert "confusion matrix" in proc.stdout
+    assert "confusion matrix" in capsys.readouterr().out
 
 
 def test_predicting_raw_rows_from_csv_and_npy(cls_run, recipe_cls, tmp_path):
@@ -65,36 +59,32 @@ def test_predicting_raw_rows_from_csv_and_npy(cls_run, recipe_cls, tmp_path):
         w.writerow(["id", *order])
         for i, row in enumerate(raw):
             w.writerow([f"r{i}", *(repr(float(row[names.index(n)])) for n in order)])
-    run_script("infer.py", "--ckpt-dir", str(ckpt), "--input", str(tmp_path / "rows.csv"),
-               "--output", str(tmp_path / "p.csv"))
+    infer("--ckpt-dir", ckpt, "--input", tmp_path / "rows.csv", "--output", tmp_path / "p.csv")
     np.save(tmp_path / "rows.npy", raw)
-    run_script("infer.py", "--ckpt-dir", str(ckpt), "--input", str(tmp_path / "rows.npy"),
-               "--output", str(tmp_path / "q.csv"))
-    p = list(csv.DictReader(open(tmp_path / "p.csv")))
-    q = list(csv.DictReader(open(tmp_path / "q.csv")))
+    infer("--ckpt-dir", ckpt, "--input", tmp_path / "rows.npy", "--output", tmp_path / "q.csv")
+    p, q = read_csv_rows(tmp_path / "p.csv"), read_csv_rows(tmp_path / "q.csv")
     assert [r["id"] for r in p] == [f"r{i}" for i in range(50)]
     assert [r["prediction"] for r in p] == [r["prediction"] for r in q]
     probs = np.array([[float(r[f"proba_{k}"]) for k in range(3)] for r in p])
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     assert [int(r["prediction"]) for r in p] == probs.argmax(1).tolist()
-    assert np.mean([int(r["prediction"]) for r in p] == data.y_test[:50]) >= 0.8
+    assert np.mean(np.array([int(r["prediction"]) for r in p]) == data.y_test[:50]) >= 0.8
 
 
 def test_regression_recipe(reg_data, tmp_path):
     ckpt = tmp_path / "reg"
-    run_script("train.py", "--data", str(reg_data), "--ckpt-dir", str(ckpt))
+    train("--data", reg_data, "--ckpt-dir", ckpt)
     records = read_metrics(ckpt)
     assert [r["epoch"] for r in records] == list(range(0, 401, 50))
     assert records[-1]["test_r2"] >= 0.99 and records[-1]["train_r2"] >= 0.99
     assert records[-1]["test_n"] == 200 and records[-1]["train_n"] == 800
-    config = json.loads((ckpt / "config.json").read_text())
+    config = read_config(ckpt)
     assert config["model"]["hidden"] == [] and config["training"]["optimizer"] == "sgd"
-    run_script("infer.py", "--ckpt-dir", str(ckpt), "--metrics-json", str(tmp_path / "r.json"))
+    infer("--ckpt-dir", ckpt, "--metrics-json", tmp_path / "r.json")
     figures = json.loads((tmp_path / "r.json").read_text())
     assert figures["r2"] == pytest.approx(records[-1]["test_r2"], rel=1e-6)
     assert figures["mae"] == pytest.approx(records[-1]["test_mae"], rel=1e-5)
     # The linear model recovers the generator's coefficients on the original scale.
-    from safetensors.torch import load_file
     w = load_file(str(ckpt / "model.safetensors"))["0.weight"].double().numpy()[0]
     coef = w * config["y_scale"] / np.asarray(config["x_scale"])
     np.testing.assert_allclose(coef, load_dataset(reg_data).meta["source"]["coef"], atol=0.5)
@@ -103,9 +93,20 @@ def test_regression_recipe(reg_data, tmp_path):
 def test_same_seed_same_weights(small_cls, tmp_path):
     runs = []
     for name in ("a", "b"):
-        run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / name), "--epochs", "3")
+        train("--data", small_cls, "--ckpt-dir", tmp_path / name, "--epochs", "3")
         runs.append((tmp_path / name / "model.safetensors").read_bytes())
     assert runs[0] == runs[1]
-    run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "c"), "--epochs", "3",
-               "--seed", "7")
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "c", "--epochs", "3", "--seed", "7")
     assert (tmp_path / "c" / "model.safetensors").read_bytes() != runs[0]
+
+
+def test_threads_setting_reaches_torch_and_the_record(small_cls, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1", "--threads", "2")
+        assert torch.get_num_threads() == 2
+        assert read_config(tmp_path)["training"]["threads"] == 2
+    finally:
+        torch.set_num_threads(before)

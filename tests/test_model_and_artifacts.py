@@ -44,12 +44,16 @@ def test_truncated_weights_are_a_user_error(tmp_path):
         load_weights(path)
 
 
+def crash_mid_write(target):
+    with atomic_path(target) as tmp:
+        tmp.write_text('{"half": ')
+        raise RuntimeError("crash mid-write")
+
+
 def test_failed_write_keeps_the_previous_file(tmp_path):
     target = tmp_path / "config.json"
     write_json(target, {"good": 1})
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text('{"half": ')
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError, match="crash mid-write"):
+        crash_mid_write(target)
     assert read_json(target, "config") == {"good": 1}
     assert os.listdir(tmp_path) == ["config.json"]  # no temporary left behind

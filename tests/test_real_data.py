@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
-from common.data import load_dataset
-from common.training import balanced_class_weights
-from conftest import read_metrics, run_script
+from common.dataset import load_dataset
+from common.optim import balanced_class_weights
+from conftest import infer, make_data, read_config, read_csv_rows, read_metrics, train
 
 FAST = ["--batch-size", "32", "--epochs", "30", "--lr", "0.01", "--eval-every", "10"]
 
@@ -17,9 +17,9 @@ FAST = ["--batch-size", "32", "--epochs", "30", "--lr", "0.01", "--eval-every", 
                                                ("iris", "accuracy", 0.9), ("digits", "accuracy", 0.9),
                                                ("diabetes", "test_r2", 0.3)])
 def test_shipped_data_sets(tmp_path, name, figure, floor):
-    run_script("make_data.py", "--dataset", name, "--out-dir", str(tmp_path))
+    make_data("--dataset", name, "--out-dir", tmp_path)
     args = FAST if figure == "accuracy" else ["--batch-size", "32", "--epochs", "60", "--eval-every", "20"]
-    run_script("train.py", "--data", str(tmp_path / f"{name}.npz"), "--ckpt-dir", str(tmp_path / "run"), *args)
+    train("--data", tmp_path / f"{name}.npz", "--ckpt-dir", tmp_path / "run", *args)
     assert read_metrics(tmp_path / "run")[-1][figure] >= floor
 
 
@@ -40,7 +40,7 @@ def animals(tmp_path_factory):
     X = rng.normal(size=(600, 4)) + y[:, None] * 1.5
     rows = [[f"id{i}", rng.choice(["paris", "oslo"]), *X[i].tolist(), names[y[i]]] for i in range(600)]
     write_csv(tmp / "animals.csv", ["id", "city", "w", "x", "y", "z", "kind"], rows)
-    run_script("make_data.py", "--csv", str(tmp / "animals.csv"), "--target", "kind", "--out-dir", str(tmp))
+    make_data("--csv", tmp / "animals.csv", "--target", "kind", "--out-dir", tmp)
     return tmp, X, names[y]
 
 
@@ -57,35 +57,35 @@ def test_csv_becomes_a_data_set(animals):
 
 def test_csv_predictions_carry_ids_and_original_labels(animals, tmp_path):
     tmp, X, labels = animals
-    run_script("train.py", "--data", str(tmp / "animals.npz"), "--ckpt-dir", str(tmp_path), *FAST,
-               "--class-weight", "balanced")
-    assert json.loads((tmp_path / "config.json").read_text())["training"]["class_weight"] == "balanced"
+    train("--data", tmp / "animals.npz", "--ckpt-dir", tmp_path, *FAST, "--class-weight", "balanced")
+    assert read_config(tmp_path)["training"]["class_weight"] == "balanced"
     # Feature columns in another order, an extra id column first.
     write_csv(tmp_path / "new.csv", ["ref", "z", "y", "x", "w"],
               [[f"r{i}", *X[i][::-1].tolist()] for i in range(40)])
-    run_script("infer.py", "--ckpt-dir", str(tmp_path), "--input", str(tmp_path / "new.csv"),
-               "--output", str(tmp_path / "out.csv"))
-    out = list(csv.DictReader(open(tmp_path / "out.csv")))
+    infer("--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv", "--output", tmp_path / "out.csv")
+    out = read_csv_rows(tmp_path / "out.csv")
     assert [r["ref"] for r in out] == [f"r{i}" for i in range(40)]
     assert set(out[0]) == {"ref", "prediction", "proba_bird", "proba_cat", "proba_dog"}
-    assert np.mean([r["prediction"] == t for r, t in zip(out, labels[:40])]) >= 0.8
+    assert np.mean([r["prediction"] == t for r, t in zip(out, labels[:40], strict=True)]) >= 0.8
 
 
 @pytest.mark.parametrize("values,task", [(["1.5", "2.25", "3.0", "0.1"] * 10, "regression"),
                                          (["0", "1", "2", "1"] * 10, "classification")])
-def test_task_is_inferred_from_the_target(tmp_path, values, task):
+def test_task_is_inferred_from_the_target(tmp_path, values, task, capsys):
     rng = np.random.default_rng(1)
     write_csv(tmp_path / "t.csv", ["a", "b", "target"], [[*rng.normal(size=2).tolist(), v] for v in values])
-    proc = run_script("make_data.py", "--csv", str(tmp_path / "t.csv"), "--target", "target",
-                      "--out-dir", str(tmp_path))
-    assert proc.stdout.startswith(task)
+    make_data("--csv", tmp_path / "t.csv", "--target", "target", "--out-dir", tmp_path)
+    assert capsys.readouterr().out.startswith(task)
     assert load_dataset(tmp_path / "t.npz").task == task
 
 
-def test_balanced_weights_match_sklearn():
+def test_balanced_weights_are_sklearns():
     y = np.array([0] * 50 + [1] * 30 + [2] * 20)
     expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
     np.testing.assert_allclose(balanced_class_weights(y, 3).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(expected, [100 / (3 * 50), 100 / (3 * 30), 100 / (3 * 20)])
+    # A class with no training row weighs nothing (and sklearn refuses to weigh it).
+    np.testing.assert_allclose(balanced_class_weights(np.array([0, 0, 2]), 3).numpy(), [0.75, 0.0, 1.5])
 
 
 def test_balanced_weights_lift_the_minority_class(tmp_path):
@@ -93,12 +93,11 @@ def test_balanced_weights_lift_the_minority_class(tmp_path):
     y = (rng.random(3000) < 0.06).astype(int)
     X = rng.normal(size=(3000, 3)) + y[:, None] * 1.2
     write_csv(tmp_path / "rare.csv", ["a", "b", "c", "label"], [[*X[i].tolist(), y[i]] for i in range(3000)])
-    run_script("make_data.py", "--csv", str(tmp_path / "rare.csv"), "--target", "label", "--out-dir", str(tmp_path))
+    make_data("--csv", tmp_path / "rare.csv", "--target", "label", "--out-dir", tmp_path)
     recalls = {}
     for mode in ("none", "balanced"):
-        run_script("train.py", "--data", str(tmp_path / "rare.npz"), "--ckpt-dir", str(tmp_path / mode), *FAST,
-                   "--class-weight", mode)
-        run_script("infer.py", "--ckpt-dir", str(tmp_path / mode), "--metrics-json", str(tmp_path / f"{mode}.json"))
+        train("--data", tmp_path / "rare.npz", "--ckpt-dir", tmp_path / mode, *FAST, "--class-weight", mode)
+        infer("--ckpt-dir", tmp_path / mode, "--metrics-json", tmp_path / f"{mode}.json")
         cm = np.array(json.loads((tmp_path / f"{mode}.json").read_text())["confusion_matrix"])
         recalls[mode] = cm[1, 1] / cm[1].sum()
     assert recalls["balanced"] > recalls["none"] + 0.1

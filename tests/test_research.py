@@ -3,8 +3,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from common.data import load_dataset
-from conftest import read_metrics, run_script
+from common.dataset import load_dataset
+from conftest import make_data, read_metrics, train
 
 RESEARCH_DATA = ["--task", "regression", "--n-informative", "5", "--bias", "0", "--noise", "0.001"]
 
@@ -12,14 +12,14 @@ RESEARCH_DATA = ["--task", "regression", "--n-informative", "5", "--bias", "0", 
 @pytest.fixture(scope="module")
 def research_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("research")
-    run_script("make_data.py", *RESEARCH_DATA, "--out-dir", str(out))
+    make_data(*RESEARCH_DATA, "--out-dir", out)
     return out / "reg_data.npz"
 
 
 def test_sigmoid_mlp_with_adam(reg_data, tmp_path):
     """(a) train.py --hidden 128 --activation sigmoid --optimizer adam --lr 1e-3 --batch-size 116."""
-    run_script("train.py", "--data", str(reg_data), "--ckpt-dir", str(tmp_path), "--hidden", "128",
-               "--activation", "sigmoid", "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "116")
+    train("--data", reg_data, "--ckpt-dir", tmp_path, "--hidden", "128", "--activation", "sigmoid",
+          "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "116")
     last = read_metrics(tmp_path)[-1]
     assert last["epoch"] == 400 and last["test_r2"] >= 0.99
 
@@ -50,9 +50,9 @@ def test_raw_tensor_network_and_train_py_reach_the_same_weights(research_data, t
     save_file({"0.weight": w1.T.contiguous(), "0.bias": b1, "2.weight": w2.T.contiguous(), "2.bias": b2},
               str(tmp_path / "init.safetensors"))
     steps, lr = 40, 0.01
-    run_script("train.py", "--data", str(research_data), "--ckpt-dir", str(tmp_path / "run"),
-               "--init-from", str(tmp_path / "init.safetensors"), "--hidden", "128", "--activation", "relu",
-               "--optimizer", "sgd", "--lr", str(lr), "--batch-size", str(len(X)), "--epochs", str(steps))
+    train("--data", research_data, "--ckpt-dir", tmp_path / "run", "--init-from", tmp_path / "init.safetensors",
+          "--hidden", "128", "--activation", "relu", "--optimizer", "sgd", "--lr", lr, "--batch-size", len(X),
+          "--epochs", steps)
     ours = load_file(str(tmp_path / "run" / "model.safetensors"))
     r1, rb1, r2, rb2 = raw_network_sgd(X, y, (w1, b1, w2, b2), lr, steps)
     assert not torch.allclose(r1, w1, atol=1e-3)  # training moved the weights

@@ -1,5 +1,4 @@
 """Checkpoints, resume, early stopping and the NaN stop."""
-import json
 import signal
 import subprocess
 import sys
@@ -10,18 +9,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from common.data import load_dataset
+import train as train_script
+from common.dataset import load_dataset
 from common.inference import load_model_dir, model_outputs
-from conftest import ROOT, read_metrics, run_script, script_env
+from conftest import ROOT, read_config, read_metrics, script_env, train, user_error
 
 
 def train_args(data, ckpt, *extra):
-    return ["train.py", "--data", str(data), "--ckpt-dir", str(ckpt), *extra]
+    return ["--data", str(data), "--ckpt-dir", str(ckpt), *map(str, extra)]
 
 
 def kill_after_checkpoint(args, ckpt, epoch, timeout=120):
     """Start train.py, SIGKILL it as soon as the checkpoint of `epoch` is committed."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=script_env(),
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=script_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marker = ckpt / "checkpoints" / f"epoch_{epoch:06d}" / "trainer_state.json"
     deadline = time.monotonic() + timeout
@@ -32,27 +32,31 @@ def kill_after_checkpoint(args, ckpt, epoch, timeout=120):
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
-@pytest.mark.parametrize("schedule,accum", [("cosine", "3"), ("step", "1")])
-def test_killed_run_resumes_to_bit_identical_weights(small_cls, tmp_path, schedule, accum):
+@pytest.mark.parametrize("schedule,accum,patience", [("cosine", "3", "0"), ("step", "1", "20")])
+def test_killed_run_resumes_to_bit_identical_weights(small_cls, tmp_path, schedule, accum, patience, capsys):
     extra = ["--epochs", "24", "--batch-size", "32", "--eval-every", "3", "--checkpoint-every", "2",
-             "--lr-schedule", schedule, "--grad-accum", accum, "--keep-checkpoints", "2"]
-    run_script(*train_args(small_cls, tmp_path / "whole", *extra))
+             "--lr-schedule", schedule, "--grad-accum", accum, "--keep-checkpoints", "2", "--patience", patience]
+    train(*train_args(small_cls, tmp_path / "whole", *extra))
     kill_after_checkpoint(train_args(small_cls, tmp_path / "cut", *extra), tmp_path / "cut", epoch=7)
     assert not (tmp_path / "cut" / "model.safetensors").exists()
-    proc = run_script(*train_args(small_cls, tmp_path / "cut", *extra, "--resume"))
-    assert "Resumed from" in proc.stdout
+    capsys.readouterr()
+    train(*train_args(small_cls, tmp_path / "cut", *extra, "--resume"))
+    assert "Resumed from" in capsys.readouterr().out
     whole = (tmp_path / "whole" / "model.safetensors").read_bytes()
     assert (tmp_path / "cut" / "model.safetensors").read_bytes() == whole
     epochs = [r["epoch"] for r in read_metrics(tmp_path / "cut")]
     assert epochs == [r["epoch"] for r in read_metrics(tmp_path / "whole")] == [0, 3, 6, 9, 12, 15, 18, 21, 23]
     assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")
+    # The best-so-far record travelled inside the checkpoint: both runs agree on it.
+    keys = ("best_epoch", "best_test_loss", "weights")
+    assert [read_config(tmp_path / "cut")[k] for k in keys] == [read_config(tmp_path / "whole")[k] for k in keys]
     kept = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
     assert kept == ["epoch_000021", "epoch_000023"]  # the last --keep-checkpoints
 
 
-def test_interrupted_saves_are_never_taken_for_checkpoints(small_cls, tmp_path):
+def test_interrupted_saves_are_never_taken_for_checkpoints(small_cls, tmp_path, capsys):
     extra = ["--epochs", "4", "--checkpoint-every", "2", "--batch-size", "256"]
-    run_script(*train_args(small_cls, tmp_path, *extra))
+    train(*train_args(small_cls, tmp_path, *extra))
     root = tmp_path / "checkpoints"
     # What a crash mid-save or mid-delete leaves: a staging or discarded folder, or a folder
     # without its state file.
@@ -61,31 +65,38 @@ def test_interrupted_saves_are_never_taken_for_checkpoints(small_cls, tmp_path):
         (root / leftover / "model.safetensors").write_bytes(b"half")
     (root / "epoch_000008").mkdir()
     (root / "epoch_000008" / "model.safetensors").write_bytes(b"half")
-    proc = run_script(*train_args(small_cls, tmp_path, *extra, "--resume"))
-    assert "epoch_000003" in proc.stdout and "continuing at epoch 4" in proc.stdout
+    capsys.readouterr()
+    train(*train_args(small_cls, tmp_path, *extra, "--resume"))
+    out = capsys.readouterr().out
+    assert "epoch_000003" in out and "continuing at epoch 4" in out
     assert not (root / ".epoch_000009.tmp").exists() and not (root / ".epoch_000001.old").exists()
 
 
 def test_resume_refuses_other_settings(small_cls, tmp_path):
     extra = ["--epochs", "2", "--checkpoint-every", "1", "--batch-size", "256"]
-    run_script(*train_args(small_cls, tmp_path, *extra))
+    train(*train_args(small_cls, tmp_path, *extra))
     before = (tmp_path / "model.safetensors").read_bytes()
-    proc = run_script(*train_args(small_cls, tmp_path, *extra, "--lr", "0.5", "--resume"), check=False)
-    assert proc.returncode == 2 and "lr" in proc.stderr and "Traceback" not in proc.stderr
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, *extra, "--lr", "0.5", "--resume"))
+    assert "lr: 0.001 -> 0.5" in message
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, *extra, "--epochs", "3", "--resume"))
+    assert "epochs: 2 -> 3" in message and "optimizer_steps" in message
+    # Run-only settings may change.
+    train(*train_args(small_cls, tmp_path, "--epochs", "2", "--batch-size", "256", "--checkpoint-every", "5",
+                      "--keep-checkpoints", "1", "--threads", "1", "--resume"))
     # A fresh run must not silently mix with or delete the earlier run's checkpoints.
-    proc = run_script(*train_args(small_cls, tmp_path, *extra), check=False)
-    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert "--resume" in user_error(train_script.main, *train_args(small_cls, tmp_path, *extra))
+    assert "no checkpoint" in user_error(train_script.main, *train_args(small_cls, tmp_path / "new", "--resume"))
     assert (tmp_path / "model.safetensors").read_bytes() == before
 
 
 def test_early_stopping_keeps_the_best_weights(small_cls, tmp_path):
     # A large learning rate makes the test loss wander, so patience runs out early.
-    run_script(*train_args(small_cls, tmp_path, "--epochs", "60", "--eval-every", "1", "--patience", "3",
-                           "--lr", "0.3", "--batch-size", "64"))
+    train(*train_args(small_cls, tmp_path, "--epochs", "60", "--eval-every", "1", "--patience", "3",
+                      "--lr", "0.3", "--batch-size", "64"))
     records = read_metrics(tmp_path)
     losses = [r["test_loss"] for r in records]
     best = int(np.argmin(losses))
-    config = json.loads((tmp_path / "config.json").read_text())
+    config = read_config(tmp_path)
     assert len(records) < 60                       # it stopped early ...
     assert len(records) - 1 - best == 3            # ... after exactly `patience` evaluations without progress
     assert config["best_epoch"] == records[best]["epoch"] and config["weights"] == "best"
@@ -98,15 +109,13 @@ def test_early_stopping_keeps_the_best_weights(small_cls, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_what_was_saved(reg_data, tmp_path):
-    run_script(*train_args(reg_data, tmp_path, "--epochs", "2"))
+    train(*train_args(reg_data, tmp_path, "--epochs", "2"))
     before = (tmp_path / "model.safetensors").read_bytes()
     config_before = (tmp_path / "config.json").read_text()
-    proc = run_script(*train_args(reg_data, tmp_path, "--epochs", "50", "--lr", "3", "--checkpoint-every", "1"),
-                      check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    line = proc.stderr.strip().splitlines()[-1]
-    assert "diverged" in line and "epoch" in line
-    bad_epoch = int(line.split(" in epoch ")[1].split(";")[0])
+    message = user_error(train_script.main, *train_args(reg_data, tmp_path, "--epochs", "50", "--lr", "3",
+                                                        "--checkpoint-every", "1"))
+    assert "diverged" in message and "epoch" in message
+    bad_epoch = int(message.split(" in epoch ")[1].split(";")[0])
     assert bad_epoch > 0
     assert (tmp_path / "model.safetensors").read_bytes() == before
     assert (tmp_path / "config.json").read_text() == config_before
@@ -117,8 +126,8 @@ def test_nan_loss_stops_and_keeps_what_was_saved(reg_data, tmp_path):
 def test_gradient_accumulation_equals_a_larger_batch(reg_data, tmp_path):
     """800 rows: two accumulated batches of 100 are one batch of 200, step for step."""
     common = ["--epochs", "5", "--optimizer", "sgd", "--lr", "0.05"]
-    run_script(*train_args(reg_data, tmp_path / "acc", *common, "--batch-size", "100", "--grad-accum", "2"))
-    run_script(*train_args(reg_data, tmp_path / "big", *common, "--batch-size", "200"))
+    train(*train_args(reg_data, tmp_path / "acc", *common, "--batch-size", "100", "--grad-accum", "2"))
+    train(*train_args(reg_data, tmp_path / "big", *common, "--batch-size", "200"))
     a = load_file(str(tmp_path / "acc" / "model.safetensors"))
     b = load_file(str(tmp_path / "big" / "model.safetensors"))
     for key in a:

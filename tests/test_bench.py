@@ -1,14 +1,10 @@
 """The fast data path computes what the recipe's DataLoader loop computes; the benchmark runs."""
 import json
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, run_script
-
-sys.path.insert(0, str(ROOT / "bench"))
-import bench  # noqa: E402
+import bench
 
 
 def test_results_match_the_dataloader_loop_in_distribution():
@@ -23,8 +19,7 @@ def test_results_match_the_dataloader_loop_in_distribution():
 
 def test_benchmark_reports_every_section(tmp_path):
     out = tmp_path / "bench.json"
-    run_script("bench/bench.py", "--epochs", "2", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp",
-               "--out", str(out))
+    bench.main(["--epochs", "2", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp", "--out", str(out)])
     results = json.loads(out.read_text())
     assert set(results["peers"]) == {"ours", "plain_fast_path", "dataloader", "sklearn_mlp"}
     assert all(r["epoch_ms"] > 0 and 0 <= r["accuracy"] <= 1 for r in results["peers"].values())

@@ -1,0 +1,44 @@
+"""The best evaluation so far, its weights, and early stopping on the test loss."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class BestTracker:
+    """The lowest test loss so far, its epoch and weights, and when to stop.
+
+    Every process sees the same reduced test loss, so every process takes the same decision.
+    Registered with `accelerator.register_for_checkpointing`, it travels inside each checkpoint
+    through `state_dict` / `load_state_dict`."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.loss, self.epoch, self.bad_evals = math.inf, -1, 0
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def update(self, record: dict[str, Any], model: nn.Module) -> bool:
+        """Record an evaluation of `model` (the unwrapped one); True when training should stop."""
+        if record["test_loss"] < self.loss:
+            self.loss, self.epoch, self.bad_evals = record["test_loss"], record["epoch"], 0
+            if self.patience:  # keeping a copy costs a little memory; only early stopping needs it
+                self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return False
+        self.bad_evals += 1
+        return bool(self.patience) and self.bad_evals >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "epoch": self.epoch, "bad_evals": self.bad_evals, "weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss, self.epoch, self.bad_evals = state["loss"], state["epoch"], state["bad_evals"]
+        self.weights = state["weights"]
+
+    def summary(self) -> dict[str, Any]:
+        """What the run record says of it."""
+        return {"best_epoch": self.epoch if self.epoch >= 0 else None,
+                "best_test_loss": self.loss if math.isfinite(self.loss) else None,
+                "weights": "best" if self.weights is not None else "last"}

@@ -1,0 +1,153 @@
+"""Where train.py leans on Accelerate's internals for speed: each lean listed, guarded and tested.
+
+On a model as small as the recipe's, Accelerate's per-step bookkeeping costs as much as the
+arithmetic. Four shortcuts bring its overhead down to a few percent. None is public API, so
+each is checked before use; where Accelerate has moved the internal, the run takes the
+public path (slower, same results) and says so once. tests/test_fastpath.py fails when an
+upgrade moves any of them, so we learn it from CI rather than from users.
+
+1. `lomo_cache` -- `AcceleratedOptimizer.step` calls `accelerate.optimizer.is_lomo_available()`
+   twice per step, and each call searches the import path (~25 us). Whether a package is
+   installed cannot change during a run, so the answer is cached.
+   Public path: leave the check uncached.
+2. `epoch_signal` -- our batches subclass `accelerate.data_loader.DataLoaderStateMixin` and hold
+   a `GradientState()`, as Accelerate's own loaders do, so that `accelerator.accumulate` sees
+   where each epoch ends: an accumulation group then never spans two epochs, and a run resumed
+   at an epoch boundary matches an uninterrupted one.
+   Public path: group the batches ourselves, with `accelerator.no_sync(model)` inside a group.
+3. `skip_accumulate` -- with --grad-accum 1 there is nothing to accumulate, yet `accumulate()`
+   costs ~30 us a step; skipping it relies on `accelerator.sync_gradients` staying True
+   when `accumulate()` is never entered.
+   Public path: enter `accumulate()` every step.
+4. `zero_through_model` -- `AcceleratedOptimizer.zero_grad` inspects the wrapped optimizer's
+   signature on every call; `model.zero_grad(set_to_none=True)` does the same work when the
+   optimizer holds exactly the model's parameters, which is checked.
+   Public path: `optimizer.zero_grad(set_to_none=True)`.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from torch import nn
+
+from common.batching import ShardedBatches
+
+LEANS = ("lomo_cache", "epoch_signal", "skip_accumulate", "zero_through_model")
+
+
+def lomo_check_missing() -> str | None:
+    """None where lean 1 applies, else why not."""
+    try:
+        import accelerate.optimizer as accelerate_optimizer
+    except ImportError as err:
+        return f"accelerate.optimizer cannot be imported ({err})"
+    check = getattr(accelerate_optimizer, "is_lomo_available", None)
+    if not callable(check):
+        return "accelerate.optimizer.is_lomo_available is gone"
+    step = getattr(getattr(accelerate_optimizer, "AcceleratedOptimizer", None), "step", None)
+    if step is None or "is_lomo_available" not in inspect.getsource(step):
+        return "AcceleratedOptimizer.step no longer calls is_lomo_available"
+    return None
+
+
+def epoch_signal_missing() -> str | None:
+    """None where lean 2 applies, else why not."""
+    try:
+        from accelerate.data_loader import DataLoaderStateMixin
+        from accelerate.state import GradientState
+    except ImportError as err:
+        return f"Accelerate's DataLoaderStateMixin or GradientState cannot be imported ({err})"
+    needs = {DataLoaderStateMixin: ("begin", "end", "reset"),
+             GradientState: ("_add_dataloader", "_remove_dataloader", "end_of_dataloader")}
+    for cls, names in needs.items():
+        lost = [n for n in names if not hasattr(cls, n)]
+        if lost:
+            return f"{cls.__name__} lacks {lost}"
+    return None
+
+
+def cache_lomo_check() -> None:
+    import accelerate.optimizer as accelerate_optimizer
+
+    check = accelerate_optimizer.is_lomo_available
+    if not hasattr(check, "cache_info"):
+        accelerate_optimizer.is_lomo_available = functools.cache(check)
+
+
+@functools.cache
+def epoch_signalling_batches() -> type[ShardedBatches]:
+    """ShardedBatches that tell Accelerate where each epoch ends, as its own loaders do."""
+    from accelerate.data_loader import DataLoaderStateMixin
+    from accelerate.state import GradientState
+
+    @dataclasses.dataclass
+    class EpochSignallingBatches(ShardedBatches, DataLoaderStateMixin):
+        def __post_init__(self) -> None:
+            self.gradient_state = GradientState()
+
+        def epoch(self, epoch: int) -> Iterator[Any]:
+            self.begin()
+            try:
+                last = len(self) - 1
+                for step, batch in enumerate(super().epoch(epoch)):
+                    self.end_of_dataloader = step == last
+                    yield batch
+            finally:
+                self.end()
+
+    return EpochSignallingBatches
+
+
+class Stepper:
+    """The Accelerate calls around one batch: the accumulation context, then the optimizer
+    step, the scheduler step and the zeroing of gradients at the end of each group."""
+
+    def __init__(self, accelerator: Any, model: nn.Module, optimizer: Any, scheduler: Any, grad_accum: int,
+                 missing: dict[str, str | None] | None = None):
+        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.grad_accum = grad_accum
+        missing = missing if missing is not None else self.probe()
+        self.fallbacks = {name: why for name, why in missing.items() if why}
+        for name, why in self.fallbacks.items():
+            accelerator.print(f"note: Accelerate's internals moved ({why}); {name} takes the public path (slower)")
+        if "lomo_cache" not in self.fallbacks:
+            cache_lomo_check()
+        self.zero_grad: Callable[[], None] = (
+            functools.partial(optimizer.zero_grad, set_to_none=True) if "zero_through_model" in self.fallbacks
+            else functools.partial(model.zero_grad, set_to_none=True))
+
+    def probe(self) -> dict[str, str | None]:
+        """For each lean, None where it applies here, else why not."""
+        held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        return {
+            "lomo_cache": lomo_check_missing(),
+            "epoch_signal": epoch_signal_missing(),
+            "skip_accumulate": None if self.accelerator.sync_gradients is True
+            else "accelerator.sync_gradients is not True outside accumulate()",
+            "zero_through_model": None if held == {id(p) for p in self.model.parameters()}
+            else "the optimizer does not hold exactly the model's parameters",
+        }
+
+    def batches(self, *args: Any, **kwargs: Any) -> ShardedBatches:
+        cls = ShardedBatches if "epoch_signal" in self.fallbacks else epoch_signalling_batches()
+        return cls(*args, **kwargs)
+
+    def accumulate(self, ends_group: bool) -> AbstractContextManager[Any]:
+        if self.grad_accum == 1 and "skip_accumulate" not in self.fallbacks:
+            return contextlib.nullcontext()
+        if "epoch_signal" not in self.fallbacks:
+            return self.accelerator.accumulate(self.model)
+        return contextlib.nullcontext() if ends_group else self.accelerator.no_sync(self.model)
+
+    def step(self) -> None:
+        """At the end of an accumulation group (every batch without accumulation)."""
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.zero_grad()

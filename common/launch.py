@@ -1,0 +1,135 @@
+"""Starting train.py's processes: the launch trap, the process group, the Accelerator.
+
+The trap: `accelerate launch --num_processes 4 train.py` starts four processes only where
+Accelerate sees several GPUs (or is given --multi_gpu or a multi-process config). Elsewhere its
+simple launcher runs the script once, with no error: a user who asked for 4 processes would
+silently train on one, with a quarter of the global batch they planned for. That launcher
+sets no world size, but its own command line, our parent process's, still holds the request.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+
+_state: Any = None  # the PartialState of this process, once start_processes made it
+
+
+def use_cpu() -> bool:
+    """Without CUDA, ask for the CPU backend ourselves: then a multi-process launch forms one
+    gloo group instead of N processes that each believe they are alone."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _option(argv: Sequence[str], *names: str) -> str | None:
+    """The value of `--name V` or `--name=V` in a command line, the last one winning as in argparse."""
+    value = None
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg.split("=", 1)[1]
+    return value
+
+
+def _config_processes(config_file: str | None) -> int | None:
+    if config_file is None:
+        try:
+            from accelerate.commands.config import default_config_file
+        except ImportError:
+            return None
+        config_file = default_config_file
+    try:
+        import yaml
+
+        with open(config_file) as fh:
+            value = (yaml.safe_load(fh) or {}).get("num_processes")
+    except (OSError, ValueError, AttributeError, ImportError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def requested_processes(launcher_argv: Sequence[str]) -> int | None:
+    """How many processes an `accelerate launch` command line asks for; None for another command."""
+    argv = list(launcher_argv)
+    launch_at = next((i for i, arg in enumerate(argv[:-1]) if Path(arg).name == "accelerate"
+                      and argv[i + 1] == "launch"), None)
+    if launch_at is None:
+        launch_at = next((i for i, arg in enumerate(argv) if arg == "accelerate.commands.launch"), None)
+    if launch_at is None:
+        return None
+    args = argv[launch_at + 1:]
+    value = _option(args, "--num_processes", "--num-processes")
+    if value is not None:
+        return int(value) if value.lstrip("-").isdigit() else None
+    return _config_processes(_option(args, "--config_file", "--config-file"))
+
+
+def launcher_command_line() -> list[str]:
+    try:
+        import psutil
+
+        parent = psutil.Process().parent()
+        return parent.cmdline() if parent is not None else []
+    except Exception:  # psutil missing or the parent gone: nothing to check against
+        return []
+
+
+def trap_message(requested: int, gpus: int) -> str:
+    if gpus == 0:
+        return (f"`accelerate launch` was asked for {requested} processes but started 1 (without GPUs it needs "
+                f"--multi_gpu or a multi-process config): run `accelerate launch --multi_gpu --num_processes "
+                f"{requested} --main_process_port 0 train.py`, or `accelerate launch --config_file "
+                f"accelerate_configs/multi_cpu.yaml --num_processes {requested} train.py`")
+    return (f"`accelerate launch` was asked for {requested} processes but started 1 (this machine has {gpus} GPU(s), "
+            f"one per process): launch at most {gpus} processes with `accelerate launch --multi_gpu "
+            f"--num_processes {gpus} train.py`, or use the CPUs with `CUDA_VISIBLE_DEVICES= accelerate launch "
+            f"--multi_gpu --num_processes {requested} --main_process_port 0 train.py`")
+
+
+def refuse_lost_processes(launcher_argv: Sequence[str] | None = None) -> None:
+    """Stop before any work when the launch asked for N > 1 processes and this is one alone."""
+    requested = requested_processes(launcher_command_line() if launcher_argv is None else launcher_argv)
+    started = int(os.environ.get("WORLD_SIZE", "1"))
+    if requested is not None and requested > started:
+        import torch
+
+        raise UserError(trap_message(requested, torch.cuda.device_count() if torch.cuda.is_available() else 0))
+
+
+def start_processes() -> Any:
+    """Refuse the launch trap, then join the process group (a PartialState, which the
+    Accelerator made later shares): from here on a user error is reported by the main process."""
+    global _state
+    refuse_lost_processes()
+    from accelerate import PartialState
+
+    _state = PartialState(cpu=use_cpu())
+    return _state
+
+
+def reports_errors() -> bool:
+    """Whether this process prints user errors: the main one, or any before the group exists."""
+    return _state is None or bool(_state.is_main_process)
+
+
+def local_process_count(state: Any) -> int:
+    """Processes on this machine, which share its cores (torch's launcher says how many)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
+
+
+def make_accelerator(plan: Any) -> Any:
+    from accelerate import Accelerator
+
+    # The scheduler is stepped by hand once per optimizer step, whatever the process count.
+    # Trackers go through the Accelerator's constructor: one created earlier would make a second
+    # "main" process on CPU.
+    return Accelerator(cpu=use_cpu(), gradient_accumulation_steps=plan.grad_accum,
+                       step_scheduler_with_optimizer=False, log_with=list(plan.log_with) or None,
+                       project_dir=plan.ckpt_dir)

@@ -1,0 +1,117 @@
+"""The training loop, written once against `accelerate.Accelerator`.
+
+The same code runs on one CPU process, one GPU, DDP over several GPUs or machines, and a
+gloo group on a CPU-only machine: the accelerate config alone decides. The Trainer reads
+the run plan and knows nothing of files or the console.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.batching import ends_accumulation_group, local_shard, loss_scale
+from common.dataset import TabularData
+from common.errors import UserError
+from common.fastpath import Stepper
+from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
+from common.model import forward_in_chunks
+from common.optim import balanced_class_weights, summed_loss
+from common.plan import TrainPlan
+
+EVAL_CHUNK = 1 << 16  # rows per forward pass in evaluation: bounds memory on large test sets
+
+
+class Trainer:
+    """Runs epochs and evaluations of the plan's model over the plan's batches."""
+
+    def __init__(self, accelerator: Any, model: nn.Module, optimizer: Any, scheduler: Any, data: TabularData,
+                 plan: TrainPlan, stepper: Stepper | None = None):
+        self.accelerator, self.model = accelerator, model
+        self.plan, self.task = plan, plan.task
+        self.num_classes = len(data.meta["class_labels"] or [])
+        self.y_mean, self.y_scale = data.meta["y_mean"], data.meta["y_scale"]
+        self.stepper = stepper or Stepper(accelerator, model, optimizer, scheduler, plan.grad_accum)
+        device, P, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+        weight = None
+        if self.task == "classification" and plan.class_weight == "balanced":
+            weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
+        self.loss_fn = summed_loss(self.task, weight)
+        X_train, y_train = torch.from_numpy(data.X_train).to(device), torch.from_numpy(data.y_train).to(device)
+        self.batches = self.stepper.batches(X_train, y_train, plan.global_batch, plan.steps_per_epoch, P, rank,
+                                            plan.seed)
+        # Each process scores one contiguous shard of each evaluation set: no row twice, none missing.
+        self.eval_sets = {"test": self._shard(data.X_test, data.y_test)}
+        if self.task == "regression":  # the recipe reports train figures too
+            self.eval_sets["train"] = self._shard(data.X_train, data.y_train)
+        self.loss_sum = torch.zeros((), device=device)
+        self.rows_seen = 0
+
+    def _shard(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        part = local_shard(len(X), self.accelerator.num_processes, self.accelerator.process_index)
+        device = self.accelerator.device
+        return torch.from_numpy(X[part]).to(device), torch.from_numpy(y[part]).to(device)
+
+    def _run_batch(self, x: torch.Tensor, y: torch.Tensor, global_rows: int, ends_group: bool) -> None:
+        with self.stepper.accumulate(ends_group):
+            loss_sum = self.loss_fn(self.model(x).float(), y)
+            self.accelerator.backward(loss_sum * loss_scale(self.accelerator.num_processes, global_rows))
+            if ends_group:
+                self.stepper.step()
+        # Accumulated on the device: no host sync per step.
+        self.loss_sum += loss_sum.detach()
+        self.rows_seen += len(x)
+
+    def run_epoch(self, epoch: int) -> float:
+        """Train one epoch; returns its mean loss over all processes (one small all-reduce)."""
+        self.model.train()
+        self.loss_sum.zero_()
+        self.rows_seen = 0
+        steps, accum = self.plan.steps_per_epoch, self.plan.grad_accum
+        for step, (x, y, global_rows) in enumerate(self.batches.epoch(epoch)):
+            self._run_batch(x, y, global_rows, ends_accumulation_group(step, steps, accum))
+        return self.train_loss()
+
+    def train_loss(self) -> float:
+        """Mean loss of the last epoch over every row seen on every process."""
+        t = torch.stack([self.loss_sum.double(), torch.tensor(float(self.rows_seen), dtype=torch.float64,
+                                                               device=self.loss_sum.device)])
+        total = self.accelerator.reduce(t, reduction="sum").cpu().numpy()
+        return float(total[0] / total[1])
+
+    @torch.no_grad()
+    def _split_stats(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = forward_in_chunks(self.model, X, EVAL_CHUNK)
+        loss_sum = self.loss_fn(out, y).detach()
+        if self.task == "classification":
+            stats = classification_stats(out, y, self.num_classes, loss_sum)
+        else:
+            stats = regression_stats(out, y, self.y_mean, self.y_scale, loss_sum)
+        return self.accelerator.reduce(stats, reduction="sum")
+
+    def evaluate(self, epoch: int, train_loss: float) -> dict[str, Any]:
+        """Figures of every evaluation set, reduced over all processes (every process calls this)."""
+        self.model.eval()
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+        for split, (X, y) in self.eval_sets.items():
+            stats = self._split_stats(X, y).cpu().numpy()
+            if self.task == "classification":
+                figures = classification_figures(stats, self.num_classes)
+                figures.pop("confusion_matrix")
+            else:
+                figures = regression_figures(stats)
+            if split == "train":
+                figures.pop("loss")
+            for key, value in figures.items():
+                record[f"{split}_{key}" if key in ("loss", "n", "mae", "rmse", "r2") else key] = value
+        self.model.train()
+        return record
+
+
+def check_finite(loss: float, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise UserError(f"training diverged: the loss became {loss} in epoch {epoch}; lower --lr "
+                        "(the last checkpoint and model.safetensors were left untouched)")

@@ -1,0 +1,51 @@
+"""The optimizer, the learning-rate schedule and the loss, as the run plan asks for them."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common.plan import TrainPlan
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Adam or SGD on their fused kernels where this torch has them, else the foreach path."""
+    cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[name]
+    params = list(params)
+    try:
+        return cls(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, lr=lr, foreach=True)
+
+
+def make_scheduler(plan: TrainPlan, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """None for a constant rate; else a scheduler stepped once per optimizer step over the whole run."""
+    total = max(1, plan.optimizer_steps)
+    if plan.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if plan.lr_schedule == "step":  # /10 at 50% and at 75% of the optimizer steps
+        milestones = sorted({max(1, total // 2), max(1, total * 3 // 4)})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    return None
+
+
+def balanced_class_weights(y_train: np.ndarray, num_classes: int) -> torch.Tensor:
+    """scikit-learn's 'balanced' weights, n / (classes x rows of the class); 0 for a class
+    with no training row (it contributes no loss either way)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y_train)
+    weights = np.zeros(num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=y_train)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def summed_loss(task: str, weight: torch.Tensor | None = None) -> LossFn:
+    """Loss summed over rows (per-row loss as the recipe's mean loss counts it)."""
+    if task == "classification":
+        return lambda out, y: F.cross_entropy(out, y, weight=weight, reduction="sum")
+    return lambda out, y: F.mse_loss(out, y, reduction="sum") / out.shape[1]

@@ -1,0 +1,89 @@
+"""Accelerate's internals that the fast path leans on: still where we expect, and the public
+path that replaces each one gives the same weights."""
+import contextlib
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+import train as train_script
+from common.config import TrainConfig, parse_config
+from common.dataset import load_dataset
+from common.fastpath import LEANS, Stepper
+from common.loop import Trainer
+from common.plan import make_plan
+
+ALL_MISSING = dict.fromkeys(LEANS, "forced off by the test")
+
+
+class RecordingStepper(Stepper):
+    """Notes, for every batch, whether it ends a group and whether Accelerate would sync."""
+
+    seen: list
+
+    def accumulate(self, ends_group):
+        context = super().accumulate(ends_group)
+        self.seen = getattr(self, "seen", [])
+
+        @contextlib.contextmanager
+        def recorded():
+            with context:
+                self.seen.append((ends_group, self.accelerator.sync_gradients))
+                yield
+
+        return recorded()
+
+
+def run(data, argv, missing=None):
+    plan = make_plan(parse_config(TrainConfig, argv), data, 1, 1)
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=plan.grad_accum,
+                              step_scheduler_with_optimizer=False)
+    model, optimizer, scheduler = train_script.build(plan, accelerator)
+    stepper = RecordingStepper(accelerator, model, optimizer, scheduler, plan.grad_accum, missing=missing)
+    trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan, stepper)
+    for epoch in range(plan.epochs):
+        trainer.run_epoch(epoch)
+    weights = {k: v.detach().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+    return weights, stepper
+
+
+@pytest.fixture(scope="module")
+def data(small_cls):
+    return load_dataset(small_cls)
+
+
+def test_every_lean_still_holds_on_the_installed_accelerate(data):
+    _, stepper = run(data, ["--epochs", "1"])
+    assert stepper.probe() == dict.fromkeys(LEANS)
+    assert stepper.fallbacks == {}
+    import accelerate.optimizer
+
+    assert hasattr(accelerate.optimizer.is_lomo_available, "cache_info")  # lean 1 took effect
+
+
+# 4802 rows in batches of 1000: 5 batches an epoch, so a group of 3 is cut short at each epoch's end.
+ACCUMULATING = ["--epochs", "3", "--batch-size", "1000", "--grad-accum", "3", "--lr-schedule", "cosine"]
+
+
+def test_accelerate_sees_where_each_epoch_ends(data):
+    _, stepper = run(data, ACCUMULATING)
+    assert [ends for ends, _ in stepper.seen] == [False, False, True, False, True] * 3
+    assert all(ends == synced for ends, synced in stepper.seen)
+
+
+@pytest.mark.parametrize("argv", [ACCUMULATING, ["--epochs", "2", "--batch-size", "700"]])
+def test_the_public_path_gives_the_same_weights(data, argv, capsys):
+    fast, _ = run(data, argv)
+    public, stepper = run(data, argv, missing=ALL_MISSING)
+    assert set(stepper.fallbacks) == set(LEANS)
+    for key in fast:
+        assert torch.equal(fast[key], public[key]), key
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == len(LEANS)  # each fallback is announced once
+
+
+def test_an_optimizer_over_other_parameters_zeroes_through_itself(data):
+    accelerator = Accelerator(cpu=True)
+    model, other = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    stepper = Stepper(accelerator, model, torch.optim.SGD(other.parameters(), lr=0.1), None, 1)
+    assert "zero_through_model" in stepper.fallbacks

@@ -1,0 +1,148 @@
+"""The run plan: every setting resolved once, checked, and compared default-deny on --resume."""
+import dataclasses
+import os
+import types
+import typing
+
+import pytest
+import torch
+
+from common.config import RECIPES, TrainConfig, parse_config
+from common.dataset import load_dataset
+from common.errors import UserError
+from common.optim import make_optimizer, make_scheduler
+from common.plan import RUN_ONLY, SMALL_STEP_MACS, TrainPlan, cpu_threads, make_plan, plan_differences
+
+
+def plan_for(data, *argv, processes=1, local=None):
+    return make_plan(parse_config(TrainConfig, list(argv)), data, processes, local or processes)
+
+
+@pytest.fixture(scope="module")
+def cls_data(small_cls):
+    return load_dataset(small_cls)
+
+
+@pytest.fixture(scope="module")
+def reg(reg_data):
+    return load_dataset(reg_data)
+
+
+def test_no_setting_is_left_optional():
+    for name, hint in typing.get_type_hints(TrainPlan).items():
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+        assert type(None) not in args, f"{name} may be None"
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_unset_settings_take_the_recipes_values(cls_data, reg, task):
+    data = cls_data if task == "classification" else reg
+    plan = plan_for(data)
+    for name in ("epochs", "batch_size", "lr", "optimizer", "eval_every"):
+        assert getattr(plan, name) == RECIPES[task][name]
+    assert plan.hidden == tuple(RECIPES[task]["hidden"])
+    assert plan.in_features == data.X_train.shape[1]
+
+
+def test_given_settings_win_over_the_recipe(cls_data):
+    plan = plan_for(cls_data, "--epochs", "7", "--hidden", "8", "4", "--optimizer", "sgd", "--lr", "0.5")
+    assert (plan.epochs, plan.hidden, plan.optimizer, plan.lr) == (7, (8, 4), "sgd", 0.5)
+    assert plan_for(cls_data, "--hidden").hidden == ()  # an empty list means a linear model
+
+
+@pytest.mark.parametrize("argv,processes,global_batch,steps", [
+    (["--batch-size", "1000"], 1, 1000, 5),          # 4802 training rows
+    (["--batch-size", "1000"], 2, 2000, 3),          # each process takes whole batches
+    (["--batch-size", "1000", "--split-batches"], 2, 1000, 5),
+    (["--batch-size", "4802"], 1, 4802, 1),
+])
+def test_global_batch_and_steps_are_derived_once(cls_data, argv, processes, global_batch, steps):
+    plan = plan_for(cls_data, *argv, "--grad-accum", "2", "--epochs", "3", processes=processes)
+    assert (plan.global_batch, plan.steps_per_epoch) == (global_batch, steps)
+    assert plan.optimizer_steps == 3 * -(-steps // 2)  # groups never span epochs
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--epochs", "0"], ["--epochs", "positive"]),
+    (["--batch-size", "-3"], ["--batch-size", "positive"]),
+    (["--eval-every", "0"], ["--eval-every"]),
+    (["--grad-accum", "0"], ["--grad-accum"]),
+    (["--keep-checkpoints", "0"], ["--keep-checkpoints"]),
+    (["--patience", "-1"], ["--patience"]),
+    (["--threads", "-2"], ["--threads"]),
+    (["--lr", "0"], ["--lr", "positive"]),
+    (["--hidden", "16", "0"], ["--hidden", "positive"]),
+    (["--hidden", "-4"], ["--hidden", "positive"]),
+    (["--log-with", "nosuchtracker"], ["nosuchtracker", "tensorboard"]),
+])
+def test_bad_settings_are_one_line_errors(cls_data, argv, words):
+    with pytest.raises(UserError) as info:
+        plan_for(cls_data, *argv)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_a_tracker_whose_package_is_missing_names_the_package(cls_data, monkeypatch):
+    import accelerate.tracking
+
+    monkeypatch.setattr(accelerate.tracking, "get_available_trackers", lambda: [])
+    with pytest.raises(UserError, match="pip install tensorboard"):
+        plan_for(cls_data, "--log-with", "tensorboard")
+
+
+def test_more_processes_than_rows_or_than_a_split_batch(cls_data):
+    with pytest.raises(UserError, match="only 4802 training rows"):
+        plan_for(cls_data, processes=5000)
+    with pytest.raises(UserError, match="--split-batches needs --batch-size >= 4"):
+        plan_for(cls_data, "--split-batches", "--batch-size", "3", processes=4)
+
+
+def test_threads(cls_data):
+    assert plan_for(cls_data, "--threads", "3").threads == 3
+    assert plan_for(cls_data).threads == 1  # the recipe's step is far too small for a second thread
+    assert cpu_threads(0, 2, SMALL_STEP_MACS) == max(1, (os.cpu_count() or 1) // 2)
+    wide = plan_for(cls_data, "--hidden", "4096", "4096", "--batch-size", "4096", local=1)
+    assert wide.threads == cpu_threads(0, 1, SMALL_STEP_MACS * 1000)
+
+
+def test_resume_compares_every_field_but_the_run_only_ones(cls_data):
+    plan = plan_for(cls_data).as_dict()
+    assert plan.keys() > RUN_ONLY
+    for name in RUN_ONLY:
+        assert plan_differences(plan, {**plan, name: "changed"}) == []
+    for name in plan.keys() - RUN_ONLY:
+        assert plan_differences(plan, {**plan, name: "changed"}) == [f"{name}: {plan[name]!r} -> 'changed'"]
+    # A setting added in a later version is protected without anyone listing it ...
+    assert plan_differences(plan, {**plan, "new_setting": 1}) == ["new_setting: '(absent)' -> 1"]
+    # ... and one a checkpoint has but this version lacks, too.
+    assert plan_differences({**plan, "old_setting": 1}, plan) == ["old_setting: 1 -> '(absent)'"]
+
+
+def test_step_schedule_divides_by_ten_at_half_and_three_quarters(cls_data):
+    plan = plan_for(cls_data, "--lr-schedule", "step", "--epochs", "8", "--batch-size", "1200", "--lr", "1")
+    assert plan.optimizer_steps == 8 * 5
+    optimizer = make_optimizer("sgd", torch.nn.Linear(2, 1).parameters(), plan.lr)
+    scheduler = make_scheduler(plan, optimizer)
+    rates = []
+    for _ in range(plan.optimizer_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:20] == [1.0] * 20
+    assert rates[20:30] == pytest.approx([0.1] * 10)
+    assert rates[30:] == pytest.approx([0.01] * 10)
+
+
+def test_cosine_schedule_spans_the_whole_run(cls_data):
+    plan = plan_for(cls_data, "--lr-schedule", "cosine", "--epochs", "4", "--batch-size", "1200", "--lr", "1")
+    optimizer = make_optimizer("sgd", torch.nn.Linear(2, 1).parameters(), plan.lr)
+    scheduler = make_scheduler(plan, optimizer)
+    for _ in range(plan.optimizer_steps):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_plan_is_frozen(cls_data):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan_for(cls_data).epochs = 3  # type: ignore[misc]

@@ -8,9 +8,10 @@ rows once, and hands out slices.
 Sharding: step s takes the global batch perm[s*G:(s+1)*G] and splits it into one near-equal
 contiguous chunk per process. Every row is used exactly once per epoch, none is padded or
 dropped, and every process runs the same number of steps, so DDP never waits on a rank that
-ran out of batches. The loss of a chunk is scaled so that DDP's gradient average is the mean
-over the global batch (see `loss_scale`). The global batch G and the steps per epoch come
-from the run plan (common/plan.py), which is the only place they are worked out.
+ran out of batches. The loss of a chunk is scaled so that DDP's gradient average, summed over
+an accumulation group, is the mean over the group's rows (see `loss_scale`). The global batch
+G and the steps per epoch come from the run plan (common/plan.py), the only place they are
+worked out.
 """
 from __future__ import annotations
 
@@ -47,25 +48,32 @@ class ShardedBatches:
     num_processes: int = 1
     process_index: int = 0
     seed: int = 0
+    grad_accum: int = 1  # batches per optimizer step
 
     def __len__(self) -> int:
         return self.steps
 
+    def group_rows(self, n_rows: int) -> list[int]:
+        """Per step, the rows of all processes in its accumulation group (the last group of an
+        epoch may hold fewer batches, and the last batch fewer rows)."""
+        rows = [min(self.global_batch, n_rows - step * self.global_batch) for step in range(self.steps)]
+        groups = [sum(rows[g:g + self.grad_accum]) for g in range(0, self.steps, self.grad_accum)]
+        return [groups[step // self.grad_accum] for step in range(self.steps)]
+
     def local_plan(self, epoch: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-        """This process's row indices for the epoch, and per step (local start, local stop, global rows)."""
+        """This process's row indices for the epoch, and per step (local start, local stop, group rows)."""
         perm = epoch_permutation(len(self.X), self.seed, epoch)
         pieces, plan, offset = [], [], 0
-        for step in range(self.steps):
+        for step, group in enumerate(self.group_rows(len(perm))):
             lo = step * self.global_batch
-            rows = min(self.global_batch, len(perm) - lo)
-            a, b = shard_bounds(rows, self.num_processes, self.process_index)
+            a, b = shard_bounds(min(self.global_batch, len(perm) - lo), self.num_processes, self.process_index)
             pieces.append(perm[lo + a: lo + b])
-            plan.append((offset, offset + b - a, rows))
+            plan.append((offset, offset + b - a, group))
             offset += b - a
         return np.concatenate(pieces), plan
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-        """Yield (x, y, rows in the global batch) for each step of `epoch`."""
+        """Yield (x, y, rows of all processes in this step's accumulation group) for each step."""
         idx, plan = self.local_plan(epoch)
         index = torch.from_numpy(idx).to(self.X.device)
         # One gather per epoch; the per-step slices below are free views.
@@ -74,10 +82,12 @@ class ShardedBatches:
             yield X[start:stop], y[start:stop], rows
 
 
-def loss_scale(num_processes: int, global_rows: int) -> float:
-    """Factor for a chunk's summed loss so that DDP's mean of gradients over processes is the
-    exact mean over the global batch, also when the global batch does not split evenly."""
-    return num_processes / global_rows
+def loss_scale(num_processes: int, group_rows: int, grad_accum: int = 1) -> float:
+    """Factor for a chunk's summed loss so that the gradient of an optimizer step is the exact
+    mean over the rows of its accumulation group: DDP averages over processes (hence the
+    process count), `accelerator.backward` divides by --grad-accum (hence the undoing), and
+    neither knows that a group or a batch may be short at the end of an epoch."""
+    return num_processes * grad_accum / group_rows
 
 
 def local_shard(n_rows: int, num_processes: int, process_index: int) -> slice:

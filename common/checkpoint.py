@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from common.artifacts import read_json, write_json
-from common.errors import UserError
+from common.errors import ProcessError, UserError
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^epoch_(\d{6})$")
@@ -118,4 +118,4 @@ def restore_checkpoint(accelerator, path: str | Path) -> None:
     try:
         accelerator.load_state(str(path))
     except (OSError, RuntimeError, KeyError, ValueError) as err:
-        raise UserError(f"checkpoint {path} is unreadable ({err}): resume from another one") from None
+        raise ProcessError(f"checkpoint {path} is unreadable ({err}): resume from another one") from None

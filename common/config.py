@@ -13,7 +13,9 @@ import dataclasses
 import types
 import typing
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
+
+from common.errors import UserError
 
 T = TypeVar("T")
 Task = Literal["classification", "regression"]
@@ -91,8 +93,15 @@ def _add_argument(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any
         parser.add_argument(flag, type=tp, default=default, metavar=f.metadata.get("metavar"), help=help_text)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line through run_cli like every other user error (and printed once, not by
+        # every process of a multi-process run), instead of argparse's usage block.
+        raise UserError(f"{message} (see --help)")
+
+
 def build_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         _add_argument(parser, f, hints[f.name])

@@ -3,7 +3,7 @@
 A data set is `<stem>.npz` (X_train, y_train, X_test, y_test, already scaled) plus
 `<stem>.json`: the task, feature names, class labels and scaler statistics. The JSON
 is what training and inference need to know, readable without pickle. Reading a data set
-needs numpy only: training never imports scikit-learn.
+needs numpy only (no scikit-learn).
 """
 from __future__ import annotations
 

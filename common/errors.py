@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
+
+# A process that leaves an error to another one to print waits this long before it exits: the
+# torch launcher stops every process as soon as one has ended, which could otherwise cut the
+# reporting process off before it has printed.
+QUIET_EXIT_DELAY_S = 2.0
 
 
 class UserError(Exception):
     """Bad input or a bad setting; the message says what is wrong and what to do."""
 
 
-def run_cli(main: Callable[[], object], reports: Callable[[], bool] = lambda: True) -> None:
+class ProcessError(UserError):
+    """A UserError that one process of a multi-process run may meet alone (its own files)."""
+
+
+def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True) -> None:
     """Run a script's `main`, turning a UserError into one line on stderr and exit code 2.
 
     In a multi-process run every process meets the same error; `reports` says whether this
@@ -17,6 +27,8 @@ def run_cli(main: Callable[[], object], reports: Callable[[], bool] = lambda: Tr
     try:
         main()
     except UserError as err:
-        if reports():
-            print(f"error: {err}", file=sys.stderr)
+        if reports(err):
+            print(f"error: {err}", file=sys.stderr, flush=True)
+        else:
+            time.sleep(QUIET_EXIT_DELAY_S)
         sys.exit(2)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from common.errors import UserError
+from common.errors import ProcessError, UserError
+
+if TYPE_CHECKING:
+    from common.plan import TrainPlan
 
 _state: Any = None  # the PartialState of this process, once start_processes made it
 
@@ -60,8 +63,9 @@ def requested_processes(launcher_argv: Sequence[str]) -> int | None:
     argv = list(launcher_argv)
     launch_at = next((i for i, arg in enumerate(argv[:-1]) if Path(arg).name == "accelerate"
                       and argv[i + 1] == "launch"), None)
-    if launch_at is None:
-        launch_at = next((i for i, arg in enumerate(argv) if arg == "accelerate.commands.launch"), None)
+    if launch_at is None:  # Accelerate's second entry point, or the module run with -m
+        launch_at = next((i for i, arg in enumerate(argv) if Path(arg).name == "accelerate-launch"
+                          or arg == "accelerate.commands.launch"), None)
     if launch_at is None:
         return None
     args = argv[launch_at + 1:]
@@ -82,21 +86,23 @@ def launcher_command_line() -> list[str]:
 
 
 def trap_message(requested: int, gpus: int) -> str:
+    asked = f"`accelerate launch` was asked for {requested} processes but started 1"
+    cpu_command = (f"`accelerate launch --multi_gpu --num_processes {requested} --main_process_port 0 train.py`, "
+                   f"or `accelerate launch --config_file accelerate_configs/multi_cpu.yaml --num_processes "
+                   f"{requested} train.py`")
     if gpus == 0:
-        return (f"`accelerate launch` was asked for {requested} processes but started 1 (without GPUs it needs "
-                f"--multi_gpu or a multi-process config): run `accelerate launch --multi_gpu --num_processes "
-                f"{requested} --main_process_port 0 train.py`, or `accelerate launch --config_file "
-                f"accelerate_configs/multi_cpu.yaml --num_processes {requested} train.py`")
-    return (f"`accelerate launch` was asked for {requested} processes but started 1 (this machine has {gpus} GPU(s), "
-            f"one per process): launch at most {gpus} processes with `accelerate launch --multi_gpu "
-            f"--num_processes {gpus} train.py`, or use the CPUs with `CUDA_VISIBLE_DEVICES= accelerate launch "
-            f"--multi_gpu --num_processes {requested} --main_process_port 0 train.py`")
+        return f"{asked} (without GPUs it needs --multi_gpu or a multi-process config): run {cpu_command}"
+    if gpus == 1:
+        return (f"{asked} (this machine has one GPU, and DDP takes one GPU per process): train on it with "
+                f"`python train.py`, or on the CPUs with CUDA_VISIBLE_DEVICES= and {cpu_command}")
+    usable = min(requested, gpus)
+    return (f"{asked} (DDP takes one GPU per process, and this machine has {gpus}): run `accelerate launch "
+            f"--multi_gpu --num_processes {usable} train.py`")
 
 
-def refuse_lost_processes(launcher_argv: Sequence[str] | None = None) -> None:
-    """Stop before any work when the launch asked for N > 1 processes and this is one alone."""
+def refuse_lost_processes(started: int, launcher_argv: Sequence[str] | None = None) -> None:
+    """Stop before any work when the launch asked for N > 1 processes and `started` fewer."""
     requested = requested_processes(launcher_command_line() if launcher_argv is None else launcher_argv)
-    started = int(os.environ.get("WORLD_SIZE", "1"))
     if requested is not None and requested > started:
         import torch
 
@@ -104,19 +110,33 @@ def refuse_lost_processes(launcher_argv: Sequence[str] | None = None) -> None:
 
 
 def start_processes() -> Any:
-    """Refuse the launch trap, then join the process group (a PartialState, which the
-    Accelerator made later shares): from here on a user error is reported by the main process."""
+    """Join the process group (a PartialState, which the Accelerator made later shares), then
+    refuse the launch trap. From here on a user error is printed once per machine."""
     global _state
-    refuse_lost_processes()
     from accelerate import PartialState
 
     _state = PartialState(cpu=use_cpu())
+    refuse_lost_processes(_state.num_processes)
     return _state
 
 
-def reports_errors() -> bool:
-    """Whether this process prints user errors: the main one, or any before the group exists."""
-    return _state is None or bool(_state.is_main_process)
+def reports(err: UserError) -> bool:
+    """Whether this process prints `err`. Errors that every process meets alike (settings, the
+    data set, the plan) are printed by each machine's main process; a ProcessError (this
+    process's own files) by the process that met it."""
+    return _state is None or isinstance(err, ProcessError) or bool(_state.is_local_main_process)
+
+
+def seconds_since_start() -> float:
+    """Wall time since this process started: interpreter, imports, data and set-up included."""
+    import time
+
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # no psutil, or no process table: unknown
+        return float("nan")
 
 
 def local_process_count(state: Any) -> int:
@@ -124,7 +144,7 @@ def local_process_count(state: Any) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
 
 
-def make_accelerator(plan: Any) -> Any:
+def make_accelerator(plan: TrainPlan) -> Any:
     from accelerate import Accelerator
 
     # The scheduler is stepped by hand once per optimizer step, whatever the process count.

@@ -42,7 +42,7 @@ class Trainer:
         self.loss_fn = summed_loss(self.task, weight)
         X_train, y_train = torch.from_numpy(data.X_train).to(device), torch.from_numpy(data.y_train).to(device)
         self.batches = self.stepper.batches(X_train, y_train, plan.global_batch, plan.steps_per_epoch, P, rank,
-                                            plan.seed)
+                                            plan.seed, plan.grad_accum)
         # Each process scores one contiguous shard of each evaluation set: no row twice, none missing.
         self.eval_sets = {"test": self._shard(data.X_test, data.y_test)}
         if self.task == "regression":  # the recipe reports train figures too
@@ -55,10 +55,11 @@ class Trainer:
         device = self.accelerator.device
         return torch.from_numpy(X[part]).to(device), torch.from_numpy(y[part]).to(device)
 
-    def _run_batch(self, x: torch.Tensor, y: torch.Tensor, global_rows: int, ends_group: bool) -> None:
+    def _run_batch(self, x: torch.Tensor, y: torch.Tensor, group_rows: int, ends_group: bool) -> None:
         with self.stepper.accumulate(ends_group):
             loss_sum = self.loss_fn(self.model(x).float(), y)
-            self.accelerator.backward(loss_sum * loss_scale(self.accelerator.num_processes, global_rows))
+            scale = loss_scale(self.accelerator.num_processes, group_rows, self.plan.grad_accum)
+            self.accelerator.backward(loss_sum * scale)
             if ends_group:
                 self.stepper.step()
         # Accumulated on the device: no host sync per step.
@@ -71,8 +72,8 @@ class Trainer:
         self.loss_sum.zero_()
         self.rows_seen = 0
         steps, accum = self.plan.steps_per_epoch, self.plan.grad_accum
-        for step, (x, y, global_rows) in enumerate(self.batches.epoch(epoch)):
-            self._run_batch(x, y, global_rows, ends_accumulation_group(step, steps, accum))
+        for step, (x, y, group_rows) in enumerate(self.batches.epoch(epoch)):
+            self._run_batch(x, y, group_rows, ends_accumulation_group(step, steps, accum))
         return self.train_loss()
 
     def train_loss(self) -> float:

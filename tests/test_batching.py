@@ -90,3 +90,11 @@ def test_eval_shards_cover_the_set_once():
 def test_accumulation_groups_end_with_the_epoch(steps, accum, ends):
     assert [ends_accumulation_group(s, steps, accum) for s in range(steps)] == ends
     assert optimizer_steps_per_epoch(steps, accum) == sum(ends)
+
+
+def test_each_step_knows_the_rows_of_its_accumulation_group():
+    """4802 rows in global batches of 1000, groups of 3: [1000 x 3], then [1000, 802]."""
+    X, y = torch.zeros(4802, 1), torch.zeros(4802)
+    plan = ShardedBatches(X, y, 1000, steps_per_epoch(4802, 1000), 2, 0, 0, grad_accum=3)
+    assert plan.group_rows(4802) == [3000, 3000, 3000, 1802, 1802]
+    assert [rows for _, _, rows in plan.epoch(0)] == [3000, 3000, 3000, 1802, 1802]

@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 
 from common.config import RECIPES, InferConfig, MakeDataConfig, TrainConfig, build_parser, parse_config
+from common.errors import UserError
 
 
 @pytest.mark.parametrize("cls", [MakeDataConfig, TrainConfig, InferConfig])
@@ -38,9 +39,11 @@ def test_empty_hidden_means_a_linear_model():
     assert parse_config(TrainConfig, ["--hidden"]).hidden == []
 
 
-def test_bad_choice_is_refused():
-    with pytest.raises(SystemExit):
+def test_bad_values_are_one_line_user_errors():
+    with pytest.raises(UserError, match=r"argument --activation: invalid choice: 'softmax'.*\(see --help\)"):
         parse_config(TrainConfig, ["--activation", "softmax"])
+    with pytest.raises(UserError, match="argument --epochs: invalid int value: 'x'"):
+        parse_config(TrainConfig, ["--epochs", "x"])
 
 
 def test_make_data_flags_follow_the_generator():

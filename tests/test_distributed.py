@@ -40,8 +40,9 @@ def test_test_metrics_count_every_test_row_once(two_process_run, small_cls, tmp_
 
 
 def test_split_batches_on_two_processes_equal_one_process(small_cls, tmp_path):
-    """Same global batches, split in two: DDP's averaged gradients must equal one process's."""
-    args = ["--data", str(small_cls), "--epochs", "3", "--batch-size", "500", "--split-batches"]
+    """Same global batches, split in two: DDP's averaged gradients must equal one process's,
+    also with accumulation groups cut short at each epoch's end (10 batches in groups of 3)."""
+    args = ["--data", str(small_cls), "--epochs", "3", "--batch-size", "500", "--split-batches", "--grad-accum", "3"]
     launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "two"))
     train(*args, "--ckpt-dir", tmp_path / "one")
     one = load_file(str(tmp_path / "one" / "model.safetensors"))

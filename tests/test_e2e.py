@@ -34,6 +34,7 @@ def test_saved_model_is_complete(cls_run):
     assert config["class_labels"] == [0, 1, 2] and len(config["x_scale"]) == 10
     assert {"torch", "accelerate", "scikit-learn"} <= config["versions"].keys()
     assert config["epochs_run"] == 6 and config["train_seconds"] > 0
+    assert 0 < config["startup_seconds"] < 600  # process start to the first epoch
 
 
 def test_infer_reproduces_the_final_evaluation(cls_run, tmp_path, capsys):

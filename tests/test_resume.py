@@ -123,11 +123,13 @@ def test_nan_loss_stops_and_keeps_what_was_saved(reg_data, tmp_path):
     assert all(torch.isfinite(t).all() for t in load_file(str(last_good / "model.safetensors")).values())
 
 
-def test_gradient_accumulation_equals_a_larger_batch(reg_data, tmp_path):
-    """800 rows: two accumulated batches of 100 are one batch of 200, step for step."""
+@pytest.mark.parametrize("small,accum,big", [("100", "2", "200"), ("300", "2", "600"), ("150", "3", "450")])
+def test_gradient_accumulation_equals_a_larger_batch(reg_data, tmp_path, small, accum, big):
+    """800 rows: accumulated batches are one larger batch, step for step, also where the
+    epoch's last group is short (300+300 | 200 against 600 | 200; 150x3 | 150+50 against 450 | 350)."""
     common = ["--epochs", "5", "--optimizer", "sgd", "--lr", "0.05"]
-    train(*train_args(reg_data, tmp_path / "acc", *common, "--batch-size", "100", "--grad-accum", "2"))
-    train(*train_args(reg_data, tmp_path / "big", *common, "--batch-size", "200"))
+    train(*train_args(reg_data, tmp_path / "acc", *common, "--batch-size", small, "--grad-accum", accum))
+    train(*train_args(reg_data, tmp_path / "big", *common, "--batch-size", big))
     a = load_file(str(tmp_path / "acc" / "model.safetensors"))
     b = load_file(str(tmp_path / "big" / "model.safetensors"))
     for key in a:

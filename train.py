@@ -52,7 +52,8 @@ def build(plan: TrainPlan, accelerator: Accelerator) -> tuple[Any, Any, Any]:
     set_seed(plan.seed)  # the same initial weights on every process and every run
     model = build_model(plan.model_spec())
     if plan.init != RANDOM_INIT:
-        load_state(model, load_weights(plan.init), plan.init)
+        load_state(model, load_weights(plan.init), plan.init,
+                   fix="give --hidden (and --data) that build the model these weights came from")
     optimizer = make_optimizer(plan.optimizer, model.parameters(), plan.lr)
     scheduler = make_scheduler(plan, optimizer)
     return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
@@ -107,6 +108,8 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
     first = start_epoch(plan, accelerator, metrics_path)
     if plan.log_with:
         accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
+    if first >= plan.epochs:
+        accelerator.print(f"The run in {plan.ckpt_dir} had finished all {plan.epochs} epochs: nothing left to train")
     title = f"{plan.task} on {plan.num_processes} process(es), {accelerator.device}"
     last: dict[str, Any] = {}
     startup = round(seconds_since_start(), 3)  # what a small table's wall time is mostly made of

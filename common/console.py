@@ -39,7 +39,7 @@ LABELS = {
 
 def metrics_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     """One row per evaluation; columns are the figures the rows carry, epoch first."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))  # never wrap the title
     table.add_column("epoch", justify="right")
     keys = [k for k in LABELS if rows and k in rows[0]]
     for key in keys:
@@ -70,7 +70,7 @@ def per_class_table(report: dict[str, Any], labels: Sequence[Any]) -> Table:
 
 
 def figures_table(figures: dict[str, float], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in figures.items():

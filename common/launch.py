@@ -85,28 +85,33 @@ def launcher_command_line() -> list[str]:
         return []
 
 
-def trap_message(requested: int, gpus: int) -> str:
+def trap_message(requested: int, gpus: int, script: str = "train.py") -> str:
+    """`script`: the script and its arguments, as the user gave them."""
     asked = f"`accelerate launch` was asked for {requested} processes but started 1"
-    cpu_command = (f"`accelerate launch --multi_gpu --num_processes {requested} --main_process_port 0 train.py`, "
+    cpu_command = (f"`accelerate launch --multi_gpu --num_processes {requested} --main_process_port 0 {script}`, "
                    f"or `accelerate launch --config_file accelerate_configs/multi_cpu.yaml --num_processes "
-                   f"{requested} train.py`")
+                   f"{requested} {script}`")
     if gpus == 0:
         return f"{asked} (without GPUs it needs --multi_gpu or a multi-process config): run {cpu_command}"
     if gpus == 1:
         return (f"{asked} (this machine has one GPU, and DDP takes one GPU per process): train on it with "
-                f"`python train.py`, or on the CPUs with CUDA_VISIBLE_DEVICES= and {cpu_command}")
+                f"`python {script}`, or on the CPUs with CUDA_VISIBLE_DEVICES= and {cpu_command}")
     usable = min(requested, gpus)
     return (f"{asked} (DDP takes one GPU per process, and this machine has {gpus}): run `accelerate launch "
-            f"--multi_gpu --num_processes {usable} train.py`")
+            f"--multi_gpu --num_processes {usable} {script}`")
 
 
 def refuse_lost_processes(started: int, launcher_argv: Sequence[str] | None = None) -> None:
     """Stop before any work when the launch asked for N > 1 processes and `started` fewer."""
     requested = requested_processes(launcher_command_line() if launcher_argv is None else launcher_argv)
     if requested is not None and requested > started:
+        import shlex
+        import sys
+
         import torch
 
-        raise UserError(trap_message(requested, torch.cuda.device_count() if torch.cuda.is_available() else 0))
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise UserError(trap_message(requested, gpus, shlex.join(["train.py", *sys.argv[1:]])))
 
 
 def start_processes() -> Any:

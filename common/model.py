@@ -44,15 +44,13 @@ def build_model(spec: dict[str, Any]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+               fix: str = "use the config.json saved with these weights") -> None:
     """Load weights, turning a shape or name mismatch into a one-line user error."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
-        raise UserError(
-            f"weights in {source} do not match the model described by its config "
-            f"(expected {expected}, found {found}): use the config.json saved with these weights"
-        )
+        raise UserError(f"weights in {source} do not match the model (expected {expected}, found {found}): {fix}")
     model.load_state_dict(state)
 
 

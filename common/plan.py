@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_pro
                 for name in ("epochs", "batch_size", "lr", "optimizer", "hidden", "eval_every")}
     batch_size, hidden = settings["batch_size"], tuple(settings["hidden"])
     check_resolved(settings, len(data.X_train), num_processes, cfg.split_batches)
+    if cfg.class_weight != "none" and data.task != "classification":
+        raise UserError(f"--class-weight {cfg.class_weight} weighs classes, and this is a {data.task} data set: "
+                        "drop it")
     global_batch = batch_size if cfg.split_batches else batch_size * num_processes
     steps = steps_per_epoch(len(data.X_train), global_batch)
     spec = model_spec(data.X_train.shape[1], hidden, data.num_outputs, cfg.activation)
@@ -120,9 +124,13 @@ def check_settings(cfg: TrainConfig) -> None:
     for name in ("grad_accum", "keep_checkpoints"):
         if getattr(cfg, name) <= 0:
             raise UserError(f"{_flag(name)} must be a positive integer, got {getattr(cfg, name)}")
-    for name in ("patience", "checkpoint_every", "threads"):
+    for name, zero in (("patience", "off"), ("checkpoint_every", "off"), ("threads", "automatic")):
         if getattr(cfg, name) < 0:
-            raise UserError(f"{_flag(name)} must be 0 (off or automatic) or positive, got {getattr(cfg, name)}")
+            raise UserError(f"{_flag(name)} must be 0 ({zero}) or positive, got {getattr(cfg, name)}")
+    if not 0 <= cfg.seed < 2**32:
+        raise UserError(f"--seed must lie in [0, 2**32), got {cfg.seed}")
+    if cfg.init_from and not Path(cfg.init_from).is_file():
+        raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model.safetensors that train.py wrote")
     check_trackers(cfg.log_with)
 
 
@@ -130,8 +138,8 @@ def check_resolved(settings: dict[str, Any], n_train: int, num_processes: int, s
     for name in ("epochs", "batch_size", "eval_every"):
         if settings[name] <= 0:
             raise UserError(f"{_flag(name)} must be a positive integer, got {settings[name]}")
-    if settings["lr"] <= 0:
-        raise UserError(f"--lr must be positive, got {settings['lr']}")
+    if not settings["lr"] > 0 or not math.isfinite(settings["lr"]):
+        raise UserError(f"--lr must be a positive number, got {settings['lr']}")
     if any(w <= 0 for w in settings["hidden"]):
         raise UserError(f"--hidden widths must be positive, got {settings['hidden']}")
     if num_processes > n_train:

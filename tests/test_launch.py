@@ -71,7 +71,7 @@ def test_accelerate_launch_num_processes_2_on_a_cpu_stops_before_any_work(small_
                       "--ckpt-dir", str(tmp_path / "run"), check=False, env=CPU_ONLY)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "asked for 2 processes but started 1" in errors[0], proc.stderr
-    assert "--multi_gpu --num_processes 2" in errors[0]
+    assert "--multi_gpu --num_processes 2" in errors[0] and "train.py --data" in errors[0]  # the user's arguments
     # Accelerate's simple launcher turns train.py's exit code 2 into its own 1, with its traceback.
     assert proc.returncode == 1 and "returned non-zero exit status 2" in proc.stderr
     assert not (tmp_path / "run").exists()
@@ -94,7 +94,7 @@ def test_the_working_command_forms_a_group_of_two_and_reports_errors_once(small_
     proc = run_script(accelerate_cli(), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
                       "train.py", "--data", str(small_cls), "--ckpt-dir", str(run), "--epochs", "1", env=CPU_ONLY)
     assert read_config(run)["num_processes"] == 2 and "2 process(es)" in proc.stdout
-    for bad, line in ((["--lr", "-1"], "error: --lr must be positive, got -1.0"),
+    for bad, line in ((["--lr", "-1"], "error: --lr must be a positive number, got -1.0"),
                       (["--epochs", "x"], "error: argument --epochs: invalid int value: 'x' (see --help)")):
         proc = launch("multi_cpu", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "bad"), *bad,
                       check=False, env=CPU_ONLY)

@@ -146,3 +146,22 @@ def test_cosine_schedule_spans_the_whole_run(cls_data):
 def test_the_plan_is_frozen(cls_data):
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan_for(cls_data).epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--lr", "nan"], ["--lr must be a positive number", "nan"]),
+    (["--lr", "inf"], ["--lr must be a positive number"]),
+    (["--seed", "-1"], ["--seed", "-1"]),
+    (["--seed", str(2**32)], ["--seed"]),
+    (["--init-from", "/nonexistent/model.safetensors"], ["--init-from", "no such file"]),
+    (["--checkpoint-every", "-2"], ["--checkpoint-every must be 0 (off)"]),
+])
+def test_values_torch_or_numpy_would_reject_are_one_line_errors(cls_data, argv, words):
+    with pytest.raises(UserError) as info:
+        plan_for(cls_data, *argv)
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_class_weights_need_classes(reg):
+    with pytest.raises(UserError, match="--class-weight balanced weighs classes"):
+        plan_for(reg, "--class-weight", "balanced")

@@ -134,3 +134,20 @@ def test_gradient_accumulation_equals_a_larger_batch(reg_data, tmp_path, small, 
     b = load_file(str(tmp_path / "big" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_init_weights_of_another_shape_name_the_settings_to_change(small_cls, tmp_path):
+    train(*train_args(small_cls, tmp_path / "a", "--epochs", "1", "--hidden", "8"))
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path / "b", "--epochs", "1",
+                                                        "--init-from", tmp_path / "a" / "model.safetensors"))
+    assert "do not match the model" in message and "--hidden" in message
+
+
+def test_resuming_a_finished_run_says_so(small_cls, tmp_path, capsys):
+    extra = ["--epochs", "2", "--checkpoint-every", "1", "--batch-size", "512"]
+    train(*train_args(small_cls, tmp_path, *extra))
+    before = (tmp_path / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    train(*train_args(small_cls, tmp_path, *extra, "--resume"))
+    assert "had finished all 2 epochs: nothing left to train" in capsys.readouterr().out
+    assert (tmp_path / "model.safetensors").read_bytes() == before

@@ -25,9 +25,9 @@ def evaluate(cfg: InferConfig, config: dict, model) -> dict:
     data = load_dataset(cfg.data or config.get("data", "data/cls_data.npz"))
     if data.task != config["task"]:
         raise UserError(f"the data set is for {data.task} but the model does {config['task']}: pass a matching --data")
-    if data.X_test.shape[1] != config["model"]["in_features"]:
-        raise UserError(f"the data set has {data.X_test.shape[1]} features, the model takes "
-                        f"{config['model']['in_features']}: pass the data set it was trained on")
+    if data.X_test.shape[1] != len(config["feature_names"]):
+        raise UserError(f"the data set has {data.X_test.shape[1]} inputs, the model takes "
+                        f"{len(config['feature_names'])}: pass the data set it was trained on")
     out = model_outputs(model, data.X_test, cfg.batch_size)
     if data.task == "classification":
         report = classification_report(data.y_test, out.argmax(axis=1), out.shape[1])
@@ -35,8 +35,9 @@ def evaluate(cfg: InferConfig, config: dict, model) -> dict:
         console.print(confusion_table(np.asarray(report["confusion_matrix"]), labels))
         console.print(per_class_table(report, labels))
         console.print(f"accuracy {report['accuracy']:.4f}  precision (macro) {report['precision_macro']:.4f}  "
-                      f"recall (macro) {report['recall_macro']:.4f}  on {len(data.y_test)} test rows")
-        keep = ("accuracy", "precision_macro", "recall_macro", "confusion_matrix")
+                      f"recall (macro) {report['recall_macro']:.4f}  F1 (macro) {report['f1_macro']:.4f}  "
+                      f"on {len(data.y_test)} test rows")
+        keep = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix")
         return {k: report[k] for k in keep}
     report = regression_report(unscale_target(data.y_test, config), unscale_target(out, config))
     console.print(figures_table(report, f"regression on {len(data.y_test)} test rows (original y scale)"))
@@ -54,7 +55,7 @@ def output_path(input_path: str, output: str | None) -> str:
 
 def predict_file(cfg: InferConfig, input_path: str, config: dict, model) -> None:
     output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
-    X, extra = read_feature_rows(input_path, config["feature_names"])
+    X, extra = read_feature_rows(input_path, config, cfg.sep)
     result = predict(config, model, X, cfg.batch_size)
     write_predictions(output, extra, result, config.get("class_labels"))
     console.print(f"Predicted {len(X)} rows: {output}")

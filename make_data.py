@@ -1,15 +1,17 @@
-"""Make a data set for train.py: the recipes' synthetic data, a CSV file, or a shipped data set.
+"""Make a data set for train.py: the recipes' synthetic data, your own table, or a shipped data set.
 
     python make_data.py                          # classification recipe: 100k rows, 10 features, 3 classes
     python make_data.py --task regression        # regression recipe: 1000 rows, 5 features
     python make_data.py --n-samples 10007 --out-dir data/small
-    python make_data.py --csv houses.csv --target price          # task inferred from the target
+    python make_data.py --csv houses.csv --target price          # CSV or Parquet; task inferred from the target
+    python make_data.py --csv churn.parquet --target churned --categorical plan_code --id customer
     python make_data.py --dataset breast_cancer                  # iris, wine, breast_cancer, digits, diabetes
 
-Writes <out-dir>/<name>.npz (X_train, y_train, X_test, y_test, scaled with statistics of the
-training split only) and <name>.json beside it, which describes the data set without pickle.
-<name> is cls_data / reg_data for the recipes, the data set's name, or the CSV file's stem.
-The recipes also get their fitted scalers as joblib files, as the recipe keeps them.
+Writes <out-dir>/<name>.npz (X_train, y_train, X_val, y_val, X_test, y_test: the model's inputs,
+preprocessed with statistics of the training split only) and <name>.json beside it, which
+describes the data set and its preprocessing without pickle. <name> is cls_data / reg_data for
+the recipes, the data set's name, or the table file's stem. The recipes also get their fitted
+scalers as joblib files, as the recipe keeps them.
 """
 from __future__ import annotations
 
@@ -18,16 +20,23 @@ from pathlib import Path
 
 from common.artifacts import atomic_path
 from common.config import MakeDataConfig, parse_config
-from common.console import console
+from common.console import console, roles_table
 from common.dataset import meta_path, save_dataset
 from common.errors import run_cli
-from common.sources import ScaledData, resolve_make_data_config, shipped_table, split_and_scale, synthetic_table
-from common.tables import RawTable, table_from_csv
+from common.sources import (
+    RawTable,
+    ScaledData,
+    file_table,
+    resolve_make_data_config,
+    shipped_table,
+    split_and_preprocess,
+    synthetic_table,
+)
 
 
 def read_table(cfg: MakeDataConfig) -> RawTable:
     if cfg.csv:
-        return table_from_csv(cfg.csv, cfg.target, cfg.task)
+        return file_table(cfg)
     if cfg.dataset:
         return shipped_table(cfg.dataset, cfg.task)
     return synthetic_table(cfg)
@@ -45,20 +54,28 @@ def save_scalers(out_dir: Path, scaled: ScaledData) -> list[Path]:
     return [out_dir / name for name in names]
 
 
+def report(table: RawTable, scaled: ScaledData) -> None:
+    meta = scaled.data.meta
+    if table.source.get("csv"):
+        console.print(roles_table(table.roles, f"columns of {table.source['csv']}"))
+    if table.source.get("rows_without_target"):
+        console.print(f"Dropped {table.source['rows_without_target']} row(s) without a target value")
+    labels = table.class_labels
+    console.print(f"[bold]{table.task}[/]: {meta['n_train']} train / {meta['n_val']} validation / "
+                  f"{meta['n_test']} test rows, {len(table.numeric)} numeric and {len(table.text)} categorical "
+                  f"features" + (f", {len(labels)} classes" if labels else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = resolve_make_data_config(parse_config(MakeDataConfig, argv, __doc__))
     table = read_table(cfg)
-    scaled = split_and_scale(table, cfg.test_size, cfg.seed)
+    scaled = split_and_preprocess(table, cfg)
     npz_path = Path(cfg.out_dir) / f"{table.stem}.npz"
     save_dataset(scaled.data, npz_path)
     written = [npz_path, meta_path(npz_path)]
     if not (cfg.csv or cfg.dataset):
         written += save_scalers(Path(cfg.out_dir), scaled)
-    labels = table.class_labels
-    console.print(f"[bold]{table.task}[/]: {len(scaled.data.X_train)} train / {len(scaled.data.X_test)} test rows, "
-                  f"{table.X.shape[1]} features" + (f", {len(labels)} classes" if labels else ""))
-    if table.source.get("dropped_columns"):
-        console.print(f"Dropped non-numeric columns: {table.source['dropped_columns']}")
+    report(table, scaled)
     console.print("Saved: " + ", ".join(str(p) for p in written))
 
 

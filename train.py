@@ -102,10 +102,12 @@ def log_record(accelerator: Accelerator, metrics_path: Path, record: dict[str, A
 def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
     torch.set_num_threads(plan.threads)
     model, optimizer, scheduler = build(plan, accelerator)
-    trainer, best = Trainer(accelerator, model, optimizer, scheduler, data, plan), BestTracker(plan.patience)
+    trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan)
+    best = BestTracker(plan.patience, plan.monitor)
     accelerator.register_for_checkpointing(best)
     metrics_path = Path(plan.ckpt_dir) / METRICS_FILE
     first = start_epoch(plan, accelerator, metrics_path)
+    accelerator.print(plan.describe())
     if plan.log_with:
         accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
     if first >= plan.epochs:
@@ -123,7 +125,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
             stop = False
             if epoch % plan.eval_every == 0 or epoch == plan.epochs - 1:
                 last = trainer.evaluate(epoch, train_loss)
-                check_finite(last["test_loss"], epoch)
+                check_finite(last[plan.monitor], epoch)
                 display.add(last)
                 log_record(accelerator, metrics_path, last)
                 stop = best.update(last, accelerator.unwrap_model(model))
@@ -131,10 +133,12 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
                 save_checkpoint(accelerator, plan.ckpt_dir, epoch, {"epoch": epoch, "plan": plan.as_dict()},
                                 plan.keep_checkpoints)
             if stop:
-                accelerator.print(f"Early stop after epoch {epoch}: best test loss {best.loss:.4f} "
+                accelerator.print(f"Early stop after epoch {epoch}: best {plan.monitor} {best.loss:.4f} "
                                   f"at epoch {best.epoch}")
                 break
-    outcome = {"final_metrics": last, "epochs_run": epochs_run, "startup_seconds": startup,
+    if best.weights is not None:
+        accelerator.print(f"Kept the weights of epoch {best.epoch}, the lowest {plan.monitor} ({best.loss:.4f})")
+    outcome = {"final_metrics": best.final_metrics(last), "epochs_run": epochs_run, "startup_seconds": startup,
                "train_seconds": round(time.perf_counter() - started, 3)}
     save(plan, data, accelerator, model, best, outcome)
 

@@ -10,7 +10,9 @@ Prints ratios (ours / peer) and accuracies:
   3. epoch time and peak memory as the rows grow (10k .. 10M);
   4. infer.py's throughput and peak memory on 1M rows;
   5. where data parallelism starts to pay on this machine: 1 vs 2 processes (gloo), the
-     recipe's model and a wide one.
+     recipe's model and a wide one;
+  6-7. users' tables (bench/tables.py): make_data.py's reading speed and memory on CSV and
+     Parquet, and the default path's test figures against scikit-learn pipelines.
 Results also go to --out (JSON). Timings live here, never in the tests.
 """
 from __future__ import annotations
@@ -44,6 +46,9 @@ class BenchConfig:
     infer_rows: int = field(1_000_000, "rows for the inference throughput")
     quick: bool = field(False, "small sizes and 5 epochs: a smoke run")
     ddp: bool = field(True, "measure 1 vs 2 processes (section 5; about a minute)")
+    tables: bool = field(True, "users' tables: reading speed and default-path quality (sections 6 and 7)")
+    read_sizes: list[int] = field([1_000_000, 10_000_000], "rows of the generated tables for the reading section")
+    extra_tables: list[str] = field([], "more tables for the quality section, as PATH:TARGET", metavar="PATH:TARGET")
     out: str = field("bench/out/results.json", "where to write the results as JSON")
     worker: str | None = field(None, "internal: run one measurement in this process and print JSON")
 
@@ -64,22 +69,25 @@ def median_epoch(epochs) -> float:
 
 def recipe_data(n_samples: int = 100_000):
     from common.config import MakeDataConfig
-    from common.sources import resolve_make_data_config, split_and_scale, synthetic_table
+    from common.sources import resolve_make_data_config, split_and_preprocess, synthetic_table
 
     cfg = resolve_make_data_config(MakeDataConfig(n_samples=n_samples))
-    return split_and_scale(synthetic_table(cfg), cfg.test_size, cfg.seed).data
+    return split_and_preprocess(synthetic_table(cfg), cfg).data
 
 
 def synthetic_data(n_train: int):
     """Cheap classification data of any size (sklearn's generator is too slow at 10M rows)."""
     from common.dataset import TabularData
+    from common.preprocess import Preprocessor
 
     rng = np.random.default_rng(0)
     n_test = max(1, n_train // 4)
     X = rng.standard_normal((n_train + n_test, 10), dtype=np.float32)
     y = (X @ rng.standard_normal((10, 3), dtype=np.float32)).argmax(1).astype(np.int64)
+    names = [f"x{i}" for i in range(10)]
     meta = {"task": "classification", "class_labels": [0, 1, 2], "y_mean": None, "y_scale": None,
-            "feature_names": [f"x{i}" for i in range(10)]}
+            "feature_names": names, "preprocess": Preprocessor.all_numeric(names, [0.0] * 10, [1.0] * 10).to_json(),
+            "source": {"generator": "make_classification"}}  # trained with the recipe's settings
     return TabularData(X[:n_train], y[:n_train], X[n_train:], y[n_train:], meta)
 
 
@@ -199,6 +207,10 @@ def worker(spec: str) -> dict:
         start = time.perf_counter()
         infer.main(["--ckpt-dir", ckpt, "--input", rows_file, "--output", out])
         return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base}
+    if kind == "ingest":
+        import tables
+
+        return tables.ingest_worker(arg, peak_rss_mb)
     raise ValueError(spec)
 
 
@@ -305,13 +317,34 @@ def report(results: dict) -> None:
         console.print(t)
 
 
+def report_tables(results: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title="6. make_data.py on a generated table (10 numeric + 1 text column), fresh process",
+              title_justify="left")
+    for col in ("rows", "format", "MB", "read s", "make_data s", "rows / s", "peak RSS MB"):
+        t.add_column(col, justify="right")
+    for r in results["reading"]:
+        t.add_row(f"{r['rows']:,}", r["format"], f"{r['mb']:.0f}", f"{r['read_seconds']:.2f}", f"{r['seconds']:.2f}",
+                  f"{r['rows_per_s']:,.0f}", f"{r['peak_rss_mb']:.0f}")
+    console.print(t)
+    t = Table(title="7. default path vs scikit-learn pipelines (impute + one-hot + scale), same test rows",
+              title_justify="left")
+    for col in ("table", "figure", "ours", "sklearn MLP", "sklearn HistGB", "ours s"):
+        t.add_column(col, justify="right")
+    for r in results["quality"]:
+        t.add_row(r["table"], r["figure"], f"{r['ours']:.4f}", f"{r['sklearn_mlp']:.4f}", f"{r['sklearn_hgb']:.4f}",
+                  f"{r['ours_seconds']:.1f}")
+    console.print(t)
+
+
 def main(argv=None) -> None:
     cfg = parse_config(BenchConfig, argv, __doc__)
     if cfg.worker:
         print(json.dumps(worker(cfg.worker)))
         return
     if cfg.quick:
-        cfg = dataclasses.replace(cfg, epochs=5, sizes=[10_000, 100_000], infer_rows=100_000)
+        cfg = dataclasses.replace(cfg, epochs=5, sizes=[10_000, 100_000], infer_rows=100_000, read_sizes=[100_000])
     import tempfile
 
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
@@ -322,8 +355,15 @@ def main(argv=None) -> None:
         results["inference"] = inference_throughput(cfg, Path(tmp))
         if cfg.ddp:
             results["ddp"] = ddp_crossover(Path(tmp))
+        if cfg.tables:
+            import tables
+
+            results["reading"] = tables.reading(Path(tmp), cfg.read_sizes, in_worker)
+            results["quality"] = tables.quality(Path(tmp), cfg.extra_tables)
     console.print(f"machine: {results['machine']}, torch {results['torch']}")
     report(results)
+    if cfg.tables:
+        report_tables(results)
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -11,19 +11,18 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    import torch
 
 from common.errors import UserError
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-BEST_FILE = "best_model.safetensors"  # inside a checkpoint: the best weights so far, for --patience
 
 
 @contextmanager
@@ -74,6 +73,8 @@ def truncate_metrics(path: str | os.PathLike, last_epoch: int) -> None:
 
 
 def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file  # torch is imported where weights are, not by make_data.py
+
     # contiguous() + clone(): safetensors refuses views and tensors that share memory.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     with atomic_path(path) as tmp:
@@ -81,6 +82,9 @@ def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]) -
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model weights {path} not found: train a model first or pass --ckpt-dir")
@@ -91,8 +95,9 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    # Uncompressed: float features barely compress, and compressing a million rows takes seconds.
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
+        np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

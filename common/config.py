@@ -26,11 +26,26 @@ RECIPES: dict[str, dict[str, Any]] = {
     "classification": {
         "n_samples": 100_000, "n_features": 10, "n_informative": 5,
         "epochs": 101, "batch_size": 1024, "lr": 1e-3, "optimizer": "adam", "hidden": [20], "eval_every": 5,
+        "patience": 0, "class_weight": "none",
     },
     "regression": {
         "n_samples": 1000, "n_features": 5, "n_informative": 3,
         "epochs": 401, "batch_size": 512, "lr": 0.01, "optimizer": "sgd", "hidden": [], "eval_every": 50,
+        "patience": 0, "class_weight": "none",
     },
+}
+
+# Any other table (a user's file, a shipped data set): settings sized from the data by
+# common/plan.py `table_settings`, from these constants.
+TABLE_DEFAULTS: dict[str, Any] = {
+    "hidden": [256, 128], "optimizer": "adam", "lr": 1e-3,
+    "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
+    "min_batch": 32, "max_batch": 1024,
+    "optimizer_steps": 4000,      # epochs enough for about this many steps ...
+    "min_epochs": 10, "max_epochs": 300,  # ... within these bounds
+    "evaluations": 50,            # about this many evaluations over the run
+    "patience": 8,                # evaluations without a lower validation loss before stopping
+    "class_weight": "balanced",   # classification: every class weighs the same (macro figures, rare classes)
 }
 
 
@@ -46,9 +61,10 @@ def field(default: Any, help: str, **kwargs: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
 
 
-def recipe_field(help: str) -> Any:
-    """A setting left unset (None) takes the recipe's value for the data set's task."""
-    return field(None, help, recipe=True)
+def recipe_field(help: str, table: bool = False) -> Any:
+    """A setting left unset (None) takes the recipe's value for the data set's task, or, with
+    `table`, a value sized from the data set for tables other than the recipes'."""
+    return field(None, help, recipe=True, table=table)
 
 
 def _shown(value: Any) -> str:
@@ -60,7 +76,8 @@ def _shown(value: Any) -> str:
 def _default_text(f: dataclasses.Field, default: Any) -> str:
     if f.metadata.get("recipe"):
         values = " / ".join(_shown(RECIPES[task][f.name]) for task in TASKS)
-        return f"{values} ({' / '.join(TASKS)})"
+        suffix = "; sized from the data for other tables" if f.metadata.get("table") else ""
+        return f"{values} ({' / '.join(TASKS)} recipes{suffix})"
     return str(f.metadata.get("default_help", default))
 
 
@@ -120,8 +137,15 @@ class MakeDataConfig:
 
     task: Task | None = field(None, "the task", default_help="classification for the synthetic recipe; "
                               "inferred from the target for --csv; the data set's own for --dataset")
-    csv: str | None = field(None, "read a CSV file with a header instead of generating data")
-    target: str | None = field(None, "the CSV column to predict (with --csv)")
+    csv: str | None = field(None, "read a table instead of generating data: a CSV file with a header, or Parquet")
+    target: str | None = field(None, "the column to predict (with --csv); rows without a value are dropped")
+    sep: str | None = field(None, "the CSV delimiter", default_help="detected from the header: , ; tab or |")
+    categorical: list[str] = field([], "columns to treat as categorical (e.g. integer codes)", metavar="COL")
+    numeric: list[str] = field([], "columns to treat as numeric", metavar="COL")
+    drop: list[str] = field([], "columns to leave out", metavar="COL")
+    id: list[str] = field([], "id columns: never features, copied into predictions", metavar="COL")
+    max_levels: int = field(1000, "most frequent levels kept per categorical column; the rest share one code")
+    min_level_rows: int = field(2, "training rows a level needs to get its own code")
     dataset: Literal["iris", "wine", "breast_cancer", "digits", "diabetes"] | None = field(
         None, "use a data set that scikit-learn ships (no download)")
     n_samples: int | None = recipe_field("rows to generate")
@@ -135,6 +159,8 @@ class MakeDataConfig:
     noise: float = field(1.0, "standard deviation of the target noise (regression)")
     seed: int = field(42, "random seed of the generator and the split")
     test_size: float = field(0.2, "fraction of rows held out for testing")
+    val_size: float | None = field(None, "fraction of rows held out for validation (early stopping, best weights)",
+                                   default_help="0 for the synthetic recipes (their 80/20 split), 0.1 otherwise")
     out_dir: str = field("data", "folder to write the data set to")
 
 
@@ -144,27 +170,29 @@ class TrainConfig:
 
     data: str = field("data/cls_data.npz", "data set written by make_data.py")
     ckpt_dir: str = field("ckpt", "folder for the model, its config and metrics")
-    epochs: int | None = recipe_field("passes over the training set")
-    batch_size: int | None = recipe_field("rows per batch and process (per step with --split-batches)")
-    lr: float | None = recipe_field("learning rate")
-    optimizer: Literal["adam", "sgd"] | None = recipe_field("optimizer")
-    hidden: list[int] | None = recipe_field("hidden layer widths; none for a linear model")
+    epochs: int | None = recipe_field("passes over the training set", table=True)
+    batch_size: int | None = recipe_field("rows per batch and process (per step with --split-batches)",
+                                          table=True)
+    lr: float | None = recipe_field("learning rate", table=True)
+    optimizer: Literal["adam", "sgd"] | None = recipe_field("optimizer", table=True)
+    hidden: list[int] | None = recipe_field("hidden layer widths; none for a linear model", table=True)
     activation: Literal["relu", "sigmoid", "tanh", "gelu"] = field("relu", "activation between layers")
-    eval_every: int | None = recipe_field("evaluate every N epochs (and after the last)")
+    eval_every: int | None = recipe_field("evaluate every N epochs (and after the last)", table=True)
     seed: int = field(42, "seed of the initial weights and the shuffling")
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
     init_from: str | None = field(None, "start from these weights (a model.safetensors) instead of a random init")
     threads: int = field(0, "intra-op CPU threads per process; 0 picks one for small models, "
                             "else cores / local processes")
-    class_weight: Literal["none", "balanced"] = field(
-        "none", "weigh each class's loss by n / (classes x its rows), against imbalance (classification)")
+    class_weight: Literal["none", "balanced"] | None = recipe_field(
+        "weigh each class's loss by n / (classes x its rows), against imbalance (classification)", table=True)
     log_with: list[str] = field([], "also log metrics to these trackers that Accelerate supports (tensorboard, "
                                     "wandb, mlflow, comet_ml, aim, clearml, dvclive, ...), under <ckpt-dir>",
                                 metavar="TRACKER")
     lr_schedule: Literal["constant", "cosine", "step"] = field(
         "constant", "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%")
     grad_accum: int = field(1, "accumulate gradients over N batches per optimizer step")
-    patience: int = field(0, "stop after N evaluations without a lower test loss and keep the best weights; 0: off")
+    patience: int | None = recipe_field("stop after N evaluations without a lower validation loss and keep the best "
+                                        "weights; 0: off", table=True)
     checkpoint_every: int = field(0, "save the full training state every N epochs under <ckpt-dir>/checkpoints; 0: off")
     keep_checkpoints: int = field(2, "how many of the latest checkpoints to keep")
     resume: str | None = field(None, "continue from the latest checkpoint, or from the checkpoint folder given",
@@ -178,7 +206,8 @@ class InferConfig:
     ckpt_dir: str = field("ckpt", "model folder written by train.py")
     data: str | None = field(None, "data set to evaluate on", default_help="the one recorded in config.json")
     metrics_json: str | None = field(None, "also write the evaluation figures to this JSON file")
-    input: str | None = field(None, "raw feature rows to predict (.csv with a header, or .npy)")
+    input: str | None = field(None, "raw rows to predict: a table (.csv with a header, or Parquet) or a .npy array")
+    sep: str | None = field(None, "the input CSV's delimiter", default_help="detected from the header")
     output: str | None = field(None, "where to write predictions: .csv, or .npz for speed",
                                default_help="<input>.pred.csv")
     batch_size: int = field(65536, "rows per forward pass")

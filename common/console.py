@@ -30,8 +30,9 @@ def fmt(value: float) -> str:
 
 
 LABELS = {
-    "train_loss": "train loss", "test_loss": "test loss", "accuracy": "accuracy",
-    "precision_macro": "precision", "recall_macro": "recall",
+    "train_loss": "train loss", "val_loss": "val loss", "val_f1_macro": "val F1", "val_r2": "val R²",
+    "test_loss": "test loss", "accuracy": "accuracy",
+    "precision_macro": "precision", "recall_macro": "recall", "f1_macro": "F1",
     "train_mae": "train MAE", "train_rmse": "train RMSE", "train_r2": "train R²",
     "test_mae": "test MAE", "test_rmse": "test RMSE", "test_r2": "test R²",
 }
@@ -46,6 +47,16 @@ def metrics_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
         table.add_column(LABELS[key], justify="right")
     for row in rows:
         table.add_row(str(row["epoch"]), *(fmt(row[k]) for k in keys))
+    return table
+
+
+def roles_table(roles: Sequence[Any], title: str) -> Table:
+    """One row per column of a user's table: what it became and why."""
+    table = Table(title=title, title_justify="left")
+    for col in ("column", "read as", "role", "blanks", "why"):
+        table.add_column(col)
+    for r in roles:
+        table.add_row(r.name or "''", r.kind, r.role, str(r.missing), r.why)
     return table
 
 

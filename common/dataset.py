@@ -1,9 +1,10 @@
 """Data sets on disk: the npz + JSON pair that make_data.py writes and train.py and infer.py read.
 
-A data set is `<stem>.npz` (X_train, y_train, X_test, y_test, already scaled) plus
-`<stem>.json`: the task, feature names, class labels and scaler statistics. The JSON
-is what training and inference need to know, readable without pickle. Reading a data set
-needs numpy only (no scikit-learn).
+A data set is `<stem>.npz` (X_train, y_train, X_val, y_val, X_test, y_test: the model's inputs,
+already preprocessed) plus `<stem>.json`: the task, input names, class labels, the fitted
+preprocessing steps (common/preprocess.py) and the target's scaling. The JSON is what training
+and inference need to know, readable without pickle. Reading a data set needs numpy only
+(neither scikit-learn nor pyarrow).
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import numpy as np
 
 from common.artifacts import load_npz, read_json, save_npz, write_json
 from common.errors import UserError
+from common.preprocess import Preprocessor
 
-FORMAT_VERSION = 1
-SPLITS = ("X_train", "y_train", "X_test", "y_test")
+FORMAT_VERSION = 2  # 1: no validation split, no preprocessing steps (scaling only)
+SPLITS = ("train", "val", "test")
+RECIPE_GENERATORS = ("make_classification", "make_regression")
 
 
 @dataclasses.dataclass
@@ -27,6 +30,12 @@ class TabularData:
     X_test: np.ndarray
     y_test: np.ndarray
     meta: dict[str, Any]
+    X_val: np.ndarray | None = None  # None: no validation rows
+    y_val: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.X_val is None or self.y_val is None:
+            self.X_val, self.y_val = self.X_train[:0], self.y_train[:0]
 
     @property
     def task(self) -> str:
@@ -39,47 +48,65 @@ class TabularData:
             return len(self.meta["class_labels"])
         return self.y_train.shape[1]
 
+    @property
+    def preprocessor(self) -> Preprocessor:
+        return preprocessor_of(self.meta)
+
+    @property
+    def is_recipe(self) -> bool:
+        """The seed's synthetic data: trained with the recipe's exact settings."""
+        return self.meta.get("source", {}).get("generator") in RECIPE_GENERATORS
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.X_val is None else len(self.X_val)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
+
+
+def preprocessor_of(meta: dict[str, Any]) -> Preprocessor:
+    """The fitted steps of a data set or model folder, also of one written before they existed."""
+    if "preprocess" in meta:
+        return Preprocessor.from_json(meta["preprocess"])
+    return Preprocessor.all_numeric(meta["feature_names"], meta["x_mean"], meta["x_scale"])
+
 
 def meta_path(npz_path: str | Path) -> Path:
     return Path(npz_path).with_suffix(".json")
 
 
 def save_dataset(data: TabularData, npz_path: str | Path) -> None:
-    save_npz(npz_path, **{name: getattr(data, name) for name in SPLITS})
+    save_npz(npz_path, **{f"{a}_{s}": getattr(data, f"{a}_{s}") for s in SPLITS for a in "Xy"})
     write_json(meta_path(npz_path), data.meta)
 
 
 def load_dataset(npz_path: str | Path) -> TabularData:
-    if Path(npz_path).suffix.lower() in (".csv", ".parquet", ".pq"):
+    if Path(npz_path).suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"):
         raise UserError(f"{npz_path} is a table, not a data set: run `python make_data.py --csv {npz_path} "
                         "--target COLUMN` first and pass the .npz it writes")
     arrays = load_npz(npz_path)
-    missing = set(SPLITS) - arrays.keys()
+    missing = {"X_train", "y_train", "X_test", "y_test"} - arrays.keys()
     if missing:
         raise UserError(f"data file {npz_path} lacks {sorted(missing)}: regenerate it with make_data.py")
     meta = read_json(meta_path(npz_path), "data set description")
-    data = TabularData(meta=meta, **{k: arrays[k] for k in SPLITS})
+    X_val, y_val = arrays.get("X_val"), arrays.get("y_val")  # format 1 had no validation split
+    data = TabularData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"], meta, X_val, y_val)
     check_dataset(data, npz_path)
     return data
 
 
 def check_dataset(data: TabularData, path: str | Path) -> None:
     width = len(data.meta["feature_names"])
-    for name in ("X_train", "X_test"):
-        arr = getattr(data, name)
-        if arr.ndim != 2 or arr.shape[1] != width:
-            raise UserError(f"{path}: {name} has shape {arr.shape}, expected (rows, {width}): regenerate the data set")
-    if len(data.X_train) != len(data.y_train) or len(data.X_test) != len(data.y_test):
-        raise UserError(f"{path}: features and targets differ in length: regenerate the data set")
+    for split in SPLITS:
+        X, y = data.split(split)
+        if X.ndim != 2 or X.shape[1] != width:
+            raise UserError(f"{path}: X_{split} has shape {X.shape}, expected (rows, {width}): regenerate the data set")
+        if len(X) != len(y):
+            raise UserError(f"{path}: features and targets of the {split} split differ in length: "
+                            "regenerate the data set")
     if len(data.X_train) == 0 or len(data.X_test) == 0:
         raise UserError(f"{path}: the training or test split is empty: use more rows")
-
-
-def scale_features(X: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-    """Raw feature rows -> the standardised inputs the model was trained on."""
-    mean = np.asarray(meta["x_mean"], dtype=np.float64)
-    scale = np.asarray(meta["x_scale"], dtype=np.float64)
-    return ((np.asarray(X, dtype=np.float64) - mean) / scale).astype(np.float32)
 
 
 def unscale_target(y_scaled: np.ndarray, meta: dict[str, Any]) -> np.ndarray:

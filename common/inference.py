@@ -8,39 +8,44 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from common.artifacts import CONFIG_FILE, MODEL_FILE, load_weights, read_json
-from common.dataset import scale_features, unscale_target
+from common.artifacts import CONFIG_FILE, MODEL_FILE, atomic_path, load_weights, read_json
+from common.dataset import preprocessor_of, unscale_target
 from common.errors import UserError
 from common.model import build_model, forward_in_chunks, load_state
-from common.tables import numeric_column, read_csv_columns
+from common.preprocess import Categories, Preprocessor
+from common.table import numeric_values, read_table, text_values
 
-REQUIRED_KEYS = ("task", "model", "feature_names", "x_mean", "x_scale")
+REQUIRED_KEYS = ("task", "model", "feature_names")
 
 
 def load_model_dir(ckpt_dir: str | Path) -> tuple[dict[str, Any], torch.nn.Module]:
     ckpt_dir = Path(ckpt_dir)
     config = read_json(ckpt_dir / CONFIG_FILE, "model config")
     missing = [k for k in REQUIRED_KEYS if k not in config]
+    if "preprocess" not in config and not {"x_mean", "x_scale"} <= config.keys():
+        missing.append("preprocess")
     if missing:
         raise UserError(f"{ckpt_dir / CONFIG_FILE} lacks {missing}: use the config.json that train.py wrote")
-    if len(config["feature_names"]) != config["model"]["in_features"]:
-        raise UserError(f"{ckpt_dir / CONFIG_FILE} names {len(config['feature_names'])} features but the model "
-                        f"takes {config['model']['in_features']}: use the config.json that train.py wrote")
-    model = build_model(config["model"])
+    spec = config["model"]
+    inputs = spec["in_features"] + len(spec.get("categorical", []))
+    if len(config["feature_names"]) != inputs:
+        raise UserError(f"{ckpt_dir / CONFIG_FILE} names {len(config['feature_names'])} inputs but the model "
+                        f"takes {inputs}: use the config.json that train.py wrote")
+    model = build_model(spec)
     load_state(model, load_weights(ckpt_dir / MODEL_FILE), str(ckpt_dir / MODEL_FILE))
     return config, model.eval()
 
 
-def model_outputs(model: torch.nn.Module, X_scaled: np.ndarray, batch_size: int) -> np.ndarray:
-    """Logits (classification) or scaled targets (regression) for standardised rows, in order."""
-    X = torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))
+def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits (classification) or scaled targets (regression) for preprocessed rows, in order."""
+    X = torch.from_numpy(np.ascontiguousarray(X_inputs, dtype=np.float32))
     return forward_in_chunks(model, X, batch_size).numpy()
 
 
-def predict(config: dict[str, Any], model: torch.nn.Module, X_raw: np.ndarray,
+def predict(config: dict[str, Any], model: torch.nn.Module, X_inputs: np.ndarray,
             batch_size: int) -> dict[str, np.ndarray]:
-    """Raw feature rows -> predictions in the original label space or y scale."""
-    out = model_outputs(model, scale_features(X_raw, config), batch_size)
+    """Preprocessed rows -> predictions in the original label space or y scale."""
+    out = model_outputs(model, X_inputs, batch_size)
     if config["task"] == "classification":
         proba = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
         labels = np.asarray(config["class_labels"])
@@ -48,45 +53,65 @@ def predict(config: dict[str, Any], model: torch.nn.Module, X_raw: np.ndarray,
     return {"prediction": unscale_target(out, config)[:, 0]}
 
 
-def read_feature_rows(path: str, feature_names: list[str]) -> tuple[np.ndarray, dict[str, list[str]]]:
-    """Raw features in training order, plus the other columns (ids and such) to carry through."""
+def read_npy_rows(path: str, pre: Preprocessor) -> np.ndarray:
+    """A numeric array, its columns the model's numeric table columns in training order."""
+    if pre.categorical:
+        raise UserError(f"{path}: a .npy array cannot hold the model's categorical columns "
+                        f"{[c.name for c in pre.categorical]}: pass a CSV or Parquet file")
+    if not Path(path).is_file():
+        raise UserError(f"input {path} not found: check the path")
+    try:
+        X = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
+    names = pre.column_names
+    if X.ndim != 2 or X.shape[1] != len(names):
+        raise UserError(f"{path} has shape {X.shape}, the model takes (rows, {len(names)}): "
+                        f"pass the columns {names} in this order")
+    if not np.issubdtype(X.dtype, np.number) or np.isinf(X).any():
+        raise UserError(f"{path} holds non-numeric or infinite values: clean them first (NaN counts as blank)")
+    X = X.astype(np.float64)
+    return pre.transform(lambda n: X[:, names.index(n)], lambda n: Categories.from_list([]), len(X))
+
+
+def read_feature_rows(path: str, config: dict[str, Any], sep: str | None = None,
+                      ) -> tuple[np.ndarray, dict[str, list[Any]]]:
+    """The model's inputs for each row of a table (.csv, Parquet) or .npy array, and the table's
+    other columns (ids and such) to carry into the predictions. Blanks are filled as in training."""
+    pre = preprocessor_of(config)
     if path.endswith(".npy"):
-        if not Path(path).is_file():
-            raise UserError(f"input {path} not found: check the path")
-        try:
-            X = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
-        if X.ndim != 2 or X.shape[1] != len(feature_names):
-            raise UserError(f"{path} has shape {X.shape}, the model takes (rows, {len(feature_names)}): "
-                            "pass the features in training order")
-        if not np.issubdtype(X.dtype, np.number) or not np.isfinite(X).all():
-            raise UserError(f"{path} holds non-numeric, NaN or infinite values: clean them first")
-        return X.astype(np.float64), {}
-    _, columns = read_csv_columns(path)
-    missing = [n for n in feature_names if n not in columns]
+        return read_npy_rows(path, pre), {}
+    table = read_table(path, sep)
+    missing = [n for n in pre.column_names if n not in table.column_names]
     if missing:
-        raise UserError(f"{path} lacks feature column(s) {missing}: the model needs {feature_names}")
-    X = np.stack([numeric_column(n, columns[n], path) for n in feature_names], axis=1)
-    extra = {name: values for name, values in columns.items() if name not in feature_names}
+        raise UserError(f"{path} lacks column(s) {missing}: the model needs {pre.column_names}")
+    X = pre.transform(lambda n: numeric_values(table.column(n), n, path), lambda n: text_values(table.column(n)),
+                      table.num_rows)
+    extra = {n: table.column(n).to_pylist() for n in table.column_names if n not in pre.column_names}
     return X, extra
 
 
-def write_predictions(path: str, extra: dict[str, list[str]], result: dict[str, np.ndarray],
+def _text(values: list[Any]) -> list[str]:
+    return ["" if v is None else str(v) for v in values]
+
+
+def write_predictions(path: str, extra: dict[str, list[Any]], result: dict[str, np.ndarray],
                       class_labels: list | None) -> None:
     """CSV for people and other tools; .npz (plain arrays, no pickle) when speed matters:
-    formatting floats as text costs more than the model itself."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if path.endswith(".npz"):
-        arrays = {name: np.asarray(values) for name, values in extra.items()}
-        np.savez(path, **cast(dict[str, Any], {**arrays, **result}))  # numpy's stubs type **kwds as options
-        return
-    columns: dict[str, Any] = dict(extra)
-    columns["prediction"] = result["prediction"].tolist()
-    if "proba" in result:
-        for k, label in enumerate(class_labels or []):
-            columns[f"proba_{label}"] = [f"{p:.6g}" for p in result["proba"][:, k].tolist()]
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns.keys())
-        writer.writerows(zip(*columns.values(), strict=True))
+    formatting floats as text costs more than the model itself. Written beside the target and
+    renamed over it when complete: a failed write leaves any earlier file as it was."""
+    with atomic_path(path) as tmp:
+        if path.endswith(".npz"):
+            arrays = {name: np.asarray(_text(values)) for name, values in extra.items()}
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **cast(dict[str, Any], {**arrays, **result}))  # numpy's stubs type **kwds as options
+            return
+        columns: dict[str, Any] = {name: _text(values) for name, values in extra.items()}
+        columns["prediction"] = result["prediction"].tolist()
+        if "proba" in result:
+            for k, label in enumerate(class_labels or []):
+                columns[f"proba_{label}"] = [f"{p:.6g}" for p in result["proba"][:, k].tolist()]
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns.keys())
+            writer.writerows(zip(*columns.values(), strict=True))

@@ -44,9 +44,10 @@ class Trainer:
         self.batches = self.stepper.batches(X_train, y_train, plan.global_batch, plan.steps_per_epoch, P, rank,
                                             plan.seed, plan.grad_accum)
         # Each process scores one contiguous shard of each evaluation set: no row twice, none missing.
-        self.eval_sets = {"test": self._shard(data.X_test, data.y_test)}
+        names = (["val"] if data.n_val else []) + ["test"]
         if self.task == "regression":  # the recipe reports train figures too
-            self.eval_sets["train"] = self._shard(data.X_train, data.y_train)
+            names.append("train")
+        self.eval_sets = {name: self._shard(*data.split(name)) for name in names}
         self.loss_sum = torch.zeros((), device=device)
         self.rows_seen = 0
 
@@ -106,10 +107,16 @@ class Trainer:
                 figures = regression_figures(stats)
             if split == "train":
                 figures.pop("loss")
-            for key, value in figures.items():
-                record[f"{split}_{key}" if key in ("loss", "n", "mae", "rmse", "r2") else key] = value
+            record.update({record_key(split, key): value for key, value in figures.items()})
         self.model.train()
         return record
+
+
+def record_key(split: str, figure: str) -> str:
+    """`val_loss`, `test_r2`, `train_mae`, ...; the test split's classification figures keep the
+    recipe's bare names (`accuracy`, `precision_macro`, ...)."""
+    bare = split == "test" and figure not in ("loss", "n", "mae", "rmse", "r2")
+    return figure if bare else f"{split}_{figure}"
 
 
 def check_finite(loss: float, epoch: int) -> None:

@@ -45,10 +45,11 @@ def classification_figures(stats: np.ndarray, num_classes: int) -> dict[str, Any
     seen = (predicted + actual) > 0
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    f1 = np.divide(2 * tp, predicted + actual, out=np.zeros_like(tp), where=(predicted + actual) > 0)
     return {
         "loss": float(loss_sum / n), "n": int(n), "accuracy": float(tp.sum() / n),
         "precision_macro": float(precision[seen].mean()), "recall_macro": float(recall[seen].mean()),
-        "confusion_matrix": cm.astype(np.int64).tolist(),
+        "f1_macro": float(f1[seen].mean()), "confusion_matrix": cm.astype(np.int64).tolist(),
     }
 
 
@@ -72,6 +73,7 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: i
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "precision_macro": float(skm.precision_score(y_true, y_pred, average="macro", zero_division=0)),
         "recall_macro": float(skm.recall_score(y_true, y_pred, average="macro", zero_division=0)),
+        "f1_macro": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "precision": precision.tolist(), "recall": recall.tolist(), "support": support.tolist(),
     }

@@ -17,10 +17,11 @@ from typing import Any
 
 from common.batching import optimizer_steps_per_epoch, steps_per_epoch
 from common.checkpoint import find_checkpoint
-from common.config import TrainConfig, recipe_value
+from common.config import TABLE_DEFAULTS, TrainConfig, recipe_value
 from common.dataset import TabularData
 from common.errors import UserError
 from common.model import model_spec, parameter_count
+from common.preprocess import embedding_size
 
 RANDOM_INIT = "random"
 SMALL_STEP_MACS = 1 << 24  # below this many multiply-adds per step, extra threads only cost
@@ -31,7 +32,9 @@ class TrainPlan:
     # What the run computes. --resume refuses a plan that differs in any of these.
     task: str
     data: str                     # the data set, as an absolute path
-    in_features: int
+    defaults: str                 # where unset settings came from: "recipe", or "table" (sized from the data)
+    in_features: int              # numeric inputs (missing indicators included)
+    embeddings: tuple[tuple[int, int], ...]  # (cardinality, width) per categorical column
     out_features: int
     hidden: tuple[int, ...]
     activation: str
@@ -43,6 +46,7 @@ class TrainPlan:
     epochs: int
     eval_every: int
     patience: int
+    monitor: str                  # the loss that picks the best weights and stops early: val_loss or test_loss
     seed: int
     batch_size: int               # as given: per process, or per step with split_batches
     split_batches: bool
@@ -60,7 +64,14 @@ class TrainPlan:
     resume: str                   # the checkpoint folder to continue from; "" for a fresh run
 
     def model_spec(self) -> dict[str, Any]:
-        return model_spec(self.in_features, self.hidden, self.out_features, self.activation)
+        return model_spec(self.in_features, self.hidden, self.out_features, self.activation, self.embeddings)
+
+    def describe(self) -> str:
+        """The resolved settings in one line, as train.py prints them."""
+        model = " ".join(map(str, self.hidden)) or "none (linear)"
+        stop = f", stop after {self.patience} evaluations without a lower {self.monitor}" if self.patience else ""
+        return (f"{self.defaults} settings: hidden {model}, {self.optimizer} lr {self.lr:g}, batch {self.batch_size} "
+                f"({self.steps_per_epoch} steps/epoch), {self.epochs} epochs, evaluate every {self.eval_every}{stop}")
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON holds it (tuples become lists), for the run record and checkpoints."""
@@ -86,26 +97,57 @@ def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str | Pa
                         "rerun with the checkpoint's settings")
 
 
+DATA_SIZED = ("epochs", "batch_size", "lr", "optimizer", "hidden", "eval_every", "patience", "class_weight")
+
+
+def resolved_settings(cfg: TrainConfig, data: TabularData) -> dict[str, Any]:
+    """The settings the data set decides when left unset: the recipe's exact values for the
+    recipes' synthetic data, values sized from the data for any other table."""
+    given = {name: getattr(cfg, name) for name in DATA_SIZED if getattr(cfg, name) is not None}
+    if data.is_recipe:
+        return {name: given.get(name, recipe_value(data.task, name)) for name in DATA_SIZED}
+    return table_settings(len(data.X_train), data.n_val > 0, data.task, given)
+
+
+def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Enough optimizer steps on a few hundred rows, few epochs on millions, and early stopping
+    on the validation loss with the best weights kept. Given settings win; the ones sized from
+    them (steps from the batch, evaluations from the epochs) follow them."""
+    d = TABLE_DEFAULTS
+    batch = 2 ** round(math.log2(max(1.0, n_train / d["rows_per_step"])))
+    s = {"hidden": list(d["hidden"]), "optimizer": d["optimizer"], "lr": d["lr"],
+         "batch_size": int(min(d["max_batch"], max(d["min_batch"], batch))), **given}
+    steps = math.ceil(n_train / max(1, s["batch_size"]))
+    s.setdefault("epochs", int(min(d["max_epochs"], max(d["min_epochs"], math.ceil(d["optimizer_steps"] / steps)))))
+    s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
+    s.setdefault("patience", d["patience"] if has_val else 0)
+    s.setdefault("class_weight", d["class_weight"] if task == "classification" else "none")
+    return s
+
+
 def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_processes: int) -> TrainPlan:
     """Every setting resolved and checked against the data set and the process count."""
     check_settings(cfg)
-    settings = {name: getattr(cfg, name) if getattr(cfg, name) is not None else recipe_value(data.task, name)
-                for name in ("epochs", "batch_size", "lr", "optimizer", "hidden", "eval_every")}
+    settings = resolved_settings(cfg, data)
     batch_size, hidden = settings["batch_size"], tuple(settings["hidden"])
-    check_resolved(settings, len(data.X_train), num_processes, cfg.split_batches)
-    if cfg.class_weight != "none" and data.task != "classification":
-        raise UserError(f"--class-weight {cfg.class_weight} weighs classes, and this is a {data.task} data set: "
-                        "drop it")
+    check_resolved(settings, len(data.X_train), data.n_val, num_processes, cfg.split_batches)
+    if settings["class_weight"] != "none" and data.task != "classification":
+        raise UserError(f"--class-weight {settings['class_weight']} weighs classes, and this is a {data.task} "
+                        "data set: drop it")
     global_batch = batch_size if cfg.split_batches else batch_size * num_processes
     steps = steps_per_epoch(len(data.X_train), global_batch)
-    spec = model_spec(data.X_train.shape[1], hidden, data.num_outputs, cfg.activation)
+    pre = data.preprocessor
+    embeddings = tuple((c.cardinality, embedding_size(c.cardinality)) for c in pre.categorical)
+    spec = model_spec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings)
     return TrainPlan(
-        task=data.task, data=str(Path(cfg.data).resolve()), in_features=spec["in_features"],
+        task=data.task, data=str(Path(cfg.data).resolve()), defaults="recipe" if data.is_recipe else "table",
+        in_features=spec["in_features"], embeddings=embeddings,
         out_features=spec["out_features"], hidden=hidden, activation=cfg.activation,
         init=str(Path(cfg.init_from).resolve()) if cfg.init_from else RANDOM_INIT,
         optimizer=settings["optimizer"], lr=settings["lr"], lr_schedule=cfg.lr_schedule,
-        class_weight=cfg.class_weight, epochs=settings["epochs"], eval_every=settings["eval_every"],
-        patience=cfg.patience, seed=cfg.seed, batch_size=batch_size, split_batches=cfg.split_batches,
+        class_weight=settings["class_weight"], epochs=settings["epochs"], eval_every=settings["eval_every"],
+        patience=settings["patience"], monitor="val_loss" if data.n_val else "test_loss", seed=cfg.seed,
+        batch_size=batch_size, split_batches=cfg.split_batches,
         grad_accum=cfg.grad_accum, num_processes=num_processes, global_batch=global_batch,
         steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
         ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints,
@@ -124,7 +166,7 @@ def check_settings(cfg: TrainConfig) -> None:
     for name in ("grad_accum", "keep_checkpoints"):
         if getattr(cfg, name) <= 0:
             raise UserError(f"{_flag(name)} must be a positive integer, got {getattr(cfg, name)}")
-    for name, zero in (("patience", "off"), ("checkpoint_every", "off"), ("threads", "automatic")):
+    for name, zero in (("checkpoint_every", "off"), ("threads", "automatic")):
         if getattr(cfg, name) < 0:
             raise UserError(f"{_flag(name)} must be 0 ({zero}) or positive, got {getattr(cfg, name)}")
     if not 0 <= cfg.seed < 2**32:
@@ -134,10 +176,16 @@ def check_settings(cfg: TrainConfig) -> None:
     check_trackers(cfg.log_with)
 
 
-def check_resolved(settings: dict[str, Any], n_train: int, num_processes: int, split_batches: bool) -> None:
+def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_processes: int,
+                   split_batches: bool) -> None:
     for name in ("epochs", "batch_size", "eval_every"):
         if settings[name] <= 0:
             raise UserError(f"{_flag(name)} must be a positive integer, got {settings[name]}")
+    if settings["patience"] < 0:
+        raise UserError(f"--patience must be 0 (off) or positive, got {settings['patience']}")
+    if settings["patience"] and not n_val:
+        raise UserError("--patience needs validation rows to stop on, and this data set has none: "
+                        "remake it with make_data.py --val-size 0.1 (or drop --patience)")
     if not settings["lr"] > 0 or not math.isfinite(settings["lr"]):
         raise UserError(f"--lr must be a positive number, got {settings['lr']}")
     if any(w <= 0 for w in settings["hidden"]):

@@ -9,7 +9,7 @@ from typing import Any
 from common.dataset import TabularData
 from common.plan import TrainPlan
 
-META_KEYS = ("feature_names", "class_labels", "x_mean", "x_scale", "y_mean", "y_scale")
+META_KEYS = ("feature_names", "class_labels", "y_mean", "y_scale")
 VERSIONED = ("torch", "accelerate", "numpy", "scikit-learn", "safetensors")
 
 
@@ -22,6 +22,7 @@ def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: di
     """`outcome`: final metrics, the best evaluation, epochs run and loop time."""
     return {
         "task": plan.task, "model": plan.model_spec(), **{k: data.meta[k] for k in META_KEYS},
+        "preprocess": data.preprocessor.to_json(), "ids": data.meta.get("source", {}).get("ids", []),
         "data": plan.data, "training": plan.as_dict(), "num_processes": plan.num_processes,
         "distributed_type": str(accelerator.distributed_type), "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device), **outcome, "versions": library_versions(),

@@ -1,12 +1,15 @@
-"""Where make_data.py's rows come from besides users' files, and how every table is split and scaled.
+"""Where make_data.py's rows come from, and how every table is split and preprocessed.
 
-The recipes' synthetic data (`make_classification`, `make_regression`, called as the recipe
-calls them), the data sets scikit-learn ships, the 80/20 split and the scalers fitted on the
+Rows come from a user's CSV or Parquet file (common/table.py), the recipes' synthetic data
+(`make_classification`, `make_regression`, called as the recipe calls them) or the data sets
+scikit-learn ships. Each becomes a RawTable of numeric and categorical columns and a target;
+`split_and_preprocess` cuts train / validation / test and fits every statistic on the
 training split only. scikit-learn is imported here and in no module that training needs.
 """
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +19,8 @@ from sklearn.preprocessing import StandardScaler
 from common.config import MakeDataConfig, recipe_value
 from common.dataset import FORMAT_VERSION, TabularData
 from common.errors import UserError
-from common.tables import RawTable
+from common.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
+from common.table import ColumnRole, RoleOverrides, infer_roles, numeric_values, read_table, text_values
 
 FILE_STEMS = {"classification": "cls_data", "regression": "reg_data"}
 SHIPPED = {  # name -> (loader, task)
@@ -26,25 +30,47 @@ SHIPPED = {  # name -> (loader, task)
     "digits": (datasets.load_digits, "classification"),
     "diabetes": (datasets.load_diabetes, "regression"),
 }
+MAX_CLASSES_FROM_INTEGERS = 20  # a numeric target with at most this many integer values is taken as classes
+
+
+@dataclasses.dataclass
+class RawTable:
+    """A table's feature columns and target before the split, and where they came from."""
+
+    numeric: dict[str, np.ndarray]           # float64, NaN for blanks
+    text: dict[str, Categories]              # categorical columns
+    y: np.ndarray
+    task: str
+    class_labels: list[Any] | None
+    source: dict[str, Any]
+    stem: str
+    roles: list[ColumnRole]
+
+    @classmethod
+    def from_matrix(cls, X: np.ndarray, names: list[str], y: np.ndarray, task: str, labels: list[Any] | None,
+                    source: dict[str, Any], stem: str) -> RawTable:
+        roles = [ColumnRole(n, "numeric", "double", 0, "numbers") for n in names]
+        return cls({n: X[:, i].astype(np.float64) for i, n in enumerate(names)}, {}, y, task, labels, source, stem,
+                   roles)
 
 
 @dataclasses.dataclass
 class ScaledData:
-    """A scaled data set and the scalers fitted on its training split."""
+    """A preprocessed data set, and the recipe's scalers (all-numeric tables without blanks)."""
 
     data: TabularData
-    x_scaler: StandardScaler
+    x_scaler: StandardScaler | None
     y_scaler: StandardScaler | None
 
 
 def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
-    """Fill the synthetic recipe's sizes; a CSV or shipped data set keeps its own task (None here)."""
+    """The synthetic recipe's sizes, and its 80/20 split without validation rows unless asked."""
     if cfg.csv or cfg.dataset:
-        return cfg
+        return dataclasses.replace(cfg, val_size=0.1 if cfg.val_size is None else cfg.val_size)
     task = cfg.task or "classification"
     sizes = {name: recipe_value(task, name) for name in ("n_samples", "n_features", "n_informative")
              if getattr(cfg, name) is None}
-    return dataclasses.replace(cfg, task=task, **sizes)
+    return dataclasses.replace(cfg, task=task, val_size=0.0 if cfg.val_size is None else cfg.val_size, **sizes)
 
 
 def generate(cfg: MakeDataConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -70,8 +96,10 @@ def synthetic_table(cfg: MakeDataConfig) -> RawTable:
     assert cfg.task is not None, "resolve_make_data_config sets the task"
     X, y, source = generate(cfg)
     labels = np.unique(y).tolist() if cfg.task == "classification" else None
-    source.update({k: v for k, v in vars(cfg).items() if k not in ("out_dir", "csv", "target", "dataset")})
-    return RawTable(X, y, cfg.task, [f"x{i}" for i in range(X.shape[1])], labels, source, FILE_STEMS[cfg.task])
+    settings = ("out_dir", "csv", "target", "dataset", "sep", "categorical", "numeric", "drop", "id")
+    source.update({k: v for k, v in vars(cfg).items() if k not in settings})
+    return RawTable.from_matrix(X, [f"x{i}" for i in range(X.shape[1])], y, cfg.task, labels, source,
+                                FILE_STEMS[cfg.task])
 
 
 def shipped_table(name: str, task: str | None) -> RawTable:
@@ -80,55 +108,156 @@ def shipped_table(name: str, task: str | None) -> RawTable:
         raise UserError(f"--dataset {name} is a {own_task} data set: drop --task {task}")
     bunch = loader()
     names = [str(n) for n in getattr(bunch, "feature_names", [f"x{i}" for i in range(bunch.data.shape[1])])]
-    source = {"dataset": name}
     if own_task == "regression":
-        return RawTable(bunch.data, bunch.target.astype(np.float64), own_task, names, None, source, name)
+        return RawTable.from_matrix(bunch.data, names, bunch.target.astype(np.float64), own_task, None,
+                                    {"dataset": name}, name)
     labels = [str(n) for n in getattr(bunch, "target_names", np.unique(bunch.target))]
-    return RawTable(bunch.data, bunch.target.astype(np.int64), own_task, names, labels, source, name)
+    return RawTable.from_matrix(bunch.data, names, bunch.target.astype(np.int64), own_task, labels,
+                                {"dataset": name}, name)
 
 
-def check_splittable(table: RawTable, test_size: float) -> None:
-    """Both splits get rows (every task); for classification every class can be stratified."""
+def file_table(cfg: MakeDataConfig) -> RawTable:
+    """A user's CSV or Parquet file: roles, then the feature columns and the target."""
+    import pyarrow.compute as pc
+
+    assert cfg.csv is not None
+    table = read_table(cfg.csv, cfg.sep)
+    if not cfg.target:
+        raise UserError(f"--csv needs --target: one of {table.column_names}")
+    if cfg.target not in table.column_names:
+        raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {table.column_names}")
+    roles = infer_roles(table, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id))
+    keep = pc.is_valid(table.column(cfg.target)).to_numpy(zero_copy_only=False)
+    if not keep.any():
+        raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
+    task, y, labels = target_values(table.column(cfg.target), cfg.target, cfg.csv, cfg.task, keep)
+    rows = slice(None) if keep.all() else np.flatnonzero(keep)  # a slice keeps views, not copies
+    numeric = {r.name: numeric_values(table.column(r.name), r.name, cfg.csv)[rows]
+               for r in roles if r.role == "numeric"}
+    text = {r.name: text_values(table.column(r.name)).take(rows) for r in roles if r.role == "categorical"}
+    if not numeric and not text:
+        raise UserError(f"{cfg.csv} has no feature columns besides '{cfg.target}' (roles: "
+                        f"{ {r.name: r.role for r in roles} }): name some with --numeric or --categorical")
+    source = {"csv": str(Path(cfg.csv).resolve()), "target": cfg.target, "rows_without_target": int((~keep).sum()),
+              "ids": [r.name for r in roles if r.role == "id"],
+              "dropped_columns": [r.name for r in roles if r.role == "dropped"]}
+    return RawTable(numeric, text, y, task, labels, source, Path(cfg.csv).stem, roles)
+
+
+def target_values(column: Any, name: str, path: str, task: str | None,
+                  keep: np.ndarray) -> tuple[str, np.ndarray, list[Any] | None]:
+    """(task, y, class labels) of the rows that have a target. Text or true/false labels, or a few
+    integer values, make a classification; other numbers a regression."""
+    import pyarrow as pa
+
+    kind = column.type
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    values = numeric_values(column, name, path)[keep] if numeric else None
+    if task is None:
+        few = values is not None and len(np.unique(values)) <= MAX_CLASSES_FROM_INTEGERS \
+            and bool(np.all(values == np.round(values)))
+        task = "classification" if values is None or few else "regression"
+    if task == "regression":
+        if values is None:
+            values = numeric_values(column, name, path)[keep]
+        return task, values, None
+    if values is None:
+        categories = text_values(column).take(np.flatnonzero(keep))
+        labels = np.asarray(categories.values, dtype=object)[categories.index]
+    else:
+        labels = values
+    y, class_labels = encode_labels(labels)
+    return task, y, class_labels
+
+
+def encode_labels(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """Labels -> 0..K-1, and the original labels in that order (ints stay ints in the JSON)."""
+    labels, y = np.unique(values, return_inverse=True)
+    if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)
+    return y.astype(np.int64), labels.tolist()
+
+
+def check_splittable(table: RawTable, test_size: float, val_size: float) -> None:
+    """All three splits get rows; for classification every class can be stratified."""
     if not 0.0 < test_size < 1.0:
         raise UserError(f"--test-size must lie strictly between 0 and 1, got {test_size}")
-    n = len(table.y)
+    if not 0.0 <= val_size < 1.0 - test_size:
+        raise UserError(f"--val-size must lie in [0, 1 - --test-size), got {val_size}")
+    n, parts = len(table.y), 3 if val_size else 2
     n_test = int(np.ceil(n * test_size))
-    if n < 2 or n_test < 1 or n - n_test < 1:
-        raise UserError(f"{n} row(s) cannot be split into training and test rows: add rows")
+    n_val = int(np.ceil((n - n_test) * val_size / (1 - test_size))) if val_size else 0
+    if n < parts or n_test < 1 or n - n_test - n_val < 1 or (val_size and n_val < 1):
+        raise UserError(f"{n} row(s) cannot be split into training, validation and test rows: add rows")
     if table.task != "classification":
         return
     labels = table.class_labels or []
     counts = np.bincount(table.y, minlength=len(labels))
-    rare = [labels[k] for k in np.flatnonzero(counts < 2)]
+    rare = [labels[k] for k in np.flatnonzero(counts < parts)]
     if rare:
-        raise UserError(f"class(es) {rare} have fewer than 2 rows; a stratified split needs 2: drop them or add rows")
-    if n_test < len(labels):
-        raise UserError(f"{n_test} test rows cannot hold all {len(labels)} classes: raise --test-size")
+        raise UserError(f"class(es) {rare} have fewer than {parts} rows; a stratified split needs {parts}: "
+                        "drop them or add rows")
+    sizes = {"training": n - n_test - n_val, "test": n_test, **({"validation": n_val} if val_size else {})}
+    short = {name: rows for name, rows in sizes.items() if rows < len(labels)}
+    if short:
+        raise UserError(f"the {', '.join(short)} split(s) would get {min(short.values())} rows, too few to hold all "
+                        f"{len(labels)} classes: change --test-size / --val-size, or add rows")
 
 
-def split_and_scale(table: RawTable, test_size: float, seed: int) -> ScaledData:
-    """80/20 by default, stratified for classification; scalers fitted on the training split only,
-    so no information leaks from the test rows."""
-    check_splittable(table, test_size)
+def split_rows(table: RawTable, test_size: float, val_size: float, seed: int) -> dict[str, np.ndarray]:
+    """Row indices of each split; the test cut is the recipe's train_test_split call."""
+    check_splittable(table, test_size, val_size)
+    rows = np.arange(len(table.y))
     stratify = table.y if table.task == "classification" else None
-    X_train, X_test, y_train, y_test = model_selection.train_test_split(
-        table.X, table.y, test_size=test_size, random_state=seed, stratify=stratify)
-    x_scaler = StandardScaler().fit(X_train)
-    y_scaler = StandardScaler().fit(y_train.reshape(-1, 1)) if table.task == "regression" else None
+    try:
+        rest, test = model_selection.train_test_split(rows, test_size=test_size, random_state=seed,
+                                                      stratify=stratify)
+        if not val_size:
+            return {"train": rest, "val": rows[:0], "test": test}
+        train, val = model_selection.train_test_split(
+            rest, test_size=val_size / (1 - test_size), random_state=seed,
+            stratify=None if stratify is None else stratify[rest])
+    except ValueError as err:  # a case the checks above did not foresee: still one line
+        raise UserError(f"cannot split {len(rows)} rows ({err}): change --test-size / --val-size, or add rows") \
+            from None
+    return {"train": train, "val": val, "test": test}
+
+
+def fit_preprocessor(table: RawTable, train: np.ndarray, min_level_rows: int, max_levels: int) -> Preprocessor:
+    numeric = [fit_numeric(name, values[train]) for name, values in table.numeric.items()]
+    categorical = [fit_categorical(name, column.take(train), min_level_rows, max_levels)
+                   for name, column in table.text.items()]
+    return Preprocessor(numeric, categorical)
+
+
+def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
+    """Split, fit every statistic on the training split only (no information leaks from the
+    validation or test rows), and turn each split into the model's inputs."""
+    assert cfg.val_size is not None, "resolve_make_data_config sets it"
+    parts = split_rows(table, cfg.test_size, cfg.val_size, cfg.seed)
+    pre = fit_preprocessor(table, parts["train"], cfg.min_level_rows, cfg.max_levels)
+    y_scaler = StandardScaler().fit(table.y[parts["train"]].reshape(-1, 1)) if table.task == "regression" else None
+
+    def inputs(rows: np.ndarray) -> np.ndarray:
+        return pre.transform(lambda n: table.numeric[n][rows], lambda n: table.text[n].take(rows), len(rows))
+
+    def targets(rows: np.ndarray) -> np.ndarray:
+        if y_scaler is None:
+            return table.y[rows].astype(np.int64)
+        y = table.y[rows].reshape(-1, 1)
+        return (y_scaler.transform(y) if len(y) else y).astype(np.float32)
+
+    plain = not table.text and not any(np.isnan(v).any() for v in table.numeric.values())
+    x_scaler = StandardScaler().fit(np.stack(list(table.numeric.values()), 1)[parts["train"]]) if plain else None
     meta: dict[str, Any] = {
-        "format": FORMAT_VERSION, "task": table.task, "feature_names": table.feature_names,
-        "class_labels": table.class_labels,
-        "x_mean": x_scaler.mean_.tolist(), "x_scale": x_scaler.scale_.tolist(),
+        "format": FORMAT_VERSION, "task": table.task, "feature_names": pre.input_names,
+        "class_labels": table.class_labels, "preprocess": pre.to_json(),
         "y_mean": None if y_scaler is None else float(y_scaler.mean_[0]),
         "y_scale": None if y_scaler is None else float(y_scaler.scale_[0]),
-        "n_train": int(len(X_train)), "n_test": int(len(X_test)),
-        "source": {**table.source, "seed": seed, "test_size": test_size},
+        **{f"n_{name}": int(len(rows)) for name, rows in parts.items()},
+        "roles": [dataclasses.asdict(r) for r in table.roles],
+        "source": {**table.source, "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size},
     }
-    if y_scaler is None:
-        y_tr, y_te = y_train.astype(np.int64), y_test.astype(np.int64)
-    else:
-        y_tr = y_scaler.transform(y_train.reshape(-1, 1)).astype(np.float32)
-        y_te = y_scaler.transform(y_test.reshape(-1, 1)).astype(np.float32)
-    data = TabularData(X_train=x_scaler.transform(X_train).astype(np.float32), y_train=y_tr,
-                       X_test=x_scaler.transform(X_test).astype(np.float32), y_test=y_te, meta=meta)
+    data = TabularData(inputs(parts["train"]), targets(parts["train"]), inputs(parts["test"]),
+                       targets(parts["test"]), meta, inputs(parts["val"]), targets(parts["val"]))
     return ScaledData(data, x_scaler, y_scaler)

@@ -30,6 +30,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_ROWS = 6003
 
 
+# Runs infer.py with every way of unpickling replaced by an error: proves inference needs none.
+FORBID_PICKLE = """
+import pickle, runpy, sys
+def forbidden(*args, **kwargs):
+    raise RuntimeError("pickle loading is forbidden here")
+class ForbiddenUnpickler(pickle.Unpickler):
+    def __init__(self, *args, **kwargs):
+        forbidden()
+pickle.load = pickle.loads = forbidden
+pickle.Unpickler = ForbiddenUnpickler
+pickle._Unpickler.load = forbidden  # the pure-Python unpickler that joblib and others subclass
+import torch, joblib
+torch.load = torch.serialization.load = joblib.load = forbidden
+sys.argv = ["infer.py"] + sys.argv[1:]
+runpy.run_path("infer.py", run_name="__main__")
+"""
+
+
 def script_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "CUDA_VISIBLE"))}
     env.update(PYTHONUNBUFFERED="1", COLUMNS="160", **extra)
@@ -112,6 +130,14 @@ def recipe_cls(tmp_path_factory) -> Path:
 def small_cls(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small_cls")
     make_data("--n-samples", SMALL_ROWS, "--out-dir", out)
+    return out / "cls_data.npz"
+
+
+@pytest.fixture(scope="session")
+def small_val(tmp_path_factory) -> Path:
+    """The small classification data with validation rows (600), for early stopping."""
+    out = tmp_path_factory.mktemp("small_val")
+    make_data("--n-samples", SMALL_ROWS, "--val-size", "0.1", "--out-dir", out)
     return out / "cls_data.npz"
 
 

@@ -15,7 +15,7 @@ import make_data as make_data_script
 import train as train_script
 from common.console import _width_off_terminal
 from common.dataset import TabularData, save_dataset
-from conftest import ROOT, assert_user_error, launch, run_script, script_env, user_error
+from conftest import FORBID_PICKLE, ROOT, assert_user_error, launch, run_script, script_env, user_error
 
 HEADER = "a,b,label\n"
 EARLIER = b"earlier data set"
@@ -37,17 +37,26 @@ def make_from_csv(out_dir, text, *extra):
     (HEADER + "1,2,x\n3,4,y\n", ["--target", "kind"], ["no target column 'kind'", "label"]),
     (HEADER + "1,2,x\n3,4,y\n", [], ["--target", "label"]),
     (HEADER, ["--target", "label"], ["no data rows"]),
-    ("", ["--target", "label"], ["empty"]),
+    ("", ["--target", "label"], ["Empty CSV file"]),
     (HEADER + "1,2,x\n1,oops,y\n" + "1,2,x\n1,2,y\n" * 3, ["--target", "label"], ["column 'b'", "'oops'", "row 2"]),
-    (HEADER + "1,2,x\n1,2,y\n1,nan,x\n" + "1,2,y\n" * 3, ["--target", "label"], ["column 'b'", "missing", "row 3"]),
     (HEADER + "1,2,x\n1,2,y\ninf,2,x\n" + "1,2,y\n" * 3, ["--target", "label"], ["column 'a'", "infinite", "row 3"]),
-    (HEADER + "1,2\n", ["--target", "label"], ["row 1", "fields"]),
-    (HEADER + "1,2,x\n1,2,\n", ["--target", "label"], ["target column 'label'", "missing", "row 2"]),
-    (HEADER + "1,2,x\n1,2,y\n1,2,y\n", ["--target", "label"], ["['x']", "fewer than 2 rows"]),
-    (HEADER + "1,2,1.5\n", ["--target", "label"], ["1 row(s) cannot be split"]),            # one-row regression
-    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--test-size", "0.9"], ["2 row(s) cannot be split"]),
+    (HEADER + "1,2\n", ["--target", "label"], ["Expected 3 columns, got 2", "--sep"]),
+    (HEADER + ",,x\n,,y\n", ["--target", "label"], ["no feature columns", "'a': 'dropped'"]),
+    (HEADER + "1,2,\n3,4,\n", ["--target", "label"], ["target column 'label' is empty"]),
+    (HEADER + "1,2,x\n7,3,y\n3,9,y\n4,5,x\n2,6,y\n", ["--target", "label"], ["['x']", "fewer than 3 rows"]),
+    (HEADER + "1,2,1.5\n", ["--target", "label", "--numeric", "a"], ["1 row(s) cannot be split"]),  # one-row regression
+    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label"], ["2 row(s) cannot be split"]),  # two rows, three splits
+    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--val-size", "0", "--test-size", "0.9"],
+     ["2 row(s) cannot be split"]),
+    ("a,label\n" + "".join(f"{i * i % 7},{'xyzuv'[i % 5]}\n" for i in range(10)),
+     ["--target", "label", "--val-size", "0", "--test-size", "0.8"], ["training split"]),
     (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--test-size", "1.5"], ["--test-size"]),
-    ("id,label\nr1,x\nr2,y\n", ["--target", "label"], ["no numeric feature columns"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--val-size", "0.9"], ["--val-size"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--drop", "a", "--id", "a"], ["'a' is given two roles"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--drop", "c"], ["no column named ['c']"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--numeric", "label"], ["'label' is the target"]),
+    ("a,a,label\n1,2,x\n", ["--target", "label"], ["more than one column named ['a']"]),
+    ("id,label\nr1,x\nr2,y\n", ["--target", "label"], ["no feature columns"]),
 ])
 def test_bad_csv(out_dir, text, extra, words):
     message = make_from_csv(out_dir, text, *extra)
@@ -208,23 +217,6 @@ def test_more_processes_than_training_rows(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: 2 processes but only 1 training rows: launch fewer processes"]  # once, not per process
     assert not (tmp_path / "run" / "model.safetensors").exists()
-
-
-FORBID_PICKLE = """
-import pickle, runpy, sys
-def forbidden(*args, **kwargs):
-    raise RuntimeError("pickle loading is forbidden here")
-class ForbiddenUnpickler(pickle.Unpickler):
-    def __init__(self, *args, **kwargs):
-        forbidden()
-pickle.load = pickle.loads = forbidden
-pickle.Unpickler = ForbiddenUnpickler
-pickle._Unpickler.load = forbidden  # the pure-Python unpickler that joblib and others subclass
-import torch, joblib
-torch.load = torch.serialization.load = joblib.load = forbidden
-sys.argv = ["infer.py"] + sys.argv[1:]
-runpy.run_path("infer.py", run_name="__main__")
-"""
 
 
 def test_inference_runs_with_pickle_forbidden(small_model, small_cls, tmp_path):

@@ -16,10 +16,11 @@ def test_help_lists_every_setting(cls):
 def test_help_shows_the_recipes_values_from_the_one_table():
     text = " ".join(build_parser(TrainConfig).format_help().split())
     c, r = RECIPES["classification"], RECIPES["regression"]
-    assert f"(default: {c['epochs']} / {r['epochs']} (classification / regression))" in text
-    assert f"(default: {c['hidden'][0]} / none (classification / regression))" in text
+    table = "; sized from the data for other tables"
+    assert f"(default: {c['epochs']} / {r['epochs']} (classification / regression recipes{table}))" in text
+    assert f"(default: {c['hidden'][0]} / none (classification / regression recipes{table}))" in text
     text = " ".join(build_parser(MakeDataConfig).format_help().split())
-    assert f"(default: {c['n_samples']} / {r['n_samples']} (classification / regression))" in text
+    assert f"(default: {c['n_samples']} / {r['n_samples']} (classification / regression recipes))" in text
 
 
 def test_defaults_are_left_for_the_recipe():

@@ -3,7 +3,8 @@ import json
 import numpy as np
 from sklearn import datasets, model_selection
 
-from common.dataset import load_dataset, meta_path, scale_features, unscale_target
+from common.dataset import load_dataset, meta_path, unscale_target
+from common.preprocess import Categories
 
 
 def test_classification_data_is_the_recipes(small_cls):
@@ -16,7 +17,10 @@ def test_classification_data_is_the_recipes(small_cls):
     # Scaled with statistics of the training split only.
     np.testing.assert_allclose(data.X_train, (X_tr - X_tr.mean(0)) / X_tr.std(0), atol=1e-5)
     np.testing.assert_allclose(data.X_test, (X_te - X_tr.mean(0)) / X_tr.std(0), atol=1e-5)
-    np.testing.assert_allclose(scale_features(X_te, data.meta), data.X_test, atol=1e-5)
+    pre = data.preprocessor
+    inputs = pre.transform(lambda n: X_te[:, int(n[1:])], lambda n: Categories.from_list([]), len(X_te))
+    np.testing.assert_allclose(inputs, data.X_test, atol=1e-5)
+    assert len(data.X_val) == 0 and data.is_recipe  # the recipe's own 80/20 split
 
 
 def test_split_is_stratified(small_cls):
@@ -29,7 +33,9 @@ def test_split_is_stratified(small_cls):
 def test_description_is_plain_json(small_cls):
     meta = json.loads(meta_path(small_cls).read_text())
     assert meta["task"] == "classification" and meta["class_labels"] == [0, 1, 2]
-    assert meta["feature_names"] == [f"x{i}" for i in range(10)] and len(meta["x_mean"]) == 10
+    assert meta["feature_names"] == [f"x{i}" for i in range(10)] and len(meta["preprocess"]["numeric"]) == 10
+    assert meta["preprocess"]["categorical"] == []
+    assert (meta["n_train"], meta["n_val"], meta["n_test"]) == (4802, 0, 1201)
 
 
 def test_regression_target_scaled_and_recoverable(reg_data):

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from common.dataset import load_dataset
-from conftest import infer, launch, read_metrics, train
+from conftest import infer, launch, make_data, read_metrics, train
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,19 @@ def test_split_batches_on_two_processes_equal_one_process(small_cls, tmp_path):
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
     assert json.loads((tmp_path / "two" / "config.json").read_text())["num_processes"] == 2
+
+
+def test_a_table_with_categories_trains_the_same_on_two_processes(tmp_path):
+    """Embeddings under DDP: category codes travel in the one input tensor, sharded like the rest."""
+    from test_tables import people, write
+
+    write(tmp_path / "people.csv", people(rows=1200))
+    make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path)
+    args = ["--data", str(tmp_path / "people.npz"), "--epochs", "3", "--split-batches", "--batch-size", "100"]
+    launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "two"))
+    train(*args, "--ckpt-dir", tmp_path / "one")
+    one = load_file(str(tmp_path / "one" / "model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert any(key.startswith("embeddings.") for key in one) and one.keys() == two.keys()
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)

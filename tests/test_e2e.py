@@ -31,7 +31,7 @@ def test_saved_model_is_complete(cls_run):
     assert config["model"] == {"in_features": 10, "hidden": [20], "out_features": 3, "activation": "relu"}
     assert config["training"]["optimizer"] == "adam" and config["training"]["batch_size"] == 1024
     assert config["training"]["steps_per_epoch"] == 79 and config["training"]["optimizer_steps"] == 6 * 79
-    assert config["class_labels"] == [0, 1, 2] and len(config["x_scale"]) == 10
+    assert config["class_labels"] == [0, 1, 2] and len(config["preprocess"]["numeric"]) == 10
     assert {"torch", "accelerate", "scikit-learn"} <= config["versions"].keys()
     assert config["epochs_run"] == 6 and config["train_seconds"] > 0
     assert 0 < config["startup_seconds"] < 600  # process start to the first epoch
@@ -52,7 +52,8 @@ def test_infer_reproduces_the_final_evaluation(cls_run, tmp_path, capsys):
 def test_predicting_raw_rows_from_csv_and_npy(cls_run, recipe_cls, tmp_path):
     ckpt, _ = cls_run
     data = load_dataset(recipe_cls)
-    raw = data.X_test[:50] * np.asarray(data.meta["x_scale"]) + np.asarray(data.meta["x_mean"])
+    steps = data.preprocessor.numeric
+    raw = data.X_test[:50] * np.asarray([s.scale for s in steps]) + np.asarray([s.mean for s in steps])
     names = data.meta["feature_names"]
     order = names[::-1]  # columns in another order, plus an id column to carry through
     with open(tmp_path / "rows.csv", "w", newline="") as fh:
@@ -87,7 +88,7 @@ def test_regression_recipe(reg_data, tmp_path):
     assert figures["mae"] == pytest.approx(records[-1]["test_mae"], rel=1e-5)
     # The linear model recovers the generator's coefficients on the original scale.
     w = load_file(str(ckpt / "model.safetensors"))["0.weight"].double().numpy()[0]
-    coef = w * config["y_scale"] / np.asarray(config["x_scale"])
+    coef = w * config["y_scale"] / np.asarray([s["scale"] for s in config["preprocess"]["numeric"]])
     np.testing.assert_allclose(coef, load_dataset(reg_data).meta["source"]["coef"], atol=0.5)
 
 

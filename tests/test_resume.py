@@ -33,14 +33,14 @@ def kill_after_checkpoint(args, ckpt, epoch, timeout=120):
 
 
 @pytest.mark.parametrize("schedule,accum,patience", [("cosine", "3", "0"), ("step", "1", "20")])
-def test_killed_run_resumes_to_bit_identical_weights(small_cls, tmp_path, schedule, accum, patience, capsys):
+def test_killed_run_resumes_to_bit_identical_weights(small_val, tmp_path, schedule, accum, patience, capsys):
     extra = ["--epochs", "24", "--batch-size", "32", "--eval-every", "3", "--checkpoint-every", "2",
              "--lr-schedule", schedule, "--grad-accum", accum, "--keep-checkpoints", "2", "--patience", patience]
-    train(*train_args(small_cls, tmp_path / "whole", *extra))
-    kill_after_checkpoint(train_args(small_cls, tmp_path / "cut", *extra), tmp_path / "cut", epoch=7)
+    train(*train_args(small_val, tmp_path / "whole", *extra))
+    kill_after_checkpoint(train_args(small_val, tmp_path / "cut", *extra), tmp_path / "cut", epoch=7)
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     capsys.readouterr()
-    train(*train_args(small_cls, tmp_path / "cut", *extra, "--resume"))
+    train(*train_args(small_val, tmp_path / "cut", *extra, "--resume"))
     assert "Resumed from" in capsys.readouterr().out
     whole = (tmp_path / "whole" / "model.safetensors").read_bytes()
     assert (tmp_path / "cut" / "model.safetensors").read_bytes() == whole
@@ -48,7 +48,7 @@ def test_killed_run_resumes_to_bit_identical_weights(small_cls, tmp_path, schedu
     assert epochs == [r["epoch"] for r in read_metrics(tmp_path / "whole")] == [0, 3, 6, 9, 12, 15, 18, 21, 23]
     assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")
     # The best-so-far record travelled inside the checkpoint: both runs agree on it.
-    keys = ("best_epoch", "best_test_loss", "weights")
+    keys = ("best_epoch", "best_val_loss", "weights", "final_metrics")
     assert [read_config(tmp_path / "cut")[k] for k in keys] == [read_config(tmp_path / "whole")[k] for k in keys]
     kept = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
     assert kept == ["epoch_000021", "epoch_000023"]  # the last --keep-checkpoints
@@ -89,23 +89,31 @@ def test_resume_refuses_other_settings(small_cls, tmp_path):
     assert (tmp_path / "model.safetensors").read_bytes() == before
 
 
-def test_early_stopping_keeps_the_best_weights(small_cls, tmp_path):
-    # A large learning rate makes the test loss wander, so patience runs out early.
-    train(*train_args(small_cls, tmp_path, "--epochs", "60", "--eval-every", "1", "--patience", "3",
+def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
+    # A large learning rate makes the validation loss wander, so patience runs out early.
+    train(*train_args(small_val, tmp_path, "--epochs", "60", "--eval-every", "1", "--patience", "3",
                       "--lr", "0.3", "--batch-size", "64"))
     records = read_metrics(tmp_path)
-    losses = [r["test_loss"] for r in records]
+    losses = [r["val_loss"] for r in records]
     best = int(np.argmin(losses))
     config = read_config(tmp_path)
     assert len(records) < 60                       # it stopped early ...
     assert len(records) - 1 - best == 3            # ... after exactly `patience` evaluations without progress
     assert config["best_epoch"] == records[best]["epoch"] and config["weights"] == "best"
-    # The saved weights are the best epoch's: they reproduce its test loss.
-    data = load_dataset(small_cls)
+    assert config["final_metrics"] == records[best]  # the saved weights' figures, not the last epoch's
+    # The saved weights are the best epoch's: they reproduce its validation and test losses.
+    data = load_dataset(small_val)
     _, model = load_model_dir(tmp_path)
-    logits = torch.from_numpy(model_outputs(model, data.X_test, 4096))
-    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(data.y_test)).item()
-    assert loss == pytest.approx(losses[best], rel=1e-5)
+    for split in ("val", "test"):
+        X, y = data.split(split)
+        logits = torch.from_numpy(model_outputs(model, X, 4096))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).item()
+        assert loss == pytest.approx(records[best][f"{split}_loss"], rel=1e-5)
+
+
+def test_patience_needs_validation_rows(small_cls, tmp_path):
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, "--patience", "3"))
+    assert "--val-size" in message and not tmp_path.joinpath("metrics.jsonl").exists()
 
 
 def test_nan_loss_stops_and_keeps_what_was_saved(reg_data, tmp_path):

@@ -1,0 +1,153 @@
+"""The fitted steps between a table's columns and the model's inputs, fastai-style.
+
+Fitted on the training split only, stored as plain JSON with the data set and the model, and
+replayed identically at prediction time:
+
+- FillMissing + Normalize (numeric): blanks take the training median; where the training split
+  had any blank, a 0/1 `<name>_missing` input says which rows were filled; then each column is
+  standardised with the training mean and scale (the indicators are left as 0/1).
+- Categorify (categorical): the training split's levels with at least `min_rows` rows, at most
+  `max_levels` of the most frequent, get codes 1..K; code 0 is every other value: unseen,
+  rare, or blank where blanks were too rare to be a level of their own.
+
+The model's input row is [scaled numeric columns, missing indicators, category codes]: codes
+travel as float32 columns (exact below 2^24), so batching, sharding and evaluation handle one
+tensor and the model alone tells the parts apart (common/model.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+UNKNOWN_CODE = 0
+MISSING_SUFFIX = "_missing"
+
+
+@dataclasses.dataclass
+class Categories:
+    """A categorical column, dictionary-encoded: each row's index into `values`, -1 for a blank.
+    Fitting and coding then work on arrays, not on a Python string per row."""
+
+    index: np.ndarray    # int64, one per row
+    values: list[str]    # the distinct values
+
+    @classmethod
+    def from_list(cls, items: Sequence[str | None]) -> Categories:
+        values: dict[str, int] = {}
+        index = np.fromiter((-1 if v is None else values.setdefault(v, len(values)) for v in items),
+                            dtype=np.int64, count=len(items))
+        return cls(index, list(values))
+
+    def take(self, rows: np.ndarray | slice) -> Categories:
+        return Categories(self.index[rows], self.values)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@dataclasses.dataclass
+class NumericStep:
+    name: str
+    median: float
+    mean: float
+    scale: float
+    indicator: bool  # the training split had blanks: add a 0/1 input
+
+
+@dataclasses.dataclass
+class CategoricalStep:
+    name: str
+    levels: list[str | None]  # code i + 1 for levels[i]; None is the blank level
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.levels) + 1  # with the reserved code 0
+
+    def codes(self, column: Categories) -> np.ndarray:
+        lookup = {level: i + 1 for i, level in enumerate(self.levels)}
+        by_value = np.asarray([lookup.get(v, UNKNOWN_CODE) for v in column.values] + [lookup.get(None, UNKNOWN_CODE)],
+                              dtype=np.float32)
+        return by_value[column.index]  # index -1 (a blank) picks the last entry: the blank level's code
+
+
+@dataclasses.dataclass
+class Preprocessor:
+    numeric: list[NumericStep]
+    categorical: list[CategoricalStep]
+
+    @property
+    def input_names(self) -> list[str]:
+        """The model's inputs in order: numeric, indicators, categorical codes."""
+        return ([s.name for s in self.numeric] + [s.name + MISSING_SUFFIX for s in self.numeric if s.indicator]
+                + [s.name for s in self.categorical])
+
+    @property
+    def numeric_inputs(self) -> int:
+        return len(self.numeric) + sum(s.indicator for s in self.numeric)
+
+    @property
+    def column_names(self) -> list[str]:
+        """The table columns it reads."""
+        return [s.name for s in self.numeric] + [s.name for s in self.categorical]
+
+    def transform(self, numeric: Callable[[str], np.ndarray], text: Callable[[str], Categories],
+                  rows: int) -> np.ndarray:
+        """The model's inputs (float32) from column getters: raw numbers (NaN for blanks) and categories."""
+        out = np.empty((rows, len(self.input_names)), dtype=np.float32)
+        col = 0
+        blanks = []
+        for step in self.numeric:
+            values = numeric(step.name)
+            missing = np.isnan(values)
+            out[:, col] = (np.where(missing, step.median, values) - step.mean) / step.scale
+            col += 1
+            if step.indicator:
+                blanks.append(missing)
+        for missing in blanks:
+            out[:, col] = missing
+            col += 1
+        for cat in self.categorical:
+            out[:, col] = cat.codes(text(cat.name))
+            col += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"numeric": [dataclasses.asdict(s) for s in self.numeric],
+                "categorical": [dataclasses.asdict(s) for s in self.categorical]}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Preprocessor:
+        return cls([NumericStep(**s) for s in obj["numeric"]], [CategoricalStep(**s) for s in obj["categorical"]])
+
+    @classmethod
+    def all_numeric(cls, names: Sequence[str], mean: Sequence[float], scale: Sequence[float]) -> Preprocessor:
+        """What a data set or model folder written before these steps existed meant: scaling only."""
+        return cls([NumericStep(n, 0.0, float(m), float(s), False) for n, m, s in zip(names, mean, scale, strict=True)],
+                   [])
+
+
+def fit_numeric(name: str, values: np.ndarray) -> NumericStep:
+    """Median fill, then the mean and scale of the filled column (a constant column scales by 1)."""
+    missing = np.isnan(values)
+    median = float(np.median(values[~missing])) if (~missing).any() else 0.0
+    filled = np.where(missing, median, values)
+    scale = float(filled.std())
+    return NumericStep(name, median, float(filled.mean()), scale if scale > 0 else 1.0, bool(missing.any()))
+
+
+def fit_categorical(name: str, column: Categories, min_rows: int, max_levels: int) -> CategoricalStep:
+    """The most frequent levels with at least `min_rows` rows (ties: first seen first, blanks last)."""
+    present = column.index[column.index >= 0]
+    counts = np.append(np.bincount(present, minlength=len(column.values)), len(column) - len(present))  # blanks last
+    levels: list[str | None] = [*column.values, None]
+    order = np.argsort(-counts, kind="stable")[:max_levels]
+    kept = [levels[i] for i in order if counts[i] >= min_rows]
+    return CategoricalStep(name, kept)
+
+
+def embedding_size(cardinality: int) -> int:
+    """fastai's rule of thumb for an embedding's width."""
+    return int(min(600, round(1.6 * cardinality ** 0.56)))

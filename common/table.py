@@ -1,0 +1,227 @@
+"""Users' tables: reading CSV and Parquet files with pyarrow, and the role of each column.
+
+pyarrow parses CSV into typed columns on several threads (nulls, booleans, quoting, BOM and
+CRLF included) and reads Parquet natively, so a million-row file takes a second or two, not a
+Python loop per cell. Each column then gets a role:
+
+- numeric: numbers (integers, floats, or text that is mostly numbers, thousands separators
+  allowed); blanks are filled and flagged later (common/preprocess.py);
+- categorical: text or booleans, or any column named with --categorical; learned embeddings;
+- id: named like an id (`id`, `*_id`, `index`, `Unnamed: 0`, an empty header) or unique per
+  row (sequential integers, or text); never a feature, copied into the predictions;
+- dropped: empty, constant, of a type we cannot use, or named with --drop.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.errors import UserError
+from common.preprocess import Categories
+
+NULL_VALUES = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None", "none", "?"]
+DELIMITERS = (",", ";", "\t", "|")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+ROLES = ("numeric", "categorical", "id", "dropped")
+_ID_NAME = re.compile(r"^(id|index|unnamed: ?\d+|.*[_ .-]id)$", re.IGNORECASE)
+_THOUSANDS = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
+
+
+@dataclasses.dataclass
+class ColumnRole:
+    name: str
+    role: str
+    kind: str      # the type pyarrow read
+    missing: int   # null cells
+    why: str       # the reason for the role, shown to the user
+
+
+def is_table_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in (".csv", ".tsv", ".txt", *PARQUET_SUFFIXES)
+
+
+def detect_delimiter(path: Path) -> str:
+    """The candidate that splits the header into the most fields (a comma on a tie)."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        header = fh.readline()
+    fields = {d: len(next(csv.reader([header], delimiter=d), [])) for d in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: (fields[d], d == ","))
+
+
+def read_table(path: str | Path, sep: str | None = None) -> Any:
+    """A pyarrow Table of a CSV or Parquet file; every problem is a one-line UserError."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"table {path} not found: check the path")
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        else:
+            delimiter = sep or detect_delimiter(path)
+            table = pa_csv.read_csv(
+                path, parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+                convert_options=pa_csv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True))
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"cannot read {path} ({first}): save it as UTF-8 CSV with a header row "
+                        "(--sep sets the delimiter) or as Parquet") from None
+    names = table.column_names
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise UserError(f"{path} has more than one column named {duplicated}: rename them")
+    if table.num_rows == 0:
+        raise UserError(f"{path} has a header but no data rows: add rows")
+    return table
+
+
+# ---- column values as numpy ----
+
+def _parse_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if _THOUSANDS.match(text):
+        return float(text.replace(",", ""))
+    return None
+
+
+def text_is_numeric(values: Sequence[str | None]) -> bool:
+    """Mostly numbers: a numeric column with odd cells (then errors), not a text column."""
+    present = [v for v in values if v is not None]
+    return bool(present) and sum(_parse_number(v) is not None for v in present) * 2 > len(present)
+
+
+def numeric_values(column: Any, name: str, path: str | Path) -> np.ndarray:
+    """float64 values with NaN for blanks; a cell that is not a number, or an infinity, is an
+    error naming the column and the first such data row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) \
+            or pa.types.is_decimal(kind) or pa.types.is_null(kind):
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    elif pa.types.is_temporal(kind):
+        values = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
+        values = values.astype(np.float64)
+        values[pc.is_null(column).to_numpy(zero_copy_only=False)] = np.nan
+    else:
+        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path)
+    values = np.asarray(values, dtype=np.float64)
+    bad = np.flatnonzero(np.isinf(values))
+    if bad.size:
+        raise UserError(f"{path}: column '{name}' has an infinite value in data row {bad[0] + 1}: "
+                        "fix or drop that row")
+    return values
+
+
+def _text_to_numbers(texts: list[str | None], name: str, path: str | Path) -> np.ndarray:
+    out = np.full(len(texts), np.nan)
+    for i, text in enumerate(texts):
+        if text is None or text.strip() in NULL_VALUES:
+            continue
+        number = _parse_number(text.strip())
+        if number is None:
+            raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row {i + 1}: "
+                            "fix that cell, or leave it blank for a missing value")
+        out[i] = number
+    return out
+
+
+def text_values(column: Any) -> Categories:
+    """Any column as text categories (dictionary-encoded by pyarrow, blanks apart): how
+    categorical values are compared at training and at prediction time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_floating(column.type):  # 3.0 and 3 are the same level
+        return Categories.from_list([None if v is None or v != v else (str(int(v)) if float(v).is_integer()
+                                                                       else repr(v)) for v in column.to_pylist()])
+    encoded = pc.dictionary_encode(pc.cast(column, pa.string())).combine_chunks()
+    index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return Categories(index, encoded.dictionary.to_pylist())
+
+
+# ---- roles ----
+
+@dataclasses.dataclass
+class RoleOverrides:
+    categorical: Sequence[str] = ()
+    numeric: Sequence[str] = ()
+    drop: Sequence[str] = ()
+    id: Sequence[str] = ()
+
+    def named(self) -> dict[str, str]:
+        roles: dict[str, str] = {}
+        for role, names in (("categorical", self.categorical), ("numeric", self.numeric),
+                            ("dropped", self.drop), ("id", self.id)):
+            for name in names:
+                if name in roles:
+                    raise UserError(f"column '{name}' is given two roles ({roles[name]}, {role}): give it one")
+                roles[name] = role
+        return roles
+
+
+def infer_roles(table: Any, target: str, overrides: RoleOverrides) -> list[ColumnRole]:
+    """The role of every column but the target, the user's choices first."""
+    named = overrides.named()
+    unknown = [n for n in named if n not in table.column_names]
+    if unknown:
+        raise UserError(f"no column named {unknown}: choose from {table.column_names}")
+    if target in named:
+        raise UserError(f"'{target}' is the target: it cannot also be given a role")
+    return [guess_role(name, table.column(name), named.get(name)) for name in table.column_names if name != target]
+
+
+def guess_role(name: str, column: Any, chosen: str | None) -> ColumnRole:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind, n = column.type, len(column)
+    missing = column.null_count
+
+    def role(r: str, why: str) -> ColumnRole:
+        return ColumnRole(name, r, str(kind), missing, why)
+
+    if chosen:
+        return role(chosen, "as given")
+    if missing == n:
+        return role("dropped", "empty")
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
+    if not text and pa.types.is_primitive(kind):  # min and max say it as well as counting, and cheaper
+        low, high = (v.as_py() for v in pc.min_max(column).values())
+        if low == high and missing == 0:
+            return role("dropped", "constant")
+    if _ID_NAME.match(name) or name.strip() == "":
+        return role("id", "named like an id")
+    if pa.types.is_integer(kind) and missing == 0 and high - low == n - 1 \
+            and pc.count_distinct(column).as_py() == n:
+        return role("id", "sequential, unique per row")
+    if pa.types.is_boolean(kind):
+        return role("categorical", "true/false")
+    if text:
+        distinct = pc.count_distinct(column, mode="only_valid").as_py()
+        if distinct == 1 and missing == 0:
+            return role("dropped", "constant")
+        values = pc.cast(column, pa.string())
+        if text_is_numeric(values.slice(0, 10_000).to_pylist()):
+            return role("numeric", "numbers written as text")
+        if distinct == n and n > 20:
+            return role("id", "text unique per row")
+        return role("categorical", f"text, {distinct} values")
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) \
+            or pa.types.is_temporal(kind):
+        return role("numeric", "numbers" if not pa.types.is_temporal(kind) else "date/time as seconds")
+    return role("dropped", f"type {kind} is not supported")

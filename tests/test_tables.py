@@ -1,0 +1,250 @@
+"""Users' tables: reading, column roles, blanks, categories, a validation split and defaults sized
+from the data, from file to predictions. Every table is made here; nothing is downloaded."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import make_data as make_data_script
+from common.dataset import load_dataset
+from common.model import TabularNet, build_model
+from common.preprocess import CategoricalStep, Categories, embedding_size
+from common.table import RoleOverrides, infer_roles, read_table
+from conftest import (
+    FORBID_PICKLE,
+    ROOT,
+    infer,
+    make_data,
+    read_config,
+    read_csv_rows,
+    read_metrics,
+    script_env,
+    train,
+    user_error,
+)
+
+
+def write(path, columns, sep=","):
+    table = pa.table(columns)
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    else:
+        pa_csv.write_csv(table, path, write_options=pa_csv.WriteOptions(delimiter=sep))
+    return path
+
+
+def people(rows=600, seed=0, sort_by_class=False):
+    """An id, text with blanks, true/false, numbers with blanks, a constant and an empty column."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["oslo", "paris", "rome"], rows)
+    member = rng.random(rows) < 0.5
+    age = rng.normal(40, 10, rows)
+    score = (city == "rome") * 1.5 + member * 1.0 + (age - 40) / 10 + rng.normal(0, 0.5, rows)
+    label = np.where(score > 1.2, "high", "low")
+    order = np.argsort(label, kind="stable") if sort_by_class else np.arange(rows)
+    age_with_blanks = np.where(rng.random(rows) < 0.15, np.nan, age)
+    city_with_blanks = [None if rng.random() < 0.1 else c for c in city]
+    return {
+        "person_id": np.arange(rows),
+        "city": pa.array([city_with_blanks[i] for i in order]),
+        "member": member[order],
+        "age": pa.array(age_with_blanks[order], from_pandas=True),
+        "country": ["norway"] * rows,
+        "notes": pa.nulls(rows, pa.string()),
+        "label": label[order],
+    }
+
+
+@pytest.fixture(scope="module")
+def people_set(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("people")
+    path = write(tmp / "people.csv", people())
+    make_data("--csv", path, "--target", "label", "--out-dir", tmp)
+    return tmp, path
+
+
+def test_every_column_gets_a_role(people_set):
+    _, path = people_set
+    roles = {r.name: (r.role, r.why) for r in infer_roles(read_table(path), "label", RoleOverrides())}
+    assert roles["person_id"][0] == "id"
+    assert roles["city"] == ("categorical", "text, 3 values")
+    assert roles["member"] == ("categorical", "true/false")
+    assert roles["age"] == ("numeric", "numbers")
+    assert roles["country"] == ("dropped", "constant") and roles["notes"] == ("dropped", "empty")
+
+
+@pytest.mark.parametrize("name,column,role", [
+    ("", list(range(50)), "id"), ("Unnamed: 0", list(range(50)), "id"), ("row", list(range(7, 57)), "id"),
+    ("ID", [3, 1] * 25, "id"), ("order.id", [3, 1] * 25, "id"), ("name", [f"n{i}" for i in range(50)], "id"),
+    ("price", ["3,750", "1,200", "950", None, "12,000.5"] * 10, "numeric"), ("grade", [1, 2, 3, 1, 2] * 10, "numeric"),
+    ("paid", [3, 1] * 25, "numeric"),
+])
+def test_role_guesses(name, column, role):
+    table = pa.table({name: column, "y": [0, 1] * 25})
+    (found,) = infer_roles(table, "y", RoleOverrides())
+    assert found.role == role, found
+
+
+def test_the_user_overrides_the_guess(tmp_path):
+    path = write(tmp_path / "t.csv", {"grade": [1, 2, 3, 1, 2] * 20, "ref": [5, 3] * 50, "x": np.arange(100) % 7,
+                                      "city": ["a", "b"] * 50, "y": [0.5, 1.5] * 50})
+    roles = {r.name: r.role for r in infer_roles(read_table(path), "y", RoleOverrides(
+        categorical=["grade"], id=["ref"], drop=["x"], numeric=[]))}
+    assert roles == {"grade": "categorical", "ref": "id", "x": "dropped", "city": "categorical"}
+
+
+def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):
+    tmp, _ = people_set
+    data = load_dataset(tmp / "people.npz")
+    pre = data.preprocessor
+    assert data.meta["feature_names"] == ["age", "age_missing", "city", "member"]
+    (age,) = pre.numeric
+    assert age.indicator and np.isfinite(age.median)
+    # The indicator is 0/1; the codes are whole numbers with 0 left for unseen values.
+    assert set(np.unique(data.X_train[:, 1])) == {0.0, 1.0}
+    city, member = pre.categorical
+    assert set(city.levels) == {"oslo", "paris", "rome", None}  # blanks are a level of their own
+    assert set(member.levels) == {"true", "false"}
+    assert data.X_train[:, 2].min() >= 1 and data.X_train[:, 2].max() <= len(city.levels)
+    assert (data.meta["n_train"], data.meta["n_val"], data.meta["n_test"]) == (420, 60, 120)
+    assert data.meta["source"]["ids"] == ["person_id"]
+
+
+def test_the_model_embeds_categories_and_stays_a_plain_mlp_without_them():
+    spec = {"in_features": 2, "hidden": [8], "out_features": 2, "activation": "relu",
+            "categorical": [{"cardinality": 5, "dim": 3}, {"cardinality": 3, "dim": 2}]}
+    model = build_model(spec)
+    assert isinstance(model, TabularNet)
+    assert tuple(model.mlp[0].weight.shape) == (8, 2 + 3 + 2)
+    x = torch.tensor([[0.5, -1.0, 4.0, 0.0], [0.1, 0.2, 1.0, 2.0]])
+    assert model(x).shape == (2, 2)
+    plain = build_model({k: v for k, v in spec.items() if k != "categorical"})
+    assert isinstance(plain, torch.nn.Sequential) and list(plain.state_dict()) == ["0.weight", "0.bias",
+                                                                                  "2.weight", "2.bias"]
+    assert embedding_size(3) == 3 and embedding_size(10_001) == 278
+
+
+def test_a_table_with_text_blanks_and_ids_trains_and_predicts_every_row(people_set, tmp_path, capsys):
+    tmp, _ = people_set
+    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path)
+    out = capsys.readouterr().out
+    assert "table settings:" in out and "val_loss" in out  # the resolved values are shown
+    config = read_config(tmp_path)
+    assert config["training"]["defaults"] == "table" and config["training"]["monitor"] == "val_loss"
+    assert config["training"]["patience"] > 0 and config["training"]["class_weight"] == "balanced"
+    assert config["model"]["categorical"] == [{"cardinality": 5, "dim": embedding_size(5)},
+                                              {"cardinality": 3, "dim": embedding_size(3)}]
+    assert config["final_metrics"]["f1_macro"] >= 0.8
+    assert {"val_loss", "val_f1_macro", "f1_macro", "test_loss"} <= read_metrics(tmp_path)[-1].keys()
+    # New rows: blanks everywhere, a city never seen, a column order of its own, no label.
+    new = tmp_path / "new.csv"
+    write(new, {"member": [True, None, False, True], "city": ["rome", "lima", None, "oslo"],
+                "age": pa.array([50.0, None, 20.0, None]), "person_id": [9001, 9002, 9003, 9004]})
+    infer("--ckpt-dir", tmp_path, "--input", new, "--output", tmp_path / "pred.csv")
+    rows = read_csv_rows(tmp_path / "pred.csv")
+    assert [r["person_id"] for r in rows] == ["9001", "9002", "9003", "9004"]
+    assert all(r["prediction"] in ("high", "low") for r in rows)
+    assert rows[0]["prediction"] == "high" and rows[2]["prediction"] == "low"
+
+
+def test_a_number_that_is_not_one_still_names_column_and_row(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "1")
+    write(tmp_path / "bad.csv", {"member": [True, False], "city": ["rome", "oslo"], "age": ["41", "forty"]})
+    message = user_error(__import__("infer").main, "--ckpt-dir", tmp_path, "--input", tmp_path / "bad.csv")
+    assert "column 'age'" in message and "'forty'" in message and "row 2" in message
+
+
+def test_an_id_in_a_file_sorted_by_class_is_not_a_feature(tmp_path):
+    write(tmp_path / "sorted.csv", people(sort_by_class=True))
+    make_data("--csv", tmp_path / "sorted.csv", "--target", "label", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "sorted.npz")
+    assert "person_id" not in data.meta["feature_names"]
+    # Were the id a feature it would give the label away; without it no input correlates almost perfectly.
+    y = data.y_train.astype(float)
+    correlations = [abs(np.corrcoef(data.X_train[:, j], y)[0, 1]) for j in range(data.X_train.shape[1])]
+    assert max(correlations) < 0.9
+
+
+def test_a_fifty_thousand_level_column_is_capped(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = 60_000
+    code = rng.integers(0, 50_000, rows)
+    write(tmp_path / "wide.parquet", {"code": [f"c{c}" for c in code], "x": rng.normal(size=rows),
+                                      "y": (code % 2).astype(np.int64)})
+    make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path)
+    (step,) = load_dataset(tmp_path / "wide.npz").preprocessor.categorical
+    assert len(step.levels) == 1000  # --max-levels: the most frequent, each with >= 2 training rows
+    make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path, "--max-levels", "100000")
+    (step,) = load_dataset(tmp_path / "wide.npz").preprocessor.categorical
+    assert 1000 < len(step.levels) < 50_000  # levels seen once in training share code 0
+    assert CategoricalStep("c", ["a", None]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 2.0, 0.0]
+    assert CategoricalStep("c", ["a"]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("sep,given", [(";", False), ("\t", False), ("|", True), (",", False)])
+def test_delimiters_are_detected_or_given(tmp_path, sep, given):
+    path = write(tmp_path / "t.csv", {"a": np.arange(40) * 1.5, "b": ["x,y", "z"] * 20, "y": [0, 1] * 20}, sep=sep)
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path, *(["--sep", sep] if given else []))
+    assert load_dataset(tmp_path / "t.npz").meta["feature_names"] == ["a", "b"]
+
+
+def test_bom_crlf_quotes_and_thousands(tmp_path):
+    path = tmp_path / "excel.csv"
+    rows = "".join(f'"{i}","{1000 + i * 37:,}",{"yes" if i % 3 else "no"},{i % 2}\r\n' for i in range(60))
+    path.write_bytes(b"\xef\xbb\xbf" + ('"",amount,ok,y\r\n' + rows).encode())
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "excel.npz")
+    assert data.meta["feature_names"] == ["amount", "ok"] and data.meta["source"]["ids"] == [""]
+    (amount,) = data.preprocessor.numeric
+    assert 1000 < amount.median < 1000 + 60 * 37
+
+
+def test_rows_without_a_target_are_dropped_and_counted(tmp_path, capsys):
+    path = write(tmp_path / "t.csv", {"a": np.arange(50) % 7 * 1.0, "y": pa.array([1.5, None, 2.5, 3.5, 0.5] * 10)})
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path)
+    assert "Dropped 10 row(s) without a target value" in capsys.readouterr().out
+    meta = load_dataset(tmp_path / "t.npz").meta
+    assert meta["n_train"] + meta["n_val"] + meta["n_test"] == 40 and meta["source"]["rows_without_target"] == 10
+
+
+def test_parquet_in_and_out_of_prediction(tmp_path):
+    columns = people(rows=300, seed=5)
+    write(tmp_path / "p.parquet", columns)
+    make_data("--csv", tmp_path / "p.parquet", "--target", "label", "--out-dir", tmp_path)
+    train("--data", tmp_path / "p.npz", "--ckpt-dir", tmp_path / "run", "--epochs", "3")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "p.parquet", "--output", tmp_path / "pred.npz")
+    with np.load(tmp_path / "pred.npz", allow_pickle=False) as preds:
+        assert len(preds["prediction"]) == 300 and preds["proba"].shape == (300, 2)
+        assert preds["person_id"].tolist() == [str(i) for i in range(300)]
+
+
+def test_recipes_keep_their_split_and_settings(small_cls, tmp_path):
+    data = load_dataset(small_cls)
+    assert data.is_recipe and data.n_val == 0
+    make_data("--n-samples", "3000", "--val-size", "0.1", "--out-dir", tmp_path)
+    meta = json.loads((tmp_path / "cls_data.json").read_text())
+    assert (meta["n_train"], meta["n_val"], meta["n_test"]) == (2100, 300, 600)
+
+
+def test_validation_needs_rows_for_every_class(tmp_path):
+    path = write(tmp_path / "t.csv", {"a": [1.0, 7.0, 3.0, 9.0, 2.0, 8.0], "y": ["x", "x", "y", "y", "z", "z"]})
+    message = user_error(make_data_script.main, "--csv", path, "--target", "y", "--out-dir", tmp_path)
+    assert "fewer than 3 rows" in message
+
+
+def test_a_model_with_categories_predicts_with_pickle_forbidden(people_set, tmp_path):
+    """Vocabularies and fill values travel as JSON: nothing is unpickled at prediction time."""
+    tmp, path = people_set
+    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "2")
+    proc = subprocess.run([sys.executable, "-c", FORBID_PICKLE, "--ckpt-dir", str(tmp_path), "--input", str(path),
+                           "--output", str(tmp_path / "p.csv")], cwd=ROOT, capture_output=True, text=True,
+                          env=script_env())
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv_rows(tmp_path / "p.csv")) == 600

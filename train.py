@@ -27,12 +27,18 @@ from common.artifacts import (
     METRICS_FILE,
     MODEL_FILE,
     append_jsonl,
+    check_writable,
     load_weights,
-    save_weights,
-    truncate_metrics,
-    write_json,
 )
-from common.checkpoint import clear_staging, read_state, refuse_stale, restore_checkpoint, save_checkpoint
+from common.checkpoint import (
+    check_checkpoint_root,
+    clear_staging,
+    read_state,
+    refuse_stale,
+    restore_checkpoint,
+    run_lock,
+    save_checkpoint,
+)
 from common.config import TrainConfig, parse_config
 from common.console import TrainingDisplay, console
 from common.dataset import TabularData, load_dataset
@@ -44,6 +50,7 @@ from common.model import build_model, load_state
 from common.optim import make_optimizer, make_scheduler
 from common.plan import RANDOM_INIT, TrainPlan, check_resumable, make_plan
 from common.record import run_record, scalar_settings
+from common.run_folder import commit_run, running_metrics, start_metrics
 
 TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/logs
 
@@ -59,37 +66,34 @@ def build(plan: TrainPlan, accelerator: Accelerator) -> tuple[Any, Any, Any]:
     return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
 
 
-def start_epoch(plan: TrainPlan, accelerator: Accelerator, metrics_path: Path) -> int:
-    """0 for a fresh run; after the checkpoint's epoch for --resume (its later metrics are dropped)."""
+def start_epoch(plan: TrainPlan, accelerator: Accelerator) -> tuple[int, Path]:
+    """(0 for a fresh run, or the epoch after the checkpoint's for --resume; the running metrics log)."""
     if plan.resume:
         state = read_state(plan.resume)
         check_resumable(state["plan"], plan, plan.resume)
         restore_checkpoint(accelerator, plan.resume)
         start = state["epoch"] + 1
-        if accelerator.is_main_process:
-            truncate_metrics(metrics_path, start - 1)
-            console.print(f"Resumed from {plan.resume}: continuing at epoch {start}")
+        accelerator.print(f"Resumed from {plan.resume}: continuing at epoch {start}")
     else:
         if plan.checkpoint_every:
+            check_checkpoint_root(plan.ckpt_dir)
             refuse_stale(plan.ckpt_dir)
         start = 0
-        if accelerator.is_main_process:
-            metrics_path.parent.mkdir(parents=True, exist_ok=True)
-            metrics_path.write_text("")  # a new run starts a new metrics log
     if accelerator.is_main_process:
+        start_metrics(plan.ckpt_dir, start - 1 if plan.resume else None)
         clear_staging(plan.ckpt_dir)
     accelerator.wait_for_everyone()
-    return start
+    return start, running_metrics(plan.ckpt_dir)
 
 
 def save(plan: TrainPlan, data: TabularData, accelerator: Accelerator, model: Any, best: BestTracker,
          outcome: dict[str, Any]) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        out = Path(plan.ckpt_dir)
         weights = best.weights if best.weights is not None else accelerator.unwrap_model(model).state_dict()
-        save_weights(out / MODEL_FILE, weights)
-        write_json(out / CONFIG_FILE, run_record(plan, data, accelerator, {**outcome, **best.summary()}))
+        commit_run(plan.ckpt_dir, weights, run_record(plan, data, accelerator, {**outcome, **best.summary()}),
+                   MODEL_FILE)
+        out = Path(plan.ckpt_dir)
         console.print(f"Saved: {out / MODEL_FILE}, {out / CONFIG_FILE}, {out / METRICS_FILE}")
 
 
@@ -100,13 +104,18 @@ def log_record(accelerator: Accelerator, metrics_path: Path, record: dict[str, A
 
 
 def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
+    check_writable(plan.ckpt_dir)  # every process: each writes its part of a checkpoint
+    with run_lock(plan.ckpt_dir, accelerator.is_main_process):
+        train_locked(plan, data, accelerator)
+
+
+def train_locked(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
     torch.set_num_threads(plan.threads)
     model, optimizer, scheduler = build(plan, accelerator)
     trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan)
     best = BestTracker(plan.patience, plan.monitor)
     accelerator.register_for_checkpointing(best)
-    metrics_path = Path(plan.ckpt_dir) / METRICS_FILE
-    first = start_epoch(plan, accelerator, metrics_path)
+    first, metrics_path = start_epoch(plan, accelerator)
     accelerator.print(plan.describe())
     if plan.log_with:
         accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,25 +27,75 @@ METRICS_FILE = "metrics.jsonl"
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success, fsync and rename it over `target`."""
+    """Yield a temporary path beside `target`; on success, fsync and rename it over `target`.
+    Any failure to write (a full disk, a read-only folder, a file where a folder should be)
+    is one line, and `target` keeps what it held."""
     final = Path(target)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model folder is meant to be shared
         os.replace(tmp, final)
+    except OSError as err:
+        raise write_error(final, err) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def write_together(writers: dict[Path, Callable[[Path], object]]) -> None:
+    """Write each file beside its target, then rename them all into place: a failure while
+    writing (a full disk) leaves every target as it was, and a reader never finds one file of a
+    new set beside the others of an old one (short of a crash between the renames themselves)."""
+    staged: dict[Path, Path] = {}
+    target = next(iter(writers))
+    try:
+        for target, write in writers.items():
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(fd)
+            staged[target] = Path(name)
+            write(staged[target])
+            with open(staged[target], "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(staged[target], 0o644)
+        for target, tmp in staged.items():
+            os.replace(tmp, target)
+    except OSError as err:
+        raise write_error(target, err) from None
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+
+
+def write_error(path: Path, err: OSError) -> UserError:
+    reason = err.strerror or str(err)
+    return UserError(f"cannot write {path} ({reason}): free some space or choose a writable folder; "
+                     f"{path.name} keeps what it held before")
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Before any work: a folder we can create files in (not a file, not read-only)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise UserError(f"cannot write in {folder} ({err.strerror or err}): choose another folder") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        write_json_file(tmp, obj)
+
+
+def write_json_file(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
@@ -59,26 +109,54 @@ def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    """One line per record, written whole or not at all: a failed append (a full disk) is cut
+    back to where the file ended, so no half line is left behind."""
+    path = Path(path)
+    line = (json.dumps(record) + "\n").encode()
+    with open(path, "ab", buffering=0) as fh:  # unbuffered: a failure surfaces here, not at close
+        end = fh.tell()
+        try:
+            fh.write(line)
+        except OSError as err:
+            with suppress(OSError):
+                fh.truncate(end)
+            raise write_error(path, err) from None
 
 
 def truncate_metrics(path: str | os.PathLike, last_epoch: int) -> None:
-    """Keep the records up to `last_epoch`: a resumed run writes the later ones again, once."""
+    """Keep the records up to `last_epoch`: a resumed run writes the later ones again, once. A line
+    that is not a whole record (cut off by a crash) is dropped, not fatal."""
     path = Path(path)
-    lines = path.read_text().splitlines() if path.is_file() else []
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= last_epoch]
+    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    epochs = [(line, _epoch_of(line)) for line in lines]
+    kept = [line for line, epoch in epochs if epoch is not None and epoch <= last_epoch]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in kept))
 
 
+def _epoch_of(line: str) -> int | None:
+    try:
+        epoch = json.loads(line).get("epoch")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return epoch if isinstance(epoch, int) else None
+
+
 def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]) -> None:
+    with atomic_path(path) as tmp:
+        write_weights_file(tmp, state_dict)
+
+
+def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file  # torch is imported where weights are, not by make_data.py
 
     # contiguous() + clone(): safetensors refuses views and tensors that share memory.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    try:
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    except SafetensorError as err:  # how safetensors reports a failed write (a full disk, say)
+        raise OSError(str(err)) from None
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -8,12 +8,17 @@ our own runs, which is all they are for. Inference never reads them.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.artifacts import read_json, write_json
+from common.artifacts import check_writable, read_json, write_json
 from common.errors import ProcessError, UserError
 
 STATE_FILE = "trainer_state.json"
@@ -95,6 +100,44 @@ def read_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(ckpt_dir: str | Path, holder: bool) -> Iterator[None]:
+    """One run at a time in a folder: the main process holds an advisory lock on
+    <ckpt-dir>/.lock for as long as it trains. The kernel drops it when the process ends, however
+    it ends, so a killed run never leaves the folder locked."""
+    if not holder:
+        yield
+        return
+    path = Path(ckpt_dir) / LOCK_FILE
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            raise UserError(f"another run is using {ckpt_dir} ({fh.read().strip() or 'a live process'}): wait for "
+                            "it to end, or choose another --ckpt-dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def check_checkpoint_root(ckpt_dir: str | Path) -> None:
+    """Before any training: checkpoints can be written (fails at the first save otherwise)."""
+    root = checkpoint_root(ckpt_dir)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root} is a file, and checkpoints need a folder there: move it or choose another "
+                        "--ckpt-dir")
+    check_writable(root)
+
+
 def refuse_stale(ckpt_dir: str | Path) -> None:
     """A fresh run must not mix its checkpoints with an earlier run's, nor silently delete them."""
     if complete_checkpoints(ckpt_dir):
@@ -105,17 +148,27 @@ def refuse_stale(ckpt_dir: str | Path) -> None:
 def save_checkpoint(accelerator, ckpt_dir: str | Path, epoch: int, state: dict[str, Any], keep: int) -> None:
     """Every process calls this: each writes its part (RNG states), the main process commits.
     Objects registered with `accelerator.register_for_checkpointing` travel inside."""
+    from safetensors import SafetensorError
+
     staged = staging_dir(ckpt_dir, epoch)
-    accelerator.save_state(str(staged))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        commit_checkpoint(ckpt_dir, epoch, state, keep)
+    try:
+        accelerator.save_state(str(staged))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            commit_checkpoint(ckpt_dir, epoch, state, keep)
+    except (OSError, RuntimeError, SafetensorError) as err:  # torch.save says "enforce fail" on a full disk
+        shutil.rmtree(staged, ignore_errors=True)
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ProcessError(f"cannot save the checkpoint of epoch {epoch} in {checkpoint_root(ckpt_dir)} ({first}): "
+                           "free some space, then --resume from the last checkpoint, which was kept") from None
     accelerator.wait_for_everyone()
 
 
 def restore_checkpoint(accelerator, path: str | Path) -> None:
     """Model, optimizer, scheduler, RNG states and the registered objects, as saved."""
+    from safetensors import SafetensorError
+
     try:
         accelerator.load_state(str(path))
-    except (OSError, RuntimeError, KeyError, ValueError) as err:
+    except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as err:
         raise ProcessError(f"checkpoint {path} is unreadable ({err}): resume from another one") from None

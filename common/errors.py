@@ -14,9 +14,17 @@ QUIET_EXIT_DELAY_S = 2.0
 class UserError(Exception):
     """Bad input or a bad setting; the message says what is wrong and what to do."""
 
+    prefix, exit_code = "error", 2
+
 
 class ProcessError(UserError):
     """A UserError that one process of a multi-process run may meet alone (its own files)."""
+
+
+class Interrupted(UserError):
+    """Ctrl-C: where the work stopped and how to go on, in one line; the shell's code for SIGINT."""
+
+    prefix, exit_code = "stopped", 130
 
 
 def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True) -> None:
@@ -25,10 +33,13 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
     In a multi-process run every process meets the same error; `reports` says whether this
     one prints it, so the user reads it once. The others exit with the same code, quietly."""
     try:
-        main()
+        try:
+            main()
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted by Ctrl-C; files written before were left as they were") from None
     except UserError as err:
         if reports(err):
-            print(f"error: {err}", file=sys.stderr, flush=True)
+            print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
         else:
             time.sleep(QUIET_EXIT_DELAY_S)
-        sys.exit(2)
+        sys.exit(err.exit_code)

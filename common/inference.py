@@ -11,7 +11,7 @@ import torch
 from common.artifacts import CONFIG_FILE, MODEL_FILE, atomic_path, load_weights, read_json
 from common.dataset import preprocessor_of, unscale_target
 from common.errors import UserError
-from common.model import build_model, forward_in_chunks, load_state
+from common.model import ACTIVATIONS, build_model, forward_in_chunks, load_state
 from common.preprocess import Categories, Preprocessor
 from common.table import numeric_values, read_table, text_values
 
@@ -21,19 +21,50 @@ REQUIRED_KEYS = ("task", "model", "feature_names")
 def load_model_dir(ckpt_dir: str | Path) -> tuple[dict[str, Any], torch.nn.Module]:
     ckpt_dir = Path(ckpt_dir)
     config = read_json(ckpt_dir / CONFIG_FILE, "model config")
+    problem = config_problem(config)
+    if problem:
+        raise UserError(f"{ckpt_dir / CONFIG_FILE} {problem}: use the config.json that train.py wrote with "
+                        "these weights")
+    model = build_model(config["model"])
+    weights = load_weights(ckpt_dir / MODEL_FILE)
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UserError(f"{ckpt_dir / MODEL_FILE} holds NaN or infinite weights in {bad}: retrain the model")
+    load_state(model, weights, str(ckpt_dir / MODEL_FILE))
+    return config, model.eval()
+
+
+def config_problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with a model folder's config.json for this code, or None: each key it reads,
+    with the type it needs, checked before any is used."""
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if "preprocess" not in config and not {"x_mean", "x_scale"} <= config.keys():
         missing.append("preprocess")
+    if config.get("task") == "classification" and not config.get("class_labels"):
+        missing.append("class_labels")
+    if config.get("task") == "regression" and not all(isinstance(config.get(k), (int, float))
+                                                      for k in ("y_mean", "y_scale")):
+        missing.append("y_mean/y_scale")
     if missing:
-        raise UserError(f"{ckpt_dir / CONFIG_FILE} lacks {missing}: use the config.json that train.py wrote")
+        return f"lacks {missing}"
     spec = config["model"]
+    if config["task"] not in ("classification", "regression"):
+        return f"names an unknown task {config['task']!r}"
+    if not isinstance(spec, dict) or not all(isinstance(spec.get(k), int) for k in ("in_features", "out_features")) \
+            or not isinstance(spec.get("hidden"), list) or spec.get("activation") not in ACTIVATIONS:
+        return f"describes a model this code cannot build ({spec!r})"
     inputs = spec["in_features"] + len(spec.get("categorical", []))
     if len(config["feature_names"]) != inputs:
-        raise UserError(f"{ckpt_dir / CONFIG_FILE} names {len(config['feature_names'])} inputs but the model "
-                        f"takes {inputs}: use the config.json that train.py wrote")
-    model = build_model(spec)
-    load_state(model, load_weights(ckpt_dir / MODEL_FILE), str(ckpt_dir / MODEL_FILE))
-    return config, model.eval()
+        return f"names {len(config['feature_names'])} inputs but the model takes {inputs}"
+    try:
+        pre = preprocessor_of(config)
+    except (KeyError, TypeError, ValueError):
+        return "holds preprocessing steps this code cannot read"
+    if len(pre.input_names) != inputs:
+        return f"has preprocessing for {len(pre.input_names)} inputs but the model takes {inputs}"
+    if config["task"] == "classification" and len(config["class_labels"]) != spec["out_features"]:
+        return f"names {len(config['class_labels'])} classes but the model has {spec['out_features']} outputs"
+    return None
 
 
 def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int) -> np.ndarray:

@@ -7,9 +7,10 @@
     accelerate launch --config_file accelerate_configs/multi_gpu.yaml train.py   # 4 GPUs, DDP
     accelerate launch --config_file accelerate_configs/multi_node.yaml --machine_rank R train.py
 
-The task comes from the data set (make_data.py); every setting left unset takes the recipe's
-value for that task. Writes <ckpt-dir>/model.safetensors, config.json and metrics.jsonl, and
-with --checkpoint-every N the full training state under <ckpt-dir>/checkpoints/ (--resume).
+The task comes from the data set (make_data.py); a setting left unset takes the recipe's value
+on the recipes' synthetic data and a value sized from the data on any other table (printed at
+the start). Writes <ckpt-dir>/model.safetensors, config.json and metrics.jsonl together at the
+end, and with --checkpoint-every N the full training state under <ckpt-dir>/checkpoints/.
 """
 from __future__ import annotations
 

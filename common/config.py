@@ -102,12 +102,26 @@ def _add_argument(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any
         parser.add_argument(flag, choices=choices, type=type(choices[0]), default=default, help=help_text)
     elif typing.get_origin(tp) is list:
         (item,) = typing.get_args(tp)
-        parser.add_argument(flag, nargs="*", type=item, default=default, metavar=f.metadata.get("metavar", "N"),
-                            help=help_text)
+        parser.add_argument(flag, nargs="*", action=_ListAction, type=item, default=default,
+                            metavar=f.metadata.get("metavar", "N"), help=help_text)
     elif "const" in f.metadata:  # a flag that may stand alone: `--resume` or `--resume PATH`
         parser.add_argument(flag, type=tp, nargs="?", const=f.metadata["const"], default=default, help=help_text)
     else:
         parser.add_argument(flag, type=tp, default=default, metavar=f.metadata.get("metavar"), help=help_text)
+
+
+class _ListAction(argparse.Action):
+    """`--drop a b` sets the list and replaces the default; `--drop a --drop b` drops both."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.given = False
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        before = list(getattr(namespace, self.dest) or []) if self.given else []
+        setattr(namespace, self.dest, before + list(values))
+        self.given = True
 
 
 class _Parser(argparse.ArgumentParser):

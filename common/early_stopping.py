@@ -1,4 +1,4 @@
-"""The best evaluation so far, its weights, and early stopping on the test loss."""
+"""The best evaluation so far, its weights, and early stopping on the validation loss."""
 from __future__ import annotations
 
 import math

@@ -13,7 +13,7 @@ from common.dataset import preprocessor_of, unscale_target
 from common.errors import UserError
 from common.model import ACTIVATIONS, build_model, forward_in_chunks, load_state
 from common.preprocess import Categories, Preprocessor
-from common.table import numeric_values, read_table, text_values
+from common.table import decimal_of, numeric_values, read_table, text_values
 
 REQUIRED_KEYS = ("task", "model", "feature_names")
 
@@ -112,14 +112,21 @@ def read_feature_rows(path: str, config: dict[str, Any], sep: str | None = None,
     pre = preprocessor_of(config)
     if path.endswith(".npy"):
         return read_npy_rows(path, pre), {}
-    table = read_table(path, sep)
+    table = read_table(path, sep, text_columns=[c.name for c in pre.categorical])
     missing = [n for n in pre.column_names if n not in table.column_names]
     if missing:
         raise UserError(f"{path} lacks column(s) {missing}: the model needs {pre.column_names}")
-    X = pre.transform(lambda n: numeric_values(table.column(n), n, path), lambda n: text_values(table.column(n)),
-                      table.num_rows)
+    decimal = decimal_of(table)
+    X = pre.transform(lambda n: numeric_values(table.column(n), n, path, decimal),
+                      lambda n: text_values(table.column(n)), table.num_rows)
     extra = {n: table.column(n).to_pylist() for n in table.column_names if n not in pre.column_names}
     return X, extra
+
+
+def carried_name(name: str, result: dict[str, np.ndarray], class_labels: list | None) -> str:
+    """An input column's name in the output, renamed `<name>_input` where ours would take it."""
+    ours = {"prediction", *(f"proba_{label}" for label in class_labels or [])}
+    return f"{name}_input" if name in ours else name
 
 
 def _text(values: list[Any]) -> list[str]:
@@ -133,11 +140,13 @@ def write_predictions(path: str, extra: dict[str, list[Any]], result: dict[str, 
     renamed over it when complete: a failed write leaves any earlier file as it was."""
     with atomic_path(path) as tmp:
         if path.endswith(".npz"):
-            arrays = {name: np.asarray(_text(values)) for name, values in extra.items()}
+            arrays = {carried_name(name, result, class_labels): np.asarray(_text(values))
+                      for name, values in extra.items()}
             with open(tmp, "wb") as fh:
                 np.savez(fh, **cast(dict[str, Any], {**arrays, **result}))  # numpy's stubs type **kwds as options
             return
-        columns: dict[str, Any] = {name: _text(values) for name, values in extra.items()}
+        columns: dict[str, Any] = {carried_name(name, result, class_labels): _text(values)
+                                   for name, values in extra.items()}
         columns["prediction"] = result["prediction"].tolist()
         if "proba" in result:
             for k, label in enumerate(class_labels or []):

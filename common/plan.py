@@ -100,16 +100,18 @@ def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str | Pa
 DATA_SIZED = ("epochs", "batch_size", "lr", "optimizer", "hidden", "eval_every", "patience", "class_weight")
 
 
-def resolved_settings(cfg: TrainConfig, data: TabularData) -> dict[str, Any]:
+def resolved_settings(cfg: TrainConfig, data: TabularData, num_processes: int = 1) -> dict[str, Any]:
     """The settings the data set decides when left unset: the recipe's exact values for the
     recipes' synthetic data, values sized from the data for any other table."""
     given = {name: getattr(cfg, name) for name in DATA_SIZED if getattr(cfg, name) is not None}
     if data.is_recipe:
         return {name: given.get(name, recipe_value(data.task, name)) for name in DATA_SIZED}
-    return table_settings(len(data.X_train), data.n_val > 0, data.task, given)
+    batches_per_step = 1 if cfg.split_batches else num_processes
+    return table_settings(len(data.X_train), data.n_val > 0, data.task, given, batches_per_step)
 
 
-def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]) -> dict[str, Any]:
+def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any],
+                   batches_per_step: int = 1) -> dict[str, Any]:
     """Enough optimizer steps on a few hundred rows, few epochs on millions, and early stopping
     on the validation loss with the best weights kept. Given settings win; the ones sized from
     them (steps from the batch, evaluations from the epochs) follow them."""
@@ -117,7 +119,7 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
     batch = 2 ** round(math.log2(max(1.0, n_train / d["rows_per_step"])))
     s = {"hidden": list(d["hidden"]), "optimizer": d["optimizer"], "lr": d["lr"],
          "batch_size": int(min(d["max_batch"], max(d["min_batch"], batch))), **given}
-    steps = math.ceil(n_train / max(1, s["batch_size"]))
+    steps = math.ceil(n_train / max(1, s["batch_size"] * batches_per_step))  # each process takes a batch
     s.setdefault("epochs", int(min(d["max_epochs"], max(d["min_epochs"], math.ceil(d["optimizer_steps"] / steps)))))
     s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
     s.setdefault("patience", d["patience"] if has_val else 0)
@@ -128,7 +130,7 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
 def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_processes: int) -> TrainPlan:
     """Every setting resolved and checked against the data set and the process count."""
     check_settings(cfg)
-    settings = resolved_settings(cfg, data)
+    settings = resolved_settings(cfg, data, num_processes)
     batch_size, hidden = settings["batch_size"], tuple(settings["hidden"])
     check_resolved(settings, len(data.X_train), data.n_val, num_processes, cfg.split_batches)
     if settings["class_weight"] != "none" and data.task != "classification":

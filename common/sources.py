@@ -20,7 +20,16 @@ from common.config import MakeDataConfig, recipe_value
 from common.dataset import FORMAT_VERSION, TabularData
 from common.errors import UserError
 from common.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
-from common.table import ColumnRole, RoleOverrides, infer_roles, numeric_values, read_table, text_values
+from common.table import (
+    ColumnRole,
+    RoleOverrides,
+    decimal_of,
+    infer_roles,
+    numeric_values,
+    read_table,
+    text_is_numeric,
+    text_values,
+)
 
 FILE_STEMS = {"classification": "cls_data", "regression": "reg_data"}
 SHIPPED = {  # name -> (loader, task)
@@ -65,6 +74,9 @@ class ScaledData:
 
 def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
     """The synthetic recipe's sizes, and its 80/20 split without validation rows unless asked."""
+    for name in ("max_levels", "min_level_rows"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
     if cfg.csv or cfg.dataset:
         return dataclasses.replace(cfg, val_size=0.1 if cfg.val_size is None else cfg.val_size)
     task = cfg.task or "classification"
@@ -127,14 +139,18 @@ def file_table(cfg: MakeDataConfig) -> RawTable:
     if cfg.target not in table.column_names:
         raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {table.column_names}")
     roles = infer_roles(table, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id))
+    categorical = [r.name for r in roles if r.role == "categorical"]
+    if categorical:  # again, the categorical columns as the text in the file, as infer.py will read them
+        table = read_table(cfg.csv, cfg.sep, text_columns=categorical)
+    decimal = decimal_of(table)
     keep = pc.is_valid(table.column(cfg.target)).to_numpy(zero_copy_only=False)
     if not keep.any():
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
-    task, y, labels = target_values(table.column(cfg.target), cfg.target, cfg.csv, cfg.task, keep)
+    task, y, labels = target_values(table.column(cfg.target), cfg.target, cfg.csv, cfg.task, keep, decimal)
     rows = slice(None) if keep.all() else np.flatnonzero(keep)  # a slice keeps views, not copies
-    numeric = {r.name: numeric_values(table.column(r.name), r.name, cfg.csv)[rows]
+    numeric = {r.name: numeric_values(table.column(r.name), r.name, cfg.csv, decimal)[rows]
                for r in roles if r.role == "numeric"}
-    text = {r.name: text_values(table.column(r.name)).take(rows) for r in roles if r.role == "categorical"}
+    text = {name: text_values(table.column(name)).take(rows) for name in categorical}
     if not numeric and not text:
         raise UserError(f"{cfg.csv} has no feature columns besides '{cfg.target}' (roles: "
                         f"{ {r.name: r.role for r in roles} }): name some with --numeric or --categorical")
@@ -144,22 +160,27 @@ def file_table(cfg: MakeDataConfig) -> RawTable:
     return RawTable(numeric, text, y, task, labels, source, Path(cfg.csv).stem, roles)
 
 
-def target_values(column: Any, name: str, path: str, task: str | None,
-                  keep: np.ndarray) -> tuple[str, np.ndarray, list[Any] | None]:
+def target_values(column: Any, name: str, path: str, task: str | None, keep: np.ndarray,
+                  decimal: str = ".") -> tuple[str, np.ndarray, list[Any] | None]:
     """(task, y, class labels) of the rows that have a target. Text or true/false labels, or a few
-    integer values, make a classification; other numbers a regression."""
+    integer values, make a classification; other numbers (written as text too) a regression."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     kind = column.type
-    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
-    values = numeric_values(column, name, path)[keep] if numeric else None
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or (
+        pa.types.is_string(kind) and task != "classification"
+        and text_is_numeric(pc.cast(column.slice(0, 10_000), pa.string()).to_pylist(), decimal))
+    values = numeric_values(column, name, path, decimal)[keep] if numeric else None
     if task is None:
         few = values is not None and len(np.unique(values)) <= MAX_CLASSES_FROM_INTEGERS \
             and bool(np.all(values == np.round(values)))
         task = "classification" if values is None or few else "regression"
     if task == "regression":
         if values is None:
-            values = numeric_values(column, name, path)[keep]
+            values = numeric_values(column, name, path, decimal)[keep]
+        if len(np.unique(values)) < 2:
+            raise UserError(f"{path}: target column '{name}' holds one value only: there is nothing to learn")
         return task, values, None
     if values is None:
         categories = text_values(column).take(np.flatnonzero(keep))
@@ -167,6 +188,9 @@ def target_values(column: Any, name: str, path: str, task: str | None,
     else:
         labels = values
     y, class_labels = encode_labels(labels)
+    if len(class_labels) < 2:
+        raise UserError(f"{path}: target column '{name}' holds one class only ({class_labels[0]!r}): "
+                        "there is nothing to learn")
     return task, y, class_labels
 
 
@@ -195,8 +219,9 @@ def check_splittable(table: RawTable, test_size: float, val_size: float) -> None
     counts = np.bincount(table.y, minlength=len(labels))
     rare = [labels[k] for k in np.flatnonzero(counts < parts)]
     if rare:
-        raise UserError(f"class(es) {rare} have fewer than {parts} rows; a stratified split needs {parts}: "
-                        "drop them or add rows")
+        shown = ", ".join(map(repr, rare[:10])) + (f" and {len(rare) - 10} more" if len(rare) > 10 else "")
+        raise UserError(f"{len(rare)} class(es) have fewer than {parts} rows ({shown}); a stratified split needs "
+                        f"{parts}: drop them, add rows, or pass --task regression if the target is a number")
     sizes = {"training": n - n_test - n_val, "test": n_test, **({"validation": n_val} if val_size else {})}
     short = {name: rows for name, rows in sizes.items() if rows < len(labels)}
     if short:

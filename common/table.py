@@ -30,6 +30,7 @@ DELIMITERS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ROLES = ("numeric", "categorical", "id", "dropped")
 _ID_NAME = re.compile(r"^(id|index|unnamed: ?\d+|.*[_ .-]id)$", re.IGNORECASE)
+_CAMEL_ID = re.compile(r"^.*[a-z0-9](ID|Id)$")  # CustomerID, userId
 _THOUSANDS = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
 
 
@@ -54,14 +55,20 @@ def detect_delimiter(path: Path) -> str:
     return max(DELIMITERS, key=lambda d: (fields[d], d == ","))
 
 
-def read_table(path: str | Path, sep: str | None = None) -> Any:
-    """A pyarrow Table of a CSV or Parquet file; every problem is a one-line UserError."""
+def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[str] = ()) -> Any:
+    """A pyarrow Table of a CSV or Parquet file; every problem is a one-line UserError.
+
+    `text_columns` are read as the text in the file, whatever it looks like, so that a
+    categorical value reads the same in every file (`True` stays `True`, `01` stays `01`). A
+    file delimited by semicolons is taken to write decimals with a comma (`20,5`), as the
+    spreadsheets that write such files do; the table's metadata says which decimal mark it used."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"table {path} not found: check the path")
+    decimal = "."
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             import pyarrow.parquet as pq
@@ -69,10 +76,14 @@ def read_table(path: str | Path, sep: str | None = None) -> Any:
             table = pq.read_table(path)
         else:
             delimiter = sep or detect_delimiter(path)
+            decimal = "," if delimiter == ";" else "."
             table = pa_csv.read_csv(
                 path, parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-                convert_options=pa_csv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True))
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
+                convert_options=pa_csv.ConvertOptions(  # names absent from the file are ignored
+                    null_values=NULL_VALUES, strings_can_be_null=True, decimal_point=decimal,
+                    column_types={name: pa.string() for name in text_columns}))
+        table = plain_columns(table, text_columns)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"cannot read {path} ({first}): save it as UTF-8 CSV with a header row "
                         "(--sep sets the delimiter) or as Parquet") from None
@@ -82,28 +93,79 @@ def read_table(path: str | Path, sep: str | None = None) -> Any:
         raise UserError(f"{path} has more than one column named {duplicated}: rename them")
     if table.num_rows == 0:
         raise UserError(f"{path} has a header but no data rows: add rows")
+    return table.replace_schema_metadata({"decimal": decimal})
+
+
+def plain_columns(table: Any, text_columns: Sequence[str]) -> Any:
+    """Dictionary-encoded columns (a pandas `category` saved to Parquet) decoded, and the
+    `text_columns` as text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(table.schema):
+        column = table.column(i)
+        if pa.types.is_dictionary(field.type):
+            column = pc.cast(column, field.type.value_type)
+        if field.name in text_columns and not pa.types.is_string(column.type):
+            column = text_column(column)
+        if column is not table.column(i):
+            table = table.set_column(i, field.name, column)
     return table
+
+
+def decimal_of(table: Any) -> str:
+    return (table.schema.metadata or {}).get(b"decimal", b".").decode()
 
 
 # ---- column values as numpy ----
 
-def _parse_number(text: str) -> float | None:
+def _parse_number(text: str, decimal: str = ".") -> float | None:
+    if decimal == ",":
+        text = text.replace(",", ".")
     try:
         return float(text)
     except ValueError:
         pass
-    if _THOUSANDS.match(text):
+    if decimal == "." and _THOUSANDS.match(text):
         return float(text.replace(",", ""))
     return None
 
 
-def text_is_numeric(values: Sequence[str | None]) -> bool:
+def text_is_numeric(values: Sequence[str | None], decimal: str = ".") -> bool:
     """Mostly numbers: a numeric column with odd cells (then errors), not a text column."""
     present = [v for v in values if v is not None]
-    return bool(present) and sum(_parse_number(v) is not None for v in present) * 2 > len(present)
+    return bool(present) and sum(_parse_number(v, decimal) is not None for v in present) * 2 > len(present)
 
 
-def numeric_values(column: Any, name: str, path: str | Path) -> np.ndarray:
+SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def temporal_seconds(column: Any) -> np.ndarray:
+    """Dates, times, timestamps and durations as float seconds (NaN for blanks)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_date32(kind):
+        raw, scale = pc.cast(column, pa.int32()), 86400.0
+    elif pa.types.is_date64(kind):
+        raw, scale = pc.cast(column, pa.int64()), 1e-3
+    elif pa.types.is_time32(kind):
+        raw, scale = pc.cast(column, pa.int32()), SECONDS[kind.unit]
+    else:  # timestamp, time64, duration: integers in the type's own unit
+        raw, scale = pc.cast(column, pa.int64()), SECONDS[kind.unit]
+    values = raw.to_numpy(zero_copy_only=False).astype(np.float64) * scale
+    values[pc.is_null(column).to_numpy(zero_copy_only=False)] = np.nan
+    return values
+
+
+def is_temporal(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_temporal(kind) or pa.types.is_duration(kind))
+
+
+def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".") -> np.ndarray:
     """float64 values with NaN for blanks; a cell that is not a number, or an infinity, is an
     error naming the column and the first such data row."""
     import pyarrow as pa
@@ -112,13 +174,12 @@ def numeric_values(column: Any, name: str, path: str | Path) -> np.ndarray:
     kind = column.type
     if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) \
             or pa.types.is_decimal(kind) or pa.types.is_null(kind):
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    elif pa.types.is_temporal(kind):
-        values = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
-        values = values.astype(np.float64)
-        values[pc.is_null(column).to_numpy(zero_copy_only=False)] = np.nan
+        # safe=False: an integer above 2**53 (an account number, say) rounds rather than fails.
+        values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    elif is_temporal(kind):
+        values = temporal_seconds(column)
     else:
-        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path)
+        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path, decimal)
     values = np.asarray(values, dtype=np.float64)
     bad = np.flatnonzero(np.isinf(values))
     if bad.size:
@@ -127,12 +188,12 @@ def numeric_values(column: Any, name: str, path: str | Path) -> np.ndarray:
     return values
 
 
-def _text_to_numbers(texts: list[str | None], name: str, path: str | Path) -> np.ndarray:
+def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str) -> np.ndarray:
     out = np.full(len(texts), np.nan)
     for i, text in enumerate(texts):
         if text is None or text.strip() in NULL_VALUES:
             continue
-        number = _parse_number(text.strip())
+        number = _parse_number(text.strip(), decimal)
         if number is None:
             raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row {i + 1}: "
                             "fix that cell, or leave it blank for a missing value")
@@ -140,16 +201,25 @@ def _text_to_numbers(texts: list[str | None], name: str, path: str | Path) -> np
     return out
 
 
-def text_values(column: Any) -> Categories:
-    """Any column as text categories (dictionary-encoded by pyarrow, blanks apart): how
-    categorical values are compared at training and at prediction time."""
+def text_column(column: Any) -> Any:
+    """Any column as text: a float column's whole numbers without their `.0` (3.0 and 3 are
+    one level); everything else as pyarrow writes it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pa.types.is_floating(column.type):  # 3.0 and 3 are the same level
-        return Categories.from_list([None if v is None or v != v else (str(int(v)) if float(v).is_integer()
-                                                                       else repr(v)) for v in column.to_pylist()])
-    encoded = pc.dictionary_encode(pc.cast(column, pa.string())).combine_chunks()
+    if pa.types.is_floating(column.type):
+        values = [None if v is None or v != v else (str(int(v)) if float(v).is_integer() else repr(v))
+                  for v in column.to_pylist()]
+        return pa.chunked_array([pa.array(values, type=pa.string())])
+    return pc.cast(column, pa.string())
+
+
+def text_values(column: Any) -> Categories:
+    """A column as text categories, dictionary-encoded by pyarrow (blanks apart): how
+    categorical values are compared at training and at prediction time."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(text_column(column)).combine_chunks()
     index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return Categories(index, encoded.dictionary.to_pylist())
 
@@ -182,10 +252,42 @@ def infer_roles(table: Any, target: str, overrides: RoleOverrides) -> list[Colum
         raise UserError(f"no column named {unknown}: choose from {table.column_names}")
     if target in named:
         raise UserError(f"'{target}' is the target: it cannot also be given a role")
-    return [guess_role(name, table.column(name), named.get(name)) for name in table.column_names if name != target]
+    decimal = decimal_of(table)
+    return [guess_role(name, table.column(name), named.get(name), decimal)
+            for name in table.column_names if name != target]
 
 
-def guess_role(name: str, column: Any, chosen: str | None) -> ColumnRole:
+def looks_like_an_id(name: str) -> bool:
+    return bool(_ID_NAME.match(name) or _CAMEL_ID.match(name)) or name.strip() == ""
+
+
+def is_constant(column: Any) -> bool:
+    """One value in every row: no blank, no NaN, min equal to max."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if column.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                                 or pa.types.is_boolean(kind)):
+        return False
+    if pa.types.is_floating(kind) and pc.any(pc.is_nan(column)).as_py():
+        return False
+    low, high = pc.min_max(column).values()
+    return bool(low.as_py() == high.as_py())
+
+
+def is_sequential(column: Any) -> bool:
+    """Integers 0..n-1 or any other run of consecutive ones, each once: a row number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_integer(column.type) or column.null_count:
+        return False
+    low, high = pc.min_max(column).values()
+    return bool(high.as_py() - low.as_py() == len(column) - 1 and pc.count_distinct(column).as_py() == len(column))
+
+
+def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -> ColumnRole:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -199,29 +301,25 @@ def guess_role(name: str, column: Any, chosen: str | None) -> ColumnRole:
         return role(chosen, "as given")
     if missing == n:
         return role("dropped", "empty")
-    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
-    if not text and pa.types.is_primitive(kind):  # min and max say it as well as counting, and cheaper
-        low, high = (v.as_py() for v in pc.min_max(column).values())
-        if low == high and missing == 0:
-            return role("dropped", "constant")
-    if _ID_NAME.match(name) or name.strip() == "":
+    if is_constant(column):
+        return role("dropped", "constant")
+    if looks_like_an_id(name):
         return role("id", "named like an id")
-    if pa.types.is_integer(kind) and missing == 0 and high - low == n - 1 \
-            and pc.count_distinct(column).as_py() == n:
+    if is_sequential(column):
         return role("id", "sequential, unique per row")
     if pa.types.is_boolean(kind):
         return role("categorical", "true/false")
-    if text:
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         distinct = pc.count_distinct(column, mode="only_valid").as_py()
         if distinct == 1 and missing == 0:
             return role("dropped", "constant")
-        values = pc.cast(column, pa.string())
-        if text_is_numeric(values.slice(0, 10_000).to_pylist()):
+        if text_is_numeric(pc.cast(column.slice(0, 10_000), pa.string()).to_pylist(), decimal):
             return role("numeric", "numbers written as text")
         if distinct == n and n > 20:
             return role("id", "text unique per row")
         return role("categorical", f"text, {distinct} values")
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) \
-            or pa.types.is_temporal(kind):
-        return role("numeric", "numbers" if not pa.types.is_temporal(kind) else "date/time as seconds")
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return role("numeric", "numbers")
+    if is_temporal(kind):
+        return role("numeric", "date/time as seconds")
     return role("dropped", f"type {kind} is not supported")

@@ -50,3 +50,10 @@ def test_bad_values_are_one_line_user_errors():
 def test_make_data_flags_follow_the_generator():
     cfg = parse_config(MakeDataConfig, ["--n-samples", "10007", "--task", "regression", "--noise", "0.001"])
     assert (cfg.n_samples, cfg.task, cfg.noise) == (10007, "regression", 0.001)
+
+
+def test_a_repeated_list_flag_adds_and_a_given_one_replaces_the_default():
+    assert parse_config(MakeDataConfig, ["--drop", "a", "--drop", "b", "c"]).drop == ["a", "b", "c"]
+    assert parse_config(TrainConfig, ["--log-with", "tensorboard"]).log_with == ["tensorboard"]
+    assert parse_config(TrainConfig, ["--hidden", "8", "--hidden", "4"]).hidden == [8, 4]
+    assert parse_config(TrainConfig, []).hidden is None

@@ -161,15 +161,14 @@ def test_a_number_that_is_not_one_still_names_column_and_row(people_set, tmp_pat
     assert "column 'age'" in message and "'forty'" in message and "row 2" in message
 
 
-def test_an_id_in_a_file_sorted_by_class_is_not_a_feature(tmp_path):
-    write(tmp_path / "sorted.csv", people(sort_by_class=True))
+def test_a_row_number_in_a_file_sorted_by_class_is_not_a_feature(tmp_path):
+    columns = people(sort_by_class=True)
+    columns["row"] = columns.pop("person_id") + 1  # not named like an id: found by being 1..n
+    write(tmp_path / "sorted.csv", columns)
     make_data("--csv", tmp_path / "sorted.csv", "--target", "label", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "sorted.npz")
-    assert "person_id" not in data.meta["feature_names"]
-    # Were the id a feature it would give the label away; without it no input correlates almost perfectly.
-    y = data.y_train.astype(float)
-    correlations = [abs(np.corrcoef(data.X_train[:, j], y)[0, 1]) for j in range(data.X_train.shape[1])]
-    assert max(correlations) < 0.9
+    assert "row" not in data.meta["feature_names"] and data.meta["source"]["ids"] == ["row"]
+    assert {r["name"]: r["why"] for r in data.meta["roles"]}["row"] == "sequential, unique per row"
 
 
 def test_a_fifty_thousand_level_column_is_capped(tmp_path):
@@ -226,8 +225,12 @@ def test_parquet_in_and_out_of_prediction(tmp_path):
 
 
 def test_recipes_keep_their_split_and_settings(small_cls, tmp_path):
+    from common.config import RECIPES, TrainConfig
+    from common.plan import DATA_SIZED, resolved_settings
+
     data = load_dataset(small_cls)
     assert data.is_recipe and data.n_val == 0
+    assert resolved_settings(TrainConfig(), data) == {k: RECIPES["classification"][k] for k in DATA_SIZED}
     make_data("--n-samples", "3000", "--val-size", "0.1", "--out-dir", tmp_path)
     meta = json.loads((tmp_path / "cls_data.json").read_text())
     assert (meta["n_train"], meta["n_val"], meta["n_test"]) == (2100, 300, 600)
@@ -248,3 +251,64 @@ def test_a_model_with_categories_predicts_with_pickle_forbidden(people_set, tmp_
                           env=script_env())
     assert proc.returncode == 0, proc.stderr
     assert len(read_csv_rows(tmp_path / "p.csv")) == 600
+
+
+def test_categories_read_the_same_whatever_else_the_file_holds(tmp_path):
+    """In training the column holds True, False and maybe (text); a prediction file with only True
+    and False would be read as booleans if the column were left to pyarrow's guess."""
+    rng = np.random.default_rng(4)
+    flag = rng.choice(["True", "False", "maybe"], 400)
+    write(tmp_path / "t.csv", {"flag": flag, "x": rng.normal(size=400), "y": (flag == "True").astype(int)})
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
+    train("--data", tmp_path / "t.npz", "--ckpt-dir", tmp_path / "run", "--epochs", "40")
+    write(tmp_path / "new.csv", {"flag": ["True", "False", "True"], "x": [0.0, 0.0, 0.0]})
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    assert [r["prediction"] for r in read_csv_rows(tmp_path / "p.csv")] == ["1", "0", "1"]
+
+
+def test_semicolons_come_with_decimal_commas(tmp_path):
+    rows = "".join(f"{i % 7},5;{1000 + i},25;{'ab'[i % 2]}\n" for i in range(60))
+    (tmp_path / "eu.csv").write_text("temp;weight;y\n" + rows)
+    make_data("--csv", tmp_path / "eu.csv", "--target", "y", "--out-dir", tmp_path)
+    temp, weight = load_dataset(tmp_path / "eu.npz").preprocessor.numeric
+    assert 0.5 <= temp.median <= 6.5 and 1000 < weight.median < 1060  # 3,5 is 3.5, not 35 or a text level
+
+
+@pytest.mark.parametrize("column,role", [
+    (pa.array(["a", "b", "a", None] * 10).dictionary_encode(), "categorical"),  # a pandas category in Parquet
+    (pa.array([1.5, 2.25, None, 4.0] * 10, pa.timestamp("ms")), "numeric"),
+    (pa.array([10, 20, None, 40] * 10, pa.time32("s")), "numeric"),
+    (pa.array([10, 20, None, 40] * 10, pa.duration("us")), "numeric"),
+    (pa.array([2**62 + i for i in range(39)] + [5]), "numeric"),
+    (pa.array([float("nan"), 1.0] * 20), "numeric"),  # one value and blanks is not constant
+])
+def test_columns_of_every_arrow_type_get_a_role_and_numbers(tmp_path, column, role):
+    write(tmp_path / "t.parquet", {"c": column, "x": np.arange(40) % 3 * 1.0, "y": [0, 1] * 20})
+    make_data("--csv", tmp_path / "t.parquet", "--target", "y", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "t.npz")
+    assert {r["name"]: r["role"] for r in data.meta["roles"]}["c"] == role
+    assert np.isfinite(data.X_train).all()
+
+
+@pytest.mark.parametrize("name", ["CustomerID", "userId", "order_id", "ID"])
+def test_ids_by_name_even_when_they_repeat(name):
+    table = pa.table({name: [3, 1] * 25, "y": [0, 1] * 25})
+    assert infer_roles(table, "y", RoleOverrides())[0].role == "id"
+
+
+def test_a_number_target_written_as_text_is_a_regression(tmp_path):
+    rng = np.random.default_rng(6)
+    salary = rng.integers(30_000, 200_000, 300)
+    write(tmp_path / "t.csv", {"x": salary / 1000 + rng.normal(size=300), "salary": [f"{s:,}" for s in salary]})
+    make_data("--csv", tmp_path / "t.csv", "--target", "salary", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "t.npz")
+    assert data.task == "regression" and 30_000 < data.meta["y_mean"] < 200_000
+
+
+def test_an_input_column_named_like_an_output_is_kept_apart(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "1")
+    write(tmp_path / "new.csv", {"member": [True], "city": ["rome"], "age": [30.0], "prediction": ["mine"]})
+    infer("--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    (row,) = read_csv_rows(tmp_path / "p.csv")
+    assert row["prediction_input"] == "mine" and row["prediction"] in ("high", "low")

@@ -34,6 +34,7 @@ from common.artifacts import (
 from common.checkpoint import (
     check_checkpoint_root,
     clear_staging,
+    complete_checkpoints,
     read_state,
     refuse_stale,
     restore_checkpoint,
@@ -44,8 +45,15 @@ from common.config import TrainConfig, parse_config
 from common.console import TrainingDisplay, console
 from common.dataset import TabularData, load_dataset
 from common.early_stopping import BestTracker
-from common.errors import run_cli
-from common.launch import local_process_count, make_accelerator, reports, seconds_since_start, start_processes
+from common.errors import Interrupted, UserError, run_cli
+from common.launch import (
+    local_process_count,
+    lost_peers,
+    make_accelerator,
+    reports,
+    seconds_since_start,
+    start_processes,
+)
 from common.loop import Trainer, check_finite
 from common.model import build_model, load_state
 from common.optim import make_optimizer, make_scheduler
@@ -76,9 +84,9 @@ def start_epoch(plan: TrainPlan, accelerator: Accelerator) -> tuple[int, Path]:
         start = state["epoch"] + 1
         accelerator.print(f"Resumed from {plan.resume}: continuing at epoch {start}")
     else:
+        refuse_stale(plan.ckpt_dir)  # with or without --checkpoint-every: never mix with an earlier run's
         if plan.checkpoint_every:
             check_checkpoint_root(plan.ckpt_dir)
-            refuse_stale(plan.ckpt_dir)
         start = 0
     if accelerator.is_main_process:
         start_metrics(plan.ckpt_dir, start - 1 if plan.resume else None)
@@ -120,46 +128,68 @@ def train_locked(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -
     accelerator.print(plan.describe())
     if plan.log_with:
         accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
-    if first >= plan.epochs:
-        accelerator.print(f"The run in {plan.ckpt_dir} had finished all {plan.epochs} epochs: nothing left to train")
+    if first >= plan.epochs or best.stopped:
+        accelerator.print(f"The run in {plan.ckpt_dir} had finished: nothing left to train")
     title = f"{plan.task} on {plan.num_processes} process(es), {accelerator.device}"
-    last: dict[str, Any] = {}
     startup = round(seconds_since_start(), 3)  # what a small table's wall time is mostly made of
-    epochs_run, started = 0, time.perf_counter()
-    with TrainingDisplay(title, plan.epochs, first, accelerator.is_main_process) as display:
-        for epoch in range(first, plan.epochs):
-            train_loss = trainer.run_epoch(epoch)
-            epochs_run += 1
-            check_finite(train_loss, epoch)
-            display.epoch_done(train_loss)
-            stop = False
-            if epoch % plan.eval_every == 0 or epoch == plan.epochs - 1:
-                last = trainer.evaluate(epoch, train_loss)
-                check_finite(last[plan.monitor], epoch)
-                display.add(last)
-                log_record(accelerator, metrics_path, last)
-                stop = best.update(last, accelerator.unwrap_model(model))
-            if plan.checkpoint_every and (epoch + 1) % plan.checkpoint_every == 0:
-                save_checkpoint(accelerator, plan.ckpt_dir, epoch, {"epoch": epoch, "plan": plan.as_dict()},
-                                plan.keep_checkpoints)
-            if stop:
-                accelerator.print(f"Early stop after epoch {epoch}: best {plan.monitor} {best.loss:.4f} "
-                                  f"at epoch {best.epoch}")
-                break
+    done, started = first, time.perf_counter()  # done: epochs trained, before a resume too
+    try:
+        with TrainingDisplay(title, plan.epochs, first, accelerator.is_main_process) as display:
+            while done < plan.epochs and not best.stopped:  # a run resumed after an early stop only finishes
+                run_epoch(plan, accelerator, trainer, best, display, metrics_path, done)
+                done += 1
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_where(plan, done)) from None
     if best.weights is not None:
         accelerator.print(f"Kept the weights of epoch {best.epoch}, the lowest {plan.monitor} ({best.loss:.4f})")
-    outcome = {"final_metrics": best.final_metrics(last), "epochs_run": epochs_run, "startup_seconds": startup,
+    outcome = {"final_metrics": best.final_metrics(), "epochs_run": done, "startup_seconds": startup,
                "train_seconds": round(time.perf_counter() - started, 3)}
     save(plan, data, accelerator, model, best, outcome)
 
 
+def run_epoch(plan: TrainPlan, accelerator: Accelerator, trainer: Trainer, best: BestTracker,
+              display: TrainingDisplay, metrics_path: Path, epoch: int) -> None:
+    """One epoch: train, evaluate when due, checkpoint when due; sets best.stopped when patience ends."""
+    train_loss = trainer.run_epoch(epoch)
+    check_finite(train_loss, epoch)
+    display.epoch_done(train_loss)
+    if epoch % plan.eval_every == 0 or epoch == plan.epochs - 1:
+        record = trainer.evaluate(epoch, train_loss)
+        check_finite(record[plan.monitor], epoch)
+        display.add(record)
+        log_record(accelerator, metrics_path, record)
+        best.update(record, accelerator.unwrap_model(trainer.model))
+    if plan.checkpoint_every and (epoch + 1) % plan.checkpoint_every == 0:
+        save_checkpoint(accelerator, plan.ckpt_dir, epoch, {"epoch": epoch, "plan": plan.as_dict()},
+                        plan.keep_checkpoints)
+    if best.stopped:
+        accelerator.print(f"Early stop after epoch {epoch}: best {plan.monitor} {best.loss:.4f} at epoch {best.epoch}")
+
+
+def interrupted_where(plan: TrainPlan, epoch: int) -> str:
+    found = complete_checkpoints(plan.ckpt_dir) if plan.checkpoint_every else []
+    if found:
+        return (f"interrupted in epoch {epoch}: continue with the same arguments and --resume (from {found[-1]}); "
+                f"{plan.ckpt_dir} keeps the earlier run's model files")
+    return (f"interrupted in epoch {epoch}, with no checkpoint to resume from (--checkpoint-every N keeps some); "
+            f"{plan.ckpt_dir} keeps the earlier run's model files")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    state = start_processes()
-    cfg = parse_config(TrainConfig, argv, __doc__)
+    try:
+        cfg, bad_arguments = parse_config(TrainConfig, argv, __doc__), None
+    except UserError as err:  # reported once the process group can say which process reports
+        cfg, bad_arguments = TrainConfig(), err
+    state = start_processes(cfg.timeout)
+    if bad_arguments:
+        raise bad_arguments
     data = load_dataset(cfg.data)
     plan = make_plan(cfg, data, state.num_processes, local_process_count(state))
     accelerator = make_accelerator(plan)
-    train(plan, data, accelerator)
+    try:
+        train(plan, data, accelerator)
+    except RuntimeError as err:
+        raise lost_peers(err, plan.timeout) from None
     # The DDP model must be gone before the process group is: a DDP reducer outliving its gloo
     # group until interpreter exit aborts the process now and then ("terminate called without
     # an active exception"). train() has returned, so only the accelerator still holds it.

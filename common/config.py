@@ -211,6 +211,8 @@ class TrainConfig:
     keep_checkpoints: int = field(2, "how many of the latest checkpoints to keep")
     resume: str | None = field(None, "continue from the latest checkpoint, or from the checkpoint folder given",
                                const="latest")
+    timeout: int = field(600, "seconds a process waits for the others (to start, or in a step) before the run "
+                              "stops with a message")
 
 
 @dataclasses.dataclass

@@ -21,9 +21,12 @@ class BestTracker:
         self.loss, self.epoch, self.bad_evals = math.inf, -1, 0
         self.weights: dict[str, torch.Tensor] | None = None
         self.record: dict[str, Any] = {}  # the best evaluation's figures
+        self.last: dict[str, Any] = {}    # the latest evaluation's
+        self.stopped = False              # patience ran out: a resumed run finishes, it does not train on
 
     def update(self, record: dict[str, Any], model: nn.Module) -> bool:
         """Record an evaluation of `model` (the unwrapped one); True when training should stop."""
+        self.last = dict(record)
         if record[self.monitor] < self.loss:
             self.loss, self.epoch, self.bad_evals = record[self.monitor], record["epoch"], 0
             self.record = dict(record)
@@ -31,19 +34,21 @@ class BestTracker:
                 self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             return False
         self.bad_evals += 1
-        return bool(self.patience) and self.bad_evals >= self.patience
+        self.stopped = bool(self.patience) and self.bad_evals >= self.patience
+        return self.stopped
 
     def state_dict(self) -> dict[str, Any]:
         return {"loss": self.loss, "epoch": self.epoch, "bad_evals": self.bad_evals, "weights": self.weights,
-                "record": self.record}
+                "record": self.record, "last": self.last, "stopped": self.stopped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss, self.epoch, self.bad_evals = state["loss"], state["epoch"], state["bad_evals"]
-        self.weights, self.record = state["weights"], state["record"]
+        self.weights, self.record, self.last, self.stopped = (state["weights"], state["record"], state["last"],
+                                                              state["stopped"])
 
-    def final_metrics(self, last: dict[str, Any]) -> dict[str, Any]:
+    def final_metrics(self) -> dict[str, Any]:
         """The figures of the weights that are saved: the best evaluation's where those are kept."""
-        return self.record if self.weights is not None else last
+        return self.record if self.weights is not None else self.last
 
     def summary(self) -> dict[str, Any]:
         """What the run record says of it."""

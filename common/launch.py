@@ -114,15 +114,62 @@ def refuse_lost_processes(started: int, launcher_argv: Sequence[str] | None = No
         raise UserError(trap_message(requested, gpus, shlex.join(["train.py", *sys.argv[1:]])))
 
 
-def start_processes() -> Any:
+DEFAULT_TIMEOUT_S = 600
+LAUNCHER_CHECK_S = 1.0
+
+
+def start_processes(timeout_s: int = DEFAULT_TIMEOUT_S) -> Any:
     """Join the process group (a PartialState, which the Accelerator made later shares), then
-    refuse the launch trap. From here on a user error is printed once per machine."""
+    refuse the launch trap. From here on a user error is printed once per machine.
+
+    A process of a multi-process run says where it waits for the others and for how long, gives
+    up after `timeout_s` with one line, and stops by itself when its launcher is gone."""
     global _state
+    from datetime import timedelta
+
     from accelerate import PartialState
 
-    _state = PartialState(cpu=use_cpu())
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # the launcher's word, before any group exists
+    where = f"{os.environ.get('MASTER_ADDR', 'localhost')}:{os.environ.get('MASTER_PORT', '?')}"
+    if world > 1:
+        watch_launcher(os.getppid())
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            print(f"Waiting for {world} processes at {where} (up to {timeout_s} s)", flush=True)
+    try:
+        _state = PartialState(cpu=use_cpu(), timeout=timedelta(seconds=timeout_s))
+    except (RuntimeError, ValueError) as err:  # torch's DistStoreError and gloo's timeouts are RuntimeErrors
+        raise UserError(f"the {world} processes did not all meet at {where} within {timeout_s} s "
+                        f"({str(err).splitlines()[0][:160]}): start the launch on every machine with the same "
+                        "address and port, or raise --timeout") from None
     refuse_lost_processes(_state.num_processes)
     return _state
+
+
+def lost_peers(err: RuntimeError, timeout_s: int) -> Exception:
+    """A collective that timed out (a process stopped answering, a machine lost) as one line;
+    any other RuntimeError as it is."""
+    if "timed out" not in str(err).lower() and "timeout" not in str(err).lower():
+        return err
+    return UserError(f"a process stopped answering for {timeout_s} s ({str(err).splitlines()[0][:160]}): check "
+                     "the machines of the run, then --resume from the last checkpoint")
+
+
+def watch_launcher(launcher_pid: int) -> None:
+    """Stop this worker within a second or two of its launcher's death (a job scheduler's
+    kill -9 of the launcher's process group does not reach workers, which torch starts in
+    sessions of their own): an orphan would train on, racing any resume in the same folder."""
+    import sys
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == launcher_pid:
+            time.sleep(LAUNCHER_CHECK_S)
+        print(f"stopped: the launcher (pid {launcher_pid}) is gone; this worker (pid {os.getpid()}) stops too",
+              file=sys.stderr, flush=True)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 def reports(err: UserError) -> bool:

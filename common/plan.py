@@ -32,6 +32,7 @@ class TrainPlan:
     # What the run computes. --resume refuses a plan that differs in any of these.
     task: str
     data: str                     # the data set, as an absolute path
+    data_fingerprint: str         # its size and content hash: a replaced file is not the same data
     defaults: str                 # where unset settings came from: "recipe", or "table" (sized from the data)
     in_features: int              # numeric inputs (missing indicators included)
     embeddings: tuple[tuple[int, int], ...]  # (cardinality, width) per categorical column
@@ -61,6 +62,7 @@ class TrainPlan:
     keep_checkpoints: int
     log_with: tuple[str, ...]
     threads: int                  # intra-op threads per process
+    timeout: int                  # seconds a process waits for the others before giving up
     resume: str                   # the checkpoint folder to continue from; "" for a fresh run
 
     def model_spec(self) -> dict[str, Any]:
@@ -79,7 +81,8 @@ class TrainPlan:
 
 
 # Default-deny: every other field, including any added later, must match to resume.
-RUN_ONLY = frozenset({"ckpt_dir", "checkpoint_every", "keep_checkpoints", "log_with", "threads", "resume"})
+RUN_ONLY = frozenset({"ckpt_dir", "checkpoint_every", "keep_checkpoints", "log_with", "threads", "resume",
+                      "timeout"})
 
 
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -142,7 +145,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_pro
     embeddings = tuple((c.cardinality, embedding_size(c.cardinality)) for c in pre.categorical)
     spec = model_spec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings)
     return TrainPlan(
-        task=data.task, data=str(Path(cfg.data).resolve()), defaults="recipe" if data.is_recipe else "table",
+        task=data.task, data=str(Path(cfg.data).resolve()), data_fingerprint=data.fingerprint,
+        defaults="recipe" if data.is_recipe else "table",
         in_features=spec["in_features"], embeddings=embeddings,
         out_features=spec["out_features"], hidden=hidden, activation=cfg.activation,
         init=str(Path(cfg.init_from).resolve()) if cfg.init_from else RANDOM_INIT,
@@ -154,7 +158,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_pro
         steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
         ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints,
         log_with=tuple(cfg.log_with),
-        threads=cpu_threads(cfg.threads, local_processes, batch_size * parameter_count(spec)),
+        threads=cpu_threads(cfg.threads, local_processes, batch_size * parameter_count(spec)), timeout=cfg.timeout,
         resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",
     )
 
@@ -165,7 +169,7 @@ def _flag(name: str) -> str:
 
 def check_settings(cfg: TrainConfig) -> None:
     """The settings that need no data set: the same verdict on every process."""
-    for name in ("grad_accum", "keep_checkpoints"):
+    for name in ("grad_accum", "keep_checkpoints", "timeout"):
         if getattr(cfg, name) <= 0:
             raise UserError(f"{_flag(name)} must be a positive integer, got {getattr(cfg, name)}")
     for name, zero in (("checkpoint_every", "off"), ("threads", "automatic")):

@@ -1,0 +1,232 @@
+"""Faults a user or the machine can cause: each ends in one line, and the run folder holds one
+consistent run (the earlier or the new one) afterwards."""
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+from safetensors.torch import load_file, save_file
+
+import infer as infer_script
+import train as train_script
+from common import run_folder
+from common.launch import lost_peers
+from conftest import ROOT, accelerate_cli, read_config, script_env, train, user_error
+
+FILES = ("model.safetensors", "config.json", "metrics.jsonl")
+
+
+def snapshot(folder):
+    return {name: (folder / name).read_bytes() for name in FILES}
+
+
+def start(args, **kw):
+    return subprocess.Popen([sys.executable, "train.py", *map(str, args)], cwd=ROOT, env=script_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_for(path, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert path.exists(), "the run did not get there"
+
+
+@contextlib.contextmanager
+def tmpfs(path, options):
+    """A small filesystem of its own (a full disk, a read-only one): root only; skipped elsewhere."""
+    path.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+LONG = ["--epochs", "100000", "--batch-size", "64", "--eval-every", "1"]
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(small_cls, tmp_path):
+    first = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG])
+    try:
+        wait_for(tmp_path / "metrics.running.jsonl", first)
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
+        assert "another run is using" in message and f"pid {first.pid}" in message
+    finally:
+        first.kill()
+        first.wait()
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")  # a killed run leaves no lock behind
+    assert (tmp_path / "model.safetensors").exists()
+
+
+def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
+    run = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG, "--checkpoint-every", "1"])
+    wait_for(tmp_path / "checkpoints" / "epoch_000001" / "trainer_state.json", run)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and "Traceback" not in stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("stopped: interrupted in epoch") and "--resume" in line and "epoch_0000" in line
+
+
+def test_a_failed_run_leaves_the_earlier_run_whole(small_cls, tmp_path, monkeypatch):
+    """The final write fails (ENOSPC injected at the weights' write): nothing of the earlier set changes."""
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "2")
+    before = snapshot(tmp_path)
+
+    def full_disk(path, state_dict):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_folder, "write_weights_file", full_disk)
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "3",
+                         "--seed", "7")
+    assert "No space left on device" in message and "keeps what it held" in message
+    assert snapshot(tmp_path) == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_full_disk_during_training_is_one_line_and_loses_nothing(small_cls, tmp_path):
+    """A real full disk: a 3 MB tmpfs, filled up while the second run trains."""
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        train("--data", small_cls, "--ckpt-dir", disk, "--epochs", "2")
+        before = snapshot(disk)
+        with open(disk / "filler", "wb") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", disk, "--epochs", "3",
+                             "--eval-every", "1", "--seed", "7")
+        assert "No space left on device" in message
+        assert snapshot(disk) == before
+        lines = (disk / "metrics.running.jsonl").read_text().splitlines()
+        assert all(json.loads(line) for line in lines)  # no half line
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda d: d.write_text("a file"), ["cannot write in"]),
+    (lambda d: (d.mkdir(), (d / "checkpoints").write_text("a file")), ["checkpoints is a file"]),
+])
+def test_a_folder_that_cannot_take_the_run(small_cls, tmp_path, make, words):
+    make(tmp_path / "run")
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path / "run", "--epochs", "1",
+                         "--checkpoint-every", "1")
+    assert all(word in message for word in words), message
+
+
+def test_a_read_only_folder(small_cls, tmp_path):
+    with tmpfs(tmp_path / "ro", "ro,size=1M") as folder:
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", folder, "--epochs", "1")
+        assert "cannot write in" in message and "Read-only" in message
+
+
+@pytest.fixture
+def checkpointed(small_cls, tmp_path):
+    args = ["--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "2", "--checkpoint-every", "1"]
+    train(*args)
+    return tmp_path, args
+
+
+def test_a_damaged_checkpoint_state_or_weights(checkpointed):
+    folder, args = checkpointed
+    state = folder / "checkpoints" / "epoch_000001" / "trainer_state.json"
+    state.write_text(json.dumps({"epoch": "one", "plan": []}))
+    assert "not a checkpoint state" in user_error(train_script.main, *args, "--resume")
+    weights = folder / "checkpoints" / "epoch_000000" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    message = user_error(train_script.main, *args, "--resume", folder / "checkpoints" / "epoch_000000")
+    assert "unreadable" in message and "resume from another one" in message
+
+
+def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(checkpointed):
+    folder, args = checkpointed
+    message = user_error(train_script.main, "--data", args[1], "--ckpt-dir", folder, "--epochs", "1")
+    assert "earlier run's checkpoints" in message
+
+
+def test_resume_refuses_a_data_file_replaced_by_another_of_the_same_shape(checkpointed):
+    folder, args = checkpointed
+    data = args[1]
+    with np.load(data) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["X_train"] = arrays["X_train"][::-1].copy()
+    np.savez(data.with_name("other.npz"), **arrays)
+    shutil.copy(data, data.with_name("kept.npz"))
+    try:
+        shutil.copy(data.with_name("other.npz"), data)
+        message = user_error(train_script.main, *args, "--resume")
+        assert "data_fingerprint" in message
+    finally:
+        shutil.copy(data.with_name("kept.npz"), data)
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda c: c.pop("class_labels"), ["lacks ['class_labels']"]),
+    (lambda c: c["model"].update(activation="swish"), ["cannot build"]),
+    (lambda c: c["preprocess"]["numeric"].pop(), ["preprocessing for 9 inputs"]),
+    (lambda c: c.update(class_labels=[0, 1]), ["2 classes", "3 outputs"]),
+])
+def test_a_config_that_does_not_fit_is_one_line(small_model, tmp_path, change, words):
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(small_model / name, tmp_path / name)
+    config = json.loads((tmp_path / "config.json").read_text())
+    change(config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path)
+    assert all(word in message for word in words), message
+
+
+def test_weights_holding_nan_are_refused(small_model, tmp_path):
+    shutil.copy(small_model / "config.json", tmp_path / "config.json")
+    weights = load_file(str(small_model / "model.safetensors"))
+    weights["0.weight"][0, 0] = float("nan")
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    assert "NaN or infinite weights in ['0.weight']" in user_error(infer_script.main, "--ckpt-dir", tmp_path)
+
+
+def test_a_run_resumed_after_its_early_stop_finishes_as_it_was(small_val, tmp_path):
+    args = ["--data", small_val, "--epochs", "60", "--eval-every", "1", "--patience", "2", "--lr", "0.3",
+            "--batch-size", "64", "--checkpoint-every", "1", "--keep-checkpoints", "1"]
+    train(*args, "--ckpt-dir", tmp_path / "whole")
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    for name in FILES:  # as if killed after the last checkpoint, before the final save
+        (tmp_path / "cut" / name).unlink()
+    train(*args, "--ckpt-dir", tmp_path / "cut", "--resume")
+    whole, cut = read_config(tmp_path / "whole"), read_config(tmp_path / "cut")
+    assert whole["epochs_run"] < 60
+    for key in ("final_metrics", "epochs_run", "best_epoch", "weights"):
+        assert cut[key] == whole[key], key
+    weights = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("cut", "whole")]
+    assert weights[0] == weights[1]
+
+
+def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
+    cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
+           "--data", str(small_cls), "--ckpt-dir", str(tmp_path), *LONG]
+    launcher = subprocess.Popen(cmd, cwd=ROOT, env=script_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(tmp_path / "metrics.running.jsonl", launcher)
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "train.py" in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    os.killpg(launcher.pid, signal.SIGKILL)  # what a job scheduler does
+    launcher.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    for p in alive:
+        p.kill()
+    assert not alive, "workers outlived their launcher"
+
+
+def test_a_collective_that_timed_out_is_one_line():
+    message = str(lost_peers(RuntimeError("[gloo] Timed out waiting 5000ms for recv operation"), 5))
+    assert "stopped answering for 5 s" in message and "--resume" in message
+    other = RuntimeError("something else")
+    assert lost_peers(other, 5) is other

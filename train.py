@@ -33,8 +33,11 @@ from common.artifacts import (
 )
 from common.checkpoint import (
     check_checkpoint_root,
+    check_same_epoch_everywhere,
     clear_staging,
+    commits_checkpoints,
     complete_checkpoints,
+    keep_a_copy_on_each_machine,
     read_state,
     refuse_stale,
     restore_checkpoint,
@@ -80,6 +83,7 @@ def start_epoch(plan: TrainPlan, accelerator: Accelerator) -> tuple[int, Path]:
     if plan.resume:
         state = read_state(plan.resume)
         check_resumable(state["plan"], plan, plan.resume)
+        check_same_epoch_everywhere(accelerator, state["epoch"], plan.resume)
         restore_checkpoint(accelerator, plan.resume)
         start = state["epoch"] + 1
         accelerator.print(f"Resumed from {plan.resume}: continuing at epoch {start}")
@@ -90,6 +94,7 @@ def start_epoch(plan: TrainPlan, accelerator: Accelerator) -> tuple[int, Path]:
         start = 0
     if accelerator.is_main_process:
         start_metrics(plan.ckpt_dir, start - 1 if plan.resume else None)
+    if commits_checkpoints(accelerator):
         clear_staging(plan.ckpt_dir)
     accelerator.wait_for_everyone()
     return start, running_metrics(plan.ckpt_dir)
@@ -114,6 +119,8 @@ def log_record(accelerator: Accelerator, metrics_path: Path, record: dict[str, A
 
 def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
     check_writable(plan.ckpt_dir)  # every process: each writes its part of a checkpoint
+    if keep_a_copy_on_each_machine(accelerator, plan.ckpt_dir):
+        accelerator.print(f"{plan.ckpt_dir} is not shared between the machines: each keeps its own checkpoints")
     with run_lock(plan.ckpt_dir, accelerator.is_main_process):
         train_locked(plan, data, accelerator)
 

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,55 @@ def refuse_stale(ckpt_dir: str | Path) -> None:
                         "continue it, or choose another --ckpt-dir")
 
 
+def folder_is_shared(accelerator: Any, ckpt_dir: str | Path) -> bool:
+    """Whether every process sees the same --ckpt-dir (one disk, or a network one): the main
+    process leaves a marker, every process looks for it. Every process calls this."""
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    token = [uuid.uuid4().hex if accelerator.is_main_process else ""]
+    broadcast_object_list(token)
+    marker = Path(ckpt_dir) / f".shared-{token[0]}"
+    if accelerator.is_main_process:
+        marker.touch()
+    accelerator.wait_for_everyone()
+    seen = gather_object([marker.exists()])
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        marker.unlink(missing_ok=True)
+    return all(seen)
+
+
+def keep_a_copy_on_each_machine(accelerator: Any, ckpt_dir: str | Path) -> bool:
+    """Machines that do not share --ckpt-dir each keep a complete copy of every checkpoint, so
+    that each can resume from its own disk (Accelerate's save_on_each_node); where the folder
+    is shared, one copy is written. Returns whether copies are kept."""
+    if accelerator.num_processes == int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)):
+        return False  # one machine
+    local = not folder_is_shared(accelerator, ckpt_dir)
+    accelerator.project_configuration.save_on_each_node = local
+    return local
+
+
+def check_same_epoch_everywhere(accelerator: Any, epoch: int, path: str | Path) -> None:
+    """Machines that keep their own checkpoints resume from the same epoch, or not at all."""
+    if accelerator.num_processes == 1:
+        return
+    from accelerate.utils import gather_object
+
+    epochs = sorted(set(gather_object([epoch])))
+    if len(epochs) > 1:
+        raise UserError(f"the machines' checkpoints to resume from differ (epochs {epochs}; here {path}): "
+                        f"resume every machine from epoch_{epochs[0]:06d} with --resume PATH")
+
+
+def commits_checkpoints(accelerator: Any) -> bool:
+    """The process that commits, rotates and cleans checkpoints: the main one, or each machine's
+    main one where every machine keeps its own copy."""
+    if accelerator.project_configuration.save_on_each_node:
+        return bool(accelerator.is_local_main_process)
+    return bool(accelerator.is_main_process)
+
+
 def save_checkpoint(accelerator, ckpt_dir: str | Path, epoch: int, state: dict[str, Any], keep: int) -> None:
     """Every process calls this: each writes its part (RNG states), the main process commits.
     Objects registered with `accelerator.register_for_checkpointing` travel inside."""
@@ -154,7 +204,7 @@ def save_checkpoint(accelerator, ckpt_dir: str | Path, epoch: int, state: dict[s
     try:
         accelerator.save_state(str(staged))
         accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
+        if commits_checkpoints(accelerator):
             commit_checkpoint(ckpt_dir, epoch, state, keep)
     except (OSError, RuntimeError, SafetensorError) as err:  # torch.save says "enforce fail" on a full disk
         shutil.rmtree(staged, ignore_errors=True)

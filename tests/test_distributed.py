@@ -67,3 +67,13 @@ def test_a_table_with_categories_trains_the_same_on_two_processes(tmp_path):
     assert any(key.startswith("embeddings.") for key in one) and one.keys() == two.keys()
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+
+
+def test_early_stopping_on_two_processes_saves_usable_weights(small_val, tmp_path):
+    """The best weights are taken from the unwrapped model: no `module.` prefix from DDP."""
+    launch("multi_cpu", "--data", str(small_val), "--ckpt-dir", str(tmp_path), "--epochs", "40", "--eval-every", "1",
+           "--patience", "2", "--lr", "0.3", "--batch-size", "64")
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    assert sorted(weights) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    infer("--ckpt-dir", tmp_path, "--metrics-json", tmp_path / "m.json")
+    assert json.loads((tmp_path / "config.json").read_text())["weights"] == "best"

@@ -230,3 +230,12 @@ def test_a_collective_that_timed_out_is_one_line():
     assert "stopped answering for 5 s" in message and "--resume" in message
     other = RuntimeError("something else")
     assert lost_peers(other, 5) is other
+
+
+def test_predictions_never_overwrite_a_hard_linked_input(small_model, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"x{i}" for i in range(10)) + "\n" + ",".join(["1"] * 10) + "\n")
+    os.link(rows, tmp_path / "out.csv")  # the output path is another name of the input
+    before = rows.read_bytes()
+    infer_script.main(["--ckpt-dir", str(small_model), "--input", str(rows), "--output", str(tmp_path / "out.csv")])
+    assert rows.read_bytes() == before and "prediction" in (tmp_path / "out.csv").read_text()

@@ -147,6 +147,9 @@ def train_locked(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -
                 done += 1
     except KeyboardInterrupt:
         raise Interrupted(interrupted_where(plan, done)) from None
+    if best.stopped:
+        accelerator.print(f"Early stop after epoch {best.last['epoch']}: best {plan.monitor} {best.loss:.4f} at "
+                          f"epoch {best.epoch}")
     if best.weights is not None:
         accelerator.print(f"Kept the weights of epoch {best.epoch}, the lowest {plan.monitor} ({best.loss:.4f})")
     outcome = {"final_metrics": best.final_metrics(), "epochs_run": done, "startup_seconds": startup,
@@ -169,8 +172,6 @@ def run_epoch(plan: TrainPlan, accelerator: Accelerator, trainer: Trainer, best:
     if plan.checkpoint_every and (epoch + 1) % plan.checkpoint_every == 0:
         save_checkpoint(accelerator, plan.ckpt_dir, epoch, {"epoch": epoch, "plan": plan.as_dict()},
                         plan.keep_checkpoints)
-    if best.stopped:
-        accelerator.print(f"Early stop after epoch {epoch}: best {plan.monitor} {best.loss:.4f} at epoch {best.epoch}")
 
 
 def interrupted_where(plan: TrainPlan, epoch: int) -> str:

@@ -73,7 +73,7 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
         if path.suffix.lower() in PARQUET_SUFFIXES:
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            table = missing_as_null(pq.read_table(path))
         else:
             delimiter = sep or detect_delimiter(path)
             decimal = "," if delimiter == ";" else "."
@@ -110,6 +110,21 @@ def plain_columns(table: Any, text_columns: Sequence[str]) -> Any:
             column = text_column(column)
         if column is not table.column(i):
             table = table.set_column(i, field.name, column)
+    return table
+
+
+def missing_as_null(table: Any) -> Any:
+    """Text cells that a CSV read takes for missing (blank, NA, null, ...) as nulls in a Parquet
+    table too, so that a table reads the same from either format."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = pa.array(NULL_VALUES)
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            column = table.column(i)
+            blank = pc.is_in(column, value_set=missing.cast(field.type))
+            table = table.set_column(i, field.name, pc.if_else(blank, pa.scalar(None, field.type), column))
     return table
 
 

@@ -312,3 +312,11 @@ def test_an_input_column_named_like_an_output_is_kept_apart(people_set, tmp_path
     infer("--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
     (row,) = read_csv_rows(tmp_path / "p.csv")
     assert row["prediction_input"] == "mine" and row["prediction"] in ("high", "low")
+
+
+def test_parquet_and_csv_read_blanks_alike(tmp_path):
+    columns = {"color": ["red", "", "NA", None, "blue"] * 8, "x": [1.0, 2.0, 3.0, 4.0, 5.5] * 8}
+    write(tmp_path / "t.parquet", columns)
+    write(tmp_path / "t.csv", columns)
+    parquet, csv_table = read_table(tmp_path / "t.parquet"), read_table(tmp_path / "t.csv")
+    assert parquet.column("color").null_count == csv_table.column("color").null_count == 24

@@ -140,8 +140,8 @@ def file_table(cfg: MakeDataConfig) -> RawTable:
         raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {table.column_names}")
     roles = infer_roles(table, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id))
     categorical = [r.name for r in roles if r.role == "categorical"]
-    if categorical:  # again, the categorical columns as the text in the file, as infer.py will read them
-        table = read_table(cfg.csv, cfg.sep, text_columns=categorical)
+    # The categorical columns once more, as the text in the file, which is how infer.py reads them.
+    as_text = read_table(cfg.csv, cfg.sep, text_columns=categorical, columns=categorical) if categorical else table
     decimal = decimal_of(table)
     keep = pc.is_valid(table.column(cfg.target)).to_numpy(zero_copy_only=False)
     if not keep.any():
@@ -150,7 +150,7 @@ def file_table(cfg: MakeDataConfig) -> RawTable:
     rows = slice(None) if keep.all() else np.flatnonzero(keep)  # a slice keeps views, not copies
     numeric = {r.name: numeric_values(table.column(r.name), r.name, cfg.csv, decimal)[rows]
                for r in roles if r.role == "numeric"}
-    text = {name: text_values(table.column(name)).take(rows) for name in categorical}
+    text = {name: text_values(as_text.column(name)).take(rows) for name in categorical}
     if not numeric and not text:
         raise UserError(f"{cfg.csv} has no feature columns besides '{cfg.target}' (roles: "
                         f"{ {r.name: r.role for r in roles} }): name some with --numeric or --categorical")

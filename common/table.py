@@ -55,13 +55,15 @@ def detect_delimiter(path: Path) -> str:
     return max(DELIMITERS, key=lambda d: (fields[d], d == ","))
 
 
-def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[str] = ()) -> Any:
+def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[str] = (),
+               columns: Sequence[str] | None = None) -> Any:
     """A pyarrow Table of a CSV or Parquet file; every problem is a one-line UserError.
 
     `text_columns` are read as the text in the file, whatever it looks like, so that a
     categorical value reads the same in every file (`True` stays `True`, `01` stays `01`). A
     file delimited by semicolons is taken to write decimals with a comma (`20,5`), as the
-    spreadsheets that write such files do; the table's metadata says which decimal mark it used."""
+    spreadsheets that write such files do; the table's metadata says which decimal mark it used.
+    `columns`: read only these (all by default)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -73,7 +75,7 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
         if path.suffix.lower() in PARQUET_SUFFIXES:
             import pyarrow.parquet as pq
 
-            table = missing_as_null(pq.read_table(path))
+            table = missing_as_null(pq.read_table(path, columns=list(columns) if columns is not None else None))
         else:
             delimiter = sep or detect_delimiter(path)
             decimal = "," if delimiter == ";" else "."
@@ -81,7 +83,8 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
                 path, parse_options=pa_csv.ParseOptions(delimiter=delimiter),
                 convert_options=pa_csv.ConvertOptions(  # names absent from the file are ignored
                     null_values=NULL_VALUES, strings_can_be_null=True, decimal_point=decimal,
-                    column_types={name: pa.string() for name in text_columns}))
+                    column_types={name: pa.string() for name in text_columns},
+                    include_columns=list(columns) if columns is not None else None))
         table = plain_columns(table, text_columns)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -121,7 +121,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
     check_writable(plan.ckpt_dir)  # every process: each writes its part of a checkpoint
     if keep_a_copy_on_each_machine(accelerator, plan.ckpt_dir):
         accelerator.print(f"{plan.ckpt_dir} is not shared between the machines: each keeps its own checkpoints")
-    with run_lock(plan.ckpt_dir, accelerator.is_main_process):
+    with run_lock(plan.ckpt_dir, accelerator):
         train_locked(plan, data, accelerator)
 
 

@@ -105,27 +105,39 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def run_lock(ckpt_dir: str | Path, holder: bool) -> Iterator[None]:
+def run_lock(ckpt_dir: str | Path, accelerator: Any) -> Iterator[None]:
     """One run at a time in a folder: the main process holds an advisory lock on
     <ckpt-dir>/.lock for as long as it trains. The kernel drops it when the process ends, however
-    it ends, so a killed run never leaves the folder locked."""
-    if not holder:
+    it ends, so a killed run never leaves the folder locked. Every process calls this and learns
+    the verdict, so a refused run stops everywhere with one line, none left waiting."""
+    from accelerate.utils import broadcast_object_list
+
+    with contextlib.ExitStack() as stack:
+        refusal = [stack.enter_context(_flock(Path(ckpt_dir))) if accelerator.is_main_process else None]
+        if accelerator.num_processes > 1:
+            broadcast_object_list(refusal)
+        if refusal[0]:
+            raise UserError(refusal[0])
         yield
-        return
-    path = Path(ckpt_dir) / LOCK_FILE
-    with open(path, "a+") as fh:
+
+
+@contextlib.contextmanager
+def _flock(ckpt_dir: Path) -> Iterator[str | None]:
+    """Hold the folder's lock while the context lasts; yields why it cannot be had, or None."""
+    with open(ckpt_dir / LOCK_FILE, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.seek(0)
-            raise UserError(f"another run is using {ckpt_dir} ({fh.read().strip() or 'a live process'}): wait for "
-                            "it to end, or choose another --ckpt-dir") from None
+            yield (f"another run is using {ckpt_dir} ({fh.read().strip() or 'a live process'}): wait for it to "
+                   "end, or choose another --ckpt-dir")
+            return
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
         fh.flush()
         try:
-            yield
+            yield None
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 

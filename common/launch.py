@@ -146,12 +146,17 @@ def start_processes(timeout_s: int = DEFAULT_TIMEOUT_S) -> Any:
 
 
 def lost_peers(err: RuntimeError, timeout_s: int) -> Exception:
-    """A collective that timed out (a process stopped answering, a machine lost) as one line;
-    any other RuntimeError as it is."""
-    if "timed out" not in str(err).lower() and "timeout" not in str(err).lower():
-        return err
-    return UserError(f"a process stopped answering for {timeout_s} s ({str(err).splitlines()[0][:160]}): check "
-                     "the machines of the run, then --resume from the last checkpoint")
+    """A collective that timed out (a process stopped answering, a machine lost) or whose peer
+    went away (it ended on an error of its own, which it reports) as one line; any other
+    RuntimeError as it is."""
+    text = str(err).lower()
+    first = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+    if "timed out" in text or "timeout" in text:
+        return UserError(f"a process stopped answering for {timeout_s} s ({first}): check the machines of the run, "
+                         "then --resume from the last checkpoint")
+    if "connection closed by peer" in text or "connection reset" in text or "broken pipe" in text:
+        return UserError(f"another process of the run has stopped ({first}); its own message says why")
+    return err
 
 
 def watch_launcher(launcher_pid: int) -> None:

@@ -239,3 +239,19 @@ def test_predictions_never_overwrite_a_hard_linked_input(small_model, tmp_path):
     before = rows.read_bytes()
     infer_script.main(["--ckpt-dir", str(small_model), "--input", str(rows), "--output", str(tmp_path / "out.csv")])
     assert rows.read_bytes() == before and "prediction" in (tmp_path / "out.csv").read_text()
+
+
+def test_a_two_process_run_on_a_folder_in_use_stops_everywhere_in_one_line(small_cls, tmp_path):
+    from conftest import launch
+
+    first = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG])
+    try:
+        wait_for(tmp_path / "metrics.running.jsonl", first)
+        proc = launch("multi_cpu", "--data", str(small_cls), "--ckpt-dir", str(tmp_path), "--epochs", "1",
+                      check=False, env=script_env(CUDA_VISIBLE_DEVICES=""), timeout=120)
+    finally:
+        first.kill()
+        first.wait()
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(("error:", "stopped:"))]
+    assert proc.returncode != 0 and len(errors) == 1 and "another run is using" in errors[0], proc.stderr
+    assert "RuntimeError" not in proc.stderr  # no process was left waiting for the refused one

@@ -27,7 +27,6 @@ from common.artifacts import (
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
-    append_jsonl,
     check_writable,
     load_weights,
 )
@@ -62,7 +61,7 @@ from common.model import build_model, load_state
 from common.optim import make_optimizer, make_scheduler
 from common.plan import RANDOM_INIT, TrainPlan, check_resumable, make_plan
 from common.record import run_record, scalar_settings
-from common.run_folder import commit_run, running_metrics, start_metrics
+from common.run_folder import RunLog, clear_commit_leftovers, commit_run
 
 TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/logs
 
@@ -78,26 +77,28 @@ def build(plan: TrainPlan, accelerator: Accelerator) -> tuple[Any, Any, Any]:
     return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
 
 
-def start_epoch(plan: TrainPlan, accelerator: Accelerator) -> tuple[int, Path]:
-    """(0 for a fresh run, or the epoch after the checkpoint's for --resume; the running metrics log)."""
+def start_epoch(plan: TrainPlan, accelerator: Accelerator) -> tuple[int, RunLog]:
+    """(0 for a fresh run, or the epoch after the checkpoint's for --resume; the run's log of evaluations)."""
+    records: list[dict[str, Any]] = []
     if plan.resume:
         state = read_state(plan.resume)
         check_resumable(state["plan"], plan, plan.resume)
         check_same_epoch_everywhere(accelerator, state["epoch"], plan.resume)
         restore_checkpoint(accelerator, plan.resume)
-        start = state["epoch"] + 1
+        start, records = state["epoch"] + 1, state["metrics"]
         accelerator.print(f"Resumed from {plan.resume}: continuing at epoch {start}")
     else:
         refuse_stale(plan.ckpt_dir)  # with or without --checkpoint-every: never mix with an earlier run's
         if plan.checkpoint_every:
             check_checkpoint_root(plan.ckpt_dir)
         start = 0
+    log = RunLog(plan.ckpt_dir, records, accelerator.is_main_process)
     if accelerator.is_main_process:
-        start_metrics(plan.ckpt_dir, start - 1 if plan.resume else None)
+        clear_commit_leftovers(plan.ckpt_dir)
     if commits_checkpoints(accelerator):
         clear_staging(plan.ckpt_dir)
     accelerator.wait_for_everyone()
-    return start, running_metrics(plan.ckpt_dir)
+    return start, log
 
 
 def save(plan: TrainPlan, data: TabularData, accelerator: Accelerator, model: Any, best: BestTracker,
@@ -105,15 +106,13 @@ def save(plan: TrainPlan, data: TabularData, accelerator: Accelerator, model: An
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         weights = best.weights if best.weights is not None else accelerator.unwrap_model(model).state_dict()
-        commit_run(plan.ckpt_dir, weights, run_record(plan, data, accelerator, {**outcome, **best.summary()}),
-                   MODEL_FILE)
+        commit_run(plan.ckpt_dir, weights, run_record(plan, data, accelerator, {**outcome, **best.summary()}))
         out = Path(plan.ckpt_dir)
         console.print(f"Saved: {out / MODEL_FILE}, {out / CONFIG_FILE}, {out / METRICS_FILE}")
 
 
-def log_record(accelerator: Accelerator, metrics_path: Path, record: dict[str, Any]) -> None:
-    if accelerator.is_main_process:
-        append_jsonl(metrics_path, record)
+def log_record(accelerator: Accelerator, log: RunLog, record: dict[str, Any]) -> None:
+    log.add(record)
     accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
 
@@ -131,7 +130,7 @@ def train_locked(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -
     trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan)
     best = BestTracker(plan.patience, plan.monitor)
     accelerator.register_for_checkpointing(best)
-    first, metrics_path = start_epoch(plan, accelerator)
+    first, log = start_epoch(plan, accelerator)
     accelerator.print(plan.describe())
     if plan.log_with:
         accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
@@ -143,7 +142,7 @@ def train_locked(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -
     try:
         with TrainingDisplay(title, plan.epochs, first, accelerator.is_main_process) as display:
             while done < plan.epochs and not best.stopped:  # a run resumed after an early stop only finishes
-                run_epoch(plan, accelerator, trainer, best, display, metrics_path, done)
+                run_epoch(plan, accelerator, trainer, best, display, log, done)
                 done += 1
     except KeyboardInterrupt:
         raise Interrupted(interrupted_where(plan, done)) from None
@@ -158,7 +157,7 @@ def train_locked(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -
 
 
 def run_epoch(plan: TrainPlan, accelerator: Accelerator, trainer: Trainer, best: BestTracker,
-              display: TrainingDisplay, metrics_path: Path, epoch: int) -> None:
+              display: TrainingDisplay, log: RunLog, epoch: int) -> None:
     """One epoch: train, evaluate when due, checkpoint when due; sets best.stopped when patience ends."""
     train_loss = trainer.run_epoch(epoch)
     check_finite(train_loss, epoch)
@@ -167,11 +166,11 @@ def run_epoch(plan: TrainPlan, accelerator: Accelerator, trainer: Trainer, best:
         record = trainer.evaluate(epoch, train_loss)
         check_finite(record[plan.monitor], epoch)
         display.add(record)
-        log_record(accelerator, metrics_path, record)
+        log_record(accelerator, log, record)
         best.update(record, accelerator.unwrap_model(trainer.model))
     if plan.checkpoint_every and (epoch + 1) % plan.checkpoint_every == 0:
-        save_checkpoint(accelerator, plan.ckpt_dir, epoch, {"epoch": epoch, "plan": plan.as_dict()},
-                        plan.keep_checkpoints)
+        state = {"epoch": epoch, "plan": plan.as_dict(), "metrics": log.records}
+        save_checkpoint(accelerator, plan.ckpt_dir, epoch, state, plan.keep_checkpoints)
 
 
 def interrupted_where(plan: TrainPlan, epoch: int) -> str:

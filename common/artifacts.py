@@ -123,25 +123,6 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
             raise write_error(path, err) from None
 
 
-def truncate_metrics(path: str | os.PathLike, last_epoch: int) -> None:
-    """Keep the records up to `last_epoch`: a resumed run writes the later ones again, once. A line
-    that is not a whole record (cut off by a crash) is dropped, not fatal."""
-    path = Path(path)
-    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
-    epochs = [(line, _epoch_of(line)) for line in lines]
-    kept = [line for line, epoch in epochs if epoch is not None and epoch <= last_epoch]
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in kept))
-
-
-def _epoch_of(line: str) -> int | None:
-    try:
-        epoch = json.loads(line).get("epoch")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return epoch if isinstance(epoch, int) else None
-
-
 def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]) -> None:
     with atomic_path(path) as tmp:
         write_weights_file(tmp, state_dict)

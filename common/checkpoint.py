@@ -93,9 +93,11 @@ def find_checkpoint(ckpt_dir: str | Path, resume: str) -> Path:
 
 
 def read_state(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's own record: {"epoch": the last epoch it holds, "plan": the run plan}."""
+    """The checkpoint's own record: {"epoch": the last epoch it holds, "plan": the run plan,
+    "metrics": the run's evaluations up to that epoch}."""
     state = read_json(Path(path) / STATE_FILE, "checkpoint state")
-    if not isinstance(state.get("plan"), dict) or not isinstance(state.get("epoch"), int):
+    if not isinstance(state.get("plan"), dict) or not isinstance(state.get("epoch"), int) \
+            or not isinstance(state.get("metrics"), list):
         raise UserError(f"{Path(path) / STATE_FILE} is not a checkpoint state this version wrote: "
                         "start afresh in another --ckpt-dir")
     return state

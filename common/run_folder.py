@@ -7,6 +7,7 @@ when the run commits; a resumed run picks it up where its checkpoint ended.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 from common.artifacts import (
     CONFIG_FILE,
     METRICS_FILE,
-    truncate_metrics,
+    MODEL_FILE,
+    append_jsonl,
+    atomic_path,
     write_json_file,
     write_together,
     write_weights_file,
@@ -27,26 +30,36 @@ def running_metrics(ckpt_dir: str | Path) -> Path:
     return Path(ckpt_dir) / RUNNING_METRICS_FILE
 
 
-def start_metrics(ckpt_dir: str | Path, resume_after: int | None) -> Path:
-    """The running metrics log: empty for a fresh run; for a resumed one, its records up to the
-    checkpoint's epoch (taken from the committed log when the run had already finished)."""
-    running = running_metrics(ckpt_dir)
-    if resume_after is None:
-        running.write_text("")
-        return running
-    if not running.exists() and (Path(ckpt_dir) / METRICS_FILE).exists():
-        shutil.copyfile(Path(ckpt_dir) / METRICS_FILE, running)
-    truncate_metrics(running, resume_after)
-    return running
+class RunLog:
+    """The run's evaluations: kept in memory (each checkpoint carries them) and, on the main
+    process, appended to metrics.running.jsonl as they come."""
+
+    def __init__(self, ckpt_dir: str | Path, records: list[dict[str, Any]], writer: bool):
+        self.path, self.records, self.writer = running_metrics(ckpt_dir), list(records), writer
+        if writer:  # a fresh run starts empty; a resumed one with the checkpoint's records, no later ones
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        if self.writer:
+            append_jsonl(self.path, record)
 
 
-def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: dict[str, Any], model_file: str) -> None:
+def clear_commit_leftovers(ckpt_dir: str | Path) -> None:
+    """Staged model files that a kill during a commit left behind (hidden, never read)."""
+    for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE):
+        for leftover in Path(ckpt_dir).glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: dict[str, Any]) -> None:
     """The new weights, config.json and metrics.jsonl, written beside the old ones and renamed
     into place together."""
     folder = Path(ckpt_dir)
     running = running_metrics(folder)
     write_together({
-        folder / model_file: lambda path: write_weights_file(path, weights),
+        folder / MODEL_FILE: lambda path: write_weights_file(path, weights),
         folder / CONFIG_FILE: lambda path: write_json_file(path, record),
         folder / METRICS_FILE: lambda path: shutil.copyfile(running, path),
     })

@@ -255,3 +255,18 @@ def test_a_two_process_run_on_a_folder_in_use_stops_everywhere_in_one_line(small
     errors = [line for line in proc.stderr.splitlines() if line.startswith(("error:", "stopped:"))]
     assert proc.returncode != 0 and len(errors) == 1 and "another run is using" in errors[0], proc.stderr
     assert "RuntimeError" not in proc.stderr  # no process was left waiting for the refused one
+
+
+def test_a_resumed_runs_metrics_come_from_its_checkpoint_alone(small_cls, tmp_path):
+    """An earlier run's metrics.jsonl in the folder and a lost metrics.running.jsonl change nothing:
+    each checkpoint carries the run's evaluations up to its epoch."""
+    whole = ["--epochs", "12", "--batch-size", "64", "--eval-every", "1", "--checkpoint-every", "1", "--lr", "0.01"]
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "whole", *whole)
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "cut", "--epochs", "2", "--lr", "0.3")  # an earlier run
+    run = start(["--data", small_cls, "--ckpt-dir", tmp_path / "cut", *whole])
+    wait_for(tmp_path / "cut" / "checkpoints" / "epoch_000004" / "trainer_state.json", run)
+    run.kill()
+    run.wait()
+    (tmp_path / "cut" / "metrics.running.jsonl").unlink()
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "cut", *whole, "--resume")
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()

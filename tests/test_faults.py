@@ -270,3 +270,27 @@ def test_a_resumed_runs_metrics_come_from_its_checkpoint_alone(small_cls, tmp_pa
     (tmp_path / "cut" / "metrics.running.jsonl").unlink()
     train("--data", small_cls, "--ckpt-dir", tmp_path / "cut", *whole, "--resume")
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
+
+
+def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path):
+    """SIGSTOP one of two workers: the other gives up after --timeout and names it."""
+    log = tmp_path / "launch.log"
+    cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
+           "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "run"), *LONG, "--timeout", "5"]
+    with open(log, "w") as out:
+        launcher = subprocess.Popen(cmd, cwd=ROOT, env=script_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True,
+                                    stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(tmp_path / "run" / "metrics.running.jsonl", launcher)
+        workers = sorted(psutil.Process(launcher.pid).children(recursive=True), key=lambda p: p.pid)
+        stopped = [p for p in workers if "train.py" in " ".join(p.cmdline())][-1]
+        stopped.suspend()
+        deadline = time.monotonic() + 90
+        while "error:" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stopped answering for 5 s" in errors[0], log.read_text()[-2000:]
+    assert f"pid {stopped.pid}" in errors[0] and "--resume" in errors[0]

@@ -17,7 +17,7 @@ from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, per_class_table
 from common.dataset import load_dataset, unscale_target
 from common.errors import UserError, run_cli
-from common.inference import load_model_dir, model_outputs, predict, read_feature_rows, write_predictions
+from common.inference import load_model_dir, model_outputs, predict_to_file
 from common.metrics import classification_report, regression_report
 
 
@@ -55,10 +55,8 @@ def output_path(input_path: str, output: str | None) -> str:
 
 def predict_file(cfg: InferConfig, input_path: str, config: dict, model) -> None:
     output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
-    X, extra = read_feature_rows(input_path, config, cfg.sep)
-    result = predict(config, model, X, cfg.batch_size)
-    write_predictions(output, extra, result, config.get("class_labels"))
-    console.print(f"Predicted {len(X)} rows: {output}")
+    rows = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size)
+    console.print(f"Predicted {rows} rows: {output}")
 
 
 def main(argv=None) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,7 +14,7 @@ from common.dataset import preprocessor_of, unscale_target
 from common.errors import UserError
 from common.model import ACTIVATIONS, build_model, forward_in_chunks, load_state
 from common.preprocess import Categories, Preprocessor
-from common.table import decimal_of, numeric_values, read_table, text_values
+from common.table import NotStreamable, decimal_of, numeric_values, read_table, stream_table, text_values
 
 REQUIRED_KEYS = ("task", "model", "feature_names")
 
@@ -84,43 +85,64 @@ def predict(config: dict[str, Any], model: torch.nn.Module, X_inputs: np.ndarray
     return {"prediction": unscale_target(out, config)[:, 0]}
 
 
-def read_npy_rows(path: str, pre: Preprocessor) -> np.ndarray:
-    """A numeric array, its columns the model's numeric table columns in training order."""
+def npy_batches(path: str, pre: Preprocessor, batch_rows: int) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
+    """A numeric array (memory-mapped), its columns the model's numeric table columns in training
+    order, as the model's inputs `batch_rows` rows at a time."""
     if pre.categorical:
         raise UserError(f"{path}: a .npy array cannot hold the model's categorical columns "
                         f"{[c.name for c in pre.categorical]}: pass a CSV or Parquet file")
     if not Path(path).is_file():
         raise UserError(f"input {path} not found: check the path")
     try:
-        X = np.load(path, allow_pickle=False)
+        X = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
     names = pre.column_names
-    if X.ndim != 2 or X.shape[1] != len(names):
-        raise UserError(f"{path} has shape {X.shape}, the model takes (rows, {len(names)}): "
-                        f"pass the columns {names} in this order")
-    if not np.issubdtype(X.dtype, np.number) or np.isinf(X).any():
-        raise UserError(f"{path} holds non-numeric or infinite values: clean them first (NaN counts as blank)")
-    X = X.astype(np.float64)
-    return pre.transform(lambda n: X[:, names.index(n)], lambda n: Categories.from_list([]), len(X))
+    if X.ndim != 2 or X.shape[1] != len(names) or not np.issubdtype(X.dtype, np.number):
+        raise UserError(f"{path} has shape {X.shape} and type {X.dtype}, the model takes numbers of shape "
+                        f"(rows, {len(names)}): pass the columns {names} in this order")
+    for start in range(0, len(X), batch_rows):
+        part = np.asarray(X[start:start + batch_rows], dtype=np.float64)
+        if np.isinf(part).any():
+            raise UserError(f"{path} holds infinite values (row {start + int(np.argwhere(np.isinf(part))[0, 0]) + 1})"
+                            ": clean them first (NaN counts as blank)")
+        yield pre.transform(column_getter(part, names), lambda n: Categories.from_list([]), len(part)), {}
 
 
-def read_feature_rows(path: str, config: dict[str, Any], sep: str | None = None,
-                      ) -> tuple[np.ndarray, dict[str, list[Any]]]:
-    """The model's inputs for each row of a table (.csv, Parquet) or .npy array, and the table's
-    other columns (ids and such) to carry into the predictions. Blanks are filled as in training."""
-    pre = preprocessor_of(config)
-    if path.endswith(".npy"):
-        return read_npy_rows(path, pre), {}
-    table = read_table(path, sep, text_columns=[c.name for c in pre.categorical])
+def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray]:
+    return lambda name: X[:, names.index(name)]
+
+
+def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int) -> tuple[np.ndarray, dict[str, list]]:
+    """The model's inputs for one table (or batch of a table), and its other columns."""
     missing = [n for n in pre.column_names if n not in table.column_names]
     if missing:
         raise UserError(f"{path} lacks column(s) {missing}: the model needs {pre.column_names}")
     decimal = decimal_of(table)
-    X = pre.transform(lambda n: numeric_values(table.column(n), n, path, decimal),
+    X = pre.transform(lambda n: numeric_values(table.column(n), n, path, decimal, first_row),
                       lambda n: text_values(table.column(n)), table.num_rows)
     extra = {n: table.column(n).to_pylist() for n in table.column_names if n not in pre.column_names}
     return X, extra
+
+
+def feature_batches(path: str, config: dict[str, Any], sep: str | None, batch_rows: int,
+                    stream: bool = True) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
+    """The model's inputs for each row of a table (.csv, Parquet) or .npy array, batch by batch in
+    file order, and the table's other columns (ids and such) to carry into the predictions.
+    Blanks are filled as in training. `stream=False` reads a table whole (the way for files that
+    stream_table cannot read with fixed types), for row-numbered messages on bad cells."""
+    pre = preprocessor_of(config)
+    if path.endswith(".npy"):
+        yield from npy_batches(path, pre, batch_rows)
+        return
+    text = [c.name for c in pre.categorical]
+    if not stream:
+        yield table_inputs(read_table(path, sep, text_columns=text), pre, path, 0)
+        return
+    first_row = 0
+    for table in stream_table(path, sep, text, [s.name for s in pre.numeric], batch_rows):
+        yield table_inputs(table, pre, path, first_row)
+        first_row += table.num_rows
 
 
 def carried_name(name: str, result: dict[str, np.ndarray], class_labels: list | None) -> str:
@@ -133,25 +155,60 @@ def _text(values: list[Any]) -> list[str]:
     return ["" if v is None else str(v) for v in values]
 
 
-def write_predictions(path: str, extra: dict[str, list[Any]], result: dict[str, np.ndarray],
-                      class_labels: list | None) -> None:
-    """CSV for people and other tools; .npz (plain arrays, no pickle) when speed matters:
-    formatting floats as text costs more than the model itself. Written beside the target and
-    renamed over it when complete: a failed write leaves any earlier file as it was."""
-    with atomic_path(path) as tmp:
-        if path.endswith(".npz"):
-            arrays = {carried_name(name, result, class_labels): np.asarray(_text(values))
-                      for name, values in extra.items()}
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **cast(dict[str, Any], {**arrays, **result}))  # numpy's stubs type **kwds as options
+class PredictionWriter:
+    """Writes predictions batch by batch: CSV rows as they come (constant memory), or .npz arrays
+    (plain, no pickle; collected, then written at once). Beside the target, renamed over it when
+    complete: a failed write leaves any earlier file as it was."""
+
+    def __init__(self, tmp: Path, npz: bool, class_labels: list | None):
+        self.tmp, self.npz, self.class_labels = tmp, npz, class_labels
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.rows = 0
+        self.fh: Any = None if npz else open(tmp, "w", newline="")  # noqa: SIM115 (closed in close())
+        self.writer: Any = csv.writer(self.fh) if self.fh is not None else None
+
+    def add(self, extra: dict[str, list[Any]], result: dict[str, np.ndarray]) -> None:
+        named = {carried_name(name, result, self.class_labels): _text(values) for name, values in extra.items()}
+        self.rows += len(result["prediction"])
+        if self.npz:
+            self.parts.append({**{k: np.asarray(v) for k, v in named.items()}, **result})
             return
-        columns: dict[str, Any] = {carried_name(name, result, class_labels): _text(values)
-                                   for name, values in extra.items()}
-        columns["prediction"] = result["prediction"].tolist()
+        columns: dict[str, Any] = {**named, "prediction": result["prediction"].tolist()}
         if "proba" in result:
-            for k, label in enumerate(class_labels or []):
+            for k, label in enumerate(self.class_labels or []):
                 columns[f"proba_{label}"] = [f"{p:.6g}" for p in result["proba"][:, k].tolist()]
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(columns.keys())
-            writer.writerows(zip(*columns.values(), strict=True))
+        if self.rows == len(result["prediction"]):  # the first batch: the header
+            self.writer.writerow(columns.keys())
+        self.writer.writerows(zip(*columns.values(), strict=True))
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            return
+        arrays = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]} if self.parts else {}
+        with open(self.tmp, "wb") as fh:
+            np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
+
+
+def predict_to_file(path: str, output: str, config: dict[str, Any], model: torch.nn.Module, sep: str | None,
+                    batch_rows: int) -> int:
+    """Every row of `path` predicted, in order, into `output`; returns the row count. Tables are
+    streamed; one that cannot be (see stream_table) is read whole, with row-numbered messages."""
+    try:
+        return _predict_to_file(path, output, config, model, sep, batch_rows, stream=True)
+    except NotStreamable:
+        return _predict_to_file(path, output, config, model, sep, batch_rows, stream=False)
+
+
+def _predict_to_file(path: str, output: str, config: dict[str, Any], model: torch.nn.Module, sep: str | None,
+                     batch_rows: int, stream: bool) -> int:
+    with atomic_path(output) as tmp:
+        writer = PredictionWriter(tmp, output.endswith(".npz"), config.get("class_labels"))
+        try:
+            for X, extra in feature_batches(path, config, sep, batch_rows, stream):
+                writer.add(extra, predict(config, model, X, batch_rows))
+        finally:
+            writer.close()
+    return writer.rows
+
+

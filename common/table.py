@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,45 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
     if table.num_rows == 0:
         raise UserError(f"{path} has a header but no data rows: add rows")
     return table.replace_schema_metadata({"decimal": decimal})
+
+
+class NotStreamable(Exception):
+    """A file that cannot be read batch by batch with fixed column types (a number with a
+    thousands separator, a cell that is no number): the caller reads it whole instead."""
+
+
+def stream_table(path: str | Path, sep: str | None, text_columns: Sequence[str], number_columns: Sequence[str],
+                 batch_rows: int) -> Iterator[Any]:
+    """A CSV or Parquet file as pyarrow tables of about `batch_rows` rows, in file order, read with
+    the types the model needs (its text columns as text, its number columns as numbers, any other
+    column as text): memory bounded by a batch, whatever the file's size."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"table {path} not found: check the path")
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                table = plain_columns(missing_as_null(pa.Table.from_batches([batch])), text_columns)
+                yield table.replace_schema_metadata({"decimal": "."})
+            return
+        delimiter = sep or detect_delimiter(path)
+        decimal = "," if delimiter == ";" else "."
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            header = next(csv.reader([fh.readline()], delimiter=delimiter), [])
+        types = {name: pa.float64() if name in number_columns else pa.string() for name in header}
+        reader = pa_csv.open_csv(
+            path, read_options=pa_csv.ReadOptions(block_size=max(1 << 20, batch_rows * 256)),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+            convert_options=pa_csv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
+                                                  decimal_point=decimal, column_types=types))
+        for batch in reader:
+            yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
+    except (pa.ArrowException, OSError, UnicodeDecodeError, StopIteration) as err:
+        raise NotStreamable(str(err)) from None
 
 
 def plain_columns(table: Any, text_columns: Sequence[str]) -> Any:
@@ -183,7 +222,7 @@ def is_temporal(kind: Any) -> bool:
     return bool(pa.types.is_temporal(kind) or pa.types.is_duration(kind))
 
 
-def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".") -> np.ndarray:
+def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0) -> np.ndarray:
     """float64 values with NaN for blanks; a cell that is not a number, or an infinity, is an
     error naming the column and the first such data row."""
     import pyarrow as pa
@@ -197,24 +236,25 @@ def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".")
     elif is_temporal(kind):
         values = temporal_seconds(column)
     else:
-        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path, decimal)
+        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path, decimal, first_row)
     values = np.asarray(values, dtype=np.float64)
     bad = np.flatnonzero(np.isinf(values))
     if bad.size:
-        raise UserError(f"{path}: column '{name}' has an infinite value in data row {bad[0] + 1}: "
+        raise UserError(f"{path}: column '{name}' has an infinite value in data row {first_row + bad[0] + 1}: "
                         "fix or drop that row")
     return values
 
 
-def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str) -> np.ndarray:
+def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str,
+                     first_row: int = 0) -> np.ndarray:
     out = np.full(len(texts), np.nan)
     for i, text in enumerate(texts):
         if text is None or text.strip() in NULL_VALUES:
             continue
         number = _parse_number(text.strip(), decimal)
         if number is None:
-            raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row {i + 1}: "
-                            "fix that cell, or leave it blank for a missing value")
+            raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row "
+                            f"{first_row + i + 1}: fix that cell, or leave it blank for a missing value")
         out[i] = number
     return out
 

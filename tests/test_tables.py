@@ -320,3 +320,31 @@ def test_parquet_and_csv_read_blanks_alike(tmp_path):
     write(tmp_path / "t.csv", columns)
     parquet, csv_table = read_table(tmp_path / "t.parquet"), read_table(tmp_path / "t.csv")
     assert parquet.column("color").null_count == csv_table.column("color").null_count == 24
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_prediction_streams_every_row_once_in_order(people_set, tmp_path, suffix):
+    tmp, _ = people_set
+    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "2")
+    columns = people(rows=1000, seed=9)
+    write(tmp_path / f"new{suffix}", columns)
+    outputs = {}
+    for batch in ("37", "100000"):  # many batches, and one
+        out = tmp_path / f"p{batch}.csv"
+        infer("--ckpt-dir", tmp_path, "--input", tmp_path / f"new{suffix}", "--output", out, "--batch-size", batch)
+        outputs[batch] = out.read_text()
+    assert outputs["37"] == outputs["100000"]
+    rows = read_csv_rows(tmp_path / "p37.csv")
+    assert [r["person_id"] for r in rows] == [str(i) for i in range(1000)]
+
+
+def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "1")
+    ages = [str(30 + i % 20) for i in range(300)]
+    ages[256] = "old"
+    write(tmp_path / "new.csv", {"member": [True] * 300, "city": ["rome"] * 300, "age": ages})
+    message = user_error(__import__("infer").main, "--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv",
+                         "--batch-size", "10")
+    assert "'old'" in message and "row 257" in message
+    assert not (tmp_path / "new.pred.csv").exists()

@@ -34,13 +34,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp: Path | None = None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(name)
+        tmp = _staged(final)
         yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model folder is meant to be shared
+        _seal(tmp)
         os.replace(tmp, final)
     except OSError as err:
         raise write_error(final, err) from None
@@ -57,13 +53,9 @@ def write_together(writers: dict[Path, Callable[[Path], object]]) -> None:
     target = next(iter(writers))
     try:
         for target, write in writers.items():
-            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            os.close(fd)
-            staged[target] = Path(name)
+            staged[target] = _staged(target)
             write(staged[target])
-            with open(staged[target], "rb") as fh:
-                os.fsync(fh.fileno())
-            os.chmod(staged[target], 0o644)
+            _seal(staged[target])
         for target, tmp in staged.items():
             os.replace(tmp, target)
     except OSError as err:
@@ -71,6 +63,21 @@ def write_together(writers: dict[Path, Callable[[Path], object]]) -> None:
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
+
+
+def _staged(target: Path) -> Path:
+    """An empty hidden file beside `target` (same filesystem, so the final rename is atomic)."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
+
+
+def _seal(tmp: Path) -> None:
+    """On disk before it is renamed into place, and readable by others (mkstemp makes 0600; a
+    model folder is meant to be shared)."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
 
 
 def write_error(path: Path, err: OSError) -> UserError:

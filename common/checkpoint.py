@@ -21,6 +21,7 @@ from typing import Any
 
 from common.artifacts import check_writable, read_json, write_json
 from common.errors import ProcessError, UserError
+from common.launch import local_process_count
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^epoch_(\d{6})$")
@@ -182,7 +183,7 @@ def keep_a_copy_on_each_machine(accelerator: Any, ckpt_dir: str | Path) -> bool:
     """Machines that do not share --ckpt-dir each keep a complete copy of every checkpoint, so
     that each can resume from its own disk (Accelerate's save_on_each_node); where the folder
     is shared, one copy is written. Returns whether copies are kept."""
-    if accelerator.num_processes == int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)):
+    if accelerator.num_processes == local_process_count(accelerator):
         return False  # one machine
     local = not folder_is_shared(accelerator, ckpt_dir)
     accelerator.project_configuration.save_on_each_node = local

@@ -194,8 +194,6 @@ def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_proce
                         "remake it with make_data.py --val-size 0.1 (or drop --patience)")
     if not settings["lr"] > 0 or not math.isfinite(settings["lr"]):
         raise UserError(f"--lr must be a positive number, got {settings['lr']}")
-    if any(w <= 0 for w in settings["hidden"]):
-        raise UserError(f"--hidden widths must be positive, got {settings['hidden']}")
     if num_processes > n_train:
         raise UserError(f"{num_processes} processes but only {n_train} training rows: launch fewer processes")
     if split_batches and settings["batch_size"] < num_processes:

@@ -23,11 +23,11 @@ from common.preprocess import Categories, Preprocessor, fit_categorical, fit_num
 from common.table import (
     ColumnRole,
     RoleOverrides,
+    column_looks_numeric,
     decimal_of,
     infer_roles,
     numeric_values,
     read_table,
-    text_is_numeric,
     text_values,
 )
 
@@ -165,12 +165,11 @@ def target_values(column: Any, name: str, path: str, task: str | None, keep: np.
     """(task, y, class labels) of the rows that have a target. Text or true/false labels, or a few
     integer values, make a classification; other numbers (written as text too) a regression."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     kind = column.type
     numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or (
         pa.types.is_string(kind) and task != "classification"
-        and text_is_numeric(pc.cast(column.slice(0, 10_000), pa.string()).to_pylist(), decimal))
+        and column_looks_numeric(column, decimal))
     values = numeric_values(column, name, path, decimal)[keep] if numeric else None
     if task is None:
         few = values is not None and len(np.unique(values)) <= MAX_CLASSES_FROM_INTEGERS \

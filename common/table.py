@@ -43,10 +43,6 @@ class ColumnRole:
     why: str       # the reason for the role, shown to the user
 
 
-def is_table_path(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in (".csv", ".tsv", ".txt", *PARQUET_SUFFIXES)
-
-
 def detect_delimiter(path: Path) -> str:
     """The candidate that splits the header into the most fields (a comma on a tie)."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
@@ -192,6 +188,14 @@ def text_is_numeric(values: Sequence[str | None], decimal: str = ".") -> bool:
     """Mostly numbers: a numeric column with odd cells (then errors), not a text column."""
     present = [v for v in values if v is not None]
     return bool(present) and sum(_parse_number(v, decimal) is not None for v in present) * 2 > len(present)
+
+
+def column_looks_numeric(column: Any, decimal: str = ".") -> bool:
+    """A text column whose first 10,000 cells are mostly numbers (a sample is enough to decide)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return text_is_numeric(pc.cast(column.slice(0, 10_000), pa.string()).to_pylist(), decimal)
 
 
 SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -371,7 +375,7 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
         distinct = pc.count_distinct(column, mode="only_valid").as_py()
         if distinct == 1 and missing == 0:
             return role("dropped", "constant")
-        if text_is_numeric(pc.cast(column.slice(0, 10_000), pa.string()).to_pylist(), decimal):
+        if column_looks_numeric(column, decimal):
             return role("numeric", "numbers written as text")
         if distinct == n and n > 20:
             return role("id", "text unique per row")

@@ -65,7 +65,7 @@ class RawTable:
 
 @dataclasses.dataclass
 class ScaledData:
-    """A preprocessed data set, and the recipe's scalers (all-numeric tables without blanks)."""
+    """A preprocessed data set, and the scalers the recipes keep (x_scaler: the recipes' alone)."""
 
     data: TabularData
     x_scaler: StandardScaler | None
@@ -271,8 +271,9 @@ def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
         y = table.y[rows].reshape(-1, 1)
         return (y_scaler.transform(y) if len(y) else y).astype(np.float32)
 
-    plain = not table.text and not any(np.isnan(v).any() for v in table.numeric.values())
-    x_scaler = StandardScaler().fit(np.stack(list(table.numeric.values()), 1)[parts["train"]]) if plain else None
+    # Only the recipes keep their scaler as a joblib file (make_data.py); no other table needs one.
+    recipe = table.source.get("generator") is not None
+    x_scaler = StandardScaler().fit(np.stack(list(table.numeric.values()), 1)[parts["train"]]) if recipe else None
     meta: dict[str, Any] = {
         "format": FORMAT_VERSION, "task": table.task, "feature_names": pre.input_names,
         "class_labels": table.class_labels, "preprocess": pre.to_json(),

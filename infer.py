@@ -22,7 +22,7 @@ from common.metrics import classification_report, regression_report
 
 
 def evaluate(cfg: InferConfig, config: dict, model) -> dict:
-    data = load_dataset(cfg.data or config.get("data", "data/cls_data.npz"))
+    data = load_dataset(cfg.data or config.get("data", "data/cls_data"))
     if data.task != config["task"]:
         raise UserError(f"the data set is for {data.task} but the model does {config['task']}: pass a matching --data")
     if data.X_test.shape[1] != len(config["feature_names"]):

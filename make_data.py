@@ -7,11 +7,12 @@
     python make_data.py --csv churn.parquet --target churned --categorical plan_code --id customer
     python make_data.py --dataset breast_cancer                  # iris, wine, breast_cancer, digits, diabetes
 
-Writes <out-dir>/<name>.npz (X_train, y_train, X_val, y_val, X_test, y_test: the model's inputs,
-preprocessed with statistics of the training split only) and <name>.json beside it, which
-describes the data set and its preprocessing without pickle. <name> is cls_data / reg_data for
-the recipes, the data set's name, or the table file's stem. The recipes also get their fitted
-scalers as joblib files, as the recipe keeps them.
+Writes the folder <out-dir>/<name>/: X_train.npy, y_train.npy, X_val.npy, y_val.npy, X_test.npy
+and y_test.npy (the model's inputs, preprocessed with statistics of the training split only,
+uncompressed so that training memory-maps them) and dataset.json, which describes the data set
+and its preprocessing without pickle. <name> is cls_data / reg_data for the recipes, the data
+set's name, or the table file's stem. The recipes also get their fitted scalers as joblib
+files in <out-dir>, as the recipe keeps them.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from common.artifacts import atomic_path
 from common.config import MakeDataConfig, parse_config
 from common.console import console, roles_table
-from common.dataset import meta_path, save_dataset
+from common.dataset import dataset_folder, save_dataset
 from common.errors import run_cli
 from common.sources import (
     RawTable,
@@ -70,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = resolve_make_data_config(parse_config(MakeDataConfig, argv, __doc__))
     table = read_table(cfg)
     scaled = split_and_preprocess(table, cfg)
-    npz_path = Path(cfg.out_dir) / f"{table.stem}.npz"
-    save_dataset(scaled.data, npz_path)
-    written = [npz_path, meta_path(npz_path)]
+    folder = dataset_folder(cfg.out_dir, table.stem)
+    save_dataset(scaled.data, folder)
+    written = [folder]
     if not (cfg.csv or cfg.dataset):
         written += save_scalers(Path(cfg.out_dir), scaled)
     report(table, scaled)

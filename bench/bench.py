@@ -237,7 +237,7 @@ def inference_throughput(cfg: BenchConfig, tmp: Path) -> dict:
 
     with contextlib.redirect_stdout(io.StringIO()):  # their own reports are not the benchmark's
         make_data.main(["--n-samples", "20000", "--out-dir", str(tmp / "data")])
-        train.main(["--data", str(tmp / "data" / "cls_data.npz"), "--ckpt-dir", str(tmp / "ckpt"), "--epochs", "1"])
+        train.main(["--data", str(tmp / "data" / "cls_data"), "--ckpt-dir", str(tmp / "ckpt"), "--epochs", "1"])
     rows = np.random.default_rng(0).standard_normal((cfg.infer_rows, 10))
     np.save(tmp / "rows.npy", rows)
     out = {}
@@ -268,7 +268,7 @@ def ddp_crossover(tmp: Path) -> list[dict]:
     of an epoch, each step paying an all-reduce."""
     subprocess.run([sys.executable, "make_data.py", "--out-dir", str(tmp / "ddp")], cwd=ROOT, check=True,
                    capture_output=True)
-    data, rows = tmp / "ddp" / "cls_data.npz", []
+    data, rows = tmp / "ddp" / "cls_data", []
     for label, (epochs, args) in DDP_CASES.items():
         row: dict[str, Any] = {"case": label}
         for procs, config in ((1, "cpu"), (2, "multi_cpu")):

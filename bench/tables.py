@@ -76,7 +76,7 @@ def ours(make_args: list[str], out: Path) -> tuple[str, float]:
 
     with quiet():
         make_data.main([*make_args, "--out-dir", str(out)])
-        data = next(out.glob("*.npz"))
+        data = next(p for p in out.iterdir() if (p / "dataset.json").is_file())
         train.main(["--data", str(data), "--ckpt-dir", str(out / "run")])
     config = json.loads((out / "run" / "config.json").read_text())
     final, task = config["final_metrics"], config["task"]  # the saved weights' figures

@@ -1,12 +1,13 @@
-"""Everything that touches file formats: JSON, npz and safetensors, written atomically.
+"""Everything that touches file formats: JSON, npy/npz and safetensors, written atomically.
 
-A write goes to a temporary file in the same folder and is renamed over the target,
-so a crash mid-write leaves the previous good file in place, never half a file.
+A write goes to a temporary file (or folder) in the same folder and is renamed over the
+target, so a crash mid-write leaves the previous good file in place, never half a file.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -63,6 +64,36 @@ def write_together(writers: dict[Path, Callable[[Path], object]]) -> None:
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty hidden folder beside `target`; on success, swap it in for `target` (two
+    renames). A failure while filling it (a full disk) leaves `target` as it was; leftovers of a
+    kill are removed by the next write of the same target."""
+    final = Path(target)
+    stage: Path | None = None
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for old in final.parent.glob(f".{final.name}.*.part"):
+            shutil.rmtree(old, ignore_errors=True)
+        if final.exists() and not final.is_dir():
+            raise UserError(f"{final} is a file, not a data set folder: remove it or choose another --out-dir")
+        stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part"))
+        yield stage
+        for item in stage.iterdir():
+            _seal(item)
+        os.chmod(stage, 0o755)
+        previous = final.parent / f".{final.name}.{os.getpid()}.old.part"
+        if final.exists():
+            os.replace(final, previous)
+        os.replace(stage, final)
+        shutil.rmtree(previous, ignore_errors=True)
+    except OSError as err:
+        raise write_error(final, err) from None
+    finally:
+        if stage is not None and stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def _staged(target: Path) -> Path:
@@ -164,6 +195,18 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     # Uncompressed: float features barely compress, and compressing a million rows takes seconds.
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
+
+
+def map_npy(path: Path) -> np.ndarray:
+    """A `.npy` array memory-mapped read-only: pages are read when touched and shared, through the
+    page cache, by every process on the machine that maps the same file."""
+    if not path.is_file():
+        raise UserError(f"data file {path} not found: regenerate the data set with make_data.py")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"data file {path} is unreadable ({err}): regenerate the data set with make_data.py") \
+            from None
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

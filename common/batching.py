@@ -1,11 +1,25 @@
-"""Whole-batch iteration over in-memory tensors, sharded across processes.
+"""Whole-batch iteration over a memory-mapped training split, sharded across processes.
 
 Why not a DataLoader: fetching rows one by one and collating them costs ~20x the arithmetic
-of a small MLP. Here each epoch draws one permutation (the same on every process, from
-the seed and the epoch alone, so a resumed run sees the same order), gathers each process's
-rows once, and hands out slices.
+of a small MLP. Here each epoch has one order of the rows (the same on every process, from
+the seed and the epoch alone, so a resumed run sees the same order), and each process
+gathers only its own rows of that order, a chunk of steps at a time, and hands out slices.
 
-Sharding: step s takes the global batch perm[s*G:(s+1)*G] and splits it into one near-equal
+Memory: the training split is a memory-mapped .npy file (common/dataset.py). A chunk's row
+indices are sorted before the read (pages are touched in file order) and the chunk is put
+back in the epoch's order in memory, so a process holds one chunk (`chunk_rows`), and every
+process on a machine reads the same page-cached file. On a GPU, a split that fits in a
+fraction of the free device memory is copied there once and gathered on the device; a
+larger one is streamed chunk by chunk through pinned memory without blocking.
+
+The order: `rows` shuffling is one permutation of all rows per epoch (8 bytes a row per
+process). Above ROW_SHUFFLE_MAX rows, `auto` takes `blocks` shuffling instead: the rows are cut
+into blocks of BLOCK_ROWS consecutive rows, the blocks are permuted, and each window of
+WINDOW_BLOCKS permuted blocks (about a million rows) is shuffled row by row. A batch then
+mixes rows from 256 places in the file, the order costs a few kilobytes whatever the size,
+and reads are runs of 4096 rows. Both are pure functions of (seed, epoch, row count).
+
+Sharding: step s takes the global batch order[s*G:(s+1)*G] and splits it into one near-equal
 contiguous chunk per process. Every row is used exactly once per epoch, none is padded or
 dropped, and every process runs the same number of steps, so DDP never waits on a rank that
 ran out of batches. The loss of a chunk is scaled so that DDP's gradient average, summed over
@@ -18,14 +32,119 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+
+SHUFFLES = ("rows", "blocks")
+ROW_SHUFFLE_MAX = 1 << 22     # "auto" shuffles rows up to this many training rows (32 MiB of order)
+BLOCK_ROWS = 4096             # consecutive rows that stay together in block shuffling
+WINDOW_BLOCKS = 256           # blocks shuffled row by row together (~1M rows)
+CHUNK_BYTES = 64 << 20        # default chunk: this much of gathered inputs per process
+RESIDENT_FRACTION = 0.5       # a split this fraction of the free GPU memory may take stays there
+
+
+def resolve_shuffle(shuffle: str, n_rows: int) -> str:
+    return shuffle if shuffle in SHUFFLES else ("rows" if n_rows <= ROW_SHUFFLE_MAX else "blocks")
+
+
+def default_chunk_rows(width: int) -> int:
+    return max(1024, CHUNK_BYTES // (4 * max(1, width)))
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """The order of epoch `epoch`: a pure function of (seed, epoch), independent of the rank."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+class EpochOrder:
+    """The row at each position of one epoch's order, built a window at a time."""
+
+    def __init__(self, n: int, seed: int, epoch: int, shuffle: str):
+        self.n, self.seed, self.epoch = n, seed, epoch
+        self.full = epoch_permutation(n, seed, epoch) if shuffle == "rows" else None
+        if self.full is None:
+            blocks = math.ceil(n / BLOCK_ROWS)
+            self.blocks = np.random.default_rng([seed, epoch]).permutation(blocks)
+            lengths = np.minimum(BLOCK_ROWS, n - self.blocks * BLOCK_ROWS)
+            window_rows = np.add.reduceat(lengths, np.arange(0, blocks, WINDOW_BLOCKS)) if blocks else lengths
+            self.window_starts = np.concatenate([[0], np.cumsum(window_rows)])
+            self.cached: tuple[int, np.ndarray] | None = None
+
+    def window(self, w: int) -> np.ndarray:
+        if self.cached is None or self.cached[0] != w:
+            chosen = self.blocks[w * WINDOW_BLOCKS:(w + 1) * WINDOW_BLOCKS]
+            rows = np.concatenate([np.arange(b * BLOCK_ROWS, min(self.n, (b + 1) * BLOCK_ROWS)) for b in chosen])
+            self.cached = w, rows[np.random.default_rng([self.seed, self.epoch, w]).permutation(len(rows))]
+        return self.cached[1]
+
+    def take(self, lo: int, hi: int) -> np.ndarray:
+        """order[lo:hi]."""
+        if self.full is not None:
+            return self.full[lo:hi]
+        pieces = []
+        first = int(np.searchsorted(self.window_starts, lo, side="right")) - 1
+        for w in range(first, len(self.window_starts) - 1):
+            start = int(self.window_starts[w])
+            if start >= hi:
+                break
+            pieces.append(self.window(w)[max(lo - start, 0):hi - start])
+        return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+
+
+class RowSource:
+    """A split's rows, gathered as tensors on the run's device: from a device-resident copy, or
+    from the host arrays (memory-mapped) by sorted reads."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, device: Any, resident: bool = False):
+        self.X, self.y, self.device = X, y, torch.device(device)
+        self.resident = resident
+        self.pin = self.device.type == "cuda" and not resident
+        if resident:
+            self.X_dev = torch.from_numpy(np.array(X)).to(self.device)
+            self.y_dev = torch.from_numpy(np.array(y)).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @property
+    def width(self) -> int:
+        return int(self.X.shape[1])
+
+    def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows `idx`, in that order."""
+        if self.resident:
+            index = torch.from_numpy(idx).to(self.device)
+            return self.X_dev.index_select(0, index), self.y_dev.index_select(0, index)
+        order = np.argsort(idx, kind="stable")
+        ordered = idx[order]  # ascending: the file is read front to back
+        X, y = np.empty((len(idx), self.width), self.X.dtype), np.empty((len(idx), *self.y.shape[1:]), self.y.dtype)
+        X[order], y[order] = self.X[ordered], self.y[ordered]
+        return self._to_device(X), self._to_device(y)
+
+    def slice(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows start..stop as they lie (evaluation)."""
+        if self.resident:
+            return self.X_dev[start:stop], self.y_dev[start:stop]
+        return self._to_device(np.array(self.X[start:stop])), self._to_device(np.array(self.y[start:stop]))
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cpu":
+            return tensor
+        if self.pin:
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=self.pin)
+
+
+def fits_on_device(nbytes: int, device: Any) -> bool:
+    """Whether a split of `nbytes` may stay on the GPU: below RESIDENT_FRACTION of its free memory."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= RESIDENT_FRACTION * free
 
 
 def shard_bounds(n: int, num_shards: int, index: int) -> tuple[int, int]:
@@ -41,14 +160,15 @@ def steps_per_epoch(n_rows: int, global_batch: int) -> int:
 
 @dataclass
 class ShardedBatches:
-    X: torch.Tensor
-    y: torch.Tensor
+    rows: RowSource
     global_batch: int   # rows per step over all processes
-    steps: int          # steps per epoch: steps_per_epoch(len(X), global_batch)
+    steps: int          # steps per epoch: steps_per_epoch(len(rows), global_batch)
     num_processes: int = 1
     process_index: int = 0
     seed: int = 0
     grad_accum: int = 1  # batches per optimizer step
+    shuffle: str = "rows"
+    chunk_rows: int = 1 << 20  # rows this process gathers at once
 
     def __len__(self) -> int:
         return self.steps
@@ -60,26 +180,34 @@ class ShardedBatches:
         groups = [sum(rows[g:g + self.grad_accum]) for g in range(0, self.steps, self.grad_accum)]
         return [groups[step // self.grad_accum] for step in range(self.steps)]
 
-    def local_plan(self, epoch: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-        """This process's row indices for the epoch, and per step (local start, local stop, group rows)."""
-        perm = epoch_permutation(len(self.X), self.seed, epoch)
+    def steps_per_chunk(self) -> int:
+        local_batch = math.ceil(self.global_batch / self.num_processes)
+        return max(1, self.chunk_rows // local_batch)
+
+    def local_plan(self, order: EpochOrder, first: int, last: int,
+                   groups: list[int]) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """This process's rows for steps first..last-1, and per step (local start, local stop, group rows)."""
+        n, G = len(self.rows), self.global_batch
+        positions = order.take(first * G, min(n, last * G))
         pieces, plan, offset = [], [], 0
-        for step, group in enumerate(self.group_rows(len(perm))):
-            lo = step * self.global_batch
-            a, b = shard_bounds(min(self.global_batch, len(perm) - lo), self.num_processes, self.process_index)
-            pieces.append(perm[lo + a: lo + b])
-            plan.append((offset, offset + b - a, group))
+        for step in range(first, last):
+            lo = (step - first) * G
+            a, b = shard_bounds(min(G, n - step * G), self.num_processes, self.process_index)
+            pieces.append(positions[lo + a: lo + b])
+            plan.append((offset, offset + b - a, groups[step]))
             offset += b - a
         return np.concatenate(pieces), plan
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """Yield (x, y, rows of all processes in this step's accumulation group) for each step."""
-        idx, plan = self.local_plan(epoch)
-        index = torch.from_numpy(idx).to(self.X.device)
-        # One gather per epoch; the per-step slices below are free views.
-        X, y = self.X.index_select(0, index), self.y.index_select(0, index)
-        for start, stop, rows in plan:
-            yield X[start:stop], y[start:stop], rows
+        order = EpochOrder(len(self.rows), self.seed, epoch, self.shuffle)
+        groups, per_chunk = self.group_rows(len(self.rows)), self.steps_per_chunk()
+        for first in range(0, self.steps, per_chunk):
+            idx, plan = self.local_plan(order, first, min(self.steps, first + per_chunk), groups)
+            # One gather per chunk; the per-step slices below are free views.
+            X, y = self.rows.gather(idx)
+            for start, stop, rows in plan:
+                yield X[start:stop], y[start:stop], rows
 
 
 def loss_scale(num_processes: int, group_rows: int, grad_accum: int = 1) -> float:

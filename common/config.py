@@ -182,7 +182,7 @@ class MakeDataConfig:
 class TrainConfig:
     """train.py's command line; common/plan.py resolves it into the run plan."""
 
-    data: str = field("data/cls_data.npz", "data set written by make_data.py")
+    data: str = field("data/cls_data", "data set written by make_data.py")
     ckpt_dir: str = field("ckpt", "folder for the model, its config and metrics")
     epochs: int | None = recipe_field("passes over the training set", table=True)
     batch_size: int | None = recipe_field("rows per batch and process (per step with --split-batches)",
@@ -213,6 +213,11 @@ class TrainConfig:
                                const="latest")
     timeout: int = field(600, "seconds a process waits for the others (to start, or in a step) before the run "
                               "stops with a message")
+    shuffle: Literal["auto", "rows", "blocks"] = field(
+        "auto", "the order of each epoch: one permutation of the rows, or blocks of 4096 rows permuted and "
+                "shuffled within windows of ~1M rows (constant memory); auto: rows up to 4M training rows")
+    chunk_rows: int = field(0, "training rows each process gathers from the data set at once (memory); "
+                               "0: 64 MiB of inputs")
 
 
 @dataclasses.dataclass

@@ -1,10 +1,13 @@
-"""Data sets on disk: the npz + JSON pair that make_data.py writes and train.py and infer.py read.
+"""Data sets on disk: the folder that make_data.py writes and train.py and infer.py read.
 
-A data set is `<stem>.npz` (X_train, y_train, X_val, y_val, X_test, y_test: the model's inputs,
-already preprocessed) plus `<stem>.json`: the task, input names, class labels, the fitted
-preprocessing steps (common/preprocess.py) and the target's scaling. The JSON is what training
-and inference need to know, readable without pickle. Reading a data set needs numpy only
-(neither scikit-learn nor pyarrow).
+A data set is a folder `<out-dir>/<stem>/` holding one uncompressed `.npy` file per array
+(X_train, y_train, X_val, y_val, X_test, y_test: the model's inputs, already preprocessed) and
+`dataset.json`: the task, input names, class labels, the fitted preprocessing steps
+(common/preprocess.py) and the target's scaling. The JSON is what training and inference need
+to know, readable without pickle. The arrays are memory-mapped, never read whole: a process
+touches only the rows it gathers, and every process on a machine shares one page-cached copy.
+Reading a data set needs numpy only (neither scikit-learn nor pyarrow). A data set of the
+earlier single-file form (`<stem>.npz` + `<stem>.json`) still loads, into memory.
 """
 from __future__ import annotations
 
@@ -14,12 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from common.artifacts import load_npz, read_json, save_npz, write_json
+from common.artifacts import atomic_folder, load_npz, map_npy, read_json, write_json_file
 from common.errors import UserError
 from common.preprocess import Preprocessor
 
-FORMAT_VERSION = 2  # 1: no validation split, no preprocessing steps (scaling only)
+FORMAT_VERSION = 3  # 1: no validation split, no preprocessing steps (scaling only); 2: one .npz file
+DATASET_FILE = "dataset.json"
 SPLITS = ("train", "val", "test")
+ARRAYS = tuple(f"{a}_{s}" for s in SPLITS for a in "Xy")
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 RECIPE_GENERATORS = ("make_classification", "make_regression")
 
 
@@ -77,13 +83,26 @@ FINGERPRINT_CHUNKS, FINGERPRINT_CHUNK = 16, 1 << 20
 
 
 def fingerprint(path: str | Path) -> str:
-    """Size and a hash of 16 evenly spaced 1 MiB pieces (the whole file when smaller): a data
-    file replaced by another of the same shape is told apart in milliseconds, whatever its size."""
+    """Size and a hash of 16 evenly spaced 1 MiB pieces (the whole file when smaller), of each file
+    of a data set folder: data replaced by other data of the same shape is told apart in
+    milliseconds, whatever its size."""
     import hashlib
 
     path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    size = 0
+    for file in files:
+        size += file.stat().st_size
+        digest.update(f"{file.name}:{file.stat().st_size}".encode())
+        digest.update(_sampled_bytes_hash(file))
+    return f"{size}:{digest.hexdigest()[:16]}"
+
+
+def _sampled_bytes_hash(path: Path) -> bytes:
+    import hashlib
+
+    digest, size = hashlib.sha256(), path.stat().st_size
     with open(path, "rb") as fh:
         if size <= FINGERPRINT_CHUNKS * FINGERPRINT_CHUNK:
             digest.update(fh.read())
@@ -91,31 +110,48 @@ def fingerprint(path: str | Path) -> str:
             for i in range(FINGERPRINT_CHUNKS):
                 fh.seek(i * (size - FINGERPRINT_CHUNK) // (FINGERPRINT_CHUNKS - 1))
                 digest.update(fh.read(FINGERPRINT_CHUNK))
-    return f"{size}:{digest.hexdigest()[:16]}"
+    return digest.digest()
 
 
-def meta_path(npz_path: str | Path) -> Path:
-    return Path(npz_path).with_suffix(".json")
+def meta_path(folder: str | Path) -> Path:
+    """The description of a data set folder (or, for the earlier .npz form, the JSON beside it)."""
+    folder = Path(folder)
+    return folder.with_suffix(".json") if folder.suffix == ".npz" else folder / DATASET_FILE
 
 
-def save_dataset(data: TabularData, npz_path: str | Path) -> None:
-    save_npz(npz_path, **{f"{a}_{s}": getattr(data, f"{a}_{s}") for s in SPLITS for a in "Xy"})
-    write_json(meta_path(npz_path), data.meta)
+def dataset_folder(out_dir: str | Path, stem: str) -> Path:
+    return Path(out_dir) / stem
 
 
-def load_dataset(npz_path: str | Path) -> TabularData:
-    if Path(npz_path).suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"):
-        raise UserError(f"{npz_path} is a table, not a data set: run `python make_data.py --csv {npz_path} "
-                        "--target COLUMN` first and pass the .npz it writes")
-    arrays = load_npz(npz_path)
-    missing = {"X_train", "y_train", "X_test", "y_test"} - arrays.keys()
-    if missing:
-        raise UserError(f"data file {npz_path} lacks {sorted(missing)}: regenerate it with make_data.py")
-    meta = read_json(meta_path(npz_path), "data set description")
-    X_val, y_val = arrays.get("X_val"), arrays.get("y_val")  # format 1 had no validation split
-    data = TabularData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"], meta, X_val, y_val,
-                       fingerprint(npz_path))
-    check_dataset(data, npz_path)
+def save_dataset(data: TabularData, folder: str | Path) -> None:
+    """Every array as its own .npy file, and the JSON, swapped in together (atomic_folder)."""
+    with atomic_folder(folder) as stage:
+        for name in ARRAYS:
+            np.save(stage / f"{name}.npy", np.ascontiguousarray(getattr(data, name)), allow_pickle=False)
+        write_json_file(stage / DATASET_FILE, data.meta)
+
+
+def load_dataset(path: str | Path) -> TabularData:
+    path = Path(path)
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        raise UserError(f"{path} is a table, not a data set: run `python make_data.py --csv {path} "
+                        "--target COLUMN` first and pass the folder it writes")
+    if path.is_dir():
+        meta = read_json(path / DATASET_FILE, "data set description")
+        arrays = {name: map_npy(path / f"{name}.npy") for name in ARRAYS}
+    elif path.suffix.lower() == ".npz" and path.is_file():  # the earlier form: small, read into memory
+        arrays = load_npz(path)
+        missing = {"X_train", "y_train", "X_test", "y_test"} - arrays.keys()
+        if missing:
+            raise UserError(f"data file {path} lacks {sorted(missing)}: regenerate it with make_data.py")
+        meta = read_json(meta_path(path), "data set description")
+    elif path.suffix.lower() == ".npz" and path.with_suffix("").is_dir():
+        raise UserError(f"data set {path} not found: make_data.py writes a folder, pass --data {path.with_suffix('')}")
+    else:
+        raise UserError(f"data set {path} not found: run make_data.py first, or pass --data the folder it wrote")
+    data = TabularData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"], meta,
+                       arrays.get("X_val"), arrays.get("y_val"), fingerprint(path))  # format 1: no validation split
+    check_dataset(data, path)
     return data
 
 

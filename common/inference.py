@@ -12,7 +12,7 @@ import torch
 from common.artifacts import CONFIG_FILE, MODEL_FILE, atomic_path, load_weights, read_json
 from common.dataset import preprocessor_of, unscale_target
 from common.errors import UserError
-from common.model import ACTIVATIONS, build_model, forward_in_chunks, load_state
+from common.model import ACTIVATIONS, build_model, load_state
 from common.preprocess import Categories, Preprocessor
 from common.table import NotStreamable, decimal_of, numeric_values, read_table, stream_table, text_values
 
@@ -68,10 +68,13 @@ def config_problem(config: dict[str, Any]) -> str | None:
     return None
 
 
+@torch.no_grad()
 def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int) -> np.ndarray:
     """Logits (classification) or scaled targets (regression) for preprocessed rows, in order."""
-    X = torch.from_numpy(np.ascontiguousarray(X_inputs, dtype=np.float32))
-    return forward_in_chunks(model, X, batch_size).numpy()
+    # A chunk at a time, each copied out of the (memory-mapped) rows: memory bounded by the chunk.
+    outs = [model(torch.from_numpy(np.array(X_inputs[i:i + batch_size], dtype=np.float32))).float().numpy()
+            for i in range(0, len(X_inputs), batch_size)]
+    return np.concatenate(outs) if outs else model(torch.zeros(0, X_inputs.shape[1])).float().numpy()
 
 
 def predict(config: dict[str, Any], model: torch.nn.Module, X_inputs: np.ndarray,

@@ -13,16 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.batching import ends_accumulation_group, local_shard, loss_scale
+from common.batching import RowSource, ends_accumulation_group, fits_on_device, local_shard, loss_scale
 from common.dataset import TabularData
 from common.errors import UserError
 from common.fastpath import Stepper
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
-from common.model import forward_in_chunks
 from common.optim import balanced_class_weights, summed_loss
 from common.plan import TrainPlan
 
-EVAL_CHUNK = 1 << 16  # rows per forward pass in evaluation: bounds memory on large test sets
+EVAL_CHUNK = 1 << 16  # rows per read and forward pass in evaluation: bounds memory on large splits
 
 
 class Trainer:
@@ -40,9 +39,10 @@ class Trainer:
         if self.task == "classification" and plan.class_weight == "balanced":
             weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
         self.loss_fn = summed_loss(self.task, weight)
-        X_train, y_train = torch.from_numpy(data.X_train).to(device), torch.from_numpy(data.y_train).to(device)
-        self.batches = self.stepper.batches(X_train, y_train, plan.global_batch, plan.steps_per_epoch, P, rank,
-                                            plan.seed, plan.grad_accum)
+        self.resident = fits_on_device(data.X_train.nbytes + data.y_train.nbytes, device)
+        train_rows = RowSource(data.X_train, data.y_train, device, self.resident)
+        self.batches = self.stepper.batches(train_rows, plan.global_batch, plan.steps_per_epoch, P, rank,
+                                            plan.seed, plan.grad_accum, plan.shuffle, plan.chunk_rows)
         # Each process scores one contiguous shard of each evaluation set: no row twice, none missing.
         names = (["val"] if data.n_val else []) + ["test"]
         if self.task == "regression":  # the recipe reports train figures too
@@ -51,10 +51,14 @@ class Trainer:
         self.loss_sum = torch.zeros((), device=device)
         self.rows_seen = 0
 
-    def _shard(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _shard(self, X: np.ndarray, y: np.ndarray) -> RowSource:
         part = local_shard(len(X), self.accelerator.num_processes, self.accelerator.process_index)
-        device = self.accelerator.device
-        return torch.from_numpy(X[part]).to(device), torch.from_numpy(y[part]).to(device)
+        return RowSource(X[part], y[part], self.accelerator.device, self.resident)
+
+    @property
+    def placement(self) -> str:
+        """Where the training rows are gathered from, as train.py prints it."""
+        return "device memory" if self.resident else "the memory-mapped data set"
 
     def _run_batch(self, x: torch.Tensor, y: torch.Tensor, group_rows: int, ends_group: bool) -> None:
         with self.stepper.accumulate(ends_group):
@@ -85,21 +89,26 @@ class Trainer:
         return float(total[0] / total[1])
 
     @torch.no_grad()
-    def _split_stats(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = forward_in_chunks(self.model, X, EVAL_CHUNK)
-        loss_sum = self.loss_fn(out, y).detach()
-        if self.task == "classification":
-            stats = classification_stats(out, y, self.num_classes, loss_sum)
-        else:
-            stats = regression_stats(out, y, self.y_mean, self.y_scale, loss_sum)
-        return self.accelerator.reduce(stats, reduction="sum")
+    def _split_stats(self, rows: RowSource) -> torch.Tensor:
+        """The split's summed statistics, read and scored a chunk at a time, then summed over processes."""
+        total = None
+        for start in range(0, max(len(rows), 1), EVAL_CHUNK):
+            X, y = rows.slice(start, start + EVAL_CHUNK)
+            out = self.model(X).float()
+            loss_sum = self.loss_fn(out, y).detach()
+            if self.task == "classification":
+                stats = classification_stats(out, y, self.num_classes, loss_sum)
+            else:
+                stats = regression_stats(out, y, self.y_mean, self.y_scale, loss_sum)
+            total = stats if total is None else total + stats
+        return self.accelerator.reduce(total, reduction="sum")
 
     def evaluate(self, epoch: int, train_loss: float) -> dict[str, Any]:
         """Figures of every evaluation set, reduced over all processes (every process calls this)."""
         self.model.eval()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-        for split, (X, y) in self.eval_sets.items():
-            stats = self._split_stats(X, y).cpu().numpy()
+        for split, rows in self.eval_sets.items():
+            stats = self._split_stats(rows).cpu().numpy()
             if self.task == "classification":
                 figures = classification_figures(stats, self.num_classes)
                 figures.pop("confusion_matrix")

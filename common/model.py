@@ -83,11 +83,3 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     if expected != found:
         raise UserError(f"weights in {source} do not match the model (expected {expected}, found {found}): {fix}")
     model.load_state_dict(state)
-
-
-@torch.no_grad()
-def forward_in_chunks(model: nn.Module, X: torch.Tensor, chunk_rows: int) -> torch.Tensor:
-    """The model's float32 outputs for every row of X, `chunk_rows` at a time: memory stays
-    bounded by the chunk however large X is (evaluation and prediction both go through here)."""
-    outs = [model(X[i:i + chunk_rows]).float() for i in range(0, len(X), chunk_rows)]
-    return torch.cat(outs) if outs else model(X).float()

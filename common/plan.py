@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common.batching import optimizer_steps_per_epoch, steps_per_epoch
+from common.batching import default_chunk_rows, optimizer_steps_per_epoch, resolve_shuffle, steps_per_epoch
 from common.checkpoint import find_checkpoint
 from common.config import TABLE_DEFAULTS, TrainConfig, recipe_value
 from common.dataset import TabularData
@@ -52,6 +52,7 @@ class TrainPlan:
     batch_size: int               # as given: per process, or per step with split_batches
     split_batches: bool
     grad_accum: int
+    shuffle: str                  # "rows" or "blocks" (common/batching.py)
     num_processes: int
     global_batch: int             # rows per step over all processes
     steps_per_epoch: int
@@ -63,6 +64,7 @@ class TrainPlan:
     log_with: tuple[str, ...]
     threads: int                  # intra-op threads per process
     timeout: int                  # seconds a process waits for the others before giving up
+    chunk_rows: int               # training rows a process gathers at once: memory, not results
     resume: str                   # the checkpoint folder to continue from; "" for a fresh run
 
     def model_spec(self) -> dict[str, Any]:
@@ -82,7 +84,7 @@ class TrainPlan:
 
 # Default-deny: every other field, including any added later, must match to resume.
 RUN_ONLY = frozenset({"ckpt_dir", "checkpoint_every", "keep_checkpoints", "log_with", "threads", "resume",
-                      "timeout"})
+                      "timeout", "chunk_rows"})
 
 
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -154,10 +156,11 @@ def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_pro
         class_weight=settings["class_weight"], epochs=settings["epochs"], eval_every=settings["eval_every"],
         patience=settings["patience"], monitor="val_loss" if data.n_val else "test_loss", seed=cfg.seed,
         batch_size=batch_size, split_batches=cfg.split_batches,
-        grad_accum=cfg.grad_accum, num_processes=num_processes, global_batch=global_batch,
+        grad_accum=cfg.grad_accum, shuffle=resolve_shuffle(cfg.shuffle, len(data.X_train)),
+        num_processes=num_processes, global_batch=global_batch,
         steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
         ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints,
-        log_with=tuple(cfg.log_with),
+        log_with=tuple(cfg.log_with), chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
         threads=cpu_threads(cfg.threads, local_processes, batch_size * parameter_count(spec)), timeout=cfg.timeout,
         resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",
     )
@@ -172,7 +175,7 @@ def check_settings(cfg: TrainConfig) -> None:
     for name in ("grad_accum", "keep_checkpoints", "timeout"):
         if getattr(cfg, name) <= 0:
             raise UserError(f"{_flag(name)} must be a positive integer, got {getattr(cfg, name)}")
-    for name, zero in (("checkpoint_every", "off"), ("threads", "automatic")):
+    for name, zero in (("checkpoint_every", "off"), ("threads", "automatic"), ("chunk_rows", "automatic")):
         if getattr(cfg, name) < 0:
             raise UserError(f"{_flag(name)} must be 0 ({zero}) or positive, got {getattr(cfg, name)}")
     if not 0 <= cfg.seed < 2**32:

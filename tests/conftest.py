@@ -123,14 +123,14 @@ def recipe_cls(tmp_path_factory) -> Path:
     """The recipe's classification data, full size (100k rows)."""
     out = tmp_path_factory.mktemp("recipe_cls")
     make_data("--out-dir", out)
-    return out / "cls_data.npz"
+    return out / "cls_data"
 
 
 @pytest.fixture(scope="session")
 def small_cls(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small_cls")
     make_data("--n-samples", SMALL_ROWS, "--out-dir", out)
-    return out / "cls_data.npz"
+    return out / "cls_data"
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +138,7 @@ def small_val(tmp_path_factory) -> Path:
     """The small classification data with validation rows (600), for early stopping."""
     out = tmp_path_factory.mktemp("small_val")
     make_data("--n-samples", SMALL_ROWS, "--val-size", "0.1", "--out-dir", out)
-    return out / "cls_data.npz"
+    return out / "cls_data"
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +146,7 @@ def reg_data(tmp_path_factory) -> Path:
     """The recipe's regression data (1000 rows)."""
     out = tmp_path_factory.mktemp("reg")
     make_data("--task", "regression", "--out-dir", out)
-    return out / "reg_data.npz"
+    return out / "reg_data"
 
 
 @pytest.fixture(scope="session")

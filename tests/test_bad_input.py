@@ -4,6 +4,7 @@ The matrix runs in-process (the UserError and its message); a few real runs prov
 user sees from each script: exit code 2, one line on stderr, no traceback.
 """
 import json
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +15,8 @@ import infer as infer_script
 import make_data as make_data_script
 import train as train_script
 from common.console import _width_off_terminal
-from common.dataset import TabularData, save_dataset
+from common.dataset import ARRAYS, TabularData, load_dataset, save_dataset
+from common.errors import UserError
 from conftest import FORBID_PICKLE, ROOT, assert_user_error, launch, run_script, script_env, user_error
 
 HEADER = "a,b,label\n"
@@ -24,7 +26,8 @@ EARLIER = b"earlier data set"
 @pytest.fixture
 def out_dir(tmp_path):
     """A folder that already holds a data set: bad input must leave it as it was."""
-    (tmp_path / "t.npz").write_bytes(EARLIER)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "X_train.npy").write_bytes(EARLIER)
     return tmp_path
 
 
@@ -63,7 +66,7 @@ def test_bad_csv(out_dir, text, extra, words):
     message = make_from_csv(out_dir, text, *extra)
     for word in words:
         assert word in message
-    assert (out_dir / "t.npz").read_bytes() == EARLIER
+    assert (out_dir / "t" / "X_train.npy").read_bytes() == EARLIER
 
 
 def test_impossible_generator_settings(tmp_path):
@@ -85,6 +88,31 @@ def test_bad_data_file(tmp_path, content, words):
     message = user_error(train_script.main, "--data", tmp_path / "bad.npz", "--ckpt-dir", tmp_path / "run")
     assert all(word in message for word in words)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda folder: (folder / "X_test.npy").unlink(), ["X_test.npy not found", "make_data.py"]),
+    (lambda folder: (folder / "X_train.npy").write_bytes(b"\x93NUMPY damaged"), ["X_train.npy", "unreadable"]),
+    (lambda folder: (folder / "dataset.json").write_text("{"), ["dataset.json", "not valid JSON"]),
+])
+def test_damaged_data_set_folder(tmp_path, small_cls, damage, words):
+    folder = tmp_path / "copy"
+    shutil.copytree(small_cls, folder)
+    damage(folder)
+    message = user_error(train_script.main, "--data", folder, "--ckpt-dir", tmp_path / "run")
+    assert all(word in message for word in words), message
+
+
+def test_a_data_set_of_the_earlier_single_file_form_still_loads(tmp_path, small_cls):
+    data = load_dataset(small_cls)
+    np.savez(tmp_path / "old.npz", **{name: np.asarray(getattr(data, name)) for name in ARRAYS})
+    (tmp_path / "old.json").write_text(json.dumps(data.meta))
+    old = load_dataset(tmp_path / "old.npz")
+    np.testing.assert_array_equal(old.X_train, data.X_train)
+    np.testing.assert_array_equal(old.y_val, data.y_val)
+    (tmp_path / "gone").mkdir()
+    with pytest.raises(UserError, match="pass --data"):
+        load_dataset(tmp_path / "gone.npz")
 
 
 def test_a_table_given_to_train_py_says_to_run_make_data_first(tmp_path):
@@ -212,8 +240,8 @@ def test_more_processes_than_training_rows(tmp_path):
                           np.zeros(2, np.int64), {"task": "classification", "feature_names": ["a", "b"],
                                                   "class_labels": [0, 1], "x_mean": [0, 0], "x_scale": [1, 1],
                                                   "y_mean": None, "y_scale": None})
-    save_dataset(one_row, tmp_path / "one.npz")
-    proc = launch("multi_cpu", "--data", str(tmp_path / "one.npz"), "--ckpt-dir", str(tmp_path / "run"), check=False)
+    save_dataset(one_row, tmp_path / "one")
+    proc = launch("multi_cpu", "--data", str(tmp_path / "one"), "--ckpt-dir", str(tmp_path / "run"), check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: 2 processes but only 1 training rows: launch fewer processes"]  # once, not per process

@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from common.batching import (
+    EpochOrder,
+    RowSource,
     ShardedBatches,
     ends_accumulation_group,
     epoch_permutation,
@@ -14,28 +16,31 @@ from common.batching import (
 )
 
 
-def batches(X, y, batch, procs, rank, split, seed):
+def batches(X, y, batch, procs, rank, split, seed, **kwargs):
     """The batches a process of an N-process run iterates, sized as the run plan sizes them."""
     global_batch = batch if split else batch * procs
-    return ShardedBatches(X, y, global_batch, steps_per_epoch(len(X), global_batch), procs, rank, seed)
+    return ShardedBatches(RowSource(X.numpy(), y.numpy(), "cpu"), global_batch, steps_per_epoch(len(X), global_batch),
+                          procs, rank, seed, **kwargs)
 
 
-def all_rows_of_epoch(n, batch, procs, split, epoch, seed=3):
+def all_rows_of_epoch(n, batch, procs, split, epoch, seed=3, **kwargs):
     """Row ids seen by each process in one epoch, and each process's step count."""
     X = torch.arange(n, dtype=torch.float32).unsqueeze(1)
     y = torch.arange(n)
     seen, steps = [], []
     for rank in range(procs):
-        epoch_batches = list(batches(X, y, batch, procs, rank, split, seed).epoch(epoch))
+        epoch_batches = list(batches(X, y, batch, procs, rank, split, seed, **kwargs).epoch(epoch))
         steps.append(len(epoch_batches))
         seen.append(torch.cat([b[1] for b in epoch_batches]).tolist())
     return seen, steps
 
 
-@pytest.mark.parametrize("n,batch,procs,split", [(1000, 64, 1, False), (1001, 64, 2, False), (1001, 64, 3, True),
-                                                 (7, 4, 3, True), (4802, 1024, 2, False)])
-def test_every_row_exactly_once_per_epoch_and_equal_steps(n, batch, procs, split):
-    seen, steps = all_rows_of_epoch(n, batch, procs, split, epoch=0)
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
+@pytest.mark.parametrize("n,batch,procs,split,chunk", [(1000, 64, 1, False, 1 << 20), (1001, 64, 2, False, 100),
+                                                       (1001, 64, 3, True, 1), (7, 4, 3, True, 3),
+                                                       (4802, 1024, 2, False, 2000), (9001, 512, 2, False, 700)])
+def test_every_row_exactly_once_per_epoch_and_equal_steps(n, batch, procs, split, chunk, shuffle):
+    seen, steps = all_rows_of_epoch(n, batch, procs, split, epoch=0, shuffle=shuffle, chunk_rows=chunk)
     flat = sorted(r for rows in seen for r in rows)
     assert flat == list(range(n))  # no row dropped, none padded or repeated
     assert len(set(steps)) == 1     # every process runs the same number of steps: DDP never hangs
@@ -48,6 +53,34 @@ def test_order_changes_between_epochs_and_repeats_from_the_seed():
     assert a0 != a1
     assert a0 == again
     assert not np.array_equal(epoch_permutation(500, 1, 0), epoch_permutation(500, 2, 0))
+
+
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
+def test_the_order_does_not_depend_on_the_chunk_size(shuffle):
+    """Chunks bound memory only: every chunk size feeds the same rows in the same order."""
+    X = torch.arange(9001, dtype=torch.float32).unsqueeze(1)
+    y = torch.arange(9001)
+    whole = torch.cat([b[1] for b in batches(X, y, 100, 1, 0, False, 7, shuffle=shuffle).epoch(3)])
+    for chunk in (1, 150, 999, 5000):
+        chunked = torch.cat([b[1] for b in batches(X, y, 100, 1, 0, False, 7, shuffle=shuffle, chunk_rows=chunk)
+                             .epoch(3)])
+        assert torch.equal(chunked, whole)
+
+
+def test_block_order_mixes_blocks_and_costs_no_full_permutation(monkeypatch):
+    import common.batching as batching
+
+    monkeypatch.setattr(batching, "BLOCK_ROWS", 10)
+    monkeypatch.setattr(batching, "WINDOW_BLOCKS", 4)
+    order = EpochOrder(1005, 1, 0, "blocks")
+    assert order.full is None and len(order.blocks) == 101
+    rows = order.take(0, 1005)
+    assert sorted(rows.tolist()) == list(range(1005))
+    first_window = rows[:40] // 10
+    assert len(set(first_window.tolist())) == 4  # rows of four blocks, shuffled together
+    assert not np.array_equal(rows, EpochOrder(1005, 1, 1, "blocks").take(0, 1005))
+    assert np.array_equal(rows, EpochOrder(1005, 1, 0, "blocks").take(0, 1005))
+    assert np.array_equal(np.concatenate([order.take(a, a + 33) for a in range(0, 1005, 33)]), rows)
 
 
 def test_global_batches_match_one_process_when_split():
@@ -94,7 +127,7 @@ def test_accumulation_groups_end_with_the_epoch(steps, accum, ends):
 
 def test_each_step_knows_the_rows_of_its_accumulation_group():
     """4802 rows in global batches of 1000, groups of 3: [1000 x 3], then [1000, 802]."""
-    X, y = torch.zeros(4802, 1), torch.zeros(4802)
-    plan = ShardedBatches(X, y, 1000, steps_per_epoch(4802, 1000), 2, 0, 0, grad_accum=3)
+    rows = RowSource(np.zeros((4802, 1), np.float32), np.zeros(4802, np.int64), "cpu")
+    plan = ShardedBatches(rows, 1000, steps_per_epoch(4802, 1000), 2, 0, 0, grad_accum=3)
     assert plan.group_rows(4802) == [3000, 3000, 3000, 1802, 1802]
     assert [rows for _, _, rows in plan.epoch(0)] == [3000, 3000, 3000, 1802, 1802]

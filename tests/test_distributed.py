@@ -41,9 +41,12 @@ def test_test_metrics_count_every_test_row_once(two_process_run, small_cls, tmp_
 
 def test_split_batches_on_two_processes_equal_one_process(small_cls, tmp_path):
     """Same global batches, split in two: DDP's averaged gradients must equal one process's,
-    also with accumulation groups cut short at each epoch's end (10 batches in groups of 3)."""
-    args = ["--data", str(small_cls), "--epochs", "3", "--batch-size", "500", "--split-batches", "--grad-accum", "3"]
-    launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "two"))
+    also with accumulation groups cut short at each epoch's end (10 batches in groups of 3), and
+    with each process gathering its rows from the memory-mapped file in chunks of 3 steps, in
+    block order."""
+    args = ["--data", str(small_cls), "--epochs", "3", "--batch-size", "500", "--split-batches", "--grad-accum", "3",
+            "--shuffle", "blocks"]
+    launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "two"), "--chunk-rows", "750")
     train(*args, "--ckpt-dir", tmp_path / "one")
     one = load_file(str(tmp_path / "one" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "model.safetensors"))
@@ -59,7 +62,7 @@ def test_a_table_with_categories_trains_the_same_on_two_processes(tmp_path):
 
     write(tmp_path / "people.csv", people(rows=1200))
     make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path)
-    args = ["--data", str(tmp_path / "people.npz"), "--epochs", "3", "--split-batches", "--batch-size", "100"]
+    args = ["--data", str(tmp_path / "people"), "--epochs", "3", "--split-batches", "--batch-size", "100"]
     launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "two"))
     train(*args, "--ckpt-dir", tmp_path / "one")
     one = load_file(str(tmp_path / "one" / "model.safetensors"))

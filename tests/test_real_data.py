@@ -19,7 +19,7 @@ FAST = ["--batch-size", "32", "--epochs", "30", "--lr", "0.01", "--eval-every", 
 def test_shipped_data_sets(tmp_path, name, figure, floor):
     make_data("--dataset", name, "--out-dir", tmp_path)
     args = FAST if figure == "accuracy" else []  # regression: the defaults, early stopping on validation loss
-    train("--data", tmp_path / f"{name}.npz", "--ckpt-dir", tmp_path / "run", *args)
+    train("--data", tmp_path / name, "--ckpt-dir", tmp_path / "run", *args)
     assert read_metrics(tmp_path / "run")[-1][figure] >= floor
 
 
@@ -46,7 +46,7 @@ def animals(tmp_path_factory):
 
 def test_csv_becomes_a_data_set(animals):
     tmp, X, labels = animals
-    data = load_dataset(tmp / "animals.npz")
+    data = load_dataset(tmp / "animals")
     assert data.task == "classification"
     assert data.meta["class_labels"] == ["bird", "cat", "dog"]
     assert data.meta["feature_names"] == ["w", "x", "y", "z", "city"]  # numeric inputs, then category codes
@@ -59,7 +59,7 @@ def test_csv_becomes_a_data_set(animals):
 
 def test_csv_predictions_carry_ids_and_original_labels(animals, tmp_path):
     tmp, X, labels = animals
-    train("--data", tmp / "animals.npz", "--ckpt-dir", tmp_path, *FAST, "--class-weight", "balanced")
+    train("--data", tmp / "animals", "--ckpt-dir", tmp_path, *FAST, "--class-weight", "balanced")
     assert read_config(tmp_path)["training"]["class_weight"] == "balanced"
     # Feature columns in another order, an extra id column first, a city never seen in training.
     write_csv(tmp_path / "new.csv", ["ref", "z", "y", "x", "w", "city"],
@@ -78,7 +78,7 @@ def test_task_is_inferred_from_the_target(tmp_path, values, task, capsys):
     write_csv(tmp_path / "t.csv", ["a", "b", "target"], [[*rng.normal(size=2).tolist(), v] for v in values])
     make_data("--csv", tmp_path / "t.csv", "--target", "target", "--out-dir", tmp_path)
     assert f"{task}: " in capsys.readouterr().out
-    assert load_dataset(tmp_path / "t.npz").task == task
+    assert load_dataset(tmp_path / "t").task == task
 
 
 def test_balanced_weights_are_sklearns():
@@ -98,7 +98,7 @@ def test_balanced_weights_lift_the_minority_class(tmp_path):
     make_data("--csv", tmp_path / "rare.csv", "--target", "label", "--out-dir", tmp_path)
     recalls = {}
     for mode in ("none", "balanced"):
-        train("--data", tmp_path / "rare.npz", "--ckpt-dir", tmp_path / mode, *FAST, "--class-weight", mode)
+        train("--data", tmp_path / "rare", "--ckpt-dir", tmp_path / mode, *FAST, "--class-weight", mode)
         infer("--ckpt-dir", tmp_path / mode, "--metrics-json", tmp_path / f"{mode}.json")
         cm = np.array(json.loads((tmp_path / f"{mode}.json").read_text())["confusion_matrix"])
         recalls[mode] = cm[1, 1] / cm[1].sum()

@@ -1,4 +1,5 @@
 """The recipe's research section: a Sigmoid MLP with Adam, and a network from raw tensors."""
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -13,7 +14,7 @@ RESEARCH_DATA = ["--task", "regression", "--n-informative", "5", "--bias", "0", 
 def research_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("research")
     make_data(*RESEARCH_DATA, "--out-dir", out)
-    return out / "reg_data.npz"
+    return out / "reg_data"
 
 
 def test_sigmoid_mlp_with_adam(reg_data, tmp_path):
@@ -41,7 +42,7 @@ def raw_network_sgd(X, y, params, lr, steps):
 def test_raw_tensor_network_and_train_py_reach_the_same_weights(research_data, tmp_path):
     """(b) An independent check of our loop: full-batch SGD from the same initial weights."""
     data = load_dataset(research_data)
-    X, y = torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)
+    X, y = torch.from_numpy(np.array(data.X_train)), torch.from_numpy(np.array(data.y_train))
     gen = torch.Generator().manual_seed(0)
     # Scaled down from the recipe's plain randn so that 40 steps at lr 0.01 stay far from overflow.
     w1, b1 = torch.randn(5, 128, generator=gen) * 0.3, torch.randn(128, generator=gen) * 0.3

@@ -32,10 +32,14 @@ def kill_after_checkpoint(args, ckpt, epoch, timeout=120):
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
-@pytest.mark.parametrize("schedule,accum,patience", [("cosine", "3", "0"), ("step", "1", "20")])
-def test_killed_run_resumes_to_bit_identical_weights(small_val, tmp_path, schedule, accum, patience, capsys):
+@pytest.mark.parametrize("schedule,accum,patience,order", [
+    ("cosine", "3", "0", ["--shuffle", "rows"]),
+    ("step", "1", "20", ["--shuffle", "blocks", "--chunk-rows", "100"]),  # many gathers from the mapped file
+])
+def test_killed_run_resumes_to_bit_identical_weights(small_val, tmp_path, schedule, accum, patience, order, capsys):
     extra = ["--epochs", "24", "--batch-size", "32", "--eval-every", "3", "--checkpoint-every", "2",
-             "--lr-schedule", schedule, "--grad-accum", accum, "--keep-checkpoints", "2", "--patience", patience]
+             "--lr-schedule", schedule, "--grad-accum", accum, "--keep-checkpoints", "2", "--patience", patience,
+             *order]
     train(*train_args(small_val, tmp_path / "whole", *extra))
     kill_after_checkpoint(train_args(small_val, tmp_path / "cut", *extra), tmp_path / "cut", epoch=7)
     assert not (tmp_path / "cut" / "model.safetensors").exists()
@@ -107,7 +111,7 @@ def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
     for split in ("val", "test"):
         X, y = data.split(split)
         logits = torch.from_numpy(model_outputs(model, X, 4096))
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).item()
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.array(y))).item()
         assert loss == pytest.approx(records[best][f"{split}_loss"], rel=1e-5)
 
 

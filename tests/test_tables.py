@@ -101,7 +101,7 @@ def test_the_user_overrides_the_guess(tmp_path):
 
 def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):
     tmp, _ = people_set
-    data = load_dataset(tmp / "people.npz")
+    data = load_dataset(tmp / "people")
     pre = data.preprocessor
     assert data.meta["feature_names"] == ["age", "age_missing", "city", "member"]
     (age,) = pre.numeric
@@ -132,7 +132,7 @@ def test_the_model_embeds_categories_and_stays_a_plain_mlp_without_them():
 
 def test_a_table_with_text_blanks_and_ids_trains_and_predicts_every_row(people_set, tmp_path, capsys):
     tmp, _ = people_set
-    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path)
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path)
     out = capsys.readouterr().out
     assert "table settings:" in out and "val_loss" in out  # the resolved values are shown
     config = read_config(tmp_path)
@@ -155,7 +155,7 @@ def test_a_table_with_text_blanks_and_ids_trains_and_predicts_every_row(people_s
 
 def test_a_number_that_is_not_one_still_names_column_and_row(people_set, tmp_path):
     tmp, _ = people_set
-    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "1")
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
     write(tmp_path / "bad.csv", {"member": [True, False], "city": ["rome", "oslo"], "age": ["41", "forty"]})
     message = user_error(__import__("infer").main, "--ckpt-dir", tmp_path, "--input", tmp_path / "bad.csv")
     assert "column 'age'" in message and "'forty'" in message and "row 2" in message
@@ -166,7 +166,7 @@ def test_a_row_number_in_a_file_sorted_by_class_is_not_a_feature(tmp_path):
     columns["row"] = columns.pop("person_id") + 1  # not named like an id: found by being 1..n
     write(tmp_path / "sorted.csv", columns)
     make_data("--csv", tmp_path / "sorted.csv", "--target", "label", "--out-dir", tmp_path)
-    data = load_dataset(tmp_path / "sorted.npz")
+    data = load_dataset(tmp_path / "sorted")
     assert "row" not in data.meta["feature_names"] and data.meta["source"]["ids"] == ["row"]
     assert {r["name"]: r["why"] for r in data.meta["roles"]}["row"] == "sequential, unique per row"
 
@@ -178,10 +178,10 @@ def test_a_fifty_thousand_level_column_is_capped(tmp_path):
     write(tmp_path / "wide.parquet", {"code": [f"c{c}" for c in code], "x": rng.normal(size=rows),
                                       "y": (code % 2).astype(np.int64)})
     make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path)
-    (step,) = load_dataset(tmp_path / "wide.npz").preprocessor.categorical
+    (step,) = load_dataset(tmp_path / "wide").preprocessor.categorical
     assert len(step.levels) == 1000  # --max-levels: the most frequent, each with >= 2 training rows
     make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path, "--max-levels", "100000")
-    (step,) = load_dataset(tmp_path / "wide.npz").preprocessor.categorical
+    (step,) = load_dataset(tmp_path / "wide").preprocessor.categorical
     assert 1000 < len(step.levels) < 50_000  # levels seen once in training share code 0
     assert CategoricalStep("c", ["a", None]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 2.0, 0.0]
     assert CategoricalStep("c", ["a"]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 0.0, 0.0]
@@ -191,7 +191,7 @@ def test_a_fifty_thousand_level_column_is_capped(tmp_path):
 def test_delimiters_are_detected_or_given(tmp_path, sep, given):
     path = write(tmp_path / "t.csv", {"a": np.arange(40) * 1.5, "b": ["x,y", "z"] * 20, "y": [0, 1] * 20}, sep=sep)
     make_data("--csv", path, "--target", "y", "--out-dir", tmp_path, *(["--sep", sep] if given else []))
-    assert load_dataset(tmp_path / "t.npz").meta["feature_names"] == ["a", "b"]
+    assert load_dataset(tmp_path / "t").meta["feature_names"] == ["a", "b"]
 
 
 def test_bom_crlf_quotes_and_thousands(tmp_path):
@@ -199,7 +199,7 @@ def test_bom_crlf_quotes_and_thousands(tmp_path):
     rows = "".join(f'"{i}","{1000 + i * 37:,}",{"yes" if i % 3 else "no"},{i % 2}\r\n' for i in range(60))
     path.write_bytes(b"\xef\xbb\xbf" + ('"",amount,ok,y\r\n' + rows).encode())
     make_data("--csv", path, "--target", "y", "--out-dir", tmp_path)
-    data = load_dataset(tmp_path / "excel.npz")
+    data = load_dataset(tmp_path / "excel")
     assert data.meta["feature_names"] == ["amount", "ok"] and data.meta["source"]["ids"] == [""]
     (amount,) = data.preprocessor.numeric
     assert 1000 < amount.median < 1000 + 60 * 37
@@ -209,7 +209,7 @@ def test_rows_without_a_target_are_dropped_and_counted(tmp_path, capsys):
     path = write(tmp_path / "t.csv", {"a": np.arange(50) % 7 * 1.0, "y": pa.array([1.5, None, 2.5, 3.5, 0.5] * 10)})
     make_data("--csv", path, "--target", "y", "--out-dir", tmp_path)
     assert "Dropped 10 row(s) without a target value" in capsys.readouterr().out
-    meta = load_dataset(tmp_path / "t.npz").meta
+    meta = load_dataset(tmp_path / "t").meta
     assert meta["n_train"] + meta["n_val"] + meta["n_test"] == 40 and meta["source"]["rows_without_target"] == 10
 
 
@@ -217,7 +217,7 @@ def test_parquet_in_and_out_of_prediction(tmp_path):
     columns = people(rows=300, seed=5)
     write(tmp_path / "p.parquet", columns)
     make_data("--csv", tmp_path / "p.parquet", "--target", "label", "--out-dir", tmp_path)
-    train("--data", tmp_path / "p.npz", "--ckpt-dir", tmp_path / "run", "--epochs", "3")
+    train("--data", tmp_path / "p", "--ckpt-dir", tmp_path / "run", "--epochs", "3")
     infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "p.parquet", "--output", tmp_path / "pred.npz")
     with np.load(tmp_path / "pred.npz", allow_pickle=False) as preds:
         assert len(preds["prediction"]) == 300 and preds["proba"].shape == (300, 2)
@@ -232,7 +232,7 @@ def test_recipes_keep_their_split_and_settings(small_cls, tmp_path):
     assert data.is_recipe and data.n_val == 0
     assert resolved_settings(TrainConfig(), data) == {k: RECIPES["classification"][k] for k in DATA_SIZED}
     make_data("--n-samples", "3000", "--val-size", "0.1", "--out-dir", tmp_path)
-    meta = json.loads((tmp_path / "cls_data.json").read_text())
+    meta = json.loads((tmp_path / "cls_data" / "dataset.json").read_text())
     assert (meta["n_train"], meta["n_val"], meta["n_test"]) == (2100, 300, 600)
 
 
@@ -245,7 +245,7 @@ def test_validation_needs_rows_for_every_class(tmp_path):
 def test_a_model_with_categories_predicts_with_pickle_forbidden(people_set, tmp_path):
     """Vocabularies and fill values travel as JSON: nothing is unpickled at prediction time."""
     tmp, path = people_set
-    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "2")
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "2")
     proc = subprocess.run([sys.executable, "-c", FORBID_PICKLE, "--ckpt-dir", str(tmp_path), "--input", str(path),
                            "--output", str(tmp_path / "p.csv")], cwd=ROOT, capture_output=True, text=True,
                           env=script_env())
@@ -260,7 +260,7 @@ def test_categories_read_the_same_whatever_else_the_file_holds(tmp_path):
     flag = rng.choice(["True", "False", "maybe"], 400)
     write(tmp_path / "t.csv", {"flag": flag, "x": rng.normal(size=400), "y": (flag == "True").astype(int)})
     make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
-    train("--data", tmp_path / "t.npz", "--ckpt-dir", tmp_path / "run", "--epochs", "40")
+    train("--data", tmp_path / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "40")
     write(tmp_path / "new.csv", {"flag": ["True", "False", "True"], "x": [0.0, 0.0, 0.0]})
     infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
     assert [r["prediction"] for r in read_csv_rows(tmp_path / "p.csv")] == ["1", "0", "1"]
@@ -270,7 +270,7 @@ def test_semicolons_come_with_decimal_commas(tmp_path):
     rows = "".join(f"{i % 7},5;{1000 + i},25;{'ab'[i % 2]}\n" for i in range(60))
     (tmp_path / "eu.csv").write_text("temp;weight;y\n" + rows)
     make_data("--csv", tmp_path / "eu.csv", "--target", "y", "--out-dir", tmp_path)
-    temp, weight = load_dataset(tmp_path / "eu.npz").preprocessor.numeric
+    temp, weight = load_dataset(tmp_path / "eu").preprocessor.numeric
     assert 0.5 <= temp.median <= 6.5 and 1000 < weight.median < 1060  # 3,5 is 3.5, not 35 or a text level
 
 
@@ -285,7 +285,7 @@ def test_semicolons_come_with_decimal_commas(tmp_path):
 def test_columns_of_every_arrow_type_get_a_role_and_numbers(tmp_path, column, role):
     write(tmp_path / "t.parquet", {"c": column, "x": np.arange(40) % 3 * 1.0, "y": [0, 1] * 20})
     make_data("--csv", tmp_path / "t.parquet", "--target", "y", "--out-dir", tmp_path)
-    data = load_dataset(tmp_path / "t.npz")
+    data = load_dataset(tmp_path / "t")
     assert {r["name"]: r["role"] for r in data.meta["roles"]}["c"] == role
     assert np.isfinite(data.X_train).all()
 
@@ -301,13 +301,13 @@ def test_a_number_target_written_as_text_is_a_regression(tmp_path):
     salary = rng.integers(30_000, 200_000, 300)
     write(tmp_path / "t.csv", {"x": salary / 1000 + rng.normal(size=300), "salary": [f"{s:,}" for s in salary]})
     make_data("--csv", tmp_path / "t.csv", "--target", "salary", "--out-dir", tmp_path)
-    data = load_dataset(tmp_path / "t.npz")
+    data = load_dataset(tmp_path / "t")
     assert data.task == "regression" and 30_000 < data.meta["y_mean"] < 200_000
 
 
 def test_an_input_column_named_like_an_output_is_kept_apart(people_set, tmp_path):
     tmp, _ = people_set
-    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "1")
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
     write(tmp_path / "new.csv", {"member": [True], "city": ["rome"], "age": [30.0], "prediction": ["mine"]})
     infer("--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
     (row,) = read_csv_rows(tmp_path / "p.csv")
@@ -325,7 +325,7 @@ def test_parquet_and_csv_read_blanks_alike(tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_prediction_streams_every_row_once_in_order(people_set, tmp_path, suffix):
     tmp, _ = people_set
-    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "2")
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "2")
     columns = people(rows=1000, seed=9)
     write(tmp_path / f"new{suffix}", columns)
     outputs = {}
@@ -340,7 +340,7 @@ def test_prediction_streams_every_row_once_in_order(people_set, tmp_path, suffix
 
 def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):
     tmp, _ = people_set
-    train("--data", tmp / "people.npz", "--ckpt-dir", tmp_path, "--epochs", "1")
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
     ages = [str(30 + i % 20) for i in range(300)]
     ages[256] = "old"
     write(tmp_path / "new.csv", {"member": [True] * 300, "city": ["rome"] * 300, "age": ages})

@@ -18,26 +18,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from common.artifacts import atomic_path
 from common.config import MakeDataConfig, parse_config
 from common.console import console, roles_table
 from common.dataset import dataset_folder, save_dataset
 from common.errors import run_cli
+from common.ingest import ingest_to_folder
 from common.sources import (
     RawTable,
     ScaledData,
-    file_table,
     resolve_make_data_config,
     shipped_table,
     split_and_preprocess,
     synthetic_table,
 )
+from common.table import ColumnRole
 
 
-def read_table(cfg: MakeDataConfig) -> RawTable:
-    if cfg.csv:
-        return file_table(cfg)
+def in_memory_table(cfg: MakeDataConfig) -> RawTable:
+    """The recipes' synthetic data or a data set scikit-learn ships: small, made in memory."""
     if cfg.dataset:
         return shipped_table(cfg.dataset, cfg.task)
     return synthetic_table(cfg)
@@ -55,28 +56,31 @@ def save_scalers(out_dir: Path, scaled: ScaledData) -> list[Path]:
     return [out_dir / name for name in names]
 
 
-def report(table: RawTable, scaled: ScaledData) -> None:
-    meta = scaled.data.meta
-    if table.source.get("csv"):
-        console.print(roles_table(table.roles, f"columns of {table.source['csv']}"))
-    if table.source.get("rows_without_target"):
-        console.print(f"Dropped {table.source['rows_without_target']} row(s) without a target value")
-    labels = table.class_labels
-    console.print(f"[bold]{table.task}[/]: {meta['n_train']} train / {meta['n_val']} validation / "
-                  f"{meta['n_test']} test rows, {len(table.numeric)} numeric and {len(table.text)} categorical "
-                  f"features" + (f", {len(labels)} classes" if labels else ""))
+def report(meta: dict[str, Any]) -> None:
+    source = meta["source"]
+    if source.get("csv"):
+        roles = [ColumnRole(**r) for r in meta["roles"]]
+        console.print(roles_table(roles, f"columns of {source['csv']}"))
+    if source.get("rows_without_target"):
+        console.print(f"Dropped {source['rows_without_target']} row(s) without a target value")
+    labels, steps = meta["class_labels"], meta["preprocess"]
+    console.print(f"[bold]{meta['task']}[/]: {meta['n_train']} train / {meta['n_val']} validation / "
+                  f"{meta['n_test']} test rows, {len(steps['numeric'])} numeric and {len(steps['categorical'])} "
+                  f"categorical features" + (f", {len(labels)} classes" if labels else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = resolve_make_data_config(parse_config(MakeDataConfig, argv, __doc__))
-    table = read_table(cfg)
-    scaled = split_and_preprocess(table, cfg)
-    folder = dataset_folder(cfg.out_dir, table.stem)
-    save_dataset(scaled.data, folder)
-    written = [folder]
-    if not (cfg.csv or cfg.dataset):
-        written += save_scalers(Path(cfg.out_dir), scaled)
-    report(table, scaled)
+    if cfg.csv:  # a user's table: streamed, whatever its size
+        folder, meta = ingest_to_folder(cfg)
+        written = [folder]
+    else:
+        table = in_memory_table(cfg)
+        scaled = split_and_preprocess(table, cfg)
+        folder, meta = dataset_folder(cfg.out_dir, table.stem), scaled.data.meta
+        save_dataset(scaled.data, folder)
+        written = [folder] + ([] if cfg.dataset else save_scalers(Path(cfg.out_dir), scaled))
+    report(meta)
     console.print("Saved: " + ", ".join(str(p) for p in written))
 
 

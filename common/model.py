@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
+from common.preprocess import UNKNOWN_CODE
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -62,7 +63,11 @@ class TabularNet(nn.Module):
     def __init__(self, spec: dict[str, Any]):
         super().__init__()
         self.numeric = spec["in_features"]
-        self.embeddings = nn.ModuleList(nn.Embedding(c["cardinality"], c["dim"]) for c in spec["categorical"])
+        embeddings = [nn.Embedding(c["cardinality"], c["dim"]) for c in spec["categorical"]]
+        with torch.no_grad():  # code 0 (unseen or rare values) starts neutral: where the training rows
+            for emb in embeddings:  # had no rare value it never trains, and would stay random
+                emb.weight[UNKNOWN_CODE].zero_()
+        self.embeddings = nn.ModuleList(embeddings)
         self.mlp = mlp(spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -139,10 +139,16 @@ def fit_numeric(name: str, values: np.ndarray) -> NumericStep:
 
 
 def fit_categorical(name: str, column: Categories, min_rows: int, max_levels: int) -> CategoricalStep:
-    """The most frequent levels with at least `min_rows` rows (ties: first seen first, blanks last)."""
     present = column.index[column.index >= 0]
     counts = np.append(np.bincount(present, minlength=len(column.values)), len(column) - len(present))  # blanks last
-    levels: list[str | None] = [*column.values, None]
+    return categorical_step(name, column.values, counts, min_rows, max_levels)
+
+
+def categorical_step(name: str, values: Sequence[str], counts: np.ndarray, min_rows: int,
+                     max_levels: int) -> CategoricalStep:
+    """The most frequent levels with at least `min_rows` rows (ties: first seen first, blanks last).
+    `counts`: training rows of each of `values`, then of blanks."""
+    levels: list[str | None] = [*values, None]
     order = np.argsort(-counts, kind="stable")[:max_levels]
     kept = [levels[i] for i in order if counts[i] >= min_rows]
     return CategoricalStep(name, kept)

@@ -1,45 +1,37 @@
-"""Where make_data.py's rows come from, and how every table is split and preprocessed.
+"""make_data.py's data made in memory: the recipes' synthetic data and scikit-learn's data sets.
 
-Rows come from a user's CSV or Parquet file (common/table.py), the recipes' synthetic data
-(`make_classification`, `make_regression`, called as the recipe calls them) or the data sets
-scikit-learn ships. Each becomes a RawTable of numeric and categorical columns and a target;
-`split_and_preprocess` cuts train / validation / test and fits every statistic on the
-training split only. scikit-learn is imported here and in no module that training needs.
+The recipes' data comes from `make_classification` and `make_regression`, called as the recipe
+calls them; the shipped data sets from scikit-learn's loaders. Each becomes a RawTable of
+numeric columns and a target; `split_and_preprocess` cuts train / validation / test with the
+recipe's `train_test_split` and fits every statistic on the training split only. A user's
+file takes the streamed path instead (common/ingest.py). scikit-learn is imported inside the
+functions that use it, so that neither training nor the streamed path pays for it.
 """
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn import datasets, model_selection
-from sklearn.preprocessing import StandardScaler
 
 from common.config import MakeDataConfig, recipe_value
 from common.dataset import FORMAT_VERSION, TabularData
 from common.errors import UserError
 from common.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
-from common.table import (
-    ColumnRole,
-    RoleOverrides,
-    column_looks_numeric,
-    decimal_of,
-    infer_roles,
-    numeric_values,
-    read_table,
-    text_values,
-)
+from common.splits import check_splittable
+from common.table import ColumnRole
+
+if TYPE_CHECKING:
+    from sklearn.preprocessing import StandardScaler
 
 FILE_STEMS = {"classification": "cls_data", "regression": "reg_data"}
-SHIPPED = {  # name -> (loader, task)
-    "iris": (datasets.load_iris, "classification"),
-    "wine": (datasets.load_wine, "classification"),
-    "breast_cancer": (datasets.load_breast_cancer, "classification"),
-    "digits": (datasets.load_digits, "classification"),
-    "diabetes": (datasets.load_diabetes, "regression"),
+SHIPPED = {  # name -> (scikit-learn loader, task)
+    "iris": ("load_iris", "classification"),
+    "wine": ("load_wine", "classification"),
+    "breast_cancer": ("load_breast_cancer", "classification"),
+    "digits": ("load_digits", "classification"),
+    "diabetes": ("load_diabetes", "regression"),
 }
-MAX_CLASSES_FROM_INTEGERS = 20  # a numeric target with at most this many integer values is taken as classes
 
 
 @dataclasses.dataclass
@@ -87,6 +79,8 @@ def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
 
 def generate(cfg: MakeDataConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Raw X, y and the generator's description, exactly as the recipe calls sklearn."""
+    from sklearn import datasets
+
     try:
         if cfg.task == "classification":
             X, y = datasets.make_classification(
@@ -115,7 +109,10 @@ def synthetic_table(cfg: MakeDataConfig) -> RawTable:
 
 
 def shipped_table(name: str, task: str | None) -> RawTable:
-    loader, own_task = SHIPPED[name]
+    from sklearn import datasets
+
+    loader_name, own_task = SHIPPED[name]
+    loader = getattr(datasets, loader_name)
     if task and task != own_task:
         raise UserError(f"--dataset {name} is a {own_task} data set: drop --task {task}")
     bunch = loader()
@@ -128,109 +125,12 @@ def shipped_table(name: str, task: str | None) -> RawTable:
                                 {"dataset": name}, name)
 
 
-def file_table(cfg: MakeDataConfig) -> RawTable:
-    """A user's CSV or Parquet file: roles, then the feature columns and the target."""
-    import pyarrow.compute as pc
-
-    assert cfg.csv is not None
-    table = read_table(cfg.csv, cfg.sep)
-    if not cfg.target:
-        raise UserError(f"--csv needs --target: one of {table.column_names}")
-    if cfg.target not in table.column_names:
-        raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {table.column_names}")
-    roles = infer_roles(table, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id))
-    categorical = [r.name for r in roles if r.role == "categorical"]
-    # The categorical columns once more, as the text in the file, which is how infer.py reads them.
-    as_text = read_table(cfg.csv, cfg.sep, text_columns=categorical, columns=categorical) if categorical else table
-    decimal = decimal_of(table)
-    keep = pc.is_valid(table.column(cfg.target)).to_numpy(zero_copy_only=False)
-    if not keep.any():
-        raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
-    task, y, labels = target_values(table.column(cfg.target), cfg.target, cfg.csv, cfg.task, keep, decimal)
-    rows = slice(None) if keep.all() else np.flatnonzero(keep)  # a slice keeps views, not copies
-    numeric = {r.name: numeric_values(table.column(r.name), r.name, cfg.csv, decimal)[rows]
-               for r in roles if r.role == "numeric"}
-    text = {name: text_values(as_text.column(name)).take(rows) for name in categorical}
-    if not numeric and not text:
-        raise UserError(f"{cfg.csv} has no feature columns besides '{cfg.target}' (roles: "
-                        f"{ {r.name: r.role for r in roles} }): name some with --numeric or --categorical")
-    source = {"csv": str(Path(cfg.csv).resolve()), "target": cfg.target, "rows_without_target": int((~keep).sum()),
-              "ids": [r.name for r in roles if r.role == "id"],
-              "dropped_columns": [r.name for r in roles if r.role == "dropped"]}
-    return RawTable(numeric, text, y, task, labels, source, Path(cfg.csv).stem, roles)
-
-
-def target_values(column: Any, name: str, path: str, task: str | None, keep: np.ndarray,
-                  decimal: str = ".") -> tuple[str, np.ndarray, list[Any] | None]:
-    """(task, y, class labels) of the rows that have a target. Text or true/false labels, or a few
-    integer values, make a classification; other numbers (written as text too) a regression."""
-    import pyarrow as pa
-
-    kind = column.type
-    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or (
-        pa.types.is_string(kind) and task != "classification"
-        and column_looks_numeric(column, decimal))
-    values = numeric_values(column, name, path, decimal)[keep] if numeric else None
-    if task is None:
-        few = values is not None and len(np.unique(values)) <= MAX_CLASSES_FROM_INTEGERS \
-            and bool(np.all(values == np.round(values)))
-        task = "classification" if values is None or few else "regression"
-    if task == "regression":
-        if values is None:
-            values = numeric_values(column, name, path, decimal)[keep]
-        if len(np.unique(values)) < 2:
-            raise UserError(f"{path}: target column '{name}' holds one value only: there is nothing to learn")
-        return task, values, None
-    if values is None:
-        categories = text_values(column).take(np.flatnonzero(keep))
-        labels = np.asarray(categories.values, dtype=object)[categories.index]
-    else:
-        labels = values
-    y, class_labels = encode_labels(labels)
-    if len(class_labels) < 2:
-        raise UserError(f"{path}: target column '{name}' holds one class only ({class_labels[0]!r}): "
-                        "there is nothing to learn")
-    return task, y, class_labels
-
-
-def encode_labels(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
-    """Labels -> 0..K-1, and the original labels in that order (ints stay ints in the JSON)."""
-    labels, y = np.unique(values, return_inverse=True)
-    if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
-        labels = labels.astype(np.int64)
-    return y.astype(np.int64), labels.tolist()
-
-
-def check_splittable(table: RawTable, test_size: float, val_size: float) -> None:
-    """All three splits get rows; for classification every class can be stratified."""
-    if not 0.0 < test_size < 1.0:
-        raise UserError(f"--test-size must lie strictly between 0 and 1, got {test_size}")
-    if not 0.0 <= val_size < 1.0 - test_size:
-        raise UserError(f"--val-size must lie in [0, 1 - --test-size), got {val_size}")
-    n, parts = len(table.y), 3 if val_size else 2
-    n_test = int(np.ceil(n * test_size))
-    n_val = int(np.ceil((n - n_test) * val_size / (1 - test_size))) if val_size else 0
-    if n < parts or n_test < 1 or n - n_test - n_val < 1 or (val_size and n_val < 1):
-        raise UserError(f"{n} row(s) cannot be split into training, validation and test rows: add rows")
-    if table.task != "classification":
-        return
-    labels = table.class_labels or []
-    counts = np.bincount(table.y, minlength=len(labels))
-    rare = [labels[k] for k in np.flatnonzero(counts < parts)]
-    if rare:
-        shown = ", ".join(map(repr, rare[:10])) + (f" and {len(rare) - 10} more" if len(rare) > 10 else "")
-        raise UserError(f"{len(rare)} class(es) have fewer than {parts} rows ({shown}); a stratified split needs "
-                        f"{parts}: drop them, add rows, or pass --task regression if the target is a number")
-    sizes = {"training": n - n_test - n_val, "test": n_test, **({"validation": n_val} if val_size else {})}
-    short = {name: rows for name, rows in sizes.items() if rows < len(labels)}
-    if short:
-        raise UserError(f"the {', '.join(short)} split(s) would get {min(short.values())} rows, too few to hold all "
-                        f"{len(labels)} classes: change --test-size / --val-size, or add rows")
-
-
 def split_rows(table: RawTable, test_size: float, val_size: float, seed: int) -> dict[str, np.ndarray]:
     """Row indices of each split; the test cut is the recipe's train_test_split call."""
-    check_splittable(table, test_size, val_size)
+    from sklearn import model_selection
+
+    counts = np.bincount(table.y, minlength=len(table.class_labels)) if table.class_labels else len(table.y)
+    check_splittable(counts, table.class_labels, test_size, val_size)
     rows = np.arange(len(table.y))
     stratify = table.y if table.task == "classification" else None
     try:
@@ -257,6 +157,8 @@ def fit_preprocessor(table: RawTable, train: np.ndarray, min_level_rows: int, ma
 def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
     """Split, fit every statistic on the training split only (no information leaks from the
     validation or test rows), and turn each split into the model's inputs."""
+    from sklearn.preprocessing import StandardScaler
+
     assert cfg.val_size is not None, "resolve_make_data_config sets it"
     parts = split_rows(table, cfg.test_size, cfg.val_size, cfg.seed)
     pre = fit_preprocessor(table, parts["train"], cfg.min_level_rows, cfg.max_levels)

@@ -51,15 +51,22 @@ def detect_delimiter(path: Path) -> str:
     return max(DELIMITERS, key=lambda d: (fields[d], d == ","))
 
 
+HEAD_BYTES = 8 << 20    # the head of a CSV file that decides types and roles
+HEAD_ROWS = 200_000     # the same for Parquet
+BATCH_BYTES = 4 << 20   # CSV read a block of this size at a time when streamed
+BATCH_ROWS = 65_536     # Parquet row batches when streamed
+
+
 def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[str] = (),
-               columns: Sequence[str] | None = None) -> Any:
+               columns: Sequence[str] | None = None, head: bool = False) -> Any:
     """A pyarrow Table of a CSV or Parquet file; every problem is a one-line UserError.
 
     `text_columns` are read as the text in the file, whatever it looks like, so that a
     categorical value reads the same in every file (`True` stays `True`, `01` stays `01`). A
     file delimited by semicolons is taken to write decimals with a comma (`20,5`), as the
     spreadsheets that write such files do; the table's metadata says which decimal mark it used.
-    `columns`: read only these (all by default)."""
+    `columns`: read only these (all by default). `head`: only the first HEAD_BYTES of a CSV file
+    (HEAD_ROWS rows of Parquet), the whole file when it is smaller."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -71,21 +78,28 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
         if path.suffix.lower() in PARQUET_SUFFIXES:
             import pyarrow.parquet as pq
 
-            table = missing_as_null(pq.read_table(path, columns=list(columns) if columns is not None else None))
+            names = list(columns) if columns is not None else None
+            if head:
+                batch = next(pq.ParquetFile(path).iter_batches(batch_size=HEAD_ROWS, columns=names), None)
+                table = pq.read_schema(path).empty_table() if batch is None else pa.Table.from_batches([batch])
+            else:
+                table = pq.read_table(path, columns=names)
+            table = missing_as_null(table)
         else:
             delimiter = sep or detect_delimiter(path)
             decimal = "," if delimiter == ";" else "."
-            table = pa_csv.read_csv(
-                path, parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-                convert_options=pa_csv.ConvertOptions(  # names absent from the file are ignored
-                    null_values=NULL_VALUES, strings_can_be_null=True, decimal_point=decimal,
-                    column_types={name: pa.string() for name in text_columns},
-                    include_columns=list(columns) if columns is not None else None))
+            options = {"parse_options": pa_csv.ParseOptions(delimiter=delimiter),
+                       "convert_options": csv_convert_options(decimal, {name: pa.string() for name in text_columns},
+                                                              columns)}
+            if head:
+                reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=HEAD_BYTES), **options)
+                first = next(iter(reader), None)
+                table = reader.schema.empty_table() if first is None else pa.Table.from_batches([first])
+            else:
+                table = pa_csv.read_csv(path, **options)
         table = plain_columns(table, text_columns)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"cannot read {path} ({first}): save it as UTF-8 CSV with a header row "
-                        "(--sep sets the delimiter) or as Parquet") from None
+        raise unreadable(path, err) from None
     names = table.column_names
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -93,6 +107,20 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
     if table.num_rows == 0:
         raise UserError(f"{path} has a header but no data rows: add rows")
     return table.replace_schema_metadata({"decimal": decimal})
+
+
+def csv_convert_options(decimal: str, types: dict[str, Any], columns: Sequence[str] | None) -> Any:
+    import pyarrow.csv as pa_csv
+
+    return pa_csv.ConvertOptions(  # names absent from the file are ignored
+        null_values=NULL_VALUES, strings_can_be_null=True, decimal_point=decimal, column_types=types,
+        include_columns=list(columns) if columns is not None else None)
+
+
+def unreadable(path: Path, err: BaseException) -> UserError:
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return UserError(f"cannot read {path} ({first}): save it as UTF-8 CSV with a header row "
+                     "(--sep sets the delimiter) or as Parquet")
 
 
 class NotStreamable(Exception):
@@ -106,32 +134,47 @@ def stream_table(path: str | Path, sep: str | None, text_columns: Sequence[str],
     the types the model needs (its text columns as text, its number columns as numbers, any other
     column as text): memory bounded by a batch, whatever the file's size."""
     import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"table {path} not found: check the path")
+    types = {name: pa.float64() for name in number_columns}
     try:
-        if path.suffix.lower() in PARQUET_SUFFIXES:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-                table = plain_columns(missing_as_null(pa.Table.from_batches([batch])), text_columns)
-                yield table.replace_schema_metadata({"decimal": "."})
-            return
-        delimiter = sep or detect_delimiter(path)
-        decimal = "," if delimiter == ";" else "."
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            header = next(csv.reader([fh.readline()], delimiter=delimiter), [])
-        types = {name: pa.float64() if name in number_columns else pa.string() for name in header}
-        reader = pa_csv.open_csv(
-            path, read_options=pa_csv.ReadOptions(block_size=max(1 << 20, batch_rows * 256)),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-            convert_options=pa_csv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
-                                                  decimal_point=decimal, column_types=types))
-        for batch in reader:
-            yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
+        yield from table_batches(path, sep, text_columns, types, None, batch_rows, max(1 << 20, batch_rows * 256),
+                                 other_as_text=True)
     except (pa.ArrowException, OSError, UnicodeDecodeError, StopIteration) as err:
         raise NotStreamable(str(err)) from None
+
+
+def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], types: dict[str, Any],
+                  columns: Sequence[str] | None, batch_rows: int | None = None, block_bytes: int | None = None,
+                  other_as_text: bool = False) -> Iterator[Any]:
+    """The file as pyarrow tables of a record batch each, in file order: `text_columns` as text,
+    CSV columns of `types` with those types (any other column as text with `other_as_text`, else
+    as pyarrow guesses from the first block), only `columns` (all by default). pyarrow's errors
+    pass through."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        names = list(columns) if columns is not None else None
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=names):
+            table = plain_columns(missing_as_null(pa.Table.from_batches([batch])), text_columns)
+            yield table.replace_schema_metadata({"decimal": "."})
+        return
+    delimiter = sep or detect_delimiter(path)
+    decimal = "," if delimiter == ";" else "."
+    text = {name: pa.string() for name in text_columns}
+    if other_as_text:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            header = next(csv.reader([fh.readline()], delimiter=delimiter), [])
+        text.update({name: pa.string() for name in header})
+    reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=block_bytes or BATCH_BYTES),
+                             parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+                             convert_options=csv_convert_options(decimal, {**text, **types}, columns))
+    for batch in reader:
+        yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
 
 
 def plain_columns(table: Any, text_columns: Sequence[str]) -> Any:

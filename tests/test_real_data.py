@@ -59,7 +59,7 @@ def test_csv_becomes_a_data_set(animals):
 
 def test_csv_predictions_carry_ids_and_original_labels(animals, tmp_path):
     tmp, X, labels = animals
-    train("--data", tmp / "animals", "--ckpt-dir", tmp_path, *FAST, "--class-weight", "balanced")
+    train("--data", tmp / "animals", "--ckpt-dir", tmp_path, *FAST, "--class-weight", "balanced", "--patience", "0")
     assert read_config(tmp_path)["training"]["class_weight"] == "balanced"
     # Feature columns in another order, an extra id column first, a city never seen in training.
     write_csv(tmp_path / "new.csv", ["ref", "z", "y", "x", "w", "city"],
@@ -68,7 +68,9 @@ def test_csv_predictions_carry_ids_and_original_labels(animals, tmp_path):
     out = read_csv_rows(tmp_path / "out.csv")
     assert [r["ref"] for r in out] == [f"r{i}" for i in range(40)]
     assert set(out[0]) == {"ref", "prediction", "proba_bird", "proba_cat", "proba_dog"}  # city is an input
-    assert np.mean([r["prediction"] == t for r, t in zip(out, labels[:40], strict=True)]) >= 0.8
+    # Labels in their own words and in the right order: a mixed-up mapping scores about 1/3, the
+    # majority class 1/2; the classes overlap, so even the best model is wrong on ~15% of rows.
+    assert np.mean([r["prediction"] == t for r, t in zip(out, labels[:40], strict=True)]) >= 0.7
 
 
 @pytest.mark.parametrize("values,task", [(["1.5", "2.25", "3.0", "0.1"] * 10, "regression"),

@@ -2,12 +2,15 @@
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
-from common import batching
-from common.dataset import load_dataset
-from conftest import train
+import make_data as make_data_script
+from common import batching, table
+from common import ingest as ingest_module
+from common.dataset import ARRAYS, load_dataset
+from conftest import make_data, train, user_error
 
 
 def weights(folder):
@@ -48,3 +51,96 @@ def test_evaluation_reads_in_chunks_and_counts_every_row(small_cls, tmp_path, mo
     train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["test_n"] == len(load_dataset(small_cls).y_test) > 100
+
+
+# ---- make_data.py streams a user's table ----
+
+def ingest(path, out, *extra):
+    make_data("--csv", path, "--target", "label", "--out-dir", out, *extra)
+    return load_dataset(out / path.stem)
+
+
+def people_with_gaps(rows=3000):
+    """people() with rows whose label is blank, so that dropped rows shift every batch."""
+    from test_tables import people
+
+    columns = people(rows=rows, seed=3)
+    labels = np.asarray(columns["label"], dtype=object)
+    labels[::97] = None
+    columns["label"] = pa.array(labels.tolist())
+    return columns
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_read_in_many_small_batches_gives_the_same_data_set(tmp_path, monkeypatch, suffix):
+    """Batches of a few rows, chunks of 7 rows, a median from a 500-row sample: the same arrays
+    as one batch (the median aside, which the sample only estimates)."""
+    from test_tables import write
+
+    path = write(tmp_path / f"people{suffix}", people_with_gaps())
+    whole = ingest(path, tmp_path / "whole")
+    monkeypatch.setattr(table, "BATCH_BYTES", 4096)
+    monkeypatch.setattr(table, "BATCH_ROWS", 50)
+    monkeypatch.setattr(ingest_module, "CHUNK_ROWS", 7)
+    small = ingest(path, tmp_path / "small")
+    assert whole.meta["source"]["batches_read"] == 1 and small.meta["source"]["batches_read"] > 20
+    assert whole.meta["source"]["rows_without_target"] == small.meta["source"]["rows_without_target"] == 31
+    assert whole.meta["preprocess"]["categorical"] == small.meta["preprocess"]["categorical"]
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(small, name), getattr(whole, name))
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(np.load(tmp_path / "small" / "people" / f"rows_{name}.npy"),
+                                      np.load(tmp_path / "whole" / "people" / f"rows_{name}.npy"))
+
+
+def test_each_split_keeps_the_class_proportions_and_names_its_file_rows(tmp_path):
+    from test_tables import write
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["a", "b", "c"], 5000, p=[0.7, 0.25, 0.05])
+    path = write(tmp_path / "t.csv", {"x": rng.normal(size=5000), "label": labels})
+    data = ingest(path, tmp_path)
+    totals = {k: int((labels == k).sum()) for k in "abc"}
+    for split, share in (("train", 0.7), ("val", 0.1), ("test", 0.2)):
+        y = np.asarray(data.split(split)[1])
+        for code, k in enumerate("abc"):
+            assert abs((y == code).sum() - share * totals[k]) <= 1  # exact per class, up to rounding
+        rows = np.load(tmp_path / "t" / f"rows_{split}.npy")
+        assert np.all(np.diff(rows) > 0)  # file order within a split
+        assert [["a", "b", "c"][c] for c in y] == labels[rows].tolist()
+    every = np.concatenate([np.load(tmp_path / "t" / f"rows_{s}.npy") for s in ("train", "val", "test")])
+    assert sorted(every.tolist()) == list(range(5000))
+    again = ingest(path, tmp_path / "again")
+    np.testing.assert_array_equal(again.X_test, data.X_test)  # seeded: the same split every time
+
+
+def test_the_median_comes_from_a_bounded_sample_of_training_rows(tmp_path, monkeypatch):
+    from test_tables import write
+
+    rng = np.random.default_rng(1)
+    x = rng.exponential(size=20000)
+    path = write(tmp_path / "t.csv", {"x": x, "label": (x > 1).astype(np.int64)})
+    monkeypatch.setattr(ingest_module, "MEDIAN_SAMPLE", 2000)
+    (step,) = ingest(path, tmp_path).preprocessor.numeric
+    assert step.median == pytest.approx(np.log(2), abs=0.05)  # the exponential's median, from 2000 rows
+    train = np.load(tmp_path / "t" / "rows_train.npy")
+    assert step.mean == pytest.approx(x[train].mean(), rel=1e-9)  # means and scales use every training row
+    assert step.scale == pytest.approx(x[train].std(), rel=1e-9)
+
+
+def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monkeypatch):
+    """Whole numbers in the head and decimals later are numbers; a word later is one line naming it."""
+    monkeypatch.setattr(table, "HEAD_BYTES", 1024)
+    monkeypatch.setattr(table, "BATCH_BYTES", 1024)
+    rows = [f"{i % 7},{i % 3}" for i in range(600)]
+    rows[500] = "2.5,1"
+    (tmp_path / "t.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
+    data = ingest(tmp_path / "t.csv", tmp_path)
+    assert data.meta["roles"][0]["role"] == "numeric"
+    rows[550] = "oops,1"
+    (tmp_path / "bad.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
+    message = user_error(make_data_script.main, "--csv", tmp_path / "bad.csv", "--target", "label",
+                         "--out-dir", tmp_path)
+    assert "'oops'" in message and "--categorical" in message
+    after = int(message.split("after data row ")[1].split()[0])
+    assert 300 < after <= 551  # the batch that holds the cell

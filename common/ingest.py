@@ -1,0 +1,429 @@
+"""make_data.py's path for a user's CSV or Parquet file: memory bounded by a batch, not the file.
+
+1. The head of the file (8 MiB of CSV, 200k rows of Parquet: the whole file when smaller)
+   decides each column's type and role (common/table.py).
+2. One pass over the file in record batches appends each feature column's raw values
+   (float64, NaN for blanks; categories as ids into a vocabulary that grows batch by batch)
+   and the target to scratch files in the data set's staging folder. Rows without a target
+   are dropped.
+3. The target decides the task and the classes; a seeded draw per class assigns each row to
+   training, validation or test (common/splits.py).
+4. Statistics come from the training rows only: each numeric column's median from a seeded
+   sample of at most MEDIAN_SAMPLE training rows (exact below that), its mean and scale, the
+   category counts and the target's scaling from chunked passes over the scratch files.
+5. A last chunked pass writes each split's model inputs straight into its .npy file, rows in
+   file order; the scratch files are deleted and the folder is swapped in (atomic_folder).
+
+Memory: a batch of the file, a chunk of CHUNK_ROWS rows, the vocabularies of the categorical
+columns, and 8-9 bytes a row for the target and its split (under 100 MB for 10M rows).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.config import MakeDataConfig
+from common.dataset import FORMAT_VERSION, SPLITS, dataset_folder
+from common.errors import UserError
+from common.preprocess import CategoricalStep, Categories, NumericStep, Preprocessor, categorical_step
+from common.splits import SPLIT_CODES, TRAIN, assign_splits, check_splittable
+from common.table import (
+    ColumnRole,
+    RoleOverrides,
+    column_looks_numeric,
+    decimal_of,
+    infer_roles,
+    numeric_values,
+    read_table,
+    table_batches,
+    text_column,
+    unreadable,
+)
+
+CHUNK_ROWS = 1 << 20          # rows per step of the passes over the scratch files
+MEDIAN_SAMPLE = 1_000_000     # training rows sampled for each median (all of them below this)
+MAX_CLASSES_FROM_INTEGERS = 20  # a numeric target with at most this many integer values is taken as classes
+
+
+class Vocabulary:
+    """Text values -> ids in order of first appearance, grown one record batch at a time."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    @property
+    def values(self) -> list[str]:
+        return list(self.ids)
+
+    def encode(self, column: Any) -> np.ndarray:
+        """int64 ids of a column's cells, -1 for blanks."""
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(text_column(column)).combine_chunks()
+        seen = encoded.dictionary.to_pylist()
+        lookup = np.fromiter((self.ids.setdefault(v, len(self.ids)) for v in seen), dtype=np.int64, count=len(seen))
+        index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return np.where(index >= 0, lookup[np.maximum(index, 0)] if len(lookup) else -1, -1)
+
+
+class Scratch:
+    """Columns appended batch by batch to raw files, read back a chunk at a time with plain reads
+    (not memory-mapped: a mapped page would count in the process's memory until unmapped)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir()
+        self.files: dict[str, Any] = {}
+        self.dtypes: dict[str, Any] = {}
+
+    def append(self, name: str, values: np.ndarray) -> None:
+        if name not in self.files:
+            self.files[name] = open(self.folder / f"{len(self.files)}.bin", "wb")  # noqa: SIM115 (closed in close)
+            self.dtypes[name] = values.dtype
+        values.tofile(self.files[name])
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+
+    def column(self, name: str) -> ScratchColumn:
+        return ScratchColumn(Path(self.files[name].name), self.dtypes[name])
+
+
+class ScratchColumn:
+    """One scratch column: `column[a:b]` reads rows a..b-1 from the file."""
+
+    def __init__(self, path: Path, dtype: Any):
+        self.path, self.dtype = path, np.dtype(dtype)
+
+    def __len__(self) -> int:
+        return self.path.stat().st_size // self.dtype.itemsize
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        return np.fromfile(self.path, dtype=self.dtype, count=part.stop - part.start,
+                           offset=part.start * self.dtype.itemsize)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The values at sorted row numbers, read a chunk at a time."""
+        bounds = np.searchsorted(rows, [part.start for part in chunks(len(self))] + [len(self)])
+        return np.concatenate([self[part][rows[a:b] - part.start]
+                               for part, a, b in zip(chunks(len(self)), bounds[:-1], bounds[1:], strict=True)]
+                              or [np.empty(0, self.dtype)])
+
+
+class SplitWriter:
+    """A split's .npy files written front to back by appending rows (shape known in advance):
+    plain writes, so memory holds no more than the chunk being written."""
+
+    def __init__(self, stage: Path, split: str, rows: int, width: int, regression: bool):
+        from numpy.lib import format as npy
+
+        shapes = {"X": ((rows, width), np.float32), "y": ((rows, 1), np.float32) if regression else ((rows,), np.int64),
+                  "rows": ((rows,), np.int64)}
+        self.files = {}
+        for kind, (shape, dtype) in shapes.items():
+            fh = open(stage / f"{kind}_{split}.npy", "wb")  # noqa: SIM115 (closed in close)
+            npy.write_array_header_1_0(fh, {"descr": npy.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                                            "shape": shape})
+            self.files[kind] = (fh, np.dtype(dtype))
+
+    def append(self, **arrays: np.ndarray) -> None:
+        for kind, values in arrays.items():
+            fh, dtype = self.files[kind]
+            np.ascontiguousarray(values, dtype=dtype).tofile(fh)
+
+    def close(self) -> None:
+        for fh, _ in self.files.values():
+            fh.close()
+
+
+@dataclasses.dataclass
+class FirstPass:
+    """What one pass over the file learned."""
+
+    numeric: list[str]
+    categorical: dict[str, Vocabulary]
+    target_vocabulary: Vocabulary | None   # None: the target was read as numbers
+    rows: int = 0                          # rows kept (with a target)
+    rows_read: int = 0
+    batches: int = 0
+    nulls: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def chunks(n: int) -> Iterator[slice]:
+    for start in range(0, n, CHUNK_ROWS):
+        yield slice(start, min(n, start + CHUNK_ROWS))
+
+
+def ingest_file(cfg: MakeDataConfig, stage: Path) -> dict[str, Any]:
+    """Read the table `cfg.csv`, write the data set's arrays into the folder `stage`; returns its
+    description (dataset.json)."""
+    assert cfg.csv is not None and cfg.val_size is not None
+    path = Path(cfg.csv)
+    head = read_table(path, cfg.sep, head=True)
+    if not cfg.target:
+        raise UserError(f"--csv needs --target: one of {head.column_names}")
+    if cfg.target not in head.column_names:
+        raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {head.column_names}")
+    roles = infer_roles(head, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id))
+    if not any(r.role in ("numeric", "categorical") for r in roles):
+        raise UserError(f"{cfg.csv} has no feature columns besides '{cfg.target}' (roles: "
+                        f"{ {r.name: r.role for r in roles} }): name some with --numeric or --categorical")
+    scratch = Scratch(stage / ".scratch")
+    try:
+        seen = first_pass(path, cfg, head, roles, scratch)
+    finally:
+        scratch.close()
+    if seen.rows == 0:
+        raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
+    task, y, labels = targets(scratch, seen, cfg)
+    counts = np.bincount(y, minlength=len(labels)) if labels is not None else seen.rows
+    check_splittable(counts, labels, cfg.test_size, cfg.val_size)
+    split = assign_splits(y if labels is not None else None, seen.rows, cfg.test_size, cfg.val_size, cfg.seed)
+    pre = fit_steps(scratch, seen, split, cfg)
+    y_mean, y_scale = target_scaling(y, split == TRAIN) if labels is None else (None, None)
+    sizes = write_splits(stage, scratch, seen, pre, split, y, (y_mean, y_scale))
+    for file in scratch.folder.iterdir():
+        file.unlink()
+    scratch.folder.rmdir()
+    for role in roles:
+        role.missing = seen.nulls.get(role.name, role.missing)
+    return {
+        "format": FORMAT_VERSION, "task": task, "feature_names": pre.input_names, "class_labels": labels,
+        "preprocess": pre.to_json(), "y_mean": y_mean, "y_scale": y_scale,
+        **{f"n_{name}": sizes[name] for name in SPLITS},
+        "roles": [dataclasses.asdict(r) for r in roles],
+        "source": {"csv": str(path.resolve()), "target": cfg.target, "rows_read": seen.rows_read,
+                   "batches_read": seen.batches,
+                   "rows_without_target": seen.rows_read - seen.rows,
+                   "ids": [r.name for r in roles if r.role == "id"],
+                   "dropped_columns": [r.name for r in roles if r.role == "dropped"],
+                   "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size},
+    }
+
+
+def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
+    """Numbers make a regression or a few integer classes; text makes classes. Text that is
+    mostly numbers is read as numbers unless --task classification says otherwise."""
+    import pyarrow as pa
+
+    kind = head.column(name).type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return True
+    if task == "regression":
+        return True
+    return bool(pa.types.is_string(kind) and task != "classification"
+                and column_looks_numeric(head.column(name), decimal_of(head)))
+
+
+def stream_types(head: Any, names: list[str]) -> dict[str, Any]:
+    """CSV types for the streamed numeric columns: integers as float64 (a later block may hold a
+    blank or a decimal), other types as the head read them."""
+    import pyarrow as pa
+
+    types = {}
+    for name in names:
+        kind = head.column(name).type
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+        types[name] = pa.float64() if numeric or pa.types.is_null(kind) else kind
+    return types
+
+
+def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRole], scratch: Scratch) -> FirstPass:
+    """Every feature column and the target, batch by batch, into the scratch files."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    assert cfg.target is not None
+    numeric = [r.name for r in roles if r.role == "numeric"]
+    categorical = [r.name for r in roles if r.role == "categorical"]
+    numeric_target = target_is_numeric(head, cfg.target, cfg.task)
+    seen = FirstPass(numeric, {name: Vocabulary() for name in categorical}, None if numeric_target else Vocabulary())
+    text = categorical + ([] if numeric_target else [cfg.target])
+    types = stream_types(head, numeric + ([cfg.target] if numeric_target else []))
+    decimal = decimal_of(head)
+    try:
+        for table in table_batches(path, cfg.sep, text, types, [*numeric, *categorical, cfg.target]):
+            target = table.column(cfg.target)
+            keep = pc.is_valid(target).to_numpy(zero_copy_only=False)
+            for name in numeric:
+                values = numeric_values(table.column(name), name, path, decimal, seen.rows_read)
+                scratch.append(name, values[keep])
+            for name in categorical:
+                scratch.append(name, seen.categorical[name].encode(table.column(name))[keep])
+            if seen.target_vocabulary is None:
+                y = numeric_values(target, cfg.target, path, decimal, seen.rows_read)[keep]
+            else:
+                y = seen.target_vocabulary.encode(target)[keep]
+            scratch.append(cfg.target, y)
+            scratch.append("row", np.flatnonzero(keep) + seen.rows_read)
+            seen.batches += 1
+            for name in table.column_names:
+                seen.nulls[name] = seen.nulls.get(name, 0) + table.column(name).null_count
+            seen.rows_read += table.num_rows
+            seen.rows += int(keep.sum())
+    except pa.ArrowInvalid as err:
+        if "conversion error" not in str(err):
+            raise unreadable(path, err) from None
+        # A cell past the head that does not fit the type the head decided (a word in a column of numbers).
+        raise UserError(f"{path}: a cell after data row {seen.rows_read} does not fit its column "
+                        f"({str(err).splitlines()[0]}): fix that cell or leave it blank (a missing value), "
+                        "or name the column with --categorical") from None
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
+        raise unreadable(path, err) from None
+    return seen
+
+
+def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str, np.ndarray, list[Any] | None]:
+    """(task, y, class labels): class codes 0..K-1 in the order of the sorted labels, or the raw
+    numbers of a regression."""
+    assert cfg.target is not None
+    raw = scratch.column(cfg.target)[0:seen.rows]  # the targets alone: 8 bytes a row
+    if seen.target_vocabulary is not None:  # text labels
+        values = seen.target_vocabulary.values
+        order = sorted(range(len(values)), key=values.__getitem__)
+        code = np.empty(len(values), dtype=np.int64)
+        code[order] = np.arange(len(values))
+        labels: list[Any] = [values[i] for i in order]
+        y = code[raw]
+        task = "classification"
+    else:
+        task = cfg.task or ("classification" if few_integers(raw) else "regression")
+        if task == "regression":
+            if not np.any(raw != raw[0]):
+                raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one value only: "
+                                "there is nothing to learn")
+            return task, raw, None
+        unique = np.unique(raw)
+        y = np.searchsorted(unique, raw).astype(np.int64)
+        labels = (unique.astype(np.int64) if np.all(unique == np.round(unique)) else unique).tolist()
+    if len(labels) < 2:
+        raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one class only ({labels[0]!r}): "
+                        "there is nothing to learn")
+    return task, y, labels
+
+
+def few_integers(values: np.ndarray) -> bool:
+    """At most MAX_CLASSES_FROM_INTEGERS distinct values, all whole: stops reading once exceeded."""
+    found: set[float] = set()
+    for part in chunks(len(values)):
+        chunk = values[part]
+        if not np.all(chunk == np.round(chunk)):
+            return False
+        found.update(np.unique(chunk).tolist())
+        if len(found) > MAX_CLASSES_FROM_INTEGERS:
+            return False
+    return True
+
+
+def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDataConfig) -> Preprocessor:
+    """Every fitted step from the training rows alone."""
+    train = split == TRAIN
+    n_train = int(train.sum())
+    rng = np.random.default_rng(cfg.seed)
+    train_rows = np.flatnonzero(train)
+    sample = train_rows if n_train <= MEDIAN_SAMPLE else np.sort(rng.choice(train_rows, MEDIAN_SAMPLE, replace=False))
+    del train_rows
+    numeric = [numeric_step(name, scratch.column(name), split, sample) for name in seen.numeric]
+    categorical = [category_step(name, scratch.column(name), train, vocabulary.values, cfg)
+                   for name, vocabulary in seen.categorical.items()]
+    return Preprocessor(numeric, categorical)
+
+
+def numeric_step(name: str, values: ScratchColumn, split: np.ndarray, sample: np.ndarray) -> NumericStep:
+    """Median fill (the median of a sample of training rows), then the mean and scale of the filled
+    training values, summed in chunks about the median (exact for a constant column)."""
+    sampled = values.take(sample)
+    present = sampled[~np.isnan(sampled)]
+    median = float(np.median(present)) if len(present) else 0.0
+    sums, squares, blanks = np.zeros(3), np.zeros(3), False
+    for part in chunks(len(values)):
+        centred = values[part] - median
+        missing = np.isnan(centred)
+        if missing.any():
+            blanks = blanks or bool(missing[split[part] == TRAIN].any())
+            centred[missing] = 0.0
+        # Sums per split in one pass over the chunk; only the training split's are used.
+        sums += np.bincount(split[part], weights=centred, minlength=3)
+        squares += np.bincount(split[part], weights=centred * centred, minlength=3)
+    count = max(int(np.count_nonzero(split == TRAIN)), 1)
+    mean_offset = sums[TRAIN] / count
+    scale = float(np.sqrt(max(squares[TRAIN] / count - mean_offset ** 2, 0.0)))
+    return NumericStep(name, median, median + float(mean_offset), scale if scale > 0 else 1.0, blanks)
+
+
+def category_step(name: str, ids: ScratchColumn, train: np.ndarray, values: list[str],
+                  cfg: MakeDataConfig) -> CategoricalStep:
+    counts = np.zeros(len(values) + 1, dtype=np.int64)  # blanks last
+    for part in chunks(len(ids)):
+        chunk = ids[part][train[part]]
+        counts += np.bincount(np.where(chunk >= 0, chunk, len(values)), minlength=len(values) + 1)
+    return categorical_step(name, values, counts, cfg.min_level_rows, cfg.max_levels)
+
+
+def target_scaling(y: np.ndarray, train: np.ndarray) -> tuple[float, float]:
+    """The training target's mean and standard deviation (1 for a constant one), as StandardScaler."""
+    count, total = 0, 0.0
+    for part in chunks(len(y)):
+        chunk = y[part][train[part]]
+        count, total = count + len(chunk), total + float(chunk.sum())
+    mean, squares = total / count, 0.0
+    for part in chunks(len(y)):
+        centred = y[part][train[part]] - mean
+        squares += float(centred @ centred)
+    scale = float(np.sqrt(squares / count))
+    return mean, scale if scale > 0 else 1.0
+
+
+def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocessor, split: np.ndarray,
+                 y: np.ndarray, y_scaling: tuple[float | None, float | None]) -> dict[str, int]:
+    """Each split's inputs, targets and source rows, a chunk at a time, into its .npy files."""
+    sizes = {name: int(np.sum(split == code)) for name, code in SPLIT_CODES.items()}
+    regression = y_scaling[0] is not None
+    writers = {name: SplitWriter(stage, name, rows, len(pre.input_names), regression) for name, rows in sizes.items()}
+    numeric = {name: scratch.column(name) for name in seen.numeric}
+    ids = {name: scratch.column(name) for name in seen.categorical}
+    values = {name: vocabulary.values for name, vocabulary in seen.categorical.items()}
+    source_rows = scratch.column("row")
+    try:
+        for part in chunks(len(split)):
+            X = chunk_inputs(pre, numeric, ids, values, part)
+            if regression:
+                mean, scale = y_scaling
+                assert mean is not None and scale is not None
+                targets = ((y[part] - mean) / scale).reshape(-1, 1)
+            else:
+                targets = y[part]
+            rows = source_rows[part]
+            for name, code in SPLIT_CODES.items():
+                chosen = split[part] == code
+                writers[name].append(X=X[chosen], y=targets[chosen], rows=rows[chosen])
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return sizes
+
+
+def chunk_inputs(pre: Preprocessor, numeric: dict[str, ScratchColumn], ids: dict[str, ScratchColumn],
+                 values: dict[str, list[str]], part: slice) -> np.ndarray:
+    return pre.transform(lambda n: numeric[n][part], lambda n: Categories(ids[n][part], values[n]),
+                         part.stop - part.start)
+
+
+def ingest_to_folder(cfg: MakeDataConfig) -> tuple[Path, dict[str, Any]]:
+    """The data set folder of a user's table, written whole or not at all."""
+    from common.artifacts import atomic_folder, write_json_file
+    from common.dataset import DATASET_FILE
+
+    assert cfg.csv is not None
+    folder = dataset_folder(cfg.out_dir, Path(cfg.csv).stem)
+    if not Path(cfg.csv).is_file():
+        raise UserError(f"table {cfg.csv} not found: check the path")
+    with atomic_folder(folder) as stage:
+        meta = ingest_file(cfg, stage)
+        write_json_file(stage / DATASET_FILE, meta)
+    return folder, meta

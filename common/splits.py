@@ -1,0 +1,85 @@
+"""Which rows of a table go to training, validation and test.
+
+The recipes' synthetic data and scikit-learn's data sets are cut by `train_test_split`, as
+the recipe does (common/sources.py). A user's table is cut by `assign_splits`: a seeded draw
+per class, made once the table has been read, with the proportions exact per class (the
+test cut first, then validation from the rest, as train_test_split would make them). It
+needs the targets alone (8 bytes a row), never a shuffle of the table; rows keep their
+file order within each split.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from common.errors import UserError
+
+TRAIN, VAL, TEST = 0, 1, 2
+SPLIT_CODES = {"train": TRAIN, "val": VAL, "test": TEST}
+
+
+def split_sizes(n: int, test_size: float, val_size: float) -> tuple[int, int]:
+    """(test rows, validation rows) of n rows: the test cut first, as train_test_split makes it."""
+    n_test = int(np.ceil(n * test_size))
+    return n_test, int(np.ceil((n - n_test) * val_size / (1 - test_size))) if val_size else 0
+
+
+def check_split_sizes(test_size: float, val_size: float) -> None:
+    if not 0.0 < test_size < 1.0:
+        raise UserError(f"--test-size must lie strictly between 0 and 1, got {test_size}")
+    if not 0.0 <= val_size < 1.0 - test_size:
+        raise UserError(f"--val-size must lie in [0, 1 - --test-size), got {val_size}")
+
+
+def check_splittable(counts: np.ndarray | int, labels: list[Any] | None, test_size: float, val_size: float) -> None:
+    """All three splits get rows; for classification (`counts`: rows per class, else the row count)
+    every class can be stratified."""
+    check_split_sizes(test_size, val_size)
+    n, parts = int(np.sum(counts)), 3 if val_size else 2
+    n_test, n_val = split_sizes(n, test_size, val_size)
+    if n < parts or n_test < 1 or n - n_test - n_val < 1 or (val_size and n_val < 1):
+        raise UserError(f"{n} row(s) cannot be split into training, validation and test rows: add rows")
+    if labels is None:
+        return
+    rare = [labels[k] for k in np.flatnonzero(counts < parts)]
+    if rare:
+        shown = ", ".join(map(repr, rare[:10])) + (f" and {len(rare) - 10} more" if len(rare) > 10 else "")
+        raise UserError(f"{len(rare)} class(es) have fewer than {parts} rows ({shown}); a stratified split needs "
+                        f"{parts}: drop them, add rows, or pass --task regression if the target is a number")
+    sizes = {"training": n - n_test - n_val, "test": n_test, **({"validation": n_val} if val_size else {})}
+    short = {name: rows for name, rows in sizes.items() if rows < len(labels)}
+    if short:
+        raise UserError(f"the {', '.join(short)} split(s) would get {min(short.values())} rows, too few to hold all "
+                        f"{len(labels)} classes: change --test-size / --val-size, or add rows")
+
+
+def proportional_counts(class_rows: np.ndarray, total: int) -> np.ndarray:
+    """`total` rows shared among classes in proportion to their rows (largest remainders first)."""
+    n = int(class_rows.sum())
+    exact = class_rows * (total / n) if n else class_rows * 0.0
+    counts = np.floor(exact).astype(np.int64)
+    short = total - int(counts.sum())
+    if short > 0:
+        counts[np.argsort(-(exact - counts), kind="stable")[:short]] += 1
+    return np.minimum(counts, class_rows)
+
+
+def assign_splits(y: np.ndarray | None, n: int, test_size: float, val_size: float, seed: int) -> np.ndarray:
+    """TRAIN, VAL or TEST for each of n rows; stratified by the class codes `y` (None: one stratum)."""
+    n_test, n_val = split_sizes(n, test_size, val_size)
+    if y is None:
+        groups, class_rows = [np.arange(n)], np.array([n])
+    else:
+        class_rows = np.bincount(y)
+        order = np.argsort(y, kind="stable")
+        groups = np.split(order, np.cumsum(class_rows)[:-1])
+    test = proportional_counts(class_rows, n_test)
+    val = proportional_counts(class_rows - test, n_val)
+    out = np.full(n, TRAIN, dtype=np.int8)
+    rng = np.random.default_rng(seed)
+    for rows, k_test, k_val in zip(groups, test, val, strict=True):
+        drawn = rows[rng.permutation(len(rows))]
+        out[drawn[:k_test]] = TEST
+        out[drawn[k_test:k_test + k_val]] = VAL
+    return out

@@ -1,7 +1,8 @@
 """Benchmark: train.py's loop against its peers, measured in one run on the same data.
 
-    python bench/bench.py                 # everything (a few minutes on 2 cores)
+    python bench/bench.py                 # everything (a few minutes on 2 cores, and section 8's 50M rows)
     python bench/bench.py --quick         # smaller sizes and fewer epochs, for a smoke run
+    python bench/bench.py --no-ddp --no-tables --epochs 2 --sizes 2000 --infer-rows 3000   # mostly section 8
 
 Prints ratios (ours / peer) and accuracies:
   1. epoch time of our loop (1 CPU process, Accelerate) vs the recipe's DataLoader loop and
@@ -12,7 +13,11 @@ Prints ratios (ours / peer) and accuracies:
   5. where data parallelism starts to pay on this machine: 1 vs 2 processes (gloo), the
      recipe's model and a wide one;
   6-7. users' tables (bench/tables.py): make_data.py's reading speed and memory on CSV and
-     Parquet, and the default path's test figures against scikit-learn pipelines.
+     Parquet, and the default path's test figures against scikit-learn pipelines;
+  8. scale (bench/scale.py): 1M, 10M and 50M rows x 10 features through the three scripts, each
+     in a fresh process: make_data.py's rows/s and peak memory against reading the CSV whole, the
+     epoch time and each process's anonymous resident memory with 1 and 2 processes, infer.py's
+     rows/s and peak memory. Expected: time linear in rows, anonymous memory flat in rows.
 Results also go to --out (JSON). Timings live here, never in the tests.
 """
 from __future__ import annotations
@@ -49,6 +54,9 @@ class BenchConfig:
     tables: bool = field(True, "users' tables: reading speed and default-path quality (sections 6 and 7)")
     read_sizes: list[int] = field([1_000_000, 10_000_000], "rows of the generated tables for the reading section")
     extra_tables: list[str] = field([], "more tables for the quality section, as PATH:TARGET", metavar="PATH:TARGET")
+    scale: bool = field(True, "rows through make_data.py, train.py (1 and 2 processes) and infer.py (section 8; "
+                        "~10 GB of /tmp at 50M rows)")
+    scale_rows: list[int] = field([1_000_000, 10_000_000, 50_000_000], "rows of the generated CSVs for section 8")
     out: str = field("bench/out/results.json", "where to write the results as JSON")
     worker: str | None = field(None, "internal: run one measurement in this process and print JSON")
 
@@ -344,7 +352,8 @@ def main(argv=None) -> None:
         print(json.dumps(worker(cfg.worker)))
         return
     if cfg.quick:
-        cfg = dataclasses.replace(cfg, epochs=5, sizes=[10_000, 100_000], infer_rows=100_000, read_sizes=[100_000])
+        cfg = dataclasses.replace(cfg, epochs=5, sizes=[10_000, 100_000], infer_rows=100_000, read_sizes=[100_000],
+                                  scale_rows=[100_000, 300_000])
     import tempfile
 
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
@@ -360,10 +369,18 @@ def main(argv=None) -> None:
 
             results["reading"] = tables.reading(Path(tmp), cfg.read_sizes, in_worker)
             results["quality"] = tables.quality(Path(tmp), cfg.extra_tables)
+        if cfg.scale:
+            import scale
+
+            results["scale"] = scale.scale(Path(tmp), cfg.scale_rows)
     console.print(f"machine: {results['machine']}, torch {results['torch']}")
     report(results)
     if cfg.tables:
         report_tables(results)
+    if cfg.scale:
+        import scale
+
+        scale.report(results, console)
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -19,7 +19,7 @@ def test_results_match_the_dataloader_loop_in_distribution():
 
 def test_benchmark_reports_every_section(tmp_path):
     out = tmp_path / "bench.json"
-    bench.main(["--epochs", "2", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp", "--no-tables",
+    bench.main(["--epochs", "2", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp", "--no-tables", "--no-scale",
                 "--out", str(out)])
     results = json.loads(out.read_text())
     assert set(results["peers"]) == {"ours", "plain_fast_path", "dataloader", "sklearn_mlp"}
@@ -38,3 +38,52 @@ def test_table_sections(tmp_path):
     (row,) = tables.quality(tmp_path, [], shipped=())
     assert row["task"] == "classification" and row["figure"] == "macro-F1"
     assert 0.3 < row["ours"] <= 1 and 0.3 < row["sklearn_mlp"] <= 1 and 0.3 < row["sklearn_hgb"] <= 1
+
+
+def test_scale_section_measures_every_step_and_cleans_up(tmp_path):
+    """Section 8's steps at a tiny size, one training process (the 2-process launch is section 5's
+    and test_distributed's): every figure is there and positive, and the rows' files are gone."""
+    import scale
+
+    from common.console import console
+
+    scaled = scale.scale(tmp_path, [20_000], processes=(1,))
+    (row,) = scaled["sizes"]
+    assert "error" not in row, row["error"]
+    assert row["train_rows"] == 14_000 and row["csv_mb"] > 0
+    for step in ("read_whole", "ingest", "infer"):
+        assert row[step]["seconds"] > 0 and row[step]["rows_per_s"] > 0 and row[step]["peak_rss_mb"] > 0
+    trained = row["train"]["1p"]
+    assert trained["workers"] == 1 and trained["epoch_s"] > 0
+    assert 0 < trained["rss_anon_mb"] <= trained["vm_rss_mb"]
+    assert scaled["ratios"]["ingest_peak_over_read_whole"] > 0 and "rss_anon_1p" not in scaled["ratios"]
+    assert all(s > 0 for s in scaled["startup_s"].values())
+    assert not list(tmp_path.glob("scale_*"))
+    scale.report({"scale": scaled}, console)
+
+
+@pytest.mark.parametrize("failure, error", [
+    ("sys.exit('cannot read it')", "read whole exited with 1: cannot read it"),
+    ("os.kill(os.getpid(), signal.SIGKILL)", "read whole was killed by signal 9: (no output)"),
+])
+def test_scale_section_reports_a_failing_step_and_cleans_up(tmp_path, monkeypatch, failure, error):
+    import scale
+
+    monkeypatch.setattr(scale, "READ_WHOLE", f"import os, signal, sys; {failure}")
+    row = scale.measure_rows(tmp_path, 1_000, processes=(1,))
+    assert row == {"rows": 1_000, "error": error}
+    assert scale.ratios([row]) == {}
+    assert not list(tmp_path.glob("scale_*"))
+
+
+def test_scale_ratios_compare_the_largest_size_with_the_smallest():
+    import scale
+
+    def size(rows, epoch_s, rss_anon_mb):
+        return {"rows": rows, "train_rows": rows, "train": {"1p": {"epoch_s": epoch_s, "rss_anon_mb": rss_anon_mb}},
+                "ingest": {"peak_rss_mb": 300}, "read_whole": {"peak_rss_mb": 200}}
+
+    ratios = scale.ratios([size(10_000, 2.0, 330), {"rows": 99, "error": "x"}, size(1_000, 0.1, 300)])
+    assert ratios == pytest.approx({"rows": 10_000, "from_rows": 1_000, "ingest_peak_over_read_whole": 1.5,
+                                    "epoch_s_per_row_1p": 2.0, "rss_anon_1p": 1.1})
+    assert "2.00 (1.00 = linear), RssAnon 1p 1.10 (1.00 = flat)" in scale.ratio_line(ratios)

@@ -17,7 +17,7 @@ from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, per_class_table
 from common.dataset import load_dataset, unscale_target
 from common.errors import UserError, run_cli
-from common.inference import load_model_dir, model_outputs, predict_to_file
+from common.inference import OUTPUT_KINDS, load_model_dir, model_outputs, predict_to_file
 from common.metrics import classification_report, regression_report
 
 
@@ -46,8 +46,8 @@ def evaluate(cfg: InferConfig, config: dict, model) -> dict:
 
 def output_path(input_path: str, output: str | None) -> str:
     output = output or f"{input_path.rsplit('.', 1)[0]}.pred.csv"
-    if not output.endswith((".csv", ".npz")):
-        raise UserError(f"--output {output}: write predictions to a .csv or .npz file")
+    if Path(output).suffix.lower() not in OUTPUT_KINDS:
+        raise UserError(f"--output {output}: write predictions to a .csv, .parquet or .npz file")
     if Path(output).resolve() == Path(input_path).resolve():
         raise UserError(f"--output {output} is the input file: choose another path")
     return output

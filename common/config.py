@@ -229,6 +229,6 @@ class InferConfig:
     metrics_json: str | None = field(None, "also write the evaluation figures to this JSON file")
     input: str | None = field(None, "raw rows to predict: a table (.csv with a header, or Parquet) or a .npy array")
     sep: str | None = field(None, "the input CSV's delimiter", default_help="detected from the header")
-    output: str | None = field(None, "where to write predictions: .csv, or .npz for speed",
+    output: str | None = field(None, "where to write predictions: .csv, .parquet, or .npz for speed",
                                default_help="<input>.pred.csv")
     batch_size: int = field(65536, "rows per forward pass")

@@ -158,39 +158,57 @@ def _text(values: list[Any]) -> list[str]:
     return ["" if v is None else str(v) for v in values]
 
 
-class PredictionWriter:
-    """Writes predictions batch by batch: CSV rows as they come (constant memory), or .npz arrays
-    (plain, no pickle; collected, then written at once). Beside the target, renamed over it when
-    complete: a failed write leaves any earlier file as it was."""
+OUTPUT_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
 
-    def __init__(self, tmp: Path, npz: bool, class_labels: list | None):
-        self.tmp, self.npz, self.class_labels = tmp, npz, class_labels
+
+class PredictionWriter:
+    """Writes predictions batch by batch: CSV rows or Parquet row groups as they come (constant
+    memory), or .npz arrays (plain, no pickle; collected, then written at once). Beside the
+    target, renamed over it when complete: a failed write leaves any earlier file as it was."""
+
+    def __init__(self, tmp: Path, kind: str, class_labels: list | None):
+        self.tmp, self.kind, self.class_labels = tmp, kind, class_labels
         self.parts: list[dict[str, np.ndarray]] = []
         self.rows = 0
-        self.fh: Any = None if npz else open(tmp, "w", newline="")  # noqa: SIM115 (closed in close())
+        self.fh: Any = open(tmp, "w", newline="") if kind == "csv" else None  # noqa: SIM115 (closed in close())
         self.writer: Any = csv.writer(self.fh) if self.fh is not None else None
 
     def add(self, extra: dict[str, list[Any]], result: dict[str, np.ndarray]) -> None:
         named = {carried_name(name, result, self.class_labels): _text(values) for name, values in extra.items()}
         self.rows += len(result["prediction"])
-        if self.npz:
+        if self.kind == "npz":
             self.parts.append({**{k: np.asarray(v) for k, v in named.items()}, **result})
             return
-        columns: dict[str, Any] = {**named, "prediction": result["prediction"].tolist()}
-        if "proba" in result:
-            for k, label in enumerate(self.class_labels or []):
-                columns[f"proba_{label}"] = [f"{p:.6g}" for p in result["proba"][:, k].tolist()]
+        probabilities = {f"proba_{label}": result["proba"][:, k]
+                         for k, label in enumerate(self.class_labels or [])} if "proba" in result else {}
+        if self.kind == "parquet":
+            self._add_row_group({**named, "prediction": result["prediction"], **probabilities})
+            return
+        columns: dict[str, Any] = {**named, "prediction": result["prediction"].tolist(),
+                                   **{name: [f"{p:.6g}" for p in v.tolist()] for name, v in probabilities.items()}}
         if self.rows == len(result["prediction"]):  # the first batch: the header
             self.writer.writerow(columns.keys())
         self.writer.writerows(zip(*columns.values(), strict=True))
 
+    def _add_row_group(self, columns: dict[str, Any]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({name: pa.array(values) for name, values in columns.items()})
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+        self.writer.write_table(table.cast(self.writer.schema))
+
     def close(self) -> None:
-        if self.fh is not None:
+        if self.kind == "csv":
             self.fh.close()
-            return
-        arrays = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]} if self.parts else {}
-        with open(self.tmp, "wb") as fh:
-            np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
+        elif self.kind == "parquet":
+            if self.writer is not None:
+                self.writer.close()
+        else:
+            arrays = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]} if self.parts else {}
+            with open(self.tmp, "wb") as fh:
+                np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
 
 
 def predict_to_file(path: str, output: str, config: dict[str, Any], model: torch.nn.Module, sep: str | None,
@@ -206,7 +224,7 @@ def predict_to_file(path: str, output: str, config: dict[str, Any], model: torch
 def _predict_to_file(path: str, output: str, config: dict[str, Any], model: torch.nn.Module, sep: str | None,
                      batch_rows: int, stream: bool) -> int:
     with atomic_path(output) as tmp:
-        writer = PredictionWriter(tmp, output.endswith(".npz"), config.get("class_labels"))
+        writer = PredictionWriter(tmp, OUTPUT_KINDS[Path(output).suffix.lower()], config.get("class_labels"))
         try:
             for X, extra in feature_batches(path, config, sep, batch_rows, stream):
                 writer.add(extra, predict(config, model, X, batch_rows))

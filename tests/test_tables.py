@@ -336,6 +336,14 @@ def test_prediction_streams_every_row_once_in_order(people_set, tmp_path, suffix
     assert outputs["37"] == outputs["100000"]
     rows = read_csv_rows(tmp_path / "p37.csv")
     assert [r["person_id"] for r in rows] == [str(i) for i in range(1000)]
+    # Parquet output, written a row group per batch: the same predictions, in the same order.
+    infer("--ckpt-dir", tmp_path, "--input", tmp_path / f"new{suffix}", "--output", tmp_path / "p.parquet",
+          "--batch-size", "37")
+    written = pq.read_table(tmp_path / "p.parquet")
+    assert written.column("person_id").to_pylist() == [r["person_id"] for r in rows]
+    assert written.column("prediction").to_pylist() == [r["prediction"] for r in rows]
+    np.testing.assert_allclose(written.column("proba_high").to_numpy(),
+                               [float(r["proba_high"]) for r in rows], rtol=1e-5)
 
 
 def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):

@@ -203,7 +203,8 @@ def test_output_equal_to_input_is_refused_before_any_write(small_model, tmp_path
     for output in (rows, tmp_path / "." / "rows.csv"):
         assert "is the input file" in infer_error("--ckpt-dir", small_model, "--input", rows, "--output", output)
     assert rows.read_bytes() == before
-    assert ".csv, .parquet or .npz" in infer_error("--ckpt-dir", small_model, "--input", rows, "--output", tmp_path / "p.txt")
+    message = infer_error("--ckpt-dir", small_model, "--input", rows, "--output", tmp_path / "p.txt")
+    assert ".csv, .parquet or .npz" in message
 
 
 @pytest.mark.parametrize("value", ["0", "-5"])

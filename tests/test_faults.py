@@ -277,6 +277,7 @@ def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path
     with open(log, "w") as out:
         launcher = subprocess.Popen(cmd, cwd=ROOT, env=script_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True,
                                     stdout=out, stderr=subprocess.STDOUT)
+    stopped = None
     try:
         wait_for(tmp_path / "run" / "metrics.running.jsonl", launcher)
         workers = sorted(psutil.Process(launcher.pid).children(recursive=True), key=lambda p: p.pid)
@@ -288,6 +289,9 @@ def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path
     finally:
         os.killpg(launcher.pid, signal.SIGKILL)
         launcher.wait()
+        if stopped is not None:  # a stopped process runs no watchdog: it would outlive the test
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stopped.kill()
     errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "stopped answering for 5 s" in errors[0], log.read_text()[-2000:]
     assert f"pid {stopped.pid}" in errors[0] and "--resume" in errors[0]

@@ -12,7 +12,9 @@ and y_test.npy (the model's inputs, preprocessed with statistics of the training
 uncompressed so that training memory-maps them) and dataset.json, which describes the data set
 and its preprocessing without pickle. <name> is cls_data / reg_data for the recipes, the data
 set's name, or the table file's stem. The recipes also get their fitted scalers as joblib
-files in <out-dir>, as the recipe keeps them.
+files in <out-dir>, as the recipe keeps them. A table file is streamed in record batches
+(common/ingest.py): memory is bounded by a batch, whatever the file's size; the recipes' data
+and the shipped data sets are made in memory.
 """
 from __future__ import annotations
 

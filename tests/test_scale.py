@@ -144,3 +144,16 @@ def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monke
     assert "'oops'" in message and "--categorical" in message
     after = int(message.split("after data row ")[1].split()[0])
     assert 300 < after <= 551  # the batch that holds the cell
+
+
+def test_a_resident_copy_and_the_mapped_file_give_the_same_batches(small_cls):
+    """The GPU's fast path (a copy kept on the device) and the streamed path hand out the same
+    rows; on this machine both live in host memory, which is all the comparison needs."""
+    data = load_dataset(small_cls)
+    kept, mapped = (batching.RowSource(data.X_train, data.y_train, "cpu", resident) for resident in (True, False))
+    idx = np.random.default_rng(0).permutation(len(data.X_train))[:1000]
+    for a, b in zip(kept.gather(idx), mapped.gather(idx), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(kept.slice(100, 300), mapped.slice(100, 300), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(mapped.gather(idx)[0], torch.from_numpy(np.asarray(data.X_train)[idx]))

@@ -15,7 +15,7 @@
    file order; the scratch files are deleted and the folder is swapped in (atomic_folder).
 
 Memory: a batch of the file, a chunk of CHUNK_ROWS rows, the vocabularies of the categorical
-columns, and 8-9 bytes a row for the target and its split (under 100 MB for 10M rows).
+columns, and 5-6 bytes a row for the class codes and the split (under 60 MB for 10M rows).
 """
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> dict[str, Any]:
     check_splittable(counts, labels, cfg.test_size, cfg.val_size)
     split = assign_splits(y if labels is not None else None, seen.rows, cfg.test_size, cfg.val_size, cfg.seed)
     pre = fit_steps(scratch, seen, split, cfg)
-    y_mean, y_scale = target_scaling(y, split == TRAIN) if labels is None else (None, None)
+    y_mean, y_scale = target_scaling(y, split) if labels is None else (None, None)
     sizes = write_splits(stage, scratch, seen, pre, split, y, (y_mean, y_scale))
     for file in scratch.folder.iterdir():
         file.unlink()
@@ -278,28 +278,32 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     return seen
 
 
-def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str, np.ndarray, list[Any] | None]:
-    """(task, y, class labels): class codes 0..K-1 in the order of the sorted labels, or the raw
-    numbers of a regression."""
+def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str, Any, list[Any] | None]:
+    """(task, y, class labels): int32 class codes 0..K-1 in the order of the sorted labels, or
+    the scratch column of a regression's numbers (read a chunk at a time where needed)."""
     assert cfg.target is not None
-    raw = scratch.column(cfg.target)[0:seen.rows]  # the targets alone: 8 bytes a row
+    raw = scratch.column(cfg.target)
+    y = np.empty(seen.rows, dtype=np.int32)  # 4 bytes a row: the one array of the table's size
     if seen.target_vocabulary is not None:  # text labels
         values = seen.target_vocabulary.values
         order = sorted(range(len(values)), key=values.__getitem__)
-        code = np.empty(len(values), dtype=np.int64)
+        code = np.empty(len(values), dtype=np.int32)
         code[order] = np.arange(len(values))
         labels: list[Any] = [values[i] for i in order]
-        y = code[raw]
+        for part in chunks(seen.rows):
+            y[part] = code[raw[part]]
         task = "classification"
     else:
-        task = cfg.task or ("classification" if few_integers(raw) else "regression")
+        distinct = few_integers(raw)
+        task = cfg.task or ("classification" if distinct is not None else "regression")
         if task == "regression":
-            if not np.any(raw != raw[0]):
+            if not any(np.any(raw[part] != raw[0:1][0]) for part in chunks(seen.rows)):
                 raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one value only: "
                                 "there is nothing to learn")
             return task, raw, None
-        unique = np.unique(raw)
-        y = np.searchsorted(unique, raw).astype(np.int64)
+        unique = distinct if distinct is not None else distinct_values(raw)
+        for part in chunks(seen.rows):
+            y[part] = np.searchsorted(unique, raw[part])
         labels = (unique.astype(np.int64) if np.all(unique == np.round(unique)) else unique).tolist()
     if len(labels) < 2:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one class only ({labels[0]!r}): "
@@ -307,31 +311,47 @@ def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str
     return task, y, labels
 
 
-def few_integers(values: np.ndarray) -> bool:
-    """At most MAX_CLASSES_FROM_INTEGERS distinct values, all whole: stops reading once exceeded."""
-    found: set[float] = set()
+def distinct_values(values: ScratchColumn) -> np.ndarray:
+    found: np.ndarray = np.empty(0)
+    for part in chunks(len(values)):
+        found = np.union1d(found, values[part])
+    return found
+
+
+def few_integers(values: ScratchColumn) -> np.ndarray | None:
+    """The sorted distinct values when there are at most MAX_CLASSES_FROM_INTEGERS, all whole;
+    else None (reading stops as soon as that is clear)."""
+    found: np.ndarray = np.empty(0)
     for part in chunks(len(values)):
         chunk = values[part]
         if not np.all(chunk == np.round(chunk)):
-            return False
-        found.update(np.unique(chunk).tolist())
+            return None
+        found = np.union1d(found, chunk)
         if len(found) > MAX_CLASSES_FROM_INTEGERS:
-            return False
-    return True
+            return None
+    return found
 
 
 def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDataConfig) -> Preprocessor:
     """Every fitted step from the training rows alone."""
-    train = split == TRAIN
-    n_train = int(train.sum())
-    rng = np.random.default_rng(cfg.seed)
-    train_rows = np.flatnonzero(train)
-    sample = train_rows if n_train <= MEDIAN_SAMPLE else np.sort(rng.choice(train_rows, MEDIAN_SAMPLE, replace=False))
-    del train_rows
+    sample = median_sample(split, cfg.seed)
     numeric = [numeric_step(name, scratch.column(name), split, sample) for name in seen.numeric]
-    categorical = [category_step(name, scratch.column(name), train, vocabulary.values, cfg)
+    categorical = [category_step(name, scratch.column(name), split, vocabulary.values, cfg)
                    for name, vocabulary in seen.categorical.items()]
     return Preprocessor(numeric, categorical)
+
+
+def median_sample(split: np.ndarray, seed: int) -> np.ndarray:
+    """Sorted row numbers of the training rows that medians are taken from: all of them up to
+    MEDIAN_SAMPLE, else each with probability MEDIAN_SAMPLE / training rows (a seeded draw per
+    chunk, so no index of every training row is ever held)."""
+    n_train = int(np.count_nonzero(split == TRAIN))
+    if n_train <= MEDIAN_SAMPLE:
+        return np.flatnonzero(split == TRAIN)
+    rng, share = np.random.default_rng(seed), MEDIAN_SAMPLE / n_train
+    draws = (part.start + np.flatnonzero((split[part] == TRAIN) & (rng.random(part.stop - part.start) < share))
+             for part in chunks(len(split)))
+    return np.concatenate(list(draws))
 
 
 def numeric_step(name: str, values: ScratchColumn, split: np.ndarray, sample: np.ndarray) -> NumericStep:
@@ -356,31 +376,31 @@ def numeric_step(name: str, values: ScratchColumn, split: np.ndarray, sample: np
     return NumericStep(name, median, median + float(mean_offset), scale if scale > 0 else 1.0, blanks)
 
 
-def category_step(name: str, ids: ScratchColumn, train: np.ndarray, values: list[str],
+def category_step(name: str, ids: ScratchColumn, split: np.ndarray, values: list[str],
                   cfg: MakeDataConfig) -> CategoricalStep:
     counts = np.zeros(len(values) + 1, dtype=np.int64)  # blanks last
     for part in chunks(len(ids)):
-        chunk = ids[part][train[part]]
+        chunk = ids[part][split[part] == TRAIN]
         counts += np.bincount(np.where(chunk >= 0, chunk, len(values)), minlength=len(values) + 1)
     return categorical_step(name, values, counts, cfg.min_level_rows, cfg.max_levels)
 
 
-def target_scaling(y: np.ndarray, train: np.ndarray) -> tuple[float, float]:
+def target_scaling(y: ScratchColumn, split: np.ndarray) -> tuple[float, float]:
     """The training target's mean and standard deviation (1 for a constant one), as StandardScaler."""
     count, total = 0, 0.0
-    for part in chunks(len(y)):
-        chunk = y[part][train[part]]
+    for part in chunks(len(split)):
+        chunk = y[part][split[part] == TRAIN]
         count, total = count + len(chunk), total + float(chunk.sum())
     mean, squares = total / count, 0.0
-    for part in chunks(len(y)):
-        centred = y[part][train[part]] - mean
+    for part in chunks(len(split)):
+        centred = y[part][split[part] == TRAIN] - mean
         squares += float(centred @ centred)
     scale = float(np.sqrt(squares / count))
     return mean, scale if scale > 0 else 1.0
 
 
 def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocessor, split: np.ndarray,
-                 y: np.ndarray, y_scaling: tuple[float | None, float | None]) -> dict[str, int]:
+                 y: Any, y_scaling: tuple[float | None, float | None]) -> dict[str, int]:
     """Each split's inputs, targets and source rows, a chunk at a time, into its .npy files."""
     sizes = {name: int(np.sum(split == code)) for name, code in SPLIT_CODES.items()}
     regression = y_scaling[0] is not None

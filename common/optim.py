@@ -33,14 +33,19 @@ def make_scheduler(plan: TrainPlan, optimizer: torch.optim.Optimizer) -> torch.o
     return None
 
 
-def balanced_class_weights(y_train: np.ndarray, num_classes: int) -> torch.Tensor:
-    """scikit-learn's 'balanced' weights, n / (classes x rows of the class); 0 for a class
-    with no training row (it contributes no loss either way)."""
-    from sklearn.utils.class_weight import compute_class_weight
+COUNT_CHUNK = 1 << 20
 
-    present = np.unique(y_train)
+
+def balanced_class_weights(y_train: np.ndarray, num_classes: int) -> torch.Tensor:
+    """scikit-learn's 'balanced' weights, n / (classes present x rows of the class); 0 for a class
+    with no training row (it contributes no loss either way). Counted a chunk at a time: the
+    targets may be a memory-mapped file of any size."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for start in range(0, len(y_train), COUNT_CHUNK):
+        counts += np.bincount(y_train[start:start + COUNT_CHUNK], minlength=num_classes)
+    present = counts > 0
     weights = np.zeros(num_classes)
-    weights[present] = compute_class_weight("balanced", classes=present, y=y_train)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
     return torch.tensor(weights, dtype=torch.float32)
 
 

@@ -4,7 +4,7 @@ The recipes' synthetic data and scikit-learn's data sets are cut by `train_test_
 the recipe does (common/sources.py). A user's table is cut by `assign_splits`: a seeded draw
 per class, made once the table has been read, with the proportions exact per class (the
 test cut first, then validation from the rest, as train_test_split would make them). It
-needs the targets alone (8 bytes a row), never a shuffle of the table; rows keep their
+needs the class codes alone and a byte a row, never a shuffle of the table; rows keep their
 file order within each split.
 """
 from __future__ import annotations
@@ -66,20 +66,20 @@ def proportional_counts(class_rows: np.ndarray, total: int) -> np.ndarray:
 
 
 def assign_splits(y: np.ndarray | None, n: int, test_size: float, val_size: float, seed: int) -> np.ndarray:
-    """TRAIN, VAL or TEST for each of n rows; stratified by the class codes `y` (None: one stratum)."""
+    """TRAIN, VAL or TEST for each of n rows; stratified by the class codes `y` (None: one stratum).
+    Each class's codes are shuffled in place (one byte a row): no index array of the table."""
     n_test, n_val = split_sizes(n, test_size, val_size)
-    if y is None:
-        groups, class_rows = [np.arange(n)], np.array([n])
-    else:
-        class_rows = np.bincount(y)
-        order = np.argsort(y, kind="stable")
-        groups = np.split(order, np.cumsum(class_rows)[:-1])
+    class_rows = np.array([n]) if y is None else np.bincount(y)
     test = proportional_counts(class_rows, n_test)
     val = proportional_counts(class_rows - test, n_val)
     out = np.full(n, TRAIN, dtype=np.int8)
     rng = np.random.default_rng(seed)
-    for rows, k_test, k_val in zip(groups, test, val, strict=True):
-        drawn = rows[rng.permutation(len(rows))]
-        out[drawn[:k_test]] = TEST
-        out[drawn[k_test:k_test + k_val]] = VAL
+    for k, (rows, k_test, k_val) in enumerate(zip(class_rows, test, val, strict=True)):
+        codes = np.full(rows, TRAIN, dtype=np.int8)
+        codes[:k_test], codes[k_test:k_test + k_val] = TEST, VAL
+        rng.shuffle(codes)
+        if y is None:
+            out = codes
+        else:
+            out[y == k] = codes  # the class's rows in file order take the shuffled codes
     return out

@@ -130,9 +130,11 @@ class NotStreamable(Exception):
 
 def stream_table(path: str | Path, sep: str | None, text_columns: Sequence[str], number_columns: Sequence[str],
                  batch_rows: int) -> Iterator[Any]:
-    """A CSV or Parquet file as pyarrow tables of about `batch_rows` rows, in file order, read with
-    the types the model needs (its text columns as text, its number columns as numbers, any other
-    column as text): memory bounded by a batch, whatever the file's size."""
+    """A CSV or Parquet file as pyarrow tables, in file order (Parquet: `batch_rows` rows at a time;
+    CSV: a block of BATCH_BYTES, as larger blocks cost pyarrow's parallel reader several times
+    their size), read with the types the model needs (its text columns as text, its number
+    columns as numbers, any other column as text): memory bounded by a batch, whatever the
+    file's size."""
     import pyarrow as pa
 
     path = Path(path)
@@ -140,8 +142,7 @@ def stream_table(path: str | Path, sep: str | None, text_columns: Sequence[str],
         raise UserError(f"table {path} not found: check the path")
     types = {name: pa.float64() for name in number_columns}
     try:
-        yield from table_batches(path, sep, text_columns, types, None, batch_rows, max(1 << 20, batch_rows * 256),
-                                 other_as_text=True)
+        yield from table_batches(path, sep, text_columns, types, None, batch_rows, other_as_text=True)
     except (pa.ArrowException, OSError, UnicodeDecodeError, StopIteration) as err:
         raise NotStreamable(str(err)) from None
 

@@ -15,10 +15,9 @@ import numpy as np
 from common.artifacts import write_json
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, per_class_table
-from common.dataset import load_dataset, unscale_target
+from common.dataset import load_dataset
 from common.errors import UserError, run_cli
-from common.inference import OUTPUT_KINDS, load_model_dir, model_outputs, predict_to_file
-from common.metrics import classification_report, regression_report
+from common.inference import OUTPUT_KINDS, load_model_dir, predict_to_file, test_split_report
 
 
 def evaluate(cfg: InferConfig, config: dict, model) -> dict:
@@ -28,9 +27,8 @@ def evaluate(cfg: InferConfig, config: dict, model) -> dict:
     if data.X_test.shape[1] != len(config["feature_names"]):
         raise UserError(f"the data set has {data.X_test.shape[1]} inputs, the model takes "
                         f"{len(config['feature_names'])}: pass the data set it was trained on")
-    out = model_outputs(model, data.X_test, cfg.batch_size)
+    report = test_split_report(model, data, config, cfg.batch_size)
     if data.task == "classification":
-        report = classification_report(data.y_test, out.argmax(axis=1), out.shape[1])
         labels = config["class_labels"]
         console.print(confusion_table(np.asarray(report["confusion_matrix"]), labels))
         console.print(per_class_table(report, labels))
@@ -39,7 +37,6 @@ def evaluate(cfg: InferConfig, config: dict, model) -> dict:
                       f"on {len(data.y_test)} test rows")
         keep = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix")
         return {k: report[k] for k in keep}
-    report = regression_report(unscale_target(data.y_test, config), unscale_target(out, config))
     console.print(figures_table(report, f"regression on {len(data.y_test)} test rows (original y scale)"))
     return report
 

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -67,18 +67,18 @@ def write_together(writers: dict[Path, Callable[[Path], object]]) -> None:
 
 
 @contextmanager
-def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_folder(target: str | os.PathLike, owned: Callable[[str], bool]) -> Iterator[Path]:
     """Yield an empty hidden folder beside `target`; on success, swap it in for `target` (two
-    renames). A failure while filling it (a full disk) leaves `target` as it was; leftovers of a
-    kill are removed by the next write of the same target."""
+    renames). A failure while filling it (a full disk) leaves `target` as it was; so does a kill,
+    whose leftovers the next write of the same target puts right. `owned(name)` tells the files
+    such a folder holds: a folder holding anything else is never replaced."""
     final = Path(target)
     stage: Path | None = None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        for old in final.parent.glob(f".{final.name}.*.part"):
-            shutil.rmtree(old, ignore_errors=True)
-        if final.exists() and not final.is_dir():
-            raise UserError(f"{final} is a file, not a data set folder: remove it or choose another --out-dir")
+        restore_or_clear_leftovers(final)
+        if final.exists() and (not final.is_dir() or not all(owned(p.name) for p in final.iterdir())):
+            raise UserError(f"{final} exists and is not a data set folder: move it away or choose another --out-dir")
         stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part"))
         yield stage
         for item in stage.iterdir():
@@ -94,6 +94,18 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if stage is not None and stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def restore_or_clear_leftovers(final: Path) -> None:
+    """After a kill between the two renames of atomic_folder, the earlier folder is the `.old.part`
+    one: it goes back into place. Every other leftover (a half-filled stage) is removed."""
+    for old in sorted(final.parent.glob(f".{final.name}.*.old.part")):
+        if not final.exists():
+            os.replace(old, final)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    for stage in final.parent.glob(f".{final.name}.*.part"):
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _staged(target: Path) -> Path:
@@ -189,12 +201,6 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"model weights {path} are unreadable ({err}): retrain or restore the file") from None
-
-
-def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    # Uncompressed: float features barely compress, and compressing a million rows takes seconds.
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
 
 
 def map_npy(path: Path) -> np.ndarray:

@@ -41,7 +41,8 @@ SHUFFLES = ("rows", "blocks")
 ROW_SHUFFLE_MAX = 1 << 22     # "auto" shuffles rows up to this many training rows (32 MiB of order)
 BLOCK_ROWS = 4096             # consecutive rows that stay together in block shuffling
 WINDOW_BLOCKS = 256           # blocks shuffled row by row together (~1M rows)
-CHUNK_BYTES = 64 << 20        # default chunk: this much of gathered inputs per process
+WINDOW_STREAM = 1             # tags the windows' random streams
+CHUNK_BYTES = 16 << 20        # default chunk: this much of gathered inputs per process
 RESIDENT_FRACTION = 0.5       # a split this fraction of the free GPU memory may take stays there
 
 
@@ -76,7 +77,9 @@ class EpochOrder:
         if self.cached is None or self.cached[0] != w:
             chosen = self.blocks[w * WINDOW_BLOCKS:(w + 1) * WINDOW_BLOCKS]
             rows = np.concatenate([np.arange(b * BLOCK_ROWS, min(self.n, (b + 1) * BLOCK_ROWS)) for b in chosen])
-            self.cached = w, rows[np.random.default_rng([self.seed, self.epoch, w]).permutation(len(rows))]
+            # Tagged: [seed, epoch, 0] would be the same stream as the blocks' own [seed, epoch].
+            shuffle = np.random.default_rng([self.seed, self.epoch, WINDOW_STREAM, w]).permutation(len(rows))
+            self.cached = w, rows[shuffle]
         return self.cached[1]
 
     def take(self, lo: int, hi: int) -> np.ndarray:
@@ -102,8 +105,23 @@ class RowSource:
         self.resident = resident
         self.pin = self.device.type == "cuda" and not resident
         if resident:
-            self.X_dev = torch.from_numpy(np.array(X)).to(self.device)
-            self.y_dev = torch.from_numpy(np.array(y)).to(self.device)
+            self.X_dev, self.y_dev = self._copied_to_device(X), self._copied_to_device(y)
+
+    def _copied_to_device(self, array: np.ndarray) -> torch.Tensor:
+        """The whole array on the device, copied a chunk at a time (never whole in host memory)."""
+        out = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, device=self.device)
+        step = max(1, CHUNK_BYTES // max(1, array[:1].nbytes))
+        for start in range(0, len(array), step):
+            out[start:start + step].copy_(torch.from_numpy(np.array(array[start:start + step])))
+        return out
+
+    def part(self, rows: slice) -> RowSource:
+        """Rows `rows` of this source, sharing its device copy (no second one)."""
+        part = RowSource(self.X[rows], self.y[rows], self.device)
+        part.resident, part.pin = self.resident, self.pin
+        if self.resident:
+            part.X_dev, part.y_dev = self.X_dev[rows], self.y_dev[rows]
+        return part
 
     def __len__(self) -> int:
         return len(self.X)
@@ -168,42 +186,39 @@ class ShardedBatches:
     seed: int = 0
     grad_accum: int = 1  # batches per optimizer step
     shuffle: str = "rows"
-    chunk_rows: int = 1 << 20  # rows this process gathers at once
+    chunk_rows: int = 1 << 18  # rows this process gathers at once
 
     def __len__(self) -> int:
         return self.steps
 
-    def group_rows(self, n_rows: int) -> list[int]:
-        """Per step, the rows of all processes in its accumulation group (the last group of an
+    def group_rows(self, step: int, n_rows: int) -> int:
+        """The rows of all processes in the accumulation group of `step` (the last group of an
         epoch may hold fewer batches, and the last batch fewer rows)."""
-        rows = [min(self.global_batch, n_rows - step * self.global_batch) for step in range(self.steps)]
-        groups = [sum(rows[g:g + self.grad_accum]) for g in range(0, self.steps, self.grad_accum)]
-        return [groups[step // self.grad_accum] for step in range(self.steps)]
+        rows_per_group = self.global_batch * self.grad_accum
+        start = step // self.grad_accum * rows_per_group
+        return min(n_rows, start + rows_per_group) - start
 
     def steps_per_chunk(self) -> int:
         local_batch = math.ceil(self.global_batch / self.num_processes)
         return max(1, self.chunk_rows // local_batch)
 
-    def local_plan(self, order: EpochOrder, first: int, last: int,
-                   groups: list[int]) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    def local_plan(self, order: EpochOrder, first: int, last: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """This process's rows for steps first..last-1, and per step (local start, local stop, group rows)."""
         n, G = len(self.rows), self.global_batch
-        positions = order.take(first * G, min(n, last * G))
         pieces, plan, offset = [], [], 0
         for step in range(first, last):
-            lo = (step - first) * G
             a, b = shard_bounds(min(G, n - step * G), self.num_processes, self.process_index)
-            pieces.append(positions[lo + a: lo + b])
-            plan.append((offset, offset + b - a, groups[step]))
+            pieces.append(order.take(step * G + a, step * G + b))  # this process's share alone
+            plan.append((offset, offset + b - a, self.group_rows(step, n)))
             offset += b - a
         return np.concatenate(pieces), plan
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """Yield (x, y, rows of all processes in this step's accumulation group) for each step."""
         order = EpochOrder(len(self.rows), self.seed, epoch, self.shuffle)
-        groups, per_chunk = self.group_rows(len(self.rows)), self.steps_per_chunk()
+        per_chunk = self.steps_per_chunk()
         for first in range(0, self.steps, per_chunk):
-            idx, plan = self.local_plan(order, first, min(self.steps, first + per_chunk), groups)
+            idx, plan = self.local_plan(order, first, min(self.steps, first + per_chunk))
             # One gather per chunk; the per-step slices below are free views.
             X, y = self.rows.gather(idx)
             for start, stop, rows in plan:

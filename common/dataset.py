@@ -83,26 +83,27 @@ FINGERPRINT_CHUNKS, FINGERPRINT_CHUNK = 16, 1 << 20
 
 
 def fingerprint(path: str | Path) -> str:
-    """Size and a hash of 16 evenly spaced 1 MiB pieces (the whole file when smaller), of each file
-    of a data set folder: data replaced by other data of the same shape is told apart in
-    milliseconds, whatever its size."""
+    """Size and a hash of 16 evenly spaced 1 MiB pieces (the whole file when smaller) of a data
+    file, or of each file of a data set folder: data replaced by other data of the same shape is
+    told apart in milliseconds, whatever its size."""
     import hashlib
 
     path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    size = 0
-    for file in files:
+    if not path.is_dir():  # the earlier single-file form: the formula its checkpoints recorded
+        size = path.stat().st_size
+        digest = hashlib.sha256(str(size).encode())
+        _hash_sampled_bytes(path, digest)
+        return f"{size}:{digest.hexdigest()[:16]}"
+    digest, size = hashlib.sha256(), 0
+    for file in sorted(p for p in path.iterdir() if p.is_file()):
         size += file.stat().st_size
         digest.update(f"{file.name}:{file.stat().st_size}".encode())
-        digest.update(_sampled_bytes_hash(file))
+        _hash_sampled_bytes(file, digest)
     return f"{size}:{digest.hexdigest()[:16]}"
 
 
-def _sampled_bytes_hash(path: Path) -> bytes:
-    import hashlib
-
-    digest, size = hashlib.sha256(), path.stat().st_size
+def _hash_sampled_bytes(path: Path, digest: Any) -> None:
+    size = path.stat().st_size
     with open(path, "rb") as fh:
         if size <= FINGERPRINT_CHUNKS * FINGERPRINT_CHUNK:
             digest.update(fh.read())
@@ -110,7 +111,6 @@ def _sampled_bytes_hash(path: Path) -> bytes:
             for i in range(FINGERPRINT_CHUNKS):
                 fh.seek(i * (size - FINGERPRINT_CHUNK) // (FINGERPRINT_CHUNKS - 1))
                 digest.update(fh.read(FINGERPRINT_CHUNK))
-    return digest.digest()
 
 
 def meta_path(folder: str | Path) -> Path:
@@ -123,9 +123,14 @@ def dataset_folder(out_dir: str | Path, stem: str) -> Path:
     return Path(out_dir) / stem
 
 
+def is_dataset_file(name: str) -> bool:
+    """The files a data set folder holds (what atomic_folder may replace)."""
+    return name == DATASET_FILE or name in {f"{a}.npy" for a in ARRAYS} or name in {f"rows_{s}.npy" for s in SPLITS}
+
+
 def save_dataset(data: TabularData, folder: str | Path) -> None:
     """Every array as its own .npy file, and the JSON, swapped in together (atomic_folder)."""
-    with atomic_folder(folder) as stage:
+    with atomic_folder(folder, is_dataset_file) as stage:
         for name in ARRAYS:
             np.save(stage / f"{name}.npy", np.ascontiguousarray(getattr(data, name)), allow_pickle=False)
         write_json_file(stage / DATASET_FILE, data.meta)

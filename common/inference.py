@@ -1,7 +1,6 @@
 """Loading a model folder and predicting with it: safetensors and JSON only, never pickle."""
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -77,6 +76,28 @@ def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int)
     return np.concatenate(outs) if outs else model(torch.zeros(0, X_inputs.shape[1])).float().numpy()
 
 
+@torch.no_grad()
+def test_split_report(model: torch.nn.Module, data: Any, config: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """The model's figures on the data set's test split, read and scored `batch_size` rows at a
+    time: a confusion matrix, or sums of errors on the original y scale."""
+    from common.metrics import classification_report, regression_report
+
+    X, y = data.split("test")
+    classes = len(config["class_labels"] or [])
+    confusion, sums = np.zeros((classes, classes), dtype=np.int64), np.zeros(5)
+    for start in range(0, len(X), batch_size):
+        out = model_outputs(model, X[start:start + batch_size], batch_size)
+        truth = np.asarray(y[start:start + batch_size])
+        if config["task"] == "classification":
+            confusion += np.bincount(truth * classes + out.argmax(axis=1), minlength=classes * classes
+                                     ).reshape(classes, classes)
+        else:
+            true_y, pred_y = unscale_target(truth, config)[:, 0], unscale_target(out, config)[:, 0]
+            err = pred_y - true_y
+            sums += [len(err), np.abs(err).sum(), err @ err, true_y.sum(), true_y @ true_y]
+    return classification_report(confusion) if config["task"] == "classification" else regression_report(sums)
+
+
 def predict(config: dict[str, Any], model: torch.nn.Module, X_inputs: np.ndarray,
             batch_size: int) -> dict[str, np.ndarray]:
     """Preprocessed rows -> predictions in the original label space or y scale."""
@@ -124,8 +145,17 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int) -> tu
     decimal = decimal_of(table)
     X = pre.transform(lambda n: numeric_values(table.column(n), n, path, decimal, first_row),
                       lambda n: text_values(table.column(n)), table.num_rows)
-    extra = {n: table.column(n).to_pylist() for n in table.column_names if n not in pre.column_names}
+    extra = {n: carried_text(table.column(n)) for n in table.column_names if n not in pre.column_names}
     return X, extra
+
+
+def carried_text(column: Any) -> Any:
+    """A column copied into the predictions, as text (blank for a missing cell)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+    return text.fill_null("")
 
 
 def feature_batches(path: str, config: dict[str, Any], sep: str | None, batch_rows: int,
@@ -154,61 +184,57 @@ def carried_name(name: str, result: dict[str, np.ndarray], class_labels: list | 
     return f"{name}_input" if name in ours else name
 
 
-def _text(values: list[Any]) -> list[str]:
-    return ["" if v is None else str(v) for v in values]
-
-
 OUTPUT_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
 
 
 class PredictionWriter:
     """Writes predictions batch by batch: CSV rows or Parquet row groups as they come (constant
-    memory), or .npz arrays (plain, no pickle; collected, then written at once). Beside the
-    target, renamed over it when complete: a failed write leaves any earlier file as it was."""
+    memory; both through pyarrow, which formats a million CSV rows in about a second), or .npz
+    arrays (plain, no pickle; collected, then written at once). Beside the target, renamed over
+    it when complete: a failed write leaves any earlier file as it was."""
 
     def __init__(self, tmp: Path, kind: str, class_labels: list | None):
         self.tmp, self.kind, self.class_labels = tmp, kind, class_labels
         self.parts: list[dict[str, np.ndarray]] = []
         self.rows = 0
-        self.fh: Any = open(tmp, "w", newline="") if kind == "csv" else None  # noqa: SIM115 (closed in close())
-        self.writer: Any = csv.writer(self.fh) if self.fh is not None else None
+        self.writer: Any = None
+        self.schema: Any = None
 
-    def add(self, extra: dict[str, list[Any]], result: dict[str, np.ndarray]) -> None:
-        named = {carried_name(name, result, self.class_labels): _text(values) for name, values in extra.items()}
+    def add(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> None:
+        """`extra`: the input's other columns (pyarrow text), copied in front of the predictions."""
+        named = {carried_name(name, result, self.class_labels): values for name, values in extra.items()}
         self.rows += len(result["prediction"])
-        if self.kind == "npz":
-            self.parts.append({**{k: np.asarray(v) for k, v in named.items()}, **result})
-            return
         probabilities = {f"proba_{label}": result["proba"][:, k]
                          for k, label in enumerate(self.class_labels or [])} if "proba" in result else {}
-        if self.kind == "parquet":
-            self._add_row_group({**named, "prediction": result["prediction"], **probabilities})
+        if self.kind == "npz":
+            self.parts.append({**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()}, **result})
             return
-        columns: dict[str, Any] = {**named, "prediction": result["prediction"].tolist(),
-                                   **{name: [f"{p:.6g}" for p in v.tolist()] for name, v in probabilities.items()}}
-        if self.rows == len(result["prediction"]):  # the first batch: the header
-            self.writer.writerow(columns.keys())
-        self.writer.writerows(zip(*columns.values(), strict=True))
+        # Six decimals: all a reader needs, and the same text whatever rows share a forward pass
+        # (a batch of another size may differ in the last float bits).
+        self._write({**named, "prediction": result["prediction"],
+                     **{name: np.round(p, 6) for name, p in probabilities.items()}})
 
-    def _add_row_group(self, columns: dict[str, Any]) -> None:
+    def _write(self, columns: dict[str, Any]) -> None:
         import pyarrow as pa
+        import pyarrow.csv as pa_csv
         import pyarrow.parquet as pq
 
-        table = pa.table({name: pa.array(values) for name, values in columns.items()})
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, table.schema)
-        self.writer.write_table(table.cast(self.writer.schema))
+        table = pa.table({name: values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+                          for name, values in columns.items()})
+        if self.writer is None:  # the first batch's types hold for every batch
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.tmp, table.schema) if self.kind == "parquet" else \
+                pa_csv.CSVWriter(self.tmp, table.schema)
+        self.writer.write_table(table.cast(self.schema))
 
     def close(self) -> None:
-        if self.kind == "csv":
-            self.fh.close()
-        elif self.kind == "parquet":
+        if self.kind != "npz":
             if self.writer is not None:
                 self.writer.close()
-        else:
-            arrays = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]} if self.parts else {}
-            with open(self.tmp, "wb") as fh:
-                np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
+            return
+        arrays = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]} if self.parts else {}
+        with open(self.tmp, "wb") as fh:
+            np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
 
 
 def predict_to_file(path: str, output: str, config: dict[str, Any], model: torch.nn.Module, sep: str | None,

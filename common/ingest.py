@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from common.artifacts import atomic_folder, write_error, write_json_file
 from common.config import MakeDataConfig
-from common.dataset import FORMAT_VERSION, SPLITS, dataset_folder
+from common.dataset import DATASET_FILE, FORMAT_VERSION, SPLITS, dataset_folder, is_dataset_file
 from common.errors import UserError
 from common.preprocess import CategoricalStep, Categories, NumericStep, Preprocessor, categorical_step
 from common.splits import SPLIT_CODES, TRAIN, assign_splits, check_splittable
@@ -46,6 +47,7 @@ from common.table import (
 
 CHUNK_ROWS = 1 << 20          # rows per step of the passes over the scratch files
 MEDIAN_SAMPLE = 1_000_000     # training rows sampled for each median (all of them below this)
+MEDIAN_STREAM = 2             # the median sample's random stream, apart from the split's (common/splits.py)
 MAX_CLASSES_FROM_INTEGERS = 20  # a numeric target with at most this many integer values is taken as classes
 
 
@@ -81,10 +83,13 @@ class Scratch:
         self.dtypes: dict[str, Any] = {}
 
     def append(self, name: str, values: np.ndarray) -> None:
-        if name not in self.files:
-            self.files[name] = open(self.folder / f"{len(self.files)}.bin", "wb")  # noqa: SIM115 (closed in close)
-            self.dtypes[name] = values.dtype
-        values.tofile(self.files[name])
+        try:
+            if name not in self.files:
+                self.files[name] = open(self.folder / f"{len(self.files)}.bin", "wb")  # noqa: SIM115 (closed in close)
+                self.dtypes[name] = values.dtype
+            values.tofile(self.files[name])
+        except OSError as err:  # a full disk: said as such, not taken for a fault of the input file
+            raise write_error(self.folder.parent, err) from None
 
     def close(self) -> None:
         for fh in self.files.values():
@@ -348,7 +353,7 @@ def median_sample(split: np.ndarray, seed: int) -> np.ndarray:
     n_train = int(np.count_nonzero(split == TRAIN))
     if n_train <= MEDIAN_SAMPLE:
         return np.flatnonzero(split == TRAIN)
-    rng, share = np.random.default_rng(seed), MEDIAN_SAMPLE / n_train
+    rng, share = np.random.default_rng([seed, MEDIAN_STREAM]), MEDIAN_SAMPLE / n_train
     draws = (part.start + np.flatnonzero((split[part] == TRAIN) & (rng.random(part.stop - part.start) < share))
              for part in chunks(len(split)))
     return np.concatenate(list(draws))
@@ -436,14 +441,14 @@ def chunk_inputs(pre: Preprocessor, numeric: dict[str, ScratchColumn], ids: dict
 
 def ingest_to_folder(cfg: MakeDataConfig) -> tuple[Path, dict[str, Any]]:
     """The data set folder of a user's table, written whole or not at all."""
-    from common.artifacts import atomic_folder, write_json_file
-    from common.dataset import DATASET_FILE
-
     assert cfg.csv is not None
     folder = dataset_folder(cfg.out_dir, Path(cfg.csv).stem)
     if not Path(cfg.csv).is_file():
         raise UserError(f"table {cfg.csv} not found: check the path")
-    with atomic_folder(folder) as stage:
+    if folder.resolve() in Path(cfg.csv).resolve().parents:
+        raise UserError(f"{cfg.csv} lies in {folder}, the folder its data set would replace: "
+                        "choose another --out-dir")
+    with atomic_folder(folder, is_dataset_file) as stage:
         meta = ingest_file(cfg, stage)
         write_json_file(stage / DATASET_FILE, meta)
     return folder, meta

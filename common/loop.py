@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -39,26 +38,17 @@ class Trainer:
         if self.task == "classification" and plan.class_weight == "balanced":
             weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
         self.loss_fn = summed_loss(self.task, weight)
-        self.resident = fits_on_device(data.X_train.nbytes + data.y_train.nbytes, device)
+        shards = evaluation_shards(data, P, rank)
+        # On a GPU, everything this process reads stays there when it fits; else all is streamed.
+        self.resident = fits_on_device(bytes_read(data, shards), device)
         train_rows = RowSource(data.X_train, data.y_train, device, self.resident)
         self.batches = self.stepper.batches(train_rows, plan.global_batch, plan.steps_per_epoch, P, rank,
                                             plan.seed, plan.grad_accum, plan.shuffle, plan.chunk_rows)
-        # Each process scores one contiguous shard of each evaluation set: no row twice, none missing.
-        names = (["val"] if data.n_val else []) + ["test"]
-        if self.task == "regression":  # the recipe reports train figures too
-            names.append("train")
-        self.eval_sets = {name: self._shard(*data.split(name)) for name in names}
+        self.eval_sets = {name: train_rows.part(part) if name == "train"
+                          else RowSource(data.split(name)[0][part], data.split(name)[1][part], device, self.resident)
+                          for name, part in shards.items()}
         self.loss_sum = torch.zeros((), device=device)
         self.rows_seen = 0
-
-    def _shard(self, X: np.ndarray, y: np.ndarray) -> RowSource:
-        part = local_shard(len(X), self.accelerator.num_processes, self.accelerator.process_index)
-        return RowSource(X[part], y[part], self.accelerator.device, self.resident)
-
-    @property
-    def placement(self) -> str:
-        """Where the training rows are gathered from, as train.py prints it."""
-        return "device memory" if self.resident else "the memory-mapped data set"
 
     def _run_batch(self, x: torch.Tensor, y: torch.Tensor, group_rows: int, ends_group: bool) -> None:
         with self.stepper.accumulate(ends_group):
@@ -119,6 +109,21 @@ class Trainer:
             record.update({record_key(split, key): value for key, value in figures.items()})
         self.model.train()
         return record
+
+
+def evaluation_shards(data: TabularData, num_processes: int, rank: int) -> dict[str, slice]:
+    """The contiguous shard of each evaluation set this process scores: over all processes, every
+    row once. The regression recipe reports the training split's figures too."""
+    names = (["val"] if data.n_val else []) + ["test"] + (["train"] if data.task == "regression" else [])
+    return {name: local_shard(len(data.split(name)[0]), num_processes, rank) for name in names}
+
+
+def bytes_read(data: TabularData, shards: dict[str, slice]) -> int:
+    """What a process keeps on its device when it keeps everything: the training split and its
+    evaluation shards (its shard of the training split is a view of the training split)."""
+    held = [data.X_train, data.y_train] + [a[part] for name, part in shards.items() if name != "train"
+                                           for a in data.split(name)]
+    return sum(a.nbytes for a in held)
 
 
 def record_key(split: str, figure: str) -> str:

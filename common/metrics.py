@@ -4,8 +4,9 @@ Training computes *sufficient statistics* on each process's shard (a confusion m
 sums of errors), adds them up over processes and only then derives the figures. Sums are
 exact to add, so the test metrics of an N-process run cover every test row exactly once,
 whatever the shard sizes, and one small all-reduce replaces gathering every prediction.
-Inference, which sees all rows at once, uses scikit-learn directly: an independent check
-(imported there only, so training never pays for importing it).
+Inference counts its own confusion matrix (or sums) a chunk at a time and derives the
+classification figures with scikit-learn: an independent check (imported there only, so
+training never pays for importing it).
 """
 from __future__ import annotations
 
@@ -62,28 +63,30 @@ def regression_figures(stats: np.ndarray) -> dict[str, Any]:
     }
 
 
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
+def classification_report(confusion: np.ndarray) -> dict[str, Any]:
+    """scikit-learn's figures from a confusion matrix (true x predicted): each (true, predicted)
+    pair once, weighted by its count, so that the rows can be counted a chunk at a time."""
     from sklearn import metrics as skm
 
+    num_classes = len(confusion)
     labels = list(range(num_classes))
-    precision, recall, _, support = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    y_true, y_pred = np.divmod(np.arange(num_classes * num_classes), num_classes)
+    weight = confusion.ravel()
+    kw: dict[str, Any] = {"sample_weight": weight, "zero_division": 0}
+    precision, recall, _, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, **kw)
     return {
-        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "precision_macro": float(skm.precision_score(y_true, y_pred, average="macro", zero_division=0)),
-        "recall_macro": float(skm.recall_score(y_true, y_pred, average="macro", zero_division=0)),
-        "f1_macro": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "precision": precision.tolist(), "recall": recall.tolist(), "support": support.tolist(),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred, sample_weight=weight)),
+        "precision_macro": float(skm.precision_score(y_true, y_pred, labels=labels, average="macro", **kw)),
+        "recall_macro": float(skm.recall_score(y_true, y_pred, labels=labels, average="macro", **kw)),
+        "f1_macro": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", **kw)),
+        "confusion_matrix": confusion.astype(np.int64).tolist(),
+        "precision": precision.tolist(), "recall": recall.tolist(), "support": np.rint(support).astype(int).tolist(),
     }
 
 
-def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    from sklearn import metrics as skm
-
-    return {
-        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
-        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
-        "r2": float(skm.r2_score(y_true, y_pred)),
-    }
+def regression_report(sums: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and R² from [rows, sum |e|, sum e^2, sum y, sum y^2] on the original scale."""
+    n, abs_sum, sq_sum, y_sum, y_sq_sum = sums
+    total = y_sq_sum - y_sum ** 2 / n
+    return {"mae": float(abs_sum / n), "rmse": float(np.sqrt(sq_sum / n)),
+            "r2": float(1.0 - sq_sum / total) if total > 0 else float("nan")}

@@ -87,8 +87,13 @@ RUN_ONLY = frozenset({"ckpt_dir", "checkpoint_every", "keep_checkpoints", "log_w
                       "timeout", "chunk_rows"})
 
 
+# Fields added since checkpoints were first written, with the value an older checkpoint meant.
+IMPLIED_BEFORE = {"shuffle": "rows"}
+
+
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'name: saved -> current' for each compared field that differs (or exists on one side only)."""
+    saved = {**IMPLIED_BEFORE, **saved}
     old, new = ({k: v for k, v in p.items() if k not in RUN_ONLY} for p in (saved, current))
     return [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
             for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]

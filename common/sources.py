@@ -18,7 +18,7 @@ from common.config import MakeDataConfig, recipe_value
 from common.dataset import FORMAT_VERSION, TabularData
 from common.errors import UserError
 from common.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
-from common.splits import check_splittable
+from common.splits import check_split_sizes, check_splittable
 from common.table import ColumnRole
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
     for name in ("max_levels", "min_level_rows"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
+    if cfg.val_size is not None:  # before a pass over a large file, not after
+        check_split_sizes(cfg.test_size, cfg.val_size)
     if cfg.csv or cfg.dataset:
         return dataclasses.replace(cfg, val_size=0.1 if cfg.val_size is None else cfg.val_size)
     task = cfg.task or "classification"

@@ -17,6 +17,7 @@ from common.errors import UserError
 
 TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_CODES = {"train": TRAIN, "val": VAL, "test": TEST}
+SPLIT_STREAM = 1  # tags this random stream apart from the others drawn from the same seed
 
 
 def split_sizes(n: int, test_size: float, val_size: float) -> tuple[int, int]:
@@ -73,7 +74,7 @@ def assign_splits(y: np.ndarray | None, n: int, test_size: float, val_size: floa
     test = proportional_counts(class_rows, n_test)
     val = proportional_counts(class_rows - test, n_val)
     out = np.full(n, TRAIN, dtype=np.int8)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, SPLIT_STREAM])
     for k, (rows, k_test, k_val) in enumerate(zip(class_rows, test, val, strict=True)):
         codes = np.full(rows, TRAIN, dtype=np.int8)
         codes[:k_test], codes[k_test:k_test + k_val] = TEST, VAL

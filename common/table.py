@@ -58,14 +58,14 @@ BATCH_ROWS = 65_536     # Parquet row batches when streamed
 
 
 def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[str] = (),
-               columns: Sequence[str] | None = None, head: bool = False) -> Any:
+               head: bool = False) -> Any:
     """A pyarrow Table of a CSV or Parquet file; every problem is a one-line UserError.
 
     `text_columns` are read as the text in the file, whatever it looks like, so that a
     categorical value reads the same in every file (`True` stays `True`, `01` stays `01`). A
     file delimited by semicolons is taken to write decimals with a comma (`20,5`), as the
     spreadsheets that write such files do; the table's metadata says which decimal mark it used.
-    `columns`: read only these (all by default). `head`: only the first HEAD_BYTES of a CSV file
+    `head`: only the first HEAD_BYTES of a CSV file
     (HEAD_ROWS rows of Parquet), the whole file when it is smaller."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
@@ -78,19 +78,18 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
         if path.suffix.lower() in PARQUET_SUFFIXES:
             import pyarrow.parquet as pq
 
-            names = list(columns) if columns is not None else None
             if head:
-                batch = next(pq.ParquetFile(path).iter_batches(batch_size=HEAD_ROWS, columns=names), None)
+                batch = next(pq.ParquetFile(path).iter_batches(batch_size=HEAD_ROWS), None)
                 table = pq.read_schema(path).empty_table() if batch is None else pa.Table.from_batches([batch])
             else:
-                table = pq.read_table(path, columns=names)
+                table = pq.read_table(path)
             table = missing_as_null(table)
         else:
             delimiter = sep or detect_delimiter(path)
             decimal = "," if delimiter == ";" else "."
             options = {"parse_options": pa_csv.ParseOptions(delimiter=delimiter),
                        "convert_options": csv_convert_options(decimal, {name: pa.string() for name in text_columns},
-                                                              columns)}
+                                                              None)}
             if head:
                 reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=HEAD_BYTES), **options)
                 first = next(iter(reader), None)
@@ -148,7 +147,7 @@ def stream_table(path: str | Path, sep: str | None, text_columns: Sequence[str],
 
 
 def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], types: dict[str, Any],
-                  columns: Sequence[str] | None, batch_rows: int | None = None, block_bytes: int | None = None,
+                  columns: Sequence[str] | None, batch_rows: int | None = None,
                   other_as_text: bool = False) -> Iterator[Any]:
     """The file as pyarrow tables of a record batch each, in file order: `text_columns` as text,
     CSV columns of `types` with those types (any other column as text with `other_as_text`, else
@@ -171,7 +170,7 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
         with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
             header = next(csv.reader([fh.readline()], delimiter=delimiter), [])
         text.update({name: pa.string() for name in header})
-    reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=block_bytes or BATCH_BYTES),
+    reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=BATCH_BYTES),
                              parse_options=pa_csv.ParseOptions(delimiter=delimiter),
                              convert_options=csv_convert_options(decimal, {**text, **types}, columns))
     for batch in reader:

@@ -129,5 +129,5 @@ def test_each_step_knows_the_rows_of_its_accumulation_group():
     """4802 rows in global batches of 1000, groups of 3: [1000 x 3], then [1000, 802]."""
     rows = RowSource(np.zeros((4802, 1), np.float32), np.zeros(4802, np.int64), "cpu")
     plan = ShardedBatches(rows, 1000, steps_per_epoch(4802, 1000), 2, 0, 0, grad_accum=3)
-    assert plan.group_rows(4802) == [3000, 3000, 3000, 1802, 1802]
+    assert [plan.group_rows(step, 4802) for step in range(5)] == [3000, 3000, 3000, 1802, 1802]
     assert [rows for _, _, rows in plan.epoch(0)] == [3000, 3000, 3000, 1802, 1802]

@@ -157,3 +157,31 @@ def test_a_resident_copy_and_the_mapped_file_give_the_same_batches(small_cls):
     for a, b in zip(kept.slice(100, 300), mapped.slice(100, 300), strict=True):
         assert torch.equal(a, b)
     assert torch.equal(mapped.gather(idx)[0], torch.from_numpy(np.asarray(data.X_train)[idx]))
+
+
+def test_a_folder_that_is_not_a_data_set_is_never_replaced(tmp_path):
+    from test_tables import people, write
+
+    (tmp_path / "people").mkdir()
+    mine = write(tmp_path / "people" / "people.csv", people(rows=200))
+    message = user_error(make_data_script.main, "--csv", mine, "--target", "label", "--out-dir", tmp_path)
+    assert "choose another --out-dir" in message and mine.is_file()
+    (tmp_path / "people" / "notes.txt").write_text("mine")
+    other = write(tmp_path / "people.csv", people(rows=200))
+    message = user_error(make_data_script.main, "--csv", other, "--target", "label", "--out-dir", tmp_path)
+    assert "not a data set folder" in message and (tmp_path / "people" / "notes.txt").read_text() == "mine"
+
+
+def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, small_cls):
+    """atomic_folder moves the earlier folder aside, then the new one in: a kill in between
+    leaves only the aside copy, which the next write puts back before anything else."""
+    import shutil
+
+    from common.artifacts import restore_or_clear_leftovers
+
+    final = tmp_path / "cls_data"
+    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # the state such a kill leaves
+    (tmp_path / ".cls_data.abc.part").mkdir()                       # and a half-filled stage
+    restore_or_clear_leftovers(final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cls_data"]
+    np.testing.assert_array_equal(load_dataset(final).X_train, load_dataset(small_cls).X_train)

@@ -16,8 +16,9 @@ The order: `rows` shuffling is one permutation of all rows per epoch (8 bytes a 
 process). Above ROW_SHUFFLE_MAX rows, `auto` takes `blocks` shuffling instead: the rows are cut
 into blocks of BLOCK_ROWS consecutive rows, the blocks are permuted, and each window of
 WINDOW_BLOCKS permuted blocks (about a million rows) is shuffled row by row. A batch then
-mixes rows from 256 places in the file, the order costs a few kilobytes whatever the size,
-and reads are runs of 4096 rows. Both are pure functions of (seed, epoch, row count).
+mixes rows from 256 places in the file, the order costs 8 bytes a block and one window's
+indices (~16 MB) whatever the size, and reads are runs of 4096 rows. Both are pure functions
+of (seed, epoch, row count).
 
 Sharding: step s takes the global batch order[s*G:(s+1)*G] and splits it into one near-equal
 contiguous chunk per process. Every row is used exactly once per epoch, none is padded or

@@ -217,7 +217,7 @@ class TrainConfig:
         "auto", "the order of each epoch: one permutation of the rows, or blocks of 4096 rows permuted and "
                 "shuffled within windows of ~1M rows (constant memory); auto: rows up to 4M training rows")
     chunk_rows: int = field(0, "training rows each process gathers from the data set at once (memory); "
-                               "0: 64 MiB of inputs")
+                               "0: 16 MiB of inputs")
 
 
 @dataclasses.dataclass

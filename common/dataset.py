@@ -72,6 +72,18 @@ class TabularData:
         return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
 
 
+def dataset_meta(task: str, pre: Preprocessor, class_labels: list[Any] | None,
+                 y_scaling: tuple[float | None, float | None], sizes: dict[str, int], roles: list[Any],
+                 source: dict[str, Any]) -> dict[str, Any]:
+    """dataset.json: what training and inference need to know of a data set, and where it came from."""
+    return {
+        "format": FORMAT_VERSION, "task": task, "feature_names": pre.input_names, "class_labels": class_labels,
+        "preprocess": pre.to_json(), "y_mean": y_scaling[0], "y_scale": y_scaling[1],
+        **{f"n_{name}": int(sizes[name]) for name in SPLITS},
+        "roles": [dataclasses.asdict(r) for r in roles], "source": source,
+    }
+
+
 def preprocessor_of(meta: dict[str, Any]) -> Preprocessor:
     """The fitted steps of a data set or model folder, also of one written before they existed."""
     if "preprocess" in meta:

@@ -28,7 +28,7 @@ import numpy as np
 
 from common.artifacts import atomic_folder, write_error, write_json_file
 from common.config import MakeDataConfig
-from common.dataset import DATASET_FILE, FORMAT_VERSION, SPLITS, dataset_folder, is_dataset_file
+from common.dataset import DATASET_FILE, dataset_folder, dataset_meta, is_dataset_file
 from common.errors import UserError
 from common.preprocess import CategoricalStep, Categories, NumericStep, Preprocessor, categorical_step
 from common.splits import SPLIT_CODES, TRAIN, assign_splits, check_splittable
@@ -41,7 +41,7 @@ from common.table import (
     numeric_values,
     read_table,
     table_batches,
-    text_column,
+    text_values,
     unreadable,
 )
 
@@ -62,14 +62,12 @@ class Vocabulary:
         return list(self.ids)
 
     def encode(self, column: Any) -> np.ndarray:
-        """int64 ids of a column's cells, -1 for blanks."""
-        import pyarrow.compute as pc
-
-        encoded = pc.dictionary_encode(text_column(column)).combine_chunks()
-        seen = encoded.dictionary.to_pylist()
-        lookup = np.fromiter((self.ids.setdefault(v, len(self.ids)) for v in seen), dtype=np.int64, count=len(seen))
-        index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        return np.where(index >= 0, lookup[np.maximum(index, 0)] if len(lookup) else -1, -1)
+        """int64 ids of a column's cells, -1 for blanks: the batch's own codes (text_values, as
+        infer.py reads categories) mapped to the ids of the whole file."""
+        batch = text_values(column)
+        lookup = np.fromiter((self.ids.setdefault(v, len(self.ids)) for v in batch.values), dtype=np.int64,
+                             count=len(batch.values))
+        return np.append(lookup, -1)[batch.index]  # index -1 (a blank) picks the appended -1
 
 
 class Scratch:
@@ -197,18 +195,12 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> dict[str, Any]:
     scratch.folder.rmdir()
     for role in roles:
         role.missing = seen.nulls.get(role.name, role.missing)
-    return {
-        "format": FORMAT_VERSION, "task": task, "feature_names": pre.input_names, "class_labels": labels,
-        "preprocess": pre.to_json(), "y_mean": y_mean, "y_scale": y_scale,
-        **{f"n_{name}": sizes[name] for name in SPLITS},
-        "roles": [dataclasses.asdict(r) for r in roles],
-        "source": {"csv": str(path.resolve()), "target": cfg.target, "rows_read": seen.rows_read,
-                   "batches_read": seen.batches,
-                   "rows_without_target": seen.rows_read - seen.rows,
-                   "ids": [r.name for r in roles if r.role == "id"],
-                   "dropped_columns": [r.name for r in roles if r.role == "dropped"],
-                   "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size},
-    }
+    source = {"csv": str(path.resolve()), "target": cfg.target, "rows_read": seen.rows_read,
+              "batches_read": seen.batches, "rows_without_target": seen.rows_read - seen.rows,
+              "ids": [r.name for r in roles if r.role == "id"],
+              "dropped_columns": [r.name for r in roles if r.role == "dropped"],
+              "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size}
+    return dataset_meta(task, pre, labels, (y_mean, y_scale), sizes, roles, source)
 
 
 def target_is_numeric(head: Any, name: str, task: str | None) -> bool:

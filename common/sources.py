@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.config import MakeDataConfig, recipe_value
-from common.dataset import FORMAT_VERSION, TabularData
+from common.dataset import TabularData, dataset_meta
 from common.errors import UserError
 from common.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
 from common.splits import check_split_sizes, check_splittable
@@ -178,15 +178,10 @@ def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
     # Only the recipes keep their scaler as a joblib file (make_data.py); no other table needs one.
     recipe = table.source.get("generator") is not None
     x_scaler = StandardScaler().fit(np.stack(list(table.numeric.values()), 1)[parts["train"]]) if recipe else None
-    meta: dict[str, Any] = {
-        "format": FORMAT_VERSION, "task": table.task, "feature_names": pre.input_names,
-        "class_labels": table.class_labels, "preprocess": pre.to_json(),
-        "y_mean": None if y_scaler is None else float(y_scaler.mean_[0]),
-        "y_scale": None if y_scaler is None else float(y_scaler.scale_[0]),
-        **{f"n_{name}": int(len(rows)) for name, rows in parts.items()},
-        "roles": [dataclasses.asdict(r) for r in table.roles],
-        "source": {**table.source, "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size},
-    }
+    y_scaling = (None, None) if y_scaler is None else (float(y_scaler.mean_[0]), float(y_scaler.scale_[0]))
+    meta = dataset_meta(table.task, pre, table.class_labels, y_scaling, {k: len(v) for k, v in parts.items()},
+                        table.roles, {**table.source, "seed": cfg.seed, "test_size": cfg.test_size,
+                                      "val_size": cfg.val_size})
     data = TabularData(inputs(parts["train"]), targets(parts["train"]), inputs(parts["test"]),
                        targets(parts["test"]), meta, inputs(parts["val"]), targets(parts["val"]))
     return ScaledData(data, x_scaler, y_scaler)

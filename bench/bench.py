@@ -188,10 +188,16 @@ def sklearn_mlp(data, epochs: int) -> tuple[float, float]:
     return seconds, float(clf.score(data.X_test, data.y_test))
 
 
+# Linux starts a child's peak RSS (ru_maxrss) at its parent's resident size, so a worker spawned
+# by this process, which holds hundreds of MB by section 3, could never report less. A small
+# intermediate parent gives each worker a peak of its own.
+SMALL_PARENT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
 def in_worker(kind: str, arg: str) -> dict:
     """Run one measurement in a fresh process, so its peak memory is its own."""
-    proc = subprocess.run([sys.executable, __file__, "--worker", f"{kind}:{arg}"], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run([sys.executable, "-c", SMALL_PARENT, sys.executable, __file__, "--worker", f"{kind}:{arg}"],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if proc.returncode != 0:
         raise RuntimeError(f"worker {kind}:{arg} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

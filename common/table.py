@@ -79,7 +79,7 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
             import pyarrow.parquet as pq
 
             if head:
-                batch = next(pq.ParquetFile(path).iter_batches(batch_size=HEAD_ROWS), None)
+                batch = next(pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=HEAD_ROWS), None)
                 table = pq.read_schema(path).empty_table() if batch is None else pa.Table.from_batches([batch])
             else:
                 table = pq.read_table(path)
@@ -159,7 +159,10 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
 
     if path.suffix.lower() in PARQUET_SUFFIXES:
         names = list(columns) if columns is not None else None
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=names):
+        # pre_buffer=False: pyarrow's default reads a whole row group's columns ahead (+350 MB at
+        # 1M-row groups of 11 columns); without it memory follows the batch, and reading is no slower.
+        reader = pq.ParquetFile(path, pre_buffer=False)
+        for batch in reader.iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=names):
             table = plain_columns(missing_as_null(pa.Table.from_batches([batch])), text_columns)
             yield table.replace_schema_metadata({"decimal": "."})
         return

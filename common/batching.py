@@ -5,10 +5,12 @@ of a small MLP. Here each epoch has one order of the rows (the same on every pro
 the seed and the epoch alone, so a resumed run sees the same order), and each process
 gathers only its own rows of that order, a chunk of steps at a time, and hands out slices.
 
-Memory: the training split is a memory-mapped .npy file (common/dataset.py). A chunk's row
-indices are sorted before the read (pages are touched in file order) and the chunk is put
-back in the epoch's order in memory, so a process holds one chunk (`chunk_rows`), and every
-process on a machine reads the same page-cached file. On a GPU, a split that fits in a
+Memory: the training split is a memory-mapped .npy file (common/dataset.py), and a process
+holds one chunk of it (`chunk_rows`); every process on a machine reads the same page-cached
+file. A split larger than half the free memory is read from disk as much as from the cache:
+then a chunk's row indices are sorted before the read (pages are touched in file order) and
+the chunk is put back in the epoch's order in memory. A smaller one is gathered directly
+(measured on the recipe's 80k rows: 1.3 ms, against 16 ms with the sort). On a GPU, a split that fits in a
 fraction of the free device memory is copied there once and gathered on the device; a
 larger one is streamed chunk by chunk through pinned memory without blocking.
 
@@ -45,6 +47,7 @@ WINDOW_BLOCKS = 256           # blocks shuffled row by row together (~1M rows)
 WINDOW_STREAM = 1             # tags the windows' random streams
 CHUNK_BYTES = 16 << 20        # default chunk: this much of gathered inputs per process
 RESIDENT_FRACTION = 0.5       # a split this fraction of the free GPU memory may take stays there
+SORTED_READS_FRACTION = 0.5   # a split over this fraction of free host memory is read in file order
 
 
 def resolve_shuffle(shuffle: str, n_rows: int) -> str:
@@ -105,6 +108,7 @@ class RowSource:
         self.X, self.y, self.device = X, y, torch.device(device)
         self.resident = resident
         self.pin = self.device.type == "cuda" and not resident
+        self.sorted_reads = reads_from_disk(X.nbytes + y.nbytes)
         if resident:
             self.X_dev, self.y_dev = self._copied_to_device(X), self._copied_to_device(y)
 
@@ -136,6 +140,8 @@ class RowSource:
         if self.resident:
             index = torch.from_numpy(idx).to(self.device)
             return self.X_dev.index_select(0, index), self.y_dev.index_select(0, index)
+        if not self.sorted_reads:  # page-cached: a direct gather costs a tenth of sorting the chunk
+            return self._to_device(self.X[idx]), self._to_device(self.y[idx])
         order = np.argsort(idx, kind="stable")
         ordered = idx[order]  # ascending: the file is read front to back
         X, y = np.empty((len(idx), self.width), self.X.dtype), np.empty((len(idx), *self.y.shape[1:]), self.y.dtype)
@@ -155,6 +161,14 @@ class RowSource:
         if self.pin:
             tensor = tensor.pin_memory()
         return tensor.to(self.device, non_blocking=self.pin)
+
+
+def reads_from_disk(nbytes: int) -> bool:
+    """Whether a split is too large to stay in the page cache (over half the memory free now):
+    then its rows are read in ascending order, else gathered directly."""
+    import psutil
+
+    return nbytes > SORTED_READS_FRACTION * psutil.virtual_memory().available
 
 
 def fits_on_device(nbytes: int, device: Any) -> bool:

@@ -20,10 +20,12 @@ def weights(folder):
 
 
 @pytest.mark.parametrize("shuffle", ["rows", "blocks"])
-def test_chunked_gathering_gives_the_weights_of_one_gather_per_epoch(small_val, tmp_path, shuffle):
-    """Chunks bound memory only: a chunk of 37 rows trains bit for bit like the whole split at once."""
+def test_chunked_gathering_gives_the_weights_of_one_gather_per_epoch(small_val, tmp_path, shuffle, monkeypatch):
+    """Chunks bound memory only: a chunk of 37 rows, read in file order as from a split too large
+    for the page cache, trains bit for bit like the whole split gathered at once."""
     args = ["--data", small_val, "--epochs", "2", "--batch-size", "64", "--shuffle", shuffle]
     train(*args, "--ckpt-dir", tmp_path / "whole")
+    monkeypatch.setattr(batching, "SORTED_READS_FRACTION", 0.0)
     train(*args, "--ckpt-dir", tmp_path / "chunked", "--chunk-rows", "37")
     whole, chunked = weights(tmp_path / "whole"), weights(tmp_path / "chunked")
     assert all(torch.equal(whole[k], chunked[k]) for k in whole)
@@ -146,17 +148,22 @@ def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monke
     assert 300 < after <= 551  # the batch that holds the cell
 
 
-def test_a_resident_copy_and_the_mapped_file_give_the_same_batches(small_cls):
-    """The GPU's fast path (a copy kept on the device) and the streamed path hand out the same
-    rows; on this machine both live in host memory, which is all the comparison needs."""
+def test_a_resident_copy_and_the_mapped_file_give_the_same_batches(small_cls, monkeypatch):
+    """The GPU's fast path (a copy kept on the device), direct gathers from the mapped file, and
+    sorted reads (a split too large for the page cache) hand out the same rows; on this machine
+    all live in host memory, which is all the comparison needs."""
     data = load_dataset(small_cls)
     kept, mapped = (batching.RowSource(data.X_train, data.y_train, "cpu", resident) for resident in (True, False))
+    monkeypatch.setattr(batching, "SORTED_READS_FRACTION", 0.0)
+    from_disk = batching.RowSource(data.X_train, data.y_train, "cpu")
+    assert from_disk.sorted_reads and not mapped.sorted_reads
     idx = np.random.default_rng(0).permutation(len(data.X_train))[:1000]
-    for a, b in zip(kept.gather(idx), mapped.gather(idx), strict=True):
-        assert torch.equal(a, b)
-    for a, b in zip(kept.slice(100, 300), mapped.slice(100, 300), strict=True):
-        assert torch.equal(a, b)
-    assert torch.equal(mapped.gather(idx)[0], torch.from_numpy(np.asarray(data.X_train)[idx]))
+    for source in (mapped, from_disk):
+        for a, b in zip(kept.gather(idx), source.gather(idx), strict=True):
+            assert torch.equal(a, b)
+        for a, b in zip(kept.slice(100, 300), source.slice(100, 300), strict=True):
+            assert torch.equal(a, b)
+    assert torch.equal(from_disk.gather(idx)[0], torch.from_numpy(np.asarray(data.X_train)[idx]))
 
 
 def test_a_folder_that_is_not_a_data_set_is_never_replaced(tmp_path):

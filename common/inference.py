@@ -256,6 +256,8 @@ def _predict_to_file(path: str, output: str, config: dict[str, Any], model: torc
                 writer.add(extra, predict(config, model, X, batch_rows))
         finally:
             writer.close()
+        if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one
+            raise UserError(f"{path} has no data rows: nothing to predict")
     return writer.rows
 
 

@@ -127,12 +127,16 @@ class SplitWriter:
 
         shapes = {"X": ((rows, width), np.float32), "y": ((rows, 1), np.float32) if regression else ((rows,), np.int64),
                   "rows": ((rows,), np.int64)}
-        self.files = {}
-        for kind, (shape, dtype) in shapes.items():
-            fh = open(stage / f"{kind}_{split}.npy", "wb")  # noqa: SIM115 (closed in close)
-            npy.write_array_header_1_0(fh, {"descr": npy.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-                                            "shape": shape})
-            self.files[kind] = (fh, np.dtype(dtype))
+        self.files: dict[str, tuple[Any, np.dtype]] = {}
+        try:
+            for kind, (shape, dtype) in shapes.items():
+                fh = open(stage / f"{kind}_{split}.npy", "wb")  # noqa: SIM115 (closed in close)
+                self.files[kind] = (fh, np.dtype(dtype))
+                npy.write_array_header_1_0(fh, {"descr": npy.dtype_to_descr(np.dtype(dtype)),
+                                                "fortran_order": False, "shape": shape})
+        except OSError:
+            self.close()
+            raise
 
     def append(self, **arrays: np.ndarray) -> None:
         for kind, values in arrays.items():
@@ -401,12 +405,14 @@ def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocess
     """Each split's inputs, targets and source rows, a chunk at a time, into its .npy files."""
     sizes = {name: int(np.sum(split == code)) for name, code in SPLIT_CODES.items()}
     regression = y_scaling[0] is not None
-    writers = {name: SplitWriter(stage, name, rows, len(pre.input_names), regression) for name, rows in sizes.items()}
     numeric = {name: scratch.column(name) for name in seen.numeric}
     ids = {name: scratch.column(name) for name in seen.categorical}
     values = {name: vocabulary.values for name, vocabulary in seen.categorical.items()}
     source_rows = scratch.column("row")
+    writers: dict[str, SplitWriter] = {}
     try:
+        for name, count in sizes.items():
+            writers[name] = SplitWriter(stage, name, count, len(pre.input_names), regression)
         for part in chunks(len(split)):
             X = chunk_inputs(pre, numeric, ids, values, part)
             if regression:

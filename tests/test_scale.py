@@ -192,3 +192,13 @@ def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, sm
     restore_or_clear_leftovers(final)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cls_data"]
     np.testing.assert_array_equal(load_dataset(final).X_train, load_dataset(small_cls).X_train)
+
+
+def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_model, tmp_path):
+    import infer as infer_script
+
+    (tmp_path / "empty.csv").write_text(",".join(f"x{i}" for i in range(10)) + "\n")
+    (tmp_path / "p.parquet").write_bytes(b"earlier")
+    message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "empty.csv",
+                         "--output", tmp_path / "p.parquet")
+    assert "no data rows" in message and (tmp_path / "p.parquet").read_bytes() == b"earlier"

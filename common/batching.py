@@ -54,6 +54,12 @@ def resolve_shuffle(shuffle: str, n_rows: int) -> str:
     return shuffle if shuffle in SHUFFLES else ("rows" if n_rows <= ROW_SHUFFLE_MAX else "blocks")
 
 
+def order_geometry(shuffle: str) -> str:
+    """What else decides a block order (rows per block x blocks per window): recorded in the run
+    plan, so that a resumed run refuses an order these constants would change."""
+    return f"{BLOCK_ROWS}x{WINDOW_BLOCKS}" if shuffle == "blocks" else ""
+
+
 def default_chunk_rows(width: int) -> int:
     return max(1024, CHUNK_BYTES // (4 * max(1, width)))
 

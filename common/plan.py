@@ -15,7 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common.batching import default_chunk_rows, optimizer_steps_per_epoch, resolve_shuffle, steps_per_epoch
+from common.batching import (
+    default_chunk_rows,
+    optimizer_steps_per_epoch,
+    order_geometry,
+    resolve_shuffle,
+    steps_per_epoch,
+)
 from common.checkpoint import find_checkpoint
 from common.config import TABLE_DEFAULTS, TrainConfig, recipe_value
 from common.dataset import TabularData
@@ -53,6 +59,7 @@ class TrainPlan:
     split_batches: bool
     grad_accum: int
     shuffle: str                  # "rows" or "blocks" (common/batching.py)
+    order_geometry: str           # for blocks: rows per block x blocks per window; "" for rows
     num_processes: int
     global_batch: int             # rows per step over all processes
     steps_per_epoch: int
@@ -88,7 +95,7 @@ RUN_ONLY = frozenset({"ckpt_dir", "checkpoint_every", "keep_checkpoints", "log_w
 
 
 # Fields added since checkpoints were first written, with the value an older checkpoint meant.
-IMPLIED_BEFORE = {"shuffle": "rows"}
+IMPLIED_BEFORE = {"shuffle": "rows", "order_geometry": ""}
 
 
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -147,6 +154,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_pro
         raise UserError(f"--class-weight {settings['class_weight']} weighs classes, and this is a {data.task} "
                         "data set: drop it")
     global_batch = batch_size if cfg.split_batches else batch_size * num_processes
+    shuffle = resolve_shuffle(cfg.shuffle, len(data.X_train))
     steps = steps_per_epoch(len(data.X_train), global_batch)
     pre = data.preprocessor
     embeddings = tuple((c.cardinality, embedding_size(c.cardinality)) for c in pre.categorical)
@@ -161,7 +169,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_pro
         class_weight=settings["class_weight"], epochs=settings["epochs"], eval_every=settings["eval_every"],
         patience=settings["patience"], monitor="val_loss" if data.n_val else "test_loss", seed=cfg.seed,
         batch_size=batch_size, split_batches=cfg.split_batches,
-        grad_accum=cfg.grad_accum, shuffle=resolve_shuffle(cfg.shuffle, len(data.X_train)),
+        grad_accum=cfg.grad_accum, shuffle=shuffle, order_geometry=order_geometry(shuffle),
         num_processes=num_processes, global_batch=global_batch,
         steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
         ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints,

@@ -202,3 +202,13 @@ def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_mo
     message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "empty.csv",
                          "--output", tmp_path / "p.parquet")
     assert "no data rows" in message and (tmp_path / "p.parquet").read_bytes() == b"earlier"
+
+
+def test_a_block_order_of_other_geometry_is_not_resumed(small_cls, tmp_path, monkeypatch):
+    import train as train_script
+
+    args = ["--data", small_cls, "--ckpt-dir", tmp_path, "--shuffle", "blocks", "--checkpoint-every", "1"]
+    train(*args, "--epochs", "1")
+    monkeypatch.setattr(batching, "BLOCK_ROWS", 1024)
+    message = user_error(train_script.main, *args, "--epochs", "2", "--resume")
+    assert "order_geometry: '4096x256' -> '1024x256'" in message

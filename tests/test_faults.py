@@ -295,3 +295,19 @@ def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path
     errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "stopped answering for 5 s" in errors[0], log.read_text()[-2000:]
     assert f"pid {stopped.pid}" in errors[0] and "--resume" in errors[0]
+
+
+def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(small_cls, tmp_path):
+    """A 3 MB tmpfs: the earlier data set fits, the scratch files of a 60k-row table do not."""
+    from test_tables import people, write
+
+    import make_data as make_data_script
+
+    table = write(tmp_path / "people.csv", people(rows=60_000))
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        shutil.copytree(small_cls, disk / "people")  # an earlier data set of the same name
+        before = {p.name: p.read_bytes() for p in (disk / "people").iterdir()}
+        message = user_error(make_data_script.main, "--csv", table, "--target", "label", "--out-dir", disk)
+        assert "No space left on device" in message and "cannot write" in message
+        assert sorted(p.name for p in disk.iterdir()) == ["people"]  # no staging folder left behind
+        assert {p.name: p.read_bytes() for p in (disk / "people").iterdir()} == before

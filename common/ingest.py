@@ -36,6 +36,7 @@ from common.table import (
     ColumnRole,
     RoleOverrides,
     column_looks_numeric,
+    csv_header,
     decimal_of,
     infer_roles,
     numeric_values,
@@ -270,13 +271,25 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     except pa.ArrowInvalid as err:
         if "conversion error" not in str(err):
             raise unreadable(path, err) from None
-        # A cell past the head that does not fit the type the head decided (a word in a column of numbers).
-        raise UserError(f"{path}: a cell after data row {seen.rows_read} does not fit its column "
-                        f"({str(err).splitlines()[0]}): fix that cell or leave it blank (a missing value), "
-                        "or name the column with --categorical") from None
+        raise cell_error(path, cfg.sep, str(err).splitlines()[0], seen.rows_read) from None
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         raise unreadable(path, err) from None
     return seen
+
+
+def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int) -> UserError:
+    """A cell past the head that does not fit the type the head decided (a word in a column of
+    numbers), named by column; pyarrow's streaming reader counts the file's columns from 0 and
+    knows the batch, not the row."""
+    import re
+
+    found = re.search(r"column #(\d+)", arrow_message)
+    header = csv_header(path, sep) if found else []
+    index = int(found.group(1)) if found else -1
+    column = f"column '{header[index]}'" if 0 <= index < len(header) else "a column"
+    return UserError(f"{path}: {column} has a cell after data row {rows_before} that does not fit it "
+                     f"({arrow_message}): fix that cell or leave it blank (a missing value), "
+                     "or name the column with --categorical")
 
 
 def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str, Any, list[Any] | None]:

@@ -69,14 +69,17 @@ def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
     for name in ("max_levels", "min_level_rows"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
-    if cfg.val_size is not None:  # before a pass over a large file, not after
-        check_split_sizes(cfg.test_size, cfg.val_size)
     if cfg.csv or cfg.dataset:
-        return dataclasses.replace(cfg, val_size=0.1 if cfg.val_size is None else cfg.val_size)
-    task = cfg.task or "classification"
-    sizes = {name: recipe_value(task, name) for name in ("n_samples", "n_features", "n_informative")
-             if getattr(cfg, name) is None}
-    return dataclasses.replace(cfg, task=task, val_size=0.0 if cfg.val_size is None else cfg.val_size, **sizes)
+        resolved = dataclasses.replace(cfg, val_size=0.1 if cfg.val_size is None else cfg.val_size)
+    else:
+        task = cfg.task or "classification"
+        sizes = {name: recipe_value(task, name) for name in ("n_samples", "n_features", "n_informative")
+                 if getattr(cfg, name) is None}
+        resolved = dataclasses.replace(cfg, task=task, val_size=0.0 if cfg.val_size is None else cfg.val_size,
+                                       **sizes)
+    assert resolved.val_size is not None
+    check_split_sizes(resolved.test_size, resolved.val_size)  # before a pass over a large file, not after
+    return resolved
 
 
 def generate(cfg: MakeDataConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

@@ -170,14 +170,19 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
     decimal = "," if delimiter == ";" else "."
     text = {name: pa.string() for name in text_columns}
     if other_as_text:
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            header = next(csv.reader([fh.readline()], delimiter=delimiter), [])
-        text.update({name: pa.string() for name in header})
+        text.update({name: pa.string() for name in csv_header(path, delimiter)})
     reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=BATCH_BYTES),
                              parse_options=pa_csv.ParseOptions(delimiter=delimiter),
                              convert_options=csv_convert_options(decimal, {**text, **types}, columns))
     for batch in reader:
         yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
+
+
+def csv_header(path: Path, sep: str | None) -> list[str]:
+    """The names in a CSV file's header row."""
+    delimiter = sep or detect_delimiter(path)
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return next(csv.reader([fh.readline()], delimiter=delimiter), [])
 
 
 def plain_columns(table: Any, text_columns: Sequence[str]) -> Any:

@@ -143,7 +143,7 @@ def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monke
     (tmp_path / "bad.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
     message = user_error(make_data_script.main, "--csv", tmp_path / "bad.csv", "--target", "label",
                          "--out-dir", tmp_path)
-    assert "'oops'" in message and "--categorical" in message
+    assert "column 'x' has a cell" in message and "'oops'" in message and "--categorical" in message
     after = int(message.split("after data row ")[1].split()[0])
     assert 300 < after <= 551  # the batch that holds the cell
 

@@ -10,9 +10,9 @@ holds one chunk of it (`chunk_rows`); every process on a machine reads the same 
 file. A split larger than half the free memory is read from disk as much as from the cache:
 then a chunk's row indices are sorted before the read (pages are touched in file order) and
 the chunk is put back in the epoch's order in memory. A smaller one is gathered directly
-(measured on the recipe's 80k rows: 1.3 ms, against 16 ms with the sort). On a GPU, a split that fits in a
-fraction of the free device memory is copied there once and gathered on the device; a
-larger one is streamed chunk by chunk through pinned memory without blocking.
+(measured on the recipe's 80k rows: 1.3 ms, against 16 ms with the sort). On a GPU, a split
+that fits in a fraction of the free device memory is copied there once and gathered on the
+device; a larger one is streamed chunk by chunk through pinned memory without blocking.
 
 The order: `rows` shuffling is one permutation of all rows per epoch (8 bytes a row per
 process). Above ROW_SHUFFLE_MAX rows, `auto` takes `blocks` shuffling instead: the rows are cut
@@ -108,7 +108,8 @@ class EpochOrder:
 
 class RowSource:
     """A split's rows, gathered as tensors on the run's device: from a device-resident copy, or
-    from the host arrays (memory-mapped) by sorted reads."""
+    from the host arrays (memory-mapped), directly or, for a split too large for the page
+    cache, by reads in file order."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, device: Any, resident: bool = False):
         self.X, self.y, self.device = X, y, torch.device(device)

@@ -15,7 +15,7 @@
    file order; the scratch files are deleted and the folder is swapped in (atomic_folder).
 
 Memory: a batch of the file, a chunk of CHUNK_ROWS rows, the vocabularies of the categorical
-columns, and 5-6 bytes a row for the class codes and the split (under 60 MB for 10M rows).
+columns, and 5 bytes a row for the class codes and the split (1 for a regression).
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from common.table import (
     csv_header,
     decimal_of,
     infer_roles,
+    is_number_type,
     numeric_values,
     read_table,
     table_batches,
@@ -214,9 +215,7 @@ def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
     import pyarrow as pa
 
     kind = head.column(name).type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return True
-    if task == "regression":
+    if is_number_type(kind) or task == "regression":
         return True
     return bool(pa.types.is_string(kind) and task != "classification"
                 and column_looks_numeric(head.column(name), decimal_of(head)))
@@ -230,8 +229,7 @@ def stream_types(head: Any, names: list[str]) -> dict[str, Any]:
     types = {}
     for name in names:
         kind = head.column(name).type
-        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
-        types[name] = pa.float64() if numeric or pa.types.is_null(kind) else kind
+        types[name] = pa.float64() if is_number_type(kind) or pa.types.is_null(kind) else kind
     return types
 
 
@@ -297,15 +295,13 @@ def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str
     the scratch column of a regression's numbers (read a chunk at a time where needed)."""
     assert cfg.target is not None
     raw = scratch.column(cfg.target)
-    y = np.empty(seen.rows, dtype=np.int32)  # 4 bytes a row: the one array of the table's size
     if seen.target_vocabulary is not None:  # text labels
         values = seen.target_vocabulary.values
         order = sorted(range(len(values)), key=values.__getitem__)
         code = np.empty(len(values), dtype=np.int32)
         code[order] = np.arange(len(values))
         labels: list[Any] = [values[i] for i in order]
-        for part in chunks(seen.rows):
-            y[part] = code[raw[part]]
+        y = class_codes(raw, lambda ids: code[ids])
         task = "classification"
     else:
         distinct = few_integers(raw)
@@ -316,13 +312,21 @@ def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str
                                 "there is nothing to learn")
             return task, raw, None
         unique = distinct if distinct is not None else distinct_values(raw)
-        for part in chunks(seen.rows):
-            y[part] = np.searchsorted(unique, raw[part])
+        y = class_codes(raw, lambda numbers: np.searchsorted(unique, numbers))
         labels = (unique.astype(np.int64) if np.all(unique == np.round(unique)) else unique).tolist()
     if len(labels) < 2:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one class only ({labels[0]!r}): "
                         "there is nothing to learn")
     return task, y, labels
+
+
+def class_codes(raw: ScratchColumn, code: Any) -> np.ndarray:
+    """int32 class codes of every row, `code` applied a chunk at a time: 4 bytes a row, the one
+    array of the table's size."""
+    y = np.empty(len(raw), dtype=np.int32)
+    for part in chunks(len(raw)):
+        y[part] = code(raw[part])
+    return y
 
 
 def distinct_values(values: ScratchColumn) -> np.ndarray:
@@ -348,18 +352,18 @@ def few_integers(values: ScratchColumn) -> np.ndarray | None:
 
 def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDataConfig) -> Preprocessor:
     """Every fitted step from the training rows alone."""
-    sample = median_sample(split, cfg.seed)
-    numeric = [numeric_step(name, scratch.column(name), split, sample) for name in seen.numeric]
+    n_train = int(np.count_nonzero(split == TRAIN))
+    sample = median_sample(split, n_train, cfg.seed)
+    numeric = [numeric_step(name, scratch.column(name), split, n_train, sample) for name in seen.numeric]
     categorical = [category_step(name, scratch.column(name), split, vocabulary.values, cfg)
                    for name, vocabulary in seen.categorical.items()]
     return Preprocessor(numeric, categorical)
 
 
-def median_sample(split: np.ndarray, seed: int) -> np.ndarray:
+def median_sample(split: np.ndarray, n_train: int, seed: int) -> np.ndarray:
     """Sorted row numbers of the training rows that medians are taken from: all of them up to
     MEDIAN_SAMPLE, else each with probability MEDIAN_SAMPLE / training rows (a seeded draw per
     chunk, so no index of every training row is ever held)."""
-    n_train = int(np.count_nonzero(split == TRAIN))
     if n_train <= MEDIAN_SAMPLE:
         return np.flatnonzero(split == TRAIN)
     rng, share = np.random.default_rng([seed, MEDIAN_STREAM]), MEDIAN_SAMPLE / n_train
@@ -368,7 +372,8 @@ def median_sample(split: np.ndarray, seed: int) -> np.ndarray:
     return np.concatenate(list(draws))
 
 
-def numeric_step(name: str, values: ScratchColumn, split: np.ndarray, sample: np.ndarray) -> NumericStep:
+def numeric_step(name: str, values: ScratchColumn, split: np.ndarray, n_train: int,
+                 sample: np.ndarray) -> NumericStep:
     """Median fill (the median of a sample of training rows), then the mean and scale of the filled
     training values, summed in chunks about the median (exact for a constant column)."""
     sampled = values.take(sample)
@@ -384,7 +389,7 @@ def numeric_step(name: str, values: ScratchColumn, split: np.ndarray, sample: np
         # Sums per split in one pass over the chunk; only the training split's are used.
         sums += np.bincount(split[part], weights=centred, minlength=3)
         squares += np.bincount(split[part], weights=centred * centred, minlength=3)
-    count = max(int(np.count_nonzero(split == TRAIN)), 1)
+    count = max(n_train, 1)
     mean_offset = sums[TRAIN] / count
     scale = float(np.sqrt(max(squares[TRAIN] / count - mean_offset ** 2, 0.0)))
     return NumericStep(name, median, median + float(mean_offset), scale if scale > 0 else 1.0, blanks)
@@ -416,7 +421,8 @@ def target_scaling(y: ScratchColumn, split: np.ndarray) -> tuple[float, float]:
 def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocessor, split: np.ndarray,
                  y: Any, y_scaling: tuple[float | None, float | None]) -> dict[str, int]:
     """Each split's inputs, targets and source rows, a chunk at a time, into its .npy files."""
-    sizes = {name: int(np.sum(split == code)) for name, code in SPLIT_CODES.items()}
+    per_code = np.bincount(split, minlength=len(SPLIT_CODES))
+    sizes = {name: int(per_code[code]) for name, code in SPLIT_CODES.items()}
     regression = y_scaling[0] is not None
     numeric = {name: scratch.column(name) for name in seen.numeric}
     ids = {name: scratch.column(name) for name in seen.categorical}

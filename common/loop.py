@@ -82,6 +82,7 @@ class Trainer:
     def _split_stats(self, rows: RowSource) -> torch.Tensor:
         """The split's summed statistics, read and scored a chunk at a time, then summed over processes."""
         total = None
+        # At least one pass, also over an empty shard: every process must bring a tensor to the reduce.
         for start in range(0, max(len(rows), 1), EVAL_CHUNK):
             X, y = rows.slice(start, start + EVAL_CHUNK)
             out = self.model(X).float()

@@ -271,6 +271,13 @@ def temporal_seconds(column: Any) -> np.ndarray:
     return values
 
 
+def is_number_type(kind: Any) -> bool:
+    """Integers, floats or decimals: what pyarrow reads a column of plain numbers as."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind))
+
+
 def is_temporal(kind: Any) -> bool:
     import pyarrow as pa
 
@@ -431,7 +438,7 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
         if distinct == n and n > 20:
             return role("id", "text unique per row")
         return role("categorical", f"text, {distinct} values")
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    if is_number_type(kind):
         return role("numeric", "numbers")
     if is_temporal(kind):
         return role("numeric", "date/time as seconds")

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common.artifacts import write_json
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, per_class_table
-from common.dataset import load_dataset
+from common.data.dataset import load_dataset
 from common.errors import UserError, run_cli
-from common.inference import OUTPUT_KINDS, load_model_dir, predict_to_file, test_split_report
+from common.files import write_json
+from common.serve.predict import OUTPUT_KINDS, load_model_dir, predict_to_file, test_split_report
 
 
 def evaluate(cfg: InferConfig, config: dict, model) -> dict:

@@ -13,7 +13,7 @@ uncompressed so that training memory-maps them) and dataset.json, which describe
 and its preprocessing without pickle. <name> is cls_data / reg_data for the recipes, the data
 set's name, or the table file's stem. The recipes also get their fitted scalers as joblib
 files in <out-dir>, as the recipe keeps them. A table file is streamed in record batches
-(common/ingest.py): memory is bounded by a batch, whatever the file's size; the recipes' data
+(common/data/ingest.py): memory is bounded by a batch, whatever the file's size; the recipes' data
 and the shipped data sets are made in memory.
 """
 from __future__ import annotations
@@ -22,13 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common.artifacts import atomic_path
 from common.config import MakeDataConfig, parse_config
 from common.console import console, roles_table
-from common.dataset import dataset_folder, save_dataset
-from common.errors import run_cli
-from common.ingest import ingest_to_folder
-from common.sources import (
+from common.data.builtin import (
     RawTable,
     ScaledData,
     resolve_make_data_config,
@@ -36,7 +32,11 @@ from common.sources import (
     split_and_preprocess,
     synthetic_table,
 )
-from common.table import ColumnRole
+from common.data.dataset import dataset_folder, save_dataset
+from common.data.ingest import ingest_to_folder
+from common.data.tables import ColumnRole
+from common.errors import run_cli
+from common.files import atomic_path
 
 
 def in_memory_table(cfg: MakeDataConfig) -> RawTable:

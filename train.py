@@ -23,14 +23,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from common.artifacts import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    check_writable,
-    load_weights,
-)
-from common.checkpoint import (
+from common.config import TrainConfig, parse_config
+from common.console import TrainingDisplay, console
+from common.data.dataset import TabularData, load_dataset
+from common.errors import Interrupted, UserError, run_cli
+from common.files import check_writable, load_weights
+from common.model import build_model, load_state
+from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE
+from common.train.checkpoints import (
     check_checkpoint_root,
     check_same_epoch_everywhere,
     clear_staging,
@@ -43,12 +43,9 @@ from common.checkpoint import (
     run_lock,
     save_checkpoint,
 )
-from common.config import TrainConfig, parse_config
-from common.console import TrainingDisplay, console
-from common.dataset import TabularData, load_dataset
-from common.early_stopping import BestTracker
-from common.errors import Interrupted, UserError, run_cli
-from common.launch import (
+from common.train.early_stopping import BestTracker
+from common.train.optim import make_optimizer, make_scheduler
+from common.train.process_group import (
     local_process_count,
     lost_peers,
     make_accelerator,
@@ -56,12 +53,10 @@ from common.launch import (
     seconds_since_start,
     start_processes,
 )
-from common.loop import Trainer, check_finite
-from common.model import build_model, load_state
-from common.optim import make_optimizer, make_scheduler
-from common.plan import RANDOM_INIT, TrainPlan, check_resumable, make_plan
-from common.record import run_record, scalar_settings
-from common.run_folder import RunLog, clear_commit_leftovers, commit_run
+from common.train.run_folder import RunLog, clear_commit_leftovers, commit_run
+from common.train.run_plan import RANDOM_INIT, TrainPlan, check_resumable, make_plan
+from common.train.run_record import run_record, scalar_settings
+from common.train.trainer import Trainer, check_finite
 
 TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/logs
 

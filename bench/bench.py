@@ -77,7 +77,7 @@ def median_epoch(epochs) -> float:
 
 def recipe_data(n_samples: int = 100_000):
     from common.config import MakeDataConfig
-    from common.sources import resolve_make_data_config, split_and_preprocess, synthetic_table
+    from common.data.builtin import resolve_make_data_config, split_and_preprocess, synthetic_table
 
     cfg = resolve_make_data_config(MakeDataConfig(n_samples=n_samples))
     return split_and_preprocess(synthetic_table(cfg), cfg).data
@@ -85,8 +85,8 @@ def recipe_data(n_samples: int = 100_000):
 
 def synthetic_data(n_train: int):
     """Cheap classification data of any size (sklearn's generator is too slow at 10M rows)."""
-    from common.dataset import TabularData
-    from common.preprocess import Preprocessor
+    from common.data.dataset import TabularData
+    from common.data.preprocess import Preprocessor
 
     rng = np.random.default_rng(0)
     n_test = max(1, n_train // 4)
@@ -120,11 +120,11 @@ class PlainTorch:
 def our_loop(data, epochs: int, accelerate: bool = True) -> tuple[float, float]:
     """(seconds per epoch, final test accuracy) of train.py's Trainer."""
     from common.config import TrainConfig
-    from common.fastpath import LEANS, Stepper
-    from common.loop import Trainer
     from common.model import build_model
-    from common.optim import make_optimizer
-    from common.plan import make_plan
+    from common.train.accelerate_leans import LEANS, Stepper
+    from common.train.optim import make_optimizer
+    from common.train.run_plan import make_plan
+    from common.train.trainer import Trainer
 
     plan = make_plan(TrainConfig(), data, 1, 1)
     torch.manual_seed(0)

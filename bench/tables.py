@@ -94,7 +94,7 @@ def sklearn_peers(make_args: list[str], folder: Path) -> dict[str, float]:
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from common.config import MakeDataConfig, parse_config
-    from common.sources import resolve_make_data_config
+    from common.data.builtin import resolve_make_data_config
 
     cfg = resolve_make_data_config(parse_config(MakeDataConfig, make_args))
     X, y, fit_rows, test_rows, task, (num, cat) = table_rows_of(folder, cfg) if cfg.csv else in_memory_rows(cfg)
@@ -127,7 +127,7 @@ Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, tuple[list[str
 def in_memory_rows(cfg: Any) -> Rows:
     """A shipped data set's raw columns and the split make_data.py made of them."""
     import make_data
-    from common.sources import split_rows
+    from common.data.builtin import split_rows
 
     assert cfg.val_size is not None
     table = make_data.in_memory_table(cfg)
@@ -140,8 +140,8 @@ def in_memory_rows(cfg: Any) -> Rows:
 def table_rows_of(folder: Path, cfg: Any) -> Rows:
     """A user's table read whole, as raw columns, and the rows of each split that make_data.py
     recorded in the data set (rows_<split>.npy); targets from the data set, on their own scale."""
-    from common.dataset import load_dataset, unscale_target
-    from common.table import decimal_of, numeric_values, read_table, text_values
+    from common.data.dataset import load_dataset, unscale_target
+    from common.data.tables import decimal_of, numeric_values, read_table, text_values
 
     data = load_dataset(folder)
     steps = data.meta["preprocess"]
@@ -196,7 +196,7 @@ def ingest_worker(arg: str, peak_rss_mb) -> dict[str, float]:
     """In a fresh process: make_data.py end to end (its peak memory), then a whole read of the
     table alone (its time: the floor for any reader)."""
     import make_data
-    from common.table import read_table
+    from common.data.tables import read_table
 
     path, out = arg.split(",")
     base = peak_rss_mb()

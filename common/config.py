@@ -3,7 +3,7 @@
 Each script has one dataclass; every field becomes a `--flag` with its type, its default
 and its help text, so `--help` lists every setting. A setting whose default depends on the
 task is `None` here (the user left it unset) and takes its value from `RECIPES`, the only
-place the recipes' numbers are written: the run plan (common/plan.py) and make_data.py read
+place the recipes' numbers are written: the run plan (common/train/run_plan.py) and make_data.py read
 them from here, and `--help` shows them from here.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 # Any other table (a user's file, a shipped data set): settings sized from the data by
-# common/plan.py `table_settings`, from these constants.
+# common/train/run_plan.py `table_settings`, from these constants.
 TABLE_DEFAULTS: dict[str, Any] = {
     "hidden": [256, 128], "optimizer": "adam", "lr": 1e-3,
     "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
@@ -180,7 +180,7 @@ class MakeDataConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """train.py's command line; common/plan.py resolves it into the run plan."""
+    """train.py's command line; common/train/run_plan.py resolves it into the run plan."""
 
     data: str = field("data/cls_data", "data set written by make_data.py")
     ckpt_dir: str = field("ckpt", "folder for the model, its config and metrics")

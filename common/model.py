@@ -6,7 +6,7 @@ nn.Sequential's ("0.weight", "2.bias", ...), so a spec plus a safetensors file
 rebuilds the model with no training code and no pickle.
 
 A table with categorical columns adds `"categorical": [{"cardinality": K, "dim": d}, ...]`:
-each column's codes (the last inputs of a row, see common/preprocess.py) go through a
+each column's codes (the last inputs of a row, see common/data/preprocess.py) go through a
 learned embedding, concatenated with the numeric inputs in front of the same MLP. Without
 categorical columns the model is exactly the plain MLP above.
 """
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from common.preprocess import UNKNOWN_CODE
+from common.model_folder import UNKNOWN_CODE
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
 

@@ -15,7 +15,7 @@ import infer as infer_script
 import make_data as make_data_script
 import train as train_script
 from common.console import _width_off_terminal
-from common.dataset import ARRAYS, TabularData, load_dataset, save_dataset
+from common.data.dataset import ARRAYS, TabularData, load_dataset, save_dataset
 from common.errors import UserError
 from conftest import FORBID_PICKLE, ROOT, assert_user_error, launch, run_script, script_env, user_error
 

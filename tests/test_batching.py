@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.batching import (
+from common.train.batching import (
     EpochOrder,
     RowSource,
     ShardedBatches,
@@ -68,7 +68,7 @@ def test_the_order_does_not_depend_on_the_chunk_size(shuffle):
 
 
 def test_block_order_mixes_blocks_and_costs_no_full_permutation(monkeypatch):
-    import common.batching as batching
+    import common.train.batching as batching
 
     monkeypatch.setattr(batching, "BLOCK_ROWS", 10)
     monkeypatch.setattr(batching, "WINDOW_BLOCKS", 4)

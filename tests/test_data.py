@@ -3,8 +3,8 @@ import json
 import numpy as np
 from sklearn import datasets, model_selection
 
-from common.dataset import load_dataset, meta_path, unscale_target
-from common.preprocess import Categories
+from common.data.dataset import load_dataset, meta_path, unscale_target
+from common.data.preprocess import Categories
 
 
 def test_classification_data_is_the_recipes(small_cls):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from common.dataset import load_dataset
+from common.data.dataset import load_dataset
 from conftest import infer, launch, make_data, read_metrics, train
 
 

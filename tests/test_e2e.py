@@ -7,7 +7,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from common.dataset import load_dataset
+from common.data.dataset import load_dataset
 from conftest import infer, read_config, read_csv_rows, read_metrics, train
 
 

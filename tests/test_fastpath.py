@@ -8,10 +8,10 @@ from accelerate import Accelerator
 
 import train as train_script
 from common.config import TrainConfig, parse_config
-from common.dataset import load_dataset
-from common.fastpath import LEANS, Stepper
-from common.loop import Trainer
-from common.plan import make_plan
+from common.data.dataset import load_dataset
+from common.train.accelerate_leans import LEANS, Stepper
+from common.train.run_plan import make_plan
+from common.train.trainer import Trainer
 
 ALL_MISSING = dict.fromkeys(LEANS, "forced off by the test")
 

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from common import launch as launch_module
 from common.errors import ProcessError, UserError
-from common.launch import refuse_lost_processes, requested_processes, trap_message
+from common.train import process_group as launch_module
+from common.train.process_group import refuse_lost_processes, requested_processes, trap_message
 from conftest import ROOT, accelerate_cli, assert_user_error, launch, read_config, run_script, script_env
 
 

@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-from common.artifacts import atomic_path, load_weights, read_json, save_weights, write_json
 from common.errors import UserError
+from common.files import atomic_path, load_weights, read_json, save_weights, write_json
 from common.model import build_model, load_state, model_spec
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from common.config import RECIPES, TrainConfig, parse_config
-from common.dataset import load_dataset
+from common.data.dataset import load_dataset
 from common.errors import UserError
-from common.optim import make_optimizer, make_scheduler
-from common.plan import RUN_ONLY, SMALL_STEP_MACS, TrainPlan, cpu_threads, make_plan, plan_differences
+from common.train.optim import make_optimizer, make_scheduler
+from common.train.run_plan import RUN_ONLY, SMALL_STEP_MACS, TrainPlan, cpu_threads, make_plan, plan_differences
 
 
 def plan_for(data, *argv, processes=1, local=None):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
-from common.dataset import load_dataset
-from common.optim import balanced_class_weights
+from common.data.dataset import load_dataset
+from common.train.optim import balanced_class_weights
 from conftest import infer, make_data, read_config, read_csv_rows, read_metrics, train
 
 FAST = ["--batch-size", "32", "--epochs", "30", "--lr", "0.01", "--eval-every", "10"]

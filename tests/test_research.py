@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from common.dataset import load_dataset
+from common.data.dataset import load_dataset
 from conftest import make_data, read_metrics, train
 
 RESEARCH_DATA = ["--task", "regression", "--n-informative", "5", "--bias", "0", "--noise", "0.001"]

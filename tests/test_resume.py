@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 import train as train_script
-from common.dataset import load_dataset
-from common.inference import load_model_dir, model_outputs
+from common.data.dataset import load_dataset
+from common.serve.predict import load_model_dir, model_outputs
 from conftest import ROOT, read_config, read_metrics, script_env, train, user_error
 
 

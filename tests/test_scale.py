@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import make_data as make_data_script
-from common import batching, table
-from common import ingest as ingest_module
-from common.dataset import ARRAYS, load_dataset
+from common.data import ingest as ingest_module
+from common.data import tables as table
+from common.data.dataset import ARRAYS, load_dataset
+from common.train import batching
 from conftest import make_data, train, user_error
 
 
@@ -47,7 +48,7 @@ def test_auto_shuffle_switches_to_blocks_above_the_threshold(small_cls, tmp_path
 
 
 def test_evaluation_reads_in_chunks_and_counts_every_row(small_cls, tmp_path, monkeypatch):
-    from common import loop
+    from common.train import trainer as loop
 
     monkeypatch.setattr(loop, "EVAL_CHUNK", 100)
     train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
@@ -184,7 +185,7 @@ def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, sm
     leaves only the aside copy, which the next write puts back before anything else."""
     import shutil
 
-    from common.artifacts import restore_or_clear_leftovers
+    from common.files import restore_or_clear_leftovers
 
     final = tmp_path / "cls_data"
     shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # the state such a kill leaves

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import make_data as make_data_script
-from common.dataset import load_dataset
+from common.data.dataset import load_dataset
+from common.data.preprocess import CategoricalStep, Categories, embedding_size
+from common.data.tables import RoleOverrides, infer_roles, read_table
 from common.model import TabularNet, build_model
-from common.preprocess import CategoricalStep, Categories, embedding_size
-from common.table import RoleOverrides, infer_roles, read_table
 from conftest import (
     FORBID_PICKLE,
     ROOT,
@@ -226,7 +226,7 @@ def test_parquet_in_and_out_of_prediction(tmp_path):
 
 def test_recipes_keep_their_split_and_settings(small_cls, tmp_path):
     from common.config import RECIPES, TrainConfig
-    from common.plan import DATA_SIZED, resolved_settings
+    from common.train.run_plan import DATA_SIZED, resolved_settings
 
     data = load_dataset(small_cls)
     assert data.is_recipe and data.n_val == 0

@@ -5,7 +5,7 @@ of a small MLP. Here each epoch has one order of the rows (the same on every pro
 the seed and the epoch alone, so a resumed run sees the same order), and each process
 gathers only its own rows of that order, a chunk of steps at a time, and hands out slices.
 
-Memory: the training split is a memory-mapped .npy file (common/dataset.py), and a process
+Memory: the training split is a memory-mapped .npy file (common/data/dataset.py), and a process
 holds one chunk of it (`chunk_rows`); every process on a machine reads the same page-cached
 file. A split larger than half the free memory is read from disk as much as from the cache:
 then a chunk's row indices are sorted before the read (pages are touched in file order) and
@@ -27,7 +27,7 @@ contiguous chunk per process. Every row is used exactly once per epoch, none is 
 dropped, and every process runs the same number of steps, so DDP never waits on a rank that
 ran out of batches. The loss of a chunk is scaled so that DDP's gradient average, summed over
 an accumulation group, is the mean over the group's rows (see `loss_scale`). The global batch
-G and the steps per epoch come from the run plan (common/plan.py), the only place they are
+G and the steps per epoch come from the run plan (common/train/run_plan.py), the only place they are
 worked out.
 """
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """make_data.py's path for a user's CSV or Parquet file: memory bounded by a batch, not the file.
 
 1. The head of the file (8 MiB of CSV, 200k rows of Parquet: the whole file when smaller)
-   decides each column's type and role (common/table.py).
+   decides each column's type and role (common/data/tables.py).
 2. One pass over the file in record batches appends each feature column's raw values
    (float64, NaN for blanks; categories as ids into a vocabulary that grows batch by batch)
    and the target to scratch files in the data set's staging folder. Rows without a target
    are dropped.
 3. The target decides the task and the classes; a seeded draw per class assigns each row to
-   training, validation or test (common/splits.py).
+   training, validation or test (common/data/splits.py).
 4. Statistics come from the training rows only: each numeric column's median from a seeded
    sample of at most MEDIAN_SAMPLE training rows (exact below that), its mean and scale, the
    category counts and the target's scaling from chunked passes over the scratch files.
@@ -26,13 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from common.artifacts import atomic_folder, write_error, write_json_file
 from common.config import MakeDataConfig
-from common.dataset import DATASET_FILE, dataset_folder, dataset_meta, is_dataset_file
-from common.errors import UserError
-from common.preprocess import CategoricalStep, Categories, NumericStep, Preprocessor, categorical_step
-from common.splits import SPLIT_CODES, TRAIN, assign_splits, check_splittable
-from common.table import (
+from common.data.dataset import DATASET_FILE, dataset_folder, dataset_meta, is_dataset_file
+from common.data.preprocess import CategoricalStep, Categories, NumericStep, Preprocessor, categorical_step
+from common.data.splits import SPLIT_CODES, TRAIN, assign_splits, check_splittable
+from common.data.tables import (
     ColumnRole,
     RoleOverrides,
     column_looks_numeric,
@@ -46,10 +44,12 @@ from common.table import (
     text_values,
     unreadable,
 )
+from common.errors import UserError
+from common.files import atomic_folder, write_error, write_json_file
 
 CHUNK_ROWS = 1 << 20          # rows per step of the passes over the scratch files
 MEDIAN_SAMPLE = 1_000_000     # training rows sampled for each median (all of them below this)
-MEDIAN_STREAM = 2             # the median sample's random stream, apart from the split's (common/splits.py)
+MEDIAN_STREAM = 2             # the median sample's random stream, apart from the split's (common/data/splits.py)
 MAX_CLASSES_FROM_INTEGERS = 20  # a numeric target with at most this many integer values is taken as classes
 
 

@@ -5,7 +5,7 @@ CRLF included) and reads Parquet natively, so a million-row file takes a second 
 Python loop per cell. Each column then gets a role:
 
 - numeric: numbers (integers, floats, or text that is mostly numbers, thousands separators
-  allowed); blanks are filled and flagged later (common/preprocess.py);
+  allowed); blanks are filled and flagged later (common/data/preprocess.py);
 - categorical: text or booleans, or any column named with --categorical; learned embeddings;
 - id: named like an id (`id`, `*_id`, `index`, `Unnamed: 0`, an empty header) or unique per
   row (sequential integers, or text); never a feature, copied into the predictions;
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from common.data.preprocess import Categories
 from common.errors import UserError
-from common.preprocess import Categories
 
 NULL_VALUES = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None", "none", "?"]
 DELIMITERS = (",", ";", "\t", "|")

@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 
 from common.errors import UserError
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.plan import TrainPlan
+from common.train.run_plan import TrainPlan
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

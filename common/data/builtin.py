@@ -4,7 +4,7 @@ The recipes' data comes from `make_classification` and `make_regression`, called
 calls them; the shipped data sets from scikit-learn's loaders. Each becomes a RawTable of
 numeric columns and a target; `split_and_preprocess` cuts train / validation / test with the
 recipe's `train_test_split` and fits every statistic on the training split only. A user's
-file takes the streamed path instead (common/ingest.py). scikit-learn is imported inside the
+file takes the streamed path instead (common/data/ingest.py). scikit-learn is imported inside the
 functions that use it, so that neither training nor the streamed path pays for it.
 """
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.config import MakeDataConfig, recipe_value
-from common.dataset import TabularData, dataset_meta
+from common.data.dataset import TabularData, dataset_meta
+from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
+from common.data.splits import check_split_sizes, check_splittable
+from common.data.tables import ColumnRole
 from common.errors import UserError
-from common.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
-from common.splits import check_split_sizes, check_splittable
-from common.table import ColumnRole
 
 if TYPE_CHECKING:
     from sklearn.preprocessing import StandardScaler

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-UNKNOWN_CODE = 0
+from common.model_folder import UNKNOWN_CODE
+
 MISSING_SUFFIX = "_missing"
 
 

@@ -1,7 +1,7 @@
 """Which rows of a table go to training, validation and test.
 
 The recipes' synthetic data and scikit-learn's data sets are cut by `train_test_split`, as
-the recipe does (common/sources.py). A user's table is cut by `assign_splits`: a seeded draw
+the recipe does (common/data/builtin.py). A user's table is cut by `assign_splits`: a seeded draw
 per class, made once the table has been read, with the proportions exact per class (the
 test cut first, then validation from the rest, as train_test_split would make them). It
 needs the class codes alone and a byte a row, never a shuffle of the table; rows keep their

@@ -15,19 +15,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common.batching import (
+from common.config import TABLE_DEFAULTS, TrainConfig, recipe_value
+from common.data.dataset import TabularData
+from common.data.preprocess import embedding_size
+from common.errors import UserError
+from common.model import model_spec, parameter_count
+from common.train.batching import (
     default_chunk_rows,
     optimizer_steps_per_epoch,
     order_geometry,
     resolve_shuffle,
     steps_per_epoch,
 )
-from common.checkpoint import find_checkpoint
-from common.config import TABLE_DEFAULTS, TrainConfig, recipe_value
-from common.dataset import TabularData
-from common.errors import UserError
-from common.model import model_spec, parameter_count
-from common.preprocess import embedding_size
+from common.train.checkpoints import find_checkpoint
 
 RANDOM_INIT = "random"
 SMALL_STEP_MACS = 1 << 24  # below this many multiply-adds per step, extra threads only cost
@@ -58,7 +58,7 @@ class TrainPlan:
     batch_size: int               # as given: per process, or per step with split_batches
     split_batches: bool
     grad_accum: int
-    shuffle: str                  # "rows" or "blocks" (common/batching.py)
+    shuffle: str                  # "rows" or "blocks" (common/train/batching.py)
     order_geometry: str           # for blocks: rows per block x blocks per window; "" for rows
     num_processes: int
     global_batch: int             # rows per step over all processes

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.artifacts import check_writable, read_json, write_json
 from common.errors import ProcessError, UserError
-from common.launch import local_process_count
+from common.files import check_writable, read_json, write_json
+from common.train.process_group import local_process_count
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^epoch_(\d{6})$")

@@ -12,13 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.batching import RowSource, ends_accumulation_group, fits_on_device, local_shard, loss_scale
-from common.dataset import TabularData
+from common.data.dataset import TabularData
 from common.errors import UserError
-from common.fastpath import Stepper
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
-from common.optim import balanced_class_weights, summed_loss
-from common.plan import TrainPlan
+from common.train.accelerate_leans import Stepper
+from common.train.batching import RowSource, ends_accumulation_group, fits_on_device, local_shard, loss_scale
+from common.train.optim import balanced_class_weights, summed_loss
+from common.train.run_plan import TrainPlan
 
 EVAL_CHUNK = 1 << 16  # rows per read and forward pass in evaluation: bounds memory on large splits
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from torch import nn
 
-from common.batching import ShardedBatches
+from common.train.batching import ShardedBatches
 
 LEANS = ("lomo_cache", "epoch_signal", "skip_accumulate", "zero_through_model")
 

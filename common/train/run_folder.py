@@ -12,16 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.artifacts import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    append_jsonl,
-    atomic_path,
-    write_json_file,
-    write_together,
-    write_weights_file,
-)
+from common.files import append_jsonl, atomic_path, write_json_file, write_together, write_weights_file
+from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
 RUNNING_METRICS_FILE = "metrics.running.jsonl"
 

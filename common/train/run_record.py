@@ -6,8 +6,8 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from common.dataset import TabularData
-from common.plan import TrainPlan
+from common.data.dataset import TabularData
+from common.train.run_plan import TrainPlan
 
 META_KEYS = ("feature_names", "class_labels", "y_mean", "y_scale")
 VERSIONED = ("torch", "accelerate", "numpy", "scikit-learn", "safetensors")

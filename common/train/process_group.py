@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from common.errors import ProcessError, UserError
 
 if TYPE_CHECKING:
-    from common.plan import TrainPlan
+    from common.train.run_plan import TrainPlan
 
 _state: Any = None  # the PartialState of this process, once start_processes made it
 

@@ -3,7 +3,7 @@
 A data set is a folder `<out-dir>/<stem>/` holding one uncompressed `.npy` file per array
 (X_train, y_train, X_val, y_val, X_test, y_test: the model's inputs, already preprocessed) and
 `dataset.json`: the task, input names, class labels, the fitted preprocessing steps
-(common/preprocess.py) and the target's scaling. The JSON is what training and inference need
+(common/data/preprocess.py) and the target's scaling. The JSON is what training and inference need
 to know, readable without pickle. The arrays are memory-mapped, never read whole: a process
 touches only the rows it gathers, and every process on a machine shares one page-cached copy.
 Reading a data set needs numpy only (neither scikit-learn nor pyarrow). A data set of the
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from common.artifacts import atomic_folder, load_npz, map_npy, read_json, write_json_file
+from common.data.preprocess import Preprocessor
 from common.errors import UserError
-from common.preprocess import Preprocessor
+from common.files import atomic_folder, load_npz, map_npy, read_json, write_json_file
 
 FORMAT_VERSION = 3  # 1: no validation split, no preprocessing steps (scaling only); 2: one .npz file
 DATASET_FILE = "dataset.json"

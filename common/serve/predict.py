@@ -8,12 +8,13 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from common.artifacts import CONFIG_FILE, MODEL_FILE, atomic_path, load_weights, read_json
-from common.dataset import preprocessor_of, unscale_target
+from common.data.dataset import preprocessor_of, unscale_target
+from common.data.preprocess import Categories, Preprocessor
+from common.data.tables import NotStreamable, decimal_of, numeric_values, read_table, stream_table, text_values
 from common.errors import UserError
+from common.files import atomic_path, load_weights, read_json
 from common.model import ACTIVATIONS, build_model, load_state
-from common.preprocess import Categories, Preprocessor
-from common.table import NotStreamable, decimal_of, numeric_values, read_table, stream_table, text_values
+from common.model_folder import CONFIG_FILE, MODEL_FILE
 
 REQUIRED_KEYS = ("task", "model", "feature_names")
 

@@ -1,0 +1,65 @@
+"""The package's imports point one way: leaves <- data <- train, serve <- the scripts.
+
+Every `common.*` import is read from the source (top level and inside functions alike), so a
+new module or a lazy import that breaks the direction fails here, not in a review."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = {"leaf": 0, "data": 1, "train": 2, "serve": 2, "script": 3}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] != "common":
+        return "script"
+    return parts[1] if len(parts) > 2 and parts[1] in ("data", "train", "serve") else "leaf"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+
+
+def common_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("common"):
+            found |= {node.module} if node.module != "common" else {f"common.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("common")}
+    return found
+
+
+def allowed(importer: str, imported: str) -> bool:
+    src, dst = layer_of(importer), layer_of(imported)
+    if src == dst:
+        return True
+    return LAYERS[dst] < LAYERS[src]  # train and serve never import each other: same rank, different names
+
+
+SOURCES = sorted([*ROOT.glob("common/**/*.py"), *ROOT.glob("*.py")])
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_one_way(path):
+    importer = module_name(path)
+    wrong = sorted(m for m in common_imports(path) if not allowed(importer, m))
+    assert not wrong, f"{importer} ({layer_of(importer)}) imports {wrong}"
+
+
+def test_the_rule_catches_a_wrong_import():
+    assert not allowed("common.data.dataset", "common.train.run_plan")
+    assert not allowed("common.train.trainer", "common.serve.predict")
+    assert not allowed("common.model", "common.data.preprocess")
+    assert allowed("common.serve.predict", "common.data.tables")
+    assert allowed("train", "common.train.run_plan")
+
+
+def test_every_subpackage_module_is_checked():
+    names = {module_name(p) for p in SOURCES}
+    assert {"common.data.dataset", "common.train.run_plan", "common.serve.predict", "train"} <= names

@@ -58,8 +58,6 @@ def predict_file(cfg: InferConfig, input_path: str, config: dict, model) -> None
 
 def main(argv=None) -> None:
     cfg = parse_config(InferConfig, argv, __doc__)
-    if cfg.batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
     config, model = load_model_dir(cfg.ckpt_dir)
     if cfg.input:
         predict_file(cfg, cfg.input, config, model)

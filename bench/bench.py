@@ -123,10 +123,11 @@ def our_loop(data, epochs: int, accelerate: bool = True) -> tuple[float, float]:
     from common.model import build_model
     from common.train.accelerate_leans import LEANS, Stepper
     from common.train.optim import make_optimizer
+    from common.train.run_context import find_context
     from common.train.run_plan import make_plan
     from common.train.trainer import Trainer
 
-    plan = make_plan(TrainConfig(), data, 1, 1)
+    plan = make_plan(TrainConfig(), data, find_context(TrainConfig(), 1, 1))
     torch.manual_seed(0)
     model = build_model(plan.model_spec())
     optimizer = make_optimizer(plan.optimizer, model.parameters(), plan.lr)

@@ -61,10 +61,10 @@ def field(default: Any, help: str, **kwargs: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
 
 
-def recipe_field(help: str, table: bool = False) -> Any:
+def recipe_field(help: str, table: bool = False, **kwargs: Any) -> Any:
     """A setting left unset (None) takes the recipe's value for the data set's task, or, with
     `table`, a value sized from the data set for tables other than the recipes'."""
-    return field(None, help, recipe=True, table=table)
+    return field(None, help, recipe=True, table=table, **kwargs)
 
 
 def _shown(value: Any) -> str:
@@ -90,8 +90,13 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+def flag_name(name: str) -> str:
+    """The command-line spelling of a config field: `grad_accum` -> `--grad-accum`."""
+    return "--" + name.replace("_", "-")
+
+
 def _add_argument(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any) -> None:
-    flag = "--" + f.name.replace("_", "-")
+    flag = flag_name(f.name)
     default = f.default_factory() if callable(f.default_factory) else f.default
     help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f, default)})".replace("%", "%%")
     tp = _unwrap_optional(tp)
@@ -140,9 +145,33 @@ def build_parser(cls: type, description: str | None = None) -> argparse.Argument
 
 
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None) -> T:
-    """Parse `argv` into an instance of the dataclass `cls`."""
-    args = build_parser(cls, description).parse_args(argv)
-    return cls(**vars(args))
+    """Parse `argv` into an instance of the dataclass `cls`, every bounded setting checked."""
+    cfg = cls(**vars(build_parser(cls, description).parse_args(argv)))
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        check_setting(cls, f.name, getattr(cfg, f.name))
+    return cfg
+
+
+def check_setting(cls: type, name: str, value: Any) -> None:
+    """The one range check of an integer setting, from its field's `minimum` (and the meaning of
+    0 where 0 is allowed). The run plan calls it again for the values it resolves itself."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    minimum = f.metadata.get("minimum")
+    if minimum is None or value is None or value >= minimum:
+        return
+    if minimum == 1:
+        raise UserError(f"{flag_name(name)} must be a positive integer, got {value}")
+    raise UserError(f"{flag_name(name)} must be 0 ({f.metadata['zero']}) or positive, got {value}")
+
+
+def positive(default: Any, help: str, **kwargs: Any) -> Any:
+    """An integer setting of at least 1."""
+    return field(default, help, minimum=1, **kwargs)
+
+
+def count(default: Any, help: str, zero: str, **kwargs: Any) -> Any:
+    """An integer setting of at least 0, where 0 means `zero` ("off", "automatic")."""
+    return field(default, help, minimum=0, zero=zero, **kwargs)
 
 
 @dataclasses.dataclass
@@ -158,12 +187,12 @@ class MakeDataConfig:
     numeric: list[str] = field([], "columns to treat as numeric", metavar="COL")
     drop: list[str] = field([], "columns to leave out", metavar="COL")
     id: list[str] = field([], "id columns: never features, copied into predictions", metavar="COL")
-    max_levels: int = field(1000, "most frequent levels kept per categorical column; the rest share one code")
-    min_level_rows: int = field(2, "training rows a level needs to get its own code")
+    max_levels: int = positive(1000, "most frequent levels kept per categorical column; the rest share one code")
+    min_level_rows: int = positive(2, "training rows a level needs to get its own code")
     dataset: Literal["iris", "wine", "breast_cancer", "digits", "diabetes"] | None = field(
         None, "use a data set that scikit-learn ships (no download)")
-    n_samples: int | None = recipe_field("rows to generate")
-    n_features: int | None = recipe_field("feature columns")
+    n_samples: int | None = recipe_field("rows to generate", minimum=1)
+    n_features: int | None = recipe_field("feature columns", minimum=1)
     n_informative: int | None = recipe_field("informative features")
     n_redundant: int = field(2, "linear combinations of informative features (classification)")
     n_classes: int = field(3, "classes (classification)")
@@ -184,19 +213,20 @@ class TrainConfig:
 
     data: str = field("data/cls_data", "data set written by make_data.py")
     ckpt_dir: str = field("ckpt", "folder for the model, its config and metrics")
-    epochs: int | None = recipe_field("passes over the training set", table=True)
+    epochs: int | None = recipe_field("passes over the training set", table=True, minimum=1)
     batch_size: int | None = recipe_field("rows per batch and process (per step with --split-batches)",
-                                          table=True)
+                                          table=True, minimum=1)
     lr: float | None = recipe_field("learning rate", table=True)
     optimizer: Literal["adam", "sgd"] | None = recipe_field("optimizer", table=True)
     hidden: list[int] | None = recipe_field("hidden layer widths; none for a linear model", table=True)
     activation: Literal["relu", "sigmoid", "tanh", "gelu"] = field("relu", "activation between layers")
-    eval_every: int | None = recipe_field("evaluate every N epochs (and after the last)", table=True)
+    eval_every: int | None = recipe_field("evaluate every N epochs (and after the last)", table=True,
+                                          minimum=1)
     seed: int = field(42, "seed of the initial weights and the shuffling")
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
     init_from: str | None = field(None, "start from these weights (a model.safetensors) instead of a random init")
-    threads: int = field(0, "intra-op CPU threads per process; 0 picks one for small models, "
-                            "else cores / local processes")
+    threads: int = count(0, "intra-op CPU threads per process; 0 picks one for small models, "
+                            "else cores / local processes", zero="automatic")
     class_weight: Literal["none", "balanced"] | None = recipe_field(
         "weigh each class's loss by n / (classes x its rows), against imbalance (classification)", table=True)
     log_with: list[str] = field([], "also log metrics to these trackers that Accelerate supports (tensorboard, "
@@ -204,20 +234,21 @@ class TrainConfig:
                                 metavar="TRACKER")
     lr_schedule: Literal["constant", "cosine", "step"] = field(
         "constant", "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%")
-    grad_accum: int = field(1, "accumulate gradients over N batches per optimizer step")
+    grad_accum: int = positive(1, "accumulate gradients over N batches per optimizer step")
     patience: int | None = recipe_field("stop after N evaluations without a lower validation loss and keep the best "
-                                        "weights; 0: off", table=True)
-    checkpoint_every: int = field(0, "save the full training state every N epochs under <ckpt-dir>/checkpoints; 0: off")
-    keep_checkpoints: int = field(2, "how many of the latest checkpoints to keep")
+                                        "weights; 0: off", table=True, minimum=0, zero="off")
+    checkpoint_every: int = count(0, "save the full training state every N epochs under <ckpt-dir>/checkpoints",
+                                  zero="off")
+    keep_checkpoints: int = positive(2, "how many of the latest checkpoints to keep")
     resume: str | None = field(None, "continue from the latest checkpoint, or from the checkpoint folder given",
                                const="latest")
-    timeout: int = field(600, "seconds a process waits for the others (to start, or in a step) before the run "
+    timeout: int = positive(600, "seconds a process waits for the others (to start, or in a step) before the run "
                               "stops with a message")
     shuffle: Literal["auto", "rows", "blocks"] = field(
         "auto", "the order of each epoch: one permutation of the rows, or blocks of 4096 rows permuted and "
                 "shuffled within windows of ~1M rows (constant memory); auto: rows up to 4M training rows")
-    chunk_rows: int = field(0, "training rows each process gathers from the data set at once (memory); "
-                               "0: 16 MiB of inputs")
+    chunk_rows: int = count(0, "training rows each process gathers from the data set at once (memory)",
+                            zero="16 MiB of inputs")
 
 
 @dataclasses.dataclass
@@ -231,4 +262,4 @@ class InferConfig:
     sep: str | None = field(None, "the input CSV's delimiter", default_help="detected from the header")
     output: str | None = field(None, "where to write predictions: .csv, .parquet, or .npz for speed",
                                default_help="<input>.pred.csv")
-    batch_size: int = field(65536, "rows per forward pass")
+    batch_size: int = positive(65536, "rows per forward pass")

@@ -57,3 +57,21 @@ def test_a_repeated_list_flag_adds_and_a_given_one_replaces_the_default():
     assert parse_config(TrainConfig, ["--log-with", "tensorboard"]).log_with == ["tensorboard"]
     assert parse_config(TrainConfig, ["--hidden", "8", "--hidden", "4"]).hidden == [8, 4]
     assert parse_config(TrainConfig, []).hidden is None
+
+
+@pytest.mark.parametrize("cls", [TrainConfig, MakeDataConfig, InferConfig])
+def test_every_bounded_setting_is_checked_as_it_is_parsed(cls):
+    bounded = [f for f in dataclasses.fields(cls) if "minimum" in f.metadata]
+    assert bounded
+    for f in bounded:
+        flag = "--" + f.name.replace("_", "-")
+        low = f.metadata["minimum"] - 1
+        with pytest.raises(UserError, match=f"^{flag} must be (a positive integer|0 \\(.+\\) or positive), got {low}$"):
+            parse_config(cls, [flag, str(low)])
+        parse_config(cls, [flag, str(f.metadata["minimum"])])  # the bound itself is fine
+
+
+def test_integer_settings_a_user_can_get_wrong_are_bounded():
+    bounded = {f.name for f in dataclasses.fields(TrainConfig) if "minimum" in f.metadata}
+    assert {"epochs", "batch_size", "eval_every", "patience", "grad_accum", "keep_checkpoints", "timeout",
+            "checkpoint_every", "threads", "chunk_rows"} <= bounded

@@ -10,6 +10,7 @@ import train as train_script
 from common.config import TrainConfig, parse_config
 from common.data.dataset import load_dataset
 from common.train.accelerate_leans import LEANS, Stepper
+from common.train.run_context import find_context
 from common.train.run_plan import make_plan
 from common.train.trainer import Trainer
 
@@ -35,7 +36,7 @@ class RecordingStepper(Stepper):
 
 
 def run(data, argv, missing=None):
-    plan = make_plan(parse_config(TrainConfig, argv), data, 1, 1)
+    plan = make_plan(cfg := parse_config(TrainConfig, argv), data, find_context(cfg, 1, 1))
     accelerator = Accelerator(cpu=True, gradient_accumulation_steps=plan.grad_accum,
                               step_scheduler_with_optimizer=False)
     model, optimizer, scheduler = train_script.build(plan, accelerator)

@@ -1,6 +1,5 @@
 """The run plan: every setting resolved once, checked, and compared default-deny on --resume."""
 import dataclasses
-import os
 import types
 import typing
 
@@ -11,11 +10,16 @@ from common.config import RECIPES, TrainConfig, parse_config
 from common.data.dataset import load_dataset
 from common.errors import UserError
 from common.train.optim import make_optimizer, make_scheduler
+from common.train.run_context import find_context
 from common.train.run_plan import RUN_ONLY, SMALL_STEP_MACS, TrainPlan, cpu_threads, make_plan, plan_differences
 
 
-def plan_for(data, *argv, processes=1, local=None):
-    return make_plan(parse_config(TrainConfig, list(argv)), data, processes, local or processes)
+def plan_for(data, *argv, processes=1, local=None, cpu_count=None):
+    cfg = parse_config(TrainConfig, list(argv))
+    context = find_context(cfg, processes, local or processes)
+    if cpu_count is not None:
+        context = dataclasses.replace(context, cpu_count=cpu_count)
+    return make_plan(cfg, data, context)
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +104,15 @@ def test_more_processes_than_rows_or_than_a_split_batch(cls_data):
 def test_threads(cls_data):
     assert plan_for(cls_data, "--threads", "3").threads == 3
     assert plan_for(cls_data).threads == 1  # the recipe's step is far too small for a second thread
-    assert cpu_threads(0, 2, SMALL_STEP_MACS) == max(1, (os.cpu_count() or 1) // 2)
-    wide = plan_for(cls_data, "--hidden", "4096", "4096", "--batch-size", "4096", local=1)
-    assert wide.threads == cpu_threads(0, 1, SMALL_STEP_MACS * 1000)
+    big = SMALL_STEP_MACS * 1000
+    assert cpu_threads(0, 2, 16, big) == 8  # the machine's cores shared by its processes
+    assert cpu_threads(0, 3, 16, big) == 5
+    assert cpu_threads(0, 4, 2, big) == 1   # never fewer than one
+    assert cpu_threads(0, 1, 16, SMALL_STEP_MACS - 1) == 1
+    assert cpu_threads(6, 4, 2, big) == 6   # as asked
+    wide = ("--hidden", "4096", "4096", "--batch-size", "4096")
+    assert plan_for(cls_data, *wide, local=2, cpu_count=16).threads == 8
+    assert plan_for(cls_data, *wide, processes=4, cpu_count=16).threads == 4
 
 
 def test_resume_compares_every_field_but_the_run_only_ones(cls_data):

@@ -66,9 +66,6 @@ class ScaledData:
 
 def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
     """The synthetic recipe's sizes, and its 80/20 split without validation rows unless asked."""
-    for name in ("max_levels", "min_level_rows"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
     if cfg.csv or cfg.dataset:
         resolved = dataclasses.replace(cfg, val_size=0.1 if cfg.val_size is None else cfg.val_size)
     else:

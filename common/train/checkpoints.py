@@ -8,20 +8,14 @@ our own runs, which is all they are for. Inference never reads them.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import re
 import shutil
-import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from common.errors import ProcessError, UserError
 from common.files import check_writable, read_json, write_json
-from common.train.process_group import local_process_count
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^epoch_(\d{6})$")
@@ -104,47 +98,6 @@ def read_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-LOCK_FILE = ".lock"
-
-
-@contextlib.contextmanager
-def run_lock(ckpt_dir: str | Path, accelerator: Any) -> Iterator[None]:
-    """One run at a time in a folder: the main process holds an advisory lock on
-    <ckpt-dir>/.lock for as long as it trains. The kernel drops it when the process ends, however
-    it ends, so a killed run never leaves the folder locked. Every process calls this and learns
-    the verdict, so a refused run stops everywhere with one line, none left waiting."""
-    from accelerate.utils import broadcast_object_list
-
-    with contextlib.ExitStack() as stack:
-        refusal = [stack.enter_context(_flock(Path(ckpt_dir))) if accelerator.is_main_process else None]
-        if accelerator.num_processes > 1:
-            broadcast_object_list(refusal)
-        if refusal[0]:
-            raise UserError(refusal[0])
-        yield
-
-
-@contextlib.contextmanager
-def _flock(ckpt_dir: Path) -> Iterator[str | None]:
-    """Hold the folder's lock while the context lasts; yields why it cannot be had, or None."""
-    with open(ckpt_dir / LOCK_FILE, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            yield (f"another run is using {ckpt_dir} ({fh.read().strip() or 'a live process'}): wait for it to "
-                   "end, or choose another --ckpt-dir")
-            return
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        fh.flush()
-        try:
-            yield None
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def check_checkpoint_root(ckpt_dir: str | Path) -> None:
     """Before any training: checkpoints can be written (fails at the first save otherwise)."""
     root = checkpoint_root(ckpt_dir)
@@ -179,17 +132,6 @@ def folder_is_shared(accelerator: Any, ckpt_dir: str | Path) -> bool:
     return all(seen)
 
 
-def keep_a_copy_on_each_machine(accelerator: Any, ckpt_dir: str | Path) -> bool:
-    """Machines that do not share --ckpt-dir each keep a complete copy of every checkpoint, so
-    that each can resume from its own disk (Accelerate's save_on_each_node); where the folder
-    is shared, one copy is written. Returns whether copies are kept."""
-    if accelerator.num_processes == local_process_count(accelerator):
-        return False  # one machine
-    local = not folder_is_shared(accelerator, ckpt_dir)
-    accelerator.project_configuration.save_on_each_node = local
-    return local
-
-
 def check_same_epoch_everywhere(accelerator: Any, epoch: int, path: str | Path) -> None:
     """Machines that keep their own checkpoints resume from the same epoch, or not at all."""
     if accelerator.num_processes == 1:
@@ -204,7 +146,7 @@ def check_same_epoch_everywhere(accelerator: Any, epoch: int, path: str | Path) 
 
 def commits_checkpoints(accelerator: Any) -> bool:
     """The process that commits, rotates and cleans checkpoints: the main one, or each machine's
-    main one where every machine keeps its own copy."""
+    main one where every machine keeps its own copy (Accelerate's save_on_each_node)."""
     if accelerator.project_configuration.save_on_each_node:
         return bool(accelerator.is_local_main_process)
     return bool(accelerator.is_main_process)

@@ -1,21 +1,181 @@
-"""A run folder (--ckpt-dir) that always holds one consistent run.
+"""The run folder (--ckpt-dir): one object owns its protocol, so train.py only asks it to open,
+resume, checkpoint and commit.
 
-The model's files (model.safetensors, config.json, metrics.jsonl) change together, at the end
-of a run, or not at all: a run that fails or is killed leaves the earlier run's set as it was.
-While a run trains, its evaluations go to metrics.running.jsonl, which becomes metrics.jsonl
-when the run commits; a resumed run picks it up where its checkpoint ended.
+What it guarantees:
+- one run at a time in a folder (an advisory lock the kernel drops however the run ends);
+- a fresh run never mixes its checkpoints with an earlier run's, and a resumed one continues
+  only the trajectory its checkpoint holds (the same plan, the same epoch on every machine);
+- machines that do not share the folder each keep a full copy of every checkpoint;
+- the model's files (model.safetensors, config.json, metrics.jsonl) change together, at the
+  end of a run, or not at all: a run that fails or is killed leaves the earlier run's set as it
+  was. While a run trains, its evaluations go to metrics.running.jsonl, which becomes
+  metrics.jsonl when the run commits; a resumed run picks it up where its checkpoint ended;
+- leftovers of a kill (staged checkpoints, staged model files) are cleared before any work.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.files import append_jsonl, atomic_path, write_json_file, write_together, write_weights_file
+from common.console import console
+from common.errors import Interrupted, UserError
+from common.files import append_jsonl, atomic_path, check_writable, write_json_file, write_together, write_weights_file
 from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE
+from common.train.checkpoints import (
+    check_checkpoint_root,
+    check_same_epoch_everywhere,
+    clear_staging,
+    commits_checkpoints,
+    complete_checkpoints,
+    folder_is_shared,
+    read_state,
+    refuse_stale,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from common.train.process_group import local_process_count
+from common.train.run_plan import TrainPlan, check_resumable
 
 RUNNING_METRICS_FILE = "metrics.running.jsonl"
+
+
+class RunFolder:
+    """`with RunFolder(plan, accelerator) as folder:` holds the folder's lock for the run. Every
+    process enters it and calls each method: the collectives inside keep them in step."""
+
+    def __init__(self, plan: TrainPlan, accelerator: Any):
+        self.plan, self.accelerator, self.path = plan, accelerator, Path(plan.ckpt_dir)
+        self.log: RunLog | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> RunFolder:
+        check_writable(self.path)  # every process: each writes its part of a checkpoint
+        self._decide_copies()
+        self._stack.enter_context(run_lock(self.path, self.accelerator))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _decide_copies(self) -> None:
+        """One copy of each checkpoint where the folder is shared (one machine, or a network disk),
+        one per machine where it is not, so that each machine can resume from its own disk."""
+        acc = self.accelerator
+        if acc.num_processes == local_process_count(acc):
+            return  # one machine
+        per_machine = not folder_is_shared(acc, self.path)
+        # Accelerate's save_state reads this switch: each machine's main process then writes.
+        acc.project_configuration.save_on_each_node = per_machine
+        if per_machine:
+            acc.print(f"{self.path} is not shared between the machines: each keeps its own checkpoints")
+
+    def resume(self) -> int:
+        """The first epoch to train: 0 for a fresh run, the one after the checkpoint's for --resume
+        (model, optimizer, RNG states and registered objects restored). Clears a kill's leftovers."""
+        plan, acc = self.plan, self.accelerator
+        records: list[dict[str, Any]] = []
+        first = 0
+        if plan.resume:
+            state = read_state(plan.resume)
+            check_resumable(state["plan"], plan, plan.resume)
+            check_same_epoch_everywhere(acc, state["epoch"], plan.resume)
+            restore_checkpoint(acc, plan.resume)
+            first, records = state["epoch"] + 1, state["metrics"]
+            acc.print(f"Resumed from {plan.resume}: continuing at epoch {first}")
+        else:
+            refuse_stale(self.path)  # with or without --checkpoint-every: never mix with an earlier run's
+            if plan.checkpoint_every:
+                check_checkpoint_root(self.path)
+        self.log = RunLog(self.path, records, acc.is_main_process)
+        if acc.is_main_process:
+            clear_commit_leftovers(self.path)
+        if commits_checkpoints(acc):
+            clear_staging(self.path)
+        acc.wait_for_everyone()
+        return first
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        assert self.log is not None, "resume() first"
+        return self.log.records
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        """An evaluation: kept for the next checkpoint, appended to the running metrics, and given
+        to the trackers."""
+        assert self.log is not None, "resume() first"
+        self.log.add(record)
+        self.accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+
+    def checkpoint_if_due(self, epoch: int) -> None:
+        every = self.plan.checkpoint_every
+        if every and (epoch + 1) % every == 0:
+            state = {"epoch": epoch, "plan": self.plan.as_dict(), "metrics": self.records}
+            save_checkpoint(self.accelerator, self.path, epoch, state, self.plan.keep_checkpoints)
+
+    def commit(self, weights: dict[str, Any], record: dict[str, Any]) -> None:
+        """The run's model files, swapped in together by the main process once every process is here."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            commit_run(self.path, weights, record)
+            console.print(f"Saved: {self.path / MODEL_FILE}, {self.path / CONFIG_FILE}, {self.path / METRICS_FILE}")
+
+    def interrupted(self, epoch: int) -> Interrupted:
+        """Ctrl-C in `epoch`: where to go on from, in one line."""
+        found = complete_checkpoints(self.path) if self.plan.checkpoint_every else []
+        kept = f"{self.path} keeps the earlier run's model files"
+        if found:
+            return Interrupted(f"interrupted in epoch {epoch}: continue with the same arguments and --resume "
+                               f"(from {found[-1]}); {kept}")
+        return Interrupted(f"interrupted in epoch {epoch}, with no checkpoint to resume from (--checkpoint-every N "
+                           f"keeps some); {kept}")
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(ckpt_dir: str | Path, accelerator: Any) -> Iterator[None]:
+    """One run at a time in a folder: the main process holds an advisory lock on
+    <ckpt-dir>/.lock for as long as it trains. The kernel drops it when the process ends, however
+    it ends, so a killed run never leaves the folder locked. Every process calls this and learns
+    the verdict, so a refused run stops everywhere with one line, none left waiting."""
+    from accelerate.utils import broadcast_object_list
+
+    with contextlib.ExitStack() as stack:
+        refusal = [stack.enter_context(_flock(Path(ckpt_dir))) if accelerator.is_main_process else None]
+        if accelerator.num_processes > 1:
+            broadcast_object_list(refusal)
+        if refusal[0]:
+            raise UserError(refusal[0])
+        yield
+
+
+@contextlib.contextmanager
+def _flock(ckpt_dir: Path) -> Iterator[str | None]:
+    """Hold the folder's lock while the context lasts; yields why it cannot be had, or None."""
+    with open(ckpt_dir / LOCK_FILE, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            yield (f"another run is using {ckpt_dir} ({fh.read().strip() or 'a live process'}): wait for it to "
+                   "end, or choose another --ckpt-dir")
+            return
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        try:
+            yield None
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def running_metrics(ckpt_dir: str | Path) -> Path:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
-from common.config import TABLE_DEFAULTS, TrainConfig, recipe_value
+from common.config import TABLE_DEFAULTS, TrainConfig, check_setting, recipe_value
 from common.data.dataset import TabularData
 from common.data.preprocess import embedding_size
 from common.errors import UserError
@@ -27,9 +25,8 @@ from common.train.batching import (
     resolve_shuffle,
     steps_per_epoch,
 )
-from common.train.checkpoints import find_checkpoint
+from common.train.run_context import RunContext
 
-RANDOM_INIT = "random"
 SMALL_STEP_MACS = 1 << 24  # below this many multiply-adds per step, extra threads only cost
 
 
@@ -106,7 +103,7 @@ def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str
             for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
 
 
-def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str | Path) -> None:
+def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> None:
     """A resumed run continues the same trajectory only with the same plan."""
     changed = plan_differences(saved, plan.as_dict())
     if changed:
@@ -144,9 +141,10 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
     return s
 
 
-def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_processes: int) -> TrainPlan:
-    """Every setting resolved and checked against the data set and the process count."""
+def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> TrainPlan:
+    """Every setting resolved and checked against the data set and the process count. Reads no file."""
     check_settings(cfg)
+    num_processes = context.num_processes
     settings = resolved_settings(cfg, data, num_processes)
     batch_size, hidden = settings["batch_size"], tuple(settings["hidden"])
     check_resolved(settings, len(data.X_train), data.n_val, num_processes, cfg.split_batches)
@@ -159,12 +157,12 @@ def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_pro
     pre = data.preprocessor
     embeddings = tuple((c.cardinality, embedding_size(c.cardinality)) for c in pre.categorical)
     spec = model_spec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings)
+    step_macs = batch_size * parameter_count(spec)
     return TrainPlan(
-        task=data.task, data=str(Path(cfg.data).resolve()), data_fingerprint=data.fingerprint,
+        task=data.task, data=context.data, data_fingerprint=data.fingerprint,
         defaults="recipe" if data.is_recipe else "table",
         in_features=spec["in_features"], embeddings=embeddings,
-        out_features=spec["out_features"], hidden=hidden, activation=cfg.activation,
-        init=str(Path(cfg.init_from).resolve()) if cfg.init_from else RANDOM_INIT,
+        out_features=spec["out_features"], hidden=hidden, activation=cfg.activation, init=context.init,
         optimizer=settings["optimizer"], lr=settings["lr"], lr_schedule=cfg.lr_schedule,
         class_weight=settings["class_weight"], epochs=settings["epochs"], eval_every=settings["eval_every"],
         patience=settings["patience"], monitor="val_loss" if data.n_val else "test_loss", seed=cfg.seed,
@@ -174,37 +172,23 @@ def make_plan(cfg: TrainConfig, data: TabularData, num_processes: int, local_pro
         steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
         ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints,
         log_with=tuple(cfg.log_with), chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
-        threads=cpu_threads(cfg.threads, local_processes, batch_size * parameter_count(spec)), timeout=cfg.timeout,
-        resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",
+        threads=cpu_threads(cfg.threads, context.local_processes, context.cpu_count, step_macs),
+        timeout=cfg.timeout, resume=context.resume,
     )
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def check_settings(cfg: TrainConfig) -> None:
-    """The settings that need no data set: the same verdict on every process."""
-    for name in ("grad_accum", "keep_checkpoints", "timeout"):
-        if getattr(cfg, name) <= 0:
-            raise UserError(f"{_flag(name)} must be a positive integer, got {getattr(cfg, name)}")
-    for name, zero in (("checkpoint_every", "off"), ("threads", "automatic"), ("chunk_rows", "automatic")):
-        if getattr(cfg, name) < 0:
-            raise UserError(f"{_flag(name)} must be 0 ({zero}) or positive, got {getattr(cfg, name)}")
+    """The settings that need no data set: the same verdict on every process. The ranges of the
+    integer settings were checked as they were parsed (common/config.py `check_setting`)."""
     if not 0 <= cfg.seed < 2**32:
         raise UserError(f"--seed must lie in [0, 2**32), got {cfg.seed}")
-    if cfg.init_from and not Path(cfg.init_from).is_file():
-        raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model.safetensors that train.py wrote")
     check_trackers(cfg.log_with)
 
 
 def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_processes: int,
                    split_batches: bool) -> None:
-    for name in ("epochs", "batch_size", "eval_every"):
-        if settings[name] <= 0:
-            raise UserError(f"{_flag(name)} must be a positive integer, got {settings[name]}")
-    if settings["patience"] < 0:
-        raise UserError(f"--patience must be 0 (off) or positive, got {settings['patience']}")
+    for name in ("epochs", "batch_size", "eval_every", "patience"):  # the values the data set sized
+        check_setting(TrainConfig, name, settings[name])
     if settings["patience"] and not n_val:
         raise UserError("--patience needs validation rows to stop on, and this data set has none: "
                         "remake it with make_data.py --val-size 0.1 (or drop --patience)")
@@ -232,7 +216,7 @@ def check_trackers(names: list[str]) -> None:
             raise UserError(f"--log-with {name} needs the {name} package: pip install {name}")
 
 
-def cpu_threads(requested: int, local_processes: int, step_macs: int) -> int:
+def cpu_threads(requested: int, local_processes: int, cpu_count: int, step_macs: int) -> int:
     """Intra-op threads per process.
 
     Processes on one machine share its cores: each gets cores / local processes, never all of
@@ -244,4 +228,4 @@ def cpu_threads(requested: int, local_processes: int, step_macs: int) -> int:
         return requested
     if step_macs < SMALL_STEP_MACS:
         return 1
-    return max(1, (os.cpu_count() or 1) // max(1, local_processes))
+    return max(1, cpu_count // max(1, local_processes))

@@ -10,8 +10,8 @@ upgrade moves any of them, so we learn it from CI rather than from users.
    twice per step, and each call searches the import path (~25 us). Whether a package is
    installed cannot change during a run, so the answer is cached.
    Public path: leave the check uncached.
-2. `epoch_signal` -- our batches subclass `accelerate.data_loader.DataLoaderStateMixin` and hold
-   a `GradientState()`, as Accelerate's own loaders do, so that `accelerator.accumulate` sees
+2. `epoch_signal` -- each epoch's batches pass through a `DataLoaderStateMixin` holding a
+   `GradientState()`, as Accelerate's own loaders do, so that `accelerator.accumulate` sees
    where each epoch ends: an accumulation group then never spans two epochs, and a run resumed
    at an epoch boundary matches an uninterrupted one.
    Public path: group the batches ourselves, with `accelerator.no_sync(model)` inside a group.
@@ -27,7 +27,6 @@ upgrade moves any of them, so we learn it from CI rather than from users.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Iterator
@@ -85,27 +84,26 @@ def cache_lomo_check() -> None:
 
 
 @functools.cache
-def epoch_signalling_batches() -> type[ShardedBatches]:
-    """ShardedBatches that tell Accelerate where each epoch ends, as its own loaders do."""
+def epoch_signal_class() -> type:
+    """A marker Accelerate's GradientState takes for one of its own loaders, so that
+    `accumulate()` sees where each epoch ends."""
     from accelerate.data_loader import DataLoaderStateMixin
     from accelerate.state import GradientState
 
-    @dataclasses.dataclass
-    class EpochSignallingBatches(ShardedBatches, DataLoaderStateMixin):
-        def __post_init__(self) -> None:
+    class EpochSignal(DataLoaderStateMixin):
+        def __init__(self) -> None:
             self.gradient_state = GradientState()
 
-        def epoch(self, epoch: int) -> Iterator[Any]:
+        def around(self, batches: Iterator[Any], length: int) -> Iterator[Any]:
             self.begin()
             try:
-                last = len(self) - 1
-                for step, batch in enumerate(super().epoch(epoch)):
-                    self.end_of_dataloader = step == last
+                for step, batch in enumerate(batches):
+                    self.end_of_dataloader = step == length - 1
                     yield batch
             finally:
                 self.end()
 
-    return EpochSignallingBatches
+    return EpochSignal
 
 
 class Stepper:
@@ -116,6 +114,7 @@ class Stepper:
                  missing: dict[str, str | None] | None = None):
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
         self.grad_accum = grad_accum
+        self.signal: Any = None
         missing = missing if missing is not None else self.probe()
         self.fallbacks = {name: why for name, why in missing.items() if why}
         for name, why in self.fallbacks.items():
@@ -138,9 +137,13 @@ class Stepper:
             else "the optimizer does not hold exactly the model's parameters",
         }
 
-    def batches(self, *args: Any, **kwargs: Any) -> ShardedBatches:
-        cls = ShardedBatches if "epoch_signal" in self.fallbacks else epoch_signalling_batches()
-        return cls(*args, **kwargs)
+    def epoch(self, batches: ShardedBatches, epoch: int) -> Iterator[Any]:
+        """The epoch's batches, with Accelerate told where the epoch ends (lean 2)."""
+        if "epoch_signal" in self.fallbacks:
+            return batches.epoch(epoch)
+        if self.signal is None:
+            self.signal = epoch_signal_class()()
+        return self.signal.around(batches.epoch(epoch), len(batches))
 
     def accumulate(self, ends_group: bool) -> AbstractContextManager[Any]:
         if self.grad_accum == 1 and "skip_accumulate" not in self.fallbacks:

@@ -16,7 +16,14 @@ from common.data.dataset import TabularData
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
 from common.train.accelerate_leans import Stepper
-from common.train.batching import RowSource, ends_accumulation_group, fits_on_device, local_shard, loss_scale
+from common.train.batching import (
+    RowSource,
+    ShardedBatches,
+    ends_accumulation_group,
+    fits_on_device,
+    local_shard,
+    loss_scale,
+)
 from common.train.optim import balanced_class_weights, summed_loss
 from common.train.run_plan import TrainPlan
 
@@ -42,8 +49,8 @@ class Trainer:
         # On a GPU, everything this process reads stays there when it fits; else all is streamed.
         self.resident = fits_on_device(bytes_read(data, shards), device)
         train_rows = RowSource(data.X_train, data.y_train, device, self.resident)
-        self.batches = self.stepper.batches(train_rows, plan.global_batch, plan.steps_per_epoch, P, rank,
-                                            plan.seed, plan.grad_accum, plan.shuffle, plan.chunk_rows)
+        self.batches = ShardedBatches(train_rows, plan.global_batch, plan.steps_per_epoch, P, rank, plan.seed,
+                                      plan.grad_accum, plan.shuffle, plan.chunk_rows)
         self.eval_sets = {name: train_rows.part(part) if name == "train"
                           else RowSource(data.split(name)[0][part], data.split(name)[1][part], device, self.resident)
                           for name, part in shards.items()}
@@ -67,7 +74,7 @@ class Trainer:
         self.loss_sum.zero_()
         self.rows_seen = 0
         steps, accum = self.plan.steps_per_epoch, self.plan.grad_accum
-        for step, (x, y, group_rows) in enumerate(self.batches.epoch(epoch)):
+        for step, (x, y, group_rows) in enumerate(self.stepper.epoch(self.batches, epoch)):
             self._run_batch(x, y, group_rows, ends_accumulation_group(step, steps, accum))
         return self.train_loss()
 

@@ -169,11 +169,6 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
             raise write_error(path, err) from None
 
 
-def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]) -> None:
-    with atomic_path(path) as tmp:
-        write_weights_file(tmp, state_dict)
-
-
 def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import save_file  # torch is imported where weights are, not by make_data.py

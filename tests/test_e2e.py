@@ -1,12 +1,14 @@
 """The recipes end to end: the README's launch in a real process, the rest in this one."""
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from common.console import fmt
 from common.data.dataset import load_dataset
 from conftest import infer, read_config, read_csv_rows, read_metrics, train
 
@@ -18,7 +20,14 @@ def test_classification_reaches_the_recipes_accuracy(cls_run):
     assert records[-1]["accuracy"] >= 0.9
     assert records[-1]["test_n"] == 20_000
     assert records[-1]["train_loss"] < records[0]["train_loss"]
-    assert "precision" in proc.stdout and "recall" in proc.stdout
+    # The table printed every evaluation's macro precision and recall, as metrics.jsonl holds them.
+    printed = [re.split("[│┃]", line) for line in proc.stdout.splitlines() if len(re.findall("[│┃]", line)) > 3]
+    header = [cell.strip() for cell in printed[0]]
+    rows = {cell[header.index("epoch")].strip(): cell for cell in printed[1:]}
+    for record in records:
+        row = rows[str(record["epoch"])]
+        assert row[header.index("precision")].strip() == fmt(record["precision_macro"])
+        assert row[header.index("recall")].strip() == fmt(record["recall_macro"])
 
 
 def test_saved_model_is_complete(cls_run):

@@ -88,7 +88,7 @@ def test_the_public_path_gives_the_same_weights(data, argv, capsys, monkeypatch)
     assert len(notes) == len(LEANS)  # each fallback is announced once
 
 
-def test_an_optimizer_over_other_parameters_zeroes_through_itself(data):
+def test_an_optimizer_over_other_parameters_zeroes_through_itself():
     accelerator = Accelerator(cpu=True)
     model, other = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
     stepper = Stepper(accelerator, model, torch.optim.SGD(other.parameters(), lr=0.1), None, 1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from common.errors import UserError
-from common.files import atomic_path, load_weights, read_json, save_weights, write_json
+from common.files import atomic_path, load_weights, read_json, write_json, write_weights_file
 from common.model import build_model, load_state, model_spec
 
 
@@ -17,6 +17,11 @@ def test_recipe_mlp_shape():
 def test_no_hidden_layer_is_a_linear_model():
     model = build_model(model_spec(5, [], 1, "relu"))
     assert len(model) == 1 and isinstance(model[0], torch.nn.Linear)
+
+
+def save_weights(path, state_dict):
+    with atomic_path(path) as tmp:
+        write_weights_file(tmp, state_dict)
 
 
 def test_safetensors_reload_predicts_like_the_model_in_memory(tmp_path):

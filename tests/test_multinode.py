@@ -32,12 +32,6 @@ def two_machines(data, folders, *args, port=None):
     return procs
 
 
-def finish(procs, timeout=180):
-    outs = [p.communicate(timeout=timeout)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
-    return outs
-
-
 def reached(folders, epoch) -> bool:
     return all(checkpoints(f)[0] and checkpoints(f)[0][-1] >= f"epoch_{epoch:06d}" for f in folders)
 

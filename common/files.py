@@ -5,6 +5,7 @@ target, so a crash mid-write leaves the previous good file in place, never half 
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -155,18 +156,29 @@ def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """One line per record, written whole or not at all: a failed append (a full disk) is cut
-    back to where the file ended, so no half line is left behind."""
+    """One line per record, written whole or not at all: a failed append (a full disk, a file-size
+    limit) is cut back to where the file ended, so no half line is left behind."""
     path = Path(path)
     line = (json.dumps(record) + "\n").encode()
     with open(path, "ab", buffering=0) as fh:  # unbuffered: a failure surfaces here, not at close
         end = fh.tell()
         try:
-            fh.write(line)
+            write_whole(fh, line)
         except OSError as err:
             with suppress(OSError):
                 fh.truncate(end)
             raise write_error(path, err) from None
+
+
+def write_whole(fh: Any, data: bytes) -> None:
+    """All of `data`, or an OSError: a raw write may write less than asked (a file-size limit lets
+    the first bytes through and reports how many) and say nothing."""
+    view = memoryview(data)
+    while view:
+        written = fh.write(view)
+        if not written:
+            raise OSError(errno.EFBIG, f"wrote {len(data) - len(view)} of {len(data)} bytes")
+        view = view[written:]
 
 
 def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor]) -> None:

@@ -6,6 +6,7 @@ import torch
 from common.errors import UserError
 from common.files import atomic_path, load_weights, read_json, write_json, write_weights_file
 from common.model import build_model, load_state, model_spec
+from conftest import ROOT
 
 
 def test_recipe_mlp_shape():
@@ -62,3 +63,30 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         crash_mid_write(target)
     assert read_json(target, "config") == {"good": 1}
     assert os.listdir(tmp_path) == ["config.json"]  # no temporary left behind
+
+
+def test_an_append_cut_short_by_a_file_size_limit_leaves_no_part_line(tmp_path):
+    """Under `ulimit -f` the kernel lets the first bytes of a write through and reports a short
+    count, with no error: the append must notice, cut the file back, and say so in one line."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "metrics.running.jsonl"
+    path.write_text('{"epoch": 0}\n' * 300)  # 3,900 bytes; the limit below is 4,096
+    before = path.read_bytes()
+    script = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from common.errors import UserError
+        from common.files import append_jsonl
+        try:
+            append_jsonl({str(path)!r}, {{"epoch": 1, "loss": "x" * 400}})
+        except UserError as err:
+            print(err)
+            sys.exit(2)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith(f"cannot write {path}")
+    assert path.read_bytes() == before

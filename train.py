@@ -42,6 +42,7 @@ from common.train.run_context import RANDOM_INIT, find_context
 from common.train.run_folder import RunFolder
 from common.train.run_plan import TrainPlan, make_plan
 from common.train.run_record import run_record, scalar_settings
+from common.train.stop_signal import StopSignal
 from common.train.trainer import Trainer, check_finite
 
 TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/logs
@@ -60,12 +61,14 @@ def build(plan: TrainPlan, accelerator: Accelerator) -> tuple[Any, Any, Any]:
 
 def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
     torch.set_num_threads(plan.threads)
-    with RunFolder(plan, accelerator) as folder:
+    with RunFolder(plan, accelerator) as folder, StopSignal(accelerator) as stop:
         model, optimizer, scheduler = build(plan, accelerator)
         trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan)
         best = BestTracker(plan.patience, plan.monitor)
         accelerator.register_for_checkpointing(best)  # restored by folder.resume(), saved by each checkpoint
-        done = folder.resume()  # epochs trained so far
+        done, step = folder.resume()  # epochs trained so far, and steps of the next (a checkpoint taken mid-epoch)
+        if folder.partial:
+            trainer.restore_partial(folder.partial)
         accelerator.print(plan.describe())
         if plan.log_with:
             accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
@@ -76,9 +79,12 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
         try:
             with TrainingDisplay(title, plan.epochs, done, accelerator.is_main_process) as display:
                 while done < plan.epochs and not best.stopped:  # a run resumed after an early stop only finishes
-                    run_epoch(plan, trainer, best, display, folder, done)
-                    done += 1
-        except KeyboardInterrupt:
+                    if not run_epoch(plan, trainer, best, display, folder, done, step, stop):
+                        raise folder.stopped(stop, done, trainer.steps_done, trainer.partial())
+                    done, step = done + 1, 0
+                    if stop.agreed(0, boundary=True) and done < plan.epochs and not best.stopped:
+                        raise folder.stopped(stop, done - 1, None, {})
+        except KeyboardInterrupt:  # a second Ctrl-C, which does not wait for the step to end
             raise folder.interrupted(done) from None
         report_stop(plan, best, accelerator)
         outcome = {"final_metrics": best.final_metrics(), "epochs_run": done, "startup_seconds": startup,
@@ -88,9 +94,12 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
 
 
 def run_epoch(plan: TrainPlan, trainer: Trainer, best: BestTracker, display: TrainingDisplay, folder: RunFolder,
-              epoch: int) -> None:
-    """One epoch: train, evaluate when due, checkpoint when due; sets best.stopped when patience ends."""
-    train_loss = trainer.run_epoch(epoch)
+              epoch: int, first_step: int, stop: StopSignal) -> bool:
+    """One epoch: train, evaluate when due, checkpoint when due; sets best.stopped when patience
+    ends. False where a signal stopped it before its end."""
+    train_loss = trainer.run_epoch(epoch, first_step, stop)
+    if train_loss is None:
+        return False
     check_finite(train_loss, epoch)
     display.epoch_done(train_loss)
     if epoch % plan.eval_every == 0 or epoch == plan.epochs - 1:
@@ -100,6 +109,7 @@ def run_epoch(plan: TrainPlan, trainer: Trainer, best: BestTracker, display: Tra
         folder.add_record(record)
         best.update(record, trainer.accelerator.unwrap_model(trainer.model))
     folder.checkpoint_if_due(epoch)
+    return True
 
 
 def report_stop(plan: TrainPlan, best: BestTracker, accelerator: Accelerator) -> None:

@@ -239,6 +239,8 @@ class TrainConfig:
                                         "weights; 0: off", table=True, minimum=0, zero="off")
     checkpoint_every: int = count(0, "save the full training state every N epochs under <ckpt-dir>/checkpoints",
                                   zero="off")
+    save_on_signal: bool = field(False, "on SIGTERM or Ctrl-C, save a checkpoint at the step where the run stops "
+                                        "(always done with --checkpoint-every)")
     keep_checkpoints: int = positive(2, "how many of the latest checkpoints to keep")
     resume: str | None = field(None, "continue from the latest checkpoint, or from the checkpoint folder given",
                                const="latest")

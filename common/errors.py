@@ -27,6 +27,14 @@ class Interrupted(UserError):
     prefix, exit_code = "stopped", 130
 
 
+class Stopped(Interrupted):
+    """A run stopped by a signal at a step boundary: where, and how to go on; exit 143 for SIGTERM."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True) -> None:
     """Run a script's `main`, turning a UserError into one line on stderr and exit code 2.
 

@@ -77,7 +77,7 @@ def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 130 and "Traceback" not in stderr
     (line,) = stderr.strip().splitlines()
-    assert line.startswith("stopped: interrupted in epoch") and "--resume" in line and "epoch_0000" in line
+    assert line.startswith("stopped: Ctrl-C ") and "--resume (from" in line and "epoch_0000" in line
 
 
 def test_a_failed_run_leaves_the_earlier_run_whole(small_cls, tmp_path, monkeypatch):
@@ -145,7 +145,33 @@ def test_a_damaged_checkpoint_state_or_weights(checkpointed):
     weights = folder / "checkpoints" / "epoch_000000" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     message = user_error(train_script.main, *args, "--resume", folder / "checkpoints" / "epoch_000000")
-    assert "unreadable" in message and "resume from another one" in message
+    assert message.startswith(f"checkpoint damaged: {weights} is changed") and "resume from another" in message
+
+
+@pytest.mark.parametrize("damage,words", [
+    # One flipped byte, the size unchanged: what a bad disk or a bad copy does.
+    (lambda c: (c / "model.safetensors").write_bytes(flip((c / "model.safetensors").read_bytes())),
+     ["checkpoint damaged", "model.safetensors is changed"]),
+    (lambda c: (c / "optimizer.bin").unlink(), ["checkpoint damaged", "optimizer.bin is missing"]),
+    # The epoch edited by hand: it would log epochs twice.
+    (lambda c: edit_state(c, epoch=0), ["checkpoint damaged", "says epoch 0"]),
+    (lambda c: edit_state(c, manifest=[1]), ["checkpoint damaged", "no valid manifest"]),
+    (lambda c: (c / "trainer_state.json").write_text("[1, 2]"), ["not a checkpoint state"]),
+])
+def test_a_damaged_checkpoint_is_named_as_damaged(checkpointed, damage, words):
+    folder, args = checkpointed
+    damage(folder / "checkpoints" / "epoch_000001")
+    message = user_error(train_script.main, *args, "--resume")
+    assert all(word in message for word in words), message
+
+
+def flip(blob: bytes) -> bytes:
+    return blob[:-1] + bytes([blob[-1] ^ 1])
+
+
+def edit_state(checkpoint, **changes):
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    (checkpoint / "trainer_state.json").write_text(json.dumps({**state, **changes}))
 
 
 def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(checkpointed):

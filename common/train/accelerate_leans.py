@@ -137,13 +137,13 @@ class Stepper:
             else "the optimizer does not hold exactly the model's parameters",
         }
 
-    def epoch(self, batches: ShardedBatches, epoch: int) -> Iterator[Any]:
-        """The epoch's batches, with Accelerate told where the epoch ends (lean 2)."""
+    def epoch(self, batches: ShardedBatches, epoch: int, first_step: int = 0) -> Iterator[Any]:
+        """The epoch's batches from `first_step` on, with Accelerate told where the epoch ends (lean 2)."""
         if "epoch_signal" in self.fallbacks:
-            return batches.epoch(epoch)
+            return batches.epoch(epoch, first_step)
         if self.signal is None:
             self.signal = epoch_signal_class()()
-        return self.signal.around(batches.epoch(epoch), len(batches))
+        return self.signal.around(batches.epoch(epoch, first_step), len(batches) - first_step)
 
     def accumulate(self, ends_group: bool) -> AbstractContextManager[Any]:
         if self.grad_accum == 1 and "skip_accumulate" not in self.fallbacks:

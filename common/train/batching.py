@@ -235,11 +235,12 @@ class ShardedBatches:
             offset += b - a
         return np.concatenate(pieces), plan
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-        """Yield (x, y, rows of all processes in this step's accumulation group) for each step."""
+    def epoch(self, epoch: int, first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """Yield (x, y, rows of all processes in this step's accumulation group) for each step from
+        `first_step` on (a run resumed mid-epoch): the batches do not depend on where reading began."""
         order = EpochOrder(len(self.rows), self.seed, epoch, self.shuffle)
         per_chunk = self.steps_per_chunk()
-        for first in range(0, self.steps, per_chunk):
+        for first in range(first_step, self.steps, per_chunk):
             idx, plan = self.local_plan(order, first, min(self.steps, first + per_chunk))
             # One gather per chunk; the per-step slices below are free views.
             X, y = self.rows.gather(idx)

@@ -1,13 +1,20 @@
-"""Training checkpoints: Accelerate's `save_state` folders, committed atomically and rotated.
+"""Training checkpoints: Accelerate's `save_state` folders, committed atomically, verified and rotated.
 
-A checkpoint is written to a hidden temporary folder and renamed to `epoch_NNNNNN` only once
-every file is in it, `trainer_state.json` last. A crash mid-save leaves a hidden folder that
-is never taken for a checkpoint; the previous one stays the latest. `save_state` writes
-pickles (optimizer state, RNG states, the registered best-so-far tracker): fine for resuming
-our own runs, which is all they are for. Inference never reads them.
+A checkpoint is written to a hidden temporary folder and renamed into place only once every
+file is in it, `trainer_state.json` last. A crash mid-save leaves a hidden folder that is never
+taken for a checkpoint; the previous one stays the latest. `trainer_state.json` carries a
+manifest (size and SHA-256 of every other file), so a damaged checkpoint is named as damaged
+on --resume instead of failing later in some other way. `save_state` writes pickles (optimizer
+state, RNG states, the registered best-so-far tracker): fine for resuming our own runs, which
+is all they are for. Inference never reads them.
+
+A checkpoint sits at a position in the run: `epoch_000007` after epoch 7 is complete, and
+`epoch_000008_step_000040` after 40 steps of epoch 8 (a run stopped by a signal mid-epoch).
 """
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 import shutil
 import uuid
@@ -18,20 +25,29 @@ from common.errors import ProcessError, UserError
 from common.files import check_writable, read_json, write_json
 
 STATE_FILE = "trainer_state.json"
-_NAME = re.compile(r"^epoch_(\d{6})$")
+_NAME = re.compile(r"^epoch_(\d{6})(?:_step_(\d{6}))?$")
 
 
 def checkpoint_root(ckpt_dir: str | Path) -> Path:
     return Path(ckpt_dir) / "checkpoints"
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"epoch_{epoch:06d}"
+def checkpoint_name(epoch: int, step: int | None = None) -> str:
+    """`step`: steps done in `epoch` for a checkpoint taken mid-epoch; None once the epoch is complete."""
+    return f"epoch_{epoch:06d}" if step is None else f"epoch_{epoch:06d}_step_{step:06d}"
 
 
-def staging_dir(ckpt_dir: str | Path, epoch: int) -> Path:
+def position_of(name: str) -> tuple[int, float] | None:
+    """(epoch, steps done in it; inf when complete) of a checkpoint folder's name, None for another name."""
+    match = _NAME.match(name)
+    if not match:
+        return None
+    return int(match[1]), math.inf if match[2] is None else int(match[2])
+
+
+def staging_dir(ckpt_dir: str | Path, name: str) -> Path:
     """The hidden folder a checkpoint is written to before it is committed."""
-    return checkpoint_root(ckpt_dir) / f".{checkpoint_name(epoch)}.tmp"
+    return checkpoint_root(ckpt_dir) / f".{name}.tmp"
 
 
 def complete_checkpoints(ckpt_dir: str | Path) -> list[Path]:
@@ -39,15 +55,27 @@ def complete_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     root = checkpoint_root(ckpt_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: p.name)
+    found = [p for p in root.iterdir() if position_of(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: position_of(p.name) or (0, 0))
 
 
-def commit_checkpoint(ckpt_dir: str | Path, epoch: int, state: dict[str, Any], keep: int) -> Path:
+def manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file of a checkpoint folder but its state file."""
+    found = {}
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != STATE_FILE):
+        digest = hashlib.sha256()
+        with open(file, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        found[str(file.relative_to(folder))] = {"bytes": file.stat().st_size, "sha256": digest.hexdigest()}
+    return found
+
+
+def commit_checkpoint(ckpt_dir: str | Path, name: str, state: dict[str, Any], keep: int) -> Path:
     """Main process only: finish the staged checkpoint, rename it into place, drop old ones."""
-    staged = staging_dir(ckpt_dir, epoch)
-    write_json(staged / STATE_FILE, state)
-    final = checkpoint_root(ckpt_dir) / checkpoint_name(epoch)
+    staged = staging_dir(ckpt_dir, name)
+    write_json(staged / STATE_FILE, {**state, "manifest": manifest(staged)})
+    final = checkpoint_root(ckpt_dir) / name
     if final.exists():
         discard(final)
     staged.rename(final)
@@ -88,14 +116,39 @@ def find_checkpoint(ckpt_dir: str | Path, resume: str) -> Path:
 
 
 def read_state(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's own record: {"epoch": the last epoch it holds, "plan": the run plan,
-    "metrics": the run's evaluations up to that epoch}."""
-    state = read_json(Path(path) / STATE_FILE, "checkpoint state")
-    if not isinstance(state.get("plan"), dict) or not isinstance(state.get("epoch"), int) \
-            or not isinstance(state.get("metrics"), list):
-        raise UserError(f"{Path(path) / STATE_FILE} is not a checkpoint state this version wrote: "
-                        "start afresh in another --ckpt-dir")
+    """The checkpoint's own record, checked against its folder: {"epoch": the epoch it is in,
+    "step": steps done in that epoch (absent once complete), "plan": the run plan, "metrics": the
+    run's evaluations so far, "manifest": its files}. A damaged checkpoint is one line."""
+    path = Path(path)
+    state = read_json(path / STATE_FILE, "checkpoint state")
+    if not isinstance(state, dict) or not isinstance(state.get("plan"), dict) \
+            or not isinstance(state.get("epoch"), int) or not isinstance(state.get("metrics"), list) \
+            or not isinstance(state.get("step", 0), int):
+        raise UserError(f"{path / STATE_FILE} is not a checkpoint state this version wrote: resume from another "
+                        "checkpoint, or start afresh in another --ckpt-dir")
+    position = position_of(path.name)
+    if position is not None and position != (state["epoch"], state.get("step", math.inf)):
+        raise UserError(f"checkpoint damaged: {path / STATE_FILE} says epoch {state['epoch']}"
+                        f"{' step ' + str(state['step']) if 'step' in state else ''}, its folder's name another: "
+                        "resume from another checkpoint")
+    check_manifest(path, state.get("manifest"))
     return state
+
+
+def check_manifest(path: Path, recorded: Any) -> None:
+    """Every file the checkpoint was committed with, with its size and hash. (Checkpoints written
+    before manifests existed carry none and are taken as they are.)"""
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise UserError(f"checkpoint damaged: {path / STATE_FILE} holds no valid manifest: resume from another "
+                        "checkpoint")
+    found = manifest(path)
+    for name, entry in recorded.items():
+        if found.get(name) != entry:
+            what = "missing" if name not in found else "changed since it was saved"
+            raise UserError(f"checkpoint damaged: {path / name} is {what}: resume from another checkpoint "
+                            f"(--resume PATH), or start afresh in another --ckpt-dir")
 
 
 def check_checkpoint_root(ckpt_dir: str | Path) -> None:
@@ -132,16 +185,16 @@ def folder_is_shared(accelerator: Any, ckpt_dir: str | Path) -> bool:
     return all(seen)
 
 
-def check_same_epoch_everywhere(accelerator: Any, epoch: int, path: str | Path) -> None:
-    """Machines that keep their own checkpoints resume from the same epoch, or not at all."""
+def check_same_place_everywhere(accelerator: Any, path: str | Path) -> None:
+    """Machines that keep their own checkpoints resume from the same point of the run, or not at all."""
     if accelerator.num_processes == 1:
         return
     from accelerate.utils import gather_object
 
-    epochs = sorted(set(gather_object([epoch])))
-    if len(epochs) > 1:
-        raise UserError(f"the machines' checkpoints to resume from differ (epochs {epochs}; here {path}): "
-                        f"resume every machine from epoch_{epochs[0]:06d} with --resume PATH")
+    names = sorted(set(gather_object([Path(path).name])), key=lambda name: position_of(name) or (0, 0))
+    if len(names) > 1:
+        raise UserError(f"the machines' checkpoints to resume from differ ({', '.join(names)}; here {path}): "
+                        f"resume every machine from {names[0]} with --resume PATH")
 
 
 def commits_checkpoints(accelerator: Any) -> bool:
@@ -152,23 +205,27 @@ def commits_checkpoints(accelerator: Any) -> bool:
     return bool(accelerator.is_main_process)
 
 
-def save_checkpoint(accelerator, ckpt_dir: str | Path, epoch: int, state: dict[str, Any], keep: int) -> None:
+def save_checkpoint(accelerator, ckpt_dir: str | Path, name: str, state: dict[str, Any], keep: int) -> Path:
     """Every process calls this: each writes its part (RNG states), the main process commits.
     Objects registered with `accelerator.register_for_checkpointing` travel inside."""
     from safetensors import SafetensorError
 
-    staged = staging_dir(ckpt_dir, epoch)
+    staged = staging_dir(ckpt_dir, name)
     try:
         accelerator.save_state(str(staged))
         accelerator.wait_for_everyone()
         if commits_checkpoints(accelerator):
-            commit_checkpoint(ckpt_dir, epoch, state, keep)
-    except (OSError, RuntimeError, SafetensorError) as err:  # torch.save says "enforce fail" on a full disk
+            commit_checkpoint(ckpt_dir, name, state, keep)
+    except (OSError, RuntimeError, SafetensorError, UserError) as err:  # torch.save: "enforce fail" on a full disk
         shutil.rmtree(staged, ignore_errors=True)
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ProcessError(f"cannot save the checkpoint of epoch {epoch} in {checkpoint_root(ckpt_dir)} ({first}): "
-                           "free some space, then --resume from the last checkpoint, which was kept") from None
+        kept = complete_checkpoints(ckpt_dir)
+        after = (f"then --resume from {kept[-1]}, the last checkpoint, which was kept" if kept
+                 else "then run again: no checkpoint had been written yet")
+        raise ProcessError(f"cannot save checkpoint {name} in {checkpoint_root(ckpt_dir)} ({first}): "
+                           f"free some space, {after}") from None
     accelerator.wait_for_everyone()
+    return checkpoint_root(ckpt_dir) / name
 
 
 def restore_checkpoint(accelerator, path: str | Path) -> None:

@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from common.console import console
-from common.errors import Interrupted, UserError
+from common.errors import Interrupted, Stopped, UserError
 from common.files import append_jsonl, atomic_path, check_writable, write_json_file, write_together, write_weights_file
 from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from common.train.checkpoints import (
+    STATE_FILE,
     check_checkpoint_root,
-    check_same_epoch_everywhere,
+    check_same_place_everywhere,
+    checkpoint_name,
+    checkpoint_root,
     clear_staging,
     commits_checkpoints,
     complete_checkpoints,
@@ -42,6 +45,7 @@ from common.train.checkpoints import (
 )
 from common.train.process_group import local_process_count
 from common.train.run_plan import TrainPlan, check_resumable
+from common.train.stop_signal import StopSignal
 
 RUNNING_METRICS_FILE = "metrics.running.jsonl"
 
@@ -53,6 +57,7 @@ class RunFolder:
     def __init__(self, plan: TrainPlan, accelerator: Any):
         self.plan, self.accelerator, self.path = plan, accelerator, Path(plan.ckpt_dir)
         self.log: RunLog | None = None
+        self.partial: dict[str, Any] | None = None  # a checkpoint taken mid-epoch: its epoch's loss so far
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> RunFolder:
@@ -76,22 +81,26 @@ class RunFolder:
         if per_machine:
             acc.print(f"{self.path} is not shared between the machines: each keeps its own checkpoints")
 
-    def resume(self) -> int:
-        """The first epoch to train: 0 for a fresh run, the one after the checkpoint's for --resume
-        (model, optimizer, RNG states and registered objects restored). Clears a kill's leftovers."""
+    def resume(self) -> tuple[int, int]:
+        """Where training starts: (epoch, step in it). (0, 0) for a fresh run; for --resume, the
+        point after the checkpoint's (model, optimizer, RNG states and registered objects
+        restored; a checkpoint taken mid-epoch leaves its epoch's loss so far in `partial`).
+        Clears a kill's leftovers."""
         plan, acc = self.plan, self.accelerator
         records: list[dict[str, Any]] = []
-        first = 0
+        first = (0, 0)
         if plan.resume:
             state = read_state(plan.resume)
             check_resumable(state["plan"], plan, plan.resume)
-            check_same_epoch_everywhere(acc, state["epoch"], plan.resume)
+            check_same_place_everywhere(acc, plan.resume)
             restore_checkpoint(acc, plan.resume)
-            first, records = state["epoch"] + 1, state["metrics"]
-            acc.print(f"Resumed from {plan.resume}: continuing at epoch {first}")
+            records, self.partial = state["metrics"], state.get("partial")
+            first = (state["epoch"], state["step"]) if "step" in state else (state["epoch"] + 1, 0)
+            where = f"epoch {first[0]}" + (f", step {first[1]}" if first[1] else "")
+            acc.print(f"Resumed from {plan.resume}: continuing at {where}")
         else:
             refuse_stale(self.path)  # with or without --checkpoint-every: never mix with an earlier run's
-            if plan.checkpoint_every:
+            if plan.checkpoint_every or plan.save_on_signal:
                 check_checkpoint_root(self.path)
         self.log = RunLog(self.path, records, acc.is_main_process)
         if acc.is_main_process:
@@ -116,8 +125,29 @@ class RunFolder:
     def checkpoint_if_due(self, epoch: int) -> None:
         every = self.plan.checkpoint_every
         if every and (epoch + 1) % every == 0:
-            state = {"epoch": epoch, "plan": self.plan.as_dict(), "metrics": self.records}
-            save_checkpoint(self.accelerator, self.path, epoch, state, self.plan.keep_checkpoints)
+            self._checkpoint(epoch, None, {})
+
+    def _checkpoint(self, epoch: int, step: int | None, extra: dict[str, Any]) -> Path:
+        state = {"epoch": epoch, **({} if step is None else {"step": step}), "plan": self.plan.as_dict(),
+                 "metrics": self.records, **extra}
+        return save_checkpoint(self.accelerator, self.path, checkpoint_name(epoch, step), state,
+                               self.plan.keep_checkpoints)
+
+    def stopped(self, stop: StopSignal, epoch: int, step: int | None, partial: dict[str, Any]) -> Stopped:
+        """A signal stopped the run after `step` steps of `epoch` (None: after the whole epoch):
+        a checkpoint of that point where the run keeps them, and the line that says how to go on."""
+        plan = self.plan
+        saved: Path | None = None
+        if plan.checkpoint_every or plan.save_on_signal:
+            name = checkpoint_name(epoch, step)
+            done = checkpoint_root(self.path) / name
+            saved = done if (done / STATE_FILE).is_file() else self._checkpoint(epoch, step, {"partial": partial})
+        where = f"in epoch {epoch} after step {step}" if step is not None else f"after epoch {epoch}"
+        if saved is not None:
+            go_on = f"continue with the same arguments and --resume (from {saved})"
+        else:
+            go_on = "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
+        return Stopped(f"{stop.name} {where}: {go_on}; {self._kept()}", stop.exit_code)
 
     def commit(self, weights: dict[str, Any], record: dict[str, Any]) -> None:
         """The run's model files, swapped in together by the main process once every process is here."""
@@ -127,15 +157,18 @@ class RunFolder:
             console.print(f"Saved: {self.path / MODEL_FILE}, {self.path / CONFIG_FILE}, {self.path / METRICS_FILE}")
 
     def interrupted(self, epoch: int) -> Interrupted:
-        """Ctrl-C in `epoch`: where to go on from, in one line."""
-        found = complete_checkpoints(self.path) if self.plan.checkpoint_every else []
-        kept = f"{self.path} keeps the earlier run's model files"
+        """Ctrl-C pressed twice in `epoch` (the second one does not wait for the step): where to go on from."""
+        found = complete_checkpoints(self.path)
         if found:
             return Interrupted(f"interrupted in epoch {epoch}: continue with the same arguments and --resume "
-                               f"(from {found[-1]}); {kept}")
+                               f"(from {found[-1]}); {self._kept()}")
         return Interrupted(f"interrupted in epoch {epoch}, with no checkpoint to resume from (--checkpoint-every N "
-                           f"keeps some); {kept}")
+                           f"keeps some); {self._kept()}")
 
+    def _kept(self) -> str:
+        if (self.path / MODEL_FILE).is_file():
+            return f"{self.path} keeps the earlier run's model files"
+        return f"no model was saved in {self.path}"
 
 LOCK_FILE = ".lock"
 

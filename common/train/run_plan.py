@@ -64,6 +64,7 @@ class TrainPlan:
     # How the run is carried out: free to change on --resume (RUN_ONLY).
     ckpt_dir: str
     checkpoint_every: int
+    save_on_signal: bool
     keep_checkpoints: int
     log_with: tuple[str, ...]
     threads: int                  # intra-op threads per process
@@ -87,8 +88,8 @@ class TrainPlan:
 
 
 # Default-deny: every other field, including any added later, must match to resume.
-RUN_ONLY = frozenset({"ckpt_dir", "checkpoint_every", "keep_checkpoints", "log_with", "threads", "resume",
-                      "timeout", "chunk_rows"})
+RUN_ONLY = frozenset({"ckpt_dir", "checkpoint_every", "save_on_signal", "keep_checkpoints", "log_with", "threads",
+                      "resume", "timeout", "chunk_rows"})
 
 
 # Fields added since checkpoints were first written, with the value an older checkpoint meant.
@@ -170,7 +171,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
         grad_accum=cfg.grad_accum, shuffle=shuffle, order_geometry=order_geometry(shuffle),
         num_processes=num_processes, global_batch=global_batch,
         steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
-        ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints,
+        ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every, save_on_signal=cfg.save_on_signal,
+        keep_checkpoints=cfg.keep_checkpoints,
         log_with=tuple(cfg.log_with), chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
         threads=cpu_threads(cfg.threads, context.local_processes, context.cpu_count, step_macs),
         timeout=cfg.timeout, resume=context.resume,

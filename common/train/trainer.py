@@ -26,6 +26,7 @@ from common.train.batching import (
 )
 from common.train.optim import balanced_class_weights, summed_loss
 from common.train.run_plan import TrainPlan
+from common.train.stop_signal import StopSignal
 
 EVAL_CHUNK = 1 << 16  # rows per read and forward pass in evaluation: bounds memory on large splits
 
@@ -55,7 +56,7 @@ class Trainer:
                           else RowSource(data.split(name)[0][part], data.split(name)[1][part], device, self.resident)
                           for name, part in shards.items()}
         self.loss_sum = torch.zeros((), device=device)
-        self.rows_seen = 0
+        self.rows_seen = self.steps_done = 0
 
     def _run_batch(self, x: torch.Tensor, y: torch.Tensor, group_rows: int, ends_group: bool) -> None:
         with self.stepper.accumulate(ends_group):
@@ -68,15 +69,32 @@ class Trainer:
         self.loss_sum += loss_sum.detach()
         self.rows_seen += len(x)
 
-    def run_epoch(self, epoch: int) -> float:
-        """Train one epoch; returns its mean loss over all processes (one small all-reduce)."""
+    def run_epoch(self, epoch: int, first_step: int = 0, stop: StopSignal | None = None) -> float | None:
+        """Train `epoch` from `first_step` on (0, or where a checkpoint taken mid-epoch stopped);
+        returns the epoch's mean loss over all processes (one small all-reduce). Returns None
+        where `stop` ended the epoch early, after a whole optimizer step: `steps_done` says
+        where, and `partial()` holds what the epoch's loss needs to go on from there."""
         self.model.train()
-        self.loss_sum.zero_()
-        self.rows_seen = 0
+        if first_step == 0:
+            self.loss_sum.zero_()
+            self.rows_seen = 0
         steps, accum = self.plan.steps_per_epoch, self.plan.grad_accum
-        for step, (x, y, group_rows) in enumerate(self.stepper.epoch(self.batches, epoch)):
-            self._run_batch(x, y, group_rows, ends_accumulation_group(step, steps, accum))
+        batches = self.stepper.epoch(self.batches, epoch, first_step)
+        for step, (x, y, group_rows) in enumerate(batches, start=first_step):
+            ends_group = ends_accumulation_group(step, steps, accum)
+            self._run_batch(x, y, group_rows, ends_group)
+            self.steps_done = step + 1
+            if ends_group and stop is not None and self.steps_done < steps and stop.agreed(step // accum):
+                return None
         return self.train_loss()
+
+    def partial(self) -> dict[str, Any]:
+        """What a checkpoint taken mid-epoch needs to finish the epoch's mean loss."""
+        return {"loss_sum": float(self.loss_sum.item()), "rows_seen": self.rows_seen}
+
+    def restore_partial(self, partial: dict[str, Any]) -> None:
+        self.loss_sum.fill_(partial["loss_sum"])  # a float32 value, held exactly by the float JSON wrote
+        self.rows_seen = int(partial["rows_seen"])
 
     def train_loss(self) -> float:
         """Mean loss of the last epoch over every row seen on every process."""

@@ -1,0 +1,73 @@
+"""SIGTERM and Ctrl-C stop a run at a step boundary, save a checkpoint there, and say how to resume."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from common.errors import Stopped
+from common.train.trainer import Trainer
+from conftest import ROOT, read_metrics, script_env, train
+
+ARGS = ["--epochs", "3", "--batch-size", "64", "--eval-every", "1", "--grad-accum", "2", "--lr-schedule", "cosine"]
+
+
+def signal_after_batches(monkeypatch, batches: int, signum: int) -> None:
+    """This process receives `signum` once `batches` batches have run: the moment is exact."""
+    calls = []
+    run_batch = Trainer._run_batch
+
+    def counting(self, *args):
+        run_batch(self, *args)
+        calls.append(1)
+        if len(calls) == batches:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(Trainer, "_run_batch", counting)
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_epoch_saves_that_step_and_resumes_bit_identically(small_val, tmp_path, monkeypatch,
+                                                                         signum, code):
+    data = ["--data", small_val, *ARGS]
+    train(*data, "--ckpt-dir", tmp_path / "whole")
+    signal_after_batches(monkeypatch, 66 + 23, signum)  # 66 steps an epoch: in epoch 1, inside a group of 2
+    with pytest.raises(Stopped) as info:
+        train(*data, "--ckpt-dir", tmp_path / "cut", "--save-on-signal")
+    saved = tmp_path / "cut" / "checkpoints" / "epoch_000001_step_000024"
+    assert info.value.exit_code == code and f"--resume (from {saved})" in str(info.value)
+    assert "no model was saved" in str(info.value)
+    monkeypatch.undo()
+    train(*data, "--ckpt-dir", tmp_path / "cut", "--resume")
+    whole = (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == whole
+    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")  # the cut epoch's loss too
+
+
+def test_without_saving_a_signal_says_nothing_was_saved(small_val, tmp_path, monkeypatch):
+    signal_after_batches(monkeypatch, 10, signal.SIGTERM)
+    with pytest.raises(Stopped) as info:
+        train("--data", small_val, *ARGS, "--ckpt-dir", tmp_path)
+    assert "no checkpoint was written (--checkpoint-every N or --save-on-signal" in str(info.value)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "model.safetensors").exists()
+
+
+def test_sigterm_to_a_training_process_is_one_line_and_exit_143(small_cls, tmp_path):
+    """What a batch scheduler sends before SIGKILL: the run stops within the grace period."""
+    args = ["--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "100000", "--batch-size", "32",
+            "--eval-every", "50", "--save-on-signal"]
+    proc = subprocess.Popen([sys.executable, "train.py", *map(str, args)], cwd=ROOT, env=script_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "metrics.running.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "Traceback" not in stderr, stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("stopped: SIGTERM ") and "--resume (from" in line
+    saved = line.split("--resume (from ")[1].split(")")[0]
+    assert (tmp_path / "checkpoints").is_dir() and os.path.isfile(os.path.join(saved, "trainer_state.json"))
+    assert not list((tmp_path / "checkpoints").glob(".*"))  # no staging left behind

@@ -187,7 +187,7 @@ def test_resume_refuses_a_data_file_replaced_by_another_of_the_same_shape(checkp
     try:
         np.save(X_train, kept[::-1].copy())  # the same shape, other rows
         message = user_error(train_script.main, *args, "--resume")
-        assert "data_fingerprint" in message
+        assert "on other data" in message and "--data" in message
     finally:
         np.save(X_train, kept)
 
@@ -337,3 +337,22 @@ def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(
         assert "No space left on device" in message and "cannot write" in message
         assert sorted(p.name for p in disk.iterdir()) == ["people"]  # no staging folder left behind
         assert {p.name: p.read_bytes() for p in (disk / "people").iterdir()} == before
+
+
+@pytest.mark.parametrize("move", [
+    lambda data, elsewhere: shutil.copytree(data, elsewhere),  # a per-job scratch copy
+    lambda data, elsewhere: (shutil.move(data, elsewhere), data.symlink_to(elsewhere)),  # moved, a link left
+])
+def test_resume_follows_the_data_by_content_not_by_path(small_cls, tmp_path, move):
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)
+    args = ["--ckpt-dir", tmp_path / "run", "--epochs", "3", "--checkpoint-every", "1", "--keep-checkpoints", "3"]
+    train("--data", data, *args)
+    whole = (tmp_path / "run" / "model.safetensors").read_bytes()
+    elsewhere = tmp_path / "scratch" / "data"
+    move(data, elsewhere)
+    (elsewhere / "NOTES.txt").write_text("a stray file")  # neither counts as other data
+    description = json.loads((elsewhere / "dataset.json").read_text())
+    (elsewhere / "dataset.json").write_text(json.dumps(description, indent=7))
+    train("--data", elsewhere, *args, "--resume", tmp_path / "run" / "checkpoints" / "epoch_000001")
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == whole

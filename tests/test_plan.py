@@ -175,3 +175,11 @@ def test_values_torch_or_numpy_would_reject_are_one_line_errors(cls_data, argv, 
 def test_class_weights_need_classes(reg):
     with pytest.raises(UserError, match="--class-weight balanced weighs classes"):
         plan_for(reg, "--class-weight", "balanced")
+
+
+def test_a_checkpoint_from_before_content_identity_compares_path_and_fingerprint(cls_data):
+    plan = plan_for(cls_data).as_dict()
+    older = {k: v for k, v in plan.items() if k != "data_identity"}
+    assert plan_differences(older, plan) == []
+    moved = {**older, "data": "/elsewhere"}
+    assert plan_differences(moved, plan) == [f"data: '/elsewhere' -> {plan['data']!r}"]

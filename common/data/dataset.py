@@ -38,7 +38,8 @@ class TabularData:
     meta: dict[str, Any]
     X_val: np.ndarray | None = None  # None: no validation rows
     y_val: np.ndarray | None = None
-    fingerprint: str = "in memory"    # of the file it was read from (load_dataset)
+    fingerprint: str = "in memory"    # of the files it was read from, as earlier versions computed it (load_dataset)
+    identity: str = "in memory"       # of its content: the arrays and the parsed description (load_dataset)
 
     def __post_init__(self) -> None:
         if self.X_val is None or self.y_val is None:
@@ -114,6 +115,24 @@ def fingerprint(path: str | Path) -> str:
     return f"{size}:{digest.hexdigest()[:16]}"
 
 
+def content_identity(path: str | Path, meta: dict[str, Any]) -> str:
+    """What makes a data set the same data: its arrays (size and 16 sampled 1 MiB pieces each)
+    and its parsed description. Not its path, not other files in its folder, not how its JSON
+    is laid out: a moved folder, a scratch copy or a re-indented dataset.json is the same data."""
+    import hashlib
+    import json
+
+    path = Path(path)
+    if not path.is_dir():  # the earlier single-file form
+        return fingerprint(path)
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for file in sorted(p for p in path.iterdir() if p.is_file() and p.name != DATASET_FILE
+                       and is_dataset_file(p.name)):
+        digest.update(f"{file.name}:{file.stat().st_size}".encode())
+        _hash_sampled_bytes(file, digest)
+    return digest.hexdigest()[:16]
+
+
 def _hash_sampled_bytes(path: Path, digest: Any) -> None:
     size = path.stat().st_size
     with open(path, "rb") as fh:
@@ -167,7 +186,8 @@ def load_dataset(path: str | Path) -> TabularData:
     else:
         raise UserError(f"data set {path} not found: run make_data.py first, or pass --data the folder it wrote")
     data = TabularData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"], meta,
-                       arrays.get("X_val"), arrays.get("y_val"), fingerprint(path))  # format 1: no validation split
+                       arrays.get("X_val"), arrays.get("y_val"), fingerprint(path),  # format 1: no validation split
+                       content_identity(path, meta))
     check_dataset(data, path)
     return data
 

@@ -34,8 +34,7 @@ SMALL_STEP_MACS = 1 << 24  # below this many multiply-adds per step, extra threa
 class TrainPlan:
     # What the run computes. --resume refuses a plan that differs in any of these.
     task: str
-    data: str                     # the data set, as an absolute path
-    data_fingerprint: str         # its size and content hash: a replaced file is not the same data
+    data_identity: str            # the data set's content (arrays and description): what resume compares
     defaults: str                 # where unset settings came from: "recipe", or "table" (sized from the data)
     in_features: int              # numeric inputs (missing indicators included)
     embeddings: tuple[tuple[int, int], ...]  # (cardinality, width) per categorical column
@@ -62,6 +61,8 @@ class TrainPlan:
     steps_per_epoch: int
     optimizer_steps: int          # in the whole run: what the schedule spans
     # How the run is carried out: free to change on --resume (RUN_ONLY).
+    data: str                     # the data set, as an absolute path: where it is now, not what it is
+    data_fingerprint: str         # its files' hash as earlier versions computed it (for their checkpoints)
     ckpt_dir: str
     checkpoint_every: int
     save_on_signal: bool
@@ -88,25 +89,37 @@ class TrainPlan:
 
 
 # Default-deny: every other field, including any added later, must match to resume.
-RUN_ONLY = frozenset({"ckpt_dir", "checkpoint_every", "save_on_signal", "keep_checkpoints", "log_with", "threads",
-                      "resume", "timeout", "chunk_rows"})
+RUN_ONLY = frozenset({"data", "data_fingerprint", "ckpt_dir", "checkpoint_every", "save_on_signal",
+                      "keep_checkpoints", "log_with", "threads", "resume", "timeout", "chunk_rows"})
 
 
 # Fields added since checkpoints were first written, with the value an older checkpoint meant.
 IMPLIED_BEFORE = {"shuffle": "rows", "order_geometry": ""}
 
 
+# Compared in place of a field that an older checkpoint lacks: before the data set's identity
+# was its content, it was its path and a hash of every file in its folder.
+LEGACY = {"data_identity": ("data", "data_fingerprint")}
+
+
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'name: saved -> current' for each compared field that differs (or exists on one side only)."""
     saved = {**IMPLIED_BEFORE, **saved}
-    old, new = ({k: v for k, v in p.items() if k not in RUN_ONLY} for p in (saved, current))
-    return [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
-            for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    compared = (saved.keys() | current.keys()) - RUN_ONLY
+    for name, legacy in LEGACY.items():
+        if name not in saved:
+            compared = (compared - {name}) | set(legacy)
+    return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}"
+            for k in sorted(compared) if saved.get(k) != current.get(k)]
 
 
 def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> None:
     """A resumed run continues the same trajectory only with the same plan."""
     changed = plan_differences(saved, plan.as_dict())
+    if any(line.startswith(("data_identity:", "data:", "data_fingerprint:")) for line in changed):
+        raise UserError(f"cannot resume {checkpoint} on other data: the arrays or the description of {plan.data} "
+                        "differ from those the checkpoint trained on; pass --data the data set it trained on "
+                        "(it may have moved: its content is what counts)")
     if changed:
         raise UserError(f"cannot resume {checkpoint} with other settings ({', '.join(changed)}): "
                         "rerun with the checkpoint's settings")
@@ -160,7 +173,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     spec = model_spec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings)
     step_macs = batch_size * parameter_count(spec)
     return TrainPlan(
-        task=data.task, data=context.data, data_fingerprint=data.fingerprint,
+        task=data.task, data_identity=data.identity,
         defaults="recipe" if data.is_recipe else "table",
         in_features=spec["in_features"], embeddings=embeddings,
         out_features=spec["out_features"], hidden=hidden, activation=cfg.activation, init=context.init,
@@ -171,7 +184,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
         grad_accum=cfg.grad_accum, shuffle=shuffle, order_geometry=order_geometry(shuffle),
         num_processes=num_processes, global_batch=global_batch,
         steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
-        ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every, save_on_signal=cfg.save_on_signal,
+        data=context.data, data_fingerprint=data.fingerprint, ckpt_dir=cfg.ckpt_dir,
+        checkpoint_every=cfg.checkpoint_every, save_on_signal=cfg.save_on_signal,
         keep_checkpoints=cfg.keep_checkpoints,
         log_with=tuple(cfg.log_with), chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
         threads=cpu_threads(cfg.threads, context.local_processes, context.cpu_count, step_macs),

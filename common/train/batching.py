@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import ProcessError
+
 SHUFFLES = ("rows", "blocks")
 ROW_SHUFFLE_MAX = 1 << 22     # "auto" shuffles rows up to this many training rows (32 MiB of order)
 BLOCK_ROWS = 4096             # consecutive rows that stay together in block shuffling
@@ -106,30 +108,61 @@ class EpochOrder:
         return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class RowCheck:
+    """What the rows of a data set must hold, checked on each block as it is read (not in a pass
+    of its own over a split that may be larger than memory): finite inputs, and class ids among
+    the labels (finite targets for regression). A data set damaged after make_data.py wrote it
+    is one line, not NaN losses or an index error deep in the loss."""
+    where: str             # e.g. "the train split of data/cls_data"
+    num_classes: int = 0   # 0: regression
+
+    def __call__(self, X: np.ndarray, y: np.ndarray) -> None:
+        if not np.isfinite(X).all():
+            self._fail("NaN or infinite inputs")
+        if self.num_classes and len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+            self._fail(f"class ids outside 0..{self.num_classes - 1}, the labels it describes")
+        if not self.num_classes and not np.isfinite(y).all():
+            self._fail("NaN or infinite targets")
+
+    def _fail(self, what: str) -> None:
+        raise ProcessError(f"{self.where} holds {what}: regenerate the data set with make_data.py")
+
+
 class RowSource:
     """A split's rows, gathered as tensors on the run's device: from a device-resident copy, or
     from the host arrays (memory-mapped), directly or, for a split too large for the page
-    cache, by reads in file order."""
+    cache, by reads in file order. `check` sees every block of host rows as it is read."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, device: Any, resident: bool = False):
+    def __init__(self, X: np.ndarray, y: np.ndarray, device: Any, resident: bool = False,
+                 check: RowCheck | None = None):
         self.X, self.y, self.device = X, y, torch.device(device)
-        self.resident = resident
+        self.resident, self.check = resident, check
         self.pin = self.device.type == "cuda" and not resident
         self.sorted_reads = reads_from_disk(X.nbytes + y.nbytes)
         if resident:
-            self.X_dev, self.y_dev = self._copied_to_device(X), self._copied_to_device(y)
+            self.X_dev, self.y_dev = self._copied_to_device()
 
-    def _copied_to_device(self, array: np.ndarray) -> torch.Tensor:
-        """The whole array on the device, copied a chunk at a time (never whole in host memory)."""
-        out = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, device=self.device)
-        step = max(1, CHUNK_BYTES // max(1, array[:1].nbytes))
-        for start in range(0, len(array), step):
-            out[start:start + step].copy_(torch.from_numpy(np.array(array[start:start + step])))
-        return out
+    def _copied_to_device(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole split on the device, copied a chunk at a time (never whole in host memory)."""
+        X, y = self.X, self.y
+        outs = [torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype)).dtype, device=self.device)
+                for a in (X, y)]
+        step = max(1, CHUNK_BYTES // max(1, X[:1].nbytes))
+        for start in range(0, len(X), step):
+            block = self._checked(np.array(X[start:start + step]), np.array(y[start:start + step]))
+            for out, part in zip(outs, block, strict=True):
+                out[start:start + step].copy_(torch.from_numpy(part))
+        return outs[0], outs[1]
+
+    def _checked(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.check is not None:
+            self.check(X, y)
+        return X, y
 
     def part(self, rows: slice) -> RowSource:
         """Rows `rows` of this source, sharing its device copy (no second one)."""
-        part = RowSource(self.X[rows], self.y[rows], self.device)
+        part = RowSource(self.X[rows], self.y[rows], self.device, check=self.check)
         part.resident, part.pin = self.resident, self.pin
         if self.resident:
             part.X_dev, part.y_dev = self.X_dev[rows], self.y_dev[rows]
@@ -148,18 +181,20 @@ class RowSource:
             index = torch.from_numpy(idx).to(self.device)
             return self.X_dev.index_select(0, index), self.y_dev.index_select(0, index)
         if not self.sorted_reads:  # page-cached: a direct gather costs a tenth of sorting the chunk
-            return self._to_device(self.X[idx]), self._to_device(self.y[idx])
+            X, y = self._checked(self.X[idx], self.y[idx])
+            return self._to_device(X), self._to_device(y)
         order = np.argsort(idx, kind="stable")
         ordered = idx[order]  # ascending: the file is read front to back
         X, y = np.empty((len(idx), self.width), self.X.dtype), np.empty((len(idx), *self.y.shape[1:]), self.y.dtype)
-        X[order], y[order] = self.X[ordered], self.y[ordered]
+        X[order], y[order] = self._checked(self.X[ordered], self.y[ordered])
         return self._to_device(X), self._to_device(y)
 
     def slice(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows start..stop as they lie (evaluation)."""
         if self.resident:
             return self.X_dev[start:stop], self.y_dev[start:stop]
-        return self._to_device(np.array(self.X[start:stop])), self._to_device(np.array(self.y[start:stop]))
+        X, y = self._checked(np.array(self.X[start:stop]), np.array(self.y[start:stop]))
+        return self._to_device(X), self._to_device(y)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(array)

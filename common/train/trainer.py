@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.data.dataset import TabularData
+from common.data.dataset import SPLITS, TabularData
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
 from common.train.accelerate_leans import Stepper
 from common.train.batching import (
+    RowCheck,
     RowSource,
     ShardedBatches,
     ends_accumulation_group,
@@ -49,11 +50,13 @@ class Trainer:
         shards = evaluation_shards(data, P, rank)
         # On a GPU, everything this process reads stays there when it fits; else all is streamed.
         self.resident = fits_on_device(bytes_read(data, shards), device)
-        train_rows = RowSource(data.X_train, data.y_train, device, self.resident)
+        checks = {name: RowCheck(f"the {name} split of {plan.data}", self.num_classes) for name in SPLITS}
+        train_rows = RowSource(data.X_train, data.y_train, device, self.resident, checks["train"])
         self.batches = ShardedBatches(train_rows, plan.global_batch, plan.steps_per_epoch, P, rank, plan.seed,
                                       plan.grad_accum, plan.shuffle, plan.chunk_rows)
         self.eval_sets = {name: train_rows.part(part) if name == "train"
-                          else RowSource(data.split(name)[0][part], data.split(name)[1][part], device, self.resident)
+                          else RowSource(data.split(name)[0][part], data.split(name)[1][part], device, self.resident,
+                                         checks[name])
                           for name, part in shards.items()}
         self.loss_sum = torch.zeros((), device=device)
         self.rows_seen = self.steps_done = 0

@@ -5,10 +5,14 @@ target, so a crash mid-write leaves the previous good file in place, never half 
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -64,15 +68,57 @@ def write_together(writers: dict[Path, Callable[[Path], object]]) -> None:
 
 
 @contextmanager
+def exclusive_lock(lock_file: Path) -> Iterator[str | None]:
+    """Hold an advisory lock on `lock_file` while the context lasts; yields None, or who holds it
+    ("pid N on HOST") where another process does. The kernel drops the lock when its process
+    ends, however it ends, so a killed writer never leaves it held."""
+    with open(lock_file, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            yield fh.read().strip() or "a live process"
+            return
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        try:
+            yield None
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def folder_lock_file(final: Path) -> Path:
+    """The lock of a folder that atomic_folder writes: beside it, since the folder itself is swapped."""
+    return final.parent / f".{final.name}.lock"
+
+
+@contextmanager
 def atomic_folder(target: str | os.PathLike, owned: Callable[[str], bool]) -> Iterator[Path]:
     """Yield an empty hidden folder beside `target`; on success, swap it in for `target` (two
     renames). A failure while filling it (a full disk) leaves `target` as it was; so does a kill,
-    whose leftovers the next write of the same target puts right. `owned(name)` tells the files
-    such a folder holds: a folder holding anything else is never replaced."""
+    whose leftovers the next write of the same target, or the next reader, puts right. One
+    writer at a time: a second one stops in one line. `owned(name)` tells the files such a folder
+    holds: a folder holding anything else is never replaced."""
     final = Path(target)
+    with contextlib.ExitStack() as stack:
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            holder = stack.enter_context(exclusive_lock(folder_lock_file(final)))
+        except OSError as err:
+            raise write_error(final, err) from None
+        if holder:
+            raise UserError(f"another process is writing {final} ({holder}): wait for it to end, or choose another "
+                            "--out-dir")
+        with _swapped_in(final, owned) as stage:
+            yield stage
+
+
+@contextmanager
+def _swapped_in(final: Path, owned: Callable[[str], bool]) -> Iterator[Path]:
     stage: Path | None = None
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
         restore_or_clear_leftovers(final)
         if final.exists() and (not final.is_dir() or not all(owned(p.name) for p in final.iterdir())):
             raise UserError(f"{final} exists and is not a data set folder: move it away or choose another --out-dir")
@@ -93,6 +139,21 @@ def atomic_folder(target: str | os.PathLike, owned: Callable[[str], bool]) -> It
             shutil.rmtree(stage, ignore_errors=True)
 
 
+def repair_interrupted_swap(target: str | os.PathLike) -> None:
+    """For a reader of a folder that atomic_folder writes: where a writer was killed between its
+    two renames, the earlier folder goes back into place, unless a writer is at work right now
+    (it completes the swap itself) or the reader may not write there (nothing to do then)."""
+    final = Path(target)
+    if final.exists() or not any(final.parent.glob(f".{final.name}.*.old.part")):
+        return
+    try:
+        with exclusive_lock(folder_lock_file(final)) as holder:
+            if holder is None:
+                restore_or_clear_leftovers(final)
+    except OSError:
+        pass
+
+
 def restore_or_clear_leftovers(final: Path) -> None:
     """After a kill between the two renames of atomic_folder, the earlier folder is the `.old.part`
     one: it goes back into place. Every other leftover (a half-filled stage) is removed."""
@@ -106,10 +167,32 @@ def restore_or_clear_leftovers(final: Path) -> None:
 
 
 def _staged(target: Path) -> Path:
-    """An empty hidden file beside `target` (same filesystem, so the final rename is atomic)."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    """An empty hidden file beside `target` (same filesystem, so the final rename is atomic),
+    named with this process's id. Staged files of processes that are gone (a kill, a
+    scheduler's SIGKILL: gigabytes at scale) are removed first."""
+    clear_dead_leftovers(target)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     return Path(name)
+
+
+def clear_dead_leftovers(target: Path) -> None:
+    """Remove `target`'s staged files whose writer no longer runs on this machine. A live
+    writer's are left alone, also another process's writing the same file now."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = leftover.name[len(target.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _seal(tmp: Path) -> None:

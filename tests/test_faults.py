@@ -372,3 +372,21 @@ def test_a_data_set_damaged_after_it_was_written_is_one_line(small_cls, tmp_path
     message = user_error(train_script.main, "--data", data, "--ckpt-dir", tmp_path / "run", "--epochs", "1")
     assert all(word in message for word in words) and "regenerate the data set" in message, message
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_a_killed_writers_staged_output_is_removed_by_the_next_write(small_model, small_cls, tmp_path):
+    """infer.py killed mid-write leaves a hidden partial output (gigabytes at scale): the next run
+    on the same output removes it, and leaves a live writer's staged file alone."""
+    import infer as infer_script
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    rows = np.load(small_cls / "X_test.npy")[:20]
+    np.save(tmp_path / "rows.npy", rows)
+    output = tmp_path / "pred.csv"
+    dead = tmp_path / f".pred.csv.{dead_pid}.x1y2.tmp"
+    live = tmp_path / f".pred.csv.{os.getpid()}.z3w4.tmp"
+    for leftover in (dead, live):
+        leftover.write_bytes(b"partial")
+    infer_script.main(["--ckpt-dir", str(small_model), "--input", str(tmp_path / "rows.npy"), "--output", str(output)])
+    assert output.is_file() and not dead.exists() and live.exists()

@@ -10,8 +10,9 @@ import make_data as make_data_script
 from common.data import ingest as ingest_module
 from common.data import tables as table
 from common.data.dataset import ARRAYS, load_dataset
+from common.errors import UserError
 from common.train import batching
-from conftest import make_data, train, user_error
+from conftest import ROOT, make_data, train, user_error
 
 
 def weights(folder):
@@ -213,3 +214,54 @@ def test_a_block_order_of_other_geometry_is_not_resumed(small_cls, tmp_path, mon
     monkeypatch.setattr(batching, "BLOCK_ROWS", 1024)
     message = user_error(train_script.main, *args, "--epochs", "2", "--resume")
     assert "order_geometry: '4096x256' -> '1024x256'" in message
+
+
+def test_a_reader_puts_back_a_data_set_that_a_killed_swap_left_hidden(tmp_path, small_cls):
+    import shutil
+
+    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # a kill between the two renames
+    data = load_dataset(tmp_path / "cls_data")  # what train.py and infer.py do first
+    np.testing.assert_array_equal(data.X_train, load_dataset(small_cls).X_train)
+    assert (tmp_path / "cls_data").is_dir() and not list(tmp_path.glob("*.part"))
+
+
+def test_a_reader_leaves_a_swap_to_the_writer_at_work(tmp_path, small_cls):
+    import shutil
+
+    from common.files import exclusive_lock, folder_lock_file
+
+    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")
+    with exclusive_lock(folder_lock_file(tmp_path / "cls_data")) as holder:  # a writer between its renames
+        assert holder is None
+        with pytest.raises(UserError, match="not found"):
+            load_dataset(tmp_path / "cls_data")
+        assert (tmp_path / ".cls_data.123.old.part").is_dir()
+
+
+def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tmp_path):
+    """Two make_data.py runs on one output folder: the second would have deleted the first's staging."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from common.files import atomic_folder
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        from common.files import atomic_folder
+        with atomic_folder({str(tmp_path / 'cls_data')!r}, lambda name: True) as stage:
+            (stage / "X_train.npy").write_bytes(b"first")
+            print("staged", flush=True)
+            sys.stdin.readline()
+    """)
+    first = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "staged"
+        with pytest.raises(UserError, match=rf"another process is writing {tmp_path / 'cls_data'} \(pid {first.pid}"), \
+                atomic_folder(tmp_path / "cls_data", lambda name: True):
+            pass
+        first.communicate("go\n", timeout=30)
+    finally:
+        first.kill()
+    assert first.returncode == 0 and (tmp_path / "cls_data" / "X_train.npy").read_bytes() == b"first"

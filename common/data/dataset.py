@@ -19,7 +19,7 @@ import numpy as np
 
 from common.data.preprocess import Preprocessor
 from common.errors import UserError
-from common.files import atomic_folder, load_npz, map_npy, read_json, write_json_file
+from common.files import atomic_folder, load_npz, map_npy, read_json, repair_interrupted_swap, write_json_file
 
 FORMAT_VERSION = 3  # 1: no validation split, no preprocessing steps (scaling only); 2: one .npz file
 DATASET_FILE = "dataset.json"
@@ -169,6 +169,7 @@ def save_dataset(data: TabularData, folder: str | Path) -> None:
 
 def load_dataset(path: str | Path) -> TabularData:
     path = Path(path)
+    repair_interrupted_swap(path)  # a make_data.py killed mid-swap left the earlier data set hidden
     if path.suffix.lower() in TABLE_SUFFIXES:
         raise UserError(f"{path} is a table, not a data set: run `python make_data.py --csv {path} "
                         "--target COLUMN` first and pass the folder it writes")

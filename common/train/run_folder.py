@@ -15,18 +15,23 @@ What it guarantees:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from common.console import console
 from common.errors import Interrupted, Stopped, UserError
-from common.files import append_jsonl, atomic_path, check_writable, write_json_file, write_together, write_weights_file
+from common.files import (
+    append_jsonl,
+    atomic_path,
+    check_writable,
+    exclusive_lock,
+    write_json_file,
+    write_together,
+    write_weights_file,
+)
 from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from common.train.checkpoints import (
     STATE_FILE,
@@ -182,33 +187,15 @@ def run_lock(ckpt_dir: str | Path, accelerator: Any) -> Iterator[None]:
     from accelerate.utils import broadcast_object_list
 
     with contextlib.ExitStack() as stack:
-        refusal = [stack.enter_context(_flock(Path(ckpt_dir))) if accelerator.is_main_process else None]
+        holder = stack.enter_context(exclusive_lock(Path(ckpt_dir) / LOCK_FILE)) if accelerator.is_main_process \
+            else None
+        refusal = [f"another run is using {ckpt_dir} ({holder}): wait for it to end, or choose another --ckpt-dir"
+                   if holder else None]
         if accelerator.num_processes > 1:
             broadcast_object_list(refusal)
         if refusal[0]:
             raise UserError(refusal[0])
         yield
-
-
-@contextlib.contextmanager
-def _flock(ckpt_dir: Path) -> Iterator[str | None]:
-    """Hold the folder's lock while the context lasts; yields why it cannot be had, or None."""
-    with open(ckpt_dir / LOCK_FILE, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            yield (f"another run is using {ckpt_dir} ({fh.read().strip() or 'a live process'}): wait for it to "
-                   "end, or choose another --ckpt-dir")
-            return
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        fh.flush()
-        try:
-            yield None
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def running_metrics(ckpt_dir: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """User-facing errors: one line that names the problem and the fix, no traceback."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -35,19 +36,35 @@ class Stopped(Interrupted):
         self.exit_code = exit_code
 
 
+class Terminated(BaseException):
+    """SIGTERM outside a training loop, raised like KeyboardInterrupt so that every `finally` and
+    context manager on the way out runs: staged files are removed, nothing earlier is replaced."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True) -> None:
     """Run a script's `main`, turning a UserError into one line on stderr and exit code 2.
 
     In a multi-process run every process meets the same error; `reports` says whether this
-    one prints it, so the user reads it once. The others exit with the same code, quietly."""
+    one prints it, so the user reads it once. The others exit with the same code, quietly.
+    Ctrl-C and SIGTERM (what schedulers send first) end in one line too, with the shell's codes
+    130 and 143, after the writes under way have been undone."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         try:
             main()
         except KeyboardInterrupt:
             raise Interrupted("interrupted by Ctrl-C; files written before were left as they were") from None
+        except Terminated:
+            raise Stopped("SIGTERM received; files written before were left as they were", 143) from None
     except UserError as err:
         if reports(err):
             print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
         else:
             time.sleep(QUIET_EXIT_DELAY_S)
         sys.exit(err.exit_code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,10 +1,12 @@
 """SIGTERM and Ctrl-C stop a run at a step boundary, save a checkpoint there, and say how to resume."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from common.errors import Stopped
@@ -71,3 +73,46 @@ def test_sigterm_to_a_training_process_is_one_line_and_exit_143(small_cls, tmp_p
     saved = line.split("--resume (from ")[1].split(")")[0]
     assert (tmp_path / "checkpoints").is_dir() and os.path.isfile(os.path.join(saved, "trainer_state.json"))
     assert not list((tmp_path / "checkpoints").glob(".*"))  # no staging left behind
+
+
+@pytest.mark.parametrize("script", ["make_data", "infer"])
+def test_sigterm_while_a_script_writes_keeps_the_earlier_output_and_no_leftovers(script, small_model, small_cls,
+                                                                                   tmp_path, monkeypatch, capsys):
+    """SIGTERM arrives once the new output is staged, just before it would replace the earlier one."""
+    import infer as infer_script
+    import make_data as make_data_script
+    from common import files
+    from common.errors import run_cli
+
+    if script == "make_data":
+        shutil.copytree(small_cls, tmp_path / "cls_data")
+        earlier = tmp_path / "cls_data"
+        argv = ["--n-samples", "3000", "--out-dir", str(tmp_path)]
+        main = make_data_script.main
+    else:
+        np.save(tmp_path / "rows.npy", np.load(small_cls / "X_test.npy")[:50])
+        earlier = tmp_path / "pred.csv"
+        earlier.write_text("earlier\n")
+        argv = ["--ckpt-dir", str(small_model), "--input", str(tmp_path / "rows.npy"), "--output", str(earlier)]
+        main = infer_script.main
+    before = snapshot_of(earlier)
+    seal = files._seal
+
+    def sealed_then_terminated(path):
+        seal(path)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(files, "_seal", sealed_then_terminated)
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: main(argv))
+    assert info.value.code == 143
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("stopped: SIGTERM received")
+    assert snapshot_of(earlier) == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+
+
+def snapshot_of(path):
+    if path.is_dir():
+        return {p.name: p.read_bytes() for p in path.iterdir()}
+    return path.read_bytes()

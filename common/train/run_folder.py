@@ -34,7 +34,6 @@ from common.files import (
 )
 from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from common.train.checkpoints import (
-    STATE_FILE,
     check_checkpoint_root,
     check_same_place_everywhere,
     checkpoint_name,
@@ -99,7 +98,9 @@ class RunFolder:
             check_resumable(state["plan"], plan, plan.resume)
             check_same_place_everywhere(acc, plan.resume)
             restore_checkpoint(acc, plan.resume)
-            records, self.partial = state["metrics"], state.get("partial")
+            records = state["metrics"]
+            if "partial" in state:  # each process's share of the epoch's loss so far
+                self.partial = state["partial"][acc.process_index]
             first = (state["epoch"], state["step"]) if "step" in state else (state["epoch"] + 1, 0)
             where = f"epoch {first[0]}" + (f", step {first[1]}" if first[1] else "")
             acc.print(f"Resumed from {plan.resume}: continuing at {where}")
@@ -144,9 +145,10 @@ class RunFolder:
         plan = self.plan
         saved: Path | None = None
         if plan.checkpoint_every or plan.save_on_signal:
-            name = checkpoint_name(epoch, step)
-            done = checkpoint_root(self.path) / name
-            saved = done if (done / STATE_FILE).is_file() else self._checkpoint(epoch, step, {"partial": partial})
+            every = plan.checkpoint_every
+            just_saved = step is None and every and (epoch + 1) % every == 0  # the same verdict on every process
+            saved = checkpoint_root(self.path) / checkpoint_name(epoch) if just_saved else \
+                self._checkpoint(epoch, step, {"partial": self._gathered(partial)})
         where = f"in epoch {epoch} after step {step}" if step is not None else f"after epoch {epoch}"
         if saved is not None:
             go_on = f"continue with the same arguments and --resume (from {saved})"
@@ -160,6 +162,14 @@ class RunFolder:
         if self.accelerator.is_main_process:
             commit_run(self.path, weights, record)
             console.print(f"Saved: {self.path / MODEL_FILE}, {self.path / CONFIG_FILE}, {self.path / METRICS_FILE}")
+
+    def _gathered(self, partial: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every process's `partial`, by process index (collective: every process calls it)."""
+        if self.accelerator.num_processes == 1:
+            return [partial]
+        from accelerate.utils import gather_object
+
+        return list(gather_object([partial]))
 
     def interrupted(self, epoch: int) -> Interrupted:
         """Ctrl-C pressed twice in `epoch` (the second one does not wait for the step): where to go on from."""

@@ -17,8 +17,8 @@ import numpy as np
 from common.config import MakeDataConfig, recipe_value
 from common.data.dataset import TabularData, dataset_meta
 from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
+from common.data.roles import ColumnRole
 from common.data.splits import check_split_sizes, check_splittable
-from common.data.tables import ColumnRole
 from common.errors import UserError
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """make_data.py's path for a user's CSV or Parquet file: memory bounded by a batch, not the file.
 
 1. The head of the file (8 MiB of CSV, 200k rows of Parquet: the whole file when smaller)
-   decides each column's type and role (common/data/tables.py).
+   decides each column's type (common/data/tables.py) and role (common/data/roles.py).
 2. One pass over the file in record batches appends each feature column's raw values
    (float64, NaN for blanks; categories as ids into a vocabulary that grows batch by batch)
    and the target to scratch files in the data set's staging folder. Rows without a target
@@ -29,14 +29,12 @@ import numpy as np
 from common.config import MakeDataConfig
 from common.data.dataset import DATASET_FILE, dataset_folder, dataset_meta, is_dataset_file
 from common.data.preprocess import CategoricalStep, Categories, NumericStep, Preprocessor, categorical_step
+from common.data.roles import ColumnRole, RoleOverrides, infer_roles
 from common.data.splits import SPLIT_CODES, TRAIN, assign_splits, check_splittable
 from common.data.tables import (
-    ColumnRole,
-    RoleOverrides,
     column_looks_numeric,
     csv_header,
     decimal_of,
-    infer_roles,
     is_number_type,
     numeric_values,
     read_table,

@@ -3,7 +3,7 @@
 The recipes' data comes from `make_classification` and `make_regression`, called as the recipe
 calls them; the shipped data sets from scikit-learn's loaders. Each becomes a RawTable of
 numeric columns and a target; `split_and_preprocess` cuts train / validation / test with the
-recipe's `train_test_split` and fits
+recipe's `train_test_split` (the documented case of common/data/splits.py's splitter) and fits
 every statistic on the training split only, with the streamed path's functions, the training
 split being one chunk. A user's file takes the streamed path (common/data/ingest.py).
 scikit-learn is imported inside the functions that use it, so that neither training nor the
@@ -20,7 +20,7 @@ from common.config import MakeDataConfig, recipe_value
 from common.data.dataset import TabularData, dataset_meta
 from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric, fit_target_scaling
 from common.data.roles import ColumnRole
-from common.data.splits import check_split_sizes, check_splittable
+from common.data.splits import SPLIT_CODES, Split, check_split_sizes, split_rows
 from common.errors import UserError
 
 if TYPE_CHECKING:
@@ -129,26 +129,9 @@ def shipped_table(name: str, task: str | None) -> RawTable:
                                 {"dataset": name}, name)
 
 
-def split_rows(table: RawTable, test_size: float, val_size: float, seed: int) -> dict[str, np.ndarray]:
-    """Row indices of each split; the test cut is the recipe's train_test_split call."""
-    from sklearn import model_selection
-
-    counts = np.bincount(table.y, minlength=len(table.class_labels)) if table.class_labels else len(table.y)
-    check_splittable(counts, table.class_labels, test_size, val_size)
-    rows = np.arange(len(table.y))
-    stratify = table.y if table.task == "classification" else None
-    try:
-        rest, test = model_selection.train_test_split(rows, test_size=test_size, random_state=seed,
-                                                      stratify=stratify)
-        if not val_size:
-            return {"train": rest, "val": rows[:0], "test": test}
-        train, val = model_selection.train_test_split(
-            rest, test_size=val_size / (1 - test_size), random_state=seed,
-            stratify=None if stratify is None else stratify[rest])
-    except ValueError as err:  # a case the checks above did not foresee: still one line
-        raise UserError(f"cannot split {len(rows)} rows ({err}): change --test-size / --val-size, or add rows") \
-            from None
-    return {"train": train, "val": val, "test": test}
+def split_table(table: RawTable, test_size: float, val_size: float, seed: int) -> Split:
+    """The recipe's train_test_split cut, the documented case of common/data/splits.py's splitter."""
+    return split_rows(len(table.y), table.y, table.class_labels, test_size, val_size, seed, as_train_test_split=True)
 
 
 def fit_preprocessor(table: RawTable, train: np.ndarray, min_level_rows: int, max_levels: int) -> Preprocessor:
@@ -165,7 +148,8 @@ def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
     from sklearn.preprocessing import StandardScaler
 
     assert cfg.val_size is not None, "resolve_make_data_config sets it"
-    parts = split_rows(table, cfg.test_size, cfg.val_size, cfg.seed)
+    split = split_table(table, cfg.test_size, cfg.val_size, cfg.seed)
+    parts = {name: split.rows(name) for name in SPLIT_CODES}
     pre = fit_preprocessor(table, parts["train"], cfg.min_level_rows, cfg.max_levels)
     regression = table.task == "regression"
     y_mean, y_scale = fit_target_scaling([table.y[parts["train"]]]) if regression else (0.0, 1.0)

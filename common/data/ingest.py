@@ -30,7 +30,7 @@ from common.config import MakeDataConfig
 from common.data.dataset import DATASET_FILE, dataset_folder, dataset_meta, is_dataset_file
 from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric, fit_target_scaling
 from common.data.roles import ColumnRole, RoleOverrides, infer_roles
-from common.data.splits import SPLIT_CODES, TRAIN, assign_splits, check_splittable
+from common.data.splits import SPLIT_CODES, TRAIN, split_rows
 from common.data.tables import (
     column_looks_numeric,
     csv_header,
@@ -188,9 +188,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> dict[str, Any]:
     if seen.rows == 0:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
     task, y, labels = targets(scratch, seen, cfg)
-    counts = np.bincount(y, minlength=len(labels)) if labels is not None else seen.rows
-    check_splittable(counts, labels, cfg.test_size, cfg.val_size)
-    split = assign_splits(y if labels is not None else None, seen.rows, cfg.test_size, cfg.val_size, cfg.seed)
+    split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
     pre = fit_steps(scratch, seen, split, cfg)
     y_mean, y_scale = fit_target_scaling(training_chunks(y, split)) if labels is None else (None, None)
     sizes = write_splits(stage, scratch, seen, pre, split, y, (y_mean, y_scale))

@@ -34,7 +34,7 @@ from common.data.builtin import (
 )
 from common.data.dataset import dataset_folder, save_dataset
 from common.data.ingest import ingest_to_folder
-from common.data.tables import ColumnRole
+from common.data.roles import ColumnRole
 from common.errors import run_cli
 from common.files import atomic_path
 

@@ -127,11 +127,12 @@ Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, tuple[list[str
 def in_memory_rows(cfg: Any) -> Rows:
     """A shipped data set's raw columns and the split make_data.py made of them."""
     import make_data
-    from common.data.builtin import split_rows
+    from common.data.builtin import split_table
 
     assert cfg.val_size is not None
     table = make_data.in_memory_table(cfg)
-    parts = split_rows(table, cfg.test_size, cfg.val_size, cfg.seed)
+    split = split_table(table, cfg.test_size, cfg.val_size, cfg.seed)
+    parts = {name: split.rows(name) for name in ("train", "val", "test")}
     num = list(table.numeric)
     X = np.stack([table.numeric[name] for name in num], 1).astype(object)
     return X, table.y, np.concatenate([parts["train"], parts["val"]]), parts["test"], table.task, (num, [])

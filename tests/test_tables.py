@@ -14,7 +14,8 @@ import torch
 import make_data as make_data_script
 from common.data.dataset import load_dataset
 from common.data.preprocess import CategoricalStep, Categories, embedding_size
-from common.data.tables import RoleOverrides, infer_roles, read_table
+from common.data.roles import RoleOverrides, infer_roles
+from common.data.tables import read_table
 from common.model import TabularNet, build_model
 from conftest import (
     FORBID_PICKLE,

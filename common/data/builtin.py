@@ -3,9 +3,11 @@
 The recipes' data comes from `make_classification` and `make_regression`, called as the recipe
 calls them; the shipped data sets from scikit-learn's loaders. Each becomes a RawTable of
 numeric columns and a target; `split_and_preprocess` cuts train / validation / test with the
-recipe's `train_test_split` and fits every statistic on the training split only. A user's
-file takes the streamed path instead (common/data/ingest.py). scikit-learn is imported inside the
-functions that use it, so that neither training nor the streamed path pays for it.
+recipe's `train_test_split` (the documented case of common/data/splits.py's splitter) and fits
+every statistic on the training split only, with the streamed path's functions, the training
+split being one chunk. A user's file takes the streamed path (common/data/ingest.py).
+scikit-learn is imported inside the functions that use it, so that neither training nor the
+streamed path pays for it.
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import numpy as np
 
 from common.config import MakeDataConfig, recipe_value
 from common.data.dataset import TabularData, dataset_meta
-from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric
-from common.data.splits import check_split_sizes, check_splittable
-from common.data.tables import ColumnRole
+from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric, fit_target_scaling
+from common.data.roles import ColumnRole
+from common.data.splits import SPLIT_CODES, Split, check_split_sizes, split_rows
 from common.errors import UserError
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ class RawTable:
 
 @dataclasses.dataclass
 class ScaledData:
-    """A preprocessed data set, and the scalers the recipes keep (x_scaler: the recipes' alone)."""
+    """A preprocessed data set, and the scalers the recipes keep as joblib files (None for other tables)."""
 
     data: TabularData
     x_scaler: StandardScaler | None
@@ -127,31 +129,15 @@ def shipped_table(name: str, task: str | None) -> RawTable:
                                 {"dataset": name}, name)
 
 
-def split_rows(table: RawTable, test_size: float, val_size: float, seed: int) -> dict[str, np.ndarray]:
-    """Row indices of each split; the test cut is the recipe's train_test_split call."""
-    from sklearn import model_selection
-
-    counts = np.bincount(table.y, minlength=len(table.class_labels)) if table.class_labels else len(table.y)
-    check_splittable(counts, table.class_labels, test_size, val_size)
-    rows = np.arange(len(table.y))
-    stratify = table.y if table.task == "classification" else None
-    try:
-        rest, test = model_selection.train_test_split(rows, test_size=test_size, random_state=seed,
-                                                      stratify=stratify)
-        if not val_size:
-            return {"train": rest, "val": rows[:0], "test": test}
-        train, val = model_selection.train_test_split(
-            rest, test_size=val_size / (1 - test_size), random_state=seed,
-            stratify=None if stratify is None else stratify[rest])
-    except ValueError as err:  # a case the checks above did not foresee: still one line
-        raise UserError(f"cannot split {len(rows)} rows ({err}): change --test-size / --val-size, or add rows") \
-            from None
-    return {"train": train, "val": val, "test": test}
+def split_table(table: RawTable, test_size: float, val_size: float, seed: int) -> Split:
+    """The recipe's train_test_split cut, the documented case of common/data/splits.py's splitter."""
+    return split_rows(len(table.y), table.y, table.class_labels, test_size, val_size, seed, as_train_test_split=True)
 
 
 def fit_preprocessor(table: RawTable, train: np.ndarray, min_level_rows: int, max_levels: int) -> Preprocessor:
-    numeric = [fit_numeric(name, values[train]) for name, values in table.numeric.items()]
-    categorical = [fit_categorical(name, column.take(train), min_level_rows, max_levels)
+    """The streamed path's fitting (common/data/ingest.py), the training rows in memory being one chunk."""
+    numeric = [fit_numeric(name, values[train], [values[train]]) for name, values in table.numeric.items()]
+    categorical = [fit_categorical(name, column.values, [column.index[train]], min_level_rows, max_levels)
                    for name, column in table.text.items()]
     return Preprocessor(numeric, categorical)
 
@@ -162,23 +148,25 @@ def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
     from sklearn.preprocessing import StandardScaler
 
     assert cfg.val_size is not None, "resolve_make_data_config sets it"
-    parts = split_rows(table, cfg.test_size, cfg.val_size, cfg.seed)
+    split = split_table(table, cfg.test_size, cfg.val_size, cfg.seed)
+    parts = {name: split.rows(name) for name in SPLIT_CODES}
     pre = fit_preprocessor(table, parts["train"], cfg.min_level_rows, cfg.max_levels)
-    y_scaler = StandardScaler().fit(table.y[parts["train"]].reshape(-1, 1)) if table.task == "regression" else None
+    regression = table.task == "regression"
+    y_mean, y_scale = fit_target_scaling([table.y[parts["train"]]]) if regression else (0.0, 1.0)
 
     def inputs(rows: np.ndarray) -> np.ndarray:
         return pre.transform(lambda n: table.numeric[n][rows], lambda n: table.text[n].take(rows), len(rows))
 
     def targets(rows: np.ndarray) -> np.ndarray:
-        if y_scaler is None:
+        if not regression:
             return table.y[rows].astype(np.int64)
-        y = table.y[rows].reshape(-1, 1)
-        return (y_scaler.transform(y) if len(y) else y).astype(np.float32)
+        return ((table.y[rows] - y_mean) / y_scale).reshape(-1, 1).astype(np.float32)
 
-    # Only the recipes keep their scaler as a joblib file (make_data.py); no other table needs one.
+    # Only the recipes keep their scalers as joblib files (make_data.py); no other table needs one.
     recipe = table.source.get("generator") is not None
     x_scaler = StandardScaler().fit(np.stack(list(table.numeric.values()), 1)[parts["train"]]) if recipe else None
-    y_scaling = (None, None) if y_scaler is None else (float(y_scaler.mean_[0]), float(y_scaler.scale_[0]))
+    y_scaler = StandardScaler().fit(table.y[parts["train"]].reshape(-1, 1)) if recipe and regression else None
+    y_scaling = (y_mean, y_scale) if regression else (None, None)
     meta = dataset_meta(table.task, pre, table.class_labels, y_scaling, {k: len(v) for k, v in parts.items()},
                         table.roles, {**table.source, "seed": cfg.seed, "test_size": cfg.test_size,
                                       "val_size": cfg.val_size})

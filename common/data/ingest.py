@@ -1,7 +1,7 @@
 """make_data.py's path for a user's CSV or Parquet file: memory bounded by a batch, not the file.
 
 1. The head of the file (8 MiB of CSV, 200k rows of Parquet: the whole file when smaller)
-   decides each column's type and role (common/data/tables.py).
+   decides each column's type (common/data/tables.py) and role (common/data/roles.py).
 2. One pass over the file in record batches appends each feature column's raw values
    (float64, NaN for blanks; categories as ids into a vocabulary that grows batch by batch)
    and the target to scratch files in the data set's staging folder. Rows without a target
@@ -28,15 +28,13 @@ import numpy as np
 
 from common.config import MakeDataConfig
 from common.data.dataset import DATASET_FILE, dataset_folder, dataset_meta, is_dataset_file
-from common.data.preprocess import CategoricalStep, Categories, NumericStep, Preprocessor, categorical_step
-from common.data.splits import SPLIT_CODES, TRAIN, assign_splits, check_splittable
+from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric, fit_target_scaling
+from common.data.roles import ColumnRole, RoleOverrides, infer_roles
+from common.data.splits import SPLIT_CODES, TRAIN, split_rows
 from common.data.tables import (
-    ColumnRole,
-    RoleOverrides,
     column_looks_numeric,
     csv_header,
     decimal_of,
-    infer_roles,
     is_number_type,
     numeric_values,
     read_table,
@@ -190,11 +188,9 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> dict[str, Any]:
     if seen.rows == 0:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
     task, y, labels = targets(scratch, seen, cfg)
-    counts = np.bincount(y, minlength=len(labels)) if labels is not None else seen.rows
-    check_splittable(counts, labels, cfg.test_size, cfg.val_size)
-    split = assign_splits(y if labels is not None else None, seen.rows, cfg.test_size, cfg.val_size, cfg.seed)
+    split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
     pre = fit_steps(scratch, seen, split, cfg)
-    y_mean, y_scale = target_scaling(y, split) if labels is None else (None, None)
+    y_mean, y_scale = fit_target_scaling(training_chunks(y, split)) if labels is None else (None, None)
     sizes = write_splits(stage, scratch, seen, pre, split, y, (y_mean, y_scale))
     for file in scratch.folder.iterdir():
         file.unlink()
@@ -351,13 +347,21 @@ def few_integers(values: ScratchColumn) -> np.ndarray | None:
 
 
 def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDataConfig) -> Preprocessor:
-    """Every fitted step from the training rows alone."""
+    """Every fitted step from the training rows alone, read a chunk at a time (common/data/preprocess.py)."""
     n_train = int(np.count_nonzero(split == TRAIN))
     sample = median_sample(split, n_train, cfg.seed)
-    numeric = [numeric_step(name, scratch.column(name), split, n_train, sample) for name in seen.numeric]
-    categorical = [category_step(name, scratch.column(name), split, vocabulary.values, cfg)
+    numeric = [fit_numeric(name, scratch.column(name).take(sample), training_chunks(scratch.column(name), split))
+               for name in seen.numeric]
+    categorical = [fit_categorical(name, vocabulary.values, training_chunks(scratch.column(name), split),
+                                   cfg.min_level_rows, cfg.max_levels)
                    for name, vocabulary in seen.categorical.items()]
     return Preprocessor(numeric, categorical)
+
+
+def training_chunks(values: ScratchColumn, split: np.ndarray) -> Iterator[np.ndarray]:
+    """A scratch column's training values, a chunk at a time, in file order."""
+    for part in chunks(len(split)):
+        yield values[part][split[part] == TRAIN]
 
 
 def median_sample(split: np.ndarray, n_train: int, seed: int) -> np.ndarray:
@@ -370,52 +374,6 @@ def median_sample(split: np.ndarray, n_train: int, seed: int) -> np.ndarray:
     draws = (part.start + np.flatnonzero((split[part] == TRAIN) & (rng.random(part.stop - part.start) < share))
              for part in chunks(len(split)))
     return np.concatenate(list(draws))
-
-
-def numeric_step(name: str, values: ScratchColumn, split: np.ndarray, n_train: int,
-                 sample: np.ndarray) -> NumericStep:
-    """Median fill (the median of a sample of training rows), then the mean and scale of the filled
-    training values, summed in chunks about the median (exact for a constant column)."""
-    sampled = values.take(sample)
-    present = sampled[~np.isnan(sampled)]
-    median = float(np.median(present)) if len(present) else 0.0
-    sums, squares, blanks = np.zeros(3), np.zeros(3), False
-    for part in chunks(len(values)):
-        centred = values[part] - median
-        missing = np.isnan(centred)
-        if missing.any():
-            blanks = blanks or bool(missing[split[part] == TRAIN].any())
-            centred[missing] = 0.0
-        # Sums per split in one pass over the chunk; only the training split's are used.
-        sums += np.bincount(split[part], weights=centred, minlength=3)
-        squares += np.bincount(split[part], weights=centred * centred, minlength=3)
-    count = max(n_train, 1)
-    mean_offset = sums[TRAIN] / count
-    scale = float(np.sqrt(max(squares[TRAIN] / count - mean_offset ** 2, 0.0)))
-    return NumericStep(name, median, median + float(mean_offset), scale if scale > 0 else 1.0, blanks)
-
-
-def category_step(name: str, ids: ScratchColumn, split: np.ndarray, values: list[str],
-                  cfg: MakeDataConfig) -> CategoricalStep:
-    counts = np.zeros(len(values) + 1, dtype=np.int64)  # blanks last
-    for part in chunks(len(ids)):
-        chunk = ids[part][split[part] == TRAIN]
-        counts += np.bincount(np.where(chunk >= 0, chunk, len(values)), minlength=len(values) + 1)
-    return categorical_step(name, values, counts, cfg.min_level_rows, cfg.max_levels)
-
-
-def target_scaling(y: ScratchColumn, split: np.ndarray) -> tuple[float, float]:
-    """The training target's mean and standard deviation (1 for a constant one), as StandardScaler."""
-    count, total = 0, 0.0
-    for part in chunks(len(split)):
-        chunk = y[part][split[part] == TRAIN]
-        count, total = count + len(chunk), total + float(chunk.sum())
-    mean, squares = total / count, 0.0
-    for part in chunks(len(split)):
-        centred = y[part][split[part] == TRAIN] - mean
-        squares += float(centred @ centred)
-    scale = float(np.sqrt(squares / count))
-    return mean, scale if scale > 0 else 1.0
 
 
 def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocessor, split: np.ndarray,

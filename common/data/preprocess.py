@@ -17,7 +17,7 @@ tensor and the model alone tells the parts apart (common/model.py).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,29 +130,83 @@ class Preprocessor:
                    [])
 
 
-def fit_numeric(name: str, values: np.ndarray) -> NumericStep:
-    """Median fill, then the mean and scale of the filled column (a constant column scales by 1)."""
-    missing = np.isnan(values)
-    median = float(np.median(values[~missing])) if (~missing).any() else 0.0
-    filled = np.where(missing, median, values)
-    scale = float(filled.std())
-    return NumericStep(name, median, float(filled.mean()), scale if scale > 0 else 1.0, bool(missing.any()))
+@dataclasses.dataclass
+class Moments:
+    """The count, mean and variance of values given a chunk at a time, computed as scikit-learn's
+    StandardScaler.partial_fit computes them: each chunk by the corrected two-pass algorithm,
+    chunks merged by the update of Chan, Golub and LeVeque. One chunk (an array in memory) gives
+    StandardScaler.fit's figures to the bit; a chunked pass gives the same up to rounding."""
+
+    count: int = 0
+    mean: float = 0.0
+    var: float = 0.0
+    low: float = np.inf
+    high: float = -np.inf
+
+    def add(self, values: np.ndarray) -> None:
+        n = len(values)
+        if not n:
+            return
+        total = np.sum(values)
+        centred = values - total / n
+        correction = np.sum(centred)
+        centred **= 2
+        squares = np.sum(centred) - correction ** 2 / n
+        if self.count == 0:
+            merged = squares
+        else:
+            before = self.mean * self.count
+            ratio = self.count / n
+            merged = self.var * self.count + squares + ratio / (self.count + n) * (before / ratio - total) ** 2
+            total = before + total
+        self.count += n
+        self.mean, self.var = float(total / self.count), float(merged / self.count)
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+
+    def mean_and_scale(self) -> tuple[float, float]:
+        """The mean and standard deviation; a constant (or absent) column: its value, and 1."""
+        if self.low >= self.high:
+            return (self.low if self.count else 0.0), 1.0
+        scale = float(np.sqrt(self.var))
+        return self.mean, scale if scale > 0 else 1.0
 
 
-def fit_categorical(name: str, column: Categories, min_rows: int, max_levels: int) -> CategoricalStep:
-    present = column.index[column.index >= 0]
-    counts = np.append(np.bincount(present, minlength=len(column.values)), len(column) - len(present))  # blanks last
-    return categorical_step(name, column.values, counts, min_rows, max_levels)
+def fit_numeric(name: str, sample: np.ndarray, chunks: Iterable[np.ndarray]) -> NumericStep:
+    """Median fill, the median taken from `sample` (training values: all of them, or a seeded
+    sample of a large table), then the mean and scale of the filled training values, given as
+    `chunks` (an array in memory is one chunk)."""
+    present = sample[~np.isnan(sample)]
+    median = float(np.median(present)) if len(present) else 0.0
+    moments, blanks = Moments(), False
+    for chunk in chunks:
+        missing = np.isnan(chunk)
+        blanks = blanks or bool(missing.any())
+        moments.add(np.where(missing, median, chunk))
+    mean, scale = moments.mean_and_scale()
+    return NumericStep(name, median, mean, scale, blanks)
 
 
-def categorical_step(name: str, values: Sequence[str], counts: np.ndarray, min_rows: int,
-                     max_levels: int) -> CategoricalStep:
+def fit_categorical(name: str, values: Sequence[str], chunks: Iterable[np.ndarray], min_rows: int,
+                    max_levels: int) -> CategoricalStep:
     """The most frequent levels with at least `min_rows` rows (ties: first seen first, blanks last).
-    `counts`: training rows of each of `values`, then of blanks."""
+    `chunks`: the training rows' indices into `values` (-1 for a blank), an array in memory being
+    one chunk."""
+    counts = np.zeros(len(values) + 1, dtype=np.int64)  # blanks last
+    for chunk in chunks:
+        counts += np.bincount(np.where(chunk >= 0, chunk, len(values)), minlength=len(values) + 1)
     levels: list[str | None] = [*values, None]
     order = np.argsort(-counts, kind="stable")[:max_levels]
     kept = [levels[i] for i in order if counts[i] >= min_rows]
     return CategoricalStep(name, kept)
+
+
+def fit_target_scaling(chunks: Iterable[np.ndarray]) -> tuple[float, float]:
+    """A regression target's training mean and standard deviation (1 for a constant one), as
+    StandardScaler makes them; `chunks` as for fit_numeric."""
+    moments = Moments()
+    for chunk in chunks:
+        moments.add(chunk)
+    return moments.mean_and_scale()
 
 
 def embedding_size(cardinality: int) -> int:

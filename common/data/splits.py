@@ -1,14 +1,18 @@
-"""Which rows of a table go to training, validation and test.
+"""Which rows of a table go to training, validation and test: one splitter, `split_rows`.
 
-The recipes' synthetic data and scikit-learn's data sets are cut by `train_test_split`, as
-the recipe does (common/data/builtin.py). A user's table is cut by `assign_splits`: a seeded draw
-per class, made once the table has been read, with the proportions exact per class (the
-test cut first, then validation from the rest, as train_test_split would make them). It
-needs the class codes alone and a byte a row, never a shuffle of the table; rows keep their
-file order within each split.
+A table is cut by a seeded draw per class (`assign_splits`), made once the table has been
+read, with the proportions exact per class (the test cut first, then validation from the
+rest, as train_test_split would make them). It needs the class codes alone and a byte a row,
+never a shuffle of the table; rows keep their file order within each split.
+
+One documented case keeps scikit-learn's cut: the recipes' synthetic data and scikit-learn's
+shipped data sets (made in memory, common/data/builtin.py) are cut by `train_test_split`, called
+as the recipe calls it, so that they keep the recipe's rows in the recipe's order and
+therefore its figures.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -84,3 +88,52 @@ def assign_splits(y: np.ndarray | None, n: int, test_size: float, val_size: floa
         else:
             out[y == k] = codes  # the class's rows in file order take the shuffled codes
     return out
+
+
+@dataclasses.dataclass
+class Split:
+    """Each row's split (TRAIN, VAL or TEST, a byte a row), and for train_test_split's cut the
+    order it gives each split's rows."""
+
+    codes: np.ndarray
+    order: dict[str, np.ndarray] | None = None  # None: file order
+
+    def rows(self, name: str) -> np.ndarray:
+        """The row numbers of the split `name`, in the split's order."""
+        if self.order is not None:
+            return self.order[name]
+        return np.flatnonzero(self.codes == SPLIT_CODES[name])
+
+
+def split_rows(n: int, y: np.ndarray | None, labels: list[Any] | None, test_size: float, val_size: float,
+               seed: int, as_train_test_split: bool = False) -> Split:
+    """The split of n rows, stratified by the class codes `y` (0..K-1, `labels` their names) for
+    a classification (`labels` None: a regression, `y` unused). Every split gets rows and every
+    class a place in each, or a one-line UserError says why not. `as_train_test_split`: the
+    recipes' case, scikit-learn's cut (see the module's docstring); else the draw per class."""
+    y = None if labels is None else y
+    assert labels is None or y is not None, "a classification is stratified by its class codes"
+    counts = n if y is None else np.bincount(y, minlength=len(labels or ()))
+    check_splittable(counts, labels, test_size, val_size)
+    if as_train_test_split:
+        return recipe_split(n, y, test_size, val_size, seed)
+    return Split(assign_splits(y, n, test_size, val_size, seed))
+
+
+def recipe_split(n: int, y: np.ndarray | None, test_size: float, val_size: float, seed: int) -> Split:
+    """The recipe's cut: train_test_split for the test rows, then again for validation rows from the rest."""
+    from sklearn import model_selection
+
+    rows = np.arange(n)
+    try:
+        rest, test = model_selection.train_test_split(rows, test_size=test_size, random_state=seed, stratify=y)
+        if not val_size:
+            train, val = rest, rows[:0]
+        else:
+            train, val = model_selection.train_test_split(
+                rest, test_size=val_size / (1 - test_size), random_state=seed, stratify=None if y is None else y[rest])
+    except ValueError as err:  # a case the checks did not foresee: still one line
+        raise UserError(f"cannot split {n} rows ({err}): change --test-size / --val-size, or add rows") from None
+    codes = np.full(n, TRAIN, dtype=np.int8)
+    codes[test], codes[val] = TEST, VAL
+    return Split(codes, {"train": train, "val": val, "test": test})

@@ -1,0 +1,71 @@
+"""The fitting functions that both paths share: an array in memory is one chunk of the streamed path."""
+import numpy as np
+import pytest
+from sklearn.preprocessing import StandardScaler
+
+from common.data.preprocess import Categories, fit_categorical, fit_numeric, fit_target_scaling
+
+
+def pieces(values, cuts):
+    """`values` as chunks cut at `cuts` (an empty chunk among them, as a split can leave one)."""
+    return np.split(values, [0, *cuts])
+
+
+@pytest.fixture
+def column():
+    rng = np.random.default_rng(5)
+    values = rng.normal(40.0, 7.0, 5000)
+    values[rng.random(5000) < 0.1] = np.nan
+    return values
+
+
+def test_a_numeric_step_fitted_in_one_chunk_is_numpys_median_mean_and_std(column):
+    step = fit_numeric("x", column, [column])
+    present = column[~np.isnan(column)]
+    filled = np.where(np.isnan(column), np.median(present), column)
+    assert (step.median, step.mean, step.scale, step.indicator) == (np.median(present), filled.mean(), filled.std(),
+                                                                  True)
+
+
+def test_a_numeric_step_fitted_in_many_chunks_equals_one_chunk(column):
+    whole = fit_numeric("x", column, [column])
+    chunked = fit_numeric("x", column, pieces(column, [1, 700, 701, 3000]))
+    assert (chunked.median, chunked.indicator) == (whole.median, whole.indicator)
+    assert chunked.mean == pytest.approx(whole.mean, rel=1e-14)
+    assert chunked.scale == pytest.approx(whole.scale, rel=1e-14)
+
+
+def test_moments_are_standard_scalers_to_the_bit(column):
+    """One chunk: StandardScaler.fit's figures; chunks: those of partial_fit on the same chunks."""
+    values = column[~np.isnan(column)]
+    fitted = StandardScaler().fit(values.reshape(-1, 1))
+    assert fit_target_scaling([values]) == (fitted.mean_[0], fitted.scale_[0])
+    partial = StandardScaler()
+    for chunk in pieces(values, [10, 2000, 4000]):
+        if len(chunk):
+            partial.partial_fit(chunk.reshape(-1, 1))
+    assert fit_target_scaling(pieces(values, [10, 2000, 4000])) == (partial.mean_[0], partial.scale_[0])
+
+
+@pytest.mark.parametrize("cuts", [[], [3, 50]])
+def test_a_constant_column_keeps_its_value_exactly_and_scales_by_one(cuts):
+    values = np.full(101, 0.1)
+    step = fit_numeric("x", values, pieces(values, cuts))
+    assert (step.median, step.mean, step.scale, step.indicator) == (0.1, 0.1, 1.0, False)
+    assert fit_target_scaling(pieces(values, cuts)) == (0.1, 1.0)
+
+
+def test_an_empty_or_blank_column_fills_with_zero():
+    blank = np.full(4, np.nan)
+    step = fit_numeric("x", blank, [blank])
+    assert (step.median, step.mean, step.scale, step.indicator) == (0.0, 0.0, 1.0, True)
+
+
+def test_categorical_levels_are_the_same_from_one_chunk_or_many():
+    rng = np.random.default_rng(2)
+    letters = ["abcdefg"[int(r * 7)] for r in rng.random(3000) ** 2]  # "a" most frequent, "g" least
+    column = Categories.from_list([None if i % 20 == 0 else v for i, v in enumerate(letters)])
+    whole = fit_categorical("c", column.values, [column.index], min_rows=20, max_levels=5)
+    chunked = fit_categorical("c", column.values, pieces(column.index, [1, 999, 2000]), min_rows=20, max_levels=5)
+    assert chunked == whole and len(whole.levels) == 5
+    assert whole.levels == ["a", "b", "c", "d", "e"]  # the most frequent, most first

@@ -88,7 +88,7 @@ def test_a_table_read_in_many_small_batches_gives_the_same_data_set(tmp_path, mo
     small = ingest(path, tmp_path / "small")
     assert whole.description.source["batches_read"] == 1 and small.description.source["batches_read"] > 20
     assert whole.description.source["rows_without_target"] == small.description.source["rows_without_target"] == 31
-    assert whole.description.preprocess.to_json()["categorical"] == small.description.preprocess.to_json()["categorical"]
+    assert whole.description.preprocess.categorical == small.description.preprocess.categorical
     for name in ARRAYS:
         np.testing.assert_array_equal(getattr(small, name), getattr(whole, name))
     for name in ("train", "val", "test"):

@@ -204,7 +204,7 @@ def check_dataset(data: TabularData, path: str | Path) -> None:
         problem = target_problem(y, data.task)
         if problem:
             raise UserError(f"{path}: y_{split} {problem} but {meta_path(path)} says {data.task}: "
-                            "regenerate the data set")
+                            "regenerate the data set with make_data.py")
     if len(data.X_train) == 0 or len(data.X_test) == 0:
         raise UserError(f"{path}: the training or test split is empty: use more rows")
 

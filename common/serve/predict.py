@@ -100,7 +100,35 @@ def predict(config: ModelRecord, model: torch.nn.Module, X_inputs: np.ndarray,
     return {"prediction": unscale_target(out, config.y_mean, config.y_scale)[:, 0]}
 
 
-def npy_batches(path: str, pre: Preprocessor, batch_rows: int) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
+class FilledBlanks:
+    """Blank cells filled at prediction in numeric columns that had none in training: the model
+    has no `_missing` input there to tell it, so each such column is named once per run, with
+    its count summed over batches (report)."""
+
+    def __init__(self, pre: Preprocessor):
+        self.fill = {s.name: s.median for s in pre.numeric if not s.indicator}
+        self.counts: dict[str, int] = {}
+
+    def watch(self, numeric: Callable[[str], np.ndarray]) -> Callable[[str], np.ndarray]:
+        def counted(name: str) -> np.ndarray:
+            values = numeric(name)
+            if name in self.fill:
+                blanks = int(np.isnan(values).sum())
+                if blanks:
+                    self.counts[name] = self.counts.get(name, 0) + blanks
+            return values
+        return counted
+
+    def report(self) -> None:
+        from common.console import console
+
+        for name, blanks in self.counts.items():
+            console.print(f"Note: column '{name}' had {blanks} blank cell(s), filled with training's median "
+                          f"{self.fill[name]:g} (training had no blanks in it)")
+
+
+def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
+                filled: FilledBlanks) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
     """A numeric array (memory-mapped), its columns the model's numeric table columns in training
     order, as the model's inputs `batch_rows` rows at a time."""
     if pre.categorical:
@@ -121,20 +149,26 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int) -> Iterator[tuple
         if np.isinf(part).any():
             raise UserError(f"{path} holds infinite values (row {start + int(np.argwhere(np.isinf(part))[0, 0]) + 1})"
                             ": clean them first (NaN counts as blank)")
-        yield pre.transform(column_getter(part, names), lambda n: Categories.from_list([]), len(part)), {}
+        yield pre.transform(filled.watch(column_getter(part, names)), lambda n: Categories.from_list([]),
+                            len(part)), {}
 
 
 def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray]:
     return lambda name: X[:, names.index(name)]
 
 
-def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int) -> tuple[np.ndarray, dict[str, list]]:
+def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
+                 filled: FilledBlanks) -> tuple[np.ndarray, dict[str, list]]:
     """The model's inputs for one table (or batch of a table), and its other columns."""
+    names = table.column_names
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:  # as make_data.py says it (common/data/tables.read_table)
+        raise UserError(f"{path} has more than one column named {duplicated}: rename them")
     missing = [n for n in pre.column_names if n not in table.column_names]
     if missing:
         raise UserError(f"{path} lacks column(s) {missing}: the model needs {pre.column_names}")
     decimal = decimal_of(table)
-    X = pre.transform(lambda n: numeric_values(table.column(n), n, path, decimal, first_row),
+    X = pre.transform(filled.watch(lambda n: numeric_values(table.column(n), n, path, decimal, first_row)),
                       lambda n: text_values(table.column(n)), table.num_rows)
     extra = {n: carried_text(table.column(n)) for n in table.column_names if n not in pre.column_names}
     return X, extra
@@ -149,23 +183,25 @@ def carried_text(column: Any) -> Any:
     return text.fill_null("")
 
 
-def feature_batches(path: str, config: ModelRecord, sep: str | None, batch_rows: int,
-                    stream: bool = True) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
+def feature_batches(path: str, config: ModelRecord, sep: str | None, batch_rows: int, stream: bool = True,
+                    filled: FilledBlanks | None = None) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
     """The model's inputs for each row of a table (.csv, Parquet) or .npy array, batch by batch in
     file order, and the table's other columns (ids and such) to carry into the predictions.
     Blanks are filled as in training. `stream=False` reads a table whole (the way for files that
-    stream_table cannot read with fixed types), for row-numbered messages on bad cells."""
+    stream_table cannot read with fixed types), for row-numbered messages on bad cells. `filled`
+    counts the blanks filled where training had none."""
     pre = preprocessor(config, CONFIG_FILE)
+    filled = filled or FilledBlanks(pre)
     if path.endswith(".npy"):
-        yield from npy_batches(path, pre, batch_rows)
+        yield from npy_batches(path, pre, batch_rows, filled)
         return
     text = [c.name for c in pre.categorical]
     if not stream:
-        yield table_inputs(read_table(path, sep, text_columns=text), pre, path, 0)
+        yield table_inputs(read_table(path, sep, text_columns=text), pre, path, 0, filled)
         return
     first_row = 0
     for table in stream_table(path, sep, text, [s.name for s in pre.numeric], batch_rows):
-        yield table_inputs(table, pre, path, first_row)
+        yield table_inputs(table, pre, path, first_row, filled)
         first_row += table.num_rows
 
 
@@ -207,15 +243,13 @@ class PredictionWriter:
 
     def _write(self, columns: dict[str, Any]) -> None:
         import pyarrow as pa
-        import pyarrow.csv as pa_csv
         import pyarrow.parquet as pq
 
         table = pa.table({name: values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
                           for name, values in columns.items()})
         if self.writer is None:  # the first batch's types hold for every batch
             self.schema = table.schema
-            self.writer = pq.ParquetWriter(self.tmp, table.schema) if self.kind == "parquet" else \
-                pa_csv.CSVWriter(self.tmp, table.schema)
+            self.writer = pq.ParquetWriter(self.tmp, table.schema) if self.kind == "parquet" else CsvLines(self.tmp)
         self.writer.write_table(table.cast(self.schema))
 
     def close(self) -> None:
@@ -226,6 +260,48 @@ class PredictionWriter:
         arrays = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]} if self.parts else {}
         with open(self.tmp, "wb") as fh:
             np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
+
+
+class CsvLines:
+    """CSV text with values quoted only where they need it (a comma, quote or line break), as
+    spreadsheets and pandas write it: `ID,prediction` and `133`, not `"ID","prediction"` and
+    `"133"`. pyarrow's CSV writer quotes every header name and every text value even under its
+    "needed" style, so the lines are joined by pyarrow's compute functions instead (numbers cast
+    to text as its writer casts them), still without a Python step per row."""
+
+    def __init__(self, path: Path):
+        self.fh = open(path, "wb")  # noqa: SIM115 (closed by close(), as the pyarrow writers are)
+        self.header = False
+
+    def write_table(self, table: Any) -> None:
+        import pyarrow.compute as pc
+
+        if not self.header:
+            self.fh.write((",".join(quote_text(name) for name in table.column_names) + "\n").encode())
+            self.header = True
+        if table.num_rows == 0:
+            return
+        lines = pc.binary_join_element_wise(*(csv_text(column) for column in table.columns), ",")
+        lines = pc.binary_join_element_wise(lines, "", "\n").combine_chunks()
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
+        self.fh.write(memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]])
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def quote_text(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text
+
+
+def csv_text(column: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_string(column.type):
+        return pc.cast(column, pa.string())
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
+    return pc.if_else(pc.match_substring_regex(column, r'[,"\r\n]'), quoted, column)
 
 
 def predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn.Module, sep: str | None,
@@ -242,13 +318,15 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
                      batch_rows: int, stream: bool) -> int:
     with atomic_path(output) as tmp:
         writer = PredictionWriter(tmp, OUTPUT_KINDS[Path(output).suffix.lower()], config.class_labels)
+        filled = FilledBlanks(preprocessor(config, CONFIG_FILE))  # per attempt: a fallback reads from the start
         try:
-            for X, extra in feature_batches(path, config, sep, batch_rows, stream):
+            for X, extra in feature_batches(path, config, sep, batch_rows, stream, filled):
                 writer.add(extra, predict(config, model, X, batch_rows))
         finally:
             writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one
             raise UserError(f"{path} has no data rows: nothing to predict")
+    filled.report()
     return writer.rows
 
 

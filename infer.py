@@ -17,19 +17,20 @@ from common.console import confusion_table, console, figures_table, per_class_ta
 from common.data.dataset import load_dataset
 from common.errors import UserError, run_cli
 from common.files import write_json
+from common.model_folder import ModelRecord
 from common.serve.predict import OUTPUT_KINDS, load_model_dir, predict_to_file, test_split_report
 
 
-def evaluate(cfg: InferConfig, config: dict, model) -> dict:
-    data = load_dataset(cfg.data or config.get("data", "data/cls_data"))
-    if data.task != config["task"]:
-        raise UserError(f"the data set is for {data.task} but the model does {config['task']}: pass a matching --data")
-    if data.X_test.shape[1] != len(config["feature_names"]):
+def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
+    data = load_dataset(cfg.data or config.data or "data/cls_data")
+    if data.task != config.task:
+        raise UserError(f"the data set is for {data.task} but the model does {config.task}: pass a matching --data")
+    if data.X_test.shape[1] != len(config.feature_names):
         raise UserError(f"the data set has {data.X_test.shape[1]} inputs, the model takes "
-                        f"{len(config['feature_names'])}: pass the data set it was trained on")
+                        f"{len(config.feature_names)}: pass the data set it was trained on")
     report = test_split_report(model, data, config, cfg.batch_size)
     if data.task == "classification":
-        labels = config["class_labels"]
+        labels = config.class_labels or []
         console.print(confusion_table(np.asarray(report["confusion_matrix"]), labels))
         console.print(per_class_table(report, labels))
         console.print(f"accuracy {report['accuracy']:.4f}  precision (macro) {report['precision_macro']:.4f}  "
@@ -50,7 +51,7 @@ def output_path(input_path: str, output: str | None) -> str:
     return output
 
 
-def predict_file(cfg: InferConfig, input_path: str, config: dict, model) -> None:
+def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) -> None:
     output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
     rows = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size)
     console.print(f"Predicted {rows} rows: {output}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from common.config import MakeDataConfig, parse_config
 from common.console import console, roles_table
@@ -32,7 +31,7 @@ from common.data.builtin import (
     split_and_preprocess,
     synthetic_table,
 )
-from common.data.dataset import dataset_folder, save_dataset
+from common.data.dataset import DatasetDescription, dataset_folder, save_dataset
 from common.data.ingest import ingest_to_folder
 from common.data.roles import ColumnRole
 from common.errors import run_cli
@@ -58,16 +57,16 @@ def save_scalers(out_dir: Path, scaled: ScaledData) -> list[Path]:
     return [out_dir / name for name in names]
 
 
-def report(meta: dict[str, Any]) -> None:
-    source = meta["source"]
+def report(meta: DatasetDescription) -> None:
+    source = meta.source
     if source.get("csv"):
-        roles = [ColumnRole(**r) for r in meta["roles"]]
+        roles = [ColumnRole(**r) for r in meta.roles]
         console.print(roles_table(roles, f"columns of {source['csv']}"))
     if source.get("rows_without_target"):
         console.print(f"Dropped {source['rows_without_target']} row(s) without a target value")
-    labels, steps = meta["class_labels"], meta["preprocess"]
-    console.print(f"[bold]{meta['task']}[/]: {meta['n_train']} train / {meta['n_val']} validation / "
-                  f"{meta['n_test']} test rows, {len(steps['numeric'])} numeric and {len(steps['categorical'])} "
+    labels, steps = meta.class_labels, meta.preprocess
+    console.print(f"[bold]{meta.task}[/]: {meta.n_train} train / {meta.n_val} validation / "
+                  f"{meta.n_test} test rows, {len(steps.numeric)} numeric and {len(steps.categorical)} "
                   f"categorical features" + (f", {len(labels)} classes" if labels else ""))
 
 
@@ -79,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         table = in_memory_table(cfg)
         scaled = split_and_preprocess(table, cfg)
-        folder, meta = dataset_folder(cfg.out_dir, table.stem), scaled.data.meta
+        folder, meta = dataset_folder(cfg.out_dir, table.stem), scaled.data.description
         save_dataset(scaled.data, folder)
         written = [folder] + ([] if cfg.dataset else save_scalers(Path(cfg.out_dir), scaled))
     report(meta)

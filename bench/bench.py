@@ -42,6 +42,7 @@ import torch  # noqa: E402
 
 from common.config import field, parse_config  # noqa: E402
 from common.console import console  # noqa: E402
+from common.model_folder import load_record  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -85,7 +86,7 @@ def recipe_data(n_samples: int = 100_000):
 
 def synthetic_data(n_train: int):
     """Cheap classification data of any size (sklearn's generator is too slow at 10M rows)."""
-    from common.data.dataset import TabularData
+    from common.data.dataset import DatasetDescription, TabularData
     from common.data.preprocess import Preprocessor
 
     rng = np.random.default_rng(0)
@@ -93,9 +94,9 @@ def synthetic_data(n_train: int):
     X = rng.standard_normal((n_train + n_test, 10), dtype=np.float32)
     y = (X @ rng.standard_normal((10, 3), dtype=np.float32)).argmax(1).astype(np.int64)
     names = [f"x{i}" for i in range(10)]
-    meta = {"task": "classification", "class_labels": [0, 1, 2], "y_mean": None, "y_scale": None,
-            "feature_names": names, "preprocess": Preprocessor.all_numeric(names, [0.0] * 10, [1.0] * 10).to_json(),
-            "source": {"generator": "make_classification"}}  # trained with the recipe's settings
+    pre = Preprocessor.all_numeric(names, [0.0] * 10, [1.0] * 10)
+    meta = DatasetDescription("classification", names, [0, 1, 2], pre, None, None, n_train, 0, n_test, [],
+                              {"generator": "make_classification"})  # trained with the recipe's settings
     return TabularData(X[:n_train], y[:n_train], X[n_train:], y[n_train:], meta)
 
 
@@ -274,7 +275,7 @@ def epoch_seconds(config: str, data: Path, ckpt: Path, epochs: int, args: list[s
     cmd = [accelerate, "launch", "--config_file", f"accelerate_configs/{config}.yaml", "train.py", "--data", str(data),
            "--ckpt-dir", str(ckpt), "--epochs", str(epochs), "--eval-every", "100000", *args]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "COLUMNS": "120"})
-    record = json.loads((ckpt / "config.json").read_text())
+    record = load_record(ckpt).outcome
     return record["train_seconds"] / record["epochs_run"]
 
 

@@ -13,7 +13,6 @@ ratios largest N / smallest N that say so, and make_data.py's peak over the floo
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the files it reads go through their schemas in common/
 FEATURES = [f"x{i}" for i in range(10)]
 WRITE_CHUNK = 1_000_000  # rows generated and written at a time: the writer's memory stays bounded at any N
 POLL_S = 0.2             # how often the memory of a running process tree is sampled
@@ -179,7 +179,9 @@ def train(data: Path, run: Path, processes: int) -> dict[str, Any]:
     """One epoch; the epoch time is the loop time train.py records (start-up excluded)."""
     cmd = [*launch_command(processes), "--data", str(data), "--ckpt-dir", str(run), *TRAIN_ARGS]
     watched = run_watched(f"train.py, {processes} process(es)", cmd, run.with_suffix(".log"))
-    record = json.loads((run / "config.json").read_text())
+    from common.model_folder import load_record
+
+    record = load_record(run).outcome
     # One process: the command is train.py itself. Two: the accelerate launcher, reported apart
     # since it holds no data, and its workers.
     tree = watched.processes
@@ -200,6 +202,8 @@ def infer(run: Path, table: Path, rows: int, out_dir: Path) -> dict[str, float]:
 def measure_rows(tmp: Path, rows: int, processes: Sequence[int] = (1, 2)) -> dict[str, Any]:
     """Every step at one N; the N's files are deleted afterwards, so that the disk holds one N at a
     time. A failing step ends this N with its error line, and the next N still runs."""
+    from common.data.dataset import read_description
+
     folder = tmp / f"scale_{rows}"
     folder.mkdir(parents=True)
     table = folder / f"rows_{rows}.csv"
@@ -208,7 +212,7 @@ def measure_rows(tmp: Path, rows: int, processes: Sequence[int] = (1, 2)) -> dic
         result: dict[str, Any] = {"rows": rows, "csv_mb": table.stat().st_size / 2**20,
                                   **ingest(table, rows, folder)}
         data = folder / "data" / table.stem
-        result["train_rows"] = json.loads((data / "dataset.json").read_text())["n_train"]
+        result["train_rows"] = read_description(data)[0].n_train
         result["train"] = {f"{p}p": train(data, folder / f"run_{p}p", p) for p in processes}
         result["infer"] = infer(folder / f"run_{processes[0]}p", table, rows, folder)
         return result

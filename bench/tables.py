@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import time
 import warnings
 from pathlib import Path
@@ -73,13 +72,14 @@ def ours(make_args: list[str], out: Path) -> tuple[str, float, Path]:
     """make_data.py and train.py with defaults; (task, test macro-F1 or R², the data set)."""
     import make_data
     import train
+    from common.model_folder import load_record
 
     with quiet():
         make_data.main([*make_args, "--out-dir", str(out)])
         data = next(p for p in out.iterdir() if (p / "dataset.json").is_file())
         train.main(["--data", str(data), "--ckpt-dir", str(out / "run")])
-    config = json.loads((out / "run" / "config.json").read_text())
-    final, task = config["final_metrics"], config["task"]  # the saved weights' figures
+    config = load_record(out / "run")
+    final, task = config.outcome["final_metrics"], config.task  # the saved weights' figures
     return task, final["f1_macro"] if task == "classification" else final["test_r2"], data
 
 
@@ -145,8 +145,8 @@ def table_rows_of(folder: Path, cfg: Any) -> Rows:
     from common.data.tables import decimal_of, numeric_values, read_table, text_values
 
     data = load_dataset(folder)
-    steps = data.meta["preprocess"]
-    num, cat = [s["name"] for s in steps["numeric"]], [s["name"] for s in steps["categorical"]]
+    steps = data.preprocessor
+    num, cat = [s.name for s in steps.numeric], [s.name for s in steps.categorical]
     table = read_table(cfg.csv, cfg.sep, text_columns=cat)
     X = np.empty((table.num_rows, len(num) + len(cat)), dtype=object)
     for j, name in enumerate(num):
@@ -158,7 +158,8 @@ def table_rows_of(folder: Path, cfg: Any) -> Rows:
     y = np.zeros(table.num_rows)
     for split, where in rows.items():
         target = np.asarray(data.split(split)[1])
-        y[where] = target if data.task == "classification" else unscale_target(target, data.meta)[:, 0]
+        y[where] = target if data.task == "classification" else unscale_target(target, data.description.y_mean,
+                                                                                     data.description.y_scale)[:, 0]
     return (X, y, np.concatenate([rows["train"], rows["val"]]), rows["test"], data.task, (num, cat))
 
 

@@ -44,6 +44,7 @@ def test_regression_target_scaled_and_recoverable(reg_data):
     assert abs(data.y_train.mean()) < 1e-5 and abs(data.y_train.std() - 1) < 1e-4
     X, y, coef = datasets.make_regression(n_samples=1000, n_features=5, n_informative=3, bias=1, noise=1,
                                           coef=True, random_state=42)
-    np.testing.assert_allclose(data.meta["source"]["coef"], coef)
+    np.testing.assert_allclose(data.description.source["coef"], coef)
     _, _, y_tr, _ = model_selection.train_test_split(X, y, test_size=0.2, random_state=42)
-    np.testing.assert_allclose(unscale_target(data.y_train, data.meta)[:, 0], y_tr, rtol=1e-5, atol=1e-3)
+    y_back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale)[:, 0]
+    np.testing.assert_allclose(y_back, y_tr, rtol=1e-5, atol=1e-3)

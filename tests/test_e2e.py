@@ -63,7 +63,7 @@ def test_predicting_raw_rows_from_csv_and_npy(cls_run, recipe_cls, tmp_path):
     data = load_dataset(recipe_cls)
     steps = data.preprocessor.numeric
     raw = data.X_test[:50] * np.asarray([s.scale for s in steps]) + np.asarray([s.mean for s in steps])
-    names = data.meta["feature_names"]
+    names = data.description.feature_names
     order = names[::-1]  # columns in another order, plus an id column to carry through
     with open(tmp_path / "rows.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -98,7 +98,7 @@ def test_regression_recipe(reg_data, tmp_path):
     # The linear model recovers the generator's coefficients on the original scale.
     w = load_file(str(ckpt / "model.safetensors"))["0.weight"].double().numpy()[0]
     coef = w * config["y_scale"] / np.asarray([s["scale"] for s in config["preprocess"]["numeric"]])
-    np.testing.assert_allclose(coef, load_dataset(reg_data).meta["source"]["coef"], atol=0.5)
+    np.testing.assert_allclose(coef, load_dataset(reg_data).description.source["coef"], atol=0.5)
 
 
 def test_same_seed_same_weights(small_cls, tmp_path):

@@ -193,7 +193,7 @@ def test_resume_refuses_a_data_file_replaced_by_another_of_the_same_shape(checkp
 
 
 @pytest.mark.parametrize("change,words", [
-    (lambda c: c.pop("class_labels"), ["lacks ['class_labels']"]),
+    (lambda c: c.pop("class_labels"), ["lacks 'class_labels'"]),
     (lambda c: c["model"].update(activation="swish"), ["cannot build"]),
     (lambda c: c["preprocess"]["numeric"].pop(), ["preprocessing for 9 inputs"]),
     (lambda c: c.update(class_labels=[0, 1]), ["2 classes", "3 outputs"]),

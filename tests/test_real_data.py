@@ -48,10 +48,10 @@ def test_csv_becomes_a_data_set(animals):
     tmp, X, labels = animals
     data = load_dataset(tmp / "animals")
     assert data.task == "classification"
-    assert data.meta["class_labels"] == ["bird", "cat", "dog"]
-    assert data.meta["feature_names"] == ["w", "x", "y", "z", "city"]  # numeric inputs, then category codes
-    assert data.meta["source"]["ids"] == ["id"] and data.meta["source"]["dropped_columns"] == []
-    assert [c["name"] for c in data.meta["preprocess"]["categorical"]] == ["city"]
+    assert data.description.class_labels == ["bird", "cat", "dog"]
+    assert data.description.feature_names == ["w", "x", "y", "z", "city"]  # numeric inputs, then category codes
+    assert data.description.source["ids"] == ["id"] and data.description.source["dropped_columns"] == []
+    assert [c["name"] for c in data.description.preprocess.to_json()["categorical"]] == ["city"]
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 600 and len(data.y_val) == 60
     np.testing.assert_allclose(data.X_train[:, :4].mean(0), 0, atol=1e-5)  # scaled on the training split
     assert set(np.unique(data.X_train[:, 4])) == {1.0, 2.0}  # the two cities' codes; 0 is kept for unseen

@@ -87,9 +87,9 @@ def test_a_table_read_in_many_small_batches_gives_the_same_data_set(tmp_path, mo
     monkeypatch.setattr(table, "BATCH_ROWS", 50)
     monkeypatch.setattr(ingest_module, "CHUNK_ROWS", 7)
     small = ingest(path, tmp_path / "small")
-    assert whole.meta["source"]["batches_read"] == 1 and small.meta["source"]["batches_read"] > 20
-    assert whole.meta["source"]["rows_without_target"] == small.meta["source"]["rows_without_target"] == 31
-    assert whole.meta["preprocess"]["categorical"] == small.meta["preprocess"]["categorical"]
+    assert whole.description.source["batches_read"] == 1 and small.description.source["batches_read"] > 20
+    assert whole.description.source["rows_without_target"] == small.description.source["rows_without_target"] == 31
+    assert whole.description.preprocess.categorical == small.description.preprocess.categorical
     for name in ARRAYS:
         np.testing.assert_array_equal(getattr(small, name), getattr(whole, name))
     for name in ("train", "val", "test"):
@@ -140,7 +140,7 @@ def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monke
     rows[500] = "2.5,1"
     (tmp_path / "t.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
     data = ingest(tmp_path / "t.csv", tmp_path)
-    assert data.meta["roles"][0]["role"] == "numeric"
+    assert data.description.roles[0]["role"] == "numeric"
     rows[550] = "oops,1"
     (tmp_path / "bad.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
     message = user_error(make_data_script.main, "--csv", tmp_path / "bad.csv", "--target", "label",

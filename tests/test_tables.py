@@ -104,7 +104,7 @@ def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):
     tmp, _ = people_set
     data = load_dataset(tmp / "people")
     pre = data.preprocessor
-    assert data.meta["feature_names"] == ["age", "age_missing", "city", "member"]
+    assert data.description.feature_names == ["age", "age_missing", "city", "member"]
     (age,) = pre.numeric
     assert age.indicator and np.isfinite(age.median)
     # The indicator is 0/1; the codes are whole numbers with 0 left for unseen values.
@@ -113,8 +113,8 @@ def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):
     assert set(city.levels) == {"oslo", "paris", "rome", None}  # blanks are a level of their own
     assert set(member.levels) == {"true", "false"}
     assert data.X_train[:, 2].min() >= 1 and data.X_train[:, 2].max() <= len(city.levels)
-    assert (data.meta["n_train"], data.meta["n_val"], data.meta["n_test"]) == (420, 60, 120)
-    assert data.meta["source"]["ids"] == ["person_id"]
+    assert (data.description.n_train, data.description.n_val, data.description.n_test) == (420, 60, 120)
+    assert data.description.source["ids"] == ["person_id"]
 
 
 def test_the_model_embeds_categories_and_stays_a_plain_mlp_without_them():
@@ -168,8 +168,8 @@ def test_a_row_number_in_a_file_sorted_by_class_is_not_a_feature(tmp_path):
     write(tmp_path / "sorted.csv", columns)
     make_data("--csv", tmp_path / "sorted.csv", "--target", "label", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "sorted")
-    assert "row" not in data.meta["feature_names"] and data.meta["source"]["ids"] == ["row"]
-    assert {r["name"]: r["why"] for r in data.meta["roles"]}["row"] == "sequential, unique per row"
+    assert "row" not in data.description.feature_names and data.description.source["ids"] == ["row"]
+    assert {r["name"]: r["why"] for r in data.description.roles}["row"] == "sequential, unique per row"
 
 
 def test_a_fifty_thousand_level_column_is_capped(tmp_path):
@@ -192,7 +192,7 @@ def test_a_fifty_thousand_level_column_is_capped(tmp_path):
 def test_delimiters_are_detected_or_given(tmp_path, sep, given):
     path = write(tmp_path / "t.csv", {"a": np.arange(40) * 1.5, "b": ["x,y", "z"] * 20, "y": [0, 1] * 20}, sep=sep)
     make_data("--csv", path, "--target", "y", "--out-dir", tmp_path, *(["--sep", sep] if given else []))
-    assert load_dataset(tmp_path / "t").meta["feature_names"] == ["a", "b"]
+    assert load_dataset(tmp_path / "t").description.feature_names == ["a", "b"]
 
 
 def test_bom_crlf_quotes_and_thousands(tmp_path):
@@ -201,7 +201,7 @@ def test_bom_crlf_quotes_and_thousands(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + ('"",amount,ok,y\r\n' + rows).encode())
     make_data("--csv", path, "--target", "y", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "excel")
-    assert data.meta["feature_names"] == ["amount", "ok"] and data.meta["source"]["ids"] == [""]
+    assert data.description.feature_names == ["amount", "ok"] and data.description.source["ids"] == [""]
     (amount,) = data.preprocessor.numeric
     assert 1000 < amount.median < 1000 + 60 * 37
 
@@ -210,8 +210,8 @@ def test_rows_without_a_target_are_dropped_and_counted(tmp_path, capsys):
     path = write(tmp_path / "t.csv", {"a": np.arange(50) % 7 * 1.0, "y": pa.array([1.5, None, 2.5, 3.5, 0.5] * 10)})
     make_data("--csv", path, "--target", "y", "--out-dir", tmp_path)
     assert "Dropped 10 row(s) without a target value" in capsys.readouterr().out
-    meta = load_dataset(tmp_path / "t").meta
-    assert meta["n_train"] + meta["n_val"] + meta["n_test"] == 40 and meta["source"]["rows_without_target"] == 10
+    meta = load_dataset(tmp_path / "t").description
+    assert meta.n_train + meta.n_val + meta.n_test == 40 and meta.source["rows_without_target"] == 10
 
 
 def test_parquet_in_and_out_of_prediction(tmp_path):
@@ -287,7 +287,7 @@ def test_columns_of_every_arrow_type_get_a_role_and_numbers(tmp_path, column, ro
     write(tmp_path / "t.parquet", {"c": column, "x": np.arange(40) % 3 * 1.0, "y": [0, 1] * 20})
     make_data("--csv", tmp_path / "t.parquet", "--target", "y", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "t")
-    assert {r["name"]: r["role"] for r in data.meta["roles"]}["c"] == role
+    assert {r["name"]: r["role"] for r in data.description.roles}["c"] == role
     assert np.isfinite(data.X_train).all()
 
 
@@ -303,7 +303,7 @@ def test_a_number_target_written_as_text_is_a_regression(tmp_path):
     write(tmp_path / "t.csv", {"x": salary / 1000 + rng.normal(size=300), "salary": [f"{s:,}" for s in salary]})
     make_data("--csv", tmp_path / "t.csv", "--target", "salary", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "t")
-    assert data.task == "regression" and 30_000 < data.meta["y_mean"] < 200_000
+    assert data.task == "regression" and 30_000 < data.description.y_mean < 200_000
 
 
 def test_an_input_column_named_like_an_output_is_kept_apart(people_set, tmp_path):

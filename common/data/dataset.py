@@ -3,11 +3,12 @@
 A data set is a folder `<out-dir>/<stem>/` holding one uncompressed `.npy` file per array
 (X_train, y_train, X_val, y_val, X_test, y_test: the model's inputs, already preprocessed) and
 `dataset.json`: the task, input names, class labels, the fitted preprocessing steps
-(common/data/preprocess.py) and the target's scaling. The JSON is what training and inference need
-to know, readable without pickle. The arrays are memory-mapped, never read whole: a process
-touches only the rows it gathers, and every process on a machine shares one page-cached copy.
-Reading a data set needs numpy only (neither scikit-learn nor pyarrow). A data set of the
-earlier single-file form (`<stem>.npz` + `<stem>.json`) still loads, into memory.
+(common/data/preprocess.py) and the target's scaling; its schema is common/data/description.py.
+The JSON is what training and inference need to know, readable without pickle. The arrays are
+memory-mapped, never read whole: a process touches only the rows it gathers, and every process
+on a machine shares one page-cached copy. Reading a data set needs numpy only (neither
+scikit-learn nor pyarrow). A data set of the earlier single-file form (`<stem>.npz` +
+`<stem>.json`) still loads, into memory.
 """
 from __future__ import annotations
 
@@ -17,16 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from common.data.description import DatasetDescription
 from common.data.preprocess import Preprocessor
 from common.errors import UserError
 from common.files import atomic_folder, load_npz, map_npy, read_json, repair_interrupted_swap, write_json_file
 
-FORMAT_VERSION = 3  # 1: no validation split, no preprocessing steps (scaling only); 2: one .npz file
 DATASET_FILE = "dataset.json"
 SPLITS = ("train", "val", "test")
 ARRAYS = tuple(f"{a}_{s}" for s in SPLITS for a in "Xy")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
-RECIPE_GENERATORS = ("make_classification", "make_regression")
 
 
 @dataclasses.dataclass
@@ -35,7 +35,7 @@ class TabularData:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    meta: dict[str, Any]
+    description: DatasetDescription
     X_val: np.ndarray | None = None  # None: no validation rows
     y_val: np.ndarray | None = None
     fingerprint: str = "in memory"    # of the files it was read from, as earlier versions computed it (load_dataset)
@@ -47,23 +47,23 @@ class TabularData:
 
     @property
     def task(self) -> str:
-        return self.meta["task"]
+        return self.description.task
 
     @property
     def num_outputs(self) -> int:
         """Classes for classification, target columns for regression: the model's output width."""
         if self.task == "classification":
-            return len(self.meta["class_labels"])
+            return len(self.description.class_labels or [])
         return self.y_train.shape[1]
 
     @property
     def preprocessor(self) -> Preprocessor:
-        return preprocessor_of(self.meta)
+        return self.description.preprocess
 
     @property
     def is_recipe(self) -> bool:
         """The seed's synthetic data: trained with the recipe's exact settings."""
-        return self.meta.get("source", {}).get("generator") in RECIPE_GENERATORS
+        return self.description.is_recipe
 
     @property
     def n_val(self) -> int:
@@ -75,21 +75,11 @@ class TabularData:
 
 def dataset_meta(task: str, pre: Preprocessor, class_labels: list[Any] | None,
                  y_scaling: tuple[float | None, float | None], sizes: dict[str, int], roles: list[Any],
-                 source: dict[str, Any]) -> dict[str, Any]:
+                 source: dict[str, Any]) -> DatasetDescription:
     """dataset.json: what training and inference need to know of a data set, and where it came from."""
-    return {
-        "format": FORMAT_VERSION, "task": task, "feature_names": pre.input_names, "class_labels": class_labels,
-        "preprocess": pre.to_json(), "y_mean": y_scaling[0], "y_scale": y_scaling[1],
-        **{f"n_{name}": int(sizes[name]) for name in SPLITS},
-        "roles": [dataclasses.asdict(r) for r in roles], "source": source,
-    }
-
-
-def preprocessor_of(meta: dict[str, Any]) -> Preprocessor:
-    """The fitted steps of a data set or model folder, also of one written before they existed."""
-    if "preprocess" in meta:
-        return Preprocessor.from_json(meta["preprocess"])
-    return Preprocessor.all_numeric(meta["feature_names"], meta["x_mean"], meta["x_scale"])
+    return DatasetDescription(task, pre.input_names, class_labels, pre, y_scaling[0], y_scaling[1],
+                              int(sizes["train"]), int(sizes["val"]), int(sizes["test"]),
+                              [dataclasses.asdict(r) for r in roles], source)
 
 
 FINGERPRINT_CHUNKS, FINGERPRINT_CHUNK = 16, 1 << 20
@@ -117,8 +107,10 @@ def fingerprint(path: str | Path) -> str:
 
 def content_identity(path: str | Path, meta: dict[str, Any]) -> str:
     """What makes a data set the same data: its arrays (size and 16 sampled 1 MiB pieces each)
-    and its parsed description. Not its path, not other files in its folder, not how its JSON
-    is laid out: a moved folder, a scratch copy or a re-indented dataset.json is the same data."""
+    and its parsed description (`meta`: the JSON as read, not the schema's rewrite of it, so that
+    the identity a checkpoint recorded holds for a file any version wrote). Not its path, not
+    other files in its folder, not how its JSON is laid out: a moved folder, a scratch copy or a
+    re-indented dataset.json is the same data."""
     import hashlib
     import json
 
@@ -164,7 +156,13 @@ def save_dataset(data: TabularData, folder: str | Path) -> None:
     with atomic_folder(folder, is_dataset_file) as stage:
         for name in ARRAYS:
             np.save(stage / f"{name}.npy", np.ascontiguousarray(getattr(data, name)), allow_pickle=False)
-        write_json_file(stage / DATASET_FILE, data.meta)
+        write_json_file(stage / DATASET_FILE, data.description.to_json())
+
+
+def read_description(path: str | Path) -> tuple[DatasetDescription, dict[str, Any]]:
+    """A data set's description, checked, and the JSON it was read from (what content_identity hashes)."""
+    raw = read_json(meta_path(path), "data set description")
+    return DatasetDescription.read(raw, meta_path(path)), raw
 
 
 def load_dataset(path: str | Path) -> TabularData:
@@ -174,19 +172,19 @@ def load_dataset(path: str | Path) -> TabularData:
         raise UserError(f"{path} is a table, not a data set: run `python make_data.py --csv {path} "
                         "--target COLUMN` first and pass the folder it writes")
     if path.is_dir():
-        meta = read_json(path / DATASET_FILE, "data set description")
+        description, meta = read_description(path)
         arrays = {name: map_npy(path / f"{name}.npy") for name in ARRAYS}
     elif path.suffix.lower() == ".npz" and path.is_file():  # the earlier form: small, read into memory
         arrays = load_npz(path)
         missing = {"X_train", "y_train", "X_test", "y_test"} - arrays.keys()
         if missing:
             raise UserError(f"data file {path} lacks {sorted(missing)}: regenerate it with make_data.py")
-        meta = read_json(meta_path(path), "data set description")
+        description, meta = read_description(path)
     elif path.suffix.lower() == ".npz" and path.with_suffix("").is_dir():
         raise UserError(f"data set {path} not found: make_data.py writes a folder, pass --data {path.with_suffix('')}")
     else:
         raise UserError(f"data set {path} not found: run make_data.py first, or pass --data the folder it wrote")
-    data = TabularData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"], meta,
+    data = TabularData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"], description,
                        arrays.get("X_val"), arrays.get("y_val"), fingerprint(path),  # format 1: no validation split
                        content_identity(path, meta))
     check_dataset(data, path)
@@ -194,7 +192,9 @@ def load_dataset(path: str | Path) -> TabularData:
 
 
 def check_dataset(data: TabularData, path: str | Path) -> None:
-    width = len(data.meta["feature_names"])
+    """The arrays agree with the description: width, lengths, and targets of the task's kind
+    (class codes for classification, float columns for regression)."""
+    width = len(data.description.feature_names)
     for split in SPLITS:
         X, y = data.split(split)
         if X.ndim != 2 or X.shape[1] != width:
@@ -202,10 +202,23 @@ def check_dataset(data: TabularData, path: str | Path) -> None:
         if len(X) != len(y):
             raise UserError(f"{path}: features and targets of the {split} split differ in length: "
                             "regenerate the data set")
+        problem = target_problem(y, data.task)
+        if problem:
+            raise UserError(f"{path}: y_{split} {problem} but {meta_path(path)} says {data.task}: "
+                            "regenerate the data set with make_data.py")
     if len(data.X_train) == 0 or len(data.X_test) == 0:
         raise UserError(f"{path}: the training or test split is empty: use more rows")
 
 
-def unscale_target(y_scaled: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-    """Model outputs on the scaled target -> the original y scale."""
-    return np.asarray(y_scaled, dtype=np.float64) * meta["y_scale"] + meta["y_mean"]
+def target_problem(y: np.ndarray, task: str) -> str | None:
+    if task == "classification" and (y.ndim != 1 or not np.issubdtype(y.dtype, np.integer)):
+        return f"holds {y.dtype} of shape {y.shape}, not class codes"
+    if task == "regression" and (y.ndim != 2 or not np.issubdtype(y.dtype, np.floating)):
+        return f"holds {y.dtype} of shape {y.shape}, not target columns"
+    return None
+
+
+def unscale_target(y_scaled: np.ndarray, y_mean: float | None, y_scale: float | None) -> np.ndarray:
+    """Model outputs on the scaled target -> the original y scale (regression's scaling)."""
+    assert y_mean is not None and y_scale is not None, "regression only"
+    return np.asarray(y_scaled, dtype=np.float64) * y_scale + y_mean

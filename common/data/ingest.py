@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from common.config import MakeDataConfig
-from common.data.dataset import DATASET_FILE, dataset_folder, dataset_meta, is_dataset_file
+from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
 from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric, fit_target_scaling
 from common.data.roles import ColumnRole, RoleOverrides, infer_roles
 from common.data.splits import SPLIT_CODES, TRAIN, split_rows
@@ -166,7 +166,7 @@ def chunks(n: int) -> Iterator[slice]:
         yield slice(start, min(n, start + CHUNK_ROWS))
 
 
-def ingest_file(cfg: MakeDataConfig, stage: Path) -> dict[str, Any]:
+def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     """Read the table `cfg.csv`, write the data set's arrays into the folder `stage`; returns its
     description (dataset.json)."""
     assert cfg.csv is not None and cfg.val_size is not None
@@ -414,7 +414,7 @@ def chunk_inputs(pre: Preprocessor, numeric: dict[str, ScratchColumn], ids: dict
                          part.stop - part.start)
 
 
-def ingest_to_folder(cfg: MakeDataConfig) -> tuple[Path, dict[str, Any]]:
+def ingest_to_folder(cfg: MakeDataConfig) -> tuple[Path, DatasetDescription]:
     """The data set folder of a user's table, written whole or not at all."""
     assert cfg.csv is not None
     folder = dataset_folder(cfg.out_dir, Path(cfg.csv).stem)
@@ -425,5 +425,5 @@ def ingest_to_folder(cfg: MakeDataConfig) -> tuple[Path, dict[str, Any]]:
                         "choose another --out-dir")
     with atomic_folder(folder, is_dataset_file) as stage:
         meta = ingest_file(cfg, stage)
-        write_json_file(stage / DATASET_FILE, meta)
+        write_json_file(stage / DATASET_FILE, meta.to_json())
     return folder, meta

@@ -32,7 +32,7 @@ from common.files import (
     write_together,
     write_weights_file,
 )
-from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE
+from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE, ModelRecord
 from common.train.checkpoints import (
     check_checkpoint_root,
     check_same_place_everywhere,
@@ -156,7 +156,7 @@ class RunFolder:
             go_on = "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
         return Stopped(f"{stop.name} {where}: {go_on}; {self._kept()}", stop.exit_code)
 
-    def commit(self, weights: dict[str, Any], record: dict[str, Any]) -> None:
+    def commit(self, weights: dict[str, Any], record: ModelRecord) -> None:
         """The run's model files, swapped in together by the main process once every process is here."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
@@ -235,14 +235,14 @@ def clear_commit_leftovers(ckpt_dir: str | Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: dict[str, Any]) -> None:
+def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: ModelRecord) -> None:
     """The new weights, config.json and metrics.jsonl, written beside the old ones and renamed
     into place together."""
     folder = Path(ckpt_dir)
     running = running_metrics(folder)
     write_together({
         folder / MODEL_FILE: lambda path: write_weights_file(path, weights),
-        folder / CONFIG_FILE: lambda path: write_json_file(path, record),
+        folder / CONFIG_FILE: lambda path: write_json_file(path, record.to_json()),
         folder / METRICS_FILE: lambda path: shutil.copyfile(running, path),
     })
     running.unlink(missing_ok=True)

@@ -6,10 +6,12 @@ import platform
 from importlib import metadata
 from typing import Any
 
+import torch
+
 from common.data.dataset import TabularData
+from common.model_folder import ModelRecord
 from common.train.run_plan import TrainPlan
 
-META_KEYS = ("feature_names", "class_labels", "y_mean", "y_scale")
 VERSIONED = ("torch", "accelerate", "numpy", "scikit-learn", "safetensors")
 
 
@@ -18,15 +20,23 @@ def library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{name: metadata.version(name) for name in VERSIONED}}
 
 
-def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: dict[str, Any]) -> dict[str, Any]:
+def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: dict[str, Any]) -> ModelRecord:
     """`outcome`: final metrics, the best evaluation, epochs run and loop time."""
-    return {
-        "task": plan.task, "model": plan.model_spec(), **{k: data.meta[k] for k in META_KEYS},
-        "preprocess": data.preprocessor.to_json(), "ids": data.meta.get("source", {}).get("ids", []),
-        "data": plan.data, "training": plan.as_dict(), "num_processes": plan.num_processes,
-        "distributed_type": str(accelerator.distributed_type), "mixed_precision": accelerator.mixed_precision,
-        "device": str(accelerator.device), **outcome, "versions": library_versions(),
-    }
+    described = data.description
+    return ModelRecord(
+        plan.task, plan.model_spec(), described.feature_names, described.class_labels, described.y_mean,
+        described.y_scale, described.preprocess.to_json(), described.ids, plan.data, plan.as_dict(),
+        plan.num_processes, str(accelerator.distributed_type), accelerator.mixed_precision,
+        device_name(accelerator.device), outcome, library_versions())
+
+
+def device_name(device: Any) -> str:
+    """One spelling whatever the process count: the device type, with `:N` only for an
+    accelerator. A CPU has no index that means anything (every process shares the host, and
+    torch writes `cpu` for one process but `cpu:0` under some launchers); a GPU's index says
+    which card the main process ran on, worth knowing on a machine with several."""
+    device = torch.device(device)
+    return device.type if device.type == "cpu" or device.index is None else f"{device.type}:{device.index}"
 
 
 def scalar_settings(values: dict[str, Any]) -> dict[str, Any]:

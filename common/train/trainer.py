@@ -39,8 +39,9 @@ class Trainer:
                  plan: TrainPlan, stepper: Stepper | None = None):
         self.accelerator, self.model = accelerator, model
         self.plan, self.task = plan, plan.task
-        self.num_classes = len(data.meta["class_labels"] or [])
-        self.y_mean, self.y_scale = data.meta["y_mean"], data.meta["y_scale"]
+        self.num_classes = len(data.description.class_labels or [])
+        # Regression's target scaling; classification has none (and never reads these).
+        self.y_mean, self.y_scale = data.description.y_mean or 0.0, data.description.y_scale or 1.0
         self.stepper = stepper or Stepper(accelerator, model, optimizer, scheduler, plan.grad_accum)
         device, P, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
         weight = None

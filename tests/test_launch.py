@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import ProcessError, UserError
 from common.train import process_group as launch_module
-from common.train.process_group import refuse_lost_processes, requested_processes, trap_message
+from common.train.launch_check import refuse_lost_processes, requested_processes, trap_message
 from conftest import ROOT, accelerate_cli, assert_user_error, launch, read_config, run_script, script_env
 
 

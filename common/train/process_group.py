@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from common.errors import ProcessError, UserError
 from common.train.heartbeat import start_heartbeat
 from common.train.launch_check import refuse_lost_processes
+from common.train.relaunch import start_missing_processes
 from common.train.watchdog import watch_launcher
 
 if TYPE_CHECKING:
@@ -31,7 +32,9 @@ def use_cpu() -> bool:
 
 def start_processes(timeout_s: int = DEFAULT_TIMEOUT_S) -> Any:
     """Join the process group (a PartialState, which the Accelerator made later shares), then
-    refuse the launch trap. From here on a user error is printed once per machine.
+    refuse the launch trap. From here on a user error is printed once per machine. A process that
+    Accelerate started alone although several were asked for, without GPUs, starts them instead
+    (common/train/relaunch.py) and exits with their code.
 
     A process of a multi-process run says where it waits for the others and for how long, gives
     up after `timeout_s` with one line, and stops by itself when its launcher is gone."""
@@ -41,6 +44,8 @@ def start_processes(timeout_s: int = DEFAULT_TIMEOUT_S) -> Any:
     from accelerate import PartialState
 
     world = int(os.environ.get("WORLD_SIZE", "1"))  # the launcher's word, before any group exists
+    if world == 1:
+        start_missing_processes()
     where = f"{os.environ.get('MASTER_ADDR', 'localhost')}:{os.environ.get('MASTER_PORT', '?')}"
     if world > 1:
         watch_launcher(os.getppid())

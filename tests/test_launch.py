@@ -114,6 +114,16 @@ def test_accelerate_launch_num_processes_2_on_a_cpu_starts_2(small_cls, tmp_path
     assert (tmp_path / "bare" / "model.safetensors").read_bytes() == weights
 
 
+def test_an_error_in_the_group_started_here_is_one_line_and_no_traceback_of_ours(small_cls, tmp_path):
+    proc = run_script(*bare_launch("--data", str(small_cls), "--ckpt-dir", str(tmp_path / "bad"), "--lr", "-1"),
+                      check=False, env=no_config_env(tmp_path))
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and errors == ["error: --lr must be a positive number, got -1.0"], proc.stderr
+    # torch's and Accelerate's launchers add tracebacks of their own; none passes through our files.
+    assert f'File "{ROOT}' not in proc.stderr and 'File "train.py' not in proc.stderr, proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_outer_launcher_leaves_no_process_behind(small_cls, tmp_path, signum):
     run = tmp_path / "run"

@@ -29,10 +29,10 @@ from common.errors import UserError, run_cli
 from common.files import load_weights
 from common.model import build_model, load_state
 from common.train.early_stopping import BestTracker
+from common.train.heartbeat import lost_peers
 from common.train.optim import make_optimizer, make_scheduler
 from common.train.process_group import (
     local_process_count,
-    lost_peers,
     make_accelerator,
     reports,
     seconds_since_start,

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 import infer as infer_script
 import train as train_script
 from common.train import run_folder
-from common.train.process_group import lost_peers
+from common.train.heartbeat import lost_peers
 from conftest import ROOT, accelerate_cli, read_config, script_env, train, user_error
 
 FILES = ("model.safetensors", "config.json", "metrics.jsonl")

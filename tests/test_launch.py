@@ -1,13 +1,18 @@
-"""`accelerate launch --num_processes N` starts N processes or stops in one line; errors print once."""
+"""`accelerate launch --num_processes N` starts N processes (or, on GPUs it cannot use, stops in one
+line); errors print once."""
+import contextlib
+import signal
 import subprocess
-import sys
+import time
 
+import psutil
 import pytest
 
 from common.errors import ProcessError, UserError
 from common.train import process_group as launch_module
-from common.train.process_group import refuse_lost_processes, requested_processes, trap_message
-from conftest import ROOT, accelerate_cli, assert_user_error, launch, read_config, run_script, script_env
+from common.train import relaunch
+from common.train.launch_check import refuse_lost_processes, requested_processes, trap_message
+from conftest import ROOT, accelerate_cli, launch, read_config, run_script, script_env
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -66,27 +71,83 @@ def test_who_prints_an_error(monkeypatch):
 CPU_ONLY = script_env(CUDA_VISIBLE_DEVICES="")  # on a GPU machine too, these launches are about the CPU
 
 
-def test_accelerate_launch_num_processes_2_on_a_cpu_stops_before_any_work(small_cls, tmp_path):
-    proc = run_script(accelerate_cli(), "launch", "--num_processes", "2", "train.py", "--data", str(small_cls),
-                      "--ckpt-dir", str(tmp_path / "run"), check=False, env=CPU_ONLY)
+def test_a_group_is_started_here_only_where_the_launcher_lost_processes_on_a_cpu(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv(relaunch.STARTED_HERE, raising=False)
+    asked = ["accelerate", "launch", "--num_processes", "3", "train.py"]
+    assert relaunch.processes_to_start(asked, gpus=0) == 3
+    assert relaunch.processes_to_start(asked, gpus=1) is None  # DDP wants a GPU a process: the refusal speaks
+    assert relaunch.processes_to_start(["accelerate", "launch", "--num_processes", "1", "train.py"], gpus=0) is None
+    assert relaunch.processes_to_start(["python", "train.py"], gpus=0) is None
+    monkeypatch.setenv(relaunch.STARTED_HERE, "1")  # a process of the group started here: never again
+    assert relaunch.processes_to_start(asked, gpus=0) is None
+    monkeypatch.delenv(relaunch.STARTED_HERE)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert relaunch.processes_to_start(asked, gpus=0) is None
+
+
+def test_the_group_is_launched_as_multi_cpu_yaml_launches_it():
+    command = relaunch.group_command(4, ["train.py", "--epochs", "2"], "bf16")
+    i = command.index("accelerate.commands.launch")
+    assert command[i + 1:] == ["--config_file", str(ROOT / "accelerate_configs" / "multi_cpu.yaml"),
+                               "--num_processes", "4", "--main_process_port", "0", "--mixed_precision", "bf16",
+                               "train.py", "--epochs", "2"]
+
+
+def bare_launch(*args: str) -> list[str]:
+    """`accelerate launch --num_processes 2 --main_process_port 0 train.py ...`, no config file."""
+    return [accelerate_cli(), "launch", "--num_processes", "2", "--main_process_port", "0", "train.py", *args]
+
+
+def no_config_env(tmp_path):
+    return script_env(CUDA_VISIBLE_DEVICES="", HF_HOME=str(tmp_path / "hf"))  # no default accelerate config
+
+
+def test_accelerate_launch_num_processes_2_on_a_cpu_starts_2(small_cls, tmp_path):
+    args = ["--data", str(small_cls), "--epochs", "2"]
+    proc = run_script(*bare_launch(*args, "--ckpt-dir", str(tmp_path / "bare")), env=no_config_env(tmp_path))
+    assert read_config(tmp_path / "bare")["num_processes"] == 2 and "2 process(es)" in proc.stdout
+    assert "Traceback" not in proc.stderr and "error:" not in proc.stderr, proc.stderr
+    launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "yaml"), launcher_args=("--num_processes", "2"),
+           env=CPU_ONLY)
+    weights = (tmp_path / "yaml" / "model.safetensors").read_bytes()
+    assert (tmp_path / "bare" / "model.safetensors").read_bytes() == weights
+
+
+def test_an_error_in_the_group_started_here_is_one_line_and_no_traceback_of_ours(small_cls, tmp_path):
+    proc = run_script(*bare_launch("--data", str(small_cls), "--ckpt-dir", str(tmp_path / "bad"), "--lr", "-1"),
+                      check=False, env=no_config_env(tmp_path))
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "asked for 2 processes but started 1" in errors[0], proc.stderr
-    assert "--multi_gpu --num_processes 2" in errors[0] and "train.py --data" in errors[0]  # the user's arguments
-    # Accelerate's simple launcher turns train.py's exit code 2 into its own 1, with its traceback.
-    assert proc.returncode == 1 and "returned non-zero exit status 2" in proc.stderr
-    assert not (tmp_path / "run").exists()
+    assert proc.returncode != 0 and errors == ["error: --lr must be a positive number, got -1.0"], proc.stderr
+    # torch's and Accelerate's launchers add tracebacks of their own; none passes through our files.
+    assert f'File "{ROOT}' not in proc.stderr and 'File "train.py' not in proc.stderr, proc.stderr
+    assert not (tmp_path / "bad").exists()
 
 
-WRAPPER = "import subprocess, sys; i = sys.argv.index('--'); sys.exit(subprocess.call(sys.argv[i + 1:]))"
-
-
-def test_train_py_itself_exits_2_with_one_line(small_cls, tmp_path):
-    """The same trap seen from train.py's own exit: a parent whose command line asks for 2."""
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, "accelerate", "launch", "--num_processes", "2", "--",
-                           sys.executable, "train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "run")],
-                          cwd=ROOT, capture_output=True, text=True, env=CPU_ONLY, timeout=120)
-    assert_user_error(proc, "asked for 2 processes but started 1", "--multi_gpu --num_processes 2")
-    assert not (tmp_path / "run").exists()
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_outer_launcher_leaves_no_process_behind(small_cls, tmp_path, signum):
+    run = tmp_path / "run"
+    args = ["--data", str(small_cls), "--ckpt-dir", str(run), "--epochs", "100000", "--batch-size", "32",
+            "--eval-every", "50"]
+    proc = subprocess.Popen(bare_launch(*args), cwd=ROOT, env=no_config_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    family: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not (run / "metrics.running.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len(family) >= 4  # train.py here, the group's launcher, its two workers
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        _, alive = psutil.wait_procs(family, timeout=20)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:  # a failed test leaves nothing running either
+        for process in [*family, psutil.Process(proc.pid)] if proc.poll() is None else family:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
 
 def test_the_working_command_forms_a_group_of_two_and_reports_errors_once(small_cls, tmp_path):

@@ -1,0 +1,82 @@
+"""Naming the processes that went silent when a collective times out, from their heartbeats."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from common.errors import UserError
+
+HEARTBEAT_S = 1.0
+_heartbeat: Heartbeat | None = None
+
+
+class Heartbeat:
+    """Each process of a multi-process run bumps a counter in the process group's key-value store
+    every second, so that when a collective times out the survivors can name the processes (and
+    machines) that went silent. The store is torch's default one, reached through a private
+    function: where torch has moved it, runs go on without names (said in the message)."""
+
+    def __init__(self, rank: int, world: int):
+        import socket
+        import threading
+
+        import torch.distributed.distributed_c10d as c10d
+
+        self.store: Any = c10d._get_default_store()
+        self.world = world
+        self.store.set(f"tabular/who/{rank}", f"{socket.gethostname()} (rank {rank}, pid {os.getpid()})")
+        threading.Thread(target=self._beat, args=(rank,), name="heartbeat", daemon=True).start()
+
+    def _beat(self, rank: int) -> None:
+        import time
+
+        while True:
+            try:
+                self.store.add(f"tabular/beat/{rank}", 1)
+            except Exception:  # the store's machine is gone: nothing left to tell
+                return
+            time.sleep(HEARTBEAT_S)
+
+    def silent(self) -> list[str]:
+        """The processes whose counter did not move over three heartbeats."""
+        import time
+
+        def counts() -> list[int]:
+            return [self.store.add(f"tabular/beat/{r}", 0) for r in range(self.world)]
+
+        before = counts()
+        time.sleep(3 * HEARTBEAT_S)
+        after = counts()
+        return [self.store.get(f"tabular/who/{r}").decode() for r in range(self.world) if after[r] == before[r]]
+
+
+def start_heartbeat(rank: int, world: int) -> None:
+    global _heartbeat
+    try:
+        _heartbeat = Heartbeat(rank, world)
+    except Exception:  # torch moved its default store: no names in timeout messages
+        _heartbeat = None
+
+
+def silent_processes() -> str:
+    if _heartbeat is None:
+        return "which one is not known here"
+    try:
+        silent = _heartbeat.silent()
+    except Exception:  # the store lives with the main process: it is the one that went
+        return "the main process's machine, which holds the run's store, did not answer"
+    return f"silent: {', '.join(silent)}" if silent else "all are answering again"
+
+
+def lost_peers(err: RuntimeError, timeout_s: int) -> Exception:
+    """A collective that timed out (a process stopped answering, a machine lost) or whose peer
+    went away (it ended on an error of its own, which it reports) as one line; any other
+    RuntimeError as it is."""
+    text = str(err).lower()
+    first = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+    if "timed out" in text or "timeout" in text:
+        return UserError(f"a process stopped answering for {timeout_s} s ({silent_processes()}; {first}): check "
+                         "that process and its machine, then --resume from the last checkpoint")
+    if "connection closed by peer" in text or "connection reset" in text or "broken pipe" in text:
+        return UserError(f"another process of the run has stopped ({first}); its own message says why")
+    return err

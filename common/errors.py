@@ -1,6 +1,7 @@
 """User-facing errors: one line that names the problem and the fix, no traceback."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -64,7 +65,8 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
         if reports(err):
             print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
         else:
-            time.sleep(QUIET_EXIT_DELAY_S)
+            with contextlib.suppress(Terminated):  # the launcher stops the quiet ones once the reporter has ended
+                time.sleep(QUIET_EXIT_DELAY_S)
         sys.exit(err.exit_code)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -163,3 +163,12 @@ def cls_run(recipe_cls, tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("cls_run")
     proc = launch("cpu", "--data", str(recipe_cls), "--ckpt-dir", str(ckpt), "--epochs", "6", "--eval-every", "2")
     return ckpt, proc
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e/ is a scenario run in real processes: marked e2e with the
+    tests elsewhere that carry the mark themselves."""
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)

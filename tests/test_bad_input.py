@@ -219,6 +219,7 @@ def test_odd_columns_variable_does_not_break_the_console(monkeypatch, value, wid
     assert _width_off_terminal() == width
 
 
+@pytest.mark.e2e
 def test_importing_the_console_with_an_empty_columns_variable():
     proc = subprocess.run([sys.executable, "-c", "import common.console"], cwd=ROOT, capture_output=True, text=True,
                           env={**script_env(), "COLUMNS": ""})
@@ -227,6 +228,7 @@ def test_importing_the_console_with_an_empty_columns_variable():
 
 # ---- what the user sees: real processes ----
 
+@pytest.mark.e2e
 def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
     (tmp_path / "t.csv").write_text(HEADER + "1,2,x\n3,4,y\n")
     assert_user_error(run_script("make_data.py", "--csv", str(tmp_path / "t.csv"), "--target", "kind", check=False),
@@ -237,6 +239,7 @@ def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
     assert_user_error(run_script("infer.py", "--ckpt-dir", str(tmp_path), check=False), "config.json", "not found")
 
 
+@pytest.mark.e2e
 def test_more_processes_than_training_rows(tmp_path):
     one_row = TabularData(np.zeros((1, 2), np.float32), np.zeros(1, np.int64), np.zeros((2, 2), np.float32),
                           np.zeros(2, np.int64), dataset_meta("classification", Preprocessor.all_numeric(
@@ -250,6 +253,7 @@ def test_more_processes_than_training_rows(tmp_path):
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+@pytest.mark.e2e
 def test_inference_runs_with_pickle_forbidden(small_model, small_cls, tmp_path):
     np.save(tmp_path / "rows.npy", np.ones((3, 10)))
     for args in (["--metrics-json", str(tmp_path / "m.json")],
@@ -262,6 +266,7 @@ def test_inference_runs_with_pickle_forbidden(small_model, small_cls, tmp_path):
         assert preds["proba"].shape == (3, 3)
 
 
+@pytest.mark.e2e
 def test_train_never_imports_scikit_learn(small_cls, tmp_path):
     code = ("import sys, runpy; sys.argv = ['train.py'] + sys.argv[1:]\n"
             "try:\n    runpy.run_path('train.py', run_name='__main__')\n"

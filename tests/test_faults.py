@@ -57,6 +57,7 @@ def tmpfs(path, options):
 LONG = ["--epochs", "100000", "--batch-size", "64", "--eval-every", "1"]
 
 
+@pytest.mark.e2e
 def test_a_second_run_on_a_folder_in_use_is_refused(small_cls, tmp_path):
     first = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG])
     try:
@@ -70,6 +71,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused(small_cls, tmp_path):
     assert (tmp_path / "model.safetensors").exists()
 
 
+@pytest.mark.e2e
 def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
     run = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG, "--checkpoint-every", "1"])
     wait_for(tmp_path / "checkpoints" / "epoch_000001" / "trainer_state.json", run)
@@ -232,6 +234,7 @@ def test_a_run_resumed_after_its_early_stop_finishes_as_it_was(small_val, tmp_pa
     assert weights[0] == weights[1]
 
 
+@pytest.mark.e2e
 def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
     cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
            "--data", str(small_cls), "--ckpt-dir", str(tmp_path), *LONG]
@@ -264,6 +267,7 @@ def test_predictions_never_overwrite_a_hard_linked_input(small_model, tmp_path):
     assert rows.read_bytes() == before and "prediction" in (tmp_path / "out.csv").read_text()
 
 
+@pytest.mark.e2e
 def test_a_two_process_run_on_a_folder_in_use_stops_everywhere_in_one_line(small_cls, tmp_path):
     from conftest import launch
 
@@ -280,6 +284,7 @@ def test_a_two_process_run_on_a_folder_in_use_stops_everywhere_in_one_line(small
     assert "RuntimeError" not in proc.stderr  # no process was left waiting for the refused one
 
 
+@pytest.mark.e2e
 def test_a_resumed_runs_metrics_come_from_its_checkpoint_alone(small_cls, tmp_path):
     """An earlier run's metrics.jsonl in the folder and a lost metrics.running.jsonl change nothing:
     each checkpoint carries the run's evaluations up to its epoch."""
@@ -295,6 +300,7 @@ def test_a_resumed_runs_metrics_come_from_its_checkpoint_alone(small_cls, tmp_pa
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
 
 
+@pytest.mark.e2e
 def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path):
     """SIGSTOP one of two workers: the other gives up after --timeout and names it."""
     log = tmp_path / "launch.log"
@@ -376,6 +382,7 @@ def test_a_data_set_damaged_after_it_was_written_is_one_line(small_cls, tmp_path
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+@pytest.mark.e2e
 def test_a_killed_writers_staged_output_is_removed_by_the_next_write(small_model, small_cls, tmp_path):
     """infer.py killed mid-write leaves a hidden partial output (gigabytes at scale): the next run
     on the same output removes it, and leaves a live writer's staged file alone."""

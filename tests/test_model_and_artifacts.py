@@ -65,6 +65,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
     assert os.listdir(tmp_path) == ["config.json"]  # no temporary left behind
 
 
+@pytest.mark.e2e
 def test_an_append_cut_short_by_a_file_size_limit_leaves_no_part_line(tmp_path):
     """Under `ulimit -f` the kernel lets the first bytes of a write through and reports a short
     count, with no error: the append must notice, cut the file back, and say so in one line."""

@@ -36,6 +36,7 @@ def kill_after_checkpoint(args, ckpt, epoch, timeout=120):
     ("cosine", "3", "0", ["--shuffle", "rows"]),
     ("step", "1", "20", ["--shuffle", "blocks", "--chunk-rows", "100"]),  # many gathers from the mapped file
 ])
+@pytest.mark.e2e
 def test_killed_run_resumes_to_bit_identical_weights(small_val, tmp_path, schedule, accum, patience, order, capsys):
     extra = ["--epochs", "24", "--batch-size", "32", "--eval-every", "3", "--checkpoint-every", "2",
              "--lr-schedule", schedule, "--grad-accum", accum, "--keep-checkpoints", "2", "--patience", patience,

@@ -238,6 +238,7 @@ def test_a_reader_leaves_a_swap_to_the_writer_at_work(tmp_path, small_cls):
         assert (tmp_path / ".cls_data.123.old.part").is_dir()
 
 
+@pytest.mark.e2e
 def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tmp_path):
     """Two make_data.py runs on one output folder: the second would have deleted the first's staging."""
     import subprocess

@@ -56,6 +56,7 @@ def test_without_saving_a_signal_says_nothing_was_saved(small_val, tmp_path, mon
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "model.safetensors").exists()
 
 
+@pytest.mark.e2e
 def test_sigterm_to_a_training_process_is_one_line_and_exit_143(small_cls, tmp_path):
     """What a batch scheduler sends before SIGKILL: the run stops within the grace period."""
     args = ["--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "100000", "--batch-size", "32",
@@ -118,6 +119,7 @@ def snapshot_of(path):
     return path.read_bytes()
 
 
+@pytest.mark.e2e
 def test_sigterm_to_two_processes_then_resume_elsewhere_is_bit_identical(small_cls, tmp_path):
     """A preempted 2-process job: SIGTERM to the launcher at some moment of training, which passes
     it to both workers; they stop at the same step and save it. The job restarts with its data

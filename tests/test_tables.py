@@ -243,6 +243,7 @@ def test_validation_needs_rows_for_every_class(tmp_path):
     assert "fewer than 3 rows" in message
 
 
+@pytest.mark.e2e
 def test_a_model_with_categories_predicts_with_pickle_forbidden(people_set, tmp_path):
     """Vocabularies and fill values travel as JSON: nothing is unpickled at prediction time."""
     tmp, path = people_set

@@ -399,3 +399,20 @@ def test_a_killed_writers_staged_output_is_removed_by_the_next_write(small_model
         leftover.write_bytes(b"partial")
     infer_script.main(["--ckpt-dir", str(small_model), "--input", str(tmp_path / "rows.npy"), "--output", str(output)])
     assert output.is_file() and not dead.exists() and live.exists()
+
+
+def test_a_full_disk_at_the_first_checkpoints_state_file_leaves_no_staging(small_cls, tmp_path, monkeypatch):
+    """The state file is the last one a checkpoint writes: its failure removes the staged folder,
+    and the message does not promise a checkpoint that was never written."""
+    from common.files import write_error
+    from common.train import checkpoints
+
+    def full_disk(path, obj):
+        raise write_error(Path(path), OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(checkpoints, "write_json", full_disk)
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "2",
+                         "--checkpoint-every", "1")
+    assert "cannot save checkpoint epoch_000000" in message and "No space left" in message
+    assert "no checkpoint had been written yet" in message and "--resume" not in message
+    assert list((tmp_path / "checkpoints").iterdir()) == []

@@ -25,7 +25,7 @@ def classification_stats(logits: torch.Tensor, y: torch.Tensor, num_classes: int
     return torch.cat([head, cm.double()])
 
 
-def regression_stats(pred: torch.Tensor, y: torch.Tensor, y_mean: float, y_scale: float,
+def regression_stats(pred: torch.Tensor, y: torch.Tensor, y_scale: float,
                      loss_sum: torch.Tensor) -> torch.Tensor:
     """[loss sum, rows, sum |e|, sum e^2, sum y_c, sum y_c^2] on the original y scale, float64.
 

@@ -28,7 +28,7 @@ def test_regression_figures_match_sklearn_on_the_original_scale():
     y_s = rng.normal(size=(501, 1))
     p_s = y_s + rng.normal(scale=0.1, size=(501, 1))
     stats = sum(
-        regression_stats(torch.tensor(p_s[s]), torch.tensor(y_s[s]), y_mean, y_scale, torch.tensor(0.0)).numpy()
+        regression_stats(torch.tensor(p_s[s]), torch.tensor(y_s[s]), y_scale, torch.tensor(0.0)).numpy()
         for s in (slice(0, 250), slice(250, 501))
     )
     figures = regression_figures(stats)

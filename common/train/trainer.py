@@ -41,7 +41,7 @@ class Trainer:
         self.plan, self.task = plan, plan.task
         self.num_classes = len(data.description.class_labels or [])
         # Regression's target scaling; classification has none (and never reads these).
-        self.y_mean, self.y_scale = data.description.y_mean or 0.0, data.description.y_scale or 1.0
+        self.y_scale = data.description.y_scale or 1.0  # figures on the original scale: errors times the scale
         self.stepper = stepper or Stepper(accelerator, model, optimizer, scheduler, plan.grad_accum)
         device, P, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
         weight = None
@@ -119,7 +119,7 @@ class Trainer:
             if self.task == "classification":
                 stats = classification_stats(out, y, self.num_classes, loss_sum)
             else:
-                stats = regression_stats(out, y, self.y_mean, self.y_scale, loss_sum)
+                stats = regression_stats(out, y, self.y_scale, loss_sum)
             total = stats if total is None else total + stats
         return self.accelerator.reduce(total, reduction="sum")
 

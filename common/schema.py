@@ -5,6 +5,7 @@ before any field is used. The schemas themselves live beside their files' other 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,38 +46,31 @@ class Fields:
         shown = repr(value) if len(repr(value)) <= 40 else json_type(value)
         return self.error(f"has '{key}' = {shown}, expected {wanted}")
 
-    def text(self, key: str, choices: tuple[str, ...] = (), default: Any = MISSING) -> Any:
+    def checked(self, key: str, fits: Callable[[Any], bool], wanted: str, default: Any = MISSING) -> Any:
+        """The field's value where `fits(value)`; `default` where it may be absent and is."""
         value = self.value(key, default)
         if value is default and default is not MISSING:
             return value
-        if not isinstance(value, str) or (choices and value not in choices):
-            raise self.wrong(key, value, " or ".join(repr(c) for c in choices) if choices else "text")
+        if not fits(value):
+            raise self.wrong(key, value, wanted)
         return value
 
+    def text(self, key: str, choices: tuple[str, ...] = (), default: Any = MISSING) -> Any:
+        return self.checked(key, lambda v: isinstance(v, str) and (not choices or v in choices),
+                            " or ".join(repr(c) for c in choices) if choices else "text", default)
+
     def integer(self, key: str, minimum: int = 0, default: Any = MISSING) -> Any:
-        value = self.value(key, default)
-        if value is default and default is not MISSING:
-            return value
-        if not is_int(value) or value < minimum:
-            raise self.wrong(key, value, f"an integer of at least {minimum}")
-        return value
+        return self.checked(key, lambda v: is_int(v) and v >= minimum, f"an integer of at least {minimum}", default)
 
     def number(self, key: str, nonzero: bool = False, default: Any = MISSING) -> Any:
         """A finite number (`nonzero`: and not 0, as a scale must be); `default` where it may be absent."""
-        value = self.value(key, default)
-        if value is default and default is not MISSING:
-            return value
-        if not is_finite(value) or (nonzero and value == 0):
-            raise self.wrong(key, value, "a finite, non-zero number" if nonzero else "a finite number")
-        return float(value)
+        value = self.checked(key, lambda v: is_finite(v) and not (nonzero and v == 0),
+                             "a finite, non-zero number" if nonzero else "a finite number", default)
+        return value if value is default and default is not MISSING else float(value)
 
     def texts(self, key: str, default: Any = MISSING) -> Any:
-        value = self.value(key, default)
-        if value is default and default is not MISSING:
-            return value
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.wrong(key, value, "a list of text")
-        return value
+        return self.checked(key, lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                            "a list of text", default)
 
     def labels(self, key: str) -> list[Any]:
         """Class labels: a non-empty list of distinct numbers or texts."""
@@ -87,20 +81,11 @@ class Fields:
         return value
 
     def obj_of(self, key: str, default: Any = MISSING) -> Any:
-        value = self.value(key, default)
-        if value is default and default is not MISSING:
-            return value
-        if not isinstance(value, dict):
-            raise self.wrong(key, value, "a JSON object")
-        return value
+        return self.checked(key, lambda v: isinstance(v, dict), "a JSON object", default)
 
     def list_of_objects(self, key: str, default: Any = MISSING) -> Any:
-        value = self.value(key, default)
-        if value is default and default is not MISSING:
-            return value
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise self.wrong(key, value, "a list of JSON objects")
-        return value
+        return self.checked(key, lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+                            "a list of JSON objects", default)
 
     def nested(self, key: str, value: Any) -> Fields:
         """The fields of an object inside this one, its messages naming the path to it."""

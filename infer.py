@@ -25,6 +25,10 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
     data = load_dataset(cfg.data or config.data or "data/cls_data")
     if data.task != config.task:
         raise UserError(f"the data set is for {data.task} but the model does {config.task}: pass a matching --data")
+    if not len(data.y_test):
+        raise UserError(f"the data set {cfg.data or config.data} has no test split (every labelled row trained; "
+                        f"the run's out-of-fold figures are in {Path(cfg.ckpt_dir) / 'metrics.jsonl'}): predict "
+                        "new rows with --input, or remake the data set with make_data.py --test-size 0.2")
     if data.X_test.shape[1] != len(config.feature_names):
         raise UserError(f"the data set has {data.X_test.shape[1]} inputs, the model takes "
                         f"{len(config.feature_names)}: pass the data set it was trained on")

@@ -54,7 +54,7 @@ def build(plan: TrainPlan, accelerator: Accelerator) -> tuple[Any, Any, Any]:
     if plan.init != RANDOM_INIT:
         load_state(model, load_weights(plan.init), plan.init,
                    fix="give --hidden (and --data) that build the model these weights came from")
-    optimizer = make_optimizer(plan.optimizer, model.parameters(), plan.lr)
+    optimizer = make_optimizer(plan.optimizer, model.parameters(), plan.lr, plan.weight_decay)
     scheduler = make_scheduler(plan, optimizer)
     return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
 
@@ -64,7 +64,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
     with RunFolder(plan, accelerator) as folder, StopSignal(accelerator) as stop:
         model, optimizer, scheduler = build(plan, accelerator)
         trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan)
-        best = BestTracker(plan.patience, plan.monitor)
+        best = BestTracker(plan.patience, plan.monitor, keep_best=plan.members > 0)
         accelerator.register_for_checkpointing(best)  # restored by folder.resume(), saved by each checkpoint
         done, step = folder.resume()  # epochs trained so far, and steps of the next (a checkpoint taken mid-epoch)
         if folder.partial:
@@ -114,10 +114,13 @@ def run_epoch(plan: TrainPlan, trainer: Trainer, best: BestTracker, display: Tra
 
 def report_stop(plan: TrainPlan, best: BestTracker, accelerator: Accelerator) -> None:
     if best.stopped:
-        accelerator.print(f"Early stop after epoch {best.last['epoch']}: best {plan.monitor} {best.loss:.4f} at "
+        accelerator.print(f"Early stop after epoch {best.last['epoch']}: best {plan.monitor} {best.best_value():.4f} at "
                           f"epoch {best.epoch}")
     if best.weights is not None:
-        accelerator.print(f"Kept the weights of epoch {best.epoch}, the lowest {plan.monitor} ({best.loss:.4f})")
+        accelerator.print(f"Kept the weights of epoch {best.epoch}, the best {plan.monitor} ({best.best_value():.4f})")
+    if best.best_was_first():
+        accelerator.print(f"Warning: no evaluation after the first beat its {plan.monitor}: the kept weights barely "
+                          "trained; try a lower --lr, or more rows (--folds gives each member more of them)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -26,26 +26,36 @@ RECIPES: dict[str, dict[str, Any]] = {
     "classification": {
         "n_samples": 100_000, "n_features": 10, "n_informative": 5,
         "epochs": 101, "batch_size": 1024, "lr": 1e-3, "optimizer": "adam", "hidden": [20], "eval_every": 5,
-        "patience": 0, "class_weight": "none",
+        "patience": 0, "class_weight": "none", **{"folds": 0, "dropout": 0.0, "weight_decay": 0.0,
+                                                   "label_smoothing": 0.0, "periodic": 0, "lr_schedule": "constant"},
     },
     "regression": {
         "n_samples": 1000, "n_features": 5, "n_informative": 3,
         "epochs": 401, "batch_size": 512, "lr": 0.01, "optimizer": "sgd", "hidden": [], "eval_every": 50,
-        "patience": 0, "class_weight": "none",
+        "patience": 0, "class_weight": "none", **{"folds": 0, "dropout": 0.0, "weight_decay": 0.0,
+                                                   "label_smoothing": 0.0, "periodic": 0, "lr_schedule": "constant"},
     },
 }
 
 # Any other table (a user's file, a shipped data set): settings sized from the data by
 # common/train/run_plan.py `table_settings`, from these constants.
 TABLE_DEFAULTS: dict[str, Any] = {
-    "hidden": [256, 128], "optimizer": "adam", "lr": 1e-3,
+    "hidden": [128, 128], "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4,
+    "lr_schedule": "cosine",      # to zero over the run: the last epochs settle instead of jumping around
+    "dropout": 0.1, "label_smoothing": 0.1,
+    "periodic": 16,               # periodic embeddings of each numeric input: 16 frequencies -> 3 values
+    "periodic_dim": 3,
+    "folds": 5,                   # cross-fitting: k members, each validated on the fold it never trains on ...
+    "max_crossfit_rows": 30_000,  # ... up to this many training rows; above, one member and a validation fold
+    "holdout": 0.1,               # the validation fold's share of the rows above that size
     "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
-    "min_batch": 32, "max_batch": 1024,
-    "optimizer_steps": 4000,      # epochs enough for about this many steps ...
-    "min_epochs": 10, "max_epochs": 300,  # ... within these bounds
-    "evaluations": 50,            # about this many evaluations over the run
-    "patience": 8,                # evaluations without a lower validation loss before stopping
-    "class_weight": "balanced",   # classification: every class weighs the same (macro figures, rare classes)
+    "min_batch": 32, "max_batch": 256,
+    "optimizer_steps": 3000,      # epochs enough for about this many steps ...
+    "max_row_passes": 400_000,    # ... and no more than this many rows (times members) in the whole run ...
+    "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
+    "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
+    "patience": 16,               # ... stopping after this many without a lower validation loss; best weights kept
+    "class_weight": "none",       # imbalance: weighting moved predictions onto rare classes and cost macro-F1
 }
 
 
@@ -201,9 +211,11 @@ class MakeDataConfig:
     bias: float = field(1.0, "intercept of the linear target (regression)")
     noise: float = field(1.0, "standard deviation of the target noise (regression)")
     seed: int = field(42, "random seed of the generator and the split")
-    test_size: float = field(0.2, "fraction of rows held out for testing")
-    val_size: float | None = field(None, "fraction of rows held out for validation (early stopping, best weights)",
-                                   default_help="0 for the synthetic recipes (their 80/20 split), 0.1 otherwise")
+    test_size: float | None = field(None, "fraction of rows held out for testing (a locked test set)",
+                                    default_help="0.2 for the recipes and shipped data sets; 0 for a --csv table, "
+                                                 "whose every labelled row trains (train.py cross-fits)")
+    val_size: float = field(0.0, "fraction of rows held out for validation (train.py then validates on them "
+                                 "instead of cross-fitting)")
     out_dir: str = field("data", "folder to write the data set to")
 
 
@@ -217,9 +229,18 @@ class TrainConfig:
     batch_size: int | None = recipe_field("rows per batch and process (per step with --split-batches)",
                                           table=True, minimum=1)
     lr: float | None = recipe_field("learning rate", table=True)
-    optimizer: Literal["adam", "sgd"] | None = recipe_field("optimizer", table=True)
+    optimizer: Literal["adam", "adamw", "sgd"] | None = recipe_field("optimizer", table=True)
     hidden: list[int] | None = recipe_field("hidden layer widths; none for a linear model", table=True)
-    activation: Literal["relu", "sigmoid", "tanh", "gelu"] = field("relu", "activation between layers")
+    activation: Literal["relu", "sigmoid", "tanh", "gelu", "silu"] = field("relu", "activation between layers")
+    folds: int | None = recipe_field("cross-fitting: k members, member i validated on fold i of the training rows and "
+                                     "trained on the others, predictions averaged; 1: one member, a validation fold; "
+                                     "0: train on every training row (validate on the validation split)",
+                                     table=True, minimum=0, zero="off")
+    dropout: float | None = recipe_field("dropout after each hidden layer (tables)", table=True)
+    weight_decay: float | None = recipe_field("decoupled weight decay (adamw)", table=True)
+    label_smoothing: float | None = recipe_field("label smoothing of the training loss (classification)", table=True)
+    periodic: int | None = recipe_field("periodic embeddings of each numeric input with N frequencies; 0: off",
+                                        table=True, minimum=0, zero="off")
     eval_every: int | None = recipe_field("evaluate every N epochs (and after the last)", table=True,
                                           minimum=1)
     seed: int = field(42, "seed of the initial weights and the shuffling")
@@ -232,8 +253,8 @@ class TrainConfig:
     log_with: list[str] = field([], "also log metrics to these trackers that Accelerate supports (tensorboard, "
                                     "wandb, mlflow, comet_ml, aim, clearml, dvclive, ...), under <ckpt-dir>",
                                 metavar="TRACKER")
-    lr_schedule: Literal["constant", "cosine", "step"] = field(
-        "constant", "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%")
+    lr_schedule: Literal["constant", "cosine", "step"] | None = recipe_field(
+        "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%", table=True)
     grad_accum: int = positive(1, "accumulate gradients over N batches per optimizer step")
     patience: int | None = recipe_field("stop after N evaluations without a lower validation loss and keep the best "
                                         "weights; 0: off", table=True, minimum=0, zero="off")

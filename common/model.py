@@ -9,9 +9,18 @@ A table with categorical columns adds `"categorical": [{"cardinality": K, "dim":
 each column's codes (the last inputs of a row, see common/data/preprocess.py) go through a
 learned embedding, concatenated with the numeric inputs in front of the same MLP. Without
 categorical columns the model is exactly the plain MLP above.
+
+A spec with `"members": k` is an ensemble of k such networks held as stacked weights and run
+as one batched computation (EnsembleNet): every member sees every row, and its output is
+[rows, k, outputs]. `combine_members` turns that into one prediction: the mean of the
+members' probabilities (as log-probabilities, so argmax and softmax read it as logits), or
+the mean of their outputs. Its numeric inputs may first go through periodic embeddings
+(`"periodic": {"frequencies": f, "dim": d}`), which let one column such as the hour of the
+day act on the network non-linearly.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
@@ -22,29 +31,47 @@ from torch import nn
 from common.errors import UserError
 from common.model_folder import UNKNOWN_CODE
 
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+PERIODIC_SIGMA = 0.1  # initial frequencies ~ N(0, sigma^2) on inputs scaled to about [-3, 3] (RealMLP's)
 
 
 def model_spec(in_features: int, hidden: Sequence[int], out_features: int, activation: str,
-               embeddings: Sequence[tuple[int, int]] = ()) -> dict[str, Any]:
-    """`embeddings`: (cardinality, width) of each categorical column's embedding."""
+               embeddings: Sequence[tuple[int, int]] = (), members: int = 0, periodic: tuple[int, int] = (0, 0),
+               dropout: float = 0.0) -> dict[str, Any]:
+    """`embeddings`: (cardinality, width) of each categorical column's embedding. `members` > 0
+    makes an ensemble (EnsembleNet) with `periodic` (frequencies, width) numeric embeddings when
+    its first entry is > 0, and `dropout` after each hidden layer."""
     if any(w <= 0 for w in hidden):
         raise UserError(f"--hidden widths must be positive, got {list(hidden)}")
     spec: dict[str, Any] = {"in_features": int(in_features), "hidden": [int(w) for w in hidden],
                             "out_features": int(out_features), "activation": activation}
     if embeddings:
         spec["categorical"] = [{"cardinality": int(k), "dim": int(d)} for k, d in embeddings]
+    if members:
+        spec["members"], spec["dropout"] = int(members), float(dropout)
+        if periodic[0]:
+            spec["periodic"] = {"frequencies": int(periodic[0]), "dim": int(periodic[1])}
     return spec
+
+
+def numeric_width(spec: dict[str, Any]) -> int:
+    """What the numeric inputs become in front of the first layer: each column itself, plus its
+    periodic embedding where there is one."""
+    periodic = spec.get("periodic")
+    return spec["in_features"] * (1 + (periodic["dim"] if periodic else 0))
 
 
 def layer_widths(spec: dict[str, Any]) -> list[int]:
     embedded = sum(c["dim"] for c in spec.get("categorical", []))
-    return [spec["in_features"] + embedded, *spec["hidden"], spec["out_features"]]
+    return [numeric_width(spec) + embedded, *spec["hidden"], spec["out_features"]]
 
 
 def parameter_count(spec: dict[str, Any]) -> int:
-    """The MLP's weights (embeddings are looked up, not multiplied)."""
-    return sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(layer_widths(spec)))
+    """The MLP's weights (embeddings are looked up, not multiplied), over all members."""
+    dense = sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(layer_widths(spec)))
+    periodic = spec.get("periodic")
+    shared = spec["in_features"] * periodic["frequencies"] * (periodic["dim"] + 2) if periodic else 0
+    return dense * max(1, spec.get("members", 1)) + shared
 
 
 def mlp(spec: dict[str, Any]) -> nn.Sequential:
@@ -76,7 +103,84 @@ class TabularNet(nn.Module):
         return self.mlp(torch.cat([x[:, :self.numeric], *embedded], dim=1))
 
 
+def stacked_uniform(members: int, *shape: int, bound: float) -> nn.Parameter:
+    """Each member's weights drawn independently, as nn.Linear draws them (U(-bound, bound))."""
+    return nn.Parameter(torch.empty(members, *shape).uniform_(-bound, bound))
+
+
+class EnsembleNet(nn.Module):
+    """k networks in one: numeric inputs (with periodic embeddings) and categorical embeddings
+    in front of an MLP, each member with weights of its own, all computed by batched matrix
+    products. forward() gives [rows, k, outputs]; combine_members makes one prediction of it.
+
+    Stacked weights, not k modules: one optimizer step, one DDP all-reduce and one checkpoint
+    for the whole ensemble, and k members cost little more than one on small tables, where
+    the per-step overhead dominates."""
+
+    def __init__(self, spec: dict[str, Any]):
+        super().__init__()
+        k, self.numeric = spec["members"], spec["in_features"]
+        periodic = spec.get("periodic")
+        if periodic:
+            f, d = periodic["frequencies"], periodic["dim"]
+            # Shared by the members (as TabM shares its embeddings): computed once per row, where
+            # one per member made the step twice as slow as the MLP behind it.
+            self.frequencies = nn.Parameter(torch.randn(self.numeric, f) * PERIODIC_SIGMA)
+            self.phases = nn.Parameter(torch.empty(self.numeric, f).uniform_(-math.pi, math.pi))
+            self.periodic_weight = nn.Parameter(torch.empty(self.numeric, f, d).uniform_(-f ** -0.5, f ** -0.5))
+            self.periodic_bias = nn.Parameter(torch.empty(self.numeric, d).uniform_(-f ** -0.5, f ** -0.5))
+        self.periodic = bool(periodic)
+        tables = []
+        for c in spec.get("categorical", []):
+            table = torch.randn(k, c["cardinality"], c["dim"])
+            table[:, UNKNOWN_CODE] = 0.0  # code 0 starts neutral, as in TabularNet
+            tables.append(nn.Parameter(table))
+        self.embeddings = nn.ParameterList(tables)
+        widths = layer_widths(spec)
+        self.weights = nn.ParameterList(stacked_uniform(k, fan_in, fan_out, bound=fan_in ** -0.5)
+                                        for fan_in, fan_out in pairwise(widths))
+        self.biases = nn.ParameterList(stacked_uniform(k, 1, fan_out, bound=fan_in ** -0.5)
+                                       for fan_in, fan_out in pairwise(widths))
+        self.activation = ACTIVATIONS[spec["activation"]]()
+        self.dropout = nn.Dropout(spec.get("dropout", 0.0))
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """[k, rows, width] first-layer inputs of every member."""
+        k = self.weights[0].shape[0]
+        numeric = x[:, :self.numeric]
+        parts = [numeric.unsqueeze(0).expand(k, -1, -1)]
+        if self.periodic:
+            angles = 2 * math.pi * numeric.unsqueeze(-1) * self.frequencies + self.phases
+            embedded = torch.einsum("rfp,fpd->rfd", torch.cos(angles), self.periodic_weight) + self.periodic_bias
+            parts.append(embedded.flatten(1).unsqueeze(0).expand(k, -1, -1))
+        codes = x[:, self.numeric:].long()
+        parts += [table[:, codes[:, i]] for i, table in enumerate(self.embeddings)]
+        return torch.cat(parts, dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inputs(x)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(bias, h, weight)
+            if i < last:
+                h = self.dropout(self.activation(h))
+        return h.transpose(0, 1)
+
+
+def combine_members(out: torch.Tensor, task: str) -> torch.Tensor:
+    """One prediction per row from a model's output: an ensemble's [rows, k, outputs] becomes the
+    log of its members' mean probability (classification) or their mean output (regression);
+    a single network's [rows, outputs] passes unchanged."""
+    if out.dim() == 2:
+        return out
+    if task == "classification":
+        return torch.logsumexp(torch.log_softmax(out.float(), dim=-1), dim=1) - math.log(out.shape[1])
+    return out.mean(dim=1)
+
+
 def build_model(spec: dict[str, Any]) -> nn.Module:
+    if spec.get("members"):
+        return EnsembleNet(spec)
     return TabularNet(spec) if spec.get("categorical") else mlp(spec)
 
 

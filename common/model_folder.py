@@ -47,6 +47,7 @@ class ModelRecord:
     outcome: dict[str, Any] = dataclasses.field(default_factory=dict)  # final metrics, best epoch, timings
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     format: int = CONFIG_FORMAT
+    target: dict[str, Any] = dataclasses.field(default_factory=dict)  # regression: see DatasetDescription.target
 
     def to_json(self) -> dict[str, Any]:
         """The outcome's keys sit at the top level, as they always have."""
@@ -55,7 +56,7 @@ class ModelRecord:
                   "y_mean": self.y_mean, "y_scale": self.y_scale, "preprocess": self.preprocess, "ids": self.ids,
                   "data": self.data, "training": self.training, "num_processes": self.num_processes,
                   "distributed_type": self.distributed_type, "mixed_precision": self.mixed_precision,
-                  "device": self.device}
+                  "device": self.device, **({"target": self.target} if self.target else {})}
         return {**record, **self.outcome, "versions": self.versions}
 
     @classmethod
@@ -76,7 +77,7 @@ class ModelRecord:
                    f.texts("ids", default=[]), f.text("data", default=None), f.obj_of("training", default={}),
                    f.integer("num_processes", minimum=1, default=1), f.text("distributed_type", default=""),
                    f.text("mixed_precision", default=""), f.text("device", default=""), outcome,
-                   f.obj_of("versions", default={}), version)
+                   f.obj_of("versions", default={}), version, target_modelling(f))
 
 
 def load_record(ckpt_dir: str | Path) -> ModelRecord:
@@ -86,6 +87,18 @@ def load_record(ckpt_dir: str | Path) -> ModelRecord:
 
 
 RECORD_KEYS = {field.name for field in dataclasses.fields(ModelRecord)} - {"outcome"} | {"x_mean", "x_scale"}
+
+
+def target_modelling(f: Fields) -> dict[str, Any]:
+    """The `target` entry of either file: a transform this code knows and a finite range."""
+    if not f.has("target"):
+        return {}
+    t = f.nested("target", f.obj_of("target"))
+    low, high = t.number("low"), t.number("high")
+    if low > high:
+        raise t.error(f"has a range from {low} down to {high}")
+    return {"transform": t.text("transform", ("none", "log1p")), "low": low, "high": high}
+
 
 
 def model_description(f: Fields) -> dict[str, Any]:

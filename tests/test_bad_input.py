@@ -47,16 +47,18 @@ def make_from_csv(out_dir, text, *extra):
     (HEADER + "1,2\n", ["--target", "label"], ["Expected 3 columns, got 2", "--sep"]),
     (HEADER + ",,x\n,,y\n", ["--target", "label"], ["no feature columns", "'a': 'dropped'"]),
     (HEADER + "1,2,\n3,4,\n", ["--target", "label"], ["target column 'label' is empty"]),
-    (HEADER + "1,2,x\n7,3,y\n3,9,y\n4,5,x\n2,6,y\n", ["--target", "label"], ["('x')", "fewer than 3 rows"]),
+    (HEADER + "1,2,x\n7,3,y\n3,9,y\n4,5,x\n2,6,y\n", ["--target", "label", "--test-size", "0.2", "--val-size", "0.1"],
+     ["('x')", "fewer than 3 rows"]),
     (HEADER + "1,2,1.5\n", ["--target", "label", "--numeric", "a"], ["holds one value only"]),  # one-row regression
     (HEADER + "1,2,x\n7,3,x\n3,9,x\n", ["--target", "label"], ["one class only ('x')"]),
-    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label"], ["2 row(s) cannot be split"]),  # two rows, three splits
+    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--test-size", "0.2", "--val-size", "0.1"],
+     ["2 row(s) cannot be split"]),  # two rows, three splits
     (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--val-size", "0", "--test-size", "0.9"],
      ["2 row(s) cannot be split"]),
     ("a,label\n" + "".join(f"{i * i % 7},{'xyzuv'[i % 5]}\n" for i in range(10)),
      ["--target", "label", "--val-size", "0", "--test-size", "0.8"], ["training split"]),
     (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--test-size", "1.5"], ["--test-size"]),
-    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--val-size", "0.9"], ["--val-size"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--val-size", "1.0"], ["--val-size"]),
     (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--drop", "a", "--id", "a"], ["'a' is given two roles"]),
     (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--drop", "c"], ["no column named ['c']"]),
     (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--numeric", "label"], ["'label' is the target"]),

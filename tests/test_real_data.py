@@ -52,7 +52,7 @@ def test_csv_becomes_a_data_set(animals):
     assert data.description.feature_names == ["w", "x", "y", "z", "city"]  # numeric inputs, then category codes
     assert data.description.source["ids"] == ["id"] and data.description.source["dropped_columns"] == []
     assert [c["name"] for c in data.description.preprocess.to_json()["categorical"]] == ["city"]
-    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 600 and len(data.y_val) == 60
+    assert len(data.y_train) == 600 and len(data.y_val) == len(data.y_test) == 0  # every labelled row trains
     np.testing.assert_allclose(data.X_train[:, :4].mean(0), 0, atol=1e-5)  # scaled on the training split
     assert set(np.unique(data.X_train[:, 4])) == {1.0, 2.0}  # the two cities' codes; 0 is kept for unseen
 
@@ -97,7 +97,7 @@ def test_balanced_weights_lift_the_minority_class(tmp_path):
     y = (rng.random(3000) < 0.06).astype(int)
     X = rng.normal(size=(3000, 3)) + y[:, None] * 1.2
     write_csv(tmp_path / "rare.csv", ["a", "b", "c", "label"], [[*X[i].tolist(), y[i]] for i in range(3000)])
-    make_data("--csv", tmp_path / "rare.csv", "--target", "label", "--out-dir", tmp_path)
+    make_data("--csv", tmp_path / "rare.csv", "--target", "label", "--out-dir", tmp_path, "--test-size", "0.2")
     recalls = {}
     for mode in ("none", "balanced"):
         train("--data", tmp_path / "rare", "--ckpt-dir", tmp_path / mode, *FAST, "--class-weight", mode)

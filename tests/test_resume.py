@@ -111,7 +111,7 @@ def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
     _, model = load_model_dir(tmp_path)
     for split in ("val", "test"):
         X, y = data.split(split)
-        logits = torch.from_numpy(model_outputs(model, X, 4096))
+        logits = torch.from_numpy(model_outputs(model, X, 4096, "classification"))
         loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.array(y))).item()
         assert loss == pytest.approx(records[best][f"{split}_loss"], rel=1e-5)
 

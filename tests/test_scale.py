@@ -103,7 +103,7 @@ def test_each_split_keeps_the_class_proportions_and_names_its_file_rows(tmp_path
     rng = np.random.default_rng(0)
     labels = rng.choice(["a", "b", "c"], 5000, p=[0.7, 0.25, 0.05])
     path = write(tmp_path / "t.csv", {"x": rng.normal(size=5000), "label": labels})
-    data = ingest(path, tmp_path)
+    data = ingest(path, tmp_path, "--test-size", "0.2", "--val-size", "0.1")  # a locked test set, asked for
     totals = {k: int((labels == k).sum()) for k in "abc"}
     for split, share in (("train", 0.7), ("val", 0.1), ("test", 0.2)):
         y = np.asarray(data.split(split)[1])
@@ -114,7 +114,7 @@ def test_each_split_keeps_the_class_proportions_and_names_its_file_rows(tmp_path
         assert [["a", "b", "c"][c] for c in y] == labels[rows].tolist()
     every = np.concatenate([np.load(tmp_path / "t" / f"rows_{s}.npy") for s in ("train", "val", "test")])
     assert sorted(every.tolist()) == list(range(5000))
-    again = ingest(path, tmp_path / "again")
+    again = ingest(path, tmp_path / "again", "--test-size", "0.2", "--val-size", "0.1")
     np.testing.assert_array_equal(again.X_test, data.X_test)  # seeded: the same split every time
 
 

@@ -113,7 +113,7 @@ def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):
     assert set(city.levels) == {"oslo", "paris", "rome", None}  # blanks are a level of their own
     assert set(member.levels) == {"true", "false"}
     assert data.X_train[:, 2].min() >= 1 and data.X_train[:, 2].max() <= len(city.levels)
-    assert (data.description.n_train, data.description.n_val, data.description.n_test) == (420, 60, 120)
+    assert (data.description.n_train, data.description.n_val, data.description.n_test) == (600, 0, 0)  # all train
     assert data.description.source["ids"] == ["person_id"]
 
 
@@ -135,14 +135,15 @@ def test_a_table_with_text_blanks_and_ids_trains_and_predicts_every_row(people_s
     tmp, _ = people_set
     train("--data", tmp / "people", "--ckpt-dir", tmp_path)
     out = capsys.readouterr().out
-    assert "table settings:" in out and "val_loss" in out  # the resolved values are shown
+    assert "table settings: 5-fold cross-fitting" in out and "val_f1_macro" in out  # the resolved values are shown
     config = read_config(tmp_path)
-    assert config["training"]["defaults"] == "table" and config["training"]["monitor"] == "val_loss"
-    assert config["training"]["patience"] > 0 and config["training"]["class_weight"] == "balanced"
+    training = config["training"]
+    assert training["defaults"] == "table" and training["monitor"] == "val_f1_macro" and training["folds"] == 5
+    assert training["class_weight"] == "none" and config["model"]["members"] == 5 and config["weights"] == "best"
     assert config["model"]["categorical"] == [{"cardinality": 5, "dim": embedding_size(5)},
                                               {"cardinality": 3, "dim": embedding_size(3)}]
-    assert config["final_metrics"]["f1_macro"] >= 0.8
-    assert {"val_loss", "val_f1_macro", "f1_macro", "test_loss"} <= read_metrics(tmp_path)[-1].keys()
+    assert config["final_metrics"]["val_f1_macro"] >= 0.8  # out of fold: every row scored by a member that never saw it
+    assert {"val_loss", "val_f1_macro"} <= read_metrics(tmp_path)[-1].keys()
     # New rows: blanks everywhere, a city never seen, a column order of its own, no label.
     new = tmp_path / "new.csv"
     write(new, {"member": [True, None, False, True], "city": ["rome", "lima", None, "oslo"],
@@ -239,7 +240,8 @@ def test_recipes_keep_their_split_and_settings(small_cls, tmp_path):
 
 def test_validation_needs_rows_for_every_class(tmp_path):
     path = write(tmp_path / "t.csv", {"a": [1.0, 7.0, 3.0, 9.0, 2.0, 8.0], "y": ["x", "x", "y", "y", "z", "z"]})
-    message = user_error(make_data_script.main, "--csv", path, "--target", "y", "--out-dir", tmp_path)
+    message = user_error(make_data_script.main, "--csv", path, "--target", "y", "--out-dir", tmp_path,
+                         "--test-size", "0.2", "--val-size", "0.1")
     assert "fewer than 3 rows" in message
 
 

@@ -67,16 +67,17 @@ class ScaledData:
 
 
 def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
-    """The synthetic recipe's sizes, and its 80/20 split without validation rows unless asked."""
+    """The synthetic recipe's sizes and its 80/20 split; a user's table keeps every labelled row
+    for training unless --test-size asks for a test split."""
+    test_size = cfg.test_size if cfg.test_size is not None else 0.0 if cfg.csv else 0.2
     if cfg.csv or cfg.dataset:
-        resolved = dataclasses.replace(cfg, val_size=0.1 if cfg.val_size is None else cfg.val_size)
+        resolved = dataclasses.replace(cfg, test_size=test_size)
     else:
         task = cfg.task or "classification"
         sizes = {name: recipe_value(task, name) for name in ("n_samples", "n_features", "n_informative")
                  if getattr(cfg, name) is None}
-        resolved = dataclasses.replace(cfg, task=task, val_size=0.0 if cfg.val_size is None else cfg.val_size,
-                                       **sizes)
-    assert resolved.val_size is not None
+        resolved = dataclasses.replace(cfg, task=task, test_size=test_size, **sizes)
+    assert resolved.test_size is not None
     check_split_sizes(resolved.test_size, resolved.val_size)  # before a pass over a large file, not after
     return resolved
 
@@ -147,7 +148,7 @@ def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
     validation or test rows), and turn each split into the model's inputs."""
     from sklearn.preprocessing import StandardScaler
 
-    assert cfg.val_size is not None, "resolve_make_data_config sets it"
+    assert cfg.test_size is not None, "resolve_make_data_config sets it"
     split = split_table(table, cfg.test_size, cfg.val_size, cfg.seed)
     parts = {name: split.rows(name) for name in SPLIT_CODES}
     pre = fit_preprocessor(table, parts["train"], cfg.min_level_rows, cfg.max_levels)

@@ -206,8 +206,8 @@ def check_dataset(data: TabularData, path: str | Path) -> None:
         if problem:
             raise UserError(f"{path}: y_{split} {problem} but {meta_path(path)} says {data.task}: "
                             "regenerate the data set with make_data.py")
-    if len(data.X_train) == 0 or len(data.X_test) == 0:
-        raise UserError(f"{path}: the training or test split is empty: use more rows")
+    if len(data.X_train) == 0:
+        raise UserError(f"{path}: the training split is empty: use more rows")
 
 
 def target_problem(y: np.ndarray, task: str) -> str | None:
@@ -218,7 +218,34 @@ def target_problem(y: np.ndarray, task: str) -> str | None:
     return None
 
 
-def unscale_target(y_scaled: np.ndarray, y_mean: float | None, y_scale: float | None) -> np.ndarray:
-    """Model outputs on the scaled target -> the original y scale (regression's scaling)."""
+def unscale_target(y_scaled: np.ndarray, y_mean: float | None, y_scale: float | None,
+                   target: dict[str, Any] | None = None, clip: bool = True) -> np.ndarray:
+    """Model outputs on the scaled target -> the original y scale (regression's scaling, then the
+    inverse of its transform), within the training range where `target` records one (`clip`:
+    predictions are; true values are only brought back)."""
     assert y_mean is not None and y_scale is not None, "regression only"
-    return np.asarray(y_scaled, dtype=np.float64) * y_scale + y_mean
+    y = np.asarray(y_scaled, dtype=np.float64) * y_scale + y_mean
+    if not target:
+        return y
+    if target["transform"] == "log1p":
+        y = np.expm1(np.minimum(y, 700.0))  # exp overflows float64 past ~709
+    return np.clip(y, target["low"], target["high"]) if clip else y
+
+
+def original_target(pred: Any, y: Any, described: DatasetDescription) -> tuple[Any, Any, float]:
+    """(predictions, targets, scale) for common/metrics.regression_stats from scaled tensors: as
+    they are with the target's scale where y is modelled as it is, else both brought back to
+    the original scale (centred on the training mean's image, to keep the sums accurate)."""
+    if not described.target:
+        return pred, y, float(described.y_scale or 1.0)
+    import torch
+
+    mean, scale = float(described.y_mean or 0.0), float(described.y_scale or 1.0)
+    low, high = described.target["low"], described.target["high"]
+
+    def back(values: Any) -> Any:
+        values = values.double() * scale + mean
+        return torch.expm1(values.clamp(max=700.0)) if described.target["transform"] == "log1p" else values
+
+    centre = back(torch.zeros((), dtype=torch.float64, device=y.device))
+    return back(pred).clamp(low, high) - centre, back(y) - centre, 1.0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from common.data.preprocess import CategoricalStep, NumericStep, Preprocessor
+from common.model_folder import target_modelling
 from common.schema import Fields, is_finite
 
 FORMAT_VERSION = 3
@@ -34,6 +35,9 @@ class DatasetDescription:
     roles: list[dict[str, Any]]     # each table column's role and why (common/data/tables.ColumnRole)
     source: dict[str, Any]          # where it came from: generator, file, seed, ids, ... (free-form)
     format: int = FORMAT_VERSION
+    # regression: how y is modelled before its scaling ("log1p" or "none") and its training range
+    # ("low", "high"), which predictions are clipped to; {} for the recipes and older data sets
+    target: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def is_recipe(self) -> bool:
@@ -51,7 +55,7 @@ class DatasetDescription:
             "class_labels": self.class_labels, "preprocess": self.preprocess.to_json(),
             "y_mean": self.y_mean, "y_scale": self.y_scale,
             "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
-            "roles": self.roles, "source": self.source,
+            "roles": self.roles, "source": self.source, **({"target": self.target} if self.target else {}),
         }
 
     @classmethod
@@ -70,7 +74,8 @@ class DatasetDescription:
         y_mean, y_scale = target_scaling(f, task)
         return cls(task, names, labels, pre, y_mean, y_scale, f.integer("n_train"),
                    f.integer("n_val") if version >= 2 else 0, f.integer("n_test"),
-                   f.list_of_objects("roles") if version >= 2 else [], f.obj_of("source"), version)
+                   f.list_of_objects("roles") if version >= 2 else [], f.obj_of("source"), version,
+                   target_modelling(f))
 
 
 def target_scaling(f: Fields, task: str) -> tuple[float | None, float | None]:

@@ -28,7 +28,15 @@ import numpy as np
 
 from common.config import MakeDataConfig
 from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
-from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric, fit_target_scaling
+from common.data.preprocess import (
+    Categories,
+    Preprocessor,
+    fit_categorical,
+    fit_numeric,
+    fit_target_scaling,
+    target_transform,
+    transformed_target,
+)
 from common.data.roles import ColumnRole, RoleOverrides, infer_roles
 from common.data.splits import SPLIT_CODES, TRAIN, split_rows
 from common.data.tables import (
@@ -169,7 +177,7 @@ def chunks(n: int) -> Iterator[slice]:
 def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     """Read the table `cfg.csv`, write the data set's arrays into the folder `stage`; returns its
     description (dataset.json)."""
-    assert cfg.csv is not None and cfg.val_size is not None
+    assert cfg.csv is not None and cfg.test_size is not None
     path = Path(cfg.csv)
     head = read_table(path, cfg.sep, head=True)
     if not cfg.target:
@@ -190,8 +198,13 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     task, y, labels = targets(scratch, seen, cfg)
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
     pre = fit_steps(scratch, seen, split, cfg)
-    y_mean, y_scale = fit_target_scaling(training_chunks(y, split)) if labels is None else (None, None)
-    sizes = write_splits(stage, scratch, seen, pre, split, y, (y_mean, y_scale))
+    target: dict[str, Any] = {}
+    y_mean = y_scale = None
+    if labels is None:
+        n_train = int(np.count_nonzero(split == TRAIN))
+        target = target_transform(y.take(median_sample(split, n_train, cfg.seed)))
+        y_mean, y_scale = fit_target_scaling(transformed_target(c, target) for c in training_chunks(y, split))
+    sizes = write_splits(stage, scratch, seen, pre, split, y, (y_mean, y_scale), target)
     for file in scratch.folder.iterdir():
         file.unlink()
     scratch.folder.rmdir()
@@ -202,7 +215,9 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
               "ids": [r.name for r in roles if r.role == "id"],
               "dropped_columns": [r.name for r in roles if r.role == "dropped"],
               "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size}
-    return dataset_meta(task, pre, labels, (y_mean, y_scale), sizes, roles, source)
+    meta = dataset_meta(task, pre, labels, (y_mean, y_scale), sizes, roles, source)
+    meta.target = target
+    return meta
 
 
 def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
@@ -377,7 +392,7 @@ def median_sample(split: np.ndarray, n_train: int, seed: int) -> np.ndarray:
 
 
 def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocessor, split: np.ndarray,
-                 y: Any, y_scaling: tuple[float | None, float | None]) -> dict[str, int]:
+                 y: Any, y_scaling: tuple[float | None, float | None], target: dict[str, Any]) -> dict[str, int]:
     """Each split's inputs, targets and source rows, a chunk at a time, into its .npy files."""
     per_code = np.bincount(split, minlength=len(SPLIT_CODES))
     sizes = {name: int(per_code[code]) for name, code in SPLIT_CODES.items()}
@@ -395,7 +410,7 @@ def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocess
             if regression:
                 mean, scale = y_scaling
                 assert mean is not None and scale is not None
-                targets = ((y[part] - mean) / scale).reshape(-1, 1)
+                targets = ((transformed_target(y[part], target) - mean) / scale).reshape(-1, 1)
             else:
                 targets = y[part]
             rows = source_rows[part]

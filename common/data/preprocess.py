@@ -200,6 +200,25 @@ def fit_categorical(name: str, values: Sequence[str], chunks: Iterable[np.ndarra
     return CategoricalStep(name, kept)
 
 
+SKEWED = 1.0  # a non-negative target with a sample skewness above this is modelled as log1p(y)
+
+
+def target_transform(sample: np.ndarray) -> dict[str, Any]:
+    """How a regression target is modelled, from a sample of its training values: on the log1p
+    scale where every value is >= 0 and the distribution is skewed to the right (counts,
+    prices, incomes: squared error on the raw scale chases the few largest values and predicts
+    negative counts), else as it is; predictions are kept within the training range either way."""
+    low, high = float(np.min(sample)), float(np.max(sample))
+    centred = sample - sample.mean()
+    spread = float(np.sqrt(np.mean(centred ** 2)))
+    skew = float(np.mean(centred ** 3)) / spread ** 3 if spread > 0 else 0.0
+    return {"transform": "log1p" if low >= 0 and skew > SKEWED else "none", "low": low, "high": high}
+
+
+def transformed_target(y: np.ndarray, target: dict[str, Any]) -> np.ndarray:
+    return np.log1p(y) if target.get("transform") == "log1p" else y
+
+
 def fit_target_scaling(chunks: Iterable[np.ndarray]) -> tuple[float, float]:
     """A regression target's training mean and standard deviation (1 for a constant one), as
     StandardScaler makes them; `chunks` as for fit_numeric."""

@@ -31,8 +31,8 @@ def split_sizes(n: int, test_size: float, val_size: float) -> tuple[int, int]:
 
 
 def check_split_sizes(test_size: float, val_size: float) -> None:
-    if not 0.0 < test_size < 1.0:
-        raise UserError(f"--test-size must lie strictly between 0 and 1, got {test_size}")
+    if not 0.0 <= test_size < 1.0:
+        raise UserError(f"--test-size must lie in [0, 1), got {test_size}")
     if not 0.0 <= val_size < 1.0 - test_size:
         raise UserError(f"--val-size must lie in [0, 1 - --test-size), got {val_size}")
 
@@ -41,9 +41,9 @@ def check_splittable(counts: np.ndarray | int, labels: list[Any] | None, test_si
     """All three splits get rows; for classification (`counts`: rows per class, else the row count)
     every class can be stratified."""
     check_split_sizes(test_size, val_size)
-    n, parts = int(np.sum(counts)), 3 if val_size else 2
+    n, parts = int(np.sum(counts)), 1 + bool(val_size) + bool(test_size)
     n_test, n_val = split_sizes(n, test_size, val_size)
-    if n < parts or n_test < 1 or n - n_test - n_val < 1 or (val_size and n_val < 1):
+    if n < parts or (test_size and n_test < 1) or n - n_test - n_val < 1 or (val_size and n_val < 1):
         raise UserError(f"{n} row(s) cannot be split into training, validation and test rows: add rows")
     if labels is None:
         return
@@ -52,7 +52,8 @@ def check_splittable(counts: np.ndarray | int, labels: list[Any] | None, test_si
         shown = ", ".join(map(repr, rare[:10])) + (f" and {len(rare) - 10} more" if len(rare) > 10 else "")
         raise UserError(f"{len(rare)} class(es) have fewer than {parts} rows ({shown}); a stratified split needs "
                         f"{parts}: drop them, add rows, or pass --task regression if the target is a number")
-    sizes = {"training": n - n_test - n_val, "test": n_test, **({"validation": n_val} if val_size else {})}
+    sizes = {"training": n - n_test - n_val, **({"test": n_test} if test_size else {}),
+             **({"validation": n_val} if val_size else {})}
     short = {name: rows for name, rows in sizes.items() if rows < len(labels)}
     if short:
         raise UserError(f"the {', '.join(short)} split(s) would get {min(short.values())} rows, too few to hold all "
@@ -126,7 +127,8 @@ def recipe_split(n: int, y: np.ndarray | None, test_size: float, val_size: float
 
     rows = np.arange(n)
     try:
-        rest, test = model_selection.train_test_split(rows, test_size=test_size, random_state=seed, stratify=y)
+        rest, test = model_selection.train_test_split(rows, test_size=test_size, random_state=seed, stratify=y) \
+            if test_size else (rows, rows[:0])
         if not val_size:
             train, val = rest, rows[:0]
         else:
@@ -137,3 +139,28 @@ def recipe_split(n: int, y: np.ndarray | None, test_size: float, val_size: float
     codes = np.full(n, TRAIN, dtype=np.int8)
     codes[test], codes[val] = TEST, VAL
     return Split(codes, {"train": train, "val": val, "test": test})
+
+
+FOLD_STREAM = 3       # the folds' random stream, apart from the split's and the median sample's
+TRAIN_ONLY = -1       # a row no member is validated on (cross-fitting's folds cover every row)
+
+
+def fold_ids(y: np.ndarray | None, folds: int, holdout: float, seed: int, n: int | None = None) -> np.ndarray:
+    """Each training row's fold (int8), stratified by the class codes `y` (None: regression, `n` rows).
+
+    With folds >= 2, every row gets one of 0..folds-1 in near-equal numbers per class: member i
+    is validated on fold i and trained on the others. With folds == 1, a share `holdout` of
+    the rows (per class) gets fold 0 (the one member's validation rows), the others TRAIN_ONLY.
+    Pure function of (class codes, seed): every process and every resumed run derives the same."""
+    n = len(y) if y is not None else int(n or 0)
+    rng = np.random.default_rng([seed, FOLD_STREAM])
+    order = rng.permutation(n)
+    if y is not None:  # classes in turn, each in random order: dealing round-robin stratifies
+        order = order[np.argsort(np.asarray(y)[order], kind="stable")]
+    out = np.empty(n, dtype=np.int8)
+    if folds >= 2:
+        out[order] = np.arange(n) % folds
+    else:
+        every = max(1, round(1 / holdout)) if holdout > 0 else n + 1
+        out[order] = np.where(np.arange(n) % every == every // 2, 0, TRAIN_ONLY)
+    return out

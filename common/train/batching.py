@@ -244,6 +244,7 @@ class ShardedBatches:
     grad_accum: int = 1  # batches per optimizer step
     shuffle: str = "rows"
     chunk_rows: int = 1 << 18  # rows this process gathers at once
+    tags: np.ndarray | None = None  # a small per-row value (cross-fitting's fold) yielded with each batch
 
     def __len__(self) -> int:
         return self.steps
@@ -270,17 +271,23 @@ class ShardedBatches:
             offset += b - a
         return np.concatenate(pieces), plan
 
-    def epoch(self, epoch: int, first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    def epoch(self, epoch: int, first_step: int = 0) -> Iterator[tuple[Any, ...]]:
         """Yield (x, y, rows of all processes in this step's accumulation group) for each step from
-        `first_step` on (a run resumed mid-epoch): the batches do not depend on where reading began."""
+        `first_step` on (a run resumed mid-epoch): the batches do not depend on where reading began.
+        With `tags`, each batch's rows' tags follow as a fourth item."""
         order = EpochOrder(len(self.rows), self.seed, epoch, self.shuffle)
         per_chunk = self.steps_per_chunk()
         for first in range(first_step, self.steps, per_chunk):
             idx, plan = self.local_plan(order, first, min(self.steps, first + per_chunk))
             # One gather per chunk; the per-step slices below are free views.
             X, y = self.rows.gather(idx)
+            if self.tags is None:
+                for start, stop, rows in plan:
+                    yield X[start:stop], y[start:stop], rows
+                continue
+            tags = torch.from_numpy(self.tags[idx].astype(np.int64)).to(X.device)
             for start, stop, rows in plan:
-                yield X[start:stop], y[start:stop], rows
+                yield X[start:stop], y[start:stop], rows, tags[start:stop]
 
 
 def loss_scale(num_processes: int, group_rows: int, grad_accum: int = 1) -> float:

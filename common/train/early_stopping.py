@@ -8,6 +8,13 @@ import torch
 from torch import nn
 
 
+MAXIMISED = ("f1_macro",)  # monitored figures where higher is better (the others are losses)
+
+
+def is_maximised(monitor: str) -> bool:
+    return monitor.endswith(MAXIMISED)
+
+
 class BestTracker:
     """The lowest monitored loss so far (validation loss where there are validation rows), its
     epoch and weights, and when to stop.
@@ -16,8 +23,9 @@ class BestTracker:
     Registered with `accelerator.register_for_checkpointing`, it travels inside each checkpoint
     through `state_dict` / `load_state_dict`."""
 
-    def __init__(self, patience: int, monitor: str = "val_loss"):
-        self.patience, self.monitor = patience, monitor
+    def __init__(self, patience: int, monitor: str = "val_loss", keep_best: bool = False):
+        self.patience, self.monitor, self.keep_best = patience, monitor, keep_best or bool(patience)
+        self.evaluations = 0
         self.loss, self.epoch, self.bad_evals = math.inf, -1, 0
         self.weights: dict[str, torch.Tensor] | None = None
         self.record: dict[str, Any] = {}  # the best evaluation's figures
@@ -27,10 +35,12 @@ class BestTracker:
     def update(self, record: dict[str, Any], model: nn.Module) -> bool:
         """Record an evaluation of `model` (the unwrapped one); True when training should stop."""
         self.last = dict(record)
-        if record[self.monitor] < self.loss:
-            self.loss, self.epoch, self.bad_evals = record[self.monitor], record["epoch"], 0
+        self.evaluations += 1
+        value = -record[self.monitor] if is_maximised(self.monitor) else record[self.monitor]
+        if value < self.loss:  # the loss, or the negated figure: lower is better
+            self.loss, self.epoch, self.bad_evals = value, record["epoch"], 0
             self.record = dict(record)
-            if self.patience:  # keeping a copy costs a little memory; only early stopping needs it
+            if self.keep_best:  # a copy costs a little memory; kept with early stopping or where asked
                 self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             return False
         self.bad_evals += 1
@@ -39,12 +49,23 @@ class BestTracker:
 
     def state_dict(self) -> dict[str, Any]:
         return {"loss": self.loss, "epoch": self.epoch, "bad_evals": self.bad_evals, "weights": self.weights,
-                "record": self.record, "last": self.last, "stopped": self.stopped}
+                "record": self.record, "last": self.last, "stopped": self.stopped, "evaluations": self.evaluations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss, self.epoch, self.bad_evals = state["loss"], state["epoch"], state["bad_evals"]
         self.weights, self.record, self.last, self.stopped = (state["weights"], state["record"], state["last"],
                                                               state["stopped"])
+        self.evaluations = state.get("evaluations", 0)
+
+    def best_value(self) -> float:
+        """The best evaluation's monitored figure, as recorded."""
+        return -self.loss if is_maximised(self.monitor) else self.loss
+
+    def best_was_first(self) -> bool:
+        """Several evaluations, and none beat the first: the kept weights barely trained."""
+        return self.evaluations > 1 and self.record.get("epoch") == self.first_epoch
+
+    first_epoch = 0
 
     def final_metrics(self) -> dict[str, Any]:
         """The figures of the weights that are saved: the best evaluation's where those are kept."""
@@ -53,5 +74,5 @@ class BestTracker:
     def summary(self) -> dict[str, Any]:
         """What the run record says of it."""
         return {"best_epoch": self.epoch if self.epoch >= 0 else None,
-                f"best_{self.monitor}": self.loss if math.isfinite(self.loss) else None,
+                f"best_{self.monitor}": self.best_value() if math.isfinite(self.loss) else None,
                 "weights": "best" if self.weights is not None else "last"}

@@ -12,14 +12,17 @@ from common.train.run_plan import TrainPlan
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Adam or SGD on their fused kernels where this torch has them, else the foreach path."""
-    cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[name]
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam, AdamW (decoupled weight decay) or SGD on their fused kernels where this torch has
+    them, else the foreach path."""
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
     params = list(params)
+    decay = {"weight_decay": weight_decay} if weight_decay else {}
     try:
-        return cls(params, lr=lr, fused=True)
+        return cls(params, lr=lr, fused=True, **decay)
     except (RuntimeError, TypeError, ValueError):
-        return cls(params, lr=lr, foreach=True)
+        return cls(params, lr=lr, foreach=True, **decay)
 
 
 def make_scheduler(plan: TrainPlan, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
@@ -54,3 +57,14 @@ def summed_loss(task: str, weight: torch.Tensor | None = None) -> LossFn:
     if task == "classification":
         return lambda out, y: F.cross_entropy(out, y, weight=weight, reduction="sum")
     return lambda out, y: F.mse_loss(out, y, reduction="sum") / out.shape[1]
+
+
+def member_losses(task: str, out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """[rows, k] loss of each row under each member of an ensemble's [rows, k, outputs]."""
+    rows, k = out.shape[:2]
+    if task == "classification":
+        flat = F.cross_entropy(out.reshape(rows * k, -1), y.repeat_interleave(k), weight=weight,
+                               reduction="none", label_smoothing=label_smoothing)
+        return flat.view(rows, k)
+    return ((out - y.unsqueeze(1)) ** 2).mean(dim=2)

@@ -45,11 +45,18 @@ class TrainPlan:
     optimizer: str
     lr: float
     lr_schedule: str
+    weight_decay: float
     class_weight: str
+    folds: int                    # 0: none; 1: one member and a validation fold; k >= 2: cross-fitting
+    holdout: float                # with folds 1: the share of training rows in the validation fold
+    members: int                  # networks in the ensemble (0: a plain network, the recipes')
+    periodic: tuple[int, int]     # (frequencies, width) of the numeric inputs' periodic embeddings; (0, 0): none
+    dropout: float
+    label_smoothing: float
     epochs: int
     eval_every: int
     patience: int
-    monitor: str                  # the loss that picks the best weights and stops early: val_loss or test_loss
+    monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro
     seed: int
     batch_size: int               # as given: per process, or per step with split_batches
     split_batches: bool
@@ -74,14 +81,23 @@ class TrainPlan:
     resume: str                   # the checkpoint folder to continue from; "" for a fresh run
 
     def model_spec(self) -> dict[str, Any]:
-        return model_spec(self.in_features, self.hidden, self.out_features, self.activation, self.embeddings)
+        return model_spec(self.in_features, self.hidden, self.out_features, self.activation, self.embeddings,
+                          self.members, self.periodic, self.dropout)
 
     def describe(self) -> str:
         """The resolved settings in one line, as train.py prints them."""
         model = " ".join(map(str, self.hidden)) or "none (linear)"
-        stop = f", stop after {self.patience} evaluations without a lower {self.monitor}" if self.patience else ""
-        return (f"{self.defaults} settings: hidden {model}, {self.optimizer} lr {self.lr:g}, batch {self.batch_size} "
-                f"({self.steps_per_epoch} steps/epoch), {self.epochs} epochs, evaluate every {self.eval_every}{stop}")
+        stop = f", stop after {self.patience} evaluations without a better {self.monitor}" if self.patience else ""
+        return (f"{self.defaults} settings: {self.ensemble_text()}hidden {model}, {self.optimizer} lr {self.lr:g}, "
+                f"batch {self.batch_size} ({self.steps_per_epoch} steps/epoch), {self.epochs} epochs, "
+                f"evaluate every {self.eval_every}{stop}")
+
+    def ensemble_text(self) -> str:
+        if self.folds >= 2:
+            return f"{self.folds}-fold cross-fitting ({self.members} members, out-of-fold validation), "
+        if self.folds == 1:
+            return f"one member validated on {self.holdout:.0%} of the training rows, "
+        return f"{self.members} members, " if self.members > 1 else ""
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON holds it (tuples become lists), for the run record and checkpoints."""
@@ -94,7 +110,8 @@ RUN_ONLY = frozenset({"data", "data_fingerprint", "ckpt_dir", "checkpoint_every"
 
 
 # Fields added since checkpoints were first written, with the value an older checkpoint meant.
-IMPLIED_BEFORE = {"shuffle": "rows", "order_geometry": ""}
+IMPLIED_BEFORE = {"shuffle": "rows", "order_geometry": "", "weight_decay": 0.0, "folds": 0, "holdout": 0.0,
+                  "members": 0, "periodic": [0, 0], "dropout": 0.0, "label_smoothing": 0.0}
 
 
 # Compared in place of a field that an older checkpoint lacks: before the data set's identity
@@ -125,7 +142,8 @@ def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> 
                         "rerun with the checkpoint's settings")
 
 
-DATA_SIZED = ("epochs", "batch_size", "lr", "optimizer", "hidden", "eval_every", "patience", "class_weight")
+DATA_SIZED = ("epochs", "batch_size", "lr", "optimizer", "hidden", "eval_every", "patience", "class_weight",
+              "folds", "dropout", "weight_decay", "label_smoothing", "periodic", "lr_schedule")
 
 
 def resolved_settings(cfg: TrainConfig, data: TabularData, num_processes: int = 1) -> dict[str, Any]:
@@ -140,18 +158,25 @@ def resolved_settings(cfg: TrainConfig, data: TabularData, num_processes: int = 
 
 def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any],
                    batches_per_step: int = 1) -> dict[str, Any]:
-    """Enough optimizer steps on a few hundred rows, few epochs on millions, and early stopping
-    on the validation loss with the best weights kept. Given settings win; the ones sized from
-    them (steps from the batch, evaluations from the epochs) follow them."""
+    """Cross-fitting on every labelled row up to a size, one validation fold above it (or the
+    data set's validation split where it has one); enough optimizer steps on a few hundred rows,
+    few epochs on millions; the best evaluation's weights kept. Given settings win; the ones
+    sized from them (steps from the batch, evaluations from the epochs) follow them."""
     d = TABLE_DEFAULTS
     batch = 2 ** round(math.log2(max(1.0, n_train / d["rows_per_step"])))
-    s = {"hidden": list(d["hidden"]), "optimizer": d["optimizer"], "lr": d["lr"],
-         "batch_size": int(min(d["max_batch"], max(d["min_batch"], batch))), **given}
+    s = {"hidden": list(d["hidden"]), "optimizer": d["optimizer"], "lr": d["lr"], "weight_decay": d["weight_decay"],
+         "lr_schedule": d["lr_schedule"], "dropout": d["dropout"], "periodic": d["periodic"],
+         "label_smoothing": d["label_smoothing"] if task == "classification" else 0.0,
+         "batch_size": int(min(d["max_batch"], max(d["min_batch"], batch))),
+         "folds": 0 if has_val else min(d["folds"], max(2, n_train)) if n_train <= d["max_crossfit_rows"] else 1,
+         **given}
     steps = math.ceil(n_train / max(1, s["batch_size"] * batches_per_step))  # each process takes a batch
-    s.setdefault("epochs", int(min(d["max_epochs"], max(d["min_epochs"], math.ceil(d["optimizer_steps"] / steps)))))
+    by_steps = math.ceil(d["optimizer_steps"] / steps)
+    by_time = d["max_row_passes"] // max(1, n_train * max(1, s["folds"]))  # what a run may cost
+    s.setdefault("epochs", int(min(d["max_epochs"], max(d["min_epochs"], min(by_steps, by_time)))))
     s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
-    s.setdefault("patience", d["patience"] if has_val else 0)
-    s.setdefault("class_weight", d["class_weight"] if task == "classification" else "none")
+    s.setdefault("patience", d["patience"])
+    s.setdefault("class_weight", d["class_weight"])
     return s
 
 
@@ -170,16 +195,23 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     steps = steps_per_epoch(len(data.X_train), global_batch)
     pre = data.preprocessor
     embeddings = tuple((c.cardinality, embedding_size(c.cardinality)) for c in pre.categorical)
-    spec = model_spec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings)
+    folds = settings["folds"]
+    members = 0 if data.is_recipe and not folds else max(1, folds)
+    periodic = (settings["periodic"], TABLE_DEFAULTS["periodic_dim"]) if settings["periodic"] and members else (0, 0)
+    spec = model_spec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings, members, periodic,
+                      settings["dropout"])
     step_macs = batch_size * parameter_count(spec)
     return TrainPlan(
         task=data.task, data_identity=data.identity,
         defaults="recipe" if data.is_recipe else "table",
         in_features=spec["in_features"], embeddings=embeddings,
         out_features=spec["out_features"], hidden=hidden, activation=cfg.activation, init=context.init,
-        optimizer=settings["optimizer"], lr=settings["lr"], lr_schedule=cfg.lr_schedule,
-        class_weight=settings["class_weight"], epochs=settings["epochs"], eval_every=settings["eval_every"],
-        patience=settings["patience"], monitor="val_loss" if data.n_val else "test_loss", seed=cfg.seed,
+        optimizer=settings["optimizer"], lr=settings["lr"], lr_schedule=settings["lr_schedule"],
+        weight_decay=settings["weight_decay"], class_weight=settings["class_weight"], folds=folds,
+        holdout=TABLE_DEFAULTS["holdout"] if folds == 1 else 0.0, members=members, periodic=periodic,
+        dropout=settings["dropout"], label_smoothing=settings["label_smoothing"],
+        epochs=settings["epochs"], eval_every=settings["eval_every"],
+        patience=settings["patience"], monitor=monitor(data, folds), seed=cfg.seed,
         batch_size=batch_size, split_batches=cfg.split_batches,
         grad_accum=cfg.grad_accum, shuffle=shuffle, order_geometry=order_geometry(shuffle),
         num_processes=num_processes, global_batch=global_batch,
@@ -193,6 +225,16 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     )
 
 
+def monitor(data: TabularData, folds: int) -> str:
+    """The validation loss (the test loss where there are no validation rows, as the recipes
+    have it); a user's classification table is judged by its out-of-fold macro-F1 instead: on
+    small imbalanced tables the loss is lowest while the model still predicts the majority
+    class almost everywhere, and macro-F1 is the figure the table is compared by."""
+    if not (data.n_val or folds):
+        return "test_loss"
+    return "val_f1_macro" if data.task == "classification" and not data.is_recipe else "val_loss"
+
+
 def check_settings(cfg: TrainConfig) -> None:
     """The settings that need no data set: the same verdict on every process. The ranges of the
     integer settings were checked as they were parsed (common/config.py `check_setting`)."""
@@ -203,15 +245,26 @@ def check_settings(cfg: TrainConfig) -> None:
 
 def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_processes: int,
                    split_batches: bool) -> None:
-    for name in ("epochs", "batch_size", "eval_every", "patience"):  # the values the data set sized
+    for name in ("epochs", "batch_size", "eval_every", "patience", "folds", "periodic"):  # what the data set sized
         check_setting(TrainConfig, name, settings[name])
-    if settings["patience"] and not n_val:
+    for name in ("dropout", "label_smoothing"):
+        if not 0 <= settings[name] < 1:
+            raise UserError(f"--{name.replace('_', '-')} must lie in [0, 1), got {settings[name]}")
+    if not 0 <= settings["weight_decay"] < math.inf:
+        raise UserError(f"--weight-decay must be a number >= 0, got {settings['weight_decay']}")
+    if settings["folds"] and n_val:
+        raise UserError("--folds validates on folds of the training rows, and this data set has a validation "
+                        "split of its own: remake it with make_data.py --val-size 0, or give --folds 0")
+    if settings["patience"] and not (n_val or settings["folds"]):
         raise UserError("--patience needs validation rows to stop on, and this data set has none: "
                         "remake it with make_data.py --val-size 0.1 (or drop --patience)")
     if not settings["lr"] > 0 or not math.isfinite(settings["lr"]):
         raise UserError(f"--lr must be a positive number, got {settings['lr']}")
     if num_processes > n_train:
         raise UserError(f"{num_processes} processes but only {n_train} training rows: launch fewer processes")
+    if settings["folds"] > n_train:
+        raise UserError(f"--folds {settings['folds']} needs as many training rows, and there are {n_train}: "
+                        "choose fewer folds")
     if split_batches and settings["batch_size"] < num_processes:
         raise UserError(f"--split-batches needs --batch-size >= {num_processes} (one row per process)")
 

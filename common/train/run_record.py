@@ -27,7 +27,7 @@ def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: di
         plan.task, plan.model_spec(), described.feature_names, described.class_labels, described.y_mean,
         described.y_scale, described.preprocess.to_json(), described.ids, plan.data, plan.as_dict(),
         plan.num_processes, str(accelerator.distributed_type), accelerator.mixed_precision,
-        device_name(accelerator.device), outcome, library_versions())
+        device_name(accelerator.device), outcome, library_versions(), target=described.target)
 
 
 def device_name(device: Any) -> str:

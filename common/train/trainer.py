@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from common.data.dataset import SPLITS, TabularData
+from common.data.dataset import SPLITS, TabularData, original_target
+from common.data.splits import fold_ids
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
+from common.model import combine_members
 from common.train.accelerate_leans import Stepper
 from common.train.batching import (
     RowCheck,
@@ -25,7 +28,7 @@ from common.train.batching import (
     local_shard,
     loss_scale,
 )
-from common.train.optim import balanced_class_weights, summed_loss
+from common.train.optim import balanced_class_weights, member_losses, summed_loss
 from common.train.run_plan import TrainPlan
 from common.train.stop_signal import StopSignal
 
@@ -40,31 +43,52 @@ class Trainer:
         self.accelerator, self.model = accelerator, model
         self.plan, self.task = plan, plan.task
         self.num_classes = len(data.description.class_labels or [])
-        # Regression's target scaling; classification has none (and never reads these).
-        self.y_scale = data.description.y_scale or 1.0  # figures on the original scale: errors times the scale
+        self.description = data.description  # regression: the target's scaling, for figures on its own scale
         self.stepper = stepper or Stepper(accelerator, model, optimizer, scheduler, plan.grad_accum)
         device, P, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
-        weight = None
+        self.weight = None
         if self.task == "classification" and plan.class_weight == "balanced":
-            weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
-        self.loss_fn = summed_loss(self.task, weight)
-        shards = evaluation_shards(data, P, rank)
+            self.weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
+        self.loss_fn = summed_loss(self.task, self.weight)
+        # Cross-fitting: each training row's fold. Member i trains on the rows of the other folds,
+        # and the validation figures are each row's under the member that never trained on it.
+        self.folds = (fold_ids(np.asarray(data.y_train) if self.task == "classification" else None, plan.folds,
+                               plan.holdout, plan.seed, len(data.y_train)) if plan.folds else None)
+        shards = evaluation_shards(data, P, rank, bool(plan.folds))
         # On a GPU, everything this process reads stays there when it fits; else all is streamed.
         self.resident = fits_on_device(bytes_read(data, shards), device)
         checks = {name: RowCheck(f"the {name} split of {plan.data}", self.num_classes) for name in SPLITS}
         train_rows = RowSource(data.X_train, data.y_train, device, self.resident, checks["train"])
         self.batches = ShardedBatches(train_rows, plan.global_batch, plan.steps_per_epoch, P, rank, plan.seed,
-                                      plan.grad_accum, plan.shuffle, plan.chunk_rows)
-        self.eval_sets = {name: train_rows.part(part) if name == "train"
-                          else RowSource(data.split(name)[0][part], data.split(name)[1][part], device, self.resident,
-                                         checks[name])
-                          for name, part in shards.items()}
+                                      plan.grad_accum, plan.shuffle, plan.chunk_rows, tags=self.folds)
+        self.eval_sets: dict[str, tuple[RowSource, torch.Tensor | None]] = {}
+        for name, part in shards.items():
+            if name in ("train", "val") and (name == "train" or self.folds is not None):
+                folds = None if name == "train" or self.folds is None else \
+                    torch.from_numpy(self.folds[part].astype(np.int64)).to(device)
+                self.eval_sets[name] = (train_rows.part(part), folds)
+            else:
+                X, y = data.split(name)
+                self.eval_sets[name] = (RowSource(X[part], y[part], device, self.resident, checks[name]), None)
         self.loss_sum = torch.zeros((), device=device)
         self.rows_seen = self.steps_done = 0
 
-    def _run_batch(self, x: torch.Tensor, y: torch.Tensor, group_rows: int, ends_group: bool) -> None:
+    def _training_loss(self, x: torch.Tensor, y: torch.Tensor, fold: torch.Tensor | None) -> torch.Tensor:
+        """The batch's summed loss: an ensemble's members each on the rows outside their fold,
+        averaged over the members that train on each row."""
+        out = self.model(x).float()
+        if out.dim() == 2:
+            return self.loss_fn(out, y)
+        losses = member_losses(self.task, out, y, self.weight, self.plan.label_smoothing)
+        if fold is None:
+            return losses.sum() / losses.shape[1]
+        trains = fold.unsqueeze(1) != torch.arange(losses.shape[1], device=losses.device)
+        return (losses * trains).sum() / max(1, losses.shape[1] - (1 if self.plan.folds >= 2 else 0))
+
+    def _run_batch(self, x: torch.Tensor, y: torch.Tensor, group_rows: int, ends_group: bool,
+                   fold: torch.Tensor | None = None) -> None:
         with self.stepper.accumulate(ends_group):
-            loss_sum = self.loss_fn(self.model(x).float(), y)
+            loss_sum = self._training_loss(x, y, fold)
             scale = loss_scale(self.accelerator.num_processes, group_rows, self.plan.grad_accum)
             self.accelerator.backward(loss_sum * scale)
             if ends_group:
@@ -84,9 +108,9 @@ class Trainer:
             self.rows_seen = 0
         steps, accum = self.plan.steps_per_epoch, self.plan.grad_accum
         batches = self.stepper.epoch(self.batches, epoch, first_step)
-        for step, (x, y, group_rows) in enumerate(batches, start=first_step):
+        for step, (x, y, group_rows, *fold) in enumerate(batches, start=first_step):
             ends_group = ends_accumulation_group(step, steps, accum)
-            self._run_batch(x, y, group_rows, ends_group)
+            self._run_batch(x, y, group_rows, ends_group, *fold)
             self.steps_done = step + 1
             if ends_group and stop is not None and self.steps_done < steps and stop.agreed(step // accum):
                 return None
@@ -108,27 +132,35 @@ class Trainer:
         return float(total[0] / total[1])
 
     @torch.no_grad()
-    def _split_stats(self, rows: RowSource) -> torch.Tensor:
-        """The split's summed statistics, read and scored a chunk at a time, then summed over processes."""
+    def _split_stats(self, rows: RowSource, folds: torch.Tensor | None) -> torch.Tensor:
+        """The split's summed statistics, read and scored a chunk at a time, then summed over
+        processes. With `folds`, each row is scored by the member validated on its fold (rows
+        of no fold are left out); else an ensemble's members are combined."""
         total = None
         # At least one pass, also over an empty shard: every process must bring a tensor to the reduce.
         for start in range(0, max(len(rows), 1), EVAL_CHUNK):
             X, y = rows.slice(start, start + EVAL_CHUNK)
             out = self.model(X).float()
+            if folds is not None:
+                fold = folds[start:start + EVAL_CHUNK]
+                kept = fold >= 0
+                out, y = out[kept, fold[kept]], y[kept]
+            out = combine_members(out, self.task)
             loss_sum = self.loss_fn(out, y).detach()
             if self.task == "classification":
                 stats = classification_stats(out, y, self.num_classes, loss_sum)
             else:
-                stats = regression_stats(out, y, self.y_scale, loss_sum)
+                stats = regression_stats(*original_target(out, y, self.description), loss_sum)
             total = stats if total is None else total + stats
+        assert total is not None
         return self.accelerator.reduce(total, reduction="sum")
 
     def evaluate(self, epoch: int, train_loss: float) -> dict[str, Any]:
         """Figures of every evaluation set, reduced over all processes (every process calls this)."""
         self.model.eval()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-        for split, rows in self.eval_sets.items():
-            stats = self._split_stats(rows).cpu().numpy()
+        for split, (rows, folds) in self.eval_sets.items():
+            stats = self._split_stats(rows, folds).cpu().numpy()
             if self.task == "classification":
                 figures = classification_figures(stats, self.num_classes)
                 figures.pop("confusion_matrix")
@@ -141,18 +173,21 @@ class Trainer:
         return record
 
 
-def evaluation_shards(data: TabularData, num_processes: int, rank: int) -> dict[str, slice]:
+def evaluation_shards(data: TabularData, num_processes: int, rank: int, folds: bool = False) -> dict[str, slice]:
     """The contiguous shard of each evaluation set this process scores: over all processes, every
-    row once. The regression recipe reports the training split's figures too."""
-    names = (["val"] if data.n_val else []) + ["test"] + (["train"] if data.task == "regression" else [])
-    return {name: local_shard(len(data.split(name)[0]), num_processes, rank) for name in names}
+    row once. The regression recipe reports the training split's figures too. With `folds`,
+    validation is out-of-fold, over the training rows."""
+    names = (["val"] if data.n_val or folds else []) + (["test"] if len(data.y_test) else []) \
+        + (["train"] if data.task == "regression" else [])
+    return {name: local_shard(len(data.split("train" if name == "val" and folds else name)[0]), num_processes, rank)
+            for name in names}
 
 
 def bytes_read(data: TabularData, shards: dict[str, slice]) -> int:
     """What a process keeps on its device when it keeps everything: the training split and its
     evaluation shards (its shard of the training split is a view of the training split)."""
     held = [data.X_train, data.y_train] + [a[part] for name, part in shards.items() if name != "train"
-                                           for a in data.split(name)]
+                                           and not (name == "val" and not data.n_val) for a in data.split(name)]
     return sum(a.nbytes for a in held)
 
 

@@ -114,8 +114,8 @@ def run_epoch(plan: TrainPlan, trainer: Trainer, best: BestTracker, display: Tra
 
 def report_stop(plan: TrainPlan, best: BestTracker, accelerator: Accelerator) -> None:
     if best.stopped:
-        accelerator.print(f"Early stop after epoch {best.last['epoch']}: best {plan.monitor} {best.best_value():.4f} at "
-                          f"epoch {best.epoch}")
+        accelerator.print(f"Early stop after epoch {best.last['epoch']}: best {plan.monitor} "
+                          f"{best.best_value():.4f} at epoch {best.epoch}")
     if best.weights is not None:
         accelerator.print(f"Kept the weights of epoch {best.epoch}, the best {plan.monitor} ({best.best_value():.4f})")
     if best.best_was_first():

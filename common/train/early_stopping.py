@@ -7,7 +7,6 @@ from typing import Any
 import torch
 from torch import nn
 
-
 MAXIMISED = ("f1_macro",)  # monitored figures where higher is better (the others are losses)
 
 

@@ -82,7 +82,8 @@ def test_every_column_gets_a_role(people_set):
 
 @pytest.mark.parametrize("name,column,role", [
     ("", list(range(50)), "id"), ("Unnamed: 0", list(range(50)), "id"), ("row", list(range(7, 57)), "id"),
-    ("ID", [3, 1] * 25, "id"), ("order.id", [3, 1] * 25, "id"), ("name", [f"n{i}" for i in range(50)], "id"),
+    ("ID", [3, 1] * 25, "categorical"), ("order.id", list(range(100, 150)), "id"),
+    ("name", [f"n{i}" for i in range(50)], "id"),
     ("price", ["3,750", "1,200", "950", None, "12,000.5"] * 10, "numeric"), ("grade", [1, 2, 3, 1, 2] * 10, "numeric"),
     ("paid", [3, 1] * 25, "numeric"),
 ])
@@ -295,9 +296,28 @@ def test_columns_of_every_arrow_type_get_a_role_and_numbers(tmp_path, column, ro
 
 
 @pytest.mark.parametrize("name", ["CustomerID", "userId", "order_id", "ID"])
-def test_ids_by_name_even_when_they_repeat(name):
-    table = pa.table({name: [3, 1] * 25, "y": [0, 1] * 25})
-    assert infer_roles(table, "y", RoleOverrides())[0].role == "id"
+def test_a_name_like_an_id_makes_an_id_only_when_its_values_are_unique(name):
+    unique = pa.table({name: [17 * i % 101 for i in range(50)], "y": [0, 1] * 25})
+    assert infer_roles(unique, "y", RoleOverrides())[0].role == "id"
+    repeating = pa.table({name: [3, 1, 4, 1, 5] * 10, "y": [0, 1] * 25})  # a code, not an id
+    (found,) = infer_roles(repeating, "y", RoleOverrides())
+    assert found.role == "categorical" and "repeat" in found.why
+
+
+def test_a_column_constant_among_the_labelled_rows_is_dropped(tmp_path):
+    """Roles are guessed on the whole file; a column that varies only where the target is blank
+    tells the model nothing and is dropped once the labelled rows are known."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=60)
+    label = [None if i % 3 == 0 else ("a" if x[i] > 0 else "b") for i in range(60)]
+    batch = [f"b{i % 4}" if i % 3 == 0 else "b1" for i in range(60)]
+    level = [float(i) if i % 3 == 0 else 2.0 for i in range(60)]
+    write(tmp_path / "t.csv", {"x": x, "batch": batch, "level": level, "label": label})
+    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "t")
+    roles = {r["name"]: (r["role"], r["why"]) for r in data.description.roles}
+    assert roles["batch"] == roles["level"] == ("dropped", "one value in every labelled row")
+    assert data.description.feature_names == ["x"] and data.X_train.shape == (40, 1)
 
 
 def test_a_number_target_written_as_text_is_a_regression(tmp_path):

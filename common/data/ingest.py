@@ -197,7 +197,10 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
     task, y, labels = targets(scratch, seen, cfg)
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
-    pre = fit_steps(scratch, seen, split, cfg)
+    pre, constant = fit_steps(scratch, seen, split, cfg)
+    for role in roles:
+        if role.name in constant:
+            role.role, role.why = "dropped", "one value in every labelled row"
     target: dict[str, Any] = {}
     y_mean = y_scale = None
     if labels is None:
@@ -361,16 +364,47 @@ def few_integers(values: ScratchColumn) -> np.ndarray | None:
     return found
 
 
-def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDataConfig) -> Preprocessor:
-    """Every fitted step from the training rows alone, read a chunk at a time (common/data/preprocess.py)."""
+def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray,
+              cfg: MakeDataConfig) -> tuple[Preprocessor, list[str]]:
+    """Every fitted step from the training rows alone, read a chunk at a time (common/data/preprocess.py),
+    and the columns left out because they hold one value in every training row: the head of the
+    file decided the roles over all rows, and a column that varies only where the target is
+    blank tells the model nothing."""
     n_train = int(np.count_nonzero(split == TRAIN))
     sample = median_sample(split, n_train, cfg.seed)
-    numeric = [fit_numeric(name, scratch.column(name).take(sample), training_chunks(scratch.column(name), split))
+    ranges = {name: ValueRange() for name in [*seen.numeric, *seen.categorical]}
+    numeric = [fit_numeric(name, scratch.column(name).take(sample),
+                           ranges[name].watch(training_chunks(scratch.column(name), split)))
                for name in seen.numeric]
-    categorical = [fit_categorical(name, vocabulary.values, training_chunks(scratch.column(name), split),
+    categorical = [fit_categorical(name, vocabulary.values,
+                                   ranges[name].watch(training_chunks(scratch.column(name), split)),
                                    cfg.min_level_rows, cfg.max_levels)
                    for name, vocabulary in seen.categorical.items()]
-    return Preprocessor(numeric, categorical)
+    constant = [name for name, seen_range in ranges.items() if seen_range.constant]
+    return Preprocessor([s for s in numeric if s.name not in constant],
+                        [c for c in categorical if c.name not in constant]), constant
+
+
+@dataclasses.dataclass
+class ValueRange:
+    """The least and greatest value of a column's chunks as they go by, and whether any was blank
+    (NaN; a category's blank is its id -1, a value like any other)."""
+
+    low: float = np.inf
+    high: float = -np.inf
+    blank: bool = False
+
+    def watch(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for chunk in chunks:
+            present = chunk[~np.isnan(chunk)] if chunk.dtype.kind == "f" else chunk
+            self.blank = self.blank or len(present) < len(chunk)
+            if len(present):
+                self.low, self.high = min(self.low, float(present.min())), max(self.high, float(present.max()))
+            yield chunk
+
+    @property
+    def constant(self) -> bool:
+        return not self.blank and self.low == self.high
 
 
 def training_chunks(values: ScratchColumn, split: np.ndarray) -> Iterator[np.ndarray]:

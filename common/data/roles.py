@@ -3,9 +3,13 @@
 - numeric: numbers (integers, floats, or text that is mostly numbers, thousands separators
   allowed); blanks are filled and flagged later (common/data/preprocess.py);
 - categorical: text or booleans, or any column named with --categorical; learned embeddings;
-- id: named like an id (`id`, `*_id`, `index`, `Unnamed: 0`, an empty header) or unique per
-  row (sequential integers, or text); never a feature, copied into the predictions;
-- dropped: empty, constant, of a type we cannot use, or named with --drop.
+- id: named like an id (`id`, `*_id`, `CustomerID`, `index`, `Unnamed: 0`, an empty header)
+  and (nearly) unique per row, or unique per row whatever its name (sequential integers, or
+  text); never a feature, copied into the predictions. A column named like an id whose values
+  repeat (a 5-valued `RegionID`) is a code: categorical;
+- dropped: empty, constant, of a type we cannot use, or named with --drop. A column constant
+  among the rows that have a target is dropped once the file has been read
+  (common/data/ingest.py).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from common.errors import UserError
 
 _ID_NAME = re.compile(r"^(id|index|unnamed: ?\d+|.*[_ .-]id)$", re.IGNORECASE)
 _CAMEL_ID = re.compile(r"^.*[a-z0-9](ID|Id)$")  # CustomerID, userId
+NEARLY_UNIQUE = 0.95  # a column named like an id is one when at least this share of its values are distinct
 
 
 @dataclasses.dataclass
@@ -108,7 +113,10 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
     if is_constant(column):
         return role("dropped", "constant")
     if looks_like_an_id(name):
-        return role("id", "named like an id")
+        distinct = pc.count_distinct(column, mode="only_valid").as_py()
+        if distinct >= NEARLY_UNIQUE * (n - missing):
+            return role("id", "named like an id, unique per row")
+        return role("categorical", f"named like an id but {distinct} values repeat: a code")
     if is_sequential(column):
         return role("id", "sequential, unique per row")
     if pa.types.is_boolean(kind):

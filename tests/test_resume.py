@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import train as train_script
 from common.data.dataset import load_dataset
 from common.serve.predict import load_model_dir, model_outputs
-from conftest import ROOT, read_config, read_metrics, script_env, train, user_error
+from conftest import ROOT, make_data, read_config, read_metrics, script_env, train, user_error
 
 
 def train_args(data, ckpt, *extra):
@@ -164,3 +164,21 @@ def test_resuming_a_finished_run_says_so(small_cls, tmp_path, capsys):
     train(*train_args(small_cls, tmp_path, *extra, "--resume"))
     assert "had finished: nothing left to train" in capsys.readouterr().out
     assert (tmp_path / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.e2e
+def test_a_killed_cross_fitted_run_resumes_to_bit_identical_weights(tmp_path):
+    """The users' default: five members, their folds, the best out-of-fold F1 so far and the
+    cosine schedule all travel in the checkpoint."""
+    from test_tables import people, write
+
+    write(tmp_path / "people.csv", people(rows=600))
+    make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path)
+    args = ["--data", str(tmp_path / "people"), "--epochs", "12", "--checkpoint-every", "2"]
+    train(*args, "--ckpt-dir", tmp_path / "whole")
+    kill_after_checkpoint([*args, "--ckpt-dir", str(tmp_path / "cut")], tmp_path / "cut", epoch=5)
+    train(*args, "--ckpt-dir", tmp_path / "cut", "--resume")
+    assert read_config(tmp_path / "whole")["model"]["members"] == 5
+    weights = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("cut", "whole")]
+    assert weights[0] == weights[1]
+    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")

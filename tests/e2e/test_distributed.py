@@ -57,7 +57,8 @@ def test_split_batches_on_two_processes_equal_one_process(small_cls, tmp_path):
 
 
 def test_a_table_with_categories_trains_the_same_on_two_processes(tmp_path):
-    """Embeddings under DDP: category codes travel in the one input tensor, sharded like the rest."""
+    """The users' default under DDP: five cross-fitted members with their folds, periodic and
+    categorical embeddings; category codes travel in the one input tensor, sharded like the rest."""
     from test_tables import people, write
 
     write(tmp_path / "people.csv", people(rows=1200))

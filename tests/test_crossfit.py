@@ -1,0 +1,143 @@
+"""Users' tables by default: folds, the batched ensemble, out-of-fold validation, target transforms."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_tables import write
+
+from common.config import TrainConfig, parse_config
+from common.data.dataset import load_dataset, unscale_target
+from common.data.preprocess import target_transform
+from common.data.splits import TRAIN_ONLY, fold_ids
+from common.model import EnsembleNet, build_model, combine_members, model_spec
+from common.train.run_context import find_context
+from common.train.run_plan import make_plan, table_settings
+from conftest import infer, make_data, read_config, read_csv_rows, read_metrics, train
+
+
+def test_folds_are_stratified_seeded_and_cover_every_row():
+    y = np.repeat([0, 1, 2], [500, 80, 20])
+    folds = fold_ids(y, 5, 0.0, seed=7)
+    for k in range(3):
+        assert np.bincount(folds[y == k], minlength=5).tolist() == [np.sum(y == k) // 5] * 5  # each class evenly
+    assert (fold_ids(y, 5, 0.0, seed=7) == folds).all() and not (fold_ids(y, 5, 0.0, seed=8) == folds).all()
+    holdout = fold_ids(None, 1, 0.1, seed=7, n=1000)
+    assert set(np.unique(holdout)) == {TRAIN_ONLY, 0} and (holdout == 0).sum() == 100
+
+
+def test_a_small_table_cross_fits_and_a_large_one_keeps_one_validation_fold():
+    small, large = table_settings(800, False, "classification", {}), table_settings(200_000, False, "regression", {})
+    assert small["folds"] == 5 and small["class_weight"] == "none" and small["label_smoothing"] > 0
+    assert large["folds"] == 1 and large["label_smoothing"] == 0
+    assert table_settings(800, True, "classification", {})["folds"] == 0  # a validation split of its own
+    assert table_settings(3, False, "classification", {})["folds"] == 3   # never more folds than rows
+
+
+def test_the_ensemble_averages_probabilities_and_each_member_trains_apart():
+    spec = model_spec(3, [8], 4, "relu", [(5, 2)], members=3, periodic=(4, 2))
+    model = build_model(spec)
+    assert isinstance(model, EnsembleNet)
+    x = torch.tensor([[0.1, -2.0, 1.0, 3.0], [0.0, 0.5, -1.0, 0.0]])
+    out = model(x)
+    assert out.shape == (2, 3, 4)
+    combined = combine_members(out, "classification")
+    torch.testing.assert_close(combined.softmax(-1), out.softmax(-1).mean(1))
+    torch.testing.assert_close(combine_members(out, "regression"), out.mean(1))
+    assert not torch.allclose(out[:, 0], out[:, 1])  # members start apart
+    # A member's loss reaches its own weights only.
+    out[:, 1].sum().backward()
+    assert model.weights[0].grad[0].abs().sum() == 0 and model.weights[0].grad[1].abs().sum() > 0
+
+
+def count_table(path, rows=400, seed=0):
+    """A skewed count target (most rows 0-3, a few in the hundreds), one text column."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    shop = rng.choice(["a", "b", "c"], rows)
+    visits = np.floor(np.expm1(np.clip(1.2 * x + (shop == "a") + rng.normal(0, 0.5, rows), 0, None) * 2)).astype(int)
+    write(path, {"x": x, "shop": shop, "visits": visits})
+    return visits
+
+
+def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path):
+    visits = count_table(tmp_path / "counts.csv")
+    assert target_transform(visits.astype(float))["transform"] == "log1p"
+    assert target_transform(np.linspace(-1, 1, 50))["transform"] == "none"  # negatives: as it is
+    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "counts")
+    target = data.description.target
+    assert target == {"transform": "log1p", "low": float(visits.min()), "high": float(visits.max())}
+    back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale, target)[:, 0]
+    np.testing.assert_allclose(np.sort(back), np.sort(visits), rtol=1e-4, atol=1e-3)  # the arrays hold log1p(y)
+    train("--data", tmp_path / "counts", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
+    write(tmp_path / "new.csv", {"x": [-30.0, 0.0, 30.0], "shop": ["b", "a", "a"]})  # far outside training
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    predicted = [float(r["prediction"]) for r in read_csv_rows(tmp_path / "p.csv")]
+    assert all(visits.min() <= p <= visits.max() for p in predicted)  # never a negative count
+    record = read_metrics(tmp_path / "run")[-1]
+    assert {"val_r2", "val_mae", "train_r2"} <= record.keys()  # out of fold, on the original scale
+
+
+@pytest.fixture(scope="module")
+def crossfit_run(tmp_path_factory):
+    from test_tables import people
+
+    tmp = tmp_path_factory.mktemp("crossfit")
+    write(tmp / "people.csv", people(rows=500))
+    make_data("--csv", tmp / "people.csv", "--target", "label", "--out-dir", tmp)
+    train("--data", tmp / "people", "--ckpt-dir", tmp / "run", "--epochs", "12")
+    return tmp
+
+
+def test_out_of_fold_validation_scores_every_labelled_row_once(crossfit_run):
+    config = read_config(crossfit_run / "run")
+    assert config["training"]["folds"] == 5 and config["model"]["members"] == 5
+    assert config["final_metrics"]["val_n"] == 500  # every row, by the one member that never trained on it
+    assert config["weights"] == "best" and config["best_epoch"] == config["final_metrics"]["epoch"]
+
+
+def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
+    cfg = parse_config(TrainConfig, ["--data", str(crossfit_run / "people"), "--ckpt-dir", str(crossfit_run / "x")])
+    data = load_dataset(crossfit_run / "people")
+    plan = make_plan(cfg, data, find_context(cfg, 1, 1))
+    assert (plan.folds, plan.members, plan.monitor) == (5, 5, "val_f1_macro")
+    assert plan.model_spec()["members"] == 5 and "5-fold cross-fitting" in plan.describe()
+
+
+def test_predictions_do_not_depend_on_the_batch_size(crossfit_run, tmp_path):
+    for size in ("7", "65536"):
+        infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv",
+              "--output", tmp_path / f"{size}.csv", "--batch-size", size)
+    assert (tmp_path / "7.csv").read_text() == (tmp_path / "65536.csv").read_text()
+
+
+def test_infer_without_a_test_split_says_where_the_figures_are(crossfit_run):
+    from conftest import user_error
+
+    message = user_error(__import__("infer").main, "--ckpt-dir", crossfit_run / "run")
+    assert "no test split" in message and "metrics.jsonl" in message and "--input" in message
+
+
+def test_a_locked_test_set_is_still_scored_by_the_averaged_members(tmp_path):
+    from test_tables import people
+
+    write(tmp_path / "people.csv", people(rows=400))
+    make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path, "--test-size", "0.25")
+    train("--data", tmp_path / "people", "--ckpt-dir", tmp_path / "run", "--epochs", "4")
+    infer("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "m.json")
+    figures = json.loads((tmp_path / "m.json").read_text())
+    assert np.sum(figures["confusion_matrix"]) == 100
+    assert figures["f1_macro"] == pytest.approx(read_config(tmp_path / "run")["final_metrics"]["f1_macro"])
+
+
+def test_the_best_macro_f1_is_kept_and_a_best_first_evaluation_is_flagged():
+    from common.train.early_stopping import BestTracker
+
+    best = BestTracker(0, "val_f1_macro", keep_best=True)
+    model = torch.nn.Linear(1, 1)
+    for epoch, f1 in ((0, 0.7), (3, 0.6), (6, 0.65)):
+        best.update({"epoch": epoch, "val_f1_macro": f1}, model)
+    assert best.best_was_first() and best.best_value() == 0.7 and best.weights is not None
+    best.update({"epoch": 9, "val_f1_macro": 0.75}, model)  # higher is better for F1
+    assert best.epoch == 9 and not best.best_was_first()

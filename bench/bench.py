@@ -15,7 +15,7 @@ Prints ratios (ours / peer) and accuracies:
   6. reading (bench/tables.py): make_data.py's reading speed and memory on CSV and Parquet;
   7. quality (bench/quality.py; extras: pip install -r bench/requirements.txt): the default path,
      make_data.py + train.py + infer.py as a user runs them, on ~20 real tables split by the
-     benchmark, against default LightGBM, HistGradientBoosting and an MLP pipeline (~15 minutes);
+     benchmark, against default LightGBM, HistGradientBoosting and an MLP pipeline (~6 minutes);
   8. scale (bench/scale.py): 1M, 10M and 50M rows x 10 features through the three scripts, each
      in a fresh process: make_data.py's rows/s and peak memory against reading the CSV whole, the
      epoch time and each process's anonymous resident memory with 1 and 2 processes, infer.py's
@@ -56,7 +56,8 @@ class BenchConfig:
     ddp: bool = field(True, "measure 1 vs 2 processes (section 5; about a minute)")
     tables: bool = field(True, "users' tables: reading speed and default-path quality (sections 6 and 7)")
     read_sizes: list[int] = field([1_000_000, 10_000_000], "rows of the generated tables for the reading section")
-    quality_tables: list[str] = field([], "the quality section's tables by name (default: all in bench/quality.py)")
+    quality_tables: list[str] = field([], "the quality section's tables by name (default: all in bench/quality.py)",
+                                      metavar="NAME")
     extra_tables: list[str] = field([], "more tables for the quality section, as PATH:TARGET[:TASK]",
                                     metavar="PATH:TARGET")
     scale: bool = field(True, "rows through make_data.py, train.py (1 and 2 processes) and infer.py (section 8; "

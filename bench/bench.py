@@ -12,8 +12,10 @@ Prints ratios (ours / peer) and accuracies:
   4. infer.py's throughput and peak memory on 1M rows;
   5. where data parallelism starts to pay on this machine: 1 vs 2 processes (gloo), the
      recipe's model and a wide one;
-  6-7. users' tables (bench/tables.py): make_data.py's reading speed and memory on CSV and
-     Parquet, and the default path's test figures against scikit-learn pipelines;
+  6. reading (bench/tables.py): make_data.py's reading speed and memory on CSV and Parquet;
+  7. quality (bench/quality.py; extras: pip install -r bench/requirements.txt): the default path,
+     make_data.py + train.py + infer.py as a user runs them, on ~20 real tables split by the
+     benchmark, against default LightGBM, HistGradientBoosting and an MLP pipeline (~6 minutes);
   8. scale (bench/scale.py): 1M, 10M and 50M rows x 10 features through the three scripts, each
      in a fresh process: make_data.py's rows/s and peak memory against reading the CSV whole, the
      epoch time and each process's anonymous resident memory with 1 and 2 processes, infer.py's
@@ -54,7 +56,10 @@ class BenchConfig:
     ddp: bool = field(True, "measure 1 vs 2 processes (section 5; about a minute)")
     tables: bool = field(True, "users' tables: reading speed and default-path quality (sections 6 and 7)")
     read_sizes: list[int] = field([1_000_000, 10_000_000], "rows of the generated tables for the reading section")
-    extra_tables: list[str] = field([], "more tables for the quality section, as PATH:TARGET", metavar="PATH:TARGET")
+    quality_tables: list[str] = field([], "the quality section's tables by name (default: all in bench/quality.py)",
+                                      metavar="NAME")
+    extra_tables: list[str] = field([], "more tables for the quality section, as PATH:TARGET[:TASK]",
+                                    metavar="PATH:TARGET")
     scale: bool = field(True, "rows through make_data.py, train.py (1 and 2 processes) and infer.py (section 8; "
                         "~10 GB of /tmp at 50M rows)")
     scale_rows: list[int] = field([1_000_000, 10_000_000, 50_000_000], "rows of the generated CSVs for section 8")
@@ -344,14 +349,9 @@ def report_tables(results: dict) -> None:
         t.add_row(f"{r['rows']:,}", r["format"], f"{r['mb']:.0f}", f"{r['read_seconds']:.2f}", f"{r['seconds']:.2f}",
                   f"{r['rows_per_s']:,.0f}", f"{r['peak_rss_mb']:.0f}")
     console.print(t)
-    t = Table(title="7. default path vs scikit-learn pipelines (impute + one-hot + scale), same test rows",
-              title_justify="left")
-    for col in ("table", "figure", "ours", "sklearn MLP", "sklearn HistGB", "ours s"):
-        t.add_column(col, justify="right")
-    for r in results["quality"]:
-        t.add_row(r["table"], r["figure"], f"{r['ours']:.4f}", f"{r['sklearn_mlp']:.4f}", f"{r['sklearn_hgb']:.4f}",
-                  f"{r['ours_seconds']:.1f}")
-    console.print(t)
+    import quality
+
+    quality.report(results["quality"], console)
 
 
 def main(argv=None) -> None:
@@ -361,7 +361,8 @@ def main(argv=None) -> None:
         return
     if cfg.quick:
         cfg = dataclasses.replace(cfg, epochs=5, sizes=[10_000, 100_000], infer_rows=100_000, read_sizes=[100_000],
-                                  scale_rows=[100_000, 300_000])
+                                  scale_rows=[100_000, 300_000],
+                                  quality_tables=cfg.quality_tables or ["penguins", "breast_cancer", "CPS1985"])
     import tempfile
 
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
@@ -376,7 +377,9 @@ def main(argv=None) -> None:
             import tables
 
             results["reading"] = tables.reading(Path(tmp), cfg.read_sizes, in_worker)
-            results["quality"] = tables.quality(Path(tmp), cfg.extra_tables)
+            import quality
+
+            results["quality"] = quality.run(Path(tmp), quality.select(cfg.quality_tables, cfg.extra_tables))
         if cfg.scale:
             import scale
 

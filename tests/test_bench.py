@@ -1,6 +1,7 @@
 """The fast data path computes what the recipe's DataLoader loop computes; the benchmark runs."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,9 +36,41 @@ def test_table_sections(tmp_path):
     tables.write_numeric_table(path, 500)
     reading = tables.ingest_worker(f"{path},{tmp_path / 'out'}", bench.peak_rss_mb)
     assert reading["seconds"] > 0 and reading["peak_rss_mb"] > 0
-    (row,) = tables.quality(tmp_path, [], shipped=())
-    assert row["task"] == "classification" and row["figure"] == "macro-F1"
-    assert 0.3 < row["ours"] <= 1 and 0.3 < row["sklearn_mlp"] <= 1 and 0.3 < row["sklearn_hgb"] <= 1
+
+
+def test_quality_section_scores_ours_and_the_baselines_on_its_own_split(tmp_path):
+    """Section 7 on one tiny table (300 generated rows: text, true/false, blanks): the three
+    commands run, every figure is there, the gap is ours - the best baseline."""
+    pytest.importorskip("pandas", reason="benchmark-only extra: pip install -r bench/requirements.txt")
+    import quality
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 3))
+    shop = rng.choice(["north", "south", "east"], 300)
+    member = rng.random(300) < 0.5
+    label = np.where(x[:, 0] + (shop == "east") + member + rng.normal(0, 0.3, 300) > 0.8, "yes", "no")
+    x[rng.random(300) < 0.1, 1] = np.nan
+    path = tmp_path / "tiny.csv"
+    write_csv(path, {"x0": x[:, 0], "x1": x[:, 1], "x2": x[:, 2], "shop": shop, "member": member, "label": label})
+    table = quality.Table("tiny", "csv", str(path), "label", quality.guess_task(str(path), "label"))
+    assert table.task == "classification"
+    results = quality.run(tmp_path, [table], train_args=["--epochs", "30"], progress=False)
+    (row,) = results["tables"]
+    assert "error" not in row, row["error"]
+    assert row["rows"] == 300 and row["task"] == row["suite_task"] == "classification"
+    assert row["ours_seconds"] == pytest.approx(row["make_data_s"] + row["train_s"] + row["infer_s"])
+    peers = [row[name] for name in quality.BASELINES if row[name] is not None]
+    assert len(peers) >= 2 and all(0.5 < figure <= 1 for figure in [row["ours"], *peers])
+    assert row["gap"] == pytest.approx(row["ours"] - max(peers))
+    assert results["summary"]["mean_gap"] == pytest.approx(row["gap"]) and not results["summary"]["failures"]
+    assert not list(tmp_path.glob("quality_*"))
+
+
+def write_csv(path, columns):
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    pa_csv.write_csv(pa.table(columns), path)
 
 
 def test_scale_section_measures_every_step_and_cleans_up(tmp_path):

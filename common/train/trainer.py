@@ -63,9 +63,10 @@ class Trainer:
                                       plan.grad_accum, plan.shuffle, plan.chunk_rows, tags=self.folds)
         self.eval_sets: dict[str, tuple[RowSource, torch.Tensor | None]] = {}
         for name, part in shards.items():
-            if name in ("train", "val") and (name == "train" or self.folds is not None):
-                folds = None if name == "train" or self.folds is None else \
-                    torch.from_numpy(self.folds[part].astype(np.int64)).to(device)
+            if name == "train":
+                self.eval_sets[name] = (train_rows.part(part), None)
+            elif name == "val" and self.folds is not None:  # out of fold, over the training rows
+                folds = torch.from_numpy(self.folds[part].astype(np.int64)).to(device)
                 self.eval_sets[name] = (train_rows.part(part), folds)
             else:
                 X, y = data.split(name)

@@ -62,6 +62,8 @@ def report(meta: DatasetDescription) -> None:
     if source.get("csv"):
         roles = [ColumnRole(**r) for r in meta.roles]
         console.print(roles_table(roles, f"columns of {source['csv']}"))
+    if source.get("task_reason"):
+        console.print(f"Target '{source['target']}': {source['task_reason']}")
     if source.get("rows_without_target"):
         console.print(f"Dropped {source['rows_without_target']} row(s) without a target value")
     labels, steps = meta.class_labels, meta.preprocess

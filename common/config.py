@@ -53,7 +53,7 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
     "min_batch": 32, "max_batch": 256,
     "optimizer_steps": 3000,      # epochs enough for about this many steps ...
-    "max_row_passes": 400_000,    # ... and no more than this many rows (times members) in the whole run ...
+    "max_row_passes": 2_000_000,  # ... and no more than this many rows (times members) in the whole run ...
     "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
     "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
     "patience": 16,               # ... stopping after this many without a lower validation loss; best weights kept
@@ -199,6 +199,14 @@ class MakeDataConfig:
     numeric: list[str] = field([], "columns to treat as numeric", metavar="COL")
     drop: list[str] = field([], "columns to leave out", metavar="COL")
     id: list[str] = field([], "id columns: never features, copied into predictions", metavar="COL")
+    scaling: Literal["quantile", "standard"] | None = field(
+        None, "numeric columns into the model: quantile (training quantiles mapped onto a normal: skew and "
+              "outliers spread evenly) or standard (training mean and scale)",
+        default_help="quantile for a --csv table; standard for the recipes and shipped data sets")
+    target_transform: Literal["auto", "log_link", "log1p", "none"] = field(
+        "auto", "how a regression target is modelled: log_link (the model predicts log E[y], trained on the Poisson "
+                "deviance), log1p (squared error on log1p(y)) or none (squared error on y); auto: log_link for a "
+                "skewed target that is never negative, else none")
     max_levels: int = positive(1000, "most frequent levels kept per categorical column; the rest share one code")
     min_level_rows: int = positive(2, "training rows a level needs to get its own code")
     dataset: Literal["iris", "wine", "breast_cancer", "digits", "diabetes"] | None = field(

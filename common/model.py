@@ -144,9 +144,9 @@ class EnsembleNet(nn.Module):
         self.activation = ACTIVATIONS[spec["activation"]]()
         self.dropout = nn.Dropout(spec.get("dropout", 0.0))
 
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """[k, rows, width] first-layer inputs of every member."""
-        k = self.weights[0].shape[0]
+    def inputs(self, x: torch.Tensor, members: slice) -> torch.Tensor:
+        """[k, rows, width] first-layer inputs of the chosen members."""
+        k = len(range(*members.indices(self.weights[0].shape[0])))
         numeric = x[:, :self.numeric]
         parts = [numeric.unsqueeze(0).expand(k, -1, -1)]
         if self.periodic:
@@ -154,27 +154,33 @@ class EnsembleNet(nn.Module):
             embedded = torch.einsum("rfp,fpd->rfd", torch.cos(angles), self.periodic_weight) + self.periodic_bias
             parts.append(embedded.flatten(1).unsqueeze(0).expand(k, -1, -1))
         codes = x[:, self.numeric:].long()
-        parts += [table[:, codes[:, i]] for i, table in enumerate(self.embeddings)]
+        parts += [table[members, codes[:, i]] for i, table in enumerate(self.embeddings)]
         return torch.cat(parts, dim=2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.inputs(x)
+    def forward(self, x: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """[rows, k, outputs]; with `member`, that member's alone ([rows, 1, outputs]): scoring a
+        row out of fold then costs one member's arithmetic, not k."""
+        members = slice(None) if member is None else slice(member, member + 1)
+        h = self.inputs(x, members)
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(bias, h, weight)
+            h = torch.baddbmm(bias[members], h, weight[members])
             if i < last:
                 h = self.dropout(self.activation(h))
         return h.transpose(0, 1)
 
 
-def combine_members(out: torch.Tensor, task: str) -> torch.Tensor:
+def combine_members(out: torch.Tensor, task: str, log_link: bool = False) -> torch.Tensor:
     """One prediction per row from a model's output: an ensemble's [rows, k, outputs] becomes the
-    log of its members' mean probability (classification) or their mean output (regression);
-    a single network's [rows, outputs] passes unchanged."""
+    log of its members' mean probability (classification), the log of their mean prediction
+    (`log_link`: outputs are log E[y]) or their mean output (regression); a single network's
+    [rows, outputs] passes unchanged."""
     if out.dim() == 2:
         return out
     if task == "classification":
         return torch.logsumexp(torch.log_softmax(out.float(), dim=-1), dim=1) - math.log(out.shape[1])
+    if log_link:
+        return torch.logsumexp(out.float(), dim=1) - math.log(out.shape[1])
     return out.mean(dim=1)
 
 

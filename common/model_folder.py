@@ -97,7 +97,15 @@ def target_modelling(f: Fields) -> dict[str, Any]:
     low, high = t.number("low"), t.number("high")
     if low > high:
         raise t.error(f"has a range from {low} down to {high}")
-    return {"transform": t.text("transform", ("none", "log1p")), "low": low, "high": high}
+    return {"transform": t.text("transform", TARGET_TRANSFORMS), "low": low, "high": high}
+
+
+TARGET_TRANSFORMS = ("none", "log1p", "log_link")
+
+
+def log_link(target: dict[str, Any] | None) -> bool:
+    """Whether the model's output is log E[y] (trained on the Poisson deviance), not y itself."""
+    return bool(target and target.get("transform") == "log_link")
 
 
 

@@ -72,6 +72,12 @@ class Fields:
         return self.checked(key, lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
                             "a list of text", default)
 
+    def ascending(self, key: str, default: Any = MISSING) -> Any:
+        """At least two finite numbers, none smaller than the one before (quantiles, knots)."""
+        return self.checked(key, lambda v: isinstance(v, list) and len(v) >= 2 and all(map(is_finite, v))
+                            and all(a <= b for a, b in zip(v[:-1], v[1:], strict=True)),
+                            "a list of at least two finite numbers in ascending order", default)
+
     def labels(self, key: str) -> list[Any]:
         """Class labels: a non-empty list of distinct numbers or texts."""
         value = self.value(key)

@@ -11,9 +11,10 @@ from common.data.dataset import load_dataset, unscale_target
 from common.data.preprocess import target_transform
 from common.data.splits import TRAIN_ONLY, fold_ids
 from common.model import EnsembleNet, build_model, combine_members, model_spec
+from common.train.optim import poisson_deviance
 from common.train.run_context import find_context
 from common.train.run_plan import make_plan, table_settings
-from conftest import infer, make_data, read_config, read_csv_rows, read_metrics, train
+from conftest import infer, make_data, make_data_script, read_config, read_csv_rows, read_metrics, train, user_error
 
 
 def test_folds_are_stratified_seeded_and_cover_every_row():
@@ -44,7 +45,9 @@ def test_the_ensemble_averages_probabilities_and_each_member_trains_apart():
     combined = combine_members(out, "classification")
     torch.testing.assert_close(combined.softmax(-1), out.softmax(-1).mean(1))
     torch.testing.assert_close(combine_members(out, "regression"), out.mean(1))
+    torch.testing.assert_close(combine_members(out, "regression", log_link=True).exp(), out.exp().mean(1))
     assert not torch.allclose(out[:, 0], out[:, 1])  # members start apart
+    torch.testing.assert_close(model(x, member=1)[:, 0], out[:, 1])  # one member alone: scoring out of fold
     # A member's loss reaches its own weights only.
     out[:, 1].sum().backward()
     assert model.weights[0].grad[0].abs().sum() == 0 and model.weights[0].grad[1].abs().sum() > 0
@@ -62,21 +65,46 @@ def count_table(path, rows=400, seed=0):
 
 def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path):
     visits = count_table(tmp_path / "counts.csv")
-    assert target_transform(visits.astype(float))["transform"] == "log1p"
+    assert target_transform(visits.astype(float))["transform"] == "log_link"
     assert target_transform(np.linspace(-1, 1, 50))["transform"] == "none"  # negatives: as it is
     make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "counts")
     target = data.description.target
-    assert target == {"transform": "log1p", "low": float(visits.min()), "high": float(visits.max())}
-    back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale, target)[:, 0]
-    np.testing.assert_allclose(np.sort(back), np.sort(visits), rtol=1e-4, atol=1e-3)  # the arrays hold log1p(y)
+    assert target == {"transform": "log_link", "low": float(visits.min()), "high": float(visits.max())}
+    assert data.description.y_scale == pytest.approx(visits.mean())  # y / its mean: outputs start near log 1
+    back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale, target, prediction=False)
+    np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-5)
     train("--data", tmp_path / "counts", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
     write(tmp_path / "new.csv", {"x": [-30.0, 0.0, 30.0], "shop": ["b", "a", "a"]})  # far outside training
     infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
     predicted = [float(r["prediction"]) for r in read_csv_rows(tmp_path / "p.csv")]
     assert all(visits.min() <= p <= visits.max() for p in predicted)  # never a negative count
     record = read_metrics(tmp_path / "run")[-1]
-    assert {"val_r2", "val_mae", "train_r2"} <= record.keys()  # out of fold, on the original scale
+    assert {"val_r2", "val_mae"} <= record.keys() and "train_r2" not in record  # out of fold, on the original scale
+
+
+def test_the_poisson_deviance_is_zero_at_the_truth_and_least_at_the_mean():
+    y = torch.tensor([0.0, 0.0, 1.0, 5.0])
+    assert poisson_deviance(torch.log(y.clamp_min(1e-30)), y).abs().max() < 1e-6
+    constants = torch.linspace(-1.0, 1.5, 251)  # one log-mean for all four rows
+    total = torch.stack([poisson_deviance(c.expand(4), y).sum() for c in constants])
+    assert constants[total.argmin()].exp() == pytest.approx(y.mean().item(), rel=0.01)  # the mean, not the median
+
+
+@pytest.mark.parametrize("choice", ["log1p", "none"])
+def test_a_chosen_target_transform_round_trips_and_a_negative_target_refuses_a_log(tmp_path, choice):
+    visits = count_table(tmp_path / "counts.csv")
+    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--target-transform", choice,
+              "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "counts")
+    assert data.description.target["transform"] == choice
+    back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale, data.description.target,
+                          prediction=False)
+    np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-4, atol=1e-3)
+    write(tmp_path / "signed.csv", {"x": np.arange(50.0) % 7, "y": np.arange(50.0) - 10})
+    message = user_error(make_data_script.main, "--csv", tmp_path / "signed.csv", "--target", "y",
+                         "--target-transform", "log_link", "--out-dir", tmp_path)
+    assert "never negative" in message and "--target-transform none" in message
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +169,15 @@ def test_the_best_macro_f1_is_kept_and_a_best_first_evaluation_is_flagged():
     assert best.best_was_first() and best.best_value() == 0.7 and best.weights is not None
     best.update({"epoch": 9, "val_f1_macro": 0.75}, model)  # higher is better for F1
     assert best.epoch == 9 and not best.best_was_first()
+
+
+def test_a_count_target_with_few_values_is_a_regression_unless_told(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=600)
+    write(tmp_path / "visits.csv", {"x": x, "visits": np.minimum(rng.poisson(np.exp(0.8 * x - 0.3)), 12)})
+    make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--out-dir", tmp_path / "auto")
+    counted = load_dataset(tmp_path / "auto" / "visits").description
+    assert counted.task == "regression" and "skewed like counts" in counted.source["task_reason"]
+    make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--task", "classification",
+              "--out-dir", tmp_path / "told")
+    assert load_dataset(tmp_path / "told" / "visits").description.task == "classification"

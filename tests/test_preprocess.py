@@ -1,9 +1,10 @@
 """The fitting functions that both paths share: an array in memory is one chunk of the streamed path."""
 import numpy as np
 import pytest
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-from common.data.preprocess import Categories, fit_categorical, fit_numeric, fit_target_scaling
+from common.data.ingest import looks_like_counts
+from common.data.preprocess import Categories, fit_categorical, fit_numeric, fit_target_scaling, normal_scores
 
 
 def pieces(values, cuts):
@@ -69,3 +70,42 @@ def test_categorical_levels_are_the_same_from_one_chunk_or_many():
     chunked = fit_categorical("c", column.values, pieces(column.index, [1, 999, 2000]), min_rows=20, max_levels=5)
     assert chunked == whole and len(whole.levels) == 5
     assert whole.levels == ["a", "b", "c", "d", "e"]  # the most frequent, most first
+
+
+def test_quantile_scaling_maps_a_skewed_column_as_quantile_transformer_does():
+    values = np.random.default_rng(3).lognormal(0.0, 1.5, 30_000)
+    step = fit_numeric("x", values, [values], quantile=True)
+    assert len(step.quantiles) == 1000  # one per 30 rows, at most 1,000
+    ours = step.scaled(values)
+    theirs = QuantileTransformer(n_quantiles=1000, output_distribution="normal", subsample=None) \
+        .fit_transform(values.reshape(-1, 1))[:, 0]
+    inner = np.abs(theirs) < 3  # both clip the ends; between quantiles, ours is linear on the normal's scale
+    assert np.abs(ours - theirs)[inner].max() < 0.02
+    assert abs(ours.mean()) < 0.01 and abs(ours.std() - 1) < 0.02  # a normal, however skewed the input
+    assert np.all(np.diff(step.scaled(np.sort(values))) >= 0)      # order kept
+
+
+def test_quantile_scaling_gives_a_column_of_few_values_the_middle_of_its_levels():
+    flags = np.repeat([0.0, 1.0], [500, 500])
+    step = fit_numeric("x", flags, [flags], quantile=True)
+    low, high = step.scaled(np.array([0.0, 1.0]))
+    assert low == -high and 0.6 < high < 0.8  # about the normal's quartiles, as for levels 1/4 and 3/4
+    far = normal_scores(np.array([-1e9, 1e9]), np.asarray(step.quantiles))
+    assert -5.3 < far[0] < -5.1 and 5.1 < far[1] < 5.3  # beyond the training range: the ends, finite
+
+
+COUNTS = np.arange(10.0)
+
+
+@pytest.mark.parametrize("frequencies,counts", [
+    ([500, 200, 100, 60, 40, 30, 20, 10, 5, 3], True),     # doctor visits: piled up at 0, a long tail
+    ([100] * 10, False),                                     # the ten digits: evenly spread classes
+    ([5, 20, 100, 300, 400, 300, 100, 20, 5, 1], False),     # scores around a middle
+])
+def test_whole_numbers_skewed_like_counts_are_a_regression(frequencies, counts):
+    assert looks_like_counts(COUNTS, np.array(frequencies)) is counts
+
+
+def test_few_or_negative_whole_numbers_stay_classes():
+    assert not looks_like_counts(np.arange(3.0), np.array([900, 50, 50]))  # an imbalanced class code
+    assert not looks_like_counts(COUNTS - 5, np.array([500, 200, 100, 60, 40, 30, 20, 10, 5, 3]))

@@ -108,10 +108,10 @@ def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
     assert config["final_metrics"] == records[best]  # the saved weights' figures, not the last epoch's
     # The saved weights are the best epoch's: they reproduce its validation and test losses.
     data = load_dataset(small_val)
-    _, model = load_model_dir(tmp_path)
+    record, model = load_model_dir(tmp_path)
     for split in ("val", "test"):
         X, y = data.split(split)
-        logits = torch.from_numpy(model_outputs(model, X, 4096, "classification"))
+        logits = torch.from_numpy(model_outputs(model, X, 4096, record))
         loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.array(y))).item()
         assert loss == pytest.approx(records[best][f"{split}_loss"], rel=1e-5)
 

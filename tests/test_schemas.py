@@ -44,6 +44,7 @@ DATASET_DAMAGE = [
     (lambda m: m.update(format=99), "format 99"),
     (lambda m: m["preprocess"]["numeric"][0].update(scale=0), "'scale' = 0"),
     (lambda m: m["preprocess"]["numeric"][0].update(mean=float("nan")), "'mean' = nan"),
+    (lambda m: m["preprocess"]["numeric"][0].update(quantiles=[2.0, 1.0]), "ascending order"),
     (lambda m: m["preprocess"]["numeric"].__delitem__(0), "preprocessing steps make"),
     (lambda m: m.update(class_labels=[]), "'class_labels'"),
     (lambda m: m.update(task="regression", y_mean=0.0, y_scale=1.0), "y_train holds int64"),

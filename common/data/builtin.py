@@ -70,13 +70,14 @@ def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
     """The synthetic recipe's sizes and its 80/20 split; a user's table keeps every labelled row
     for training unless --test-size asks for a test split."""
     test_size = cfg.test_size if cfg.test_size is not None else 0.0 if cfg.csv else 0.2
+    scaling = cfg.scaling or ("quantile" if cfg.csv else "standard")
     if cfg.csv or cfg.dataset:
-        resolved = dataclasses.replace(cfg, test_size=test_size)
+        resolved = dataclasses.replace(cfg, test_size=test_size, scaling=scaling)
     else:
         task = cfg.task or "classification"
         sizes = {name: recipe_value(task, name) for name in ("n_samples", "n_features", "n_informative")
                  if getattr(cfg, name) is None}
-        resolved = dataclasses.replace(cfg, task=task, test_size=test_size, **sizes)
+        resolved = dataclasses.replace(cfg, task=task, test_size=test_size, scaling=scaling, **sizes)
     assert resolved.test_size is not None
     check_split_sizes(resolved.test_size, resolved.val_size)  # before a pass over a large file, not after
     return resolved
@@ -135,10 +136,12 @@ def split_table(table: RawTable, test_size: float, val_size: float, seed: int) -
     return split_rows(len(table.y), table.y, table.class_labels, test_size, val_size, seed, as_train_test_split=True)
 
 
-def fit_preprocessor(table: RawTable, train: np.ndarray, min_level_rows: int, max_levels: int) -> Preprocessor:
+def fit_preprocessor(table: RawTable, train: np.ndarray, cfg: MakeDataConfig) -> Preprocessor:
     """The streamed path's fitting (common/data/ingest.py), the training rows in memory being one chunk."""
-    numeric = [fit_numeric(name, values[train], [values[train]]) for name, values in table.numeric.items()]
-    categorical = [fit_categorical(name, column.values, [column.index[train]], min_level_rows, max_levels)
+    quantile = cfg.scaling == "quantile"
+    numeric = [fit_numeric(name, values[train], [values[train]], quantile) for name, values in table.numeric.items()]
+    categorical = [fit_categorical(name, column.values, [column.index[train]], cfg.min_level_rows,
+                                   cfg.max_levels)
                    for name, column in table.text.items()]
     return Preprocessor(numeric, categorical)
 
@@ -151,7 +154,7 @@ def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
     assert cfg.test_size is not None, "resolve_make_data_config sets it"
     split = split_table(table, cfg.test_size, cfg.val_size, cfg.seed)
     parts = {name: split.rows(name) for name in SPLIT_CODES}
-    pre = fit_preprocessor(table, parts["train"], cfg.min_level_rows, cfg.max_levels)
+    pre = fit_preprocessor(table, parts["train"], cfg)
     regression = table.task == "regression"
     y_mean, y_scale = fit_target_scaling([table.y[parts["train"]]]) if regression else (0.0, 1.0)
 

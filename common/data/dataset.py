@@ -22,6 +22,7 @@ from common.data.description import DatasetDescription
 from common.data.preprocess import Preprocessor
 from common.errors import UserError
 from common.files import atomic_folder, load_npz, map_npy, read_json, repair_interrupted_swap, write_json_file
+from common.model_folder import log_link
 
 DATASET_FILE = "dataset.json"
 SPLITS = ("train", "val", "test")
@@ -219,17 +220,20 @@ def target_problem(y: np.ndarray, task: str) -> str | None:
 
 
 def unscale_target(y_scaled: np.ndarray, y_mean: float | None, y_scale: float | None,
-                   target: dict[str, Any] | None = None, clip: bool = True) -> np.ndarray:
-    """Model outputs on the scaled target -> the original y scale (regression's scaling, then the
-    inverse of its transform), within the training range where `target` records one (`clip`:
-    predictions are; true values are only brought back)."""
+                   target: dict[str, Any] | None = None, prediction: bool = True) -> np.ndarray:
+    """Model outputs (`prediction`) or stored targets on the scaled target -> the original y
+    scale: the inverse of the log link (outputs only), of the scaling and of the transform;
+    predictions within the training range where `target` records one."""
     assert y_mean is not None and y_scale is not None, "regression only"
-    y = np.asarray(y_scaled, dtype=np.float64) * y_scale + y_mean
+    y = np.asarray(y_scaled, dtype=np.float64)
+    if prediction and log_link(target):
+        y = np.exp(np.minimum(y, 700.0))  # exp overflows float64 past ~709
+    y = y * y_scale + y_mean
     if not target:
         return y
     if target["transform"] == "log1p":
-        y = np.expm1(np.minimum(y, 700.0))  # exp overflows float64 past ~709
-    return np.clip(y, target["low"], target["high"]) if clip else y
+        y = np.expm1(np.minimum(y, 700.0))
+    return np.clip(y, target["low"], target["high"]) if prediction else y
 
 
 def original_target(pred: Any, y: Any, described: DatasetDescription) -> tuple[Any, Any, float]:
@@ -243,9 +247,12 @@ def original_target(pred: Any, y: Any, described: DatasetDescription) -> tuple[A
     mean, scale = float(described.y_mean or 0.0), float(described.y_scale or 1.0)
     low, high = described.target["low"], described.target["high"]
 
-    def back(values: Any) -> Any:
-        values = values.double() * scale + mean
+    def back(values: Any, prediction: bool) -> Any:
+        values = values.double()
+        if prediction and log_link(described.target):
+            values = torch.exp(values.clamp(max=700.0))
+        values = values * scale + mean
         return torch.expm1(values.clamp(max=700.0)) if described.target["transform"] == "log1p" else values
 
-    centre = back(torch.zeros((), dtype=torch.float64, device=y.device))
-    return back(pred).clamp(low, high) - centre, back(y) - centre, 1.0
+    centre = back(torch.zeros((), dtype=torch.float64, device=y.device), False)
+    return back(pred, True).clamp(low, high) - centre, back(y, False) - centre, 1.0

@@ -104,7 +104,7 @@ def read_steps(f: Fields) -> Preprocessor:
         if not isinstance(indicator, bool):
             raise s.wrong("indicator", indicator, "true or false")
         numeric.append(NumericStep(s.text("name"), s.number("median"), s.number("mean"),
-                                   s.number("scale", nonzero=True), indicator))
+                                   s.number("scale", nonzero=True), indicator, s.ascending("quantiles", None)))
     for i, obj in enumerate(steps.list_of_objects("categorical")):
         s = steps.nested(f"categorical[{i}]", obj)
         levels = s.value("levels")

@@ -29,6 +29,7 @@ import numpy as np
 from common.config import MakeDataConfig
 from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
 from common.data.preprocess import (
+    SKEWED,
     Categories,
     Preprocessor,
     fit_categorical,
@@ -52,11 +53,13 @@ from common.data.tables import (
 )
 from common.errors import UserError
 from common.files import atomic_folder, write_error, write_json_file
+from common.model_folder import log_link
 
 CHUNK_ROWS = 1 << 20          # rows per step of the passes over the scratch files
 MEDIAN_SAMPLE = 1_000_000     # training rows sampled for each median (all of them below this)
 MEDIAN_STREAM = 2             # the median sample's random stream, apart from the split's (common/data/splits.py)
-MAX_CLASSES_FROM_INTEGERS = 20  # a numeric target with at most this many integer values is taken as classes
+MAX_CLASSES_FROM_INTEGERS = 20  # a numeric target with at most this many integer values is taken as classes,
+MIN_COUNT_VALUES = 8            # unless it has at least this many, none negative, skewed like counts
 
 
 class Vocabulary:
@@ -195,7 +198,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         scratch.close()
     if seen.rows == 0:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
-    task, y, labels = targets(scratch, seen, cfg)
+    task, y, labels, task_why = targets(scratch, seen, cfg)
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
     pre, constant = fit_steps(scratch, seen, split, cfg)
     for role in roles:
@@ -205,8 +208,13 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     y_mean = y_scale = None
     if labels is None:
         n_train = int(np.count_nonzero(split == TRAIN))
-        target = target_transform(y.take(median_sample(split, n_train, cfg.seed)))
+        target = target_transform(y.take(median_sample(split, n_train, cfg.seed)), cfg.target_transform)
+        if target["transform"] != "none" and target["low"] < 0:
+            raise UserError(f"{cfg.csv}: target column '{cfg.target}' has values down to {target['low']:g}, and "
+                            f"{target['transform']} needs a target that is never negative: use --target-transform none")
         y_mean, y_scale = fit_target_scaling(transformed_target(c, target) for c in training_chunks(y, split))
+        if log_link(target):  # y / its training mean: the model's output starts near log 1 = 0
+            y_mean, y_scale = 0.0, y_mean
     sizes = write_splits(stage, scratch, seen, pre, split, y, (y_mean, y_scale), target)
     for file in scratch.folder.iterdir():
         file.unlink()
@@ -217,7 +225,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
               "batches_read": seen.batches, "rows_without_target": seen.rows_read - seen.rows,
               "ids": [r.name for r in roles if r.role == "id"],
               "dropped_columns": [r.name for r in roles if r.role == "dropped"],
-              "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size}
+              "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size, "task_reason": task_why}
     meta = dataset_meta(task, pre, labels, (y_mean, y_scale), sizes, roles, source)
     meta.target = target
     return meta
@@ -304,9 +312,9 @@ def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int
                      "or name the column with --categorical")
 
 
-def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str, Any, list[Any] | None]:
-    """(task, y, class labels): int32 class codes 0..K-1 in the order of the sorted labels, or
-    the scratch column of a regression's numbers (read a chunk at a time where needed)."""
+def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str, Any, list[Any] | None, str]:
+    """(task, y, class labels, why that task): int32 class codes 0..K-1 in the order of the
+    sorted labels, or the scratch column of a regression's numbers (read a chunk at a time)."""
     assert cfg.target is not None
     raw = scratch.column(cfg.target)
     if seen.target_vocabulary is not None:  # text labels
@@ -316,22 +324,36 @@ def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str
         code[order] = np.arange(len(values))
         labels: list[Any] = [values[i] for i in order]
         y = class_codes(raw, lambda ids: code[ids])
-        task = "classification"
+        task, why = "classification", "text: classes"
     else:
         distinct = few_integers(raw)
-        task = cfg.task or ("classification" if distinct is not None else "regression")
+        counts = distinct is not None and looks_like_counts(distinct, value_frequencies(raw, distinct))
+        task = cfg.task or ("classification" if distinct is not None and not counts else "regression")
+        why = task_reason(cfg.task, distinct, counts)
         if task == "regression":
             if not any(np.any(raw[part] != raw[0:1][0]) for part in chunks(seen.rows)):
                 raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one value only: "
                                 "there is nothing to learn")
-            return task, raw, None
+            return task, raw, None, why
         unique = distinct if distinct is not None else distinct_values(raw)
         y = class_codes(raw, lambda numbers: np.searchsorted(unique, numbers))
         labels = (unique.astype(np.int64) if np.all(unique == np.round(unique)) else unique).tolist()
     if len(labels) < 2:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one class only ({labels[0]!r}): "
                         "there is nothing to learn")
-    return task, y, labels
+    return task, y, labels, why
+
+
+def task_reason(given: str | None, distinct: np.ndarray | None, counts: bool) -> str:
+    """Why a numeric target makes a classification or a regression, in the words make_data.py prints."""
+    if given:
+        return f"--task {given}"
+    if distinct is None:
+        return "numbers: a regression (--task classification for classes)"
+    values = f"{len(distinct)} whole numbers, {distinct[0]:g} to {distinct[-1]:g}"
+    if counts:
+        return f"{values}, skewed like counts: a regression (--task classification for classes)"
+    return f"{values}: classes (--task regression for amounts)"
 
 
 def class_codes(raw: ScratchColumn, code: Any) -> np.ndarray:
@@ -348,6 +370,28 @@ def distinct_values(values: ScratchColumn) -> np.ndarray:
     for part in chunks(len(values)):
         found = np.union1d(found, values[part])
     return found
+
+
+def value_frequencies(values: ScratchColumn, distinct: np.ndarray) -> np.ndarray:
+    """How many rows hold each of the (sorted) distinct values."""
+    frequencies = np.zeros(len(distinct), dtype=np.int64)
+    for part in chunks(len(values)):
+        frequencies += np.bincount(np.searchsorted(distinct, values[part]), minlength=len(distinct))
+    return frequencies
+
+
+def looks_like_counts(distinct: np.ndarray, frequencies: np.ndarray) -> bool:
+    """Whole numbers that count something (doctor visits, children, defects) rather than name
+    classes: at least MIN_COUNT_VALUES values, none negative, skewed to the right. Class codes
+    are fewer, or evenly spread (the ten digits), or ordinal scores around a middle (wine
+    quality 3-9); a count of visits piles up at 0 with a long tail, and its figure is how far
+    off a prediction is, not which value it names."""
+    if len(distinct) < MIN_COUNT_VALUES or distinct[0] < 0:
+        return False
+    weights = frequencies / frequencies.sum()
+    mean = float(weights @ distinct)
+    spread = float(np.sqrt(weights @ (distinct - mean) ** 2))
+    return spread > 0 and float(weights @ (distinct - mean) ** 3) / spread ** 3 > SKEWED
 
 
 def few_integers(values: ScratchColumn) -> np.ndarray | None:
@@ -374,7 +418,7 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray,
     sample = median_sample(split, n_train, cfg.seed)
     ranges = {name: ValueRange() for name in [*seen.numeric, *seen.categorical]}
     numeric = [fit_numeric(name, scratch.column(name).take(sample),
-                           ranges[name].watch(training_chunks(scratch.column(name), split)))
+                           ranges[name].watch(training_chunks(scratch.column(name), split)), cfg.scaling == "quantile")
                for name in seen.numeric]
     categorical = [fit_categorical(name, vocabulary.values,
                                    ranges[name].watch(training_chunks(scratch.column(name), split)),

@@ -15,7 +15,7 @@ from common.data.tables import NotStreamable, decimal_of, numeric_values, read_t
 from common.errors import UserError
 from common.files import atomic_path, load_weights
 from common.model import ACTIVATIONS, build_model, combine_members, load_state
-from common.model_folder import CONFIG_FILE, CONFIG_FIX, MODEL_FILE, ModelRecord, load_record
+from common.model_folder import CONFIG_FILE, CONFIG_FIX, MODEL_FILE, ModelRecord, load_record, log_link
 from common.schema import Fields
 
 
@@ -58,12 +58,12 @@ def config_problem(config: ModelRecord) -> str | None:
 
 
 @torch.no_grad()
-def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int, task: str) -> np.ndarray:
+def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int, config: ModelRecord) -> np.ndarray:
     """Logits (classification; an ensemble's mean probability as log-probabilities) or scaled
-    targets (regression) for preprocessed rows, in order."""
+    targets (regression; log E[y] for a log link) for preprocessed rows, in order."""
     # A chunk at a time, each copied out of the (memory-mapped) rows: memory bounded by the chunk.
     chunks = [np.array(X_inputs[i:i + batch_size], dtype=np.float32) for i in range(0, len(X_inputs), batch_size)]
-    outs = [combine_members(model(torch.from_numpy(x)), task).float().numpy()
+    outs = [combine_members(model(torch.from_numpy(x)), config.task, log_link(config.target)).float().numpy()
             for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
     return np.concatenate(outs)
 
@@ -78,13 +78,13 @@ def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, ba
     classes = len(config.class_labels or [])
     confusion, sums = np.zeros((classes, classes), dtype=np.int64), np.zeros(5)
     for start in range(0, len(X), batch_size):
-        out = model_outputs(model, X[start:start + batch_size], batch_size, config.task)
+        out = model_outputs(model, X[start:start + batch_size], batch_size, config)
         truth = np.asarray(y[start:start + batch_size])
         if config.task == "classification":
             confusion += np.bincount(truth * classes + out.argmax(axis=1), minlength=classes * classes
                                      ).reshape(classes, classes)
         else:
-            true_y = unscale_target(truth, config.y_mean, config.y_scale, config.target, clip=False)[:, 0]
+            true_y = unscale_target(truth, config.y_mean, config.y_scale, config.target, prediction=False)[:, 0]
             pred_y = unscale_target(out, config.y_mean, config.y_scale, config.target)[:, 0]
             err = pred_y - true_y
             sums += [len(err), np.abs(err).sum(), err @ err, true_y.sum(), true_y @ true_y]
@@ -94,7 +94,7 @@ def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, ba
 def predict(config: ModelRecord, model: torch.nn.Module, X_inputs: np.ndarray,
             batch_size: int) -> dict[str, np.ndarray]:
     """Preprocessed rows -> predictions in the original label space or y scale."""
-    out = model_outputs(model, X_inputs, batch_size, config.task)
+    out = model_outputs(model, X_inputs, batch_size, config)
     if config.task == "classification":
         proba = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
         labels = np.asarray(config.class_labels)

@@ -52,19 +52,35 @@ def balanced_class_weights(y_train: np.ndarray, num_classes: int) -> torch.Tenso
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def summed_loss(task: str, weight: torch.Tensor | None = None) -> LossFn:
+def summed_loss(task: str, weight: torch.Tensor | None = None, log_link: bool = False) -> LossFn:
     """Loss summed over rows (per-row loss as the recipe's mean loss counts it)."""
     if task == "classification":
         return lambda out, y: F.cross_entropy(out, y, weight=weight, reduction="sum")
+    if log_link:
+        return lambda out, y: poisson_deviance(out, y).sum() / out.shape[1]
     return lambda out, y: F.mse_loss(out, y, reduction="sum") / out.shape[1]
 
 
+MAX_LOG_OUTPUT = 30.0  # exp(30) times the training mean: far past any target, and no overflow in float32
+
+
+def poisson_deviance(log_mean: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Half the Poisson deviance of y >= 0 (scaled by its training mean) under the predicted
+    mean exp(log_mean), per element: 0 for a perfect prediction. Its minimiser is the
+    conditional mean, whatever y's distribution, and it weighs a large y's error by its size,
+    not by its square, as squared error would."""
+    log_mean = log_mean.clamp(max=MAX_LOG_OUTPUT)
+    return torch.special.xlogy(y, y) - y * log_mean - y + torch.exp(log_mean)
+
+
 def member_losses(task: str, out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
-                  label_smoothing: float = 0.0) -> torch.Tensor:
+                  label_smoothing: float = 0.0, log_link: bool = False) -> torch.Tensor:
     """[rows, k] loss of each row under each member of an ensemble's [rows, k, outputs]."""
     rows, k = out.shape[:2]
     if task == "classification":
         flat = F.cross_entropy(out.reshape(rows * k, -1), y.repeat_interleave(k), weight=weight,
                                reduction="none", label_smoothing=label_smoothing)
         return flat.view(rows, k)
+    if log_link:
+        return poisson_deviance(out, y.unsqueeze(1)).mean(dim=2)
     return ((out - y.unsqueeze(1)) ** 2).mean(dim=2)

@@ -18,6 +18,7 @@ from common.data.splits import fold_ids
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
 from common.model import combine_members
+from common.model_folder import log_link
 from common.train.accelerate_leans import Stepper
 from common.train.batching import (
     RowCheck,
@@ -49,7 +50,8 @@ class Trainer:
         self.weight = None
         if self.task == "classification" and plan.class_weight == "balanced":
             self.weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
-        self.loss_fn = summed_loss(self.task, self.weight)
+        self.log_link = log_link(data.description.target)  # outputs are log E[y]: Poisson deviance
+        self.loss_fn = summed_loss(self.task, self.weight, self.log_link)
         # Cross-fitting: each training row's fold. Member i trains on the rows of the other folds,
         # and the validation figures are each row's under the member that never trained on it.
         self.folds = (fold_ids(np.asarray(data.y_train) if self.task == "classification" else None, plan.folds,
@@ -80,7 +82,7 @@ class Trainer:
         out = self.model(x).float()
         if out.dim() == 2:
             return self.loss_fn(out, y)
-        losses = member_losses(self.task, out, y, self.weight, self.plan.label_smoothing)
+        losses = member_losses(self.task, out, y, self.weight, self.plan.label_smoothing, self.log_link)
         if fold is None:
             return losses.sum() / losses.shape[1]
         trains = fold.unsqueeze(1) != torch.arange(losses.shape[1], device=losses.device)
@@ -141,12 +143,10 @@ class Trainer:
         # At least one pass, also over an empty shard: every process must bring a tensor to the reduce.
         for start in range(0, max(len(rows), 1), EVAL_CHUNK):
             X, y = rows.slice(start, start + EVAL_CHUNK)
-            out = self.model(X).float()
-            if folds is not None:
-                fold = folds[start:start + EVAL_CHUNK]
-                kept = fold >= 0
-                out, y = out[kept, fold[kept]], y[kept]
-            out = combine_members(out, self.task)
+            if folds is None:
+                out = combine_members(self.model(X).float(), self.task, self.log_link)
+            else:
+                out, y = self._out_of_fold(X, y, folds[start:start + EVAL_CHUNK])
             loss_sum = self.loss_fn(out, y).detach()
             if self.task == "classification":
                 stats = classification_stats(out, y, self.num_classes, loss_sum)
@@ -155,6 +155,17 @@ class Trainer:
             total = stats if total is None else total + stats
         assert total is not None
         return self.accelerator.reduce(total, reduction="sum")
+
+    def _out_of_fold(self, X: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's output under the member validated on its fold, rows grouped by fold (the
+        figures are sums, so their order does not matter); rows of no fold are left out."""
+        net = self.accelerator.unwrap_model(self.model)
+        outs, ys = [], []
+        for member in range(self.plan.members):
+            rows = torch.nonzero(fold == member).squeeze(1)
+            outs.append(net(X[rows], member=member)[:, 0].float())
+            ys.append(y[rows])
+        return torch.cat(outs), torch.cat(ys)
 
     def evaluate(self, epoch: int, train_loss: float) -> dict[str, Any]:
         """Figures of every evaluation set, reduced over all processes (every process calls this)."""
@@ -176,10 +187,12 @@ class Trainer:
 
 def evaluation_shards(data: TabularData, num_processes: int, rank: int, folds: bool = False) -> dict[str, slice]:
     """The contiguous shard of each evaluation set this process scores: over all processes, every
-    row once. The regression recipe reports the training split's figures too. With `folds`,
-    validation is out-of-fold, over the training rows."""
+    row once. A regression reports the training split's figures too, as the recipe does; with
+    `folds`, validation is out-of-fold over the training rows instead, and a second pass over
+    them (as long as training's own epoch on small tables) would add nothing an out-of-fold
+    figure does not say better."""
     names = (["val"] if data.n_val or folds else []) + (["test"] if len(data.y_test) else []) \
-        + (["train"] if data.task == "regression" else [])
+        + (["train"] if data.task == "regression" and not folds else [])
     return {name: local_shard(len(data.split("train" if name == "val" and folds else name)[0]), num_processes, rank)
             for name in names}
 

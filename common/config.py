@@ -200,13 +200,13 @@ class MakeDataConfig:
     drop: list[str] = field([], "columns to leave out", metavar="COL")
     id: list[str] = field([], "id columns: never features, copied into predictions", metavar="COL")
     scaling: Literal["quantile", "standard"] | None = field(
-        None, "numeric columns into the model: quantile (training quantiles mapped onto a normal: skew and "
-              "outliers spread evenly) or standard (training mean and scale)",
-        default_help="quantile for a --csv table; standard for the recipes and shipped data sets")
+        None, "a --csv table's numeric columns into the model: quantile (training quantiles mapped onto "
+              "a normal: skew and outliers spread evenly) or standard (training mean and scale)",
+        default_help="quantile (the recipes and shipped data sets: standard)")
     target_transform: Literal["auto", "log_link", "log1p", "none"] = field(
-        "auto", "how a regression target is modelled: log_link (the model predicts log E[y], trained on the Poisson "
-                "deviance), log1p (squared error on log1p(y)) or none (squared error on y); auto: log_link for a "
-                "skewed target that is never negative, else none")
+        "auto", "how a --csv table's regression target is modelled: log_link (the model predicts log E[y], "
+                "trained on the Poisson deviance), log1p (squared error on log1p(y)) or none (squared error "
+                "on y); auto: log_link for a skewed target that is never negative, else none")
     max_levels: int = positive(1000, "most frequent levels kept per categorical column; the rest share one code")
     min_level_rows: int = positive(2, "training rows a level needs to get its own code")
     dataset: Literal["iris", "wine", "breast_cancer", "digits", "diabetes"] | None = field(

@@ -13,8 +13,9 @@ categorical columns the model is exactly the plain MLP above.
 A spec with `"members": k` is an ensemble of k such networks held as stacked weights and run
 as one batched computation (EnsembleNet): every member sees every row, and its output is
 [rows, k, outputs]. `combine_members` turns that into one prediction: the mean of the
-members' probabilities (as log-probabilities, so argmax and softmax read it as logits), or
-the mean of their outputs. Its numeric inputs may first go through periodic embeddings
+members' probabilities (as log-probabilities, so argmax and softmax read it as logits), the
+mean of their predictions (as a log, where the outputs are log E[y]), or the mean of their
+outputs. Its numeric inputs may first go through periodic embeddings
 (`"periodic": {"frequencies": f, "dim": d}`), which let one column such as the hour of the
 day act on the network non-linearly.
 """

@@ -18,9 +18,11 @@ METRICS_FILE = "metrics.jsonl"
 UNKNOWN_CODE = 0
 
 # config.json's format. 1: the records written before it had a version (no "format" key), some
-# with `x_mean`/`x_scale` where later ones hold preprocessing steps.
-CONFIG_FORMAT = 2
+# with `x_mean`/`x_scale` where later ones hold preprocessing steps; 3: quantile steps and the
+# log link, which a reader of format 2 would silently get wrong.
+CONFIG_FORMAT = 3
 TASKS = ("classification", "regression")
+TARGET_TRANSFORMS = ("none", "log1p", "log_link")  # how a regression's y is modelled (config.py's choices)
 CONFIG_FIX = "use the config.json that train.py wrote with these weights"
 
 
@@ -100,13 +102,9 @@ def target_modelling(f: Fields) -> dict[str, Any]:
     return {"transform": t.text("transform", TARGET_TRANSFORMS), "low": low, "high": high}
 
 
-TARGET_TRANSFORMS = ("none", "log1p", "log_link")
-
-
 def log_link(target: dict[str, Any] | None) -> bool:
     """Whether the model's output is log E[y] (trained on the Poisson deviance), not y itself."""
     return bool(target and target.get("transform") == "log_link")
-
 
 
 def model_description(f: Fields) -> dict[str, Any]:

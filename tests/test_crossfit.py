@@ -8,6 +8,7 @@ from test_tables import write
 
 from common.config import TrainConfig, parse_config
 from common.data.dataset import load_dataset, unscale_target
+from common.data.ingest import looks_like_counts
 from common.data.preprocess import target_transform
 from common.data.splits import TRAIN_ONLY, fold_ids
 from common.model import EnsembleNet, build_model, combine_members, model_spec
@@ -181,3 +182,37 @@ def test_a_count_target_with_few_values_is_a_regression_unless_told(tmp_path):
     make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--task", "classification",
               "--out-dir", tmp_path / "told")
     assert load_dataset(tmp_path / "told" / "visits").description.task == "classification"
+
+
+COUNTS = np.arange(10.0)
+
+
+@pytest.mark.parametrize("frequencies,counts", [
+    ([500, 200, 100, 60, 40, 30, 20, 10, 5, 3], True),     # doctor visits: piled up at 0, a long tail
+    ([100] * 10, False),                                     # the ten digits: evenly spread classes
+    ([5, 20, 100, 300, 400, 300, 100, 20, 5, 1], False),     # scores around a middle
+])
+def test_whole_numbers_skewed_like_counts_are_a_regression(frequencies, counts):
+    assert looks_like_counts(COUNTS, np.array(frequencies)) is counts
+
+
+def test_few_or_negative_whole_numbers_stay_classes():
+    assert not looks_like_counts(np.arange(3.0), np.array([900, 50, 50]))  # an imbalanced class code
+    assert not looks_like_counts(COUNTS - 5, np.array([500, 200, 100, 60, 40, 30, 20, 10, 5, 3]))
+
+
+def test_an_older_log1p_model_still_predicts_expm1_of_its_output_within_range():
+    target = {"transform": "log1p", "low": 0.0, "high": 50.0}
+    out = np.array([[-3.0], [0.0], [1.0], [9.0]])
+    predicted = unscale_target(out, 1.0, 0.5, target)[:, 0]
+    np.testing.assert_allclose(predicted, np.clip(np.expm1(out[:, 0] * 0.5 + 1.0), 0.0, 50.0))
+    assert unscale_target(out, 1.0, 0.5, target, prediction=False)[3, 0] == pytest.approx(np.expm1(5.5))
+
+
+def test_a_skewed_target_with_one_negative_value_anywhere_is_modelled_as_it_is(tmp_path):
+    rng = np.random.default_rng(4)
+    y = rng.lognormal(0.0, 1.0, 400)
+    y[-1] = -0.5  # one row, in whichever split: under a log link its loss would be NaN
+    write(tmp_path / "skewed.csv", {"x": rng.normal(size=400), "y": y})
+    make_data("--csv", tmp_path / "skewed.csv", "--target", "y", "--test-size", "0.2", "--out-dir", tmp_path)
+    assert load_dataset(tmp_path / "skewed").description.target["transform"] == "none"

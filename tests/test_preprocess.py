@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-from common.data.ingest import looks_like_counts
 from common.data.preprocess import Categories, fit_categorical, fit_numeric, fit_target_scaling, normal_scores
 
 
@@ -92,20 +91,3 @@ def test_quantile_scaling_gives_a_column_of_few_values_the_middle_of_its_levels(
     assert low == -high and 0.6 < high < 0.8  # about the normal's quartiles, as for levels 1/4 and 3/4
     far = normal_scores(np.array([-1e9, 1e9]), np.asarray(step.quantiles))
     assert -5.3 < far[0] < -5.1 and 5.1 < far[1] < 5.3  # beyond the training range: the ends, finite
-
-
-COUNTS = np.arange(10.0)
-
-
-@pytest.mark.parametrize("frequencies,counts", [
-    ([500, 200, 100, 60, 40, 30, 20, 10, 5, 3], True),     # doctor visits: piled up at 0, a long tail
-    ([100] * 10, False),                                     # the ten digits: evenly spread classes
-    ([5, 20, 100, 300, 400, 300, 100, 20, 5, 1], False),     # scores around a middle
-])
-def test_whole_numbers_skewed_like_counts_are_a_regression(frequencies, counts):
-    assert looks_like_counts(COUNTS, np.array(frequencies)) is counts
-
-
-def test_few_or_negative_whole_numbers_stay_classes():
-    assert not looks_like_counts(np.arange(3.0), np.array([900, 50, 50]))  # an imbalanced class code
-    assert not looks_like_counts(COUNTS - 5, np.array([500, 200, 100, 60, 40, 30, 20, 10, 5, 3]))

@@ -11,7 +11,7 @@ import pytest
 from common.data.dataset import content_identity, load_dataset, meta_path, read_description
 from common.data.description import DatasetDescription
 from common.errors import UserError
-from common.model_folder import CONFIG_FILE, load_record
+from common.model_folder import CONFIG_FILE, CONFIG_FORMAT, load_record
 from common.serve.predict import load_model_dir
 
 
@@ -32,7 +32,7 @@ def test_a_data_set_description_round_trips(small_cls):
 def test_a_model_record_round_trips(small_model):
     raw = json.loads((small_model / CONFIG_FILE).read_text())
     record = load_record(small_model)
-    assert record.to_json() == raw and record.format == 2
+    assert record.to_json() == raw and record.format == CONFIG_FORMAT
     assert record.outcome["epochs_run"] == 1 and "final_metrics" in record.outcome
 
 

@@ -70,6 +70,9 @@ def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
     """The synthetic recipe's sizes and its 80/20 split; a user's table keeps every labelled row
     for training unless --test-size asks for a test split."""
     test_size = cfg.test_size if cfg.test_size is not None else 0.0 if cfg.csv else 0.2
+    if not cfg.csv and (cfg.scaling or cfg.target_transform != "auto"):
+        raise UserError("--scaling and --target-transform shape a --csv table; the recipes and shipped data "
+                        "sets keep their standard scaling and raw targets: drop them")
     scaling = cfg.scaling or ("quantile" if cfg.csv else "standard")
     if cfg.csv or cfg.dataset:
         resolved = dataclasses.replace(cfg, test_size=test_size, scaling=scaling)

@@ -15,7 +15,9 @@ from common.data.preprocess import CategoricalStep, NumericStep, Preprocessor
 from common.model_folder import target_modelling
 from common.schema import Fields, is_finite
 
-FORMAT_VERSION = 3
+# dataset.json's format; 4: numeric steps may map through quantiles and a target may use a log
+# link, which a reader of format 3 would silently get wrong, so it refuses them by the number.
+FORMAT_VERSION = 4
 TASKS = ("classification", "regression")
 RECIPE_GENERATORS = ("make_classification", "make_regression")
 FIX = "regenerate the data set with make_data.py"
@@ -35,7 +37,7 @@ class DatasetDescription:
     roles: list[dict[str, Any]]     # each table column's role and why (common/data/tables.ColumnRole)
     source: dict[str, Any]          # where it came from: generator, file, seed, ids, ... (free-form)
     format: int = FORMAT_VERSION
-    # regression: how y is modelled before its scaling ("log1p" or "none") and its training range
+    # regression: how y is modelled ("log_link", "log1p" or "none") and its training range
     # ("low", "high"), which predictions are clipped to; {} for the recipes and older data sets
     target: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -207,14 +207,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     target: dict[str, Any] = {}
     y_mean = y_scale = None
     if labels is None:
-        n_train = int(np.count_nonzero(split == TRAIN))
-        target = target_transform(y.take(median_sample(split, n_train, cfg.seed)), cfg.target_transform)
-        if target["transform"] != "none" and target["low"] < 0:
-            raise UserError(f"{cfg.csv}: target column '{cfg.target}' has values down to {target['low']:g}, and "
-                            f"{target['transform']} needs a target that is never negative: use --target-transform none")
-        y_mean, y_scale = fit_target_scaling(transformed_target(c, target) for c in training_chunks(y, split))
-        if log_link(target):  # y / its training mean: the model's output starts near log 1 = 0
-            y_mean, y_scale = 0.0, y_mean
+        target, y_mean, y_scale = regression_target(y, split, cfg)
     sizes = write_splits(stage, scratch, seen, pre, split, y, (y_mean, y_scale), target)
     for file in scratch.folder.iterdir():
         file.unlink()
@@ -229,6 +222,30 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     meta = dataset_meta(task, pre, labels, (y_mean, y_scale), sizes, roles, source)
     meta.target = target
     return meta
+
+
+def regression_target(y: ScratchColumn, split: np.ndarray, cfg: MakeDataConfig) -> tuple[dict[str, Any], float, float]:
+    """How the target is modelled (common/data/preprocess.target_transform: its shape from a
+    sample of the training rows, its range from all of them) and its scaling. A log is never
+    taken of a negative value in any labelled row: the automatic choice falls back to none, a
+    chosen log is refused."""
+    n_train = int(np.count_nonzero(split == TRAIN))
+    training = ValueRange.of(training_chunks(y, split))
+    target = target_transform(y.take(median_sample(split, n_train, cfg.seed)), cfg.target_transform,
+                              (training.low, training.high))
+    lowest = min(float(y[part].min()) for part in chunks(len(y)))
+    if target["transform"] != "none" and lowest < 0:
+        if cfg.target_transform != "auto":
+            raise UserError(f"{cfg.csv}: target column '{cfg.target}' has values down to {lowest:g}, and "
+                            f"{target['transform']} needs a target that is never negative: use --target-transform none")
+        target["transform"] = "none"
+    mean, scale = fit_target_scaling(transformed_target(c, target) for c in training_chunks(y, split))
+    if not log_link(target):
+        return target, mean, scale
+    if mean <= 0:
+        raise UserError(f"{cfg.csv}: target column '{cfg.target}' is 0 in every training row, which a log link "
+                        "cannot model: use --target-transform none")
+    return target, 0.0, mean  # y / its training mean: the model's output starts near log 1 = 0
 
 
 def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
@@ -445,6 +462,13 @@ class ValueRange:
             if len(present):
                 self.low, self.high = min(self.low, float(present.min())), max(self.high, float(present.max()))
             yield chunk
+
+    @classmethod
+    def of(cls, chunks: Iterator[np.ndarray]) -> ValueRange:
+        seen = cls()
+        for _ in seen.watch(chunks):
+            pass
+        return seen
 
     @property
     def constant(self) -> bool:

@@ -78,15 +78,22 @@ def normal_scores(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     QuantileTransformer averages the forward and backward interpolation: a 0/1 column with half
     its rows at 0 maps to about -0.67 and +0.67, not to the ends of the scale."""
     levels = np.linspace(0.0, 1.0, len(quantiles))
-    level = 0.5 * (np.interp(values, quantiles, levels) - np.interp(-values, -quantiles[::-1], -levels[::-1]))
     scores = np.asarray([statistics.NormalDist().inv_cdf(p)
                          for p in np.clip(levels, QUANTILE_BOUND, 1 - QUANTILE_BOUND)])
+    if np.all(np.diff(quantiles) > 0):  # no ties: both directions agree, and one pass does it all
+        return np.interp(values, quantiles, scores)
+    level = 0.5 * (np.interp(values, quantiles, levels) - np.interp(-values, -quantiles[::-1], -levels[::-1]))
     return np.interp(level, levels, scores)
 
 
+QUANTILE_SAMPLE = 100_000  # values a column's quantiles are taken from, at most (QuantileTransformer: 10,000)
+
+
 def quantiles_of(sample: np.ndarray) -> list[float]:
-    """The quantiles kept for a column, from a sample of its (filled) training values: one per
-    30 rows, between 10 and 1,000 (TabM's choice; QuantileTransformer's default is 1,000)."""
+    """The quantiles kept for a column, from a sample of its (filled) training values, evenly
+    thinned to QUANTILE_SAMPLE: one per 30 rows, between 10 and 1,000 (TabM's choice;
+    QuantileTransformer's default is 1,000)."""
+    sample = sample[::-(-len(sample) // QUANTILE_SAMPLE)] if len(sample) > QUANTILE_SAMPLE else sample
     n = int(np.clip(len(sample) // 30, 10, 1000))
     return [float(q) for q in np.quantile(sample, np.linspace(0.0, 1.0, n))]
 
@@ -238,15 +245,16 @@ def fit_categorical(name: str, values: Sequence[str], chunks: Iterable[np.ndarra
 SKEWED = 1.0  # a non-negative target with a sample skewness above this is modelled on the log scale
 
 
-def target_transform(sample: np.ndarray, choice: str = "auto") -> dict[str, Any]:
+def target_transform(sample: np.ndarray, choice: str = "auto",
+                     value_range: tuple[float, float] | None = None) -> dict[str, Any]:
     """How a regression target is modelled, from a sample of its training values. Where every
     value is >= 0 and the distribution is skewed to the right (counts, prices, incomes), the
     model predicts log E[y] and trains on the Poisson deviance (a log link): predictions are
     never negative, and they are the conditional mean that RMSE and R^2 score. Squared error on
-    log1p(y) (`log1p`) predicts nearer the median: it cost 0.03-0.06 R^2 on skewed incomes and
-    counts, and squared error on y itself predicts negative counts. Else y is modelled as it is.
+    log1p(y) (`log1p`) predicts something nearer the median, which R^2 on the original scale
+    penalises; squared error on y itself predicts negative counts. Else y is modelled as it is.
     Predictions are kept within the training range either way."""
-    low, high = float(np.min(sample)), float(np.max(sample))
+    low, high = value_range or (float(np.min(sample)), float(np.max(sample)))
     centred = sample - sample.mean()
     spread = float(np.sqrt(np.mean(centred ** 2)))
     skew = float(np.mean(centred ** 3)) / spread ** 3 if spread > 0 else 0.0

@@ -216,3 +216,15 @@ def test_a_skewed_target_with_one_negative_value_anywhere_is_modelled_as_it_is(t
     write(tmp_path / "skewed.csv", {"x": rng.normal(size=400), "y": y})
     make_data("--csv", tmp_path / "skewed.csv", "--target", "y", "--test-size", "0.2", "--out-dir", tmp_path)
     assert load_dataset(tmp_path / "skewed").description.target["transform"] == "none"
+
+
+def test_a_class_weight_with_label_smoothing_weighs_each_row_by_its_own_class():
+    from common.train.optim import member_losses
+
+    logits = torch.zeros(1, 1, 2, requires_grad=True)
+    y, weight = torch.tensor([0]), torch.tensor([0.5, 15.0])  # a rare class 1, weighted 30 to 1
+    loss = member_losses("classification", logits, y, weight, label_smoothing=0.1)
+    plain = member_losses("classification", logits, y, None, label_smoothing=0.1)
+    assert loss.item() == pytest.approx(0.5 * plain.item())
+    loss.sum().backward()
+    assert logits.grad[0, 0, 0] < 0  # a row of class 0 still pulls the model towards class 0

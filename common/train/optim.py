@@ -79,12 +79,16 @@ def poisson_deviance(log_mean: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def member_losses(task: str, out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
                   label_smoothing: float = 0.0, log_link: bool = False) -> torch.Tensor:
-    """[rows, k] loss of each row under each member of an ensemble's [rows, k, outputs]."""
+    """[rows, k] loss of each row under each member of an ensemble's [rows, k, outputs]. A class
+    weight weighs the rows of its class. (cross_entropy's own `weight` also weighs the smoothed
+    share of every other class: with a rare class weighted 15 to 1, each majority row then
+    pulls towards the rare class harder than towards its own, and the model predicts the rare
+    class everywhere.)"""
     rows, k = out.shape[:2]
     if task == "classification":
-        flat = F.cross_entropy(out.reshape(rows * k, -1), y.repeat_interleave(k), weight=weight,
-                               reduction="none", label_smoothing=label_smoothing)
-        return flat.view(rows, k)
+        flat = F.cross_entropy(out.reshape(rows * k, -1), y.repeat_interleave(k), reduction="none",
+                               label_smoothing=label_smoothing).view(rows, k)
+        return flat if weight is None else flat * weight[y].unsqueeze(1)
     if log_link:
         return poisson_deviance(out, y.unsqueeze(1)).mean(dim=2)
     return ((out - y.unsqueeze(1)) ** 2).mean(dim=2)

@@ -95,7 +95,7 @@ TABLES: list[Table] = [
     # outpatient visits (count, skewed, 0..77); 4 true/false columns, text; 20k rows
     Table("DoctorContacts", "Ecdat", "DoctorContacts", "mdu", "regression",
           covers="skewed counts, true/false columns, 20k rows"),
-    # doctor visits in two weeks: a count 0..9, 80% zeros (a few whole numbers: the suite may read classes); 5.2k rows
+    # doctor visits in two weeks: a count 0..9, 80% zeros (few whole numbers, skewed: read as counts); 5.2k rows
     Table("DoctorVisits", "AER", "DoctorVisits", "visits", "regression", covers="counts with few values, text"),
     # diamond prices: skewed, 3 text columns (cut, color, clarity); 54k rows
     Table("diamonds", "ggplot2", "diamonds", "price", "regression", covers="skewed prices, text, 54k rows"),

@@ -139,12 +139,11 @@ def split_table(table: RawTable, test_size: float, val_size: float, seed: int) -
     return split_rows(len(table.y), table.y, table.class_labels, test_size, val_size, seed, as_train_test_split=True)
 
 
-def fit_preprocessor(table: RawTable, train: np.ndarray, cfg: MakeDataConfig) -> Preprocessor:
-    """The streamed path's fitting (common/data/ingest.py), the training rows in memory being one chunk."""
-    quantile = cfg.scaling == "quantile"
-    numeric = [fit_numeric(name, values[train], [values[train]], quantile) for name, values in table.numeric.items()]
-    categorical = [fit_categorical(name, column.values, [column.index[train]], cfg.min_level_rows,
-                                   cfg.max_levels)
+def fit_preprocessor(table: RawTable, train: np.ndarray, min_level_rows: int, max_levels: int) -> Preprocessor:
+    """The streamed path's fitting (common/data/ingest.py), the training rows in memory being one
+    chunk; standard scaling, as the recipes and shipped data sets keep (--scaling is for --csv)."""
+    numeric = [fit_numeric(name, values[train], [values[train]]) for name, values in table.numeric.items()]
+    categorical = [fit_categorical(name, column.values, [column.index[train]], min_level_rows, max_levels)
                    for name, column in table.text.items()]
     return Preprocessor(numeric, categorical)
 
@@ -157,7 +156,7 @@ def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
     assert cfg.test_size is not None, "resolve_make_data_config sets it"
     split = split_table(table, cfg.test_size, cfg.val_size, cfg.seed)
     parts = {name: split.rows(name) for name in SPLIT_CODES}
-    pre = fit_preprocessor(table, parts["train"], cfg)
+    pre = fit_preprocessor(table, parts["train"], cfg.min_level_rows, cfg.max_levels)
     regression = table.task == "regression"
     y_mean, y_scale = fit_target_scaling([table.y[parts["train"]]]) if regression else (0.0, 1.0)
 

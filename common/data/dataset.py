@@ -225,15 +225,23 @@ def unscale_target(y_scaled: np.ndarray, y_mean: float | None, y_scale: float | 
     scale: the inverse of the log link (outputs only), of the scaling and of the transform;
     predictions within the training range where `target` records one."""
     assert y_mean is not None and y_scale is not None, "regression only"
-    y = np.asarray(y_scaled, dtype=np.float64)
+    import torch
+
+    values = torch.from_numpy(np.array(y_scaled, dtype=np.float64))
+    return to_original_scale(values, y_mean, y_scale, target, prediction).numpy()
+
+
+def to_original_scale(values: Any, y_mean: float, y_scale: float, target: dict[str, Any] | None,
+                      prediction: bool) -> Any:
+    """unscale_target on a float64 tensor: the one place that inverts how y is modelled."""
+    import torch
+
     if prediction and log_link(target):
-        y = np.exp(np.minimum(y, 700.0))  # exp overflows float64 past ~709
-    y = y * y_scale + y_mean
-    if not target:
-        return y
-    if target["transform"] == "log1p":
-        y = np.expm1(np.minimum(y, 700.0))
-    return np.clip(y, target["low"], target["high"]) if prediction else y
+        values = torch.exp(values.clamp(max=700.0))  # exp overflows float64 past ~709
+    values = values * y_scale + y_mean
+    if target and target["transform"] == "log1p":
+        values = torch.expm1(values.clamp(max=700.0))
+    return values.clamp(target["low"], target["high"]) if prediction and target else values
 
 
 def original_target(pred: Any, y: Any, described: DatasetDescription) -> tuple[Any, Any, float]:
@@ -245,14 +253,9 @@ def original_target(pred: Any, y: Any, described: DatasetDescription) -> tuple[A
     import torch
 
     mean, scale = float(described.y_mean or 0.0), float(described.y_scale or 1.0)
-    low, high = described.target["low"], described.target["high"]
 
     def back(values: Any, prediction: bool) -> Any:
-        values = values.double()
-        if prediction and log_link(described.target):
-            values = torch.exp(values.clamp(max=700.0))
-        values = values * scale + mean
-        return torch.expm1(values.clamp(max=700.0)) if described.target["transform"] == "log1p" else values
+        return to_original_scale(values.double(), mean, scale, described.target, prediction)
 
     centre = back(torch.zeros((), dtype=torch.float64, device=y.device), False)
-    return back(pred, True).clamp(low, high) - centre, back(y, False) - centre, 1.0
+    return back(pred, True) - centre, back(y, False) - centre, 1.0

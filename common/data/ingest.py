@@ -35,6 +35,7 @@ from common.data.preprocess import (
     fit_categorical,
     fit_numeric,
     fit_target_scaling,
+    skewness,
     target_transform,
     transformed_target,
 )
@@ -344,7 +345,8 @@ def targets(scratch: Scratch, seen: FirstPass, cfg: MakeDataConfig) -> tuple[str
         task, why = "classification", "text: classes"
     else:
         distinct = few_integers(raw)
-        counts = distinct is not None and looks_like_counts(distinct, value_frequencies(raw, distinct))
+        counts = cfg.task is None and distinct is not None and looks_like_counts(distinct,
+                                                                                 value_frequencies(raw, distinct))
         task = cfg.task or ("classification" if distinct is not None and not counts else "regression")
         why = task_reason(cfg.task, distinct, counts)
         if task == "regression":
@@ -403,12 +405,7 @@ def looks_like_counts(distinct: np.ndarray, frequencies: np.ndarray) -> bool:
     are fewer, or evenly spread (the ten digits), or ordinal scores around a middle (wine
     quality 3-9); a count of visits piles up at 0 with a long tail, and its figure is how far
     off a prediction is, not which value it names."""
-    if len(distinct) < MIN_COUNT_VALUES or distinct[0] < 0:
-        return False
-    weights = frequencies / frequencies.sum()
-    mean = float(weights @ distinct)
-    spread = float(np.sqrt(weights @ (distinct - mean) ** 2))
-    return spread > 0 and float(weights @ (distinct - mean) ** 3) / spread ** 3 > SKEWED
+    return len(distinct) >= MIN_COUNT_VALUES and distinct[0] >= 0 and skewness(distinct, frequencies) > SKEWED
 
 
 def few_integers(values: ScratchColumn) -> np.ndarray | None:

@@ -21,6 +21,7 @@ tensor and the model alone tells the parts apart (common/model.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -66,24 +67,36 @@ class NumericStep:
     def scaled(self, filled: np.ndarray) -> np.ndarray:
         if self.quantiles is None:
             return (filled - self.mean) / self.scale
-        return normal_scores(filled, np.asarray(self.quantiles, dtype=np.float64))
+        return self.normal_scores(filled)
+
+    @functools.cached_property
+    def normal_scores(self) -> NormalScores:
+        """Built once per step, not once per chunk of rows."""
+        return NormalScores(np.asarray(self.quantiles, dtype=np.float64))
 
 
 QUANTILE_BOUND = 1e-7  # QuantileTransformer's: levels 0 and 1 map to about -5.2 and +5.2, not infinity
 
 
-def normal_scores(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+class NormalScores:
     """Each value's level among the training quantiles, as a standard normal score. Where
     quantiles repeat (a column of few values), a value takes the middle of its levels, as
     QuantileTransformer averages the forward and backward interpolation: a 0/1 column with half
     its rows at 0 maps to about -0.67 and +0.67, not to the ends of the scale."""
-    levels = np.linspace(0.0, 1.0, len(quantiles))
-    scores = np.asarray([statistics.NormalDist().inv_cdf(p)
-                         for p in np.clip(levels, QUANTILE_BOUND, 1 - QUANTILE_BOUND)])
-    if np.all(np.diff(quantiles) > 0):  # no ties: both directions agree, and one pass does it all
-        return np.interp(values, quantiles, scores)
-    level = 0.5 * (np.interp(values, quantiles, levels) - np.interp(-values, -quantiles[::-1], -levels[::-1]))
-    return np.interp(level, levels, scores)
+
+    def __init__(self, quantiles: np.ndarray):
+        self.quantiles = quantiles
+        self.levels = np.linspace(0.0, 1.0, len(quantiles))
+        self.scores = np.asarray([statistics.NormalDist().inv_cdf(p)
+                                  for p in np.clip(self.levels, QUANTILE_BOUND, 1 - QUANTILE_BOUND)])
+        self.ties = not np.all(np.diff(quantiles) > 0)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if not self.ties:  # both directions agree, and one pass does it all
+            return np.interp(values, self.quantiles, self.scores)
+        q, levels = self.quantiles, self.levels
+        level = 0.5 * (np.interp(values, q, levels) - np.interp(-values, -q[::-1], -levels[::-1]))
+        return np.interp(level, levels, self.scores)
 
 
 QUANTILE_SAMPLE = 100_000  # values a column's quantiles are taken from, at most (QuantileTransformer: 10,000)
@@ -255,11 +268,16 @@ def target_transform(sample: np.ndarray, choice: str = "auto",
     penalises; squared error on y itself predicts negative counts. Else y is modelled as it is.
     Predictions are kept within the training range either way."""
     low, high = value_range or (float(np.min(sample)), float(np.max(sample)))
-    centred = sample - sample.mean()
-    spread = float(np.sqrt(np.mean(centred ** 2)))
-    skew = float(np.mean(centred ** 3)) / spread ** 3 if spread > 0 else 0.0
-    automatic = "log_link" if low >= 0 and skew > SKEWED else "none"
+    automatic = "log_link" if low >= 0 and skewness(sample) > SKEWED else "none"
     return {"transform": automatic if choice == "auto" else choice, "low": low, "high": high}
+
+
+def skewness(values: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The sample skewness (third standardised moment) of `values`, each counted `weights` times
+    where given (a frequency table); 0 for a constant."""
+    centred = values - np.average(values, weights=weights)
+    spread = float(np.sqrt(np.average(centred ** 2, weights=weights)))
+    return float(np.average(centred ** 3, weights=weights)) / spread ** 3 if spread > 0 else 0.0
 
 
 def transformed_target(y: np.ndarray, target: dict[str, Any]) -> np.ndarray:

@@ -17,8 +17,9 @@ from common.console import confusion_table, console, figures_table, per_class_ta
 from common.data.dataset import load_dataset
 from common.errors import UserError, run_cli
 from common.files import write_json
-from common.model_folder import ModelRecord
-from common.serve.predict import OUTPUT_KINDS, load_model_dir, predict_to_file, test_split_report
+from common.model_folder import ModelRecord, load_model_dir
+from common.serve.outputs import OUTPUT_KINDS
+from common.serve.predict import predict_to_file, test_split_report
 
 
 def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:

@@ -33,7 +33,6 @@ from common.data.builtin import (
 )
 from common.data.dataset import DatasetDescription, dataset_folder, save_dataset
 from common.data.ingest import ingest_to_folder
-from common.data.roles import ColumnRole
 from common.errors import run_cli
 from common.files import atomic_path
 
@@ -60,8 +59,7 @@ def save_scalers(out_dir: Path, scaled: ScaledData) -> list[Path]:
 def report(meta: DatasetDescription) -> None:
     source = meta.source
     if source.get("csv"):
-        roles = [ColumnRole(**r) for r in meta.roles]
-        console.print(roles_table(roles, f"columns of {source['csv']}"))
+        console.print(roles_table(meta.roles, f"columns of {source['csv']}"))
     if source.get("task_reason"):
         console.print(f"Target '{source['target']}': {source['task_reason']}")
     if source.get("rows_without_target"):

@@ -87,8 +87,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
         except KeyboardInterrupt:  # a second Ctrl-C, which does not wait for the step to end
             raise folder.interrupted(done) from None
         report_stop(plan, best, accelerator)
-        outcome = {"final_metrics": best.final_metrics(), "epochs_run": done, "startup_seconds": startup,
-                   "train_seconds": round(time.perf_counter() - started, 3), **best.summary()}
+        outcome = best.outcome(done, startup, round(time.perf_counter() - started, 3))
         weights = best.weights if best.weights is not None else accelerator.unwrap_model(model).state_dict()
         folder.commit(weights, run_record(plan, data, accelerator, outcome))
 

@@ -92,7 +92,7 @@ def recipe_data(n_samples: int = 100_000):
 def synthetic_data(n_train: int):
     """Cheap classification data of any size (sklearn's generator is too slow at 10M rows)."""
     from common.data.dataset import DatasetDescription, TabularData
-    from common.data.preprocess import Preprocessor
+    from common.steps import Preprocessor
 
     rng = np.random.default_rng(0)
     n_test = max(1, n_train // 4)
@@ -100,7 +100,7 @@ def synthetic_data(n_train: int):
     y = (X @ rng.standard_normal((10, 3), dtype=np.float32)).argmax(1).astype(np.int64)
     names = [f"x{i}" for i in range(10)]
     pre = Preprocessor.all_numeric(names, [0.0] * 10, [1.0] * 10)
-    meta = DatasetDescription("classification", names, [0, 1, 2], pre, None, None, n_train, 0, n_test, [],
+    meta = DatasetDescription("classification", [0, 1, 2], pre, None, n_train, 0, n_test, [],
                               {"generator": "make_classification"})  # trained with the recipe's settings
     return TabularData(X[:n_train], y[:n_train], X[n_train:], y[n_train:], meta)
 
@@ -281,7 +281,7 @@ def epoch_seconds(config: str, data: Path, ckpt: Path, epochs: int, args: list[s
            "--ckpt-dir", str(ckpt), "--epochs", str(epochs), "--eval-every", "100000", *args]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "COLUMNS": "120"})
     record = load_record(ckpt).outcome
-    return record["train_seconds"] / record["epochs_run"]
+    return record.train_seconds / record.epochs_run
 
 
 def ddp_crossover(tmp: Path) -> list[dict]:

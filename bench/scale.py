@@ -186,7 +186,7 @@ def train(data: Path, run: Path, processes: int) -> dict[str, Any]:
     # since it holds no data, and its workers.
     tree = watched.processes
     workers = [watched.command] if processes == 1 else [p for p, seen in tree.items() if seen.parent == watched.command]
-    return {"epoch_s": record["train_seconds"] / record["epochs_run"], "workers": len(workers),
+    return {"epoch_s": record.train_seconds / record.epochs_run, "workers": len(workers),
             "rss_anon_mb": max(tree[p].rss_anon_mb for p in workers),
             "vm_rss_mb": max(tree[p].vm_rss_mb for p in workers),
             "launcher_rss_anon_mb": tree[watched.command].rss_anon_mb if processes > 1 else None,

@@ -1,28 +1,27 @@
-"""The network, built from a plain description that JSON can hold.
+"""The network, built from its description (`ModelSpec`, which config.json holds as JSON).
 
-`{"in_features": 10, "hidden": [20], "out_features": 3, "activation": "relu"}` is the
-recipe's 10-20-3 MLP; `hidden: []` is a linear model. The weights' names are
-nn.Sequential's ("0.weight", "2.bias", ...), so a spec plus a safetensors file
-rebuilds the model with no training code and no pickle.
+`ModelSpec(10, (20,), 3, "relu")` is the recipe's 10-20-3 MLP; `hidden=()` is a linear
+model. The weights' names are nn.Sequential's ("0.weight", "2.bias", ...), so a spec plus a
+safetensors file rebuilds the model with no training code and no pickle.
 
-A table with categorical columns adds `"categorical": [{"cardinality": K, "dim": d}, ...]`:
-each column's codes (the last inputs of a row, see common/data/preprocess.py) go through a
-learned embedding, concatenated with the numeric inputs in front of the same MLP. Without
-categorical columns the model is exactly the plain MLP above.
+A table with categorical columns adds `categorical=((K, d), ...)`: each column's codes (the
+last inputs of a row, see common/steps.py) go through a learned embedding, concatenated with
+the numeric inputs in front of the same MLP. Without categorical columns the model is exactly
+the plain MLP above.
 
-A spec with `"members": k` is an ensemble of k such networks held as stacked weights and run
+A spec with `members=k` is an ensemble of k such networks held as stacked weights and run
 as one batched computation (EnsembleNet): every member sees every row, and its output is
 [rows, k, outputs]. `combine_members` turns that into one prediction: the mean of the
 members' probabilities (as log-probabilities, so argmax and softmax read it as logits), the
 mean of their predictions (as a log, where the outputs are log E[y]), or the mean of their
 outputs. Its numeric inputs may first go through periodic embeddings
-(`"periodic": {"frequencies": f, "dim": d}`), which let one column such as the hour of the
+(`periodic=(f, d)`), which let one column such as the hour of the
 day act on the network non-linearly.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -30,68 +29,98 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from common.model_folder import UNKNOWN_CODE
+from common.schema import Fields, is_int
+from common.steps import UNKNOWN_CODE
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 PERIODIC_SIGMA = 0.1  # initial frequencies ~ N(0, sigma^2) on inputs scaled to about [-3, 3] (RealMLP's)
 
 
-def model_spec(in_features: int, hidden: Sequence[int], out_features: int, activation: str,
-               embeddings: Sequence[tuple[int, int]] = (), members: int = 0, periodic: tuple[int, int] = (0, 0),
-               dropout: float = 0.0) -> dict[str, Any]:
-    """`embeddings`: (cardinality, width) of each categorical column's embedding. `members` > 0
-    makes an ensemble (EnsembleNet) with `periodic` (frequencies, width) numeric embeddings when
-    its first entry is > 0, and `dropout` after each hidden layer."""
-    if any(w <= 0 for w in hidden):
-        raise UserError(f"--hidden widths must be positive, got {list(hidden)}")
-    spec: dict[str, Any] = {"in_features": int(in_features), "hidden": [int(w) for w in hidden],
-                            "out_features": int(out_features), "activation": activation}
-    if embeddings:
-        spec["categorical"] = [{"cardinality": int(k), "dim": int(d)} for k, d in embeddings]
-    if members:
-        spec["members"], spec["dropout"] = int(members), float(dropout)
-        if periodic[0]:
-            spec["periodic"] = {"frequencies": int(periodic[0]), "dim": int(periodic[1])}
-    return spec
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """The network's description, as config.json holds it under "model"."""
+
+    in_features: int                            # numeric inputs (missing indicators included)
+    hidden: tuple[int, ...]                     # hidden widths; () is a linear model
+    out_features: int
+    activation: str
+    categorical: tuple[tuple[int, int], ...] = ()  # (cardinality, width) of each column's embedding
+    members: int = 0                            # > 0: an ensemble of this many (EnsembleNet)
+    dropout: float = 0.0                        # after each hidden layer (ensembles)
+    periodic: tuple[int, int] = (0, 0)          # (frequencies, width) of periodic numeric embeddings
+
+    def __post_init__(self) -> None:
+        if any(w <= 0 for w in self.hidden):
+            raise UserError(f"--hidden widths must be positive, got {list(self.hidden)}")
+
+    @property
+    def numeric_width(self) -> int:
+        """What the numeric inputs become in front of the first layer: each column itself, plus
+        its periodic embedding where there is one."""
+        return self.in_features * (1 + self.periodic[1])
+
+    @property
+    def layer_widths(self) -> list[int]:
+        return [self.numeric_width + sum(d for _, d in self.categorical), *self.hidden, self.out_features]
+
+    @property
+    def multiply_adds_per_row(self) -> int:
+        """The MLP's weights (embeddings are looked up, not multiplied), over all members: the
+        arithmetic of one row, which sizes the threads."""
+        dense = sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(self.layer_widths))
+        f, d = self.periodic
+        return dense * max(1, self.members) + self.in_features * f * (d + 2)
+
+    def to_json(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"in_features": self.in_features, "hidden": list(self.hidden),
+                                "out_features": self.out_features, "activation": self.activation}
+        if self.categorical:
+            spec["categorical"] = [{"cardinality": k, "dim": d} for k, d in self.categorical]
+        if self.members:
+            spec["members"], spec["dropout"] = self.members, self.dropout
+            if self.periodic[0]:
+                spec["periodic"] = {"frequencies": self.periodic[0], "dim": self.periodic[1]}
+        return spec
+
+    @classmethod
+    def read(cls, f: Fields, key: str = "model") -> ModelSpec:
+        """A network this code can build, or a UserError naming the file."""
+        try:
+            return cls.fields_of(f.nested(key, f.obj_of(key)))
+        except UserError:
+            raise f.error(f"describes a model this code cannot build ({f.value(key)!r})") from None
+
+    @classmethod
+    def fields_of(cls, m: Fields) -> ModelSpec:
+        hidden = m.checked("hidden", lambda v: isinstance(v, list) and all(is_int(w) and w > 0 for w in v),
+                           "a list of positive integers")
+        categorical = [m.nested(f"categorical[{i}]", c) for i, c in enumerate(m.list_of_objects("categorical", []))]
+        periodic = m.nested("periodic", m.obj_of("periodic")) if m.has("periodic") else None
+        return cls(m.integer("in_features"), tuple(hidden), m.integer("out_features", minimum=1),
+                   m.text("activation", tuple(ACTIVATIONS)),
+                   tuple((c.integer("cardinality", minimum=1), c.integer("dim", minimum=1)) for c in categorical),
+                   m.integer("members", default=0), m.number("dropout", default=0.0),
+                   (periodic.integer("frequencies", minimum=1), periodic.integer("dim", minimum=1)) if periodic
+                   else (0, 0))
 
 
-def numeric_width(spec: dict[str, Any]) -> int:
-    """What the numeric inputs become in front of the first layer: each column itself, plus its
-    periodic embedding where there is one."""
-    periodic = spec.get("periodic")
-    return spec["in_features"] * (1 + (periodic["dim"] if periodic else 0))
-
-
-def layer_widths(spec: dict[str, Any]) -> list[int]:
-    embedded = sum(c["dim"] for c in spec.get("categorical", []))
-    return [numeric_width(spec) + embedded, *spec["hidden"], spec["out_features"]]
-
-
-def parameter_count(spec: dict[str, Any]) -> int:
-    """The MLP's weights (embeddings are looked up, not multiplied), over all members."""
-    dense = sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(layer_widths(spec)))
-    periodic = spec.get("periodic")
-    shared = spec["in_features"] * periodic["frequencies"] * (periodic["dim"] + 2) if periodic else 0
-    return dense * max(1, spec.get("members", 1)) + shared
-
-
-def mlp(spec: dict[str, Any]) -> nn.Sequential:
-    widths = layer_widths(spec)
+def mlp(spec: ModelSpec) -> nn.Sequential:
+    widths = spec.layer_widths
     layers: list[nn.Module] = []
     for i, (fan_in, fan_out) in enumerate(pairwise(widths)):
         layers.append(nn.Linear(fan_in, fan_out))
         if i < len(widths) - 2:
-            layers.append(ACTIVATIONS[spec["activation"]]())
+            layers.append(ACTIVATIONS[spec.activation]())
     return nn.Sequential(*layers)
 
 
 class TabularNet(nn.Module):
     """Numeric inputs and categorical codes in one row -> embeddings + MLP."""
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, spec: ModelSpec):
         super().__init__()
-        self.numeric = spec["in_features"]
-        embeddings = [nn.Embedding(c["cardinality"], c["dim"]) for c in spec["categorical"]]
+        self.numeric = spec.in_features
+        embeddings = [nn.Embedding(cardinality, dim) for cardinality, dim in spec.categorical]
         with torch.no_grad():  # code 0 (unseen or rare values) starts neutral: where the training rows
             for emb in embeddings:  # had no rare value it never trains, and would stay random
                 emb.weight[UNKNOWN_CODE].zero_()
@@ -118,32 +147,31 @@ class EnsembleNet(nn.Module):
     for the whole ensemble, and k members cost little more than one on small tables, where
     the per-step overhead dominates."""
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, spec: ModelSpec):
         super().__init__()
-        k, self.numeric = spec["members"], spec["in_features"]
-        periodic = spec.get("periodic")
-        if periodic:
-            f, d = periodic["frequencies"], periodic["dim"]
+        k, self.numeric = spec.members, spec.in_features
+        f, d = spec.periodic
+        if f:
             # Shared by the members (as TabM shares its embeddings): computed once per row, where
             # one per member made the step twice as slow as the MLP behind it.
             self.frequencies = nn.Parameter(torch.randn(self.numeric, f) * PERIODIC_SIGMA)
             self.phases = nn.Parameter(torch.empty(self.numeric, f).uniform_(-math.pi, math.pi))
             self.periodic_weight = nn.Parameter(torch.empty(self.numeric, f, d).uniform_(-f ** -0.5, f ** -0.5))
             self.periodic_bias = nn.Parameter(torch.empty(self.numeric, d).uniform_(-f ** -0.5, f ** -0.5))
-        self.periodic = bool(periodic)
+        self.periodic = bool(f)
         tables = []
-        for c in spec.get("categorical", []):
-            table = torch.randn(k, c["cardinality"], c["dim"])
+        for cardinality, dim in spec.categorical:
+            table = torch.randn(k, cardinality, dim)
             table[:, UNKNOWN_CODE] = 0.0  # code 0 starts neutral, as in TabularNet
             tables.append(nn.Parameter(table))
         self.embeddings = nn.ParameterList(tables)
-        widths = layer_widths(spec)
+        widths = spec.layer_widths
         self.weights = nn.ParameterList(stacked_uniform(k, fan_in, fan_out, bound=fan_in ** -0.5)
                                         for fan_in, fan_out in pairwise(widths))
         self.biases = nn.ParameterList(stacked_uniform(k, 1, fan_out, bound=fan_in ** -0.5)
                                        for fan_in, fan_out in pairwise(widths))
-        self.activation = ACTIVATIONS[spec["activation"]]()
-        self.dropout = nn.Dropout(spec.get("dropout", 0.0))
+        self.activation = ACTIVATIONS[spec.activation]()
+        self.dropout = nn.Dropout(spec.dropout)
 
     def inputs(self, x: torch.Tensor, members: slice) -> torch.Tensor:
         """[k, rows, width] first-layer inputs of the chosen members."""
@@ -185,10 +213,10 @@ def combine_members(out: torch.Tensor, task: str, log_link: bool = False) -> tor
     return out.mean(dim=1)
 
 
-def build_model(spec: dict[str, Any]) -> nn.Module:
-    if spec.get("members"):
+def build_model(spec: ModelSpec) -> nn.Module:
+    if spec.members:
         return EnsembleNet(spec)
-    return TabularNet(spec) if spec.get("categorical") else mlp(spec)
+    return TabularNet(spec) if spec.categorical else mlp(spec)
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,

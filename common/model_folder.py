@@ -1,44 +1,76 @@
-"""The model folder that train.py writes and infer.py reads: file names and the conventions
-the weights and config.json share, and config.json's schema. No torch and no data code: both
-sides import it."""
+"""The model folder that train.py writes and infer.py reads: its file names, config.json's one
+schema (`ModelRecord`, parsed once into typed parts), and loading the model it describes."""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
 from common.files import read_json
-from common.schema import Fields, is_int
+from common.model import ModelSpec
+from common.schema import Fields
+from common.steps import Preprocessor, TargetStep, read_target
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-# A categorical column's code for a level unseen in training (or too rare to learn): its
-# embedding row starts at zero, so such a level adds nothing the model did not learn.
-UNKNOWN_CODE = 0
 
-# config.json's format. 1: the records written before it had a version (no "format" key), some
-# with `x_mean`/`x_scale` where later ones hold preprocessing steps; 3: quantile steps and the
-# log link, which a reader of format 2 would silently get wrong.
-CONFIG_FORMAT = 3
+# config.json's format; 4: the target's modelling is one `target` object and the run's outcome
+# sits under "outcome", where format 3 spread both over the top level (still read).
+CONFIG_FORMAT = 4
+OLDEST_READ = 3
 TASKS = ("classification", "regression")
-TARGET_TRANSFORMS = ("none", "log1p", "log_link")  # how a regression's y is modelled (config.py's choices)
 CONFIG_FIX = "use the config.json that train.py wrote with these weights"
+OUTCOME_KEYS = ("final_metrics", "epochs_run", "startup_seconds", "train_seconds", "weights")
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    """How the run went: the saved weights' figures, the best evaluation, epochs and timings."""
+
+    final_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    epochs_run: int = 0
+    startup_seconds: float = 0.0
+    train_seconds: float = 0.0
+    weights: str = "last"                  # "best": the best evaluation's weights were saved
+    monitor: str = ""                      # what picked the best evaluation
+    best_value: float | None = None
+    best_epoch: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        outcome = {k: getattr(self, k) for k in OUTCOME_KEYS}
+        return {**outcome, "best": {"monitor": self.monitor, "value": self.best_value, "epoch": self.best_epoch}}
+
+    @classmethod
+    def read(cls, f: Fields) -> RunOutcome:
+        o = f.nested("outcome", f.obj_of("outcome"))
+        best = o.nested("best", o.obj_of("best"))
+        return cls(o.obj_of("final_metrics"), o.integer("epochs_run"), o.number("startup_seconds"),
+                   o.number("train_seconds"), o.text("weights", ("best", "last")), best.text("monitor"),
+                   best.number("value", default=None), best.integer("epoch", default=None))
+
+    @classmethod
+    def read_flat(cls, f: Fields, monitor: str) -> RunOutcome:
+        """Format 3's outcome: its keys at the top level, the best figure under `best_<monitor>`."""
+        return cls(f.obj_of("final_metrics", default={}), f.integer("epochs_run", default=0),
+                   f.number("startup_seconds", default=0.0), f.number("train_seconds", default=0.0),
+                   f.text("weights", ("best", "last"), default="last"), monitor,
+                   f.number(f"best_{monitor}", default=None), f.integer("best_epoch", default=None))
 
 
 @dataclasses.dataclass
 class ModelRecord:
     """config.json: what rebuilding and using the model takes (the network, task, inputs, labels,
-    scaling, preprocessing), and what traces it to its run (data, settings, processes, outcome,
-    library versions). Written by train.py (common/train/run_record.py), read by infer.py."""
+    preprocessing, the target's modelling), and what traces it to its run (data, settings,
+    processes, outcome, library versions). Written by train.py (common/train/run_record.py),
+    read by infer.py."""
 
     task: str
-    model: dict[str, Any]            # the network's plain description (common/model.model_spec)
-    feature_names: list[str]         # the model's inputs, in order
+    model: ModelSpec
     class_labels: list[Any] | None   # classification: label of output i
-    y_mean: float | None             # regression: the target's scaling
-    y_scale: float | None
-    preprocess: dict[str, Any]       # the fitted steps as JSON (common/data/preprocess.Preprocessor.to_json)
+    preprocess: Preprocessor         # the fitted steps, replayed on new rows
+    target: TargetStep | None        # regression: how y is modelled
     ids: list[str] = dataclasses.field(default_factory=list)  # id columns copied into predictions
     data: str | None = None          # the data set it was trained on
     training: dict[str, Any] = dataclasses.field(default_factory=dict)  # the run plan's settings
@@ -46,40 +78,61 @@ class ModelRecord:
     distributed_type: str = ""
     mixed_precision: str = ""
     device: str = ""                 # see common/train/run_record.device_name
-    outcome: dict[str, Any] = dataclasses.field(default_factory=dict)  # final metrics, best epoch, timings
+    outcome: RunOutcome = dataclasses.field(default_factory=RunOutcome)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
-    format: int = CONFIG_FORMAT
-    target: dict[str, Any] = dataclasses.field(default_factory=dict)  # regression: see DatasetDescription.target
+    format: int = CONFIG_FORMAT  # the format it was read from; to_json writes today's
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The model's inputs, in order."""
+        return self.preprocess.input_names
 
     def to_json(self) -> dict[str, Any]:
-        """The outcome's keys sit at the top level, as they always have."""
-        record = {"format": self.format, "task": self.task, "model": self.model,
-                  "feature_names": self.feature_names, "class_labels": self.class_labels,
-                  "y_mean": self.y_mean, "y_scale": self.y_scale, "preprocess": self.preprocess, "ids": self.ids,
-                  "data": self.data, "training": self.training, "num_processes": self.num_processes,
-                  "distributed_type": self.distributed_type, "mixed_precision": self.mixed_precision,
-                  "device": self.device, **({"target": self.target} if self.target else {})}
-        return {**record, **self.outcome, "versions": self.versions}
+        return {"format": CONFIG_FORMAT, "task": self.task, "model": self.model.to_json(),
+                "feature_names": self.feature_names, "class_labels": self.class_labels,
+                "preprocess": self.preprocess.to_json(), "target": self.target.to_json() if self.target else None,
+                "ids": self.ids, "data": self.data, "training": self.training, "num_processes": self.num_processes,
+                "distributed_type": self.distributed_type, "mixed_precision": self.mixed_precision,
+                "device": self.device, "outcome": self.outcome.to_json(), "versions": self.versions}
 
     @classmethod
     def read(cls, obj: Any, path: str | Path) -> ModelRecord:
-        """The record from parsed JSON (also of format 1), or a UserError naming `path`. The
-        preprocessing steps are checked by their reader (common/data/description.read_steps)."""
+        """The record from parsed JSON (format 3 or 4), checked whole: a UserError naming `path`
+        where a field is wrong or the parts disagree with each other."""
         f = Fields(obj, path, CONFIG_FIX)
         version = f.integer("format", minimum=1, default=1)
         if version > CONFIG_FORMAT:
             raise f.error(f"is of format {version}, newer than this code reads ({CONFIG_FORMAT})")
+        if version < OLDEST_READ:
+            raise f.error(f"was written by an older version of train.py (format {version}): retrain the model")
         task = f.text("task", TASKS)
-        labels = f.labels("class_labels") if task == "classification" else None
-        y_mean, y_scale = (None, None) if task == "classification" else \
-            (f.number("y_mean"), f.number("y_scale", nonzero=True))
-        names = f.texts("feature_names")
-        outcome = {k: v for k, v in f.obj.items() if k not in RECORD_KEYS}
-        return cls(task, model_description(f), names, labels, y_mean, y_scale, preprocess_steps(f, names),
-                   f.texts("ids", default=[]), f.text("data", default=None), f.obj_of("training", default={}),
-                   f.integer("num_processes", minimum=1, default=1), f.text("distributed_type", default=""),
-                   f.text("mixed_precision", default=""), f.text("device", default=""), outcome,
-                   f.obj_of("versions", default={}), version, target_modelling(f))
+        training = f.obj_of("training", default={})
+        outcome = RunOutcome.read(f) if version > OLDEST_READ else \
+            RunOutcome.read_flat(f, str(training.get("monitor", "")))
+        record = cls(task, ModelSpec.read(f), f.labels("class_labels") if task == "classification" else None,
+                     Preprocessor.read(f), read_target(f, task, split_form=version == OLDEST_READ),
+                     f.texts("ids", default=[]), f.text("data", default=None), training,
+                     f.integer("num_processes", minimum=1, default=1), f.text("distributed_type", default=""),
+                     f.text("mixed_precision", default=""), f.text("device", default=""), outcome,
+                     f.obj_of("versions", default={}), version)
+        problem = record.disagreement(f.texts("feature_names"))
+        if problem:
+            raise f.error(problem)
+        return record
+
+    def disagreement(self, names: list[str]) -> str | None:
+        """Where the parts of a well-formed config.json disagree with each other, or None."""
+        spec = self.model
+        inputs = spec.in_features + len(spec.categorical)
+        if not inputs:
+            return f"describes a model without inputs ({spec.to_json()!r})"
+        if len(names) != inputs:
+            return f"names {len(names)} inputs but the model takes {inputs}"
+        if len(self.preprocess.input_names) != inputs:
+            return f"has preprocessing for {len(self.preprocess.input_names)} inputs but the model takes {inputs}"
+        if self.class_labels is not None and len(self.class_labels) != spec.out_features:
+            return f"names {len(self.class_labels)} classes but the model has {spec.out_features} outputs"
+        return None
 
 
 def load_record(ckpt_dir: str | Path) -> ModelRecord:
@@ -88,46 +141,20 @@ def load_record(ckpt_dir: str | Path) -> ModelRecord:
     return ModelRecord.read(read_json(path, "model config"), path)
 
 
-RECORD_KEYS = {field.name for field in dataclasses.fields(ModelRecord)} - {"outcome"} | {"x_mean", "x_scale"}
+def load_model_dir(ckpt_dir: str | Path) -> tuple[ModelRecord, Any]:
+    """The record and the model it describes with its weights, in eval mode: safetensors and
+    JSON only, never pickle."""
+    import torch
 
+    from common.files import load_weights
+    from common.model import build_model, load_state
 
-def target_modelling(f: Fields) -> dict[str, Any]:
-    """The `target` entry of either file: a transform this code knows and a finite range."""
-    if not f.has("target"):
-        return {}
-    t = f.nested("target", f.obj_of("target"))
-    low, high = t.number("low"), t.number("high")
-    if low > high:
-        raise t.error(f"has a range from {low} down to {high}")
-    return {"transform": t.text("transform", TARGET_TRANSFORMS), "low": low, "high": high}
-
-
-def log_link(target: dict[str, Any] | None) -> bool:
-    """Whether the model's output is log E[y] (trained on the Poisson deviance), not y itself."""
-    return bool(target and target.get("transform") == "log_link")
-
-
-def model_description(f: Fields) -> dict[str, Any]:
-    """The network's description, of the shape common/model.py builds from (whether this code
-    has its activation is the builder's to say)."""
-    spec = f.obj_of("model")
-    ok = all(is_int(spec.get(k)) and spec[k] > 0 for k in ("in_features", "out_features")) \
-        and isinstance(spec.get("hidden"), list) and all(is_int(w) and w > 0 for w in spec["hidden"]) \
-        and isinstance(spec.get("activation"), str) and isinstance(spec.get("categorical", []), list) \
-        and all(isinstance(c, dict) and is_int(c.get("cardinality")) and is_int(c.get("dim"))
-                for c in spec.get("categorical", []))
-    if not ok:
-        raise f.error(f"describes a model this code cannot build ({spec!r})")
-    return spec
-
-
-def preprocess_steps(f: Fields, names: list[str]) -> dict[str, Any]:
-    """The steps' JSON; format 1's scaling-only `x_mean`/`x_scale` become the numeric steps they
-    meant (Preprocessor.all_numeric's form: no fill, no indicator), so readers see one form."""
-    if f.has("preprocess") or not (f.has("x_mean") and f.has("x_scale")):
-        return f.obj_of("preprocess")
-    mean, scale = f.value("x_mean"), f.value("x_scale")
-    if not (isinstance(mean, list) and isinstance(scale, list) and len(mean) == len(scale) == len(names)):
-        raise f.error(f"has x_mean and x_scale that are not {len(names)} numbers each")
-    return {"numeric": [{"name": n, "median": 0.0, "mean": m, "scale": s, "indicator": False}
-                        for n, m, s in zip(names, mean, scale, strict=True)], "categorical": []}
+    ckpt_dir = Path(ckpt_dir)
+    record = load_record(ckpt_dir)
+    model = build_model(record.model)
+    weights = load_weights(ckpt_dir / MODEL_FILE)
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UserError(f"{ckpt_dir / MODEL_FILE} holds NaN or infinite weights in {bad}: retrain the model")
+    load_state(model, weights, str(ckpt_dir / MODEL_FILE))
+    return record, model.eval()

@@ -16,8 +16,8 @@ import make_data as make_data_script
 import train as train_script
 from common.console import _width_off_terminal
 from common.data.dataset import ARRAYS, TabularData, dataset_meta, load_dataset, save_dataset
-from common.data.preprocess import Preprocessor
 from common.errors import UserError
+from common.steps import Preprocessor
 from conftest import FORBID_PICKLE, ROOT, assert_user_error, launch, run_script, script_env, user_error
 
 HEADER = "a,b,label\n"
@@ -83,7 +83,7 @@ def test_missing_csv(tmp_path):
 
 @pytest.mark.parametrize("content,words", [
     (None, ["not found", "make_data.py"]),
-    (b"not an npz", ["unreadable", "make_data.py"]),
+    (b"not an npz", ["single-file form", "make_data.py"]),
 ])
 def test_bad_data_file(tmp_path, content, words):
     if content is not None:
@@ -106,13 +106,12 @@ def test_damaged_data_set_folder(tmp_path, small_cls, damage, words):
     assert all(word in message for word in words), message
 
 
-def test_a_data_set_of_the_earlier_single_file_form_still_loads(tmp_path, small_cls):
+def test_a_data_set_of_an_older_single_file_form_is_one_line_saying_to_remake_it(tmp_path, small_cls):
     data = load_dataset(small_cls)
     np.savez(tmp_path / "old.npz", **{name: np.asarray(getattr(data, name)) for name in ARRAYS})
     (tmp_path / "old.json").write_text(json.dumps(data.description.to_json()))
-    old = load_dataset(tmp_path / "old.npz")
-    np.testing.assert_array_equal(old.X_train, data.X_train)
-    np.testing.assert_array_equal(old.y_val, data.y_val)
+    with pytest.raises(UserError, match="single-file form: remake it with make_data.py"):
+        load_dataset(tmp_path / "old.npz")
     (tmp_path / "gone").mkdir()
     with pytest.raises(UserError, match="pass --data"):
         load_dataset(tmp_path / "gone.npz")
@@ -245,7 +244,7 @@ def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
 def test_more_processes_than_training_rows(tmp_path):
     one_row = TabularData(np.zeros((1, 2), np.float32), np.zeros(1, np.int64), np.zeros((2, 2), np.float32),
                           np.zeros(2, np.int64), dataset_meta("classification", Preprocessor.all_numeric(
-                              ["a", "b"], [0, 0], [1, 1]), [0, 1], (None, None), {"train": 1, "val": 0, "test": 2},
+                              ["a", "b"], [0, 0], [1, 1]), [0, 1], None, {"train": 1, "val": 0, "test": 2},
                               [], {}))
     save_dataset(one_row, tmp_path / "one")
     proc = launch("multi_cpu", "--data", str(tmp_path / "one"), "--ckpt-dir", str(tmp_path / "run"), check=False)

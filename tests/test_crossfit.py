@@ -7,11 +7,11 @@ import torch
 from test_tables import write
 
 from common.config import TrainConfig, parse_config
-from common.data.dataset import load_dataset, unscale_target
-from common.data.ingest import looks_like_counts
-from common.data.preprocess import target_transform
+from common.data.dataset import load_dataset
 from common.data.splits import TRAIN_ONLY, fold_ids
-from common.model import EnsembleNet, build_model, combine_members, model_spec
+from common.data.target import looks_like_counts, target_transform
+from common.model import EnsembleNet, ModelSpec, build_model, combine_members
+from common.steps import TargetStep
 from common.train.optim import poisson_deviance
 from common.train.run_context import find_context
 from common.train.run_plan import make_plan, table_settings
@@ -37,7 +37,7 @@ def test_a_small_table_cross_fits_and_a_large_one_keeps_one_validation_fold():
 
 
 def test_the_ensemble_averages_probabilities_and_each_member_trains_apart():
-    spec = model_spec(3, [8], 4, "relu", [(5, 2)], members=3, periodic=(4, 2))
+    spec = ModelSpec(3, (8,), 4, "relu", ((5, 2),), members=3, periodic=(4, 2))
     model = build_model(spec)
     assert isinstance(model, EnsembleNet)
     x = torch.tensor([[0.1, -2.0, 1.0, 3.0], [0.0, 0.5, -1.0, 0.0]])
@@ -66,14 +66,14 @@ def count_table(path, rows=400, seed=0):
 
 def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path):
     visits = count_table(tmp_path / "counts.csv")
-    assert target_transform(visits.astype(float))["transform"] == "log_link"
-    assert target_transform(np.linspace(-1, 1, 50))["transform"] == "none"  # negatives: as it is
+    assert target_transform(visits.astype(float)) == "log_link"
+    assert target_transform(np.linspace(-1, 1, 50)) == "none"  # negatives: as it is
     make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "counts")
     target = data.description.target
-    assert target == {"transform": "log_link", "low": float(visits.min()), "high": float(visits.max())}
-    assert data.description.y_scale == pytest.approx(visits.mean())  # y / its mean: outputs start near log 1
-    back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale, target, prediction=False)
+    assert (target.transform, target.low, target.high) == ("log_link", float(visits.min()), float(visits.max()))
+    assert target.scale == pytest.approx(visits.mean())  # y / its mean: outputs start near log 1
+    back = target.original(data.y_train, prediction=False)
     np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-5)
     train("--data", tmp_path / "counts", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
     write(tmp_path / "new.csv", {"x": [-30.0, 0.0, 30.0], "shop": ["b", "a", "a"]})  # far outside training
@@ -98,9 +98,8 @@ def test_a_chosen_target_transform_round_trips_and_a_negative_target_refuses_a_l
     make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--target-transform", choice,
               "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "counts")
-    assert data.description.target["transform"] == choice
-    back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale, data.description.target,
-                          prediction=False)
+    assert data.description.target.transform == choice
+    back = data.description.target.original(data.y_train, prediction=False)
     np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-4, atol=1e-3)
     write(tmp_path / "signed.csv", {"x": np.arange(50.0) % 7, "y": np.arange(50.0) - 10})
     message = user_error(make_data_script.main, "--csv", tmp_path / "signed.csv", "--target", "y",
@@ -122,8 +121,9 @@ def crossfit_run(tmp_path_factory):
 def test_out_of_fold_validation_scores_every_labelled_row_once(crossfit_run):
     config = read_config(crossfit_run / "run")
     assert config["training"]["folds"] == 5 and config["model"]["members"] == 5
-    assert config["final_metrics"]["val_n"] == 500  # every row, by the one member that never trained on it
-    assert config["weights"] == "best" and config["best_epoch"] == config["final_metrics"]["epoch"]
+    assert config["outcome"]["final_metrics"]["val_n"] == 500  # every row, by the one member that never trained on it
+    outcome = config["outcome"]
+    assert outcome["weights"] == "best" and outcome["best"]["epoch"] == outcome["final_metrics"]["epoch"]
 
 
 def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
@@ -131,7 +131,7 @@ def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
     data = load_dataset(crossfit_run / "people")
     plan = make_plan(cfg, data, find_context(cfg, 1, 1))
     assert (plan.folds, plan.members, plan.monitor) == (5, 5, "val_f1_macro")
-    assert plan.model_spec()["members"] == 5 and "5-fold cross-fitting" in plan.describe()
+    assert plan.model_spec().members == 5 and "5-fold cross-fitting" in plan.describe()
 
 
 def test_predictions_do_not_depend_on_the_batch_size(crossfit_run, tmp_path):
@@ -157,7 +157,7 @@ def test_a_locked_test_set_is_still_scored_by_the_averaged_members(tmp_path):
     infer("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "m.json")
     figures = json.loads((tmp_path / "m.json").read_text())
     assert np.sum(figures["confusion_matrix"]) == 100
-    assert figures["f1_macro"] == pytest.approx(read_config(tmp_path / "run")["final_metrics"]["f1_macro"])
+    assert figures["f1_macro"] == pytest.approx(read_config(tmp_path / "run")["outcome"]["final_metrics"]["f1_macro"])
 
 
 def test_the_best_macro_f1_is_kept_and_a_best_first_evaluation_is_flagged():
@@ -202,11 +202,11 @@ def test_few_or_negative_whole_numbers_stay_classes():
 
 
 def test_an_older_log1p_model_still_predicts_expm1_of_its_output_within_range():
-    target = {"transform": "log1p", "low": 0.0, "high": 50.0}
+    target = TargetStep("log1p", 1.0, 0.5, 0.0, 50.0)
     out = np.array([[-3.0], [0.0], [1.0], [9.0]])
-    predicted = unscale_target(out, 1.0, 0.5, target)[:, 0]
+    predicted = target.original(out)[:, 0]
     np.testing.assert_allclose(predicted, np.clip(np.expm1(out[:, 0] * 0.5 + 1.0), 0.0, 50.0))
-    assert unscale_target(out, 1.0, 0.5, target, prediction=False)[3, 0] == pytest.approx(np.expm1(5.5))
+    assert target.original(out, prediction=False)[3, 0] == pytest.approx(np.expm1(5.5))
 
 
 def test_a_skewed_target_with_one_negative_value_anywhere_is_modelled_as_it_is(tmp_path):
@@ -215,7 +215,7 @@ def test_a_skewed_target_with_one_negative_value_anywhere_is_modelled_as_it_is(t
     y[-1] = -0.5  # one row, in whichever split: under a log link its loss would be NaN
     write(tmp_path / "skewed.csv", {"x": rng.normal(size=400), "y": y})
     make_data("--csv", tmp_path / "skewed.csv", "--target", "y", "--test-size", "0.2", "--out-dir", tmp_path)
-    assert load_dataset(tmp_path / "skewed").description.target["transform"] == "none"
+    assert load_dataset(tmp_path / "skewed").description.target.transform == "none"
 
 
 def test_a_class_weight_with_label_smoothing_weighs_each_row_by_its_own_class():

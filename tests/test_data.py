@@ -3,8 +3,8 @@ import json
 import numpy as np
 from sklearn import datasets, model_selection
 
-from common.data.dataset import load_dataset, meta_path, unscale_target
-from common.data.preprocess import Categories
+from common.data.dataset import load_dataset, meta_path
+from common.steps import Categories
 
 
 def test_classification_data_is_the_recipes(small_cls):
@@ -46,5 +46,5 @@ def test_regression_target_scaled_and_recoverable(reg_data):
                                           coef=True, random_state=42)
     np.testing.assert_allclose(data.description.source["coef"], coef)
     _, _, y_tr, _ = model_selection.train_test_split(X, y, test_size=0.2, random_state=42)
-    y_back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale)[:, 0]
+    y_back = data.description.target.original(data.y_train)[:, 0]
     np.testing.assert_allclose(y_back, y_tr, rtol=1e-5, atol=1e-3)

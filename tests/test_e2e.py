@@ -44,8 +44,8 @@ def test_saved_model_is_complete(cls_run):
     assert config["training"]["steps_per_epoch"] == 79 and config["training"]["optimizer_steps"] == 6 * 79
     assert config["class_labels"] == [0, 1, 2] and len(config["preprocess"]["numeric"]) == 10
     assert {"torch", "accelerate", "scikit-learn"} <= config["versions"].keys()
-    assert config["epochs_run"] == 6 and config["train_seconds"] > 0
-    assert 0 < config["startup_seconds"] < 600  # process start to the first epoch
+    assert config["outcome"]["epochs_run"] == 6 and config["outcome"]["train_seconds"] > 0
+    assert 0 < config["outcome"]["startup_seconds"] < 600  # process start to the first epoch
 
 
 @pytest.mark.e2e
@@ -101,7 +101,7 @@ def test_regression_recipe(reg_data, tmp_path):
     assert figures["mae"] == pytest.approx(records[-1]["test_mae"], rel=1e-5)
     # The linear model recovers the generator's coefficients on the original scale.
     w = load_file(str(ckpt / "model.safetensors"))["0.weight"].double().numpy()[0]
-    coef = w * config["y_scale"] / np.asarray([s["scale"] for s in config["preprocess"]["numeric"]])
+    coef = w * config["target"]["scale"] / np.asarray([s["scale"] for s in config["preprocess"]["numeric"]])
     np.testing.assert_allclose(coef, load_dataset(reg_data).description.source["coef"], atol=0.5)
 
 

@@ -5,18 +5,18 @@ import torch
 
 from common.errors import UserError
 from common.files import atomic_path, load_weights, read_json, write_json, write_weights_file
-from common.model import build_model, load_state, model_spec
+from common.model import ModelSpec, build_model, load_state
 from conftest import ROOT
 
 
 def test_recipe_mlp_shape():
-    model = build_model(model_spec(10, [20], 3, "relu"))
+    model = build_model(ModelSpec(10, (20,), 3, "relu"))
     assert [tuple(p.shape) for p in model.parameters()] == [(20, 10), (20,), (3, 20), (3,)]
     assert isinstance(model[1], torch.nn.ReLU)
 
 
 def test_no_hidden_layer_is_a_linear_model():
-    model = build_model(model_spec(5, [], 1, "relu"))
+    model = build_model(ModelSpec(5, (), 1, "relu"))
     assert len(model) == 1 and isinstance(model[0], torch.nn.Linear)
 
 
@@ -27,7 +27,7 @@ def save_weights(path, state_dict):
 
 def test_safetensors_reload_predicts_like_the_model_in_memory(tmp_path):
     torch.manual_seed(0)
-    spec = model_spec(10, [16, 8], 3, "gelu")
+    spec = ModelSpec(10, (16, 8), 3, "gelu")
     model = build_model(spec)
     save_weights(tmp_path / "m.safetensors", model.state_dict())
     clone = build_model(spec)
@@ -37,14 +37,14 @@ def test_safetensors_reload_predicts_like_the_model_in_memory(tmp_path):
 
 
 def test_weights_of_another_shape_are_a_user_error(tmp_path):
-    save_weights(tmp_path / "m.safetensors", build_model(model_spec(10, [20], 3, "relu")).state_dict())
+    save_weights(tmp_path / "m.safetensors", build_model(ModelSpec(10, (20,), 3, "relu")).state_dict())
     with pytest.raises(UserError, match="do not match"):
-        load_state(build_model(model_spec(10, [21], 3, "relu")), load_weights(tmp_path / "m.safetensors"), "m")
+        load_state(build_model(ModelSpec(10, (21,), 3, "relu")), load_weights(tmp_path / "m.safetensors"), "m")
 
 
 def test_truncated_weights_are_a_user_error(tmp_path):
     path = tmp_path / "m.safetensors"
-    save_weights(path, build_model(model_spec(4, [], 1, "relu")).state_dict())
+    save_weights(path, build_model(ModelSpec(4, (), 1, "relu")).state_dict())
     path.write_bytes(path.read_bytes()[:-7])
     with pytest.raises(UserError, match="unreadable"):
         load_weights(path)

@@ -11,7 +11,15 @@ from common.data.dataset import load_dataset
 from common.errors import UserError
 from common.train.optim import make_optimizer, make_scheduler
 from common.train.run_context import find_context
-from common.train.run_plan import RUN_ONLY, SMALL_STEP_MACS, TrainPlan, cpu_threads, make_plan, plan_differences
+from common.train.run_plan import (
+    RUN_ONLY,
+    SMALL_STEP_MACS,
+    TrainPlan,
+    check_resumable,
+    cpu_threads,
+    make_plan,
+    plan_differences,
+)
 
 
 def plan_for(data, *argv, processes=1, local=None, cpu_count=None):
@@ -177,9 +185,11 @@ def test_class_weights_need_classes(reg):
         plan_for(reg, "--class-weight", "balanced")
 
 
-def test_a_checkpoint_from_before_content_identity_compares_path_and_fingerprint(cls_data):
-    plan = plan_for(cls_data).as_dict()
-    older = {k: v for k, v in plan.items() if k != "data_identity"}
-    assert plan_differences(older, plan) == []
-    moved = {**older, "data": "/elsewhere"}
-    assert plan_differences(moved, plan) == [f"data: '/elsewhere' -> {plan['data']!r}"]
+def test_a_checkpoint_without_the_data_sets_identity_is_refused_as_other_data(cls_data, tmp_path):
+    plan = plan_for(cls_data)
+    older = {k: v for k, v in plan.as_dict().items() if k != "data_identity"}
+    assert plan_differences(older, plan.as_dict()) == [f"data_identity: '(absent)' -> {plan.data_identity!r}"]
+    with pytest.raises(UserError, match="cannot resume .* on other data"):
+        check_resumable(older, plan, str(tmp_path))
+    # The previous version's checkpoints also recorded a hash of the files: no longer compared.
+    assert plan_differences({**plan.as_dict(), "data_fingerprint": "123:abc"}, plan.as_dict()) == []

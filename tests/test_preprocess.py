@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-from common.data.preprocess import Categories, fit_categorical, fit_numeric, fit_target_scaling
+from common.data.preprocess import fit_categorical, fit_numeric
+from common.data.target import fit_target_scaling
+from common.steps import Categories
 
 
 def pieces(values, cuts):

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 import train as train_script
 from common.data.dataset import load_dataset
-from common.serve.predict import load_model_dir, model_outputs
+from common.model_folder import load_model_dir
+from common.serve.predict import model_outputs
 from conftest import ROOT, make_data, read_config, read_metrics, script_env, train, user_error
 
 
@@ -53,8 +54,9 @@ def test_killed_run_resumes_to_bit_identical_weights(small_val, tmp_path, schedu
     assert epochs == [r["epoch"] for r in read_metrics(tmp_path / "whole")] == [0, 3, 6, 9, 12, 15, 18, 21, 23]
     assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")
     # The best-so-far record travelled inside the checkpoint: both runs agree on it.
-    keys = ("best_epoch", "best_val_loss", "weights", "final_metrics")
-    assert [read_config(tmp_path / "cut")[k] for k in keys] == [read_config(tmp_path / "whole")[k] for k in keys]
+    keys = ("best", "weights", "final_metrics")
+    assert [read_config(tmp_path / "cut")["outcome"][k] for k in keys] == \
+        [read_config(tmp_path / "whole")["outcome"][k] for k in keys]
     kept = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
     assert kept == ["epoch_000021", "epoch_000023"]  # the last --keep-checkpoints
 
@@ -104,8 +106,8 @@ def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
     config = read_config(tmp_path)
     assert len(records) < 60                       # it stopped early ...
     assert len(records) - 1 - best == 3            # ... after exactly `patience` evaluations without progress
-    assert config["best_epoch"] == records[best]["epoch"] and config["weights"] == "best"
-    assert config["final_metrics"] == records[best]  # the saved weights' figures, not the last epoch's
+    assert config["outcome"]["best"]["epoch"] == records[best]["epoch"] and config["outcome"]["weights"] == "best"
+    assert config["outcome"]["final_metrics"] == records[best]  # the saved weights' figures, not the last epoch's
     # The saved weights are the best epoch's: they reproduce its validation and test losses.
     data = load_dataset(small_val)
     record, model = load_model_dir(tmp_path)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import make_data as make_data_script
-from common.data import ingest as ingest_module
+from common.data import scratch as scratch_module
 from common.data import tables as table
 from common.data.dataset import ARRAYS, load_dataset
 from common.errors import UserError
@@ -85,7 +85,7 @@ def test_a_table_read_in_many_small_batches_gives_the_same_data_set(tmp_path, mo
     whole = ingest(path, tmp_path / "whole")
     monkeypatch.setattr(table, "BATCH_BYTES", 4096)
     monkeypatch.setattr(table, "BATCH_ROWS", 50)
-    monkeypatch.setattr(ingest_module, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(scratch_module, "CHUNK_ROWS", 7)
     small = ingest(path, tmp_path / "small")
     assert whole.description.source["batches_read"] == 1 and small.description.source["batches_read"] > 20
     assert whole.description.source["rows_without_target"] == small.description.source["rows_without_target"] == 31
@@ -124,7 +124,7 @@ def test_the_median_comes_from_a_bounded_sample_of_training_rows(tmp_path, monke
     rng = np.random.default_rng(1)
     x = rng.exponential(size=20000)
     path = write(tmp_path / "t.csv", {"x": x, "label": (x > 1).astype(np.int64)})
-    monkeypatch.setattr(ingest_module, "MEDIAN_SAMPLE", 2000)
+    monkeypatch.setattr(scratch_module, "MEDIAN_SAMPLE", 2000)
     (step,) = ingest(path, tmp_path).preprocessor.numeric
     assert step.median == pytest.approx(np.log(2), abs=0.05)  # the exponential's median, from 2000 rows
     train = np.load(tmp_path / "t" / "rows_train.npy")
@@ -140,7 +140,7 @@ def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monke
     rows[500] = "2.5,1"
     (tmp_path / "t.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
     data = ingest(tmp_path / "t.csv", tmp_path)
-    assert data.description.roles[0]["role"] == "numeric"
+    assert data.description.roles[0].role == "numeric"
     rows[550] = "oops,1"
     (tmp_path / "bad.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
     message = user_error(make_data_script.main, "--csv", tmp_path / "bad.csv", "--target", "label",

@@ -2,17 +2,19 @@
 file of the wrong shape refused in one line that names it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 from common.data.dataset import content_identity, load_dataset, meta_path, read_description
+from common.data.description import FORMAT_VERSION as DATASET_FORMAT
 from common.data.description import DatasetDescription
 from common.errors import UserError
-from common.model_folder import CONFIG_FILE, CONFIG_FORMAT, load_record
-from common.serve.predict import load_model_dir
+from common.model_folder import CONFIG_FILE, CONFIG_FORMAT, ModelRecord, load_model_dir, load_record
+from common.steps import TargetStep
 
 
 def one_line_error(call, *args) -> str:
@@ -33,7 +35,7 @@ def test_a_model_record_round_trips(small_model):
     raw = json.loads((small_model / CONFIG_FILE).read_text())
     record = load_record(small_model)
     assert record.to_json() == raw and record.format == CONFIG_FORMAT
-    assert record.outcome["epochs_run"] == 1 and "final_metrics" in record.outcome
+    assert record.outcome.epochs_run == 1 and record.outcome.final_metrics
 
 
 DATASET_DAMAGE = [
@@ -47,7 +49,10 @@ DATASET_DAMAGE = [
     (lambda m: m["preprocess"]["numeric"][0].update(quantiles=[2.0, 1.0]), "ascending order"),
     (lambda m: m["preprocess"]["numeric"].__delitem__(0), "preprocessing steps make"),
     (lambda m: m.update(class_labels=[]), "'class_labels'"),
-    (lambda m: m.update(task="regression", y_mean=0.0, y_scale=1.0), "y_train holds int64"),
+    (lambda m: m.update(task="regression", target={"transform": "none", "mean": 0.0, "scale": 1.0}),
+     "y_train holds int64"),
+    (lambda m: m.update(task="regression", target={"transform": "none", "mean": 0.0, "scale": 0}), "'scale' = 0"),
+    (lambda m: m.update(task="regression", target={"transform": "exp", "mean": 0.0, "scale": 1}), "'exp'"),
 ]
 
 
@@ -84,33 +89,47 @@ def test_a_damaged_config_is_one_line_naming_it(small_model, tmp_path, damage, w
     assert "config.json" in message and words in message, message
 
 
-def test_format_1_files_still_load(small_cls, small_model, tmp_path):
-    """The first data set format (scaling only, no validation split, no roles) and a config.json
-    from before preprocessing steps (x_mean/x_scale) read into today's classes."""
-    data = load_dataset(small_cls)
-    steps = data.preprocessor.numeric
-    old = {"format": 1, "task": "classification", "feature_names": data.description.feature_names,
-           "class_labels": [0, 1, 2], "x_mean": [s.mean for s in steps], "x_scale": [s.scale for s in steps],
-           "y_mean": None, "y_scale": None, "n_train": len(data.X_train), "n_test": len(data.X_test),
-           "source": {"generator": "make_classification"}}
-    arrays = {name: np.asarray(getattr(data, name)) for name in ("X_train", "y_train", "X_test", "y_test")}
-    np.savez(tmp_path / "old.npz", **arrays)
-    (tmp_path / "old.json").write_text(json.dumps(old))
-    loaded = load_dataset(tmp_path / "old.npz")
-    assert loaded.description.format == 1 and loaded.n_val == 0 and loaded.is_recipe
-    assert [(s.mean, s.scale) for s in loaded.preprocessor.numeric] == [(s.mean, s.scale) for s in steps]
+FIXTURES = Path(__file__).parent / "fixtures"
 
-    ckpt = tmp_path / "model"
-    ckpt.mkdir()
-    shutil.copy(small_model / "model.safetensors", ckpt)
-    config = json.loads((small_model / CONFIG_FILE).read_text())
-    for key in ("format", "preprocess", "ids", "versions"):
-        config.pop(key)
-    config.update(x_mean=old["x_mean"], x_scale=old["x_scale"])
-    (ckpt / CONFIG_FILE).write_text(json.dumps(config))
-    record, _ = load_model_dir(ckpt)
-    assert record.format == 1 and record.preprocess == loaded.preprocessor.to_json()
-    assert "x_mean" not in record.outcome and "x_mean" not in record.to_json()
+
+def test_a_format_4_data_set_description_reads_into_todays_steps():
+    """dataset.json format 4 held a regression's scaling as y_mean/y_scale beside its target."""
+    old = json.loads((FIXTURES / "dataset_format4" / "reg.json").read_text())
+    described = DatasetDescription.read(old, "reg.json")
+    assert described.target == TargetStep("log_link", old["y_mean"], old["y_scale"], old["target"]["low"],
+                                          old["target"]["high"])
+    assert described.preprocess.to_json() == old["preprocess"] and described.roles[0].name == "a"
+    today = described.to_json()
+    assert today["format"] == DATASET_FORMAT and "y_mean" not in today
+    assert DatasetDescription.read(today, "x") == dataclasses.replace(described, format=DATASET_FORMAT)
+    classes = DatasetDescription.read(json.loads((FIXTURES / "dataset_format4" / "cls.json").read_text()), "c")
+    assert classes.target is None and classes.class_labels == ["hi", "lo", "mid"]
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_an_older_data_set_description_is_one_line_saying_to_remake_it(small_cls, version):
+    old = {**json.loads(meta_path(small_cls).read_text()), "format": version}
+    message = one_line_error(DatasetDescription.read, old, "dataset.json")
+    assert f"older version of make_data.py (format {version})" in message and "make_data.py" in message
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_config_is_one_line_saying_to_retrain(small_model, version):
+    old = {**json.loads((small_model / CONFIG_FILE).read_text()), "format": version}
+    message = one_line_error(ModelRecord.read, old, "config.json")
+    assert f"older version of train.py (format {version})" in message and "retrain" in message
+
+
+def test_a_format_3_config_reads_its_outcome_and_target():
+    old = json.loads((FIXTURES / "config_format3" / "reg" / CONFIG_FILE).read_text())
+    record = ModelRecord.read(old, "config.json")
+    assert record.target == TargetStep("log_link", old["y_mean"], old["y_scale"], old["target"]["low"],
+                                       old["target"]["high"])
+    assert record.outcome.best_epoch == old["best_epoch"] == 3 and record.outcome.best_value == old["best_val_loss"]
+    assert record.outcome.final_metrics == old["final_metrics"] and record.outcome.monitor == "val_loss"
+    today = record.to_json()
+    assert today["outcome"]["best"] == {"monitor": "val_loss", "value": old["best_val_loss"], "epoch": 3}
+    assert "best_epoch" not in today and today["model"] == old["model"]
 
 
 def test_the_identity_hashes_the_file_as_read(small_cls, tmp_path):

@@ -1,5 +1,6 @@
 """Users' tables: reading, column roles, blanks, categories, a validation split and defaults sized
 from the data, from file to predictions. Every table is made here; nothing is downloaded."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,10 +14,11 @@ import torch
 
 import make_data as make_data_script
 from common.data.dataset import load_dataset
-from common.data.preprocess import CategoricalStep, Categories, embedding_size
+from common.data.preprocess import embedding_size
 from common.data.roles import RoleOverrides, infer_roles
 from common.data.tables import read_table
-from common.model import TabularNet, build_model
+from common.model import ModelSpec, TabularNet, build_model
+from common.steps import CategoricalStep, Categories
 from conftest import (
     FORBID_PICKLE,
     ROOT,
@@ -119,14 +121,13 @@ def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):
 
 
 def test_the_model_embeds_categories_and_stays_a_plain_mlp_without_them():
-    spec = {"in_features": 2, "hidden": [8], "out_features": 2, "activation": "relu",
-            "categorical": [{"cardinality": 5, "dim": 3}, {"cardinality": 3, "dim": 2}]}
+    spec = ModelSpec(2, (8,), 2, "relu", categorical=((5, 3), (3, 2)))
     model = build_model(spec)
     assert isinstance(model, TabularNet)
     assert tuple(model.mlp[0].weight.shape) == (8, 2 + 3 + 2)
     x = torch.tensor([[0.5, -1.0, 4.0, 0.0], [0.1, 0.2, 1.0, 2.0]])
     assert model(x).shape == (2, 2)
-    plain = build_model({k: v for k, v in spec.items() if k != "categorical"})
+    plain = build_model(dataclasses.replace(spec, categorical=()))
     assert isinstance(plain, torch.nn.Sequential) and list(plain.state_dict()) == ["0.weight", "0.bias",
                                                                                   "2.weight", "2.bias"]
     assert embedding_size(3) == 3 and embedding_size(10_001) == 278
@@ -140,10 +141,12 @@ def test_a_table_with_text_blanks_and_ids_trains_and_predicts_every_row(people_s
     config = read_config(tmp_path)
     training = config["training"]
     assert training["defaults"] == "table" and training["monitor"] == "val_f1_macro" and training["folds"] == 5
-    assert training["class_weight"] == "none" and config["model"]["members"] == 5 and config["weights"] == "best"
+    assert training["class_weight"] == "none" and config["model"]["members"] == 5
+    assert config["outcome"]["weights"] == "best"
     assert config["model"]["categorical"] == [{"cardinality": 5, "dim": embedding_size(5)},
                                               {"cardinality": 3, "dim": embedding_size(3)}]
-    assert config["final_metrics"]["val_f1_macro"] >= 0.8  # out of fold: every row scored by a member that never saw it
+    # out of fold: every row scored by a member that never saw it
+    assert config["outcome"]["final_metrics"]["val_f1_macro"] >= 0.8
     assert {"val_loss", "val_f1_macro"} <= read_metrics(tmp_path)[-1].keys()
     # New rows: blanks everywhere, a city never seen, a column order of its own, no label.
     new = tmp_path / "new.csv"
@@ -171,7 +174,7 @@ def test_a_row_number_in_a_file_sorted_by_class_is_not_a_feature(tmp_path):
     make_data("--csv", tmp_path / "sorted.csv", "--target", "label", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "sorted")
     assert "row" not in data.description.feature_names and data.description.source["ids"] == ["row"]
-    assert {r["name"]: r["why"] for r in data.description.roles}["row"] == "sequential, unique per row"
+    assert {r.name: r.why for r in data.description.roles}["row"] == "sequential, unique per row"
 
 
 def test_a_fifty_thousand_level_column_is_capped(tmp_path):
@@ -291,7 +294,7 @@ def test_columns_of_every_arrow_type_get_a_role_and_numbers(tmp_path, column, ro
     write(tmp_path / "t.parquet", {"c": column, "x": np.arange(40) % 3 * 1.0, "y": [0, 1] * 20})
     make_data("--csv", tmp_path / "t.parquet", "--target", "y", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "t")
-    assert {r["name"]: r["role"] for r in data.description.roles}["c"] == role
+    assert {r.name: r.role for r in data.description.roles}["c"] == role
     assert np.isfinite(data.X_train).all()
 
 
@@ -315,7 +318,7 @@ def test_a_column_constant_among_the_labelled_rows_is_dropped(tmp_path):
     write(tmp_path / "t.csv", {"x": x, "batch": batch, "level": level, "label": label})
     make_data("--csv", tmp_path / "t.csv", "--target", "label", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "t")
-    roles = {r["name"]: (r["role"], r["why"]) for r in data.description.roles}
+    roles = {r.name: (r.role, r.why) for r in data.description.roles}
     assert roles["batch"] == roles["level"] == ("dropped", "one value in every labelled row")
     assert data.description.feature_names == ["x"] and data.X_train.shape == (40, 1)
 
@@ -326,7 +329,7 @@ def test_a_number_target_written_as_text_is_a_regression(tmp_path):
     write(tmp_path / "t.csv", {"x": salary / 1000 + rng.normal(size=300), "salary": [f"{s:,}" for s in salary]})
     make_data("--csv", tmp_path / "t.csv", "--target", "salary", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "t")
-    assert data.task == "regression" and 30_000 < data.description.y_mean < 200_000
+    assert data.task == "regression" and 30_000 < data.description.target.mean < 200_000
 
 
 def test_an_input_column_named_like_an_output_is_kept_apart(people_set, tmp_path):

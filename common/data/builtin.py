@@ -18,10 +18,12 @@ import numpy as np
 
 from common.config import MakeDataConfig, recipe_value
 from common.data.dataset import TabularData, dataset_meta
-from common.data.preprocess import Categories, Preprocessor, fit_categorical, fit_numeric, fit_target_scaling
+from common.data.preprocess import fit_categorical, fit_numeric
 from common.data.roles import ColumnRole
 from common.data.splits import SPLIT_CODES, Split, check_split_sizes, split_rows
+from common.data.target import fit_target_scaling
 from common.errors import UserError
+from common.steps import Categories, Preprocessor, TargetStep
 
 if TYPE_CHECKING:
     from sklearn.preprocessing import StandardScaler
@@ -158,22 +160,21 @@ def split_and_preprocess(table: RawTable, cfg: MakeDataConfig) -> ScaledData:
     parts = {name: split.rows(name) for name in SPLIT_CODES}
     pre = fit_preprocessor(table, parts["train"], cfg.min_level_rows, cfg.max_levels)
     regression = table.task == "regression"
-    y_mean, y_scale = fit_target_scaling([table.y[parts["train"]]]) if regression else (0.0, 1.0)
+    target = TargetStep("none", *fit_target_scaling([table.y[parts["train"]]])) if regression else None
 
     def inputs(rows: np.ndarray) -> np.ndarray:
         return pre.transform(lambda n: table.numeric[n][rows], lambda n: table.text[n].take(rows), len(rows))
 
     def targets(rows: np.ndarray) -> np.ndarray:
-        if not regression:
+        if target is None:
             return table.y[rows].astype(np.int64)
-        return ((table.y[rows] - y_mean) / y_scale).reshape(-1, 1).astype(np.float32)
+        return target.forward(table.y[rows]).reshape(-1, 1).astype(np.float32)
 
     # Only the recipes keep their scalers as joblib files (make_data.py); no other table needs one.
     recipe = table.source.get("generator") is not None
     x_scaler = StandardScaler().fit(np.stack(list(table.numeric.values()), 1)[parts["train"]]) if recipe else None
     y_scaler = StandardScaler().fit(table.y[parts["train"]].reshape(-1, 1)) if recipe and regression else None
-    y_scaling = (y_mean, y_scale) if regression else (None, None)
-    meta = dataset_meta(table.task, pre, table.class_labels, y_scaling, {k: len(v) for k, v in parts.items()},
+    meta = dataset_meta(table.task, pre, table.class_labels, target, {k: len(v) for k, v in parts.items()},
                         table.roles, {**table.source, "seed": cfg.seed, "test_size": cfg.test_size,
                                       "val_size": cfg.val_size})
     data = TabularData(inputs(parts["train"]), targets(parts["train"]), inputs(parts["test"]),

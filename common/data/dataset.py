@@ -3,12 +3,11 @@
 A data set is a folder `<out-dir>/<stem>/` holding one uncompressed `.npy` file per array
 (X_train, y_train, X_val, y_val, X_test, y_test: the model's inputs, already preprocessed) and
 `dataset.json`: the task, input names, class labels, the fitted preprocessing steps
-(common/data/preprocess.py) and the target's scaling; its schema is common/data/description.py.
+and the target's modelling (common/steps.py); its schema is common/data/description.py.
 The JSON is what training and inference need to know, readable without pickle. The arrays are
 memory-mapped, never read whole: a process touches only the rows it gathers, and every process
 on a machine shares one page-cached copy. Reading a data set needs numpy only (neither
-scikit-learn nor pyarrow). A data set of the earlier single-file form (`<stem>.npz` +
-`<stem>.json`) still loads, into memory.
+scikit-learn nor pyarrow).
 """
 from __future__ import annotations
 
@@ -19,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from common.data.description import DatasetDescription
-from common.data.preprocess import Preprocessor
+from common.data.roles import ColumnRole
 from common.errors import UserError
-from common.files import atomic_folder, load_npz, map_npy, read_json, repair_interrupted_swap, write_json_file
-from common.model_folder import log_link
+from common.files import atomic_folder, map_npy, read_json, repair_interrupted_swap, write_json_file
+from common.steps import Preprocessor, TargetStep
 
 DATASET_FILE = "dataset.json"
 SPLITS = ("train", "val", "test")
@@ -39,7 +38,6 @@ class TabularData:
     description: DatasetDescription
     X_val: np.ndarray | None = None  # None: no validation rows
     y_val: np.ndarray | None = None
-    fingerprint: str = "in memory"    # of the files it was read from, as earlier versions computed it (load_dataset)
     identity: str = "in memory"       # of its content: the arrays and the parsed description (load_dataset)
 
     def __post_init__(self) -> None:
@@ -74,36 +72,14 @@ class TabularData:
         return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
 
 
-def dataset_meta(task: str, pre: Preprocessor, class_labels: list[Any] | None,
-                 y_scaling: tuple[float | None, float | None], sizes: dict[str, int], roles: list[Any],
-                 source: dict[str, Any]) -> DatasetDescription:
+def dataset_meta(task: str, pre: Preprocessor, class_labels: list[Any] | None, target: TargetStep | None,
+                 sizes: dict[str, int], roles: list[ColumnRole], source: dict[str, Any]) -> DatasetDescription:
     """dataset.json: what training and inference need to know of a data set, and where it came from."""
-    return DatasetDescription(task, pre.input_names, class_labels, pre, y_scaling[0], y_scaling[1],
-                              int(sizes["train"]), int(sizes["val"]), int(sizes["test"]),
-                              [dataclasses.asdict(r) for r in roles], source)
+    return DatasetDescription(task, class_labels, pre, target, int(sizes["train"]), int(sizes["val"]),
+                              int(sizes["test"]), list(roles), source)
 
 
 FINGERPRINT_CHUNKS, FINGERPRINT_CHUNK = 16, 1 << 20
-
-
-def fingerprint(path: str | Path) -> str:
-    """Size and a hash of 16 evenly spaced 1 MiB pieces (the whole file when smaller) of a data
-    file, or of each file of a data set folder: data replaced by other data of the same shape is
-    told apart in milliseconds, whatever its size."""
-    import hashlib
-
-    path = Path(path)
-    if not path.is_dir():  # the earlier single-file form: the formula its checkpoints recorded
-        size = path.stat().st_size
-        digest = hashlib.sha256(str(size).encode())
-        _hash_sampled_bytes(path, digest)
-        return f"{size}:{digest.hexdigest()[:16]}"
-    digest, size = hashlib.sha256(), 0
-    for file in sorted(p for p in path.iterdir() if p.is_file()):
-        size += file.stat().st_size
-        digest.update(f"{file.name}:{file.stat().st_size}".encode())
-        _hash_sampled_bytes(file, digest)
-    return f"{size}:{digest.hexdigest()[:16]}"
 
 
 def content_identity(path: str | Path, meta: dict[str, Any]) -> str:
@@ -116,8 +92,6 @@ def content_identity(path: str | Path, meta: dict[str, Any]) -> str:
     import json
 
     path = Path(path)
-    if not path.is_dir():  # the earlier single-file form
-        return fingerprint(path)
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     for file in sorted(p for p in path.iterdir() if p.is_file() and p.name != DATASET_FILE
                        and is_dataset_file(p.name)):
@@ -138,9 +112,8 @@ def _hash_sampled_bytes(path: Path, digest: Any) -> None:
 
 
 def meta_path(folder: str | Path) -> Path:
-    """The description of a data set folder (or, for the earlier .npz form, the JSON beside it)."""
-    folder = Path(folder)
-    return folder.with_suffix(".json") if folder.suffix == ".npz" else folder / DATASET_FILE
+    """The description of a data set folder."""
+    return Path(folder) / DATASET_FILE
 
 
 def dataset_folder(out_dir: str | Path, stem: str) -> Path:
@@ -175,19 +148,14 @@ def load_dataset(path: str | Path) -> TabularData:
     if path.is_dir():
         description, meta = read_description(path)
         arrays = {name: map_npy(path / f"{name}.npy") for name in ARRAYS}
-    elif path.suffix.lower() == ".npz" and path.is_file():  # the earlier form: small, read into memory
-        arrays = load_npz(path)
-        missing = {"X_train", "y_train", "X_test", "y_test"} - arrays.keys()
-        if missing:
-            raise UserError(f"data file {path} lacks {sorted(missing)}: regenerate it with make_data.py")
-        description, meta = read_description(path)
+    elif path.suffix.lower() == ".npz" and path.is_file():
+        raise UserError(f"{path} is a data set of an older version's single-file form: remake it with make_data.py")
     elif path.suffix.lower() == ".npz" and path.with_suffix("").is_dir():
         raise UserError(f"data set {path} not found: make_data.py writes a folder, pass --data {path.with_suffix('')}")
     else:
         raise UserError(f"data set {path} not found: run make_data.py first, or pass --data the folder it wrote")
     data = TabularData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"], description,
-                       arrays.get("X_val"), arrays.get("y_val"), fingerprint(path),  # format 1: no validation split
-                       content_identity(path, meta))
+                       arrays["X_val"], arrays["y_val"], content_identity(path, meta))
     check_dataset(data, path)
     return data
 
@@ -219,43 +187,3 @@ def target_problem(y: np.ndarray, task: str) -> str | None:
     return None
 
 
-def unscale_target(y_scaled: np.ndarray, y_mean: float | None, y_scale: float | None,
-                   target: dict[str, Any] | None = None, prediction: bool = True) -> np.ndarray:
-    """Model outputs (`prediction`) or stored targets on the scaled target -> the original y
-    scale: the inverse of the log link (outputs only), of the scaling and of the transform;
-    predictions within the training range where `target` records one."""
-    assert y_mean is not None and y_scale is not None, "regression only"
-    import torch
-
-    values = torch.from_numpy(np.array(y_scaled, dtype=np.float64))
-    return to_original_scale(values, y_mean, y_scale, target, prediction).numpy()
-
-
-def to_original_scale(values: Any, y_mean: float, y_scale: float, target: dict[str, Any] | None,
-                      prediction: bool) -> Any:
-    """unscale_target on a float64 tensor: the one place that inverts how y is modelled."""
-    import torch
-
-    if prediction and log_link(target):
-        values = torch.exp(values.clamp(max=700.0))  # exp overflows float64 past ~709
-    values = values * y_scale + y_mean
-    if target and target["transform"] == "log1p":
-        values = torch.expm1(values.clamp(max=700.0))
-    return values.clamp(target["low"], target["high"]) if prediction and target else values
-
-
-def original_target(pred: Any, y: Any, described: DatasetDescription) -> tuple[Any, Any, float]:
-    """(predictions, targets, scale) for common/metrics.regression_stats from scaled tensors: as
-    they are with the target's scale where y is modelled as it is, else both brought back to
-    the original scale (centred on the training mean's image, to keep the sums accurate)."""
-    if not described.target:
-        return pred, y, float(described.y_scale or 1.0)
-    import torch
-
-    mean, scale = float(described.y_mean or 0.0), float(described.y_scale or 1.0)
-
-    def back(values: Any, prediction: bool) -> Any:
-        return to_original_scale(values.double(), mean, scale, described.target, prediction)
-
-    centre = back(torch.zeros((), dtype=torch.float64, device=y.device), False)
-    return back(pred, True) - centre, back(y, False) - centre, 1.0

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from common.data.preprocess import Categories
 from common.errors import UserError
+from common.steps import Categories
 
 NULL_VALUES = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None", "none", "?"]
 DELIMITERS = (",", ";", "\t", "|")

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.model_folder import RunOutcome
+
 MAXIMISED = ("f1_macro",)  # monitored figures where higher is better (the others are losses)
 
 
@@ -70,8 +72,9 @@ class BestTracker:
         """The figures of the weights that are saved: the best evaluation's where those are kept."""
         return self.record if self.weights is not None else self.last
 
-    def summary(self) -> dict[str, Any]:
-        """What the run record says of it."""
-        return {"best_epoch": self.epoch if self.epoch >= 0 else None,
-                f"best_{self.monitor}": self.best_value() if math.isfinite(self.loss) else None,
-                "weights": "best" if self.weights is not None else "last"}
+    def outcome(self, epochs_run: int, startup_seconds: float, train_seconds: float) -> RunOutcome:
+        """What the run record says of the run."""
+        return RunOutcome(self.final_metrics(), epochs_run, startup_seconds, train_seconds,
+                          "best" if self.weights is not None else "last", self.monitor,
+                          self.best_value() if math.isfinite(self.loss) else None,
+                          self.epoch if self.epoch >= 0 else None)

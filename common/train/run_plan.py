@@ -17,7 +17,7 @@ from common.config import TABLE_DEFAULTS, TrainConfig, check_setting, recipe_val
 from common.data.dataset import TabularData
 from common.data.preprocess import embedding_size
 from common.errors import UserError
-from common.model import model_spec, parameter_count
+from common.model import ModelSpec
 from common.train.batching import (
     default_chunk_rows,
     optimizer_steps_per_epoch,
@@ -69,7 +69,6 @@ class TrainPlan:
     optimizer_steps: int          # in the whole run: what the schedule spans
     # How the run is carried out: free to change on --resume (RUN_ONLY).
     data: str                     # the data set, as an absolute path: where it is now, not what it is
-    data_fingerprint: str         # its files' hash as earlier versions computed it (for their checkpoints)
     ckpt_dir: str
     checkpoint_every: int
     save_on_signal: bool
@@ -80,9 +79,9 @@ class TrainPlan:
     chunk_rows: int               # training rows a process gathers at once: memory, not results
     resume: str                   # the checkpoint folder to continue from; "" for a fresh run
 
-    def model_spec(self) -> dict[str, Any]:
-        return model_spec(self.in_features, self.hidden, self.out_features, self.activation, self.embeddings,
-                          self.members, self.periodic, self.dropout)
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(self.in_features, self.hidden, self.out_features, self.activation, self.embeddings,
+                         self.members, self.dropout if self.members else 0.0, self.periodic)
 
     def describe(self) -> str:
         """The resolved settings in one line, as train.py prints them."""
@@ -105,27 +104,16 @@ class TrainPlan:
 
 
 # Default-deny: every other field, including any added later, must match to resume.
-RUN_ONLY = frozenset({"data", "data_fingerprint", "ckpt_dir", "checkpoint_every", "save_on_signal",
-                      "keep_checkpoints", "log_with", "threads", "resume", "timeout", "chunk_rows"})
-
-
-# Fields added since checkpoints were first written, with the value an older checkpoint meant.
-IMPLIED_BEFORE = {"shuffle": "rows", "order_geometry": "", "weight_decay": 0.0, "folds": 0, "holdout": 0.0,
-                  "members": 0, "periodic": [0, 0], "dropout": 0.0, "label_smoothing": 0.0}
-
-
-# Compared in place of a field that an older checkpoint lacks: before the data set's identity
-# was its content, it was its path and a hash of every file in its folder.
-LEGACY = {"data_identity": ("data", "data_fingerprint")}
+RUN_ONLY = frozenset({"data", "ckpt_dir", "checkpoint_every", "save_on_signal", "keep_checkpoints", "log_with",
+                      "threads", "resume", "timeout", "chunk_rows"})
+# Recorded by the previous version's checkpoints and compared no more: a hash of the data set's
+# files, which data_identity (its content) replaced.
+RETIRED = frozenset({"data_fingerprint"})
 
 
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'name: saved -> current' for each compared field that differs (or exists on one side only)."""
-    saved = {**IMPLIED_BEFORE, **saved}
-    compared = (saved.keys() | current.keys()) - RUN_ONLY
-    for name, legacy in LEGACY.items():
-        if name not in saved:
-            compared = (compared - {name}) | set(legacy)
+    compared = (saved.keys() | current.keys()) - RUN_ONLY - RETIRED
     return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}"
             for k in sorted(compared) if saved.get(k) != current.get(k)]
 
@@ -133,7 +121,7 @@ def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str
 def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> None:
     """A resumed run continues the same trajectory only with the same plan."""
     changed = plan_differences(saved, plan.as_dict())
-    if any(line.startswith(("data_identity:", "data:", "data_fingerprint:")) for line in changed):
+    if any(line.startswith("data_identity:") for line in changed):
         raise UserError(f"cannot resume {checkpoint} on other data: the arrays or the description of {plan.data} "
                         "differ from those the checkpoint trained on; pass --data the data set it trained on "
                         "(it may have moved: its content is what counts)")
@@ -198,14 +186,14 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     folds = settings["folds"]
     members = 0 if data.is_recipe and not folds else max(1, folds)
     periodic = (settings["periodic"], TABLE_DEFAULTS["periodic_dim"]) if settings["periodic"] and members else (0, 0)
-    spec = model_spec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings, members, periodic,
-                      settings["dropout"])
-    step_macs = batch_size * parameter_count(spec)
+    spec = ModelSpec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings, members,
+                     settings["dropout"], periodic)
+    step_macs = batch_size * spec.multiply_adds_per_row
     return TrainPlan(
         task=data.task, data_identity=data.identity,
         defaults="recipe" if data.is_recipe else "table",
-        in_features=spec["in_features"], embeddings=embeddings,
-        out_features=spec["out_features"], hidden=hidden, activation=cfg.activation, init=context.init,
+        in_features=spec.in_features, embeddings=embeddings,
+        out_features=spec.out_features, hidden=hidden, activation=cfg.activation, init=context.init,
         optimizer=settings["optimizer"], lr=settings["lr"], lr_schedule=settings["lr_schedule"],
         weight_decay=settings["weight_decay"], class_weight=settings["class_weight"], folds=folds,
         holdout=TABLE_DEFAULTS["holdout"] if folds == 1 else 0.0, members=members, periodic=periodic,
@@ -216,7 +204,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
         grad_accum=cfg.grad_accum, shuffle=shuffle, order_geometry=order_geometry(shuffle),
         num_processes=num_processes, global_batch=global_batch,
         steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
-        data=context.data, data_fingerprint=data.fingerprint, ckpt_dir=cfg.ckpt_dir,
+        data=context.data, ckpt_dir=cfg.ckpt_dir,
         checkpoint_every=cfg.checkpoint_every, save_on_signal=cfg.save_on_signal,
         keep_checkpoints=cfg.keep_checkpoints,
         log_with=tuple(cfg.log_with), chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),

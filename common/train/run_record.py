@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from common.data.dataset import TabularData
-from common.model_folder import ModelRecord
+from common.model_folder import ModelRecord, RunOutcome
 from common.train.run_plan import TrainPlan
 
 VERSIONED = ("torch", "accelerate", "numpy", "scikit-learn", "safetensors")
@@ -20,14 +20,12 @@ def library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{name: metadata.version(name) for name in VERSIONED}}
 
 
-def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: dict[str, Any]) -> ModelRecord:
-    """`outcome`: final metrics, the best evaluation, epochs run and loop time."""
+def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: RunOutcome) -> ModelRecord:
     described = data.description
     return ModelRecord(
-        plan.task, plan.model_spec(), described.feature_names, described.class_labels, described.y_mean,
-        described.y_scale, described.preprocess.to_json(), described.ids, plan.data, plan.as_dict(),
-        plan.num_processes, str(accelerator.distributed_type), accelerator.mixed_precision,
-        device_name(accelerator.device), outcome, library_versions(), target=described.target)
+        plan.task, plan.model_spec(), described.class_labels, described.preprocess, described.target, described.ids,
+        plan.data, plan.as_dict(), plan.num_processes, str(accelerator.distributed_type),
+        accelerator.mixed_precision, device_name(accelerator.device), outcome, library_versions())
 
 
 def device_name(device: Any) -> str:

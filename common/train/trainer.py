@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.data.dataset import SPLITS, TabularData, original_target
+from common.data.dataset import SPLITS, TabularData
 from common.data.splits import fold_ids
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
 from common.model import combine_members
-from common.model_folder import log_link
+from common.steps import has_link
 from common.train.accelerate_leans import Stepper
 from common.train.batching import (
     RowCheck,
@@ -44,13 +44,13 @@ class Trainer:
         self.accelerator, self.model = accelerator, model
         self.plan, self.task = plan, plan.task
         self.num_classes = len(data.description.class_labels or [])
-        self.description = data.description  # regression: the target's scaling, for figures on its own scale
+        self.target = data.description.target  # regression: for figures on the original y scale
         self.stepper = stepper or Stepper(accelerator, model, optimizer, scheduler, plan.grad_accum)
         device, P, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
         self.weight = None
         if self.task == "classification" and plan.class_weight == "balanced":
             self.weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
-        self.log_link = log_link(data.description.target)  # outputs are log E[y]: Poisson deviance
+        self.log_link = has_link(self.target)  # outputs are log E[y]: Poisson deviance
         self.loss_fn = summed_loss(self.task, self.weight, self.log_link)
         # Cross-fitting: each training row's fold. Member i trains on the rows of the other folds,
         # and the validation figures are each row's under the member that never trained on it.
@@ -151,7 +151,8 @@ class Trainer:
             if self.task == "classification":
                 stats = classification_stats(out, y, self.num_classes, loss_sum)
             else:
-                stats = regression_stats(*original_target(out, y, self.description), loss_sum)
+                assert self.target is not None
+                stats = regression_stats(*self.target.for_figures(out, y), loss_sum)
             total = stats if total is None else total + stats
         assert total is not None
         return self.accelerator.reduce(total, reduction="sum")

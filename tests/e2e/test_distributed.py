@@ -81,8 +81,9 @@ def test_early_stopping_on_two_processes_saves_usable_weights(small_val, tmp_pat
     assert sorted(weights) == ["0.bias", "0.weight", "2.bias", "2.weight"]
     infer("--ckpt-dir", tmp_path, "--metrics-json", tmp_path / "m.json")
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["weights"] == "best" and config["best_epoch"] < config["epochs_run"] - 1
+    outcome = config["outcome"]
+    assert outcome["weights"] == "best" and outcome["best"]["epoch"] < outcome["epochs_run"] - 1
     # infer.py, scoring the saved weights alone, finds the best evaluation's figures: the weights
     # saved are those of the best epoch, not the last.
     figures = json.loads((tmp_path / "m.json").read_text())
-    assert figures["accuracy"] == pytest.approx(config["final_metrics"]["accuracy"], abs=1e-12)
+    assert figures["accuracy"] == pytest.approx(config["outcome"]["final_metrics"]["accuracy"], abs=1e-12)

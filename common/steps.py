@@ -1,0 +1,308 @@
+"""The fitted steps between a table and the model, as they are stored and replayed: their one schema.
+
+fastai's procs, split in two: the *fitting* lives with the data (common/data/preprocess.py and
+common/data/target.py, on the training split only), and what was fitted lives here, read from
+and written to the JSON of both files that carry it (dataset.json and config.json), so a
+prediction replays exactly what training saw with no data code, no torch and no pickle.
+
+- FillMissing + Normalize (`NumericStep`): blanks take the training median; where the training
+  split had any blank, a 0/1 `<name>_missing` input says which rows were filled; then the
+  column is either standardised with the training mean and scale or (`quantiles`, users'
+  tables) mapped through its training quantiles onto a standard normal, as scikit-learn's
+  QuantileTransformer with output_distribution="normal" does.
+- Categorify (`CategoricalStep`): the kept levels get codes 1..K; code 0 (UNKNOWN_CODE) is
+  every other value: unseen, rare, or blank where blanks were too rare to be a level.
+- The target (`TargetStep`, regression): the transform y is modelled by, its scaling, and the
+  training range predictions are clipped to.
+
+The model's input row is [scaled numeric columns, missing indicators, category codes]: codes
+travel as float32 columns (exact below 2^24), so batching, sharding and evaluation handle one
+tensor and the model alone tells the parts apart (common/model.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from common.schema import Fields
+
+MISSING_SUFFIX = "_missing"
+# A categorical column's code for a level unseen in training (or too rare to learn): its
+# embedding row starts at zero, so such a level adds nothing the model did not learn.
+UNKNOWN_CODE = 0
+TARGET_TRANSFORMS = ("none", "log1p", "log_link")  # how a regression's y is modelled (config.py's choices)
+
+
+@dataclasses.dataclass
+class Categories:
+    """A categorical column, dictionary-encoded: each row's index into `values`, -1 for a blank.
+    Fitting and coding then work on arrays, not on a Python string per row."""
+
+    index: np.ndarray    # int64, one per row
+    values: list[str]    # the distinct values
+
+    @classmethod
+    def from_list(cls, items: Sequence[str | None]) -> Categories:
+        values: dict[str, int] = {}
+        index = np.fromiter((-1 if v is None else values.setdefault(v, len(values)) for v in items),
+                            dtype=np.int64, count=len(items))
+        return cls(index, list(values))
+
+    def take(self, rows: np.ndarray | slice) -> Categories:
+        return Categories(self.index[rows], self.values)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@dataclasses.dataclass
+class NumericStep:
+    name: str
+    median: float
+    mean: float
+    scale: float
+    indicator: bool  # the training split had blanks: add a 0/1 input
+    quantiles: list[float] | None = None  # training quantiles at evenly spaced levels: map onto a normal
+
+    def scaled(self, filled: np.ndarray) -> np.ndarray:
+        if self.quantiles is None:
+            return (filled - self.mean) / self.scale
+        return self.normal_scores(filled)
+
+    @functools.cached_property
+    def normal_scores(self) -> NormalScores:
+        """Built once per step, not once per chunk of rows."""
+        return NormalScores(np.asarray(self.quantiles, dtype=np.float64))
+
+    def to_json(self) -> dict[str, Any]:
+        step = {"name": self.name, "median": self.median, "mean": self.mean, "scale": self.scale,
+                "indicator": self.indicator}
+        return step if self.quantiles is None else {**step, "quantiles": self.quantiles}
+
+    @classmethod
+    def read(cls, s: Fields) -> NumericStep:
+        """Checked: a scale of 0 or a non-finite statistic would turn every prediction into NaN."""
+        indicator = s.value("indicator")
+        if not isinstance(indicator, bool):
+            raise s.wrong("indicator", indicator, "true or false")
+        return cls(s.text("name"), s.number("median"), s.number("mean"), s.number("scale", nonzero=True), indicator,
+                   s.ascending("quantiles", None))
+
+
+QUANTILE_BOUND = 1e-7  # QuantileTransformer's: levels 0 and 1 map to about -5.2 and +5.2, not infinity
+
+
+class NormalScores:
+    """Each value's level among the training quantiles, as a standard normal score. Where
+    quantiles repeat (a column of few values), a value takes the middle of its levels, as
+    QuantileTransformer averages the forward and backward interpolation: a 0/1 column with half
+    its rows at 0 maps to about -0.67 and +0.67, not to the ends of the scale."""
+
+    def __init__(self, quantiles: np.ndarray):
+        self.quantiles = quantiles
+        self.levels = np.linspace(0.0, 1.0, len(quantiles))
+        self.scores = np.asarray([statistics.NormalDist().inv_cdf(p)
+                                  for p in np.clip(self.levels, QUANTILE_BOUND, 1 - QUANTILE_BOUND)])
+        self.ties = not np.all(np.diff(quantiles) > 0)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if not self.ties:  # both directions agree, and one pass does it all
+            return np.interp(values, self.quantiles, self.scores)
+        q, levels = self.quantiles, self.levels
+        level = 0.5 * (np.interp(values, q, levels) - np.interp(-values, -q[::-1], -levels[::-1]))
+        return np.interp(level, levels, self.scores)
+
+
+@dataclasses.dataclass
+class CategoricalStep:
+    name: str
+    levels: list[str | None]  # code i + 1 for levels[i]; None is the blank level
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.levels) + 1  # with the reserved code 0
+
+    def codes(self, column: Categories) -> np.ndarray:
+        lookup = {level: i + 1 for i, level in enumerate(self.levels)}
+        by_value = np.asarray([lookup.get(v, UNKNOWN_CODE) for v in column.values] + [lookup.get(None, UNKNOWN_CODE)],
+                              dtype=np.float32)
+        return by_value[column.index]  # index -1 (a blank) picks the last entry: the blank level's code
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "levels": self.levels}
+
+    @classmethod
+    def read(cls, s: Fields) -> CategoricalStep:
+        levels = s.value("levels")
+        if not isinstance(levels, list) or not all(v is None or isinstance(v, str) for v in levels):
+            raise s.wrong("levels", levels, "a list of text (null: the blank level)")
+        return cls(s.text("name"), levels)
+
+
+@dataclasses.dataclass
+class Preprocessor:
+    numeric: list[NumericStep]
+    categorical: list[CategoricalStep]
+
+    @property
+    def input_names(self) -> list[str]:
+        """The model's inputs in order: numeric, indicators, categorical codes."""
+        return ([s.name for s in self.numeric] + [s.name + MISSING_SUFFIX for s in self.numeric if s.indicator]
+                + [s.name for s in self.categorical])
+
+    @property
+    def numeric_inputs(self) -> int:
+        return len(self.numeric) + sum(s.indicator for s in self.numeric)
+
+    @property
+    def column_names(self) -> list[str]:
+        """The table columns it reads."""
+        return [s.name for s in self.numeric] + [s.name for s in self.categorical]
+
+    def transform(self, numeric: Callable[[str], np.ndarray], text: Callable[[str], Categories],
+                  rows: int) -> np.ndarray:
+        """The model's inputs (float32) from column getters: raw numbers (NaN for blanks) and categories."""
+        out = np.empty((rows, len(self.input_names)), dtype=np.float32)
+        col = 0
+        blanks = []
+        for step in self.numeric:
+            values = numeric(step.name)
+            missing = np.isnan(values)
+            out[:, col] = step.scaled(np.where(missing, step.median, values))
+            col += 1
+            if step.indicator:
+                blanks.append(missing)
+        for missing in blanks:
+            out[:, col] = missing
+            col += 1
+        for cat in self.categorical:
+            out[:, col] = cat.codes(text(cat.name))
+            col += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"numeric": [s.to_json() for s in self.numeric], "categorical": [s.to_json() for s in self.categorical]}
+
+    @classmethod
+    def read(cls, f: Fields, key: str = "preprocess") -> Preprocessor:
+        """The steps under `key` of either file, each checked."""
+        steps = f.nested(key, f.value(key))
+        return cls([NumericStep.read(steps.nested(f"numeric[{i}]", obj))
+                    for i, obj in enumerate(steps.list_of_objects("numeric"))],
+                   [CategoricalStep.read(steps.nested(f"categorical[{i}]", obj))
+                    for i, obj in enumerate(steps.list_of_objects("categorical"))])
+
+    @classmethod
+    def all_numeric(cls, names: Sequence[str], mean: Sequence[float], scale: Sequence[float]) -> Preprocessor:
+        """Scaling only: numeric columns without blanks, standardised."""
+        return cls([NumericStep(n, 0.0, float(m), float(s), False) for n, m, s in zip(names, mean, scale, strict=True)],
+                   [])
+
+
+EXP_LIMIT = 700.0  # exp overflows float64 past ~709
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetStep:
+    """A regression target's modelling. Training sees (f(y) - mean) / scale, with f the
+    transform: y itself (`none`, and `log_link`, whose model predicts log E[y / scale]) or
+    log1p(y). Predictions come back through the inverse, within the training range [low, high]
+    where one was recorded (users' tables; the recipes and shipped sets record none)."""
+
+    transform: str
+    mean: float
+    scale: float
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def link(self) -> bool:
+        """Whether the model's output is log E[y] (trained on the Poisson deviance), not y itself."""
+        return self.transform == "log_link"
+
+    @property
+    def clipped(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    def modelled(self, y: np.ndarray) -> np.ndarray:
+        """y before its scaling: log1p(y) for `log1p`, else y itself."""
+        return np.log1p(y) if self.transform == "log1p" else y
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        """Training targets, as the model learns them."""
+        return (self.modelled(y) - self.mean) / self.scale
+
+    def inverse(self, values: Any, prediction: bool) -> Any:
+        """A float64 tensor of model outputs (`prediction`) or of stored targets -> the original y
+        scale: the inverse of the link (outputs only), of the scaling and of the transform;
+        predictions within the training range. The one place that inverts how y is modelled."""
+        import torch
+
+        if prediction and self.link:
+            values = torch.exp(values.clamp(max=EXP_LIMIT))
+        values = values * self.scale + self.mean
+        if self.transform == "log1p":
+            values = torch.expm1(values.clamp(max=EXP_LIMIT))
+        return values.clamp(self.low, self.high) if prediction and self.clipped else values
+
+    def original(self, scaled: np.ndarray, prediction: bool = True) -> np.ndarray:
+        """inverse() on an array: model outputs or stored targets on the original y scale."""
+        import torch
+
+        return self.inverse(torch.from_numpy(np.array(scaled, dtype=np.float64)), prediction).numpy()
+
+    def for_figures(self, pred: Any, y: Any) -> tuple[Any, Any, float]:
+        """(predictions, targets, scale) for common/metrics.regression_stats from scaled tensors:
+        as they are with the target's scale where y is modelled as it is, else both brought back
+        to the original scale (centred on the training mean's image, to keep the sums accurate)."""
+        if self.transform == "none" and not self.clipped:
+            return pred, y, self.scale
+        import torch
+
+        centre = self.inverse(torch.zeros((), dtype=torch.float64, device=y.device), False)
+        return self.inverse(pred.double(), True) - centre, self.inverse(y.double(), False) - centre, 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, f: Fields, key: str = "target") -> TargetStep:
+        t = f.nested(key, f.obj_of(key))
+        return cls.checked(t, t.text("transform", TARGET_TRANSFORMS), t.number("mean"), t.number("scale", nonzero=True),
+                           t.number("low", default=None), t.number("high", default=None))
+
+    @classmethod
+    def read_split(cls, f: Fields) -> TargetStep:
+        """The previous formats' form: `y_mean` and `y_scale` at the top level, and an optional
+        `target` object with the transform and the range."""
+        mean, scale = f.number("y_mean"), f.number("y_scale", nonzero=True)
+        if not f.has("target"):
+            return cls("none", mean, scale)
+        t = f.nested("target", f.obj_of("target"))
+        return cls.checked(t, t.text("transform", TARGET_TRANSFORMS), mean, scale, t.number("low"), t.number("high"))
+
+    @classmethod
+    def checked(cls, t: Fields, transform: str, mean: float, scale: float, low: float | None,
+                high: float | None) -> TargetStep:
+        if (low is None) != (high is None):
+            raise t.error("has one end of the target's range without the other")
+        if low is not None and high is not None and low > high:
+            raise t.error(f"has a range from {low} down to {high}")
+        return cls(transform, mean, scale, low, high)
+
+
+def read_target(f: Fields, task: str, split_form: bool) -> TargetStep | None:
+    """A regression's target step from either file; `split_form`: the previous formats' layout."""
+    if task == "classification":
+        return None
+    return TargetStep.read_split(f) if split_form else TargetStep.read(f)
+
+
+def has_link(target: TargetStep | None) -> bool:
+    """Whether a model's outputs are log E[y] (a regression through a log link)."""
+    return target is not None and target.link

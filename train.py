@@ -50,75 +50,64 @@ TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/l
 
 def build(plan: TrainPlan, accelerator: Accelerator) -> tuple[Any, Any, Any]:
     set_seed(plan.seed)  # the same initial weights on every process and every run
-    model = build_model(plan.model_spec())
+    model = build_model(plan.model)
     if plan.init != RANDOM_INIT:
         load_state(model, load_weights(plan.init), plan.init,
                    fix="give --hidden (and --data) that build the model these weights came from")
-    optimizer = make_optimizer(plan.optimizer, model.parameters(), plan.lr, plan.weight_decay)
+    optimizer = make_optimizer(plan.optim.optimizer, model.parameters(), plan.optim.lr, plan.optim.weight_decay)
     scheduler = make_scheduler(plan, optimizer)
     return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
 
 
 def train(plan: TrainPlan, data: TabularData, accelerator: Accelerator) -> None:
-    torch.set_num_threads(plan.threads)
+    torch.set_num_threads(plan.run.threads)
     with RunFolder(plan, accelerator) as folder, StopSignal(accelerator) as stop:
-        model, optimizer, scheduler = build(plan, accelerator)
-        trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan)
-        best = BestTracker(plan.patience, plan.monitor, keep_best=plan.members > 0)
-        accelerator.register_for_checkpointing(best)  # restored by folder.resume(), saved by each checkpoint
-        done, step = folder.resume()  # epochs trained so far, and steps of the next (a checkpoint taken mid-epoch)
-        if folder.partial:
-            trainer.restore_partial(folder.partial)
+        trainer = Trainer(accelerator, *build(plan, accelerator), data, plan)
+        best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0)
+        start = folder.resume(trainer, best)
         accelerator.print(plan.describe())
-        if plan.log_with:
+        if plan.run.log_with:
             accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
-        if done >= plan.epochs or best.stopped:
-            accelerator.print(f"The run in {plan.ckpt_dir} had finished: nothing left to train")
+        if start.epoch >= plan.loop.epochs or best.stopped:
+            accelerator.print(f"The run in {plan.run.ckpt_dir} had finished: nothing left to train")
         startup, started = round(seconds_since_start(), 3), time.perf_counter()  # a small table's time is start-up
+        epochs_run = start.epoch
         title = f"{plan.task} on {plan.num_processes} process(es), {accelerator.device}"
         try:
-            with TrainingDisplay(title, plan.epochs, done, accelerator.is_main_process) as display:
-                while done < plan.epochs and not best.stopped:  # a run resumed after an early stop only finishes
-                    if not run_epoch(plan, trainer, best, display, folder, done, step, stop):
-                        raise folder.stopped(stop, done, trainer.steps_done, trainer.partial())
-                    done, step = done + 1, 0
-                    if stop.agreed(0, boundary=True) and done < plan.epochs and not best.stopped:
-                        raise folder.stopped(stop, done - 1, None, {})
+            with TrainingDisplay(title, plan.loop.epochs, start.epoch, accelerator.is_main_process) as display:
+                for epoch in range(start.epoch, plan.loop.epochs):
+                    if best.stopped:  # an early stop; a run resumed after one only finishes
+                        break
+                    train_loss = trainer.run_epoch(epoch, start.first_step(epoch), stop)
+                    if train_loss is None:  # a signal, mid-epoch
+                        raise folder.stopped(stop, trainer)
+                    epochs_run = epoch + 1
+                    check_finite(train_loss, epoch)
+                    display.epoch_done(train_loss)
+                    if plan.loop.evaluates(epoch):
+                        record = trainer.evaluate(epoch, train_loss)
+                        check_finite(record[plan.loop.monitor], epoch)
+                        display.add(record)
+                        folder.add_record(record)
+                        best.update(record, trainer.net)
+                    folder.checkpoint_if_due(epoch)
+                    if stop.agreed(0, boundary=True) and epochs_run < plan.loop.epochs and not best.stopped:
+                        raise folder.stopped(stop, trainer)
         except KeyboardInterrupt:  # a second Ctrl-C, which does not wait for the step to end
-            raise folder.interrupted(done) from None
-        report_stop(plan, best, accelerator)
-        outcome = best.outcome(done, startup, round(time.perf_counter() - started, 3))
-        weights = best.weights if best.weights is not None else accelerator.unwrap_model(model).state_dict()
-        folder.commit(weights, run_record(plan, data, accelerator, outcome))
+            raise folder.interrupted(trainer.epoch) from None
+        report_stop(plan.loop.monitor, best, accelerator)
+        outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
+        folder.commit(best.final_weights(trainer.net), run_record(plan, data, accelerator, outcome))
 
 
-def run_epoch(plan: TrainPlan, trainer: Trainer, best: BestTracker, display: TrainingDisplay, folder: RunFolder,
-              epoch: int, first_step: int, stop: StopSignal) -> bool:
-    """One epoch: train, evaluate when due, checkpoint when due; sets best.stopped when patience
-    ends. False where a signal stopped it before its end."""
-    train_loss = trainer.run_epoch(epoch, first_step, stop)
-    if train_loss is None:
-        return False
-    check_finite(train_loss, epoch)
-    display.epoch_done(train_loss)
-    if epoch % plan.eval_every == 0 or epoch == plan.epochs - 1:
-        record = trainer.evaluate(epoch, train_loss)
-        check_finite(record[plan.monitor], epoch)
-        display.add(record)
-        folder.add_record(record)
-        best.update(record, trainer.accelerator.unwrap_model(trainer.model))
-    folder.checkpoint_if_due(epoch)
-    return True
-
-
-def report_stop(plan: TrainPlan, best: BestTracker, accelerator: Accelerator) -> None:
+def report_stop(monitor: str, best: BestTracker, accelerator: Accelerator) -> None:
     if best.stopped:
-        accelerator.print(f"Early stop after epoch {best.last['epoch']}: best {plan.monitor} "
+        accelerator.print(f"Early stop after epoch {best.last['epoch']}: best {monitor} "
                           f"{best.best_value():.4f} at epoch {best.epoch}")
     if best.weights is not None:
-        accelerator.print(f"Kept the weights of epoch {best.epoch}, the best {plan.monitor} ({best.best_value():.4f})")
+        accelerator.print(f"Kept the weights of epoch {best.epoch}, the best {monitor} ({best.best_value():.4f})")
     if best.best_was_first():
-        accelerator.print(f"Warning: no evaluation after the first beat its {plan.monitor}: the kept weights barely "
+        accelerator.print(f"Warning: no evaluation after the first beat its {monitor}: the kept weights barely "
                           "trained; try a lower --lr, or more rows (--folds gives each member more of them)")
 
 
@@ -136,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         train(plan, data, accelerator)
     except RuntimeError as err:
-        raise lost_peers(err, plan.timeout) from None
+        raise lost_peers(err, plan.run.timeout) from None
     # The DDP model must be gone before the process group is: a DDP reducer outliving its gloo
     # group until interpreter exit aborts the process now and then ("terminate called without
     # an active exception"). train() has returned, so only the accelerator still holds it.

@@ -127,27 +127,27 @@ def our_loop(data, epochs: int, accelerate: bool = True) -> tuple[float, float]:
     """(seconds per epoch, final test accuracy) of train.py's Trainer."""
     from common.config import TrainConfig
     from common.model import build_model
-    from common.train.accelerate_leans import LEANS, Stepper
+    from common.train.accelerate_leans import LEANS
     from common.train.optim import make_optimizer
     from common.train.run_context import find_context
     from common.train.run_plan import make_plan
-    from common.train.trainer import Trainer
+    from common.train.trainer import Stepper, Trainer
 
     plan = make_plan(TrainConfig(), data, find_context(TrainConfig(), 1, 1))
     torch.manual_seed(0)
-    model = build_model(plan.model_spec())
-    optimizer = make_optimizer(plan.optimizer, model.parameters(), plan.lr)
+    model = build_model(plan.model)
+    optimizer = make_optimizer(plan.optim.optimizer, model.parameters(), plan.optim.lr)
     accelerator: Any
     if accelerate:
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=True)
         model, optimizer = accelerator.prepare(model, optimizer)
-        stepper = Stepper(accelerator, model, optimizer, None, plan.grad_accum)
+        stepper = Stepper(accelerator, model, optimizer, None, plan.batches.grad_accum)
     else:  # the same loop with no Accelerate object in it at all
         accelerator = PlainTorch()
         plain = {**dict.fromkeys(LEANS), "epoch_signal": "plain PyTorch has no gradient state"}
-        stepper = Stepper(accelerator, model, optimizer, None, plan.grad_accum, missing=plain)
+        stepper = Stepper(accelerator, model, optimizer, None, plan.batches.grad_accum, missing=plain)
     trainer = Trainer(accelerator, model, optimizer, None, data, plan, stepper)
     trainer.run_epoch(0)  # warm-up, untimed
     seconds = median_epoch([lambda e=e: trainer.run_epoch(e) for e in range(1, epochs + 1)])

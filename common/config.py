@@ -18,51 +18,30 @@ from typing import Any, Literal, NoReturn, TypeVar
 from common.errors import UserError
 
 T = TypeVar("T")
+MISSING = object()
 Task = Literal["classification", "regression"]
 TASKS: tuple[Task, ...] = typing.get_args(Task)
 
-# The two recipes, per task: how make_data.py generates their data, and how train.py trains on it.
+# The two recipes, per task: how make_data.py generates their data, and how train.py trains on
+# it. A setting that only tables use (cross-fitting, periodic embeddings, ...) is off for the
+# recipes: its field says so with `off=`.
 RECIPES: dict[str, dict[str, Any]] = {
     "classification": {
         "n_samples": 100_000, "n_features": 10, "n_informative": 5,
         "epochs": 101, "batch_size": 1024, "lr": 1e-3, "optimizer": "adam", "hidden": [20], "eval_every": 5,
-        "patience": 0, "class_weight": "none", **{"folds": 0, "dropout": 0.0, "weight_decay": 0.0,
-                                                   "label_smoothing": 0.0, "periodic": 0, "lr_schedule": "constant"},
     },
     "regression": {
         "n_samples": 1000, "n_features": 5, "n_informative": 3,
         "epochs": 401, "batch_size": 512, "lr": 0.01, "optimizer": "sgd", "hidden": [], "eval_every": 50,
-        "patience": 0, "class_weight": "none", **{"folds": 0, "dropout": 0.0, "weight_decay": 0.0,
-                                                   "label_smoothing": 0.0, "periodic": 0, "lr_schedule": "constant"},
     },
-}
-
-# Any other table (a user's file, a shipped data set): settings sized from the data by
-# common/train/run_plan.py `table_settings`, from these constants.
-TABLE_DEFAULTS: dict[str, Any] = {
-    "hidden": [128, 128], "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4,
-    "lr_schedule": "cosine",      # to zero over the run: the last epochs settle instead of jumping around
-    # No dropout: its masks are drawn per process, so a DDP run would no longer train the very
-    # weights one process trains (--dropout is there for those who prefer it to that guarantee).
-    "dropout": 0.0, "label_smoothing": 0.1,
-    "periodic": 16,               # periodic embeddings of each numeric input: 16 frequencies -> 3 values
-    "periodic_dim": 3,
-    "folds": 5,                   # cross-fitting: k members, each validated on the fold it never trains on ...
-    "max_crossfit_rows": 30_000,  # ... up to this many training rows; above, one member and a validation fold
-    "holdout": 0.1,               # the validation fold's share of the rows above that size
-    "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
-    "min_batch": 32, "max_batch": 256,
-    "optimizer_steps": 3000,      # epochs enough for about this many steps ...
-    "max_row_passes": 2_000_000,  # ... and no more than this many rows (times members) in the whole run ...
-    "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
-    "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
-    "patience": 16,               # ... stopping after this many without a lower validation loss; best weights kept
-    "class_weight": "none",       # imbalance: weighting moved predictions onto rare classes and cost macro-F1
 }
 
 
 def recipe_value(task: str, name: str) -> Any:
-    value = RECIPES[task][name]
+    """The recipe's value of a setting: its own number, or the `off` of a setting only tables use."""
+    value = RECIPES[task].get(name, MISSING)
+    if value is MISSING:
+        value = next(f.metadata["off"] for f in dataclasses.fields(TrainConfig) if f.name == name)
     return list(value) if isinstance(value, list) else value  # a copy: the recipes stay as written
 
 
@@ -87,7 +66,7 @@ def _shown(value: Any) -> str:
 
 def _default_text(f: dataclasses.Field, default: Any) -> str:
     if f.metadata.get("recipe"):
-        values = " / ".join(_shown(RECIPES[task][f.name]) for task in TASKS)
+        values = " / ".join(_shown(recipe_value(task, f.name)) for task in TASKS)
         suffix = "; sized from the data for other tables" if f.metadata.get("table") else ""
         return f"{values} ({' / '.join(TASKS)} recipes{suffix})"
     return str(f.metadata.get("default_help", default))
@@ -245,12 +224,13 @@ class TrainConfig:
     folds: int | None = recipe_field("cross-fitting: k members, member i validated on fold i of the training rows and "
                                      "trained on the others, predictions averaged; 1: one member, a validation fold; "
                                      "0: train on every training row (validate on the validation split)",
-                                     table=True, minimum=0, zero="off")
-    dropout: float | None = recipe_field("dropout after each hidden layer (tables)", table=True)
-    weight_decay: float | None = recipe_field("decoupled weight decay (adamw)", table=True)
-    label_smoothing: float | None = recipe_field("label smoothing of the training loss (classification)", table=True)
+                                     table=True, minimum=0, zero="off", off=0)
+    dropout: float | None = recipe_field("dropout after each hidden layer (tables)", table=True, off=0.0)
+    weight_decay: float | None = recipe_field("decoupled weight decay (adamw)", table=True, off=0.0)
+    label_smoothing: float | None = recipe_field("label smoothing of the training loss (classification)", table=True,
+                                                 off=0.0)
     periodic: int | None = recipe_field("periodic embeddings of each numeric input with N frequencies; 0: off",
-                                        table=True, minimum=0, zero="off")
+                                        table=True, minimum=0, zero="off", off=0)
     eval_every: int | None = recipe_field("evaluate every N epochs (and after the last)", table=True,
                                           minimum=1)
     seed: int = field(42, "seed of the initial weights and the shuffling")
@@ -259,15 +239,17 @@ class TrainConfig:
     threads: int = count(0, "intra-op CPU threads per process; 0 picks one for small models, "
                             "else cores / local processes", zero="automatic")
     class_weight: Literal["none", "balanced"] | None = recipe_field(
-        "weigh each class's loss by n / (classes x its rows), against imbalance (classification)", table=True)
+        "weigh each class's loss by n / (classes x its rows), against imbalance (classification)", table=True,
+        off="none")
     log_with: list[str] = field([], "also log metrics to these trackers that Accelerate supports (tensorboard, "
                                     "wandb, mlflow, comet_ml, aim, clearml, dvclive, ...), under <ckpt-dir>",
                                 metavar="TRACKER")
     lr_schedule: Literal["constant", "cosine", "step"] | None = recipe_field(
-        "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%", table=True)
+        "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%", table=True,
+        off="constant")
     grad_accum: int = positive(1, "accumulate gradients over N batches per optimizer step")
     patience: int | None = recipe_field("stop after N evaluations without a lower validation loss and keep the best "
-                                        "weights; 0: off", table=True, minimum=0, zero="off")
+                                        "weights; 0: off", table=True, minimum=0, zero="off", off=0)
     checkpoint_every: int = count(0, "save the full training state every N epochs under <ckpt-dir>/checkpoints",
                                   zero="off")
     save_on_signal: bool = field(False, "on SIGTERM or Ctrl-C, save a checkpoint at the step where the run stops "

@@ -6,14 +6,13 @@ from common.train.batching import (
     EpochOrder,
     RowSource,
     ShardedBatches,
-    ends_accumulation_group,
     epoch_permutation,
     local_shard,
-    loss_scale,
     optimizer_steps_per_epoch,
     shard_bounds,
     steps_per_epoch,
 )
+from common.train.trainer import ends_accumulation_group, loss_scale
 
 
 def batches(X, y, batch, procs, rank, split, seed, **kwargs):

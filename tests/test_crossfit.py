@@ -12,9 +12,10 @@ from common.data.splits import TRAIN_ONLY, fold_ids
 from common.data.target import looks_like_counts, target_transform
 from common.model import EnsembleNet, ModelSpec, build_model, combine_members
 from common.steps import TargetStep
+from common.train.defaults import table_settings
 from common.train.optim import poisson_deviance
 from common.train.run_context import find_context
-from common.train.run_plan import make_plan, table_settings
+from common.train.run_plan import make_plan
 from conftest import infer, make_data, make_data_script, read_config, read_csv_rows, read_metrics, train, user_error
 
 
@@ -130,8 +131,8 @@ def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
     cfg = parse_config(TrainConfig, ["--data", str(crossfit_run / "people"), "--ckpt-dir", str(crossfit_run / "x")])
     data = load_dataset(crossfit_run / "people")
     plan = make_plan(cfg, data, find_context(cfg, 1, 1))
-    assert (plan.folds, plan.members, plan.monitor) == (5, 5, "val_f1_macro")
-    assert plan.model_spec().members == 5 and "5-fold cross-fitting" in plan.describe()
+    assert (plan.crossfit.folds, plan.model.members, plan.loop.monitor) == (5, 5, "val_f1_macro")
+    assert plan.model.members == 5 and "5-fold cross-fitting" in plan.describe()
 
 
 def test_predictions_do_not_depend_on_the_batch_size(crossfit_run, tmp_path):

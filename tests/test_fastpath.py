@@ -9,10 +9,10 @@ from accelerate import Accelerator
 import train as train_script
 from common.config import TrainConfig, parse_config
 from common.data.dataset import load_dataset
-from common.train.accelerate_leans import LEANS, Stepper
+from common.train.accelerate_leans import LEANS
 from common.train.run_context import find_context
 from common.train.run_plan import make_plan
-from common.train.trainer import Trainer
+from common.train.trainer import Stepper, Trainer
 
 ALL_MISSING = dict.fromkeys(LEANS, "forced off by the test")
 
@@ -37,12 +37,12 @@ class RecordingStepper(Stepper):
 
 def run(data, argv, missing=None):
     plan = make_plan(cfg := parse_config(TrainConfig, argv), data, find_context(cfg, 1, 1))
-    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=plan.grad_accum,
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=plan.batches.grad_accum,
                               step_scheduler_with_optimizer=False)
     model, optimizer, scheduler = train_script.build(plan, accelerator)
-    stepper = RecordingStepper(accelerator, model, optimizer, scheduler, plan.grad_accum, missing=missing)
+    stepper = RecordingStepper(accelerator, model, optimizer, scheduler, plan.batches.grad_accum, missing=missing)
     trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan, stepper)
-    for epoch in range(plan.epochs):
+    for epoch in range(plan.loop.epochs):
         trainer.run_epoch(epoch)
     weights = {k: v.detach().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
     return weights, stepper

@@ -50,16 +50,17 @@ def test_no_setting_is_left_optional():
 def test_unset_settings_take_the_recipes_values(cls_data, reg, task):
     data = cls_data if task == "classification" else reg
     plan = plan_for(data)
+    settings = plan.as_dict()
     for name in ("epochs", "batch_size", "lr", "optimizer", "eval_every"):
-        assert getattr(plan, name) == RECIPES[task][name]
-    assert plan.hidden == tuple(RECIPES[task]["hidden"])
-    assert plan.in_features == data.X_train.shape[1]
+        assert settings[name] == RECIPES[task][name]
+    assert plan.model.hidden == tuple(RECIPES[task]["hidden"])
+    assert plan.model.in_features == data.X_train.shape[1]
 
 
 def test_given_settings_win_over_the_recipe(cls_data):
     plan = plan_for(cls_data, "--epochs", "7", "--hidden", "8", "4", "--optimizer", "sgd", "--lr", "0.5")
-    assert (plan.epochs, plan.hidden, plan.optimizer, plan.lr) == (7, (8, 4), "sgd", 0.5)
-    assert plan_for(cls_data, "--hidden").hidden == ()  # an empty list means a linear model
+    assert (plan.loop.epochs, plan.model.hidden, plan.optim.optimizer, plan.optim.lr) == (7, (8, 4), "sgd", 0.5)
+    assert plan_for(cls_data, "--hidden").model.hidden == ()  # an empty list means a linear model
 
 
 @pytest.mark.parametrize("argv,processes,global_batch,steps", [
@@ -70,8 +71,8 @@ def test_given_settings_win_over_the_recipe(cls_data):
 ])
 def test_global_batch_and_steps_are_derived_once(cls_data, argv, processes, global_batch, steps):
     plan = plan_for(cls_data, *argv, "--grad-accum", "2", "--epochs", "3", processes=processes)
-    assert (plan.global_batch, plan.steps_per_epoch) == (global_batch, steps)
-    assert plan.optimizer_steps == 3 * -(-steps // 2)  # groups never span epochs
+    assert (plan.batches.global_batch, plan.batches.steps_per_epoch) == (global_batch, steps)
+    assert plan.batches.optimizer_steps == 3 * -(-steps // 2)  # groups never span epochs
 
 
 @pytest.mark.parametrize("argv,words", [
@@ -110,8 +111,8 @@ def test_more_processes_than_rows_or_than_a_split_batch(cls_data):
 
 
 def test_threads(cls_data):
-    assert plan_for(cls_data, "--threads", "3").threads == 3
-    assert plan_for(cls_data).threads == 1  # the recipe's step is far too small for a second thread
+    assert plan_for(cls_data, "--threads", "3").run.threads == 3
+    assert plan_for(cls_data).run.threads == 1  # the recipe's step is far too small for a second thread
     big = SMALL_STEP_MACS * 1000
     assert cpu_threads(0, 2, 16, big) == 8  # the machine's cores shared by its processes
     assert cpu_threads(0, 3, 16, big) == 5
@@ -119,8 +120,8 @@ def test_threads(cls_data):
     assert cpu_threads(0, 1, 16, SMALL_STEP_MACS - 1) == 1
     assert cpu_threads(6, 4, 2, big) == 6   # as asked
     wide = ("--hidden", "4096", "4096", "--batch-size", "4096")
-    assert plan_for(cls_data, *wide, local=2, cpu_count=16).threads == 8
-    assert plan_for(cls_data, *wide, processes=4, cpu_count=16).threads == 4
+    assert plan_for(cls_data, *wide, local=2, cpu_count=16).run.threads == 8
+    assert plan_for(cls_data, *wide, processes=4, cpu_count=16).run.threads == 4
 
 
 def test_resume_compares_every_field_but_the_run_only_ones(cls_data):
@@ -138,11 +139,11 @@ def test_resume_compares_every_field_but_the_run_only_ones(cls_data):
 
 def test_step_schedule_divides_by_ten_at_half_and_three_quarters(cls_data):
     plan = plan_for(cls_data, "--lr-schedule", "step", "--epochs", "8", "--batch-size", "1200", "--lr", "1")
-    assert plan.optimizer_steps == 8 * 5
-    optimizer = make_optimizer("sgd", torch.nn.Linear(2, 1).parameters(), plan.lr)
+    assert plan.batches.optimizer_steps == 8 * 5
+    optimizer = make_optimizer("sgd", torch.nn.Linear(2, 1).parameters(), plan.optim.lr)
     scheduler = make_scheduler(plan, optimizer)
     rates = []
-    for _ in range(plan.optimizer_steps):
+    for _ in range(plan.batches.optimizer_steps):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
@@ -153,9 +154,9 @@ def test_step_schedule_divides_by_ten_at_half_and_three_quarters(cls_data):
 
 def test_cosine_schedule_spans_the_whole_run(cls_data):
     plan = plan_for(cls_data, "--lr-schedule", "cosine", "--epochs", "4", "--batch-size", "1200", "--lr", "1")
-    optimizer = make_optimizer("sgd", torch.nn.Linear(2, 1).parameters(), plan.lr)
+    optimizer = make_optimizer("sgd", torch.nn.Linear(2, 1).parameters(), plan.optim.lr)
     scheduler = make_scheduler(plan, optimizer)
-    for _ in range(plan.optimizer_steps):
+    for _ in range(plan.batches.optimizer_steps):
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
@@ -163,7 +164,7 @@ def test_cosine_schedule_spans_the_whole_run(cls_data):
 
 def test_the_plan_is_frozen(cls_data):
     with pytest.raises(dataclasses.FrozenInstanceError):
-        plan_for(cls_data).epochs = 3  # type: ignore[misc]
+        plan_for(cls_data).loop.epochs = 3  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("argv,words", [

@@ -231,12 +231,12 @@ def test_parquet_in_and_out_of_prediction(tmp_path):
 
 
 def test_recipes_keep_their_split_and_settings(small_cls, tmp_path):
-    from common.config import RECIPES, TrainConfig
-    from common.train.run_plan import DATA_SIZED, resolved_settings
+    from common.config import TrainConfig, recipe_value
+    from common.train.defaults import DATA_SIZED, resolved_settings
 
     data = load_dataset(small_cls)
     assert data.is_recipe and data.n_val == 0
-    assert resolved_settings(TrainConfig(), data) == {k: RECIPES["classification"][k] for k in DATA_SIZED}
+    assert resolved_settings(TrainConfig(), data) == {k: recipe_value("classification", k) for k in DATA_SIZED}
     make_data("--n-samples", "3000", "--val-size", "0.1", "--out-dir", tmp_path)
     meta = json.loads((tmp_path / "cls_data" / "dataset.json").read_text())
     assert (meta["n_train"], meta["n_val"], meta["n_test"]) == (2100, 300, 600)

@@ -26,16 +26,10 @@ upgrade moves any of them, so we learn it from CI rather than from users.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from typing import Any
-
-from torch import nn
-
-from common.train.batching import ShardedBatches
 
 LEANS = ("lomo_cache", "epoch_signal", "skip_accumulate", "zero_through_model")
 
@@ -106,55 +100,3 @@ def epoch_signal_class() -> type:
     return EpochSignal
 
 
-class Stepper:
-    """The Accelerate calls around one batch: the accumulation context, then the optimizer
-    step, the scheduler step and the zeroing of gradients at the end of each group."""
-
-    def __init__(self, accelerator: Any, model: nn.Module, optimizer: Any, scheduler: Any, grad_accum: int,
-                 missing: dict[str, str | None] | None = None):
-        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
-        self.grad_accum = grad_accum
-        self.signal: Any = None
-        missing = missing if missing is not None else self.probe()
-        self.fallbacks = {name: why for name, why in missing.items() if why}
-        for name, why in self.fallbacks.items():
-            accelerator.print(f"note: {why}: {name} takes Accelerate's public path (slower, the same results)")
-        if "lomo_cache" not in self.fallbacks:
-            cache_lomo_check()
-        self.zero_grad: Callable[[], None] = (
-            functools.partial(optimizer.zero_grad, set_to_none=True) if "zero_through_model" in self.fallbacks
-            else functools.partial(model.zero_grad, set_to_none=True))
-
-    def probe(self) -> dict[str, str | None]:
-        """For each lean, None where it applies here, else why not."""
-        held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
-        return {
-            "lomo_cache": lomo_check_missing(),
-            "epoch_signal": epoch_signal_missing(),
-            "skip_accumulate": None if self.accelerator.sync_gradients is True
-            else "accelerator.sync_gradients is not True outside accumulate()",
-            "zero_through_model": None if held == {id(p) for p in self.model.parameters()}
-            else "the optimizer does not hold exactly the model's parameters",
-        }
-
-    def epoch(self, batches: ShardedBatches, epoch: int, first_step: int = 0) -> Iterator[Any]:
-        """The epoch's batches from `first_step` on, with Accelerate told where the epoch ends (lean 2)."""
-        if "epoch_signal" in self.fallbacks:
-            return batches.epoch(epoch, first_step)
-        if self.signal is None:
-            self.signal = epoch_signal_class()()
-        return self.signal.around(batches.epoch(epoch, first_step), len(batches) - first_step)
-
-    def accumulate(self, ends_group: bool) -> AbstractContextManager[Any]:
-        if self.grad_accum == 1 and "skip_accumulate" not in self.fallbacks:
-            return contextlib.nullcontext()
-        if "epoch_signal" not in self.fallbacks:
-            return self.accelerator.accumulate(self.model)
-        return contextlib.nullcontext() if ends_group else self.accelerator.no_sync(self.model)
-
-    def step(self) -> None:
-        """At the end of an accumulation group (every batch without accumulation)."""
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.zero_grad()

@@ -290,14 +290,6 @@ class ShardedBatches:
                 yield X[start:stop], y[start:stop], rows, tags[start:stop]
 
 
-def loss_scale(num_processes: int, group_rows: int, grad_accum: int = 1) -> float:
-    """Factor for a chunk's summed loss so that the gradient of an optimizer step is the exact
-    mean over the rows of its accumulation group: DDP averages over processes (hence the
-    process count), `accelerator.backward` divides by --grad-accum (hence the undoing), and
-    neither knows that a group or a batch may be short at the end of an epoch."""
-    return num_processes * grad_accum / group_rows
-
-
 def local_shard(n_rows: int, num_processes: int, process_index: int) -> slice:
     """The contiguous slice of an evaluation set that this process scores (no padding)."""
     return slice(*shard_bounds(n_rows, num_processes, process_index))
@@ -308,6 +300,3 @@ def optimizer_steps_per_epoch(steps: int, grad_accum: int) -> int:
     return math.ceil(steps / grad_accum)
 
 
-def ends_accumulation_group(step: int, steps: int, grad_accum: int) -> bool:
-    """Whether batch `step` of an epoch of `steps` batches is the last of its accumulation group."""
-    return (step + 1) % grad_accum == 0 or step == steps - 1

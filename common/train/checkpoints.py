@@ -13,18 +13,23 @@ A checkpoint sits at a position in the run: `epoch_000007` after epoch 7 is comp
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import math
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from common.errors import ProcessError, UserError
 from common.files import check_writable, read_json, write_json
+from common.schema import is_int
 
 STATE_FILE = "trainer_state.json"
+STATE_FORMAT = 2
 _NAME = re.compile(r"^epoch_(\d{6})(?:_step_(\d{6}))?$")
 
 
@@ -71,10 +76,10 @@ def manifest(folder: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def commit_checkpoint(ckpt_dir: str | Path, name: str, state: dict[str, Any], keep: int) -> Path:
+def commit_checkpoint(ckpt_dir: str | Path, name: str, state: CheckpointState, keep: int) -> Path:
     """Main process only: finish the staged checkpoint, rename it into place, drop old ones."""
     staged = staging_dir(ckpt_dir, name)
-    write_json(staged / STATE_FILE, {**state, "manifest": manifest(staged)})
+    write_json(staged / STATE_FILE, dataclasses.replace(state, manifest=manifest(staged)).to_json())
     final = checkpoint_root(ckpt_dir) / name
     if final.exists():
         discard(final)
@@ -115,34 +120,61 @@ def find_checkpoint(ckpt_dir: str | Path, resume: str) -> Path:
     return found[-1]
 
 
-def read_state(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's own record, checked against its folder: {"epoch": the epoch it is in,
-    "step": steps done in that epoch (absent once complete), "plan": the run plan, "metrics": the
-    run's evaluations so far, "manifest": its files}. A damaged checkpoint is one line."""
+@dataclasses.dataclass
+class CheckpointState:
+    """trainer_state.json, a checkpoint's own record: its one schema. Format 1 (without a
+    "format" key) and 2 hold the same fields; 2 says so."""
+
+    epoch: int                             # the epoch it is in
+    step: int | None                       # steps done in that epoch; None once it is complete
+    plan: dict[str, Any]                   # the run plan it trained with (TrainPlan.as_dict)
+    metrics: list[dict[str, Any]]          # the run's evaluations so far
+    partial: list[dict[str, Any]] | None   # mid-epoch: each process's share of the epoch's loss so far
+    manifest: dict[str, Any] = dataclasses.field(default_factory=dict)  # size and SHA-256 of every other file
+    format: int = STATE_FORMAT
+
+    @property
+    def position(self) -> tuple[int, float]:
+        return self.epoch, math.inf if self.step is None else self.step
+
+    def to_json(self) -> dict[str, Any]:
+        state = {"format": STATE_FORMAT, "epoch": self.epoch, "plan": self.plan, "metrics": self.metrics,
+                 "manifest": self.manifest}
+        return {**state, **({} if self.step is None else {"step": self.step, "partial": self.partial})}
+
+    @classmethod
+    def read(cls, obj: Any, path: Path) -> CheckpointState:
+        """The state as written, or a UserError: a file of another shape, or a checkpoint whose
+        manifest is missing (its files could not be checked)."""
+        fits = isinstance(obj, dict) and isinstance(obj.get("plan"), dict) and is_int(obj.get("epoch")) \
+            and isinstance(obj.get("metrics"), list) and is_int(obj.get("step", 0)) \
+            and obj.get("format", 1) in (1, STATE_FORMAT) \
+            and (obj.get("partial") is None or isinstance(obj.get("partial"), list))
+        if not fits:
+            raise UserError(f"{path} is not a checkpoint state this version wrote: resume from another checkpoint, "
+                            "or start afresh in another --ckpt-dir")
+        if not isinstance(obj.get("manifest"), dict):
+            raise UserError(f"checkpoint damaged: {path} holds no valid manifest: resume from another checkpoint")
+        return cls(obj["epoch"], obj.get("step"), obj["plan"], obj["metrics"], obj.get("partial"), obj["manifest"],
+                   obj.get("format", 1))
+
+
+def read_state(path: str | Path) -> CheckpointState:
+    """The checkpoint's own record, checked against its folder: its name's position and every
+    file its manifest lists. A damaged checkpoint is one line."""
     path = Path(path)
-    state = read_json(path / STATE_FILE, "checkpoint state")
-    if not isinstance(state, dict) or not isinstance(state.get("plan"), dict) \
-            or not isinstance(state.get("epoch"), int) or not isinstance(state.get("metrics"), list) \
-            or not isinstance(state.get("step", 0), int):
-        raise UserError(f"{path / STATE_FILE} is not a checkpoint state this version wrote: resume from another "
-                        "checkpoint, or start afresh in another --ckpt-dir")
+    state = CheckpointState.read(read_json(path / STATE_FILE, "checkpoint state"), path / STATE_FILE)
     position = position_of(path.name)
-    if position is not None and position != (state["epoch"], state.get("step", math.inf)):
-        raise UserError(f"checkpoint damaged: {path / STATE_FILE} says epoch {state['epoch']}"
-                        f"{' step ' + str(state['step']) if 'step' in state else ''}, its folder's name another: "
+    if position is not None and position != state.position:
+        raise UserError(f"checkpoint damaged: {path / STATE_FILE} says epoch {state.epoch}"
+                        f"{'' if state.step is None else ' step ' + str(state.step)}, its folder's name another: "
                         "resume from another checkpoint")
-    check_manifest(path, state.get("manifest"))
+    check_manifest(path, state.manifest)
     return state
 
 
-def check_manifest(path: Path, recorded: Any) -> None:
-    """Every file the checkpoint was committed with, with its size and hash. (Checkpoints written
-    before manifests existed carry none and are taken as they are.)"""
-    if recorded is None:
-        return
-    if not isinstance(recorded, dict):
-        raise UserError(f"checkpoint damaged: {path / STATE_FILE} holds no valid manifest: resume from another "
-                        "checkpoint")
+def check_manifest(path: Path, recorded: dict[str, Any]) -> None:
+    """Every file the checkpoint was committed with, with its size and hash."""
     found = manifest(path)
     for name, entry in recorded.items():
         if found.get(name) != entry:
@@ -205,17 +237,30 @@ def commits_checkpoints(accelerator: Any) -> bool:
     return bool(accelerator.is_main_process)
 
 
-def save_checkpoint(accelerator, ckpt_dir: str | Path, name: str, state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(accelerator, ckpt_dir: str | Path, name: str, state: CheckpointState, keep: int) -> Path:
     """Every process calls this: each writes its part (RNG states), the main process commits.
     Objects registered with `accelerator.register_for_checkpointing` travel inside."""
+    staged = staging_dir(ckpt_dir, name)
+    with saving(ckpt_dir, name, staged):
+        accelerator.save_state(str(staged))
+    # Outside the write's error handling: a peer lost during this barrier is a lost peer
+    # (train.py reports it as such), not a full disk.
+    accelerator.wait_for_everyone()
+    if commits_checkpoints(accelerator):
+        with saving(ckpt_dir, name, staged):
+            commit_checkpoint(ckpt_dir, name, state, keep)
+    accelerator.wait_for_everyone()
+    return checkpoint_root(ckpt_dir) / name
+
+
+@contextlib.contextmanager
+def saving(ckpt_dir: str | Path, name: str, staged: Path) -> Iterator[None]:
+    """A write of checkpoint `name` that fails (a full disk, a file-size limit) becomes one line
+    saying where the last good checkpoint is; the staged folder goes."""
     from safetensors import SafetensorError
 
-    staged = staging_dir(ckpt_dir, name)
     try:
-        accelerator.save_state(str(staged))
-        accelerator.wait_for_everyone()
-        if commits_checkpoints(accelerator):
-            commit_checkpoint(ckpt_dir, name, state, keep)
+        yield
     except (OSError, RuntimeError, SafetensorError, UserError) as err:  # torch.save: "enforce fail" on a full disk
         shutil.rmtree(staged, ignore_errors=True)
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -224,8 +269,6 @@ def save_checkpoint(accelerator, ckpt_dir: str | Path, name: str, state: dict[st
                  else "then run again: no checkpoint had been written yet")
         raise ProcessError(f"cannot save checkpoint {name} in {checkpoint_root(ckpt_dir)} ({first}): "
                            f"free some space, {after}") from None
-    accelerator.wait_for_everyone()
-    return checkpoint_root(ckpt_dir) / name
 
 
 def restore_checkpoint(accelerator, path: str | Path) -> None:

@@ -68,6 +68,10 @@ class BestTracker:
 
     first_epoch = 0
 
+    def final_weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """What the run saves: the best evaluation's weights where those are kept, else the last."""
+        return self.weights if self.weights is not None else model.state_dict()
+
     def final_metrics(self) -> dict[str, Any]:
         """The figures of the weights that are saved: the best evaluation's where those are kept."""
         return self.record if self.weights is not None else self.last

@@ -28,10 +28,10 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
 
 def make_scheduler(plan: TrainPlan, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
     """None for a constant rate; else a scheduler stepped once per optimizer step over the whole run."""
-    total = max(1, plan.optimizer_steps)
-    if plan.lr_schedule == "cosine":
+    total = max(1, plan.batches.optimizer_steps)
+    if plan.optim.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    if plan.lr_schedule == "step":  # /10 at 50% and at 75% of the optimizer steps
+    if plan.optim.lr_schedule == "step":  # /10 at 50% and at 75% of the optimizer steps
         milestones = sorted({max(1, total // 2), max(1, total * 3 // 4)})
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     return None

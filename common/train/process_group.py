@@ -93,6 +93,6 @@ def make_accelerator(plan: TrainPlan) -> Any:
     # The scheduler is stepped by hand once per optimizer step, whatever the process count.
     # Trackers go through the Accelerator's constructor: one created earlier would make a second
     # "main" process on CPU.
-    return Accelerator(cpu=use_cpu(), gradient_accumulation_steps=plan.grad_accum,
-                       step_scheduler_with_optimizer=False, log_with=list(plan.log_with) or None,
-                       project_dir=plan.ckpt_dir)
+    return Accelerator(cpu=use_cpu(), gradient_accumulation_steps=plan.batches.grad_accum,
+                       step_scheduler_with_optimizer=False, log_with=list(plan.run.log_with) or None,
+                       project_dir=plan.run.ckpt_dir)

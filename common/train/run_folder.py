@@ -19,7 +19,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.console import console
 from common.errors import Interrupted, Stopped, UserError
@@ -34,6 +34,7 @@ from common.files import (
 )
 from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE, ModelRecord
 from common.train.checkpoints import (
+    CheckpointState,
     check_checkpoint_root,
     check_same_place_everywhere,
     checkpoint_name,
@@ -54,14 +55,22 @@ from common.train.stop_signal import StopSignal
 RUNNING_METRICS_FILE = "metrics.running.jsonl"
 
 
+class Start(NamedTuple):
+    """Where a run starts: an epoch, and the steps of it a checkpoint taken mid-epoch had done."""
+    epoch: int
+    step: int
+
+    def first_step(self, epoch: int) -> int:
+        return self.step if epoch == self.epoch else 0
+
+
 class RunFolder:
     """`with RunFolder(plan, accelerator) as folder:` holds the folder's lock for the run. Every
     process enters it and calls each method: the collectives inside keep them in step."""
 
     def __init__(self, plan: TrainPlan, accelerator: Any):
-        self.plan, self.accelerator, self.path = plan, accelerator, Path(plan.ckpt_dir)
+        self.plan, self.accelerator, self.path = plan, accelerator, Path(plan.run.ckpt_dir)
         self.log: RunLog | None = None
-        self.partial: dict[str, Any] | None = None  # a checkpoint taken mid-epoch: its epoch's loss so far
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> RunFolder:
@@ -85,28 +94,29 @@ class RunFolder:
         if per_machine:
             acc.print(f"{self.path} is not shared between the machines: each keeps its own checkpoints")
 
-    def resume(self) -> tuple[int, int]:
-        """Where training starts: (epoch, step in it). (0, 0) for a fresh run; for --resume, the
-        point after the checkpoint's (model, optimizer, RNG states and registered objects
-        restored; a checkpoint taken mid-epoch leaves its epoch's loss so far in `partial`).
-        Clears a kill's leftovers."""
+    def resume(self, trainer: Any, best: Any) -> Start:
+        """Where training starts. For a fresh run, the start; for --resume, the point after the
+        checkpoint's: model, optimizer, RNG states and `best` (registered with the accelerator,
+        so every checkpoint carries it) restored, and a checkpoint taken mid-epoch gives the
+        trainer its epoch's loss so far. Clears a kill's leftovers."""
         plan, acc = self.plan, self.accelerator
+        acc.register_for_checkpointing(best)
         records: list[dict[str, Any]] = []
-        first = (0, 0)
-        if plan.resume:
-            state = read_state(plan.resume)
-            check_resumable(state["plan"], plan, plan.resume)
-            check_same_place_everywhere(acc, plan.resume)
-            restore_checkpoint(acc, plan.resume)
-            records = state["metrics"]
-            if "partial" in state:  # each process's share of the epoch's loss so far
-                self.partial = state["partial"][acc.process_index]
-            first = (state["epoch"], state["step"]) if "step" in state else (state["epoch"] + 1, 0)
-            where = f"epoch {first[0]}" + (f", step {first[1]}" if first[1] else "")
-            acc.print(f"Resumed from {plan.resume}: continuing at {where}")
+        start = Start(0, 0)
+        if plan.run.resume:
+            state = read_state(plan.run.resume)
+            check_resumable(state.plan, plan, plan.run.resume)
+            check_same_place_everywhere(acc, plan.run.resume)
+            restore_checkpoint(acc, plan.run.resume)
+            records = state.metrics
+            if state.step is not None and state.partial:  # each process's share of the epoch's loss so far
+                trainer.load_partial(state.partial[acc.process_index])
+            start = Start(state.epoch, state.step) if state.step is not None else Start(state.epoch + 1, 0)
+            where = f"epoch {start.epoch}" + (f", step {start.step}" if start.step else "")
+            acc.print(f"Resumed from {plan.run.resume}: continuing at {where}")
         else:
             refuse_stale(self.path)  # with or without --checkpoint-every: never mix with an earlier run's
-            if plan.checkpoint_every or plan.save_on_signal:
+            if plan.run.checkpoint_every or plan.run.save_on_signal:
                 check_checkpoint_root(self.path)
         self.log = RunLog(self.path, records, acc.is_main_process)
         if acc.is_main_process:
@@ -114,7 +124,7 @@ class RunFolder:
         if commits_checkpoints(acc):
             clear_staging(self.path)
         acc.wait_for_everyone()
-        return first
+        return start
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -129,26 +139,27 @@ class RunFolder:
         self.accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
     def checkpoint_if_due(self, epoch: int) -> None:
-        every = self.plan.checkpoint_every
+        every = self.plan.run.checkpoint_every
         if every and (epoch + 1) % every == 0:
-            self._checkpoint(epoch, None, {})
+            self._checkpoint(epoch, None)
 
-    def _checkpoint(self, epoch: int, step: int | None, extra: dict[str, Any]) -> Path:
-        state = {"epoch": epoch, **({} if step is None else {"step": step}), "plan": self.plan.as_dict(),
-                 "metrics": self.records, **extra}
+    def _checkpoint(self, epoch: int, step: int | None, partial: list[dict[str, Any]] | None = None) -> Path:
+        state = CheckpointState(epoch, step, self.plan.as_dict(), self.records, partial)
         return save_checkpoint(self.accelerator, self.path, checkpoint_name(epoch, step), state,
-                               self.plan.keep_checkpoints)
+                               self.plan.run.keep_checkpoints)
 
-    def stopped(self, stop: StopSignal, epoch: int, step: int | None, partial: dict[str, Any]) -> Stopped:
-        """A signal stopped the run after `step` steps of `epoch` (None: after the whole epoch):
-        a checkpoint of that point where the run keeps them, and the line that says how to go on."""
-        plan = self.plan
+    def stopped(self, stop: StopSignal, trainer: Any) -> Stopped:
+        """A signal stopped the run where `trainer` is (mid-epoch, or after a whole epoch): a
+        checkpoint of that point where the run keeps them, and the line that says how to go on."""
+        run = self.plan.run
+        epoch, step = trainer.position()
         saved: Path | None = None
-        if plan.checkpoint_every or plan.save_on_signal:
-            every = plan.checkpoint_every
+        if run.checkpoint_every or run.save_on_signal:
+            every = run.checkpoint_every
             just_saved = step is None and every and (epoch + 1) % every == 0  # the same verdict on every process
+            partial = self._gathered(trainer.partial()) if step is not None else None
             saved = checkpoint_root(self.path) / checkpoint_name(epoch) if just_saved else \
-                self._checkpoint(epoch, step, {"partial": self._gathered(partial)})
+                self._checkpoint(epoch, step, partial)
         where = f"in epoch {epoch} after step {step}" if step is not None else f"after epoch {epoch}"
         if saved is not None:
             go_on = f"continue with the same arguments and --resume (from {saved})"

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from common.config import TABLE_DEFAULTS, TrainConfig, check_setting, recipe_value
+from common.config import TrainConfig, check_setting
 from common.data.dataset import TabularData
 from common.data.preprocess import embedding_size
 from common.errors import UserError
@@ -25,49 +25,50 @@ from common.train.batching import (
     resolve_shuffle,
     steps_per_epoch,
 )
+from common.train.crossfit import CrossFit, monitor
+from common.train.defaults import DATA_SIZED, TABLE_DEFAULTS, resolved_settings
 from common.train.run_context import RunContext
 
 SMALL_STEP_MACS = 1 << 28  # below this many multiply-adds per step, extra threads only cost
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainPlan:
-    # What the run computes. --resume refuses a plan that differs in any of these.
-    task: str
-    data_identity: str            # the data set's content (arrays and description): what resume compares
-    defaults: str                 # where unset settings came from: "recipe", or "table" (sized from the data)
-    in_features: int              # numeric inputs (missing indicators included)
-    embeddings: tuple[tuple[int, int], ...]  # (cardinality, width) per categorical column
-    out_features: int
-    hidden: tuple[int, ...]
-    activation: str
-    init: str                     # "random" (from the seed), or the weights file it starts from
+class OptimPlan:
     optimizer: str
     lr: float
     lr_schedule: str
     weight_decay: float
     class_weight: str
-    folds: int                    # 0: none; 1: one member and a validation fold; k >= 2: cross-fitting
-    holdout: float                # with folds 1: the share of training rows in the validation fold
-    members: int                  # networks in the ensemble (0: a plain network, the recipes')
-    periodic: tuple[int, int]     # (frequencies, width) of the numeric inputs' periodic embeddings; (0, 0): none
-    dropout: float
     label_smoothing: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopPlan:
     epochs: int
     eval_every: int
     patience: int
     monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro
-    seed: int
+
+    def evaluates(self, epoch: int) -> bool:
+        """Every `eval_every` epochs, and after the last."""
+        return epoch % self.eval_every == 0 or epoch == self.epochs - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
     batch_size: int               # as given: per process, or per step with split_batches
     split_batches: bool
     grad_accum: int
     shuffle: str                  # "rows" or "blocks" (common/train/batching.py)
     order_geometry: str           # for blocks: rows per block x blocks per window; "" for rows
-    num_processes: int
     global_batch: int             # rows per step over all processes
     steps_per_epoch: int
     optimizer_steps: int          # in the whole run: what the schedule spans
-    # How the run is carried out: free to change on --resume (RUN_ONLY).
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How the run is carried out, not what it computes: free to change on --resume."""
     data: str                     # the data set, as an absolute path: where it is now, not what it is
     ckpt_dir: str
     checkpoint_every: int
@@ -79,40 +80,54 @@ class TrainPlan:
     chunk_rows: int               # training rows a process gathers at once: memory, not results
     resume: str                   # the checkpoint folder to continue from; "" for a fresh run
 
-    def model_spec(self) -> ModelSpec:
-        return ModelSpec(self.in_features, self.hidden, self.out_features, self.activation, self.embeddings,
-                         self.members, self.dropout if self.members else 0.0, self.periodic)
+
+@dataclasses.dataclass(frozen=True)
+class TrainPlan:
+    """Every part but `run` is what the run computes: --resume refuses a plan that differs in any
+    of their fields, including any added later (default-deny)."""
+    task: str
+    data_identity: str            # the data set's content (arrays and description): what resume compares
+    defaults: str                 # where unset settings came from: "recipe", or "table" (sized from the data)
+    init: str                     # "random" (from the seed), or the weights file it starts from
+    seed: int
+    num_processes: int
+    model: ModelSpec
+    optim: OptimPlan
+    loop: LoopPlan
+    batches: BatchPlan
+    crossfit: CrossFit
+    run: RunOptions
 
     def describe(self) -> str:
         """The resolved settings in one line, as train.py prints them."""
-        model = " ".join(map(str, self.hidden)) or "none (linear)"
-        stop = f", stop after {self.patience} evaluations without a better {self.monitor}" if self.patience else ""
-        return (f"{self.defaults} settings: {self.ensemble_text()}hidden {model}, {self.optimizer} lr {self.lr:g}, "
-                f"batch {self.batch_size} ({self.steps_per_epoch} steps/epoch), {self.epochs} epochs, "
-                f"evaluate every {self.eval_every}{stop}")
-
-    def ensemble_text(self) -> str:
-        if self.folds >= 2:
-            return f"{self.folds}-fold cross-fitting ({self.members} members, out-of-fold validation), "
-        if self.folds == 1:
-            return f"one member validated on {self.holdout:.0%} of the training rows, "
-        return f"{self.members} members, " if self.members > 1 else ""
+        m, o, loop, b = self.model, self.optim, self.loop, self.batches
+        model = " ".join(map(str, m.hidden)) or "none (linear)"
+        stop = f", stop after {loop.patience} evaluations without a better {loop.monitor}" if loop.patience else ""
+        return (f"{self.defaults} settings: {self.crossfit.describe(m.members)}hidden {model}, {o.optimizer} "
+                f"lr {o.lr:g}, batch {b.batch_size} ({b.steps_per_epoch} steps/epoch), {loop.epochs} epochs, "
+                f"evaluate every {loop.eval_every}{stop}")
 
     def as_dict(self) -> dict[str, Any]:
-        """The plan as JSON holds it (tuples become lists), for the run record and checkpoints."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The plan as the run record and checkpoints hold it: one flat object of settings (each
+        part's field names are unique), tuples as lists."""
+        flat: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            is_part = dataclasses.is_dataclass(value) and not isinstance(value, type)
+            flat.update(dataclasses.asdict(value) if is_part else {f.name: value})
+        return json.loads(json.dumps(flat))
 
 
-# Default-deny: every other field, including any added later, must match to resume.
-RUN_ONLY = frozenset({"data", "ckpt_dir", "checkpoint_every", "save_on_signal", "keep_checkpoints", "log_with",
-                      "threads", "resume", "timeout", "chunk_rows"})
+RUN_ONLY = frozenset(f.name for f in dataclasses.fields(RunOptions))
 # Recorded by the previous version's checkpoints and compared no more: a hash of the data set's
-# files, which data_identity (its content) replaced.
+# files, which data_identity (its content) replaced; and a field that has another name now.
 RETIRED = frozenset({"data_fingerprint"})
+RENAMED = {"embeddings": "categorical"}
 
 
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'name: saved -> current' for each compared field that differs (or exists on one side only)."""
+    saved = {RENAMED.get(k, k): v for k, v in saved.items()}
     compared = (saved.keys() | current.keys()) - RUN_ONLY - RETIRED
     return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}"
             for k in sorted(compared) if saved.get(k) != current.get(k)]
@@ -122,7 +137,7 @@ def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> 
     """A resumed run continues the same trajectory only with the same plan."""
     changed = plan_differences(saved, plan.as_dict())
     if any(line.startswith("data_identity:") for line in changed):
-        raise UserError(f"cannot resume {checkpoint} on other data: the arrays or the description of {plan.data} "
+        raise UserError(f"cannot resume {checkpoint} on other data: the arrays or the description of {plan.run.data} "
                         "differ from those the checkpoint trained on; pass --data the data set it trained on "
                         "(it may have moved: its content is what counts)")
     if changed:
@@ -130,97 +145,55 @@ def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> 
                         "rerun with the checkpoint's settings")
 
 
-DATA_SIZED = ("epochs", "batch_size", "lr", "optimizer", "hidden", "eval_every", "patience", "class_weight",
-              "folds", "dropout", "weight_decay", "label_smoothing", "periodic", "lr_schedule")
-
-
-def resolved_settings(cfg: TrainConfig, data: TabularData, num_processes: int = 1) -> dict[str, Any]:
-    """The settings the data set decides when left unset: the recipe's exact values for the
-    recipes' synthetic data, values sized from the data for any other table."""
-    given = {name: getattr(cfg, name) for name in DATA_SIZED if getattr(cfg, name) is not None}
-    if data.is_recipe:
-        return {name: given.get(name, recipe_value(data.task, name)) for name in DATA_SIZED}
-    batches_per_step = 1 if cfg.split_batches else num_processes
-    return table_settings(len(data.X_train), data.n_val > 0, data.task, given, batches_per_step)
-
-
-def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any],
-                   batches_per_step: int = 1) -> dict[str, Any]:
-    """Cross-fitting on every labelled row up to a size, one validation fold above it (or the
-    data set's validation split where it has one); enough optimizer steps on a few hundred rows,
-    few epochs on millions; the best evaluation's weights kept. Given settings win; the ones
-    sized from them (steps from the batch, evaluations from the epochs) follow them."""
-    d = TABLE_DEFAULTS
-    batch = 2 ** round(math.log2(max(1.0, n_train / d["rows_per_step"])))
-    s = {"hidden": list(d["hidden"]), "optimizer": d["optimizer"], "lr": d["lr"], "weight_decay": d["weight_decay"],
-         "lr_schedule": d["lr_schedule"], "dropout": d["dropout"], "periodic": d["periodic"],
-         "label_smoothing": d["label_smoothing"] if task == "classification" else 0.0,
-         "batch_size": int(min(d["max_batch"], max(d["min_batch"], batch))),
-         "folds": 0 if has_val else min(d["folds"], max(2, n_train)) if n_train <= d["max_crossfit_rows"] else 1,
-         **given}
-    steps = math.ceil(n_train / max(1, s["batch_size"] * batches_per_step))  # each process takes a batch
-    by_steps = math.ceil(d["optimizer_steps"] / steps)
-    by_time = d["max_row_passes"] // max(1, n_train * max(1, s["folds"]))  # what a run may cost
-    s.setdefault("epochs", int(min(d["max_epochs"], max(d["min_epochs"], min(by_steps, by_time)))))
-    s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
-    s.setdefault("patience", d["patience"])
-    s.setdefault("class_weight", d["class_weight"])
-    return s
-
-
 def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> TrainPlan:
     """Every setting resolved and checked against the data set and the process count. Reads no file."""
     check_settings(cfg)
-    num_processes = context.num_processes
-    settings = resolved_settings(cfg, data, num_processes)
-    batch_size, hidden = settings["batch_size"], tuple(settings["hidden"])
-    check_resolved(settings, len(data.X_train), data.n_val, num_processes, cfg.split_batches)
+    P = context.num_processes
+    settings = resolved_settings(cfg, data, P)
+    check_resolved(settings, len(data.X_train), data.n_val, P, cfg.split_batches)
     if settings["class_weight"] != "none" and data.task != "classification":
         raise UserError(f"--class-weight {settings['class_weight']} weighs classes, and this is a {data.task} "
                         "data set: drop it")
-    global_batch = batch_size if cfg.split_batches else batch_size * num_processes
-    shuffle = resolve_shuffle(cfg.shuffle, len(data.X_train))
-    steps = steps_per_epoch(len(data.X_train), global_batch)
-    pre = data.preprocessor
-    embeddings = tuple((c.cardinality, embedding_size(c.cardinality)) for c in pre.categorical)
-    folds = settings["folds"]
-    members = 0 if data.is_recipe and not folds else max(1, folds)
-    periodic = (settings["periodic"], TABLE_DEFAULTS["periodic_dim"]) if settings["periodic"] and members else (0, 0)
-    spec = ModelSpec(pre.numeric_inputs, hidden, data.num_outputs, cfg.activation, embeddings, members,
-                     settings["dropout"], periodic)
-    step_macs = batch_size * spec.multiply_adds_per_row
+    crossfit = CrossFit(settings["folds"], TABLE_DEFAULTS["holdout"] if settings["folds"] == 1 else 0.0)
+    model = model_of(cfg, settings, data, crossfit)
+    batches = batch_plan(cfg, settings, len(data.X_train), P)
     return TrainPlan(
-        task=data.task, data_identity=data.identity,
-        defaults="recipe" if data.is_recipe else "table",
-        in_features=spec.in_features, embeddings=embeddings,
-        out_features=spec.out_features, hidden=hidden, activation=cfg.activation, init=context.init,
-        optimizer=settings["optimizer"], lr=settings["lr"], lr_schedule=settings["lr_schedule"],
-        weight_decay=settings["weight_decay"], class_weight=settings["class_weight"], folds=folds,
-        holdout=TABLE_DEFAULTS["holdout"] if folds == 1 else 0.0, members=members, periodic=periodic,
-        dropout=settings["dropout"], label_smoothing=settings["label_smoothing"],
-        epochs=settings["epochs"], eval_every=settings["eval_every"],
-        patience=settings["patience"], monitor=monitor(data, folds), seed=cfg.seed,
-        batch_size=batch_size, split_batches=cfg.split_batches,
-        grad_accum=cfg.grad_accum, shuffle=shuffle, order_geometry=order_geometry(shuffle),
-        num_processes=num_processes, global_batch=global_batch,
-        steps_per_epoch=steps, optimizer_steps=settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum),
-        data=context.data, ckpt_dir=cfg.ckpt_dir,
-        checkpoint_every=cfg.checkpoint_every, save_on_signal=cfg.save_on_signal,
-        keep_checkpoints=cfg.keep_checkpoints,
-        log_with=tuple(cfg.log_with), chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
-        threads=cpu_threads(cfg.threads, context.local_processes, context.cpu_count, step_macs),
-        timeout=cfg.timeout, resume=context.resume,
-    )
+        task=data.task, data_identity=data.identity, defaults="recipe" if data.is_recipe else "table",
+        init=context.init, seed=cfg.seed, num_processes=P, model=model,
+        optim=part(OptimPlan, settings), loop=part(LoopPlan, settings, monitor=monitor(
+            data.task, data.is_recipe, data.n_val > 0, crossfit)), batches=batches, crossfit=crossfit,
+        run=RunOptions(
+            data=context.data, ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every,
+            save_on_signal=cfg.save_on_signal, keep_checkpoints=cfg.keep_checkpoints, log_with=tuple(cfg.log_with),
+            threads=cpu_threads(cfg.threads, context.local_processes, context.cpu_count,
+                                settings["batch_size"] * model.multiply_adds_per_row),
+            timeout=cfg.timeout, chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
+            resume=context.resume))
 
 
-def monitor(data: TabularData, folds: int) -> str:
-    """The validation loss (the test loss where there are no validation rows, as the recipes
-    have it); a user's classification table is judged by its out-of-fold macro-F1 instead: on
-    small imbalanced tables the loss is lowest while the model still predicts the majority
-    class almost everywhere, and macro-F1 is the figure the table is compared by."""
-    if not (data.n_val or folds):
-        return "test_loss"
-    return "val_f1_macro" if data.task == "classification" and not data.is_recipe else "val_loss"
+def part(cls: Any, settings: dict[str, Any], **computed: Any) -> Any:
+    """A part of the plan from the resolved settings of its fields' names (and those computed here)."""
+    return cls(**{f.name: settings[f.name] for f in dataclasses.fields(cls) if f.name not in computed}, **computed)
+
+
+def model_of(cfg: TrainConfig, settings: dict[str, Any], data: TabularData, crossfit: CrossFit) -> ModelSpec:
+    """The network: an ensemble (EnsembleNet) of the folds' members on any table, a plain network
+    for the recipes unless they cross-fit; periodic numeric embeddings for ensembles only."""
+    pre = data.preprocessor
+    members = 0 if data.is_recipe and not crossfit.folds else max(1, crossfit.folds)
+    periodic = (settings["periodic"], TABLE_DEFAULTS["periodic_dim"]) if settings["periodic"] and members else (0, 0)
+    return ModelSpec(pre.numeric_inputs, tuple(settings["hidden"]), data.num_outputs, cfg.activation,
+                     tuple((c.cardinality, embedding_size(c.cardinality)) for c in pre.categorical), members,
+                     settings["dropout"], periodic)
+
+
+def batch_plan(cfg: TrainConfig, settings: dict[str, Any], n_train: int, num_processes: int) -> BatchPlan:
+    batch_size = settings["batch_size"]
+    global_batch = batch_size if cfg.split_batches else batch_size * num_processes
+    shuffle = resolve_shuffle(cfg.shuffle, n_train)
+    steps = steps_per_epoch(n_train, global_batch)
+    return BatchPlan(batch_size, cfg.split_batches, cfg.grad_accum, shuffle, order_geometry(shuffle), global_batch,
+                     steps, settings["epochs"] * optimizer_steps_per_epoch(steps, cfg.grad_accum))
 
 
 def check_settings(cfg: TrainConfig) -> None:
@@ -233,7 +206,7 @@ def check_settings(cfg: TrainConfig) -> None:
 
 def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_processes: int,
                    split_batches: bool) -> None:
-    for name in ("epochs", "batch_size", "eval_every", "patience", "folds", "periodic"):  # what the data set sized
+    for name in DATA_SIZED:  # what the data set sized: the integer settings' ranges
         check_setting(TrainConfig, name, settings[name])
     for name in ("dropout", "label_smoothing"):
         if not 0 <= settings[name] < 1:

@@ -23,8 +23,8 @@ def library_versions() -> dict[str, str]:
 def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: RunOutcome) -> ModelRecord:
     described = data.description
     return ModelRecord(
-        plan.task, plan.model_spec(), described.class_labels, described.preprocess, described.target, described.ids,
-        plan.data, plan.as_dict(), plan.num_processes, str(accelerator.distributed_type),
+        plan.task, plan.model, described.class_labels, described.preprocess, described.target, described.ids,
+        plan.run.data, plan.as_dict(), plan.num_processes, str(accelerator.distributed_type),
         accelerator.mixed_precision, device_name(accelerator.device), outcome, library_versions())
 
 

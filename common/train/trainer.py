@@ -1,12 +1,19 @@
-"""The training loop, written once against `accelerate.Accelerator`.
+"""The training step and the evaluations, written once against `accelerate.Accelerator`.
 
 The same code runs on one CPU process, one GPU, DDP over several GPUs or machines, and a
-gloo group on a CPU-only machine: the accelerate config alone decides. The Trainer reads
-the run plan and knows nothing of files or the console.
+gloo group on a CPU-only machine: the accelerate config alone decides. `Trainer._run_batch`
+is one optimizer step's whole story: forward, loss, backward, and at the end of an
+accumulation group the optimizer, the schedule and the zeroing (`Stepper`, which takes
+Accelerate's fast paths where common/train/accelerate_leans.py says they hold). The Trainer
+reads the run plan and knows nothing of files or the console.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -14,21 +21,13 @@ import torch
 from torch import nn
 
 from common.data.dataset import SPLITS, TabularData
-from common.data.splits import fold_ids
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
 from common.model import combine_members
 from common.steps import has_link
-from common.train.accelerate_leans import Stepper
-from common.train.batching import (
-    RowCheck,
-    RowSource,
-    ShardedBatches,
-    ends_accumulation_group,
-    fits_on_device,
-    local_shard,
-    loss_scale,
-)
+from common.train.accelerate_leans import cache_lomo_check, epoch_signal_class, epoch_signal_missing, lomo_check_missing
+from common.train.batching import RowCheck, RowSource, ShardedBatches, fits_on_device, local_shard
+from common.train.crossfit import out_of_fold
 from common.train.optim import balanced_class_weights, member_losses, summed_loss
 from common.train.run_plan import TrainPlan
 from common.train.stop_signal import StopSignal
@@ -37,63 +36,65 @@ EVAL_CHUNK = 1 << 16  # rows per read and forward pass in evaluation: bounds mem
 
 
 class Trainer:
-    """Runs epochs and evaluations of the plan's model over the plan's batches."""
+    """Runs epochs and evaluations of the plan's model over the plan's batches. Its position in
+    the run (`epoch`, `steps_done`) and the epoch's loss so far (`partial`) are its own: the run
+    folder saves them in a checkpoint and gives them back on --resume."""
 
     def __init__(self, accelerator: Any, model: nn.Module, optimizer: Any, scheduler: Any, data: TabularData,
                  plan: TrainPlan, stepper: Stepper | None = None):
-        self.accelerator, self.model = accelerator, model
-        self.plan, self.task = plan, plan.task
+        self.accelerator, self.model, self.plan, self.task = accelerator, model, plan, plan.task
         self.num_classes = len(data.description.class_labels or [])
         self.target = data.description.target  # regression: for figures on the original y scale
-        self.stepper = stepper or Stepper(accelerator, model, optimizer, scheduler, plan.grad_accum)
-        device, P, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+        self.stepper = stepper or Stepper(accelerator, model, optimizer, scheduler, plan.batches.grad_accum)
         self.weight = None
-        if self.task == "classification" and plan.class_weight == "balanced":
-            self.weight = balanced_class_weights(data.y_train, self.num_classes).to(device)
+        if self.task == "classification" and plan.optim.class_weight == "balanced":
+            self.weight = balanced_class_weights(data.y_train, self.num_classes).to(accelerator.device)
         self.log_link = has_link(self.target)  # outputs are log E[y]: Poisson deviance
         self.loss_fn = summed_loss(self.task, self.weight, self.log_link)
-        # Cross-fitting: each training row's fold. Member i trains on the rows of the other folds,
-        # and the validation figures are each row's under the member that never trained on it.
-        self.folds = (fold_ids(np.asarray(data.y_train) if self.task == "classification" else None, plan.folds,
-                               plan.holdout, plan.seed, len(data.y_train)) if plan.folds else None)
-        shards = evaluation_shards(data, P, rank, bool(plan.folds))
-        # On a GPU, everything this process reads stays there when it fits; else all is streamed.
-        self.resident = fits_on_device(bytes_read(data, shards), device)
-        checks = {name: RowCheck(f"the {name} split of {plan.data}", self.num_classes) for name in SPLITS}
-        train_rows = RowSource(data.X_train, data.y_train, device, self.resident, checks["train"])
-        self.batches = ShardedBatches(train_rows, plan.global_batch, plan.steps_per_epoch, P, rank, plan.seed,
-                                      plan.grad_accum, plan.shuffle, plan.chunk_rows, tags=self.folds)
-        self.eval_sets: dict[str, tuple[RowSource, torch.Tensor | None]] = {}
+        # Cross-fitting: each training row's fold, a tag of each batch (common/train/crossfit.py).
+        self.folds = plan.crossfit.fold_of_each_row(data.y_train, self.task == "classification", plan.seed)
+        self.batches, self.eval_sets = self._data(data)
+        self.loss_sum = torch.zeros((), device=accelerator.device)
+        self.rows_seen = self.steps_done = 0
+        self.epoch = 0
+
+    def _data(self, data: TabularData) -> tuple[ShardedBatches, dict[str, tuple[RowSource, torch.Tensor | None]]]:
+        """This process's training batches and its shard of each evaluation set: on a GPU, all it
+        reads stays there when it fits; else all is streamed."""
+        plan, acc, device = self.plan, self.accelerator, self.accelerator.device
+        shards = evaluation_shards(data, acc.num_processes, acc.process_index, plan.crossfit.validates)
+        resident = fits_on_device(bytes_read(data, shards), device)
+        checks = {name: RowCheck(f"the {name} split of {plan.run.data}", self.num_classes) for name in SPLITS}
+        train_rows = RowSource(data.X_train, data.y_train, device, resident, checks["train"])
+        b = plan.batches
+        batches = ShardedBatches(train_rows, b.global_batch, b.steps_per_epoch, acc.num_processes, acc.process_index,
+                                 plan.seed, b.grad_accum, b.shuffle, plan.run.chunk_rows, tags=self.folds)
+        eval_sets: dict[str, tuple[RowSource, torch.Tensor | None]] = {}
         for name, part in shards.items():
             if name == "train":
-                self.eval_sets[name] = (train_rows.part(part), None)
+                eval_sets[name] = (train_rows.part(part), None)
             elif name == "val" and self.folds is not None:  # out of fold, over the training rows
-                folds = torch.from_numpy(self.folds[part].astype(np.int64)).to(device)
-                self.eval_sets[name] = (train_rows.part(part), folds)
+                fold = torch.from_numpy(self.folds[part].astype(np.int64)).to(device)
+                eval_sets[name] = (train_rows.part(part), fold)
             else:
                 X, y = data.split(name)
-                self.eval_sets[name] = (RowSource(X[part], y[part], device, self.resident, checks[name]), None)
-        self.loss_sum = torch.zeros((), device=device)
-        self.rows_seen = self.steps_done = 0
-
-    def _training_loss(self, x: torch.Tensor, y: torch.Tensor, fold: torch.Tensor | None) -> torch.Tensor:
-        """The batch's summed loss: an ensemble's members each on the rows outside their fold,
-        averaged over the members that train on each row."""
-        out = self.model(x).float()
-        if out.dim() == 2:
-            return self.loss_fn(out, y)
-        losses = member_losses(self.task, out, y, self.weight, self.plan.label_smoothing, self.log_link)
-        if fold is None:
-            return losses.sum() / losses.shape[1]
-        trains = fold.unsqueeze(1) != torch.arange(losses.shape[1], device=losses.device)
-        return (losses * trains).sum() / max(1, losses.shape[1] - (1 if self.plan.folds >= 2 else 0))
+                eval_sets[name] = (RowSource(X[part], y[part], device, resident, checks[name]), None)
+        return batches, eval_sets
 
     def _run_batch(self, x: torch.Tensor, y: torch.Tensor, group_rows: int, ends_group: bool,
                    fold: torch.Tensor | None = None) -> None:
+        """One batch: forward, the summed loss (an ensemble's members each on the rows outside
+        their fold), backward scaled so the step's gradient is the mean over its group's rows,
+        and at the end of the group the optimizer step."""
         with self.stepper.accumulate(ends_group):
-            loss_sum = self._training_loss(x, y, fold)
-            scale = loss_scale(self.accelerator.num_processes, group_rows, self.plan.grad_accum)
-            self.accelerator.backward(loss_sum * scale)
+            out = self.model(x).float()
+            if out.dim() == 2:  # one network
+                loss_sum = self.loss_fn(out, y)
+            else:
+                losses = member_losses(self.task, out, y, self.weight, self.plan.optim.label_smoothing, self.log_link)
+                loss_sum = self.plan.crossfit.training_loss(losses, fold)
+            self.accelerator.backward(loss_sum * loss_scale(self.accelerator.num_processes, group_rows,
+                                                            self.plan.batches.grad_accum))
             if ends_group:
                 self.stepper.step()
         # Accumulated on the device: no host sync per step.
@@ -103,13 +104,14 @@ class Trainer:
     def run_epoch(self, epoch: int, first_step: int = 0, stop: StopSignal | None = None) -> float | None:
         """Train `epoch` from `first_step` on (0, or where a checkpoint taken mid-epoch stopped);
         returns the epoch's mean loss over all processes (one small all-reduce). Returns None
-        where `stop` ended the epoch early, after a whole optimizer step: `steps_done` says
+        where `stop` ended the epoch early, after a whole optimizer step: `position()` says
         where, and `partial()` holds what the epoch's loss needs to go on from there."""
         self.model.train()
+        self.epoch = epoch
         if first_step == 0:
             self.loss_sum.zero_()
             self.rows_seen = 0
-        steps, accum = self.plan.steps_per_epoch, self.plan.grad_accum
+        steps, accum = self.plan.batches.steps_per_epoch, self.plan.batches.grad_accum
         batches = self.stepper.epoch(self.batches, epoch, first_step)
         for step, (x, y, group_rows, *fold) in enumerate(batches, start=first_step):
             ends_group = ends_accumulation_group(step, steps, accum)
@@ -119,13 +121,23 @@ class Trainer:
                 return None
         return self.train_loss()
 
+    def position(self) -> tuple[int, int | None]:
+        """(epoch, steps done in it), the steps None once the epoch is complete."""
+        whole = self.steps_done >= self.plan.batches.steps_per_epoch
+        return self.epoch, None if whole else self.steps_done
+
     def partial(self) -> dict[str, Any]:
         """What a checkpoint taken mid-epoch needs to finish the epoch's mean loss."""
         return {"loss_sum": float(self.loss_sum.item()), "rows_seen": self.rows_seen}
 
-    def restore_partial(self, partial: dict[str, Any]) -> None:
+    def load_partial(self, partial: dict[str, Any]) -> None:
         self.loss_sum.fill_(partial["loss_sum"])  # a float32 value, held exactly by the float JSON wrote
         self.rows_seen = int(partial["rows_seen"])
+
+    @property
+    def net(self) -> nn.Module:
+        """The model without its DDP wrapper: what is evaluated out of fold and saved."""
+        return self.accelerator.unwrap_model(self.model)
 
     def train_loss(self) -> float:
         """Mean loss of the last epoch over every row seen on every process."""
@@ -146,7 +158,7 @@ class Trainer:
             if folds is None:
                 out = combine_members(self.model(X).float(), self.task, self.log_link)
             else:
-                out, y = self._out_of_fold(X, y, folds[start:start + EVAL_CHUNK])
+                out, y = out_of_fold(self.net, X, y, folds[start:start + EVAL_CHUNK], self.plan.model.members)
             loss_sum = self.loss_fn(out, y).detach()
             if self.task == "classification":
                 stats = classification_stats(out, y, self.num_classes, loss_sum)
@@ -156,17 +168,6 @@ class Trainer:
             total = stats if total is None else total + stats
         assert total is not None
         return self.accelerator.reduce(total, reduction="sum")
-
-    def _out_of_fold(self, X: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row's output under the member validated on its fold, rows grouped by fold (the
-        figures are sums, so their order does not matter); rows of no fold are left out."""
-        net = self.accelerator.unwrap_model(self.model)
-        outs, ys = [], []
-        for member in range(self.plan.members):
-            rows = torch.nonzero(fold == member).squeeze(1)
-            outs.append(net(X[rows], member=member)[:, 0].float())
-            ys.append(y[rows])
-        return torch.cat(outs), torch.cat(ys)
 
     def evaluate(self, epoch: int, train_loss: float) -> dict[str, Any]:
         """Figures of every evaluation set, reduced over all processes (every process calls this)."""
@@ -217,3 +218,71 @@ def check_finite(loss: float, epoch: int) -> None:
     if not math.isfinite(loss):
         raise UserError(f"training diverged: the loss became {loss} in epoch {epoch}; lower --lr "
                         "(the last checkpoint and model.safetensors were left untouched)")
+
+
+class Stepper:
+    """The Accelerate calls around one batch: the accumulation context, then the optimizer
+    step, the scheduler step and the zeroing of gradients at the end of each group."""
+
+    def __init__(self, accelerator: Any, model: nn.Module, optimizer: Any, scheduler: Any, grad_accum: int,
+                 missing: dict[str, str | None] | None = None):
+        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.grad_accum = grad_accum
+        self.signal: Any = None
+        missing = missing if missing is not None else self.probe()
+        self.fallbacks = {name: why for name, why in missing.items() if why}
+        for name, why in self.fallbacks.items():
+            accelerator.print(f"note: {why}: {name} takes Accelerate's public path (slower, the same results)")
+        if "lomo_cache" not in self.fallbacks:
+            cache_lomo_check()
+        self.zero_grad: Callable[[], None] = (
+            functools.partial(optimizer.zero_grad, set_to_none=True) if "zero_through_model" in self.fallbacks
+            else functools.partial(model.zero_grad, set_to_none=True))
+
+    def probe(self) -> dict[str, str | None]:
+        """For each lean, None where it applies here, else why not."""
+        held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        return {
+            "lomo_cache": lomo_check_missing(),
+            "epoch_signal": epoch_signal_missing(),
+            "skip_accumulate": None if self.accelerator.sync_gradients is True
+            else "accelerator.sync_gradients is not True outside accumulate()",
+            "zero_through_model": None if held == {id(p) for p in self.model.parameters()}
+            else "the optimizer does not hold exactly the model's parameters",
+        }
+
+    def epoch(self, batches: ShardedBatches, epoch: int, first_step: int = 0) -> Iterator[Any]:
+        """The epoch's batches from `first_step` on, with Accelerate told where the epoch ends (lean 2)."""
+        if "epoch_signal" in self.fallbacks:
+            return batches.epoch(epoch, first_step)
+        if self.signal is None:
+            self.signal = epoch_signal_class()()
+        return self.signal.around(batches.epoch(epoch, first_step), len(batches) - first_step)
+
+    def accumulate(self, ends_group: bool) -> AbstractContextManager[Any]:
+        if self.grad_accum == 1 and "skip_accumulate" not in self.fallbacks:
+            return contextlib.nullcontext()
+        if "epoch_signal" not in self.fallbacks:
+            return self.accelerator.accumulate(self.model)
+        return contextlib.nullcontext() if ends_group else self.accelerator.no_sync(self.model)
+
+    def step(self) -> None:
+        """At the end of an accumulation group (every batch without accumulation)."""
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.zero_grad()
+
+
+def loss_scale(num_processes: int, group_rows: int, grad_accum: int = 1) -> float:
+    """Factor for a chunk's summed loss so that the gradient of an optimizer step is the exact
+    mean over the rows of its accumulation group: DDP averages over processes (hence the
+    process count), `accelerator.backward` divides by --grad-accum (hence the undoing), and
+    neither knows that a group or a batch may be short at the end of an epoch."""
+    return num_processes * grad_accum / group_rows
+
+
+def ends_accumulation_group(step: int, steps: int, grad_accum: int) -> bool:
+    """Whether batch `step` of an epoch of `steps` batches is the last of its accumulation group."""
+    return (step + 1) % grad_accum == 0 or step == steps - 1
+

@@ -1,0 +1,77 @@
+"""The defaults of any table but the recipes' (a user's file, a shipped data set): values sized
+from the data set, resolved once by the run plan (common/train/run_plan.py).
+
+A setting the user gives wins; the ones sized from it follow it (the steps from the batch, the
+evaluations from the epochs). The recipes' synthetic data keeps the recipe's exact values
+(common/config.py RECIPES, and `off` for what only tables use).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from common.config import TrainConfig, recipe_value
+from common.data.dataset import TabularData
+from common.train.crossfit import table_folds
+
+TABLE_DEFAULTS: dict[str, Any] = {
+    "hidden": [128, 128], "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4,
+    "lr_schedule": "cosine",      # to zero over the run: the last epochs settle instead of jumping around
+    # No dropout: its masks are drawn per process, so a DDP run would no longer train the very
+    # weights one process trains (--dropout is there for those who prefer it to that guarantee).
+    "dropout": 0.0, "label_smoothing": 0.1,
+    "periodic": 16,               # periodic embeddings of each numeric input: 16 frequencies -> 3 values
+    "periodic_dim": 3,
+    "folds": 5,                   # cross-fitting: k members, each validated on the fold it never trains on ...
+    "max_crossfit_rows": 30_000,  # ... up to this many training rows; above, one member and a validation fold
+    "holdout": 0.1,               # the validation fold's share of the rows above that size
+    "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
+    "min_batch": 32, "max_batch": 256,
+    "optimizer_steps": 3000,      # epochs enough for about this many steps ...
+    "max_row_passes": 2_000_000,  # ... and no more than this many rows (times members) in the whole run ...
+    "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
+    "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
+    "patience": 16,               # ... stopping after this many without a lower validation loss; best weights kept
+    "class_weight": "none",       # imbalance: weighting moved predictions onto rare classes and cost macro-F1
+}
+
+
+# The settings a data set decides when they are left unset: every field of TrainConfig marked `table`.
+DATA_SIZED = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("table"))
+SIZED = ("batch_size", "folds", "epochs", "eval_every")  # computed from the rows, not taken as they are
+
+
+def resolved_settings(cfg: TrainConfig, data: TabularData, num_processes: int = 1) -> dict[str, Any]:
+    """The settings the data set decides when left unset: the recipe's exact values for the
+    recipes' synthetic data, values sized from the data for any other table."""
+    given = {name: getattr(cfg, name) for name in DATA_SIZED if getattr(cfg, name) is not None}
+    if data.is_recipe:
+        return {name: given.get(name, recipe_value(data.task, name)) for name in DATA_SIZED}
+    batches_per_step = 1 if cfg.split_batches else num_processes
+    return table_settings(len(data.X_train), data.n_val > 0, data.task, given, batches_per_step)
+
+
+def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any],
+                   batches_per_step: int = 1) -> dict[str, Any]:
+    """Cross-fitting on every labelled row up to a size, one validation fold above it (or the
+    data set's validation split where it has one); enough optimizer steps on a few hundred rows,
+    few epochs on millions; the best evaluation's weights kept."""
+    d = TABLE_DEFAULTS
+    s = {name: recipe_copy(d[name]) for name in DATA_SIZED if name in d and name not in SIZED}
+    if task != "classification":
+        s["label_smoothing"] = 0.0
+    batch = 2 ** round(math.log2(max(1.0, n_train / d["rows_per_step"])))
+    s["batch_size"] = int(min(d["max_batch"], max(d["min_batch"], batch)))
+    s["folds"] = table_folds(n_train, has_val, d["folds"], d["max_crossfit_rows"])
+    s.update(given)
+    steps = math.ceil(n_train / max(1, s["batch_size"] * batches_per_step))  # each process takes a batch
+    by_steps = math.ceil(d["optimizer_steps"] / steps)
+    by_time = d["max_row_passes"] // max(1, n_train * max(1, s["folds"]))  # what a run may cost
+    s.setdefault("epochs", int(min(d["max_epochs"], max(d["min_epochs"], min(by_steps, by_time)))))
+    s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
+    return s
+
+
+def recipe_copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value  # the defaults stay as written

@@ -54,7 +54,7 @@ def build(plan: TrainPlan, accelerator: Accelerator) -> tuple[Any, Any, Any]:
     if plan.init != RANDOM_INIT:
         load_state(model, load_weights(plan.init), plan.init,
                    fix="give --hidden (and --data) that build the model these weights came from")
-    optimizer = make_optimizer(plan.optim.optimizer, model.parameters(), plan.optim.lr, plan.optim.weight_decay)
+    optimizer = make_optimizer(plan.optim, model.parameters())
     scheduler = make_scheduler(plan, optimizer)
     return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
 

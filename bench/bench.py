@@ -136,7 +136,7 @@ def our_loop(data, epochs: int, accelerate: bool = True) -> tuple[float, float]:
     plan = make_plan(TrainConfig(), data, find_context(TrainConfig(), 1, 1))
     torch.manual_seed(0)
     model = build_model(plan.model)
-    optimizer = make_optimizer(plan.optim.optimizer, model.parameters(), plan.optim.lr)
+    optimizer = make_optimizer(plan.optim, model.parameters())
     accelerator: Any
     if accelerate:
         from accelerate import Accelerator

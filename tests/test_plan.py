@@ -140,7 +140,7 @@ def test_resume_compares_every_field_but_the_run_only_ones(cls_data):
 def test_step_schedule_divides_by_ten_at_half_and_three_quarters(cls_data):
     plan = plan_for(cls_data, "--lr-schedule", "step", "--epochs", "8", "--batch-size", "1200", "--lr", "1")
     assert plan.batches.optimizer_steps == 8 * 5
-    optimizer = make_optimizer("sgd", torch.nn.Linear(2, 1).parameters(), plan.optim.lr)
+    optimizer = make_optimizer(dataclasses.replace(plan.optim, optimizer="sgd"), torch.nn.Linear(2, 1).parameters())
     scheduler = make_scheduler(plan, optimizer)
     rates = []
     for _ in range(plan.batches.optimizer_steps):
@@ -154,7 +154,7 @@ def test_step_schedule_divides_by_ten_at_half_and_three_quarters(cls_data):
 
 def test_cosine_schedule_spans_the_whole_run(cls_data):
     plan = plan_for(cls_data, "--lr-schedule", "cosine", "--epochs", "4", "--batch-size", "1200", "--lr", "1")
-    optimizer = make_optimizer("sgd", torch.nn.Linear(2, 1).parameters(), plan.optim.lr)
+    optimizer = make_optimizer(dataclasses.replace(plan.optim, optimizer="sgd"), torch.nn.Linear(2, 1).parameters())
     scheduler = make_scheduler(plan, optimizer)
     for _ in range(plan.batches.optimizer_steps):
         optimizer.step()

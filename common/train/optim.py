@@ -8,22 +8,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.train.run_plan import TrainPlan
+from common.train.run_plan import OptimPlan, TrainPlan
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(optim: OptimPlan, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """Adam, AdamW (decoupled weight decay) or SGD on their fused kernels where this torch has
     them, else the foreach path."""
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optim.optimizer]
     params = list(params)
-    decay = {"weight_decay": weight_decay} if weight_decay else {}
+    decay = {"weight_decay": optim.weight_decay} if optim.weight_decay else {}
     try:
-        return cls(params, lr=lr, fused=True, **decay)
+        return cls(params, lr=optim.lr, fused=True, **decay)
     except (RuntimeError, TypeError, ValueError):
-        return cls(params, lr=lr, foreach=True, **decay)
+        return cls(params, lr=optim.lr, foreach=True, **decay)
 
 
 def make_scheduler(plan: TrainPlan, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:

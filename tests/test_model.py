@@ -2,11 +2,11 @@ import os
 
 import pytest
 import torch
+from builders import ROOT
 
 from common.errors import UserError
 from common.files import atomic_path, load_weights, read_json, write_json, write_weights_file
 from common.model import build_model, load_state, model_spec
-from conftest import ROOT
 
 
 def test_recipe_mlp_shape():

@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from builders import ROOT, make_data, people, train, user_error, write
 
 import make_data as make_data_script
 from common.data import ingest as ingest_module
@@ -12,7 +13,6 @@ from common.data import tables as table
 from common.data.dataset import ARRAYS, load_dataset
 from common.errors import UserError
 from common.train import batching
-from conftest import ROOT, make_data, train, user_error
 
 
 def weights(folder):
@@ -66,8 +66,6 @@ def ingest(path, out, *extra):
 
 def people_with_gaps(rows=3000):
     """people() with rows whose label is blank, so that dropped rows shift every batch."""
-    from test_tables import people
-
     columns = people(rows=rows, seed=3)
     labels = np.asarray(columns["label"], dtype=object)
     labels[::97] = None
@@ -79,8 +77,6 @@ def people_with_gaps(rows=3000):
 def test_a_table_read_in_many_small_batches_gives_the_same_data_set(tmp_path, monkeypatch, suffix):
     """Batches of a few rows, chunks of 7 rows, a median from a 500-row sample: the same arrays
     as one batch (the median aside, which the sample only estimates)."""
-    from test_tables import write
-
     path = write(tmp_path / f"people{suffix}", people_with_gaps())
     whole = ingest(path, tmp_path / "whole")
     monkeypatch.setattr(table, "BATCH_BYTES", 4096)
@@ -98,8 +94,6 @@ def test_a_table_read_in_many_small_batches_gives_the_same_data_set(tmp_path, mo
 
 
 def test_each_split_keeps_the_class_proportions_and_names_its_file_rows(tmp_path):
-    from test_tables import write
-
     rng = np.random.default_rng(0)
     labels = rng.choice(["a", "b", "c"], 5000, p=[0.7, 0.25, 0.05])
     path = write(tmp_path / "t.csv", {"x": rng.normal(size=5000), "label": labels})
@@ -119,8 +113,6 @@ def test_each_split_keeps_the_class_proportions_and_names_its_file_rows(tmp_path
 
 
 def test_the_median_comes_from_a_bounded_sample_of_training_rows(tmp_path, monkeypatch):
-    from test_tables import write
-
     rng = np.random.default_rng(1)
     x = rng.exponential(size=20000)
     path = write(tmp_path / "t.csv", {"x": x, "label": (x > 1).astype(np.int64)})
@@ -169,8 +161,6 @@ def test_a_resident_copy_and_the_mapped_file_give_the_same_batches(small_cls, mo
 
 
 def test_a_folder_that_is_not_a_data_set_is_never_replaced(tmp_path):
-    from test_tables import people, write
-
     (tmp_path / "people").mkdir()
     mine = write(tmp_path / "people" / "people.csv", people(rows=200))
     message = user_error(make_data_script.main, "--csv", mine, "--target", "label", "--out-dir", tmp_path)

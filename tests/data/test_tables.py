@@ -6,10 +6,23 @@ import sys
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 import torch
+from builders import (
+    FORBID_PICKLE,
+    ROOT,
+    infer,
+    make_data,
+    people,
+    read_config,
+    read_csv_rows,
+    read_metrics,
+    script_env,
+    train,
+    user_error,
+    write,
+)
 
 import make_data as make_data_script
 from common.data.dataset import load_dataset
@@ -17,49 +30,6 @@ from common.data.preprocess import CategoricalStep, Categories, embedding_size
 from common.data.roles import RoleOverrides, infer_roles
 from common.data.tables import read_table
 from common.model import TabularNet, build_model
-from conftest import (
-    FORBID_PICKLE,
-    ROOT,
-    infer,
-    make_data,
-    read_config,
-    read_csv_rows,
-    read_metrics,
-    script_env,
-    train,
-    user_error,
-)
-
-
-def write(path, columns, sep=","):
-    table = pa.table(columns)
-    if path.suffix == ".parquet":
-        pq.write_table(table, path)
-    else:
-        pa_csv.write_csv(table, path, write_options=pa_csv.WriteOptions(delimiter=sep))
-    return path
-
-
-def people(rows=600, seed=0, sort_by_class=False):
-    """An id, text with blanks, true/false, numbers with blanks, a constant and an empty column."""
-    rng = np.random.default_rng(seed)
-    city = rng.choice(["oslo", "paris", "rome"], rows)
-    member = rng.random(rows) < 0.5
-    age = rng.normal(40, 10, rows)
-    score = (city == "rome") * 1.5 + member * 1.0 + (age - 40) / 10 + rng.normal(0, 0.5, rows)
-    label = np.where(score > 1.2, "high", "low")
-    order = np.argsort(label, kind="stable") if sort_by_class else np.arange(rows)
-    age_with_blanks = np.where(rng.random(rows) < 0.15, np.nan, age)
-    city_with_blanks = [None if rng.random() < 0.1 else c for c in city]
-    return {
-        "person_id": np.arange(rows),
-        "city": pa.array([city_with_blanks[i] for i in order]),
-        "member": member[order],
-        "age": pa.array(age_with_blanks[order], from_pandas=True),
-        "country": ["norway"] * rows,
-        "notes": pa.nulls(rows, pa.string()),
-        "label": label[order],
-    }
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,26 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from builders import (
+    FILES,
+    ROOT,
+    accelerate_cli,
+    launch,
+    people,
+    read_config,
+    script_env,
+    snapshot,
+    tmpfs,
+    train,
+    user_error,
+    write,
+)
 from safetensors.torch import load_file, save_file
 
 import infer as infer_script
 import train as train_script
 from common.train import run_folder
 from common.train.heartbeat import lost_peers
-from conftest import ROOT, accelerate_cli, read_config, script_env, train, user_error
-
-FILES = ("model.safetensors", "config.json", "metrics.jsonl")
-
-
-def snapshot(folder):
-    return {name: (folder / name).read_bytes() for name in FILES}
 
 
 def start(args, **kw):
@@ -39,19 +46,6 @@ def wait_for(path, proc, timeout=60):
     while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert path.exists(), "the run did not get there"
-
-
-@contextlib.contextmanager
-def tmpfs(path, options):
-    """A small filesystem of its own (a full disk, a read-only one): root only; skipped elsewhere."""
-    path.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip()})")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 LONG = ["--epochs", "100000", "--batch-size", "64", "--eval-every", "1"]
@@ -269,8 +263,6 @@ def test_predictions_never_overwrite_a_hard_linked_input(small_model, tmp_path):
 
 @pytest.mark.e2e
 def test_a_two_process_run_on_a_folder_in_use_stops_everywhere_in_one_line(small_cls, tmp_path):
-    from conftest import launch
-
     first = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG])
     try:
         wait_for(tmp_path / "metrics.running.jsonl", first)
@@ -331,8 +323,6 @@ def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path
 
 def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(small_cls, tmp_path):
     """A 3 MB tmpfs: the earlier data set fits, the scratch files of a 60k-row table do not."""
-    from test_tables import people, write
-
     import make_data as make_data_script
 
     table = write(tmp_path / "people.csv", people(rows=60_000))

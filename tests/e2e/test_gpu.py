@@ -3,8 +3,7 @@ import json
 
 import pytest
 import torch
-
-from conftest import launch, read_metrics
+from builders import launch, read_metrics
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -7,12 +7,12 @@ import time
 
 import psutil
 import pytest
+from builders import ROOT, accelerate_cli, launch, read_config, run_script, script_env
 
 from common.errors import ProcessError, UserError
 from common.train import process_group as launch_module
 from common.train import relaunch
 from common.train.launch_check import refuse_lost_processes, requested_processes, trap_message
-from conftest import ROOT, accelerate_cli, launch, read_config, run_script, script_env
 
 
 @pytest.mark.parametrize("argv,expected", [

@@ -1,16 +1,13 @@
 """The data sets scikit-learn ships, and users' own CSV files, end to end."""
-import csv
 import json
 
 import numpy as np
 import pytest
+from builders import FAST, infer, make_data, read_config, read_csv_rows, read_metrics, train, write_csv
 from sklearn.utils.class_weight import compute_class_weight
 
 from common.data.dataset import load_dataset
 from common.train.optim import balanced_class_weights
-from conftest import infer, make_data, read_config, read_csv_rows, read_metrics, train
-
-FAST = ["--batch-size", "32", "--epochs", "30", "--lr", "0.01", "--eval-every", "10"]
 
 
 @pytest.mark.parametrize("name,figure,floor", [("breast_cancer", "accuracy", 0.9), ("wine", "accuracy", 0.9),
@@ -21,13 +18,6 @@ def test_shipped_data_sets(tmp_path, name, figure, floor):
     args = FAST if figure == "accuracy" else []  # regression: the defaults, early stopping on validation loss
     train("--data", tmp_path / name, "--ckpt-dir", tmp_path / "run", *args)
     assert read_metrics(tmp_path / "run")[-1][figure] >= floor
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 @pytest.fixture(scope="module")

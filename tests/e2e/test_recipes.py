@@ -5,12 +5,12 @@ import re
 
 import numpy as np
 import pytest
+from builders import infer, read_config, read_csv_rows, read_metrics, train
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from common.console import fmt
 from common.data.dataset import load_dataset
-from conftest import infer, read_config, read_csv_rows, read_metrics, train
 
 
 @pytest.mark.e2e

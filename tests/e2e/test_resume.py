@@ -7,16 +7,23 @@ import time
 import numpy as np
 import pytest
 import torch
+from builders import (
+    ROOT,
+    make_data,
+    people,
+    read_config,
+    read_metrics,
+    script_env,
+    train,
+    train_args,
+    user_error,
+    write,
+)
 from safetensors.torch import load_file
 
 import train as train_script
 from common.data.dataset import load_dataset
 from common.serve.predict import load_model_dir, model_outputs
-from conftest import ROOT, make_data, read_config, read_metrics, script_env, train, user_error
-
-
-def train_args(data, ckpt, *extra):
-    return ["--data", str(data), "--ckpt-dir", str(ckpt), *map(str, extra)]
 
 
 def kill_after_checkpoint(args, ckpt, epoch, timeout=120):
@@ -170,8 +177,6 @@ def test_resuming_a_finished_run_says_so(small_cls, tmp_path, capsys):
 def test_a_killed_cross_fitted_run_resumes_to_bit_identical_weights(tmp_path):
     """The users' default: five members, their folds, the best out-of-fold F1 so far and the
     cosine schedule all travel in the checkpoint."""
-    from test_tables import people, write
-
     write(tmp_path / "people.csv", people(rows=600))
     make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path)
     args = ["--data", str(tmp_path / "people"), "--epochs", "12", "--checkpoint-every", "2"]

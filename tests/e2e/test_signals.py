@@ -8,10 +8,10 @@ import time
 
 import numpy as np
 import pytest
+from builders import ROOT, accelerate_cli, launch, read_metrics, script_env, train
 
 from common.errors import Stopped
 from common.train.trainer import Trainer
-from conftest import ROOT, read_metrics, script_env, train
 
 ARGS = ["--epochs", "3", "--batch-size", "64", "--eval-every", "1", "--grad-accum", "2", "--lr-schedule", "cosine"]
 
@@ -125,8 +125,6 @@ def test_sigterm_to_two_processes_then_resume_elsewhere_is_bit_identical(small_c
     it to both workers; they stop at the same step and save it. The job restarts with its data
     moved to another folder and resumes to the weights of a run never stopped."""
     import psutil
-
-    from conftest import accelerate_cli, launch
 
     data = tmp_path / "data"
     shutil.copytree(small_cls, data)

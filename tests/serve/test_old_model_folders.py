@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import infer
+from builders import infer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config_format3"
 

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from builders import FORBID_PICKLE, ROOT, assert_user_error, launch, run_script, script_env, user_error
 
 import infer as infer_script
 import make_data as make_data_script
@@ -18,7 +19,6 @@ from common.console import _width_off_terminal
 from common.data.dataset import ARRAYS, TabularData, dataset_meta, load_dataset, save_dataset
 from common.data.preprocess import Preprocessor
 from common.errors import UserError
-from conftest import FORBID_PICKLE, ROOT, assert_user_error, launch, run_script, script_env, user_error
 
 HEADER = "a,b,label\n"
 EARLIER = b"earlier data set"

@@ -2,24 +2,14 @@
 a table it cannot read by column name, and the device the model was trained on."""
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
+from builders import read_config, read_csv_rows, user_error, write_rows
 
 import infer as infer_script
 from common.train.run_record import device_name
-from conftest import read_config, read_csv_rows, user_error
 
 HEADER = ",".join(f"x{i}" for i in range(10))
-
-
-def write_rows(path, rows, header=HEADER, id_column=None):
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(([id_column] if id_column else []) + header.split(","))
-        for row in rows:
-            w.writerow(row)
 
 
 def test_blanks_where_training_had_none_are_counted_once(small_model, tmp_path, capsys):

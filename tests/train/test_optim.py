@@ -4,8 +4,20 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_tables import write
+from builders import (
+    count_table,
+    infer,
+    make_data,
+    people,
+    read_config,
+    read_csv_rows,
+    read_metrics,
+    train,
+    user_error,
+    write,
+)
 
+import make_data as make_data_script
 from common.config import TrainConfig, parse_config
 from common.data.dataset import load_dataset, unscale_target
 from common.data.ingest import looks_like_counts
@@ -15,7 +27,6 @@ from common.model import EnsembleNet, build_model, combine_members, model_spec
 from common.train.optim import poisson_deviance
 from common.train.run_context import find_context
 from common.train.run_plan import make_plan, table_settings
-from conftest import infer, make_data, make_data_script, read_config, read_csv_rows, read_metrics, train, user_error
 
 
 def test_folds_are_stratified_seeded_and_cover_every_row():
@@ -52,16 +63,6 @@ def test_the_ensemble_averages_probabilities_and_each_member_trains_apart():
     # A member's loss reaches its own weights only.
     out[:, 1].sum().backward()
     assert model.weights[0].grad[0].abs().sum() == 0 and model.weights[0].grad[1].abs().sum() > 0
-
-
-def count_table(path, rows=400, seed=0):
-    """A skewed count target (most rows 0-3, a few in the hundreds), one text column."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=rows)
-    shop = rng.choice(["a", "b", "c"], rows)
-    visits = np.floor(np.expm1(np.clip(1.2 * x + (shop == "a") + rng.normal(0, 0.5, rows), 0, None) * 2)).astype(int)
-    write(path, {"x": x, "shop": shop, "visits": visits})
-    return visits
 
 
 def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path):
@@ -110,8 +111,6 @@ def test_a_chosen_target_transform_round_trips_and_a_negative_target_refuses_a_l
 
 @pytest.fixture(scope="module")
 def crossfit_run(tmp_path_factory):
-    from test_tables import people
-
     tmp = tmp_path_factory.mktemp("crossfit")
     write(tmp / "people.csv", people(rows=500))
     make_data("--csv", tmp / "people.csv", "--target", "label", "--out-dir", tmp)
@@ -142,15 +141,11 @@ def test_predictions_do_not_depend_on_the_batch_size(crossfit_run, tmp_path):
 
 
 def test_infer_without_a_test_split_says_where_the_figures_are(crossfit_run):
-    from conftest import user_error
-
     message = user_error(__import__("infer").main, "--ckpt-dir", crossfit_run / "run")
     assert "no test split" in message and "metrics.jsonl" in message and "--input" in message
 
 
 def test_a_locked_test_set_is_still_scored_by_the_averaged_members(tmp_path):
-    from test_tables import people
-
     write(tmp_path / "people.csv", people(rows=400))
     make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path, "--test-size", "0.25")
     train("--data", tmp_path / "people", "--ckpt-dir", tmp_path / "run", "--epochs", "4")

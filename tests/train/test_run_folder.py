@@ -1,7 +1,6 @@
 """TensorBoard logging through Accelerate's trackers, and the console's progress bar."""
 import pytest
-
-from conftest import read_metrics, train
+from builders import read_metrics, train
 
 
 def test_tensorboard_gets_every_evaluation(small_cls, tmp_path, capsys):

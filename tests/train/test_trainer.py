@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 import torch
+from builders import make_data, read_metrics, train
 from safetensors.torch import load_file, save_file
 
 from common.data.dataset import load_dataset
-from conftest import make_data, read_metrics, train
 
 RESEARCH_DATA = ["--task", "regression", "--n-informative", "5", "--bias", "0", "--noise", "0.001"]
 

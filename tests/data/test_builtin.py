@@ -1,8 +1,10 @@
 import json
 
 import numpy as np
+from builders import user_error
 from sklearn import datasets, model_selection
 
+import make_data as make_data_script
 from common.data.dataset import load_dataset, meta_path, unscale_target
 from common.data.preprocess import Categories
 
@@ -48,3 +50,8 @@ def test_regression_target_scaled_and_recoverable(reg_data):
     _, _, y_tr, _ = model_selection.train_test_split(X, y, test_size=0.2, random_state=42)
     y_back = unscale_target(data.y_train, data.description.y_mean, data.description.y_scale)[:, 0]
     np.testing.assert_allclose(y_back, y_tr, rtol=1e-5, atol=1e-3)
+
+
+def test_impossible_generator_settings(tmp_path):
+    message = user_error(make_data_script.main, "--n-informative", "20", "--out-dir", tmp_path)
+    assert "cannot generate" in message and not list(tmp_path.iterdir())

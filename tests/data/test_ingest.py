@@ -256,3 +256,61 @@ def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tm
     finally:
         first.kill()
     assert first.returncode == 0 and (tmp_path / "cls_data" / "X_train.npy").read_bytes() == b"first"
+
+
+# ---- a bad table: one line, and the earlier data set kept ----
+
+HEADER = "a,b,label\n"
+EARLIER = b"earlier data set"
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    """A folder that already holds a data set: bad input must leave it as it was."""
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "X_train.npy").write_bytes(EARLIER)
+    return tmp_path
+
+
+def make_from_csv(out_dir, text, *extra):
+    (out_dir / "t.csv").write_text(text)
+    return user_error(make_data_script.main, "--csv", out_dir / "t.csv", "--out-dir", out_dir, *extra)
+
+
+@pytest.mark.parametrize("text,extra,words", [
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "kind"], ["no target column 'kind'", "label"]),
+    (HEADER + "1,2,x\n3,4,y\n", [], ["--target", "label"]),
+    (HEADER, ["--target", "label"], ["no data rows"]),
+    ("", ["--target", "label"], ["Empty CSV file"]),
+    (HEADER + "1,2,x\n1,oops,y\n" + "1,2,x\n1,2,y\n" * 3, ["--target", "label"], ["column 'b'", "'oops'", "row 2"]),
+    (HEADER + "1,2,x\n1,2,y\ninf,2,x\n" + "1,2,y\n" * 3, ["--target", "label"], ["column 'a'", "infinite", "row 3"]),
+    (HEADER + "1,2\n", ["--target", "label"], ["Expected 3 columns, got 2", "--sep"]),
+    (HEADER + ",,x\n,,y\n", ["--target", "label"], ["no feature columns", "'a': 'dropped'"]),
+    (HEADER + "1,2,\n3,4,\n", ["--target", "label"], ["target column 'label' is empty"]),
+    (HEADER + "1,2,x\n7,3,y\n3,9,y\n4,5,x\n2,6,y\n", ["--target", "label", "--test-size", "0.2", "--val-size", "0.1"],
+     ["('x')", "fewer than 3 rows"]),
+    (HEADER + "1,2,1.5\n", ["--target", "label", "--numeric", "a"], ["holds one value only"]),  # one-row regression
+    (HEADER + "1,2,x\n7,3,x\n3,9,x\n", ["--target", "label"], ["one class only ('x')"]),
+    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--test-size", "0.2", "--val-size", "0.1"],
+     ["2 row(s) cannot be split"]),  # two rows, three splits
+    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--val-size", "0", "--test-size", "0.9"],
+     ["2 row(s) cannot be split"]),
+    ("a,label\n" + "".join(f"{i * i % 7},{'xyzuv'[i % 5]}\n" for i in range(10)),
+     ["--target", "label", "--val-size", "0", "--test-size", "0.8"], ["training split"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--test-size", "1.5"], ["--test-size"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--val-size", "1.0"], ["--val-size"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--drop", "a", "--id", "a"], ["'a' is given two roles"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--drop", "c"], ["no column named ['c']"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--numeric", "label"], ["'label' is the target"]),
+    ("a,a,label\n1,2,x\n", ["--target", "label"], ["more than one column named ['a']"]),
+    ("id,label\nr1,x\nr2,y\n", ["--target", "label"], ["no feature columns"]),
+])
+def test_bad_csv(out_dir, text, extra, words):
+    message = make_from_csv(out_dir, text, *extra)
+    for word in words:
+        assert word in message
+    assert (out_dir / "t" / "X_train.npy").read_bytes() == EARLIER
+
+
+def test_missing_csv(tmp_path):
+    assert "not found" in user_error(make_data_script.main, "--csv", tmp_path / "none.csv", "--target", "y")

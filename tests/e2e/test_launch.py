@@ -5,10 +5,13 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import psutil
 import pytest
 from builders import ROOT, accelerate_cli, launch, read_config, run_script, script_env
 
+from common.data.dataset import TabularData, dataset_meta, save_dataset
+from common.data.preprocess import Preprocessor
 from common.errors import ProcessError, UserError
 from common.train import process_group as launch_module
 from common.train import relaunch
@@ -166,3 +169,17 @@ def test_the_working_command_forms_a_group_of_two_and_reports_errors_once(small_
         errors = [text for text in proc.stderr.splitlines() if text.startswith("error:")]
         assert proc.returncode != 0 and errors == [line], proc.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.e2e
+def test_more_processes_than_training_rows(tmp_path):
+    one_row = TabularData(np.zeros((1, 2), np.float32), np.zeros(1, np.int64), np.zeros((2, 2), np.float32),
+                          np.zeros(2, np.int64), dataset_meta("classification", Preprocessor.all_numeric(
+                              ["a", "b"], [0, 0], [1, 1]), [0, 1], (None, None), {"train": 1, "val": 0, "test": 2},
+                              [], {}))
+    save_dataset(one_row, tmp_path / "one")
+    proc = launch("multi_cpu", "--data", str(tmp_path / "one"), "--ckpt-dir", str(tmp_path / "run"), check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: 2 processes but only 1 training rows: launch fewer processes"]  # once, not per process
+    assert not (tmp_path / "run" / "model.safetensors").exists()

@@ -1,6 +1,10 @@
-"""TensorBoard logging through Accelerate's trackers, and the console's progress bar."""
+"""The run folder (--ckpt-dir, common/train/run_folder.py): what a run writes there (metrics.jsonl,
+TensorBoard logs through Accelerate's trackers, the progress bar on the console), and an earlier
+run left as it was when a new one cannot start or cannot finish."""
 import pytest
-from builders import read_metrics, train
+from builders import read_metrics, train, user_error
+
+import train as train_script
 
 
 def test_tensorboard_gets_every_evaluation(small_cls, tmp_path, capsys):
@@ -18,3 +22,13 @@ def test_tensorboard_gets_every_evaluation(small_cls, tmp_path, capsys):
     assert [round(e.value, 5) for e in accuracy] == [round(r["accuracy"], 5) for r in records]
     assert "test_loss" in events.Tags()["scalars"]
     assert "epoch 5/5" in out and "loss" in out and "left" in out
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "-3"), ("--hidden", "0")])
+def test_non_positive_settings_leave_an_earlier_run_alone(small_cls, tmp_path, flag, value):
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        (tmp_path / name).write_text("an earlier run's")
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, flag, value)
+    assert flag in message and "positive" in message
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        assert (tmp_path / name).read_text() == "an earlier run's"

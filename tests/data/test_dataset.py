@@ -1,0 +1,57 @@
+"""Data set folders on disk (common/data/dataset.py): what train.py and infer.py load, and each
+way a folder can be missing, damaged or of an older form."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from builders import user_error
+
+import train as train_script
+from common.data.dataset import ARRAYS, load_dataset
+from common.errors import UserError
+
+HEADER = "a,b,label\n"
+
+
+@pytest.mark.parametrize("content,words", [
+    (None, ["not found", "make_data.py"]),
+    (b"not an npz", ["unreadable", "make_data.py"]),
+])
+def test_bad_data_file(tmp_path, content, words):
+    if content is not None:
+        (tmp_path / "bad.npz").write_bytes(content)
+    message = user_error(train_script.main, "--data", tmp_path / "bad.npz", "--ckpt-dir", tmp_path / "run")
+    assert all(word in message for word in words)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda folder: (folder / "X_test.npy").unlink(), ["X_test.npy not found", "make_data.py"]),
+    (lambda folder: (folder / "X_train.npy").write_bytes(b"\x93NUMPY damaged"), ["X_train.npy", "unreadable"]),
+    (lambda folder: (folder / "dataset.json").write_text("{"), ["dataset.json", "not valid JSON"]),
+])
+def test_damaged_data_set_folder(tmp_path, small_cls, damage, words):
+    folder = tmp_path / "copy"
+    shutil.copytree(small_cls, folder)
+    damage(folder)
+    message = user_error(train_script.main, "--data", folder, "--ckpt-dir", tmp_path / "run")
+    assert all(word in message for word in words), message
+
+
+def test_a_data_set_of_the_earlier_single_file_form_still_loads(tmp_path, small_cls):
+    data = load_dataset(small_cls)
+    np.savez(tmp_path / "old.npz", **{name: np.asarray(getattr(data, name)) for name in ARRAYS})
+    (tmp_path / "old.json").write_text(json.dumps(data.description.to_json()))
+    old = load_dataset(tmp_path / "old.npz")
+    np.testing.assert_array_equal(old.X_train, data.X_train)
+    np.testing.assert_array_equal(old.y_val, data.y_val)
+    (tmp_path / "gone").mkdir()
+    with pytest.raises(UserError, match="pass --data"):
+        load_dataset(tmp_path / "gone.npz")
+
+
+def test_a_table_given_to_train_py_says_to_run_make_data_first(tmp_path):
+    (tmp_path / "t.csv").write_text(HEADER + "1,2,x\n")
+    message = user_error(train_script.main, "--data", tmp_path / "t.csv")
+    assert "make_data.py --csv" in message and "--target" in message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from builders import SMALL_ROWS, launch, make_data, train
+from builders import SMALL_ROWS, launch, make_data, people, train, write
 
 from common.console import console
 
@@ -60,6 +60,16 @@ def cls_run(recipe_cls, tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("cls_run")
     proc = launch("cpu", "--data", str(recipe_cls), "--ckpt-dir", str(ckpt), "--epochs", "6", "--eval-every", "2")
     return ckpt, proc
+
+
+@pytest.fixture(scope="session")
+def crossfit_run(tmp_path_factory) -> Path:
+    """A user's table (people, 500 rows) and 12 epochs of its default: five cross-fitted members."""
+    tmp = tmp_path_factory.mktemp("crossfit")
+    write(tmp / "people.csv", people(rows=500))
+    make_data("--csv", tmp / "people.csv", "--target", "label", "--out-dir", tmp)
+    train("--data", tmp / "people", "--ckpt-dir", tmp / "run", "--epochs", "12")
+    return tmp
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -6,7 +6,7 @@ from builders import ROOT
 
 from common.errors import UserError
 from common.files import atomic_path, load_weights, read_json, write_json, write_weights_file
-from common.model import build_model, load_state, model_spec
+from common.model import EnsembleNet, build_model, combine_members, load_state, model_spec
 
 
 def test_recipe_mlp_shape():
@@ -91,3 +91,21 @@ def test_an_append_cut_short_by_a_file_size_limit_leaves_no_part_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout.startswith(f"cannot write {path}")
     assert path.read_bytes() == before
+
+
+def test_the_ensemble_averages_probabilities_and_each_member_trains_apart():
+    spec = model_spec(3, [8], 4, "relu", [(5, 2)], members=3, periodic=(4, 2))
+    model = build_model(spec)
+    assert isinstance(model, EnsembleNet)
+    x = torch.tensor([[0.1, -2.0, 1.0, 3.0], [0.0, 0.5, -1.0, 0.0]])
+    out = model(x)
+    assert out.shape == (2, 3, 4)
+    combined = combine_members(out, "classification")
+    torch.testing.assert_close(combined.softmax(-1), out.softmax(-1).mean(1))
+    torch.testing.assert_close(combine_members(out, "regression"), out.mean(1))
+    torch.testing.assert_close(combine_members(out, "regression", log_link=True).exp(), out.exp().mean(1))
+    assert not torch.allclose(out[:, 0], out[:, 1])  # members start apart
+    torch.testing.assert_close(model(x, member=1)[:, 0], out[:, 1])  # one member alone: scoring out of fold
+    # A member's loss reaches its own weights only.
+    out[:, 1].sum().backward()
+    assert model.weights[0].grad[0].abs().sum() == 0 and model.weights[0].grad[1].abs().sum() > 0

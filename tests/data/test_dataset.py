@@ -8,7 +8,7 @@ import pytest
 from builders import user_error
 
 import train as train_script
-from common.data.dataset import ARRAYS, load_dataset
+from common.data.dataset import ARRAYS, load_dataset, unscale_target
 from common.errors import UserError
 
 HEADER = "a,b,label\n"
@@ -55,3 +55,11 @@ def test_a_table_given_to_train_py_says_to_run_make_data_first(tmp_path):
     (tmp_path / "t.csv").write_text(HEADER + "1,2,x\n")
     message = user_error(train_script.main, "--data", tmp_path / "t.csv")
     assert "make_data.py --csv" in message and "--target" in message
+
+
+def test_an_older_log1p_model_still_predicts_expm1_of_its_output_within_range():
+    target = {"transform": "log1p", "low": 0.0, "high": 50.0}
+    out = np.array([[-3.0], [0.0], [1.0], [9.0]])
+    predicted = unscale_target(out, 1.0, 0.5, target)[:, 0]
+    np.testing.assert_allclose(predicted, np.clip(np.expm1(out[:, 0] * 0.5 + 1.0), 0.0, 50.0))
+    assert unscale_target(out, 1.0, 0.5, target, prediction=False)[3, 0] == pytest.approx(np.expm1(5.5))

@@ -5,7 +5,7 @@ from sklearn import datasets, model_selection
 
 from common.config import MakeDataConfig
 from common.data.builtin import resolve_make_data_config, split_table, synthetic_table
-from common.data.splits import TEST, TRAIN, VAL, assign_splits, split_rows
+from common.data.splits import TEST, TRAIN, TRAIN_ONLY, VAL, assign_splits, fold_ids, split_rows
 from common.errors import UserError
 
 
@@ -53,3 +53,13 @@ def test_both_cases_refuse_a_class_too_rare_to_stratify(as_train_test_split):
     y = np.array([0] * 50 + [1])
     with pytest.raises(UserError, match="fewer than 2 rows"):
         split_rows(len(y), y, ["a", "b"], 0.2, 0.0, 0, as_train_test_split=as_train_test_split)
+
+
+def test_folds_are_stratified_seeded_and_cover_every_row():
+    y = np.repeat([0, 1, 2], [500, 80, 20])
+    folds = fold_ids(y, 5, 0.0, seed=7)
+    for k in range(3):
+        assert np.bincount(folds[y == k], minlength=5).tolist() == [np.sum(y == k) // 5] * 5  # each class evenly
+    assert (fold_ids(y, 5, 0.0, seed=7) == folds).all() and not (fold_ids(y, 5, 0.0, seed=8) == folds).all()
+    holdout = fold_ids(None, 1, 0.1, seed=7, n=1000)
+    assert set(np.unique(holdout)) == {TRAIN_ONLY, 0} and (holdout == 0).sum() == 100

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from builders import user_error
+from builders import infer, make_data, people, read_config, train, user_error, write
 
 import infer as infer_script
 
@@ -90,4 +90,24 @@ def test_infer_batch_size_must_be_positive(small_model, value):
     assert "--batch-size must be a positive integer" in infer_error("--ckpt-dir", small_model, "--batch-size", value)
 
 
-# ---- what the user sees: real processes ----
+
+def test_predictions_do_not_depend_on_the_batch_size(crossfit_run, tmp_path):
+    for size in ("7", "65536"):
+        infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv",
+              "--output", tmp_path / f"{size}.csv", "--batch-size", size)
+    assert (tmp_path / "7.csv").read_text() == (tmp_path / "65536.csv").read_text()
+
+
+def test_infer_without_a_test_split_says_where_the_figures_are(crossfit_run):
+    message = user_error(__import__("infer").main, "--ckpt-dir", crossfit_run / "run")
+    assert "no test split" in message and "metrics.jsonl" in message and "--input" in message
+
+
+def test_a_locked_test_set_is_still_scored_by_the_averaged_members(tmp_path):
+    write(tmp_path / "people.csv", people(rows=400))
+    make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path, "--test-size", "0.25")
+    train("--data", tmp_path / "people", "--ckpt-dir", tmp_path / "run", "--epochs", "4")
+    infer("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "m.json")
+    figures = json.loads((tmp_path / "m.json").read_text())
+    assert np.sum(figures["confusion_matrix"]) == 100
+    assert figures["f1_macro"] == pytest.approx(read_config(tmp_path / "run")["final_metrics"]["f1_macro"])

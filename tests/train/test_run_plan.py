@@ -11,7 +11,15 @@ from common.data.dataset import load_dataset
 from common.errors import UserError
 from common.train.optim import make_optimizer, make_scheduler
 from common.train.run_context import find_context
-from common.train.run_plan import RUN_ONLY, SMALL_STEP_MACS, TrainPlan, cpu_threads, make_plan, plan_differences
+from common.train.run_plan import (
+    RUN_ONLY,
+    SMALL_STEP_MACS,
+    TrainPlan,
+    cpu_threads,
+    make_plan,
+    plan_differences,
+    table_settings,
+)
 
 
 def plan_for(data, *argv, processes=1, local=None, cpu_count=None):
@@ -183,3 +191,19 @@ def test_a_checkpoint_from_before_content_identity_compares_path_and_fingerprint
     assert plan_differences(older, plan) == []
     moved = {**older, "data": "/elsewhere"}
     assert plan_differences(moved, plan) == [f"data: '/elsewhere' -> {plan['data']!r}"]
+
+
+def test_a_small_table_cross_fits_and_a_large_one_keeps_one_validation_fold():
+    small, large = table_settings(800, False, "classification", {}), table_settings(200_000, False, "regression", {})
+    assert small["folds"] == 5 and small["class_weight"] == "none" and small["label_smoothing"] > 0
+    assert large["folds"] == 1 and large["label_smoothing"] == 0
+    assert table_settings(800, True, "classification", {})["folds"] == 0  # a validation split of its own
+    assert table_settings(3, False, "classification", {})["folds"] == 3   # never more folds than rows
+
+
+def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
+    cfg = parse_config(TrainConfig, ["--data", str(crossfit_run / "people"), "--ckpt-dir", str(crossfit_run / "x")])
+    data = load_dataset(crossfit_run / "people")
+    plan = make_plan(cfg, data, find_context(cfg, 1, 1))
+    assert (plan.folds, plan.members, plan.monitor) == (5, 5, "val_f1_macro")
+    assert plan.model_spec()["members"] == 5 and "5-fold cross-fitting" in plan.describe()

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from builders import make_data, read_metrics, train
+from builders import make_data, read_config, read_metrics, train
 from safetensors.torch import load_file, save_file
 
 from common.data.dataset import load_dataset
@@ -59,3 +59,10 @@ def test_raw_tensor_network_and_train_py_reach_the_same_weights(research_data, t
     assert not torch.allclose(r1, w1, atol=1e-3)  # training moved the weights
     for mine, raw in ((ours["0.weight"], r1.T), (ours["0.bias"], rb1), (ours["2.weight"], r2.T), (ours["2.bias"], rb2)):
         torch.testing.assert_close(mine, raw, rtol=1e-4, atol=1e-5)
+
+
+def test_out_of_fold_validation_scores_every_labelled_row_once(crossfit_run):
+    config = read_config(crossfit_run / "run")
+    assert config["training"]["folds"] == 5 and config["model"]["members"] == 5
+    assert config["final_metrics"]["val_n"] == 500  # every row, by the one member that never trained on it
+    assert config["weights"] == "best" and config["best_epoch"] == config["final_metrics"]["epoch"]

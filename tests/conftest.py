@@ -72,6 +72,15 @@ def crossfit_run(tmp_path_factory) -> Path:
     return tmp
 
 
+@pytest.fixture(scope="session")
+def people_set(tmp_path_factory):
+    """A user's table (people, 600 rows) as a CSV file and as the data set make_data.py makes of it."""
+    tmp = tmp_path_factory.mktemp("people")
+    path = write(tmp / "people.csv", people())
+    make_data("--csv", path, "--target", "label", "--out-dir", tmp)
+    return tmp, path
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/e2e/ is a scenario run in real processes: marked e2e with the
     tests elsewhere that carry the mark themselves."""

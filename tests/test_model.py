@@ -4,9 +4,10 @@ import pytest
 import torch
 from builders import ROOT
 
+from common.data.preprocess import embedding_size
 from common.errors import UserError
 from common.files import atomic_path, load_weights, read_json, write_json, write_weights_file
-from common.model import EnsembleNet, build_model, combine_members, load_state, model_spec
+from common.model import EnsembleNet, TabularNet, build_model, combine_members, load_state, model_spec
 
 
 def test_recipe_mlp_shape():
@@ -109,3 +110,17 @@ def test_the_ensemble_averages_probabilities_and_each_member_trains_apart():
     # A member's loss reaches its own weights only.
     out[:, 1].sum().backward()
     assert model.weights[0].grad[0].abs().sum() == 0 and model.weights[0].grad[1].abs().sum() > 0
+
+
+def test_the_model_embeds_categories_and_stays_a_plain_mlp_without_them():
+    spec = {"in_features": 2, "hidden": [8], "out_features": 2, "activation": "relu",
+            "categorical": [{"cardinality": 5, "dim": 3}, {"cardinality": 3, "dim": 2}]}
+    model = build_model(spec)
+    assert isinstance(model, TabularNet)
+    assert tuple(model.mlp[0].weight.shape) == (8, 2 + 3 + 2)
+    x = torch.tensor([[0.5, -1.0, 4.0, 0.0], [0.1, 0.2, 1.0, 2.0]])
+    assert model(x).shape == (2, 2)
+    plain = build_model({k: v for k, v in spec.items() if k != "categorical"})
+    assert isinstance(plain, torch.nn.Sequential) and list(plain.state_dict()) == ["0.weight", "0.bias",
+                                                                                  "2.weight", "2.bias"]
+    assert embedding_size(3) == 3 and embedding_size(10_001) == 278

@@ -1,7 +1,7 @@
 import json
 
 import numpy as np
-from builders import user_error
+from builders import make_data, user_error
 from sklearn import datasets, model_selection
 
 import make_data as make_data_script
@@ -55,3 +55,15 @@ def test_regression_target_scaled_and_recoverable(reg_data):
 def test_impossible_generator_settings(tmp_path):
     message = user_error(make_data_script.main, "--n-informative", "20", "--out-dir", tmp_path)
     assert "cannot generate" in message and not list(tmp_path.iterdir())
+
+
+def test_recipes_keep_their_split_and_settings(small_cls, tmp_path):
+    from common.config import RECIPES, TrainConfig
+    from common.train.run_plan import DATA_SIZED, resolved_settings
+
+    data = load_dataset(small_cls)
+    assert data.is_recipe and data.n_val == 0
+    assert resolved_settings(TrainConfig(), data) == {k: RECIPES["classification"][k] for k in DATA_SIZED}
+    make_data("--n-samples", "3000", "--val-size", "0.1", "--out-dir", tmp_path)
+    meta = json.loads((tmp_path / "cls_data" / "dataset.json").read_text())
+    assert (meta["n_train"], meta["n_val"], meta["n_test"]) == (2100, 300, 600)

@@ -344,3 +344,53 @@ def test_whole_numbers_skewed_like_counts_are_a_regression(frequencies, counts):
 def test_few_or_negative_whole_numbers_stay_classes():
     assert not looks_like_counts(np.arange(3.0), np.array([900, 50, 50]))  # an imbalanced class code
     assert not looks_like_counts(COUNTS - 5, np.array([500, 200, 100, 60, 40, 30, 20, 10, 5, 3]))
+
+
+def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):
+    tmp, _ = people_set
+    data = load_dataset(tmp / "people")
+    pre = data.preprocessor
+    assert data.description.feature_names == ["age", "age_missing", "city", "member"]
+    (age,) = pre.numeric
+    assert age.indicator and np.isfinite(age.median)
+    # The indicator is 0/1; the codes are whole numbers with 0 left for unseen values.
+    assert set(np.unique(data.X_train[:, 1])) == {0.0, 1.0}
+    city, member = pre.categorical
+    assert set(city.levels) == {"oslo", "paris", "rome", None}  # blanks are a level of their own
+    assert set(member.levels) == {"true", "false"}
+    assert data.X_train[:, 2].min() >= 1 and data.X_train[:, 2].max() <= len(city.levels)
+    assert (data.description.n_train, data.description.n_val, data.description.n_test) == (600, 0, 0)  # all train
+    assert data.description.source["ids"] == ["person_id"]
+
+
+def test_rows_without_a_target_are_dropped_and_counted(tmp_path, capsys):
+    path = write(tmp_path / "t.csv", {"a": np.arange(50) % 7 * 1.0, "y": pa.array([1.5, None, 2.5, 3.5, 0.5] * 10)})
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path)
+    assert "Dropped 10 row(s) without a target value" in capsys.readouterr().out
+    meta = load_dataset(tmp_path / "t").description
+    assert meta.n_train + meta.n_val + meta.n_test == 40 and meta.source["rows_without_target"] == 10
+
+
+def test_a_column_constant_among_the_labelled_rows_is_dropped(tmp_path):
+    """Roles are guessed on the whole file; a column that varies only where the target is blank
+    tells the model nothing and is dropped once the labelled rows are known."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=60)
+    label = [None if i % 3 == 0 else ("a" if x[i] > 0 else "b") for i in range(60)]
+    batch = [f"b{i % 4}" if i % 3 == 0 else "b1" for i in range(60)]
+    level = [float(i) if i % 3 == 0 else 2.0 for i in range(60)]
+    write(tmp_path / "t.csv", {"x": x, "batch": batch, "level": level, "label": label})
+    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "t")
+    roles = {r["name"]: (r["role"], r["why"]) for r in data.description.roles}
+    assert roles["batch"] == roles["level"] == ("dropped", "one value in every labelled row")
+    assert data.description.feature_names == ["x"] and data.X_train.shape == (40, 1)
+
+
+def test_a_number_target_written_as_text_is_a_regression(tmp_path):
+    rng = np.random.default_rng(6)
+    salary = rng.integers(30_000, 200_000, 300)
+    write(tmp_path / "t.csv", {"x": salary / 1000 + rng.normal(size=300), "salary": [f"{s:,}" for s in salary]})
+    make_data("--csv", tmp_path / "t.csv", "--target", "salary", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "t")
+    assert data.task == "regression" and 30_000 < data.description.y_mean < 200_000

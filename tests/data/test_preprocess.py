@@ -6,7 +6,14 @@ from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 import make_data as make_data_script
 from common.data.dataset import load_dataset, unscale_target
-from common.data.preprocess import Categories, fit_categorical, fit_numeric, fit_target_scaling, target_transform
+from common.data.preprocess import (
+    CategoricalStep,
+    Categories,
+    fit_categorical,
+    fit_numeric,
+    fit_target_scaling,
+    target_transform,
+)
 
 
 def pieces(values, cuts):
@@ -139,3 +146,19 @@ def test_a_skewed_target_with_one_negative_value_anywhere_is_modelled_as_it_is(t
     write(tmp_path / "skewed.csv", {"x": rng.normal(size=400), "y": y})
     make_data("--csv", tmp_path / "skewed.csv", "--target", "y", "--test-size", "0.2", "--out-dir", tmp_path)
     assert load_dataset(tmp_path / "skewed").description.target["transform"] == "none"
+
+
+def test_a_fifty_thousand_level_column_is_capped(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = 60_000
+    code = rng.integers(0, 50_000, rows)
+    write(tmp_path / "wide.parquet", {"code": [f"c{c}" for c in code], "x": rng.normal(size=rows),
+                                      "y": (code % 2).astype(np.int64)})
+    make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path)
+    (step,) = load_dataset(tmp_path / "wide").preprocessor.categorical
+    assert len(step.levels) == 1000  # --max-levels: the most frequent, each with >= 2 training rows
+    make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path, "--max-levels", "100000")
+    (step,) = load_dataset(tmp_path / "wide").preprocessor.categorical
+    assert 1000 < len(step.levels) < 50_000  # levels seen once in training share code 0
+    assert CategoricalStep("c", ["a", None]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 2.0, 0.0]
+    assert CategoricalStep("c", ["a"]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 0.0, 0.0]

@@ -1,8 +1,10 @@
 """One splitter: the per-class draw for a user's table, train_test_split's cut for the recipes."""
 import numpy as np
 import pytest
+from builders import user_error, write
 from sklearn import datasets, model_selection
 
+import make_data as make_data_script
 from common.config import MakeDataConfig
 from common.data.builtin import resolve_make_data_config, split_table, synthetic_table
 from common.data.splits import TEST, TRAIN, TRAIN_ONLY, VAL, assign_splits, fold_ids, split_rows
@@ -63,3 +65,10 @@ def test_folds_are_stratified_seeded_and_cover_every_row():
     assert (fold_ids(y, 5, 0.0, seed=7) == folds).all() and not (fold_ids(y, 5, 0.0, seed=8) == folds).all()
     holdout = fold_ids(None, 1, 0.1, seed=7, n=1000)
     assert set(np.unique(holdout)) == {TRAIN_ONLY, 0} and (holdout == 0).sum() == 100
+
+
+def test_validation_needs_rows_for_every_class(tmp_path):
+    path = write(tmp_path / "t.csv", {"a": [1.0, 7.0, 3.0, 9.0, 2.0, 8.0], "y": ["x", "x", "y", "y", "z", "z"]})
+    message = user_error(make_data_script.main, "--csv", path, "--target", "y", "--out-dir", tmp_path,
+                         "--test-size", "0.2", "--val-size", "0.1")
+    assert "fewer than 3 rows" in message

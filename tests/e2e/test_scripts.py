@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from builders import FORBID_PICKLE, ROOT, assert_user_error, run_script, script_env
+from builders import FORBID_PICKLE, ROOT, assert_user_error, read_csv_rows, run_script, script_env, train
 
 HEADER = "a,b,label\n"
 
@@ -44,3 +44,15 @@ def test_train_never_imports_scikit_learn(small_cls, tmp_path):
                            "--epochs", "1"], cwd=ROOT, capture_output=True, text=True, env=script_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("CLEAN")
+
+
+@pytest.mark.e2e
+def test_a_model_with_categories_predicts_with_pickle_forbidden(people_set, tmp_path):
+    """Vocabularies and fill values travel as JSON: nothing is unpickled at prediction time."""
+    tmp, path = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "2")
+    proc = subprocess.run([sys.executable, "-c", FORBID_PICKLE, "--ckpt-dir", str(tmp_path), "--input", str(path),
+                           "--output", str(tmp_path / "p.csv")], cwd=ROOT, capture_output=True, text=True,
+                          env=script_env())
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv_rows(tmp_path / "p.csv")) == 600

@@ -3,8 +3,9 @@ or input is one line naming the problem and its fix, and nothing is written."""
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
-from builders import infer, make_data, people, read_config, train, user_error, write
+from builders import infer, make_data, people, read_config, read_csv_rows, train, user_error, write
 
 import infer as infer_script
 
@@ -111,3 +112,80 @@ def test_a_locked_test_set_is_still_scored_by_the_averaged_members(tmp_path):
     figures = json.loads((tmp_path / "m.json").read_text())
     assert np.sum(figures["confusion_matrix"]) == 100
     assert figures["f1_macro"] == pytest.approx(read_config(tmp_path / "run")["final_metrics"]["f1_macro"])
+
+
+def test_a_number_that_is_not_one_still_names_column_and_row(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
+    write(tmp_path / "bad.csv", {"member": [True, False], "city": ["rome", "oslo"], "age": ["41", "forty"]})
+    message = user_error(__import__("infer").main, "--ckpt-dir", tmp_path, "--input", tmp_path / "bad.csv")
+    assert "column 'age'" in message and "'forty'" in message and "row 2" in message
+
+
+def test_parquet_in_and_out_of_prediction(tmp_path):
+    columns = people(rows=300, seed=5)
+    write(tmp_path / "p.parquet", columns)
+    make_data("--csv", tmp_path / "p.parquet", "--target", "label", "--out-dir", tmp_path)
+    train("--data", tmp_path / "p", "--ckpt-dir", tmp_path / "run", "--epochs", "3")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "p.parquet", "--output", tmp_path / "pred.npz")
+    with np.load(tmp_path / "pred.npz", allow_pickle=False) as preds:
+        assert len(preds["prediction"]) == 300 and preds["proba"].shape == (300, 2)
+        assert preds["person_id"].tolist() == [str(i) for i in range(300)]
+
+
+def test_categories_read_the_same_whatever_else_the_file_holds(tmp_path):
+    """In training the column holds True, False and maybe (text); a prediction file with only True
+    and False would be read as booleans if the column were left to pyarrow's guess."""
+    rng = np.random.default_rng(4)
+    flag = rng.choice(["True", "False", "maybe"], 400)
+    write(tmp_path / "t.csv", {"flag": flag, "x": rng.normal(size=400), "y": (flag == "True").astype(int)})
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
+    train("--data", tmp_path / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "40")
+    write(tmp_path / "new.csv", {"flag": ["True", "False", "True"], "x": [0.0, 0.0, 0.0]})
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    assert [r["prediction"] for r in read_csv_rows(tmp_path / "p.csv")] == ["1", "0", "1"]
+
+
+def test_an_input_column_named_like_an_output_is_kept_apart(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
+    write(tmp_path / "new.csv", {"member": [True], "city": ["rome"], "age": [30.0], "prediction": ["mine"]})
+    infer("--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    (row,) = read_csv_rows(tmp_path / "p.csv")
+    assert row["prediction_input"] == "mine" and row["prediction"] in ("high", "low")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_prediction_streams_every_row_once_in_order(people_set, tmp_path, suffix):
+    tmp, _ = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "2")
+    columns = people(rows=1000, seed=9)
+    write(tmp_path / f"new{suffix}", columns)
+    outputs = {}
+    for batch in ("37", "100000"):  # many batches, and one
+        out = tmp_path / f"p{batch}.csv"
+        infer("--ckpt-dir", tmp_path, "--input", tmp_path / f"new{suffix}", "--output", out, "--batch-size", batch)
+        outputs[batch] = out.read_text()
+    assert outputs["37"] == outputs["100000"]
+    rows = read_csv_rows(tmp_path / "p37.csv")
+    assert [r["person_id"] for r in rows] == [str(i) for i in range(1000)]
+    # Parquet output, written a row group per batch: the same predictions, in the same order.
+    infer("--ckpt-dir", tmp_path, "--input", tmp_path / f"new{suffix}", "--output", tmp_path / "p.parquet",
+          "--batch-size", "37")
+    written = pq.read_table(tmp_path / "p.parquet")
+    assert written.column("person_id").to_pylist() == [r["person_id"] for r in rows]
+    assert written.column("prediction").to_pylist() == [r["prediction"] for r in rows]
+    np.testing.assert_allclose(written.column("proba_high").to_numpy(),
+                               [float(r["proba_high"]) for r in rows], rtol=1e-5)
+
+
+def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
+    ages = [str(30 + i % 20) for i in range(300)]
+    ages[256] = "old"
+    write(tmp_path / "new.csv", {"member": [True] * 300, "city": ["rome"] * 300, "age": ages})
+    message = user_error(__import__("infer").main, "--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv",
+                         "--batch-size", "10")
+    assert "'old'" in message and "row 257" in message
+    assert not (tmp_path / "new.pred.csv").exists()

@@ -63,3 +63,10 @@ def test_an_older_log1p_model_still_predicts_expm1_of_its_output_within_range():
     predicted = unscale_target(out, 1.0, 0.5, target)[:, 0]
     np.testing.assert_allclose(predicted, np.clip(np.expm1(out[:, 0] * 0.5 + 1.0), 0.0, 50.0))
     assert unscale_target(out, 1.0, 0.5, target, prediction=False)[3, 0] == pytest.approx(np.expm1(5.5))
+
+
+def test_the_data_set_is_memory_mapped_not_read(small_cls):
+    data = load_dataset(small_cls)
+    for name in ("X_train", "y_train", "X_val", "X_test"):
+        assert isinstance(getattr(data, name), np.memmap)
+        assert not getattr(data, name).flags.writeable  # a run can never change its data

@@ -1,64 +1,18 @@
-"""Data larger than memory: memory-mapped data sets, chunked gathering, bounded evaluation."""
-import json
-
+"""make_data.py's path for a user's CSV or Parquet file (common/data/ingest.py): read in batches with
+memory bounded by a batch, not the file; the task, the rows without a target and the columns
+that carry nothing decided from the data; each bad table refused in one line, the earlier data
+set kept."""
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
-from builders import ROOT, make_data, people, train, user_error, write
+from builders import make_data, people, user_error, write
 
 import make_data as make_data_script
 from common.data import ingest as ingest_module
 from common.data import tables as table
 from common.data.dataset import ARRAYS, load_dataset
 from common.data.ingest import looks_like_counts
-from common.errors import UserError
-from common.train import batching
 
-
-def weights(folder):
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "model.safetensors"))
-
-
-@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
-def test_chunked_gathering_gives_the_weights_of_one_gather_per_epoch(small_val, tmp_path, shuffle, monkeypatch):
-    """Chunks bound memory only: a chunk of 37 rows, read in file order as from a split too large
-    for the page cache, trains bit for bit like the whole split gathered at once."""
-    args = ["--data", small_val, "--epochs", "2", "--batch-size", "64", "--shuffle", shuffle]
-    train(*args, "--ckpt-dir", tmp_path / "whole")
-    monkeypatch.setattr(batching, "SORTED_READS_FRACTION", 0.0)
-    train(*args, "--ckpt-dir", tmp_path / "chunked", "--chunk-rows", "37")
-    whole, chunked = weights(tmp_path / "whole"), weights(tmp_path / "chunked")
-    assert all(torch.equal(whole[k], chunked[k]) for k in whole)
-    config = json.loads((tmp_path / "chunked" / "config.json").read_text())
-    assert config["training"]["shuffle"] == shuffle and config["training"]["chunk_rows"] == 37
-
-
-def test_the_data_set_is_memory_mapped_not_read(small_cls):
-    data = load_dataset(small_cls)
-    for name in ("X_train", "y_train", "X_val", "X_test"):
-        assert isinstance(getattr(data, name), np.memmap)
-        assert not getattr(data, name).flags.writeable  # a run can never change its data
-
-
-def test_auto_shuffle_switches_to_blocks_above_the_threshold(small_cls, tmp_path, monkeypatch):
-    monkeypatch.setattr(batching, "ROW_SHUFFLE_MAX", 1000)
-    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
-    assert json.loads((tmp_path / "config.json").read_text())["training"]["shuffle"] == "blocks"
-
-
-def test_evaluation_reads_in_chunks_and_counts_every_row(small_cls, tmp_path, monkeypatch):
-    from common.train import trainer as loop
-
-    monkeypatch.setattr(loop, "EVAL_CHUNK", 100)
-    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
-    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
-    assert record["test_n"] == len(load_dataset(small_cls).y_test) > 100
-
-
-# ---- make_data.py streams a user's table ----
 
 def ingest(path, out, *extra):
     make_data("--csv", path, "--target", "label", "--out-dir", out, *extra)
@@ -143,24 +97,6 @@ def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monke
     assert 300 < after <= 551  # the batch that holds the cell
 
 
-def test_a_resident_copy_and_the_mapped_file_give_the_same_batches(small_cls, monkeypatch):
-    """The GPU's fast path (a copy kept on the device), direct gathers from the mapped file, and
-    sorted reads (a split too large for the page cache) hand out the same rows; on this machine
-    all live in host memory, which is all the comparison needs."""
-    data = load_dataset(small_cls)
-    kept, mapped = (batching.RowSource(data.X_train, data.y_train, "cpu", resident) for resident in (True, False))
-    monkeypatch.setattr(batching, "SORTED_READS_FRACTION", 0.0)
-    from_disk = batching.RowSource(data.X_train, data.y_train, "cpu")
-    assert from_disk.sorted_reads and not mapped.sorted_reads
-    idx = np.random.default_rng(0).permutation(len(data.X_train))[:1000]
-    for source in (mapped, from_disk):
-        for a, b in zip(kept.gather(idx), source.gather(idx), strict=True):
-            assert torch.equal(a, b)
-        for a, b in zip(kept.slice(100, 300), source.slice(100, 300), strict=True):
-            assert torch.equal(a, b)
-    assert torch.equal(from_disk.gather(idx)[0], torch.from_numpy(np.asarray(data.X_train)[idx]))
-
-
 def test_a_folder_that_is_not_a_data_set_is_never_replaced(tmp_path):
     (tmp_path / "people").mkdir()
     mine = write(tmp_path / "people" / "people.csv", people(rows=200))
@@ -170,93 +106,6 @@ def test_a_folder_that_is_not_a_data_set_is_never_replaced(tmp_path):
     other = write(tmp_path / "people.csv", people(rows=200))
     message = user_error(make_data_script.main, "--csv", other, "--target", "label", "--out-dir", tmp_path)
     assert "not a data set folder" in message and (tmp_path / "people" / "notes.txt").read_text() == "mine"
-
-
-def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, small_cls):
-    """atomic_folder moves the earlier folder aside, then the new one in: a kill in between
-    leaves only the aside copy, which the next write puts back before anything else."""
-    import shutil
-
-    from common.files import restore_or_clear_leftovers
-
-    final = tmp_path / "cls_data"
-    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # the state such a kill leaves
-    (tmp_path / ".cls_data.abc.part").mkdir()                       # and a half-filled stage
-    restore_or_clear_leftovers(final)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cls_data"]
-    np.testing.assert_array_equal(load_dataset(final).X_train, load_dataset(small_cls).X_train)
-
-
-def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_model, tmp_path):
-    import infer as infer_script
-
-    (tmp_path / "empty.csv").write_text(",".join(f"x{i}" for i in range(10)) + "\n")
-    (tmp_path / "p.parquet").write_bytes(b"earlier")
-    message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "empty.csv",
-                         "--output", tmp_path / "p.parquet")
-    assert "no data rows" in message and (tmp_path / "p.parquet").read_bytes() == b"earlier"
-
-
-def test_a_block_order_of_other_geometry_is_not_resumed(small_cls, tmp_path, monkeypatch):
-    import train as train_script
-
-    args = ["--data", small_cls, "--ckpt-dir", tmp_path, "--shuffle", "blocks", "--checkpoint-every", "1"]
-    train(*args, "--epochs", "1")
-    monkeypatch.setattr(batching, "BLOCK_ROWS", 1024)
-    message = user_error(train_script.main, *args, "--epochs", "2", "--resume")
-    assert "order_geometry: '4096x256' -> '1024x256'" in message
-
-
-def test_a_reader_puts_back_a_data_set_that_a_killed_swap_left_hidden(tmp_path, small_cls):
-    import shutil
-
-    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # a kill between the two renames
-    data = load_dataset(tmp_path / "cls_data")  # what train.py and infer.py do first
-    np.testing.assert_array_equal(data.X_train, load_dataset(small_cls).X_train)
-    assert (tmp_path / "cls_data").is_dir() and not list(tmp_path.glob("*.part"))
-
-
-def test_a_reader_leaves_a_swap_to_the_writer_at_work(tmp_path, small_cls):
-    import shutil
-
-    from common.files import exclusive_lock, folder_lock_file
-
-    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")
-    with exclusive_lock(folder_lock_file(tmp_path / "cls_data")) as holder:  # a writer between its renames
-        assert holder is None
-        with pytest.raises(UserError, match="not found"):
-            load_dataset(tmp_path / "cls_data")
-        assert (tmp_path / ".cls_data.123.old.part").is_dir()
-
-
-@pytest.mark.e2e
-def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tmp_path):
-    """Two make_data.py runs on one output folder: the second would have deleted the first's staging."""
-    import subprocess
-    import sys
-    import textwrap
-
-    from common.files import atomic_folder
-
-    script = textwrap.dedent(f"""
-        import sys, time
-        from common.files import atomic_folder
-        with atomic_folder({str(tmp_path / 'cls_data')!r}, lambda name: True) as stage:
-            (stage / "X_train.npy").write_bytes(b"first")
-            print("staged", flush=True)
-            sys.stdin.readline()
-    """)
-    first = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        assert first.stdout.readline().strip() == "staged"
-        with pytest.raises(UserError, match=rf"another process is writing {tmp_path / 'cls_data'} \(pid {first.pid}"), \
-                atomic_folder(tmp_path / "cls_data", lambda name: True):
-            pass
-        first.communicate("go\n", timeout=30)
-    finally:
-        first.kill()
-    assert first.returncode == 0 and (tmp_path / "cls_data" / "X_train.npy").read_bytes() == b"first"
 
 
 # ---- a bad table: one line, and the earlier data set kept ----

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 import infer as infer_script
 import train as train_script
+from common.errors import UserError
 from common.train import run_folder
 from common.train.heartbeat import lost_peers
 
@@ -406,3 +407,33 @@ def test_a_full_disk_at_the_first_checkpoints_state_file_leaves_no_staging(small
     assert "cannot save checkpoint epoch_000000" in message and "No space left" in message
     assert "no checkpoint had been written yet" in message and "--resume" not in message
     assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tmp_path):
+    """Two make_data.py runs on one output folder: the second would have deleted the first's staging."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from common.files import atomic_folder
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        from common.files import atomic_folder
+        with atomic_folder({str(tmp_path / 'cls_data')!r}, lambda name: True) as stage:
+            (stage / "X_train.npy").write_bytes(b"first")
+            print("staged", flush=True)
+            sys.stdin.readline()
+    """)
+    first = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "staged"
+        with pytest.raises(UserError, match=rf"another process is writing {tmp_path / 'cls_data'} \(pid {first.pid}"), \
+                atomic_folder(tmp_path / "cls_data", lambda name: True):
+            pass
+        first.communicate("go\n", timeout=30)
+    finally:
+        first.kill()
+    assert first.returncode == 0 and (tmp_path / "cls_data" / "X_train.npy").read_bytes() == b"first"

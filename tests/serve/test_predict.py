@@ -189,3 +189,13 @@ def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):
                          "--batch-size", "10")
     assert "'old'" in message and "row 257" in message
     assert not (tmp_path / "new.pred.csv").exists()
+
+
+def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_model, tmp_path):
+    import infer as infer_script
+
+    (tmp_path / "empty.csv").write_text(",".join(f"x{i}" for i in range(10)) + "\n")
+    (tmp_path / "p.parquet").write_bytes(b"earlier")
+    message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "empty.csv",
+                         "--output", tmp_path / "p.parquet")
+    assert "no data rows" in message and (tmp_path / "p.parquet").read_bytes() == b"earlier"

@@ -1,7 +1,12 @@
+import json
+
 import numpy as np
 import pytest
 import torch
+from builders import train, user_error
 
+from common.data.dataset import load_dataset
+from common.train import batching
 from common.train.batching import (
     EpochOrder,
     RowSource,
@@ -131,3 +136,57 @@ def test_each_step_knows_the_rows_of_its_accumulation_group():
     plan = ShardedBatches(rows, 1000, steps_per_epoch(4802, 1000), 2, 0, 0, grad_accum=3)
     assert [plan.group_rows(step, 4802) for step in range(5)] == [3000, 3000, 3000, 1802, 1802]
     assert [rows for _, _, rows in plan.epoch(0)] == [3000, 3000, 3000, 1802, 1802]
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
+def test_chunked_gathering_gives_the_weights_of_one_gather_per_epoch(small_val, tmp_path, shuffle, monkeypatch):
+    """Chunks bound memory only: a chunk of 37 rows, read in file order as from a split too large
+    for the page cache, trains bit for bit like the whole split gathered at once."""
+    args = ["--data", small_val, "--epochs", "2", "--batch-size", "64", "--shuffle", shuffle]
+    train(*args, "--ckpt-dir", tmp_path / "whole")
+    monkeypatch.setattr(batching, "SORTED_READS_FRACTION", 0.0)
+    train(*args, "--ckpt-dir", tmp_path / "chunked", "--chunk-rows", "37")
+    whole, chunked = weights(tmp_path / "whole"), weights(tmp_path / "chunked")
+    assert all(torch.equal(whole[k], chunked[k]) for k in whole)
+    config = json.loads((tmp_path / "chunked" / "config.json").read_text())
+    assert config["training"]["shuffle"] == shuffle and config["training"]["chunk_rows"] == 37
+
+
+def test_auto_shuffle_switches_to_blocks_above_the_threshold(small_cls, tmp_path, monkeypatch):
+    monkeypatch.setattr(batching, "ROW_SHUFFLE_MAX", 1000)
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
+    assert json.loads((tmp_path / "config.json").read_text())["training"]["shuffle"] == "blocks"
+
+
+def test_a_resident_copy_and_the_mapped_file_give_the_same_batches(small_cls, monkeypatch):
+    """The GPU's fast path (a copy kept on the device), direct gathers from the mapped file, and
+    sorted reads (a split too large for the page cache) hand out the same rows; on this machine
+    all live in host memory, which is all the comparison needs."""
+    data = load_dataset(small_cls)
+    kept, mapped = (batching.RowSource(data.X_train, data.y_train, "cpu", resident) for resident in (True, False))
+    monkeypatch.setattr(batching, "SORTED_READS_FRACTION", 0.0)
+    from_disk = batching.RowSource(data.X_train, data.y_train, "cpu")
+    assert from_disk.sorted_reads and not mapped.sorted_reads
+    idx = np.random.default_rng(0).permutation(len(data.X_train))[:1000]
+    for source in (mapped, from_disk):
+        for a, b in zip(kept.gather(idx), source.gather(idx), strict=True):
+            assert torch.equal(a, b)
+        for a, b in zip(kept.slice(100, 300), source.slice(100, 300), strict=True):
+            assert torch.equal(a, b)
+    assert torch.equal(from_disk.gather(idx)[0], torch.from_numpy(np.asarray(data.X_train)[idx]))
+
+
+def test_a_block_order_of_other_geometry_is_not_resumed(small_cls, tmp_path, monkeypatch):
+    import train as train_script
+
+    args = ["--data", small_cls, "--ckpt-dir", tmp_path, "--shuffle", "blocks", "--checkpoint-every", "1"]
+    train(*args, "--epochs", "1")
+    monkeypatch.setattr(batching, "BLOCK_ROWS", 1024)
+    message = user_error(train_script.main, *args, "--epochs", "2", "--resume")
+    assert "order_geometry: '4096x256' -> '1024x256'" in message

@@ -1,4 +1,6 @@
 """The recipe's research section: a Sigmoid MLP with Adam, and a network from raw tensors."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,12 @@ def test_out_of_fold_validation_scores_every_labelled_row_once(crossfit_run):
     assert config["training"]["folds"] == 5 and config["model"]["members"] == 5
     assert config["final_metrics"]["val_n"] == 500  # every row, by the one member that never trained on it
     assert config["weights"] == "best" and config["best_epoch"] == config["final_metrics"]["epoch"]
+
+
+def test_evaluation_reads_in_chunks_and_counts_every_row(small_cls, tmp_path, monkeypatch):
+    from common.train import trainer as loop
+
+    monkeypatch.setattr(loop, "EVAL_CHUNK", 100)
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["test_n"] == len(load_dataset(small_cls).y_test) > 100

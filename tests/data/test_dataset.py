@@ -70,3 +70,19 @@ def test_the_data_set_is_memory_mapped_not_read(small_cls):
     for name in ("X_train", "y_train", "X_val", "X_test"):
         assert isinstance(getattr(data, name), np.memmap)
         assert not getattr(data, name).flags.writeable  # a run can never change its data
+
+
+@pytest.mark.parametrize("array,damage,words", [
+    ("X_train", lambda a: a.__setitem__((4000, 3), np.nan), ["the train split", "NaN or infinite inputs"]),
+    ("X_test", lambda a: a.__setitem__((7, 0), np.inf), ["the test split", "NaN or infinite inputs"]),
+    ("y_test", lambda a: a.__setitem__(11, 3), ["the test split", "class ids outside 0..2"]),
+])
+def test_a_data_set_damaged_after_it_was_written_is_one_line(small_cls, tmp_path, array, damage, words):
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)
+    values = np.load(data / f"{array}.npy")
+    damage(values)
+    np.save(data / f"{array}.npy", values)
+    message = user_error(train_script.main, "--data", data, "--ckpt-dir", tmp_path / "run", "--epochs", "1")
+    assert all(word in message for word in words) and "regenerate the data set" in message, message
+    assert not (tmp_path / "run" / "model.safetensors").exists()

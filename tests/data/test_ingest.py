@@ -2,10 +2,12 @@
 memory bounded by a batch, not the file; the task, the rows without a target and the columns
 that carry nothing decided from the data; each bad table refused in one line, the earlier data
 set kept."""
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pytest
-from builders import make_data, people, user_error, write
+from builders import make_data, people, tmpfs, user_error, write
 
 import make_data as make_data_script
 from common.data import ingest as ingest_module
@@ -243,3 +245,19 @@ def test_a_number_target_written_as_text_is_a_regression(tmp_path):
     make_data("--csv", tmp_path / "t.csv", "--target", "salary", "--out-dir", tmp_path)
     data = load_dataset(tmp_path / "t")
     assert data.task == "regression" and 30_000 < data.description.y_mean < 200_000
+
+
+def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(small_cls, tmp_path):
+    """A 3 MB tmpfs: the earlier data set fits, the scratch files of a 60k-row table do not."""
+    import make_data as make_data_script
+
+    table = write(tmp_path / "people.csv", people(rows=60_000))
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        shutil.copytree(small_cls, disk / "people")  # an earlier data set of the same name
+        before = {p.name: p.read_bytes() for p in (disk / "people").iterdir()}
+        message = user_error(make_data_script.main, "--csv", table, "--target", "label", "--out-dir", disk)
+        assert "No space left on device" in message and "cannot write" in message
+        # No staging folder left behind; the writers' lock file stays (a lock file deleted on release
+        # could be locked by one process and recreated by another).
+        assert sorted(p.name for p in disk.iterdir()) == [".people.lock", "people"]
+        assert {p.name: p.read_bytes() for p in (disk / "people").iterdir()} == before

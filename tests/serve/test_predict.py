@@ -1,11 +1,14 @@
 """Loading a model folder and predicting with it (common/serve/predict.py): each bad model folder
 or input is one line naming the problem and its fix, and nothing is written."""
 import json
+import os
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from builders import infer, make_data, people, read_config, read_csv_rows, train, user_error, write
+from safetensors.torch import load_file, save_file
 
 import infer as infer_script
 
@@ -199,3 +202,36 @@ def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_mo
     message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "empty.csv",
                          "--output", tmp_path / "p.parquet")
     assert "no data rows" in message and (tmp_path / "p.parquet").read_bytes() == b"earlier"
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda c: c.pop("class_labels"), ["lacks 'class_labels'"]),
+    (lambda c: c["model"].update(activation="swish"), ["cannot build"]),
+    (lambda c: c["preprocess"]["numeric"].pop(), ["preprocessing for 9 inputs"]),
+    (lambda c: c.update(class_labels=[0, 1]), ["2 classes", "3 outputs"]),
+])
+def test_a_config_that_does_not_fit_is_one_line(small_model, tmp_path, change, words):
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(small_model / name, tmp_path / name)
+    config = json.loads((tmp_path / "config.json").read_text())
+    change(config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path)
+    assert all(word in message for word in words), message
+
+
+def test_weights_holding_nan_are_refused(small_model, tmp_path):
+    shutil.copy(small_model / "config.json", tmp_path / "config.json")
+    weights = load_file(str(small_model / "model.safetensors"))
+    weights["0.weight"][0, 0] = float("nan")
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    assert "NaN or infinite weights in ['0.weight']" in user_error(infer_script.main, "--ckpt-dir", tmp_path)
+
+
+def test_predictions_never_overwrite_a_hard_linked_input(small_model, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"x{i}" for i in range(10)) + "\n" + ",".join(["1"] * 10) + "\n")
+    os.link(rows, tmp_path / "out.csv")  # the output path is another name of the input
+    before = rows.read_bytes()
+    infer_script.main(["--ckpt-dir", str(small_model), "--input", str(rows), "--output", str(tmp_path / "out.csv")])
+    assert rows.read_bytes() == before and "prediction" in (tmp_path / "out.csv").read_text()

@@ -2,8 +2,9 @@ import os
 
 import pytest
 import torch
-from builders import ROOT
+from builders import ROOT, train, train_args, user_error
 
+import train as train_script
 from common.data.preprocess import embedding_size
 from common.errors import UserError
 from common.files import atomic_path, load_weights, read_json, write_json, write_weights_file
@@ -124,3 +125,10 @@ def test_the_model_embeds_categories_and_stays_a_plain_mlp_without_them():
     assert isinstance(plain, torch.nn.Sequential) and list(plain.state_dict()) == ["0.weight", "0.bias",
                                                                                   "2.weight", "2.bias"]
     assert embedding_size(3) == 3 and embedding_size(10_001) == 278
+
+
+def test_init_weights_of_another_shape_name_the_settings_to_change(small_cls, tmp_path):
+    train(*train_args(small_cls, tmp_path / "a", "--epochs", "1", "--hidden", "8"))
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path / "b", "--epochs", "1",
+                                                        "--init-from", tmp_path / "a" / "model.safetensors"))
+    assert "do not match the model" in message and "--hidden" in message

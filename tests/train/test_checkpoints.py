@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import FILES, read_config, train, user_error
+from builders import FILES, read_config, train, train_args, user_error
 
 import train as train_script
 
@@ -124,3 +124,48 @@ def test_a_full_disk_at_the_first_checkpoints_state_file_leaves_no_staging(small
     assert "cannot save checkpoint epoch_000000" in message and "No space left" in message
     assert "no checkpoint had been written yet" in message and "--resume" not in message
     assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_interrupted_saves_are_never_taken_for_checkpoints(small_cls, tmp_path, capsys):
+    extra = ["--epochs", "4", "--checkpoint-every", "2", "--batch-size", "256"]
+    train(*train_args(small_cls, tmp_path, *extra))
+    root = tmp_path / "checkpoints"
+    # What a crash mid-save or mid-delete leaves: a staging or discarded folder, or a folder
+    # without its state file.
+    for leftover in (".epoch_000009.tmp", ".epoch_000001.old"):
+        (root / leftover).mkdir()
+        (root / leftover / "model.safetensors").write_bytes(b"half")
+    (root / "epoch_000008").mkdir()
+    (root / "epoch_000008" / "model.safetensors").write_bytes(b"half")
+    capsys.readouterr()
+    train(*train_args(small_cls, tmp_path, *extra, "--resume"))
+    out = capsys.readouterr().out
+    assert "epoch_000003" in out and "continuing at epoch 4" in out
+    assert not (root / ".epoch_000009.tmp").exists() and not (root / ".epoch_000001.old").exists()
+
+
+def test_resume_refuses_other_settings(small_cls, tmp_path):
+    extra = ["--epochs", "2", "--checkpoint-every", "1", "--batch-size", "256"]
+    train(*train_args(small_cls, tmp_path, *extra))
+    before = (tmp_path / "model.safetensors").read_bytes()
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, *extra, "--lr", "0.5", "--resume"))
+    assert "lr: 0.001 -> 0.5" in message
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, *extra, "--epochs", "3", "--resume"))
+    assert "epochs: 2 -> 3" in message and "optimizer_steps" in message
+    # Run-only settings may change.
+    train(*train_args(small_cls, tmp_path, "--epochs", "2", "--batch-size", "256", "--checkpoint-every", "5",
+                      "--keep-checkpoints", "1", "--threads", "1", "--resume"))
+    # A fresh run must not silently mix with or delete the earlier run's checkpoints.
+    assert "--resume" in user_error(train_script.main, *train_args(small_cls, tmp_path, *extra))
+    assert "no checkpoint" in user_error(train_script.main, *train_args(small_cls, tmp_path / "new", "--resume"))
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+
+
+def test_resuming_a_finished_run_says_so(small_cls, tmp_path, capsys):
+    extra = ["--epochs", "2", "--checkpoint-every", "1", "--batch-size", "512"]
+    train(*train_args(small_cls, tmp_path, *extra))
+    before = (tmp_path / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    train(*train_args(small_cls, tmp_path, *extra, "--resume"))
+    assert "had finished: nothing left to train" in capsys.readouterr().out
+    assert (tmp_path / "model.safetensors").read_bytes() == before

@@ -1,6 +1,12 @@
 """The best evaluation so far and its weights (common/train/early_stopping.py), and early stopping on
 it."""
+import numpy as np
+import pytest
 import torch
+from builders import read_config, read_metrics, train, train_args
+
+from common.data.dataset import load_dataset
+from common.serve.predict import load_model_dir, model_outputs
 
 
 def test_the_best_macro_f1_is_kept_and_a_best_first_evaluation_is_flagged():
@@ -13,3 +19,25 @@ def test_the_best_macro_f1_is_kept_and_a_best_first_evaluation_is_flagged():
     assert best.best_was_first() and best.best_value() == 0.7 and best.weights is not None
     best.update({"epoch": 9, "val_f1_macro": 0.75}, model)  # higher is better for F1
     assert best.epoch == 9 and not best.best_was_first()
+
+
+def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
+    # A large learning rate makes the validation loss wander, so patience runs out early.
+    train(*train_args(small_val, tmp_path, "--epochs", "60", "--eval-every", "1", "--patience", "3",
+                      "--lr", "0.3", "--batch-size", "64"))
+    records = read_metrics(tmp_path)
+    losses = [r["val_loss"] for r in records]
+    best = int(np.argmin(losses))
+    config = read_config(tmp_path)
+    assert len(records) < 60                       # it stopped early ...
+    assert len(records) - 1 - best == 3            # ... after exactly `patience` evaluations without progress
+    assert config["best_epoch"] == records[best]["epoch"] and config["weights"] == "best"
+    assert config["final_metrics"] == records[best]  # the saved weights' figures, not the last epoch's
+    # The saved weights are the best epoch's: they reproduce its validation and test losses.
+    data = load_dataset(small_val)
+    record, model = load_model_dir(tmp_path)
+    for split in ("val", "test"):
+        X, y = data.split(split)
+        logits = torch.from_numpy(model_outputs(model, X, 4096, record))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.array(y))).item()
+        assert loss == pytest.approx(records[best][f"{split}_loss"], rel=1e-5)

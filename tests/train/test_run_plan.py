@@ -5,7 +5,9 @@ import typing
 
 import pytest
 import torch
+from builders import train_args, user_error
 
+import train as train_script
 from common.config import RECIPES, TrainConfig, parse_config
 from common.data.dataset import load_dataset
 from common.errors import UserError
@@ -207,3 +209,8 @@ def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
     plan = make_plan(cfg, data, find_context(cfg, 1, 1))
     assert (plan.folds, plan.members, plan.monitor) == (5, 5, "val_f1_macro")
     assert plan.model_spec()["members"] == 5 and "5-fold cross-fitting" in plan.describe()
+
+
+def test_patience_needs_validation_rows(small_cls, tmp_path):
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, "--patience", "3"))
+    assert "--val-size" in message and not tmp_path.joinpath("metrics.jsonl").exists()

@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from builders import make_data, read_config, read_metrics, train
+from builders import make_data, read_config, read_metrics, train, train_args, user_error
 from safetensors.torch import load_file, save_file
 
+import train as train_script
 from common.data.dataset import load_dataset
 
 RESEARCH_DATA = ["--task", "regression", "--n-informative", "5", "--bias", "0", "--noise", "0.001"]
@@ -77,3 +78,31 @@ def test_evaluation_reads_in_chunks_and_counts_every_row(small_cls, tmp_path, mo
     train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["test_n"] == len(load_dataset(small_cls).y_test) > 100
+
+
+def test_nan_loss_stops_and_keeps_what_was_saved(reg_data, tmp_path):
+    train(*train_args(reg_data, tmp_path, "--epochs", "2"))
+    before = (tmp_path / "model.safetensors").read_bytes()
+    config_before = (tmp_path / "config.json").read_text()
+    message = user_error(train_script.main, *train_args(reg_data, tmp_path, "--epochs", "50", "--lr", "3",
+                                                        "--checkpoint-every", "1"))
+    assert "diverged" in message and "epoch" in message
+    bad_epoch = int(message.split(" in epoch ")[1].split(";")[0])
+    assert bad_epoch > 0
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+    assert (tmp_path / "config.json").read_text() == config_before
+    last_good = tmp_path / "checkpoints" / f"epoch_{bad_epoch - 1:06d}"
+    assert all(torch.isfinite(t).all() for t in load_file(str(last_good / "model.safetensors")).values())
+
+
+@pytest.mark.parametrize("small,accum,big", [("100", "2", "200"), ("300", "2", "600"), ("150", "3", "450")])
+def test_gradient_accumulation_equals_a_larger_batch(reg_data, tmp_path, small, accum, big):
+    """800 rows: accumulated batches are one larger batch, step for step, also where the
+    epoch's last group is short (300+300 | 200 against 600 | 200; 150x3 | 150+50 against 450 | 350)."""
+    common = ["--epochs", "5", "--optimizer", "sgd", "--lr", "0.05"]
+    train(*train_args(reg_data, tmp_path / "acc", *common, "--batch-size", small, "--grad-accum", accum))
+    train(*train_args(reg_data, tmp_path / "big", *common, "--batch-size", big))
+    a = load_file(str(tmp_path / "acc" / "model.safetensors"))
+    b = load_file(str(tmp_path / "big" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)

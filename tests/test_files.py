@@ -1,5 +1,9 @@
 """Files written atomically (common/files.py): a crash or a kill mid-write leaves the earlier file or
 folder, and the next reader or writer puts back what a kill left hidden."""
+import os
+import shutil
+import signal
+
 import numpy as np
 import pytest
 
@@ -42,3 +46,46 @@ def test_a_reader_leaves_a_swap_to_the_writer_at_work(tmp_path, small_cls):
         with pytest.raises(UserError, match="not found"):
             load_dataset(tmp_path / "cls_data")
         assert (tmp_path / ".cls_data.123.old.part").is_dir()
+
+
+@pytest.mark.parametrize("script", ["make_data", "infer"])
+def test_sigterm_while_a_script_writes_keeps_the_earlier_output_and_no_leftovers(script, small_model, small_cls,
+                                                                                   tmp_path, monkeypatch, capsys):
+    """SIGTERM arrives once the new output is staged, just before it would replace the earlier one."""
+    import infer as infer_script
+    import make_data as make_data_script
+    from common import files
+    from common.errors import run_cli
+
+    if script == "make_data":
+        shutil.copytree(small_cls, tmp_path / "cls_data")
+        earlier = tmp_path / "cls_data"
+        argv = ["--n-samples", "3000", "--out-dir", str(tmp_path)]
+        main = make_data_script.main
+    else:
+        np.save(tmp_path / "rows.npy", np.load(small_cls / "X_test.npy")[:50])
+        earlier = tmp_path / "pred.csv"
+        earlier.write_text("earlier\n")
+        argv = ["--ckpt-dir", str(small_model), "--input", str(tmp_path / "rows.npy"), "--output", str(earlier)]
+        main = infer_script.main
+    before = snapshot_of(earlier)
+    seal = files._seal
+
+    def sealed_then_terminated(path):
+        seal(path)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(files, "_seal", sealed_then_terminated)
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: main(argv))
+    assert info.value.code == 143
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("stopped: SIGTERM received")
+    assert snapshot_of(earlier) == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+
+
+def snapshot_of(path):
+    if path.is_dir():
+        return {p.name: p.read_bytes() for p in path.iterdir()}
+    return path.read_bytes()

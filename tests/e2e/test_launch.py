@@ -12,89 +12,8 @@ from builders import ROOT, accelerate_cli, launch, read_config, run_script, scri
 
 from common.data.dataset import TabularData, dataset_meta, save_dataset
 from common.data.preprocess import Preprocessor
-from common.errors import ProcessError, UserError
-from common.train import process_group as launch_module
-from common.train import relaunch
-from common.train.launch_check import refuse_lost_processes, requested_processes, trap_message
-
-
-@pytest.mark.parametrize("argv,expected", [
-    (["/usr/bin/python3", "/venv/bin/accelerate", "launch", "--num_processes", "4", "train.py"], 4),
-    (["accelerate", "launch", "--num_processes=3", "train.py", "--epochs", "2"], 3),
-    (["accelerate", "launch", "--num-processes", "2", "train.py"], 2),
-    (["python", "-m", "accelerate.commands.launch", "--num_processes", "2", "train.py"], 2),
-    (["/venv/bin/python3", "/venv/bin/accelerate-launch", "--num_processes", "2", "train.py"], 2),
-    (["accelerate", "launch", "train.py"], None),  # no request, and no default config here
-    (["bash", "-c", "python train.py"], None),     # not Accelerate's launcher
-])
-def test_the_launchers_request_is_read_from_its_command_line(argv, expected, monkeypatch):
-    import accelerate.commands.config as config
-
-    monkeypatch.setattr(config, "default_config_file", "/nonexistent/default_config.yaml")
-    assert requested_processes(argv) == expected
-
-
-def test_a_config_files_process_count_counts(tmp_path):
-    (tmp_path / "c.yaml").write_text("distributed_type: 'NO'\nnum_processes: 3\n")
-    assert requested_processes(["accelerate", "launch", "--config_file", str(tmp_path / "c.yaml"), "t.py"]) == 3
-
-
-def test_one_process_where_several_were_asked_for_is_refused(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(UserError) as info:
-        refuse_lost_processes(1, ["accelerate", "launch", "--num_processes", "4", "train.py"])
-    message = str(info.value)
-    assert "asked for 4 processes but started 1" in message
-    assert "--multi_gpu --num_processes 4" in message and "multi_cpu.yaml --num_processes 4" in message
-    refuse_lost_processes(4, ["accelerate", "launch", "--num_processes", "4", "train.py"])  # they were started
-
-
-@pytest.mark.parametrize("gpus,words", [(0, ["--multi_gpu --num_processes 4 --main_process_port 0"]),
-                                        (1, ["one GPU", "`python train.py`", "CUDA_VISIBLE_DEVICES="]),
-                                        (2, ["--multi_gpu --num_processes 2 train.py"]),
-                                        (8, ["--multi_gpu --num_processes 4 train.py"])])
-def test_the_refusal_names_a_command_that_works_on_this_machine(gpus, words):
-    message = trap_message(4, gpus)
-    assert all(word in message for word in words), message
-
-
-def test_who_prints_an_error(monkeypatch):
-    class State:
-        is_local_main_process = False
-
-    monkeypatch.setattr(launch_module, "_state", State())
-    assert not launch_module.reports(UserError("the same on every process"))
-    assert launch_module.reports(ProcessError("this process's own checkpoint file"))
-    State.is_local_main_process = True
-    assert launch_module.reports(UserError("the same on every process"))
-
 
 CPU_ONLY = script_env(CUDA_VISIBLE_DEVICES="")  # on a GPU machine too, these launches are about the CPU
-
-
-def test_a_group_is_started_here_only_where_the_launcher_lost_processes_on_a_cpu(monkeypatch):
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.delenv(relaunch.STARTED_HERE, raising=False)
-    asked = ["accelerate", "launch", "--num_processes", "3", "train.py"]
-    assert relaunch.processes_to_start(asked, gpus=0) == 3
-    assert relaunch.processes_to_start(asked, gpus=1) is None  # DDP wants a GPU a process: the refusal speaks
-    assert relaunch.processes_to_start(["accelerate", "launch", "--num_processes", "1", "train.py"], gpus=0) is None
-    assert relaunch.processes_to_start(["python", "train.py"], gpus=0) is None
-    monkeypatch.setenv(relaunch.STARTED_HERE, "1")  # a process of the group started here: never again
-    assert relaunch.processes_to_start(asked, gpus=0) is None
-    monkeypatch.delenv(relaunch.STARTED_HERE)
-    monkeypatch.setenv("WORLD_SIZE", "3")
-    assert relaunch.processes_to_start(asked, gpus=0) is None
-
-
-def test_the_group_is_launched_as_multi_cpu_yaml_launches_it():
-    command = relaunch.group_command(4, ["train.py", "--epochs", "2"], "bf16")
-    i = command.index("accelerate.commands.launch")
-    assert command[i + 1:] == ["--config_file", str(ROOT / "accelerate_configs" / "multi_cpu.yaml"),
-                               "--num_processes", "4", "--main_process_port", "0", "--mixed_precision", "bf16",
-                               "train.py", "--epochs", "2"]
 
 
 def bare_launch(*args: str) -> list[str]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-from builders import SMALL_ROWS, launch, make_data, people, train, write
+from builders import SMALL_ROWS, launch, make_data, people, train, write, write_csv
 
 from common.console import console
 
@@ -79,6 +80,20 @@ def people_set(tmp_path_factory):
     path = write(tmp / "people.csv", people())
     make_data("--csv", path, "--target", "label", "--out-dir", tmp)
     return tmp, path
+
+
+@pytest.fixture(scope="session")
+def animals(tmp_path_factory):
+    """A user's table: an id, a text column, four numeric features, text labels."""
+    tmp = tmp_path_factory.mktemp("animals")
+    rng = np.random.default_rng(0)
+    names = np.array(["bird", "cat", "dog"])
+    y = rng.choice(3, size=600, p=[0.2, 0.5, 0.3])
+    X = rng.normal(size=(600, 4)) + y[:, None] * 1.5
+    rows = [[f"id{i}", rng.choice(["paris", "oslo"]), *X[i].tolist(), names[y[i]]] for i in range(600)]
+    write_csv(tmp / "animals.csv", ["id", "city", "w", "x", "y", "z", "kind"], rows)
+    make_data("--csv", tmp / "animals.csv", "--target", "kind", "--out-dir", tmp)
+    return tmp, X, names[y]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
-from builders import make_data, people, tmpfs, user_error, write
+from builders import make_data, people, tmpfs, user_error, write, write_csv
 
 import make_data as make_data_script
 from common.data import ingest as ingest_module
@@ -261,3 +261,28 @@ def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(
         # could be locked by one process and recreated by another).
         assert sorted(p.name for p in disk.iterdir()) == [".people.lock", "people"]
         assert {p.name: p.read_bytes() for p in (disk / "people").iterdir()} == before
+
+
+def test_csv_becomes_a_data_set(animals):
+    tmp, X, labels = animals
+    data = load_dataset(tmp / "animals")
+    assert data.task == "classification"
+    assert data.description.class_labels == ["bird", "cat", "dog"]
+    assert data.description.feature_names == ["w", "x", "y", "z", "city"]  # numeric inputs, then category codes
+    assert data.description.source["ids"] == ["id"] and data.description.source["dropped_columns"] == []
+    assert [c["name"] for c in data.description.preprocess.to_json()["categorical"]] == ["city"]
+    assert len(data.y_train) == 600 and len(data.y_val) == len(data.y_test) == 0  # every labelled row trains
+    # Mapped through the training split's quantiles onto a normal: centred, spread about 1.
+    np.testing.assert_allclose(data.X_train[:, :4].mean(0), 0, atol=0.05)
+    assert np.all((data.X_train[:, :4].std(0) > 0.8) & (data.X_train[:, :4].std(0) < 1.35))
+    assert set(np.unique(data.X_train[:, 4])) == {1.0, 2.0}  # the two cities' codes; 0 is kept for unseen
+
+
+@pytest.mark.parametrize("values,task", [(["1.5", "2.25", "3.0", "0.1"] * 10, "regression"),
+                                         (["0", "1", "2", "1"] * 10, "classification")])
+def test_task_is_inferred_from_the_target(tmp_path, values, task, capsys):
+    rng = np.random.default_rng(1)
+    write_csv(tmp_path / "t.csv", ["a", "b", "target"], [[*rng.normal(size=2).tolist(), v] for v in values])
+    make_data("--csv", tmp_path / "t.csv", "--target", "target", "--out-dir", tmp_path)
+    assert f"{task}: " in capsys.readouterr().out
+    assert load_dataset(tmp_path / "t").task == task

@@ -1,8 +1,10 @@
 """The losses and class weights (common/train/optim.py)."""
+import numpy as np
 import pytest
 import torch
+from sklearn.utils.class_weight import compute_class_weight
 
-from common.train.optim import poisson_deviance
+from common.train.optim import balanced_class_weights, poisson_deviance
 
 
 def test_the_poisson_deviance_is_zero_at_the_truth_and_least_at_the_mean():
@@ -23,3 +25,12 @@ def test_a_class_weight_with_label_smoothing_weighs_each_row_by_its_own_class():
     assert loss.item() == pytest.approx(0.5 * plain.item())
     loss.sum().backward()
     assert logits.grad[0, 0, 0] < 0  # a row of class 0 still pulls the model towards class 0
+
+
+def test_balanced_weights_are_sklearns():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    np.testing.assert_allclose(balanced_class_weights(y, 3).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(expected, [100 / (3 * 50), 100 / (3 * 30), 100 / (3 * 20)])
+    # A class with no training row weighs nothing (and sklearn refuses to weigh it).
+    np.testing.assert_allclose(balanced_class_weights(np.array([0, 0, 2]), 3).numpy(), [0.75, 0.0, 1.5])

@@ -103,25 +103,3 @@ def test_regression_recipe(reg_data, tmp_path):
     w = load_file(str(ckpt / "model.safetensors"))["0.weight"].double().numpy()[0]
     coef = w * config["y_scale"] / np.asarray([s["scale"] for s in config["preprocess"]["numeric"]])
     np.testing.assert_allclose(coef, load_dataset(reg_data).description.source["coef"], atol=0.5)
-
-
-def test_same_seed_same_weights(small_cls, tmp_path):
-    runs = []
-    for name in ("a", "b"):
-        train("--data", small_cls, "--ckpt-dir", tmp_path / name, "--epochs", "3")
-        runs.append((tmp_path / name / "model.safetensors").read_bytes())
-    assert runs[0] == runs[1]
-    train("--data", small_cls, "--ckpt-dir", tmp_path / "c", "--epochs", "3", "--seed", "7")
-    assert (tmp_path / "c" / "model.safetensors").read_bytes() != runs[0]
-
-
-def test_threads_setting_reaches_torch_and_the_record(small_cls, tmp_path):
-    import torch
-
-    before = torch.get_num_threads()
-    try:
-        train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1", "--threads", "2")
-        assert torch.get_num_threads() == 2
-        assert read_config(tmp_path)["training"]["threads"] == 2
-    finally:
-        torch.set_num_threads(before)

@@ -5,7 +5,7 @@ import typing
 
 import pytest
 import torch
-from builders import train_args, user_error
+from builders import read_config, train, train_args, user_error
 
 import train as train_script
 from common.config import RECIPES, TrainConfig, parse_config
@@ -214,3 +214,15 @@ def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
 def test_patience_needs_validation_rows(small_cls, tmp_path):
     message = user_error(train_script.main, *train_args(small_cls, tmp_path, "--patience", "3"))
     assert "--val-size" in message and not tmp_path.joinpath("metrics.jsonl").exists()
+
+
+def test_threads_setting_reaches_torch_and_the_record(small_cls, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1", "--threads", "2")
+        assert torch.get_num_threads() == 2
+        assert read_config(tmp_path)["training"]["threads"] == 2
+    finally:
+        torch.set_num_threads(before)

@@ -106,3 +106,13 @@ def test_gradient_accumulation_equals_a_larger_batch(reg_data, tmp_path, small, 
     b = load_file(str(tmp_path / "big" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_same_weights(small_cls, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        train("--data", small_cls, "--ckpt-dir", tmp_path / name, "--epochs", "3")
+        runs.append((tmp_path / name / "model.safetensors").read_bytes())
+    assert runs[0] == runs[1]
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "c", "--epochs", "3", "--seed", "7")
+    assert (tmp_path / "c" / "model.safetensors").read_bytes() != runs[0]

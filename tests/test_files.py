@@ -9,6 +9,7 @@ import pytest
 
 from common.data.dataset import load_dataset
 from common.errors import UserError
+from common.files import atomic_path, read_json, write_json
 
 
 def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, small_cls):
@@ -89,3 +90,18 @@ def snapshot_of(path):
     if path.is_dir():
         return {p.name: p.read_bytes() for p in path.iterdir()}
     return path.read_bytes()
+
+
+def crash_mid_write(target):
+    with atomic_path(target) as tmp:
+        tmp.write_text('{"half": ')
+        raise RuntimeError("crash mid-write")
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "config.json"
+    write_json(target, {"good": 1})
+    with pytest.raises(RuntimeError, match="crash mid-write"):
+        crash_mid_write(target)
+    assert read_json(target, "config") == {"good": 1}
+    assert os.listdir(tmp_path) == ["config.json"]  # no temporary left behind

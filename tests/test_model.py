@@ -1,13 +1,13 @@
-import os
-
+"""The network (common/model.py): built from a plain description, the ensemble of members and the
+categorical embeddings, and weights that fit it or are refused in one line."""
 import pytest
 import torch
-from builders import ROOT, train, train_args, user_error
+from builders import train, train_args, user_error
 
 import train as train_script
 from common.data.preprocess import embedding_size
 from common.errors import UserError
-from common.files import atomic_path, load_weights, read_json, write_json, write_weights_file
+from common.files import atomic_path, load_weights, write_weights_file
 from common.model import EnsembleNet, TabularNet, build_model, combine_members, load_state, model_spec
 
 
@@ -50,49 +50,6 @@ def test_truncated_weights_are_a_user_error(tmp_path):
     path.write_bytes(path.read_bytes()[:-7])
     with pytest.raises(UserError, match="unreadable"):
         load_weights(path)
-
-
-def crash_mid_write(target):
-    with atomic_path(target) as tmp:
-        tmp.write_text('{"half": ')
-        raise RuntimeError("crash mid-write")
-
-
-def test_failed_write_keeps_the_previous_file(tmp_path):
-    target = tmp_path / "config.json"
-    write_json(target, {"good": 1})
-    with pytest.raises(RuntimeError, match="crash mid-write"):
-        crash_mid_write(target)
-    assert read_json(target, "config") == {"good": 1}
-    assert os.listdir(tmp_path) == ["config.json"]  # no temporary left behind
-
-
-@pytest.mark.e2e
-def test_an_append_cut_short_by_a_file_size_limit_leaves_no_part_line(tmp_path):
-    """Under `ulimit -f` the kernel lets the first bytes of a write through and reports a short
-    count, with no error: the append must notice, cut the file back, and say so in one line."""
-    import subprocess
-    import sys
-    import textwrap
-
-    path = tmp_path / "metrics.running.jsonl"
-    path.write_text('{"epoch": 0}\n' * 300)  # 3,900 bytes; the limit below is 4,096
-    before = path.read_bytes()
-    script = textwrap.dedent(f"""
-        import resource, sys
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-        from common.errors import UserError
-        from common.files import append_jsonl
-        try:
-            append_jsonl({str(path)!r}, {{"epoch": 1, "loss": "x" * 400}})
-        except UserError as err:
-            print(err)
-            sys.exit(2)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stdout.startswith(f"cannot write {path}")
-    assert path.read_bytes() == before
 
 
 def test_the_ensemble_averages_probabilities_and_each_member_trains_apart():

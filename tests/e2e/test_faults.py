@@ -181,3 +181,31 @@ def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tm
     finally:
         first.kill()
     assert first.returncode == 0 and (tmp_path / "cls_data" / "X_train.npy").read_bytes() == b"first"
+
+
+@pytest.mark.e2e
+def test_an_append_cut_short_by_a_file_size_limit_leaves_no_part_line(tmp_path):
+    """Under `ulimit -f` the kernel lets the first bytes of a write through and reports a short
+    count, with no error: the append must notice, cut the file back, and say so in one line."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "metrics.running.jsonl"
+    path.write_text('{"epoch": 0}\n' * 300)  # 3,900 bytes; the limit below is 4,096
+    before = path.read_bytes()
+    script = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from common.errors import UserError
+        from common.files import append_jsonl
+        try:
+            append_jsonl({str(path)!r}, {{"epoch": 1, "loss": "x" * 400}})
+        except UserError as err:
+            print(err)
+            sys.exit(2)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith(f"cannot write {path}")
+    assert path.read_bytes() == before

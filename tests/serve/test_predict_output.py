@@ -1,13 +1,10 @@
 """What infer.py says and writes around the predictions themselves: blanks it filled, CSV quoting,
-a table it cannot read by column name, and the device the model was trained on."""
+and a table it cannot read by column name."""
 from __future__ import annotations
 
-import pytest
-import torch
-from builders import read_config, read_csv_rows, user_error, write_rows
+from builders import read_csv_rows, user_error, write_rows
 
 import infer as infer_script
-from common.train.run_record import device_name
 
 HEADER = ",".join(f"x{i}" for i in range(10))
 
@@ -52,13 +49,3 @@ def test_a_duplicate_column_name_is_one_line(small_model, tmp_path):
                          "--output", tmp_path / "p.csv")
     assert "more than one column named ['x2']" in message and "rename" in message
     assert not (tmp_path / "p.csv").exists()
-
-
-@pytest.mark.parametrize("device,name", [("cpu", "cpu"), ("cpu:0", "cpu"), (torch.device("cpu", 1), "cpu"),
-                                         ("cuda:1", "cuda:1"), ("cuda", "cuda"), ("mps", "mps")])
-def test_one_spelling_of_the_device(device, name):
-    assert device_name(device) == name
-
-
-def test_the_record_says_cpu(small_model):
-    assert read_config(small_model)["device"] == "cpu"

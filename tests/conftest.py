@@ -97,8 +97,8 @@ def animals(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/e2e/ is a scenario run in real processes: marked e2e with the
-    tests elsewhere that carry the mark themselves."""
+    """Everything under tests/e2e/ is marked e2e: the tests that start, signal or kill processes,
+    and the scenario runs of seconds. A test elsewhere never carries the mark: it moves there."""
     e2e = Path(__file__).parent / "e2e"
     for item in items:
         if e2e in Path(str(item.fspath)).parents:

@@ -7,6 +7,8 @@ import torch
 
 import bench
 
+pytestmark = pytest.mark.bench
+
 
 def test_results_match_the_dataloader_loop_in_distribution():
     torch.set_num_threads(1)

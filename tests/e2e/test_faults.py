@@ -32,7 +32,6 @@ def wait_for(path, proc, timeout=60):
 LONG = ["--epochs", "100000", "--batch-size", "64", "--eval-every", "1"]
 
 
-@pytest.mark.e2e
 def test_a_second_run_on_a_folder_in_use_is_refused(small_cls, tmp_path):
     first = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG])
     try:
@@ -46,7 +45,6 @@ def test_a_second_run_on_a_folder_in_use_is_refused(small_cls, tmp_path):
     assert (tmp_path / "model.safetensors").exists()
 
 
-@pytest.mark.e2e
 def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
     run = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG, "--checkpoint-every", "1"])
     wait_for(tmp_path / "checkpoints" / "epoch_000001" / "trainer_state.json", run)
@@ -57,7 +55,6 @@ def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
     assert line.startswith("stopped: Ctrl-C ") and "--resume (from" in line and "epoch_0000" in line
 
 
-@pytest.mark.e2e
 def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
     cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
            "--data", str(small_cls), "--ckpt-dir", str(tmp_path), *LONG]
@@ -74,7 +71,6 @@ def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
     assert not alive, "workers outlived their launcher"
 
 
-@pytest.mark.e2e
 def test_a_two_process_run_on_a_folder_in_use_stops_everywhere_in_one_line(small_cls, tmp_path):
     first = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG])
     try:
@@ -89,7 +85,6 @@ def test_a_two_process_run_on_a_folder_in_use_stops_everywhere_in_one_line(small
     assert "RuntimeError" not in proc.stderr  # no process was left waiting for the refused one
 
 
-@pytest.mark.e2e
 def test_a_resumed_runs_metrics_come_from_its_checkpoint_alone(small_cls, tmp_path):
     """An earlier run's metrics.jsonl in the folder and a lost metrics.running.jsonl change nothing:
     each checkpoint carries the run's evaluations up to its epoch."""
@@ -105,7 +100,6 @@ def test_a_resumed_runs_metrics_come_from_its_checkpoint_alone(small_cls, tmp_pa
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
 
 
-@pytest.mark.e2e
 def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path):
     """SIGSTOP one of two workers: the other gives up after --timeout and names it."""
     log = tmp_path / "launch.log"
@@ -134,7 +128,6 @@ def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path
     assert f"pid {stopped.pid}" in errors[0] and "--resume" in errors[0]
 
 
-@pytest.mark.e2e
 def test_a_killed_writers_staged_output_is_removed_by_the_next_write(small_model, small_cls, tmp_path):
     """infer.py killed mid-write leaves a hidden partial output (gigabytes at scale): the next run
     on the same output removes it, and leaves a live writer's staged file alone."""
@@ -153,7 +146,6 @@ def test_a_killed_writers_staged_output_is_removed_by_the_next_write(small_model
     assert output.is_file() and not dead.exists() and live.exists()
 
 
-@pytest.mark.e2e
 def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tmp_path):
     """Two make_data.py runs on one output folder: the second would have deleted the first's staging."""
     import subprocess
@@ -183,7 +175,6 @@ def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tm
     assert first.returncode == 0 and (tmp_path / "cls_data" / "X_train.npy").read_bytes() == b"first"
 
 
-@pytest.mark.e2e
 def test_an_append_cut_short_by_a_file_size_limit_leaves_no_part_line(tmp_path):
     """Under `ulimit -f` the kernel lets the first bytes of a write through and reports a short
     count, with no error: the append must notice, cut the file back, and say so in one line."""

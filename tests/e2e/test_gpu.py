@@ -8,7 +8,6 @@ from builders import launch, read_metrics
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("config,extra", [("single_gpu", ()), ("multi_gpu_bf16", ("--num_processes", "1"))])
 def test_gpu_configs_train_the_recipe(recipe_cls, tmp_path, config, extra):
     launch(config, "--data", str(recipe_cls), "--ckpt-dir", str(tmp_path), "--epochs", "6", launcher_args=extra)

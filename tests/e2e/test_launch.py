@@ -25,7 +25,6 @@ def no_config_env(tmp_path):
     return script_env(CUDA_VISIBLE_DEVICES="", HF_HOME=str(tmp_path / "hf"))  # no default accelerate config
 
 
-@pytest.mark.e2e
 def test_accelerate_launch_num_processes_2_on_a_cpu_starts_2(small_cls, tmp_path):
     args = ["--data", str(small_cls), "--epochs", "2"]
     proc = run_script(*bare_launch(*args, "--ckpt-dir", str(tmp_path / "bare")), env=no_config_env(tmp_path))
@@ -37,7 +36,6 @@ def test_accelerate_launch_num_processes_2_on_a_cpu_starts_2(small_cls, tmp_path
     assert (tmp_path / "bare" / "model.safetensors").read_bytes() == weights
 
 
-@pytest.mark.e2e
 def test_an_error_in_the_group_started_here_is_one_line_and_no_traceback_of_ours(small_cls, tmp_path):
     proc = run_script(*bare_launch("--data", str(small_cls), "--ckpt-dir", str(tmp_path / "bad"), "--lr", "-1"),
                       check=False, env=no_config_env(tmp_path))
@@ -48,7 +46,6 @@ def test_an_error_in_the_group_started_here_is_one_line_and_no_traceback_of_ours
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_outer_launcher_leaves_no_process_behind(small_cls, tmp_path, signum):
     run = tmp_path / "run"
@@ -75,7 +72,6 @@ def test_a_signal_to_the_outer_launcher_leaves_no_process_behind(small_cls, tmp_
                 process.kill()
 
 
-@pytest.mark.e2e
 def test_the_working_command_forms_a_group_of_two_and_reports_errors_once(small_cls, tmp_path):
     run = tmp_path / "run"
     proc = run_script(accelerate_cli(), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
@@ -90,7 +86,6 @@ def test_the_working_command_forms_a_group_of_two_and_reports_errors_once(small_
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.e2e
 def test_more_processes_than_training_rows(tmp_path):
     one_row = TabularData(np.zeros((1, 2), np.float32), np.zeros(1, np.int64), np.zeros((2, 2), np.float32),
                           np.zeros(2, np.int64), dataset_meta("classification", Preprocessor.all_numeric(

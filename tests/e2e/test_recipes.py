@@ -13,7 +13,6 @@ from common.console import fmt
 from common.data.dataset import load_dataset
 
 
-@pytest.mark.e2e
 def test_classification_reaches_the_recipes_accuracy(cls_run):
     ckpt, proc = cls_run
     records = read_metrics(ckpt)
@@ -31,7 +30,6 @@ def test_classification_reaches_the_recipes_accuracy(cls_run):
         assert row[header.index("recall")].strip() == fmt(record["recall_macro"])
 
 
-@pytest.mark.e2e
 def test_saved_model_is_complete(cls_run):
     ckpt, _ = cls_run
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
@@ -48,7 +46,6 @@ def test_saved_model_is_complete(cls_run):
     assert 0 < config["startup_seconds"] < 600  # process start to the first epoch
 
 
-@pytest.mark.e2e
 def test_infer_reproduces_the_final_evaluation(cls_run, tmp_path, capsys):
     ckpt, _ = cls_run
     out = tmp_path / "m.json"
@@ -61,7 +58,6 @@ def test_infer_reproduces_the_final_evaluation(cls_run, tmp_path, capsys):
     assert "confusion matrix" in capsys.readouterr().out
 
 
-@pytest.mark.e2e
 def test_predicting_raw_rows_from_csv_and_npy(cls_run, recipe_cls, tmp_path):
     ckpt, _ = cls_run
     data = load_dataset(recipe_cls)

@@ -26,7 +26,6 @@ def kill_after_checkpoint(args, ckpt, epoch, timeout=120):
     ("cosine", "3", "0", ["--shuffle", "rows"]),
     ("step", "1", "20", ["--shuffle", "blocks", "--chunk-rows", "100"]),  # many gathers from the mapped file
 ])
-@pytest.mark.e2e
 def test_killed_run_resumes_to_bit_identical_weights(small_val, tmp_path, schedule, accum, patience, order, capsys):
     extra = ["--epochs", "24", "--batch-size", "32", "--eval-every", "3", "--checkpoint-every", "2",
              "--lr-schedule", schedule, "--grad-accum", accum, "--keep-checkpoints", "2", "--patience", patience,
@@ -49,7 +48,6 @@ def test_killed_run_resumes_to_bit_identical_weights(small_val, tmp_path, schedu
     assert kept == ["epoch_000021", "epoch_000023"]  # the last --keep-checkpoints
 
 
-@pytest.mark.e2e
 def test_a_killed_cross_fitted_run_resumes_to_bit_identical_weights(tmp_path):
     """The users' default: five members, their folds, the best out-of-fold F1 so far and the
     cosine schedule all travel in the checkpoint."""

@@ -5,13 +5,11 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from builders import FORBID_PICKLE, ROOT, assert_user_error, read_csv_rows, run_script, script_env, train
 
 HEADER = "a,b,label\n"
 
 
-@pytest.mark.e2e
 def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
     (tmp_path / "t.csv").write_text(HEADER + "1,2,x\n3,4,y\n")
     assert_user_error(run_script("make_data.py", "--csv", str(tmp_path / "t.csv"), "--target", "kind", check=False),
@@ -22,7 +20,6 @@ def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
     assert_user_error(run_script("infer.py", "--ckpt-dir", str(tmp_path), check=False), "config.json", "not found")
 
 
-@pytest.mark.e2e
 def test_inference_runs_with_pickle_forbidden(small_model, small_cls, tmp_path):
     np.save(tmp_path / "rows.npy", np.ones((3, 10)))
     for args in (["--metrics-json", str(tmp_path / "m.json")],
@@ -35,7 +32,6 @@ def test_inference_runs_with_pickle_forbidden(small_model, small_cls, tmp_path):
         assert preds["proba"].shape == (3, 3)
 
 
-@pytest.mark.e2e
 def test_train_never_imports_scikit_learn(small_cls, tmp_path):
     code = ("import sys, runpy; sys.argv = ['train.py'] + sys.argv[1:]\n"
             "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
@@ -46,7 +42,6 @@ def test_train_never_imports_scikit_learn(small_cls, tmp_path):
     assert proc.stdout.strip().endswith("CLEAN")
 
 
-@pytest.mark.e2e
 def test_a_model_with_categories_predicts_with_pickle_forbidden(people_set, tmp_path):
     """Vocabularies and fill values travel as JSON: nothing is unpickled at prediction time."""
     tmp, path = people_set

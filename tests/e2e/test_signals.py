@@ -7,11 +7,9 @@ import subprocess
 import sys
 import time
 
-import pytest
 from builders import ROOT, accelerate_cli, launch, read_metrics, script_env
 
 
-@pytest.mark.e2e
 def test_sigterm_to_a_training_process_is_one_line_and_exit_143(small_cls, tmp_path):
     """What a batch scheduler sends before SIGKILL: the run stops within the grace period."""
     args = ["--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "100000", "--batch-size", "32",
@@ -31,7 +29,6 @@ def test_sigterm_to_a_training_process_is_one_line_and_exit_143(small_cls, tmp_p
     assert not list((tmp_path / "checkpoints").glob(".*"))  # no staging left behind
 
 
-@pytest.mark.e2e
 def test_sigterm_to_two_processes_then_resume_elsewhere_is_bit_identical(small_cls, tmp_path):
     """A preempted 2-process job: SIGTERM to the launcher at some moment of training, which passes
     it to both workers; they stop at the same step and save it. The job restarts with its data

@@ -62,16 +62,15 @@ def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(checkpointed):
     assert "earlier run's checkpoints" in message
 
 
-def test_resume_refuses_a_data_file_replaced_by_another_of_the_same_shape(checkpointed):
-    folder, args = checkpointed
-    X_train = Path(args[1]) / "X_train.npy"
-    kept = np.load(X_train)
-    try:
-        np.save(X_train, kept[::-1].copy())  # the same shape, other rows
-        message = user_error(train_script.main, *args, "--resume")
-        assert "on other data" in message and "--data" in message
-    finally:
-        np.save(X_train, kept)
+def test_resume_refuses_a_data_file_replaced_by_another_of_the_same_shape(small_cls, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)  # the copy is replaced: small_cls serves the whole session
+    args = ["--data", data, "--ckpt-dir", tmp_path / "run", "--epochs", "2", "--checkpoint-every", "1"]
+    train(*args)
+    X_train = data / "X_train.npy"
+    np.save(X_train, np.load(X_train)[::-1].copy())  # the same shape, other rows
+    message = user_error(train_script.main, *args, "--resume")
+    assert "on other data" in message and "--data" in message
 
 
 def test_a_run_resumed_after_its_early_stop_finishes_as_it_was(small_val, tmp_path):

@@ -249,8 +249,6 @@ def test_a_number_target_written_as_text_is_a_regression(tmp_path):
 
 def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(small_cls, tmp_path):
     """A 3 MB tmpfs: the earlier data set fits, the scratch files of a 60k-row table do not."""
-    import make_data as make_data_script
-
     table = write(tmp_path / "people.csv", people(rows=60_000))
     with tmpfs(tmp_path / "disk", "size=3M") as disk:
         shutil.copytree(small_cls, disk / "people")  # an earlier data set of the same name

@@ -103,7 +103,7 @@ def test_predictions_do_not_depend_on_the_batch_size(crossfit_run, tmp_path):
 
 
 def test_infer_without_a_test_split_says_where_the_figures_are(crossfit_run):
-    message = user_error(__import__("infer").main, "--ckpt-dir", crossfit_run / "run")
+    message = user_error(infer_script.main, "--ckpt-dir", crossfit_run / "run")
     assert "no test split" in message and "metrics.jsonl" in message and "--input" in message
 
 
@@ -121,7 +121,7 @@ def test_a_number_that_is_not_one_still_names_column_and_row(people_set, tmp_pat
     tmp, _ = people_set
     train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
     write(tmp_path / "bad.csv", {"member": [True, False], "city": ["rome", "oslo"], "age": ["41", "forty"]})
-    message = user_error(__import__("infer").main, "--ckpt-dir", tmp_path, "--input", tmp_path / "bad.csv")
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path, "--input", tmp_path / "bad.csv")
     assert "column 'age'" in message and "'forty'" in message and "row 2" in message
 
 
@@ -188,15 +188,13 @@ def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):
     ages = [str(30 + i % 20) for i in range(300)]
     ages[256] = "old"
     write(tmp_path / "new.csv", {"member": [True] * 300, "city": ["rome"] * 300, "age": ages})
-    message = user_error(__import__("infer").main, "--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv",
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv",
                          "--batch-size", "10")
     assert "'old'" in message and "row 257" in message
     assert not (tmp_path / "new.pred.csv").exists()
 
 
 def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_model, tmp_path):
-    import infer as infer_script
-
     (tmp_path / "empty.csv").write_text(",".join(f"x{i}" for i in range(10)) + "\n")
     (tmp_path / "p.parquet").write_bytes(b"earlier")
     message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "empty.csv",

@@ -164,8 +164,12 @@ def test_cosine_schedule_spans_the_whole_run(cls_data):
 
 
 def test_the_plan_is_frozen(cls_data):
+    """Frozen all the way down: a list among the fields (the --hidden sizes, the trackers) could still
+    change in place after --resume compared the plan. Equal settings and data: an equal plan."""
+    plan = plan_for(cls_data, "--hidden", "8", "4")
+    assert hash(plan) == hash(plan_for(cls_data, "--hidden", "8", "4"))  # TypeError for a list field
     with pytest.raises(dataclasses.FrozenInstanceError):
-        plan_for(cls_data).epochs = 3  # type: ignore[misc]
+        plan.epochs = 3  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("argv,words", [

@@ -25,13 +25,6 @@ def test_classification_data_is_the_recipes(small_cls):
     assert len(data.X_val) == 0 and data.is_recipe  # the recipe's own 80/20 split
 
 
-def test_split_is_stratified(small_cls):
-    data = load_dataset(small_cls)
-    train_share = np.bincount(data.y_train) / len(data.y_train)
-    test_share = np.bincount(data.y_test) / len(data.y_test)
-    np.testing.assert_allclose(train_share, test_share, atol=2e-3)
-
-
 def test_description_is_plain_json(small_cls):
     meta = json.loads(meta_path(small_cls).read_text())
     assert meta["task"] == "classification" and meta["class_labels"] == [0, 1, 2]

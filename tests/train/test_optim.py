@@ -31,6 +31,5 @@ def test_balanced_weights_are_sklearns():
     y = np.array([0] * 50 + [1] * 30 + [2] * 20)
     expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
     np.testing.assert_allclose(balanced_class_weights(y, 3).numpy(), expected, rtol=1e-6)
-    np.testing.assert_allclose(expected, [100 / (3 * 50), 100 / (3 * 30), 100 / (3 * 20)])
     # A class with no training row weighs nothing (and sklearn refuses to weigh it).
     np.testing.assert_allclose(balanced_class_weights(np.array([0, 0, 2]), 3).numpy(), [0.75, 0.0, 1.5])

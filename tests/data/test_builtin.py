@@ -1,3 +1,5 @@
+"""make_data.py's data made in memory (common/data/builtin.py): the recipes' synthetic data, cut
+and scaled as the recipes do, and the generator's settings checked."""
 import json
 
 import numpy as np

@@ -1,3 +1,6 @@
+"""Whole-batch iteration over the training split (common/train/batching.py): every row once an
+epoch on every process count, the order from the seed alone, chunks and blocks that bound memory
+and change no result."""
 import json
 
 import numpy as np

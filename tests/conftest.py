@@ -1,121 +1,20 @@
-"""Shared fixtures and helpers.
-
-Most tests call the scripts' `main()` in this process: interpreter start-up (torch, Accelerate)
-is most of a small run's time. Real processes are launched only where that is what a test
-proves: exit codes and one-line errors, several processes, kills, the accelerate launcher.
-"""
+"""The fixtures that tests share (data sets and runs, made once a session) and the hook that
+marks everything under tests/e2e/. The helpers they use live in builders.py."""
 from __future__ import annotations
 
-import csv
-import json
-import os
-import subprocess
-import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-import infer as infer_script
-import make_data as make_data_script
-import train as train_script
+from builders import SMALL_ROWS, launch, make_data, people, train, write, write_csv
 from common.console import console
-from common.errors import UserError
-
-# Rich wraps long lines at the console's width: wide enough here that no message a test reads is cut.
-console.width = 250
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# A test-set size that no process count or batch size divides: 6003 rows -> 4802 train, 1201 test.
-SMALL_ROWS = 6003
 
 
-# Runs infer.py with every way of unpickling replaced by an error: proves inference needs none.
-FORBID_PICKLE = """
-import pickle, runpy, sys
-def forbidden(*args, **kwargs):
-    raise RuntimeError("pickle loading is forbidden here")
-class ForbiddenUnpickler(pickle.Unpickler):
-    def __init__(self, *args, **kwargs):
-        forbidden()
-pickle.load = pickle.loads = forbidden
-pickle.Unpickler = ForbiddenUnpickler
-pickle._Unpickler.load = forbidden  # the pure-Python unpickler that joblib and others subclass
-import torch, joblib
-torch.load = torch.serialization.load = joblib.load = forbidden
-sys.argv = ["infer.py"] + sys.argv[1:]
-runpy.run_path("infer.py", run_name="__main__")
-"""
-
-
-def script_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "CUDA_VISIBLE"))}
-    env.update(PYTHONUNBUFFERED="1", COLUMNS="160", **extra)
-    return env
-
-
-def run_script(*args: str, check: bool = True, timeout: int = 300, env: dict | None = None,
-               ) -> subprocess.CompletedProcess:
-    """Run one of the scripts in a new process, the way a user would, from the repository root."""
-    cmd = [sys.executable, *args] if args[0].endswith(".py") else list(args)
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env or script_env())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
-
-
-def accelerate_cli() -> str:
-    return str(Path(sys.executable).with_name("accelerate"))
-
-
-def launch(config: str, *args: str, launcher_args: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess:
-    """`accelerate launch --config_file accelerate_configs/<config>.yaml [launcher_args] train.py ...`"""
-    return run_script(accelerate_cli(), "launch", "--config_file", f"accelerate_configs/{config}.yaml",
-                      *launcher_args, "train.py", *args, **kw)
-
-
-def make_data(*args: str) -> None:
-    make_data_script.main([str(a) for a in args])
-
-
-def train(*args: str) -> None:
-    train_script.main([str(a) for a in args])
-
-
-def infer(*args: str) -> None:
-    infer_script.main([str(a) for a in args])
-
-
-def user_error(script_main, *args: str) -> str:
-    """The one-line message of the UserError that a script's main raises on these arguments."""
-    with pytest.raises(UserError) as info:
-        script_main([str(a) for a in args])
-    message = str(info.value)
-    assert message and "\n" not in message
-    return message
-
-
-def assert_user_error(proc: subprocess.CompletedProcess, *words: str) -> None:
-    """Exit code 2, no traceback, exactly one line on stderr, naming each of `words`."""
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
-def read_metrics(ckpt_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (Path(ckpt_dir) / "metrics.jsonl").read_text().splitlines()]
-
-
-def read_csv_rows(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def read_config(ckpt_dir: Path) -> dict:
-    return json.loads((Path(ckpt_dir) / "config.json").read_text())
+def pytest_configure(config: pytest.Config) -> None:
+    # Rich wraps long lines at the console's width: wide enough here that no message a test reads is cut.
+    console.width = 250
 
 
 @pytest.fixture(scope="session")
@@ -161,13 +60,48 @@ def small_model(small_cls, tmp_path_factory) -> Path:
 def cls_run(recipe_cls, tmp_path_factory):
     """A few epochs of the classification recipe, launched through accelerate with cpu.yaml."""
     ckpt = tmp_path_factory.mktemp("cls_run")
+    started = time.monotonic()
     proc = launch("cpu", "--data", str(recipe_cls), "--ckpt-dir", str(ckpt), "--epochs", "6", "--eval-every", "2")
+    proc.seconds = time.monotonic() - started  # the whole launch, as this process saw it
     return ckpt, proc
 
 
+@pytest.fixture(scope="session")
+def crossfit_run(tmp_path_factory) -> Path:
+    """A user's table (people, 500 rows) and 12 epochs of its default: five cross-fitted members."""
+    tmp = tmp_path_factory.mktemp("crossfit")
+    write(tmp / "people.csv", people(rows=500))
+    make_data("--csv", tmp / "people.csv", "--target", "label", "--out-dir", tmp)
+    train("--data", tmp / "people", "--ckpt-dir", tmp / "run", "--epochs", "12")
+    return tmp
+
+
+@pytest.fixture(scope="session")
+def people_set(tmp_path_factory):
+    """A user's table (people, 600 rows) as a CSV file and as the data set make_data.py makes of it."""
+    tmp = tmp_path_factory.mktemp("people")
+    path = write(tmp / "people.csv", people())
+    make_data("--csv", path, "--target", "label", "--out-dir", tmp)
+    return tmp, path
+
+
+@pytest.fixture(scope="session")
+def animals(tmp_path_factory):
+    """A user's table: an id, a text column, four numeric features, text labels."""
+    tmp = tmp_path_factory.mktemp("animals")
+    rng = np.random.default_rng(0)
+    names = np.array(["bird", "cat", "dog"])
+    y = rng.choice(3, size=600, p=[0.2, 0.5, 0.3])
+    X = rng.normal(size=(600, 4)) + y[:, None] * 1.5
+    rows = [[f"id{i}", rng.choice(["paris", "oslo"]), *X[i].tolist(), names[y[i]]] for i in range(600)]
+    write_csv(tmp / "animals.csv", ["id", "city", "w", "x", "y", "z", "kind"], rows)
+    make_data("--csv", tmp / "animals.csv", "--target", "kind", "--out-dir", tmp)
+    return tmp, X, names[y]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/e2e/ is a scenario run in real processes: marked e2e with the
-    tests elsewhere that carry the mark themselves."""
+    """Everything under tests/e2e/ is marked e2e: the tests that start, signal or kill processes,
+    and the scenario runs of seconds. A test elsewhere never carries the mark: it moves there."""
     e2e = Path(__file__).parent / "e2e"
     for item in items:
         if e2e in Path(str(item.fspath)).parents:

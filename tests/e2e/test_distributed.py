@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from builders import infer, launch, make_data, people, read_metrics, train, write
 from common.data.dataset import load_dataset
-from conftest import infer, launch, make_data, read_metrics, train
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,6 @@ def test_split_batches_on_two_processes_equal_one_process(small_cls, tmp_path):
 def test_a_table_with_categories_trains_the_same_on_two_processes(tmp_path):
     """The users' default under DDP: five cross-fitted members with their folds, periodic and
     categorical embeddings; category codes travel in the one input tensor, sharded like the rest."""
-    from test_tables import people, write
-
     write(tmp_path / "people.csv", people(rows=1200))
     make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path)
     args = ["--data", str(tmp_path / "people"), "--epochs", "3", "--split-batches", "--batch-size", "100"]

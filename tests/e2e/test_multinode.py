@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, accelerate_cli, script_env
+from builders import ROOT, accelerate_cli, script_env
 
 LONG = ["--epochs", "400", "--batch-size", "256", "--eval-every", "50", "--checkpoint-every", "1"]
 

@@ -1,5 +1,5 @@
 """bf16 mixed precision from the accelerate config, on the CPU."""
-from conftest import launch, read_config, read_metrics
+from builders import launch, read_config, read_metrics
 
 
 def test_bf16_on_cpu_reaches_fp32_accuracy(cls_run, recipe_cls, tmp_path):

@@ -1,0 +1,88 @@
+"""Data set folders on disk (common/data/dataset.py): what train.py and infer.py load, and each
+way a folder can be missing, damaged or of an older form."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import train as train_script
+from builders import user_error
+from common.data.dataset import ARRAYS, load_dataset
+from common.errors import UserError
+from common.steps import TargetStep
+
+HEADER = "a,b,label\n"
+
+
+@pytest.mark.parametrize("content,words", [
+    (None, ["not found", "make_data.py"]),
+    (b"not an npz", ["single-file form", "make_data.py"]),
+])
+def test_bad_data_file(tmp_path, content, words):
+    if content is not None:
+        (tmp_path / "bad.npz").write_bytes(content)
+    message = user_error(train_script.main, "--data", tmp_path / "bad.npz", "--ckpt-dir", tmp_path / "run")
+    assert all(word in message for word in words)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda folder: (folder / "X_test.npy").unlink(), ["X_test.npy not found", "make_data.py"]),
+    (lambda folder: (folder / "X_train.npy").write_bytes(b"\x93NUMPY damaged"), ["X_train.npy", "unreadable"]),
+    (lambda folder: (folder / "dataset.json").write_text("{"), ["dataset.json", "not valid JSON"]),
+])
+def test_damaged_data_set_folder(tmp_path, small_cls, damage, words):
+    folder = tmp_path / "copy"
+    shutil.copytree(small_cls, folder)
+    damage(folder)
+    message = user_error(train_script.main, "--data", folder, "--ckpt-dir", tmp_path / "run")
+    assert all(word in message for word in words), message
+
+
+def test_a_data_set_of_an_older_single_file_form_is_one_line_saying_to_remake_it(tmp_path, small_cls):
+    data = load_dataset(small_cls)
+    np.savez(tmp_path / "old.npz", **{name: np.asarray(getattr(data, name)) for name in ARRAYS})
+    (tmp_path / "old.json").write_text(json.dumps(data.description.to_json()))
+    with pytest.raises(UserError, match="single-file form: remake it with make_data.py"):
+        load_dataset(tmp_path / "old.npz")
+    (tmp_path / "gone").mkdir()
+    with pytest.raises(UserError, match="pass --data"):
+        load_dataset(tmp_path / "gone.npz")
+
+
+def test_a_table_given_to_train_py_says_to_run_make_data_first(tmp_path):
+    (tmp_path / "t.csv").write_text(HEADER + "1,2,x\n")
+    message = user_error(train_script.main, "--data", tmp_path / "t.csv")
+    assert "make_data.py --csv" in message and "--target" in message
+
+
+def test_an_older_log1p_model_still_predicts_expm1_of_its_output_within_range():
+    target = TargetStep("log1p", 1.0, 0.5, 0.0, 50.0)
+    out = np.array([[-3.0], [0.0], [1.0], [9.0]])
+    predicted = target.original(out)[:, 0]
+    np.testing.assert_allclose(predicted, np.clip(np.expm1(out[:, 0] * 0.5 + 1.0), 0.0, 50.0))
+    assert target.original(out, prediction=False)[3, 0] == pytest.approx(np.expm1(5.5))
+
+
+def test_the_data_set_is_memory_mapped_not_read(small_cls):
+    data = load_dataset(small_cls)
+    for name in ("X_train", "y_train", "X_val", "X_test"):
+        assert isinstance(getattr(data, name), np.memmap)
+        assert not getattr(data, name).flags.writeable  # a run can never change its data
+
+
+@pytest.mark.parametrize("array,damage,words", [
+    ("X_train", lambda a: a.__setitem__((4000, 3), np.nan), ["the train split", "NaN or infinite inputs"]),
+    ("X_test", lambda a: a.__setitem__((7, 0), np.inf), ["the test split", "NaN or infinite inputs"]),
+    ("y_test", lambda a: a.__setitem__(11, 3), ["the test split", "class ids outside 0..2"]),
+])
+def test_a_data_set_damaged_after_it_was_written_is_one_line(small_cls, tmp_path, array, damage, words):
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)
+    values = np.load(data / f"{array}.npy")
+    damage(values)
+    np.save(data / f"{array}.npy", values)
+    message = user_error(train_script.main, "--data", data, "--ckpt-dir", tmp_path / "run", "--epochs", "1")
+    assert all(word in message for word in words) and "regenerate the data set" in message, message
+    assert not (tmp_path / "run" / "model.safetensors").exists()

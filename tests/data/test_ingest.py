@@ -1,0 +1,286 @@
+"""make_data.py's path for a user's CSV or Parquet file (common/data/ingest.py): read in batches with
+memory bounded by a batch, not the file; the task, the rows without a target and the columns
+that carry nothing decided from the data; each bad table refused in one line, the earlier data
+set kept."""
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import make_data as make_data_script
+from builders import make_data, people, tmpfs, user_error, write, write_csv
+from common.data import scratch as scratch_module
+from common.data import tables as table
+from common.data.dataset import ARRAYS, load_dataset
+from common.data.target import looks_like_counts
+
+
+def ingest(path, out, *extra):
+    make_data("--csv", path, "--target", "label", "--out-dir", out, *extra)
+    return load_dataset(out / path.stem)
+
+
+def people_with_gaps(rows=3000):
+    """people() with rows whose label is blank, so that dropped rows shift every batch."""
+    columns = people(rows=rows, seed=3)
+    labels = np.asarray(columns["label"], dtype=object)
+    labels[::97] = None
+    columns["label"] = pa.array(labels.tolist())
+    return columns
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_read_in_many_small_batches_gives_the_same_data_set(tmp_path, monkeypatch, suffix):
+    """Batches of a few rows, chunks of 7 rows, a median from a 500-row sample: the same arrays
+    as one batch (the median aside, which the sample only estimates)."""
+    path = write(tmp_path / f"people{suffix}", people_with_gaps())
+    whole = ingest(path, tmp_path / "whole")
+    monkeypatch.setattr(table, "BATCH_BYTES", 4096)
+    monkeypatch.setattr(table, "BATCH_ROWS", 50)
+    monkeypatch.setattr(scratch_module, "CHUNK_ROWS", 7)
+    small = ingest(path, tmp_path / "small")
+    assert whole.description.source["batches_read"] == 1 and small.description.source["batches_read"] > 20
+    assert whole.description.source["rows_without_target"] == small.description.source["rows_without_target"] == 31
+    assert whole.description.preprocess.categorical == small.description.preprocess.categorical
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(small, name), getattr(whole, name))
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(np.load(tmp_path / "small" / "people" / f"rows_{name}.npy"),
+                                      np.load(tmp_path / "whole" / "people" / f"rows_{name}.npy"))
+
+
+def test_each_split_keeps_the_class_proportions_and_names_its_file_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["a", "b", "c"], 5000, p=[0.7, 0.25, 0.05])
+    path = write(tmp_path / "t.csv", {"x": rng.normal(size=5000), "label": labels})
+    data = ingest(path, tmp_path, "--test-size", "0.2", "--val-size", "0.1")  # a locked test set, asked for
+    totals = {k: int((labels == k).sum()) for k in "abc"}
+    for split, share in (("train", 0.7), ("val", 0.1), ("test", 0.2)):
+        y = np.asarray(data.split(split)[1])
+        for code, k in enumerate("abc"):
+            assert abs((y == code).sum() - share * totals[k]) <= 1  # exact per class, up to rounding
+        rows = np.load(tmp_path / "t" / f"rows_{split}.npy")
+        assert np.all(np.diff(rows) > 0)  # file order within a split
+        assert [["a", "b", "c"][c] for c in y] == labels[rows].tolist()
+    every = np.concatenate([np.load(tmp_path / "t" / f"rows_{s}.npy") for s in ("train", "val", "test")])
+    assert sorted(every.tolist()) == list(range(5000))
+    again = ingest(path, tmp_path / "again", "--test-size", "0.2", "--val-size", "0.1")
+    np.testing.assert_array_equal(again.X_test, data.X_test)  # seeded: the same split every time
+
+
+def test_the_median_comes_from_a_bounded_sample_of_training_rows(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.exponential(size=20000)
+    path = write(tmp_path / "t.csv", {"x": x, "label": (x > 1).astype(np.int64)})
+    monkeypatch.setattr(scratch_module, "MEDIAN_SAMPLE", 2000)
+    (step,) = ingest(path, tmp_path).preprocessor.numeric
+    assert step.median == pytest.approx(np.log(2), abs=0.05)  # the exponential's median, from 2000 rows
+    train = np.load(tmp_path / "t" / "rows_train.npy")
+    assert step.mean == pytest.approx(x[train].mean(), rel=1e-9)  # means and scales use every training row
+    assert step.scale == pytest.approx(x[train].std(), rel=1e-9)
+
+
+def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monkeypatch):
+    """Whole numbers in the head and decimals later are numbers; a word later is one line naming it."""
+    monkeypatch.setattr(table, "HEAD_BYTES", 1024)
+    monkeypatch.setattr(table, "BATCH_BYTES", 1024)
+    rows = [f"{i % 7},{i % 3}" for i in range(600)]
+    rows[500] = "2.5,1"
+    (tmp_path / "t.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
+    data = ingest(tmp_path / "t.csv", tmp_path)
+    assert data.description.roles[0].role == "numeric"
+    rows[550] = "oops,1"
+    (tmp_path / "bad.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
+    message = user_error(make_data_script.main, "--csv", tmp_path / "bad.csv", "--target", "label",
+                         "--out-dir", tmp_path)
+    assert "column 'x' has a cell" in message and "'oops'" in message and "--categorical" in message
+    after = int(message.split("after data row ")[1].split()[0])
+    assert 300 < after <= 551  # the batch that holds the cell
+
+
+def test_a_folder_that_is_not_a_data_set_is_never_replaced(tmp_path):
+    (tmp_path / "people").mkdir()
+    mine = write(tmp_path / "people" / "people.csv", people(rows=200))
+    message = user_error(make_data_script.main, "--csv", mine, "--target", "label", "--out-dir", tmp_path)
+    assert "choose another --out-dir" in message and mine.is_file()
+    (tmp_path / "people" / "notes.txt").write_text("mine")
+    other = write(tmp_path / "people.csv", people(rows=200))
+    message = user_error(make_data_script.main, "--csv", other, "--target", "label", "--out-dir", tmp_path)
+    assert "not a data set folder" in message and (tmp_path / "people" / "notes.txt").read_text() == "mine"
+
+
+# ---- a bad table: one line, and the earlier data set kept ----
+
+HEADER = "a,b,label\n"
+EARLIER = b"earlier data set"
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    """A folder that already holds a data set: bad input must leave it as it was."""
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "X_train.npy").write_bytes(EARLIER)
+    return tmp_path
+
+
+def make_from_csv(out_dir, text, *extra):
+    (out_dir / "t.csv").write_text(text)
+    return user_error(make_data_script.main, "--csv", out_dir / "t.csv", "--out-dir", out_dir, *extra)
+
+
+@pytest.mark.parametrize("text,extra,words", [
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "kind"], ["no target column 'kind'", "label"]),
+    (HEADER + "1,2,x\n3,4,y\n", [], ["--target", "label"]),
+    (HEADER, ["--target", "label"], ["no data rows"]),
+    ("", ["--target", "label"], ["Empty CSV file"]),
+    (HEADER + "1,2,x\n1,oops,y\n" + "1,2,x\n1,2,y\n" * 3, ["--target", "label"], ["column 'b'", "'oops'", "row 2"]),
+    (HEADER + "1,2,x\n1,2,y\ninf,2,x\n" + "1,2,y\n" * 3, ["--target", "label"], ["column 'a'", "infinite", "row 3"]),
+    (HEADER + "1,2\n", ["--target", "label"], ["Expected 3 columns, got 2", "--sep"]),
+    (HEADER + ",,x\n,,y\n", ["--target", "label"], ["no feature columns", "'a': 'dropped'"]),
+    (HEADER + "1,2,\n3,4,\n", ["--target", "label"], ["target column 'label' is empty"]),
+    (HEADER + "1,2,x\n7,3,y\n3,9,y\n4,5,x\n2,6,y\n", ["--target", "label", "--test-size", "0.2", "--val-size", "0.1"],
+     ["('x')", "fewer than 3 rows"]),
+    (HEADER + "1,2,1.5\n", ["--target", "label", "--numeric", "a"], ["holds one value only"]),  # one-row regression
+    (HEADER + "1,2,x\n7,3,x\n3,9,x\n", ["--target", "label"], ["one class only ('x')"]),
+    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--test-size", "0.2", "--val-size", "0.1"],
+     ["2 row(s) cannot be split"]),  # two rows, three splits
+    (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--val-size", "0", "--test-size", "0.9"],
+     ["2 row(s) cannot be split"]),
+    ("a,label\n" + "".join(f"{i * i % 7},{'xyzuv'[i % 5]}\n" for i in range(10)),
+     ["--target", "label", "--val-size", "0", "--test-size", "0.8"], ["training split"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--test-size", "1.5"], ["--test-size"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--val-size", "1.0"], ["--val-size"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--drop", "a", "--id", "a"], ["'a' is given two roles"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--drop", "c"], ["no column named ['c']"]),
+    (HEADER + "1,2,x\n3,4,y\n", ["--target", "label", "--numeric", "label"], ["'label' is the target"]),
+    ("a,a,label\n1,2,x\n", ["--target", "label"], ["more than one column named ['a']"]),
+    ("id,label\nr1,x\nr2,y\n", ["--target", "label"], ["no feature columns"]),
+])
+def test_bad_csv(out_dir, text, extra, words):
+    message = make_from_csv(out_dir, text, *extra)
+    for word in words:
+        assert word in message
+    assert (out_dir / "t" / "X_train.npy").read_bytes() == EARLIER
+
+
+def test_missing_csv(tmp_path):
+    assert "not found" in user_error(make_data_script.main, "--csv", tmp_path / "none.csv", "--target", "y")
+
+
+def test_a_count_target_with_few_values_is_a_regression_unless_told(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=600)
+    write(tmp_path / "visits.csv", {"x": x, "visits": np.minimum(rng.poisson(np.exp(0.8 * x - 0.3)), 12)})
+    make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--out-dir", tmp_path / "auto")
+    counted = load_dataset(tmp_path / "auto" / "visits").description
+    assert counted.task == "regression" and "skewed like counts" in counted.source["task_reason"]
+    make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--task", "classification",
+              "--out-dir", tmp_path / "told")
+    assert load_dataset(tmp_path / "told" / "visits").description.task == "classification"
+
+
+COUNTS = np.arange(10.0)
+
+
+@pytest.mark.parametrize("frequencies,counts", [
+    ([500, 200, 100, 60, 40, 30, 20, 10, 5, 3], True),     # doctor visits: piled up at 0, a long tail
+    ([100] * 10, False),                                     # the ten digits: evenly spread classes
+    ([5, 20, 100, 300, 400, 300, 100, 20, 5, 1], False),     # scores around a middle
+])
+def test_whole_numbers_skewed_like_counts_are_a_regression(frequencies, counts):
+    assert looks_like_counts(COUNTS, np.array(frequencies)) is counts
+
+
+def test_few_or_negative_whole_numbers_stay_classes():
+    assert not looks_like_counts(np.arange(3.0), np.array([900, 50, 50]))  # an imbalanced class code
+    assert not looks_like_counts(COUNTS - 5, np.array([500, 200, 100, 60, 40, 30, 20, 10, 5, 3]))
+
+
+def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):
+    tmp, _ = people_set
+    data = load_dataset(tmp / "people")
+    pre = data.preprocessor
+    assert data.description.feature_names == ["age", "age_missing", "city", "member"]
+    (age,) = pre.numeric
+    assert age.indicator and np.isfinite(age.median)
+    # The indicator is 0/1; the codes are whole numbers with 0 left for unseen values.
+    assert set(np.unique(data.X_train[:, 1])) == {0.0, 1.0}
+    city, member = pre.categorical
+    assert set(city.levels) == {"oslo", "paris", "rome", None}  # blanks are a level of their own
+    assert set(member.levels) == {"true", "false"}
+    assert data.X_train[:, 2].min() >= 1 and data.X_train[:, 2].max() <= len(city.levels)
+    assert (data.description.n_train, data.description.n_val, data.description.n_test) == (600, 0, 0)  # all train
+    assert data.description.source["ids"] == ["person_id"]
+
+
+def test_rows_without_a_target_are_dropped_and_counted(tmp_path, capsys):
+    path = write(tmp_path / "t.csv", {"a": np.arange(50) % 7 * 1.0, "y": pa.array([1.5, None, 2.5, 3.5, 0.5] * 10)})
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path)
+    assert "Dropped 10 row(s) without a target value" in capsys.readouterr().out
+    meta = load_dataset(tmp_path / "t").description
+    assert meta.n_train + meta.n_val + meta.n_test == 40 and meta.source["rows_without_target"] == 10
+
+
+def test_a_column_constant_among_the_labelled_rows_is_dropped(tmp_path):
+    """Roles are guessed on the whole file; a column that varies only where the target is blank
+    tells the model nothing and is dropped once the labelled rows are known."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=60)
+    label = [None if i % 3 == 0 else ("a" if x[i] > 0 else "b") for i in range(60)]
+    batch = [f"b{i % 4}" if i % 3 == 0 else "b1" for i in range(60)]
+    level = [float(i) if i % 3 == 0 else 2.0 for i in range(60)]
+    write(tmp_path / "t.csv", {"x": x, "batch": batch, "level": level, "label": label})
+    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "t")
+    roles = {r.name: (r.role, r.why) for r in data.description.roles}
+    assert roles["batch"] == roles["level"] == ("dropped", "one value in every labelled row")
+    assert data.description.feature_names == ["x"] and data.X_train.shape == (40, 1)
+
+
+def test_a_number_target_written_as_text_is_a_regression(tmp_path):
+    rng = np.random.default_rng(6)
+    salary = rng.integers(30_000, 200_000, 300)
+    write(tmp_path / "t.csv", {"x": salary / 1000 + rng.normal(size=300), "salary": [f"{s:,}" for s in salary]})
+    make_data("--csv", tmp_path / "t.csv", "--target", "salary", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "t")
+    assert data.task == "regression" and 30_000 < data.description.target.mean < 200_000
+
+
+def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(small_cls, tmp_path):
+    """A 3 MB tmpfs: the earlier data set fits, the scratch files of a 60k-row table do not."""
+    table = write(tmp_path / "people.csv", people(rows=60_000))
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        shutil.copytree(small_cls, disk / "people")  # an earlier data set of the same name
+        before = {p.name: p.read_bytes() for p in (disk / "people").iterdir()}
+        message = user_error(make_data_script.main, "--csv", table, "--target", "label", "--out-dir", disk)
+        assert "No space left on device" in message and "cannot write" in message
+        # No staging folder left behind; the writers' lock file stays (a lock file deleted on release
+        # could be locked by one process and recreated by another).
+        assert sorted(p.name for p in disk.iterdir()) == [".people.lock", "people"]
+        assert {p.name: p.read_bytes() for p in (disk / "people").iterdir()} == before
+
+
+def test_csv_becomes_a_data_set(animals):
+    tmp, X, labels = animals
+    data = load_dataset(tmp / "animals")
+    assert data.task == "classification"
+    assert data.description.class_labels == ["bird", "cat", "dog"]
+    assert data.description.feature_names == ["w", "x", "y", "z", "city"]  # numeric inputs, then category codes
+    assert data.description.source["ids"] == ["id"] and data.description.source["dropped_columns"] == []
+    assert [c["name"] for c in data.description.preprocess.to_json()["categorical"]] == ["city"]
+    assert len(data.y_train) == 600 and len(data.y_val) == len(data.y_test) == 0  # every labelled row trains
+    # Mapped through the training split's quantiles onto a normal: centred, spread about 1.
+    np.testing.assert_allclose(data.X_train[:, :4].mean(0), 0, atol=0.05)
+    assert np.all((data.X_train[:, :4].std(0) > 0.8) & (data.X_train[:, :4].std(0) < 1.35))
+    assert set(np.unique(data.X_train[:, 4])) == {1.0, 2.0}  # the two cities' codes; 0 is kept for unseen
+
+
+@pytest.mark.parametrize("values,task", [(["1.5", "2.25", "3.0", "0.1"] * 10, "regression"),
+                                         (["0", "1", "2", "1"] * 10, "classification")])
+def test_task_is_inferred_from_the_target(tmp_path, values, task, capsys):
+    rng = np.random.default_rng(1)
+    write_csv(tmp_path / "t.csv", ["a", "b", "target"], [[*rng.normal(size=2).tolist(), v] for v in values])
+    make_data("--csv", tmp_path / "t.csv", "--target", "target", "--out-dir", tmp_path)
+    assert f"{task}: " in capsys.readouterr().out
+    assert load_dataset(tmp_path / "t").task == task

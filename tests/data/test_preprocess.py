@@ -1,0 +1,158 @@
+"""The fitting functions that both paths share: an array in memory is one chunk of the streamed path."""
+import numpy as np
+import pytest
+from sklearn.preprocessing import QuantileTransformer, StandardScaler
+
+import make_data as make_data_script
+from builders import count_table, infer, make_data, read_csv_rows, read_metrics, train, user_error, write
+from common.data.dataset import load_dataset
+from common.data.preprocess import fit_categorical, fit_numeric
+from common.data.target import fit_target_scaling, target_transform
+from common.steps import CategoricalStep, Categories
+
+
+def pieces(values, cuts):
+    """`values` as chunks cut at `cuts` (an empty chunk among them, as a split can leave one)."""
+    return np.split(values, [0, *cuts])
+
+
+@pytest.fixture
+def column():
+    rng = np.random.default_rng(5)
+    values = rng.normal(40.0, 7.0, 5000)
+    values[rng.random(5000) < 0.1] = np.nan
+    return values
+
+
+def test_a_numeric_step_fitted_in_one_chunk_is_numpys_median_mean_and_std(column):
+    step = fit_numeric("x", column, [column])
+    present = column[~np.isnan(column)]
+    filled = np.where(np.isnan(column), np.median(present), column)
+    assert (step.median, step.mean, step.scale, step.indicator) == (np.median(present), filled.mean(), filled.std(),
+                                                                  True)
+
+
+def test_a_numeric_step_fitted_in_many_chunks_equals_one_chunk(column):
+    whole = fit_numeric("x", column, [column])
+    chunked = fit_numeric("x", column, pieces(column, [1, 700, 701, 3000]))
+    assert (chunked.median, chunked.indicator) == (whole.median, whole.indicator)
+    assert chunked.mean == pytest.approx(whole.mean, rel=1e-14)
+    assert chunked.scale == pytest.approx(whole.scale, rel=1e-14)
+
+
+def test_moments_are_standard_scalers_to_the_bit(column):
+    """One chunk: StandardScaler.fit's figures; chunks: those of partial_fit on the same chunks."""
+    values = column[~np.isnan(column)]
+    fitted = StandardScaler().fit(values.reshape(-1, 1))
+    assert fit_target_scaling([values]) == (fitted.mean_[0], fitted.scale_[0])
+    partial = StandardScaler()
+    for chunk in pieces(values, [10, 2000, 4000]):
+        if len(chunk):
+            partial.partial_fit(chunk.reshape(-1, 1))
+    assert fit_target_scaling(pieces(values, [10, 2000, 4000])) == (partial.mean_[0], partial.scale_[0])
+
+
+@pytest.mark.parametrize("cuts", [[], [3, 50]])
+def test_a_constant_column_keeps_its_value_exactly_and_scales_by_one(cuts):
+    values = np.full(101, 0.1)
+    step = fit_numeric("x", values, pieces(values, cuts))
+    assert (step.median, step.mean, step.scale, step.indicator) == (0.1, 0.1, 1.0, False)
+    assert fit_target_scaling(pieces(values, cuts)) == (0.1, 1.0)
+
+
+def test_an_empty_or_blank_column_fills_with_zero():
+    blank = np.full(4, np.nan)
+    step = fit_numeric("x", blank, [blank])
+    assert (step.median, step.mean, step.scale, step.indicator) == (0.0, 0.0, 1.0, True)
+
+
+def test_categorical_levels_are_the_same_from_one_chunk_or_many():
+    rng = np.random.default_rng(2)
+    letters = ["abcdefg"[int(r * 7)] for r in rng.random(3000) ** 2]  # "a" most frequent, "g" least
+    column = Categories.from_list([None if i % 20 == 0 else v for i, v in enumerate(letters)])
+    whole = fit_categorical("c", column.values, [column.index], min_rows=20, max_levels=5)
+    chunked = fit_categorical("c", column.values, pieces(column.index, [1, 999, 2000]), min_rows=20, max_levels=5)
+    assert chunked == whole and len(whole.levels) == 5
+    assert whole.levels == ["a", "b", "c", "d", "e"]  # the most frequent, most first
+
+
+def test_quantile_scaling_maps_a_skewed_column_as_quantile_transformer_does():
+    values = np.random.default_rng(3).lognormal(0.0, 1.5, 30_000)
+    step = fit_numeric("x", values, [values], quantile=True)
+    assert len(step.quantiles) == 1000  # one per 30 rows, at most 1,000
+    ours = step.scaled(values)
+    theirs = QuantileTransformer(n_quantiles=1000, output_distribution="normal", subsample=None) \
+        .fit_transform(values.reshape(-1, 1))[:, 0]
+    inner = np.abs(theirs) < 3  # both clip the ends; between quantiles, ours is linear on the normal's scale
+    assert np.abs(ours - theirs)[inner].max() < 0.02
+    assert abs(ours.mean()) < 0.01 and abs(ours.std() - 1) < 0.02  # a normal, however skewed the input
+    assert np.all(np.diff(step.scaled(np.sort(values))) >= 0)      # order kept
+
+
+def test_quantile_scaling_gives_a_column_of_few_values_the_middle_of_its_levels():
+    flags = np.repeat([0.0, 1.0], [500, 500])
+    step = fit_numeric("x", flags, [flags], quantile=True)
+    low, high = step.scaled(np.array([0.0, 1.0]))
+    assert low == -high and 0.6 < high < 0.8  # about the normal's quartiles, as for levels 1/4 and 3/4
+    far = step.scaled(np.array([-1e9, 1e9]))
+    assert -5.3 < far[0] < -5.1 and 5.1 < far[1] < 5.3  # beyond the training range: the ends, finite
+
+
+def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path):
+    visits = count_table(tmp_path / "counts.csv")
+    assert target_transform(visits.astype(float)) == "log_link"
+    assert target_transform(np.linspace(-1, 1, 50)) == "none"  # negatives: as it is
+    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "counts")
+    target = data.description.target
+    assert (target.transform, target.low, target.high) == ("log_link", float(visits.min()), float(visits.max()))
+    assert target.scale == pytest.approx(visits.mean())  # y / its mean: outputs start near log 1
+    back = target.original(data.y_train, prediction=False)
+    np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-5)
+    train("--data", tmp_path / "counts", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
+    write(tmp_path / "new.csv", {"x": [-30.0, 0.0, 30.0], "shop": ["b", "a", "a"]})  # far outside training
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    predicted = [float(r["prediction"]) for r in read_csv_rows(tmp_path / "p.csv")]
+    assert all(visits.min() <= p <= visits.max() for p in predicted)  # never a negative count
+    record = read_metrics(tmp_path / "run")[-1]
+    assert {"val_r2", "val_mae"} <= record.keys() and "train_r2" not in record  # out of fold, on the original scale
+
+
+@pytest.mark.parametrize("choice", ["log1p", "none"])
+def test_a_chosen_target_transform_round_trips_and_a_negative_target_refuses_a_log(tmp_path, choice):
+    visits = count_table(tmp_path / "counts.csv")
+    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--target-transform", choice,
+              "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "counts")
+    assert data.description.target.transform == choice
+    back = data.description.target.original(data.y_train, prediction=False)
+    np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-4, atol=1e-3)
+    write(tmp_path / "signed.csv", {"x": np.arange(50.0) % 7, "y": np.arange(50.0) - 10})
+    message = user_error(make_data_script.main, "--csv", tmp_path / "signed.csv", "--target", "y",
+                         "--target-transform", "log_link", "--out-dir", tmp_path)
+    assert "never negative" in message and "--target-transform none" in message
+
+
+def test_a_skewed_target_with_one_negative_value_anywhere_is_modelled_as_it_is(tmp_path):
+    rng = np.random.default_rng(4)
+    y = rng.lognormal(0.0, 1.0, 400)
+    y[-1] = -0.5  # one row, in whichever split: under a log link its loss would be NaN
+    write(tmp_path / "skewed.csv", {"x": rng.normal(size=400), "y": y})
+    make_data("--csv", tmp_path / "skewed.csv", "--target", "y", "--test-size", "0.2", "--out-dir", tmp_path)
+    assert load_dataset(tmp_path / "skewed").description.target.transform == "none"
+
+
+def test_a_fifty_thousand_level_column_is_capped(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = 60_000
+    code = rng.integers(0, 50_000, rows)
+    write(tmp_path / "wide.parquet", {"code": [f"c{c}" for c in code], "x": rng.normal(size=rows),
+                                      "y": (code % 2).astype(np.int64)})
+    make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path)
+    (step,) = load_dataset(tmp_path / "wide").preprocessor.categorical
+    assert len(step.levels) == 1000  # --max-levels: the most frequent, each with >= 2 training rows
+    make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path, "--max-levels", "100000")
+    (step,) = load_dataset(tmp_path / "wide").preprocessor.categorical
+    assert 1000 < len(step.levels) < 50_000  # levels seen once in training share code 0
+    assert CategoricalStep("c", ["a", None]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 2.0, 0.0]
+    assert CategoricalStep("c", ["a"]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 0.0, 0.0]

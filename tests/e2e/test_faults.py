@@ -1,0 +1,202 @@
+"""Faults of the machine and of other processes, in real processes: a kill, a stopped process, a
+second run or writer on the same folder. Each ends in one line, and the folder holds one
+consistent run or data set (the earlier or the new one) afterwards."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+import train as train_script
+from builders import ROOT, accelerate_cli, launch, script_env, train, user_error
+from common.errors import UserError
+
+
+def start(args, **kw):
+    return subprocess.Popen([sys.executable, "train.py", *map(str, args)], cwd=ROOT, env=script_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_for(path, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert path.exists(), "the run did not get there"
+
+
+LONG = ["--epochs", "100000", "--batch-size", "64", "--eval-every", "1"]
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(small_cls, tmp_path):
+    first = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG])
+    try:
+        wait_for(tmp_path / "metrics.running.jsonl", first)
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
+        assert "another run is using" in message and f"pid {first.pid}" in message
+    finally:
+        first.kill()
+        first.wait()
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")  # a killed run leaves no lock behind
+    assert (tmp_path / "model.safetensors").exists()
+
+
+def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
+    run = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG, "--checkpoint-every", "1"])
+    wait_for(tmp_path / "checkpoints" / "epoch_000001" / "trainer_state.json", run)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and "Traceback" not in stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("stopped: Ctrl-C ") and "--resume (from" in line and "epoch_0000" in line
+
+
+def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
+    cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
+           "--data", str(small_cls), "--ckpt-dir", str(tmp_path), *LONG]
+    launcher = subprocess.Popen(cmd, cwd=ROOT, env=script_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(tmp_path / "metrics.running.jsonl", launcher)
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "train.py" in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    os.killpg(launcher.pid, signal.SIGKILL)  # what a job scheduler does
+    launcher.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    for p in alive:
+        p.kill()
+    assert not alive, "workers outlived their launcher"
+
+
+def test_a_two_process_run_on_a_folder_in_use_stops_everywhere_in_one_line(small_cls, tmp_path):
+    first = start(["--data", small_cls, "--ckpt-dir", tmp_path, *LONG])
+    try:
+        wait_for(tmp_path / "metrics.running.jsonl", first)
+        proc = launch("multi_cpu", "--data", str(small_cls), "--ckpt-dir", str(tmp_path), "--epochs", "1",
+                      check=False, env=script_env(CUDA_VISIBLE_DEVICES=""), timeout=120)
+    finally:
+        first.kill()
+        first.wait()
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(("error:", "stopped:"))]
+    assert proc.returncode != 0 and len(errors) == 1 and "another run is using" in errors[0], proc.stderr
+    assert "RuntimeError" not in proc.stderr  # no process was left waiting for the refused one
+
+
+def test_a_resumed_runs_metrics_come_from_its_checkpoint_alone(small_cls, tmp_path):
+    """An earlier run's metrics.jsonl in the folder and a lost metrics.running.jsonl change nothing:
+    each checkpoint carries the run's evaluations up to its epoch."""
+    whole = ["--epochs", "12", "--batch-size", "64", "--eval-every", "1", "--checkpoint-every", "1", "--lr", "0.01"]
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "whole", *whole)
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "cut", "--epochs", "2", "--lr", "0.3")  # an earlier run
+    run = start(["--data", small_cls, "--ckpt-dir", tmp_path / "cut", *whole])
+    wait_for(tmp_path / "cut" / "checkpoints" / "epoch_000004" / "trainer_state.json", run)
+    run.kill()
+    run.wait()
+    (tmp_path / "cut" / "metrics.running.jsonl").unlink()
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "cut", *whole, "--resume")
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
+
+
+def test_a_process_that_stops_answering_is_named_in_one_line(small_cls, tmp_path):
+    """SIGSTOP one of two workers: the other gives up after --timeout and names it."""
+    log = tmp_path / "launch.log"
+    cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
+           "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "run"), *LONG, "--timeout", "5"]
+    with open(log, "w") as out:
+        launcher = subprocess.Popen(cmd, cwd=ROOT, env=script_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True,
+                                    stdout=out, stderr=subprocess.STDOUT)
+    stopped = None
+    try:
+        wait_for(tmp_path / "run" / "metrics.running.jsonl", launcher)
+        workers = sorted(psutil.Process(launcher.pid).children(recursive=True), key=lambda p: p.pid)
+        stopped = [p for p in workers if "train.py" in " ".join(p.cmdline())][-1]
+        stopped.suspend()
+        deadline = time.monotonic() + 90
+        while "error:" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        if stopped is not None:  # a stopped process runs no watchdog: it would outlive the test
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stopped.kill()
+    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stopped answering for 5 s" in errors[0], log.read_text()[-2000:]
+    assert f"pid {stopped.pid}" in errors[0] and "--resume" in errors[0]
+
+
+def test_a_killed_writers_staged_output_is_removed_by_the_next_write(small_model, small_cls, tmp_path):
+    """infer.py killed mid-write leaves a hidden partial output (gigabytes at scale): the next run
+    on the same output removes it, and leaves a live writer's staged file alone."""
+    import infer as infer_script
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    rows = np.load(small_cls / "X_test.npy")[:20]
+    np.save(tmp_path / "rows.npy", rows)
+    output = tmp_path / "pred.csv"
+    dead = tmp_path / f".pred.csv.{dead_pid}.x1y2.tmp"
+    live = tmp_path / f".pred.csv.{os.getpid()}.z3w4.tmp"
+    for leftover in (dead, live):
+        leftover.write_bytes(b"partial")
+    infer_script.main(["--ckpt-dir", str(small_model), "--input", str(tmp_path / "rows.npy"), "--output", str(output)])
+    assert output.is_file() and not dead.exists() and live.exists()
+
+
+def test_a_second_writer_of_a_data_set_stops_in_one_line_and_spares_the_first(tmp_path):
+    """Two make_data.py runs on one output folder: the second would have deleted the first's staging."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from common.files import atomic_folder
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        from common.files import atomic_folder
+        with atomic_folder({str(tmp_path / 'cls_data')!r}, lambda name: True) as stage:
+            (stage / "X_train.npy").write_bytes(b"first")
+            print("staged", flush=True)
+            sys.stdin.readline()
+    """)
+    first = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "staged"
+        with pytest.raises(UserError, match=rf"another process is writing {tmp_path / 'cls_data'} \(pid {first.pid}"), \
+                atomic_folder(tmp_path / "cls_data", lambda name: True):
+            pass
+        first.communicate("go\n", timeout=30)
+    finally:
+        first.kill()
+    assert first.returncode == 0 and (tmp_path / "cls_data" / "X_train.npy").read_bytes() == b"first"
+
+
+def test_an_append_cut_short_by_a_file_size_limit_leaves_no_part_line(tmp_path):
+    """Under `ulimit -f` the kernel lets the first bytes of a write through and reports a short
+    count, with no error: the append must notice, cut the file back, and say so in one line."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "metrics.running.jsonl"
+    path.write_text('{"epoch": 0}\n' * 300)  # 3,900 bytes; the limit below is 4,096
+    before = path.read_bytes()
+    script = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from common.errors import UserError
+        from common.files import append_jsonl
+        try:
+            append_jsonl({str(path)!r}, {{"epoch": 1, "loss": "x" * 400}})
+        except UserError as err:
+            print(err)
+            sys.exit(2)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith(f"cannot write {path}")
+    assert path.read_bytes() == before

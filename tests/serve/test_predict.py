@@ -1,0 +1,251 @@
+"""Loading a model folder and predicting with it (common/serve/predict.py): each bad model folder
+or input is one line naming the problem and its fix, and nothing is written."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from safetensors.torch import load_file, save_file
+
+import infer as infer_script
+from builders import FAST, infer, make_data, people, read_config, read_csv_rows, train, user_error, write, write_csv
+
+
+def copy_model(model_dir, tmp_path):
+    for name in ("model.safetensors", "config.json"):
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    return tmp_path
+
+
+def infer_error(*args):
+    return user_error(infer_script.main, *args)
+
+
+def test_infer_without_a_model(tmp_path):
+    message = infer_error("--ckpt-dir", tmp_path)
+    assert "config.json" in message and "not found" in message
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda blob: None, ["model.safetensors", "not found"]),
+    (lambda blob: blob[: len(blob) // 2], ["unreadable"]),
+    (lambda blob: b"\x00" * 40, ["unreadable"]),
+])
+def test_missing_or_damaged_weights(small_model, tmp_path, damage, words):
+    ckpt = copy_model(small_model, tmp_path)
+    blob = damage((ckpt / "model.safetensors").read_bytes())
+    if blob is None:
+        (ckpt / "model.safetensors").unlink()
+    else:
+        (ckpt / "model.safetensors").write_bytes(blob)
+    message = infer_error("--ckpt-dir", ckpt)
+    assert all(word in message for word in words)
+
+
+def test_config_that_does_not_match_the_weights(small_model, tmp_path):
+    ckpt = copy_model(small_model, tmp_path)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["model"]["hidden"] = [32]
+    (ckpt / "config.json").write_text(json.dumps(config))
+    assert "do not match" in infer_error("--ckpt-dir", ckpt)
+
+
+def test_data_of_another_task_writes_no_metrics(small_model, reg_data, tmp_path):
+    message = infer_error("--ckpt-dir", small_model, "--data", reg_data, "--metrics-json", tmp_path / "m.json")
+    assert "classification" in message and "regression" in message
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_prediction_input_lacking_a_feature(small_model, tmp_path):
+    (tmp_path / "rows.csv").write_text("x0,x1\n1,2\n")
+    assert "x2" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.csv")
+    assert not (tmp_path / "rows.pred.csv").exists()
+
+
+def test_non_numeric_prediction_input(small_model, tmp_path):
+    header = ",".join(f"x{i}" for i in range(10))
+    (tmp_path / "rows.csv").write_text(f"{header}\n{','.join(['1'] * 10)}\n{','.join(['1'] * 9)},abc\n")
+    message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.csv")
+    assert "x9" in message and "row 2" in message
+
+
+def test_npy_input_of_the_wrong_width(small_model, tmp_path):
+    np.save(tmp_path / "rows.npy", np.zeros((5, 7)))
+    message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")
+    assert "(5, 7)" in message and "10" in message
+    assert not (tmp_path / "rows.pred.csv").exists()
+
+
+def test_output_equal_to_input_is_refused_before_any_write(small_model, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"x{i}" for i in range(10)) + "\n" + ",".join(["1"] * 10) + "\n")
+    before = rows.read_bytes()
+    for output in (rows, tmp_path / "." / "rows.csv"):
+        assert "is the input file" in infer_error("--ckpt-dir", small_model, "--input", rows, "--output", output)
+    assert rows.read_bytes() == before
+    message = infer_error("--ckpt-dir", small_model, "--input", rows, "--output", tmp_path / "p.txt")
+    assert ".csv, .parquet or .npz" in message
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_infer_batch_size_must_be_positive(small_model, value):
+    assert "--batch-size must be a positive integer" in infer_error("--ckpt-dir", small_model, "--batch-size", value)
+
+
+
+def test_predictions_do_not_depend_on_the_batch_size(crossfit_run, tmp_path):
+    for size in ("7", "65536"):
+        infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv",
+              "--output", tmp_path / f"{size}.csv", "--batch-size", size)
+    assert (tmp_path / "7.csv").read_text() == (tmp_path / "65536.csv").read_text()
+
+
+def test_infer_without_a_test_split_says_where_the_figures_are(crossfit_run):
+    message = user_error(infer_script.main, "--ckpt-dir", crossfit_run / "run")
+    assert "no test split" in message and "metrics.jsonl" in message and "--input" in message
+
+
+def test_a_locked_test_set_is_still_scored_by_the_averaged_members(tmp_path):
+    write(tmp_path / "people.csv", people(rows=400))
+    make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path, "--test-size", "0.25")
+    train("--data", tmp_path / "people", "--ckpt-dir", tmp_path / "run", "--epochs", "4")
+    infer("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "m.json")
+    figures = json.loads((tmp_path / "m.json").read_text())
+    assert np.sum(figures["confusion_matrix"]) == 100
+    assert figures["f1_macro"] == pytest.approx(read_config(tmp_path / "run")["outcome"]["final_metrics"]["f1_macro"])
+
+
+def test_a_number_that_is_not_one_still_names_column_and_row(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
+    write(tmp_path / "bad.csv", {"member": [True, False], "city": ["rome", "oslo"], "age": ["41", "forty"]})
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path, "--input", tmp_path / "bad.csv")
+    assert "column 'age'" in message and "'forty'" in message and "row 2" in message
+
+
+def test_parquet_in_and_out_of_prediction(tmp_path):
+    columns = people(rows=300, seed=5)
+    write(tmp_path / "p.parquet", columns)
+    make_data("--csv", tmp_path / "p.parquet", "--target", "label", "--out-dir", tmp_path)
+    train("--data", tmp_path / "p", "--ckpt-dir", tmp_path / "run", "--epochs", "3")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "p.parquet", "--output", tmp_path / "pred.npz")
+    with np.load(tmp_path / "pred.npz", allow_pickle=False) as preds:
+        assert len(preds["prediction"]) == 300 and preds["proba"].shape == (300, 2)
+        assert preds["person_id"].tolist() == [str(i) for i in range(300)]
+
+
+def test_categories_read_the_same_whatever_else_the_file_holds(tmp_path):
+    """In training the column holds True, False and maybe (text); a prediction file with only True
+    and False would be read as booleans if the column were left to pyarrow's guess."""
+    rng = np.random.default_rng(4)
+    flag = rng.choice(["True", "False", "maybe"], 400)
+    write(tmp_path / "t.csv", {"flag": flag, "x": rng.normal(size=400), "y": (flag == "True").astype(int)})
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
+    train("--data", tmp_path / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "40")
+    write(tmp_path / "new.csv", {"flag": ["True", "False", "True"], "x": [0.0, 0.0, 0.0]})
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    assert [r["prediction"] for r in read_csv_rows(tmp_path / "p.csv")] == ["1", "0", "1"]
+
+
+def test_an_input_column_named_like_an_output_is_kept_apart(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
+    write(tmp_path / "new.csv", {"member": [True], "city": ["rome"], "age": [30.0], "prediction": ["mine"]})
+    infer("--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    (row,) = read_csv_rows(tmp_path / "p.csv")
+    assert row["prediction_input"] == "mine" and row["prediction"] in ("high", "low")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_prediction_streams_every_row_once_in_order(people_set, tmp_path, suffix):
+    tmp, _ = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "2")
+    columns = people(rows=1000, seed=9)
+    write(tmp_path / f"new{suffix}", columns)
+    outputs = {}
+    for batch in ("37", "100000"):  # many batches, and one
+        out = tmp_path / f"p{batch}.csv"
+        infer("--ckpt-dir", tmp_path, "--input", tmp_path / f"new{suffix}", "--output", out, "--batch-size", batch)
+        outputs[batch] = out.read_text()
+    assert outputs["37"] == outputs["100000"]
+    rows = read_csv_rows(tmp_path / "p37.csv")
+    assert [r["person_id"] for r in rows] == [str(i) for i in range(1000)]
+    # Parquet output, written a row group per batch: the same predictions, in the same order.
+    infer("--ckpt-dir", tmp_path, "--input", tmp_path / f"new{suffix}", "--output", tmp_path / "p.parquet",
+          "--batch-size", "37")
+    written = pq.read_table(tmp_path / "p.parquet")
+    assert written.column("person_id").to_pylist() == [r["person_id"] for r in rows]
+    assert written.column("prediction").to_pylist() == [r["prediction"] for r in rows]
+    np.testing.assert_allclose(written.column("proba_high").to_numpy(),
+                               [float(r["proba_high"]) for r in rows], rtol=1e-5)
+
+
+def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):
+    tmp, _ = people_set
+    train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
+    ages = [str(30 + i % 20) for i in range(300)]
+    ages[256] = "old"
+    write(tmp_path / "new.csv", {"member": [True] * 300, "city": ["rome"] * 300, "age": ages})
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv",
+                         "--batch-size", "10")
+    assert "'old'" in message and "row 257" in message
+    assert not (tmp_path / "new.pred.csv").exists()
+
+
+def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_model, tmp_path):
+    (tmp_path / "empty.csv").write_text(",".join(f"x{i}" for i in range(10)) + "\n")
+    (tmp_path / "p.parquet").write_bytes(b"earlier")
+    message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "empty.csv",
+                         "--output", tmp_path / "p.parquet")
+    assert "no data rows" in message and (tmp_path / "p.parquet").read_bytes() == b"earlier"
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda c: c.pop("class_labels"), ["lacks 'class_labels'"]),
+    (lambda c: c["model"].update(activation="swish"), ["cannot build"]),
+    (lambda c: c["preprocess"]["numeric"].pop(), ["preprocessing for 9 inputs"]),
+    (lambda c: c.update(class_labels=[0, 1]), ["2 classes", "3 outputs"]),
+])
+def test_a_config_that_does_not_fit_is_one_line(small_model, tmp_path, change, words):
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(small_model / name, tmp_path / name)
+    config = json.loads((tmp_path / "config.json").read_text())
+    change(config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path)
+    assert all(word in message for word in words), message
+
+
+def test_weights_holding_nan_are_refused(small_model, tmp_path):
+    shutil.copy(small_model / "config.json", tmp_path / "config.json")
+    weights = load_file(str(small_model / "model.safetensors"))
+    weights["0.weight"][0, 0] = float("nan")
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    assert "NaN or infinite weights in ['0.weight']" in user_error(infer_script.main, "--ckpt-dir", tmp_path)
+
+
+def test_predictions_never_overwrite_a_hard_linked_input(small_model, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"x{i}" for i in range(10)) + "\n" + ",".join(["1"] * 10) + "\n")
+    os.link(rows, tmp_path / "out.csv")  # the output path is another name of the input
+    before = rows.read_bytes()
+    infer_script.main(["--ckpt-dir", str(small_model), "--input", str(rows), "--output", str(tmp_path / "out.csv")])
+    assert rows.read_bytes() == before and "prediction" in (tmp_path / "out.csv").read_text()
+
+
+def test_csv_predictions_carry_ids_and_original_labels(animals, tmp_path):
+    tmp, X, labels = animals
+    train("--data", tmp / "animals", "--ckpt-dir", tmp_path, *FAST, "--class-weight", "balanced", "--patience", "0")
+    assert read_config(tmp_path)["training"]["class_weight"] == "balanced"
+    # Feature columns in another order, an extra id column first, a city never seen in training.
+    write_csv(tmp_path / "new.csv", ["ref", "z", "y", "x", "w", "city"],
+              [[f"r{i}", *X[i][::-1].tolist(), "lima"] for i in range(40)])
+    infer("--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv", "--output", tmp_path / "out.csv")
+    out = read_csv_rows(tmp_path / "out.csv")
+    assert [r["ref"] for r in out] == [f"r{i}" for i in range(40)]
+    assert set(out[0]) == {"ref", "prediction", "proba_bird", "proba_cat", "proba_dog"}  # city is an input
+    # Labels in their own words and in the right order: a mixed-up mapping scores about 1/3, the
+    # majority class 1/2; the classes overlap, so even the best model is wrong on ~15% of rows.
+    assert np.mean([r["prediction"] == t for r, t in zip(out, labels[:40], strict=True)]) >= 0.7

@@ -1,0 +1,107 @@
+"""Files written atomically (common/files.py): a crash or a kill mid-write leaves the earlier file or
+folder, and the next reader or writer puts back what a kill left hidden."""
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+
+from common.data.dataset import load_dataset
+from common.errors import UserError
+from common.files import atomic_path, read_json, write_json
+
+
+def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, small_cls):
+    """atomic_folder moves the earlier folder aside, then the new one in: a kill in between
+    leaves only the aside copy, which the next write puts back before anything else."""
+    import shutil
+
+    from common.files import restore_or_clear_leftovers
+
+    final = tmp_path / "cls_data"
+    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # the state such a kill leaves
+    (tmp_path / ".cls_data.abc.part").mkdir()                       # and a half-filled stage
+    restore_or_clear_leftovers(final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cls_data"]
+    np.testing.assert_array_equal(load_dataset(final).X_train, load_dataset(small_cls).X_train)
+
+
+def test_a_reader_puts_back_a_data_set_that_a_killed_swap_left_hidden(tmp_path, small_cls):
+    import shutil
+
+    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # a kill between the two renames
+    data = load_dataset(tmp_path / "cls_data")  # what train.py and infer.py do first
+    np.testing.assert_array_equal(data.X_train, load_dataset(small_cls).X_train)
+    assert (tmp_path / "cls_data").is_dir() and not list(tmp_path.glob("*.part"))
+
+
+def test_a_reader_leaves_a_swap_to_the_writer_at_work(tmp_path, small_cls):
+    import shutil
+
+    from common.files import exclusive_lock, folder_lock_file
+
+    shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")
+    with exclusive_lock(folder_lock_file(tmp_path / "cls_data")) as holder:  # a writer between its renames
+        assert holder is None
+        with pytest.raises(UserError, match="not found"):
+            load_dataset(tmp_path / "cls_data")
+        assert (tmp_path / ".cls_data.123.old.part").is_dir()
+
+
+@pytest.mark.parametrize("script", ["make_data", "infer"])
+def test_sigterm_while_a_script_writes_keeps_the_earlier_output_and_no_leftovers(script, small_model, small_cls,
+                                                                                   tmp_path, monkeypatch, capsys):
+    """SIGTERM arrives once the new output is staged, just before it would replace the earlier one."""
+    import infer as infer_script
+    import make_data as make_data_script
+    from common import files
+    from common.errors import run_cli
+
+    if script == "make_data":
+        shutil.copytree(small_cls, tmp_path / "cls_data")
+        earlier = tmp_path / "cls_data"
+        argv = ["--n-samples", "3000", "--out-dir", str(tmp_path)]
+        main = make_data_script.main
+    else:
+        np.save(tmp_path / "rows.npy", np.load(small_cls / "X_test.npy")[:50])
+        earlier = tmp_path / "pred.csv"
+        earlier.write_text("earlier\n")
+        argv = ["--ckpt-dir", str(small_model), "--input", str(tmp_path / "rows.npy"), "--output", str(earlier)]
+        main = infer_script.main
+    before = snapshot_of(earlier)
+    seal = files._seal
+
+    def sealed_then_terminated(path):
+        seal(path)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(files, "_seal", sealed_then_terminated)
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: main(argv))
+    assert info.value.code == 143
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("stopped: SIGTERM received")
+    assert snapshot_of(earlier) == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+
+
+def snapshot_of(path):
+    if path.is_dir():
+        return {p.name: p.read_bytes() for p in path.iterdir()}
+    return path.read_bytes()
+
+
+def crash_mid_write(target):
+    with atomic_path(target) as tmp:
+        tmp.write_text('{"half": ')
+        raise RuntimeError("crash mid-write")
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "config.json"
+    write_json(target, {"good": 1})
+    with pytest.raises(RuntimeError, match="crash mid-write"):
+        crash_mid_write(target)
+    assert read_json(target, "config") == {"good": 1}
+    assert os.listdir(tmp_path) == ["config.json"]  # no temporary left behind

@@ -1,0 +1,170 @@
+"""Training checkpoints (common/train/checkpoints.py): committed whole or not at all, verified before a
+resume, refused when damaged or of another run or other data, followed when the data moves."""
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import train as train_script
+from builders import FILES, read_config, train, train_args, user_error
+
+
+@pytest.fixture
+def checkpointed(small_cls, tmp_path):
+    args = ["--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "2", "--checkpoint-every", "1"]
+    train(*args)
+    return tmp_path, args
+
+
+def test_a_damaged_checkpoint_state_or_weights(checkpointed):
+    folder, args = checkpointed
+    state = folder / "checkpoints" / "epoch_000001" / "trainer_state.json"
+    state.write_text(json.dumps({"epoch": "one", "plan": []}))
+    assert "not a checkpoint state" in user_error(train_script.main, *args, "--resume")
+    weights = folder / "checkpoints" / "epoch_000000" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    message = user_error(train_script.main, *args, "--resume", folder / "checkpoints" / "epoch_000000")
+    assert message.startswith(f"checkpoint damaged: {weights} is changed") and "resume from another" in message
+
+
+@pytest.mark.parametrize("damage,words", [
+    # One flipped byte, the size unchanged: what a bad disk or a bad copy does.
+    (lambda c: (c / "model.safetensors").write_bytes(flip((c / "model.safetensors").read_bytes())),
+     ["checkpoint damaged", "model.safetensors is changed"]),
+    (lambda c: (c / "optimizer.bin").unlink(), ["checkpoint damaged", "optimizer.bin is missing"]),
+    # The epoch edited by hand: it would log epochs twice.
+    (lambda c: edit_state(c, epoch=0), ["checkpoint damaged", "says epoch 0"]),
+    (lambda c: edit_state(c, manifest=[1]), ["checkpoint damaged", "no valid manifest"]),
+    (lambda c: (c / "trainer_state.json").write_text("[1, 2]"), ["not a checkpoint state"]),
+])
+def test_a_damaged_checkpoint_is_named_as_damaged(checkpointed, damage, words):
+    folder, args = checkpointed
+    damage(folder / "checkpoints" / "epoch_000001")
+    message = user_error(train_script.main, *args, "--resume")
+    assert all(word in message for word in words), message
+
+
+def flip(blob: bytes) -> bytes:
+    return blob[:-1] + bytes([blob[-1] ^ 1])
+
+
+def edit_state(checkpoint, **changes):
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    (checkpoint / "trainer_state.json").write_text(json.dumps({**state, **changes}))
+
+
+def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(checkpointed):
+    folder, args = checkpointed
+    message = user_error(train_script.main, "--data", args[1], "--ckpt-dir", folder, "--epochs", "1")
+    assert "earlier run's checkpoints" in message
+
+
+def test_resume_refuses_a_data_file_replaced_by_another_of_the_same_shape(small_cls, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)  # the copy is replaced: small_cls serves the whole session
+    args = ["--data", data, "--ckpt-dir", tmp_path / "run", "--epochs", "2", "--checkpoint-every", "1"]
+    train(*args)
+    X_train = data / "X_train.npy"
+    np.save(X_train, np.load(X_train)[::-1].copy())  # the same shape, other rows
+    message = user_error(train_script.main, *args, "--resume")
+    assert "on other data" in message and "--data" in message
+
+
+def test_a_run_resumed_after_its_early_stop_finishes_as_it_was(small_val, tmp_path):
+    args = ["--data", small_val, "--epochs", "60", "--eval-every", "1", "--patience", "2", "--lr", "0.3",
+            "--batch-size", "64", "--checkpoint-every", "1", "--keep-checkpoints", "1"]
+    train(*args, "--ckpt-dir", tmp_path / "whole")
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    for name in FILES:  # as if killed after the last checkpoint, before the final save
+        (tmp_path / "cut" / name).unlink()
+    train(*args, "--ckpt-dir", tmp_path / "cut", "--resume")
+    whole, cut = read_config(tmp_path / "whole"), read_config(tmp_path / "cut")
+    assert whole["outcome"]["epochs_run"] < 60
+    assert cut["outcome"] == {**whole["outcome"], "startup_seconds": cut["outcome"]["startup_seconds"],
+                              "train_seconds": cut["outcome"]["train_seconds"]}
+    weights = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("cut", "whole")]
+    assert weights[0] == weights[1]
+
+
+@pytest.mark.parametrize("move", [
+    lambda data, elsewhere: shutil.copytree(data, elsewhere),  # a per-job scratch copy
+    lambda data, elsewhere: (shutil.move(data, elsewhere), data.symlink_to(elsewhere)),  # moved, a link left
+])
+def test_resume_follows_the_data_by_content_not_by_path(small_cls, tmp_path, move):
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)
+    args = ["--ckpt-dir", tmp_path / "run", "--epochs", "3", "--checkpoint-every", "1", "--keep-checkpoints", "3"]
+    train("--data", data, *args)
+    whole = (tmp_path / "run" / "model.safetensors").read_bytes()
+    elsewhere = tmp_path / "scratch" / "data"
+    move(data, elsewhere)
+    (elsewhere / "NOTES.txt").write_text("a stray file")  # neither counts as other data
+    description = json.loads((elsewhere / "dataset.json").read_text())
+    (elsewhere / "dataset.json").write_text(json.dumps(description, indent=7))
+    train("--data", elsewhere, *args, "--resume", tmp_path / "run" / "checkpoints" / "epoch_000001")
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == whole
+
+
+def test_a_full_disk_at_the_first_checkpoints_state_file_leaves_no_staging(small_cls, tmp_path, monkeypatch):
+    """The state file is the last one a checkpoint writes: its failure removes the staged folder,
+    and the message does not promise a checkpoint that was never written."""
+    from common.files import write_error
+    from common.train import checkpoints
+
+    def full_disk(path, obj):
+        raise write_error(Path(path), OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(checkpoints, "write_json", full_disk)
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "2",
+                         "--checkpoint-every", "1")
+    assert "cannot save checkpoint epoch_000000" in message and "No space left" in message
+    assert "no checkpoint had been written yet" in message and "--resume" not in message
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_interrupted_saves_are_never_taken_for_checkpoints(small_cls, tmp_path, capsys):
+    extra = ["--epochs", "4", "--checkpoint-every", "2", "--batch-size", "256"]
+    train(*train_args(small_cls, tmp_path, *extra))
+    root = tmp_path / "checkpoints"
+    # What a crash mid-save or mid-delete leaves: a staging or discarded folder, or a folder
+    # without its state file.
+    for leftover in (".epoch_000009.tmp", ".epoch_000001.old"):
+        (root / leftover).mkdir()
+        (root / leftover / "model.safetensors").write_bytes(b"half")
+    (root / "epoch_000008").mkdir()
+    (root / "epoch_000008" / "model.safetensors").write_bytes(b"half")
+    capsys.readouterr()
+    train(*train_args(small_cls, tmp_path, *extra, "--resume"))
+    out = capsys.readouterr().out
+    assert "epoch_000003" in out and "continuing at epoch 4" in out
+    assert not (root / ".epoch_000009.tmp").exists() and not (root / ".epoch_000001.old").exists()
+
+
+def test_resume_refuses_other_settings(small_cls, tmp_path):
+    extra = ["--epochs", "2", "--checkpoint-every", "1", "--batch-size", "256"]
+    train(*train_args(small_cls, tmp_path, *extra))
+    before = (tmp_path / "model.safetensors").read_bytes()
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, *extra, "--lr", "0.5", "--resume"))
+    assert "lr: 0.001 -> 0.5" in message
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, *extra, "--epochs", "3", "--resume"))
+    assert "epochs: 2 -> 3" in message and "optimizer_steps" in message
+    # Run-only settings may change.
+    train(*train_args(small_cls, tmp_path, "--epochs", "2", "--batch-size", "256", "--checkpoint-every", "5",
+                      "--keep-checkpoints", "1", "--threads", "1", "--resume"))
+    # A fresh run must not silently mix with or delete the earlier run's checkpoints.
+    assert "--resume" in user_error(train_script.main, *train_args(small_cls, tmp_path, *extra))
+    assert "no checkpoint" in user_error(train_script.main, *train_args(small_cls, tmp_path / "new", "--resume"))
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+
+
+def test_resuming_a_finished_run_says_so(small_cls, tmp_path, capsys):
+    extra = ["--epochs", "2", "--checkpoint-every", "1", "--batch-size", "512"]
+    train(*train_args(small_cls, tmp_path, *extra))
+    before = (tmp_path / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    train(*train_args(small_cls, tmp_path, *extra, "--resume"))
+    assert "had finished: nothing left to train" in capsys.readouterr().out
+    assert (tmp_path / "model.safetensors").read_bytes() == before

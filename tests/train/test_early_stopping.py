@@ -1,0 +1,44 @@
+"""The best evaluation so far and its weights (common/train/early_stopping.py), and early stopping on
+it."""
+import numpy as np
+import pytest
+import torch
+
+from builders import read_config, read_metrics, train, train_args
+from common.data.dataset import load_dataset
+from common.model_folder import load_model_dir
+from common.serve.predict import model_outputs
+
+
+def test_the_best_macro_f1_is_kept_and_a_best_first_evaluation_is_flagged():
+    from common.train.early_stopping import BestTracker
+
+    best = BestTracker(0, "val_f1_macro", keep_best=True)
+    model = torch.nn.Linear(1, 1)
+    for epoch, f1 in ((0, 0.7), (3, 0.6), (6, 0.65)):
+        best.update({"epoch": epoch, "val_f1_macro": f1}, model)
+    assert best.best_was_first() and best.best_value() == 0.7 and best.weights is not None
+    best.update({"epoch": 9, "val_f1_macro": 0.75}, model)  # higher is better for F1
+    assert best.epoch == 9 and not best.best_was_first()
+
+
+def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
+    # A large learning rate makes the validation loss wander, so patience runs out early.
+    train(*train_args(small_val, tmp_path, "--epochs", "60", "--eval-every", "1", "--patience", "3",
+                      "--lr", "0.3", "--batch-size", "64"))
+    records = read_metrics(tmp_path)
+    losses = [r["val_loss"] for r in records]
+    best = int(np.argmin(losses))
+    config = read_config(tmp_path)
+    assert len(records) < 60                       # it stopped early ...
+    assert len(records) - 1 - best == 3            # ... after exactly `patience` evaluations without progress
+    assert config["outcome"]["best"]["epoch"] == records[best]["epoch"] and config["outcome"]["weights"] == "best"
+    assert config["outcome"]["final_metrics"] == records[best]  # the saved weights' figures, not the last epoch's
+    # The saved weights are the best epoch's: they reproduce its validation and test losses.
+    data = load_dataset(small_val)
+    record, model = load_model_dir(tmp_path)
+    for split in ("val", "test"):
+        X, y = data.split(split)
+        logits = torch.from_numpy(model_outputs(model, X, 4096, record))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.array(y))).item()
+        assert loss == pytest.approx(records[best][f"{split}_loss"], rel=1e-5)

@@ -1,0 +1,35 @@
+"""The losses and class weights (common/train/optim.py)."""
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+
+from common.train.optim import balanced_class_weights, poisson_deviance
+
+
+def test_the_poisson_deviance_is_zero_at_the_truth_and_least_at_the_mean():
+    y = torch.tensor([0.0, 0.0, 1.0, 5.0])
+    assert poisson_deviance(torch.log(y.clamp_min(1e-30)), y).abs().max() < 1e-6
+    constants = torch.linspace(-1.0, 1.5, 251)  # one log-mean for all four rows
+    total = torch.stack([poisson_deviance(c.expand(4), y).sum() for c in constants])
+    assert constants[total.argmin()].exp() == pytest.approx(y.mean().item(), rel=0.01)  # the mean, not the median
+
+
+def test_a_class_weight_with_label_smoothing_weighs_each_row_by_its_own_class():
+    from common.train.optim import member_losses
+
+    logits = torch.zeros(1, 1, 2, requires_grad=True)
+    y, weight = torch.tensor([0]), torch.tensor([0.5, 15.0])  # a rare class 1, weighted 30 to 1
+    loss = member_losses("classification", logits, y, weight, label_smoothing=0.1)
+    plain = member_losses("classification", logits, y, None, label_smoothing=0.1)
+    assert loss.item() == pytest.approx(0.5 * plain.item())
+    loss.sum().backward()
+    assert logits.grad[0, 0, 0] < 0  # a row of class 0 still pulls the model towards class 0
+
+
+def test_balanced_weights_are_sklearns():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    np.testing.assert_allclose(balanced_class_weights(y, 3).numpy(), expected, rtol=1e-6)
+    # A class with no training row weighs nothing (and sklearn refuses to weigh it).
+    np.testing.assert_allclose(balanced_class_weights(np.array([0, 0, 2]), 3).numpy(), [0.75, 0.0, 1.5])

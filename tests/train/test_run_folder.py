@@ -1,0 +1,89 @@
+"""The run folder (--ckpt-dir, common/train/run_folder.py): what a run writes there (metrics.jsonl,
+TensorBoard logs through Accelerate's trackers, the progress bar on the console), and an earlier
+run left as it was when a new one cannot start or cannot finish."""
+import contextlib
+import errno
+import json
+
+import pytest
+
+import train as train_script
+from builders import read_metrics, snapshot, tmpfs, train, user_error
+from common.train import run_folder
+
+
+def test_tensorboard_gets_every_evaluation(small_cls, tmp_path, capsys):
+    pytest.importorskip("tensorboard")  # in requirements.txt; skipped only where it was left out
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "5", "--eval-every", "2",
+          "--log-with", "tensorboard")
+    out = capsys.readouterr().out
+    events = EventAccumulator(str(tmp_path / "logs"))
+    events.Reload()
+    records = read_metrics(tmp_path)
+    accuracy = events.Scalars("accuracy")
+    assert [e.step for e in accuracy] == [r["epoch"] for r in records] == [0, 2, 4]
+    assert [round(e.value, 5) for e in accuracy] == [round(r["accuracy"], 5) for r in records]
+    assert "test_loss" in events.Tags()["scalars"]
+    assert "epoch 5/5" in out and "loss" in out and "left" in out
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "-3"), ("--hidden", "0")])
+def test_non_positive_settings_leave_an_earlier_run_alone(small_cls, tmp_path, flag, value):
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        (tmp_path / name).write_text("an earlier run's")
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, flag, value)
+    assert flag in message and "positive" in message
+    for name in ("model.safetensors", "config.json", "metrics.jsonl"):
+        assert (tmp_path / name).read_text() == "an earlier run's"
+
+
+def test_a_failed_run_leaves_the_earlier_run_whole(small_cls, tmp_path, monkeypatch):
+    """The final write fails (ENOSPC injected at the weights' write): nothing of the earlier set changes."""
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "2")
+    before = snapshot(tmp_path)
+
+    def full_disk(path, state_dict):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_folder, "write_weights_file", full_disk)
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "3",
+                         "--seed", "7")
+    assert "No space left on device" in message and "keeps what it held" in message
+    assert snapshot(tmp_path) == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_full_disk_during_training_is_one_line_and_loses_nothing(small_cls, tmp_path):
+    """A real full disk: a 3 MB tmpfs, filled up while the second run trains."""
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        train("--data", small_cls, "--ckpt-dir", disk, "--epochs", "2")
+        before = snapshot(disk)
+        with open(disk / "filler", "wb") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", disk, "--epochs", "3",
+                             "--eval-every", "1", "--seed", "7")
+        assert "No space left on device" in message
+        assert snapshot(disk) == before
+        lines = (disk / "metrics.running.jsonl").read_text().splitlines()
+        assert all(json.loads(line) for line in lines)  # no half line
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda d: d.write_text("a file"), ["cannot write in"]),
+    (lambda d: (d.mkdir(), (d / "checkpoints").write_text("a file")), ["checkpoints is a file"]),
+])
+def test_a_folder_that_cannot_take_the_run(small_cls, tmp_path, make, words):
+    make(tmp_path / "run")
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path / "run", "--epochs", "1",
+                         "--checkpoint-every", "1")
+    assert all(word in message for word in words), message
+
+
+def test_a_read_only_folder(small_cls, tmp_path):
+    with tmpfs(tmp_path / "ro", "ro,size=1M") as folder:
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", folder, "--epochs", "1")
+        assert "cannot write in" in message and "Read-only" in message

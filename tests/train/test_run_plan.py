@@ -1,0 +1,236 @@
+"""The run plan: every setting resolved once, checked, and compared default-deny on --resume."""
+import dataclasses
+import types
+import typing
+
+import pytest
+import torch
+
+import train as train_script
+from builders import read_config, train, train_args, user_error
+from common.config import RECIPES, TrainConfig, parse_config
+from common.data.dataset import load_dataset
+from common.errors import UserError
+from common.train.defaults import table_settings
+from common.train.optim import make_optimizer, make_scheduler
+from common.train.run_context import find_context
+from common.train.run_plan import (
+    RUN_ONLY,
+    SMALL_STEP_MACS,
+    TrainPlan,
+    check_resumable,
+    cpu_threads,
+    make_plan,
+    plan_differences,
+)
+
+
+def plan_for(data, *argv, processes=1, local=None, cpu_count=None):
+    cfg = parse_config(TrainConfig, list(argv))
+    context = find_context(cfg, processes, local or processes)
+    if cpu_count is not None:
+        context = dataclasses.replace(context, cpu_count=cpu_count)
+    return make_plan(cfg, data, context)
+
+
+@pytest.fixture(scope="module")
+def cls_data(small_cls):
+    return load_dataset(small_cls)
+
+
+@pytest.fixture(scope="module")
+def reg(reg_data):
+    return load_dataset(reg_data)
+
+
+def test_no_setting_is_left_optional():
+    for name, hint in typing.get_type_hints(TrainPlan).items():
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+        assert type(None) not in args, f"{name} may be None"
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_unset_settings_take_the_recipes_values(cls_data, reg, task):
+    data = cls_data if task == "classification" else reg
+    plan = plan_for(data)
+    settings = plan.as_dict()
+    for name in ("epochs", "batch_size", "lr", "optimizer", "eval_every"):
+        assert settings[name] == RECIPES[task][name]
+    assert plan.model.hidden == tuple(RECIPES[task]["hidden"])
+    assert plan.model.in_features == data.X_train.shape[1]
+
+
+def test_given_settings_win_over_the_recipe(cls_data):
+    plan = plan_for(cls_data, "--epochs", "7", "--hidden", "8", "4", "--optimizer", "sgd", "--lr", "0.5")
+    assert (plan.loop.epochs, plan.model.hidden, plan.optim.optimizer, plan.optim.lr) == (7, (8, 4), "sgd", 0.5)
+    assert plan_for(cls_data, "--hidden").model.hidden == ()  # an empty list means a linear model
+
+
+@pytest.mark.parametrize("argv,processes,global_batch,steps", [
+    (["--batch-size", "1000"], 1, 1000, 5),          # 4802 training rows
+    (["--batch-size", "1000"], 2, 2000, 3),          # each process takes whole batches
+    (["--batch-size", "1000", "--split-batches"], 2, 1000, 5),
+    (["--batch-size", "4802"], 1, 4802, 1),
+])
+def test_global_batch_and_steps_are_derived_once(cls_data, argv, processes, global_batch, steps):
+    plan = plan_for(cls_data, *argv, "--grad-accum", "2", "--epochs", "3", processes=processes)
+    assert (plan.batches.global_batch, plan.batches.steps_per_epoch) == (global_batch, steps)
+    assert plan.batches.optimizer_steps == 3 * -(-steps // 2)  # groups never span epochs
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--epochs", "0"], ["--epochs", "positive"]),
+    (["--batch-size", "-3"], ["--batch-size", "positive"]),
+    (["--eval-every", "0"], ["--eval-every"]),
+    (["--grad-accum", "0"], ["--grad-accum"]),
+    (["--keep-checkpoints", "0"], ["--keep-checkpoints"]),
+    (["--patience", "-1"], ["--patience"]),
+    (["--threads", "-2"], ["--threads"]),
+    (["--lr", "0"], ["--lr", "positive"]),
+    (["--hidden", "16", "0"], ["--hidden", "positive"]),
+    (["--hidden", "-4"], ["--hidden", "positive"]),
+    (["--log-with", "nosuchtracker"], ["nosuchtracker", "tensorboard"]),
+])
+def test_bad_settings_are_one_line_errors(cls_data, argv, words):
+    with pytest.raises(UserError) as info:
+        plan_for(cls_data, *argv)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_a_tracker_whose_package_is_missing_names_the_package(cls_data, monkeypatch):
+    import accelerate.tracking
+
+    monkeypatch.setattr(accelerate.tracking, "get_available_trackers", lambda: [])
+    with pytest.raises(UserError, match="pip install tensorboard"):
+        plan_for(cls_data, "--log-with", "tensorboard")
+
+
+def test_more_processes_than_rows_or_than_a_split_batch(cls_data):
+    with pytest.raises(UserError, match="only 4802 training rows"):
+        plan_for(cls_data, processes=5000)
+    with pytest.raises(UserError, match="--split-batches needs --batch-size >= 4"):
+        plan_for(cls_data, "--split-batches", "--batch-size", "3", processes=4)
+
+
+def test_threads(cls_data):
+    assert plan_for(cls_data, "--threads", "3").run.threads == 3
+    assert plan_for(cls_data).run.threads == 1  # the recipe's step is far too small for a second thread
+    big = SMALL_STEP_MACS * 1000
+    assert cpu_threads(0, 2, 16, big) == 8  # the machine's cores shared by its processes
+    assert cpu_threads(0, 3, 16, big) == 5
+    assert cpu_threads(0, 4, 2, big) == 1   # never fewer than one
+    assert cpu_threads(0, 1, 16, SMALL_STEP_MACS - 1) == 1
+    assert cpu_threads(6, 4, 2, big) == 6   # as asked
+    wide = ("--hidden", "4096", "4096", "--batch-size", "4096")
+    assert plan_for(cls_data, *wide, local=2, cpu_count=16).run.threads == 8
+    assert plan_for(cls_data, *wide, processes=4, cpu_count=16).run.threads == 4
+
+
+def test_resume_compares_every_field_but_the_run_only_ones(cls_data):
+    plan = plan_for(cls_data).as_dict()
+    assert plan.keys() > RUN_ONLY
+    for name in RUN_ONLY:
+        assert plan_differences(plan, {**plan, name: "changed"}) == []
+    for name in plan.keys() - RUN_ONLY:
+        assert plan_differences(plan, {**plan, name: "changed"}) == [f"{name}: {plan[name]!r} -> 'changed'"]
+    # A setting added in a later version is protected without anyone listing it ...
+    assert plan_differences(plan, {**plan, "new_setting": 1}) == ["new_setting: '(absent)' -> 1"]
+    # ... and one a checkpoint has but this version lacks, too.
+    assert plan_differences({**plan, "old_setting": 1}, plan) == ["old_setting: 1 -> '(absent)'"]
+
+
+def test_step_schedule_divides_by_ten_at_half_and_three_quarters(cls_data):
+    plan = plan_for(cls_data, "--lr-schedule", "step", "--epochs", "8", "--batch-size", "1200", "--lr", "1")
+    assert plan.batches.optimizer_steps == 8 * 5
+    optimizer = make_optimizer(dataclasses.replace(plan.optim, optimizer="sgd"), torch.nn.Linear(2, 1).parameters())
+    scheduler = make_scheduler(plan, optimizer)
+    rates = []
+    for _ in range(plan.batches.optimizer_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:20] == [1.0] * 20
+    assert rates[20:30] == pytest.approx([0.1] * 10)
+    assert rates[30:] == pytest.approx([0.01] * 10)
+
+
+def test_cosine_schedule_spans_the_whole_run(cls_data):
+    plan = plan_for(cls_data, "--lr-schedule", "cosine", "--epochs", "4", "--batch-size", "1200", "--lr", "1")
+    optimizer = make_optimizer(dataclasses.replace(plan.optim, optimizer="sgd"), torch.nn.Linear(2, 1).parameters())
+    scheduler = make_scheduler(plan, optimizer)
+    for _ in range(plan.batches.optimizer_steps):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_plan_is_frozen(cls_data):
+    """Frozen all the way down: a list among the fields (the --hidden sizes, the trackers) could still
+    change in place after --resume compared the plan. Equal settings and data: an equal plan."""
+    plan = plan_for(cls_data, "--hidden", "8", "4")
+    assert hash(plan) == hash(plan_for(cls_data, "--hidden", "8", "4"))  # TypeError for a list field
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.loop.epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--lr", "nan"], ["--lr must be a positive number", "nan"]),
+    (["--lr", "inf"], ["--lr must be a positive number"]),
+    (["--seed", "-1"], ["--seed", "-1"]),
+    (["--seed", str(2**32)], ["--seed"]),
+    (["--init-from", "/nonexistent/model.safetensors"], ["--init-from", "no such file"]),
+    (["--checkpoint-every", "-2"], ["--checkpoint-every must be 0 (off)"]),
+])
+def test_values_torch_or_numpy_would_reject_are_one_line_errors(cls_data, argv, words):
+    with pytest.raises(UserError) as info:
+        plan_for(cls_data, *argv)
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_class_weights_need_classes(reg):
+    with pytest.raises(UserError, match="--class-weight balanced weighs classes"):
+        plan_for(reg, "--class-weight", "balanced")
+
+
+def test_a_checkpoint_without_the_data_sets_identity_is_refused_as_other_data(cls_data, tmp_path):
+    plan = plan_for(cls_data)
+    older = {k: v for k, v in plan.as_dict().items() if k != "data_identity"}
+    assert plan_differences(older, plan.as_dict()) == [f"data_identity: '(absent)' -> {plan.data_identity!r}"]
+    with pytest.raises(UserError, match="cannot resume .* on other data"):
+        check_resumable(older, plan, str(tmp_path))
+    # The previous version's checkpoints also recorded a hash of the files: no longer compared.
+    assert plan_differences({**plan.as_dict(), "data_fingerprint": "123:abc"}, plan.as_dict()) == []
+
+
+def test_a_small_table_cross_fits_and_a_large_one_keeps_one_validation_fold():
+    small, large = table_settings(800, False, "classification", {}), table_settings(200_000, False, "regression", {})
+    assert small["folds"] == 5 and small["class_weight"] == "none" and small["label_smoothing"] > 0
+    assert large["folds"] == 1 and large["label_smoothing"] == 0
+    assert table_settings(800, True, "classification", {})["folds"] == 0  # a validation split of its own
+    assert table_settings(3, False, "classification", {})["folds"] == 3   # never more folds than rows
+
+
+def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
+    cfg = parse_config(TrainConfig, ["--data", str(crossfit_run / "people"), "--ckpt-dir", str(crossfit_run / "x")])
+    data = load_dataset(crossfit_run / "people")
+    plan = make_plan(cfg, data, find_context(cfg, 1, 1))
+    assert (plan.crossfit.folds, plan.model.members, plan.loop.monitor) == (5, 5, "val_f1_macro")
+    assert plan.model.members == 5 and "5-fold cross-fitting" in plan.describe()
+
+
+def test_patience_needs_validation_rows(small_cls, tmp_path):
+    message = user_error(train_script.main, *train_args(small_cls, tmp_path, "--patience", "3"))
+    assert "--val-size" in message and not tmp_path.joinpath("metrics.jsonl").exists()
+
+
+def test_threads_setting_reaches_torch_and_the_record(small_cls, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1", "--threads", "2")
+        assert torch.get_num_threads() == 2
+        assert read_config(tmp_path)["training"]["threads"] == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,52 @@
+"""SIGTERM and Ctrl-C stop a run at a step boundary (common/train/stop_signal.py), save a checkpoint
+there when asked, and say how to resume."""
+import os
+import signal
+
+import pytest
+
+from builders import read_metrics, train
+from common.errors import Stopped
+from common.train.trainer import Trainer
+
+ARGS = ["--epochs", "3", "--batch-size", "64", "--eval-every", "1", "--grad-accum", "2", "--lr-schedule", "cosine"]
+
+
+def signal_after_batches(monkeypatch, batches: int, signum: int) -> None:
+    """This process receives `signum` once `batches` batches have run: the moment is exact."""
+    calls = []
+    run_batch = Trainer._run_batch
+
+    def counting(self, *args):
+        run_batch(self, *args)
+        calls.append(1)
+        if len(calls) == batches:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(Trainer, "_run_batch", counting)
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_epoch_saves_that_step_and_resumes_bit_identically(small_val, tmp_path, monkeypatch,
+                                                                         signum, code):
+    data = ["--data", small_val, *ARGS]
+    train(*data, "--ckpt-dir", tmp_path / "whole")
+    signal_after_batches(monkeypatch, 66 + 23, signum)  # 66 steps an epoch: in epoch 1, inside a group of 2
+    with pytest.raises(Stopped) as info:
+        train(*data, "--ckpt-dir", tmp_path / "cut", "--save-on-signal")
+    saved = tmp_path / "cut" / "checkpoints" / "epoch_000001_step_000024"
+    assert info.value.exit_code == code and f"--resume (from {saved})" in str(info.value)
+    assert "no model was saved" in str(info.value)
+    monkeypatch.undo()
+    train(*data, "--ckpt-dir", tmp_path / "cut", "--resume")
+    whole = (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == whole
+    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")  # the cut epoch's loss too
+
+
+def test_without_saving_a_signal_says_nothing_was_saved(small_val, tmp_path, monkeypatch):
+    signal_after_batches(monkeypatch, 10, signal.SIGTERM)
+    with pytest.raises(Stopped) as info:
+        train("--data", small_val, *ARGS, "--ckpt-dir", tmp_path)
+    assert "no checkpoint was written (--checkpoint-every N or --save-on-signal" in str(info.value)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "model.safetensors").exists()

@@ -3,7 +3,7 @@
 On a model as small as the recipe's, Accelerate's per-step bookkeeping costs as much as the
 arithmetic. Four shortcuts bring its overhead down to a few percent. None is public API, so
 each is checked before use; where Accelerate has moved the internal, the run takes the
-public path (slower, same results) and says so once. tests/test_fastpath.py fails when an
+public path (slower, same results) and says so once. tests/train/test_accelerate_leans.py fails when an
 upgrade moves any of them, so we learn it from CI rather than from users.
 
 1. `lomo_cache` -- `AcceleratedOptimizer.step` calls `accelerate.optimizer.is_lomo_available()`

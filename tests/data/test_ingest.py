@@ -13,7 +13,6 @@ from builders import make_data, people, tmpfs, user_error, write, write_csv
 from common.data import scratch as scratch_module
 from common.data import tables as table
 from common.data.dataset import ARRAYS, load_dataset
-from common.data.target import looks_like_counts
 
 
 def ingest(path, out, *extra):
@@ -166,35 +165,6 @@ def test_bad_csv(out_dir, text, extra, words):
 
 def test_missing_csv(tmp_path):
     assert "not found" in user_error(make_data_script.main, "--csv", tmp_path / "none.csv", "--target", "y")
-
-
-def test_a_count_target_with_few_values_is_a_regression_unless_told(tmp_path):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=600)
-    write(tmp_path / "visits.csv", {"x": x, "visits": np.minimum(rng.poisson(np.exp(0.8 * x - 0.3)), 12)})
-    make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--out-dir", tmp_path / "auto")
-    counted = load_dataset(tmp_path / "auto" / "visits").description
-    assert counted.task == "regression" and "skewed like counts" in counted.source["task_reason"]
-    make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--task", "classification",
-              "--out-dir", tmp_path / "told")
-    assert load_dataset(tmp_path / "told" / "visits").description.task == "classification"
-
-
-COUNTS = np.arange(10.0)
-
-
-@pytest.mark.parametrize("frequencies,counts", [
-    ([500, 200, 100, 60, 40, 30, 20, 10, 5, 3], True),     # doctor visits: piled up at 0, a long tail
-    ([100] * 10, False),                                     # the ten digits: evenly spread classes
-    ([5, 20, 100, 300, 400, 300, 100, 20, 5, 1], False),     # scores around a middle
-])
-def test_whole_numbers_skewed_like_counts_are_a_regression(frequencies, counts):
-    assert looks_like_counts(COUNTS, np.array(frequencies)) is counts
-
-
-def test_few_or_negative_whole_numbers_stay_classes():
-    assert not looks_like_counts(np.arange(3.0), np.array([900, 50, 50]))  # an imbalanced class code
-    assert not looks_like_counts(COUNTS - 5, np.array([500, 200, 100, 60, 40, 30, 20, 10, 5, 3]))
 
 
 def test_blanks_are_filled_and_flagged_and_categories_coded(people_set):

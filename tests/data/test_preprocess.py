@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-import make_data as make_data_script
-from builders import count_table, infer, make_data, read_csv_rows, read_metrics, train, user_error, write
+from builders import make_data, write
 from common.data.dataset import load_dataset
 from common.data.preprocess import fit_categorical, fit_numeric
-from common.data.target import fit_target_scaling, target_transform
+from common.data.target import fit_target_scaling
 from common.steps import CategoricalStep, Categories
 
 
@@ -96,50 +95,6 @@ def test_quantile_scaling_gives_a_column_of_few_values_the_middle_of_its_levels(
     assert low == -high and 0.6 < high < 0.8  # about the normal's quartiles, as for levels 1/4 and 3/4
     far = step.scaled(np.array([-1e9, 1e9]))
     assert -5.3 < far[0] < -5.1 and 5.1 < far[1] < 5.3  # beyond the training range: the ends, finite
-
-
-def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path):
-    visits = count_table(tmp_path / "counts.csv")
-    assert target_transform(visits.astype(float)) == "log_link"
-    assert target_transform(np.linspace(-1, 1, 50)) == "none"  # negatives: as it is
-    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--out-dir", tmp_path)
-    data = load_dataset(tmp_path / "counts")
-    target = data.description.target
-    assert (target.transform, target.low, target.high) == ("log_link", float(visits.min()), float(visits.max()))
-    assert target.scale == pytest.approx(visits.mean())  # y / its mean: outputs start near log 1
-    back = target.original(data.y_train, prediction=False)
-    np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-5)
-    train("--data", tmp_path / "counts", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
-    write(tmp_path / "new.csv", {"x": [-30.0, 0.0, 30.0], "shop": ["b", "a", "a"]})  # far outside training
-    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
-    predicted = [float(r["prediction"]) for r in read_csv_rows(tmp_path / "p.csv")]
-    assert all(visits.min() <= p <= visits.max() for p in predicted)  # never a negative count
-    record = read_metrics(tmp_path / "run")[-1]
-    assert {"val_r2", "val_mae"} <= record.keys() and "train_r2" not in record  # out of fold, on the original scale
-
-
-@pytest.mark.parametrize("choice", ["log1p", "none"])
-def test_a_chosen_target_transform_round_trips_and_a_negative_target_refuses_a_log(tmp_path, choice):
-    visits = count_table(tmp_path / "counts.csv")
-    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--target-transform", choice,
-              "--out-dir", tmp_path)
-    data = load_dataset(tmp_path / "counts")
-    assert data.description.target.transform == choice
-    back = data.description.target.original(data.y_train, prediction=False)
-    np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-4, atol=1e-3)
-    write(tmp_path / "signed.csv", {"x": np.arange(50.0) % 7, "y": np.arange(50.0) - 10})
-    message = user_error(make_data_script.main, "--csv", tmp_path / "signed.csv", "--target", "y",
-                         "--target-transform", "log_link", "--out-dir", tmp_path)
-    assert "never negative" in message and "--target-transform none" in message
-
-
-def test_a_skewed_target_with_one_negative_value_anywhere_is_modelled_as_it_is(tmp_path):
-    rng = np.random.default_rng(4)
-    y = rng.lognormal(0.0, 1.0, 400)
-    y[-1] = -0.5  # one row, in whichever split: under a log link its loss would be NaN
-    write(tmp_path / "skewed.csv", {"x": rng.normal(size=400), "y": y})
-    make_data("--csv", tmp_path / "skewed.csv", "--target", "y", "--test-size", "0.2", "--out-dir", tmp_path)
-    assert load_dataset(tmp_path / "skewed").description.target.transform == "none"
 
 
 def test_a_fifty_thousand_level_column_is_capped(tmp_path):

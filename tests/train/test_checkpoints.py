@@ -10,6 +10,7 @@ import pytest
 
 import train as train_script
 from builders import FILES, read_config, train, train_args, user_error
+from common.train.checkpoints import STATE_FORMAT, CheckpointState, save_checkpoint
 
 
 @pytest.fixture
@@ -38,6 +39,8 @@ def test_a_damaged_checkpoint_state_or_weights(checkpointed):
     # The epoch edited by hand: it would log epochs twice.
     (lambda c: edit_state(c, epoch=0), ["checkpoint damaged", "says epoch 0"]),
     (lambda c: edit_state(c, manifest=[1]), ["checkpoint damaged", "no valid manifest"]),
+    # Without its manifest, nothing of the checkpoint could be checked.
+    (lambda c: drop_from_state(c, "manifest"), ["checkpoint damaged", "no valid manifest"]),
     (lambda c: (c / "trainer_state.json").write_text("[1, 2]"), ["not a checkpoint state"]),
 ])
 def test_a_damaged_checkpoint_is_named_as_damaged(checkpointed, damage, words):
@@ -54,6 +57,39 @@ def flip(blob: bytes) -> bytes:
 def edit_state(checkpoint, **changes):
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     (checkpoint / "trainer_state.json").write_text(json.dumps({**state, **changes}))
+
+
+def drop_from_state(checkpoint, key):
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    (checkpoint / "trainer_state.json").write_text(json.dumps({k: v for k, v in state.items() if k != key}))
+
+
+def test_a_checkpoint_state_of_the_previous_format_still_resumes(checkpointed, capsys):
+    """Format 1 held the same fields without saying its format."""
+    folder, args = checkpointed
+    state = json.loads((folder / "checkpoints" / "epoch_000001" / "trainer_state.json").read_text())
+    assert state["format"] == STATE_FORMAT
+    drop_from_state(folder / "checkpoints" / "epoch_000000", "format")
+    train(*args, "--resume", folder / "checkpoints" / "epoch_000000")
+    assert "continuing at epoch 1" in capsys.readouterr().out
+
+
+class LostPeerAtTheBarrier:
+    """An accelerator whose save works and whose barrier fails, as gloo does when a peer dies."""
+    is_main_process = is_local_main_process = True
+    project_configuration = type("Config", (), {"save_on_each_node": False})()
+
+    def save_state(self, path):
+        Path(path).mkdir(parents=True)
+
+    def wait_for_everyone(self):
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+
+
+def test_a_peer_lost_during_the_checkpoint_barrier_is_not_reported_as_a_full_disk(tmp_path):
+    state = CheckpointState(0, None, {}, [], None)
+    with pytest.raises(RuntimeError, match="Connection closed by peer"):  # train.py names the lost peer
+        save_checkpoint(LostPeerAtTheBarrier(), tmp_path, "epoch_000000", state, keep=2)
 
 
 def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(checkpointed):

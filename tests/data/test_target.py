@@ -1,0 +1,111 @@
+"""The target of a user's table: the task it makes, and how a regression's y is modelled
+(common/data/target.py), and the target step that inverts it (common/steps.TargetStep)."""
+import numpy as np
+import pytest
+
+import make_data as make_data_script
+from builders import count_table, infer, make_data, read_csv_rows, read_metrics, train, user_error, write
+from common.data.dataset import load_dataset
+from common.data.target import looks_like_counts, target_transform
+from common.errors import UserError
+from common.schema import Fields
+from common.steps import TargetStep
+
+
+def test_a_count_target_with_few_values_is_a_regression_unless_told(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=600)
+    write(tmp_path / "visits.csv", {"x": x, "visits": np.minimum(rng.poisson(np.exp(0.8 * x - 0.3)), 12)})
+    make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--out-dir", tmp_path / "auto")
+    counted = load_dataset(tmp_path / "auto" / "visits").description
+    assert counted.task == "regression" and "skewed like counts" in counted.source["task_reason"]
+    make_data("--csv", tmp_path / "visits.csv", "--target", "visits", "--task", "classification",
+              "--out-dir", tmp_path / "told")
+    assert load_dataset(tmp_path / "told" / "visits").description.task == "classification"
+
+
+COUNTS = np.arange(10.0)
+
+
+@pytest.mark.parametrize("frequencies,counts", [
+    ([500, 200, 100, 60, 40, 30, 20, 10, 5, 3], True),     # doctor visits: piled up at 0, a long tail
+    ([100] * 10, False),                                     # the ten digits: evenly spread classes
+    ([5, 20, 100, 300, 400, 300, 100, 20, 5, 1], False),     # scores around a middle
+])
+def test_whole_numbers_skewed_like_counts_are_a_regression(frequencies, counts):
+    assert looks_like_counts(COUNTS, np.array(frequencies)) is counts
+
+
+def test_few_or_negative_whole_numbers_stay_classes():
+    assert not looks_like_counts(np.arange(3.0), np.array([900, 50, 50]))  # an imbalanced class code
+    assert not looks_like_counts(COUNTS - 5, np.array([500, 200, 100, 60, 40, 30, 20, 10, 5, 3]))
+
+
+
+def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path):
+    visits = count_table(tmp_path / "counts.csv")
+    assert target_transform(visits.astype(float)) == "log_link"
+    assert target_transform(np.linspace(-1, 1, 50)) == "none"  # negatives: as it is
+    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "counts")
+    target = data.description.target
+    assert (target.transform, target.low, target.high) == ("log_link", float(visits.min()), float(visits.max()))
+    assert target.scale == pytest.approx(visits.mean())  # y / its mean: outputs start near log 1
+    back = target.original(data.y_train, prediction=False)
+    np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-5)
+    train("--data", tmp_path / "counts", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
+    write(tmp_path / "new.csv", {"x": [-30.0, 0.0, 30.0], "shop": ["b", "a", "a"]})  # far outside training
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    predicted = [float(r["prediction"]) for r in read_csv_rows(tmp_path / "p.csv")]
+    assert all(visits.min() <= p <= visits.max() for p in predicted)  # never a negative count
+    record = read_metrics(tmp_path / "run")[-1]
+    assert {"val_r2", "val_mae"} <= record.keys() and "train_r2" not in record  # out of fold, on the original scale
+
+
+@pytest.mark.parametrize("choice", ["log1p", "none"])
+def test_a_chosen_target_transform_round_trips_and_a_negative_target_refuses_a_log(tmp_path, choice):
+    visits = count_table(tmp_path / "counts.csv")
+    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--target-transform", choice,
+              "--out-dir", tmp_path)
+    data = load_dataset(tmp_path / "counts")
+    assert data.description.target.transform == choice
+    back = data.description.target.original(data.y_train, prediction=False)
+    np.testing.assert_allclose(np.sort(back[:, 0]), np.sort(visits), rtol=1e-4, atol=1e-3)
+    write(tmp_path / "signed.csv", {"x": np.arange(50.0) % 7, "y": np.arange(50.0) - 10})
+    message = user_error(make_data_script.main, "--csv", tmp_path / "signed.csv", "--target", "y",
+                         "--target-transform", "log_link", "--out-dir", tmp_path)
+    assert "never negative" in message and "--target-transform none" in message
+
+
+def test_a_skewed_target_with_one_negative_value_anywhere_is_modelled_as_it_is(tmp_path):
+    rng = np.random.default_rng(4)
+    y = rng.lognormal(0.0, 1.0, 400)
+    y[-1] = -0.5  # one row, in whichever split: under a log link its loss would be NaN
+    write(tmp_path / "skewed.csv", {"x": rng.normal(size=400), "y": y})
+    make_data("--csv", tmp_path / "skewed.csv", "--target", "y", "--test-size", "0.2", "--out-dir", tmp_path)
+    assert load_dataset(tmp_path / "skewed").description.target.transform == "none"
+
+
+
+@pytest.mark.parametrize("transform", ["none", "log1p", "log_link"])
+def test_a_target_step_inverts_what_it_models_and_clips_predictions_to_its_range(transform):
+    y = np.array([0.0, 1.0, 3.0, 40.0])
+    step = TargetStep(transform, 0.5, 2.0, 0.0, 40.0)
+    stored = step.forward(y)
+    np.testing.assert_allclose(step.original(stored, prediction=False), y, atol=1e-12)
+    far = np.array([1e3, -1e3])  # outputs far outside training: predictions within the range
+    predicted = step.original(far)
+    assert predicted.max() == 40.0 and predicted.min() >= 0.0
+    if step.link:  # the model's output is log E[y / scale] - mean: exp, then the scaling
+        np.testing.assert_allclose(step.original(np.log([1.0, 2.0])), [2.5, 4.5])
+
+
+def test_a_target_step_reads_what_it_writes_and_refuses_half_a_range():
+    step = TargetStep("log_link", 0.0, 3.5, 0.0, 12.0)
+    assert TargetStep.read(Fields({"target": step.to_json()}, "t.json", "fix")) == step
+    unclipped = TargetStep("none", 1.0, 2.0)
+    assert TargetStep.read(Fields({"target": unclipped.to_json()}, "t.json", "fix")) == unclipped
+    with pytest.raises(UserError, match="one end of the target's range"):
+        TargetStep.read(Fields({"target": {**unclipped.to_json(), "low": 0.0}}, "t.json", "fix"))
+    with pytest.raises(UserError, match="range from 3.0 down to 1.0"):
+        TargetStep.read(Fields({"target": {**unclipped.to_json(), "low": 3.0, "high": 1.0}}, "t.json", "fix"))

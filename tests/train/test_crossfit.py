@@ -1,0 +1,39 @@
+"""Cross-fitting (common/train/crossfit.py): the folds a table gets, what picks its best weights,
+each batch's training loss under the folds and the out-of-fold outputs validation scores."""
+import pytest
+import torch
+
+from common.model import ModelSpec, build_model
+from common.train.crossfit import CrossFit, monitor, out_of_fold, table_folds
+
+
+def test_each_member_trains_on_the_rows_outside_its_fold():
+    losses = torch.tensor([[1.0, 2.0, 4.0], [8.0, 16.0, 32.0]])  # [rows, members]
+    fold = torch.tensor([0, 2])
+    # Row 0 trains members 1 and 2, row 1 members 0 and 1; each row's loss is the mean of its two.
+    assert CrossFit(3, 0.0).training_loss(losses, fold) == pytest.approx((2 + 4 + 8 + 16) / 2)
+    # One member and a validation fold: the validation rows (fold 0) train nothing, the others train it.
+    holdout = CrossFit(1, 0.1).training_loss(torch.tensor([[1.0], [5.0]]), torch.tensor([0, -1]))
+    assert holdout == pytest.approx(5.0)
+    assert CrossFit(0, 0.0).training_loss(losses, None) == pytest.approx(losses.sum() / 3)  # every member, every row
+
+
+def test_out_of_fold_outputs_are_each_rows_own_member():
+    net = build_model(ModelSpec(2, (4,), 3, "relu", members=3))
+    X, y = torch.randn(6, 2), torch.arange(6)
+    fold = torch.tensor([2, 0, 1, 0, 2, 1])
+    out, ys = out_of_fold(net, X, y, fold, members=3)
+    every = net(X)
+    for i, row in enumerate(ys.tolist()):
+        torch.testing.assert_close(out[i], every[row, fold[row]])
+
+
+def test_the_fold_rule_and_the_monitor():
+    assert table_folds(800, has_val=False, most=5, max_rows=30_000) == 5
+    assert table_folds(3, has_val=False, most=5, max_rows=30_000) == 3    # never more folds than rows
+    assert table_folds(50_000, has_val=False, most=5, max_rows=30_000) == 1  # one validation fold
+    assert table_folds(800, has_val=True, most=5, max_rows=30_000) == 0    # the data set's own split validates
+    assert monitor("classification", False, False, CrossFit(5, 0.0)) == "val_f1_macro"
+    assert monitor("regression", False, False, CrossFit(1, 0.1)) == "val_loss"
+    assert monitor("classification", True, True, CrossFit(0, 0.0)) == "val_loss"  # the recipes keep the loss
+    assert monitor("classification", True, False, CrossFit(0, 0.0)) == "test_loss"

@@ -37,6 +37,30 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# Any other table (a user's file, a shipped data set): settings sized from the data by
+# common/train/defaults.py `table_settings`, from these values and constants.
+TABLE_DEFAULTS: dict[str, Any] = {
+    "hidden": [128, 128], "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4,
+    "lr_schedule": "cosine",      # to zero over the run: the last epochs settle instead of jumping around
+    # No dropout: its masks are drawn per process, so a DDP run would no longer train the very
+    # weights one process trains (--dropout is there for those who prefer it to that guarantee).
+    "dropout": 0.0, "label_smoothing": 0.1,
+    "periodic": 16,               # periodic embeddings of each numeric input: 16 frequencies -> 3 values
+    "periodic_dim": 3,
+    "folds": 5,                   # cross-fitting: k members, each validated on the fold it never trains on ...
+    "max_crossfit_rows": 30_000,  # ... up to this many training rows; above, one member and a validation fold
+    "holdout": 0.1,               # the validation fold's share of the rows above that size
+    "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
+    "min_batch": 32, "max_batch": 256,
+    "optimizer_steps": 3000,      # epochs enough for about this many steps ...
+    "max_row_passes": 2_000_000,  # ... and no more than this many rows (times members) in the whole run ...
+    "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
+    "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
+    "patience": 16,               # ... stopping after this many without a lower validation loss; best weights kept
+    "class_weight": "none",       # imbalance: weighting moved predictions onto rare classes and cost macro-F1
+}
+
+
 def recipe_value(task: str, name: str) -> Any:
     """The recipe's value of a setting: its own number, or the `off` of a setting only tables use."""
     value = RECIPES[task].get(name, MISSING)

@@ -3,7 +3,8 @@ from the data set, resolved once by the run plan (common/train/run_plan.py).
 
 A setting the user gives wins; the ones sized from it follow it (the steps from the batch, the
 evaluations from the epochs). The recipes' synthetic data keeps the recipe's exact values
-(common/config.py RECIPES, and `off` for what only tables use).
+(common/config.py RECIPES, and `off` for what only tables use). The defaults and the
+constants of the rule are common/config.py's TABLE_DEFAULTS.
 """
 from __future__ import annotations
 
@@ -11,31 +12,9 @@ import dataclasses
 import math
 from typing import Any
 
-from common.config import TrainConfig, recipe_value
+from common.config import TABLE_DEFAULTS, TrainConfig, recipe_value
 from common.data.dataset import TabularData
 from common.train.crossfit import table_folds
-
-TABLE_DEFAULTS: dict[str, Any] = {
-    "hidden": [128, 128], "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4,
-    "lr_schedule": "cosine",      # to zero over the run: the last epochs settle instead of jumping around
-    # No dropout: its masks are drawn per process, so a DDP run would no longer train the very
-    # weights one process trains (--dropout is there for those who prefer it to that guarantee).
-    "dropout": 0.0, "label_smoothing": 0.1,
-    "periodic": 16,               # periodic embeddings of each numeric input: 16 frequencies -> 3 values
-    "periodic_dim": 3,
-    "folds": 5,                   # cross-fitting: k members, each validated on the fold it never trains on ...
-    "max_crossfit_rows": 30_000,  # ... up to this many training rows; above, one member and a validation fold
-    "holdout": 0.1,               # the validation fold's share of the rows above that size
-    "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
-    "min_batch": 32, "max_batch": 256,
-    "optimizer_steps": 3000,      # epochs enough for about this many steps ...
-    "max_row_passes": 2_000_000,  # ... and no more than this many rows (times members) in the whole run ...
-    "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
-    "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
-    "patience": 16,               # ... stopping after this many without a lower validation loss; best weights kept
-    "class_weight": "none",       # imbalance: weighting moved predictions onto rare classes and cost macro-F1
-}
-
 
 # The settings a data set decides when they are left unset: every field of TrainConfig marked `table`.
 DATA_SIZED = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("table"))

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from common.config import TrainConfig, check_setting
+from common.config import TABLE_DEFAULTS, TrainConfig, check_setting
 from common.data.dataset import TabularData
 from common.data.preprocess import embedding_size
 from common.errors import UserError
@@ -26,7 +26,7 @@ from common.train.batching import (
     steps_per_epoch,
 )
 from common.train.crossfit import CrossFit, monitor
-from common.train.defaults import DATA_SIZED, TABLE_DEFAULTS, resolved_settings
+from common.train.defaults import DATA_SIZED, resolved_settings
 from common.train.run_context import RunContext
 
 SMALL_STEP_MACS = 1 << 28  # below this many multiply-adds per step, extra threads only cost

@@ -66,7 +66,12 @@ def recipe_value(task: str, name: str) -> Any:
     value = RECIPES[task].get(name, MISSING)
     if value is MISSING:
         value = next(f.metadata["off"] for f in dataclasses.fields(TrainConfig) if f.name == name)
-    return list(value) if isinstance(value, list) else value  # a copy: the recipes stay as written
+    return copied(value)
+
+
+def copied(value: Any) -> Any:
+    """A list setting copied, so the recipes and the table defaults stay as written."""
+    return list(value) if isinstance(value, list) else value
 
 
 def field(default: Any, help: str, **kwargs: Any) -> Any:

@@ -301,12 +301,3 @@ def map_npy(path: Path) -> np.ndarray:
             from None
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"data file {path} not found: run make_data.py first or pass --data")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"data file {path} is unreadable ({err}): regenerate it with make_data.py") from None

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Any
 
-from common.config import TABLE_DEFAULTS, TrainConfig, recipe_value
+from common.config import TABLE_DEFAULTS, TrainConfig, copied, recipe_value
 from common.data.dataset import TabularData
 from common.train.crossfit import table_folds
 
@@ -37,7 +37,7 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
     data set's validation split where it has one); enough optimizer steps on a few hundred rows,
     few epochs on millions; the best evaluation's weights kept."""
     d = TABLE_DEFAULTS
-    s = {name: recipe_copy(d[name]) for name in DATA_SIZED if name in d and name not in SIZED}
+    s = {name: copied(d[name]) for name in DATA_SIZED if name in d and name not in SIZED}
     if task != "classification":
         s["label_smoothing"] = 0.0
     batch = 2 ** round(math.log2(max(1.0, n_train / d["rows_per_step"])))
@@ -50,7 +50,3 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
     s.setdefault("epochs", int(min(d["max_epochs"], max(d["min_epochs"], min(by_steps, by_time)))))
     s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
     return s
-
-
-def recipe_copy(value: Any) -> Any:
-    return list(value) if isinstance(value, list) else value  # the defaults stay as written

@@ -234,3 +234,13 @@ def test_threads_setting_reaches_torch_and_the_record(small_cls, tmp_path):
         assert read_config(tmp_path)["training"]["threads"] == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_checkpoint_of_the_previous_plan_layout_compares_equal(cls_data):
+    """The previous version's checkpoints recorded the embeddings' sizes as `embeddings` and a hash
+    of the data set's files as `data_fingerprint`: the same plan still compares equal."""
+    plan = plan_for(cls_data).as_dict()
+    previous = {("embeddings" if k == "categorical" else k): v for k, v in plan.items()}
+    assert plan_differences({**previous, "data_fingerprint": "123:abc"}, plan) == []
+    changed = plan_differences({**previous, "embeddings": [[5, 4]]}, plan)
+    assert changed == [f"categorical: [[5, 4]] -> {plan['categorical']!r}"]

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from common.config import MakeDataConfig
+from common.data.columns import column_looks_numeric, is_number_type, numeric_values
 from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
 from common.data.preprocess import fit_categorical, fit_numeric
 from common.data.roles import ColumnRole, RoleOverrides, infer_roles
@@ -40,16 +41,7 @@ from common.data.scratch import (
     training_chunks,
 )
 from common.data.splits import SPLIT_CODES, TRAIN, split_rows
-from common.data.tables import (
-    column_looks_numeric,
-    csv_header,
-    decimal_of,
-    is_number_type,
-    numeric_values,
-    read_table,
-    table_batches,
-    unreadable,
-)
+from common.data.tables import csv_header, decimal_of, read_table, table_batches, unreadable
 from common.data.target import regression_target, targets
 from common.errors import UserError
 from common.files import atomic_folder, write_json_file

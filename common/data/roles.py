@@ -18,7 +18,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from common.data.tables import column_looks_numeric, decimal_of, is_number_type, is_temporal
+from common.data.columns import column_looks_numeric, feature_type_advice, is_number_type, is_temporal
+from common.data.tables import decimal_of
 from common.errors import UserError
 
 _ID_NAME = re.compile(r"^(id|index|unnamed: ?\d+|.*[_ .-]id)$", re.IGNORECASE)
@@ -96,6 +97,15 @@ def is_sequential(column: Any) -> bool:
     return bool(high.as_py() - low.as_py() == len(column) - 1 and pc.count_distinct(column).as_py() == len(column))
 
 
+def spells_true_false(column: Any) -> bool:
+    """True when every value is a spelling of true or false, so that text read from a CSV
+    gets the same role as the boolean column the same values make in Parquet."""
+    import pyarrow.compute as pc
+
+    levels = pc.unique(pc.utf8_lower(column.drop_null())).to_pylist()
+    return bool(levels) and set(levels) <= {"true", "false"}
+
+
 def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -> ColumnRole:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -106,6 +116,9 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
     def role(r: str, why: str) -> ColumnRole:
         return ColumnRole(name, r, str(kind), missing, why)
 
+    if chosen in ("numeric", "categorical") and feature_type_advice(kind):
+        raise UserError(f"column '{name}' holds {kind} values, which cannot be a feature: "
+                        f"{feature_type_advice(kind)}")
     if chosen:
         return role(chosen, "as given")
     if missing == n:
@@ -129,9 +142,11 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
             return role("numeric", "numbers written as text")
         if distinct == n and n > 20:
             return role("id", "text unique per row")
+        if spells_true_false(column):
+            return role("categorical", "true/false")
         return role("categorical", f"text, {distinct} values")
     if is_number_type(kind):
         return role("numeric", "numbers")
     if is_temporal(kind):
         return role("numeric", "date/time as seconds")
-    return role("dropped", f"type {kind} is not supported")
+    return role("dropped", f"{kind} cannot be a feature: {feature_type_advice(kind)}")

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from common.data.columns import text_values
 from common.data.splits import TRAIN
-from common.data.tables import text_values
 from common.files import write_error
 
 CHUNK_ROWS = 1 << 20          # rows per step of the passes over the scratch files

@@ -1,30 +1,25 @@
-"""Users' tables: reading CSV and Parquet files with pyarrow, and their cells as numbers or text.
+"""Users' tables: reading CSV and Parquet files with pyarrow.
 
 pyarrow parses CSV into typed columns on several threads (nulls, booleans, quoting, BOM and
 CRLF included) and reads Parquet natively, so a million-row file takes a second or two, not a
 Python loop per cell. A file is read whole, by its head (which decides types and roles,
 common/data/roles.py), or streamed in record batches; blanks and the usual spellings of a
 missing value are nulls in either format; a file delimited by semicolons writes decimals with
-a comma. Columns then become float64 numbers (NaN for blanks, dates as seconds) or
-dictionary-encoded text categories.
+a comma. Every column leaves here in its plain form (common/data/columns.py), so a
+column reads the same whatever type the file stored it as.
 """
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from common.data.columns import NULL_VALUES, plain_table
 from common.errors import UserError
-from common.steps import Categories
 
-NULL_VALUES = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None", "none", "?"]
 DELIMITERS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-_THOUSANDS = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
 
 
 def detect_delimiter(path: Path) -> str:
@@ -67,7 +62,6 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
                 table = pq.read_schema(path).empty_table() if batch is None else pa.Table.from_batches([batch])
             else:
                 table = pq.read_table(path)
-            table = missing_as_null(table)
         else:
             delimiter = sep or detect_delimiter(path)
             decimal = "," if delimiter == ";" else "."
@@ -80,7 +74,7 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
                 table = reader.schema.empty_table() if first is None else pa.Table.from_batches([first])
             else:
                 table = pa_csv.read_csv(path, **options)
-        table = plain_columns(table, text_columns)
+        table = plain_table(table, text_columns)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         raise unreadable(path, err) from None
     names = table.column_names
@@ -147,7 +141,7 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
         # 1M-row groups of 11 columns); without it memory follows the batch, and reading is no slower.
         reader = pq.ParquetFile(path, pre_buffer=False)
         for batch in reader.iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=names):
-            table = plain_columns(missing_as_null(pa.Table.from_batches([batch])), text_columns)
+            table = plain_table(pa.Table.from_batches([batch]), text_columns)
             yield table.replace_schema_metadata({"decimal": "."})
         return
     delimiter = sep or detect_delimiter(path)
@@ -169,160 +163,5 @@ def csv_header(path: Path, sep: str | None) -> list[str]:
         return next(csv.reader([fh.readline()], delimiter=delimiter), [])
 
 
-def plain_columns(table: Any, text_columns: Sequence[str]) -> Any:
-    """Dictionary-encoded columns (a pandas `category` saved to Parquet) decoded, and the
-    `text_columns` as text."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for i, field in enumerate(table.schema):
-        column = table.column(i)
-        if pa.types.is_dictionary(field.type):
-            column = pc.cast(column, field.type.value_type)
-        if field.name in text_columns and not pa.types.is_string(column.type):
-            column = text_column(column)
-        if column is not table.column(i):
-            table = table.set_column(i, field.name, column)
-    return table
-
-
-def missing_as_null(table: Any) -> Any:
-    """Text cells that a CSV read takes for missing (blank, NA, null, ...) as nulls in a Parquet
-    table too, so that a table reads the same from either format."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    missing = pa.array(NULL_VALUES)
-    for i, field in enumerate(table.schema):
-        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-            column = table.column(i)
-            blank = pc.is_in(column, value_set=missing.cast(field.type))
-            table = table.set_column(i, field.name, pc.if_else(blank, pa.scalar(None, field.type), column))
-    return table
-
-
 def decimal_of(table: Any) -> str:
     return (table.schema.metadata or {}).get(b"decimal", b".").decode()
-
-
-# ---- column values as numpy ----
-
-def _parse_number(text: str, decimal: str = ".") -> float | None:
-    if decimal == ",":
-        text = text.replace(",", ".")
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if decimal == "." and _THOUSANDS.match(text):
-        return float(text.replace(",", ""))
-    return None
-
-
-def text_is_numeric(values: Sequence[str | None], decimal: str = ".") -> bool:
-    """Mostly numbers: a numeric column with odd cells (then errors), not a text column."""
-    present = [v for v in values if v is not None]
-    return bool(present) and sum(_parse_number(v, decimal) is not None for v in present) * 2 > len(present)
-
-
-def column_looks_numeric(column: Any, decimal: str = ".") -> bool:
-    """A text column whose first 10,000 cells are mostly numbers (a sample is enough to decide)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return text_is_numeric(pc.cast(column.slice(0, 10_000), pa.string()).to_pylist(), decimal)
-
-
-SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-
-
-def temporal_seconds(column: Any) -> np.ndarray:
-    """Dates, times, timestamps and durations as float seconds (NaN for blanks)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    kind = column.type
-    if pa.types.is_date32(kind):
-        raw, scale = pc.cast(column, pa.int32()), 86400.0
-    elif pa.types.is_date64(kind):
-        raw, scale = pc.cast(column, pa.int64()), 1e-3
-    elif pa.types.is_time32(kind):
-        raw, scale = pc.cast(column, pa.int32()), SECONDS[kind.unit]
-    else:  # timestamp, time64, duration: integers in the type's own unit
-        raw, scale = pc.cast(column, pa.int64()), SECONDS[kind.unit]
-    values = raw.to_numpy(zero_copy_only=False).astype(np.float64) * scale
-    values[pc.is_null(column).to_numpy(zero_copy_only=False)] = np.nan
-    return values
-
-
-def is_number_type(kind: Any) -> bool:
-    """Integers, floats or decimals: what pyarrow reads a column of plain numbers as."""
-    import pyarrow as pa
-
-    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind))
-
-
-def is_temporal(kind: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(pa.types.is_temporal(kind) or pa.types.is_duration(kind))
-
-
-def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0) -> np.ndarray:
-    """float64 values with NaN for blanks; a cell that is not a number, or an infinity, is an
-    error naming the column and the first such data row."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    kind = column.type
-    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) \
-            or pa.types.is_decimal(kind) or pa.types.is_null(kind):
-        # safe=False: an integer above 2**53 (an account number, say) rounds rather than fails.
-        values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
-    elif is_temporal(kind):
-        values = temporal_seconds(column)
-    else:
-        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path, decimal, first_row)
-    values = np.asarray(values, dtype=np.float64)
-    bad = np.flatnonzero(np.isinf(values))
-    if bad.size:
-        raise UserError(f"{path}: column '{name}' has an infinite value in data row {first_row + bad[0] + 1}: "
-                        "fix or drop that row")
-    return values
-
-
-def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str,
-                     first_row: int = 0) -> np.ndarray:
-    out = np.full(len(texts), np.nan)
-    for i, text in enumerate(texts):
-        if text is None or text.strip() in NULL_VALUES:
-            continue
-        number = _parse_number(text.strip(), decimal)
-        if number is None:
-            raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row "
-                            f"{first_row + i + 1}: fix that cell, or leave it blank for a missing value")
-        out[i] = number
-    return out
-
-
-def text_column(column: Any) -> Any:
-    """Any column as text: a float column's whole numbers without their `.0` (3.0 and 3 are
-    one level); everything else as pyarrow writes it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_floating(column.type):
-        values = [None if v is None or v != v else (str(int(v)) if float(v).is_integer() else repr(v))
-                  for v in column.to_pylist()]
-        return pa.chunked_array([pa.array(values, type=pa.string())])
-    return pc.cast(column, pa.string())
-
-
-def text_values(column: Any) -> Categories:
-    """A column as text categories, dictionary-encoded by pyarrow (blanks apart): how
-    categorical values are compared at training and at prediction time."""
-    import pyarrow.compute as pc
-
-    encoded = pc.dictionary_encode(text_column(column)).combine_chunks()
-    index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return Categories(index, encoded.dictionary.to_pylist())

@@ -9,19 +9,22 @@ from typing import Any
 
 import numpy as np
 
-from common.data.tables import decimal_of, numeric_values, read_table, stream_table, text_values
+from common.data.columns import carried_text, numeric_values, require_feature_type, text_values
+from common.data.tables import decimal_of, read_table, stream_table
 from common.errors import UserError
 from common.steps import Categories, Preprocessor
 
 
-class FilledBlanks:
-    """Blank cells filled at prediction in numeric columns that had none in training: the model
-    has no `_missing` input there to tell it, so each such column is named once per run, with
-    its count summed over batches (report)."""
+class InputNotes:
+    """What prediction did to its input that the user should hear of, once per run, summed over
+    batches (report): blank cells filled in numeric columns that had none in training (the
+    model has no `_missing` input there to tell it), and columns left out of the predictions
+    because they have no text form (a list, a record, bytes)."""
 
     def __init__(self, pre: Preprocessor):
         self.fill = {s.name: s.median for s in pre.numeric if not s.indicator}
         self.counts: dict[str, int] = {}
+        self.left_out: dict[str, str] = {}
 
     def watch(self, numeric: Callable[[str], np.ndarray]) -> Callable[[str], np.ndarray]:
         def counted(name: str) -> np.ndarray:
@@ -33,16 +36,30 @@ class FilledBlanks:
             return values
         return counted
 
+    def carried(self, table: Any, names: list[str]) -> dict[str, Any]:
+        """The table's columns `names` as text, those with no text form noted and left out."""
+        extra = {}
+        for name in names:
+            text = carried_text(table.column(name))
+            if text is None:
+                self.left_out[name] = str(table.column(name).type)
+            else:
+                extra[name] = text
+        return extra
+
     def report(self) -> None:
         from common.console import console
 
         for name, blanks in self.counts.items():
             console.print(f"Note: column '{name}' had {blanks} blank cell(s), filled with training's median "
                           f"{self.fill[name]:g} (training had no blanks in it)")
+        for name, kind in self.left_out.items():
+            console.print(f"Note: column '{name}' ({kind}) is not a feature and has no text form: "
+                          "left out of the predictions")
 
 
 def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
-                filled: FilledBlanks) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
+                notes: InputNotes) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
     """A numeric array (memory-mapped), its columns the model's numeric table columns in training
     order, as the model's inputs `batch_rows` rows at a time."""
     if pre.categorical:
@@ -63,7 +80,7 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
         if np.isinf(part).any():
             raise UserError(f"{path} holds infinite values (row {start + int(np.argwhere(np.isinf(part))[0, 0]) + 1})"
                             ": clean them first (NaN counts as blank)")
-        yield pre.transform(filled.watch(column_getter(part, names)), lambda n: Categories.from_list([]),
+        yield pre.transform(notes.watch(column_getter(part, names)), lambda n: Categories.from_list([]),
                             len(part)), {}
 
 
@@ -72,7 +89,7 @@ def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray
 
 
 def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
-                 filled: FilledBlanks) -> tuple[np.ndarray, dict[str, list]]:
+                 notes: InputNotes) -> tuple[np.ndarray, dict[str, list]]:
     """The model's inputs for one table (or batch of a table), and its other columns."""
     names = table.column_names
     duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -81,39 +98,31 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
     missing = [n for n in pre.column_names if n not in table.column_names]
     if missing:
         raise UserError(f"{path} lacks column(s) {missing}: the model needs {pre.column_names}")
+    for name in pre.column_names:
+        require_feature_type(table.column(name), name, path)
     decimal = decimal_of(table)
-    X = pre.transform(filled.watch(lambda n: numeric_values(table.column(n), n, path, decimal, first_row)),
+    X = pre.transform(notes.watch(lambda n: numeric_values(table.column(n), n, path, decimal, first_row)),
                       lambda n: text_values(table.column(n)), table.num_rows)
-    extra = {n: carried_text(table.column(n)) for n in table.column_names if n not in pre.column_names}
-    return X, extra
-
-
-def carried_text(column: Any) -> Any:
-    """A column copied into the predictions, as text (blank for a missing cell)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
-    return text.fill_null("")
+    return X, notes.carried(table, [n for n in table.column_names if n not in pre.column_names])
 
 
 def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: int, stream: bool = True,
-                    filled: FilledBlanks | None = None) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
+                    notes: InputNotes | None = None) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
     """The model's inputs for each row of a table (.csv, Parquet) or .npy array, batch by batch in
     file order, and the table's other columns (ids and such) to carry into the predictions.
     Blanks are filled as in training. `stream=False` reads a table whole (the way for files that
-    stream_table cannot read with fixed types), for row-numbered messages on bad cells. `filled`
-    counts the blanks filled where training had none."""
-    filled = filled or FilledBlanks(pre)
+    stream_table cannot read with fixed types), for row-numbered messages on bad cells. `notes`
+    gathers what the user is told afterwards (InputNotes)."""
+    notes = notes or InputNotes(pre)
     if path.endswith(".npy"):
-        yield from npy_batches(path, pre, batch_rows, filled)
+        yield from npy_batches(path, pre, batch_rows, notes)
         return
     text = [c.name for c in pre.categorical]
     if not stream:
-        yield table_inputs(read_table(path, sep, text_columns=text), pre, path, 0, filled)
+        yield table_inputs(read_table(path, sep, text_columns=text), pre, path, 0, notes)
         return
     first_row = 0
     for table in stream_table(path, sep, text, [s.name for s in pre.numeric], batch_rows):
-        yield table_inputs(table, pre, path, first_row, filled)
+        yield table_inputs(table, pre, path, first_row, notes)
         first_row += table.num_rows
 

@@ -14,7 +14,7 @@ from common.errors import UserError
 from common.files import atomic_path
 from common.model import combine_members
 from common.model_folder import ModelRecord
-from common.serve.inputs import FilledBlanks, feature_batches
+from common.serve.inputs import InputNotes, feature_batches
 from common.serve.outputs import OUTPUT_KINDS, PredictionWriter
 from common.steps import has_link
 
@@ -80,15 +80,15 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
                      batch_rows: int, stream: bool) -> int:
     with atomic_path(output) as tmp:
         writer = PredictionWriter(tmp, OUTPUT_KINDS[Path(output).suffix.lower()], config.class_labels)
-        filled = FilledBlanks(config.preprocess)  # per attempt: a fallback reads from the start
+        notes = InputNotes(config.preprocess)  # per attempt: a fallback reads from the start
         try:
-            for X, extra in feature_batches(path, config.preprocess, sep, batch_rows, stream, filled):
+            for X, extra in feature_batches(path, config.preprocess, sep, batch_rows, stream, notes):
                 writer.add(extra, predict(config, model, X, batch_rows))
         finally:
             writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one
             raise UserError(f"{path} has no data rows: nothing to predict")
-    filled.report()
+    notes.report()
     return writer.rows
 
 

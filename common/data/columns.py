@@ -1,0 +1,232 @@
+"""One reading of a table's column, whatever physical type a file or a DataFrame gave it.
+
+The same values reach the model the same way from a CSV file, from Parquet (pandas writes a
+`category` column dictionary-encoded, its strings as large_string or string_view, its nullable
+integers and floats at every width) and from an in-memory Arrow table:
+
+- `plain_column` maps every physical form onto one: dictionaries decoded, every string type as
+  string with the missing spellings (NULL_VALUES, as a CSV read takes them) as nulls, float16 and
+  decimals as float64 (decimals through their text, for the value a CSV read would parse), NaN
+  as null;
+- then a feature column is read as float64 numbers (`numeric_values`: NaN for blanks, dates and
+  times as seconds) or as text categories (`text_values`);
+- a type that cannot be a feature (a list, a record, bytes) is refused by name
+  (`require_feature_type`), and a column copied into the predictions is copied as text where it
+  has one (`carried_text`).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.errors import UserError
+from common.steps import Categories
+
+NULL_VALUES = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None", "none", "?"]
+_THOUSANDS = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
+
+
+def plain_table(table: Any, text_columns: Sequence[str] = ()) -> Any:
+    """Every column in its plain form (plain_column); the `text_columns` as text."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        column = plain_column(table.column(i))
+        if field.name in text_columns and not pa.types.is_string(column.type):
+            column = text_column(column)
+        if column is not table.column(i):
+            table = table.set_column(i, field.name, column)
+    return table
+
+
+def plain_column(column: Any) -> Any:
+    """The column in the one form every later step reads (see the module's docstring)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = pc.cast(column, kind.value_type), kind.value_type
+    if is_text_type(kind):
+        column = column if pa.types.is_string(kind) else pc.cast(column, pa.string())
+        missing = pc.is_in(column, value_set=pa.array(NULL_VALUES))
+        if pc.any(missing).as_py():
+            column = pc.if_else(missing, pa.scalar(None, pa.string()), column)
+        return column
+    if pa.types.is_decimal(kind):
+        return pc.cast(pc.cast(column, pa.string()), pa.float64())
+    if pa.types.is_float16(kind):
+        column = pc.cast(column, pa.float64())
+    if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
+        column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+    return column
+
+
+def is_text_type(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind))
+
+
+def feature_type_advice(kind: Any) -> str | None:
+    """None for a type a feature can have (after plain_column); else what to do about it."""
+    import pyarrow as pa
+
+    if (pa.types.is_null(kind) or pa.types.is_boolean(kind) or is_number_type(kind) or is_text_type(kind)
+            or is_temporal(kind)):
+        return None
+    if pa.types.is_nested(kind):
+        return "give it one value per cell (split it into columns, or join it into one text value)"
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        return "decode its bytes to text"
+    return "convert it to numbers or text"
+
+
+def require_feature_type(column: Any, name: str, path: str | Path) -> None:
+    advice = feature_type_advice(column.type)
+    if advice:
+        raise UserError(f"{path}: column '{name}' holds {column.type} values, which cannot be a feature: {advice}")
+
+
+def carried_text(column: Any) -> Any | None:
+    """A column copied into the predictions, as text (blank for a missing cell); None for a type
+    with no text form (a list, a record, bytes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if feature_type_advice(column.type):
+        return None
+    text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+    return text.fill_null("")
+
+
+def _parse_number(text: str, decimal: str = ".") -> float | None:
+    if decimal == ",":
+        text = text.replace(",", ".")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if decimal == "." and _THOUSANDS.match(text):
+        return float(text.replace(",", ""))
+    return None
+
+
+def text_is_numeric(values: Sequence[str | None], decimal: str = ".") -> bool:
+    """Mostly numbers: a numeric column with odd cells (then errors), not a text column."""
+    present = [v for v in values if v is not None]
+    return bool(present) and sum(_parse_number(v, decimal) is not None for v in present) * 2 > len(present)
+
+
+def column_looks_numeric(column: Any, decimal: str = ".") -> bool:
+    """A text column whose first 10,000 cells are mostly numbers (a sample is enough to decide)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return text_is_numeric(pc.cast(column.slice(0, 10_000), pa.string()).to_pylist(), decimal)
+
+
+# Units per second, to divide by: a division is rounded once, so a time of whole seconds is the
+# same float from every unit (multiplying nanoseconds by 1e-9 is not).
+PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+def temporal_seconds(column: Any) -> np.ndarray:
+    """Dates, times, timestamps and durations as float seconds (NaN for blanks)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_date32(kind):
+        return _seconds(column, pc.multiply(pc.cast(pc.cast(column, pa.int32()), pa.int64()), 86400), 1.0)
+    if pa.types.is_date64(kind):
+        return _seconds(column, pc.cast(column, pa.int64()), 1e3)
+    if pa.types.is_time32(kind):
+        return _seconds(column, pc.cast(column, pa.int32()), PER_SECOND[kind.unit])
+    # timestamp, time64, duration: integers in the type's own unit
+    return _seconds(column, pc.cast(column, pa.int64()), PER_SECOND[kind.unit])
+
+
+def _seconds(column: Any, units: Any, per_second: float) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    values = units.to_numpy(zero_copy_only=False).astype(np.float64) / per_second
+    values[pc.is_null(column).to_numpy(zero_copy_only=False)] = np.nan
+    return values
+
+
+def is_number_type(kind: Any) -> bool:
+    """Integers, floats or decimals: what pyarrow reads a column of plain numbers as."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind))
+
+
+def is_temporal(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_temporal(kind) or pa.types.is_duration(kind))
+
+
+def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0) -> np.ndarray:
+    """float64 values with NaN for blanks; a cell that is not a number, or an infinity, is an
+    error naming the column and the first such data row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) \
+            or pa.types.is_decimal(kind) or pa.types.is_null(kind):
+        # safe=False: an integer above 2**53 (an account number, say) rounds rather than fails.
+        values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    elif is_temporal(kind):
+        values = temporal_seconds(column)
+    else:
+        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path, decimal, first_row)
+    values = np.asarray(values, dtype=np.float64)
+    bad = np.flatnonzero(np.isinf(values))
+    if bad.size:
+        raise UserError(f"{path}: column '{name}' has an infinite value in data row {first_row + bad[0] + 1}: "
+                        "fix or drop that row")
+    return values
+
+
+def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str,
+                     first_row: int = 0) -> np.ndarray:
+    out = np.full(len(texts), np.nan)
+    for i, text in enumerate(texts):
+        if text is None or text.strip() in NULL_VALUES:
+            continue
+        number = _parse_number(text.strip(), decimal)
+        if number is None:
+            raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row "
+                            f"{first_row + i + 1}: fix that cell, or leave it blank for a missing value")
+        out[i] = number
+    return out
+
+
+def text_column(column: Any) -> Any:
+    """Any column as text: a float column's whole numbers without their `.0` (3.0 and 3 are
+    one level); everything else as pyarrow writes it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_floating(column.type):
+        values = [None if v is None or v != v else (str(int(v)) if float(v).is_integer() else repr(v))
+                  for v in column.to_pylist()]
+        return pa.chunked_array([pa.array(values, type=pa.string())])
+    return pc.cast(column, pa.string())
+
+
+def text_values(column: Any) -> Categories:
+    """A column as text categories, dictionary-encoded by pyarrow (blanks apart): how
+    categorical values are compared at training and at prediction time."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(text_column(column)).combine_chunks()
+    index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return Categories(index, encoded.dictionary.to_pylist())

@@ -128,10 +128,23 @@ class CategoricalStep:
         return len(self.levels) + 1  # with the reserved code 0
 
     def codes(self, column: Categories) -> np.ndarray:
-        lookup = {level: i + 1 for i, level in enumerate(self.levels)}
+        lookup = self.lookup
         by_value = np.asarray([lookup.get(v, UNKNOWN_CODE) for v in column.values] + [lookup.get(None, UNKNOWN_CODE)],
                               dtype=np.float32)
         return by_value[column.index]  # index -1 (a blank) picks the last entry: the blank level's code
+
+    @functools.cached_property
+    def lookup(self) -> dict[str | None, int]:
+        """Each level's code. Levels that are all true/false match any spelling of them: pandas
+        writes `True` to CSV, pyarrow `true`, and a boolean column from Parquet or a DataFrame
+        reads as `true`, so the same column must not turn unseen between those forms."""
+        lookup: dict[str | None, int] = {level: i + 1 for i, level in enumerate(self.levels)}
+        present = {level for level in self.levels if level is not None}
+        if present and all(level.lower() in ("true", "false") for level in present):
+            for level in present:
+                for spelling in (level.lower(), level.capitalize(), level.upper()):
+                    lookup.setdefault(spelling, lookup[level])
+        return lookup
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "levels": self.levels}

@@ -1,0 +1,218 @@
+"""One reading of a column whatever its physical type: every Arrow type a CSV file, a Parquet
+file or a pandas DataFrame can give a feature, and every spelling of a blank, gives the same
+data set and the same predictions as the plain CSV file of the same rows, bit for bit.
+
+The forms are listed per logical column (FORMS); the file-level test writes one Parquet file
+per position k in those lists (each column in its k-th form, cycling), so every form of every
+column is made into a data set and predicted, in a dozen files rather than a hundred."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+
+from builders import infer, make_data, train, train_args
+from common.data.columns import NULL_VALUES, numeric_values, plain_column, text_values
+
+ROWS = 120
+BLANK_EVERY = 7  # rows i % 7 == 3 are blank in every feature column
+
+
+def blank(i: int) -> bool:
+    return i % BLANK_EVERY == 3
+
+
+def logical_columns() -> dict[str, list]:
+    """The rows as Python values, None for a blank."""
+    rng = np.random.default_rng(0)
+    colours = ["red", "green", "blue", "true", "01"]  # text that a reader might take for a boolean or a number
+    size = [None if blank(i) else float(k) * 0.25 for i, k in enumerate(rng.integers(-40, 41, ROWS))]
+    count = [None if blank(i) else int(k) for i, k in enumerate(rng.integers(0, 121, ROWS))]
+    price = [None if blank(i) else round(float(k) / 100, 2) for i, k in enumerate(rng.integers(100, 99_999, ROWS))]
+    colour = [None if blank(i) else colours[int(k)] for i, k in enumerate(rng.integers(0, 5, ROWS))]
+    member = [None if blank(i) else bool(k) for i, k in enumerate(rng.integers(0, 2, ROWS))]
+    joined = [None if blank(i) else dt.date(2020, 1, 1) + dt.timedelta(days=int(k))
+              for i, k in enumerate(rng.integers(0, 1500, ROWS))]
+    seen = [None if blank(i) else dt.datetime(2021, 6, 1) + dt.timedelta(seconds=int(k))
+            for i, k in enumerate(rng.integers(0, 10**8, ROWS))]
+    score = [(s or 0) + (c or 0) / 40 + (col == "red") for s, c, col in zip(size, count, colour, strict=True)]
+    label = ["yes" if s > np.median(score) else "no" for s in score]
+    return {"customer_id": [f"C{i:04d}" for i in range(ROWS)], "size": size, "count": count, "price": price,
+            "colour": colour, "member": member, "joined": joined, "seen": seen, "nothing": [None] * ROWS,
+            "label": label}
+
+
+def text(values, kind=None):
+    return pa.array(values, type=kind or pa.string())
+
+
+def dictionary(index, value=None):
+    value = value or pa.string()
+    return lambda values: pa.array(values, type=value).dictionary_encode().cast(pa.dictionary(index, value))
+
+
+def spelled(values, spelling):
+    """Text with its blanks written as `spelling`."""
+    return pa.array([spelling if v is None else v for v in values], type=pa.string())
+
+
+def nan_blanks(kind):
+    return lambda values: pa.array([np.nan if v is None else v for v in values], type=pa.float64()).cast(kind)
+
+
+def as_text(values):
+    return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+TEXT_FORMS = [text, lambda v: text(v, pa.large_string()), lambda v: text(v, pa.string_view()),
+              dictionary(pa.int8()), dictionary(pa.int16()), dictionary(pa.int32()), dictionary(pa.int64()),
+              dictionary(pa.int32(), pa.large_string()),
+              *[lambda v, s=s: spelled(v, s) for s in NULL_VALUES],
+              # pandas writes a `category` column as a dictionary, its blanks as whatever the user had
+              *[lambda v, s=s: spelled(v, s).dictionary_encode() for s in ("", "NA", "nan")]]
+
+FORMS = {
+    "customer_id": [text, lambda v: text(v, pa.large_string()), dictionary(pa.int16())],
+    "size": [lambda v: pa.array(v, pa.float64()), lambda v: pa.array(v, pa.float32()),
+             lambda v: pa.array(np.array([np.nan if x is None else x for x in v], np.float16)),
+             nan_blanks(pa.float64()), nan_blanks(pa.float32()),
+             lambda v: pa.array(v, pa.float64()).cast(pa.decimal128(6, 2)), as_text],
+    "count": [*(lambda v, t=t: pa.array(v, t) for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(),
+                                                      pa.uint16(), pa.uint32(), pa.uint64(), pa.float32())),
+              nan_blanks(pa.float64()), lambda v: pa.array(v, pa.int16()).cast(pa.decimal128(5, 0)),
+              lambda v: pa.array(v, pa.int16()).cast(pa.decimal256(40, 0)), as_text],
+    "price": [lambda v: pa.array(v, pa.float64()), lambda v: pa.array(v, pa.float64()).cast(pa.decimal128(7, 2)),
+              lambda v: pa.array(v, pa.float64()).cast(pa.decimal256(30, 2)), as_text, nan_blanks(pa.float64())],
+    "colour": TEXT_FORMS,
+    "member": [lambda v: pa.array(v, pa.bool_()),
+               lambda v: text([None if x is None else str(x) for x in v]),          # pandas' CSV: True/False
+               lambda v: text([None if x is None else str(x).lower() for x in v]),  # pyarrow's: true/false
+               lambda v: dictionary(pa.int8())([None if x is None else str(x).upper() for x in v])],
+    "joined": [lambda v: pa.array(v, pa.date32()), lambda v: pa.array(v, pa.date64()),
+               *(lambda v, u=u: pa.array(v, pa.date32()).cast(pa.timestamp(u)) for u in ("s", "ms", "us", "ns"))],
+    "seen": [*(lambda v, u=u: pa.array(v, pa.timestamp("s")).cast(pa.timestamp(u)) for u in ("s", "ms", "us", "ns")),
+             lambda v: pa.array(v, pa.timestamp("s")).cast(pa.timestamp("us", tz="UTC"))],
+    "nothing": [lambda v: pa.nulls(len(v)), lambda v: pa.array(v, pa.string()), nan_blanks(pa.float64()),
+                lambda v: pa.array(v, pa.float32()), dictionary(pa.int32()), lambda v: spelled(v, "NA")],
+    "label": [text, dictionary(pa.int8()), lambda v: text(v, pa.string_view())],
+}
+FILES = max(len(forms) for forms in FORMS.values())
+
+
+def plain_table() -> pa.Table:
+    """The rows in the types a CSV read gives them."""
+    values = logical_columns()
+    kinds = {"size": pa.float64(), "count": pa.int64(), "price": pa.float64(), "member": pa.bool_(),
+             "joined": pa.date32(), "seen": pa.timestamp("s"), "nothing": pa.null()}
+    return pa.table({name: pa.array(column, kinds.get(name, pa.string())) for name, column in values.items()})
+
+
+def table_in_forms(k: int) -> pa.Table:
+    values = logical_columns()
+    return pa.table({name: forms[k % len(forms)](values[name]) for name, forms in FORMS.items()})
+
+
+def describe(k: int) -> str:
+    return ", ".join(f"{field.name}: {field.type}" for field in table_in_forms(k).schema)
+
+
+# ---- one column at a time, every form, in-process ----
+
+def reference(name: str):
+    column = pa.chunked_array([plain_table().column(name).combine_chunks()])
+    return plain_column(column)
+
+
+@pytest.mark.parametrize("name", ["size", "count", "price", "joined", "seen", "nothing"])
+def test_every_form_of_a_numeric_column_reads_as_the_same_numbers(name):
+    expected = numeric_values(reference(name), name, "t")
+    for form in FORMS[name]:
+        column = plain_column(pa.chunked_array([form(logical_columns()[name])]))
+        got = numeric_values(column, name, "t")
+        assert got.tobytes() == expected.tobytes(), (name, column.type)
+        assert column.null_count == reference(name).null_count, (name, column.type)
+
+
+@pytest.mark.parametrize("name", ["colour", "customer_id", "label", "nothing"])
+def test_every_form_of_a_text_column_reads_as_the_same_categories(name):
+    def as_lists(categories):
+        return [None if i < 0 else categories.values[i] for i in categories.index]
+
+    expected = as_lists(text_values(reference(name)))
+    for form in [*FORMS[name], *TEXT_FORMS]:
+        column = plain_column(pa.chunked_array([form(logical_columns()[name])]))
+        assert as_lists(text_values(column)) == expected, (name, form(logical_columns()[name]).type)
+
+
+# ---- whole files: data sets and predictions ----
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """The plain CSV file, its data set, a model trained on it and its predictions of the same file."""
+    folder = tmp_path_factory.mktemp("forms")
+    csv = folder / "plain.csv"
+    pa_csv.write_csv(plain_table(), csv)
+    make_data("--csv", csv, "--target", "label", "--out-dir", folder / "data")
+    train(*train_args(folder / "data" / "plain", folder / "model", "--epochs", "3", "--folds", "2"))
+    infer("--ckpt-dir", folder / "model", "--input", csv, "--output", folder / "plain.pred.parquet")
+    return folder
+
+
+def data_set(folder: Path) -> dict:
+    """Everything a data set holds but where it was read from and what the file stored: each
+    role's type and its why ("numbers written as text" is what the file holds, not a reading)."""
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta.pop("source")
+    meta["roles"] = [{k: v for k, v in role.items() if k not in ("kind", "why")} for role in meta["roles"]]
+    arrays = {f.name: f.read_bytes() for f in sorted(folder.glob("*.npy"))}
+    return {"meta": meta, "arrays": arrays}
+
+
+@pytest.mark.parametrize("k", range(FILES))
+def test_a_file_in_any_physical_form_makes_the_same_data_set_and_predictions(plain_run, tmp_path, k):
+    path = tmp_path / f"forms{k}.parquet"
+    pq.write_table(table_in_forms(k), path)
+    make_data("--csv", path, "--target", "label", "--out-dir", tmp_path / "data")
+    made, plain = data_set(tmp_path / "data" / f"forms{k}"), data_set(plain_run / "data" / "plain")
+    assert made["arrays"] == plain["arrays"], describe(k)
+    for key in plain["meta"]:
+        if key != "preprocess":
+            assert made["meta"][key] == plain["meta"][key], (key, describe(k))
+    # A boolean's levels keep the spelling its file gave them; every other step is the same.
+    spelling = {level: level.lower() if isinstance(level, str) else level
+                for step in made["meta"]["preprocess"]["categorical"] if step["name"] == "member"
+                for level in step["levels"]}
+    for step in made["meta"]["preprocess"]["categorical"]:
+        if step["name"] == "member":
+            step["levels"] = [spelling[level] for level in step["levels"]]
+    assert made["meta"]["preprocess"] == plain["meta"]["preprocess"], describe(k)
+
+    infer("--ckpt-dir", plain_run / "model", "--input", path, "--output", tmp_path / "pred.parquet")
+    got, expected = pq.read_table(tmp_path / "pred.parquet"), pq.read_table(plain_run / "plain.pred.parquet")
+    assert got.column_names == expected.column_names
+    for name in ("prediction", "proba_no", "proba_yes", "customer_id"):
+        assert got.column(name).equals(expected.column(name)), (name, describe(k))
+
+
+def test_the_plain_csv_with_every_blank_spelling_predicts_the_same(plain_run, tmp_path):
+    table = plain_table()
+    spellings = [s for s in NULL_VALUES if s]
+
+    def written_out(column):
+        return pa.array([spellings[i % len(spellings)] if v is None else str(v).lower() if isinstance(v, bool)
+                         else str(v) for i, v in enumerate(column.to_pylist())])
+
+    written = pa.table({name: table.column(name) if name == "label" else written_out(table.column(name))
+                        for name in table.column_names})
+    path = tmp_path / "spelled.csv"
+    pa_csv.write_csv(written, path)
+    infer("--ckpt-dir", plain_run / "model", "--input", path, "--output", tmp_path / "pred.parquet")
+    got, expected = pq.read_table(tmp_path / "pred.parquet"), pq.read_table(plain_run / "plain.pred.parquet")
+    assert pc.all(pc.equal(got.column("proba_yes"), expected.column("proba_yes"))).as_py()

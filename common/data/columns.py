@@ -31,12 +31,14 @@ _THOUSANDS = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
 
 
 def plain_table(table: Any, text_columns: Sequence[str] = ()) -> Any:
-    """Every column in its plain form (plain_column); the `text_columns` as text."""
+    """Every column in its plain form (plain_column); the `text_columns` as text, but for a type
+    with no text form (a list), left for require_feature_type to name."""
     import pyarrow as pa
 
     for i, field in enumerate(table.schema):
         column = plain_column(table.column(i))
-        if field.name in text_columns and not pa.types.is_string(column.type):
+        if (field.name in text_columns and not pa.types.is_string(column.type)
+                and not feature_type_advice(column.type)):
             column = text_column(column)
         if column is not table.column(i):
             table = table.set_column(i, field.name, column)

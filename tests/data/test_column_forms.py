@@ -18,7 +18,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from builders import infer, make_data, train, train_args
+import infer as infer_script
+import make_data as make_data_script
+from builders import infer, make_data, train, train_args, user_error
 from common.data.columns import NULL_VALUES, numeric_values, plain_column, text_values
 
 ROWS = 120
@@ -216,3 +218,44 @@ def test_the_plain_csv_with_every_blank_spelling_predicts_the_same(plain_run, tm
     infer("--ckpt-dir", plain_run / "model", "--input", path, "--output", tmp_path / "pred.parquet")
     got, expected = pq.read_table(tmp_path / "pred.parquet"), pq.read_table(plain_run / "plain.pred.parquet")
     assert pc.all(pc.equal(got.column("proba_yes"), expected.column("proba_yes"))).as_py()
+
+
+# ---- types that cannot be a feature ----
+
+def with_column(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, column)
+    return table.append_column(name, column)
+
+
+def tags(rows: int = ROWS) -> pa.Array:
+    return pa.array([["a", "b"] if i % 2 else [] for i in range(rows)], pa.list_(pa.string()))
+
+
+def test_a_column_with_no_text_form_is_left_out_of_the_predictions_with_a_note(plain_run, tmp_path, capsys):
+    path = tmp_path / "tagged.parquet"
+    pq.write_table(with_column(plain_table(), "tags", tags()), path)
+    infer("--ckpt-dir", plain_run / "model", "--input", path, "--output", tmp_path / "pred.parquet")
+    got, expected = pq.read_table(tmp_path / "pred.parquet"), pq.read_table(plain_run / "plain.pred.parquet")
+    assert "tags" not in got.column_names and got.column("proba_yes").equals(expected.column("proba_yes"))
+    assert "column 'tags' (list<element: string>) is not a feature" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_list_in_a_features_place_is_one_line_naming_column_and_type(plain_run, tmp_path):
+    path = tmp_path / "listed.parquet"
+    pq.write_table(with_column(plain_table(), "colour", tags()), path)
+    message = user_error(infer_script.main, "--ckpt-dir", plain_run / "model", "--input", path,
+                         "--output", tmp_path / "pred.csv")
+    assert "'colour'" in message and "list" in message and "one value per cell" in message
+    assert "as Parquet" not in message and not (tmp_path / "pred.csv").exists()
+
+
+def test_a_list_column_is_dropped_by_make_data_unless_named_as_a_feature(tmp_path):
+    path = tmp_path / "listed.parquet"
+    pq.write_table(with_column(plain_table(), "tags", tags()), path)
+    make_data("--csv", path, "--target", "label", "--out-dir", tmp_path / "data")
+    roles = {r["name"]: r for r in json.loads((tmp_path / "data" / "listed" / "dataset.json").read_text())["roles"]}
+    assert roles["tags"]["role"] == "dropped" and "one value per cell" in roles["tags"]["why"]
+    message = user_error(make_data_script.main, "--csv", path, "--target", "label", "--categorical", "tags",
+                         "--out-dir", tmp_path / "again")
+    assert "'tags'" in message and "list" in message and not (tmp_path / "again" / "listed").exists()

@@ -65,7 +65,7 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
         else:
             delimiter = sep or detect_delimiter(path)
             decimal = "," if delimiter == ";" else "."
-            options = {"parse_options": pa_csv.ParseOptions(delimiter=delimiter),
+            options = {"parse_options": csv_parse_options(path, delimiter),
                        "convert_options": csv_convert_options(decimal, {name: pa.string() for name in text_columns},
                                                               None)}
             if head:
@@ -84,6 +84,15 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
     if table.num_rows == 0:
         raise UserError(f"{path} has a header but no data rows: add rows")
     return table.replace_schema_metadata({"decimal": decimal})
+
+
+def csv_parse_options(path: Path, delimiter: str) -> Any:
+    """In a file of one column an empty line is a blank cell, not a line to skip: skipping it,
+    as pyarrow does by default, would drop that row from the predictions without a word."""
+    import pyarrow.csv as pa_csv
+
+    one_column = len(csv_header(path, delimiter)) == 1
+    return pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=not one_column)
 
 
 def csv_convert_options(decimal: str, types: dict[str, Any], columns: Sequence[str] | None) -> Any:
@@ -150,7 +159,7 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
     if other_as_text:
         text.update({name: pa.string() for name in csv_header(path, delimiter)})
     reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=BATCH_BYTES),
-                             parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+                             parse_options=csv_parse_options(path, delimiter),
                              convert_options=csv_convert_options(decimal, {**text, **types}, columns))
     for batch in reader:
         yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})

@@ -150,7 +150,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     check_settings(cfg)
     P = context.num_processes
     settings = resolved_settings(cfg, data, P)
-    check_resolved(settings, len(data.X_train), data.n_val, P, cfg.split_batches)
+    check_resolved(settings, len(data.X_train), data.n_val, P, cfg.split_batches, cfg.patience is not None)
     if settings["class_weight"] != "none" and data.task != "classification":
         raise UserError(f"--class-weight {settings['class_weight']} weighs classes, and this is a {data.task} "
                         "data set: drop it")
@@ -205,7 +205,7 @@ def check_settings(cfg: TrainConfig) -> None:
 
 
 def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_processes: int,
-                   split_batches: bool) -> None:
+                   split_batches: bool, patience_given: bool = True) -> None:
     for name in DATA_SIZED:  # what the data set sized: the integer settings' ranges
         check_setting(TrainConfig, name, settings[name])
     for name in ("dropout", "label_smoothing"):
@@ -216,6 +216,11 @@ def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_proce
     if settings["folds"] and n_val:
         raise UserError("--folds validates on folds of the training rows, and this data set has a validation "
                         "split of its own: remake it with make_data.py --val-size 0, or give --folds 0")
+    if settings["patience"] and not (n_val or settings["folds"]) and not patience_given:
+        raise UserError("--folds 0 leaves no rows to validate on, and this data set has no validation split: "
+                        f"a table's training stops after {settings['patience']} evaluations without a lower "
+                        "validation loss; keep --folds, remake the data set with make_data.py --val-size 0.1, "
+                        "or pass --patience 0 to train every epoch")
     if settings["patience"] and not (n_val or settings["folds"]):
         raise UserError("--patience needs validation rows to stop on, and this data set has none: "
                         "remake it with make_data.py --val-size 0.1 (or drop --patience)")

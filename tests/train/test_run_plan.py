@@ -244,3 +244,13 @@ def test_a_checkpoint_of_the_previous_plan_layout_compares_equal(cls_data):
     assert plan_differences({**previous, "data_fingerprint": "123:abc"}, plan) == []
     changed = plan_differences({**previous, "embeddings": [[5, 4]]}, plan)
     assert changed == [f"categorical: [[5, 4]] -> {plan['categorical']!r}"]
+
+
+def test_folds_0_on_a_table_without_validation_names_folds_not_a_patience_never_given(people_set):
+    data = load_dataset(people_set[0] / "people")
+    with pytest.raises(UserError) as info:
+        plan_for(data, "--folds", "0")
+    assert str(info.value).startswith("--folds 0") and "--patience 0" in str(info.value)
+    assert plan_for(data, "--folds", "0", "--patience", "0").crossfit.folds == 0
+    with pytest.raises(UserError, match="^--patience needs validation rows"):
+        plan_for(data, "--folds", "0", "--patience", "4")

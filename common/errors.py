@@ -46,6 +46,15 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _error_in_flight(err: BaseException) -> UserError | None:
+    """The UserError a second signal cut short, if any: a Ctrl-C that lands while a Stopped is
+    unwinding must not replace the line that names the checkpoint with a vaguer one."""
+    seen = err.__context__
+    while seen is not None and not isinstance(seen, UserError):
+        seen = seen.__context__
+    return seen
+
+
 def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True) -> None:
     """Run a script's `main`, turning a UserError into one line on stderr and exit code 2.
 
@@ -57,13 +66,18 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
     try:
         try:
             main()
-        except KeyboardInterrupt:
-            raise Interrupted("interrupted by Ctrl-C; files written before were left as they were") from None
-        except Terminated:
-            raise Stopped("SIGTERM received; files written before were left as they were", 143) from None
+        except KeyboardInterrupt as err:
+            raise _error_in_flight(err) or Interrupted(
+                "interrupted by Ctrl-C; files written before were left as they were") from None
+        except Terminated as err:
+            raise _error_in_flight(err) or Stopped(
+                "SIGTERM received; files written before were left as they were", 143) from None
     except UserError as err:
         if reports(err):
+            # A further Ctrl-C while the line is written would cut it off and print a traceback.
+            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
             print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
+            signal.signal(signal.SIGINT, interrupt)
         else:
             with contextlib.suppress(Terminated):  # the launcher stops the quiet ones once the reporter has ended
                 time.sleep(QUIET_EXIT_DELAY_S)

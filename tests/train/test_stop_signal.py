@@ -50,3 +50,23 @@ def test_without_saving_a_signal_says_nothing_was_saved(small_val, tmp_path, mon
         train("--data", small_val, *ARGS, "--ckpt-dir", tmp_path)
     assert "no checkpoint was written (--checkpoint-every N or --save-on-signal" in str(info.value)
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_while_a_stop_unwinds_still_names_the_checkpoint(second, capsys):
+    """The second Ctrl-C of a quick double press lands while the first one's Stopped is on its way
+    out (a `finally` closing files); the line the user reads is still the one naming the checkpoint."""
+    from common.errors import run_cli
+
+    def stopped_then_signalled():
+        try:
+            raise Stopped("Ctrl-C received; go on with --resume (from run/checkpoints/epoch_000003)", 130)
+        finally:
+            os.kill(os.getpid(), second)
+
+    with pytest.raises(SystemExit) as info:
+        run_cli(stopped_then_signalled)
+    assert info.value.code == 130
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "stopped: Ctrl-C received; go on with --resume (from run/checkpoints/epoch_000003)"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

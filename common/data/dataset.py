@@ -161,8 +161,9 @@ def load_dataset(path: str | Path) -> TabularData:
 
 
 def check_dataset(data: TabularData, path: str | Path) -> None:
-    """The arrays agree with the description: width, lengths, and targets of the task's kind
-    (class codes for classification, float columns for regression)."""
+    """The arrays agree with the description: width, lengths (those dataset.json records, and the
+    source rows of a table's splits), and targets of the task's kind (class codes for
+    classification, float columns for regression)."""
     width = len(data.description.feature_names)
     for split in SPLITS:
         X, y = data.split(split)
@@ -171,6 +172,14 @@ def check_dataset(data: TabularData, path: str | Path) -> None:
         if len(X) != len(y):
             raise UserError(f"{path}: features and targets of the {split} split differ in length: "
                             "regenerate the data set")
+        recorded = getattr(data.description, f"n_{split}")
+        if len(X) != recorded:
+            raise UserError(f"{path}: X_{split}.npy holds {len(X)} rows but {DATASET_FILE} says {recorded}: "
+                            "regenerate the data set with make_data.py")
+        rows = Path(path) / f"rows_{split}.npy"  # a table's source row of each data set row
+        if rows.exists() and len(map_npy(rows)) != len(X):
+            raise UserError(f"{path}: {rows.name} holds {len(map_npy(rows))} rows but X_{split}.npy {len(X)}: "
+                            "regenerate the data set with make_data.py")
         problem = target_problem(y, data.task)
         if problem:
             raise UserError(f"{path}: y_{split} {problem} but {meta_path(path)} says {data.task}: "

@@ -86,3 +86,23 @@ def test_a_data_set_damaged_after_it_was_written_is_one_line(small_cls, tmp_path
     message = user_error(train_script.main, "--data", data, "--ckpt-dir", tmp_path / "run", "--epochs", "1")
     assert all(word in message for word in words) and "regenerate the data set" in message, message
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_row_counts_that_disagree_with_the_arrays_are_one_line(small_cls, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)
+    meta = json.loads((data / "dataset.json").read_text())
+    meta["n_test"] += 5
+    (data / "dataset.json").write_text(json.dumps(meta))
+    message = user_error(train_script.main, "--data", data, "--ckpt-dir", tmp_path / "run")
+    assert "X_test.npy holds 1201 rows but dataset.json says 1206" in message and "make_data.py" in message
+
+
+def test_a_tables_source_rows_cut_short_are_one_line(people_set, tmp_path):
+    made, _ = people_set
+    data = tmp_path / "data"
+    shutil.copytree(made / "people", data)
+    rows = np.load(data / "rows_train.npy")
+    np.save(data / "rows_train.npy", rows[:-3])
+    message = user_error(train_script.main, "--data", data, "--ckpt-dir", tmp_path / "run")
+    assert f"rows_train.npy holds {len(rows) - 3} rows but X_train.npy {len(rows)}" in message

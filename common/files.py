@@ -35,7 +35,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     final = Path(target)
     tmp: Path | None = None
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(final.parent)
         tmp = _staged(final)
         yield tmp
         _seal(tmp)
@@ -104,7 +104,7 @@ def atomic_folder(target: str | os.PathLike, owned: Callable[[str], bool]) -> It
     final = Path(target)
     with contextlib.ExitStack() as stack:
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(final.parent)
             holder = stack.enter_context(exclusive_lock(folder_lock_file(final)))
         except OSError as err:
             raise write_error(final, err) from None
@@ -203,17 +203,89 @@ def _seal(tmp: Path) -> None:
     os.chmod(tmp, 0o644)
 
 
-def write_error(path: Path, err: OSError) -> UserError:
-    reason = err.strerror or str(err)
-    return UserError(f"cannot write {path} ({reason}): free some space or choose a writable folder; "
-                     f"{path.name} keeps what it held before")
+class WriteFailed(UserError):
+    """A write that failed, in one line; `errno` says why, for a caller that words it its own way."""
+
+    def __init__(self, message: str, code: int | None):
+        super().__init__(message)
+        self.errno = code
+
+
+def write_error(path: Path, err: BaseException) -> WriteFailed:
+    reason, fix = write_problem(err, path.parent)
+    return WriteFailed(f"cannot write {path} ({reason}): {fix}; {path.name} keeps what it held before",
+                       failure_errno(err, path.parent))
+
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def write_problem(err: BaseException, folder: Path) -> tuple[str, str]:
+    """What stopped a write, and what to do, in the user's words whichever library wrote: torch's
+    serializer reports a full disk as "[enforce fail at inline_container.cc:672] unexpected pos",
+    safetensors a file-size limit as "I/O error: File too large (os error 27)". Where the error
+    carries no errno, the machine is asked: a file-size limit in force, or a full disk."""
+    code = failure_errno(err, folder)
+    if code == errno.EFBIG:
+        limit = _file_size_limit()
+        return (os.strerror(code) + (f": the file-size limit (ulimit -f) is {limit:,} bytes" if limit else ""),
+                "raise the limit (ulimit -f unlimited) or write to another folder")
+    if code in NO_ROOM:
+        return os.strerror(code), "free some space or choose another folder"
+    if code in NOT_ALLOWED:
+        return os.strerror(code), "choose a folder you can write in"
+    if code:
+        reason = os.strerror(code)
+    elif "enforce fail" in str(err):  # torch's serializer, on a write that did not all reach the file
+        reason = "the write was cut short"
+    else:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+    return reason, "free some space or choose a writable folder"
+
+
+def failure_errno(err: BaseException, folder: Path) -> int | None:
+    return getattr(err, "errno", None) or _errno_in_text(str(err)) or _errno_of_the_machine(folder)
+
+
+def _errno_in_text(text: str) -> int | None:
+    import re
+
+    found = re.search(r"\[Errno (\d+)\]|\(os error (\d+)\)", text)
+    return int(found.group(1) or found.group(2)) if found else None
+
+
+def _file_size_limit() -> int | None:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _errno_of_the_machine(folder: Path) -> int | None:
+    if _file_size_limit() is not None:
+        return errno.EFBIG
+    try:
+        full = shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return None
+    return errno.ENOSPC if full else None
+
+
+def make_folder(folder: Path) -> None:
+    """`folder` and its parents; a link to nowhere is named as such (mkdir would say "File exists")."""
+    for path in (folder, *folder.parents):
+        if path.is_symlink() and not path.exists():
+            raise UserError(f"{path} is a link to {os.readlink(path)}, which does not exist: create that folder "
+                            "or remove the link")
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def check_writable(folder: str | os.PathLike) -> None:
     """Before any work: a folder we can create files in (not a file, not read-only)."""
     folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
         raise UserError(f"cannot write in {folder} ({err.strerror or err}): choose another folder") from None

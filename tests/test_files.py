@@ -1,5 +1,6 @@
 """Files written atomically (common/files.py): a crash or a kill mid-write leaves the earlier file or
 folder, and the next reader or writer puts back what a kill left hidden."""
+import errno
 import os
 import shutil
 import signal
@@ -9,7 +10,7 @@ import pytest
 
 from common.data.dataset import load_dataset
 from common.errors import UserError
-from common.files import atomic_path, read_json, write_json
+from common.files import atomic_path, read_json, write_json, write_problem
 
 
 def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, small_cls):
@@ -105,3 +106,29 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         crash_mid_write(target)
     assert read_json(target, "config") == {"good": 1}
     assert os.listdir(tmp_path) == ["config.json"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("err", [
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 287680 vs 287568"),
+    OSError("Error while serializing: I/O error: File too large (os error 27)"),  # what safetensors says
+    OSError(errno.EFBIG, "File too large"),
+])
+def test_a_write_cut_short_by_a_file_size_limit_says_so_not_free_some_space(tmp_path, err):
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 40, before[1]))  # far above anything this test writes
+    try:
+        reason, fix = write_problem(err, tmp_path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
+    assert reason.startswith("File too large") and f"{1 << 40:,} bytes" in reason
+    assert "ulimit -f" in fix and "free some space" not in fix
+
+
+def test_torchs_own_text_never_reaches_the_user(tmp_path):
+    reason, fix = write_problem(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 9 vs 7"),
+                                tmp_path)  # a disk with room and no limit: the write was cut short all the same
+    assert "enforce" not in reason and "pos" not in reason and fix
+    assert write_problem(OSError(errno.ENOSPC, "No space left on device"), tmp_path) == (
+        "No space left on device", "free some space or choose another folder")

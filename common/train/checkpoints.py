@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ProcessError, UserError
-from common.files import check_writable, read_json, write_json
+from common.files import check_writable, read_json, write_json, write_problem
 from common.schema import is_int
 
 STATE_FILE = "trainer_state.json"
@@ -262,13 +262,13 @@ def saving(ckpt_dir: str | Path, name: str, staged: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, RuntimeError, SafetensorError, UserError) as err:  # torch.save: "enforce fail" on a full disk
+        reason, fix = write_problem(err, staged.parent)  # before the staged files go, freeing the disk
         shutil.rmtree(staged, ignore_errors=True)
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
         kept = complete_checkpoints(ckpt_dir)
         after = (f"then --resume from {kept[-1]}, the last checkpoint, which was kept" if kept
                  else "then run again: no checkpoint had been written yet")
-        raise ProcessError(f"cannot save checkpoint {name} in {checkpoint_root(ckpt_dir)} ({first}): "
-                           f"free some space, {after}") from None
+        raise ProcessError(f"cannot save checkpoint {name} in {checkpoint_root(ckpt_dir)} ({reason}): "
+                           f"{fix}, {after}") from None
 
 
 def restore_checkpoint(accelerator, path: str | Path) -> None:

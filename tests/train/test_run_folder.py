@@ -87,3 +87,22 @@ def test_a_read_only_folder(small_cls, tmp_path):
     with tmpfs(tmp_path / "ro", "ro,size=1M") as folder:
         message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", folder, "--epochs", "1")
         assert "cannot write in" in message and "Read-only" in message
+
+
+def test_a_checkpoint_that_fills_the_disk_is_one_line_in_the_users_words(small_cls, tmp_path):
+    """torch's serializer reports a full disk as "[enforce fail at inline_container.cc:672] unexpected
+    pos"; the user reads what happened and where the last checkpoint is."""
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        with open(disk / "filler", "wb") as fh:
+            fh.write(b"\0" * (3 * 1024 * 1024 - 600_000))  # room for the weights, not for Adam's state too
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", disk / "run", "--epochs", "3",
+                             "--checkpoint-every", "1", "--hidden", "256", "256")
+    assert "cannot save checkpoint epoch_000000" in message and "No space left on device" in message
+    assert "enforce fail" not in message and "unexpected pos" not in message, message
+
+
+def test_a_ckpt_dir_that_is_a_link_to_nowhere_is_named_as_such(small_cls, tmp_path):
+    (tmp_path / "run").symlink_to(tmp_path / "gone" / "run")
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path / "run", "--epochs", "1")
+    assert f"{tmp_path / 'run'} is a link to {tmp_path / 'gone' / 'run'}, which does not exist" in message
+    assert "File exists" not in message

@@ -78,5 +78,7 @@ def lost_peers(err: RuntimeError, timeout_s: int) -> Exception:
         return UserError(f"a process stopped answering for {timeout_s} s ({silent_processes()}; {first}): check "
                          "that process and its machine, then --resume from the last checkpoint")
     if "connection closed by peer" in text or "connection reset" in text or "broken pipe" in text:
-        return UserError(f"another process of the run has stopped ({first}); its own message says why")
+        return UserError(f"another process of the run has stopped ({first}): where it printed no error of its own "
+                         "it was killed (a signal, or out of memory; see its machine's log), else its line says why; "
+                         "then --resume from the last checkpoint")
     return err

@@ -8,6 +8,7 @@ Loads only JSON and safetensors: nothing is unpickled. Runs on the CPU; no launc
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,10 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
 
 
 def output_path(input_path: str, output: str | None) -> str:
-    output = output or f"{input_path.rsplit('.', 1)[0]}.pred.csv"
+    """--output as given; a folder (a path ending in /) or no --output: `<input stem>.pred.csv` in it
+    or beside the input."""
+    if not output or output.endswith(("/", os.sep)):
+        output = str(Path(output or Path(input_path).parent) / f"{Path(input_path).stem}.pred.csv")
     if Path(output).suffix.lower() not in OUTPUT_KINDS:
         raise UserError(f"--output {output}: write predictions to a .csv, .parquet or .npz file")
     if Path(output).resolve() == Path(input_path).resolve():

@@ -249,3 +249,10 @@ def test_csv_predictions_carry_ids_and_original_labels(animals, tmp_path):
     # Labels in their own words and in the right order: a mixed-up mapping scores about 1/3, the
     # majority class 1/2; the classes overlap, so even the best model is wrong on ~15% of rows.
     assert np.mean([r["prediction"] == t for r, t in zip(out, labels[:40], strict=True)]) >= 0.7
+
+
+def test_an_output_path_ending_in_a_slash_is_a_folder(small_model, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"x{i}" for i in range(10)) + "\n" + ",".join(["1"] * 10) + "\n")
+    infer("--ckpt-dir", small_model, "--input", rows, "--output", f"{tmp_path / 'x.csv'}/")
+    assert (tmp_path / "x.csv").is_dir() and (tmp_path / "x.csv" / "rows.pred.csv").is_file()

@@ -28,38 +28,59 @@ def _option(argv: Sequence[str], *names: str) -> str | None:
     return value
 
 
-def _config_processes(config_file: str | None) -> int | None:
+def _launch_config(config_file: str | None) -> dict:
+    """The launch's config file as parsed YAML (Accelerate's default one where none is named); {}
+    where there is none or it cannot be read (Accelerate itself then says why)."""
     if config_file is None:
         try:
             from accelerate.commands.config import default_config_file
         except ImportError:
-            return None
+            return {}
         config_file = default_config_file
     try:
         import yaml
 
         with open(config_file) as fh:
-            value = (yaml.safe_load(fh) or {}).get("num_processes")
-    except (OSError, ValueError, AttributeError, ImportError):
-        return None
-    return value if isinstance(value, int) else None
+            config = yaml.safe_load(fh)
+    except (OSError, ValueError, ImportError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
-def requested_processes(launcher_argv: Sequence[str]) -> int | None:
-    """How many processes an `accelerate launch` command line asks for; None for another command."""
+def launch_options(launcher_argv: Sequence[str]) -> list[str] | None:
+    """The arguments after `launch` of an `accelerate launch` command line; None for another command."""
     argv = list(launcher_argv)
     launch_at = next((i for i, arg in enumerate(argv[:-1]) if Path(arg).name == "accelerate"
                       and argv[i + 1] == "launch"), None)
     if launch_at is None:  # Accelerate's second entry point, or the module run with -m
         launch_at = next((i for i, arg in enumerate(argv) if Path(arg).name == "accelerate-launch"
                           or arg == "accelerate.commands.launch"), None)
-    if launch_at is None:
+    return None if launch_at is None else argv[launch_at + 1:]
+
+
+def requested_processes(launcher_argv: Sequence[str]) -> int | None:
+    """How many processes an `accelerate launch` command line asks for; None for another command."""
+    args = launch_options(launcher_argv)
+    if args is None:
         return None
-    args = argv[launch_at + 1:]
     value = _option(args, "--num_processes", "--num-processes")
     if value is not None:
         return int(value) if value.lstrip("-").isdigit() else None
-    return _config_processes(_option(args, "--config_file", "--config-file"))
+    processes = _launch_config(_option(args, "--config_file", "--config-file")).get("num_processes")
+    return processes if isinstance(processes, int) else None
+
+
+def requested_device(launcher_argv: Sequence[str]) -> str | None:
+    """"cpu" where an `accelerate launch` asks for the CPU (--cpu, or its config's `use_cpu: true`),
+    "gpu" where its config file asks for an accelerator (`use_cpu: false`), None where nothing says
+    (`python train.py`, or a launch without a config, which takes a GPU where there is one)."""
+    args = launch_options(launcher_argv)
+    if args is None:
+        return None
+    if "--cpu" in args:
+        return "cpu"
+    use_cpu = _launch_config(_option(args, "--config_file", "--config-file")).get("use_cpu")
+    return None if use_cpu is None else "cpu" if use_cpu else "gpu"
 
 
 def launcher_command_line() -> list[str]:
@@ -88,9 +109,9 @@ def trap_message(requested: int, gpus: int, script: str = "train.py") -> str:
             f"--multi_gpu --num_processes {usable} {script}`")
 
 
-def refuse_lost_processes(started: int, launcher_argv: Sequence[str] | None = None) -> None:
-    """Stop before any work when the launch asked for N > 1 processes and `started` fewer."""
-    requested = requested_processes(launcher_command_line() if launcher_argv is None else launcher_argv)
+def refuse_lost_processes(started: int, launcher_argv: Sequence[str]) -> None:
+    """Stop before any work when the launch (`launcher_argv`) asked for N > 1 processes and `started` fewer."""
+    requested = requested_processes(launcher_argv)
     if requested is not None and requested > started:
         import shlex
         import sys

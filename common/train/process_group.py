@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.errors import ProcessError, UserError
 from common.train.heartbeat import start_heartbeat
-from common.train.launch_check import refuse_lost_processes
+from common.train.launch_check import launcher_command_line, refuse_lost_processes, requested_device
 from common.train.relaunch import start_missing_processes
 from common.train.watchdog import watch_launcher
 
@@ -18,16 +18,27 @@ if TYPE_CHECKING:
     from common.train.run_plan import TrainPlan
 
 _state: Any = None  # the PartialState of this process, once start_processes made it
+_cpu: bool | None = None  # whether this run uses the CPU, once start_processes decided it
 
 DEFAULT_TIMEOUT_S = 600
 
 
 def use_cpu() -> bool:
     """Without CUDA, ask for the CPU backend ourselves: then a multi-process launch forms one
-    gloo group instead of N processes that each believe they are alone."""
+    gloo group instead of N processes that each believe they are alone. A launch whose config
+    asks for the CPU gets it on a GPU machine too: Accelerate's multi-process launcher does not
+    pass `use_cpu` on to its workers."""
     import torch
 
-    return not torch.cuda.is_available()
+    return _cpu if _cpu is not None else not torch.cuda.is_available()
+
+
+def no_gpu_notice() -> str:
+    import torch
+
+    return (f"No GPU here (torch {torch.__version__} finds no CUDA device): training on the CPU, although the "
+            "launch's config asks for a GPU; check the driver and that torch is a CUDA build, or launch with "
+            "accelerate_configs/cpu.yaml")
 
 
 def start_processes(timeout_s: int = DEFAULT_TIMEOUT_S) -> Any:
@@ -38,26 +49,32 @@ def start_processes(timeout_s: int = DEFAULT_TIMEOUT_S) -> Any:
 
     A process of a multi-process run says where it waits for the others and for how long, gives
     up after `timeout_s` with one line, and stops by itself when its launcher is gone."""
-    global _state
+    global _state, _cpu
     from datetime import timedelta
 
+    import torch
     from accelerate import PartialState
 
+    launcher = launcher_command_line()
     world = int(os.environ.get("WORLD_SIZE", "1"))  # the launcher's word, before any group exists
     if world == 1:
-        start_missing_processes()
+        start_missing_processes(launcher)
+    device = requested_device(launcher)
+    _cpu = device == "cpu" or not torch.cuda.is_available()
     where = f"{os.environ.get('MASTER_ADDR', 'localhost')}:{os.environ.get('MASTER_PORT', '?')}"
     if world > 1:
         watch_launcher(os.getppid())
         if os.environ.get("LOCAL_RANK", "0") == "0":
             print(f"Waiting for {world} processes at {where} (up to {timeout_s} s)", flush=True)
     try:
-        _state = PartialState(cpu=use_cpu(), timeout=timedelta(seconds=timeout_s))
+        _state = PartialState(cpu=_cpu, timeout=timedelta(seconds=timeout_s))
     except (RuntimeError, ValueError) as err:  # torch's DistStoreError and gloo's timeouts are RuntimeErrors
         raise UserError(f"the {world} processes did not all meet at {where} within {timeout_s} s "
                         f"({str(err).splitlines()[0][:160]}): start the launch on every machine with the same "
                         "address and port, or raise --timeout") from None
-    refuse_lost_processes(_state.num_processes)
+    refuse_lost_processes(_state.num_processes, launcher)
+    if device == "gpu" and not torch.cuda.is_available() and _state.is_local_main_process:
+        print(no_gpu_notice(), flush=True)  # a mistyped driver install should not show only as a slow run
     if world > 1:
         start_heartbeat(_state.process_index, _state.num_processes)
     return _state

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from common.train.launch_check import launcher_command_line, requested_processes
+from common.train.launch_check import requested_processes
 
 STARTED_HERE = "TABULAR_GROUP_STARTED_HERE"  # set in the group's environment: it never starts another one
 MULTI_CPU_CONFIG = Path(__file__).resolve().parents[2] / "accelerate_configs" / "multi_cpu.yaml"
@@ -92,15 +92,16 @@ def run_group(command: Sequence[str], env: dict[str, str]) -> int:
     return code if code >= 0 else 128 - code
 
 
-def start_missing_processes() -> None:
-    """Where Accelerate's simple launcher ran this script alone although N > 1 processes were asked
-    for, on a machine without GPUs: run the N-process group and exit with its code. Else return."""
+def start_missing_processes(launcher_argv: Sequence[str]) -> None:
+    """Where Accelerate's simple launcher (`launcher_argv`) ran this script alone although N > 1
+    processes were asked for, on a machine without GPUs: run the N-process group and exit with its
+    code. Else return."""
     if "WORLD_SIZE" in os.environ or os.environ.get(STARTED_HERE):  # a process of a group: nothing to check
         return
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    processes = processes_to_start(launcher_command_line(), gpus)
+    processes = processes_to_start(launcher_argv, gpus)
     if processes is None:
         return
     command = group_command(processes, sys.argv, os.environ.get("ACCELERATE_MIXED_PRECISION"))

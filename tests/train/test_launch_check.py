@@ -4,7 +4,7 @@ command that works on this machine."""
 import pytest
 
 from common.errors import UserError
-from common.train.launch_check import refuse_lost_processes, requested_processes, trap_message
+from common.train.launch_check import refuse_lost_processes, requested_device, requested_processes, trap_message
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -47,3 +47,19 @@ def test_one_process_where_several_were_asked_for_is_refused(monkeypatch):
 def test_the_refusal_names_a_command_that_works_on_this_machine(gpus, words):
     message = trap_message(4, gpus)
     assert all(word in message for word in words), message
+
+
+@pytest.mark.parametrize("launch,expected", [
+    (["--config_file", "accelerate_configs/single_gpu.yaml"], "gpu"),
+    (["--config_file", "accelerate_configs/multi_gpu_bf16.yaml"], "gpu"),
+    (["--config_file", "accelerate_configs/cpu.yaml"], "cpu"),
+    (["--config_file", "accelerate_configs/multi_cpu.yaml"], "cpu"),  # a MULTI_GPU launch that asks for the CPU
+    (["--cpu", "--num_processes", "2"], "cpu"),
+    ([], None),  # no config: Accelerate takes a GPU where there is one, the CPU elsewhere
+])
+def test_the_device_a_launch_asks_for_is_read_from_its_config(launch, expected, monkeypatch):
+    import accelerate.commands.config as config
+
+    monkeypatch.setattr(config, "default_config_file", "/nonexistent/default_config.yaml")
+    assert requested_device(["accelerate", "launch", *launch, "train.py"]) == expected
+    assert requested_device(["python", "train.py"]) is None

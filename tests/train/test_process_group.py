@@ -12,3 +12,23 @@ def test_who_prints_an_error(monkeypatch):
     assert launch_module.reports(ProcessError("this process's own checkpoint file"))
     State.is_local_main_process = True
     assert launch_module.reports(UserError("the same on every process"))
+
+
+def gpu_launch(config: str) -> list[str]:
+    return ["/venv/bin/accelerate", "launch", "--config_file", f"accelerate_configs/{config}.yaml", "train.py"]
+
+
+def test_a_gpu_config_on_a_machine_without_one_says_so_at_the_start(small_cls, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from builders import read_config, train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(launch_module, "launcher_command_line", lambda: gpu_launch("single_gpu"))
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "gpu", "--epochs", "1")
+    said = capsys.readouterr().out
+    assert "No GPU here" in said and "training on the CPU" in said and said.index("No GPU") < said.index("epoch")
+    assert read_config(tmp_path / "gpu")["device"] == "cpu"
+    monkeypatch.setattr(launch_module, "launcher_command_line", lambda: gpu_launch("cpu"))
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "cpu", "--epochs", "1")
+    assert "No GPU" not in capsys.readouterr().out

@@ -293,6 +293,10 @@ class TrainConfig:
                 "shuffled within windows of ~1M rows (constant memory); auto: rows up to 4M training rows")
     chunk_rows: int = count(0, "training rows each process gathers from the data set at once (memory)",
                             zero="16 MiB of inputs")
+    pictures: bool = field(True, "draw curves.png, importance.png and confusion.png into <ckpt-dir> (matplotlib)")
+    importance_rows: int = count(5000, "rows on which each column's permutation importance is measured at the end "
+                                       "(a sample where there are more; its time grows with rows x columns)",
+                                 zero="no importance")
 
 
 @dataclasses.dataclass

@@ -89,6 +89,21 @@ def figures_table(figures: dict[str, float], title: str) -> Table:
     return table
 
 
+def importance_table(importance: Any, width: int = 24) -> Table:
+    """Columns by importance, most important first, each with a bar as long as its drop."""
+    name = {"f1_macro": "macro-F1", "r2": "R²"}.get(importance.figure, importance.figure)
+    title = (f"which columns matter: drop in {name} when shuffled ({importance.scored_on}, {importance.rows:,} rows, "
+             f"{importance.repeats} repeats, {importance.seconds:.1f} s)")
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("column", "left"), ("drop", "right"), ("±", "right"), ("", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    top = max([c.mean for c in importance.columns] + [1e-12])
+    for c in importance.columns:
+        bar = "█" * round(width * max(c.mean, 0.0) / top)
+        table.add_row(c.column, f"{c.mean:.4f}", f"{c.std:.4f}", f"[blue]{bar}[/]")
+    return table
+
+
 class TrainingDisplay:
     """A progress bar (epoch, loss, time left) under a table that grows by one row per evaluation.
 

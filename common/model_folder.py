@@ -80,6 +80,7 @@ class ModelRecord:
     device: str = ""                 # see common/train/run_record.device_name
     outcome: RunOutcome = dataclasses.field(default_factory=RunOutcome)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    target_column: str | None = None  # the table column it predicts: a labelled input is scored on it
     format: int = CONFIG_FORMAT  # the format it was read from; to_json writes today's
 
     @property
@@ -93,7 +94,8 @@ class ModelRecord:
                 "preprocess": self.preprocess.to_json(), "target": self.target.to_json() if self.target else None,
                 "ids": self.ids, "data": self.data, "training": self.training, "num_processes": self.num_processes,
                 "distributed_type": self.distributed_type, "mixed_precision": self.mixed_precision,
-                "device": self.device, "outcome": self.outcome.to_json(), "versions": self.versions}
+                "device": self.device, "outcome": self.outcome.to_json(), "versions": self.versions,
+                "target_column": self.target_column}
 
     @classmethod
     def read(cls, obj: Any, path: str | Path) -> ModelRecord:
@@ -114,7 +116,7 @@ class ModelRecord:
                      f.texts("ids", default=[]), f.text("data", default=None), training,
                      f.integer("num_processes", minimum=1, default=1), f.text("distributed_type", default=""),
                      f.text("mixed_precision", default=""), f.text("device", default=""), outcome,
-                     f.obj_of("versions", default={}), version)
+                     f.obj_of("versions", default={}), f.text("target_column", default=None), version)
         problem = record.disagreement(f.texts("feature_names"))
         if problem:
             raise f.error(problem)

@@ -177,6 +177,14 @@ class Preprocessor:
         """The table columns it reads."""
         return [s.name for s in self.numeric] + [s.name for s in self.categorical]
 
+    def column_inputs(self) -> dict[str, list[int]]:
+        """Each table column's places among the model's inputs: a numeric column's value and its
+        `_missing` indicator, a categorical column's codes (what permutation importance shuffles
+        together)."""
+        indicators = iter(range(len(self.numeric), self.numeric_inputs))
+        groups = {s.name: [i] + ([next(indicators)] if s.indicator else []) for i, s in enumerate(self.numeric)}
+        return groups | {s.name: [self.numeric_inputs + j] for j, s in enumerate(self.categorical)}
+
     def transform(self, numeric: Callable[[str], np.ndarray], text: Callable[[str], Categories],
                   rows: int) -> np.ndarray:
         """The model's inputs (float32) from column getters: raw numbers (NaN for blanks) and categories."""

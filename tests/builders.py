@@ -59,6 +59,11 @@ runpy.run_path("infer.py", run_name="__main__")
 """
 
 
+# The run's pictures cost a process importing matplotlib: drawn only where a test asks for them
+# (`--pictures` later on the line wins).
+QUIET_RUN = ["--no-pictures"]
+
+
 # ---- the scripts in a new process ----
 
 def script_env(**extra: str) -> dict[str, str]:
@@ -81,10 +86,11 @@ def accelerate_cli() -> str:
     return str(Path(sys.executable).with_name("accelerate"))
 
 
-def launch(config: str, *args: str, launcher_args: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess:
+def launch(config: str, *args: str, launcher_args: tuple[str, ...] = (), pictures: bool = False,
+           **kw) -> subprocess.CompletedProcess:
     """`accelerate launch --config_file accelerate_configs/<config>.yaml [launcher_args] train.py ...`"""
     return run_script(accelerate_cli(), "launch", "--config_file", f"accelerate_configs/{config}.yaml",
-                      *launcher_args, "train.py", *args, **kw)
+                      *launcher_args, "train.py", *([] if pictures else QUIET_RUN), *args, **kw)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -104,7 +110,7 @@ def make_data(*args: str) -> None:
 
 
 def train(*args: str) -> None:
-    train_script.main([str(a) for a in args])
+    train_script.main([*QUIET_RUN, *(str(a) for a in args)])
 
 
 def infer(*args: str) -> None:

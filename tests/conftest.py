@@ -61,7 +61,8 @@ def cls_run(recipe_cls, tmp_path_factory):
     """A few epochs of the classification recipe, launched through accelerate with cpu.yaml."""
     ckpt = tmp_path_factory.mktemp("cls_run")
     started = time.monotonic()
-    proc = launch("cpu", "--data", str(recipe_cls), "--ckpt-dir", str(ckpt), "--epochs", "6", "--eval-every", "2")
+    proc = launch("cpu", "--data", str(recipe_cls), "--ckpt-dir", str(ckpt), "--epochs", "6", "--eval-every", "2",
+                  pictures=True)
     proc.seconds = time.monotonic() - started  # the whole launch, as this process saw it
     return ckpt, proc
 
@@ -72,7 +73,7 @@ def crossfit_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("crossfit")
     write(tmp / "people.csv", people(rows=500))
     make_data("--csv", tmp / "people.csv", "--target", "label", "--out-dir", tmp)
-    train("--data", tmp / "people", "--ckpt-dir", tmp / "run", "--epochs", "12")
+    train("--data", tmp / "people", "--ckpt-dir", tmp / "run", "--epochs", "12", "--pictures")
     return tmp
 
 

@@ -58,17 +58,24 @@ class CrossFit:
         return (losses * trains).sum() / max(1, members - (1 if self.folds >= 2 else 0))
 
 
-def out_of_fold(net: Any, X: torch.Tensor, y: torch.Tensor, fold: torch.Tensor,
-                members: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's output under the member validated on its fold, rows grouped by fold (the
-    figures are sums, so their order does not matter); rows of no fold are left out. One
-    member's arithmetic per row, not k."""
-    outs, ys = [], []
+def out_of_fold(net: Any, X: torch.Tensor, fold: torch.Tensor, members: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Member by member, the rows of its validation fold (their indices into X) and their outputs
+    under that member: each row scored by the member that never trained on it, one member's
+    arithmetic per row, not k. Rows of no fold are left out."""
+    found = []
     for member in range(members):
         rows = torch.nonzero(fold == member).squeeze(1)
-        outs.append(net(X[rows], member=member)[:, 0].float())
-        ys.append(y[rows])
-    return torch.cat(outs), torch.cat(ys)
+        found.append((rows, net(X[rows], member=member)[:, 0].float()))
+    return found
+
+
+def out_of_fold_in_order(net: Any, X: torch.Tensor, fold: torch.Tensor, members: int) -> torch.Tensor:
+    """out_of_fold's outputs in the rows' own order; every row of X must belong to a fold."""
+    parts = out_of_fold(net, X, fold, members)
+    out = torch.empty(len(X), parts[0][1].shape[1], dtype=torch.float32, device=X.device)
+    for rows, outputs in parts:
+        out[rows] = outputs
+    return out
 
 
 def table_folds(n_train: int, has_val: bool, most: int, max_rows: int) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,6 +50,7 @@ from common.train.checkpoints import (
 )
 from common.train.process_group import local_process_count
 from common.train.run_plan import TrainPlan, check_resumable
+from common.train.run_report import CARD_FILE, REPORT_FILES, RunReport, owned_card
 from common.train.stop_signal import StopSignal
 
 RUNNING_METRICS_FILE = "metrics.running.jsonl"
@@ -136,7 +137,7 @@ class RunFolder:
         to the trackers."""
         assert self.log is not None, "resume() first"
         self.log.add(record)
-        self.accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        self.accelerator.log(tracker_values(record), step=record["epoch"])
 
     def checkpoint_if_due(self, epoch: int) -> None:
         every = self.plan.run.checkpoint_every
@@ -167,12 +168,14 @@ class RunFolder:
             go_on = "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
         return Stopped(f"{stop.name} {where}: {go_on}; {self._kept()}", stop.exit_code)
 
-    def commit(self, weights: dict[str, Any], record: ModelRecord) -> None:
-        """The run's model files, swapped in together by the main process once every process is here."""
+    def commit(self, weights: dict[str, Any], record: ModelRecord, report: RunReport | None) -> None:
+        """The run's model files and its report (the main process's), swapped in together by the
+        main process once every process is here."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            commit_run(self.path, weights, record)
-            console.print(f"Saved: {self.path / MODEL_FILE}, {self.path / CONFIG_FILE}, {self.path / METRICS_FILE}")
+            written = commit_run(self.path, weights, record, report.writers if report else {})
+            console.print(f"Saved: {self.path / MODEL_FILE}, {self.path / CONFIG_FILE}, {self.path / METRICS_FILE}"
+                          + (f"; {', '.join(written)}" if written else ""))
 
     def _gathered(self, partial: dict[str, Any]) -> list[dict[str, Any]]:
         """Every process's `partial`, by process index (collective: every process calls it)."""
@@ -195,6 +198,15 @@ class RunFolder:
         if (self.path / MODEL_FILE).is_file():
             return f"{self.path} keeps the earlier run's model files"
         return f"no model was saved in {self.path}"
+
+def tracker_values(record: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation as trackers take it: numbers, and the members' figures as a group of numbers."""
+    values = {k: v for k, v in record.items() if k != "epoch" and not isinstance(v, list)}
+    for key, members in record.items():
+        if isinstance(members, list):
+            values[key] = {f"member_{i}": v for i, v in enumerate(members) if v is not None}
+    return values
+
 
 LOCK_FILE = ".lock"
 
@@ -241,19 +253,30 @@ class RunLog:
 
 def clear_commit_leftovers(ckpt_dir: str | Path) -> None:
     """Staged model files that a kill during a commit left behind (hidden, never read)."""
-    for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE):
+    for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, *REPORT_FILES):
         for leftover in Path(ckpt_dir).glob(f".{name}.*.tmp"):
             leftover.unlink(missing_ok=True)
 
 
-def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: ModelRecord) -> None:
-    """The new weights, config.json and metrics.jsonl, written beside the old ones and renamed
-    into place together."""
+def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: ModelRecord,
+               report: dict[str, Callable[[Path], Any]]) -> list[str]:
+    """The new weights, config.json, metrics.jsonl and the report's files, written beside the old
+    ones and renamed into place together; an earlier run's report files this one does not write
+    go. A README.md of the folder's own (not a card of ours) is left alone. Returns the report's
+    file names written."""
     folder = Path(ckpt_dir)
     running = running_metrics(folder)
+    if not owned_card(folder / CARD_FILE) and CARD_FILE in report:
+        console.print(f"Note: {folder / CARD_FILE} is not a model card of ours: left as it is, no card written")
+        report = {name: write for name, write in report.items() if name != CARD_FILE}
     write_together({
         folder / MODEL_FILE: lambda path: write_weights_file(path, weights),
         folder / CONFIG_FILE: lambda path: write_json_file(path, record.to_json()),
         folder / METRICS_FILE: lambda path: shutil.copyfile(running, path),
+        **{folder / name: write for name, write in report.items()},
     })
     running.unlink(missing_ok=True)
+    for name in REPORT_FILES:
+        if name not in report and (name != CARD_FILE or owned_card(folder / name)):
+            (folder / name).unlink(missing_ok=True)
+    return list(report)

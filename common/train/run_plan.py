@@ -79,6 +79,8 @@ class RunOptions:
     timeout: int                  # seconds a process waits for the others before giving up
     chunk_rows: int               # training rows a process gathers at once: memory, not results
     resume: str                   # the checkpoint folder to continue from; "" for a fresh run
+    pictures: bool                # draw the run's pictures (common/figures.py)
+    importance_rows: int          # rows the end-of-run importance shuffles, at most; 0: none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +170,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
             threads=cpu_threads(cfg.threads, context.local_processes, context.cpu_count,
                                 settings["batch_size"] * model.multiply_adds_per_row),
             timeout=cfg.timeout, chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
-            resume=context.resume))
+            resume=context.resume, pictures=cfg.pictures, importance_rows=cfg.importance_rows))
 
 
 def part(cls: Any, settings: dict[str, Any], **computed: Any) -> Any:

@@ -25,7 +25,14 @@ def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: Ru
     return ModelRecord(
         plan.task, plan.model, described.class_labels, described.preprocess, described.target, described.ids,
         plan.run.data, plan.as_dict(), plan.num_processes, str(accelerator.distributed_type),
-        accelerator.mixed_precision, device_name(accelerator.device), outcome, library_versions())
+        accelerator.mixed_precision, device_name(accelerator.device), outcome, library_versions(),
+        target_column(described.source))
+
+
+def target_column(source: dict[str, Any]) -> str:
+    """The column a table's model predicts; `target` for the recipes' and scikit-learn's data,
+    as scikit-learn names it in its frames."""
+    return str(source.get("target") or "target")
 
 
 def device_name(device: Any) -> str:

@@ -146,43 +146,53 @@ class Trainer:
         total = self.accelerator.reduce(t, reduction="sum").cpu().numpy()
         return float(total[0] / total[1])
 
+    def _stats(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss_sum = self.loss_fn(out, y).detach()
+        if self.task == "classification":
+            return classification_stats(out, y, self.num_classes, loss_sum)
+        assert self.target is not None
+        return regression_stats(*self.target.for_figures(out, y), loss_sum)
+
     @torch.no_grad()
     def _split_stats(self, rows: RowSource, folds: torch.Tensor | None) -> torch.Tensor:
         """The split's summed statistics, read and scored a chunk at a time, then summed over
-        processes. With `folds`, each row is scored by the member validated on its fold (rows
-        of no fold are left out); else an ensemble's members are combined."""
+        processes: one row of them, or with `folds` one per member, each over the rows of its
+        fold scored by it (rows of no fold are left out); else an ensemble's members are combined."""
         total = None
         # At least one pass, also over an empty shard: every process must bring a tensor to the reduce.
         for start in range(0, max(len(rows), 1), EVAL_CHUNK):
             X, y = rows.slice(start, start + EVAL_CHUNK)
             if folds is None:
-                out = combine_members(self.model(X).float(), self.task, self.log_link)
+                stats = self._stats(combine_members(self.model(X).float(), self.task, self.log_link), y).unsqueeze(0)
             else:
-                out, y = out_of_fold(self.net, X, y, folds[start:start + EVAL_CHUNK], self.plan.model.members)
-            loss_sum = self.loss_fn(out, y).detach()
-            if self.task == "classification":
-                stats = classification_stats(out, y, self.num_classes, loss_sum)
-            else:
-                assert self.target is not None
-                stats = regression_stats(*self.target.for_figures(out, y), loss_sum)
+                parts = out_of_fold(self.net, X, folds[start:start + EVAL_CHUNK], self.plan.model.members)
+                stats = torch.stack([self._stats(out, y[member_rows]) for member_rows, out in parts])
             total = stats if total is None else total + stats
         assert total is not None
         return self.accelerator.reduce(total, reduction="sum")
 
+    def _figures(self, stats: np.ndarray) -> dict[str, Any]:
+        if self.task == "classification":
+            figures = classification_figures(stats, self.num_classes)
+            figures.pop("confusion_matrix")
+            return figures
+        return regression_figures(stats)
+
     def evaluate(self, epoch: int, train_loss: float) -> dict[str, Any]:
-        """Figures of every evaluation set, reduced over all processes (every process calls this)."""
+        """Figures of every evaluation set, reduced over all processes (every process calls this).
+        Out of fold, each member's own figure on its fold too (`val_members`: the curves' spread)."""
         self.model.eval()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
         for split, (rows, folds) in self.eval_sets.items():
             stats = self._split_stats(rows, folds).cpu().numpy()
-            if self.task == "classification":
-                figures = classification_figures(stats, self.num_classes)
-                figures.pop("confusion_matrix")
-            else:
-                figures = regression_figures(stats)
+            figures = self._figures(stats.sum(axis=0))
             if split == "train":
                 figures.pop("loss")
             record.update({record_key(split, key): value for key, value in figures.items()})
+            if folds is not None and len(stats) > 1:
+                monitored = self.plan.loop.monitor.removeprefix(f"{split}_")
+                record[f"{split}_members"] = [self._figures(member)[monitored] if member[1] else None
+                                              for member in stats]
         self.model.train()
         return record
 

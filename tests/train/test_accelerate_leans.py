@@ -6,12 +6,12 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-import train as train_script
 from common.config import TrainConfig, parse_config
 from common.data.dataset import load_dataset
 from common.train.accelerate_leans import LEANS
 from common.train.run_context import find_context
 from common.train.run_plan import make_plan
+from common.train.session import build
 from common.train.trainer import Stepper, Trainer
 
 ALL_MISSING = dict.fromkeys(LEANS, "forced off by the test")
@@ -39,7 +39,7 @@ def run(data, argv, missing=None):
     plan = make_plan(cfg := parse_config(TrainConfig, argv), data, find_context(cfg, 1, 1))
     accelerator = Accelerator(cpu=True, gradient_accumulation_steps=plan.batches.grad_accum,
                               step_scheduler_with_optimizer=False)
-    model, optimizer, scheduler = train_script.build(plan, accelerator)
+    model, optimizer, scheduler = build(plan, accelerator)
     stepper = RecordingStepper(accelerator, model, optimizer, scheduler, plan.batches.grad_accum, missing=missing)
     trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan, stepper)
     for epoch in range(plan.loop.epochs):

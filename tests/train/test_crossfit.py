@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from common.model import ModelSpec, build_model
-from common.train.crossfit import CrossFit, monitor, out_of_fold, table_folds
+from common.train.crossfit import CrossFit, monitor, out_of_fold, out_of_fold_in_order, table_folds
 
 
 def test_each_member_trains_on_the_rows_outside_its_fold():
@@ -20,12 +20,16 @@ def test_each_member_trains_on_the_rows_outside_its_fold():
 
 def test_out_of_fold_outputs_are_each_rows_own_member():
     net = build_model(ModelSpec(2, (4,), 3, "relu", members=3))
-    X, y = torch.randn(6, 2), torch.arange(6)
+    X = torch.randn(6, 2)
     fold = torch.tensor([2, 0, 1, 0, 2, 1])
-    out, ys = out_of_fold(net, X, y, fold, members=3)
     every = net(X)
-    for i, row in enumerate(ys.tolist()):
-        torch.testing.assert_close(out[i], every[row, fold[row]])
+    parts = out_of_fold(net, X, fold, members=3)
+    assert sorted(torch.cat([rows for rows, _ in parts]).tolist()) == list(range(6))  # every row once
+    for member, (rows, out) in enumerate(parts):
+        assert (fold[rows] == member).all()
+        torch.testing.assert_close(out, every[rows, member])
+    in_order = out_of_fold_in_order(net, X, fold, members=3)
+    torch.testing.assert_close(in_order, every[torch.arange(6), fold])
 
 
 def test_the_fold_rule_and_the_monitor():

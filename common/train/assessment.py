@@ -1,0 +1,138 @@
+"""The run's last look at its model, once the weights are final: its predictions on rows it
+never trained on, their confusion matrix, and which columns matter (common/importance.py).
+
+The rows are the most honest ones the data set has: out of fold for a cross-fitted ensemble
+(each training row scored by the member that never trained on it, so no test split is needed),
+the validation fold or split otherwise, else the test split (the recipes). Importance shuffles a
+seeded sample of at most `--importance-rows` of them (5,000), IMPORTANCE_REPEATS times per column:
+its cost is bounded by that, whatever the table's size. The main process computes it alone, on the CPU,
+from the final weights: every process count and device gives the same figures.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.data.dataset import TabularData
+from common.importance import Importance, macro_f1, permutation_importance, r2
+from common.model import build_model, combine_members
+from common.steps import has_link
+from common.train.crossfit import out_of_fold_in_order
+from common.train.run_plan import TrainPlan
+
+IMPORTANCE_REPEATS = 3
+SCORE_CHUNK = 1 << 16     # rows per forward pass
+
+
+@dataclasses.dataclass
+class ScoredRows:
+    """The rows the assessment scores: inputs, targets as the data set holds them, and each row's
+    member (out of fold) or None (the members combined)."""
+    X: Any
+    y: Any
+    fold: np.ndarray | None
+    name: str   # "out of fold", "validation fold", "validation", "test"
+
+
+@dataclasses.dataclass
+class Assessment:
+    scored_on: str
+    rows: int
+    figure: str                         # f1_macro or r2
+    value: float
+    confusion: list[list[int]] | None   # classification: true x predicted, over every scored row
+    importance: Importance | None
+
+
+def scored_rows(plan: TrainPlan, data: TabularData) -> ScoredRows | None:
+    crossfit = plan.crossfit
+    if crossfit.validates:
+        fold = crossfit.fold_of_each_row(np.asarray(data.y_train), plan.task == "classification", plan.seed)
+        assert fold is not None
+        members = max(1, plan.model.members)
+        keep = np.flatnonzero((fold >= 0) & (fold < members))
+        name = "out of fold" if crossfit.folds >= 2 else "validation fold"
+        return ScoredRows(data.X_train, data.y_train, fold, name) if len(keep) == len(fold) else \
+            ScoredRows(Rows(data.X_train, keep), Rows(data.y_train, keep), fold[keep], name)
+    if data.n_val:
+        return ScoredRows(data.X_val, data.y_val, None, "validation")
+    if len(data.y_test):
+        return ScoredRows(data.X_test, data.y_test, None, "test")
+    return None
+
+
+class Rows:
+    """Some rows of a (memory-mapped) array, read only when sliced."""
+
+    def __init__(self, array: Any, index: np.ndarray):
+        self.array, self.index = array, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, part: Any) -> np.ndarray:
+        return np.asarray(self.array[self.index[part]])
+
+
+@torch.no_grad()
+def outputs(net: Any, X: np.ndarray, fold: np.ndarray | None, plan: TrainPlan, link: bool) -> np.ndarray:
+    """The final model's outputs for rows X: each by its own member, or the members combined."""
+    parts = []
+    for start in range(0, len(X), SCORE_CHUNK):
+        x = torch.from_numpy(np.array(X[start:start + SCORE_CHUNK], dtype=np.float32))
+        if fold is None:
+            out = combine_members(net(x).float(), plan.task, link)
+        else:
+            f = torch.from_numpy(fold[start:start + SCORE_CHUNK].astype(np.int64))
+            out = out_of_fold_in_order(net, x, f, plan.model.members)
+        parts.append(out.numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+
+
+def scorer(data: TabularData, plan: TrainPlan) -> tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray],
+                                                         Callable[[np.ndarray, np.ndarray], float]]:
+    """The run's figure: (its name, outputs -> predictions, (predictions, targets) -> figure)."""
+    if plan.task == "classification":
+        classes = len(data.description.class_labels or [])
+        return ("f1_macro", lambda out, y: out.argmax(axis=1),
+                lambda pred, y: macro_f1(pred, np.asarray(y, dtype=np.int64), classes))
+    target = data.description.target
+    assert target is not None
+    return ("r2", lambda out, y: target.original(out)[:, 0],
+            lambda pred, y: r2(pred, target.original(np.asarray(y), prediction=False)[:, 0]))
+
+
+def assess(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor],
+           scored: Callable[[Assessment], None] = lambda assessment: None) -> Assessment | None:
+    """The final weights' figure and confusion matrix on the scored rows, and each column's
+    permutation importance on a sample of them; None where the data set has no such rows.
+    `scored` is told the figures before the importance is measured (to draw them meanwhile)."""
+    rows = scored_rows(plan, data)
+    if rows is None or not len(rows.y):
+        return None
+    net = build_model(plan.model)
+    net.load_state_dict(weights)
+    net.eval()
+    link = has_link(data.description.target)
+    figure, predictions, score = scorer(data, plan)
+    y_all = np.asarray(rows.y[:])
+    predicted = predictions(outputs(net, rows.X, rows.fold, plan, link), y_all)
+    confusion = None
+    if plan.task == "classification":
+        classes = len(data.description.class_labels or [])
+        confusion = np.bincount(y_all.astype(np.int64) * classes + predicted,
+                                minlength=classes * classes).reshape(classes, classes).tolist()
+    assessment = Assessment(rows.name, len(y_all), figure, score(predicted, y_all), confusion, None)
+    scored(assessment)
+    if plan.run.importance_rows:
+        sample = np.sort(np.random.default_rng(plan.seed).permutation(len(y_all))[:plan.run.importance_rows])
+        X, y = np.asarray(rows.X[sample], dtype=np.float32), y_all[sample]
+        fold = rows.fold[sample] if rows.fold is not None else None
+        assessment.importance = permutation_importance(
+            lambda x: score(predictions(outputs(net, x, fold, plan, link), y), y), X,
+            data.preprocessor.column_inputs(), figure, IMPORTANCE_REPEATS, plan.seed, rows.name)
+    return assessment

@@ -1,0 +1,108 @@
+"""The model card: README.md in the run folder, in the Hugging Face Hub's format (YAML front
+matter, then Markdown), so that `huggingface-cli upload <repo> <ckpt-dir>` makes a complete
+model repository of the folder. It says what the model is (task, target, columns and how each
+is prepared), how it was trained and on what, its figures on rows it never trained on, which
+columns matter, and the lines that use it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from common.data.description import DatasetDescription
+from common.importance import Importance
+from common.model_folder import ModelRecord
+from common.steps import Preprocessor
+
+FIGURE_NAMES = {"f1_macro": "macro-F1", "r2": "R²", "accuracy": "accuracy", "precision_macro": "macro precision",
+                "recall_macro": "macro recall", "mae": "MAE", "rmse": "RMSE"}
+HUB_METRICS = {"f1_macro": ("f1", {"average": "macro"}), "accuracy": ("accuracy", None), "r2": ("r_squared", None),
+               "mae": ("mae", None), "rmse": ("rmse", None)}
+
+
+def front_matter(name: str, record: ModelRecord, figures: dict[str, float], scored_on: str) -> str:
+    import yaml
+
+    pipeline = f"tabular-{record.task}"
+    metrics = [{"type": HUB_METRICS[k][0], "value": round(float(v), 6), "name": f"{FIGURE_NAMES[k]} ({scored_on})",
+                **({"args": HUB_METRICS[k][1]} if HUB_METRICS[k][1] else {})}
+               for k, v in figures.items() if k in HUB_METRICS]
+    meta = {
+        "library_name": "pytorch",
+        "tags": [pipeline, "tabular", "safetensors", "accelerate"],
+        "pipeline_tag": pipeline,
+        "metrics": sorted({str(m["type"]) for m in metrics}),
+        "model-index": [{"name": name, "results": [{
+            "task": {"type": pipeline, "name": pipeline.replace("-", " ").title()},
+            "dataset": {"type": name, "name": name},
+            "metrics": metrics}]}],
+    }
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def how_prepared(name: str, pre: Preprocessor) -> str:
+    for step in pre.numeric:
+        if step.name == name:
+            scaling = "training quantiles mapped onto a normal" if step.quantiles is not None else \
+                f"standardised (mean {step.mean:.4g}, scale {step.scale:.4g})"
+            blanks = f"; blanks take the median {step.median:.4g} and a `{name}_missing` input" if step.indicator \
+                else ""
+            return scaling + blanks
+    for cat in pre.categorical:
+        if cat.name == name:
+            return f"learned embedding of {len(cat.levels)} levels; rare and unseen values share one code"
+    return ""
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDescription, plan_line: str,
+               figures: dict[str, float], scored_on: str, importance: Importance | None, pictures: list[str]) -> str:
+    """README.md's text. `figures`: the saved weights' figures on `scored_on` rows."""
+    source = description.source
+    name = Path(str(source.get("csv") or source.get("dataset") or source.get("generator") or "model")).stem
+    target = record.target_column or "the target"
+    what = ("classes " + ", ".join(f"`{c}`" for c in record.class_labels or [])) if record.task == "classification" \
+        else "a number" + (f" (modelled through {record.target.transform})" if record.target
+                           and record.target.transform != "none" else "")
+    members = record.model.members
+    network = (f"an ensemble of {members} MLPs" if members else "an MLP") + \
+        f" ({' x '.join(map(str, record.model.hidden)) or 'linear'}, {record.model.activation})"
+    parts = [front_matter(name, record, figures, scored_on), f"# {name}: {record.task} of `{target}`\n",
+             f"Predicts `{target}` ({what}) from {len(record.preprocess.column_names)} columns of "
+             f"`{source.get('csv') or name}` with {network}, trained with PyTorch and Accelerate. Weights in "
+             "`model.safetensors`, everything else needed to use them in `config.json`: no pickle anywhere.\n"]
+    parts.append(f"## Figures ({scored_on})\n\n" + markdown_table(
+        ["figure", "value"], [[FIGURE_NAMES.get(k, k), f"{v:.4f}"] for k, v in figures.items()]) + "\n")
+    if importance is not None:
+        parts.append(f"## Which columns matter\n\nThe drop in {FIGURE_NAMES.get(importance.figure)} when a column "
+                     f"is shuffled, over {importance.rows:,} rows ({importance.scored_on}), "
+                     f"{importance.repeats} repeats:\n\n" + markdown_table(
+                         ["column", "drop", "spread"],
+                         [[f"`{c.column}`", f"{c.mean:.4f}", f"{c.std:.4f}"] for c in importance.columns]) + "\n")
+    roles = [[f"`{r.name}`", r.role, r.missing, how_prepared(r.name, record.preprocess) or r.why]
+             for r in description.roles if r.name != record.target_column]
+    if roles:
+        parts.append("## Columns\n\n" + markdown_table(["column", "role", "blanks", "how it enters the model"], roles)
+                     + "\n")
+    parts.append(f"## Training\n\n{plan_line}.\n\n" + markdown_table(["", ""], [
+        ["rows", f"{description.n_train:,} training, {description.n_val:,} validation, {description.n_test:,} test"],
+        ["hardware", f"{record.num_processes} process(es), {record.device}, mixed precision {record.mixed_precision}"],
+        ["epochs", f"{record.outcome.epochs_run}, the best evaluation's weights kept (epoch "
+                   f"{record.outcome.best_epoch})" if record.outcome.weights == "best"
+         else f"{record.outcome.epochs_run}, the last epoch's weights"],
+        ["time", f"{record.outcome.train_seconds:.1f} s training, {record.outcome.startup_seconds:.1f} s start-up"],
+        ["versions", ", ".join(f"{k} {v}" for k, v in record.versions.items())]]) + "\n")
+    if pictures:
+        parts.append("## Pictures\n\n" + "\n".join(f"![{Path(p).stem}]({p})" for p in pictures) + "\n")
+    folder = str(ckpt_dir)
+    proba = "\nmodel.predict_proba(rows)   # columns in model.classes order" if record.task == "classification" else ""
+    parts.append("## Use it\n\nWith this repository's code (`common/`, `infer.py`):\n\n```bash\n"
+                 f"python infer.py --ckpt-dir {folder} --input new_rows.csv --output predictions.csv\n```\n\n"
+                 "```python\nfrom common.api import Predictor\n\n"
+                 f"model = Predictor.load(\"{folder}\")\nmodel.predict(rows)         # a DataFrame, an Arrow table, "
+                 f"a dict of columns or a list of rows{proba}\n```\n")
+    return "\n".join(parts)

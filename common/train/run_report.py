@@ -1,0 +1,123 @@
+"""What a finished run writes beside its model, for a person: importance.json, the pictures
+(common/figures.py) and the model card, README.md (common/train/card.py). Made on the main
+process from the final weights (common/train/assessment.py) and committed with the model files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.console import console, importance_table
+from common.data.dataset import TabularData
+from common.figures import Painter
+from common.files import write_json_file
+from common.model_folder import ModelRecord
+from common.train.assessment import Assessment, assess, scored_rows
+from common.train.card import model_card
+from common.train.run_plan import TrainPlan
+
+IMPORTANCE_FILE = "importance.json"
+CARD_FILE = "README.md"
+PICTURES = ("curves.png", "importance.png", "confusion.png")
+REPORT_FILES = (IMPORTANCE_FILE, CARD_FILE, *PICTURES)
+CARD_MARK = "<!-- the model card train.py writes: replaced by each run -->"
+
+
+@dataclasses.dataclass
+class RunReport:
+    """The files to write (name -> a function that writes one to a path), and what it said."""
+
+    writers: dict[str, Callable[[Path], Any]]
+    assessment: Assessment | None
+
+    @classmethod
+    def made(cls, plan: TrainPlan, data: TabularData, weights: dict[str, Any], record: ModelRecord,
+             records: list[dict[str, Any]], painter: Painter | None) -> RunReport:
+        """The assessment, the card and the pictures (drawn by `painter` while the model is
+        assessed; None: no pictures)."""
+        with tempfile.TemporaryDirectory(prefix="tabular-pictures-") as drawn:
+            pictures = Pictures(Path(drawn), painter)
+            if records:
+                pictures.draw("curves", records=records, monitor=plan.loop.monitor,
+                              kept_epoch=record.outcome.best_epoch, scored_on=scored_on_name(plan, data))
+
+            def draw_confusion(scored: Assessment) -> None:
+                if scored.confusion is not None:
+                    pictures.draw("confusion", matrix=scored.confusion, labels=record.class_labels or [],
+                                  scored_on=scored.scored_on)
+
+            assessment = assess(plan, data, weights, draw_confusion)
+            writers: dict[str, Callable[[Path], Any]] = {}
+            figures = dict(record.outcome.final_metrics)
+            importance = assessment.importance if assessment else None
+            if assessment is not None:
+                figures = {assessment.figure: assessment.value, **headline(figures)}
+                report = {"scored_on": assessment.scored_on, "rows": assessment.rows,
+                          assessment.figure: assessment.value, "confusion_matrix": assessment.confusion,
+                          "importance": importance.to_json() if importance else None}
+                writers[IMPORTANCE_FILE] = lambda path: write_json_file(path, report)
+                if importance is not None:
+                    console.print(importance_table(importance))
+                    pictures.draw("importance", importance=importance.to_json())
+            drawn_pictures = pictures.finished()
+        writers.update({name: png_writer(png) for name, png in drawn_pictures.items()})
+        card = model_card(plan.run.ckpt_dir, record, data.description, plan.describe(), figures,
+                          scored_on_name(plan, data), importance, list(drawn_pictures))
+        writers[CARD_FILE] = lambda path: path.write_text(card + "\n" + CARD_MARK + "\n")
+        return cls(writers, assessment)
+
+
+def png_writer(png: bytes) -> Callable[[Path], Any]:
+    return lambda path: path.write_bytes(png)
+
+
+def scored_on_name(plan: TrainPlan, data: TabularData) -> str:
+    """The rows the run's figures come from, in words."""
+    rows = scored_rows(plan, data)
+    return rows.name if rows is not None else "training"
+
+
+class Pictures:
+    """The pictures asked of a Painter, drawn into `folder`, and read back once it has finished."""
+
+    def __init__(self, folder: Path, painter: Painter | None):
+        self.folder, self.painter = folder, painter
+        self.names: list[str] = []
+
+    def draw(self, picture: str, **args: Any) -> None:
+        if self.painter is not None:
+            self.names.append(f"{picture}.png")
+            self.painter.draw(picture, self.folder / f"{picture}.png", **args)
+
+    def finished(self) -> dict[str, bytes]:
+        """Each picture drawn, as PNG bytes; a picture that could not be drawn is named in a note."""
+        if self.painter is None:
+            return {}
+        failed = self.painter.finish()
+        for path, why in failed.items():
+            console.print(f"Note: {Path(path).name} was not drawn ({why}): the run's other files are saved")
+        return {name: (self.folder / name).read_bytes() for name in self.names
+                if str(self.folder / name) not in failed and (self.folder / name).is_file()}
+
+
+def headline(final: dict[str, Any]) -> dict[str, float]:
+    """The saved weights' figures worth a card's table: out-of-fold or held-out, not the losses."""
+    keep = ("accuracy", "precision_macro", "recall_macro", "mae", "rmse")
+    found = {}
+    for key, value in final.items():
+        bare = key.split("_", 1)[1] if key.startswith(("val_", "test_")) else key
+        if bare in keep and isinstance(value, (int, float)):
+            found[bare] = float(value)
+    return found
+
+
+def owned_card(path: Path) -> bool:
+    """Whether README.md in a run folder is absent or a card an earlier run wrote: a folder's own
+    README (a user's --ckpt-dir .) is never replaced."""
+    try:
+        return not path.exists() or CARD_MARK in path.read_text(errors="replace")
+    except OSError:
+        return False

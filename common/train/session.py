@@ -1,0 +1,133 @@
+"""One training run, from settings to a committed model folder: what train.py runs, and what the
+Python API's `fit` (common/api.py) runs in-process. One loop, written once against
+`accelerate.Accelerator`: the config file alone decides the hardware.
+
+    start the processes -> load the data set -> resolve the plan -> the Accelerator
+    -> build, resume, epochs (evaluate, keep the best, checkpoint), stop -> assess -> commit
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.config import TrainConfig
+from common.console import TrainingDisplay
+from common.data.dataset import TabularData, load_dataset
+from common.errors import UserError
+from common.figures import Painter
+from common.files import load_weights
+from common.model import build_model, load_state
+from common.train.early_stopping import BestTracker
+from common.train.heartbeat import lost_peers
+from common.train.optim import make_optimizer, make_scheduler
+from common.train.process_group import local_process_count, make_accelerator, seconds_since_start, start_processes
+from common.train.run_context import RANDOM_INIT, find_context
+from common.train.run_folder import RunFolder
+from common.train.run_plan import TrainPlan, make_plan
+from common.train.run_record import run_record, scalar_settings
+from common.train.run_report import RunReport
+from common.train.stop_signal import StopSignal
+from common.train.trainer import Trainer, check_finite
+
+TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/logs
+
+
+def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Path:
+    """Train as `cfg` says and commit the model folder; returns it. `bad_arguments`: a command
+    line that did not parse, reported once the process group can say which process reports."""
+    state = start_processes(cfg.timeout)
+    if bad_arguments:
+        raise bad_arguments
+    data = load_dataset(cfg.data)
+    plan = make_plan(cfg, data, find_context(cfg, state.num_processes, local_process_count(state)))
+    accelerator = make_accelerator(plan)
+    try:
+        train(plan, data, accelerator)
+    except RuntimeError as err:
+        raise lost_peers(err, plan.run.timeout) from None
+    # The DDP model must be gone before the process group is: a DDP reducer outliving its gloo
+    # group until interpreter exit aborts the process now and then ("terminate called without
+    # an active exception"). train() has returned, so only the accelerator still holds it.
+    accelerator.free_memory()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return Path(plan.run.ckpt_dir)
+
+
+def build(plan: TrainPlan, accelerator: Any) -> tuple[Any, Any, Any]:
+    from accelerate.utils import set_seed
+
+    set_seed(plan.seed)  # the same initial weights on every process and every run
+    model = build_model(plan.model)
+    if plan.init != RANDOM_INIT:
+        load_state(model, load_weights(plan.init), plan.init,
+                   fix="give --hidden (and --data) that build the model these weights came from")
+    optimizer = make_optimizer(plan.optim, model.parameters())
+    scheduler = make_scheduler(plan, optimizer)
+    return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
+
+
+def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
+    torch.set_num_threads(plan.run.threads)
+    with RunFolder(plan, accelerator) as folder, StopSignal(accelerator) as stop, \
+            painter(plan, accelerator) as pictures:
+        trainer = Trainer(accelerator, *build(plan, accelerator), data, plan)
+        best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0)
+        start = folder.resume(trainer, best)
+        accelerator.print(plan.describe())
+        if plan.run.log_with:
+            accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
+        if start.epoch >= plan.loop.epochs or best.stopped:
+            accelerator.print(f"The run in {plan.run.ckpt_dir} had finished: nothing left to train")
+        startup, started = round(seconds_since_start(), 3), time.perf_counter()  # a small table's time is start-up
+        epochs_run = start.epoch
+        title = f"{plan.task} on {plan.num_processes} process(es), {accelerator.device}"
+        try:
+            with TrainingDisplay(title, plan.loop.epochs, start.epoch, accelerator.is_main_process) as display:
+                for epoch in range(start.epoch, plan.loop.epochs):
+                    if best.stopped:  # an early stop; a run resumed after one only finishes
+                        break
+                    train_loss = trainer.run_epoch(epoch, start.first_step(epoch), stop)
+                    if train_loss is None:  # a signal, mid-epoch
+                        raise folder.stopped(stop, trainer)
+                    epochs_run = epoch + 1
+                    check_finite(train_loss, epoch)
+                    display.epoch_done(train_loss)
+                    if plan.loop.evaluates(epoch):
+                        record = trainer.evaluate(epoch, train_loss)
+                        check_finite(record[plan.loop.monitor], epoch)
+                        display.add(record)
+                        folder.add_record(record)
+                        best.update(record, trainer.net)
+                    folder.checkpoint_if_due(epoch)
+                    if stop.agreed(0, boundary=True) and epochs_run < plan.loop.epochs and not best.stopped:
+                        raise folder.stopped(stop, trainer)
+        except KeyboardInterrupt:  # a second Ctrl-C, which does not wait for the step to end
+            raise folder.interrupted(trainer.epoch) from None
+        report_stop(plan.loop.monitor, best, accelerator)
+        outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
+        weights = best.final_weights(trainer.net)
+        model_record = run_record(plan, data, accelerator, outcome)
+        report = RunReport.made(plan, data, weights, model_record, folder.records, pictures) \
+            if accelerator.is_main_process else None
+        folder.commit(weights, model_record, report)
+
+
+def painter(plan: TrainPlan, accelerator: Any) -> Any:
+    """The main process's Painter, started with the run so that matplotlib is ready at its end."""
+    return Painter() if accelerator.is_main_process and plan.run.pictures else contextlib.nullcontext()
+
+
+def report_stop(monitor: str, best: BestTracker, accelerator: Any) -> None:
+    if best.stopped:
+        accelerator.print(f"Early stop after epoch {best.last['epoch']}: best {monitor} "
+                          f"{best.best_value():.4f} at epoch {best.epoch}")
+    if best.weights is not None:
+        accelerator.print(f"Kept the weights of epoch {best.epoch}, the best {monitor} ({best.best_value():.4f})")
+    if best.best_was_first():
+        accelerator.print(f"Warning: no evaluation after the first beat its {monitor}: the kept weights barely "
+                          "trained; try a lower --lr, or more rows (--folds gives each member more of them)")

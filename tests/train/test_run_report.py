@@ -1,0 +1,89 @@
+"""What a finished run writes for a person (common/train/run_report.py, common/train/assessment.py,
+common/figures.py, common/train/card.py): importance.json, the pictures and the model card."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from builders import make_data, read_config, read_metrics, train, write
+from common.train.run_report import CARD_FILE, CARD_MARK
+
+
+def picture(path):
+    """A PNG read back: its pixels (height x width x channels)."""
+    from matplotlib.image import imread
+
+    return imread(path)
+
+
+@pytest.mark.parametrize("name,smallest", [("curves.png", (300, 700)), ("importance.png", (200, 500)),
+                                           ("confusion.png", (250, 250))])
+def test_a_users_table_gets_its_pictures_and_they_are_not_blank(crossfit_run, name, smallest):
+    pixels = picture(crossfit_run / "run" / name)
+    assert pixels.shape[0] >= smallest[0] and pixels.shape[1] >= smallest[1]
+    assert pixels[..., :3].std() > 0.05  # lines, bars and text on the white
+
+
+def test_the_out_of_fold_figures_are_those_of_the_kept_evaluation(crossfit_run):
+    """The assessment scores every training row with the member that never trained on it, with the
+    kept weights: exactly what the kept evaluation scored."""
+    report = json.loads((crossfit_run / "run" / "importance.json").read_text())
+    best = read_config(crossfit_run / "run")["outcome"]["final_metrics"]
+    assert report["scored_on"] == "out of fold" and report["rows"] == best["val_n"] == 500
+    assert report["f1_macro"] == pytest.approx(best["val_f1_macro"], abs=1e-12)
+    confusion = np.asarray(report["confusion_matrix"])
+    assert confusion.sum() == 500 and np.trace(confusion) / 500 == pytest.approx(best["val_accuracy"], abs=1e-12)
+
+
+def test_importance_names_every_column_once_and_finds_the_ones_that_matter(crossfit_run):
+    """people(): the label follows city, member and age; the constant and empty columns are not features."""
+    importance = json.loads((crossfit_run / "run" / "importance.json").read_text())["importance"]
+    columns = [c["column"] for c in importance["columns"]]
+    assert sorted(columns) == ["age", "city", "member"]  # age and age_missing count as one column
+    assert all(c["mean"] > 0.02 and len(c["drops"]) == importance["repeats"] for c in importance["columns"])
+    means = [c["mean"] for c in importance["columns"]]
+    assert means == sorted(means, reverse=True) and importance["rows"] == 500
+
+
+def test_every_evaluation_records_each_members_figure_on_its_fold(crossfit_run):
+    for record in read_metrics(crossfit_run / "run"):
+        members = record["val_members"]
+        assert len(members) == 5 and all(0 <= f <= 1 for f in members)
+        assert min(members) <= record["val_f1_macro"] + 0.05 and max(members) >= record["val_f1_macro"] - 0.05
+
+
+def test_the_card_is_a_hub_model_card(crossfit_run):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(crossfit_run / "run" / CARD_FILE)
+    assert card.data.pipeline_tag == "tabular-classification" and card.data.library_name == "pytorch"
+    result = card.data.eval_results[0]
+    report = json.loads((crossfit_run / "run" / "importance.json").read_text())
+    assert result.metric_type == "f1" and result.metric_value == pytest.approx(report["f1_macro"], abs=1e-6)
+    for words in ("`label`", "`city`", "categorical", "![curves](curves.png)", "Predictor.load", "infer.py"):
+        assert words in card.text, words
+
+
+def test_a_regression_after_a_classification_leaves_no_stale_picture_and_keeps_a_users_readme(
+        people_set, tmp_path, capsys):
+    made, _ = people_set
+    run = tmp_path / "run"
+    train("--data", made / "people", "--ckpt-dir", run, "--epochs", "2", "--pictures")
+    assert (run / "confusion.png").is_file() and CARD_MARK in (run / CARD_FILE).read_text()
+    rng = np.random.default_rng(0)
+    write(tmp_path / "r.csv", {"x": rng.normal(size=200), "y": rng.normal(size=200)})
+    make_data("--csv", tmp_path / "r.csv", "--target", "y", "--out-dir", tmp_path / "data")
+    (run / CARD_FILE).write_text("# my own notes\n")
+    train("--data", tmp_path / "data" / "r", "--ckpt-dir", run, "--epochs", "2", "--pictures")
+    assert not (run / "confusion.png").exists() and (run / "curves.png").is_file()
+    assert (run / CARD_FILE).read_text() == "# my own notes\n" and "not a model card of ours" in capsys.readouterr().out
+    assert json.loads((run / "importance.json").read_text())["importance"]["figure"] == "r2"
+
+
+def test_no_pictures_and_no_importance_when_asked(small_cls, tmp_path):
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1", "--importance-rows", "0")
+    assert not list(tmp_path.glob("*.png"))
+    report = json.loads((tmp_path / "importance.json").read_text())
+    assert report["importance"] is None and report["scored_on"] == "test" and report["rows"] == 1201

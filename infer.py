@@ -3,6 +3,7 @@
     python infer.py                                     # ckpt/ on the data set recorded in its config
     python infer.py --ckpt-dir runs/reg --metrics-json reg.json
     python infer.py --input rows.csv --output preds.csv # raw rows -> labels and class probabilities
+    python infer.py --input labelled.csv --importance   # rows with the target: figures and importance too
 
 Loads only JSON and safetensors: nothing is unpickled. Runs on the CPU; no launcher needed.
 """
@@ -10,17 +11,38 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from common.config import InferConfig, parse_config
-from common.console import confusion_table, console, figures_table, per_class_table
+from common.console import confusion_table, console, figures_table, importance_table, per_class_table
 from common.data.dataset import load_dataset
+from common.data.tables import column_names
 from common.errors import UserError, run_cli
 from common.files import write_json
 from common.model_folder import ModelRecord, load_model_dir
+from common.serve.labelled import IMPORTANCE_ROWS, LabelledRows
 from common.serve.outputs import OUTPUT_KINDS
-from common.serve.predict import predict_to_file, test_split_report
+from common.serve.predict import predict, predict_to_file, test_split_report
+
+CLASSIFICATION_FIGURES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix")
+
+
+def show_figures(report: dict[str, Any], config: ModelRecord, rows: str, labels: list | None = None) -> dict:
+    """The figures printed (a confusion matrix and per-class figures, or MAE/RMSE/R² on the
+    original scale); returns those --metrics-json keeps."""
+    if config.task == "classification":
+        labels = labels or list(config.class_labels or [])
+        console.print(confusion_table(np.asarray(report["confusion_matrix"]), labels))
+        console.print(per_class_table(report, labels))
+        console.print(f"accuracy {report['accuracy']:.4f}  precision (macro) {report['precision_macro']:.4f}  "
+                      f"recall (macro) {report['recall_macro']:.4f}  F1 (macro) {report['f1_macro']:.4f}  "
+                      f"on {rows}")
+        return {k: report[k] for k in CLASSIFICATION_FIGURES}
+    figures = {k: report[k] for k in ("mae", "rmse", "r2")}
+    console.print(figures_table(figures, f"regression on {rows} (original y scale)"))
+    return figures
 
 
 def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
@@ -35,17 +57,7 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
         raise UserError(f"the data set has {data.X_test.shape[1]} inputs, the model takes "
                         f"{len(config.feature_names)}: pass the data set it was trained on")
     report = test_split_report(model, data, config, cfg.batch_size)
-    if data.task == "classification":
-        labels = config.class_labels or []
-        console.print(confusion_table(np.asarray(report["confusion_matrix"]), labels))
-        console.print(per_class_table(report, labels))
-        console.print(f"accuracy {report['accuracy']:.4f}  precision (macro) {report['precision_macro']:.4f}  "
-                      f"recall (macro) {report['recall_macro']:.4f}  F1 (macro) {report['f1_macro']:.4f}  "
-                      f"on {len(data.y_test)} test rows")
-        keep = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix")
-        return {k: report[k] for k in keep}
-    console.print(figures_table(report, f"regression on {len(data.y_test)} test rows (original y scale)"))
-    return report
+    return show_figures(report, config, f"{len(data.y_test)} test rows")
 
 
 def output_path(input_path: str, output: str | None) -> str:
@@ -60,20 +72,45 @@ def output_path(input_path: str, output: str | None) -> str:
     return output
 
 
-def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) -> None:
+def check_labelled(cfg: InferConfig, input_path: str, config: ModelRecord) -> None:
+    """--importance needs the target in the input: said before any work."""
+    if cfg.importance and (not config.target_column or config.target_column not in column_names(input_path, cfg.sep)):
+        raise UserError(f"--importance needs rows with their target: {input_path} has no column "
+                        f"'{config.target_column or 'target'}'")
+
+
+def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) -> dict | None:
+    """Every row predicted into the output; where the rows carry the target, the figures on them
+    (and with --importance which columns matter there), returned for --metrics-json."""
     output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
-    rows = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size)
+    check_labelled(cfg, input_path, config)
+    target = config.target_column
+    rows, scored = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size, lambda: LabelledRows(
+        config, target or "", input_path, IMPORTANCE_ROWS if cfg.importance else 0, seed=0))
     console.print(f"Predicted {rows} rows: {output}")
+    if scored is None:
+        return None
+    report = scored.figures()
+    blank = f", {scored.blank} without a '{target}' predicted only" if scored.blank else ""
+    unseen = f"; labels the model never saw: {scored.unseen}" if scored.unseen else ""
+    figures = show_figures(report, config, f"{scored.rows} rows with a '{target}'{blank}{unseen}",
+                           report.get("labels"))
+    figures.update(rows_scored=scored.rows, rows_without_target=scored.blank)
+    if cfg.importance:
+        importance = scored.importance(lambda X: predict(config, model, X, cfg.batch_size))
+        console.print(importance_table(importance))
+        figures["importance"] = importance.to_json()
+    return figures
 
 
 def main(argv=None) -> None:
     cfg = parse_config(InferConfig, argv, __doc__)
     config, model = load_model_dir(cfg.ckpt_dir)
-    if cfg.input:
-        predict_file(cfg, cfg.input, config, model)
-        return
-    figures = evaluate(cfg, config, model)
+    figures = predict_file(cfg, cfg.input, config, model) if cfg.input else evaluate(cfg, config, model)
     if cfg.metrics_json:
+        if figures is None:
+            raise UserError(f"--metrics-json: {cfg.input} has no '{config.target_column}' column to score the "
+                            "predictions on (they were written)")
         write_json(cfg.metrics_json, figures)
 
 

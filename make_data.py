@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.config import MakeDataConfig, parse_config
-from common.console import console, roles_table
+from common.console import console, report_dataset
 from common.data.builtin import (
     RawTable,
     ScaledData,
@@ -31,7 +31,7 @@ from common.data.builtin import (
     split_and_preprocess,
     synthetic_table,
 )
-from common.data.dataset import DatasetDescription, dataset_folder, save_dataset
+from common.data.dataset import dataset_folder, save_dataset
 from common.data.ingest import ingest_to_folder
 from common.errors import run_cli
 from common.files import atomic_path
@@ -56,20 +56,6 @@ def save_scalers(out_dir: Path, scaled: ScaledData) -> list[Path]:
     return [out_dir / name for name in names]
 
 
-def report(meta: DatasetDescription) -> None:
-    source = meta.source
-    if source.get("csv"):
-        console.print(roles_table(meta.roles, f"columns of {source['csv']}"))
-    if source.get("task_reason"):
-        console.print(f"Target '{source['target']}': {source['task_reason']}")
-    if source.get("rows_without_target"):
-        console.print(f"Dropped {source['rows_without_target']} row(s) without a target value")
-    labels, steps = meta.class_labels, meta.preprocess
-    console.print(f"[bold]{meta.task}[/]: {meta.n_train} train / {meta.n_val} validation / "
-                  f"{meta.n_test} test rows, {len(steps.numeric)} numeric and {len(steps.categorical)} "
-                  f"categorical features" + (f", {len(labels)} classes" if labels else ""))
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = resolve_make_data_config(parse_config(MakeDataConfig, argv, __doc__))
     if cfg.csv:  # a user's table: streamed, whatever its size
@@ -81,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         folder, meta = dataset_folder(cfg.out_dir, table.stem), scaled.data.description
         save_dataset(scaled.data, folder)
         written = [folder] + ([] if cfg.dataset else save_scalers(Path(cfg.out_dir), scaled))
-    report(meta)
+    report_dataset(meta)
     console.print("Saved: " + ", ".join(str(p) for p in written))
 
 

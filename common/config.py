@@ -311,3 +311,5 @@ class InferConfig:
     output: str | None = field(None, "where to write predictions: .csv, .parquet, or .npz for speed",
                                default_help="<input>.pred.csv")
     batch_size: int = positive(65536, "rows per forward pass")
+    importance: bool = field(False, "with --input rows that carry the target: also each column's permutation "
+                                    "importance there (on a sample of up to 10,000 labelled rows)")

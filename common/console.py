@@ -60,6 +60,22 @@ def roles_table(roles: Sequence[Any], title: str) -> Table:
     return table
 
 
+def report_dataset(meta: Any) -> None:
+    """What make_data.py made (a DatasetDescription): each column's role, the target's reading and
+    the split."""
+    source = meta.source
+    if source.get("csv"):
+        console.print(roles_table(meta.roles, f"columns of {source['csv']}"))
+    if source.get("task_reason"):
+        console.print(f"Target '{source['target']}': {source['task_reason']}")
+    if source.get("rows_without_target"):
+        console.print(f"Dropped {source['rows_without_target']} row(s) without a target value")
+    labels, steps = meta.class_labels, meta.preprocess
+    console.print(f"[bold]{meta.task}[/]: {meta.n_train} train / {meta.n_val} validation / "
+                  f"{meta.n_test} test rows, {len(steps.numeric)} numeric and {len(steps.categorical)} "
+                  f"categorical features" + (f", {len(labels)} classes" if labels else ""))
+
+
 def confusion_table(matrix: np.ndarray, labels: Sequence[Any]) -> Table:
     table = Table(title="confusion matrix", title_justify="left")
     table.add_column("true \\ pred")

@@ -192,10 +192,13 @@ class EnsembleNet(nn.Module):
         members = slice(None) if member is None else slice(member, member + 1)
         h = self.inputs(x, members)
         last = len(self.weights) - 1
+        dropout = self.training and self.dropout.p > 0  # skipped where it is the identity: a small pass's time
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(bias[members], h, weight[members])
+            h = torch.baddbmm(bias, h, weight) if member is None else torch.baddbmm(bias[members], h, weight[members])
             if i < last:
-                h = self.dropout(self.activation(h))
+                h = self.activation(h)
+                if dropout:
+                    h = self.dropout(h)
         return h.transpose(0, 1)
 
 

@@ -237,8 +237,9 @@ def chunk_inputs(pre: Preprocessor, numeric: dict[str, ScratchColumn], ids: dict
                          part.stop - part.start)
 
 
-def ingest_to_folder(cfg: MakeDataConfig) -> tuple[Path, DatasetDescription]:
-    """The data set folder of a user's table, written whole or not at all."""
+def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None) -> tuple[Path, DatasetDescription]:
+    """The data set folder of a user's table, written whole or not at all. `source`: where the
+    table came from, where that is not the file (a table given in memory, written out to be read)."""
     assert cfg.csv is not None
     folder = dataset_folder(cfg.out_dir, Path(cfg.csv).stem)
     if not Path(cfg.csv).is_file():
@@ -248,5 +249,7 @@ def ingest_to_folder(cfg: MakeDataConfig) -> tuple[Path, DatasetDescription]:
                         "choose another --out-dir")
     with atomic_folder(folder, is_dataset_file) as stage:
         meta = ingest_file(cfg, stage)
+        if source is not None:
+            meta.source["csv"] = source
         write_json_file(stage / DATASET_FILE, meta.to_json())
     return folder, meta

@@ -174,3 +174,17 @@ def csv_header(path: Path, sep: str | None) -> list[str]:
 
 def decimal_of(table: Any) -> str:
     return (table.schema.metadata or {}).get(b"decimal", b".").decode()
+
+
+def column_names(path: str | Path, sep: str | None) -> list[str]:
+    """A CSV or Parquet file's column names, read from its header or schema alone ([] where it
+    cannot be read: the reader that follows says why)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        return csv_header(path, sep)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []

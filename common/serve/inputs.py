@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from common.data.columns import carried_text, numeric_values, require_feature_type, text_values
+from common.data.columns import (
+    NULL_VALUES,
+    carried_text,
+    numeric_values,
+    plain_table,
+    require_feature_type,
+    text_values,
+)
 from common.data.tables import decimal_of, read_table, stream_table
 from common.errors import UserError
 from common.steps import Categories, Preprocessor
@@ -107,22 +114,171 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
 
 
 def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: int, stream: bool = True,
-                    notes: InputNotes | None = None) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
+                    notes: InputNotes | None = None, target: str | None = None) -> Iterator[Batch]:
     """The model's inputs for each row of a table (.csv, Parquet) or .npy array, batch by batch in
-    file order, and the table's other columns (ids and such) to carry into the predictions.
-    Blanks are filled as in training. `stream=False` reads a table whole (the way for files that
-    stream_table cannot read with fixed types), for row-numbered messages on bad cells. `notes`
-    gathers what the user is told afterwards (InputNotes)."""
+    file order, the table's other columns (ids and such) to carry into the predictions, and the
+    `target` column where the table has one. Blanks are filled as in training. `stream=False`
+    reads a table whole (the way for files that stream_table cannot read with fixed types), for
+    row-numbered messages on bad cells. `notes` gathers what the user is told afterwards."""
     notes = notes or InputNotes(pre)
     if path.endswith(".npy"):
-        yield from npy_batches(path, pre, batch_rows, notes)
+        for X, extra in npy_batches(path, pre, batch_rows, notes):
+            yield Batch(X, extra, None)
         return
     text = [c.name for c in pre.categorical]
     if not stream:
-        yield table_inputs(read_table(path, sep, text_columns=text), pre, path, 0, notes)
+        table = read_table(path, sep, text_columns=text)
+        yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target))
         return
     first_row = 0
     for table in stream_table(path, sep, text, [s.name for s in pre.numeric], batch_rows):
-        yield table_inputs(table, pre, path, first_row, notes)
+        yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row)
         first_row += table.num_rows
 
+
+class Batch(NamedTuple):
+    X: np.ndarray                   # the model's inputs
+    extra: dict[str, Any]           # the other columns, as text, to carry into the predictions
+    target: Any                     # the target column where the rows have one, else None
+    first_row: int = 0              # of the table
+
+
+def target_of(table: Any, target: str | None) -> Any:
+    return table.column(target) if target is not None and target in table.column_names else None
+
+
+
+ROWS_NAME = "the rows"  # how a message names rows given in memory (there is no file)
+
+
+def arrow_rows(rows: Any, pre: Preprocessor) -> Any:
+    """Rows given in memory as a pyarrow Table in the plain form a file's rows take
+    (common/data/columns.py): a pyarrow Table or RecordBatch, a pandas DataFrame, a dict of
+    columns (or of one row's values), a list of row dicts, or a 2-d NumPy array of the model's
+    columns in training order (every one numeric)."""
+    import pyarrow as pa
+
+    try:
+        if isinstance(rows, pa.RecordBatch):
+            rows = pa.Table.from_batches([rows])
+        elif _is_dataframe(rows):
+            rows = pa.Table.from_pandas(rows, preserve_index=False)
+        elif isinstance(rows, dict):
+            one_row = all(np.ndim(v) == 0 and not isinstance(v, (list, tuple)) for v in rows.values())
+            rows = pa.table({str(k): [v] if one_row else v for k, v in rows.items()})
+        elif isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
+            rows = pa.Table.from_pylist(list(rows))
+        elif isinstance(rows, np.ndarray):
+            rows = array_table(rows, pre)
+    except (pa.ArrowException, ValueError, TypeError) as err:
+        raise UserError(f"cannot read the rows as a table ({str(err).splitlines()[0]}): give each column "
+                        "values of one type") from None
+    if not isinstance(rows, pa.Table):
+        raise UserError(f"rows of type {type(rows).__name__} cannot be predicted: give a pyarrow Table, a pandas "
+                        "DataFrame, a dict of columns, a list of row dicts, or a NumPy array")
+    return plain_table(rows, [c.name for c in pre.categorical])
+
+
+def _is_dataframe(rows: Any) -> bool:
+    return type(rows).__module__.split(".")[0] == "pandas" and hasattr(rows, "columns")
+
+
+def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
+    """A 2-d array of the model's columns, in training order: only where every one is numeric."""
+    import pyarrow as pa
+
+    if pre.categorical:
+        raise UserError(f"a NumPy array cannot hold the model's categorical columns "
+                        f"{[c.name for c in pre.categorical]}: give a DataFrame, an Arrow table or a dict of columns")
+    names = pre.column_names
+    if X.ndim == 1 and len(X) == len(names):
+        X = X.reshape(1, -1)
+    if X.ndim != 2 or X.shape[1] != len(names) or not np.issubdtype(X.dtype, np.number):
+        raise UserError(f"an array of shape {X.shape} and type {X.dtype} cannot be the model's rows: it takes numbers "
+                        f"of shape (rows, {len(names)}), the columns {names} in this order")
+    if np.isinf(X).any():
+        raise UserError("the array holds infinite values: clean them first (NaN counts as blank)")
+    return pa.table({name: X[:, i].astype(np.float64) for i, name in enumerate(names)})
+
+
+FAST_ROWS = 256  # rows given as Python values up to this many skip Arrow (see python_inputs)
+
+
+def python_inputs(rows: Any, pre: Preprocessor) -> np.ndarray | None:
+    """The model's inputs for a few rows given as Python values (a dict of one row's values or of
+    columns, a list of row dicts), read by the rules the Arrow path applies (numbers as float64,
+    NaN and None blank; text with the missing spellings blank, true/false as pyarrow writes them,
+    numbers as text without a whole number's `.0`), without its fixed cost per column: a request
+    of one row is mostly that cost. None where a value falls outside those rules (a string in a
+    numeric column, a date, an infinity, a column mixing kinds): the Arrow path then reads the
+    rows, and says what is wrong where something is."""
+    columns = python_columns(rows)
+    if columns is None:
+        return None
+    missing = [name for name in pre.column_names if name not in columns]
+    if missing:
+        raise UserError(f"{ROWS_NAME} lack column(s) {missing}: the model needs {pre.column_names}")
+    numeric, text = {}, {}
+    for step in pre.numeric:
+        numbers = python_numbers(columns[step.name])
+        if numbers is None:
+            return None
+        numeric[step.name] = numbers
+    for cat in pre.categorical:
+        texts = python_texts(columns[cat.name])
+        if texts is None:
+            return None
+        text[cat.name] = Categories.from_list(texts)
+    return pre.transform(numeric.__getitem__, text.__getitem__, len(next(iter(columns.values()), [])))
+
+
+def python_columns(rows: Any) -> dict[str, list] | None:
+    """A dict of one row's values or of columns, or a short list of row dicts, as lists of values
+    by column name (a key a row lacks is a blank); None for any other form."""
+    if isinstance(rows, dict) and rows:
+        if all(_is_scalar(v) for v in rows.values()):
+            return {str(k): [v] for k, v in rows.items()}
+        if all(isinstance(v, list) for v in rows.values()):
+            lengths = {len(v) for v in rows.values()}
+            return {str(k): v for k, v in rows.items()} if len(lengths) == 1 and 0 < min(lengths) <= FAST_ROWS \
+                else None
+        return None
+    if isinstance(rows, list) and 0 < len(rows) <= FAST_ROWS and all(isinstance(r, dict) for r in rows):
+        names = dict.fromkeys(k for r in rows for k in r)
+        return {str(k): [r.get(k) for r in rows] for k in names}
+    return None
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bool, int, float, np.generic))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def python_numbers(values: list) -> np.ndarray | None:
+    """float64, NaN for None and NaN; None unless every value is a number or blank, none infinite
+    and every integer within int64 (what pyarrow's cast takes)."""
+    if not all(v is None or _is_number(v) for v in values):
+        return None
+    if any(isinstance(v, (int, np.integer)) and not -2 ** 63 <= v < 2 ** 63 for v in values):
+        return None
+    out = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return None if np.isinf(out).any() else out
+
+
+def python_texts(values: list) -> list[str | None] | None:
+    """Text as the Arrow path reads it: a column of text (the missing spellings blank), of
+    true/false (`true`, `false`) or of numbers (whole ones without `.0`); None for a mix."""
+    present = [v for v in values if v is not None]
+    if all(isinstance(v, str) for v in present):
+        return [None if v is None or v in NULL_VALUES else str(v) for v in values]
+    if all(isinstance(v, (bool, np.bool_)) for v in present):
+        return [None if v is None else ("true" if v else "false") for v in values]
+    if all(_is_number(v) for v in present):
+        if all(isinstance(v, (int, np.integer)) for v in present):
+            return [None if v is None else str(int(v)) for v in values]
+        return [None if v is None or v != v else (str(int(v)) if float(v).is_integer() else repr(float(v)))
+                for v in values]
+    return None

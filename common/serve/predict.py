@@ -3,6 +3,7 @@ to labels, probabilities or values on the original y scale; a file of raw rows i
 predictions; the figures of a data set's test split."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +16,32 @@ from common.files import atomic_path
 from common.model import combine_members
 from common.model_folder import ModelRecord
 from common.serve.inputs import InputNotes, feature_batches
+from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS, PredictionWriter
 from common.steps import has_link
 
+# torch's CPU kernels take another path for a matrix of fewer rows (a matrix-vector product for
+# one row), whose sums round differently: a forward pass gets at least this many rows (the
+# first repeated), so a row's prediction is the same to the last bit whatever rows share its pass.
+MIN_PASS_ROWS = 8
 
-@torch.no_grad()
+
+@torch.inference_mode()
 def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int, config: ModelRecord) -> np.ndarray:
     """Logits (classification; an ensemble's mean probability as log-probabilities) or scaled
     targets (regression; log E[y] for a log link) for preprocessed rows, in order."""
     # A chunk at a time, each copied out of the (memory-mapped) rows: memory bounded by the chunk.
     chunks = [np.array(X_inputs[i:i + batch_size], dtype=np.float32) for i in range(0, len(X_inputs), batch_size)]
-    outs = [combine_members(model(torch.from_numpy(x)), config.task, has_link(config.target)).float().numpy()
-            for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
+    outs = [forward(model, x, config) for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
     return np.concatenate(outs)
+
+
+def forward(model: torch.nn.Module, x: np.ndarray, config: ModelRecord) -> np.ndarray:
+    rows = len(x)
+    if 0 < rows < MIN_PASS_ROWS:
+        x = np.concatenate([x, np.repeat(x[:1], MIN_PASS_ROWS - rows, axis=0)])
+    out = combine_members(model(torch.from_numpy(x)), config.task, has_link(config.target))
+    return out[:rows].float().numpy()
 
 
 @torch.no_grad()
@@ -67,28 +81,37 @@ def predict(config: ModelRecord, model: torch.nn.Module, X_inputs: np.ndarray,
 
 
 def predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn.Module, sep: str | None,
-                    batch_rows: int) -> int:
-    """Every row of `path` predicted, in order, into `output`; returns the row count. Tables are
-    streamed; one that cannot be (see stream_table) is read whole, with row-numbered messages."""
+                    batch_rows: int, labelled: Callable[[], LabelledRows] | None = None
+                    ) -> tuple[int, LabelledRows | None]:
+    """Every row of `path` predicted, in order, into `output`; returns the row count, and with
+    `labelled` (which makes one) the figures of the rows that carry the model's target. Tables
+    are streamed; one that cannot be (see stream_table) is read whole, with row-numbered messages."""
     try:
-        return _predict_to_file(path, output, config, model, sep, batch_rows, stream=True)
+        return _predict_to_file(path, output, config, model, sep, batch_rows, True, labelled)
     except NotStreamable:
-        return _predict_to_file(path, output, config, model, sep, batch_rows, stream=False)
+        return _predict_to_file(path, output, config, model, sep, batch_rows, False, labelled)
 
 
 def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn.Module, sep: str | None,
-                     batch_rows: int, stream: bool) -> int:
+                     batch_rows: int, stream: bool, labelled: Callable[[], LabelledRows] | None
+                     ) -> tuple[int, LabelledRows | None]:
+    scored = None
     with atomic_path(output) as tmp:
         writer = PredictionWriter(tmp, OUTPUT_KINDS[Path(output).suffix.lower()], config.class_labels)
         notes = InputNotes(config.preprocess)  # per attempt: a fallback reads from the start
+        target = config.target_column if labelled else None
         try:
-            for X, extra in feature_batches(path, config.preprocess, sep, batch_rows, stream, notes):
-                writer.add(extra, predict(config, model, X, batch_rows))
+            for batch in feature_batches(path, config.preprocess, sep, batch_rows, stream, notes, target):
+                result = predict(config, model, batch.X, batch_rows)
+                writer.add(batch.extra, result)
+                if batch.target is not None and labelled is not None:
+                    scored = scored or labelled()
+                    scored.add(batch.X, batch.target, result, batch.first_row)
         finally:
             writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one
             raise UserError(f"{path} has no data rows: nothing to predict")
     notes.report()
-    return writer.rows
+    return writer.rows, scored
 
 

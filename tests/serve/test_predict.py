@@ -256,3 +256,52 @@ def test_an_output_path_ending_in_a_slash_is_a_folder(small_model, tmp_path):
     rows.write_text(",".join(f"x{i}" for i in range(10)) + "\n" + ",".join(["1"] * 10) + "\n")
     infer("--ckpt-dir", small_model, "--input", rows, "--output", f"{tmp_path / 'x.csv'}/")
     assert (tmp_path / "x.csv").is_dir() and (tmp_path / "x.csv" / "rows.pred.csv").is_file()
+
+
+def test_a_labelled_input_is_scored_as_well_as_predicted(crossfit_run, tmp_path, capsys):
+    """The rows carry the model's target: the figures of an evaluation besides the predictions;
+    rows with a blank target are predicted and counted, a label never seen is a class of its own."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    table = pa_csv.read_csv(crossfit_run / "people.csv")
+    labels = table.column("label").to_pylist()
+    labels[:10] = [None] * 10
+    labels[10:13] = ["medium"] * 3
+    path = tmp_path / "labelled.csv"
+    pa_csv.write_csv(table.set_column(table.column_names.index("label"), "label", pa.array(labels)), path)
+    infer("--ckpt-dir", crossfit_run / "run", "--input", path, "--output", tmp_path / "p.csv",
+          "--metrics-json", tmp_path / "m.json")
+    said = capsys.readouterr().out
+    figures = json.loads((tmp_path / "m.json").read_text())
+    predicted = [r["prediction"] for r in read_csv_rows(tmp_path / "p.csv")]
+    assert len(predicted) == 500 and figures["rows_scored"] == 490 and figures["rows_without_target"] == 10
+    right = sum(p == t for p, t in zip(predicted[10:], labels[10:], strict=True))
+    assert figures["accuracy"] == pytest.approx(right / 490, abs=1e-12)
+    assert np.asarray(figures["confusion_matrix"]).shape == (3, 3)  # high, low, and the unseen medium
+    assert "confusion matrix" in said and "10 without a 'label' predicted only" in said and "['medium']" in said
+
+
+def test_importance_on_a_labelled_input_and_a_one_line_refusal_without_labels(crossfit_run, tmp_path):
+    infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv", "--output", tmp_path / "p.csv",
+          "--importance", "--metrics-json", tmp_path / "m.json")
+    importance = json.loads((tmp_path / "m.json").read_text())["importance"]
+    assert {c["column"] for c in importance["columns"]} == {"age", "city", "member"} and importance["rows"] == 500
+    unlabelled = write(tmp_path / "new.csv", {"age": [30.0], "city": ["oslo"], "member": [True]})
+    message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", unlabelled, "--importance")
+    assert "no column 'label'" in message and not (tmp_path / "new.pred.csv").exists()
+
+
+def test_a_labelled_regression_input_gets_its_error_figures(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=300)
+    path = write(tmp_path / "t.csv", {"x": x, "y": 3 * x + rng.normal(0, 0.1, 300)})
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path / "data")
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", *FAST)
+    infer("--ckpt-dir", tmp_path / "run", "--input", path, "--output", tmp_path / "p.csv",
+          "--metrics-json", tmp_path / "m.json")
+    figures = json.loads((tmp_path / "m.json").read_text())
+    predicted = np.asarray([float(r["prediction"]) for r in read_csv_rows(tmp_path / "p.csv")])
+    truth = np.asarray([float(r["y"]) for r in read_csv_rows(path)])
+    assert figures["mae"] == pytest.approx(np.abs(predicted - truth).mean(), rel=1e-9)
+    assert figures["r2"] > 0.9 and "regression on 300 rows with a 'y'" in capsys.readouterr().out

@@ -1,0 +1,225 @@
+"""The Python API: the suite's own code paths, callable from a program or a notebook.
+
+    from common.api import Predictor, fit
+
+    model = fit("penguins.csv", target="species")        # make_data.py + train.py, in this process
+    model = Predictor.load("runs/penguins")               # or a model folder train.py wrote
+    model.predict(rows)                                    # a DataFrame, an Arrow table, a dict of columns,
+    model.predict_proba(rows)                              # a list of row dicts, or a NumPy array
+    model.feature_importance(labelled_rows)                # which columns matter on rows with the target
+
+    from common.api import TabularClassifier               # scikit-learn estimators (cross_val_score, Pipeline)
+
+`fit` runs make_data.py's ingestion and train.py's run (common/train/session.py) with the same
+defaults, messages and run folder; `Predictor` predicts through the same functions as infer.py
+(common/serve/), so both give the same predictions to the last bit. Loading reads JSON and
+safetensors only. A Predictor is safe to call from several threads at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import tempfile
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.config import MakeDataConfig, TrainConfig, flag_name, parse_config
+from common.errors import UserError
+from common.importance import DEFAULT_REPEATS, Importance
+from common.model_folder import ModelRecord, load_model_dir
+from common.serve.inputs import ROWS_NAME, InputNotes, arrow_rows, python_inputs, table_inputs
+from common.serve.labelled import IMPORTANCE_ROWS, LabelledRows
+from common.serve.predict import predict as predict_inputs
+
+BATCH_ROWS = 65_536  # rows per forward pass: infer.py's default --batch-size, for the same predictions
+
+
+class Predictor:
+    """A trained model folder, loaded once, predicting rows given in memory."""
+
+    def __init__(self, record: ModelRecord, model: Any, folder: Path | None = None):
+        self.record, self.model, self.folder = record, model, folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Predictor:
+        """The weights (safetensors) and the fitted steps (config.json) of a folder train.py wrote."""
+        record, model = load_model_dir(folder)
+        return cls(record, model, Path(folder))
+
+    @property
+    def task(self) -> str:
+        return self.record.task
+
+    @property
+    def classes(self) -> list[Any] | None:
+        """Classification: the labels, in the order of predict_proba's columns; else None."""
+        return list(self.record.class_labels) if self.record.class_labels is not None else None
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The table columns the model reads (in any order in the rows given it)."""
+        return self.record.preprocess.column_names
+
+    @property
+    def target(self) -> str | None:
+        """The column it predicts, as its table named it."""
+        return self.record.target_column
+
+    def _inputs(self, rows: Any) -> tuple[np.ndarray, Any]:
+        """The model's inputs, and the rows as a table (None where a few Python rows skipped it)."""
+        pre = self.record.preprocess
+        X = python_inputs(rows, pre)
+        if X is not None:
+            return X, None
+        table = arrow_rows(rows, pre)
+        return table_inputs(table, pre, ROWS_NAME, 0, InputNotes(pre))[0], table
+
+    def _predicted(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        return predict_inputs(self.record, self.model, X, BATCH_ROWS)
+
+    def predict(self, rows: Any) -> np.ndarray:
+        """Each row's label (classification) or value on the original scale (regression)."""
+        return self._predicted(self._inputs(rows)[0])["prediction"]
+
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        """Classification: each row's probability of each class, columns in `classes` order."""
+        if self.task != "classification":
+            raise UserError("predict_proba is for classification: this model predicts numbers (use predict)")
+        return self._predicted(self._inputs(rows)[0])["proba"]
+
+    def _labelled(self, rows: Any, target: Any, keep: int, seed: int) -> LabelledRows:
+        """The rows scored against their target: a column of theirs (its name, the model's own
+        target column by default) or the values themselves."""
+        import pyarrow as pa
+
+        pre = self.record.preprocess
+        table = arrow_rows(rows, pre)
+        X = table_inputs(table, pre, ROWS_NAME, 0, InputNotes(pre))[0]
+        name = target if isinstance(target, str) else self.target or "target"
+        if target is None or isinstance(target, str):
+            if name not in table.column_names:
+                raise UserError(f"the rows have no column '{name}' to score on: pass target= its name or the values")
+            column = table.column(name)
+        else:
+            column = pa.chunked_array([pa.array(np.asarray(target).tolist())])
+            if len(column) != len(X):
+                raise UserError(f"{len(column)} target values for {len(X)} rows: give one per row")
+        labelled = LabelledRows(self.record, name, ROWS_NAME, keep, seed)
+        labelled.add(X, column, self._predicted(X), 0)
+        return labelled
+
+    def evaluate(self, rows: Any, target: Any = None) -> dict[str, Any]:
+        """The figures on rows that carry their target, as infer.py reports them: a confusion
+        matrix and macro figures, or MAE/RMSE/R² on the original scale; rows with a blank target
+        are left out and counted."""
+        return self._labelled(rows, target, 0, 0).figures()
+
+    def feature_importance(self, rows: Any, target: Any = None, repeats: int = DEFAULT_REPEATS, seed: int = 0,
+                           max_rows: int = IMPORTANCE_ROWS) -> Importance:
+        """Each column's permutation importance on labelled rows: the drop in macro-F1 (classes)
+        or R² when it is shuffled, over `repeats` shuffles (scikit-learn's, for the same `seed`),
+        on at most `max_rows` of them. `.columns` lists them, most important first."""
+        labelled = self._labelled(rows, target, max_rows, seed)
+        return labelled.importance(self._predicted, repeats, seed)
+
+
+# ---- fit: make_data.py + train.py in this process ----
+
+MAKE_DATA_ONLY = frozenset(f.name for f in dataclasses.fields(MakeDataConfig)) - {"task", "seed", "target", "csv"}
+TRAIN_ONLY = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"data"}
+
+
+def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "data", ckpt_dir: str | None = None,
+        quiet: bool = False, **settings: Any) -> Predictor:
+    """Make a data set of `table` and train on it, as `make_data.py --csv FILE --target TARGET` and
+    `train.py` do with the same settings (any of either script's flags, as keywords: `epochs=30`,
+    `hidden=[64, 32]`, `categorical=["zip"]`, `seed=0`), in this process. `table`: a CSV or Parquet
+    file's path, a pyarrow Table, a pandas DataFrame or a dict of columns; `name` names its data
+    set and run folder (the file's stem, else "table"). Writes <out_dir>/<name>/ and the run folder
+    (<ckpt_dir>, default runs/<name>), and returns the trained model. `quiet`: print nothing."""
+    with (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()), \
+            table_file(table, name) as (path, source):
+        unknown = set(settings) - MAKE_DATA_ONLY - TRAIN_ONLY - {"task", "seed"}
+        if unknown:
+            raise UserError(f"fit() has no setting {sorted(unknown)}: use make_data.py's or train.py's flags, "
+                            f"spelled as keywords ({', '.join(sorted(MAKE_DATA_ONLY | TRAIN_ONLY))})")
+        stem = name or Path(path).stem
+        make_cfg = parse_config(MakeDataConfig, ["--csv", str(path), "--target", target, "--out-dir", out_dir,
+                                                 *flags(settings, MakeDataConfig, MAKE_DATA_ONLY | {"task", "seed"})])
+        folder = make_data_set(make_cfg, stem, source)
+        run = ckpt_dir or str(Path("runs") / stem)
+        train_cfg = parse_config(TrainConfig, ["--data", str(folder), "--ckpt-dir", run,
+                                               *flags(settings, TrainConfig, TRAIN_ONLY | {"seed"})])
+        from common.train.session import run_training
+
+        return Predictor.load(run_training(train_cfg))
+
+
+def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None) -> Path:
+    from common.console import report_dataset
+    from common.data.builtin import resolve_make_data_config
+    from common.data.ingest import ingest_to_folder
+
+    folder, meta = ingest_to_folder(resolve_make_data_config(cfg), source)
+    report_dataset(meta)
+    return folder
+
+
+def flags(settings: dict[str, Any], config: type, names: frozenset[str]) -> list[str]:
+    """The command-line flags of the settings that `config` has: the same parsing, checks and
+    messages as the scripts'."""
+    hints = typing.get_type_hints(config)
+    argv: list[str] = []
+    for key, value in settings.items():
+        if key not in names or value is None:
+            continue
+        if hints[key] is bool or hints[key] == bool | None:
+            argv.append(flag_name(key) if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            argv += [flag_name(key), *map(str, value)]
+        else:
+            argv += [flag_name(key), str(value)]
+    return argv
+
+
+@contextlib.contextmanager
+def table_file(table: Any, name: str | None) -> Iterator[tuple[Path, str | None]]:
+    """A path to read the table from: a file as it is, a table in memory written to Parquet in a
+    temporary folder (so that it is read exactly as such a file is), with what to call its source."""
+    if isinstance(table, (str, Path)):
+        yield Path(table), None
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if type(table).__module__.split(".")[0] == "pandas":
+        kind, table = "a pandas DataFrame", pa.Table.from_pandas(table, preserve_index=False)
+    elif isinstance(table, dict):
+        kind, table = "a dict of columns", pa.table(table)
+    elif isinstance(table, pa.RecordBatch):
+        kind, table = "a pyarrow RecordBatch", pa.Table.from_batches([table])
+    else:
+        kind = "a pyarrow Table"
+    if not isinstance(table, pa.Table):
+        raise UserError(f"fit() reads a file's path, a pyarrow Table, a pandas DataFrame or a dict of columns, not "
+                        f"{type(table).__name__}")
+    with tempfile.TemporaryDirectory(prefix="tabular-fit-") as tmp:
+        path = Path(tmp) / f"{name or 'table'}.parquet"
+        pq.write_table(table, path)
+        yield path, f"{kind} ({table.num_rows} rows)"
+
+
+def __getattr__(name: str) -> Any:
+    """The scikit-learn estimators, imported on first use: scikit-learn's import costs about a
+    second, which a Predictor never pays."""
+    if name in ("TabularClassifier", "TabularRegressor"):
+        from common import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -1,0 +1,209 @@
+"""The Python API (common/api.py): Predictor on rows in every form a program holds them, the same
+predictions as infer.py to the last bit, fit() on the scripts' own path, and the scikit-learn
+estimators."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pytest
+
+from builders import infer, make_data, people, train
+from common.api import Predictor, fit
+from common.errors import UserError
+from common.serve.inputs import InputNotes, arrow_rows, python_inputs, table_inputs
+
+
+@pytest.fixture(scope="module")
+def model(crossfit_run):
+    return Predictor.load(crossfit_run / "run")
+
+
+@pytest.fixture(scope="module")
+def rows(crossfit_run):
+    """The people table's rows as infer.py reads them, and infer.py's probabilities of them (.npz: every bit)."""
+    table = pa_csv.read_csv(crossfit_run / "people.csv")
+    infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv",
+          "--output", crossfit_run / "api.npz")
+    return table, np.load(crossfit_run / "api.npz")["proba"]
+
+
+def forms(table: pa.Table) -> dict:
+    import pandas as pd
+
+    columns = table.to_pydict()
+    return {
+        "arrow table": table, "record batch": table.combine_chunks().to_batches()[0],
+        "pandas": pd.DataFrame(columns), "dict of columns": columns, "list of row dicts": table.to_pylist(),
+        "columns shuffled, one extra": table.select(table.column_names[::-1]).append_column(
+            "unused", pa.array(["z"] * table.num_rows)),
+    }
+
+
+def test_what_a_loaded_model_says_of_itself(model):
+    assert model.task == "classification" and model.classes == ["high", "low"] and model.target == "label"
+    assert sorted(model.feature_names) == ["age", "city", "member"]
+
+
+@pytest.mark.parametrize("form", ["arrow table", "record batch", "pandas", "dict of columns", "list of row dicts",
+                                  "columns shuffled, one extra"])
+def test_every_form_of_rows_gives_infer_pys_probabilities_to_the_last_bit(model, rows, form):
+    table, theirs = rows
+    ours = model.predict_proba(forms(table)[form])
+    assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+    assert list(model.predict(forms(table)[form])) == [model.classes[k] for k in theirs.argmax(axis=1)]
+
+
+def test_a_row_alone_is_predicted_as_among_many(model, rows):
+    """One row's pass takes another kernel in torch: it must not change the row's prediction."""
+    table, theirs = rows
+    for i in (0, 7, 311):
+        row = table.slice(i, 1).to_pylist()[0]
+        assert np.array_equal(model.predict_proba(row)[0], theirs[i])
+
+
+def test_a_few_python_rows_read_as_the_arrow_path_reads_them(model):
+    """python_inputs skips Arrow for a request's few rows: every value kind it takes must give the
+    inputs the Arrow path gives (numbers, blanks as None, NaN or a missing spelling, booleans,
+    integers and floats in a text column, levels never seen)."""
+    pre = model.record.preprocess
+    rng = np.random.default_rng(0)
+    cities = ["oslo", "paris", "rome", "lima", None, "", "NA", "?"]
+    for _ in range(40):
+        n = int(rng.integers(1, 6))
+        rows = [{"age": [None, float("nan"), 3, 41.5, np.float32(2.5), np.int64(7)][int(rng.integers(6))],
+                 "city": cities[int(rng.integers(len(cities)))],
+                 "member": [True, False, None][int(rng.integers(3))], "other": "x"} for _ in range(n)]
+        fast = python_inputs(rows, pre)
+        slow = table_inputs(arrow_rows(rows, pre), pre, "rows", 0, InputNotes(pre))[0]
+        assert fast is not None and np.array_equal(fast, slow, equal_nan=True), rows
+    mixed = [{"age": "41", "city": "oslo", "member": True}]  # text in a numeric column: the Arrow path reads it
+    assert python_inputs(mixed, pre) is None and model.predict(mixed).shape == (1,)
+
+
+@pytest.mark.parametrize("rows,words", [
+    ({"age": [40.0], "city": ["oslo"]}, ["lack column(s) ['member']"]),
+    (np.zeros((2, 3)), ["NumPy array cannot hold", "city"]),
+    (42, ["rows of type int"]),
+])
+def test_rows_that_cannot_be_predicted_are_one_line(model, rows, words):
+    with pytest.raises(UserError) as info:
+        model.predict(rows)
+    assert all(w in str(info.value) for w in words) and "\n" not in str(info.value)
+
+
+def test_an_all_numeric_model_takes_an_array(small_model, small_cls):
+    from common.data.dataset import load_dataset
+
+    model = Predictor.load(small_model)
+    X = np.random.default_rng(0).normal(size=(5, 10))
+    by_name = {f"x{i}": X[:, i] for i in range(10)}
+    assert np.array_equal(model.predict_proba(X), model.predict_proba(by_name))
+    assert model.predict(X[0]).shape == (1,) and load_dataset(small_cls).task == model.task
+
+
+def test_several_threads_at_once_get_what_one_gets(model, rows):
+    table, theirs = rows
+    slices = [table.slice(i * 60, 60) for i in range(8)]
+    got: dict[int, np.ndarray] = {}
+
+    def work(i):
+        for _ in range(5):
+            got[i] = model.predict_proba(slices[i] if i % 2 else slices[i].to_pylist()[:40])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        expected = theirs[i * 60:(i + 1) * 60] if i % 2 else theirs[i * 60:i * 60 + 40]
+        assert np.array_equal(got[i], expected)
+
+
+def test_figures_and_importance_on_labelled_rows(model, rows):
+    table, theirs = rows
+    figures = model.evaluate(table)
+    predicted = np.asarray(model.classes)[theirs.argmax(axis=1)]
+    truth = np.asarray(table.column("label").to_pylist())
+    assert figures["accuracy"] == pytest.approx((predicted == truth).mean(), abs=1e-12)
+    assert figures["rows_scored"] == 500 and figures["rows_without_target"] == 0
+    importance = model.feature_importance(table, repeats=2)
+    assert {c.column for c in importance.columns} == {"age", "city", "member"} and importance.rows == 500
+    blanked = table.set_column(table.column_names.index("label"), "label",
+                               pa.array([None if i % 5 == 0 else v for i, v in enumerate(truth)]))
+    assert model.evaluate(blanked)["rows_without_target"] == 100
+    assert model.evaluate(table.drop(["label"]), target=truth)["accuracy"] == figures["accuracy"]
+
+
+def test_importance_is_scikit_learns_on_the_same_model_and_rows():
+    from sklearn.inspection import permutation_importance
+
+    from common.api import TabularClassifier
+
+    data = people(rows=300, seed=5)
+    X = {name: np.asarray(pa.array(data[name]).to_pylist(), dtype=float if name == "age" else object)
+         for name in ("city", "member", "age")}
+    import pandas as pd
+
+    frame = pd.DataFrame(X).astype({"member": bool})
+    y = np.asarray(data["label"])
+    estimator = TabularClassifier(epochs=3, folds=2).fit(frame, y)
+    theirs = permutation_importance(estimator, frame, y, scoring="f1_macro", n_repeats=3, random_state=4)
+    ours = estimator.model_.feature_importance(frame, y, repeats=3, seed=4)
+    by_name = {c.column: c for c in ours.columns}
+    for i, name in enumerate(frame.columns):
+        np.testing.assert_allclose(by_name[name].drops, theirs.importances[i], rtol=0, atol=1e-12)
+
+
+def test_fit_is_make_data_and_train_on_the_same_rows(tmp_path):
+    """fit() from a table in memory and the two scripts on that table as a file: the same model, bit for bit."""
+    import pyarrow.parquet as pq
+
+    table = pa.table(people(rows=200, seed=2))
+    pq.write_table(table, tmp_path / "people.parquet")
+    make_data("--csv", tmp_path / "people.parquet", "--target", "label", "--out-dir", tmp_path / "scripts")
+    train("--data", tmp_path / "scripts" / "people", "--ckpt-dir", tmp_path / "scripts_run", "--epochs", "3")
+    model = fit(table, "label", name="people", out_dir=str(tmp_path / "api"), ckpt_dir=str(tmp_path / "api_run"),
+                epochs=3, pictures=False)
+    assert (tmp_path / "api_run" / "model.safetensors").read_bytes() == \
+        (tmp_path / "scripts_run" / "model.safetensors").read_bytes()
+    assert model.folder == tmp_path / "api_run" and (tmp_path / "api_run" / "README.md").is_file()
+    source = (tmp_path / "api" / "people" / "dataset.json").read_text()
+    assert "a pyarrow Table (200 rows)" in source
+
+
+@pytest.mark.parametrize("settings,words", [
+    ({"epochz": 3}, ["no setting ['epochz']"]),
+    ({"optimizer": "adamx"}, ["--optimizer", "adamx"]),
+])
+def test_fit_refuses_a_bad_setting_in_one_line(tmp_path, settings, words):
+    with pytest.raises(UserError) as info:
+        fit({"a": [1.0, 2.0, 3.0, 4.0], "y": ["p", "q", "p", "q"]}, "y", out_dir=str(tmp_path), quiet=True,
+            **settings)
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_the_estimators_plug_into_scikit_learn(tmp_path):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from common.api import TabularClassifier, TabularRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(160, 3))
+    y = np.where(X[:, 0] + X[:, 1] > 0, 7, 3)  # labels that are not 0..k-1
+    quick = TabularClassifier(epochs=4, folds=2)
+    assert clone(quick).get_params() == quick.get_params() and quick.set_params(lr=0.01).lr == 0.01
+    scores = cross_val_score(make_pipeline(StandardScaler(), quick), X, y, cv=2)
+    assert scores.shape == (2,) and scores.mean() > 0.8
+    fitted = quick.fit(X, y)
+    assert list(fitted.classes_) == [3, 7] and fitted.n_features_in_ == 3
+    assert set(fitted.predict(X)) <= {3, 7} and fitted.predict_proba(X).shape == (160, 2)
+    search = GridSearchCV(TabularRegressor(epochs=3, folds=2), {"lr": [0.002, 0.01]}, cv=2)
+    search.fit(X, X[:, 0] * 2 + 1)
+    assert search.best_estimator_.predict(X).shape == (160,) and search.best_score_ > 0.5

@@ -10,7 +10,10 @@
 The task comes from the data set (make_data.py); a setting left unset takes the recipe's value
 on the recipes' synthetic data and a value sized from the data on any other table (printed at
 the start). Writes <ckpt-dir>/model.safetensors, config.json and metrics.jsonl together at the
-end, and with --checkpoint-every N the full training state under <ckpt-dir>/checkpoints/.
+end, with what a person reads: importance.json (which columns matter), curves.png,
+importance.png, confusion.png and README.md (a model card); with --checkpoint-every N the full
+training state under <ckpt-dir>/checkpoints/. The run itself is common/train/session.py, which
+the Python API (common/api.py) runs too.
 """
 from __future__ import annotations
 

@@ -101,3 +101,19 @@ def test_regression_recipe(reg_data, tmp_path):
     w = load_file(str(ckpt / "model.safetensors"))["0.weight"].double().numpy()[0]
     coef = w * config["target"]["scale"] / np.asarray([s["scale"] for s in config["preprocess"]["numeric"]])
     np.testing.assert_allclose(coef, load_dataset(reg_data).description.source["coef"], atol=0.5)
+
+
+def test_the_recipe_gets_its_importance_pictures_and_card(cls_run):
+    """A launched run of the recipe writes what a users' table gets, scored on its test split."""
+    from huggingface_hub import ModelCard
+    from matplotlib.image import imread
+
+    ckpt, proc = cls_run
+    report = json.loads((ckpt / "importance.json").read_text())
+    assert report["scored_on"] == "test" and report["rows"] == 20_000
+    assert report["f1_macro"] == pytest.approx(read_metrics(ckpt)[-1]["f1_macro"], abs=1e-12)
+    assert sorted(c["column"] for c in report["importance"]["columns"]) == sorted(f"x{i}" for i in range(10))
+    for name in ("curves.png", "importance.png", "confusion.png"):
+        assert imread(ckpt / name)[..., :3].std() > 0.05, name
+    assert ModelCard.load(ckpt / "README.md").data.pipeline_tag == "tabular-classification"
+    assert "which columns matter" in proc.stdout and "importance.json" in proc.stdout

@@ -13,15 +13,20 @@ scripts. Nothing is printed unless `verbose`.
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_array, check_consistent_length, column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from common.api import Predictor, fit
+from common.errors import UserError
 
 TARGET = "__target__"  # the target's column name in the table handed to fit(): never a user's column
 
@@ -37,13 +42,20 @@ class _TabularEstimator(BaseEstimator):
         self.folds, self.periodic, self.patience = folds, periodic, patience
         self.random_state, self.verbose, self.settings = random_state, verbose, settings
 
-    def _table(self, X: Any) -> dict[str, Any] | Any:
-        """X as a table of named columns (a DataFrame as it is)."""
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # blanks are the model's business: filled and flagged as in training
+        tags.input_tags.string = True     # text columns of a DataFrame or an object array are categorical
+        return tags
+
+    def _table(self, X: Any) -> Any:
+        """X as a table of named columns: a DataFrame as it is, an array (checked as scikit-learn
+        checks one: 2-d, no infinity, not sparse, not complex) as columns x0, x1, ..."""
         if hasattr(X, "columns") and hasattr(X, "iloc"):
+            if not len(X):
+                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
             return X
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"Expected a 2-d array of rows, got shape {X.shape}")
+        X = check_array(X, dtype=None, ensure_all_finite="allow-nan")
         return {f"x{i}": X[:, i] for i in range(X.shape[1])}
 
     def _fit_table(self, X: Any, y: np.ndarray) -> Predictor:
@@ -56,17 +68,18 @@ class _TabularEstimator(BaseEstimator):
         else:
             table = pa.table(table)
         self.n_features_in_ = table.num_columns
-        if len(y) != table.num_rows:
-            raise ValueError(f"X has {table.num_rows} rows but y has {len(y)}")
+        check_consistent_length(np.empty(table.num_rows), y)
+        if table.num_rows < 2:
+            raise ValueError(f"n_samples = {table.num_rows}: training needs at least 2 rows")
         table = table.append_column(TARGET, pa.array(y))
         settings = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "hidden": self.hidden,
                     "folds": self.folds, "periodic": self.periodic, "patience": self.patience,
                     "pictures": False, "importance_rows": 0, **(self.settings or {})}
-        with tempfile.TemporaryDirectory(prefix="tabular-estimator-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="tabular-estimator-") as tmp, as_value_error():
             return fit(table, TARGET, name="table", out_dir=str(Path(tmp) / "data"), ckpt_dir=str(Path(tmp) / "run"),
                        quiet=not self.verbose, task=self._task, seed=self.random_state, **settings)
 
-    def _check_rows(self, X: Any) -> Any:
+    def _rows(self, X: Any) -> Any:
         check_is_fitted(self, "model_")
         table = self._table(X)
         width = len(table.columns) if hasattr(table, "columns") else len(table)
@@ -76,6 +89,22 @@ class _TabularEstimator(BaseEstimator):
         return table
 
 
+def checked_y(y: Any, dtype: Any = None) -> np.ndarray:
+    """y as scikit-learn wants it checked: given, finite, 1-d (a column is flattened with its warning)."""
+    if y is None:
+        raise ValueError("requires y to be passed, but the target y is None")
+    return column_or_1d(check_array(y, ensure_2d=False, dtype=dtype), warn=True)
+
+
+@contextlib.contextmanager
+def as_value_error() -> Iterator[None]:
+    """The suite's one-line errors as the ValueError scikit-learn's callers expect."""
+    try:
+        yield
+    except UserError as err:
+        raise ValueError(str(err)) from None
+
+
 class TabularClassifier(ClassifierMixin, _TabularEstimator):
     """The suite's classifier as a scikit-learn estimator: `classes_` are y's distinct values,
     `predict_proba`'s columns in their order."""
@@ -83,7 +112,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     _task = "classification"
 
     def fit(self, X: Any, y: Any) -> TabularClassifier:
-        y = np.asarray(y)
+        y = checked_y(y)
+        check_classification_targets(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"y has {len(self.classes_)} class: a classifier needs at least 2")
@@ -93,13 +123,16 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        proba = self.model_.predict_proba(self._check_rows(X))
+        rows = self._rows(X)
+        with as_value_error():
+            proba = self.model_.predict_proba(rows)
         out = np.zeros((len(proba), len(self.classes_)))
         out[:, self._order] = proba
         return out
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # first: it says where the estimator is not fitted
+        return self.classes_[proba.argmax(axis=1)]
 
 
 class TabularRegressor(RegressorMixin, _TabularEstimator):
@@ -108,8 +141,10 @@ class TabularRegressor(RegressorMixin, _TabularEstimator):
     _task = "regression"
 
     def fit(self, X: Any, y: Any) -> TabularRegressor:
-        self.model_ = self._fit_table(X, np.asarray(y, dtype=np.float64))
+        self.model_ = self._fit_table(X, checked_y(y, dtype=np.float64))
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.model_.predict(self._check_rows(X)), dtype=np.float64)
+        rows = self._rows(X)
+        with as_value_error():
+            return np.asarray(self.model_.predict(rows), dtype=np.float64)

@@ -84,7 +84,7 @@ def test_a_few_python_rows_read_as_the_arrow_path_reads_them(model):
 
 
 @pytest.mark.parametrize("rows,words", [
-    ({"age": [40.0], "city": ["oslo"]}, ["lack column(s) ['member']"]),
+    ({"age": [40.0], "city": ["oslo"]}, ["the table given lacks column(s) ['member']"]),
     (np.zeros((2, 3)), ["NumPy array cannot hold", "city"]),
     (42, ["rows of type int"]),
 ])
@@ -207,3 +207,23 @@ def test_the_estimators_plug_into_scikit_learn(tmp_path):
     search = GridSearchCV(TabularRegressor(epochs=3, folds=2), {"lr": [0.002, 0.01]}, cv=2)
     search.fit(X, X[:, 0] * 2 + 1)
     assert search.best_estimator_.predict(X).shape == (160,) and search.best_score_ > 0.5
+
+
+def test_the_estimators_check_their_input_as_scikit_learn_does():
+    """What check_estimator asks of input handling (the whole of it: bench/estimator_checks.py)."""
+    from scipy import sparse
+    from sklearn.exceptions import NotFittedError
+
+    from common.api import TabularClassifier, TabularRegressor
+
+    X = np.zeros((4, 2))
+    with pytest.raises(NotFittedError):
+        TabularClassifier().predict(X)
+    for estimator, y, words in [(TabularClassifier(), None, "requires y to be passed"),
+                                (TabularClassifier(), np.linspace(0, 1, 4), "Unknown label type"),
+                                (TabularRegressor(), np.array([1.0, np.inf, 2.0, 3.0]), "infinity"),
+                                (TabularRegressor(), np.arange(3.0), "inconsistent numbers of samples")]:
+        with pytest.raises(ValueError, match=words):
+            estimator.fit(X, y)
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        TabularRegressor().fit(sparse.csr_matrix(X), np.arange(4.0))

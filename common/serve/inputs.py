@@ -102,15 +102,19 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:  # as make_data.py says it (common/data/tables.read_table)
         raise UserError(f"{path} has more than one column named {duplicated}: rename them")
-    missing = [n for n in pre.column_names if n not in table.column_names]
-    if missing:
-        raise UserError(f"{path} lacks column(s) {missing}: the model needs {pre.column_names}")
+    require_columns(table.column_names, pre, path)
     for name in pre.column_names:
         require_feature_type(table.column(name), name, path)
     decimal = decimal_of(table)
     X = pre.transform(notes.watch(lambda n: numeric_values(table.column(n), n, path, decimal, first_row)),
                       lambda n: text_values(table.column(n)), table.num_rows)
     return X, notes.carried(table, [n for n in table.column_names if n not in pre.column_names])
+
+
+def require_columns(names: Any, pre: Preprocessor, source: str) -> None:
+    missing = [n for n in pre.column_names if n not in names]
+    if missing:
+        raise UserError(f"{source} lacks column(s) {missing}: the model needs {pre.column_names}")
 
 
 def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: int, stream: bool = True,
@@ -147,8 +151,7 @@ def target_of(table: Any, target: str | None) -> Any:
     return table.column(target) if target is not None and target in table.column_names else None
 
 
-
-ROWS_NAME = "the rows"  # how a message names rows given in memory (there is no file)
+ROWS_NAME = "the table given"  # how a message names rows given in memory (there is no file)
 
 
 def arrow_rows(rows: Any, pre: Preprocessor) -> Any:
@@ -164,7 +167,7 @@ def arrow_rows(rows: Any, pre: Preprocessor) -> Any:
         elif _is_dataframe(rows):
             rows = pa.Table.from_pandas(rows, preserve_index=False)
         elif isinstance(rows, dict):
-            one_row = all(np.ndim(v) == 0 and not isinstance(v, (list, tuple)) for v in rows.values())
+            one_row = all(_is_scalar(v) for v in rows.values())
             rows = pa.table({str(k): [v] if one_row else v for k, v in rows.items()})
         elif isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
             rows = pa.Table.from_pylist(list(rows))
@@ -215,9 +218,7 @@ def python_inputs(rows: Any, pre: Preprocessor) -> np.ndarray | None:
     columns = python_columns(rows)
     if columns is None:
         return None
-    missing = [name for name in pre.column_names if name not in columns]
-    if missing:
-        raise UserError(f"{ROWS_NAME} lack column(s) {missing}: the model needs {pre.column_names}")
+    require_columns(columns, pre, ROWS_NAME)
     numeric, text = {}, {}
     for step in pre.numeric:
         numbers = python_numbers(columns[step.name])

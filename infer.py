@@ -61,9 +61,9 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
 
 
 def output_path(input_path: str, output: str | None) -> str:
-    """--output as given; a folder (a path ending in /) or no --output: `<input stem>.pred.csv` in it
-    or beside the input."""
-    if not output or output.endswith(("/", os.sep)):
+    """--output as given; a folder (one that exists, or a path ending in /) or no --output:
+    `<input stem>.pred.csv` in it or beside the input."""
+    if not output or output.endswith(("/", os.sep)) or Path(output).is_dir():
         output = str(Path(output or Path(input_path).parent) / f"{Path(input_path).stem}.pred.csv")
     if Path(output).suffix.lower() not in OUTPUT_KINDS:
         raise UserError(f"--output {output}: write predictions to a .csv, .parquet or .npz file")

@@ -52,14 +52,17 @@ FIGURE_NAMES = {"val_f1_macro": "macro-F1", "val_loss": "loss", "test_loss": "lo
 
 
 def draw_curves(records: Sequence[dict[str, Any]], monitor: str, kept_epoch: int | None, scored_on: str,
-                path: Path) -> None:
+                path: Path, label_smoothing: float = 0.0) -> None:
     """Training loss per evaluation (left) and the monitored figure (right): the run's own line,
-    each member's on its fold as thin lines where the run cross-fits, the kept epoch marked."""
+    each member's on its fold as thin lines where the run cross-fits, the kept epoch marked.
+    With label smoothing the training loss cannot fall below the smoothed targets' entropy: the
+    legend says so, lest the gap to the held-out loss read as a fault."""
     fig = _figure(9.0, 3.6)
     fig.subplots_adjust(left=0.075, right=0.985, bottom=0.14, top=0.91, wspace=0.22)
     loss_ax, figure_ax = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in records]
-    loss_ax.plot(epochs, [r["train_loss"] for r in records], color="tab:blue", label="training loss")
+    smoothing = f" (label smoothing {label_smoothing:g})" if label_smoothing else ""
+    loss_ax.plot(epochs, [r["train_loss"] for r in records], color="tab:blue", label=f"training loss{smoothing}")
     held = monitor.replace("f1_macro", "loss").replace("r2", "loss")
     if held != monitor and all(held in r for r in records):
         loss_ax.plot(epochs, [r[held] for r in records], color="tab:orange", label=f"{scored_on} loss")
@@ -133,7 +136,8 @@ def draw_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[Any], score
 
 def _draw(picture: str, path: Path, args: dict[str, Any]) -> None:
     if picture == "curves":
-        draw_curves(args["records"], args["monitor"], args["kept_epoch"], args["scored_on"], path)
+        draw_curves(args["records"], args["monitor"], args["kept_epoch"], args["scored_on"], path,
+                    args.get("label_smoothing", 0.0))
     elif picture == "importance":
         draw_importance(Importance.from_json(args["importance"]), path)
     elif picture == "confusion":

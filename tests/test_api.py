@@ -83,7 +83,24 @@ def test_a_few_python_rows_read_as_the_arrow_path_reads_them(model):
     assert python_inputs(mixed, pre) is None and model.predict(mixed).shape == (1,)
 
 
+def test_a_one_row_dict_may_hold_any_kind_of_value(tmp_path):
+    """A date or a Decimal is one row's value, not a column."""
+    import datetime as dt
+    from decimal import Decimal
+
+    columns = {"when": pa.array([dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(60)]),
+               "amount": pa.array([Decimal(i) for i in range(60)], pa.decimal128(6, 0)),
+               "y": ["a" if i % 2 else "b" for i in range(60)]}
+    model = fit(pa.table(columns), "y", out_dir=str(tmp_path), ckpt_dir=str(tmp_path / "run"), quiet=True,
+                epochs=2, folds=2, pictures=False)
+    row = {"when": dt.date(2020, 1, 5), "amount": Decimal(4)}
+    assert np.array_equal(model.predict_proba(row), model.predict_proba([row]))
+    assert np.array_equal(model.predict_proba(row), model.predict_proba(pa.table(columns).slice(4, 1)))
+
+
 @pytest.mark.parametrize("rows,words", [
+    ([], ["no rows given"]),
+    ({"age": [], "city": [], "member": []}, ["no rows given"]),
     ({"age": [40.0], "city": ["oslo"]}, ["the table given lacks column(s) ['member']"]),
     (np.zeros((2, 3)), ["NumPy array cannot hold", "city"]),
     (42, ["rows of type int"]),

@@ -161,13 +161,15 @@ def arrow_rows(rows: Any, pre: Preprocessor) -> Any:
     columns in training order (every one numeric)."""
     import pyarrow as pa
 
+    if no_rows(rows):
+        raise UserError("no rows given: nothing to predict")
     try:
         if isinstance(rows, pa.RecordBatch):
             rows = pa.Table.from_batches([rows])
         elif _is_dataframe(rows):
             rows = pa.Table.from_pandas(rows, preserve_index=False)
         elif isinstance(rows, dict):
-            one_row = all(_is_scalar(v) for v in rows.values())
+            one_row = not any(_is_column(v) for v in rows.values())
             rows = pa.table({str(k): [v] if one_row else v for k, v in rows.items()})
         elif isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
             rows = pa.Table.from_pylist(list(rows))
@@ -180,6 +182,21 @@ def arrow_rows(rows: Any, pre: Preprocessor) -> Any:
         raise UserError(f"rows of type {type(rows).__name__} cannot be predicted: give a pyarrow Table, a pandas "
                         "DataFrame, a dict of columns, a list of row dicts, or a NumPy array")
     return plain_table(rows, [c.name for c in pre.categorical])
+
+
+def _is_column(value: Any) -> bool:
+    """A dict's value that holds a column (a list, an array, a Series), not one row's value (a
+    number, a text, a date, a Decimal...)."""
+    if isinstance(value, (list, tuple, range, np.ndarray)):
+        return True
+    return type(value).__module__.split(".")[0] in ("pandas", "pyarrow") and hasattr(value, "__len__")
+
+
+def no_rows(rows: Any) -> bool:
+    """An empty list or table, or a dict of empty columns: nothing to predict."""
+    if isinstance(rows, dict):
+        return bool(rows) and all(_is_column(v) and len(v) == 0 for v in rows.values())
+    return hasattr(rows, "__len__") and len(rows) == 0
 
 
 def _is_dataframe(rows: Any) -> bool:

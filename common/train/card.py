@@ -1,5 +1,5 @@
 """The model card: README.md in the run folder, in the Hugging Face Hub's format (YAML front
-matter, then Markdown), so that `huggingface-cli upload <repo> <ckpt-dir>` makes a complete
+matter, then Markdown), so that `hf upload <repo> <ckpt-dir> --exclude .lock` makes a complete
 model repository of the folder. It says what the model is (task, target, columns and how each
 is prepared), how it was trained and on what, its figures on rows it never trained on, which
 columns matter, and the lines that use it."""

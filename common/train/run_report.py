@@ -42,7 +42,8 @@ class RunReport:
             pictures = Pictures(Path(drawn), painter)
             if records:
                 pictures.draw("curves", records=records, monitor=plan.loop.monitor,
-                              kept_epoch=record.outcome.best_epoch, scored_on=scored_on_name(plan, data))
+                              kept_epoch=record.outcome.best_epoch, scored_on=scored_on_name(plan, data),
+                              label_smoothing=plan.optim.label_smoothing)
 
             def draw_confusion(scored: Assessment) -> None:
                 if scored.confusion is not None:

@@ -256,6 +256,9 @@ def test_an_output_path_ending_in_a_slash_is_a_folder(small_model, tmp_path):
     rows.write_text(",".join(f"x{i}" for i in range(10)) + "\n" + ",".join(["1"] * 10) + "\n")
     infer("--ckpt-dir", small_model, "--input", rows, "--output", f"{tmp_path / 'x.csv'}/")
     assert (tmp_path / "x.csv").is_dir() and (tmp_path / "x.csv" / "rows.pred.csv").is_file()
+    (tmp_path / "out").mkdir()  # an existing folder, without the slash
+    infer("--ckpt-dir", small_model, "--input", rows, "--output", tmp_path / "out")
+    assert (tmp_path / "out" / "rows.pred.csv").is_file()
 
 
 def test_a_labelled_input_is_scored_as_well_as_predicted(crossfit_run, tmp_path, capsys):

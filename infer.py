@@ -22,7 +22,7 @@ from common.data.tables import column_names
 from common.errors import UserError, run_cli
 from common.files import write_json
 from common.model_folder import ModelRecord, load_model_dir
-from common.serve.labelled import IMPORTANCE_ROWS, LabelledRows
+from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS
 from common.serve.predict import predict, predict_to_file, test_split_report
 
@@ -74,9 +74,14 @@ def output_path(input_path: str, output: str | None) -> str:
 
 def check_labelled(cfg: InferConfig, input_path: str, config: ModelRecord) -> None:
     """--importance needs the target in the input: said before any work."""
-    if cfg.importance and (not config.target_column or config.target_column not in column_names(input_path, cfg.sep)):
+    if not cfg.importance:
+        return
+    if not config.target_column:
+        raise UserError(f"--importance: {cfg.ckpt_dir} was trained before model folders named their target column, "
+                        "so its rows cannot be scored: retrain it to measure importance")
+    if config.target_column not in column_names(input_path, cfg.sep):
         raise UserError(f"--importance needs rows with their target: {input_path} has no column "
-                        f"'{config.target_column or 'target'}'")
+                        f"'{config.target_column}'")
 
 
 def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) -> dict | None:
@@ -85,8 +90,9 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
     check_labelled(cfg, input_path, config)
     target = config.target_column
-    rows, scored = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size, lambda: LabelledRows(
-        config, target or "", input_path, IMPORTANCE_ROWS if cfg.importance else 0, seed=0))
+    labelled = (lambda: LabelledRows(config, target, input_path, cfg.importance_rows if cfg.importance else 0)) \
+        if target else None
+    rows, scored = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size, labelled)
     console.print(f"Predicted {rows} rows: {output}")
     if scored is None:
         return None
@@ -109,8 +115,8 @@ def main(argv=None) -> None:
     figures = predict_file(cfg, cfg.input, config, model) if cfg.input else evaluate(cfg, config, model)
     if cfg.metrics_json:
         if figures is None:
-            raise UserError(f"--metrics-json: {cfg.input} has no '{config.target_column}' column to score the "
-                            "predictions on (they were written)")
+            raise UserError(f"--metrics-json: {cfg.input} has no '{config.target_column or 'target'}' column to score "
+                            "the predictions on (they were written)")
         write_json(cfg.metrics_json, figures)
 
 

@@ -28,15 +28,22 @@ from typing import Any
 
 import numpy as np
 
-from common.config import MakeDataConfig, TrainConfig, flag_name, parse_config
+from common.config import PREDICT_BATCH_ROWS, MakeDataConfig, TrainConfig, flag_name, parse_config
+from common.data.tables import decimal_of
 from common.errors import UserError
-from common.importance import DEFAULT_REPEATS, Importance
+from common.importance import DEFAULT_REPEATS, LABELLED_ROWS, Importance
 from common.model_folder import ModelRecord, load_model_dir
-from common.serve.inputs import ROWS_NAME, InputNotes, arrow_rows, python_inputs, table_inputs
-from common.serve.labelled import IMPORTANCE_ROWS, LabelledRows
+from common.serve.inputs import (
+    ROWS_NAME,
+    InputNotes,
+    arrow_rows,
+    arrow_table,
+    is_dataframe,
+    python_inputs,
+    table_inputs,
+)
+from common.serve.labelled import LabelledRows
 from common.serve.predict import predict as predict_inputs
-
-BATCH_ROWS = 65_536  # rows per forward pass: infer.py's default --batch-size, for the same predictions
 
 
 class Predictor:
@@ -70,29 +77,26 @@ class Predictor:
         """The column it predicts, as its table named it."""
         return self.record.target_column
 
-    def _inputs(self, rows: Any) -> tuple[np.ndarray, Any]:
-        """The model's inputs, and the rows as a table (None where a few Python rows skipped it)."""
+    def _inputs(self, rows: Any) -> np.ndarray:
+        """The model's inputs: a few Python rows read directly, anything else through Arrow."""
         pre = self.record.preprocess
         X = python_inputs(rows, pre)
-        if X is not None:
-            return X, None
-        table = arrow_rows(rows, pre)
-        return table_inputs(table, pre, ROWS_NAME, 0, InputNotes(pre))[0], table
+        return X if X is not None else table_inputs(arrow_rows(rows, pre), pre, ROWS_NAME, 0, InputNotes(pre))[0]
 
     def _predicted(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        return predict_inputs(self.record, self.model, X, BATCH_ROWS)
+        return predict_inputs(self.record, self.model, X, PREDICT_BATCH_ROWS)
 
     def predict(self, rows: Any) -> np.ndarray:
         """Each row's label (classification) or value on the original scale (regression)."""
-        return self._predicted(self._inputs(rows)[0])["prediction"]
+        return self._predicted(self._inputs(rows))["prediction"]
 
     def predict_proba(self, rows: Any) -> np.ndarray:
         """Classification: each row's probability of each class, columns in `classes` order."""
         if self.task != "classification":
             raise UserError("predict_proba is for classification: this model predicts numbers (use predict)")
-        return self._predicted(self._inputs(rows)[0])["proba"]
+        return self._predicted(self._inputs(rows))["proba"]
 
-    def _labelled(self, rows: Any, target: Any, keep: int, seed: int) -> LabelledRows:
+    def _labelled(self, rows: Any, target: Any, sample_rows: int, seed: int) -> LabelledRows:
         """The rows scored against their target: a column of theirs (its name, the model's own
         target column by default) or the values themselves."""
         import pyarrow as pa
@@ -109,8 +113,8 @@ class Predictor:
             column = pa.chunked_array([pa.array(np.asarray(target).tolist())])
             if len(column) != len(X):
                 raise UserError(f"{len(column)} target values for {len(X)} rows: give one per row")
-        labelled = LabelledRows(self.record, name, ROWS_NAME, keep, seed)
-        labelled.add(X, column, self._predicted(X), 0)
+        labelled = LabelledRows(self.record, name, ROWS_NAME, sample_rows, seed)
+        labelled.add(X, column, self._predicted(X), 0, decimal_of(table))
         return labelled
 
     def evaluate(self, rows: Any, target: Any = None) -> dict[str, Any]:
@@ -120,7 +124,7 @@ class Predictor:
         return self._labelled(rows, target, 0, 0).figures()
 
     def feature_importance(self, rows: Any, target: Any = None, repeats: int = DEFAULT_REPEATS, seed: int = 0,
-                           max_rows: int = IMPORTANCE_ROWS) -> Importance:
+                           max_rows: int = LABELLED_ROWS) -> Importance:
         """Each column's permutation importance on labelled rows: the drop in macro-F1 (classes)
         or R² when it is shuffled, over `repeats` shuffles (scikit-learn's, for the same `seed`),
         on at most `max_rows` of them. `.columns` lists them, most important first."""
@@ -130,8 +134,10 @@ class Predictor:
 
 # ---- fit: make_data.py + train.py in this process ----
 
-MAKE_DATA_ONLY = frozenset(f.name for f in dataclasses.fields(MakeDataConfig)) - {"task", "seed", "target", "csv"}
-TRAIN_ONLY = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"data"}
+# The settings fit() takes, as keywords: each script's flags but those fit sets itself; `task`
+# and `seed` go to both scripts.
+MAKE_DATA_SETTINGS = frozenset(f.name for f in dataclasses.fields(MakeDataConfig)) - {"target", "csv", "out_dir"}
+TRAIN_SETTINGS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"data", "ckpt_dir"}
 
 
 def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "data", ckpt_dir: str | None = None,
@@ -144,17 +150,17 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     (<ckpt_dir>, default runs/<name>), and returns the trained model. `quiet`: print nothing."""
     with (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()), \
             table_file(table, name) as (path, source):
-        unknown = set(settings) - MAKE_DATA_ONLY - TRAIN_ONLY - {"task", "seed"}
+        unknown = sorted(set(settings) - MAKE_DATA_SETTINGS - TRAIN_SETTINGS)
         if unknown:
-            raise UserError(f"fit() has no setting {sorted(unknown)}: use make_data.py's or train.py's flags, "
-                            f"spelled as keywords ({', '.join(sorted(MAKE_DATA_ONLY | TRAIN_ONLY))})")
+            raise UserError(f"fit() has no setting {unknown}: give make_data.py's or train.py's flags as keywords "
+                            "(--grad-accum as grad_accum=...; see `python train.py --help`)")
         stem = name or Path(path).stem
         make_cfg = parse_config(MakeDataConfig, ["--csv", str(path), "--target", target, "--out-dir", out_dir,
-                                                 *flags(settings, MakeDataConfig, MAKE_DATA_ONLY | {"task", "seed"})])
+                                                 *flags(settings, MakeDataConfig, MAKE_DATA_SETTINGS)])
         folder = make_data_set(make_cfg, stem, source)
         run = ckpt_dir or str(Path("runs") / stem)
         train_cfg = parse_config(TrainConfig, ["--data", str(folder), "--ckpt-dir", run,
-                                               *flags(settings, TrainConfig, TRAIN_ONLY | {"seed"})])
+                                               *flags(settings, TrainConfig, TRAIN_SETTINGS)])
         from common.train.session import run_training
 
         return Predictor.load(run_training(train_cfg))
@@ -165,7 +171,7 @@ def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None) -> Path:
     from common.data.builtin import resolve_make_data_config
     from common.data.ingest import ingest_to_folder
 
-    folder, meta = ingest_to_folder(resolve_make_data_config(cfg), source)
+    folder, meta = ingest_to_folder(resolve_make_data_config(cfg), source, stem)
     report_dataset(meta)
     return folder
 
@@ -194,24 +200,19 @@ def table_file(table: Any, name: str | None) -> Iterator[tuple[Path, str | None]
     if isinstance(table, (str, Path)):
         yield Path(table), None
         return
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if type(table).__module__.split(".")[0] == "pandas":
-        kind, table = "a pandas DataFrame", pa.Table.from_pandas(table, preserve_index=False)
-    elif isinstance(table, dict):
-        kind, table = "a dict of columns", pa.table(table)
-    elif isinstance(table, pa.RecordBatch):
-        kind, table = "a pyarrow RecordBatch", pa.Table.from_batches([table])
-    else:
-        kind = "a pyarrow Table"
-    if not isinstance(table, pa.Table):
+    kinds = {"dict": "a dict of columns", "list": "a list of rows", "Table": "a pyarrow Table",
+             "RecordBatch": "a pyarrow RecordBatch"}
+    kind = "a pandas DataFrame" if is_dataframe(table) else kinds.get(type(table).__name__, "a table")
+    arrow = arrow_table(table)
+    if arrow is None:
         raise UserError(f"fit() reads a file's path, a pyarrow Table, a pandas DataFrame or a dict of columns, not "
                         f"{type(table).__name__}")
     with tempfile.TemporaryDirectory(prefix="tabular-fit-") as tmp:
         path = Path(tmp) / f"{name or 'table'}.parquet"
-        pq.write_table(table, path)
-        yield path, f"{kind} ({table.num_rows} rows)"
+        pq.write_table(arrow, path)
+        yield path, f"{kind} ({arrow.num_rows} rows)"
 
 
 def __getattr__(name: str) -> Any:

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from typing import Any, Literal, NoReturn, TypeVar
 
 from common.errors import UserError
+from common.importance import LABELLED_ROWS, RUN_ROWS
 
 T = TypeVar("T")
+PREDICT_BATCH_ROWS = 65_536  # rows per forward pass in prediction: infer.py's and the Python API's
 MISSING = object()
 Task = Literal["classification", "regression"]
 TASKS: tuple[Task, ...] = typing.get_args(Task)
@@ -294,8 +296,8 @@ class TrainConfig:
     chunk_rows: int = count(0, "training rows each process gathers from the data set at once (memory)",
                             zero="16 MiB of inputs")
     pictures: bool = field(True, "draw curves.png, importance.png and confusion.png into <ckpt-dir> (matplotlib)")
-    importance_rows: int = count(5000, "rows on which each column's permutation importance is measured at the end "
-                                       "(a sample where there are more; its time grows with rows x columns)",
+    importance_rows: int = count(RUN_ROWS, "rows on which each column's permutation importance is measured at the "
+                                           "end (a sample where there are more; its time grows with rows x columns)",
                                  zero="no importance")
 
 
@@ -310,6 +312,8 @@ class InferConfig:
     sep: str | None = field(None, "the input CSV's delimiter", default_help="detected from the header")
     output: str | None = field(None, "where to write predictions: .csv, .parquet, or .npz for speed",
                                default_help="<input>.pred.csv")
-    batch_size: int = positive(65536, "rows per forward pass")
+    batch_size: int = positive(PREDICT_BATCH_ROWS, "rows per forward pass")
     importance: bool = field(False, "with --input rows that carry the target: also each column's permutation "
-                                    "importance there (on a sample of up to 10,000 labelled rows)")
+                                    "importance there")
+    importance_rows: int = positive(LABELLED_ROWS, "labelled rows --importance shuffles, at most (a uniform sample "
+                                                   "of more)")

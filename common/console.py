@@ -10,6 +10,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from common.metrics import figure_name
+
 if TYPE_CHECKING:
     from rich.live import Live
 
@@ -107,9 +109,8 @@ def figures_table(figures: dict[str, float], title: str) -> Table:
 
 def importance_table(importance: Any, width: int = 24) -> Table:
     """Columns by importance, most important first, each with a bar as long as its drop."""
-    name = {"f1_macro": "macro-F1", "r2": "R²"}.get(importance.figure, importance.figure)
-    title = (f"which columns matter: drop in {name} when shuffled ({importance.scored_on}, {importance.rows:,} rows, "
-             f"{importance.repeats} repeats, {importance.seconds:.1f} s)")
+    title = (f"which columns matter: drop in {figure_name(importance.figure)} when shuffled ({importance.scored_on}, "
+             f"{importance.rows:,} rows, {importance.repeats} repeats, {importance.seconds:.1f} s)")
     table = Table(title=title, title_justify="left")
     for col, justify in (("column", "left"), ("drop", "right"), ("±", "right"), ("", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]

@@ -66,6 +66,8 @@ class _TabularEstimator(BaseEstimator):
             self.feature_names_in_ = np.asarray([str(c) for c in table.columns], dtype=object)
             table = pa.Table.from_pandas(table, preserve_index=False)
         else:
+            if hasattr(self, "feature_names_in_"):  # a refit on an array forgets a DataFrame's names
+                del self.feature_names_in_
             table = pa.table(table)
         self.n_features_in_ = table.num_columns
         check_consistent_length(np.empty(table.num_rows), y)
@@ -76,8 +78,10 @@ class _TabularEstimator(BaseEstimator):
                     "folds": self.folds, "periodic": self.periodic, "patience": self.patience,
                     "pictures": False, "importance_rows": 0, **(self.settings or {})}
         with tempfile.TemporaryDirectory(prefix="tabular-estimator-") as tmp, as_value_error():
-            return fit(table, TARGET, name="table", out_dir=str(Path(tmp) / "data"), ckpt_dir=str(Path(tmp) / "run"),
-                       quiet=not self.verbose, task=self._task, seed=self.random_state, **settings)
+            model = fit(table, TARGET, name="table", out_dir=str(Path(tmp) / "data"), ckpt_dir=str(Path(tmp) / "run"),
+                        quiet=not self.verbose, task=self._task, seed=self.random_state, **settings)
+        model.folder = None  # held in memory: its temporary folder is gone
+        return model
 
     def _rows(self, X: Any) -> Any:
         check_is_fitted(self, "model_")

@@ -14,6 +14,7 @@ when the run is killed).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.importance import Importance
+from common.metrics import figure_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,9 +48,6 @@ def _label_inches(labels: Sequence[str]) -> float:
 
 def _save(fig: Any, path: Path) -> None:
     fig.savefig(path, format="png")
-
-
-FIGURE_NAMES = {"val_f1_macro": "macro-F1", "val_loss": "loss", "test_loss": "loss", "val_r2": "R²"}
 
 
 def draw_curves(records: Sequence[dict[str, Any]], monitor: str, kept_epoch: int | None, scored_on: str,
@@ -84,7 +83,7 @@ def draw_curves(records: Sequence[dict[str, Any]], monitor: str, kept_epoch: int
     if kept_epoch is not None:
         figure_ax.plot([], [], color="tab:green", linestyle="--", label=f"kept: epoch {kept_epoch}")
     figure_ax.set_xlabel("epoch")
-    figure_ax.set_title(f"{FIGURE_NAMES.get(monitor, monitor)}, {scored_on}")
+    figure_ax.set_title(f"{figure_name(monitor)}, {scored_on}")
     figure_ax.legend(loc="best", fontsize="small")
     _save(fig, path)
 
@@ -100,8 +99,8 @@ def draw_importance(importance: Importance, path: Path) -> None:
     ax.barh([c.column for c in shown], [c.mean for c in shown], xerr=[c.std for c in shown], color="tab:blue",
             ecolor="tab:gray", capsize=2)
     ax.axvline(0, color="black", linewidth=0.8)
-    name = {"f1_macro": "macro-F1", "r2": "R²"}.get(importance.figure, importance.figure)
-    ax.set_xlabel(f"drop in {name} when the column is shuffled ({importance.repeats} repeats)")
+    ax.set_xlabel(f"drop in {figure_name(importance.figure)} when the column is shuffled "
+                  f"({importance.repeats} repeats)")
     ax.set_title(f"which columns matter: {importance.rows:,} rows, {importance.scored_on}")
     _save(fig, path)
 
@@ -179,10 +178,13 @@ class Painter:
 
     def __enter__(self) -> Painter:
         try:
+            # A session of its own: Ctrl-C in the terminal is the run's to handle (it may still
+            # commit, pictures and all), not a signal that kills the painter under it.
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                  "from common.figures import serve; serve()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True)
         except OSError as err:
             self.failed["*"] = f"cannot start a process to draw in ({err})"
         return self
@@ -205,11 +207,13 @@ class Painter:
             out, err = self.proc.communicate(timeout=timeout_s)
         except (subprocess.TimeoutExpired, OSError, ValueError):
             self.proc.kill()
-            out, err = "", "it did not finish in time"
+            out, _ = self.proc.communicate()  # reaped; the pictures it had finished still count
+            err = f"it did not finish within {timeout_s:.0f} s"
         done = {}
         for line in out.splitlines():
-            answer = json.loads(line)
-            done[answer["path"]] = answer["error"]
+            with contextlib.suppress(ValueError, KeyError, TypeError):  # a line that is not an answer
+                answer = json.loads(line)
+                done[answer["path"]] = answer["error"]
         why = (err.strip().splitlines() or [f"it ended with code {self.proc.returncode}"])[-1]
         failures = {path: done.get(path, why) for path in self.asked}
         self.failed = {path: reason for path, reason in failures.items() if reason}

@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_REPEATS = 5  # scikit-learn's n_repeats
+DEFAULT_REPEATS = 5      # shuffles per column asked for (infer.py --importance, the API): scikit-learn's n_repeats
+LABELLED_ROWS = 10_000   # labelled rows they are measured on, at most (a uniform sample of more)
+RUN_REPEATS = 3          # the run's own, at the end of training: bounded, as every run pays for it
+RUN_ROWS = 5_000
 
 
 @dataclasses.dataclass
@@ -88,21 +91,3 @@ def permutation_importance(score: Callable[[np.ndarray], float], X: np.ndarray, 
     columns.sort(key=lambda c: -c.mean)
     return Importance(figure, float(baseline), columns, len(X), repeats, seed,
                       round(time.perf_counter() - started, 3), scored_on)
-
-
-def macro_f1(predicted: np.ndarray, truth: np.ndarray, classes: int) -> float:
-    """Macro-F1 over the classes seen in the truth or the predictions (scikit-learn's average)."""
-    cm = np.bincount(truth * classes + predicted, minlength=classes * classes).reshape(classes, classes)
-    tp, predicted_n, actual_n = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
-    seen = (predicted_n + actual_n) > 0
-    f1 = np.divide(2 * tp, predicted_n + actual_n, out=np.zeros(classes), where=seen)
-    return float(f1[seen].mean())
-
-
-def r2(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """1 - SSE / SST, as scikit-learn's r2_score (1 where both are 0, 0 where only SST is)."""
-    sse = float(((truth - predicted) ** 2).sum())
-    sst = float(((truth - truth.mean()) ** 2).sum())
-    if sst == 0:
-        return 1.0 if sse == 0 else 0.0
-    return 1.0 - sse / sst

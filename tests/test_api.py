@@ -244,3 +244,21 @@ def test_the_estimators_check_their_input_as_scikit_learn_does():
             estimator.fit(X, y)
     with pytest.raises(TypeError, match="[Ss]parse"):
         TabularRegressor().fit(sparse.csr_matrix(X), np.arange(4.0))
+
+
+def test_fit_names_its_data_set_as_asked_and_gives_back_the_threads(tmp_path):
+    import torch
+
+    path = tmp_path / "people.csv"
+    pa_csv.write_csv(pa.table(people(rows=120, seed=1)), path)
+    before = torch.get_num_threads()
+    fit(path, "label", name="mine", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True,
+        epochs=1, folds=2, pictures=False, threads=1)
+    assert (tmp_path / "data" / "mine" / "dataset.json").is_file() and not (tmp_path / "data" / "people").exists()
+    assert torch.get_num_threads() == before
+
+
+def test_a_table_fit_cannot_read_is_one_line(tmp_path):
+    with pytest.raises(UserError) as info:
+        fit({"a": [1.0, 2.0], "b": ["x"]}, "a", out_dir=str(tmp_path), quiet=True)
+    assert "cannot read the rows as a table" in str(info.value) and "\n" not in str(info.value)

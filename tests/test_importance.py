@@ -1,11 +1,12 @@
 """Permutation importance (common/importance.py): scikit-learn's shuffles, a column's inputs moved
-together, and the figures it is measured by."""
+together, and the figures it is measured by (common/metrics.py): one macro-F1, scikit-learn's."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from common.importance import macro_f1, permutation_importance, r2
+from common.importance import permutation_importance
+from common.metrics import classification_report, confusion_matrix, macro_f1, r2
 from common.steps import CategoricalStep, NumericStep, Preprocessor
 
 
@@ -53,3 +54,13 @@ def test_the_figures_are_scikit_learns(seed):
     y, p = rng.normal(size=40), rng.normal(size=40)
     assert r2(p, y) == pytest.approx(r2_score(y, p), abs=1e-12)
     assert r2(np.ones(3), np.ones(3)) == 1.0 and r2(np.zeros(3), np.ones(3)) == 0.0
+
+
+def test_infers_macro_figures_average_the_classes_scikit_learn_averages():
+    """A class neither true nor predicted anywhere counts in no macro average, here as in training."""
+    from sklearn.metrics import f1_score
+
+    truth, predicted = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0])
+    report = classification_report(confusion_matrix(truth, predicted, 3))  # class 2: never seen
+    assert report["f1_macro"] == pytest.approx(f1_score(truth, predicted, average="macro"), abs=1e-12)
+    assert report["f1_macro"] == pytest.approx(macro_f1(predicted, truth, 3), abs=1e-12)

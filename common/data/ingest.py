@@ -237,11 +237,13 @@ def chunk_inputs(pre: Preprocessor, numeric: dict[str, ScratchColumn], ids: dict
                          part.stop - part.start)
 
 
-def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None) -> tuple[Path, DatasetDescription]:
-    """The data set folder of a user's table, written whole or not at all. `source`: where the
-    table came from, where that is not the file (a table given in memory, written out to be read)."""
+def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
+                     stem: str | None = None) -> tuple[Path, DatasetDescription]:
+    """The data set folder of a user's table, written whole or not at all: <out-dir>/<stem>, the
+    file's stem by default. `source`: where the table came from, where that is not the file (a
+    table given in memory, written out to be read)."""
     assert cfg.csv is not None
-    folder = dataset_folder(cfg.out_dir, Path(cfg.csv).stem)
+    folder = dataset_folder(cfg.out_dir, stem or Path(cfg.csv).stem)
     if not Path(cfg.csv).is_file():
         raise UserError(f"table {cfg.csv} not found: check the path")
     if folder.resolve() in Path(cfg.csv).resolve().parents:

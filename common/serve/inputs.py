@@ -132,11 +132,12 @@ def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: i
     text = [c.name for c in pre.categorical]
     if not stream:
         table = read_table(path, sep, text_columns=text)
-        yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target))
+        yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target), 0, decimal_of(table))
         return
     first_row = 0
     for table in stream_table(path, sep, text, [s.name for s in pre.numeric], batch_rows):
-        yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row)
+        yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row,
+                    decimal_of(table))
         first_row += table.num_rows
 
 
@@ -145,6 +146,7 @@ class Batch(NamedTuple):
     extra: dict[str, Any]           # the other columns, as text, to carry into the predictions
     target: Any                     # the target column where the rows have one, else None
     first_row: int = 0              # of the table
+    decimal: str = "."              # the table's decimal mark (a semicolon-separated file: a comma)
 
 
 def target_of(table: Any, target: str | None) -> Any:
@@ -159,29 +161,38 @@ def arrow_rows(rows: Any, pre: Preprocessor) -> Any:
     (common/data/columns.py): a pyarrow Table or RecordBatch, a pandas DataFrame, a dict of
     columns (or of one row's values), a list of row dicts, or a 2-d NumPy array of the model's
     columns in training order (every one numeric)."""
-    import pyarrow as pa
 
     if no_rows(rows):
         raise UserError("no rows given: nothing to predict")
-    try:
-        if isinstance(rows, pa.RecordBatch):
-            rows = pa.Table.from_batches([rows])
-        elif _is_dataframe(rows):
-            rows = pa.Table.from_pandas(rows, preserve_index=False)
-        elif isinstance(rows, dict):
-            one_row = not any(_is_column(v) for v in rows.values())
-            rows = pa.table({str(k): [v] if one_row else v for k, v in rows.items()})
-        elif isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
-            rows = pa.Table.from_pylist(list(rows))
-        elif isinstance(rows, np.ndarray):
-            rows = array_table(rows, pre)
-    except (pa.ArrowException, ValueError, TypeError) as err:
-        raise UserError(f"cannot read the rows as a table ({str(err).splitlines()[0]}): give each column "
-                        "values of one type") from None
-    if not isinstance(rows, pa.Table):
+    table = array_table(rows, pre) if isinstance(rows, np.ndarray) else arrow_table(rows)
+    if table is None:
         raise UserError(f"rows of type {type(rows).__name__} cannot be predicted: give a pyarrow Table, a pandas "
                         "DataFrame, a dict of columns, a list of row dicts, or a NumPy array")
-    return plain_table(rows, [c.name for c in pre.categorical])
+    return plain_table(table, [c.name for c in pre.categorical])
+
+
+def arrow_table(rows: Any) -> Any:
+    """A pyarrow Table of a Table, a RecordBatch, a pandas DataFrame, a dict of columns (or of one
+    row's values) or a list of row dicts, as pyarrow reads them; None for any other type. A
+    column pyarrow cannot read (values of several types, a number too large) is one line."""
+    import pyarrow as pa
+
+    try:
+        if isinstance(rows, pa.Table):
+            return rows
+        if isinstance(rows, pa.RecordBatch):
+            return pa.Table.from_batches([rows])
+        if is_dataframe(rows):
+            return pa.Table.from_pandas(rows, preserve_index=False)
+        if isinstance(rows, dict):
+            one_row = not any(_is_column(v) for v in rows.values())
+            return pa.table({str(k): [v] if one_row else v for k, v in rows.items()})
+        if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
+            return pa.Table.from_pylist(list(rows))
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as err:
+        raise UserError(f"cannot read the rows as a table ({str(err).splitlines()[0]}): give each column values "
+                        "of one type") from None
+    return None
 
 
 def _is_column(value: Any) -> bool:
@@ -199,7 +210,7 @@ def no_rows(rows: Any) -> bool:
     return hasattr(rows, "__len__") and len(rows) == 0
 
 
-def _is_dataframe(rows: Any) -> bool:
+def is_dataframe(rows: Any) -> bool:
     return type(rows).__module__.split(".")[0] == "pandas" and hasattr(rows, "columns")
 
 
@@ -280,7 +291,7 @@ def python_numbers(values: list) -> np.ndarray | None:
     and every integer within int64 (what pyarrow's cast takes)."""
     if not all(v is None or _is_number(v) for v in values):
         return None
-    if any(isinstance(v, (int, np.integer)) and not -2 ** 63 <= v < 2 ** 63 for v in values):
+    if any(isinstance(v, (int, np.integer)) and not -2 ** 63 <= v < 2 ** 63 for v in values):  # pyarrow's int64
         return None
     out = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     return None if np.isinf(out).any() else out
@@ -296,6 +307,8 @@ def python_texts(values: list) -> list[str | None] | None:
         return [None if v is None else ("true" if v else "false") for v in values]
     if all(_is_number(v) for v in present):
         if all(isinstance(v, (int, np.integer)) for v in present):
+            if any(not -2 ** 63 <= v < 2 ** 63 for v in present):  # pyarrow's int64: it refuses the rows
+                return None
             return [None if v is None else str(int(v)) for v in values]
         return [None if v is None or v != v else (str(int(v)) if float(v).is_integer() else repr(float(v)))
                 for v in values]

@@ -4,41 +4,42 @@ Rows are scored as they are predicted, a batch at a time, so a labelled file of 
 read once: a confusion matrix (true labels unseen in training become classes of their own,
 never predicted) or the sums behind MAE, RMSE and R² on the original scale. Rows whose target is
 blank are predicted, not scored, and counted. Permutation importance needs the rows in memory:
-a seeded uniform sample of at most `importance_rows` labelled rows is kept as they stream by.
+a seeded uniform sample of at most `sample_rows` labelled rows is kept as they stream by.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from common.data.columns import numeric_values, text_values
 from common.errors import UserError
-from common.importance import DEFAULT_REPEATS, Importance, macro_f1, permutation_importance, r2
+from common.importance import DEFAULT_REPEATS, Importance, permutation_importance
+from common.metrics import confusion_matrix, macro_f1, r2
 from common.model_folder import ModelRecord
-
-IMPORTANCE_ROWS = 10_000  # labelled rows kept for importance, at most (a uniform sample beyond)
 
 
 class LabelledRows:
     """Figures summed over the batches of labelled rows, and a sample of them for importance."""
 
-    def __init__(self, config: ModelRecord, target: str, source: str, importance_rows: int = 0, seed: int = 0):
+    def __init__(self, config: ModelRecord, target: str, source: str, sample_rows: int = 0, seed: int = 0):
         self.config, self.target, self.source = config, target, source
         self.classes = [str(label) for label in config.class_labels or []]
         self.unseen: list[str] = []        # true labels the model never saw, in order of appearance
         self.confusion = np.zeros((0, 0), dtype=np.int64)
         self.sums = np.zeros(5)            # regression: rows, sum |e|, sum e^2, sum y, sum y^2
         self.blank = self.rows = 0
-        self.keep, self.rng = importance_rows, np.random.default_rng(seed)
+        self.sample_rows, self.rng = sample_rows, np.random.default_rng(seed)
         self.keys = np.zeros(0)
         self.X_kept: np.ndarray | None = None
         self.y_kept = np.zeros(0)
 
-    def truth(self, column: Any, first_row: int) -> np.ndarray:
-        """Class codes (unseen labels after the known ones; -1 blank) or values (NaN blank)."""
+    def truth(self, column: Any, first_row: int, decimal: str) -> np.ndarray:
+        """Class codes (unseen labels after the known ones; -1 blank) or values (NaN blank; a
+        semicolon-separated file writes decimals with a comma, as its numeric columns do)."""
         if self.config.task == "regression":
-            return numeric_values(column, self.target, self.source, first_row=first_row)
+            return numeric_values(column, self.target, self.source, decimal, first_row)
         categories = text_values(column)
         codes = {label: i for i, label in enumerate(self.classes + self.unseen)}
         for value in categories.values:
@@ -48,9 +49,10 @@ class LabelledRows:
         lookup = np.asarray([codes[v] for v in categories.values] + [-1], dtype=np.int64)
         return lookup[categories.index]
 
-    def add(self, X: np.ndarray, column: Any, result: dict[str, np.ndarray], first_row: int) -> None:
+    def add(self, X: np.ndarray, column: Any, result: dict[str, np.ndarray], first_row: int = 0,
+            decimal: str = ".") -> None:
         """A batch: its inputs, its target column and the model's predictions of it."""
-        y = self.truth(column, first_row)
+        y = self.truth(column, first_row, decimal)
         labelled = ~np.isnan(y) if self.config.task == "regression" else y >= 0
         self.blank += int((~labelled).sum())
         self.rows += int(labelled.sum())
@@ -59,22 +61,21 @@ class LabelledRows:
         else:
             err = result["prediction"][labelled] - y[labelled]
             self.sums += [len(err), np.abs(err).sum(), err @ err, y[labelled].sum(), y[labelled] @ y[labelled]]
-        if self.keep:
+        if self.sample_rows:
             self._sample(X[labelled], y[labelled])
 
     def _count(self, truth: np.ndarray, predicted: np.ndarray) -> None:
         size = len(self.classes) + len(self.unseen)
-        grown = np.zeros((size, size), dtype=np.int64)
-        grown[:len(self.confusion), :len(self.confusion)] = self.confusion
-        np.add.at(grown, (truth, predicted), 1)
+        grown = confusion_matrix(truth, predicted, size)
+        grown[:len(self.confusion), :len(self.confusion)] += self.confusion
         self.confusion = grown
 
     def _sample(self, X: np.ndarray, y: np.ndarray) -> None:
-        """The `keep` rows of smallest random key so far: a uniform sample of all rows seen."""
+        """The `sample_rows` rows of smallest random key so far: a uniform sample of all rows seen."""
         keys = np.concatenate([self.keys, self.rng.random(len(y))])
         X_all = X if self.X_kept is None else np.concatenate([self.X_kept, X])
         y_all = np.concatenate([self.y_kept, y])
-        chosen = np.sort(np.argsort(keys, kind="stable")[:self.keep])
+        chosen = np.sort(np.argsort(keys, kind="stable")[:self.sample_rows])
         self.keys, self.X_kept, self.y_kept = keys[chosen], X_all[chosen], y_all[chosen]
 
     def figures(self) -> dict[str, Any]:
@@ -89,7 +90,8 @@ class LabelledRows:
         return {**classification_report(self.confusion), "labels": self.classes + self.unseen,
                 "unseen_labels": list(self.unseen), **counts}
 
-    def importance(self, predict: Any, repeats: int = DEFAULT_REPEATS, seed: int = 0) -> Importance:
+    def importance(self, predict: Callable[[np.ndarray], dict[str, np.ndarray]], repeats: int = DEFAULT_REPEATS,
+                   seed: int = 0) -> Importance:
         """Each column's permutation importance on the kept rows; `predict(X)` gives the model's
         prediction dict for preprocessed rows."""
         if self.X_kept is None or not len(self.y_kept):

@@ -13,42 +13,29 @@ import torch
 from common.data.tables import NotStreamable
 from common.errors import UserError
 from common.files import atomic_path
-from common.model import combine_members
+from common.model import predicted_outputs
 from common.model_folder import ModelRecord
 from common.serve.inputs import InputNotes, feature_batches
 from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS, PredictionWriter
 from common.steps import has_link
 
-# torch's CPU kernels take another path for a matrix of fewer rows (a matrix-vector product for
-# one row), whose sums round differently: a forward pass gets at least this many rows (the
-# first repeated), so a row's prediction is the same to the last bit whatever rows share its pass.
-MIN_PASS_ROWS = 8
 
-
-@torch.inference_mode()
 def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int, config: ModelRecord) -> np.ndarray:
     """Logits (classification; an ensemble's mean probability as log-probabilities) or scaled
     targets (regression; log E[y] for a log link) for preprocessed rows, in order."""
     # A chunk at a time, each copied out of the (memory-mapped) rows: memory bounded by the chunk.
     chunks = [np.array(X_inputs[i:i + batch_size], dtype=np.float32) for i in range(0, len(X_inputs), batch_size)]
-    outs = [forward(model, x, config) for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
+    outs = [predicted_outputs(model, x, config.task, has_link(config.target))
+            for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
     return np.concatenate(outs)
-
-
-def forward(model: torch.nn.Module, x: np.ndarray, config: ModelRecord) -> np.ndarray:
-    rows = len(x)
-    if 0 < rows < MIN_PASS_ROWS:
-        x = np.concatenate([x, np.repeat(x[:1], MIN_PASS_ROWS - rows, axis=0)])
-    out = combine_members(model(torch.from_numpy(x)), config.task, has_link(config.target))
-    return out[:rows].float().numpy()
 
 
 @torch.no_grad()
 def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, batch_size: int) -> dict[str, Any]:
     """The model's figures on the data set's test split, read and scored `batch_size` rows at a
     time: a confusion matrix, or sums of errors on the original y scale."""
-    from common.metrics import classification_report, regression_report
+    from common.metrics import classification_report, confusion_matrix, regression_report
 
     X, y = data.split("test")
     classes = len(config.class_labels or [])
@@ -57,8 +44,7 @@ def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, ba
         out = model_outputs(model, X[start:start + batch_size], batch_size, config)
         truth = np.asarray(y[start:start + batch_size])
         if config.task == "classification":
-            confusion += np.bincount(truth * classes + out.argmax(axis=1), minlength=classes * classes
-                                     ).reshape(classes, classes)
+            confusion += confusion_matrix(truth, out.argmax(axis=1), classes)
         else:
             assert config.target is not None
             true_y = config.target.original(truth, prediction=False)[:, 0]
@@ -106,7 +92,7 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
                 writer.add(batch.extra, result)
                 if batch.target is not None and labelled is not None:
                     scored = scored or labelled()
-                    scored.add(batch.X, batch.target, result, batch.first_row)
+                    scored.add(batch.X, batch.target, result, batch.first_row, batch.decimal)
         finally:
             writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one

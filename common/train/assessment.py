@@ -4,9 +4,9 @@ never trained on, their confusion matrix, and which columns matter (common/impor
 The rows are the most honest ones the data set has: out of fold for a cross-fitted ensemble
 (each training row scored by the member that never trained on it, so no test split is needed),
 the validation fold or split otherwise, else the test split (the recipes). Importance shuffles a
-seeded sample of at most `--importance-rows` of them (5,000), IMPORTANCE_REPEATS times per column:
-its cost is bounded by that, whatever the table's size. The main process computes it alone, on the CPU,
-from the final weights: every process count and device gives the same figures.
+seeded sample of at most `--importance-rows` of them (5,000), RUN_REPEATS (3) times per column: its
+cost is bounded by that, whatever the table's size. The main process computes it alone, on the
+CPU, from the final weights: every process count and device gives the same figures.
 """
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ import numpy as np
 import torch
 
 from common.data.dataset import TabularData
-from common.importance import Importance, macro_f1, permutation_importance, r2
-from common.model import build_model, combine_members
+from common.importance import RUN_REPEATS, Importance, permutation_importance
+from common.metrics import confusion_matrix, macro_f1, r2
+from common.model import build_model, predicted_outputs
+from common.schema import Fields
 from common.steps import has_link
 from common.train.crossfit import out_of_fold_in_order
 from common.train.run_plan import TrainPlan
 
-IMPORTANCE_REPEATS = 3
 SCORE_CHUNK = 1 << 16     # rows per forward pass
+REPORT_FORMAT = 1         # importance.json's format
 
 
 @dataclasses.dataclass
@@ -40,12 +42,31 @@ class ScoredRows:
 
 @dataclasses.dataclass
 class Assessment:
+    """importance.json: its one schema."""
+
     scored_on: str
     rows: int
     figure: str                         # f1_macro or r2
     value: float
     confusion: list[list[int]] | None   # classification: true x predicted, over every scored row
     importance: Importance | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": REPORT_FORMAT, "scored_on": self.scored_on, "rows": self.rows, "figure": self.figure,
+                self.figure: self.value, "confusion_matrix": self.confusion,
+                "importance": self.importance.to_json() if self.importance else None}
+
+    @classmethod
+    def read(cls, obj: Any, path: str) -> Assessment:
+        f = Fields(obj, path, "retrain the model to write it again")
+        version = f.integer("format", minimum=1)
+        if version > REPORT_FORMAT:
+            raise f.error(f"is of format {version}, newer than this code reads ({REPORT_FORMAT})")
+        figure = f.text("figure", ("f1_macro", "r2"))
+        confusion = f.value("confusion_matrix", None)
+        importance = f.obj_of("importance", default=None) if f.value("importance", None) is not None else None
+        return cls(f.text("scored_on"), f.integer("rows"), figure, f.number(figure), confusion,
+                   Importance.from_json(importance) if importance else None)
 
 
 def scored_rows(plan: TrainPlan, data: TabularData) -> ScoredRows | None:
@@ -78,18 +99,18 @@ class Rows:
         return np.asarray(self.array[self.index[part]])
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def outputs(net: Any, X: np.ndarray, fold: np.ndarray | None, plan: TrainPlan, link: bool) -> np.ndarray:
-    """The final model's outputs for rows X: each by its own member, or the members combined."""
+    """The final model's outputs for rows X: each by its own member, or the members combined (as
+    prediction combines them)."""
     parts = []
     for start in range(0, len(X), SCORE_CHUNK):
-        x = torch.from_numpy(np.array(X[start:start + SCORE_CHUNK], dtype=np.float32))
+        x = np.array(X[start:start + SCORE_CHUNK], dtype=np.float32)
         if fold is None:
-            out = combine_members(net(x).float(), plan.task, link)
+            parts.append(predicted_outputs(net, x, plan.task, link))
         else:
             f = torch.from_numpy(fold[start:start + SCORE_CHUNK].astype(np.int64))
-            out = out_of_fold_in_order(net, x, f, plan.model.members)
-        parts.append(out.numpy())
+            parts.append(out_of_fold_in_order(net, torch.from_numpy(x), f, plan.model.members).numpy())
     return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
 
@@ -123,16 +144,15 @@ def assess(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor],
     predicted = predictions(outputs(net, rows.X, rows.fold, plan, link), y_all)
     confusion = None
     if plan.task == "classification":
-        classes = len(data.description.class_labels or [])
-        confusion = np.bincount(y_all.astype(np.int64) * classes + predicted,
-                                minlength=classes * classes).reshape(classes, classes).tolist()
+        confusion = confusion_matrix(y_all, predicted, len(data.description.class_labels or [])).tolist()
     assessment = Assessment(rows.name, len(y_all), figure, score(predicted, y_all), confusion, None)
     scored(assessment)
     if plan.run.importance_rows:
-        sample = np.sort(np.random.default_rng(plan.seed).permutation(len(y_all))[:plan.run.importance_rows])
+        rng = np.random.default_rng(plan.seed)
+        sample = np.sort(rng.choice(len(y_all), size=min(len(y_all), plan.run.importance_rows), replace=False))
         X, y = np.asarray(rows.X[sample], dtype=np.float32), y_all[sample]
         fold = rows.fold[sample] if rows.fold is not None else None
         assessment.importance = permutation_importance(
             lambda x: score(predictions(outputs(net, x, fold, plan, link), y), y), X,
-            data.preprocessor.column_inputs(), figure, IMPORTANCE_REPEATS, plan.seed, rows.name)
+            data.preprocessor.column_inputs(), figure, RUN_REPEATS, plan.seed, rows.name)
     return assessment

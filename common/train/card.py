@@ -10,11 +10,10 @@ from typing import Any
 
 from common.data.description import DatasetDescription
 from common.importance import Importance
+from common.metrics import figure_name
 from common.model_folder import ModelRecord
 from common.steps import Preprocessor
 
-FIGURE_NAMES = {"f1_macro": "macro-F1", "r2": "R²", "accuracy": "accuracy", "precision_macro": "macro precision",
-                "recall_macro": "macro recall", "mae": "MAE", "rmse": "RMSE"}
 HUB_METRICS = {"f1_macro": ("f1", {"average": "macro"}), "accuracy": ("accuracy", None), "r2": ("r_squared", None),
                "mae": ("mae", None), "rmse": ("rmse", None)}
 
@@ -23,7 +22,7 @@ def front_matter(name: str, record: ModelRecord, figures: dict[str, float], scor
     import yaml
 
     pipeline = f"tabular-{record.task}"
-    metrics = [{"type": HUB_METRICS[k][0], "value": round(float(v), 6), "name": f"{FIGURE_NAMES[k]} ({scored_on})",
+    metrics = [{"type": HUB_METRICS[k][0], "value": round(float(v), 6), "name": f"{figure_name(k)} ({scored_on})",
                 **({"args": HUB_METRICS[k][1]} if HUB_METRICS[k][1] else {})}
                for k, v in figures.items() if k in HUB_METRICS]
     meta = {
@@ -63,7 +62,7 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
                figures: dict[str, float], scored_on: str, importance: Importance | None, pictures: list[str]) -> str:
     """README.md's text. `figures`: the saved weights' figures on `scored_on` rows."""
     source = description.source
-    name = Path(str(source.get("csv") or source.get("dataset") or source.get("generator") or "model")).stem
+    name = Path(record.data).name if record.data else str(source.get("generator") or "model")  # the data set's
     target = record.target_column or "the target"
     what = ("classes " + ", ".join(f"`{c}`" for c in record.class_labels or [])) if record.task == "classification" \
         else "a number" + (f" (modelled through {record.target.transform})" if record.target
@@ -76,9 +75,9 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
              f"`{source.get('csv') or name}` with {network}, trained with PyTorch and Accelerate. Weights in "
              "`model.safetensors`, everything else needed to use them in `config.json`: no pickle anywhere.\n"]
     parts.append(f"## Figures ({scored_on})\n\n" + markdown_table(
-        ["figure", "value"], [[FIGURE_NAMES.get(k, k), f"{v:.4f}"] for k, v in figures.items()]) + "\n")
+        ["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in figures.items()]) + "\n")
     if importance is not None:
-        parts.append(f"## Which columns matter\n\nThe drop in {FIGURE_NAMES.get(importance.figure)} when a column "
+        parts.append(f"## Which columns matter\n\nThe drop in {figure_name(importance.figure)} when a column "
                      f"is shuffled, over {importance.rows:,} rows ({importance.scored_on}), "
                      f"{importance.repeats} repeats:\n\n" + markdown_table(
                          ["column", "drop", "spread"],

@@ -36,39 +36,52 @@ class RunReport:
     @classmethod
     def made(cls, plan: TrainPlan, data: TabularData, weights: dict[str, Any], record: ModelRecord,
              records: list[dict[str, Any]], painter: Painter | None) -> RunReport:
-        """The assessment, the card and the pictures (drawn by `painter` while the model is
-        assessed; None: no pictures)."""
-        with tempfile.TemporaryDirectory(prefix="tabular-pictures-") as drawn:
-            pictures = Pictures(Path(drawn), painter)
-            if records:
-                pictures.draw("curves", records=records, monitor=plan.loop.monitor,
-                              kept_epoch=record.outcome.best_epoch, scored_on=scored_on_name(plan, data),
-                              label_smoothing=plan.optim.label_smoothing)
-
-            def draw_confusion(scored: Assessment) -> None:
-                if scored.confusion is not None:
-                    pictures.draw("confusion", matrix=scored.confusion, labels=record.class_labels or [],
-                                  scored_on=scored.scored_on)
-
-            assessment = assess(plan, data, weights, draw_confusion)
-            writers: dict[str, Callable[[Path], Any]] = {}
-            figures = dict(record.outcome.final_metrics)
-            importance = assessment.importance if assessment else None
-            if assessment is not None:
-                figures = {assessment.figure: assessment.value, **headline(figures)}
-                report = {"scored_on": assessment.scored_on, "rows": assessment.rows,
-                          assessment.figure: assessment.value, "confusion_matrix": assessment.confusion,
-                          "importance": importance.to_json() if importance else None}
-                writers[IMPORTANCE_FILE] = lambda path: write_json_file(path, report)
-                if importance is not None:
-                    console.print(importance_table(importance))
-                    pictures.draw("importance", importance=importance.to_json())
-            drawn_pictures = pictures.finished()
-        writers.update({name: png_writer(png) for name, png in drawn_pictures.items()})
+        """The assessment, the pictures (drawn by `painter` while the model is assessed; None: no
+        pictures) and the card. A report that cannot be made is a note: the model is saved all
+        the same, without it."""
+        try:
+            with tempfile.TemporaryDirectory(prefix="tabular-pictures-") as drawn:
+                pictures = Pictures(Path(drawn), painter)
+                assessment = assessed(plan, data, weights, record, records, pictures)
+                drawn_pictures = pictures.finished()
+        except Exception as err:
+            console.print(f"Note: the run's report (importance, pictures, card) could not be made "
+                          f"({type(err).__name__}: {err}): the model is saved without it")
+            return cls({}, None)
+        writers: dict[str, Callable[[Path], Any]] = {name: png_writer(png) for name, png in drawn_pictures.items()}
+        figures = dict(record.outcome.final_metrics)
+        importance = assessment.importance if assessment else None
+        if assessment is not None:
+            figures = {assessment.figure: assessment.value, **headline(figures)}
+            writers[IMPORTANCE_FILE] = json_writer(assessment.to_json())
         card = model_card(plan.run.ckpt_dir, record, data.description, plan.describe(), figures,
                           scored_on_name(plan, data), importance, list(drawn_pictures))
         writers[CARD_FILE] = lambda path: path.write_text(card + "\n" + CARD_MARK + "\n")
         return cls(writers, assessment)
+
+
+def assessed(plan: TrainPlan, data: TabularData, weights: dict[str, Any], record: ModelRecord,
+             records: list[dict[str, Any]], pictures: Pictures) -> Assessment | None:
+    """The assessment, each picture asked for as soon as what it shows is known: the curves
+    first, the confusion matrix before the importance is measured, the importance last."""
+    if records:
+        pictures.draw("curves", records=records, monitor=plan.loop.monitor, kept_epoch=record.outcome.best_epoch,
+                      scored_on=scored_on_name(plan, data), label_smoothing=plan.optim.label_smoothing)
+
+    def draw_confusion(scored: Assessment) -> None:
+        if scored.confusion is not None:
+            pictures.draw("confusion", matrix=scored.confusion, labels=record.class_labels or [],
+                          scored_on=scored.scored_on)
+
+    assessment = assess(plan, data, weights, draw_confusion)
+    if assessment is not None and assessment.importance is not None:
+        console.print(importance_table(assessment.importance))
+        pictures.draw("importance", importance=assessment.importance.to_json())
+    return assessment
+
+
+def json_writer(obj: dict[str, Any]) -> Callable[[Path], Any]:
+    return lambda path: write_json_file(path, obj)
 
 
 def png_writer(png: bytes) -> Callable[[Path], Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,19 @@ def build(plan: TrainPlan, accelerator: Any) -> tuple[Any, Any, Any]:
     return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
 
 
+@contextlib.contextmanager
+def intra_op_threads(threads: int) -> Iterator[None]:
+    """torch's threads for the run, given back after it (a Python caller's process goes on)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
-    torch.set_num_threads(plan.run.threads)
-    with RunFolder(plan, accelerator) as folder, StopSignal(accelerator) as stop, \
+    with intra_op_threads(plan.run.threads), RunFolder(plan, accelerator) as folder, StopSignal(accelerator) as stop, \
             painter(plan, accelerator) as pictures:
         trainer = Trainer(accelerator, *build(plan, accelerator), data, plan)
         best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0)

@@ -191,7 +191,8 @@ class Trainer:
             record.update({record_key(split, key): value for key, value in figures.items()})
             if folds is not None and len(stats) > 1:
                 monitored = self.plan.loop.monitor.removeprefix(f"{split}_")
-                record[f"{split}_members"] = [self._figures(member)[monitored] if member[1] else None
+                scored = 1  # the stats' second entry: the rows a member scored (none: no figure)
+                record[f"{split}_members"] = [self._figures(member)[monitored] if member[scored] else None
                                               for member in stats]
         self.model.train()
         return record

@@ -308,3 +308,29 @@ def test_a_labelled_regression_input_gets_its_error_figures(tmp_path, capsys):
     truth = np.asarray([float(r["y"]) for r in read_csv_rows(path)])
     assert figures["mae"] == pytest.approx(np.abs(predicted - truth).mean(), rel=1e-9)
     assert figures["r2"] > 0.9 and "regression on 300 rows with a 'y'" in capsys.readouterr().out
+
+
+def test_a_labelled_regression_target_written_with_decimal_commas_is_read_as_its_file_writes_it(tmp_path):
+    """A semicolon-separated file writes 11,436 for 11.436: its target too, not only its inputs."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=200)
+    path = write(tmp_path / "t.csv", {"x": x, "y": 10 + x + rng.normal(0, 0.1, 200)})
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path / "data")
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", *FAST)
+    semicolons = tmp_path / "s.csv"
+    semicolons.write_text("\n".join(line.replace(",", ";").replace(".", ",") for line in path.read_text().splitlines()))
+    infer("--ckpt-dir", tmp_path / "run", "--input", path, "--output", tmp_path / "a.csv", "--metrics-json",
+          tmp_path / "a.json")
+    infer("--ckpt-dir", tmp_path / "run", "--input", semicolons, "--output", tmp_path / "b.csv", "--metrics-json",
+          tmp_path / "b.json")
+    plain, commas = (json.loads((tmp_path / f"{k}.json").read_text()) for k in "ab")
+    assert commas["mae"] == pytest.approx(plain["mae"], rel=1e-6) and commas["r2"] > 0.5
+
+
+def test_importance_on_a_model_folder_that_predates_its_target_column_says_to_retrain(tmp_path):
+    from pathlib import Path
+
+    old = Path(__file__).parent / "fixtures" / "config_format4" / "cls"
+    message = infer_error("--ckpt-dir", old, "--input", old / "rows.csv", "--output", tmp_path / "p.csv",
+                          "--importance")
+    assert "before model folders named their target column" in message and "retrain" in message

@@ -87,3 +87,24 @@ def test_no_pictures_and_no_importance_when_asked(small_cls, tmp_path):
     assert not list(tmp_path.glob("*.png"))
     report = json.loads((tmp_path / "importance.json").read_text())
     assert report["importance"] is None and report["scored_on"] == "test" and report["rows"] == 1201
+
+
+def test_a_report_that_fails_costs_a_note_never_the_model(small_cls, tmp_path, monkeypatch, capsys):
+    from common.train import run_report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no luck")
+
+    monkeypatch.setattr(run_report, "assess", broken)
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
+    assert (tmp_path / "model.safetensors").is_file() and not (tmp_path / "importance.json").exists()
+    assert "report (importance, pictures, card) could not be made (RuntimeError: no luck)" in capsys.readouterr().out
+
+
+def test_importance_json_reads_back_through_its_schema(crossfit_run):
+    from common.train.assessment import Assessment
+
+    path = crossfit_run / "run" / "importance.json"
+    report = Assessment.read(json.loads(path.read_text()), str(path))
+    assert report.figure == "f1_macro" and report.importance is not None and report.rows == 500
+    assert Assessment.read(report.to_json(), str(path)) == report

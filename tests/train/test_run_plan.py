@@ -224,14 +224,24 @@ def test_patience_needs_validation_rows(small_cls, tmp_path):
     assert "--val-size" in message and not tmp_path.joinpath("metrics.jsonl").exists()
 
 
-def test_threads_setting_reaches_torch_and_the_record(small_cls, tmp_path):
+def test_threads_setting_reaches_torch_and_the_record_and_is_given_back(small_cls, tmp_path, monkeypatch):
     import torch
 
+    from common.train.trainer import Trainer
+
+    seen, run_epoch = [], Trainer.run_epoch
+
+    def noting(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return run_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "run_epoch", noting)
     before = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1", "--threads", "2")
-        assert torch.get_num_threads() == 2
-        assert read_config(tmp_path)["training"]["threads"] == 2
+        assert seen == [2] and read_config(tmp_path)["training"]["threads"] == 2
+        assert torch.get_num_threads() == 1  # a Python caller's process keeps its own setting
     finally:
         torch.set_num_threads(before)
 

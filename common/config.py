@@ -209,6 +209,8 @@ class MakeDataConfig:
     numeric: list[str] = field([], "columns to treat as numeric", metavar="COL")
     drop: list[str] = field([], "columns to leave out", metavar="COL")
     id: list[str] = field([], "id columns: never features, copied into predictions", metavar="COL")
+    date: list[str] = field([], "date columns (dates year first, 2012-01-31, with a time and zone or without): their "
+                                "instant and their cycles (day of year, month and week, time of day)", metavar="COL")
     scaling: Literal["quantile", "standard"] | None = field(
         None, "a --csv table's numeric columns into the model: quantile (training quantiles mapped onto "
               "a normal: skew and outliers spread evenly) or standard (training mean and scale)",

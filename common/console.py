@@ -73,9 +73,11 @@ def report_dataset(meta: Any) -> None:
     if source.get("rows_without_target"):
         console.print(f"Dropped {source['rows_without_target']} row(s) without a target value")
     labels, steps = meta.class_labels, meta.preprocess
+    dates = len(steps.dates)
     console.print(f"[bold]{meta.task}[/]: {meta.n_train} train / {meta.n_val} validation / "
-                  f"{meta.n_test} test rows, {len(steps.numeric)} numeric and {len(steps.categorical)} "
-                  f"categorical features" + (f", {len(labels)} classes" if labels else ""))
+                  f"{meta.n_test} test rows, {len(steps.numeric) - dates} numeric, "
+                  + (f"{dates} date " if dates else "") + f"and {len(steps.categorical)} categorical features"
+                  + (f", {len(labels)} classes" if labels else ""))
 
 
 def confusion_table(matrix: np.ndarray, labels: Sequence[Any]) -> Table:

@@ -17,8 +17,9 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 
 # config.json's format; 4: the target's modelling is one `target` object and the run's outcome
-# sits under "outcome", where format 3 spread both over the top level (still read).
-CONFIG_FORMAT = 4
+# sits under "outcome", where format 3 spread both over the top level (still read); 5: its steps
+# may hold a date's (see dataset.json's format 6), which a reader of format 4 would misread.
+CONFIG_FORMAT = 5
 OLDEST_READ = 3
 TASKS = ("classification", "regression")
 CONFIG_FIX = "use the config.json that train.py wrote with these weights"
@@ -99,7 +100,7 @@ class ModelRecord:
 
     @classmethod
     def read(cls, obj: Any, path: str | Path) -> ModelRecord:
-        """The record from parsed JSON (format 3 or 4), checked whole: a UserError naming `path`
+        """The record from parsed JSON (format 3 to 5), checked whole: a UserError naming `path`
         where a field is wrong or the parts disagree with each other."""
         f = Fields(obj, path, CONFIG_FIX)
         version = f.integer("format", minimum=1, default=1)

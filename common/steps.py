@@ -68,6 +68,7 @@ class NumericStep:
     scale: float
     indicator: bool  # the training split had blanks: add a 0/1 input
     quantiles: list[float] | None = None  # training quantiles at evenly spaced levels: map onto a normal
+    date_parts: tuple[str, ...] = ()  # a date column: its value is the instant (seconds), these its cycles
 
     def scaled(self, filled: np.ndarray) -> np.ndarray:
         if self.quantiles is None:
@@ -79,10 +80,21 @@ class NumericStep:
         """Built once per step, not once per chunk of rows."""
         return NormalScores(np.asarray(self.quantiles, dtype=np.float64))
 
+    @property
+    def is_date(self) -> bool:
+        return bool(self.date_parts)
+
+    @property
+    def part_names(self) -> list[str]:
+        """The date's periodic inputs: a sine and a cosine of each cycle."""
+        return [f"{self.name}_{part}_{wave}" for part in self.date_parts for wave in ("sin", "cos")]
+
     def to_json(self) -> dict[str, Any]:
         step = {"name": self.name, "median": self.median, "mean": self.mean, "scale": self.scale,
                 "indicator": self.indicator}
-        return step if self.quantiles is None else {**step, "quantiles": self.quantiles}
+        if self.quantiles is not None:
+            step["quantiles"] = self.quantiles
+        return {**step, "date_parts": list(self.date_parts)} if self.date_parts else step
 
     @classmethod
     def read(cls, s: Fields) -> NumericStep:
@@ -90,8 +102,38 @@ class NumericStep:
         indicator = s.value("indicator")
         if not isinstance(indicator, bool):
             raise s.wrong("indicator", indicator, "true or false")
+        parts = s.checked("date_parts", lambda v: isinstance(v, list) and set(v) <= set(DATE_CYCLES),
+                          f"a list of {', '.join(DATE_CYCLES)}", [])
         return cls(s.text("name"), s.number("median"), s.number("mean"), s.number("scale", nonzero=True), indicator,
-                   s.ascending("quantiles", None))
+                   s.ascending("quantiles", None), tuple(parts))
+
+
+DAY_SECONDS = 86_400.0
+# A date's cycles: each becomes a sine and a cosine of where in its cycle the date falls, so the
+# last day of a year sits beside the first and a Sunday beside a Monday.
+DATE_CYCLES = ("year_day", "month_day", "week_day", "day_time")
+
+
+def date_cycle_inputs(wall: np.ndarray, parts: Sequence[str]) -> np.ndarray:
+    """[rows, 2 x parts]: sine and cosine of each cycle's phase, from wall-clock seconds since
+    1970 (the date and time as written, whatever its zone); 0 and 0 for a blank, which no date
+    takes (every date lies on the unit circle)."""
+    blank = np.isnan(wall)
+    seconds = np.where(blank, 0.0, wall)
+    days = np.floor(seconds / DAY_SECONDS)
+    day = days.astype(np.int64).astype("datetime64[D]")
+    phase = {
+        "year_day": (day - day.astype("datetime64[Y]")).astype(np.int64) / 365.25,
+        "month_day": (day - day.astype("datetime64[M]")).astype(np.int64) / 31.0,
+        "week_day": ((days + 3) % 7) / 7.0,  # 1970-01-01 was a Thursday: Monday is 0
+        "day_time": (seconds - days * DAY_SECONDS) / DAY_SECONDS,
+    }
+    out = np.empty((len(wall), 2 * len(parts)))
+    for i, part in enumerate(parts):
+        angle = 2 * np.pi * phase[part]
+        out[:, 2 * i], out[:, 2 * i + 1] = np.sin(angle), np.cos(angle)
+    out[blank] = 0.0
+    return out
 
 
 QUANTILE_BOUND = 1e-7  # QuantileTransformer's: levels 0 and 1 map to about -5.2 and +5.2, not infinity
@@ -164,13 +206,18 @@ class Preprocessor:
 
     @property
     def input_names(self) -> list[str]:
-        """The model's inputs in order: numeric, indicators, categorical codes."""
+        """The model's inputs in order: numeric (a date's instant), indicators, dates' cycles,
+        categorical codes."""
         return ([s.name for s in self.numeric] + [s.name + MISSING_SUFFIX for s in self.numeric if s.indicator]
-                + [s.name for s in self.categorical])
+                + [name for s in self.numeric for name in s.part_names] + [s.name for s in self.categorical])
 
     @property
     def numeric_inputs(self) -> int:
-        return len(self.numeric) + sum(s.indicator for s in self.numeric)
+        return len(self.numeric) + sum(s.indicator for s in self.numeric) + sum(len(s.part_names) for s in self.numeric)
+
+    @property
+    def dates(self) -> list[NumericStep]:
+        return [s for s in self.numeric if s.is_date]
 
     @property
     def column_names(self) -> list[str]:
@@ -181,13 +228,17 @@ class Preprocessor:
         """Each table column's places among the model's inputs: a numeric column's value and its
         `_missing` indicator, a categorical column's codes (what permutation importance shuffles
         together)."""
-        indicators = iter(range(len(self.numeric), self.numeric_inputs))
+        indicators = iter(range(len(self.numeric), len(self.numeric) + sum(s.indicator for s in self.numeric)))
         groups = {s.name: [i] + ([next(indicators)] if s.indicator else []) for i, s in enumerate(self.numeric)}
+        cycles = iter(range(self.numeric_inputs - sum(len(s.part_names) for s in self.numeric), self.numeric_inputs))
+        for step in self.numeric:
+            groups[step.name] += [next(cycles) for _ in step.part_names]
         return groups | {s.name: [self.numeric_inputs + j] for j, s in enumerate(self.categorical)}
 
     def transform(self, numeric: Callable[[str], np.ndarray], text: Callable[[str], Categories],
-                  rows: int) -> np.ndarray:
-        """The model's inputs (float32) from column getters: raw numbers (NaN for blanks) and categories."""
+                  rows: int, wall: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
+        """The model's inputs (float32) from column getters: raw numbers (NaN for blanks; a date's
+        instant in seconds), categories, and (`wall`) a date's wall-clock seconds."""
         out = np.empty((rows, len(self.input_names)), dtype=np.float32)
         col = 0
         blanks = []
@@ -201,6 +252,10 @@ class Preprocessor:
         for missing in blanks:
             out[:, col] = missing
             col += 1
+        for step in self.dates:
+            assert wall is not None, "a date column needs its wall-clock seconds"
+            out[:, col:col + len(step.part_names)] = date_cycle_inputs(wall(step.name), step.date_parts)
+            col += len(step.part_names)
         for cat in self.categorical:
             out[:, col] = cat.codes(text(cat.name))
             col += 1

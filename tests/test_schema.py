@@ -137,3 +137,13 @@ def test_the_identity_hashes_the_file_as_read(small_cls, tmp_path):
     """Checkpoints recorded content_identity over the parsed JSON: the schema must not change it."""
     data = load_dataset(small_cls)
     assert data.identity == content_identity(small_cls, json.loads(meta_path(small_cls).read_text()))
+
+
+def test_a_data_set_and_a_model_of_the_format_before_dates_still_read(small_cls, small_model):
+    """dataset.json 5 and config.json 4 hold no date step: today's readers take them as they are,
+    and a reader of those formats would refuse today's files by their number."""
+    old_data = {**json.loads(meta_path(small_cls).read_text()), "format": 5}
+    assert DatasetDescription.read(old_data, "dataset.json").preprocess == load_dataset(small_cls).preprocessor
+    old_model = {**json.loads((small_model / CONFIG_FILE).read_text()), "format": 4}
+    assert ModelRecord.read(old_model, "config.json").preprocess.to_json() == old_model["preprocess"]
+    assert json.loads(meta_path(small_cls).read_text())["format"] == DATASET_FORMAT == 6

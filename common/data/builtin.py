@@ -113,7 +113,7 @@ def synthetic_table(cfg: MakeDataConfig) -> RawTable:
     assert cfg.task is not None, "resolve_make_data_config sets the task"
     X, y, source = generate(cfg)
     labels = np.unique(y).tolist() if cfg.task == "classification" else None
-    settings = ("out_dir", "csv", "target", "dataset", "sep", "categorical", "numeric", "drop", "id")
+    settings = ("out_dir", "csv", "target", "dataset", "sep", "categorical", "numeric", "drop", "id", "date")
     source.update({k: v for k, v in vars(cfg).items() if k not in settings})
     return RawTable.from_matrix(X, [f"x{i}" for i in range(X.shape[1])], y, cfg.task, labels, source,
                                 FILE_STEMS[cfg.task])

@@ -2,8 +2,8 @@
 through `DatasetDescription.to_json`; every reader gets it from `DatasetDescription.read`, checked
 field by field, so that a damaged or foreign file is one line naming what is wrong.
 
-Formats read: 5 (today's: the target's modelling as one step) and 4 (its scaling and its
-transform as separate fields). Older data sets are refused with a line saying to remake them.
+Formats read: 6 (today's: dates), 5 (the target's modelling as one step, no dates) and 4 (its
+scaling and its transform as separate fields). Older data sets are refused with a line saying to remake them.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from common.schema import Fields
 from common.steps import Preprocessor, TargetStep, read_target
 
 # dataset.json's format; 5: the target's modelling is one `target` object, which a reader of
-# format 4 would not find.
-FORMAT_VERSION = 5
+# format 4 would not find; 6: a numeric step may be a date's (`date_parts`, and inputs for its
+# cycles), which a reader of format 5 would take for a plain number.
+FORMAT_VERSION = 6
 OLDEST_READ = 4
 TASKS = ("classification", "regression")
 RECIPE_GENERATORS = ("make_classification", "make_regression")
@@ -63,7 +64,7 @@ class DatasetDescription:
 
     @classmethod
     def read(cls, obj: Any, path: str | Path) -> DatasetDescription:
-        """The description from parsed JSON (of format 4 or 5), or a UserError naming `path`."""
+        """The description from parsed JSON (of format 4 to 6), or a UserError naming `path`."""
         f = Fields(obj, path, FIX)
         version = f.integer("format", minimum=1)
         if version > FORMAT_VERSION:

@@ -28,6 +28,7 @@ import numpy as np
 from common.config import MakeDataConfig
 from common.data.columns import column_looks_numeric, is_number_type, numeric_values
 from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
+from common.data.dates import CYCLE_WORDS, date_cycles, date_values, is_date_type
 from common.data.preprocess import fit_categorical, fit_numeric
 from common.data.roles import ColumnRole, RoleOverrides, infer_roles
 from common.data.scratch import (
@@ -52,13 +53,18 @@ from common.steps import Categories, Preprocessor, TargetStep
 class FirstPass:
     """What one pass over the file learned."""
 
-    numeric: list[str]
+    numeric: list[str]                     # numbers, and dates (their instants)
     categorical: dict[str, Vocabulary]
     target_vocabulary: Vocabulary | None   # None: the target was read as numbers
+    dates: list[str] = dataclasses.field(default_factory=list)  # of `numeric`: their wall clocks too
+    unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
     rows: int = 0                          # rows kept (with a target)
     rows_read: int = 0
     batches: int = 0
     nulls: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+WALL = "\0wall"  # a date's wall-clock scratch column: its name + WALL (no column's name has a NUL)
 
 
 def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
@@ -71,8 +77,8 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         raise UserError(f"--csv needs --target: one of {head.column_names}")
     if cfg.target not in head.column_names:
         raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {head.column_names}")
-    roles = infer_roles(head, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id))
-    if not any(r.role in ("numeric", "categorical") for r in roles):
+    roles = infer_roles(head, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id, cfg.date))
+    if not any(r.role in FEATURE_ROLES for r in roles):
         raise UserError(f"{cfg.csv} has no feature columns besides '{cfg.target}' (roles: "
                         f"{ {r.name: r.role for r in roles} }): name some with --numeric or --categorical")
     scratch = Scratch(stage / ".scratch")
@@ -94,13 +100,21 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         file.unlink()
     scratch.folder.rmdir()
     for role in roles:
-        role.missing = seen.nulls.get(role.name, role.missing)
+        role.missing = seen.nulls.get(role.name, role.missing) + seen.unparsed.get(role.name, 0)
+        if seen.unparsed.get(role.name):
+            role.why += f"; {seen.unparsed[role.name]} cell(s) not dates, read as blanks"
+        step = next((step for step in pre.dates if step.name == role.name), None)
+        if step is not None:
+            role.why += ": " + ", ".join(CYCLE_WORDS[part] for part in step.date_parts)
     source = {"csv": str(path.resolve()), "target": cfg.target, "rows_read": seen.rows_read,
               "batches_read": seen.batches, "rows_without_target": seen.rows_read - seen.rows,
               "ids": [r.name for r in roles if r.role == "id"],
               "dropped_columns": [r.name for r in roles if r.role == "dropped"],
               "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size, "task_reason": task_why}
     return dataset_meta(task, pre, labels, target, sizes, roles, source)
+
+
+FEATURE_ROLES = ("numeric", "categorical", "date")
 
 
 def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
@@ -113,6 +127,14 @@ def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
         return True
     return bool(pa.types.is_string(kind) and task != "classification"
                 and column_looks_numeric(head.column(name), decimal_of(head)))
+
+
+def date_types(head: Any, names: list[str]) -> dict[str, Any]:
+    """CSV types for the streamed date columns: text (common/data/dates.py reads it) unless the head
+    read them as dates already."""
+    import pyarrow as pa
+
+    return {name: head.column(name).type if is_date_type(head.column(name).type) else pa.string() for name in names}
 
 
 def stream_types(head: Any, names: list[str]) -> dict[str, Any]:
@@ -134,19 +156,26 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
 
     assert cfg.target is not None
     numeric = [r.name for r in roles if r.role == "numeric"]
+    dates = [r.name for r in roles if r.role == "date"]
     categorical = [r.name for r in roles if r.role == "categorical"]
     numeric_target = target_is_numeric(head, cfg.target, cfg.task)
-    seen = FirstPass(numeric, {name: Vocabulary() for name in categorical}, None if numeric_target else Vocabulary())
+    seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
+                     None if numeric_target else Vocabulary(), dates)
     text = categorical + ([] if numeric_target else [cfg.target])
-    types = stream_types(head, numeric + ([cfg.target] if numeric_target else []))
+    types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(head, dates)
     decimal = decimal_of(head)
     try:
-        for table in table_batches(path, cfg.sep, text, types, [*numeric, *categorical, cfg.target]):
+        for table in table_batches(path, cfg.sep, text, types, [*numeric, *dates, *categorical, cfg.target]):
             target = table.column(cfg.target)
             keep = pc.is_valid(target).to_numpy(zero_copy_only=False)
             for name in numeric:
                 values = numeric_values(table.column(name), name, path, decimal, seen.rows_read)
                 scratch.append(name, values[keep])
+            for name in dates:
+                found = date_values(table.column(name))
+                scratch.append(name, found.instant[keep])
+                scratch.append(name + WALL, found.wall[keep])
+                seen.unparsed[name] = seen.unparsed.get(name, 0) + found.unparsed
             for name in categorical:
                 scratch.append(name, seen.categorical[name].encode(table.column(name))[keep])
             if seen.target_vocabulary is None:
@@ -196,6 +225,9 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray,
     numeric = [fit_numeric(name, scratch.column(name).take(sample),
                            ranges[name].watch(training_chunks(scratch.column(name), split)), cfg.scaling == "quantile")
                for name in seen.numeric]
+    for step in numeric:
+        if step.name in seen.dates:
+            step.date_parts = date_cycles(training_chunks(scratch.column(step.name + WALL), split))
     categorical = [fit_categorical(name, vocabulary.values,
                                    ranges[name].watch(training_chunks(scratch.column(name), split)),
                                    cfg.min_level_rows, cfg.max_levels)
@@ -211,6 +243,7 @@ def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocess
     per_code = np.bincount(split, minlength=len(SPLIT_CODES))
     sizes = {name: int(per_code[code]) for name, code in SPLIT_CODES.items()}
     numeric = {name: scratch.column(name) for name in seen.numeric}
+    numeric |= {name + WALL: scratch.column(name + WALL) for name in seen.dates}
     ids = {name: scratch.column(name) for name in seen.categorical}
     values = {name: vocabulary.values for name, vocabulary in seen.categorical.items()}
     source_rows = scratch.column("row")
@@ -234,7 +267,7 @@ def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocess
 def chunk_inputs(pre: Preprocessor, numeric: dict[str, ScratchColumn], ids: dict[str, ScratchColumn],
                  values: dict[str, list[str]], part: slice) -> np.ndarray:
     return pre.transform(lambda n: numeric[n][part], lambda n: Categories(ids[n][part], values[n]),
-                         part.stop - part.start)
+                         part.stop - part.start, lambda n: numeric[n + WALL][part])
 
 
 def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,

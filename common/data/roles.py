@@ -3,6 +3,8 @@
 - numeric: numbers (integers, floats, or text that is mostly numbers, thousands separators
   allowed); blanks are filled and flagged later (common/data/preprocess.py);
 - categorical: text or booleans, or any column named with --categorical; learned embeddings;
+- date: Arrow dates and timestamps, or text of dates year first (common/data/dates.py): its instant
+  and its cycles (day of year, month and week, time of day);
 - id: named like an id (`id`, `*_id`, `CustomerID`, `index`, `Unnamed: 0`, an empty header)
   and (nearly) unique per row, or unique per row whatever its name (sequential integers, or
   text); never a feature, copied into the predictions. A column named like an id whose values
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.data.columns import column_looks_numeric, feature_type_advice, is_number_type, is_temporal
+from common.data.dates import has_clock, is_date_type, looks_like_dates
 from common.data.tables import decimal_of
 from common.errors import UserError
 
@@ -42,11 +45,12 @@ class RoleOverrides:
     numeric: Sequence[str] = ()
     drop: Sequence[str] = ()
     id: Sequence[str] = ()
+    date: Sequence[str] = ()
 
     def named(self) -> dict[str, str]:
         roles: dict[str, str] = {}
         for role, names in (("categorical", self.categorical), ("numeric", self.numeric),
-                            ("dropped", self.drop), ("id", self.id)):
+                            ("dropped", self.drop), ("id", self.id), ("date", self.date)):
             for name in names:
                 if name in roles:
                     raise UserError(f"column '{name}' is given two roles ({roles[name]}, {role}): give it one")
@@ -116,9 +120,12 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
     def role(r: str, why: str) -> ColumnRole:
         return ColumnRole(name, r, str(kind), missing, why)
 
-    if chosen in ("numeric", "categorical") and feature_type_advice(kind):
+    if chosen in ("numeric", "categorical", "date") and feature_type_advice(kind):
         raise UserError(f"column '{name}' holds {kind} values, which cannot be a feature: "
                         f"{feature_type_advice(kind)}")
+    if chosen == "date" and not (is_date_type(kind) or looks_like_dates(column)):
+        raise UserError(f"--date {name}: its cells are not dates this suite reads (year first: 2012-01-31, "
+                        "2012/01/31, with a time and zone or without): leave it to make_data.py or name its role")
     if chosen:
         return role(chosen, "as given")
     if missing == n:
@@ -140,6 +147,8 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
             return role("dropped", "constant")
         if column_looks_numeric(column, decimal):
             return role("numeric", "numbers written as text")
+        if looks_like_dates(column):
+            return role("date", "dates written as text" + (", with times" if has_clock(column) else ""))
         if distinct == n and n > 20:
             return role("id", "text unique per row")
         if spells_true_false(column):
@@ -147,6 +156,8 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
         return role("categorical", f"text, {distinct} values")
     if is_number_type(kind):
         return role("numeric", "numbers")
+    if is_date_type(kind):
+        return role("date", "dates" if pa.types.is_date(kind) else "dates and times")
     if is_temporal(kind):
-        return role("numeric", "date/time as seconds")
+        return role("numeric", "a time or duration, as seconds")
     return role("dropped", f"{kind} cannot be a feature: {feature_type_advice(kind)}")

@@ -17,6 +17,7 @@ from common.data.columns import (
     require_feature_type,
     text_values,
 )
+from common.data.dates import DateValues, date_values
 from common.data.tables import decimal_of, read_table, stream_table
 from common.errors import UserError
 from common.steps import Categories, Preprocessor
@@ -32,6 +33,12 @@ class InputNotes:
         self.fill = {s.name: s.median for s in pre.numeric if not s.indicator}
         self.counts: dict[str, int] = {}
         self.left_out: dict[str, str] = {}
+        self.not_dates: dict[str, int] = {}  # a date column's cells that held no date: read as blanks
+
+    def dates_read(self, name: str, found: DateValues) -> DateValues:
+        if found.unparsed:
+            self.not_dates[name] = self.not_dates.get(name, 0) + found.unparsed
+        return found
 
     def watch(self, numeric: Callable[[str], np.ndarray]) -> Callable[[str], np.ndarray]:
         def counted(name: str) -> np.ndarray:
@@ -63,6 +70,9 @@ class InputNotes:
         for name, kind in self.left_out.items():
             console.print(f"Note: column '{name}' ({kind}) is not a feature and has no text form: "
                           "left out of the predictions")
+        for name, cells in self.not_dates.items():
+            console.print(f"Note: column '{name}' had {cells} cell(s) that are not dates (year first: 2012-01-31, "
+                          "with a time and zone or without): read as blanks")
 
 
 def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
@@ -106,8 +116,14 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
     for name in pre.column_names:
         require_feature_type(table.column(name), name, path)
     decimal = decimal_of(table)
-    X = pre.transform(notes.watch(lambda n: numeric_values(table.column(n), n, path, decimal, first_row)),
-                      lambda n: text_values(table.column(n)), table.num_rows)
+    dates = {s.name: notes.dates_read(s.name, date_values(table.column(s.name))) for s in pre.dates}
+
+    def numbers(name: str) -> np.ndarray:
+        return dates[name].instant if name in dates else numeric_values(table.column(name), name, path, decimal,
+                                                                           first_row)
+
+    X = pre.transform(notes.watch(numbers), lambda n: text_values(table.column(n)), table.num_rows,
+                      lambda n: dates[n].wall)
     return X, notes.carried(table, [n for n in table.column_names if n not in pre.column_names])
 
 
@@ -135,7 +151,7 @@ def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: i
         yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target), 0, decimal_of(table))
         return
     first_row = 0
-    for table in stream_table(path, sep, text, [s.name for s in pre.numeric], batch_rows):
+    for table in stream_table(path, sep, text, [s.name for s in pre.numeric if not s.is_date], batch_rows):
         yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row,
                     decimal_of(table))
         first_row += table.num_rows
@@ -244,7 +260,7 @@ def python_inputs(rows: Any, pre: Preprocessor) -> np.ndarray | None:
     numeric column, a date, an infinity, a column mixing kinds): the Arrow path then reads the
     rows, and says what is wrong where something is."""
     columns = python_columns(rows)
-    if columns is None:
+    if columns is None or pre.dates:  # dates take the Arrow path, which reads every form of them
         return None
     require_columns(columns, pre, ROWS_NAME)
     numeric, text = {}, {}

@@ -43,6 +43,9 @@ def how_prepared(name: str, pre: Preprocessor) -> str:
         if step.name == name:
             scaling = "training quantiles mapped onto a normal" if step.quantiles is not None else \
                 f"standardised (mean {step.mean:.4g}, scale {step.scale:.4g})"
+            if step.is_date:
+                cycles = ", ".join(part.replace("_", " ") for part in step.date_parts)
+                scaling = f"a date: its instant ({scaling}) and its cycles ({cycles}) as sine and cosine"
             blanks = f"; blanks take the median {step.median:.4g} and a `{name}_missing` input" if step.indicator \
                 else ""
             return scaling + blanks

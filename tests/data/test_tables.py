@@ -37,7 +37,7 @@ def test_semicolons_come_with_decimal_commas(tmp_path):
 
 @pytest.mark.parametrize("column,role", [
     (pa.array(["a", "b", "a", None] * 10).dictionary_encode(), "categorical"),  # a pandas category in Parquet
-    (pa.array([1.5, 2.25, None, 4.0] * 10, pa.timestamp("ms")), "numeric"),
+    (pa.array([1.5, 2.25, None, 4.0] * 10, pa.timestamp("ms")), "date"),
     (pa.array([10, 20, None, 40] * 10, pa.time32("s")), "numeric"),
     (pa.array([10, 20, None, 40] * 10, pa.duration("us")), "numeric"),
     (pa.array([2**62 + i for i in range(39)] + [5]), "numeric"),

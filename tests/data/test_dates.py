@@ -1,0 +1,167 @@
+"""Dates and times (common/data/dates.py and the date step of common/steps.py): every text form
+accepted, read as Python reads it; Arrow's date types; the cycles a date feeds the model; the
+role; and a model trained on dates of one form predicting dates of another."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+
+import make_data as make_data_script
+from builders import infer, make_data, read_csv_rows, train, train_args, user_error, write
+from common.data.dates import date_values, looks_like_dates
+from common.steps import date_cycle_inputs
+
+FORMS = {  # how each accepted form writes a moment; Python then reads it back with fromisoformat
+    "date": lambda m: m.strftime("%Y-%m-%d"),
+    "date with slashes": lambda m: m.strftime("%Y/%m/%d"),
+    "minutes": lambda m: m.strftime("%Y-%m-%d %H:%M"),
+    "seconds, T": lambda m: m.strftime("%Y-%m-%dT%H:%M:%S"),
+    "fraction": lambda m: m.strftime("%Y-%m-%d %H:%M:%S.%f"),
+    "Z": lambda m: m.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "+hh:mm": lambda m: m.strftime("%Y-%m-%dT%H:%M:%S") + zone(m, ":"),
+    "+hhmm": lambda m: m.strftime("%Y-%m-%d %H:%M:%S") + zone(m, ""),
+}
+
+
+def zone(moment: dt.datetime, sep: str) -> str:
+    minutes = int(moment.utcoffset().total_seconds() // 60)
+    sign, minutes = ("-" if minutes < 0 else "+"), abs(minutes)
+    return f"{sign}{minutes // 60:02d}{sep}{minutes % 60:02d}"
+
+
+def moments(n: int, seed: int) -> list[dt.datetime]:
+    rng = np.random.default_rng(seed)
+    zones = [dt.timezone(dt.timedelta(minutes=int(m))) for m in (0, 60, -300, 330, -570, 840)]
+    return [dt.datetime(1900, 1, 1, tzinfo=zones[int(rng.integers(len(zones)))])
+            + dt.timedelta(seconds=int(rng.integers(0, 200 * 365 * 86400)), microseconds=int(rng.integers(0, 10**6)))
+            for _ in range(n)]
+
+
+def python_reading(text: str) -> dt.datetime:
+    """Python's own reading of a form we accept (a time without a zone is UTC)."""
+    moment = dt.datetime.fromisoformat(text.replace("/", "-").replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_accepted_form_reads_as_python_reads_it(form):
+    texts = [FORMS[form](m) for m in moments(300, seed=len(form))]
+    found = date_values(pa.chunked_array([pa.array(texts)]))
+    assert found.unparsed == 0
+    for text, instant, wall in zip(texts, found.instant, found.wall, strict=True):
+        moment = python_reading(text)
+        assert instant == pytest.approx(moment.timestamp(), abs=1e-6), text
+        as_written = moment.replace(tzinfo=dt.timezone.utc).timestamp()  # the wall clock, as if it were UTC
+        assert wall == pytest.approx(as_written, abs=1e-6), text
+
+
+@pytest.mark.parametrize("text", ["31/01/2012", "01/31/2012", "2012-1-5", "2011-02-29", "2012-13-01",
+                                  "2012-01-01 24:00", "soon", "20120131"])
+def test_what_is_not_a_date_is_a_blank_counted(text):
+    found = date_values(pa.array([text, "2012-01-31", None]))
+    assert np.isnan(found.instant[0]) and found.unparsed == 1 and not np.isnan(found.instant[1])
+
+
+def test_arrow_dates_and_timestamps_read_as_their_moments():
+    day = dt.date(2021, 3, 14)
+    noon = dt.datetime(2021, 3, 14, 12, 30)
+    for column, instant, wall in [
+        (pa.array([day], pa.date32()), 1615680000.0, 1615680000.0),
+        (pa.array([day], pa.date64()), 1615680000.0, 1615680000.0),
+        (pa.array([noon], pa.timestamp("ns")), 1615725000.0, 1615725000.0),
+        # a zone's timestamp is stored in UTC: its wall clock is the zone's (New York: UTC-4 that day)
+        (pa.array([noon], pa.timestamp("s", tz="UTC")).cast(pa.timestamp("s", tz="America/New_York")),
+         1615725000.0, 1615725000.0 - 4 * 3600),
+    ]:
+        found = date_values(column)
+        assert (found.instant[0], found.wall[0]) == (instant, wall), column.type
+
+
+def test_a_dates_cycles_put_neighbours_side_by_side():
+    def seconds(*ymd):
+        return dt.datetime(*ymd, tzinfo=dt.timezone.utc).timestamp()
+
+    parts = ("year_day", "month_day", "week_day", "day_time")
+    wall = np.array([seconds(2021, 1, 4), seconds(2021, 1, 4, 18), seconds(2020, 12, 31), seconds(2021, 1, 1),
+                     np.nan])
+    cycles = date_cycle_inputs(wall, parts)  # sin and cos of year_day, month_day, week_day, day_time
+    assert cycles.shape == (5, 8) and np.all(cycles[4] == 0)
+    assert cycles[0, 4:6] == pytest.approx([0.0, 1.0], abs=1e-12)  # 2021-01-04 is a Monday: phase 0
+    assert cycles[1, 6:8] == pytest.approx([-1.0, 0.0], abs=1e-12)  # 18:00: three quarters of the day
+    assert np.hypot(*(cycles[2, :2] - cycles[3, :2])) < 0.03  # the year's last day beside the next year's first
+
+
+def test_a_text_column_of_dates_is_a_date_and_a_text_column_of_words_is_not():
+    assert looks_like_dates(pa.chunked_array([pa.array(["2020-01-01", None, "2020-01-03T10:00Z"] * 10)]))
+    assert not looks_like_dates(pa.chunked_array([pa.array(["2020-01-01", "soon"] * 10)]))
+    assert not looks_like_dates(pa.chunked_array([pa.array([1.0, 2.0])]))
+
+
+def seasonal(n: int, seed: int = 0) -> dict:
+    """Daily records whose label follows the season and the weekend, the date written as text."""
+    rng = np.random.default_rng(seed)
+    days = [dt.date(2015, 1, 1) + dt.timedelta(days=int(k)) for k in rng.integers(0, 1500, n)]
+    doy = np.array([d.timetuple().tm_yday for d in days])
+    weekend = np.array([d.weekday() >= 5 for d in days])
+    logit = 2 * np.sin(2 * np.pi * doy / 365.25) + 1.5 * weekend
+    label = np.where(logit + rng.normal(0, 0.5, n) > 0.5, "busy", "quiet")
+    return {"day": [d.isoformat() for d in days], "x": rng.normal(size=n), "label": label}
+
+
+@pytest.fixture(scope="module")
+def dated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dated")
+    write(tmp / "days.csv", seasonal(600))
+    make_data("--csv", tmp / "days.csv", "--target", "label", "--out-dir", tmp / "data")
+    train(*train_args(tmp / "data" / "days", tmp / "run", "--epochs", "30", "--folds", "2"))
+    return tmp
+
+
+def test_a_date_column_is_a_date_with_its_cycles(dated):
+    meta = json.loads((dated / "data" / "days" / "dataset.json").read_text())
+    role = next(r for r in meta["roles"] if r["name"] == "day")
+    assert role["role"] == "date" and "day of week" in role["why"]
+    step = next(s for s in meta["preprocess"]["numeric"] if s["name"] == "day")
+    assert step["date_parts"] == ["year_day", "month_day", "week_day"]  # no time of day in the column
+    assert meta["feature_names"][-6:] == [f"day_{p}_{w}" for p in step["date_parts"] for w in ("sin", "cos")]
+    assert json.loads((dated / "run" / "metrics.jsonl").read_text().splitlines()[-1])["val_f1_macro"] > 0.8
+
+
+def test_dates_of_another_form_predict_the_same_and_a_non_date_is_a_blank_with_a_note(dated, tmp_path, capsys):
+    """The model trained on dates pyarrow read as date32 from the CSV; Parquet dates, timestamps and
+    slashes give the same predictions; a cell that is no date is a blank, and said."""
+    table = pa_csv.read_csv(dated / "days.csv")
+    days = table.column("day").cast(pa.date32())
+    forms = {"date32.parquet": days, "timestamp.parquet": days.cast(pa.timestamp("ms")),
+             "slashes.csv": pa.array([d.strftime("%Y/%m/%d") for d in days.to_pylist()])}
+    expected = None
+    for name, column in forms.items():
+        path = tmp_path / name
+        changed = table.set_column(table.column_names.index("day"), "day", column)
+        pq.write_table(changed, path) if name.endswith(".parquet") else pa_csv.write_csv(changed, path)
+        infer("--ckpt-dir", dated / "run", "--input", path, "--output", tmp_path / f"{name}.pred.csv")
+        got = [r["proba_busy"] for r in read_csv_rows(tmp_path / f"{name}.pred.csv")]
+        assert expected is None or got == expected, name
+        expected = got
+    odd = table.set_column(0, "day", pa.array(["someday"] + [d.isoformat() for d in days.to_pylist()[1:]]))
+    pa_csv.write_csv(odd, tmp_path / "odd.csv")
+    infer("--ckpt-dir", dated / "run", "--input", tmp_path / "odd.csv", "--output", tmp_path / "odd.pred.csv")
+    assert len(read_csv_rows(tmp_path / "odd.pred.csv")) == 600
+    assert "column 'day' had 1 cell(s) that are not dates" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_date_given_by_hand(tmp_path):
+    columns = seasonal(60)
+    columns["code"] = [f"k{i % 3}" for i in range(60)]
+    write(tmp_path / "t.csv", columns)
+    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--date", "day", "--out-dir", tmp_path / "data")
+    assert json.loads((tmp_path / "data" / "t" / "dataset.json").read_text())["roles"][0]["role"] == "date"
+    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "label", "--date", "code",
+                         "--out-dir", tmp_path / "again")
+    assert "--date code: its cells are not dates" in message

@@ -18,7 +18,10 @@ out) and the held-out rows to heldout.csv without the target. Then:
   (text as pandas `category`), scikit-learn's HistGradientBoosting (categories from the dtype)
   and an MLP pipeline (median impute + scale, most-frequent impute + one-hot, MLP).
 
-Figures: macro-F1 for classification, R² for regression; gap = ours - the best baseline. The
+Figures: macro-F1 for classification, R² for regression; gap = ours - the best of LightGBM,
+HistGradientBoosting and the MLP pipeline; CatBoost (defaults) and AutoGluon (its default preset,
+2 minutes of wall clock, in an environment of its own: --autogluon-python) are the stronger
+anchors, each with its own gap and in "gap all" (to the best of all five). The
 report gives the mean gap, the worst gap, the tables more than 0.05 behind, and the failures
 (a failing command's last stderr line; the benchmark goes on). Every figure also goes to --out.
 
@@ -114,6 +117,22 @@ TABLES: list[Table] = [
     # house sales in Sacramento: skewed prices, id-like zip and city text columns with many levels; 932 rows
     Table("Sacramento", "modeldata", "Sacramento", "price", "regression",
           covers="skewed prices, id-like text (zip, city)"),
+    # --- dates, names and many-valued codes ---
+    # daily weather of 5 cities: 8 kinds of event (Rain, Fog-Rain, Snow, ...), the date as text; 3.7k rows
+    Table("Weather", "mosaicData", "Weather", "events", "classification", covers="dates as text, 8 classes"),
+    # daily Chicago L ridership: the date as text (weekdays and holidays), weather, games; 5.7k rows
+    Table("Chicago", "modeldata", "Chicago", "ridership", "regression", covers="dates as text, 50 columns"),
+    # hotel room prices: the arrival date as text, agents and companies by name (hundreds of levels); 15k rows
+    Table("hotel_rates", "modeldata", "hotel_rates", "avg_price_per_room", "regression",
+          covers="dates as text, many-valued names"),
+    # spam or not: the time sent with its zone (`2012-01-01T06:16:41Z`); 3.9k rows
+    Table("email", "openintro", "email", "spam", "classification", covers="date and time with a zone, binary"),
+    # Bundesliga home goals 1963-2008: team names, kick-off date and time; 14k rows
+    Table("Bundesliga", "vcd", "Bundesliga", "HomeGoals", "regression", covers="names (teams), dates and times"),
+    # Minneapolis police use of force: 10 force types; the time as `2016/01/01 00:47:36`, offences and
+    # neighbourhoods by name (hundreds of levels), blanks; 12.9k rows
+    Table("mn_police_use_of_force", "openintro", "mn_police_use_of_force", "force_type", "classification",
+          ("force_type_action",), covers="dates with slashes and times, many-valued names, blanks"),
 ]
 
 
@@ -337,7 +356,50 @@ def baselines(f: Features, task: str, truth: Sequence[Any]) -> dict[str, dict[st
     ])
     mlp = (MLPClassifier if classify else MLPRegressor)(max_iter=500, random_state=SEED)
     fit("mlp", make_pipeline(prep, mlp), f.train, f.held)
+    if catboost_missing() is None:
+        fit("catboost", catboost_model(task, f.text), *catboost_frames(f))
     return results
+
+
+def catboost_missing() -> str | None:
+    """None, or why the CatBoost column is skipped."""
+    try:
+        import catboost  # noqa: F401
+    except ImportError as err:
+        return f"CatBoost skipped: cannot import catboost ({err}); pip install -r bench/requirements.txt"
+    return None
+
+
+def catboost_model(task: str, text: list[str]) -> Any:
+    import catboost
+
+    kind = catboost.CatBoostClassifier if task == "classification" else catboost.CatBoostRegressor
+    return kind(verbose=0, allow_writing_files=False, random_seed=SEED, cat_features=text, thread_count=-1)
+
+
+def catboost_frames(f: Features) -> tuple[Any, Any]:
+    """CatBoost takes text categories as they are, but no blank among them."""
+    train, held = f.train.copy(), f.held.copy()
+    for frame in (train, held):
+        for c in f.text:
+            frame[c] = frame[c].fillna("(blank)").astype(str)
+    return train, held
+
+
+def autogluon(folder: Path, table: Table, truth: Sequence[Any], python: str) -> dict[str, Any]:
+    """AutoGluon, default preset, AUTOGLUON_LIMIT_S of wall clock, in its own environment
+    (bench/autogluon_worker.py)."""
+    import pandas as pd
+
+    start = time.perf_counter()
+    done = subprocess.run([python, str(ROOT / "bench" / "autogluon_worker.py"), str(folder), table.target,
+                           table.task, str(AUTOGLUON_LIMIT_S)], capture_output=True, text=True,
+                          timeout=AUTOGLUON_LIMIT_S * 4 + 120)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
+    pred = pd.read_csv(folder / "autogluon.csv")["prediction"].to_numpy()
+    return {"score": score(table.task, truth, pred), "seconds": time.perf_counter() - start}
 
 
 def lightgbm_missing() -> str | None:
@@ -351,10 +413,13 @@ def lightgbm_missing() -> str | None:
 
 # --- one table, all tables ----------------------------------------------------------------------
 
-BASELINES = ("lightgbm", "hgb", "mlp")
+BASELINES = ("lightgbm", "hgb", "mlp")   # the gap is to the best of these, as it always was
+ANCHORS = ("catboost", "autogluon")       # the stronger anchors, each with its own gap, and in "all five"
+AUTOGLUON_LIMIT_S = 120
 
 
-def quality_row(table: Table, tmp: Path, make_args: list[str], train_args: list[str]) -> dict[str, Any]:
+def quality_row(table: Table, tmp: Path, make_args: list[str], train_args: list[str],
+                autogluon_python: str | None = None) -> dict[str, Any]:
     """One table's figures: ours and each baseline's score and seconds, the gap, or the error."""
     folder = Path(tempfile.mkdtemp(prefix=f"quality_{table.name}_", dir=tmp))
     row: dict[str, Any] = {"table": table.name, "source": f"{table.package}/{table.item}", "target": table.target,
@@ -374,7 +439,9 @@ def quality_row(table: Table, tmp: Path, make_args: list[str], train_args: list[
             row["suite_task"] = mine["task"]
             row["ours"] = score(table.task, split["truth"], mine["prediction"])
         peers = baselines(features(folder, table), table.task, split["truth"])
-        for name in BASELINES:
+        if autogluon_python:
+            peers["autogluon"] = autogluon(folder, table, split["truth"], autogluon_python)
+        for name in (*BASELINES, *ANCHORS):
             peer = peers.get(name, {})
             row[name] = peer.get("score")
             row[f"{name}_seconds"] = peer.get("seconds")
@@ -388,14 +455,24 @@ def quality_row(table: Table, tmp: Path, make_args: list[str], train_args: list[
     best = [row[name] for name in BASELINES if row.get(name) is not None]
     row["best_baseline"] = max(best) if best else None
     row["gap"] = row["ours"] - row["best_baseline"] if row.get("ours") is not None and best else None
+    every = [row[name] for name in (*BASELINES, *ANCHORS) if row.get(name) is not None]
+    if row.get("ours") is not None:
+        row["gap_all"] = row["ours"] - max(every) if every else None
+        for name in ANCHORS:
+            row[f"gap_{name}"] = row["ours"] - row[name] if row.get(name) is not None else None
     return row
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     gaps = [(r["gap"], r["table"]) for r in rows if r.get("gap") is not None]
     worst = min(gaps) if gaps else None
+    def mean_of(key: str) -> float | None:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
     return {"tables": len(rows), "scored": len(gaps),
             "mean_gap": float(np.mean([g for g, _ in gaps])) if gaps else None,
+            "mean_gap_all": mean_of("gap_all"), **{f"mean_gap_{name}": mean_of(f"gap_{name}") for name in ANCHORS},
             "worst_gap": worst[0] if worst else None, "worst_table": worst[1] if worst else None,
             "behind": sum(g < BEHIND for g, _ in gaps), "behind_threshold": BEHIND,
             "failures": {r["table"]: r["error"] for r in rows if r.get("error")},
@@ -431,17 +508,19 @@ def guess_task(path: str, target: str) -> str:
 
 def run(tmp: Path, tables: Sequence[Table] | None = None, make_args: Sequence[str] = (),
         train_args: Sequence[str] = (), label: str = "", timing_rows: Sequence[int] = (),
-        progress: bool = True) -> dict[str, Any]:
+        progress: bool = True, autogluon_python: str | None = None) -> dict[str, Any]:
     """Every table's row and the summary (and the time targets when timing_rows is given)."""
     rows = []
     for table in TABLES if tables is None else tables:
         if progress:
             print(f"quality: {table.name} ...", file=sys.stderr, flush=True)
-        rows.append(quality_row(table, tmp, list(make_args), list(train_args)))
+        rows.append(quality_row(table, tmp, list(make_args), list(train_args), autogluon_python))
+    skipped = None if autogluon_python else "AutoGluon skipped: give --autogluon-python (bench/autogluon_worker.py)"
     results: dict[str, Any] = {
         "label": label, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seed": SEED,
         "heldout": HELDOUT, "make_args": list(make_args), "train_args": list(train_args),
-        "notes": [note for note in (lightgbm_missing(),) if note], "tables": rows, "summary": summary(rows)}
+        "notes": [note for note in (lightgbm_missing(), catboost_missing(), skipped) if note], "tables": rows,
+        "summary": summary(rows)}
     if timing_rows:
         results["timing"] = [timing(tmp, n, list(make_args), list(train_args)) for n in timing_rows]
     return results
@@ -503,7 +582,8 @@ def report(results: dict[str, Any], console: Any = None) -> None:
     args = f", train.py {' '.join(results['train_args'])}" if results.get("train_args") else ""
     t = RichTable(title=f"7. default path on users' tables vs default baselines{label}: own 75/25 split, "
                         f"macro-F1 / R² on the held-out rows{args}", title_justify="left")
-    for col in ("table", "rows", "task", "ours", "LightGBM", "HGB", "MLP", "gap", "ours s"):
+    for col in ("table", "rows", "task", "ours", "LightGBM", "HGB", "MLP", "CatBoost", "AutoGluon", "gap",
+                "gap all", "ours s"):
         t.add_column(col, justify="left" if col in ("table", "task") else "right")
     for r in results["tables"]:
         gap = fmt(r.get("gap"))
@@ -513,12 +593,15 @@ def report(results: dict[str, Any], console: Any = None) -> None:
         if r.get("suite_task") and r["suite_task"] != r["task"]:
             task += f" (suite: {r['suite_task'][:3]})"
         t.add_row(r["table"], f"{r.get('rows', 0):,}", task, "[red]failed[/red]" if r.get("error") else fmt(r["ours"]),
-                  *(fmt(r.get(name)) for name in BASELINES), gap, fmt(r.get("ours_seconds"), 1))
+                  *(fmt(r.get(name)) for name in (*BASELINES, *ANCHORS)), gap, fmt(r.get("gap_all")),
+                  fmt(r.get("ours_seconds"), 1))
     console.print(t)
     s = results["summary"]
-    console.print(f"mean gap {fmt(s['mean_gap'])} over {s['scored']} of {s['tables']} tables; worst "
-                  f"{fmt(s['worst_gap'])} ({s['worst_table']}); {s['behind']} table(s) with gap < {BEHIND}; "
-                  f"ours' three commands {s['ours_seconds_total']:.0f} s in all")
+    console.print(f"mean gap {fmt(s['mean_gap'])} over {s['scored']} of {s['tables']} tables (to the best of "
+                  f"LightGBM, HGB, MLP); worst {fmt(s['worst_gap'])} ({s['worst_table']}); {s['behind']} table(s) "
+                  f"with gap < {BEHIND}; ours' three commands {s['ours_seconds_total']:.0f} s in all")
+    console.print(f"mean gap to CatBoost {fmt(s.get('mean_gap_catboost'))}, to AutoGluon "
+                  f"{fmt(s.get('mean_gap_autogluon'))}, to the best of all five {fmt(s.get('mean_gap_all'))}")
     for note in results.get("notes", []):
         console.print(f"note: {note}")
     for name, error in s["failures"].items():
@@ -526,7 +609,7 @@ def report(results: dict[str, Any], console: Any = None) -> None:
     for r in results["tables"]:
         for note in r.get("ours_notes", []):
             console.print(f"{r['table']}: {escape(note)}")
-        for name in BASELINES:
+        for name in (*BASELINES, *ANCHORS):
             if r.get(f"{name}_error"):
                 console.print(f"baseline {name} failed on {r['table']}: {escape(r[f'{name}_error'])}")
     if results.get("timing"):
@@ -555,12 +638,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--timing", action="store_true", help="also time the three commands on generated tables")
     parser.add_argument("--timing-rows", default=",".join(map(str, TIMING_ROWS)), help="rows of those tables")
     parser.add_argument("--no-quality", action="store_true", help="skip the tables (with --timing: time only)")
+    parser.add_argument("--autogluon-python", default=None,
+                        help="the python of a virtual environment with AutoGluon: adds it as an anchor "
+                             "(bench/autogluon_worker.py)")
     args = parser.parse_args(argv)
     tables = [] if args.no_quality else select([n for n in args.tables.split(",") if n], args.extra_tables)
     timing_rows = [int(n) for n in args.timing_rows.split(",") if n] if args.timing else []
     with tempfile.TemporaryDirectory() as tmp:
         results = run(Path(tmp), tables, shlex.split(args.make_args), shlex.split(args.train_args), args.label,
-                      timing_rows)
+                      timing_rows, autogluon_python=args.autogluon_python)
     report(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -69,6 +69,7 @@ class NumericStep:
     indicator: bool  # the training split had blanks: add a 0/1 input
     quantiles: list[float] | None = None  # training quantiles at evenly spaced levels: map onto a normal
     date_parts: tuple[str, ...] = ()  # a date column: its value is the instant (seconds), these its cycles
+    blank_words: tuple[str, ...] = ()  # words the training file held besides numbers, read as blanks
 
     def scaled(self, filled: np.ndarray) -> np.ndarray:
         if self.quantiles is None:
@@ -94,6 +95,8 @@ class NumericStep:
                 "indicator": self.indicator}
         if self.quantiles is not None:
             step["quantiles"] = self.quantiles
+        if self.blank_words:
+            step["blank_words"] = list(self.blank_words)
         return {**step, "date_parts": list(self.date_parts)} if self.date_parts else step
 
     @classmethod
@@ -105,7 +108,7 @@ class NumericStep:
         parts = s.checked("date_parts", lambda v: isinstance(v, list) and set(v) <= set(DATE_CYCLES),
                           f"a list of {', '.join(DATE_CYCLES)}", [])
         return cls(s.text("name"), s.number("median"), s.number("mean"), s.number("scale", nonzero=True), indicator,
-                   s.ascending("quantiles", None), tuple(parts))
+                   s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])))
 
 
 DAY_SECONDS = 86_400.0

@@ -174,9 +174,31 @@ def is_temporal(kind: Any) -> bool:
     return bool(pa.types.is_temporal(kind) or pa.types.is_duration(kind))
 
 
-def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0) -> np.ndarray:
-    """float64 values with NaN for blanks; a cell that is not a number, or an infinity, is an
-    error naming the column and the first such data row."""
+class WordsAsBlanks:
+    """The words a numeric column written as text holds besides numbers (a weather table's `T` for
+    a trace of rain, a `-`), read as blanks. make_data.py learns them (`learn`): every such word
+    of the training file becomes a blank, counted, and is kept with the column's step; prediction
+    then reads those words as blanks, and any other word in that column is still an error."""
+
+    MOST = 50  # distinct words past which a column is not numbers with a few words but text
+
+    def __init__(self, known: Sequence[str] = (), learn: bool = False):
+        self.known, self.learn = set(known), learn
+        self.cells: dict[str, int] = {}   # the words read as blanks, with their cells
+
+    def read(self, text: str) -> bool:
+        """Whether `text` (no number) is read as a blank."""
+        if text in self.known or (self.learn and len(self.known) < self.MOST):
+            self.known.add(text)
+            self.cells[text] = self.cells.get(text, 0) + 1
+            return True
+        return False
+
+
+def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0,
+                   words: WordsAsBlanks | None = None) -> np.ndarray:
+    """float64 values with NaN for blanks; a cell that is not a number (unless `words` takes it as
+    a blank), or an infinity, is an error naming the column and the first such data row."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -188,7 +210,7 @@ def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".",
     elif is_temporal(kind):
         values = temporal_seconds(column)
     else:
-        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path, decimal, first_row)
+        values = _text_to_numbers(pc.cast(column, pa.string()).to_pylist(), name, path, decimal, first_row, words)
     values = np.asarray(values, dtype=np.float64)
     bad = np.flatnonzero(np.isinf(values))
     if bad.size:
@@ -198,13 +220,15 @@ def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".",
 
 
 def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str,
-                     first_row: int = 0) -> np.ndarray:
+                     first_row: int = 0, words: WordsAsBlanks | None = None) -> np.ndarray:
     out = np.full(len(texts), np.nan)
     for i, text in enumerate(texts):
         if text is None or text.strip() in NULL_VALUES:
             continue
         number = _parse_number(text.strip(), decimal)
         if number is None:
+            if words is not None and words.read(text.strip()):
+                continue
             raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row "
                             f"{first_row + i + 1}: fix that cell, or leave it blank for a missing value")
         out[i] = number

@@ -49,8 +49,7 @@ def date_values(column: Any) -> DateValues:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+    column = single(column)
     if is_date_type(column.type):
         zone = getattr(column.type, "tz", None)
         wall = pc.local_timestamp(column) if zone else column
@@ -117,7 +116,7 @@ def looks_like_dates(column: Any) -> bool:
 
     if not is_text_type(column.type):
         return False
-    sample = column.slice(0, 10_000)
+    sample = single(column.slice(0, 10_000))
     present = len(sample) - sample.null_count
     if not present:
         return False
@@ -138,5 +137,12 @@ def has_clock(column: Any) -> bool:
     """Text dates some of which carry a time of day."""
     import pyarrow.compute as pc
 
-    found = pc.extract_regex(column.slice(0, 10_000), DATE_TEXT)
+    found = pc.extract_regex(single(column.slice(0, 10_000)), DATE_TEXT)
     return bool(pc.any(pc.greater(pc.utf8_length(pc.fill_null(found.field("clock"), "")), 0)).as_py())
+
+
+def single(column: Any) -> Any:
+    """One array of a chunked column: pyarrow's regex extraction gives a chunked struct otherwise."""
+    import pyarrow as pa
+
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

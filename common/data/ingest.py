@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from common.config import MakeDataConfig
-from common.data.columns import column_looks_numeric, is_number_type, numeric_values
+from common.data.columns import WordsAsBlanks, column_looks_numeric, is_number_type, numeric_values
 from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
 from common.data.dates import CYCLE_WORDS, date_cycles, date_values, is_date_type
 from common.data.preprocess import fit_categorical, fit_numeric
@@ -58,6 +58,7 @@ class FirstPass:
     target_vocabulary: Vocabulary | None   # None: the target was read as numbers
     dates: list[str] = dataclasses.field(default_factory=list)  # of `numeric`: their wall clocks too
     unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
+    words: dict[str, WordsAsBlanks] = dataclasses.field(default_factory=dict)  # a numeric column's words
     rows: int = 0                          # rows kept (with a target)
     rows_read: int = 0
     batches: int = 0
@@ -103,6 +104,11 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         role.missing = seen.nulls.get(role.name, role.missing) + seen.unparsed.get(role.name, 0)
         if seen.unparsed.get(role.name):
             role.why += f"; {seen.unparsed[role.name]} cell(s) not dates, read as blanks"
+        cells = seen.words[role.name].cells if role.name in seen.words else {}
+        if cells:
+            shown = ", ".join(f"'{word}' ({n})" for word, n in sorted(cells.items(), key=lambda item: -item[1])[:5])
+            role.why += f"; words read as blanks: {shown}" + (", ..." if len(cells) > 5 else "")
+            role.missing += sum(cells.values())
         step = next((step for step in pre.dates if step.name == role.name), None)
         if step is not None:
             role.why += ": " + ", ".join(CYCLE_WORDS[part] for part in step.date_parts)
@@ -169,7 +175,8 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
             target = table.column(cfg.target)
             keep = pc.is_valid(target).to_numpy(zero_copy_only=False)
             for name in numeric:
-                values = numeric_values(table.column(name), name, path, decimal, seen.rows_read)
+                words = seen.words.setdefault(name, WordsAsBlanks(learn=True))
+                values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words)
                 scratch.append(name, values[keep])
             for name in dates:
                 found = date_values(table.column(name))
@@ -228,6 +235,8 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray,
     for step in numeric:
         if step.name in seen.dates:
             step.date_parts = date_cycles(training_chunks(scratch.column(step.name + WALL), split))
+        if step.name in seen.words:
+            step.blank_words = tuple(sorted(seen.words[step.name].known))
     categorical = [fit_categorical(name, vocabulary.values,
                                    ranges[name].watch(training_chunks(scratch.column(name), split)),
                                    cfg.min_level_rows, cfg.max_levels)

@@ -11,6 +11,7 @@ import numpy as np
 
 from common.data.columns import (
     NULL_VALUES,
+    WordsAsBlanks,
     carried_text,
     numeric_values,
     plain_table,
@@ -118,9 +119,11 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
     decimal = decimal_of(table)
     dates = {s.name: notes.dates_read(s.name, date_values(table.column(s.name))) for s in pre.dates}
 
+    words = {s.name: WordsAsBlanks(s.blank_words) for s in pre.numeric if s.blank_words}
+
     def numbers(name: str) -> np.ndarray:
         return dates[name].instant if name in dates else numeric_values(table.column(name), name, path, decimal,
-                                                                           first_row)
+                                                                           first_row, words.get(name))
 
     X = pre.transform(notes.watch(numbers), lambda n: text_values(table.column(n)), table.num_rows,
                       lambda n: dates[n].wall)

@@ -26,7 +26,9 @@ def main(folder: str, target: str, task: str, time_limit: str) -> None:
     held = pd.read_csv(f"{folder}/heldout.csv")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as models:
+        # The benchmark's task, not AutoGluon's guess: a count of goals is a regression here.
         predictor = TabularPredictor(label=target, eval_metric="f1_macro" if task == "classification" else "r2",
+                                     problem_type=None if task == "classification" else "regression",
                                      path=models, verbosity=0)
         predictor.fit(train, time_limit=float(time_limit))
         pd.DataFrame({"prediction": predictor.predict(held)}).to_csv(f"{folder}/autogluon.csv", index=False)

@@ -336,7 +336,7 @@ def baselines(f: Features, task: str, truth: Sequence[Any]) -> dict[str, dict[st
         try:
             with quiet():
                 model.fit(train, f.y)
-                pred = model.predict(held)
+                pred = np.ravel(model.predict(held))  # CatBoost's classifier answers with a column
             results[name] = {"score": score(task, truth, pred), "seconds": time.perf_counter() - start}
         except Exception as err:  # one baseline failing leaves the others' figures
             results[name] = {"error": f"{type(err).__name__}: {err}".splitlines()[0]}

@@ -21,7 +21,9 @@ from common.errors import UserError
 from common.steps import TargetStep
 
 MAX_CLASSES_FROM_INTEGERS = 20  # a numeric target with at most this many integer values is taken as classes,
-MIN_COUNT_VALUES = 8            # unless it has at least this many, none negative, skewed like counts
+MIN_COUNT_VALUES = 8            # unless it has at least this many, none negative, skewed like counts ...
+COUNT_SKEWED = 0.5              # ... above this: a team's goals (0.9) count, the ten digits (0.0) and a
+                                # wine's quality score 3-9 (0.2) are classes
 SKEWED = 1.0  # a non-negative target with a sample skewness above this is modelled on the log scale
 
 
@@ -100,7 +102,7 @@ def looks_like_counts(distinct: np.ndarray, frequencies: np.ndarray) -> bool:
     are fewer, or evenly spread (the ten digits), or ordinal scores around a middle (wine
     quality 3-9); a count of visits piles up at 0 with a long tail, and its figure is how far
     off a prediction is, not which value it names."""
-    return len(distinct) >= MIN_COUNT_VALUES and distinct[0] >= 0 and skewness(distinct, frequencies) > SKEWED
+    return len(distinct) >= MIN_COUNT_VALUES and distinct[0] >= 0 and skewness(distinct, frequencies) > COUNT_SKEWED
 
 
 def few_integers(values: ScratchColumn) -> np.ndarray | None:

@@ -31,6 +31,7 @@ COUNTS = np.arange(10.0)
     ([500, 200, 100, 60, 40, 30, 20, 10, 5, 3], True),     # doctor visits: piled up at 0, a long tail
     ([100] * 10, False),                                     # the ten digits: evenly spread classes
     ([5, 20, 100, 300, 400, 300, 100, 20, 5, 1], False),     # scores around a middle
+    ([2364, 3935, 3545, 2274, 1153, 475, 182, 63, 13, 8], True),  # a home team's goals (skewness 0.9)
 ])
 def test_whole_numbers_skewed_like_counts_are_a_regression(frequencies, counts):
     assert looks_like_counts(COUNTS, np.array(frequencies)) is counts

@@ -187,7 +187,7 @@ def label_text(value: Any) -> str:
     return str(int(number)) if number.is_integer() else repr(number)
 
 
-def score(task: str, truth: Sequence[Any], pred: Sequence[Any]) -> float:
+def score(task: str, truth: Sequence[Any], pred: Sequence[Any] | np.ndarray) -> float:
     from sklearn.metrics import f1_score, r2_score
 
     if task == "classification":

@@ -77,25 +77,34 @@ def manifest(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def commit_checkpoint(ckpt_dir: str | Path, name: str, state: CheckpointState, keep: int) -> Path:
-    """Main process only: finish the staged checkpoint, rename it into place, drop old ones."""
+    """Main process only: finish the staged checkpoint, put the oldest ones out of sight, rename
+    it into place, then delete those. At no moment are more than `keep` checkpoints in sight: a
+    kill between the steps leaves fewer (the next run clears what is hidden), never more."""
     staged = staging_dir(ckpt_dir, name)
     write_json(staged / STATE_FILE, dataclasses.replace(state, manifest=manifest(staged)).to_json())
     final = checkpoint_root(ckpt_dir) / name
     if final.exists():
         discard(final)
+    others = complete_checkpoints(ckpt_dir)
+    hidden = [hide(old) for old in others[:max(0, len(others) - (keep - 1))]]
     staged.rename(final)
-    for old in complete_checkpoints(ckpt_dir)[:-keep]:
-        discard(old)
+    for path in hidden:
+        shutil.rmtree(path, ignore_errors=True)
     return final
+
+
+def hide(path: Path) -> Path:
+    """Rename out of sight (a hidden name the next run clears); the hidden path."""
+    hidden = path.with_name(f".{path.name}.old")
+    shutil.rmtree(hidden, ignore_errors=True)
+    path.rename(hidden)
+    return hidden
 
 
 def discard(path: Path) -> None:
     """Rename out of sight first, then delete: a crash mid-delete leaves a hidden folder that
     the next run removes, never a half-deleted checkpoint folder."""
-    hidden = path.with_name(f".{path.name}.old")
-    shutil.rmtree(hidden, ignore_errors=True)
-    path.rename(hidden)
-    shutil.rmtree(hidden, ignore_errors=True)
+    shutil.rmtree(hide(path), ignore_errors=True)
 
 
 def clear_staging(ckpt_dir: str | Path) -> None:

@@ -204,3 +204,31 @@ def test_resuming_a_finished_run_says_so(small_cls, tmp_path, capsys):
     train(*train_args(small_cls, tmp_path, *extra, "--resume"))
     assert "had finished: nothing left to train" in capsys.readouterr().out
     assert (tmp_path / "model.safetensors").read_bytes() == before
+
+
+def test_checkpoints_rotate_with_never_more_than_kept_in_sight(tmp_path, monkeypatch):
+    """The oldest go out of sight before the new one comes into it: a kill between any two of the
+    renames leaves --keep-checkpoints of them in sight, or fewer, never one more."""
+    from common.train import checkpoints as module
+
+    def staged(epoch):
+        folder = module.staging_dir(tmp_path, module.checkpoint_name(epoch))
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"w")
+
+    state = CheckpointState(0, None, {}, [], None)
+    for epoch in range(2):
+        staged(epoch)
+        module.commit_checkpoint(tmp_path, module.checkpoint_name(epoch), state, keep=2)
+    seen, rename = [], Path.rename
+
+    def counted(self, target):  # what a kill right after each rename would leave in sight
+        moved = rename(self, target)
+        seen.append(len(module.complete_checkpoints(tmp_path)))
+        return moved
+
+    monkeypatch.setattr(Path, "rename", counted)
+    staged(2)
+    module.commit_checkpoint(tmp_path, module.checkpoint_name(2), state, keep=2)
+    assert seen and max(seen) <= 2
+    assert [p.name for p in module.complete_checkpoints(tmp_path)] == ["epoch_000001", "epoch_000002"]

@@ -78,16 +78,19 @@ def manifest(folder: Path) -> dict[str, dict[str, Any]]:
 
 def commit_checkpoint(ckpt_dir: str | Path, name: str, state: CheckpointState, keep: int) -> Path:
     """Main process only: finish the staged checkpoint, put the oldest ones out of sight, rename
-    it into place, then delete those. At no moment are more than `keep` checkpoints in sight: a
-    kill between the steps leaves fewer (the next run clears what is hidden), never more."""
+    it into place, then delete those. A kill between the steps leaves at most `keep` checkpoints
+    in sight and at least one where there was one: the newest of the earlier ones stays in sight
+    until the new one is, so with --keep-checkpoints 1 there are two for a moment."""
     staged = staging_dir(ckpt_dir, name)
     write_json(staged / STATE_FILE, dataclasses.replace(state, manifest=manifest(staged)).to_json())
     final = checkpoint_root(ckpt_dir) / name
     if final.exists():
         discard(final)
     others = complete_checkpoints(ckpt_dir)
-    hidden = [hide(old) for old in others[:max(0, len(others) - (keep - 1))]]
+    excess = max(0, len(others) - (keep - 1))
+    hidden = [hide(old) for old in others[:min(excess, len(others) - 1)]]
     staged.rename(final)
+    hidden += [hide(old) for old in others[len(hidden):excess]]
     for path in hidden:
         shutil.rmtree(path, ignore_errors=True)
     return final

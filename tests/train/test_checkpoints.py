@@ -206,9 +206,11 @@ def test_resuming_a_finished_run_says_so(small_cls, tmp_path, capsys):
     assert (tmp_path / "model.safetensors").read_bytes() == before
 
 
-def test_checkpoints_rotate_with_never_more_than_kept_in_sight(tmp_path, monkeypatch):
-    """The oldest go out of sight before the new one comes into it: a kill between any two of the
-    renames leaves --keep-checkpoints of them in sight, or fewer, never one more."""
+@pytest.mark.parametrize("keep,most", [(2, 2), (3, 3), (1, 2)])
+def test_checkpoints_rotate_with_never_more_than_kept_and_never_none_in_sight(tmp_path, monkeypatch, keep, most):
+    """The oldest go out of sight before the new one comes into it, but for the newest of them: a
+    kill between any two renames leaves --keep-checkpoints of them in sight (two, for a moment,
+    with 1), never more, and always one to resume from."""
     from common.train import checkpoints as module
 
     def staged(epoch):
@@ -217,9 +219,9 @@ def test_checkpoints_rotate_with_never_more_than_kept_in_sight(tmp_path, monkeyp
         (folder / "model.safetensors").write_bytes(b"w")
 
     state = CheckpointState(0, None, {}, [], None)
-    for epoch in range(2):
+    for epoch in range(3):
         staged(epoch)
-        module.commit_checkpoint(tmp_path, module.checkpoint_name(epoch), state, keep=2)
+        module.commit_checkpoint(tmp_path, module.checkpoint_name(epoch), state, keep=keep)
     seen, rename = [], Path.rename
 
     def counted(self, target):  # what a kill right after each rename would leave in sight
@@ -228,7 +230,7 @@ def test_checkpoints_rotate_with_never_more_than_kept_in_sight(tmp_path, monkeyp
         return moved
 
     monkeypatch.setattr(Path, "rename", counted)
-    staged(2)
-    module.commit_checkpoint(tmp_path, module.checkpoint_name(2), state, keep=2)
-    assert seen and max(seen) <= 2
-    assert [p.name for p in module.complete_checkpoints(tmp_path)] == ["epoch_000001", "epoch_000002"]
+    staged(3)
+    module.commit_checkpoint(tmp_path, module.checkpoint_name(3), state, keep=keep)
+    assert seen and min(seen) >= 1 and max(seen) <= most
+    assert [p.name for p in module.complete_checkpoints(tmp_path)] == [f"epoch_{e:06d}" for e in range(4 - keep, 4)]

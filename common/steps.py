@@ -256,8 +256,11 @@ class Preprocessor:
             out[:, col] = missing
             col += 1
         for step in self.dates:
-            assert wall is not None, "a date column needs its wall-clock seconds"
-            out[:, col:col + len(step.part_names)] = date_cycle_inputs(wall(step.name), step.date_parts)
+            if wall is None:
+                raise ValueError("a date column needs its wall-clock seconds")  # a caller's bug, not the user's
+            clock = wall(step.name)  # a blank takes the median's cycles, as its instant takes the median
+            out[:, col:col + len(step.part_names)] = date_cycle_inputs(np.where(np.isnan(clock), step.median, clock),
+                                                                       step.date_parts)
             col += len(step.part_names)
         for cat in self.categorical:
             out[:, col] = cat.codes(text(cat.name))

@@ -7,11 +7,13 @@ where the column holds times, of the day (common/steps.py, `date_cycle_inputs`).
 
 Read as dates:
 - Arrow `date32`, `date64` and `timestamp` columns (a DataFrame's datetime64, a Parquet date);
-  a timestamp with a zone keeps that zone's wall clock;
+  a timestamp with a zone keeps that zone's wall clock (a CSV's dates are read as text, whatever
+  pyarrow would have typed them: the clock as written);
 - text in ISO order, year first: `2012-01-31` or `2012/01/31`, optionally a time after a space
   or a `T` (`14:05`, `14:05:09`, `14:05:09.250`), optionally a zone (`Z`, `+01:00`, `-0500`).
   A time without a zone is taken as UTC. Day-first and month-first forms (`31/01/2012`,
-  `01/31/2012`) are not read: they are ambiguous.
+  `01/31/2012`) are not read: they are ambiguous. A zone comes only after a time, within a day
+  of UTC.
 A cell that is not such a date is a blank, counted (`unparsed`), never an error.
 """
 from __future__ import annotations
@@ -23,9 +25,10 @@ import numpy as np
 
 from common.data.columns import is_text_type, temporal_seconds
 
-DATE_TEXT = (r"^\s*(?P<date>\d{4}[-/]\d{2}[-/]\d{2})"
-             r"(?:[T ](?P<clock>\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<fraction>\d{1,9}))?)?"
-             r"\s*(?P<zone>Z|[+-]\d{2}:?\d{2})?\s*$")
+DATE_TEXT = (r"^\s*(?P<date>\d{4}[-/]\d{2}[-/]\d{2})"  # a zone only after a time, as Python reads it
+             r"(?:[T ](?P<clock>\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<fraction>\d{1,9}))?"
+             r"\s*(?P<zone>Z|[+-]\d{2}:?\d{2})?)?\s*$")
+DAY = 86_400.0
 LOOKS_LIKE_DATES = 0.95  # a text column is dates where at least this share of its cells are
 CYCLE_WORDS = {"year_day": "time, day of year", "month_day": "day of month", "week_day": "day of week",
                "day_time": "time of day"}  # how a role's line names a date's inputs
@@ -74,6 +77,7 @@ def text_dates(column: Any) -> DateValues:
     wall = pc.if_else(pc.equal(pc.strftime(wall, format="%Y-%m-%d"), day), wall, pa.scalar(None, wall.type))
     seconds = temporal_seconds(wall) + fraction_seconds(found.field("fraction"))
     offset = zone_seconds(found.field("zone"))
+    seconds[np.abs(offset) >= DAY] = np.nan  # no zone is a day or more away (Python's rule)
     text = pc.is_valid(column).to_numpy(zero_copy_only=False)
     unparsed = int(np.count_nonzero(text & np.isnan(seconds)))
     return DateValues(seconds - offset, seconds, unparsed)
@@ -127,9 +131,7 @@ def looks_like_dates(column: Any) -> bool:
 def date_cycles(wall_chunks: Any) -> tuple[str, ...]:
     """The cycles a date column feeds the model: the year's, the month's and the week's, and the
     day's where any training value has a time of day."""
-    from common.steps import DAY_SECONDS
-
-    has_time = any(bool(np.any(np.nan_to_num(chunk) % DAY_SECONDS)) for chunk in wall_chunks)
+    has_time = any(bool(np.any(np.nan_to_num(chunk) % DAY)) for chunk in wall_chunks)
     return ("year_day", "month_day", "week_day") + (("day_time",) if has_time else ())
 
 

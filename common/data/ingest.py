@@ -28,7 +28,7 @@ import numpy as np
 from common.config import MakeDataConfig
 from common.data.columns import WordsAsBlanks, column_looks_numeric, is_number_type, numeric_values
 from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
-from common.data.dates import CYCLE_WORDS, date_cycles, date_values, is_date_type
+from common.data.dates import CYCLE_WORDS, date_cycles, date_values
 from common.data.preprocess import fit_categorical, fit_numeric
 from common.data.roles import ColumnRole, RoleOverrides, infer_roles
 from common.data.scratch import (
@@ -135,12 +135,13 @@ def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
                 and column_looks_numeric(head.column(name), decimal_of(head)))
 
 
-def date_types(head: Any, names: list[str]) -> dict[str, Any]:
-    """CSV types for the streamed date columns: text (common/data/dates.py reads it) unless the head
-    read them as dates already."""
+def date_types(names: list[str]) -> dict[str, Any]:
+    """CSV types for the streamed date columns: text, whatever the head read, so that training
+    reads a date as prediction does (common/data/dates.py): pyarrow would turn `12:00+05:00` into
+    07:00 UTC and lose the clock as written, and stop at a later cell of another form."""
     import pyarrow as pa
 
-    return {name: head.column(name).type if is_date_type(head.column(name).type) else pa.string() for name in names}
+    return {name: pa.string() for name in names}
 
 
 def stream_types(head: Any, names: list[str]) -> dict[str, Any]:
@@ -168,7 +169,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
                      None if numeric_target else Vocabulary(), dates)
     text = categorical + ([] if numeric_target else [cfg.target])
-    types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(head, dates)
+    types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(dates)
     decimal = decimal_of(head)
     try:
         for table in table_batches(path, cfg.sep, text, types, [*numeric, *dates, *categorical, cfg.target]):

@@ -176,9 +176,10 @@ def is_temporal(kind: Any) -> bool:
 
 class WordsAsBlanks:
     """The words a numeric column written as text holds besides numbers (a weather table's `T` for
-    a trace of rain, a `-`), read as blanks. make_data.py learns them (`learn`): every such word
-    of the training file becomes a blank, counted, and is kept with the column's step; prediction
-    then reads those words as blanks, and any other word in that column is still an error."""
+    a trace of rain, a `-`), read as blanks; words without a digit only. make_data.py learns them
+    (`learn`): every such word of the training file becomes a blank, counted, and is kept with the
+    column's step; prediction then reads those words as blanks, and any other word in that column
+    is still an error."""
 
     MOST = 50  # distinct words past which a column is not numbers with a few words but text
 
@@ -187,8 +188,10 @@ class WordsAsBlanks:
         self.cells: dict[str, int] = {}   # the words read as blanks, with their cells
 
     def read(self, text: str) -> bool:
-        """Whether `text` (no number) is read as a blank."""
-        if text in self.known or (self.learn and len(self.known) < self.MOST):
+        """Whether `text` (no number) is read as a blank. A word with a digit in it (`3,5` in a file
+        of decimal points, `12kg`) is a number written wrong, never learned: it stays an error."""
+        learnable = self.learn and len(self.known) < self.MOST and not any(c.isdigit() for c in text)
+        if text in self.known or learnable:
             self.known.add(text)
             self.cells[text] = self.cells.get(text, 0) + 1
             return True

@@ -3,7 +3,8 @@ order, into the model's inputs by the fitted steps, with the table's other colum
 into the predictions. Blanks are filled as in training."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import datetime
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,6 +33,7 @@ class InputNotes:
 
     def __init__(self, pre: Preprocessor):
         self.fill = {s.name: s.median for s in pre.numeric if not s.indicator}
+        self.dates = {s.name for s in pre.dates}
         self.counts: dict[str, int] = {}
         self.left_out: dict[str, str] = {}
         self.not_dates: dict[str, int] = {}  # a date column's cells that held no date: read as blanks
@@ -66,8 +68,10 @@ class InputNotes:
         from common.console import console
 
         for name, blanks in self.counts.items():
+            median = f"{self.fill[name]:g}" if name not in self.dates else \
+                datetime.datetime.fromtimestamp(self.fill[name], datetime.timezone.utc).isoformat(sep=" ")
             console.print(f"Note: column '{name}' had {blanks} blank cell(s), filled with training's median "
-                          f"{self.fill[name]:g} (training had no blanks in it)")
+                          f"{median} (training had no blanks in it)")
         for name, kind in self.left_out.items():
             console.print(f"Note: column '{name}' ({kind}) is not a feature and has no text form: "
                           "left out of the predictions")
@@ -76,13 +80,18 @@ class InputNotes:
                           "with a time and zone or without): read as blanks")
 
 
+def not_numbers(pre: Preprocessor) -> list[str]:
+    """The columns an array of numbers cannot hold: categories and dates."""
+    return [c.name for c in pre.categorical] + [s.name for s in pre.dates]
+
+
 def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
                 notes: InputNotes) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
     """A numeric array (memory-mapped), its columns the model's numeric table columns in training
     order, as the model's inputs `batch_rows` rows at a time."""
-    if pre.categorical:
-        raise UserError(f"{path}: a .npy array cannot hold the model's categorical columns "
-                        f"{[c.name for c in pre.categorical]}: pass a CSV or Parquet file")
+    if pre.categorical or pre.dates:
+        raise UserError(f"{path}: a .npy array cannot hold the model's categorical or date columns "
+                        f"{not_numbers(pre)}: pass a CSV or Parquet file")
     if not Path(path).is_file():
         raise UserError(f"input {path} not found: check the path")
     try:
@@ -154,7 +163,10 @@ def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: i
         yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target), 0, decimal_of(table))
         return
     first_row = 0
-    for table in stream_table(path, sep, text, [s.name for s in pre.numeric if not s.is_date], batch_rows):
+    # Read as numbers by pyarrow: the plain numeric columns. A date, or a column whose training
+    # file held words among its numbers, comes as text and is read here.
+    numbers = [s.name for s in pre.numeric if not s.is_date and not s.blank_words]
+    for table in stream_table(path, sep, text, numbers, batch_rows):
         yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row,
                     decimal_of(table))
         first_row += table.num_rows
@@ -237,9 +249,9 @@ def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
     """A 2-d array of the model's columns, in training order: only where every one is numeric."""
     import pyarrow as pa
 
-    if pre.categorical:
-        raise UserError(f"a NumPy array cannot hold the model's categorical columns "
-                        f"{[c.name for c in pre.categorical]}: give a DataFrame, an Arrow table or a dict of columns")
+    if pre.categorical or pre.dates:
+        raise UserError(f"a NumPy array cannot hold the model's categorical or date columns "
+                        f"{not_numbers(pre)}: give a DataFrame, an Arrow table or a dict of columns")
     names = pre.column_names
     if X.ndim == 1 and len(X) == len(names):
         X = X.reshape(1, -1)
@@ -268,7 +280,7 @@ def python_inputs(rows: Any, pre: Preprocessor) -> np.ndarray | None:
     require_columns(columns, pre, ROWS_NAME)
     numeric, text = {}, {}
     for step in pre.numeric:
-        numbers = python_numbers(columns[step.name])
+        numbers = python_numbers(columns[step.name], step.blank_words)
         if numbers is None:
             return None
         numeric[step.name] = numbers
@@ -305,11 +317,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def python_numbers(values: list) -> np.ndarray | None:
-    """float64, NaN for None and NaN; None unless every value is a number or blank, none infinite
-    and every integer within int64 (what pyarrow's cast takes)."""
-    if not all(v is None or _is_number(v) for v in values):
+def python_numbers(values: list, blank_words: Sequence[str] = ()) -> np.ndarray | None:
+    """float64, NaN for None and NaN (and for a word training read as a blank); None unless every
+    value is a number, a blank or such a word, none infinite and every integer within int64 (what
+    pyarrow's cast takes)."""
+    words = {None, *NULL_VALUES, *blank_words}
+    if not all(_is_number(v) or (v in words if isinstance(v, str) or v is None else False) for v in values):
         return None
+    values = [None if isinstance(v, str) else v for v in values]
     if any(isinstance(v, (int, np.integer)) and not -2 ** 63 <= v < 2 ** 63 for v in values):  # pyarrow's int64
         return None
     out = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)

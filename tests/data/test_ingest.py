@@ -281,8 +281,20 @@ def test_a_few_words_among_numbers_are_blanks_learned_at_make_data_and_kept_at_p
 
 def test_a_column_of_numbers_with_many_different_words_is_still_an_error(tmp_path):
     """A few words among numbers are blanks; fifty different ones say the column is not numbers."""
-    rows = [f"word{i},{i % 2}" if i % 3 == 0 else f"{i},{i % 2}" for i in range(200)]  # two thirds numbers
+    def word(k):  # letters only: a word with a digit in it is a number written wrong, never a blank
+        return "w" + chr(97 + k % 26) + chr(97 + k // 26)
+
+    rows = [f"{word(i // 3)},{i % 2}" if i % 3 == 0 else f"{i},{i % 2}" for i in range(200)]  # two thirds numbers
     (tmp_path / "t.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
     message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "label", "--out-dir",
                          tmp_path / "data")
-    assert "column 'x'" in message and "'word150'" in message and "row 151" in message  # the 51st word
+    assert "column 'x'" in message and f"'{word(50)}'" in message and "row 151" in message  # the 51st word
+
+
+def test_a_number_written_wrong_is_never_taken_for_a_word(tmp_path):
+    """`3,5` in a file of decimal points, `12kg`: a digit says it was meant as a number."""
+    rows = [f"{i}.5,{i % 2}" for i in range(40)] + ["12kg,1"]
+    (tmp_path / "t.csv").write_text("x,label\n" + "\n".join(rows) + "\n")
+    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "label", "--out-dir",
+                         tmp_path / "data")
+    assert "'12kg'" in message and "row 41" in message

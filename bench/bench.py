@@ -127,7 +127,7 @@ def our_loop(data, epochs: int, accelerate: bool = True) -> tuple[float, float]:
     """(seconds per epoch, final test accuracy) of train.py's Trainer."""
     from common.config import TrainConfig
     from common.model import build_model
-    from common.train.accelerate_leans import LEANS
+    from common.train.leans import LEANS
     from common.train.optim import make_optimizer
     from common.train.run_context import find_context
     from common.train.run_plan import make_plan

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.train.leans import compiler_lean_missing, eager_optimizer_class
 from common.train.run_plan import OptimPlan, TrainPlan
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -15,8 +17,11 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def make_optimizer(optim: OptimPlan, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """Adam, AdamW (decoupled weight decay) or SGD on their fused kernels where this torch has
-    them, else the foreach path."""
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optim.optimizer]
+    them, else the foreach path; stepped without importing torch's compiler where
+    common/train/leans.py says that holds (lean 5)."""
+    cls: Any = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optim.optimizer]
+    if compiler_lean_missing() is None:
+        cls = eager_optimizer_class(cls)
     params = list(params)
     decay = {"weight_decay": optim.weight_decay} if optim.weight_decay else {}
     try:

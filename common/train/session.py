@@ -24,6 +24,7 @@ from common.files import load_weights
 from common.model import build_model, load_state
 from common.train.early_stopping import BestTracker
 from common.train.heartbeat import lost_peers
+from common.train.leans import compiler_unloaded
 from common.train.optim import make_optimizer, make_scheduler
 from common.train.process_group import local_process_count, make_accelerator, seconds_since_start, start_processes
 from common.train.run_context import RANDOM_INIT, find_context
@@ -69,7 +70,18 @@ def build(plan: TrainPlan, accelerator: Any) -> tuple[Any, Any, Any]:
                    fix="give --hidden (and --data) that build the model these weights came from")
     optimizer = make_optimizer(plan.optim, model.parameters())
     scheduler = make_scheduler(plan, optimizer)
-    return accelerator.prepare(model, optimizer, scheduler)  # a None scheduler passes through
+    # a None scheduler passes through
+    return accelerator.prepare(model, optimizer, scheduler, device_placement=placements(accelerator, 3))
+
+
+def placements(accelerator: Any, count: int) -> list[bool] | None:
+    """Where each prepared object goes, said outright: left unsaid, Accelerate imports torch's
+    DTensor stack (~0.6 s, sympy with it) to ask whether a model as plain as ours is sharded.
+    DeepSpeed, Megatron-LM and FSDP place their own."""
+    from accelerate.utils import DistributedType
+
+    own = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM, DistributedType.FSDP)
+    return None if accelerator.distributed_type in own else [accelerator.device_placement] * count
 
 
 @contextlib.contextmanager
@@ -84,8 +96,8 @@ def intra_op_threads(threads: int) -> Iterator[None]:
 
 
 def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
-    with intra_op_threads(plan.run.threads), RunFolder(plan, accelerator) as folder, StopSignal(accelerator) as stop, \
-            painter(plan, accelerator) as pictures:
+    with intra_op_threads(plan.run.threads), compiler_unloaded(), RunFolder(plan, accelerator) as folder, \
+            StopSignal(accelerator) as stop, painter(plan, accelerator) as pictures:
         trainer = Trainer(accelerator, *build(plan, accelerator), data, plan)
         best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0)
         start = folder.resume(trainer, best)

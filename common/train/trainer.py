@@ -4,7 +4,7 @@ The same code runs on one CPU process, one GPU, DDP over several GPUs or machine
 gloo group on a CPU-only machine: the accelerate config alone decides. `Trainer._run_batch`
 is one optimizer step's whole story: forward, loss, backward, and at the end of an
 accumulation group the optimizer, the schedule and the zeroing (`Stepper`, which takes
-Accelerate's fast paths where common/train/accelerate_leans.py says they hold). The Trainer
+Accelerate's fast paths where common/train/leans.py says they hold). The Trainer
 reads the run plan and knows nothing of files or the console.
 """
 from __future__ import annotations
@@ -25,9 +25,15 @@ from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
 from common.model import combine_members
 from common.steps import has_link
-from common.train.accelerate_leans import cache_lomo_check, epoch_signal_class, epoch_signal_missing, lomo_check_missing
 from common.train.batching import RowCheck, RowSource, ShardedBatches, fits_on_device, local_shard
 from common.train.crossfit import out_of_fold
+from common.train.leans import (
+    cache_lomo_check,
+    epoch_signal_class,
+    epoch_signal_missing,
+    lomo_check_missing,
+    unwrapped_model,
+)
 from common.train.optim import balanced_class_weights, member_losses, summed_loss
 from common.train.run_plan import TrainPlan
 from common.train.stop_signal import StopSignal
@@ -137,7 +143,7 @@ class Trainer:
     @property
     def net(self) -> nn.Module:
         """The model without its DDP wrapper: what is evaluated out of fold and saved."""
-        return self.accelerator.unwrap_model(self.model)
+        return unwrapped_model(self.accelerator, self.model)
 
     def train_loss(self) -> float:
         """Mean loss of the last epoch over every row seen on every process."""

@@ -1,6 +1,7 @@
 """Accelerate's internals that the fast path leans on: still where we expect, and the public
 path that replaces each one gives the same weights."""
 import contextlib
+import sys
 
 import pytest
 import torch
@@ -8,7 +9,15 @@ from accelerate import Accelerator
 
 from common.config import TrainConfig, parse_config
 from common.data.dataset import load_dataset
-from common.train.accelerate_leans import LEANS
+from common.train.leans import (
+    DISABLED_CACHE,
+    LEANS,
+    compiler_lean_missing,
+    compiler_unloaded,
+    eager_optimizer_class,
+    never_compiled_functions,
+    unwrapped_model,
+)
 from common.train.run_context import find_context
 from common.train.run_plan import make_plan
 from common.train.session import build
@@ -93,3 +102,57 @@ def test_an_optimizer_over_other_parameters_zeroes_through_itself():
     model, other = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
     stepper = Stepper(accelerator, model, torch.optim.SGD(other.parameters(), lr=0.1), None, 1)
     assert "zero_through_model" in stepper.fallbacks
+
+
+def test_the_compiler_lean_holds_on_the_installed_torch():
+    assert compiler_lean_missing() is None
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD"])
+@pytest.mark.parametrize("kernel", [{"fused": True}, {"foreach": True}, {"foreach": False, "weight_decay": 0.01}])
+def test_the_eager_optimizer_gives_torchs_weights_to_the_bit(name, kernel):
+    """Lean 5's public path is torch's own class: the same updates, with a schedule and a closure."""
+    def trained(cls):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        optimizer = cls(model.parameters(), lr=0.05, **kernel)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=7)
+        x, y = torch.randn(32, 6, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss.detach()
+
+        losses = []
+        for _ in range(7):
+            losses.append(float(optimizer.step(closure)))
+            schedule.step()
+        return model.state_dict(), optimizer.state_dict()["state"], losses
+
+    stock = getattr(torch.optim, name)
+    with compiler_unloaded():
+        eager = trained(eager_optimizer_class(stock))
+    public = trained(stock)
+    assert eager[2] == public[2]
+    for key, value in public[0].items():
+        assert torch.equal(eager[0][key], value), key
+    assert str(eager[1]) == str(public[1])  # moments and step counts alike
+    assert isinstance(eager_optimizer_class(stock)(torch.nn.Linear(1, 1).parameters()), stock)
+
+
+def test_the_compiler_marks_are_torchs_own_again_after_a_run(monkeypatch):
+    functions = never_compiled_functions()
+    monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)  # as in a process that never compiled
+    for function in functions:
+        monkeypatch.delattr(function, DISABLED_CACHE, raising=False)
+    with compiler_unloaded():
+        assert all(vars(f)[DISABLED_CACHE] is f for f in functions)
+    assert not any(DISABLED_CACHE in vars(f) for f in functions)
+
+
+def test_a_model_is_unwrapped_as_accelerate_unwraps_it():
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(torch.nn.Linear(2, 1))
+    assert unwrapped_model(accelerator, model) is accelerator.unwrap_model(model)

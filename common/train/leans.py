@@ -1,0 +1,193 @@
+"""Where train.py leans on Accelerate's and torch's internals for speed: each lean listed, guarded
+and tested.
+
+On a model as small as the recipe's, Accelerate's per-step bookkeeping costs as much as the
+arithmetic, and torch's compiler stack, imported by the first optimizer though nothing is
+compiled, costs as much as importing torch. Five shortcuts bring both down. None is public
+API, so each is checked before use; where a release has moved the internal, the run takes the
+public path (slower, same results) and, for the first four, says so once.
+tests/train/test_leans.py fails when an upgrade moves any of them, so we learn it from CI
+rather than from users.
+
+1. `lomo_cache` -- `AcceleratedOptimizer.step` calls `accelerate.optimizer.is_lomo_available()`
+   twice per step, and each call searches the import path (~25 us). Whether a package is
+   installed cannot change during a run, so the answer is cached.
+   Public path: leave the check uncached.
+2. `epoch_signal` -- each epoch's batches pass through a `DataLoaderStateMixin` holding a
+   `GradientState()`, as Accelerate's own loaders do, so that `accelerator.accumulate` sees
+   where each epoch ends: an accumulation group then never spans two epochs, and a run resumed
+   at an epoch boundary matches an uninterrupted one.
+   Public path: group the batches ourselves, with `accelerator.no_sync(model)` inside a group.
+3. `skip_accumulate` -- with --grad-accum 1 there is nothing to accumulate, yet `accumulate()`
+   costs ~30 us a step; skipping it relies on `accelerator.sync_gradients` staying True
+   when `accumulate()` is never entered.
+   Public path: enter `accumulate()` every step.
+4. `zero_through_model` -- `AcceleratedOptimizer.zero_grad` inspects the wrapped optimizer's
+   signature on every call; `model.zero_grad(set_to_none=True)` does the same work when the
+   optimizer holds exactly the model's parameters, which is checked.
+   Public path: `optimizer.zero_grad(set_to_none=True)`.
+5. `compiler_unloaded` -- torch marks an optimizer's methods as never to be compiled through
+   `torch._disable_dynamo`, which imports `torch._dynamo`, with sympy and the rest of the
+   compiler stack (~1 s), on the first call, and `step()` imports it on every call to put a
+   graph break around the update. Nothing in a run compiles, so for the run's length
+   each marked function is given itself as its cached "disabled" form (the cache
+   `_disable_dynamo` keeps on the function; removed again after the run), and the optimizer is
+   an eager subclass whose `step` runs the same update under the same grad mode, without the
+   graph break: the same arithmetic, the same weights to the bit. Accelerate's `unwrap_model`
+   imports the compiler to ask whether the model was compiled; while the compiler is not
+   loaded nothing can have been, so the model is unwrapped from DDP directly. (DDP's own
+   constructor imports the compiler: a run of several processes pays it there, once.)
+   Public path: torch's own optimizer class, and the import.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+LEANS = ("lomo_cache", "epoch_signal", "skip_accumulate", "zero_through_model")  # the Stepper's
+COMPILER = "torch._dynamo"
+DISABLED_CACHE = "__dynamo_disable"  # where torch._compile._disable_dynamo caches a function's disabled form
+NEVER_COMPILED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")  # torch.optim.Optimizer's
+
+
+def lomo_check_missing() -> str | None:
+    """None where lean 1 applies, else why not."""
+    try:
+        import accelerate.optimizer as accelerate_optimizer
+    except ImportError as err:
+        return f"accelerate.optimizer cannot be imported ({err})"
+    check = getattr(accelerate_optimizer, "is_lomo_available", None)
+    if not callable(check):
+        return "accelerate.optimizer.is_lomo_available is gone"
+    step = getattr(getattr(accelerate_optimizer, "AcceleratedOptimizer", None), "step", None)
+    try:
+        source = inspect.getsource(step) if step is not None else ""
+    except (OSError, TypeError):  # an install without source files: the check cannot be seen, leave it
+        return "AcceleratedOptimizer.step's source is not available to check"
+    if "is_lomo_available" not in source:
+        return "AcceleratedOptimizer.step no longer calls is_lomo_available"
+    return None
+
+
+def epoch_signal_missing() -> str | None:
+    """None where lean 2 applies, else why not."""
+    try:
+        from accelerate.data_loader import DataLoaderStateMixin
+        from accelerate.state import GradientState
+    except ImportError as err:
+        return f"Accelerate's DataLoaderStateMixin or GradientState cannot be imported ({err})"
+    needs = {DataLoaderStateMixin: ("begin", "end", "reset"),
+             GradientState: ("_add_dataloader", "_remove_dataloader", "end_of_dataloader")}
+    for cls, names in needs.items():
+        lost = [n for n in names if not hasattr(cls, n)]
+        if lost:
+            return f"{cls.__name__} lacks {lost}"
+    return None
+
+
+def cache_lomo_check() -> None:
+    import accelerate.optimizer as accelerate_optimizer
+
+    check = accelerate_optimizer.is_lomo_available
+    if not hasattr(check, "cache_info"):
+        accelerate_optimizer.is_lomo_available = functools.cache(check)
+
+
+@functools.cache
+def epoch_signal_class() -> type:
+    """A marker Accelerate's GradientState takes for one of its own loaders, so that
+    `accumulate()` sees where each epoch ends."""
+    from accelerate.data_loader import DataLoaderStateMixin
+    from accelerate.state import GradientState
+
+    class EpochSignal(DataLoaderStateMixin):
+        def __init__(self) -> None:
+            self.gradient_state = GradientState()
+
+        def around(self, batches: Iterator[Any], length: int) -> Iterator[Any]:
+            self.begin()
+            try:
+                for step, batch in enumerate(batches):
+                    self.end_of_dataloader = step == length - 1
+                    yield batch
+            finally:
+                self.end()
+
+    return EpochSignal
+
+
+
+
+def never_compiled_functions() -> list[Callable[..., Any]]:
+    """The functions under torch's never-compile marks that a run calls (lean 5)."""
+    from torch.optim import Optimizer
+
+    return [inspect.unwrap(getattr(Optimizer, name)) for name in NEVER_COMPILED]
+
+
+@functools.cache
+def compiler_lean_missing() -> str | None:
+    """None where lean 5 applies, else why not."""
+    try:
+        import torch._compile
+        import torch.optim.optimizer as optimizer_module
+
+        marks = inspect.getsource(torch._compile._disable_dynamo)
+        step_guard = inspect.getsource(optimizer_module._use_grad_for_differentiable)
+        functions = never_compiled_functions()
+    except (ImportError, AttributeError, OSError, TypeError) as err:
+        return f"torch's never-compile marks are not where they were ({err})"
+    if DISABLED_CACHE not in marks:
+        return f"torch._disable_dynamo no longer caches on {DISABLED_CACHE}"
+    if "set_grad_enabled" not in step_guard or any(not inspect.isfunction(f) for f in functions):
+        return "torch's optimizer step or never-compile marks changed shape"
+    return None
+
+
+@contextlib.contextmanager
+def compiler_unloaded() -> Iterator[None]:
+    """For the run's length, torch's never-compile marks call the functions as they are, without
+    importing the compiler (lean 5). A process that has the compiler loaded already keeps
+    torch's path: it compiles, or has, and the import is paid."""
+    if COMPILER in sys.modules or compiler_lean_missing():
+        yield
+        return
+    seeded = [f for f in never_compiled_functions() if DISABLED_CACHE not in vars(f)]
+    for function in seeded:
+        setattr(function, DISABLED_CACHE, function)
+    try:
+        yield
+    finally:
+        for function in seeded:
+            if vars(function).get(DISABLED_CACHE) is function:
+                delattr(function, DISABLED_CACHE)
+
+
+@functools.cache
+def eager_optimizer_class(cls: Any) -> Any:
+    """`cls` with a `step` that runs torch's update under the grad mode torch's own wrapper sets,
+    without its compiler graph break and the import that comes with it (lean 5)."""
+    update = inspect.unwrap(cls.step)
+
+    def step(self: Any, closure: Any = None) -> Any:
+        import torch
+
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            return update(self, closure)
+
+    return type(cls.__name__, (cls,), {"step": step, "__module__": __name__, "__doc__": cls.__doc__})
+
+
+def unwrapped_model(accelerator: Any, model: Any) -> Any:
+    """`accelerator.unwrap_model(model)`, without the compiler import its check for a compiled
+    model makes: while the compiler is not loaded nothing was compiled (lean 5)."""
+    if COMPILER in sys.modules:
+        return accelerator.unwrap_model(model)
+    import torch
+
+    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    return model.module if isinstance(model, wrappers) else model

@@ -133,6 +133,9 @@ TABLES: list[Table] = [
     # neighbourhoods by name (hundreds of levels), blanks; 12.9k rows
     Table("mn_police_use_of_force", "openintro", "mn_police_use_of_force", "force_type", "classification",
           ("force_type_action",), covers="dates with slashes and times, many-valued names, blanks"),
+    # King County restaurant inspection scores: 1,618 businesses by name, each inspected again and again; 27k rows
+    Table("restaurant_inspections", "causaldata", "restaurant_inspections", "inspection_score", "regression",
+          covers="a name with 1,618 levels that repeats"),
 ]
 
 

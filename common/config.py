@@ -219,7 +219,7 @@ class MakeDataConfig:
         "auto", "how a --csv table's regression target is modelled: log_link (the model predicts log E[y], "
                 "trained on the Poisson deviance), log1p (squared error on log1p(y)) or none (squared error "
                 "on y); auto: log_link for a skewed target that is never negative, else none")
-    max_levels: int = positive(1000, "most frequent levels kept per categorical column; the rest share one code")
+    max_levels: int = positive(5000, "most frequent levels kept per categorical column; the rest share one code")
     min_level_rows: int = positive(2, "training rows a level needs to get its own code")
     dataset: Literal["iris", "wine", "breast_cancer", "digits", "diabetes"] | None = field(
         None, "use a data set that scikit-learn ships (no download)")

@@ -4,6 +4,7 @@ import pytest
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from builders import make_data, write
+from common.config import MakeDataConfig
 from common.data.dataset import load_dataset
 from common.data.preprocess import fit_categorical, fit_numeric
 from common.data.target import fit_target_scaling
@@ -105,9 +106,9 @@ def test_a_fifty_thousand_level_column_is_capped(tmp_path):
                                       "y": (code % 2).astype(np.int64)})
     make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path)
     (step,) = load_dataset(tmp_path / "wide").preprocessor.categorical
-    assert len(step.levels) == 1000  # --max-levels: the most frequent, each with >= 2 training rows
+    assert len(step.levels) == MakeDataConfig().max_levels  # the most frequent, each with >= 2 training rows
     make_data("--csv", tmp_path / "wide.parquet", "--target", "y", "--out-dir", tmp_path, "--max-levels", "100000")
     (step,) = load_dataset(tmp_path / "wide").preprocessor.categorical
-    assert 1000 < len(step.levels) < 50_000  # levels seen once in training share code 0
+    assert MakeDataConfig().max_levels < len(step.levels) < 50_000  # levels seen once in training share code 0
     assert CategoricalStep("c", ["a", None]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 2.0, 0.0]
     assert CategoricalStep("c", ["a"]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 0.0, 0.0]

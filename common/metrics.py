@@ -4,9 +4,9 @@ Training computes *sufficient statistics* on each process's shard (a confusion m
 sums of errors), adds them up over processes and only then derives the figures. Sums are
 exact to add, so the test metrics of an N-process run cover every test row exactly once,
 whatever the shard sizes, and one small all-reduce replaces gathering every prediction.
-Inference counts its own confusion matrix (or sums) a chunk at a time and derives the
-classification figures with scikit-learn: an independent check (imported there only, so
-training never pays for importing it).
+Inference counts its own confusion matrix (or sums) a chunk at a time and derives the same
+figures from it. Every figure is scikit-learn's (tests/test_metrics.py compares them on random
+matrices), computed with numpy: no script imports scikit-learn (~1 s) to report.
 """
 from __future__ import annotations
 
@@ -80,21 +80,31 @@ def regression_stats(pred: torch.Tensor, y: torch.Tensor, y_scale: float,
     return torch.stack([loss_sum.double(), n, err.abs().sum(), (err ** 2).sum(), y_c.sum(), (y_c ** 2).sum()])
 
 
-def classification_figures(stats: np.ndarray, num_classes: int) -> dict[str, Any]:
-    loss_sum, n = stats[0], stats[1]
-    cm = stats[2:].reshape(num_classes, num_classes)
+def per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 of each class from a confusion matrix (true x predicted), 0 where
+    undefined, as scikit-learn's `zero_division=0` gives them."""
+    cm = cm.astype(np.float64)
     tp = np.diag(cm)
     predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
-    # Like sklearn: average over labels seen in the truth or the predictions; 0 where undefined.
-    seen = seen_classes(cm)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
     f1 = np.divide(2 * tp, predicted + actual, out=np.zeros_like(tp), where=(predicted + actual) > 0)
-    return {
-        "loss": float(loss_sum / n), "n": int(n), "accuracy": float(tp.sum() / n),
-        "precision_macro": float(precision[seen].mean()), "recall_macro": float(recall[seen].mean()),
-        "f1_macro": float(f1[seen].mean()), "confusion_matrix": cm.astype(np.int64).tolist(),
-    }
+    return precision, recall, f1
+
+
+def macro_figures(cm: np.ndarray) -> dict[str, Any]:
+    """Accuracy and the macro averages, like scikit-learn's over the labels seen in the truth or
+    the predictions, with the matrix itself."""
+    precision, recall, f1 = per_class(cm)
+    seen = seen_classes(cm)
+    return {"accuracy": float(np.trace(cm) / cm.sum()), "precision_macro": float(precision[seen].mean()),
+            "recall_macro": float(recall[seen].mean()), "f1_macro": float(f1[seen].mean()),
+            "confusion_matrix": cm.astype(np.int64).tolist()}
+
+
+def classification_figures(stats: np.ndarray, num_classes: int) -> dict[str, Any]:
+    loss_sum, n = stats[0], stats[1]
+    return {"loss": float(loss_sum / n), "n": int(n), **macro_figures(stats[2:].reshape(num_classes, num_classes))}
 
 
 def regression_figures(stats: np.ndarray) -> dict[str, Any]:
@@ -107,25 +117,11 @@ def regression_figures(stats: np.ndarray) -> dict[str, Any]:
 
 
 def classification_report(confusion: np.ndarray) -> dict[str, Any]:
-    """scikit-learn's figures from a confusion matrix (true x predicted): each (true, predicted)
-    pair once, weighted by its count, so that the rows can be counted a chunk at a time."""
-    from sklearn import metrics as skm
-
-    num_classes = len(confusion)
-    labels = list(range(num_classes))
-    seen = [label for label in labels if seen_classes(confusion)[label]]  # the macro averages' classes
-    y_true, y_pred = np.divmod(np.arange(num_classes * num_classes), num_classes)
-    weight = confusion.ravel()
-    kw: dict[str, Any] = {"sample_weight": weight, "zero_division": 0}
-    precision, recall, _, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, **kw)
-    return {
-        "accuracy": float(skm.accuracy_score(y_true, y_pred, sample_weight=weight)),
-        "precision_macro": float(skm.precision_score(y_true, y_pred, labels=seen, average="macro", **kw)),
-        "recall_macro": float(skm.recall_score(y_true, y_pred, labels=seen, average="macro", **kw)),
-        "f1_macro": float(skm.f1_score(y_true, y_pred, labels=seen, average="macro", **kw)),
-        "confusion_matrix": confusion.astype(np.int64).tolist(),
-        "precision": precision.tolist(), "recall": recall.tolist(), "support": np.rint(support).astype(int).tolist(),
-    }
+    """The macro figures and each class's precision, recall and support, from a confusion matrix
+    counted a chunk at a time."""
+    precision, recall, _ = per_class(confusion)
+    return {**macro_figures(confusion), "precision": precision.tolist(), "recall": recall.tolist(),
+            "support": confusion.sum(axis=1).astype(np.int64).tolist()}
 
 
 def regression_report(sums: np.ndarray) -> dict[str, float]:

@@ -1,8 +1,15 @@
 import numpy as np
+import pytest
 import torch
 from sklearn import metrics as skm
 
-from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
+from common.metrics import (
+    classification_figures,
+    classification_report,
+    classification_stats,
+    regression_figures,
+    regression_stats,
+)
 
 
 def test_classification_figures_match_sklearn_when_summed_over_shards():
@@ -36,3 +43,27 @@ def test_regression_figures_match_sklearn_on_the_original_scale():
     assert np.isclose(figures["mae"], skm.mean_absolute_error(y, p))
     assert np.isclose(figures["rmse"], np.sqrt(skm.mean_squared_error(y, p)))
     assert np.isclose(figures["r2"], skm.r2_score(y, p))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_report_from_a_confusion_matrix_is_scikit_learns_to_the_bit(seed):
+    """Random matrices, some with a class never true, never predicted, or neither."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 6))
+    cm = rng.integers(0, 40, (k, k)) * (rng.random((k, k)) < 0.7)
+    if seed % 2:
+        cm[:, -1] = 0  # never predicted
+    if seed % 3 == 0:
+        cm[0, :] = 0  # never true
+    cm[1, 1] += 1
+    y_true, y_pred = np.repeat(np.divmod(np.arange(k * k), k), cm.ravel(), axis=1)
+    report, labels = classification_report(cm), list(range(k))
+    seen = [c for c in labels if c in set(y_true) | set(y_pred)]
+    kw = {"zero_division": 0}
+    assert report["accuracy"] == skm.accuracy_score(y_true, y_pred)
+    assert report["precision_macro"] == skm.precision_score(y_true, y_pred, labels=seen, average="macro", **kw)
+    assert report["recall_macro"] == skm.recall_score(y_true, y_pred, labels=seen, average="macro", **kw)
+    assert report["f1_macro"] == skm.f1_score(y_true, y_pred, labels=seen, average="macro", **kw)
+    precision, recall, _, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, **kw)
+    assert report["precision"] == precision.tolist() and report["recall"] == recall.tolist()
+    assert report["support"] == support.tolist() and report["confusion_matrix"] == cm.tolist()

@@ -21,13 +21,16 @@ def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
     assert_user_error(run_script("infer.py", "--ckpt-dir", str(tmp_path), check=False), "config.json", "not found")
 
 
-def test_inference_runs_with_pickle_forbidden(small_model, small_cls, tmp_path):
+def test_inference_runs_with_pickle_forbidden_and_without_scikit_learn(small_model, small_cls, tmp_path):
     np.save(tmp_path / "rows.npy", np.ones((3, 10)))
+    run = 'runpy.run_path("infer.py", run_name="__main__")'
+    code = FORBID_PICKLE.replace(run, f"try:\n    {run}\nfinally:\n    print('sklearn' in sys.modules)")
     for args in (["--metrics-json", str(tmp_path / "m.json")],
                  ["--input", str(tmp_path / "rows.npy"), "--output", str(tmp_path / "p.npz")]):
-        proc = subprocess.run([sys.executable, "-c", FORBID_PICKLE, "--ckpt-dir", str(small_model), "--data",
+        proc = subprocess.run([sys.executable, "-c", code, "--ckpt-dir", str(small_model), "--data",
                                str(small_cls), *args], cwd=ROOT, capture_output=True, text=True, env=script_env())
         assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "False"  # the figures are numpy's, scikit-learn's to the bit
     assert np.sum(json.loads((tmp_path / "m.json").read_text())["confusion_matrix"]) == 1201
     with np.load(tmp_path / "p.npz", allow_pickle=False) as preds:
         assert preds["proba"].shape == (3, 3)

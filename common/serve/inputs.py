@@ -89,7 +89,7 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
                 notes: InputNotes) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
     """A numeric array (memory-mapped), its columns the model's numeric table columns in training
     order, as the model's inputs `batch_rows` rows at a time."""
-    if pre.categorical or pre.dates:
+    if not_numbers(pre):
         raise UserError(f"{path}: a .npy array cannot hold the model's categorical or date columns "
                         f"{not_numbers(pre)}: pass a CSV or Parquet file")
     if not Path(path).is_file():
@@ -249,7 +249,7 @@ def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
     """A 2-d array of the model's columns, in training order: only where every one is numeric."""
     import pyarrow as pa
 
-    if pre.categorical or pre.dates:
+    if not_numbers(pre):
         raise UserError(f"a NumPy array cannot hold the model's categorical or date columns "
                         f"{not_numbers(pre)}: give a DataFrame, an Arrow table or a dict of columns")
     names = pre.column_names
@@ -322,7 +322,7 @@ def python_numbers(values: list, blank_words: Sequence[str] = ()) -> np.ndarray 
     value is a number, a blank or such a word, none infinite and every integer within int64 (what
     pyarrow's cast takes)."""
     words = {None, *NULL_VALUES, *blank_words}
-    if not all(_is_number(v) or (v in words if isinstance(v, str) or v is None else False) for v in values):
+    if not all(_is_number(v) or v is None or (isinstance(v, str) and v in words) for v in values):
         return None
     values = [None if isinstance(v, str) else v for v in values]
     if any(isinstance(v, (int, np.integer)) and not -2 ** 63 <= v < 2 ** 63 for v in values):  # pyarrow's int64

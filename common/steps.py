@@ -231,11 +231,10 @@ class Preprocessor:
         """Each table column's places among the model's inputs: a numeric column's value and its
         `_missing` indicator, a categorical column's codes (what permutation importance shuffles
         together)."""
-        indicators = iter(range(len(self.numeric), len(self.numeric) + sum(s.indicator for s in self.numeric)))
-        groups = {s.name: [i] + ([next(indicators)] if s.indicator else []) for i, s in enumerate(self.numeric)}
-        cycles = iter(range(self.numeric_inputs - sum(len(s.part_names) for s in self.numeric), self.numeric_inputs))
+        places = iter(range(len(self.numeric), self.numeric_inputs))  # the indicators, then the cycles
+        groups = {s.name: [i] + ([next(places)] if s.indicator else []) for i, s in enumerate(self.numeric)}
         for step in self.numeric:
-            groups[step.name] += [next(cycles) for _ in step.part_names]
+            groups[step.name] += [next(places) for _ in step.part_names]
         return groups | {s.name: [self.numeric_inputs + j] for j, s in enumerate(self.categorical)}
 
     def transform(self, numeric: Callable[[str], np.ndarray], text: Callable[[str], Categories],

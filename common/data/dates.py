@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from common.data.columns import is_text_type, temporal_seconds
+from common.steps import DAY_SECONDS
 
 DATE_TEXT = (r"^\s*(?P<date>\d{4}[-/]\d{2}[-/]\d{2})"  # a zone only after a time, as Python reads it
              r"(?:[T ](?P<clock>\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<fraction>\d{1,9}))?"
              r"\s*(?P<zone>Z|[+-]\d{2}:?\d{2})?)?\s*$")
-DAY = 86_400.0
 LOOKS_LIKE_DATES = 0.95  # a text column is dates where at least this share of its cells are
 CYCLE_WORDS = {"year_day": "time, day of year", "month_day": "day of month", "week_day": "day of week",
                "day_time": "time of day"}  # how a role's line names a date's inputs
@@ -77,7 +77,7 @@ def text_dates(column: Any) -> DateValues:
     wall = pc.if_else(pc.equal(pc.strftime(wall, format="%Y-%m-%d"), day), wall, pa.scalar(None, wall.type))
     seconds = temporal_seconds(wall) + fraction_seconds(found.field("fraction"))
     offset = zone_seconds(found.field("zone"))
-    seconds[np.abs(offset) >= DAY] = np.nan  # no zone is a day or more away (Python's rule)
+    seconds[np.abs(offset) >= DAY_SECONDS] = np.nan  # no zone is a day or more away (Python's rule)
     text = pc.is_valid(column).to_numpy(zero_copy_only=False)
     unparsed = int(np.count_nonzero(text & np.isnan(seconds)))
     return DateValues(seconds - offset, seconds, unparsed)
@@ -131,7 +131,7 @@ def looks_like_dates(column: Any) -> bool:
 def date_cycles(wall_chunks: Any) -> tuple[str, ...]:
     """The cycles a date column feeds the model: the year's, the month's and the week's, and the
     day's where any training value has a time of day."""
-    has_time = any(bool(np.any(np.nan_to_num(chunk) % DAY)) for chunk in wall_chunks)
+    has_time = any(bool(np.any(np.nan_to_num(chunk) % DAY_SECONDS)) for chunk in wall_chunks)
     return ("year_day", "month_day", "week_day") + (("day_time",) if has_time else ())
 
 

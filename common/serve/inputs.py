@@ -89,9 +89,9 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
                 notes: InputNotes) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
     """A numeric array (memory-mapped), its columns the model's numeric table columns in training
     order, as the model's inputs `batch_rows` rows at a time."""
-    if not_numbers(pre):
+    if refused := not_numbers(pre):
         raise UserError(f"{path}: a .npy array cannot hold the model's categorical or date columns "
-                        f"{not_numbers(pre)}: pass a CSV or Parquet file")
+                        f"{refused}: pass a CSV or Parquet file")
     if not Path(path).is_file():
         raise UserError(f"input {path} not found: check the path")
     try:
@@ -249,9 +249,9 @@ def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
     """A 2-d array of the model's columns, in training order: only where every one is numeric."""
     import pyarrow as pa
 
-    if not_numbers(pre):
+    if refused := not_numbers(pre):
         raise UserError(f"a NumPy array cannot hold the model's categorical or date columns "
-                        f"{not_numbers(pre)}: give a DataFrame, an Arrow table or a dict of columns")
+                        f"{refused}: give a DataFrame, an Arrow table or a dict of columns")
     names = pre.column_names
     if X.ndim == 1 and len(X) == len(names):
         X = X.reshape(1, -1)
@@ -321,7 +321,7 @@ def python_numbers(values: list, blank_words: Sequence[str] = ()) -> np.ndarray 
     """float64, NaN for None and NaN (and for a word training read as a blank); None unless every
     value is a number, a blank or such a word, none infinite and every integer within int64 (what
     pyarrow's cast takes)."""
-    words = {None, *NULL_VALUES, *blank_words}
+    words = {*NULL_VALUES, *blank_words}
     if not all(_is_number(v) or v is None or (isinstance(v, str) and v in words) for v in values):
         return None
     values = [None if isinstance(v, str) else v for v in values]

@@ -101,17 +101,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         file.unlink()
     scratch.folder.rmdir()
     for role in roles:
-        role.missing = seen.nulls.get(role.name, role.missing) + seen.unparsed.get(role.name, 0)
-        if seen.unparsed.get(role.name):
-            role.why += f"; {seen.unparsed[role.name]} cell(s) not dates, read as blanks"
-        cells = seen.words[role.name].cells if role.name in seen.words else {}
-        if cells:
-            shown = ", ".join(f"'{word}' ({n})" for word, n in sorted(cells.items(), key=lambda item: -item[1])[:5])
-            role.why += f"; words read as blanks: {shown}" + (", ..." if len(cells) > 5 else "")
-            role.missing += sum(cells.values())
-        step = next((step for step in pre.dates if step.name == role.name), None)
-        if step is not None:
-            role.why += ": " + ", ".join(CYCLE_WORDS[part] for part in step.date_parts)
+        note_what_was_read(role, seen, pre)
     source = {"csv": str(path.resolve()), "target": cfg.target, "rows_read": seen.rows_read,
               "batches_read": seen.batches, "rows_without_target": seen.rows_read - seen.rows,
               "ids": [r.name for r in roles if r.role == "id"],
@@ -121,6 +111,22 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
 
 
 FEATURE_ROLES = ("numeric", "categorical", "date")
+
+
+def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> None:
+    """A role's blanks as the whole file held them, and its line's notes: cells that were no
+    date, words read as blanks (the most frequent five), a date's cycles."""
+    unparsed = seen.unparsed.get(role.name, 0)
+    words = seen.words[role.name].cells if role.name in seen.words else {}
+    role.missing = seen.nulls.get(role.name, role.missing) + unparsed + sum(words.values())
+    if unparsed:
+        role.why += f"; {unparsed} cell(s) not dates, read as blanks"
+    if words:
+        shown = ", ".join(f"'{word}' ({n})" for word, n in sorted(words.items(), key=lambda item: -item[1])[:5])
+        role.why += f"; words read as blanks: {shown}" + (", ..." if len(words) > 5 else "")
+    step = next((step for step in pre.dates if step.name == role.name), None)
+    if step is not None:
+        role.why += ": " + ", ".join(CYCLE_WORDS[part] for part in step.date_parts)
 
 
 def target_is_numeric(head: Any, name: str, task: str | None) -> bool:

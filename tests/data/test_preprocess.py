@@ -1,4 +1,5 @@
 """The fitting functions that both paths share: an array in memory is one chunk of the streamed path."""
+import statistics
 import numpy as np
 import pytest
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
@@ -8,7 +9,7 @@ from common.config import MakeDataConfig
 from common.data.dataset import load_dataset
 from common.data.preprocess import fit_categorical, fit_numeric
 from common.data.target import fit_target_scaling
-from common.steps import CategoricalStep, Categories
+from common.steps import QUANTILE_BOUND, CategoricalStep, Categories, Interpolation
 
 
 def pieces(values, cuts):
@@ -112,3 +113,44 @@ def test_a_fifty_thousand_level_column_is_capped(tmp_path):
     assert MakeDataConfig().max_levels < len(step.levels) < 50_000  # levels seen once in training share code 0
     assert CategoricalStep("c", ["a", None]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 2.0, 0.0]
     assert CategoricalStep("c", ["a"]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 0.0, 0.0]
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
+
+
+@pytest.mark.parametrize("draw", ["normal", "lognormal", "few_values", "integers", "outliers"])
+def test_the_bucketed_interpolation_is_numpys_interp_to_the_last_bit(draw):
+    """Quantiles of every shape a column gives (ties, skew, a range stretched by one value), and
+    values at, between, beyond and among the knots, blanks and infinities included."""
+    rng = np.random.default_rng(7)
+    column = {"normal": rng.standard_normal(30_000), "lognormal": rng.lognormal(0, 2, 30_000),
+              "few_values": rng.integers(0, 3, 30_000).astype(float), "integers": rng.poisson(4, 30_000) * 1.0,
+              "outliers": np.append(rng.standard_normal(29_990), rng.standard_normal(10) * 1e6)}[draw]
+    step = fit_numeric("x", column, [column], quantile=True)
+    knots = np.asarray(step.quantiles)
+    values = np.concatenate([rng.choice(column, 50_000), knots, np.nextafter(knots, np.inf),
+                             np.nextafter(knots, -np.inf), [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e300, -1e300],
+                             rng.uniform(knots[0] - 1, knots[-1] + 1, 20_000)])
+    levels = np.linspace(0.0, 1.0, len(knots))
+    signed_zeros = np.where(np.arange(len(knots)) % 2, -0.0, 0.0)  # np.interp returns a knot's -0.0 as it is
+    for xp, fp in [(knots, levels), (-knots[::-1], -levels[::-1]), (levels, np.sin(levels) - 0.5), (knots, signed_zeros)]:
+        ours = Interpolation(xp, fp)
+        np.testing.assert_array_equal(bits(ours(values)), bits(np.interp(values, xp, fp)))
+    assert np.array_equal(bits(step.scaled(values)), bits(reference_normal_scores(knots, values)))
+
+
+def reference_normal_scores(q: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """What the scaling computed with np.interp alone."""
+    levels = np.linspace(0.0, 1.0, len(q))
+    scores = np.asarray([statistics.NormalDist().inv_cdf(p) for p in np.clip(levels, QUANTILE_BOUND, 1 - QUANTILE_BOUND)])
+    if np.all(np.diff(q) > 0):
+        return np.interp(values, q, scores)
+    level = 0.5 * (np.interp(values, q, levels) - np.interp(-values, -q[::-1], -levels[::-1]))
+    return np.interp(level, levels, scores)
+
+
+def test_the_bucketed_interpolation_takes_the_fast_path_where_knots_spread_and_not_where_they_crowd():
+    spread = Interpolation(np.linspace(-3, 3, 1000), np.linspace(0, 1, 1000))
+    crowded = Interpolation(np.append(np.linspace(-3, 3, 999), 1e9), np.linspace(0, 1, 1000))
+    assert spread.steps <= 3 and crowded.steps > Interpolation.MOST_STEPS

@@ -2,6 +2,7 @@
 columns in front of the predictions and class probabilities."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,10 +40,48 @@ class PredictionWriter:
         if self.kind == "npz":
             self.parts.append({**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()}, **result})
             return
+        if self.kind == "csv" and self.write_csv_bytes(named, result):
+            return
         # Six decimals: all a reader needs, and the same text whatever rows share a forward pass
         # (a batch of another size may differ in the last float bits).
         self._write({**named, "prediction": result["prediction"],
                      **{name: np.round(p, 6) for name, p in probabilities.items()}})
+
+    def write_csv_bytes(self, named: dict[str, Any], result: dict[str, np.ndarray]) -> bool:
+        """A classification batch's CSV lines composed as bytes with numpy, the same text the
+        pyarrow path below writes (tested): formatting three million probabilities through
+        pyarrow's cast and joins took most of a million-row prediction. False where a value has
+        no such form here (a regression's value, long or odd text): the pyarrow path writes it."""
+        if "proba" not in result or self.writer is not None and not isinstance(self.writer, CsvLines):
+            return False
+        fields = [padded_text(csv_text(column)) for column in named.values()]
+        fields.append(self.label_text(result["proba"].argmax(axis=1)))
+        fields += [probability_text(result["proba"][:, k]) for k in range(result["proba"].shape[1])]
+        if any(field is None for field in fields):
+            return False
+        if self.writer is None:
+            self.writer = CsvLines(self.tmp)
+        self.writer.write_header([*named, "prediction", *(f"proba_{label}" for label in self.class_labels or [])])
+        self.writer.write_fields(cast(list[np.ndarray], fields))
+        return True
+
+    def label_text(self, index: np.ndarray) -> np.ndarray | None:
+        """Each row's predicted class as the pyarrow path writes its label."""
+        return None if self.labels_text is None else self.labels_text[index]
+
+    @functools.cached_property
+    def labels_text(self) -> np.ndarray | None:
+        """Whole-number and text labels are written as pyarrow writes them (str() and
+        quote_text) without importing it, which a prediction from a .npy array otherwise never does."""
+        labels = np.asarray(self.class_labels).tolist()
+        if all(isinstance(label, str) for label in labels) or all(type(label) is int for label in labels):
+            encoded = [(quote_text(label) if isinstance(label, str) else str(label)).encode() for label in labels]
+            if max(map(len, encoded)) > WIDEST_PADDED or any(0 in text for text in encoded):
+                return None
+            return np.asarray(encoded, dtype=bytes).view(np.uint8).reshape(len(encoded), -1)
+        import pyarrow as pa
+
+        return padded_text(csv_text(pa.array(np.asarray(self.class_labels))))
 
     def _write(self, columns: dict[str, Any]) -> None:
         import pyarrow as pa
@@ -50,8 +89,8 @@ class PredictionWriter:
 
         table = pa.table({name: values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
                           for name, values in columns.items()})
-        if self.writer is None:  # the first batch's types hold for every batch
-            self.schema = table.schema
+        self.schema = self.schema or table.schema  # the first batch's types hold for every batch
+        if self.writer is None:
             self.writer = pq.ParquetWriter(self.tmp, table.schema) if self.kind == "parquet" else CsvLines(self.tmp)
         self.writer.write_table(table.cast(self.schema))
 
@@ -76,12 +115,23 @@ class CsvLines:
         self.fh = open(path, "wb")  # noqa: SIM115 (closed by close(), as the pyarrow writers are)
         self.header = False
 
+    def write_header(self, names: list[str]) -> None:
+        if not self.header:
+            self.fh.write((",".join(quote_text(name) for name in names) + "\n").encode())
+            self.header = True
+
+    def write_fields(self, fields: list[np.ndarray]) -> None:
+        """Rows of fields, each [rows, width] bytes padded with zero bytes, which are dropped."""
+        rows = len(fields[0])
+        comma, newline = np.full((rows, 1), ord(","), np.uint8), np.full((rows, 1), ord("\n"), np.uint8)
+        parts = [piece for field in fields for piece in (field, comma)]
+        lines = np.hstack(parts[:-1] + [newline]).ravel()
+        self.fh.write(lines[lines != 0].tobytes())
+
     def write_table(self, table: Any) -> None:
         import pyarrow.compute as pc
 
-        if not self.header:
-            self.fh.write((",".join(quote_text(name) for name in table.column_names) + "\n").encode())
-            self.header = True
+        self.write_header(table.column_names)
         if table.num_rows == 0:
             return
         lines = pc.binary_join_element_wise(*(csv_text(column) for column in table.columns), ",")
@@ -106,3 +156,60 @@ def csv_text(column: Any) -> Any:
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
     return pc.if_else(pc.match_substring_regex(column, r'[,"\r\n]'), quoted, column)
 
+
+
+WIDEST_PADDED = 64  # a longer text field would make the padded rows costlier than pyarrow's joins
+
+
+def padded_text(column: Any) -> np.ndarray | None:
+    """A pyarrow text column as [rows, longest] bytes, each value padded with zero bytes; None
+    where a value is longer than WIDEST_PADDED or holds a zero byte itself."""
+    import pyarrow as pa
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_string(column.type) or column.null_count:
+        return None
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset:column.offset + len(column) + 1]
+    data = np.frombuffer(column.buffers()[2], dtype=np.uint8) if len(column) else np.zeros(1, np.uint8)
+    lengths = np.diff(offsets)
+    width = int(lengths.max(initial=0))
+    if width > WIDEST_PADDED or not (data[offsets[0]:offsets[-1]]).all():
+        return None
+    places = np.arange(width)
+    taken = data[np.minimum(offsets[:-1, None] + places, max(len(data) - 1, 0))]
+    return np.where(places < lengths[:, None], taken, 0).astype(np.uint8)
+
+
+PROBABILITY_SCALE = 1_000_000  # six decimals
+
+
+@functools.cache
+def thousands_text() -> np.ndarray:
+    """Three digits of 0..999 as the bytes of a little-endian uint32 (the fourth a zero byte):
+    rows 0..999 with trailing zeros as zero bytes ("05" for 50), rows 1000..1999 whole ("050")."""
+    digits = np.stack([np.arange(1000) // 100, np.arange(1000) // 10 % 10, np.arange(1000) % 10], axis=1)
+    trailing = np.cumprod(digits[:, ::-1] == 0, axis=1)[:, ::-1].astype(bool)  # zero from here to the end
+    whole = digits + ord("0")
+    text = np.zeros((2000, 4), np.uint8)
+    text[:1000, :3], text[1000:, :3] = np.where(trailing, 0, whole), whole
+    return text.view("<u4")[:, 0]
+
+
+def probability_text(p: np.ndarray) -> np.ndarray | None:
+    """[rows, 12] bytes of np.round(p, 6) as pyarrow casts it to text, zero bytes where nothing
+    is: the double nearest k / 10^6 (k = rint(p * 10^6), as np.round computes it) reads as that
+    decimal, trailing zeros dropped: "0", "0.25", "0.000001", "1". Built as three uint32 per row
+    ("0." or "1", then two groups of three digits looked up whole) because gathering rows of
+    bytes costs ten times more. None for a value that is negative, -0.0, past 1 or blank."""
+    scaled = np.rint(p * float(PROBABILITY_SCALE))
+    if np.signbit(p).any() or not np.all(scaled <= PROBABILITY_SCALE):  # NaN fails too
+        return None
+    k = scaled.astype(np.int32)
+    high, low = np.divmod(k, 1000)
+    high %= 1000  # 1.0: "1", its decimals those of 0
+    text = thousands_text()
+    out = np.empty((len(k), 3), "<u4")
+    out[:, 0] = np.where(k % PROBABILITY_SCALE == 0, ord("0") + (k == PROBABILITY_SCALE), ord("0") | ord(".") << 8)
+    out[:, 1] = text[high + 1000 * (low != 0)]  # "0.05", "0.050001": the first group stripped only if it ends the text
+    out[:, 2] = text[low]
+    return out.view(np.uint8)

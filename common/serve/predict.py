@@ -18,6 +18,7 @@ from common.model_folder import ModelRecord
 from common.serve.inputs import InputNotes, feature_batches
 from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS, PredictionWriter
+from common.serve.overlap import InOrder, prefetched
 from common.steps import has_link
 
 
@@ -86,15 +87,23 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
         writer = PredictionWriter(tmp, OUTPUT_KINDS[Path(output).suffix.lower()], config.class_labels)
         notes = InputNotes(config.preprocess)  # per attempt: a fallback reads from the start
         target = config.target_column if labelled else None
-        try:
-            for batch in feature_batches(path, config.preprocess, sep, batch_rows, stream, notes, target):
-                result = predict(config, model, batch.X, batch_rows)
-                writer.add(batch.extra, result)
-                if batch.target is not None and labelled is not None:
-                    scored = scored or labelled()
-                    scored.add(batch.X, batch.target, result, batch.first_row, batch.decimal)
-        finally:
-            writer.close()
+        # Three stages side by side, each in order: the next batch is read and preprocessed and
+        # the last one written while this one is predicted (numpy, pyarrow, torch and file
+        # writes release the GIL), which took a million-row prediction ~1.6x faster on 2 cores.
+        batches = prefetched(feature_batches(path, config.preprocess, sep, batch_rows, stream, notes, target))
+        with InOrder() as writing:
+            try:
+                for batch in batches:
+                    result = predict(config, model, batch.X, batch_rows)
+                    writing.submit(writer.add, batch.extra, result)
+                    if batch.target is not None and labelled is not None:
+                        scored = scored or labelled()
+                        scored.add(batch.X, batch.target, result, batch.first_row, batch.decimal)
+                writing.wait()
+            finally:
+                writing.wait(quietly=True)  # nothing writes to the file once it is closed
+                batches.close()
+                writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one
             raise UserError(f"{path} has no data rows: nothing to predict")
     notes.report()

@@ -35,11 +35,12 @@ def test_table_sections(tmp_path):
 
     path = tmp_path / "t.parquet"
     tables.write_numeric_table(path, 500)
-    reading = tables.ingest_worker(f"{path},{tmp_path / 'out'}", bench.peak_rss_mb)
+    reading = tables.ingest_worker(f"{path},{tmp_path / 'out'},standard", bench.peak_rss_mb)
     assert reading["seconds"] > 0 and reading["peak_rss_mb"] > 0
     assert reading["peak_rss_mb"] >= reading["base_rss_mb"] and reading["read_seconds"] > 0
     made = load_dataset(tmp_path / "out" / "t").description  # what it timed: make_data.py on the whole table
     assert made.n_train + made.n_val + made.n_test == 500 and len(made.feature_names) == 11
+    assert made.preprocess.numeric[0].quantiles is None  # the scaling it was asked for
 
 
 def test_quality_section_scores_ours_and_the_baselines_on_its_own_split(tmp_path):

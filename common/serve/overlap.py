@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable, Generator, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 _DONE = object()
@@ -15,11 +15,11 @@ def prefetched(items: Iterator[T]) -> Generator[T, None, None]:
     """`items`, each next one made on a thread while the caller works on the one it was given.
     Closing it (or an error in the caller) waits for the item in the making, then closes `items`."""
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-    ahead = pool.submit(next, items, _DONE)
+    ahead: concurrent.futures.Future[Any] = pool.submit(next, items, _DONE)
     try:
         while (item := ahead.result()) is not _DONE:
             ahead = pool.submit(next, items, _DONE)
-            yield item
+            yield cast(T, item)
     finally:
         concurrent.futures.wait([ahead])
         pool.shutdown()

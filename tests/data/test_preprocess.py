@@ -1,5 +1,6 @@
 """The fitting functions that both paths share: an array in memory is one chunk of the streamed path."""
 import statistics
+
 import numpy as np
 import pytest
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
@@ -134,7 +135,8 @@ def test_the_bucketed_interpolation_is_numpys_interp_to_the_last_bit(draw):
                              rng.uniform(knots[0] - 1, knots[-1] + 1, 20_000)])
     levels = np.linspace(0.0, 1.0, len(knots))
     signed_zeros = np.where(np.arange(len(knots)) % 2, -0.0, 0.0)  # np.interp returns a knot's -0.0 as it is
-    for xp, fp in [(knots, levels), (-knots[::-1], -levels[::-1]), (levels, np.sin(levels) - 0.5), (knots, signed_zeros)]:
+    for xp, fp in [(knots, levels), (-knots[::-1], -levels[::-1]), (levels, np.sin(levels) - 0.5),
+                   (knots, signed_zeros)]:
         ours = Interpolation(xp, fp)
         np.testing.assert_array_equal(bits(ours(values)), bits(np.interp(values, xp, fp)))
     assert np.array_equal(bits(step.scaled(values)), bits(reference_normal_scores(knots, values)))
@@ -143,7 +145,8 @@ def test_the_bucketed_interpolation_is_numpys_interp_to_the_last_bit(draw):
 def reference_normal_scores(q: np.ndarray, values: np.ndarray) -> np.ndarray:
     """What the scaling computed with np.interp alone."""
     levels = np.linspace(0.0, 1.0, len(q))
-    scores = np.asarray([statistics.NormalDist().inv_cdf(p) for p in np.clip(levels, QUANTILE_BOUND, 1 - QUANTILE_BOUND)])
+    scores = np.asarray([statistics.NormalDist().inv_cdf(p)
+                         for p in np.clip(levels, QUANTILE_BOUND, 1 - QUANTILE_BOUND)])
     if np.all(np.diff(q) > 0):
         return np.interp(values, q, scores)
     level = 0.5 * (np.interp(values, q, levels) - np.interp(-values, -q[::-1], -levels[::-1]))

@@ -28,11 +28,10 @@ def test_an_error_while_reading_ahead_surfaces_after_the_items_before_it():
         yield 2
         raise ValueError("row 3 is bad")
 
-    got = []
+    ahead = prefetched(items())
+    assert [next(ahead), next(ahead)] == [1, 2]
     with pytest.raises(ValueError, match="row 3"):
-        for item in prefetched(items()):
-            got.append(item)
-    assert got == [1, 2]
+        next(ahead)
 
 
 def test_stopping_early_closes_the_source_after_the_item_in_the_making():
@@ -64,8 +63,12 @@ def test_writes_run_in_order_one_at_a_time_and_a_failed_one_stops_the_next():
         written.append(i)
         running.remove(i)
 
-    with InOrder() as writing, pytest.raises(OSError, match="No space"):
-        for i in range(10):
-            writing.submit(write, i)
-        writing.wait()
+    def write_all():
+        with InOrder() as writing:
+            for i in range(10):
+                writing.submit(write, i)
+            writing.wait()
+
+    with pytest.raises(OSError, match="No space"):
+        write_all()
     assert written == [0, 1, 2]

@@ -108,7 +108,7 @@ def synthetic_data(n_train: int):
 class PlainTorch:
     """Stands in for the Accelerator with plain PyTorch calls: one process, no wrappers."""
     device, num_processes, process_index, sync_gradients = torch.device("cpu"), 1, 0, True
-    gradient_accumulation_steps = 1
+    gradient_accumulation_steps, distributed_type, scaler = 1, "NO", None
 
     @staticmethod
     def backward(loss):

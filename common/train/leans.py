@@ -3,7 +3,7 @@ and tested.
 
 On a model as small as the recipe's, Accelerate's per-step bookkeeping costs as much as the
 arithmetic, and torch's compiler stack, imported by the first optimizer though nothing is
-compiled, costs as much as importing torch. Five shortcuts bring both down. None is public
+compiled, costs as much as importing torch. Six shortcuts bring both down. None is public
 API, so each is checked before use; where a release has moved the internal, the run takes the
 public path (slower, same results) and, for the first four, says so once.
 tests/train/test_leans.py fails when an upgrade moves any of them, so we learn it from CI
@@ -23,9 +23,17 @@ rather than from users.
    when `accumulate()` is never entered.
    Public path: enter `accumulate()` every step.
 4. `zero_through_model` -- `AcceleratedOptimizer.zero_grad` inspects the wrapped optimizer's
-   signature on every call; `model.zero_grad(set_to_none=True)` does the same work when the
-   optimizer holds exactly the model's parameters, which is checked.
+   signature on every call, and `model.zero_grad` walks the module tree for its parameters
+   (~50 us a step between them). Setting each of the model's parameters' `.grad` to None, as
+   `zero_grad(set_to_none=True)` does, is the same work when the optimizer holds exactly the
+   model's parameters, which is checked.
    Public path: `optimizer.zero_grad(set_to_none=True)`.
+6. `direct_backward` -- `accelerator.backward` divides the loss by the accumulation steps
+   before `loss.backward()` where nothing else (DeepSpeed, Megatron-LM, a gradient scaler,
+   LOMO) takes over: with one step that is a division by 1 and its node in the graph (~25 us
+   a step, the same gradients to the bit). Where all of that holds, `loss.backward()` is called
+   directly; the shape of `Accelerator.backward` is checked.
+   Public path: `accelerator.backward(loss)`.
 5. `compiler_unloaded` -- torch marks an optimizer's methods as never to be compiled through
    `torch._disable_dynamo`, which imports `torch._dynamo`, with sympy and the rest of the
    compiler stack (~1 s), on the first call, and `step()` imports it on every call to put a
@@ -36,7 +44,10 @@ rather than from users.
    graph break: the same arithmetic, the same weights to the bit. Accelerate's `unwrap_model`
    imports the compiler to ask whether the model was compiled; while the compiler is not
    loaded nothing can have been, so the model is unwrapped from DDP directly. (DDP's own
-   constructor imports the compiler: a run of several processes pays it there, once.)
+   constructor imports the compiler: a run of several processes pays it there, once.) The
+   eager `step` is also marked as already hooked, so that torch does not wrap it in its
+   profiler label and hook loops (~35 us a step); where a step hook is registered it takes
+   torch's hooked path all the same.
    Public path: torch's own optimizer class, and the import.
 """
 from __future__ import annotations
@@ -48,7 +59,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-LEANS = ("lomo_cache", "epoch_signal", "skip_accumulate", "zero_through_model")  # the Stepper's
+LEANS = ("lomo_cache", "epoch_signal", "skip_accumulate", "zero_through_model", "direct_backward")  # the Stepper's
 COMPILER = "torch._dynamo"
 DISABLED_CACHE = "__dynamo_disable"  # where torch._compile._disable_dynamo caches a function's disabled form
 NEVER_COMPILED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")  # torch.optim.Optimizer's
@@ -145,6 +156,12 @@ def compiler_lean_missing() -> str | None:
         return f"torch._disable_dynamo no longer caches on {DISABLED_CACHE}"
     if "set_grad_enabled" not in step_guard or any(not inspect.isfunction(f) for f in functions):
         return "torch's optimizer step or never-compile marks changed shape"
+    hooks = ("profile_hook_step", "_patch_step_function")
+    if not all(hasattr(torch.optim.Optimizer, name) for name in hooks) or not all(
+            hasattr(optimizer_module, f"_global_optimizer_{when}_hooks") for when in ("pre", "post")):
+        return "torch's optimizer step hooks are not where they were"
+    if '"hooked"' not in inspect.getsource(torch.optim.Optimizer._patch_step_function):
+        return "torch no longer looks for a step marked as hooked"
     return None
 
 
@@ -170,16 +187,50 @@ def compiler_unloaded() -> Iterator[None]:
 @functools.cache
 def eager_optimizer_class(cls: Any) -> Any:
     """`cls` with a `step` that runs torch's update under the grad mode torch's own wrapper sets,
-    without its compiler graph break and the import that comes with it (lean 5)."""
+    without its compiler graph break and the import that comes with it, and without torch's
+    profiler wrapper where no step hook is registered (lean 5)."""
+    import torch
+    import torch.optim.optimizer as optimizer_module
+
     update = inspect.unwrap(cls.step)
 
-    def step(self: Any, closure: Any = None) -> Any:
-        import torch
-
+    def eager(self: Any, closure: Any = None) -> Any:
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             return update(self, closure)
 
+    hooked = torch.optim.Optimizer.profile_hook_step(eager)  # torch's path, for a step with hooks
+
+    def step(self: Any, closure: Any = None) -> Any:
+        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
+                or optimizer_module._global_optimizer_pre_hooks or optimizer_module._global_optimizer_post_hooks):
+            return hooked(self, closure)
+        return eager(self, closure)
+
+    step.hooked = True  # type: ignore[attr-defined]  # what torch's Optimizer.__init__ looks for before wrapping
     return type(cls.__name__, (cls,), {"step": step, "__module__": __name__, "__doc__": cls.__doc__})
+
+
+def direct_backward_missing() -> str | None:
+    """None where lean 6 can apply (Accelerate's backward still has the shape it relies on), else why not."""
+    try:
+        from accelerate import Accelerator
+
+        source = inspect.getsource(Accelerator.backward)
+    except (ImportError, AttributeError, OSError, TypeError) as err:
+        return f"Accelerator.backward's source is not available to check ({err})"
+    if "loss = loss / self.gradient_accumulation_steps" not in source or "loss.backward(**kwargs)" not in source:
+        return "Accelerator.backward no longer divides by the accumulation steps before loss.backward()"
+    return None
+
+
+def backward_is_plain(accelerator: Any) -> bool:
+    """Whether `accelerator.backward(loss)` comes down to `loss.backward()` in this run: one
+    accumulation step, and nothing that takes the backward pass over (lean 6)."""
+    from accelerate.utils import DistributedType
+
+    return (accelerator.gradient_accumulation_steps == 1 and getattr(accelerator, "scaler", None) is None
+            and not getattr(accelerator, "has_lomo_optimizer", False)
+            and accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM))
 
 
 def unwrapped_model(accelerator: Any, model: Any) -> Any:

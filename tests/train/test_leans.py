@@ -156,3 +156,33 @@ def test_a_model_is_unwrapped_as_accelerate_unwraps_it():
     accelerator = Accelerator(cpu=True)
     model = accelerator.prepare(torch.nn.Linear(2, 1))
     assert unwrapped_model(accelerator, model) is accelerator.unwrap_model(model)
+
+
+def test_the_eager_step_is_not_wrapped_in_torchs_profiler_label_yet_its_hooks_run():
+    cls = eager_optimizer_class(torch.optim.SGD)
+    own = cls.__dict__["step"]
+    model = torch.nn.Linear(2, 1)
+    optimizer = cls(model.parameters(), lr=0.1)
+    assert cls.__dict__["step"] is own  # torch's constructor left it unwrapped
+    calls = []
+    optimizer.register_step_pre_hook(lambda *args: calls.append("pre"))
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(lambda *args: calls.append("global post"))
+    try:
+        model(torch.ones(1, 2)).sum().backward()
+        optimizer.step()
+    finally:
+        handle.remove()
+    assert calls == ["pre", "global post"]
+
+
+@pytest.mark.parametrize(("settings", "plain"), [({}, True), ({"gradient_accumulation_steps": 2}, False)])
+def test_backward_is_called_directly_only_where_accelerate_would_do_just_that(settings, plain):
+    from common.train.leans import backward_is_plain, direct_backward_missing
+
+    assert direct_backward_missing() is None
+    accelerator = Accelerator(cpu=True, **settings)
+    assert backward_is_plain(accelerator) is plain
+    stepper = Stepper(accelerator, torch.nn.Linear(2, 1), torch.optim.SGD(torch.nn.Linear(2, 1).parameters()), None, 1)
+    assert (stepper.backward is torch.Tensor.backward) is plain

@@ -5,6 +5,8 @@
     python bench/bench.py --no-ddp --no-tables --epochs 2 --sizes 2000 --infer-rows 3000   # mostly section 8
 
 Prints ratios (ours / peer) and accuracies:
+  0. whole processes (bench/processes.py): `train.py --epochs 1` and its imports; per epoch with
+     start-up removed, train.py against the seed's own loop and scikit-learn, each a fresh process;
   1. epoch time of our loop (1 CPU process, Accelerate) vs the recipe's DataLoader loop and
      vs sklearn's MLPClassifier, same data, architecture, optimizer, batch and epochs;
   2. Accelerate's overhead: our loop vs the same fast data path in plain PyTorch;
@@ -53,6 +55,7 @@ class BenchConfig:
     sizes: list[int] = field([10_000, 100_000, 1_000_000, 10_000_000], "training rows for the scaling section")
     infer_rows: int = field(1_000_000, "rows for the inference throughput")
     quick: bool = field(False, "small sizes and 5 epochs: a smoke run")
+    processes: bool = field(True, "whole processes: start-up and per-epoch time (section 0; about a minute)")
     ddp: bool = field(True, "measure 1 vs 2 processes (section 5; about a minute)")
     tables: bool = field(True, "users' tables: reading speed and default-path quality (sections 6 and 7)")
     read_sizes: list[int] = field([1_000_000, 10_000_000], "rows of the generated tables for the reading section")
@@ -370,6 +373,10 @@ def main(argv=None) -> None:
     results["peers"] = compare_peers(cfg)
     results["scaling"] = [in_worker("scale", str(n)) for n in cfg.sizes]
     with tempfile.TemporaryDirectory() as tmp:
+        if cfg.processes:
+            import processes
+
+            results["processes"] = processes.whole_processes(Path(tmp))
         results["inference"] = inference_throughput(cfg, Path(tmp))
         if cfg.ddp:
             results["ddp"] = ddp_crossover(Path(tmp))
@@ -385,6 +392,10 @@ def main(argv=None) -> None:
 
             results["scale"] = scale.scale(Path(tmp), cfg.scale_rows)
     console.print(f"machine: {results['machine']}, torch {results['torch']}")
+    if cfg.processes:
+        import processes
+
+        processes.report(results["processes"], console)
     report(results)
     if cfg.tables:
         report_tables(results)

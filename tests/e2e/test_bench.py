@@ -14,6 +14,7 @@ def test_benchmark_reports_every_section(tmp_path):
     recipe's DataLoader loop computes, in distribution, and Accelerate changes nothing numerically."""
     out = tmp_path / "bench.json"
     bench.main(["--epochs", "4", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp", "--no-tables", "--no-scale",
+                "--no-processes",
                 "--out", str(out)])
     results = json.loads(out.read_text())
     assert set(results["peers"]) == {"ours", "plain_fast_path", "dataloader", "sklearn_mlp"}
@@ -125,3 +126,13 @@ def test_scale_ratios_compare_the_largest_size_with_the_smallest():
     assert ratios == pytest.approx({"rows": 10_000, "from_rows": 1_000, "ingest_peak_over_read_whole": 1.5,
                                     "epoch_s_per_row_1p": 2.0, "rss_anon_1p": 1.1})
     assert "2.00 (1.00 = linear), RssAnon 1p 1.10 (1.00 = flat)" in scale.ratio_line(ratios)
+
+
+def test_whole_process_figures_sum_imports_and_take_start_up_out():
+    import processes
+
+    assert 0 < processes.import_seconds(["-c", "import json, csv"], bench.ROOT) < 5
+    walls = {processes.BASE_EPOCHS: 3.0, processes.BASE_EPOCHS + processes.EXTRA_EPOCHS: 3.0 + processes.EXTRA_EPOCHS}
+    assert processes.per_epoch(walls.__getitem__) == pytest.approx(1.0)  # 3 s of start-up, 1 s an epoch
+    for script in (processes.SEED_LOOP, processes.SKLEARN_MLP):
+        compile(script, "<bench script>", "exec")

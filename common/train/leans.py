@@ -5,7 +5,7 @@ On a model as small as the recipe's, Accelerate's per-step bookkeeping costs as 
 arithmetic, and torch's compiler stack, imported by the first optimizer though nothing is
 compiled, costs as much as importing torch. Six shortcuts bring both down. None is public
 API, so each is checked before use; where a release has moved the internal, the run takes the
-public path (slower, same results) and, for the first four, says so once.
+public path (slower, same results) and, for all but the fifth, says so once.
 tests/train/test_leans.py fails when an upgrade moves any of them, so we learn it from CI
 rather than from users.
 
@@ -28,12 +28,6 @@ rather than from users.
    `zero_grad(set_to_none=True)` does, is the same work when the optimizer holds exactly the
    model's parameters, which is checked.
    Public path: `optimizer.zero_grad(set_to_none=True)`.
-6. `direct_backward` -- `accelerator.backward` divides the loss by the accumulation steps
-   before `loss.backward()` where nothing else (DeepSpeed, Megatron-LM, a gradient scaler,
-   LOMO) takes over: with one step that is a division by 1 and its node in the graph (~25 us
-   a step, the same gradients to the bit). Where all of that holds, `loss.backward()` is called
-   directly; the shape of `Accelerator.backward` is checked.
-   Public path: `accelerator.backward(loss)`.
 5. `compiler_unloaded` -- torch marks an optimizer's methods as never to be compiled through
    `torch._disable_dynamo`, which imports `torch._dynamo`, with sympy and the rest of the
    compiler stack (~1 s), on the first call, and `step()` imports it on every call to put a
@@ -49,6 +43,12 @@ rather than from users.
    profiler label and hook loops (~35 us a step); where a step hook is registered it takes
    torch's hooked path all the same.
    Public path: torch's own optimizer class, and the import.
+6. `direct_backward` -- `accelerator.backward` divides the loss by the accumulation steps
+   before `loss.backward()` where nothing else (DeepSpeed, Megatron-LM, a gradient scaler,
+   LOMO) takes over: with one step that is a division by 1 and its node in the graph (~25 us
+   a step, the same gradients to the bit). Where all of that holds, `loss.backward()` is called
+   directly; the shape of `Accelerator.backward` is checked.
+   Public path: `accelerator.backward(loss)`.
 """
 from __future__ import annotations
 

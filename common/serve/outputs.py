@@ -157,7 +157,6 @@ def csv_text(column: Any) -> Any:
     return pc.if_else(pc.match_substring_regex(column, r'[,"\r\n]'), quoted, column)
 
 
-
 WIDEST_PADDED = 64  # a longer text field would make the padded rows costlier than pyarrow's joins
 
 

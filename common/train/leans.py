@@ -131,8 +131,6 @@ def epoch_signal_class() -> type:
     return EpochSignal
 
 
-
-
 def never_compiled_functions() -> list[Callable[..., Any]]:
     """The functions under torch's never-compile marks that a run calls (lean 5)."""
     from torch.optim import Optimizer

@@ -136,6 +136,19 @@ TABLES: list[Table] = [
     # King County restaurant inspection scores: 1,618 businesses by name, each inspected again and again; 27k rows
     Table("restaurant_inspections", "causaldata", "restaurant_inspections", "inspection_score", "regression",
           covers="a name with 1,618 levels that repeats"),
+    # Large tables (30k-1M rows), where the trees led and the run stopped at a fixed row budget:
+    # mothers' census records, whether a third child followed (binary, text); 255k rows
+    Table("Fertility", "AER", "Fertility", "morekids", "classification", covers="binary, text, 255k rows"),
+    # IMDb films' mean rating; r1..r10 are the shares of each rating given: the target's own
+    # distribution, a leak; the title names one film (an id; one-hot, it stalls the MLP
+    # pipeline for half an hour); blanks (budget, mpaa); 59k rows
+    Table("movies", "ggplot2movies", "movies", "rating", "regression",
+          ("title", *(f"r{i}" for i in range(1, 11))), covers="blanks, genres as 0/1, 59k rows"),
+    # hourly earnings from the Current Population Survey: skewed, few columns; 61k rows
+    Table("CPSSW8", "AER", "CPSSW8", "earnings", "regression", covers="skewed earnings, text, 61k rows"),
+    # 2016 vote from a survey: binary, blanks in many answers, a state name; 65k rows
+    Table("TV16", "stevedata", "TV16", "votetrump", "classification",
+          covers="binary, blanks, missing targets, states, 65k rows"),
 ]
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from common.schema import Fields
 
 MISSING_SUFFIX = "_missing"
+CODE_SUFFIX = "_code"  # the input of a whole-number column's view as categories
 # A categorical column's code for a level unseen in training (or too rare to learn): its
 # embedding row starts at zero, so such a level adds nothing the model did not learn.
 UNKNOWN_CODE = 0
@@ -245,10 +246,32 @@ class NormalScores:
 class CategoricalStep:
     name: str
     levels: list[str | None]  # code i + 1 for levels[i]; None is the blank level
+    # A whole-number column's second view (its numeric step is the first): levels are the numbers
+    # kept, written as whole numbers ("8710"), and a row's code comes from its number.
+    of_number: bool = False
 
     @property
     def cardinality(self) -> int:
         return len(self.levels) + 1  # with the reserved code 0
+
+    @property
+    def input_name(self) -> str:
+        return self.name + CODE_SUFFIX if self.of_number else self.name
+
+    def number_codes(self, values: np.ndarray) -> np.ndarray:
+        """Codes of raw numbers (NaN for a blank, which takes UNKNOWN_CODE with any number not kept)."""
+        numbers, codes = self.number_lookup
+        at = np.minimum(np.searchsorted(numbers, values), max(len(numbers) - 1, 0))
+        found = numbers[at] == values if len(numbers) else np.zeros(len(values), bool)
+        return np.where(found, codes[at], UNKNOWN_CODE).astype(np.float32)
+
+    @functools.cached_property
+    def number_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kept numbers in ascending order, and each one's code."""
+        numbers = np.asarray([float(level) for level in self.levels if level is not None])
+        codes = np.asarray([i + 1 for i, level in enumerate(self.levels) if level is not None])
+        order = np.argsort(numbers, kind="stable")
+        return numbers[order], codes[order]
 
     def codes(self, column: Categories) -> np.ndarray:
         lookup = self.lookup
@@ -270,14 +293,25 @@ class CategoricalStep:
         return lookup
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "levels": self.levels}
+        step = {"name": self.name, "levels": self.levels}
+        return {**step, "of_number": True} if self.of_number else step
 
     @classmethod
     def read(cls, s: Fields) -> CategoricalStep:
         levels = s.value("levels")
         if not isinstance(levels, list) or not all(v is None or isinstance(v, str) for v in levels):
             raise s.wrong("levels", levels, "a list of text (null: the blank level)")
-        return cls(s.text("name"), levels)
+        of_number = s.checked("of_number", lambda v: isinstance(v, bool), "true or false", False)
+        if of_number and not all(isinstance(v, str) and _is_whole_number(v) for v in levels):
+            raise s.wrong("levels", levels, "whole numbers written as text, for a column's view as codes")
+        return cls(s.text("name"), levels, of_number)
+
+
+def _is_whole_number(text: str) -> bool:
+    try:
+        return float(text).is_integer()
+    except ValueError:
+        return False
 
 
 PARALLEL_ROWS = 262_144  # measured: below this, threads cost what they save
@@ -303,9 +337,9 @@ class Preprocessor:
     @property
     def input_names(self) -> list[str]:
         """The model's inputs in order: numeric (a date's instant), indicators, dates' cycles,
-        categorical codes."""
+        categorical codes (a whole-number column's view as codes last among them)."""
         return ([s.name for s in self.numeric] + [s.name + MISSING_SUFFIX for s in self.numeric if s.indicator]
-                + [name for s in self.numeric for name in s.part_names] + [s.name for s in self.categorical])
+                + [name for s in self.numeric for name in s.part_names] + [s.input_name for s in self.categorical])
 
     @property
     def numeric_inputs(self) -> int:
@@ -317,8 +351,13 @@ class Preprocessor:
 
     @property
     def column_names(self) -> list[str]:
-        """The table columns it reads."""
-        return [s.name for s in self.numeric] + [s.name for s in self.categorical]
+        """The table columns it reads (a column with a view as codes once, as a number)."""
+        return [s.name for s in self.numeric] + [s.name for s in self.text_categorical]
+
+    @property
+    def text_categorical(self) -> list[CategoricalStep]:
+        """The categorical steps that read a column as text: all but the views of numbers as codes."""
+        return [s for s in self.categorical if not s.of_number]
 
     def column_inputs(self) -> dict[str, list[int]]:
         """Each table column's places among the model's inputs: a numeric column's value and its
@@ -328,16 +367,22 @@ class Preprocessor:
         groups = {s.name: [i] + ([next(places)] if s.indicator else []) for i, s in enumerate(self.numeric)}
         for step in self.numeric:
             groups[step.name] += [next(places) for _ in step.part_names]
-        return groups | {s.name: [self.numeric_inputs + j] for j, s in enumerate(self.categorical)}
+        for j, step in enumerate(self.categorical):  # a view as codes joins its column's numeric inputs
+            groups[step.name] = groups.get(step.name, []) + [self.numeric_inputs + j]
+        return groups
 
     def transform(self, numeric: Callable[[str], np.ndarray], text: Callable[[str], Categories],
                   rows: int, wall: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
         """The model's inputs (float32) from column getters: raw numbers (NaN for blanks; a date's
         instant in seconds), categories, and (`wall`) a date's wall-clock seconds."""
         out = np.empty((rows, len(self.input_names)), dtype=np.float32)
+        as_codes = {s.name: self.numeric_inputs + j for j, s in enumerate(self.categorical) if s.of_number}
 
         def scale_into(col: int, step: NumericStep) -> np.ndarray:
             values = numeric(step.name)
+            if step.name in as_codes:
+                out[:, as_codes[step.name]] = self.categorical[as_codes[step.name] - self.numeric_inputs].number_codes(
+                    values)
             missing = np.isnan(values)
             out[:, col] = step.scaled(np.where(missing, step.median, values))
             return missing
@@ -356,7 +401,8 @@ class Preprocessor:
                                                                        step.date_parts)
             col += len(step.part_names)
         for cat in self.categorical:
-            out[:, col] = cat.codes(text(cat.name))
+            if not cat.of_number:  # a view as codes was written with its column's number
+                out[:, col] = cat.codes(text(cat.name))
             col += 1
         return out
 
@@ -367,10 +413,14 @@ class Preprocessor:
     def read(cls, f: Fields, key: str = "preprocess") -> Preprocessor:
         """The steps under `key` of either file, each checked."""
         steps = f.nested(key, f.value(key))
-        return cls([NumericStep.read(steps.nested(f"numeric[{i}]", obj))
-                    for i, obj in enumerate(steps.list_of_objects("numeric"))],
-                   [CategoricalStep.read(steps.nested(f"categorical[{i}]", obj))
-                    for i, obj in enumerate(steps.list_of_objects("categorical"))])
+        pre = cls([NumericStep.read(steps.nested(f"numeric[{i}]", obj))
+                   for i, obj in enumerate(steps.list_of_objects("numeric"))],
+                  [CategoricalStep.read(steps.nested(f"categorical[{i}]", obj))
+                   for i, obj in enumerate(steps.list_of_objects("categorical"))])
+        alone = [c.name for c in pre.categorical if c.of_number and c.name not in {s.name for s in pre.numeric}]
+        if alone:
+            raise f.error(f"views as codes of {alone} have no numeric step of their column")
+        return pre
 
     @classmethod
     def all_numeric(cls, names: Sequence[str], mean: Sequence[float], scale: Sequence[float]) -> Preprocessor:

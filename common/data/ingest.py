@@ -29,7 +29,7 @@ from common.config import MakeDataConfig
 from common.data.columns import WordsAsBlanks, column_looks_numeric, is_number_type, numeric_values
 from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
 from common.data.dates import CYCLE_WORDS, date_cycles, date_values
-from common.data.preprocess import fit_categorical, fit_numeric
+from common.data.preprocess import fit_categorical, fit_code_view, fit_numeric
 from common.data.roles import ColumnRole, RoleOverrides, infer_roles
 from common.data.scratch import (
     Scratch,
@@ -46,7 +46,7 @@ from common.data.tables import csv_header, decimal_of, read_table, table_batches
 from common.data.target import regression_target, targets
 from common.errors import UserError
 from common.files import atomic_folder, write_json_file
-from common.steps import Categories, Preprocessor, TargetStep
+from common.steps import CategoricalStep, Categories, NumericStep, Preprocessor, TargetStep
 
 
 @dataclasses.dataclass
@@ -115,7 +115,7 @@ FEATURE_ROLES = ("numeric", "categorical", "date")
 
 def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> None:
     """A role's blanks as the whole file held them, and its line's notes: cells that were no
-    date, words read as blanks (the most frequent five), a date's cycles."""
+    date, words read as blanks (the most frequent five), a date's cycles, a view as codes."""
     unparsed = seen.unparsed.get(role.name, 0)
     words = seen.words[role.name].cells if role.name in seen.words else {}
     role.missing = seen.nulls.get(role.name, role.missing) + unparsed + sum(words.values())
@@ -127,6 +127,9 @@ def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> 
     step = next((step for step in pre.dates if step.name == role.name), None)
     if step is not None:
         role.why += ": " + ", ".join(CYCLE_WORDS[part] for part in step.date_parts)
+    view = next((c for c in pre.categorical if c.of_number and c.name == role.name), None)
+    if view is not None:
+        role.why += f"; also as codes ({len(view.levels)} values)"
 
 
 def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
@@ -249,8 +252,23 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray,
                                    cfg.min_level_rows, cfg.max_levels)
                    for name, vocabulary in seen.categorical.items()]
     constant = [name for name, seen_range in ranges.items() if seen_range.constant]
-    return Preprocessor([s for s in numeric if s.name not in constant],
-                        [c for c in categorical if c.name not in constant]), constant
+    numeric = [s for s in numeric if s.name not in constant]
+    return Preprocessor(numeric, [c for c in categorical if c.name not in constant]
+                        + code_views(scratch, split, numeric, cfg)), constant
+
+
+def code_views(scratch: Scratch, split: np.ndarray, numeric: list[NumericStep], cfg: MakeDataConfig
+               ) -> list[CategoricalStep]:
+    """Each whole-number column's view as categories where it has the shape of codes
+    (preprocess.fit_code_view), but for dates, columns named with --numeric, or with
+    --no-integer-codes: trees split a code such as an occupation's into its groups, which a
+    network reading only the number cannot do well."""
+    if not cfg.integer_codes:
+        return []
+    views = [fit_code_view(step.name, training_chunks(scratch.column(step.name), split), cfg.min_level_rows,
+                           cfg.max_levels)
+             for step in numeric if not step.is_date and step.name not in cfg.numeric]
+    return [view for view in views if view is not None]
 
 
 def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocessor, split: np.ndarray,

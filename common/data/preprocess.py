@@ -102,6 +102,38 @@ def fit_categorical(name: str, values: Sequence[str], chunks: Iterable[np.ndarra
     return CategoricalStep(name, kept)
 
 
+# A whole-number column also seen as categories: it takes this many distinct values at least
+# (fewer, and the numeric view's periodic embedding already tells each apart) ...
+MIN_CODE_LEVELS = 10
+# ... and this many training rows a value on average (fewer, and its values are amounts, not codes).
+MIN_ROWS_PER_CODE = 5
+MOST_CODES_SEEN = 100_000  # distinct values counted before a column is taken for an amount
+
+
+def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_levels: int) -> CategoricalStep | None:
+    """A whole-number column's view as categories (occupation and region codes, ages, years):
+    its most frequent values with at least `min_rows` rows, or None where the column is no such
+    column (a fraction, too few or too many values, values that rarely repeat). `chunks`: the
+    training rows' raw values, NaN for a blank."""
+    counts: dict[float, int] = {}
+    rows = 0
+    for chunk in chunks:
+        present = chunk[~np.isnan(chunk)]
+        if not np.all(present == np.floor(present)) or not np.all(np.abs(present) < 2.0 ** 53):
+            return None
+        values, seen = np.unique(present, return_counts=True)
+        for value, count in zip(values.tolist(), seen.tolist(), strict=True):
+            counts[value] = counts.get(value, 0) + count
+        rows += len(present)
+        if len(counts) > MOST_CODES_SEEN:
+            return None
+    if len(counts) < MIN_CODE_LEVELS or rows < MIN_ROWS_PER_CODE * len(counts):
+        return None
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:max_levels]
+    kept: list[str | None] = [f"{int(value)}" for value, count in ranked if count >= min_rows]
+    return CategoricalStep(name, kept, of_number=True) if len(kept) >= 2 else None
+
+
 def embedding_size(cardinality: int) -> int:
     """fastai's rule of thumb for an embedding's width."""
     return int(min(600, round(1.6 * cardinality ** 0.56)))

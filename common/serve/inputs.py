@@ -82,7 +82,7 @@ class InputNotes:
 
 def not_numbers(pre: Preprocessor) -> list[str]:
     """The columns an array of numbers cannot hold: categories and dates."""
-    return [c.name for c in pre.categorical] + [s.name for s in pre.dates]
+    return [c.name for c in pre.text_categorical] + [s.name for s in pre.dates]
 
 
 def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
@@ -157,7 +157,7 @@ def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: i
         for X, extra in npy_batches(path, pre, batch_rows, notes):
             yield Batch(X, extra, None)
         return
-    text = [c.name for c in pre.categorical]
+    text = [c.name for c in pre.text_categorical]
     if not stream:
         table = read_table(path, sep, text_columns=text)
         yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target), 0, decimal_of(table))
@@ -199,7 +199,7 @@ def arrow_rows(rows: Any, pre: Preprocessor) -> Any:
     if table is None:
         raise UserError(f"rows of type {type(rows).__name__} cannot be predicted: give a pyarrow Table, a pandas "
                         "DataFrame, a dict of columns, a list of row dicts, or a NumPy array")
-    return plain_table(table, [c.name for c in pre.categorical])
+    return plain_table(table, [c.name for c in pre.text_categorical])
 
 
 def arrow_table(rows: Any) -> Any:
@@ -284,7 +284,7 @@ def python_inputs(rows: Any, pre: Preprocessor) -> np.ndarray | None:
         if numbers is None:
             return None
         numeric[step.name] = numbers
-    for cat in pre.categorical:
+    for cat in pre.text_categorical:
         texts = python_texts(columns[cat.name])
         if texts is None:
             return None

@@ -367,8 +367,8 @@ class Preprocessor:
         groups = {s.name: [i] + ([next(places)] if s.indicator else []) for i, s in enumerate(self.numeric)}
         for step in self.numeric:
             groups[step.name] += [next(places) for _ in step.part_names]
-        for j, step in enumerate(self.categorical):  # a view as codes joins its column's numeric inputs
-            groups[step.name] = groups.get(step.name, []) + [self.numeric_inputs + j]
+        for j, cat in enumerate(self.categorical):  # a view as codes joins its column's numeric inputs
+            groups[cat.name] = groups.get(cat.name, []) + [self.numeric_inputs + j]
         return groups
 
     def transform(self, numeric: Callable[[str], np.ndarray], text: Callable[[str], Categories],

@@ -298,3 +298,33 @@ def test_a_number_written_wrong_is_never_taken_for_a_word(tmp_path):
     message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "label", "--out-dir",
                          tmp_path / "data")
     assert "'12kg'" in message and "row 41" in message
+
+
+def test_whole_number_codes_reach_the_model_as_numbers_and_as_categories(tmp_path, capsys):
+    """An occupation code: numeric, and also its frequent values as categories, said in the role
+    table; prediction reads it from a table, an array of numbers and a Python row alike."""
+    from builders import infer, train, train_args
+    from common.api import Predictor
+
+    rng = np.random.default_rng(0)
+    occupation = rng.choice(np.arange(100, 3100, 100), 600)
+    path = write(tmp_path / "jobs.csv", {"occ": occupation, "hours": rng.normal(40, 5, 600).round(1),
+                                         "label": (occupation % 700 < 300).astype(int)})
+    capsys.readouterr()
+    make_data("--csv", path, "--target", "label", "--out-dir", tmp_path / "data")
+    assert "also as codes (30 values)" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "data" / "jobs" / "dataset.json").read_text())
+    assert [(c["name"], c.get("of_number")) for c in meta["preprocess"]["categorical"]] == [("occ", True)]
+    assert load_dataset(tmp_path / "data" / "jobs").description.feature_names == ["occ", "hours", "occ_code"]
+    for flags in (["--numeric", "occ"], ["--no-integer-codes"]):
+        make_data("--csv", path, "--target", "label", "--out-dir", tmp_path / "plain", *flags)
+        assert load_dataset(tmp_path / "plain" / "jobs").description.preprocess.categorical == []
+    train(*train_args(tmp_path / "data" / "jobs", tmp_path / "run", "--epochs", "2", "--folds", "2"))
+    infer("--ckpt-dir", tmp_path / "run", "--input", path, "--output", tmp_path / "p.npz")
+    np.save(tmp_path / "rows.npy", np.stack([occupation, np.full(600, 40.0)], axis=1)[:5])
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "rows.npy", "--output", tmp_path / "q.npz")
+    from_array = np.load(tmp_path / "q.npz")["proba"]
+    predictor = Predictor.load(tmp_path / "run")
+    assert np.array_equal(predictor.predict_proba({"occ": occupation[:5].tolist(), "hours": [40.0] * 5}), from_array)
+    assert np.array_equal(predictor.predict_proba({"occ": int(occupation[3]), "hours": 40.0})[0], from_array[3])
+    assert np.load(tmp_path / "p.npz")["proba"].shape == (600, 2)

@@ -10,6 +10,7 @@ from common.config import MakeDataConfig
 from common.data.dataset import load_dataset
 from common.data.preprocess import fit_categorical, fit_numeric
 from common.data.target import fit_target_scaling
+from common.errors import UserError
 from common.steps import QUANTILE_BOUND, CategoricalStep, Categories, Interpolation
 
 
@@ -157,3 +158,43 @@ def test_the_bucketed_interpolation_takes_the_fast_path_where_knots_spread_and_n
     spread = Interpolation(np.linspace(-3, 3, 1000), np.linspace(0, 1, 1000))
     crowded = Interpolation(np.append(np.linspace(-3, 3, 999), 1e9), np.linspace(0, 1, 1000))
     assert spread.steps <= 3 and crowded.steps > Interpolation.MOST_STEPS
+
+
+def test_a_repeating_whole_number_column_gets_a_view_as_codes_and_other_columns_do_not():
+    from common.data.preprocess import fit_code_view
+
+    rng = np.random.default_rng(3)
+    occupation = rng.choice([4700, 5120, 8710, 10, 2300, 9620, 430, 3600, 6230, 7700, 1, 12], 2_000).astype(float)
+    occupation[::50] = np.nan
+    view = fit_code_view("occ", [occupation[:700], occupation[700:]], 2, 5000)
+    assert view is not None and view.of_number and view.input_name == "occ_code"
+    counts = {v: int(np.sum(occupation == v)) for v in np.unique(occupation[~np.isnan(occupation)])}
+    assert view.levels == [f"{int(v)}" for v, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    assert view.number_codes(np.array([8710.0, 8710.5, 99.0, np.nan]))[1:].tolist() == [0, 0, 0]
+    assert view.number_codes(np.array([8710.0]))[0] == view.levels.index("8710") + 1
+    assert fit_code_view("fraction", [occupation + 0.5], 2, 5000) is None
+    assert fit_code_view("few", [rng.integers(0, 9, 2000).astype(float)], 2, 5000) is None  # 9 values
+    assert fit_code_view("amount", [rng.integers(0, 10**6, 2000).astype(float)], 2, 5000) is None  # rarely repeats
+    assert fit_code_view("capped", [occupation], 2, 3).levels == view.levels[:3]
+
+
+def test_a_view_as_codes_is_written_and_read_and_shuffled_with_its_column():
+    from common.schema import Fields
+    from common.steps import NumericStep, Preprocessor
+
+    pre = Preprocessor([NumericStep("age", 40.0, 40.0, 10.0, True), NumericStep("x", 0.0, 0.0, 1.0, False)],
+                       [CategoricalStep("city", ["a", "b"]),
+                        CategoricalStep("age", ["30", "41", "-2"], of_number=True)])
+    assert pre.input_names == ["age", "x", "age_missing", "city", "age_code"]
+    assert pre.column_names == ["age", "x", "city"]  # the column is read once, as a number
+    assert pre.column_inputs() == {"age": [0, 2, 4], "x": [1], "city": [3]}
+    ages = np.array([41.0, np.nan, -2.0, 35.0])
+    X = pre.transform({"age": ages, "x": np.zeros(4)}.__getitem__,
+                      lambda name: Categories.from_list(["b", "a", None, "a"]), 4)
+    assert X[:, 4].tolist() == [2, 0, 3, 0] and X[:, 3].tolist() == [2, 1, 0, 1]
+    again = Preprocessor.read(Fields({"preprocess": pre.to_json()}, "dataset.json", "regenerate it"))
+    assert again == pre and again.categorical[1].of_number
+    broken = pre.to_json()
+    broken["numeric"] = broken["numeric"][1:]
+    with pytest.raises(UserError, match="no numeric step"):
+        Preprocessor.read(Fields({"preprocess": broken}, "dataset.json", "regenerate it"))

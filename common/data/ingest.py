@@ -20,6 +20,7 @@ columns, and 5 bytes a row for the class codes and the split (1 for a regression
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ from common.config import MakeDataConfig
 from common.data.columns import WordsAsBlanks, column_looks_numeric, is_number_type, numeric_values
 from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
 from common.data.dates import CYCLE_WORDS, date_cycles, date_values
-from common.data.preprocess import fit_categorical, fit_code_view, fit_numeric
+from common.data.preprocess import (
+    MIN_CODE_ROUGHNESS,
+    MIN_CODE_TABLE_ROWS,
+    fit_categorical,
+    fit_code_view,
+    fit_numeric,
+    roughness,
+)
 from common.data.roles import ColumnRole, RoleOverrides, infer_roles
 from common.data.scratch import (
     Scratch,
@@ -91,7 +99,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
     task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg)
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
-    pre, constant = fit_steps(scratch, seen, split, cfg)
+    pre, constant = fit_steps(scratch, seen, split, cfg, y, labels)
     for role in roles:
         if role.name in constant:
             role.role, role.why = "dropped", "one value in every labelled row"
@@ -230,8 +238,8 @@ def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int
                      "or name the column with --categorical")
 
 
-def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray,
-              cfg: MakeDataConfig) -> tuple[Preprocessor, list[str]]:
+def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDataConfig, y: Any,
+              labels: list[Any] | None) -> tuple[Preprocessor, list[str]]:
     """Every fitted step from the training rows alone, read a chunk at a time (common/data/preprocess.py),
     and the columns left out because they hold one value in every training row: the head of the
     file decided the roles over all rows, and a column that varies only where the target is
@@ -254,21 +262,40 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray,
     constant = [name for name, seen_range in ranges.items() if seen_range.constant]
     numeric = [s for s in numeric if s.name not in constant]
     return Preprocessor(numeric, [c for c in categorical if c.name not in constant]
-                        + code_views(scratch, split, numeric, cfg)), constant
+                        + code_views(scratch, split, numeric, cfg, y, labels)), constant
 
 
-def code_views(scratch: Scratch, split: np.ndarray, numeric: list[NumericStep], cfg: MakeDataConfig
-               ) -> list[CategoricalStep]:
+def code_views(scratch: Scratch, split: np.ndarray, numeric: list[NumericStep], cfg: MakeDataConfig, y: Any,
+               labels: list[Any] | None) -> list[CategoricalStep]:
     """Each whole-number column's view as categories where it has the shape of codes
-    (preprocess.fit_code_view), but for dates, columns named with --numeric, or with
+    (preprocess.fit_code_view) and its values, in their order, do not move the target smoothly
+    (preprocess.roughness), but for dates, columns named with --numeric, or with
     --no-integer-codes: trees split a code such as an occupation's into its groups, which a
     network reading only the number cannot do well."""
-    if not cfg.integer_codes:
+    if not cfg.integer_codes or np.count_nonzero(split == TRAIN) < MIN_CODE_TABLE_ROWS:
         return []
-    views = [fit_code_view(step.name, training_chunks(scratch.column(step.name), split), cfg.min_level_rows,
-                           cfg.max_levels)
-             for step in numeric if not step.is_date and step.name not in cfg.numeric]
-    return [view for view in views if view is not None]
+    fitted = [fit_code_view(step.name, training_chunks(scratch.column(step.name), split), cfg.min_level_rows,
+                            cfg.max_levels)
+              for step in numeric if not step.is_date and step.name not in cfg.numeric]
+    views = [view for view in fitted if view is not None]
+    if not views:
+        return []
+    as_target = target_vectors(y, labels, split, cfg.seed)
+    return [view for view in views if roughness(view, zip(training_chunks(scratch.column(view.name), split),
+                                                          as_target(), strict=True)) >= MIN_CODE_ROUGHNESS]
+
+
+def target_vectors(y: Any, labels: list[Any] | None, split: np.ndarray, seed: int
+                   ) -> Callable[[], Iterator[np.ndarray]]:
+    """The training rows' targets a chunk at a time, as rows of numbers to average: a class's
+    0/1 indicators, or a regression value's rank among the training values in [0, 1] (from
+    their sampled quantiles, so that a skewed target's few large values do not rule)."""
+    if labels is not None:
+        eye = np.eye(len(labels))
+        return lambda: (eye[chunk] for chunk in training_chunks(y, split))
+    sample = y.take(median_sample(split, int(np.count_nonzero(split == TRAIN)), seed))
+    cuts = np.quantile(sample[~np.isnan(sample)], np.linspace(0, 1, 101))
+    return lambda: ((np.searchsorted(cuts, chunk) / len(cuts))[:, None] for chunk in training_chunks(y, split))
 
 
 def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocessor, split: np.ndarray,

@@ -102,12 +102,25 @@ def fit_categorical(name: str, values: Sequence[str], chunks: Iterable[np.ndarra
     return CategoricalStep(name, kept)
 
 
-# A whole-number column also seen as categories: it takes this many distinct values at least
-# (fewer, and the numeric view's periodic embedding already tells each apart) ...
-MIN_CODE_LEVELS = 10
-# ... and this many training rows a value on average (fewer, and its values are amounts, not codes).
-MIN_ROWS_PER_CODE = 5
+# A whole-number column also seen as categories (section 7 of bench/README.md measured each
+# bound: looser ones cost the tables of temperatures, amounts and pixels more than the codes
+# gained): a table of this many training rows at least (on fewer, each view's embedding
+# overfits) ...
+MIN_CODE_TABLE_ROWS = 5_000
+# ... a column of this many distinct values at least (fewer, and the numeric view's periodic
+# embedding already tells each apart) ...
+MIN_CODE_LEVELS = 12
+# ... and this many training rows a value on average (fewer, and its values are amounts or
+# measurements, or too thin to learn an embedding from).
+MIN_ROWS_PER_CODE = 50
 MOST_CODES_SEEN = 100_000  # distinct values counted before a column is taken for an amount
+# ... and whose values, in their order, do not move the target smoothly: a code's neighbours
+# (occupation 8710 beside 8720) differ as much as any two values, an age's or a film length's
+# hardly at all, and there the view only adds an embedding to overfit. `roughness` is about 0
+# for a smooth relation and 2 for values in random order; bench/README.md section 7 has the
+# columns it measured on both sides.
+MIN_CODE_ROUGHNESS = 0.5
+MIN_CODE_SIGNAL = 1.0  # the level means' spread beyond their noise, at least this many times the noise's
 
 
 def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_levels: int) -> CategoricalStep | None:
@@ -132,6 +145,35 @@ def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_le
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:max_levels]
     kept: list[str | None] = [f"{int(value)}" for value, count in ranked if count >= min_rows]
     return CategoricalStep(name, kept, of_number=True) if len(kept) >= 2 else None
+
+
+def roughness(view: CategoricalStep, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """How little the target's mean moves smoothly with a view's numbers (von Neumann's ratio of
+    the level means in the values' order, each mean's own noise taken out): ~0 where neighbouring
+    values have neighbouring means, ~2 where the order says nothing; -inf where the levels' means
+    differ by less than twice what their noise alone would give. `pairs`: the training rows' raw values and their target as
+    a [rows, outputs] array (a class's 0/1 indicators, or a regression's rank in [0, 1])."""
+    codes = view.number_lookup[1]
+    n = np.zeros(view.cardinality)
+    s = q = np.zeros((view.cardinality, 0))
+    for values, target in pairs:
+        code = view.number_codes(values).astype(np.int64)
+        if s.shape[1] != target.shape[1]:  # the first chunk says how many outputs
+            s, q = np.zeros((view.cardinality, target.shape[1])), np.zeros((view.cardinality, target.shape[1]))
+        n += np.bincount(code, minlength=view.cardinality)
+        for k in range(target.shape[1]):
+            s[:, k] += np.bincount(code, weights=target[:, k], minlength=view.cardinality)
+            q[:, k] += np.bincount(code, weights=target[:, k] ** 2, minlength=view.cardinality)
+    order = codes[n[codes] >= 2]  # the kept levels with a variance, in the order of their numbers
+    if len(order) < MIN_CODE_LEVELS:
+        return -np.inf
+    means = s[order] / n[order, None]
+    noise = ((q[order] / n[order, None] - means ** 2).clip(min=0) / n[order, None]).sum(axis=1)  # each mean's variance
+    steps = ((np.diff(means, axis=0) ** 2).sum() - (noise[1:] + noise[:-1]).sum())
+    noise_spread = noise.sum() * (len(order) - 1) / len(order)  # what the means' spread would be from noise alone
+    spread = ((means - means.mean(axis=0)) ** 2).sum() - noise_spread
+    # Means that differ by little more than their noise make the ratio a quotient of two noises.
+    return float(steps / spread) if spread > MIN_CODE_SIGNAL * noise_spread else -np.inf
 
 
 def embedding_size(cardinality: int) -> int:

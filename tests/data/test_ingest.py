@@ -307,8 +307,8 @@ def test_whole_number_codes_reach_the_model_as_numbers_and_as_categories(tmp_pat
     from common.api import Predictor
 
     rng = np.random.default_rng(0)
-    occupation = rng.choice(np.arange(100, 3100, 100), 600)
-    path = write(tmp_path / "jobs.csv", {"occ": occupation, "hours": rng.normal(40, 5, 600).round(1),
+    occupation = rng.choice(np.arange(100, 3100, 100), 8000)  # 30 codes, ~270 rows each
+    path = write(tmp_path / "jobs.csv", {"occ": occupation, "hours": rng.normal(40, 5, 8000).round(1),
                                          "label": (occupation % 700 < 300).astype(int)})
     capsys.readouterr()
     make_data("--csv", path, "--target", "label", "--out-dir", tmp_path / "data")
@@ -321,10 +321,13 @@ def test_whole_number_codes_reach_the_model_as_numbers_and_as_categories(tmp_pat
         assert load_dataset(tmp_path / "plain" / "jobs").description.preprocess.categorical == []
     train(*train_args(tmp_path / "data" / "jobs", tmp_path / "run", "--epochs", "2", "--folds", "2"))
     infer("--ckpt-dir", tmp_path / "run", "--input", path, "--output", tmp_path / "p.npz")
-    np.save(tmp_path / "rows.npy", np.stack([occupation, np.full(600, 40.0)], axis=1)[:5])
+    np.save(tmp_path / "rows.npy", np.stack([occupation, np.full(8000, 40.0)], axis=1)[:5])
     infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "rows.npy", "--output", tmp_path / "q.npz")
     from_array = np.load(tmp_path / "q.npz")["proba"]
     predictor = Predictor.load(tmp_path / "run")
     assert np.array_equal(predictor.predict_proba({"occ": occupation[:5].tolist(), "hours": [40.0] * 5}), from_array)
     assert np.array_equal(predictor.predict_proba({"occ": int(occupation[3]), "hours": 40.0})[0], from_array[3])
-    assert np.load(tmp_path / "p.npz")["proba"].shape == (600, 2)
+    assert np.load(tmp_path / "p.npz")["proba"].shape == (8000, 2)
+    make_data("--csv", write(tmp_path / "few.csv", {"occ": occupation[:1500], "label": (occupation[:1500] > 900)}),
+              "--target", "label", "--out-dir", tmp_path / "few")
+    assert load_dataset(tmp_path / "few" / "few").description.preprocess.categorical == []  # too few rows

@@ -198,3 +198,23 @@ def test_a_view_as_codes_is_written_and_read_and_shuffled_with_its_column():
     broken["numeric"] = broken["numeric"][1:]
     with pytest.raises(UserError, match="no numeric step"):
         Preprocessor.read(Fields({"preprocess": broken}, "dataset.json", "regenerate it"))
+
+
+def test_roughness_tells_a_code_from_a_quantity():
+    """A code's neighbouring values have unrelated target means (about 2); an age's or a length's
+    move smoothly (about 0); a column that does not move the target at all has no view."""
+    from common.data.preprocess import MIN_CODE_ROUGHNESS, fit_code_view, roughness
+
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 40, 20_000).astype(float)
+    effect = rng.normal(size=40)
+
+    def measured(mean_of):
+        y = mean_of[values.astype(int)] + rng.normal(size=len(values))
+        ranks = (np.argsort(np.argsort(y)) / len(y))[:, None]
+        view = fit_code_view("x", [values], 2, 5000)
+        return roughness(view, [(values[:7000], ranks[:7000]), (values[7000:], ranks[7000:])])
+
+    assert measured(effect) > 1.2 > MIN_CODE_ROUGHNESS  # a code
+    assert measured(np.linspace(-1, 1, 40) ** 2) < 0.2 < MIN_CODE_ROUGHNESS  # a smooth curve
+    assert measured(np.zeros(40)) < MIN_CODE_ROUGHNESS  # nothing to learn from it

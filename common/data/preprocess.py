@@ -151,8 +151,9 @@ def roughness(view: CategoricalStep, pairs: Iterable[tuple[np.ndarray, np.ndarra
     """How little the target's mean moves smoothly with a view's numbers (von Neumann's ratio of
     the level means in the values' order, each mean's own noise taken out): ~0 where neighbouring
     values have neighbouring means, ~2 where the order says nothing; -inf where the levels' means
-    differ by less than twice what their noise alone would give. `pairs`: the training rows' raw values and their target as
-    a [rows, outputs] array (a class's 0/1 indicators, or a regression's rank in [0, 1])."""
+    differ by less than twice what their noise alone would give. `pairs`: the training rows' raw
+    values and their target as a [rows, outputs] array (a class's 0/1 indicators, or a
+    regression's rank in [0, 1])."""
     codes = view.number_lookup[1]
     n = np.zeros(view.cardinality)
     s = q = np.zeros((view.cardinality, 0))

@@ -376,13 +376,13 @@ class Preprocessor:
         """The model's inputs (float32) from column getters: raw numbers (NaN for blanks; a date's
         instant in seconds), categories, and (`wall`) a date's wall-clock seconds."""
         out = np.empty((rows, len(self.input_names)), dtype=np.float32)
-        as_codes = {s.name: self.numeric_inputs + j for j, s in enumerate(self.categorical) if s.of_number}
+        as_codes = {c.name: (self.numeric_inputs + j, c) for j, c in enumerate(self.categorical) if c.of_number}
 
         def scale_into(col: int, step: NumericStep) -> np.ndarray:
             values = numeric(step.name)
-            if step.name in as_codes:
-                out[:, as_codes[step.name]] = self.categorical[as_codes[step.name] - self.numeric_inputs].number_codes(
-                    values)
+            if step.name in as_codes:  # a view as codes takes the raw number, before blanks are filled
+                place, view = as_codes[step.name]
+                out[:, place] = view.number_codes(values)
             missing = np.isnan(values)
             out[:, col] = step.scaled(np.where(missing, step.median, values))
             return missing

@@ -262,11 +262,11 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDat
     constant = [name for name, seen_range in ranges.items() if seen_range.constant]
     numeric = [s for s in numeric if s.name not in constant]
     return Preprocessor(numeric, [c for c in categorical if c.name not in constant]
-                        + code_views(scratch, split, numeric, cfg, y, labels)), constant
+                        + code_views(scratch, split, numeric, cfg, y, labels, sample)), constant
 
 
 def code_views(scratch: Scratch, split: np.ndarray, numeric: list[NumericStep], cfg: MakeDataConfig, y: Any,
-               labels: list[Any] | None) -> list[CategoricalStep]:
+               labels: list[Any] | None, sample: np.ndarray) -> list[CategoricalStep]:
     """Each whole-number column's view as categories where it has the shape of codes
     (preprocess.fit_code_view) and its values, in their order, do not move the target smoothly
     (preprocess.roughness), but for dates, columns named with --numeric, or with
@@ -280,21 +280,22 @@ def code_views(scratch: Scratch, split: np.ndarray, numeric: list[NumericStep], 
     views = [view for view in fitted if view is not None]
     if not views:
         return []
-    as_target = target_vectors(y, labels, split, cfg.seed)
+    as_target = target_vectors(y, labels, split, sample)
     return [view for view in views if roughness(view, zip(training_chunks(scratch.column(view.name), split),
                                                           as_target(), strict=True)) >= MIN_CODE_ROUGHNESS]
 
 
-def target_vectors(y: Any, labels: list[Any] | None, split: np.ndarray, seed: int
+def target_vectors(y: Any, labels: list[Any] | None, split: np.ndarray, sample: np.ndarray
                    ) -> Callable[[], Iterator[np.ndarray]]:
     """The training rows' targets a chunk at a time, as rows of numbers to average: a class's
     0/1 indicators, or a regression value's rank among the training values in [0, 1] (from
-    their sampled quantiles, so that a skewed target's few large values do not rule)."""
+    their quantiles in the median's sample of rows, so that a skewed target's few large values
+    do not rule)."""
     if labels is not None:
         eye = np.eye(len(labels))
         return lambda: (eye[chunk] for chunk in training_chunks(y, split))
-    sample = y.take(median_sample(split, int(np.count_nonzero(split == TRAIN)), seed))
-    cuts = np.quantile(sample[~np.isnan(sample)], np.linspace(0, 1, 101))
+    values = y.take(sample)
+    cuts = np.quantile(values[~np.isnan(values)], np.linspace(0, 1, 101))
     return lambda: ((np.searchsorted(cuts, chunk) / len(cuts))[:, None] for chunk in training_chunks(y, split))
 
 

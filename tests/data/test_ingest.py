@@ -331,3 +331,14 @@ def test_whole_number_codes_reach_the_model_as_numbers_and_as_categories(tmp_pat
     make_data("--csv", write(tmp_path / "few.csv", {"occ": occupation[:1500], "label": (occupation[:1500] > 900)}),
               "--target", "label", "--out-dir", tmp_path / "few")
     assert load_dataset(tmp_path / "few" / "few").description.preprocess.categorical == []  # too few rows
+
+
+def test_a_regression_gives_a_code_its_view_and_a_smooth_whole_number_none(tmp_path):
+    """Ranked amounts as the target: a region code's values move it in no order, an age's smoothly."""
+    rng = np.random.default_rng(1)
+    region, age = rng.integers(0, 40, 8000), rng.integers(20, 70, 8000)
+    amount = np.exp(rng.normal(size=40)[region] + ((age - 45) / 25.0) ** 2 + rng.normal(0, 0.5, 8000))
+    make_data("--csv", write(tmp_path / "pay.csv", {"region": region, "age": age, "pay": amount.round(2)}),
+              "--target", "pay", "--out-dir", tmp_path / "data")
+    views = load_dataset(tmp_path / "data" / "pay").description.preprocess.categorical
+    assert [(view.name, view.of_number) for view in views] == [("region", True)]

@@ -368,8 +368,9 @@ def main(argv=None) -> None:
                                   quality_tables=cfg.quality_tables or ["penguins", "breast_cancer", "CPS1985"])
     import tempfile
 
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
-               "torch": torch.__version__, "epochs": cfg.epochs, "infer_rows": cfg.infer_rows}
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", ")
+    results: dict[str, Any] = {"machine": machine, "torch": torch.__version__, "epochs": cfg.epochs,
+                               "infer_rows": cfg.infer_rows}
     results["peers"] = compare_peers(cfg)
     results["scaling"] = [in_worker("scale", str(n)) for n in cfg.sizes]
     with tempfile.TemporaryDirectory() as tmp:

@@ -261,9 +261,10 @@ class CategoricalStep:
     def number_codes(self, values: np.ndarray) -> np.ndarray:
         """Codes of raw numbers (NaN for a blank, which takes UNKNOWN_CODE with any number not kept)."""
         numbers, codes = self.number_lookup
-        at = np.minimum(np.searchsorted(numbers, values), max(len(numbers) - 1, 0))
-        found = numbers[at] == values if len(numbers) else np.zeros(len(values), bool)
-        return np.where(found, codes[at], UNKNOWN_CODE).astype(np.float32)
+        if not len(numbers):  # no number kept: every row is unknown
+            return np.full(len(values), UNKNOWN_CODE, dtype=np.float32)
+        at = np.minimum(np.searchsorted(numbers, values), len(numbers) - 1)
+        return np.where(numbers[at] == values, codes[at], UNKNOWN_CODE).astype(np.float32)
 
     @functools.cached_property
     def number_lookup(self) -> tuple[np.ndarray, np.ndarray]:
@@ -353,6 +354,10 @@ class Preprocessor:
     def column_names(self) -> list[str]:
         """The table columns it reads (a column with a view as codes once, as a number)."""
         return [s.name for s in self.numeric] + [s.name for s in self.text_categorical]
+
+    def code_view(self, name: str) -> CategoricalStep | None:
+        """The view as codes of numeric column `name`, where it has one."""
+        return next((c for c in self.categorical if c.of_number and c.name == name), None)
 
     @property
     def text_categorical(self) -> list[CategoricalStep]:

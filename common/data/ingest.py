@@ -135,7 +135,7 @@ def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> 
     step = next((step for step in pre.dates if step.name == role.name), None)
     if step is not None:
         role.why += ": " + ", ".join(CYCLE_WORDS[part] for part in step.date_parts)
-    view = next((c for c in pre.categorical if c.of_number and c.name == role.name), None)
+    view = pre.code_view(role.name)
     if view is not None:
         role.why += f"; also as codes ({len(view.levels)} values)"
 

@@ -113,7 +113,6 @@ MIN_CODE_LEVELS = 12
 # ... and this many training rows a value on average (fewer, and its values are amounts or
 # measurements, or too thin to learn an embedding from).
 MIN_ROWS_PER_CODE = 50
-MOST_CODES_SEEN = 100_000  # distinct values counted before a column is taken for an amount
 # ... and whose values, in their order, do not move the target smoothly: a code's neighbours
 # (occupation 8710 beside 8720) differ as much as any two values, an age's or a film length's
 # hardly at all, and there the view only adds an embedding to overfit. `roughness` is about 0
@@ -121,6 +120,7 @@ MOST_CODES_SEEN = 100_000  # distinct values counted before a column is taken fo
 # columns it measured on both sides.
 MIN_CODE_ROUGHNESS = 0.5
 MIN_CODE_SIGNAL = 1.0  # the level means' spread beyond their noise, at least this many times the noise's
+MOST_CODES_SEEN = 100_000  # distinct values counted before a column is taken for an amount
 
 
 def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_levels: int) -> CategoricalStep | None:

@@ -48,8 +48,9 @@ def how_prepared(name: str, pre: Preprocessor) -> str:
                 scaling = f"a date: its instant ({scaling}) and its cycles ({cycles}) as sine and cosine"
             blanks = f"; blanks take the median {step.median:.4g} and a `{name}_missing` input" if step.indicator \
                 else ""
-            codes = next((f"; also as codes: a learned embedding of its {len(c.levels)} most frequent values"
-                          for c in pre.categorical if c.of_number and c.name == name), "")
+            view = pre.code_view(name)
+            codes = f"; also as codes: a learned embedding of its {len(view.levels)} most frequent values" if view \
+                else ""
             return scaling + blanks + codes
     for cat in pre.categorical:
         if cat.name == name:

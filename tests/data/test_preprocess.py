@@ -176,6 +176,7 @@ def test_a_repeating_whole_number_column_gets_a_view_as_codes_and_other_columns_
     assert fit_code_view("few", [rng.integers(0, 9, 2000).astype(float)], 2, 5000) is None  # 9 values
     assert fit_code_view("amount", [rng.integers(0, 10**6, 2000).astype(float)], 2, 5000) is None  # rarely repeats
     assert fit_code_view("capped", [occupation], 2, 3).levels == view.levels[:3]
+    assert CategoricalStep("occ", [], of_number=True).number_codes(np.array([1.0, np.nan])).tolist() == [0, 0]
 
 
 def test_a_view_as_codes_is_written_and_read_and_shuffled_with_its_column():

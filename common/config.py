@@ -59,7 +59,8 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
     "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
     "patience": 16,               # ... stopping after this many without a lower validation loss; best weights kept
-    "class_weight": "none",       # imbalance: weighting moved predictions onto rare classes and cost macro-F1
+    "class_weight": "none",       # imbalance: weighting moved predictions onto rare classes and cost macro-F1 ...
+    "decision": "threshold",      # ... a threshold fitted out of fold (two classes) lifted it (common/decision.py)
 }
 
 
@@ -278,6 +279,10 @@ class TrainConfig:
     class_weight: Literal["none", "balanced"] | None = recipe_field(
         "weigh each class's loss by n / (classes x its rows), against imbalance (classification)", table=True,
         off="none")
+    decision: Literal["argmax", "threshold"] | None = recipe_field(
+        "how probabilities become classes: the most probable, or (two classes) the threshold on the second's "
+        "probability that maximises macro-F1 on the rows the model never trained on, where it beats the most "
+        "probable there (classification)", table=True, off="argmax")
     log_with: list[str] = field([], "also log metrics to these trackers that Accelerate supports (tensorboard, "
                                     "wandb, mlflow, comet_ml, aim, clearml, dvclive, ...), under <ckpt-dir>",
                                 metavar="TRACKER")

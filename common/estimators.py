@@ -26,6 +26,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from common.api import Predictor, fit
+from common.decision import decided_classes
 from common.errors import UserError
 
 TARGET = "__target__"  # the target's column name in the table handed to fit(): never a user's column
@@ -136,7 +137,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         proba = self.predict_proba(X)  # first: it says where the estimator is not fitted
-        return self.classes_[proba.argmax(axis=1)]
+        # The model decides in its own class order (a two-class threshold is on its second class).
+        return self.classes_[self._order[decided_classes(proba[:, self._order], self.model_.record.threshold)]]
 
 
 class TabularRegressor(RegressorMixin, _TabularEstimator):

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from common.decision import ThresholdFit
 from common.errors import UserError
 from common.files import read_json
 from common.model import ModelSpec
@@ -18,8 +19,9 @@ METRICS_FILE = "metrics.jsonl"
 
 # config.json's format; 4: the target's modelling is one `target` object and the run's outcome
 # sits under "outcome", where format 3 spread both over the top level (still read); 5: its steps
-# may hold a date's (see dataset.json's format 6), which a reader of format 4 would misread.
-CONFIG_FORMAT = 5
+# may hold a date's (see dataset.json's format 6), which a reader of format 4 would misread; 6:
+# a two-class model may decide by a threshold (`decision`), which a reader of format 5 would ignore.
+CONFIG_FORMAT = 6
 OLDEST_READ = 3
 TASKS = ("classification", "regression")
 CONFIG_FIX = "use the config.json that train.py wrote with these weights"
@@ -82,12 +84,18 @@ class ModelRecord:
     outcome: RunOutcome = dataclasses.field(default_factory=RunOutcome)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     target_column: str | None = None  # the table column it predicts: a labelled input is scored on it
+    decision: ThresholdFit | None = None  # two classes: the threshold that decides them (common/decision.py)
     format: int = CONFIG_FORMAT  # the format it was read from; to_json writes today's
 
     @property
     def feature_names(self) -> list[str]:
         """The model's inputs, in order."""
         return self.preprocess.input_names
+
+    @property
+    def threshold(self) -> float | None:
+        """The second class's probability above which it is predicted; None: the most probable class."""
+        return self.decision.threshold if self.decision else None
 
     def to_json(self) -> dict[str, Any]:
         return {"format": CONFIG_FORMAT, "task": self.task, "model": self.model.to_json(),
@@ -96,7 +104,8 @@ class ModelRecord:
                 "ids": self.ids, "data": self.data, "training": self.training, "num_processes": self.num_processes,
                 "distributed_type": self.distributed_type, "mixed_precision": self.mixed_precision,
                 "device": self.device, "outcome": self.outcome.to_json(), "versions": self.versions,
-                "target_column": self.target_column}
+                "target_column": self.target_column,
+                "decision": dataclasses.asdict(self.decision) if self.decision else None}
 
     @classmethod
     def read(cls, obj: Any, path: str | Path) -> ModelRecord:
@@ -117,7 +126,8 @@ class ModelRecord:
                      f.texts("ids", default=[]), f.text("data", default=None), training,
                      f.integer("num_processes", minimum=1, default=1), f.text("distributed_type", default=""),
                      f.text("mixed_precision", default=""), f.text("device", default=""), outcome,
-                     f.obj_of("versions", default={}), f.text("target_column", default=None), version)
+                     f.obj_of("versions", default={}), f.text("target_column", default=None),
+                     read_decision(f), version)
         problem = record.disagreement(f.texts("feature_names"))
         if problem:
             raise f.error(problem)
@@ -135,7 +145,18 @@ class ModelRecord:
             return f"has preprocessing for {len(self.preprocess.input_names)} inputs but the model takes {inputs}"
         if self.class_labels is not None and len(self.class_labels) != spec.out_features:
             return f"names {len(self.class_labels)} classes but the model has {spec.out_features} outputs"
+        if self.decision is not None and len(self.class_labels or []) != 2:
+            return "decides by a threshold, which only a model of two classes does"
         return None
+
+
+def read_decision(f: Fields) -> ThresholdFit | None:
+    obj = f.obj_of("decision", default=None)
+    if obj is None:
+        return None
+    d = f.nested("decision", obj)
+    threshold = d.checked("threshold", lambda v: isinstance(v, (int, float)) and 0 < v < 1, "a number in (0, 1)")
+    return ThresholdFit(float(threshold), d.number("f1_argmax"), d.number("f1_threshold"))
 
 
 def load_record(ckpt_dir: str | Path) -> ModelRecord:

@@ -57,7 +57,7 @@ class LabelledRows:
         self.blank += int((~labelled).sum())
         self.rows += int(labelled.sum())
         if self.config.task == "classification":
-            self._count(y[labelled], result["proba"].argmax(axis=1)[labelled])
+            self._count(y[labelled], result["class"][labelled])
         else:
             err = result["prediction"][labelled] - y[labelled]
             self.sums += [len(err), np.abs(err).sum(), err @ err, y[labelled].sum(), y[labelled] @ y[labelled]]
@@ -102,7 +102,7 @@ class LabelledRows:
             truth = y.astype(np.int64)
 
             def score(X: np.ndarray) -> float:
-                return macro_f1(predict(X)["proba"].argmax(axis=1), truth, classes)
+                return macro_f1(predict(X)["class"], truth, classes)
             figure = "f1_macro"
         else:
             def score(X: np.ndarray) -> float:

@@ -38,7 +38,8 @@ class PredictionWriter:
         probabilities = {f"proba_{label}": result["proba"][:, k]
                          for k, label in enumerate(self.class_labels or [])} if "proba" in result else {}
         if self.kind == "npz":
-            self.parts.append({**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()}, **result})
+            self.parts.append({**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()},
+                               **{k: v for k, v in result.items() if k != "class"}})  # the labels say it
             return
         if self.kind == "csv" and self.write_csv_bytes(named, result):
             return
@@ -55,7 +56,7 @@ class PredictionWriter:
         if "proba" not in result or self.writer is not None and not isinstance(self.writer, CsvLines):
             return False
         fields = [padded_text(csv_text(column)) for column in named.values()]
-        fields.append(self.label_text(result["proba"].argmax(axis=1)))
+        fields.append(self.label_text(result["class"]))
         fields += [probability_text(result["proba"][:, k]) for k in range(result["proba"].shape[1])]
         if any(field is None for field in fields):
             return False

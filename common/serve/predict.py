@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from common.data.tables import NotStreamable
+from common.decision import decided_classes
 from common.errors import UserError
 from common.files import atomic_path
 from common.model import predicted_outputs
@@ -45,7 +46,8 @@ def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, ba
         out = model_outputs(model, X[start:start + batch_size], batch_size, config)
         truth = np.asarray(y[start:start + batch_size])
         if config.task == "classification":
-            confusion += confusion_matrix(truth, out.argmax(axis=1), classes)
+            proba = out if config.threshold is None else torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
+            confusion += confusion_matrix(truth, decided_classes(proba, config.threshold), classes)
         else:
             assert config.target is not None
             true_y = config.target.original(truth, prediction=False)[:, 0]
@@ -61,8 +63,8 @@ def predict(config: ModelRecord, model: torch.nn.Module, X_inputs: np.ndarray,
     out = model_outputs(model, X_inputs, batch_size, config)
     if config.task == "classification":
         proba = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
-        labels = np.asarray(config.class_labels)
-        return {"prediction": labels[proba.argmax(axis=1)], "proba": proba}
+        index = decided_classes(proba, config.threshold)
+        return {"prediction": np.asarray(config.class_labels)[index], "proba": proba, "class": index}
     assert config.target is not None
     return {"prediction": config.target.original(out)[:, 0]}
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from common.data.dataset import TabularData
+from common.decision import ThresholdFit, fit_threshold
 from common.importance import RUN_REPEATS, Importance, permutation_importance
 from common.metrics import confusion_matrix, macro_f1, r2
 from common.model import build_model, predicted_outputs
@@ -125,6 +126,22 @@ def scorer(data: TabularData, plan: TrainPlan) -> tuple[str, Callable[[np.ndarra
     assert target is not None
     return ("r2", lambda out, y: target.original(out)[:, 0],
             lambda pred, y: r2(pred, target.original(np.asarray(y), prediction=False)[:, 0]))
+
+
+def fitted_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor]) -> ThresholdFit | None:
+    """The two-class threshold (common/decision.py) fitted on the rows the final weights never
+    trained on: out of fold, the validation fold or the validation split; never the test split.
+    None where the plan keeps the most probable class, or the threshold does not beat it there."""
+    if plan.task != "classification" or plan.loop.decision != "threshold" or data.num_outputs != 2:
+        return None
+    rows = scored_rows(plan, data)
+    if rows is None or rows.name == "test" or not len(rows.y):
+        return None
+    net = build_model(plan.model)
+    net.load_state_dict(weights)
+    net.eval()
+    out = torch.from_numpy(outputs(net, rows.X, rows.fold, plan, link=False)).double()
+    return fit_threshold(torch.softmax(out, dim=1)[:, 1].numpy(), np.asarray(rows.y[:]))
 
 
 def assess(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor],

@@ -48,6 +48,7 @@ class LoopPlan:
     eval_every: int
     patience: int
     monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro
+    decision: str                 # how the final model's probabilities become classes (common/decision.py)
 
     def evaluates(self, epoch: int) -> bool:
         """Every `eval_every` epochs, and after the last."""
@@ -156,6 +157,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     if settings["class_weight"] != "none" and data.task != "classification":
         raise UserError(f"--class-weight {settings['class_weight']} weighs classes, and this is a {data.task} "
                         "data set: drop it")
+    if cfg.decision == "threshold" and data.task != "classification":
+        raise UserError(f"--decision threshold decides classes, and this is a {data.task} data set: drop it")
     crossfit = CrossFit(settings["folds"], TABLE_DEFAULTS["holdout"] if settings["folds"] == 1 else 0.0)
     model = model_of(cfg, settings, data, crossfit)
     batches = batch_plan(cfg, settings, len(data.X_train), P)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from common.data.dataset import TabularData
+from common.decision import ThresholdFit
 from common.model_folder import ModelRecord, RunOutcome
 from common.train.run_plan import TrainPlan
 
@@ -20,13 +21,14 @@ def library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{name: metadata.version(name) for name in VERSIONED}}
 
 
-def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: RunOutcome) -> ModelRecord:
+def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: RunOutcome,
+               decision: ThresholdFit | None = None) -> ModelRecord:
     described = data.description
     return ModelRecord(
         plan.task, plan.model, described.class_labels, described.preprocess, described.target, described.ids,
         plan.run.data, plan.as_dict(), plan.num_processes, str(accelerator.distributed_type),
         accelerator.mixed_precision, device_name(accelerator.device), outcome, library_versions(),
-        target_column(described.source))
+        target_column(described.source), decision)
 
 
 def target_column(source: dict[str, Any]) -> str:

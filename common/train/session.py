@@ -18,10 +18,12 @@ import torch
 from common.config import TrainConfig
 from common.console import TrainingDisplay
 from common.data.dataset import TabularData, load_dataset
+from common.decision import ThresholdFit
 from common.errors import UserError
 from common.figures import Painter
 from common.files import load_weights
 from common.model import build_model, load_state
+from common.train.assessment import fitted_decision
 from common.train.early_stopping import BestTracker
 from common.train.heartbeat import lost_peers
 from common.train.leans import compiler_unloaded
@@ -134,10 +136,20 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         report_stop(plan.loop.monitor, best, accelerator)
         outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
         weights = best.final_weights(trainer.net)
-        model_record = run_record(plan, data, accelerator, outcome)
+        decision = fitted_decision(plan, data, weights) if accelerator.is_main_process else None
+        report_decision(decision, data, accelerator)
+        model_record = run_record(plan, data, accelerator, outcome, decision)
         report = RunReport.made(plan, data, weights, model_record, folder.records, pictures) \
             if accelerator.is_main_process else None
         folder.commit(weights, model_record, report)
+
+
+def report_decision(decision: ThresholdFit | None, data: TabularData, accelerator: Any) -> None:
+    if decision is not None:
+        first, second = data.description.class_labels or ["", ""]
+        accelerator.print(f"Decision: '{second}' where its probability exceeds {decision.threshold:.2f}, else "
+                          f"'{first}' (macro-F1 on the rows it never trained on: {decision.f1_argmax:.4f} for the "
+                          f"most probable class, {decision.f1_threshold:.4f} around this threshold)")
 
 
 def painter(plan: TrainPlan, accelerator: Any) -> Any:

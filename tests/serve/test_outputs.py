@@ -22,7 +22,8 @@ def csv_bytes(tmp_path, name, labels, batches, fast: bool | None) -> bytes:
     if fast is True:
         writer._write = never
     for extra, proba in batches:
-        writer.add(extra, {"prediction": np.asarray(labels)[proba.argmax(axis=1)], "proba": proba})
+        writer.add(extra, {"prediction": np.asarray(labels)[proba.argmax(axis=1)], "proba": proba,
+                           "class": proba.argmax(axis=1)})
     writer.close()
     return (tmp_path / name).read_bytes()
 

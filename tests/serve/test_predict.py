@@ -110,7 +110,7 @@ def test_infer_without_a_test_split_says_where_the_figures_are(crossfit_run):
 def test_a_locked_test_set_is_still_scored_by_the_averaged_members(tmp_path):
     write(tmp_path / "people.csv", people(rows=400))
     make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path, "--test-size", "0.25")
-    train("--data", tmp_path / "people", "--ckpt-dir", tmp_path / "run", "--epochs", "4")
+    train("--data", tmp_path / "people", "--ckpt-dir", tmp_path / "run", "--epochs", "4", "--decision", "argmax")
     infer("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "m.json")
     figures = json.loads((tmp_path / "m.json").read_text())
     assert np.sum(figures["confusion_matrix"]) == 100

@@ -1,0 +1,87 @@
+"""A two-class model's threshold: fitted on rows the model never trained on, kept only where it
+beats the most probable class there, written to config.json, and the one decision that every
+way of predicting takes."""
+import json
+
+import numpy as np
+import pyarrow.csv as pa_csv
+import pytest
+
+import train as train_script
+from builders import infer, make_data, train, user_error, write
+from common.api import Predictor
+from common.decision import THRESHOLDS, binary_macro_f1, decided_classes, fit_threshold
+from common.errors import UserError
+from common.metrics import macro_f1
+from common.model_folder import CONFIG_FILE, load_record
+
+
+def under_predicted_minority(rows=3000, seed=0):
+    """Scores that rank a 20% class well but rarely put it above one half."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(rows) < 0.2).astype(np.int64)
+    return np.clip(0.2 + 0.3 * y + rng.normal(0, 0.15, rows), 0, 1), y
+
+
+def test_each_thresholds_macro_f1_is_the_one_of_the_metrics_module():
+    p1, y = under_predicted_minority()
+    expected = [macro_f1((p1 > t).astype(np.int64), y, 2) for t in THRESHOLDS]
+    assert binary_macro_f1(p1, y, THRESHOLDS) == pytest.approx(expected, abs=1e-12)
+
+
+def test_an_under_predicted_minority_gets_a_lower_threshold():
+    fit = fit_threshold(*under_predicted_minority())
+    assert fit is not None and 0.3 < fit.threshold < 0.5
+    assert fit.f1_threshold > fit.f1_argmax + 0.02
+
+
+def test_a_model_whose_most_probable_class_is_right_keeps_it():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 4000)
+    p1 = 1 / (1 + np.exp(-(3 * (2 * y - 1) + rng.normal(0, 2, 4000))))  # symmetric: 0.5 is already best
+    assert fit_threshold(p1, y) is None
+    assert fit_threshold(p1, np.zeros(4000, np.int64)) is None  # one class: nothing to decide
+
+
+def test_decided_classes_are_the_most_probable_without_a_threshold():
+    proba = np.array([[0.7, 0.3], [0.4, 0.6], [0.55, 0.45]])
+    assert decided_classes(proba, None).tolist() == [0, 1, 0]
+    assert decided_classes(proba, 0.4).tolist() == [0, 1, 1]
+
+
+def test_a_threshold_for_a_regression_is_refused(reg_data, tmp_path):
+    message = user_error(train_script.main, "--data", reg_data, "--ckpt-dir", tmp_path, "--decision", "threshold")
+    assert "--decision threshold" in message and "regression" in message
+
+
+def test_an_imbalanced_table_is_predicted_by_its_threshold_everywhere(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1500, 3))
+    label = np.where(x[:, 0] + 0.5 * x[:, 1] + rng.normal(0, 1.0, 1500) > 1.6, "yes", "no")  # ~12% yes
+    columns = {"a": x[:, 0], "b": x[:, 1], "c": x[:, 2]}
+    write(tmp_path / "t.csv", {**columns, "label": label})
+    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--out-dir", tmp_path)
+    train("--data", tmp_path / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
+    record = load_record(tmp_path / "run")
+    assert record.decision is not None and record.threshold is not None and record.threshold < 0.5
+
+    model = Predictor.load(tmp_path / "run")
+    proba = model.predict_proba(columns)
+    expected = np.asarray(model.classes)[(proba[:, 1] > record.threshold).astype(int)]
+    assert (expected != np.asarray(model.classes)[proba.argmax(axis=1)]).any()  # the threshold matters here
+    assert (model.predict(columns) == expected).all()
+    for output in ("p.csv", "p.npz"):
+        infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "t.csv", "--output", tmp_path / output)
+    assert pa_csv.read_csv(tmp_path / "p.csv").column("prediction").to_pylist() == expected.tolist()
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as npz:
+        assert npz["prediction"].tolist() == expected.tolist() and "class" not in npz.files
+    assert f"exceeds {record.threshold:.2f}" in (tmp_path / "run" / "README.md").read_text()
+
+    config = json.loads((tmp_path / "run" / CONFIG_FILE).read_text())
+    config["decision"]["threshold"] = 1.5
+    (tmp_path / "run" / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(UserError, match="'threshold' = 1.5, expected a number in"):
+        load_record(tmp_path / "run")
+    config["decision"] = None  # a model that keeps the most probable class
+    (tmp_path / "run" / CONFIG_FILE).write_text(json.dumps(config))
+    assert (Predictor.load(tmp_path / "run").predict(columns) == np.asarray(model.classes)[proba.argmax(axis=1)]).all()

@@ -128,6 +128,13 @@ def scorer(data: TabularData, plan: TrainPlan) -> tuple[str, Callable[[np.ndarra
             lambda pred, y: r2(pred, target.original(np.asarray(y), prediction=False)[:, 0]))
 
 
+def final_net(plan: TrainPlan, weights: dict[str, torch.Tensor]) -> Any:
+    """The network of the final weights, in eval mode."""
+    net = build_model(plan.model)
+    net.load_state_dict(weights)
+    return net.eval()
+
+
 def fitted_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor]) -> ThresholdFit | None:
     """The two-class threshold (common/decision.py) fitted on the rows the final weights never
     trained on: out of fold, the validation fold or the validation split; never the test split.
@@ -137,9 +144,7 @@ def fitted_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch
     rows = scored_rows(plan, data)
     if rows is None or rows.name == "test" or not len(rows.y):
         return None
-    net = build_model(plan.model)
-    net.load_state_dict(weights)
-    net.eval()
+    net = final_net(plan, weights)
     out = torch.from_numpy(outputs(net, rows.X, rows.fold, plan, link=False)).double()
     return fit_threshold(torch.softmax(out, dim=1)[:, 1].numpy(), np.asarray(rows.y[:]))
 
@@ -152,9 +157,7 @@ def assess(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor],
     rows = scored_rows(plan, data)
     if rows is None or not len(rows.y):
         return None
-    net = build_model(plan.model)
-    net.load_state_dict(weights)
-    net.eval()
+    net = final_net(plan, weights)
     link = has_link(data.description.target)
     figure, predictions, score = scorer(data, plan)
     y_all = np.asarray(rows.y[:])

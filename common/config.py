@@ -224,8 +224,9 @@ class MakeDataConfig:
     min_level_rows: int = positive(2, "training rows a level needs to get its own code")
     integer_codes: bool = field(True, "also give a column of whole numbers that repeat like codes (12 or more "
                                 "values, 50 or more training rows each on average, in a table of 5,000 or more, "
-                                "whose neighbouring values do not move the target alike) a view as categories beside "
-                                "its numeric one; --numeric COL keeps one column a number only")
+                                "whose neighbouring values do not move the target alike; fractions that repeat "
+                                "exactly, 5 to 50 rows each) a view as categories beside its numeric one; "
+                                "--numeric COL keeps one column a number only")
     dataset: Literal["iris", "wine", "breast_cancer", "digits", "diabetes"] | None = field(
         None, "use a data set that scikit-learn ships (no download)")
     n_samples: int | None = recipe_field("rows to generate", minimum=1)

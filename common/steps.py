@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
@@ -263,13 +264,22 @@ class CategoricalStep:
         numbers, codes = self.number_lookup
         if not len(numbers):  # no number kept: every row is unknown
             return np.full(len(values), UNKNOWN_CODE, dtype=np.float32)
+        if self.fractional:
+            values = as_single(values)
         at = np.minimum(np.searchsorted(numbers, values), len(numbers) - 1)
         return np.where(numbers[at] == values, codes[at], UNKNOWN_CODE).astype(np.float32)
+
+    @functools.cached_property
+    def fractional(self) -> bool:
+        """A view of fractions: matched at single precision, so that the value a CSV gives as a
+        double and an array or a Parquet file as a float is the same value."""
+        return self.of_number and any(level is not None and not float(level).is_integer() for level in self.levels)
 
     @functools.cached_property
     def number_lookup(self) -> tuple[np.ndarray, np.ndarray]:
         """The kept numbers in ascending order, and each one's code."""
         numbers = np.asarray([float(level) for level in self.levels if level is not None])
+        numbers = as_single(numbers) if self.fractional else numbers
         codes = np.asarray([i + 1 for i, level in enumerate(self.levels) if level is not None])
         order = np.argsort(numbers, kind="stable")
         return numbers[order], codes[order]
@@ -303,14 +313,19 @@ class CategoricalStep:
         if not isinstance(levels, list) or not all(v is None or isinstance(v, str) for v in levels):
             raise s.wrong("levels", levels, "a list of text (null: the blank level)")
         of_number = s.checked("of_number", lambda v: isinstance(v, bool), "true or false", False)
-        if of_number and not all(isinstance(v, str) and _is_whole_number(v) for v in levels):
-            raise s.wrong("levels", levels, "whole numbers written as text, for a column's view as codes")
+        if of_number and not all(isinstance(v, str) and _is_finite_number(v) for v in levels):
+            raise s.wrong("levels", levels, "finite numbers written as text, for a column's view as codes")
         return cls(s.text("name"), levels, of_number)
 
 
-def _is_whole_number(text: str) -> bool:
+def as_single(values: np.ndarray) -> np.ndarray:
+    """Numbers rounded to single precision (as doubles, NaN kept)."""
+    return np.asarray(values, dtype=np.float32).astype(np.float64)
+
+
+def _is_finite_number(text: str) -> bool:
     try:
-        return float(text).is_integer()
+        return math.isfinite(float(text))
     except ValueError:
         return False
 

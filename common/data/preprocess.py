@@ -121,6 +121,12 @@ MIN_ROWS_PER_CODE = 50
 MIN_CODE_ROUGHNESS = 0.5
 MIN_CODE_SIGNAL = 1.0  # the level means' spread beyond their noise, at least this many times the noise's
 MOST_CODES_SEEN = 100_000  # distinct values counted before a column is taken for an amount
+# A column of fractions whose values repeat exactly is an attribute of something a few rows share
+# (a household's income in a panel of its members' years), which measurements rarely are: its
+# view needs fewer rows a value, the roughness test still keeping smooth ones out ... but no more
+# than MIN_ROWS_PER_CODE a value: more is a scale of few steps (a sum of survey answers), whose
+# numeric view already tells its steps apart (its view as codes cost TV16 0.004).
+MIN_ROWS_PER_FRACTION_CODE = 5
 
 
 def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_levels: int) -> CategoricalStep | None:
@@ -130,20 +136,26 @@ def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_le
     training rows' raw values, NaN for a blank."""
     counts: dict[float, int] = {}
     rows = 0
+    whole = True
     for chunk in chunks:
-        present = chunk[~np.isnan(chunk)]
-        if not np.all(present == np.floor(present)) or not np.all(np.abs(present) < 2.0 ** 53):
+        present = chunk[~np.isnan(chunk)].astype(np.float64)
+        if not np.all(np.abs(present) < 2.0 ** 53):
             return None
+        if not counts and len(np.unique(present[:2 * MOST_CODES_SEEN])) > MOST_CODES_SEEN:
+            return None  # a measurement, told from its first rows without sorting a whole chunk
+        whole = whole and bool(np.all(present == np.floor(present)))
         values, seen = np.unique(present, return_counts=True)
         for value, count in zip(values.tolist(), seen.tolist(), strict=True):
             counts[value] = counts.get(value, 0) + count
         rows += len(present)
         if len(counts) > MOST_CODES_SEEN:
             return None
-    if len(counts) < MIN_CODE_LEVELS or rows < MIN_ROWS_PER_CODE * len(counts):
+    per_value = MIN_ROWS_PER_CODE if whole else MIN_ROWS_PER_FRACTION_CODE
+    if len(counts) < MIN_CODE_LEVELS or rows < per_value * len(counts) \
+            or not whole and rows > MIN_ROWS_PER_CODE * len(counts):
         return None
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:max_levels]
-    kept: list[str | None] = [f"{int(value)}" for value, count in ranked if count >= min_rows]
+    kept: list[str | None] = [f"{int(value)}" if whole else repr(value) for value, count in ranked if count >= min_rows]
     return CategoricalStep(name, kept, of_number=True) if len(kept) >= 2 else None
 
 

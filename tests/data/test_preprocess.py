@@ -172,11 +172,38 @@ def test_a_repeating_whole_number_column_gets_a_view_as_codes_and_other_columns_
     assert view.levels == [f"{int(v)}" for v, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
     assert view.number_codes(np.array([8710.0, 8710.5, 99.0, np.nan]))[1:].tolist() == [0, 0, 0]
     assert view.number_codes(np.array([8710.0]))[0] == view.levels.index("8710") + 1
-    assert fit_code_view("fraction", [occupation + 0.5], 2, 5000) is None
     assert fit_code_view("few", [rng.integers(0, 9, 2000).astype(float)], 2, 5000) is None  # 9 values
     assert fit_code_view("amount", [rng.integers(0, 10**6, 2000).astype(float)], 2, 5000) is None  # rarely repeats
     assert fit_code_view("capped", [occupation], 2, 3).levels == view.levels[:3]
     assert CategoricalStep("occ", [], of_number=True).number_codes(np.array([1.0, np.nan])).tolist() == [0, 0]
+
+
+def test_fractions_that_repeat_get_a_view_matched_at_single_precision():
+    """A household's income repeated over its members' years: a view of fractions, with fewer
+    rows a value than whole numbers need; its values match whether read as doubles or floats."""
+    from common.data.preprocess import MIN_ROWS_PER_CODE, MIN_ROWS_PER_FRACTION_CODE, fit_code_view
+    from common.schema import Fields
+
+    rng = np.random.default_rng(4)
+    incomes = np.log(rng.uniform(1000, 90_000, 300))  # 300 households ...
+    column = incomes[rng.integers(0, 300, 300 * 10)]  # ... of ~10 rows each: too few for whole numbers
+    assert MIN_ROWS_PER_FRACTION_CODE <= 10 < MIN_ROWS_PER_CODE
+    view = fit_code_view("linc", [column[:1000], column[1000:]], 2, 5000)
+    assert view is not None and view.fractional and len(view.levels) == len(np.unique(column))
+    assert all(float(level) in set(column.tolist()) for level in view.levels)  # the doubles, written exactly
+    codes = view.number_codes(column)
+    assert (codes > 0).all()
+    assert (view.number_codes(column.astype(np.float32)) == codes).all()  # the same value as a float
+    assert view.number_codes(np.array([incomes[0] + 1e-3, np.nan])).tolist() == [0, 0]
+    again = CategoricalStep.read(Fields(view.to_json(), "dataset.json", "regenerate it"))
+    assert again == view and (again.number_codes(column) == codes).all()
+    with pytest.raises(UserError, match="finite numbers written as text"):
+        CategoricalStep.read(Fields({**view.to_json(), "levels": ["1.5", "inf"]}, "dataset.json", "regenerate it"))
+    assert fit_code_view("measured", [rng.normal(size=3000)], 2, 5000) is None  # fractions that never repeat
+    assert fit_code_view("scale", [np.repeat(np.arange(34) / 7, 100)], 2, 5000) is None  # a scale of few steps
+    whole = fit_code_view("id", [np.repeat(np.arange(2.0**24, 2.0**24 + 40), 60)], 2, 5000)
+    assert whole is not None and not whole.fractional  # whole numbers keep their exact match
+    assert whole.number_codes(np.array([2.0**24 + 1]))[0] != whole.number_codes(np.array([2.0**24]))[0]
 
 
 def test_a_view_as_codes_is_written_and_read_and_shuffled_with_its_column():

@@ -333,6 +333,35 @@ def test_whole_number_codes_reach_the_model_as_numbers_and_as_categories(tmp_pat
     assert load_dataset(tmp_path / "few" / "few").description.preprocess.categorical == []  # too few rows
 
 
+def test_a_fraction_shared_by_a_few_rows_gets_a_view_read_alike_as_double_or_float(tmp_path, capsys):
+    """A panel: each household's income (a fraction) on its ten rows, its visits following the
+    household; prediction finds its codes from a CSV's doubles and an array's floats alike."""
+    from builders import infer, train, train_args
+    from common.api import Predictor
+
+    rng = np.random.default_rng(2)
+    household = rng.integers(0, 800, 8000)
+    income, effect = np.log(rng.uniform(5_000, 90_000, 800)), rng.normal(size=800)
+    linc, hours = income[household], rng.normal(40, 5, 8000)
+    label = (effect[household] + rng.normal(0, 0.5, 8000) > 0).astype(int)
+    path = write(tmp_path / "panel.csv", {"linc": linc, "hours": hours, "label": label})
+    capsys.readouterr()
+    make_data("--csv", path, "--target", "label", "--out-dir", tmp_path / "data")
+    assert "also as codes (" in capsys.readouterr().out
+    pre = load_dataset(tmp_path / "data" / "panel").description.preprocess
+    assert [(view.name, view.fractional) for view in pre.categorical] == [("linc", True)]  # not the hours
+    train(*train_args(tmp_path / "data" / "panel", tmp_path / "run", "--epochs", "1", "--folds", "2"))
+    np.save(tmp_path / "rows.npy", np.stack([linc, hours], axis=1)[:50].astype(np.float32))
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "rows.npy", "--output", tmp_path / "q.npz")
+    from_floats = np.load(tmp_path / "q.npz")["proba"]
+    rows = {"linc": linc[:50].tolist(), "hours": hours[:50].tolist()}
+    from_doubles = Predictor.load(tmp_path / "run").predict_proba(rows)
+    assert np.allclose(from_floats, from_doubles, atol=1e-4)  # the numbers' last bits differ, never the codes
+    codes = {name: pre.transform({"linc": values, "hours": hours[:50]}.__getitem__, None, 50)[:, -1]
+             for name, values in (("double", linc[:50]), ("float", linc[:50].astype(np.float32).astype(float)))}
+    assert (codes["double"] > 0).all() and np.array_equal(codes["double"], codes["float"])
+
+
 def test_a_regression_gives_a_code_its_view_and_a_smooth_whole_number_none(tmp_path):
     """Ranked amounts as the target: a region code's values move it in no order, an age's smoothly."""
     rng = np.random.default_rng(1)

@@ -101,3 +101,10 @@ def test_the_estimator_decides_by_the_threshold_in_its_own_class_order():
     expected = np.where(proba[:, 0] > threshold, 9, 10)
     assert (estimator.predict(X) == expected).all()
     assert (expected != estimator.classes_[proba.argmax(axis=1)]).any()
+
+
+def test_the_decision_is_taken_after_training_so_a_resumed_run_may_choose_anew():
+    from common.train.run_plan import plan_differences
+
+    assert plan_differences({"decision": "argmax", "lr": 0.1}, {"decision": "threshold", "lr": 0.1}) == []
+    assert plan_differences({"lr": 0.1}, {"decision": "threshold", "lr": 0.1}) == []  # a checkpoint from before it

@@ -48,7 +48,6 @@ class LoopPlan:
     eval_every: int
     patience: int
     monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro
-    decision: str                 # how the final model's probabilities become classes (common/decision.py)
 
     def evaluates(self, epoch: int) -> bool:
         """Every `eval_every` epochs, and after the last."""
@@ -82,6 +81,8 @@ class RunOptions:
     resume: str                   # the checkpoint folder to continue from; "" for a fresh run
     pictures: bool                # draw the run's pictures (common/figures.py)
     importance_rows: int          # rows the end-of-run importance shuffles, at most; 0: none
+    decision: str                 # how the final weights' probabilities become classes (common/decision.py):
+                                  # decided after training, so a resumed run may choose anew
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +174,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
             threads=cpu_threads(cfg.threads, context.local_processes, context.cpu_count,
                                 settings["batch_size"] * model.multiply_adds_per_row),
             timeout=cfg.timeout, chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
-            resume=context.resume, pictures=cfg.pictures, importance_rows=cfg.importance_rows))
+            resume=context.resume, pictures=cfg.pictures, importance_rows=cfg.importance_rows,
+            decision=settings["decision"]))
 
 
 def part(cls: Any, settings: dict[str, Any], **computed: Any) -> Any:

@@ -267,7 +267,7 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDat
 
 def code_views(scratch: Scratch, split: np.ndarray, numeric: list[NumericStep], cfg: MakeDataConfig, y: Any,
                labels: list[Any] | None, sample: np.ndarray) -> list[CategoricalStep]:
-    """Each whole-number column's view as categories where it has the shape of codes
+    """Each whole-number column's (or repeated fraction's) view as categories where it has the shape of codes
     (preprocess.fit_code_view) and its values, in their order, do not move the target smoothly
     (preprocess.roughness), but for dates, columns named with --numeric, or with
     --no-integer-codes: trees split a code such as an occupation's into its groups, which a

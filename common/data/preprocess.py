@@ -130,9 +130,10 @@ MIN_ROWS_PER_FRACTION_CODE = 5
 
 
 def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_levels: int) -> CategoricalStep | None:
-    """A whole-number column's view as categories (occupation and region codes, ages, years):
-    its most frequent values with at least `min_rows` rows, or None where the column is no such
-    column (a fraction, too few or too many values, values that rarely repeat). `chunks`: the
+    """A numeric column's view as categories (occupation and region codes, ages, years; a
+    household's income repeated over its members' rows): its most frequent values with at least
+    `min_rows` rows, or None where the column is no such column (too few or too many values,
+    values that rarely repeat, fractions that repeat like a scale's steps). `chunks`: the
     training rows' raw values, NaN for a blank."""
     counts: dict[float, int] = {}
     rows = 0

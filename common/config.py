@@ -281,9 +281,9 @@ class TrainConfig:
         "weigh each class's loss by n / (classes x its rows), against imbalance (classification)", table=True,
         off="none")
     decision: Literal["argmax", "threshold"] | None = recipe_field(
-        "how probabilities become classes: the most probable, or (two classes) the threshold on the second's "
-        "probability that maximises macro-F1 on the rows the model never trained on, where it beats the most "
-        "probable there (classification)", table=True, off="argmax")
+        "how probabilities become classes: the most probable, or (two classes) a threshold on the second's "
+        "probability, the one whose neighbourhood has the best macro-F1 on the rows the model never trained on, "
+        "where it beats the most probable class there (classification)", table=True, off="argmax")
     log_with: list[str] = field([], "also log metrics to these trackers that Accelerate supports (tensorboard, "
                                     "wandb, mlflow, comet_ml, aim, clearml, dvclive, ...), under <ckpt-dir>",
                                 metavar="TRACKER")

@@ -4,17 +4,21 @@ a threshold on the second one's probability chosen where the model was validated
 The benchmark's figure for a table's classes is macro-F1, and with a minority class the most
 probable class is rarely its best decision: a model that is right to call the minority class
 less likely than not still loses F1 by never naming it. `fit_threshold` picks the threshold
-from the rows the model never trained on (out of fold, or the validation fold) and keeps it only
-where it clearly beats the most probable class there: each candidate is judged by the mean F1
-of its neighbourhood (±WINDOW steps), not by its own, so a lucky spike on a few rows does not
-move it. More than two classes keep the most probable: a threshold per class was measured too,
-and on small tables with rare classes it followed noise (bench/README.md, section 7).
+from the rows the model never trained on (out of fold, the validation fold or a validation split)
+and keeps it only where it clearly beats the most probable class there: each candidate, 0.5
+too, is judged by the mean F1 of its neighbourhood (±WINDOW steps), not by its own, so a lucky
+spike or dip on a few rows does not move it. More than two classes keep the most probable: an
+offset per class was measured too, and on small tables with rare classes it followed noise
+(bench/README.md, section 7).
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
+
+from common.schema import Fields, is_finite
 
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)  # the candidates, in steps of 0.01
 WINDOW = 2          # a candidate's F1 is the mean over it and its 2 neighbours on each side
@@ -23,9 +27,25 @@ MIN_GAIN = 0.002    # that mean must beat the most probable class's own F1 by th
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdFit:
+    """config.json's `decision`: the threshold, and the two figures it was chosen by."""
     threshold: float
-    f1_argmax: float     # macro-F1 on the fitted rows, the most probable class
-    f1_threshold: float  # the same rows, the threshold (its neighbourhood's mean)
+    f1_argmax: float     # macro-F1 on the fitted rows around 0.5 (the most probable class), its neighbourhood's mean
+    f1_threshold: float  # the same around the threshold
+
+    def to_json(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, f: Fields) -> ThresholdFit:
+        threshold = f.checked("threshold", lambda v: is_finite(v) and 0 < v < 1, "a number in (0, 1)")
+        return cls(float(threshold), f.number("f1_argmax"), f.number("f1_threshold"))
+
+    def describe(self, labels: list[Any]) -> str:
+        """The decision in words, for the console and the model card."""
+        first, second = labels
+        return (f"'{second}' where its probability exceeds {self.threshold:.2f}, else '{first}' (macro-F1 on the "
+                f"rows it never trained on: {self.f1_threshold:.4f} around this threshold, {self.f1_argmax:.4f} "
+                "around 0.5, the most probable class)")
 
 
 def decided_classes(proba: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -56,9 +76,10 @@ def fit_threshold(p1: np.ndarray, y: np.ndarray) -> ThresholdFit | None:
     if not (y == 0).any() or not (y == 1).any():
         return None
     f1 = binary_macro_f1(p1, y, THRESHOLDS)
-    smooth = np.convolve(np.pad(f1, WINDOW, mode="edge"), np.full(2 * WINDOW + 1, 1 / (2 * WINDOW + 1)), "valid")
-    best = int(np.argmax(smooth))
-    argmax = float(binary_macro_f1(p1, y, np.array([0.5]))[0])
-    if smooth[best] < argmax + MIN_GAIN:
+    # Each candidate with a whole neighbourhood, judged as 0.5 itself is: by the neighbourhood's mean.
+    smooth = np.convolve(f1, np.full(2 * WINDOW + 1, 1 / (2 * WINDOW + 1)), "valid")
+    centres = THRESHOLDS[WINDOW:len(THRESHOLDS) - WINDOW]
+    best, half = int(np.argmax(smooth)), int(np.flatnonzero(centres == 0.5)[0])
+    if smooth[best] < smooth[half] + MIN_GAIN:
         return None
-    return ThresholdFit(float(THRESHOLDS[best]), argmax, float(smooth[best]))
+    return ThresholdFit(float(centres[best]), float(smooth[half]), float(smooth[best]))

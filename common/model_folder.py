@@ -20,7 +20,8 @@ METRICS_FILE = "metrics.jsonl"
 # config.json's format; 4: the target's modelling is one `target` object and the run's outcome
 # sits under "outcome", where format 3 spread both over the top level (still read); 5: its steps
 # may hold a date's (see dataset.json's format 6), which a reader of format 4 would misread; 6:
-# a two-class model may decide by a threshold (`decision`), which a reader of format 5 would ignore.
+# a two-class model may decide by a threshold (`decision`), which a reader of format 5 would ignore,
+# and its steps' views as codes may hold fractions (dataset.json's format 7).
 CONFIG_FORMAT = 6
 OLDEST_READ = 3
 TASKS = ("classification", "regression")
@@ -105,7 +106,7 @@ class ModelRecord:
                 "distributed_type": self.distributed_type, "mixed_precision": self.mixed_precision,
                 "device": self.device, "outcome": self.outcome.to_json(), "versions": self.versions,
                 "target_column": self.target_column,
-                "decision": dataclasses.asdict(self.decision) if self.decision else None}
+                "decision": self.decision.to_json() if self.decision else None}
 
     @classmethod
     def read(cls, obj: Any, path: str | Path) -> ModelRecord:
@@ -119,6 +120,7 @@ class ModelRecord:
             raise f.error(f"was written by an older version of train.py (format {version}): retrain the model")
         task = f.text("task", TASKS)
         training = f.obj_of("training", default={})
+        decision = f.obj_of("decision", default=None)
         outcome = RunOutcome.read(f) if version > OLDEST_READ else \
             RunOutcome.read_flat(f, str(training.get("monitor", "")))
         record = cls(task, ModelSpec.read(f), f.labels("class_labels") if task == "classification" else None,
@@ -127,7 +129,7 @@ class ModelRecord:
                      f.integer("num_processes", minimum=1, default=1), f.text("distributed_type", default=""),
                      f.text("mixed_precision", default=""), f.text("device", default=""), outcome,
                      f.obj_of("versions", default={}), f.text("target_column", default=None),
-                     read_decision(f), version)
+                     ThresholdFit.read(f.nested("decision", decision)) if decision else None, version)
         problem = record.disagreement(f.texts("feature_names"))
         if problem:
             raise f.error(problem)
@@ -148,15 +150,6 @@ class ModelRecord:
         if self.decision is not None and len(self.class_labels or []) != 2:
             return "decides by a threshold, which only a model of two classes does"
         return None
-
-
-def read_decision(f: Fields) -> ThresholdFit | None:
-    obj = f.obj_of("decision", default=None)
-    if obj is None:
-        return None
-    d = f.nested("decision", obj)
-    threshold = d.checked("threshold", lambda v: isinstance(v, (int, float)) and 0 < v < 1, "a number in (0, 1)")
-    return ThresholdFit(float(threshold), d.number("f1_argmax"), d.number("f1_threshold"))
 
 
 def load_record(ckpt_dir: str | Path) -> ModelRecord:

@@ -12,6 +12,7 @@ import pytest
 
 from builders import infer, make_data, people, train
 from common.api import Predictor, fit
+from common.decision import decided_classes
 from common.errors import UserError
 from common.serve.inputs import InputNotes, arrow_rows, python_inputs, table_inputs
 
@@ -53,7 +54,8 @@ def test_every_form_of_rows_gives_infer_pys_probabilities_to_the_last_bit(model,
     table, theirs = rows
     ours = model.predict_proba(forms(table)[form])
     assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
-    assert list(model.predict(forms(table)[form])) == [model.classes[k] for k in theirs.argmax(axis=1)]
+    decided = decided_classes(theirs, model.record.threshold)  # the model's own decision, a threshold or not
+    assert list(model.predict(forms(table)[form])) == [model.classes[k] for k in decided]
 
 
 def test_a_row_alone_is_predicted_as_among_many(model, rows):
@@ -143,7 +145,7 @@ def test_several_threads_at_once_get_what_one_gets(model, rows):
 def test_figures_and_importance_on_labelled_rows(model, rows):
     table, theirs = rows
     figures = model.evaluate(table)
-    predicted = np.asarray(model.classes)[theirs.argmax(axis=1)]
+    predicted = np.asarray(model.classes)[decided_classes(theirs, model.record.threshold)]
     truth = np.asarray(table.column("label").to_pylist())
     assert figures["accuracy"] == pytest.approx((predicted == truth).mean(), abs=1e-12)
     assert figures["rows_scored"] == 500 and figures["rows_without_target"] == 0

@@ -13,7 +13,7 @@ from common.api import Predictor
 from common.decision import THRESHOLDS, binary_macro_f1, decided_classes, fit_threshold
 from common.errors import UserError
 from common.metrics import macro_f1
-from common.model_folder import CONFIG_FILE, load_record
+from common.model_folder import CONFIG_FILE, ModelRecord, load_record
 
 
 def under_predicted_minority(rows=3000, seed=0):
@@ -49,9 +49,18 @@ def test_decided_classes_are_the_most_probable_without_a_threshold():
     assert decided_classes(proba, 0.4).tolist() == [0, 1, 1]
 
 
-def test_a_threshold_for_a_regression_is_refused(reg_data, tmp_path):
+def test_a_threshold_for_a_regression_or_three_classes_is_refused(reg_data, small_cls, tmp_path):
     message = user_error(train_script.main, "--data", reg_data, "--ckpt-dir", tmp_path, "--decision", "threshold")
-    assert "--decision threshold" in message and "regression" in message
+    assert "--decision threshold" in message and "is a regression" in message
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, "--decision", "threshold")
+    assert "has 3 classes" in message
+
+
+def test_a_three_class_model_with_a_threshold_is_refused_where_it_is_read(small_model):
+    config = json.loads((small_model / CONFIG_FILE).read_text())
+    config["decision"] = {"threshold": 0.4, "f1_argmax": 0.5, "f1_threshold": 0.6}
+    with pytest.raises(UserError, match="decides by a threshold, which only a model of two classes does"):
+        ModelRecord.read(config, "config.json")
 
 
 def test_an_imbalanced_table_is_predicted_by_its_threshold_everywhere(tmp_path):
@@ -108,3 +117,24 @@ def test_the_decision_is_taken_after_training_so_a_resumed_run_may_choose_anew()
 
     assert plan_differences({"decision": "argmax", "lr": 0.1}, {"decision": "threshold", "lr": 0.1}) == []
     assert plan_differences({"lr": 0.1}, {"decision": "threshold", "lr": 0.1}) == []  # a checkpoint from before it
+
+
+def test_the_test_split_is_scored_by_the_models_decision(tmp_path):
+    from common.data.dataset import load_dataset
+    from common.metrics import confusion_matrix
+    from common.model_folder import load_model_dir
+    from common.serve.predict import predict
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 3))
+    label = np.where(x[:, 0] + 0.5 * x[:, 1] + rng.normal(0, 1.0, 2000) > 1.6, "yes", "no")
+    write(tmp_path / "t.csv", {"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": label})
+    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--out-dir", tmp_path, "--test-size", "0.25")
+    train("--data", tmp_path / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
+    infer("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "m.json")
+    record, model = load_model_dir(tmp_path / "run")
+    assert record.threshold is not None
+    X, y = load_dataset(tmp_path / "t").split("test")
+    decided = predict(record, model, np.asarray(X), 4096)["class"]
+    expected = confusion_matrix(np.asarray(y), decided, 2).tolist()
+    assert json.loads((tmp_path / "m.json").read_text())["confusion_matrix"] == expected

@@ -46,7 +46,7 @@ def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, ba
         out = model_outputs(model, X[start:start + batch_size], batch_size, config)
         truth = np.asarray(y[start:start + batch_size])
         if config.task == "classification":
-            proba = out if config.threshold is None else torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
+            proba = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
             confusion += confusion_matrix(truth, decided_classes(proba, config.threshold), classes)
         else:
             assert config.target is not None

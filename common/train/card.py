@@ -83,12 +83,8 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
     parts.append(f"## Figures ({scored_on})\n\n" + markdown_table(
         ["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in figures.items()]) + "\n")
     if record.decision is not None:
-        first, second = record.class_labels or ["", ""]
-        d = record.decision
-        parts.append(f"It predicts `{second}` where that class's probability exceeds {d.threshold:.2f}, else "
-                     f"`{first}`: on the rows it never trained on, this threshold's neighbourhood reached a "
-                     f"macro-F1 of {d.f1_threshold:.4f}, the most probable class {d.f1_argmax:.4f} (the figures "
-                     "above are the most probable class's).\n")
+        parts.append(f"It predicts {record.decision.describe(record.class_labels or [])}. The figures above are "
+                     "the most probable class's.\n")
     if importance is not None:
         parts.append(f"## Which columns matter\n\nThe drop in {figure_name(importance.figure)} when a column "
                      f"is shuffled, over {importance.rows:,} rows ({importance.scored_on}), "

@@ -158,8 +158,11 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     if settings["class_weight"] != "none" and data.task != "classification":
         raise UserError(f"--class-weight {settings['class_weight']} weighs classes, and this is a {data.task} "
                         "data set: drop it")
-    if cfg.decision == "threshold" and data.task != "classification":
-        raise UserError(f"--decision threshold decides classes, and this is a {data.task} data set: drop it")
+    if settings["decision"] == "threshold" and data.num_outputs != 2 or data.task != "classification":
+        if cfg.decision == "threshold":
+            kind = f"is a {data.task}" if data.task != "classification" else f"has {data.num_outputs} classes"
+            raise UserError(f"--decision threshold decides between two classes, and this data set {kind}: drop it")
+        settings["decision"] = "argmax"  # recorded as what the model does
     crossfit = CrossFit(settings["folds"], TABLE_DEFAULTS["holdout"] if settings["folds"] == 1 else 0.0)
     model = model_of(cfg, settings, data, crossfit)
     batches = batch_plan(cfg, settings, len(data.X_train), P)

@@ -146,10 +146,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
 
 def report_decision(decision: ThresholdFit | None, data: TabularData, accelerator: Any) -> None:
     if decision is not None:
-        first, second = data.description.class_labels or ["", ""]
-        accelerator.print(f"Decision: '{second}' where its probability exceeds {decision.threshold:.2f}, else "
-                          f"'{first}' (macro-F1 on the rows it never trained on: {decision.f1_argmax:.4f} for the "
-                          f"most probable class, {decision.f1_threshold:.4f} around this threshold)")
+        accelerator.print(f"Decision: {decision.describe(data.description.class_labels or [])}")
 
 
 def painter(plan: TrainPlan, accelerator: Any) -> Any:

@@ -69,6 +69,8 @@ def test_a_table_with_categories_trains_the_same_on_two_processes(tmp_path):
     assert any(key.startswith("embeddings.") for key in one) and one.keys() == two.keys()
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+    decisions = [json.loads((tmp_path / run / "config.json").read_text())["decision"] for run in ("one", "two")]
+    assert [(d or {}).get("threshold") for d in decisions] == [(decisions[0] or {}).get("threshold")] * 2
 
 
 def test_early_stopping_on_two_processes_saves_usable_weights(small_val, tmp_path):

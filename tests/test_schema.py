@@ -146,4 +146,4 @@ def test_a_data_set_and_a_model_of_the_format_before_dates_still_read(small_cls,
     assert DatasetDescription.read(old_data, "dataset.json").preprocess == load_dataset(small_cls).preprocessor
     old_model = {**json.loads((small_model / CONFIG_FILE).read_text()), "format": 4}
     assert ModelRecord.read(old_model, "config.json").preprocess.to_json() == old_model["preprocess"]
-    assert json.loads(meta_path(small_cls).read_text())["format"] == DATASET_FORMAT == 6
+    assert json.loads(meta_path(small_cls).read_text())["format"] == DATASET_FORMAT == 7

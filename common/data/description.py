@@ -17,8 +17,10 @@ from common.steps import Preprocessor, TargetStep, read_target
 
 # dataset.json's format; 5: the target's modelling is one `target` object, which a reader of
 # format 4 would not find; 6: a numeric step may be a date's (`date_parts`, and inputs for its
-# cycles), which a reader of format 5 would take for a plain number.
-FORMAT_VERSION = 6
+# cycles), which a reader of format 5 would take for a plain number; 7: a view as codes may hold
+# fractions (common/steps.CategoricalStep.fractional), which a reader of format 6 refuses as
+# a broken file rather than one too new for it.
+FORMAT_VERSION = 7
 OLDEST_READ = 4
 TASKS = ("classification", "regression")
 RECIPE_GENERATORS = ("make_classification", "make_regression")

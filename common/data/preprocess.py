@@ -127,6 +127,7 @@ MOST_CODES_SEEN = 100_000  # distinct values counted before a column is taken fo
 # than MIN_ROWS_PER_CODE a value: more is a scale of few steps (a sum of survey answers), whose
 # numeric view already tells its steps apart (its view as codes cost TV16 0.004).
 MIN_ROWS_PER_FRACTION_CODE = 5
+MAX_ROWS_PER_FRACTION_CODE = MIN_ROWS_PER_CODE
 
 
 def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_levels: int) -> CategoricalStep | None:
@@ -149,11 +150,17 @@ def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_le
         for value, count in zip(values.tolist(), seen.tolist(), strict=True):
             counts[value] = counts.get(value, 0) + count
         rows += len(present)
-        if len(counts) > MOST_CODES_SEEN:
-            return None
+        if len(counts) > MOST_CODES_SEEN or not whole and rows > MAX_ROWS_PER_FRACTION_CODE * MOST_CODES_SEEN:
+            return None  # an amount, or fractions that can no longer be few rows a value: read no further
+    if not whole:  # counted as they will be matched (CategoricalStep.fractional), so no kept level goes unused
+        single: dict[float, int] = {}
+        for value, count in counts.items():
+            key = float(np.float32(value))
+            single[key] = single.get(key, 0) + count
+        counts = single
     per_value = MIN_ROWS_PER_CODE if whole else MIN_ROWS_PER_FRACTION_CODE
     if len(counts) < MIN_CODE_LEVELS or rows < per_value * len(counts) \
-            or not whole and rows > MIN_ROWS_PER_CODE * len(counts):
+            or not whole and rows > MAX_ROWS_PER_FRACTION_CODE * len(counts):
         return None
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:max_levels]
     kept: list[str | None] = [f"{int(value)}" if whole else repr(value) for value, count in ranked if count >= min_rows]

@@ -140,7 +140,7 @@ def fit_code_view(name: str, chunks: Iterable[np.ndarray], min_rows: int, max_le
     rows = 0
     whole = True
     for chunk in chunks:
-        present = chunk[~np.isnan(chunk)].astype(np.float64)
+        present = chunk[~np.isnan(chunk)].astype(np.float64, copy=False)
         if not np.all(np.abs(present) < 2.0 ** 53):
             return None
         if not counts and len(np.unique(present[:2 * MOST_CODES_SEEN])) > MOST_CODES_SEEN:

@@ -43,16 +43,14 @@ def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, ba
     classes = len(config.class_labels or [])
     confusion, sums = np.zeros((classes, classes), dtype=np.int64), np.zeros(5)
     for start in range(0, len(X), batch_size):
-        out = model_outputs(model, X[start:start + batch_size], batch_size, config)
+        predicted = predict(config, model, X[start:start + batch_size], batch_size)  # as every prediction is made
         truth = np.asarray(y[start:start + batch_size])
         if config.task == "classification":
-            proba = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
-            confusion += confusion_matrix(truth, decided_classes(proba, config.threshold), classes)
+            confusion += confusion_matrix(truth, predicted["class"], classes)
         else:
             assert config.target is not None
             true_y = config.target.original(truth, prediction=False)[:, 0]
-            pred_y = config.target.original(out)[:, 0]
-            err = pred_y - true_y
+            err = predicted["prediction"] - true_y
             sums += [len(err), np.abs(err).sum(), err @ err, true_y.sum(), true_y @ true_y]
     return classification_report(confusion) if config.task == "classification" else regression_report(sums)
 

@@ -139,7 +139,7 @@ def fitted_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch
     """The two-class threshold (common/decision.py) fitted on the rows the final weights never
     trained on: out of fold, the validation fold or the validation split; never the test split.
     None where the plan keeps the most probable class, or the threshold does not beat it there."""
-    if plan.task != "classification" or plan.run.decision != "threshold" or data.num_outputs != 2:
+    if plan.run.decision != "threshold":  # the plan resolved it: two classes only
         return None
     rows = scored_rows(plan, data)
     if rows is None or rows.name == "test" or not len(rows.y):

@@ -39,7 +39,7 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
     d = TABLE_DEFAULTS
     s = {name: copied(d[name]) for name in DATA_SIZED if name in d and name not in SIZED}
     if task != "classification":
-        s["label_smoothing"], s["decision"] = 0.0, "argmax"
+        s["label_smoothing"] = 0.0
     batch = 2 ** round(math.log2(max(1.0, n_train / d["rows_per_step"])))
     s["batch_size"] = int(min(d["max_batch"], max(d["min_batch"], batch)))
     s["folds"] = table_folds(n_train, has_val, d["folds"], d["max_crossfit_rows"])

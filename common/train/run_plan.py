@@ -158,7 +158,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     if settings["class_weight"] != "none" and data.task != "classification":
         raise UserError(f"--class-weight {settings['class_weight']} weighs classes, and this is a {data.task} "
                         "data set: drop it")
-    if settings["decision"] == "threshold" and data.num_outputs != 2 or data.task != "classification":
+    two_classes = data.task == "classification" and data.num_outputs == 2
+    if settings["decision"] == "threshold" and not two_classes:
         if cfg.decision == "threshold":
             kind = f"is a {data.task}" if data.task != "classification" else f"has {data.num_outputs} classes"
             raise UserError(f"--decision threshold decides between two classes, and this data set {kind}: drop it")

@@ -61,7 +61,11 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
     In a multi-process run every process meets the same error; `reports` says whether this
     one prints it, so the user reads it once. The others exit with the same code, quietly.
     Ctrl-C and SIGTERM (what schedulers send first) end in one line too, with the shell's codes
-    130 and 143, after the writes under way have been undone."""
+    130 and 143, after the writes under way have been undone. The process is the script's, so
+    its C allocator is set for torch's steps first (common/allocator.py)."""
+    from common.allocator import keep_step_memory
+
+    keep_step_memory()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         try:

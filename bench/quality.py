@@ -566,7 +566,8 @@ def write_generated(folder: Path, rows: int, seed: int = SEED) -> Any:
 
 
 def timing(tmp: Path, rows: int, make_args: list[str], train_args: list[str]) -> dict[str, Any]:
-    """The three commands' wall time on a generated table of `rows` rows (reported, not asserted)."""
+    """The three commands' wall time on a generated table of `rows` rows, and LightGBM's whole process
+    on the same files beside them (reported, not asserted)."""
     folder = Path(tempfile.mkdtemp(prefix=f"timing_{rows}_", dir=tmp))
     try:
         truth = write_generated(folder, rows)
@@ -577,9 +578,23 @@ def timing(tmp: Path, rows: int, make_args: list[str], train_args: list[str]) ->
             row["error"] = mine["error"]
         else:
             row["f1_macro"] = score("classification", truth, mine["prediction"])
+        if lightgbm_missing() is None:
+            row |= lightgbm_process(folder, truth)
         return row
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def lightgbm_process(folder: Path, truth: Sequence[Any]) -> dict[str, Any]:
+    """LightGBM's whole process on the same files (bench/lightgbm_process.py): its seconds, its
+    held-out macro-F1 and ours' time over its own."""
+    import pandas as pd
+
+    done = run_command("lightgbm", ["bench/lightgbm_process.py", str(folder), "label", "classification"])
+    if done.error:
+        return {"lightgbm_error": done.error}
+    predicted = pd.read_csv(folder / "lightgbm_preds.csv")["prediction"]
+    return {"lightgbm_s": done.seconds, "lightgbm_f1_macro": score("classification", truth, predicted)}
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -631,15 +646,19 @@ def report(results: dict[str, Any], console: Any = None) -> None:
     if results.get("timing"):
         t = RichTable(title="7b. time targets: generated table (10 numeric + 2 text columns, binary target), "
                             "the three commands on 75% / 25% held out", title_justify="left")
-        for col in ("rows", "make_data s", "train s", "infer s", "total s", "held-out F1"):
+        for col in ("rows", "make_data s", "train s", "infer s", "total s", "held-out F1", "LightGBM process s",
+                    "LightGBM F1", "ours / LightGBM"):
             t.add_column(col, justify="right")
         for r in results["timing"]:
+            ratio = r["seconds"] / r["lightgbm_s"] if r.get("lightgbm_s") else None
             t.add_row(f"{r['rows']:,}", *(fmt(r.get(k), 1) for k in ("make_data_s", "train_s", "infer_s", "seconds")),
-                      "[red]failed[/red]" if r.get("error") else fmt(r.get("f1_macro")))
+                      "[red]failed[/red]" if r.get("error") else fmt(r.get("f1_macro")), fmt(r.get("lightgbm_s"), 1),
+                      fmt(r.get("lightgbm_f1_macro")), fmt(ratio, 2))
         console.print(t)
         for r in results["timing"]:
-            if r.get("error"):
-                console.print(f"[red]failed[/red] timing {r['rows']:,} rows: {escape(r['error'])}")
+            for key in ("error", "lightgbm_error"):
+                if r.get(key):
+                    console.print(f"[red]failed[/red] timing {r['rows']:,} rows: {escape(r[key])}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -47,6 +47,8 @@ class LoopPlan:
     epochs: int
     eval_every: int
     patience: int
+    min_patience: int             # 0: patience alone; else stop after the evaluations it took to reach the best,
+                                  # at least this many, at most patience (common/train/early_stopping.py)
     monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro
 
     def evaluates(self, epoch: int) -> bool:
@@ -107,6 +109,8 @@ class TrainPlan:
         m, o, loop, b = self.model, self.optim, self.loop, self.batches
         model = " ".join(map(str, m.hidden)) or "none (linear)"
         stop = f", stop after {loop.patience} evaluations without a better {loop.monitor}" if loop.patience else ""
+        if loop.patience and 0 < loop.min_patience < loop.patience:
+            stop += f" (or as many as the best took, at least {loop.min_patience})"
         return (f"{self.defaults} settings: {self.crossfit.describe(m.members)}hidden {model}, {o.optimizer} "
                 f"lr {o.lr:g}, batch {b.batch_size} ({b.steps_per_epoch} steps/epoch), {loop.epochs} epochs, "
                 f"evaluate every {loop.eval_every}{stop}")
@@ -127,11 +131,14 @@ RUN_ONLY = frozenset(f.name for f in dataclasses.fields(RunOptions))
 # files, which data_identity (its content) replaced; and a field that has another name now.
 RETIRED = frozenset({"data_fingerprint"})
 RENAMED = {"embeddings": "categorical"}
+# Fields added since, as a checkpoint saved before them ran: such a run resumes with them so.
+BEFORE_ADDED = {"min_patience": 0}
 
 
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'name: saved -> current' for each compared field that differs (or exists on one side only)."""
-    saved = {RENAMED.get(k, k): v for k, v in saved.items()}
+    added = {k: v for k, v in BEFORE_ADDED.items() if k in current}
+    saved = {**added, **{RENAMED.get(k, k): v for k, v in saved.items()}}
     compared = (saved.keys() | current.keys()) - RUN_ONLY - RETIRED
     return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}"
             for k in sorted(compared) if saved.get(k) != current.get(k)]

@@ -101,7 +101,8 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
     with intra_op_threads(plan.run.threads), compiler_unloaded(), RunFolder(plan, accelerator) as folder, \
             StopSignal(accelerator) as stop, painter(plan, accelerator) as pictures:
         trainer = Trainer(accelerator, *build(plan, accelerator), data, plan)
-        best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0)
+        best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0,
+                           min_patience=plan.loop.min_patience)
         start = folder.resume(trainer, best)
         accelerator.print(plan.describe())
         if plan.run.log_with:

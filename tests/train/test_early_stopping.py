@@ -22,6 +22,37 @@ def test_the_best_macro_f1_is_kept_and_a_best_first_evaluation_is_flagged():
     assert best.epoch == 9 and not best.best_was_first()
 
 
+def evaluations_until_stopped(history, patience, min_patience):
+    """How many evaluations of `history` (val losses) a BestTracker takes before it stops."""
+    from common.train.early_stopping import BestTracker
+
+    best = BestTracker(patience, "val_loss", min_patience=min_patience)
+    for i, loss in enumerate(history):
+        if best.update({"epoch": i, "val_loss": loss}, torch.nn.Linear(1, 1)):
+            return i + 1
+    return len(history)
+
+
+def flat_after(found_at):
+    """Validation losses falling to a best at evaluation `found_at`, none better after it."""
+    return [1.0 - 0.01 * i for i in range(found_at + 1)] + [2.0] * 40
+
+
+def test_a_best_found_early_is_waited_on_as_long_as_it_took_to_find():
+    # Found at the 3rd evaluation: 8 more (the least), not 16.
+    assert evaluations_until_stopped(flat_after(2), 16, 8) == 3 + 8
+    # Found at the 12th: 12 more.
+    assert evaluations_until_stopped(flat_after(11), 16, 8) == 12 + 12
+    # Found at the 30th: the whole patience, never more.
+    assert evaluations_until_stopped(flat_after(29), 16, 8) == 30 + 16
+    # Without a minimum, or with one at the patience, the patience alone.
+    assert evaluations_until_stopped(flat_after(2), 16, 0) == 3 + 16
+    assert evaluations_until_stopped(flat_after(2), 4, 8) == 3 + 4
+    # A plateau from the first evaluation, then a better one: the count starts again from it.
+    plateau = [1.0] * 7 + [0.9] + [2.0] * 40
+    assert evaluations_until_stopped(plateau, 16, 8) == 8 + 8
+
+
 def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
     # A large learning rate makes the validation loss wander, so patience runs out early.
     train(*train_args(small_val, tmp_path, "--epochs", "60", "--eval-every", "1", "--patience", "3",

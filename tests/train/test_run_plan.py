@@ -256,6 +256,19 @@ def test_a_checkpoint_of_the_previous_plan_layout_compares_equal(cls_data):
     assert changed == [f"categorical: [[5, 4]] -> {plan['categorical']!r}"]
 
 
+def test_a_table_stops_sooner_after_an_early_best_and_an_older_checkpoint_resumes_as_it_ran(people_set, cls_data):
+    table = plan_for(load_dataset(people_set[0] / "people"))
+    assert (table.loop.patience, table.loop.min_patience) == (16, 8)
+    assert "(or as many as the best took, at least 8)" in table.describe()
+    assert plan_for(cls_data).loop.min_patience == 0  # the recipes: their patience alone (none)
+    assert plan_for(load_dataset(people_set[0] / "people"), "--min-patience", "0").loop.min_patience == 0
+    # A checkpoint saved before the setting existed ran without it: it resumes with --min-patience 0,
+    # and is refused by name otherwise.
+    saved = {k: v for k, v in table.as_dict().items() if k != "min_patience"}
+    assert plan_differences(saved, {**saved, "min_patience": 0}) == []
+    assert plan_differences(saved, table.as_dict()) == ["min_patience: 0 -> 8"]
+
+
 def test_folds_0_on_a_table_without_validation_names_folds_not_a_patience_never_given(people_set):
     data = load_dataset(people_set[0] / "people")
     with pytest.raises(UserError) as info:

@@ -4,7 +4,9 @@ training rows' levels), predict heldout.csv, write its predictions to lightgbm_p
 
     python bench/lightgbm_process.py FOLDER TARGET classification|regression
 
-pandas and lightgbm are benchmark-only extras (bench/requirements.txt).
+pandas and lightgbm are benchmark-only extras (bench/requirements.txt). The few lines of
+bench/quality.py's baseline it repeats are repeated so that the process imports what a user's
+script would, and nothing of the benchmark.
 """
 from __future__ import annotations
 

@@ -586,8 +586,8 @@ def timing(tmp: Path, rows: int, make_args: list[str], train_args: list[str]) ->
 
 
 def lightgbm_process(folder: Path, truth: Sequence[Any]) -> dict[str, Any]:
-    """LightGBM's whole process on the same files (bench/lightgbm_process.py): its seconds, its
-    held-out macro-F1 and ours' time over its own."""
+    """LightGBM's whole process on the same files (bench/lightgbm_process.py): its seconds and its
+    held-out macro-F1."""
     import pandas as pd
 
     done = run_command("lightgbm", ["bench/lightgbm_process.py", str(folder), "label", "classification"])
@@ -650,7 +650,7 @@ def report(results: dict[str, Any], console: Any = None) -> None:
                     "LightGBM F1", "ours / LightGBM"):
             t.add_column(col, justify="right")
         for r in results["timing"]:
-            ratio = r["seconds"] / r["lightgbm_s"] if r.get("lightgbm_s") else None
+            ratio = r["seconds"] / r["lightgbm_s"] if r.get("lightgbm_s") and not r.get("error") else None
             t.add_row(f"{r['rows']:,}", *(fmt(r.get(k), 1) for k in ("make_data_s", "train_s", "infer_s", "seconds")),
                       "[red]failed[/red]" if r.get("error") else fmt(r.get("f1_macro")), fmt(r.get("lightgbm_s"), 1),
                       fmt(r.get("lightgbm_f1_macro")), fmt(ratio, 2))

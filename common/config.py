@@ -59,10 +59,8 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
     "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
     "patience": 16,               # ... stopping after this many without a lower validation loss; best weights kept ...
-    "min_patience": 8,            # ... or sooner, after as many as it took to reach the best (at least this many):
-                                  # the best came in the first fifth of the epochs on 20 of the 31 tables of
-                                  # bench/README.md section 7, and waiting 16 after it took 2.6 times as long as
-                                  # reaching it (median); with the minimum, every one of them kept its best
+    "min_patience": 8,            # ... or sooner, after as many as it took to reach the best (at least this many;
+                                  # bench/README.md section 7, "Stopping after an early best")
     "class_weight": "none",       # imbalance: weighting moved predictions onto rare classes and cost macro-F1 ...
     "decision": "threshold",      # ... a threshold fitted out of fold (two classes) lifted it (common/decision.py)
 }
@@ -295,8 +293,9 @@ class TrainConfig:
         "learning rate over the optimizer steps: constant, cosine to zero, or /10 at 50% and 75%", table=True,
         off="constant")
     grad_accum: int = positive(1, "accumulate gradients over N batches per optimizer step")
-    patience: int | None = recipe_field("stop after N evaluations without a lower validation loss and keep the best "
-                                        "weights; 0: off", table=True, minimum=0, zero="off", off=0)
+    patience: int | None = recipe_field("stop after N evaluations without a better validation figure (sooner with "
+                                        "--min-patience) and keep the best weights; 0: off", table=True, minimum=0,
+                                        zero="off", off=0)
     min_patience: int | None = recipe_field(
         "with --patience, stop sooner where the best came early: after as many evaluations without a better "
         "figure as it took to reach the best, at least N (and at most --patience); 0: always --patience",

@@ -52,13 +52,12 @@ class BestTracker:
     def waiting_limit(self) -> int:
         """Evaluations without a better figure before the run stops: `patience`, or with
         `min_patience`, as many as it took to reach the best (at least min_patience, at most
-        patience). A best found early is rarely beaten much later: on 20 of the benchmark's 31
-        tables it came in the first fifth of the epochs, and a fixed 16 evaluations after it took
-        a median 2.6 times as long as reaching it. A late best, or one after a plateau, still
-        gets the whole patience."""
-        if not self.min_patience:
-            return self.patience
+        patience). A best found early is rarely beaten much later, and a fixed wait after it
+        took most of a small table's run (bench/README.md section 7, "Stopping after an early
+        best"); a late best, or one after a plateau, still gets the whole patience."""
         to_best = self.evaluations - self.bad_evals  # evaluations up to and including the best
+        if not self.min_patience or to_best <= 0:  # <= 0: a state saved before evaluations were counted
+            return self.patience
         return min(self.patience, max(self.min_patience, to_best))
 
     def state_dict(self) -> dict[str, Any]:

@@ -47,8 +47,7 @@ class LoopPlan:
     epochs: int
     eval_every: int
     patience: int
-    min_patience: int             # 0: patience alone; else stop after the evaluations it took to reach the best,
-                                  # at least this many, at most patience (common/train/early_stopping.py)
+    min_patience: int             # 0: patience alone; else fewer than patience (BestTracker.waiting_limit)
     monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro
 
     def evaluates(self, epoch: int) -> bool:
@@ -109,7 +108,7 @@ class TrainPlan:
         m, o, loop, b = self.model, self.optim, self.loop, self.batches
         model = " ".join(map(str, m.hidden)) or "none (linear)"
         stop = f", stop after {loop.patience} evaluations without a better {loop.monitor}" if loop.patience else ""
-        if loop.patience and 0 < loop.min_patience < loop.patience:
+        if loop.min_patience:
             stop += f" (or as many as the best took, at least {loop.min_patience})"
         return (f"{self.defaults} settings: {self.crossfit.describe(m.members)}hidden {model}, {o.optimizer} "
                 f"lr {o.lr:g}, batch {b.batch_size} ({b.steps_per_epoch} steps/epoch), {loop.epochs} epochs, "
@@ -171,6 +170,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
             kind = f"is a {data.task}" if data.task != "classification" else f"has {data.num_outputs} classes"
             raise UserError(f"--decision threshold decides between two classes, and this data set {kind}: drop it")
         settings["decision"] = "argmax"  # recorded as what the model does
+    settings["min_patience"] = effective_min_patience(settings, cfg.min_patience is not None)
     crossfit = CrossFit(settings["folds"], TABLE_DEFAULTS["holdout"] if settings["folds"] == 1 else 0.0)
     model = model_of(cfg, settings, data, crossfit)
     batches = batch_plan(cfg, settings, len(data.X_train), P)
@@ -187,6 +187,16 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
             timeout=cfg.timeout, chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
             resume=context.resume, pictures=cfg.pictures, importance_rows=cfg.importance_rows,
             decision=settings["decision"]))
+
+
+def effective_min_patience(settings: dict[str, Any], given: bool) -> int:
+    """The minimum patience where it can shorten the patience, else 0 (the patience alone), so the
+    plan records what the run does and a minimum that changes nothing never blocks a resume."""
+    minimum, patience = settings["min_patience"], settings["patience"]
+    if given and minimum and not patience:
+        raise UserError(f"--min-patience {minimum} shortens the wait of --patience, and this run stops on no "
+                        "patience: give --patience N too, or drop --min-patience")
+    return minimum if 0 < minimum < patience else 0
 
 
 def part(cls: Any, settings: dict[str, Any], **computed: Any) -> Any:

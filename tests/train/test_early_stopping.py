@@ -39,6 +39,8 @@ def flat_after(found_at):
 
 
 def test_a_best_found_early_is_waited_on_as_long_as_it_took_to_find():
+    from common.train.early_stopping import BestTracker
+
     # Found at the 3rd evaluation: 8 more (the least), not 16.
     assert evaluations_until_stopped(flat_after(2), 16, 8) == 3 + 8
     # Found at the 12th: 12 more.
@@ -48,6 +50,11 @@ def test_a_best_found_early_is_waited_on_as_long_as_it_took_to_find():
     # Without a minimum, or with one at the patience, the patience alone.
     assert evaluations_until_stopped(flat_after(2), 16, 0) == 3 + 16
     assert evaluations_until_stopped(flat_after(2), 4, 8) == 3 + 4
+    # A state saved before evaluations were counted: the patience, not a guess.
+    best = BestTracker(16, "val_loss", min_patience=8)
+    best.load_state_dict({"loss": 0.5, "epoch": 2, "bad_evals": 3, "weights": None, "record": {}, "last": {},
+                          "stopped": False})
+    assert best.waiting_limit() == 16
     # A plateau from the first evaluation, then a better one: the count starts again from it.
     plateau = [1.0] * 7 + [0.9] + [2.0] * 40
     assert evaluations_until_stopped(plateau, 16, 8) == 8 + 8

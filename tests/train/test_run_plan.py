@@ -261,7 +261,14 @@ def test_a_table_stops_sooner_after_an_early_best_and_an_older_checkpoint_resume
     assert (table.loop.patience, table.loop.min_patience) == (16, 8)
     assert "(or as many as the best took, at least 8)" in table.describe()
     assert plan_for(cls_data).loop.min_patience == 0  # the recipes: their patience alone (none)
-    assert plan_for(load_dataset(people_set[0] / "people"), "--min-patience", "0").loop.min_patience == 0
+    people = load_dataset(people_set[0] / "people")
+    assert plan_for(people, "--min-patience", "0").loop.min_patience == 0
+    # Where it cannot shorten the patience it is recorded as 0, what the run does ...
+    assert plan_for(people, "--patience", "6").loop.min_patience == 0
+    assert plan_for(people, "--patience", "0").loop.min_patience == 0
+    # ... and given without a patience to shorten, it is refused in one line.
+    with pytest.raises(UserError, match=r"^--min-patience 5 shortens the wait of --patience"):
+        plan_for(people, "--patience", "0", "--min-patience", "5")
     # A checkpoint saved before the setting existed ran without it: it resumes with --min-patience 0,
     # and is refused by name otherwise.
     saved = {k: v for k, v in table.as_dict().items() if k != "min_patience"}

@@ -68,6 +68,9 @@ def binary_macro_f1(p1: np.ndarray, y: np.ndarray, thresholds: np.ndarray) -> np
     return (f1_pos + f1_neg) / 2
 
 
+NO_BETTER_THRESHOLD = "no threshold beat it on the rows the model never trained on"
+
+
 def fit_threshold(p1: np.ndarray, y: np.ndarray) -> ThresholdFit | None:
     """The threshold on the second class's probability `p1` whose neighbourhood has the highest
     mean macro-F1 on these rows (labels `y` in {0, 1}), where that mean beats the most probable

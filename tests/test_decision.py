@@ -112,6 +112,28 @@ def test_the_estimator_decides_by_the_threshold_in_its_own_class_order():
     assert (expected != estimator.classes_[proba.argmax(axis=1)]).any()
 
 
+def test_a_threshold_tried_and_not_kept_is_said_on_the_console_and_the_card(crossfit_run, capsys):
+    import dataclasses
+    import types
+
+    from common.data.dataset import load_dataset
+    from common.train.card import model_card
+    from common.train.session import report_decision
+
+    data = load_dataset(crossfit_run / "people")
+    console = types.SimpleNamespace(print=print)
+    report_decision(None, "threshold", data, console)
+    report_decision(None, "argmax", data, console)
+    assert capsys.readouterr().out.splitlines() == [
+        "Decision: the most probable class (no threshold beat it on the rows the model never trained on)"]
+    record = load_record(crossfit_run / "run")
+    kept = dataclasses.replace(record, decision=None, training={**record.training, "decision": "threshold"})
+    asked_argmax = dataclasses.replace(kept, training={**record.training, "decision": "argmax"})
+    card = lambda r: model_card(crossfit_run / "run", r, data.description, "", {}, "rows", None, [])
+    assert "It predicts the most probable class (no threshold beat it" in card(kept)
+    assert "It predicts" not in card(asked_argmax)
+
+
 def test_the_decision_is_taken_after_training_so_a_resumed_run_may_choose_anew():
     from common.train.run_plan import plan_differences
 

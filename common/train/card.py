@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.data.description import DatasetDescription
+from common.decision import NO_BETTER_THRESHOLD
 from common.importance import Importance
 from common.metrics import figure_name
 from common.model_folder import ModelRecord
@@ -85,6 +86,8 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
     if record.decision is not None:
         parts.append(f"It predicts {record.decision.describe(record.class_labels or [])}. The figures above are "
                      "the most probable class's.\n")
+    elif record.training.get("decision") == "threshold":
+        parts.append(f"It predicts the most probable class ({NO_BETTER_THRESHOLD}).\n")
     if importance is not None:
         parts.append(f"## Which columns matter\n\nThe drop in {figure_name(importance.figure)} when a column "
                      f"is shuffled, over {importance.rows:,} rows ({importance.scored_on}), "

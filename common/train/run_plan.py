@@ -194,8 +194,11 @@ def effective_min_patience(settings: dict[str, Any], given: bool) -> int:
     plan records what the run does and a minimum that changes nothing never blocks a resume."""
     minimum, patience = settings["min_patience"], settings["patience"]
     if given and minimum and not patience:
-        raise UserError(f"--min-patience {minimum} shortens the wait of --patience, and this run stops on no "
-                        "patience: give --patience N too, or drop --min-patience")
+        raise UserError(f"--min-patience {minimum} shortens the wait of --patience, and --patience is 0 (no early "
+                        "stop): give --patience N too, or drop --min-patience")
+    if given and minimum >= patience > 0:
+        raise UserError(f"--min-patience {minimum} is not below --patience {patience}, so it would change nothing: "
+                        "give a smaller one, or drop it")
     return minimum if 0 < minimum < patience else 0
 
 

@@ -18,7 +18,7 @@ import torch
 from common.config import TrainConfig
 from common.console import TrainingDisplay
 from common.data.dataset import TabularData, load_dataset
-from common.decision import ThresholdFit
+from common.decision import NO_BETTER_THRESHOLD, ThresholdFit
 from common.errors import UserError
 from common.figures import Painter
 from common.files import load_weights
@@ -138,16 +138,18 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
         weights = best.final_weights(trainer.net)
         decision = fitted_decision(plan, data, weights) if accelerator.is_main_process else None
-        report_decision(decision, data, accelerator)
+        report_decision(decision, plan.run.decision, data, accelerator)
         model_record = run_record(plan, data, accelerator, outcome, decision)
         report = RunReport.made(plan, data, weights, model_record, folder.records, pictures) \
             if accelerator.is_main_process else None
         folder.commit(weights, model_record, report)
 
 
-def report_decision(decision: ThresholdFit | None, data: TabularData, accelerator: Any) -> None:
+def report_decision(decision: ThresholdFit | None, asked: str, data: TabularData, accelerator: Any) -> None:
     if decision is not None:
         accelerator.print(f"Decision: {decision.describe(data.description.class_labels or [])}")
+    elif asked == "threshold":
+        accelerator.print(f"Decision: the most probable class ({NO_BETTER_THRESHOLD})")
 
 
 def painter(plan: TrainPlan, accelerator: Any) -> Any:

@@ -267,8 +267,10 @@ def test_a_table_stops_sooner_after_an_early_best_and_an_older_checkpoint_resume
     assert plan_for(people, "--patience", "6").loop.min_patience == 0
     assert plan_for(people, "--patience", "0").loop.min_patience == 0
     # ... and given without a patience to shorten, it is refused in one line.
-    with pytest.raises(UserError, match=r"^--min-patience 5 shortens the wait of --patience"):
+    with pytest.raises(UserError, match=r"^--min-patience 5 shortens the wait of --patience, and --patience is 0"):
         plan_for(people, "--patience", "0", "--min-patience", "5")
+    with pytest.raises(UserError, match=r"^--min-patience 8 is not below --patience 4"):
+        plan_for(people, "--patience", "4", "--min-patience", "8")
     # A checkpoint saved before the setting existed ran without it: it resumes with --min-patience 0,
     # and is refused by name otherwise.
     saved = {k: v for k, v in table.as_dict().items() if k != "min_patience"}

@@ -99,10 +99,22 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def table_default_text(name: str) -> str:
+    """A table setting's default on tables other than the recipes', as --help states it."""
+    d = TABLE_DEFAULTS
+    depends = {"folds": f"{d['folds']} up to {d['max_crossfit_rows']:,} training rows, else 1, and 0 where the data "
+                        "set has a validation split",
+               "label_smoothing": f"{d['label_smoothing']} for classes, 0 for a regression",
+               "decision": f"{d['decision']} for two classes, else argmax"}
+    if name in depends:
+        return f"other tables: {depends[name]}"
+    return f"{_shown(d[name])} on other tables" if name in d else "sized from the data for other tables"
+
+
 def _default_text(f: dataclasses.Field, default: Any) -> str:
     if f.metadata.get("recipe"):
         values = " / ".join(_shown(recipe_value(task, f.name)) for task in TASKS)
-        suffix = "; sized from the data for other tables" if f.metadata.get("table") else ""
+        suffix = f"; {table_default_text(f.name)}" if f.metadata.get("table") else ""
         return f"{values} ({' / '.join(TASKS)} recipes{suffix})"
     return str(f.metadata.get("default_help", default))
 

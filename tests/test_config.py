@@ -21,9 +21,13 @@ def test_help_lists_every_setting(cls):
 def test_help_shows_the_recipes_values_from_the_one_table():
     text = " ".join(build_parser(TrainConfig).format_help().split())
     c, r = RECIPES["classification"], RECIPES["regression"]
-    table = "; sized from the data for other tables"
-    assert f"(default: {c['epochs']} / {r['epochs']} (classification / regression recipes{table}))" in text
-    assert f"(default: {c['hidden'][0]} / none (classification / regression recipes{table}))" in text
+    sized = "; sized from the data for other tables"
+    assert f"(default: {c['epochs']} / {r['epochs']} (classification / regression recipes{sized}))" in text
+    assert f"(default: {c['hidden'][0]} / none (classification / regression recipes; 128 128 on other tables))" in text
+    assert "(default: 0 / 0 (classification / regression recipes; 16 on other tables))" in text  # --patience
+    assert "(default: 0 / 0 (classification / regression recipes; 8 on other tables))" in text  # --min-patience
+    assert "recipes; other tables: 5 up to 30,000 training rows, else 1, and 0 where the data set has a " \
+           "validation split))" in text
     text = " ".join(build_parser(MakeDataConfig).format_help().split())
     assert f"(default: {c['n_samples']} / {r['n_samples']} (classification / regression recipes))" in text
 

@@ -278,6 +278,17 @@ def test_a_table_stops_sooner_after_an_early_best_and_an_older_checkpoint_resume
     assert plan_differences(saved, table.as_dict()) == ["min_patience: 0 -> 8"]
 
 
+def test_what_help_says_a_table_gets_is_what_a_tables_plan_has(people_set):
+    from common.config import TABLE_DEFAULTS, table_default_text
+
+    plan = plan_for(load_dataset(people_set[0] / "people")).as_dict()
+    for name in ("lr", "optimizer", "hidden", "weight_decay", "dropout", "patience", "min_patience", "lr_schedule",
+                 "class_weight"):
+        value = TABLE_DEFAULTS[name]
+        shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        assert plan[name] == value and table_default_text(name) == f"{shown} on other tables", name
+
+
 def test_folds_0_on_a_table_without_validation_names_folds_not_a_patience_never_given(people_set):
     data = load_dataset(people_set[0] / "people")
     with pytest.raises(UserError) as info:

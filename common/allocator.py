@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
+import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_THRESHOLD = -3
@@ -32,9 +32,18 @@ def set_by_environment() -> bool:
         or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
 
 
+def is_glibc() -> bool:
+    """Whether this process runs on glibc, asked of the C library itself (platform.libc_ver would
+    scan the interpreter's binary file at every script's start)."""
+    try:
+        return sys.platform.startswith("linux") and (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # a C library without the name
+        return False
+
+
 def keep_step_memory() -> bool:
     """Set glibc's thresholds for this process; whether they were set."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or set_by_environment():
+    if not is_glibc() or set_by_environment():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -11,7 +11,7 @@ import pytest
 from builders import ROOT
 from common import allocator
 
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"  # found another way
 
 # What a step does to memory, in a fresh process (the thresholds glibc adapts by itself depend on
 # what a process has freed before): a few blocks of a few MB written, then all freed, 20 times;
@@ -55,3 +55,7 @@ def test_a_setting_the_environment_gives_is_left_as_given(monkeypatch, name, val
     monkeypatch.setenv(name, value)
     monkeypatch.setattr(ctypes, "CDLL", lambda *args: pytest.fail("mallopt called"))
     assert not allocator.keep_step_memory()
+
+
+def test_the_c_library_is_told_apart_as_the_platform_module_tells_it():
+    assert allocator.is_glibc() == GLIBC

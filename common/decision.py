@@ -68,7 +68,13 @@ def binary_macro_f1(p1: np.ndarray, y: np.ndarray, thresholds: np.ndarray) -> np
     return (f1_pos + f1_neg) / 2
 
 
-NO_BETTER_THRESHOLD = "no threshold beat it on the rows the model never trained on"
+def decision_in_words(fit: ThresholdFit | None, asked: str, labels: list[Any]) -> str | None:
+    """How the model decides, for the console and the card: by its threshold, or by the most
+    probable class where a threshold was tried and none kept; None where argmax was asked."""
+    if fit is not None:
+        return fit.describe(labels)
+    return "the most probable class (no threshold beat it on the rows the model never trained on)" \
+        if asked == "threshold" else None
 
 
 def fit_threshold(p1: np.ndarray, y: np.ndarray) -> ThresholdFit | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.data.description import DatasetDescription
-from common.decision import NO_BETTER_THRESHOLD
+from common.decision import decision_in_words
 from common.importance import Importance
 from common.metrics import figure_name
 from common.model_folder import ModelRecord
@@ -83,11 +83,10 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
              "`model.safetensors`, everything else needed to use them in `config.json`: no pickle anywhere.\n"]
     parts.append(f"## Figures ({scored_on})\n\n" + markdown_table(
         ["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in figures.items()]) + "\n")
-    if record.decision is not None:
-        parts.append(f"It predicts {record.decision.describe(record.class_labels or [])}. The figures above are "
-                     "the most probable class's.\n")
-    elif record.training.get("decision") == "threshold":
-        parts.append(f"It predicts the most probable class ({NO_BETTER_THRESHOLD}).\n")
+    decision = decision_in_words(record.decision, record.training.get("decision", ""), record.class_labels or [])
+    if decision:
+        figures_note = " The figures above are the most probable class's." if record.decision else ""
+        parts.append(f"It predicts {decision}.{figures_note}\n")
     if importance is not None:
         parts.append(f"## Which columns matter\n\nThe drop in {figure_name(importance.figure)} when a column "
                      f"is shuffled, over {importance.rows:,} rows ({importance.scored_on}), "

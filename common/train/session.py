@@ -18,7 +18,7 @@ import torch
 from common.config import TrainConfig
 from common.console import TrainingDisplay
 from common.data.dataset import TabularData, load_dataset
-from common.decision import NO_BETTER_THRESHOLD, ThresholdFit
+from common.decision import ThresholdFit, decision_in_words
 from common.errors import UserError
 from common.figures import Painter
 from common.files import load_weights
@@ -146,10 +146,9 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
 
 
 def report_decision(decision: ThresholdFit | None, asked: str, data: TabularData, accelerator: Any) -> None:
-    if decision is not None:
-        accelerator.print(f"Decision: {decision.describe(data.description.class_labels or [])}")
-    elif asked == "threshold":
-        accelerator.print(f"Decision: the most probable class ({NO_BETTER_THRESHOLD})")
+    words = decision_in_words(decision, asked, data.description.class_labels or [])
+    if words:
+        accelerator.print(f"Decision: {words}")
 
 
 def painter(plan: TrainPlan, accelerator: Any) -> Any:

@@ -25,7 +25,7 @@ from common.files import load_weights
 from common.model import build_model, load_state
 from common.train.assessment import fitted_decision
 from common.train.early_stopping import BestTracker
-from common.train.heartbeat import lost_peers
+from common.train.heartbeat import lost_peers, stop_heartbeat
 from common.train.leans import compiler_unloaded
 from common.train.optim import make_optimizer, make_scheduler
 from common.train.process_group import local_process_count, make_accelerator, seconds_since_start, start_processes
@@ -57,6 +57,7 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
     # group until interpreter exit aborts the process now and then ("terminate called without
     # an active exception"). train() has returned, so only the accelerator still holds it.
     accelerator.free_memory()
+    stop_heartbeat()  # before the barrier: no beat in flight once any process may exit
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return Path(plan.run.ckpt_dir)

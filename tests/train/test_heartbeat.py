@@ -13,3 +13,37 @@ def test_a_peer_that_went_away_is_one_line_that_does_not_promise_its_own():
     """A peer killed by a signal prints nothing: the line must not send the user to look for one."""
     message = str(lost_peers(RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:4120"), 5))
     assert "another process of the run has stopped" in message and "killed" in message and "--resume" in message
+
+
+def test_a_stopped_heartbeat_ends_its_thread_and_beats_no_more(monkeypatch):
+    """The beats end before the process group does (a beat left running into the exit, inside
+    the store's call, aborted two-process runs after they had saved everything)."""
+    import threading
+
+    import torch.distributed.distributed_c10d as c10d
+
+    from common.train import heartbeat
+
+    class Store:
+        def __init__(self):
+            self.beats, self.lock = 0, threading.Lock()
+
+        def set(self, key, value):
+            pass
+
+        def add(self, key, amount):
+            with self.lock:
+                self.beats += amount
+            return self.beats
+
+    store = Store()
+    monkeypatch.setattr(c10d, "_get_default_store", lambda: store)
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_S", 0.01)
+    beating = heartbeat.Heartbeat(0, 1)
+    while store.beats < 3:  # it beats until stopped
+        threading.Event().wait(0.01)
+    beating.stop()
+    assert not beating.thread.is_alive()
+    after = store.beats
+    threading.Event().wait(0.05)
+    assert store.beats == after

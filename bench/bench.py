@@ -206,8 +206,10 @@ SMALL_PARENT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 
 def in_worker(kind: str, arg: str) -> dict:
     """Run one measurement in a fresh process, so its peak memory is its own."""
+    # One thread, as the loops compared run, but infer.py: it takes every core, as a user runs it.
+    threads = {} if kind == "infer" else {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", SMALL_PARENT, sys.executable, __file__, "--worker", f"{kind}:{arg}"],
-                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, **threads})
     if proc.returncode != 0:
         raise RuntimeError(f"worker {kind}:{arg} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -215,7 +217,8 @@ def in_worker(kind: str, arg: str) -> dict:
 
 def worker(spec: str) -> dict:
     kind, arg = spec.split(":", 1)
-    torch.set_num_threads(1)
+    if kind != "infer":  # see in_worker
+        torch.set_num_threads(1)
     if kind == "scale":
         rows = int(arg)
         base = peak_rss_mb()

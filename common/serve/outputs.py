@@ -123,11 +123,15 @@ class CsvLines:
 
     def write_fields(self, fields: list[np.ndarray]) -> None:
         """Rows of fields, each [rows, width] bytes padded with zero bytes, which are dropped."""
-        rows = len(fields[0])
-        comma, newline = np.full((rows, 1), ord(","), np.uint8), np.full((rows, 1), ord("\n"), np.uint8)
-        parts = [piece for field in fields for piece in (field, comma)]
-        lines = np.hstack(parts[:-1] + [newline]).ravel()
-        self.fh.write(lines[lines != 0].tobytes())
+        lines = np.empty((len(fields[0]), sum(field.shape[1] + 1 for field in fields)), np.uint8)
+        at = 0
+        for field in fields:
+            lines[:, at:at + field.shape[1]] = field
+            lines[:, at + field.shape[1]] = ord(",")
+            at += field.shape[1] + 1
+        lines[:, -1] = ord("\n")
+        lines = lines.ravel()
+        self.fh.write(np.compress(lines != 0, lines).tobytes())  # 3x faster than lines[lines != 0]
 
     def write_table(self, table: Any) -> None:
         import pyarrow.compute as pc

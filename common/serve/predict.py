@@ -15,7 +15,7 @@ from common.data.tables import NotStreamable
 from common.decision import decided_classes
 from common.errors import UserError
 from common.files import atomic_path
-from common.model import predicted_outputs
+from common.model import pass_rows, predicted_outputs
 from common.model_folder import ModelRecord
 from common.serve.inputs import InputNotes, feature_batches
 from common.serve.labelled import LabelledRows
@@ -29,7 +29,7 @@ def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int,
     targets (regression; log E[y] for a log link) for preprocessed rows, in order."""
     # A chunk at a time, each copied out of the (memory-mapped) rows: memory bounded by the chunk.
     chunks = [np.array(X_inputs[i:i + batch_size], dtype=np.float32) for i in range(0, len(X_inputs), batch_size)]
-    outs = [predicted_outputs(model, x, config.task, has_link(config.target))
+    outs = [predicted_outputs(model, x, config.task, has_link(config.target), pass_rows(config.model))
             for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
     return np.concatenate(outs)
 

@@ -21,7 +21,7 @@ from common.data.dataset import TabularData
 from common.decision import ThresholdFit, fit_threshold
 from common.importance import RUN_REPEATS, Importance, permutation_importance
 from common.metrics import confusion_matrix, macro_f1, r2
-from common.model import build_model, predicted_outputs
+from common.model import build_model, pass_rows, predicted_outputs
 from common.schema import Fields
 from common.steps import has_link
 from common.train.crossfit import out_of_fold_in_order
@@ -108,7 +108,7 @@ def outputs(net: Any, X: np.ndarray, fold: np.ndarray | None, plan: TrainPlan, l
     for start in range(0, len(X), SCORE_CHUNK):
         x = np.array(X[start:start + SCORE_CHUNK], dtype=np.float32)
         if fold is None:
-            parts.append(predicted_outputs(net, x, plan.task, link))
+            parts.append(predicted_outputs(net, x, plan.task, link, pass_rows(plan.model)))
         else:
             f = torch.from_numpy(fold[start:start + SCORE_CHUNK].astype(np.int64))
             parts.append(out_of_fold_in_order(net, torch.from_numpy(x), f, plan.model.members).numpy())

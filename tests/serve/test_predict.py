@@ -125,6 +125,23 @@ def test_batches_predicted_side_by_side_give_the_bits_of_one_thread_in_turn(cros
         np.testing.assert_array_equal(values, np.concatenate([part[key] for part in in_turn]))
 
 
+def test_a_prediction_in_passes_of_a_few_rows_has_the_bits_of_one_pass(crossfit_run):
+    from common.config import PREDICT_BATCH_ROWS
+    from common.model import PASS_ACTIVATIONS, ModelSpec, pass_rows, predicted_outputs
+    from common.model_folder import load_model_dir
+    from common.serve.inputs import feature_batches
+
+    config, model = load_model_dir(str(crossfit_run / "run"))
+    X = next(feature_batches(str(crossfit_run / "people.csv"), config.preprocess, None, 10_000)).X.astype(np.float32)
+    whole = predicted_outputs(model, X, config.task)
+    assert len(X) == 500 and config.model.members == 5
+    np.testing.assert_array_equal(predicted_outputs(model, X, config.task, rows_per_pass=62), whole)  # 8 x 62, then 4
+    spec = config.model
+    assert pass_rows(spec) * max(spec.layer_widths) * spec.members <= PASS_ACTIVATIONS  # the cache holds a layer
+    recipe = ModelSpec(in_features=10, hidden=(20,), out_features=3, activation="relu")
+    assert pass_rows(recipe) >= PREDICT_BATCH_ROWS  # a small model keeps a batch in one pass
+
+
 def test_infer_without_a_test_split_says_where_the_figures_are(crossfit_run):
     message = user_error(infer_script.main, "--ckpt-dir", crossfit_run / "run")
     assert "no test split" in message and "metrics.jsonl" in message and "--input" in message

@@ -19,7 +19,7 @@ from common.errors import UserError
 from common.importance import LABELLED_ROWS, RUN_ROWS
 
 T = TypeVar("T")
-PREDICT_BATCH_ROWS = 65_536  # rows per forward pass in prediction: infer.py's and the Python API's
+PREDICT_BATCH_ROWS = 65_536  # rows read, predicted and written together: infer.py's and the Python API's
 MISSING = object()
 Task = Literal["classification", "regression"]
 TASKS: tuple[Task, ...] = typing.get_args(Task)
@@ -344,7 +344,7 @@ class InferConfig:
     sep: str | None = field(None, "the input CSV's delimiter", default_help="detected from the header")
     output: str | None = field(None, "where to write predictions: .csv, .parquet, or .npz for speed",
                                default_help="<input>.pred.csv")
-    batch_size: int = positive(PREDICT_BATCH_ROWS, "rows per forward pass")
+    batch_size: int = positive(PREDICT_BATCH_ROWS, "rows read, predicted and written at a time")
     importance: bool = field(False, "with --input rows that carry the target: also each column's permutation "
                                     "importance there")
     importance_rows: int = positive(LABELLED_ROWS, "labelled rows --importance shuffles, at most (a uniform sample "

@@ -234,17 +234,18 @@ def pass_rows(spec: ModelSpec) -> int:
 
 
 @torch.inference_mode()
-def predicted_outputs(model: nn.Module, x: Any, task: str, log_link: bool = False, rows_per_pass: int = 0) -> Any:
+def predicted_outputs(model: nn.Module, x: Any, task: str, log_link: bool = False, *, rows_per_pass: int) -> Any:
     """One prediction's outputs per row of the float32 array `x` (combine_members), as float32
-    numpy, in passes of `rows_per_pass` rows (all at once for 0), each of at least MIN_PASS_ROWS."""
+    numpy, in forward passes of `rows_per_pass` rows (pass_rows), each of at least MIN_PASS_ROWS."""
     import numpy as np
 
-    step = rows_per_pass or max(len(x), 1)
-    passes = [one_pass(model, x[start:start + step], task, log_link) for start in range(0, len(x), step)]
-    return np.concatenate(passes) if passes else one_pass(model, x, task, log_link)
+    step = max(rows_per_pass, 1)
+    passes = [_one_pass(model, x[start:start + step], task, log_link) for start in range(0, len(x), step)]
+    return np.concatenate(passes) if passes else _one_pass(model, x, task, log_link)
 
 
-def one_pass(model: nn.Module, x: Any, task: str, log_link: bool) -> Any:
+def _one_pass(model: nn.Module, x: Any, task: str, log_link: bool) -> Any:
+    """One forward pass (under predicted_outputs' inference mode), padded to MIN_PASS_ROWS rows."""
     import numpy as np
 
     rows = len(x)

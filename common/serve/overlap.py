@@ -1,15 +1,13 @@
 """Prediction's stages side by side on threads, each stage's items kept in order: reading the
-next batch (`prefetched`), predicting batches on several threads at once (`mapped_in_order`) and
-writing the last (`InOrder`). Each stage's errors surface in the caller, at the item they belong to."""
+next batch (`prefetched`) and writing the last (`InOrder`) while the caller predicts the current
+one. Each stage's errors surface in the caller, at the item they belong to."""
 from __future__ import annotations
 
-import collections
 import concurrent.futures
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
-R = TypeVar("R")
 _DONE = object()
 
 
@@ -28,31 +26,6 @@ def prefetched(items: Iterator[T]) -> Generator[T, None, None]:
         close = getattr(items, "close", None)
         if close is not None:
             close()
-
-
-def mapped_in_order(call: Callable[[T], R], items: Iterable[T], workers: int) -> Generator[tuple[T, R], None, None]:
-    """(item, call(item)) for each item, in the items' order, with up to `workers` calls running
-    at once on threads: at most that many items are held, whatever their number. Closing it (or
-    an error) cancels the calls not yet started and waits for those running."""
-    if workers <= 1:
-        for item in items:
-            yield item, call(item)
-        return
-    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="predict")
-    running: collections.deque[tuple[T, concurrent.futures.Future[R]]] = collections.deque()
-    try:
-        for item in items:
-            running.append((item, pool.submit(call, item)))
-            if len(running) == workers:  # the others go on while the caller takes the oldest
-                oldest, result = running.popleft()
-                yield oldest, result.result()
-        while running:
-            oldest, result = running.popleft()
-            yield oldest, result.result()
-    finally:
-        for _, result in running:
-            result.cancel()
-        pool.shutdown(wait=True)
 
 
 class InOrder:

@@ -3,8 +3,7 @@ to labels, probabilities or values on the original y scale; a file of raw rows i
 predictions; the figures of a data set's test split."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from common.model_folder import ModelRecord
 from common.serve.inputs import InputNotes, feature_batches
 from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS, PredictionWriter
-from common.serve.overlap import InOrder, mapped_in_order, prefetched
+from common.serve.overlap import InOrder, prefetched
 from common.steps import has_link
 
 
@@ -29,7 +28,7 @@ def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int,
     targets (regression; log E[y] for a log link) for preprocessed rows, in order."""
     # A chunk at a time, each copied out of the (memory-mapped) rows: memory bounded by the chunk.
     chunks = [np.array(X_inputs[i:i + batch_size], dtype=np.float32) for i in range(0, len(X_inputs), batch_size)]
-    outs = [predicted_outputs(model, x, config.task, has_link(config.target), pass_rows(config.model))
+    outs = [predicted_outputs(model, x, config.task, has_link(config.target), rows_per_pass=pass_rows(config.model))
             for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
     return np.concatenate(outs)
 
@@ -58,20 +57,7 @@ def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, ba
 
 def predict(config: ModelRecord, model: torch.nn.Module, X_inputs: np.ndarray,
             batch_size: int) -> dict[str, np.ndarray]:
-    """Preprocessed rows -> predictions in the original label space or y scale, `batch_size`
-    rows per forward pass; more rows than that: the passes side by side (batches_at_once)."""
-    starts = range(0, len(X_inputs), batch_size)
-    if len(starts) <= 1:
-        return predicted_batch(config, model, X_inputs, batch_size)
-    with batches_at_once() as workers:
-        parts = [part for _, part in mapped_in_order(
-            lambda start: predicted_batch(config, model, X_inputs[start:start + batch_size], batch_size),
-            starts, workers)]
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-
-
-def predicted_batch(config: ModelRecord, model: torch.nn.Module, X_inputs: np.ndarray,
-                    batch_size: int) -> dict[str, np.ndarray]:
+    """Preprocessed rows -> predictions in the original label space or y scale."""
     out = model_outputs(model, X_inputs, batch_size, config)
     if config.task == "classification":
         proba = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
@@ -79,26 +65,6 @@ def predicted_batch(config: ModelRecord, model: torch.nn.Module, X_inputs: np.nd
         return {"prediction": np.asarray(config.class_labels)[index], "proba": proba, "class": index}
     assert config.target is not None
     return {"prediction": config.target.original(out)[:, 0]}
-
-
-@contextlib.contextmanager
-def batches_at_once() -> Iterator[int]:
-    """How many batches to predict at once: one per thread torch has, each batch on one thread
-    for the while (torch's threads given back after). torch's threads splitting every op of one
-    batch spin between ops, which starves the threads that read and write beside them: on 2
-    cores, a table's default model (five 128-128 members) predicted 262,144 rows in 1.95 s
-    instead of 2.26, and a million rows of the recipe's model went to CSV in 0.39-0.44 s
-    instead of 0.47-0.49. The same bits: each pass holds the same rows either way
-    (tests/serve/test_predict.py)."""
-    threads = torch.get_num_threads()
-    if threads <= 1:
-        yield 1
-        return
-    torch.set_num_threads(1)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(threads)
 
 
 def predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn.Module, sep: str | None,
@@ -122,13 +88,13 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
         notes = InputNotes(config.preprocess)  # per attempt: a fallback reads from the start
         target = config.target_column if labelled else None
         # Three stages side by side, each in order: the next batch is read and preprocessed and
-        # the last one written while batches are predicted, as many at once as torch has
-        # threads (numpy, pyarrow, torch and file writes release the GIL).
+        # the last one written while this one is predicted (numpy, pyarrow, torch and file
+        # writes release the GIL), which took a million-row prediction ~1.6x faster on 2 cores.
         batches = prefetched(feature_batches(path, config.preprocess, sep, batch_rows, stream, notes, target))
-        with batches_at_once() as workers, InOrder() as writing:
-            predicted = mapped_in_order(lambda batch: predict(config, model, batch.X, batch_rows), batches, workers)
+        with InOrder() as writing:
             try:
-                for batch, result in predicted:
+                for batch in batches:
+                    result = predict(config, model, batch.X, batch_rows)
                     writing.submit(writer.add, batch.extra, result)
                     if batch.target is not None and labelled is not None:
                         scored = scored or labelled()
@@ -136,7 +102,6 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
                 writing.wait()
             finally:
                 writing.wait(quietly=True)  # nothing writes to the file once it is closed
-                predicted.close()
                 batches.close()
                 writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one

@@ -67,12 +67,16 @@ def start_heartbeat(rank: int, world: int) -> None:
     except Exception:  # torch moved its default store: no names in timeout messages
         _heartbeat = None
         return
-    atexit.register(stop_heartbeat)  # a run that ends on an error never reaches its own stop
+    # A run that ends on an error never reaches run_training's stop. There the store's machine
+    # may be gone already: the join then gives up after 2 s, a beat still inside its call.
+    atexit.register(stop_heartbeat)
 
 
 def stop_heartbeat() -> None:
+    global _heartbeat
     if _heartbeat is not None:
         _heartbeat.stop()
+        _heartbeat = None  # stopped beats would name every process silent
 
 
 def silent_processes() -> str:

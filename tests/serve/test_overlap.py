@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.serve.overlap import InOrder, mapped_in_order, prefetched
+from common.serve.overlap import InOrder, prefetched
 
 
 def test_read_ahead_keeps_the_order_and_makes_each_item_off_the_callers_thread():
@@ -72,58 +72,3 @@ def test_writes_run_in_order_one_at_a_time_and_a_failed_one_stops_the_next():
     with pytest.raises(OSError, match="No space"):
         write_all()
     assert written == [0, 1, 2]
-
-
-def test_calls_run_side_by_side_in_their_items_order_never_more_at_once_than_the_workers():
-    running, most, lock = set(), [0], threading.Lock()
-
-    def call(i):
-        with lock:
-            running.add(i)
-            most[0] = max(most[0], len(running))
-        time.sleep(0.002 * (i % 3))  # later items often finish first
-        with lock:
-            running.discard(i)
-        return i * i, threading.current_thread().name
-
-    found = list(mapped_in_order(call, iter(range(30)), 3))
-    assert [item for item, _ in found] == list(range(30))
-    assert [result for _, (result, _) in found] == [i * i for i in range(30)]
-    assert most[0] == 3
-    assert all(name.startswith("predict") for _, (_, name) in found)
-
-
-def test_one_worker_calls_on_the_callers_thread():
-    found = list(mapped_in_order(lambda i: threading.current_thread().name, range(3), 1))
-    assert found == [(i, threading.current_thread().name) for i in range(3)]
-
-
-def test_an_error_in_a_call_surfaces_at_its_item_after_the_items_before_it():
-    def call(i):
-        if i == 4:
-            raise ValueError("batch 4 is bad")
-        return i
-
-    results = mapped_in_order(call, range(10), 2)
-    assert [next(results) for _ in range(4)] == [(i, i) for i in range(4)]
-    with pytest.raises(ValueError, match="batch 4"):
-        next(results)
-
-
-def test_stopping_early_starts_no_further_call_and_reads_no_further_item():
-    started, read = [], []
-
-    def items():
-        for i in range(100):
-            read.append(i)
-            yield i
-
-    def call(i):
-        started.append(i)
-        time.sleep(0.002)
-        return i
-
-    results = mapped_in_order(call, items(), 2)
-    assert next(results) == (0, 0)
-    results.close()
-    assert read == [0, 1] and set(started) <= {0, 1}  # the caller's item and the one beside it

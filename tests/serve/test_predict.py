@@ -102,29 +102,6 @@ def test_predictions_do_not_depend_on_the_batch_size(crossfit_run, tmp_path):
     assert (tmp_path / "7.csv").read_text() == (tmp_path / "65536.csv").read_text()
 
 
-def test_batches_predicted_side_by_side_give_the_bits_of_one_thread_in_turn(crossfit_run):
-    import torch
-
-    from common.model_folder import load_model_dir
-    from common.serve.inputs import feature_batches
-    from common.serve.predict import predict, predicted_batch
-
-    config, model = load_model_dir(str(crossfit_run / "run"))
-    X = next(feature_batches(str(crossfit_run / "people.csv"), config.preprocess, None, 10_000)).X
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        side_by_side = predict(config, model, X, 32)
-        assert torch.get_num_threads() == 2  # given back
-        torch.set_num_threads(1)
-        in_turn = [predicted_batch(config, model, X[start:start + 32], 32) for start in range(0, len(X), 32)]
-    finally:
-        torch.set_num_threads(before)
-    assert len(X) == 500 and set(side_by_side) == {"prediction", "proba", "class"}
-    for key, values in side_by_side.items():
-        np.testing.assert_array_equal(values, np.concatenate([part[key] for part in in_turn]))
-
-
 def test_a_prediction_in_passes_of_a_few_rows_has_the_bits_of_one_pass(crossfit_run):
     from common.config import PREDICT_BATCH_ROWS
     from common.model import PASS_ACTIVATIONS, ModelSpec, pass_rows, predicted_outputs
@@ -133,7 +110,7 @@ def test_a_prediction_in_passes_of_a_few_rows_has_the_bits_of_one_pass(crossfit_
 
     config, model = load_model_dir(str(crossfit_run / "run"))
     X = next(feature_batches(str(crossfit_run / "people.csv"), config.preprocess, None, 10_000)).X.astype(np.float32)
-    whole = predicted_outputs(model, X, config.task)
+    whole = predicted_outputs(model, X, config.task, rows_per_pass=len(X))
     assert len(X) == 500 and config.model.members == 5
     np.testing.assert_array_equal(predicted_outputs(model, X, config.task, rows_per_pass=62), whole)  # 8 x 62, then 4
     spec = config.model

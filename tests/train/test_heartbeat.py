@@ -43,6 +43,7 @@ def test_a_stopped_heartbeat_ends_its_thread_and_beats_no_more(monkeypatch):
     while store.beats < 3:  # it beats until stopped
         threading.Event().wait(0.01)
     beating.stop()
+    beating.thread.join(5)  # stop() waits 2 beats (0.02 s here); a busy machine may need longer
     assert not beating.thread.is_alive()
     after = store.beats
     threading.Event().wait(0.05)

@@ -216,27 +216,32 @@ def combine_members(out: torch.Tensor, task: str, log_link: bool = False) -> tor
     return out.mean(dim=1)
 
 
-# torch's CPU kernels take another path for a matrix of fewer rows (a matrix-vector product for
-# one row), whose sums round differently: a forward pass gets at least this many rows (the
-# first repeated), so a row's prediction is the same to the last bit whatever rows share its pass.
-MIN_PASS_ROWS = 8
+# torch's CPU kernels take other paths for a matrix of few rows (a matrix-vector product for one
+# row) and for the last rows of a block, whose sums round differently. Every forward pass is
+# padded to a multiple of this many rows (copies of its first row): then each row's outputs were
+# the same to the last bit whatever rows shared its pass, for passes of 32 to 20,000 rows on one
+# and two threads (the recipe's MLP; five-member ensembles, classification and regression). At
+# multiples of 8, rows of a regression ensemble's passes under 48 rows still differed.
+PASS_BLOCK = 32
 
 # A prediction's forward passes keep each layer's activations to about this many numbers (8 MB
 # of float32), which the cache holds: one pass over 65,536 rows of five 128-128 members
-# allocated, faulted in and streamed 168 MB per layer, 2.2x slower than passes of 2,048 rows
-# (the same bits). The recipe's 20-wide model still takes a whole batch in one pass.
+# allocated, faulted in and streamed 168 MB per layer, 2.2x slower than passes of 2,048 rows.
+# The recipe's 20-wide model still takes a whole batch in one pass.
 PASS_ACTIVATIONS = 1 << 21
 
 
 def pass_rows(spec: ModelSpec) -> int:
-    """Rows per forward pass in prediction: PASS_ACTIVATIONS over the widest layer's numbers per row."""
-    return max(MIN_PASS_ROWS, PASS_ACTIVATIONS // (max(spec.layer_widths) * max(spec.members, 1)))
+    """Rows per forward pass in prediction: PASS_ACTIVATIONS over the widest layer's numbers per
+    row, in whole PASS_BLOCKs."""
+    widest = max(spec.layer_widths) * max(spec.members, 1)
+    return max(1, PASS_ACTIVATIONS // widest // PASS_BLOCK) * PASS_BLOCK
 
 
 @torch.inference_mode()
 def predicted_outputs(model: nn.Module, x: Any, task: str, log_link: bool = False, *, rows_per_pass: int) -> Any:
     """One prediction's outputs per row of the float32 array `x` (combine_members), as float32
-    numpy, in forward passes of `rows_per_pass` rows (pass_rows), each of at least MIN_PASS_ROWS."""
+    numpy, in forward passes of `rows_per_pass` rows (pass_rows), each padded to PASS_BLOCKs."""
     import numpy as np
 
     step = max(rows_per_pass, 1)
@@ -245,12 +250,12 @@ def predicted_outputs(model: nn.Module, x: Any, task: str, log_link: bool = Fals
 
 
 def _one_pass(model: nn.Module, x: Any, task: str, log_link: bool) -> Any:
-    """One forward pass (under predicted_outputs' inference mode), padded to MIN_PASS_ROWS rows."""
+    """One forward pass (under predicted_outputs' inference mode), padded to whole PASS_BLOCKs."""
     import numpy as np
 
-    rows = len(x)
-    if 0 < rows < MIN_PASS_ROWS:
-        x = np.concatenate([x, np.repeat(x[:1], MIN_PASS_ROWS - rows, axis=0)])
+    rows, pad = len(x), -len(x) % PASS_BLOCK
+    if rows and pad:
+        x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
     return combine_members(model(torch.from_numpy(x)), task, log_link)[:rows].float().numpy()
 
 

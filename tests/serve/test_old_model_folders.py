@@ -10,14 +10,28 @@ from builders import infer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FOLDERS = ["config_format3/cls", "config_format3/reg", "config_format3/recipe", "config_format4/cls"]
+# A regression's values are written whole (17 digits). Since every forward pass is padded to
+# whole blocks of 32 rows (common/model.PASS_BLOCK), the rows that ended a pass then no longer
+# do, and may differ from then by a float32 rounding of the network's output (carried through
+# the target's scaling): the price of a value that no longer depends on the rows beside it.
+# Probabilities are written to 6 decimals: byte for byte.
+FLOAT32_ROUNDING = 2.0 ** -22
 
 
 @pytest.mark.parametrize("name", FOLDERS)
 def test_an_older_model_folder_predicts_what_it_did(name, tmp_path):
+    import pyarrow.csv as pa_csv
+
     folder = FIXTURES / name
     out = tmp_path / "predictions.csv"
     infer("--ckpt-dir", folder, "--input", folder / "rows.csv", "--output", out)
-    assert out.read_bytes() == (folder / "predictions.csv").read_bytes()
+    if not name.endswith("reg"):
+        assert out.read_bytes() == (folder / "predictions.csv").read_bytes()
+        return
+    now, then = pa_csv.read_csv(out), pa_csv.read_csv(folder / "predictions.csv")
+    assert now.column_names == then.column_names == ["prediction"] and now.num_rows == then.num_rows
+    np.testing.assert_allclose(now.column("prediction").to_numpy(), then.column("prediction").to_numpy(),
+                               rtol=FLOAT32_ROUNDING, atol=0)
 
 
 @pytest.mark.parametrize("name", FOLDERS)
@@ -35,4 +49,5 @@ def test_the_python_api_predicts_an_older_model_folder_as_infer_did(name):
             np.testing.assert_array_equal(np.round(model.predict_proba(rows)[:, k], 6),
                                           then.column(f"proba_{label}").to_numpy())
     else:
-        np.testing.assert_array_equal(model.predict(rows).astype(np.float64), then.column("prediction").to_numpy())
+        np.testing.assert_allclose(model.predict(rows).astype(np.float64), then.column("prediction").to_numpy(),
+                                   rtol=FLOAT32_ROUNDING, atol=0)

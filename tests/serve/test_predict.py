@@ -327,6 +327,29 @@ def test_a_labelled_regression_input_gets_its_error_figures(tmp_path, capsys):
     assert figures["r2"] > 0.9 and "regression on 300 rows with a 'y'" in capsys.readouterr().out
 
 
+def test_a_regressions_values_are_the_same_bits_whatever_rows_share_their_pass(tmp_path):
+    """A value is written whole (17 digits), so its bits must not depend on the rows beside it:
+    batches of 7 rows or one, infer.py or the Python API, one row or many."""
+    from common.api import Predictor
+
+    rng = np.random.default_rng(5)
+    columns = {"x": rng.normal(size=700), "z": rng.normal(size=700), "shop": rng.choice(["a", "b", "c"], 700)}
+    path = write(tmp_path / "t.csv", {**columns, "y": 3 * columns["x"] + (columns["shop"] == "a")
+                                      + rng.normal(0, 0.1, 700)})
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path / "data")
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    for size in ("7", "65536"):
+        infer("--ckpt-dir", tmp_path / "run", "--input", path, "--output", tmp_path / f"{size}.csv",
+              "--batch-size", size)
+    assert (tmp_path / "7.csv").read_text() == (tmp_path / "65536.csv").read_text()
+    model = Predictor.load(str(tmp_path / "run"))
+    together = model.predict(columns)
+    alone = [model.predict({name: values[i:i + 1] for name, values in columns.items()})[0] for i in range(40)]
+    np.testing.assert_array_equal(np.asarray(alone), together[:40])
+    written = [float(row["prediction"]) for row in read_csv_rows(tmp_path / "7.csv")]
+    np.testing.assert_array_equal(np.asarray(written), together)
+
+
 def test_a_labelled_regression_target_written_with_decimal_commas_is_read_as_its_file_writes_it(tmp_path):
     """A semicolon-separated file writes 11,436 for 11.436: its target too, not only its inputs."""
     rng = np.random.default_rng(5)

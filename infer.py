@@ -9,6 +9,10 @@ Loads only JSON and safetensors: nothing is unpickled. Runs on the CPU; no launc
 """
 from __future__ import annotations
 
+from common.errors import quiet_start
+
+quiet_start()  # before torch loads: a Ctrl-C meanwhile is one line too
+
 import os
 from pathlib import Path
 from typing import Any

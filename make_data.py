@@ -18,6 +18,10 @@ and the shipped data sets are made in memory.
 """
 from __future__ import annotations
 
+from common.errors import quiet_start
+
+quiet_start()  # before torch loads: a Ctrl-C meanwhile is one line too
+
 from collections.abc import Sequence
 from pathlib import Path
 

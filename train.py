@@ -17,6 +17,10 @@ the Python API (common/api.py) runs too.
 """
 from __future__ import annotations
 
+from common.errors import quiet_start
+
+quiet_start()  # before torch loads: a Ctrl-C meanwhile is one line too
+
 from collections.abc import Sequence
 
 from common.config import TrainConfig, parse_config

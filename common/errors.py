@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -46,6 +47,22 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def quiet_start() -> None:
+    """A script's first call, before it loads torch (seconds on a small machine): a Ctrl-C
+    meanwhile ends in one line instead of a traceback from inside an import. run_cli puts
+    Python's own handler back; a SIGINT ignored by the shell (a background job) stays ignored."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _stopped_while_starting)
+
+
+def _stopped_while_starting(signum: int, frame: object) -> None:
+    print(f"{Interrupted.prefix}: interrupted by Ctrl-C while starting; nothing was written",
+          file=sys.stderr, flush=True)
+    # At once: nothing is written yet, and an exception raised here, inside an import, was
+    # swallowed by importlib (the run went on) or aborted torch's extension loading.
+    os._exit(Interrupted.exit_code)
+
+
 def _error_in_flight(err: BaseException) -> UserError | None:
     """The UserError a second signal cut short, if any: a Ctrl-C that lands while a Stopped is
     unwinding must not replace the line that names the checkpoint with a vaguer one."""
@@ -66,6 +83,8 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
     from common.allocator import keep_step_memory
 
     keep_step_memory()
+    if signal.getsignal(signal.SIGINT) is _stopped_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         try:

@@ -67,3 +67,16 @@ def test_the_rule_catches_a_wrong_import():
 def test_every_subpackage_module_is_checked():
     names = {module_name(p) for p in SOURCES}
     assert {"common.data.dataset", "common.train.run_plan", "common.serve.predict", "train"} <= names
+
+
+@pytest.mark.parametrize("script", ["make_data.py", "train.py", "infer.py"])
+def test_each_script_quiets_ctrl_c_before_its_other_imports(script):
+    """torch loads for seconds: a Ctrl-C meanwhile must find common.errors.quiet_start's handler."""
+    body = [node for node in ast.parse((ROOT / script).read_text()).body
+            if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))  # the docstring
+            and not (isinstance(node, ast.ImportFrom) and node.module == "__future__")]
+    first, second = body[:2]
+    assert isinstance(first, ast.ImportFrom) and first.module == "common.errors"
+    assert [alias.name for alias in first.names] == ["quiet_start"]
+    assert isinstance(second, ast.Expr) and isinstance(second.value, ast.Call)
+    assert isinstance(second.value.func, ast.Name) and second.value.func.id == "quiet_start"

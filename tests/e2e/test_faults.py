@@ -55,6 +55,24 @@ def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
     assert line.startswith("stopped: Ctrl-C ") and "--resume (from" in line and "epoch_0000" in line
 
 
+def test_ctrl_c_while_a_script_starts_is_one_line_and_run_cli_takes_over():
+    """Before run_cli, while torch loads: quiet_start's handler, one line and 130 at once."""
+    starting = subprocess.Popen(
+        [sys.executable, "-c", "from common.errors import quiet_start; quiet_start(); import time; "
+                               "print('ready', flush=True); time.sleep(60)"],
+        cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert starting.stdout.readline().strip() == "ready"
+    starting.send_signal(signal.SIGINT)
+    _, stderr = starting.communicate(timeout=30)
+    assert starting.returncode == 130
+    assert stderr.strip().splitlines() == ["stopped: interrupted by Ctrl-C while starting; nothing was written"]
+    handed_over = subprocess.run(
+        [sys.executable, "-c", "import signal; from common.errors import quiet_start, run_cli; quiet_start(); "
+                               "run_cli(lambda: print(signal.getsignal(signal.SIGINT) is signal.default_int_handler))"],
+        cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=30)
+    assert handed_over.stdout.strip() == "True", handed_over.stderr
+
+
 def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
     cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
            "--data", str(small_cls), "--ckpt-dir", str(tmp_path), *LONG]

@@ -47,11 +47,12 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def quiet_start() -> None:
-    """A script's first call, before it loads torch (seconds on a small machine): a Ctrl-C
-    meanwhile ends in one line instead of a traceback from inside an import. run_cli puts
-    Python's own handler back; a SIGINT ignored by the shell (a background job) stays ignored."""
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+def quiet_start(module: str) -> None:
+    """A script's first call, `quiet_start(__name__)`, before it loads torch (seconds on a small
+    machine): run as a script, a Ctrl-C meanwhile ends in one line instead of a traceback from
+    inside an import. run_cli puts Python's own handler back; a SIGINT ignored by the shell (a
+    background job) stays ignored; a process that imports the script keeps its own handler."""
+    if module == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _stopped_while_starting)
 
 

@@ -80,3 +80,12 @@ def test_each_script_quiets_ctrl_c_before_its_other_imports(script):
     assert [alias.name for alias in first.names] == ["quiet_start"]
     assert isinstance(second, ast.Expr) and isinstance(second.value, ast.Call)
     assert isinstance(second.value.func, ast.Name) and second.value.func.id == "quiet_start"
+    assert [ast.unparse(arg) for arg in second.value.args] == ["__name__"]
+
+
+def test_importing_a_script_leaves_the_callers_ctrl_c_alone():
+    import signal
+
+    import train  # noqa: F401 (imported for its first call)
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

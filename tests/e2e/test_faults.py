@@ -58,7 +58,7 @@ def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
 def test_ctrl_c_while_a_script_starts_is_one_line_and_run_cli_takes_over():
     """Before run_cli, while torch loads: quiet_start's handler, one line and 130 at once."""
     starting = subprocess.Popen(
-        [sys.executable, "-c", "from common.errors import quiet_start; quiet_start(); import time; "
+        [sys.executable, "-c", "from common.errors import quiet_start; quiet_start(__name__); import time; "
                                "print('ready', flush=True); time.sleep(60)"],
         cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert starting.stdout.readline().strip() == "ready"
@@ -67,7 +67,7 @@ def test_ctrl_c_while_a_script_starts_is_one_line_and_run_cli_takes_over():
     assert starting.returncode == 130
     assert stderr.strip().splitlines() == ["stopped: interrupted by Ctrl-C while starting; nothing was written"]
     handed_over = subprocess.run(
-        [sys.executable, "-c", "import signal; from common.errors import quiet_start, run_cli; quiet_start(); "
+        [sys.executable, "-c", "import signal; from common.errors import quiet_start, run_cli; quiet_start(__name__); "
                                "run_cli(lambda: print(signal.getsignal(signal.SIGINT) is signal.default_int_handler))"],
         cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=30)
     assert handed_over.stdout.strip() == "True", handed_over.stderr

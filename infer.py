@@ -97,7 +97,7 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     labelled = (lambda: LabelledRows(config, target, input_path, cfg.importance_rows if cfg.importance else 0)) \
         if target else None
     rows, scored = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size, labelled)
-    console.print(f"Predicted {rows} rows: {output}")
+    console.print(f"Predicted {rows} row{'' if rows == 1 else 's'}: {output}")
     if scored is None:
         return None
     report = scored.figures()

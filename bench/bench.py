@@ -204,10 +204,14 @@ def sklearn_mlp(data, epochs: int) -> tuple[float, float]:
 SMALL_PARENT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 
 
+# Workers run on one thread, as the loops compared run, but infer.py's: it takes every core, as
+# a user runs it.
+ALL_CORES = {"infer"}
+
+
 def in_worker(kind: str, arg: str) -> dict:
     """Run one measurement in a fresh process, so its peak memory is its own."""
-    # One thread, as the loops compared run, but infer.py: it takes every core, as a user runs it.
-    threads = {} if kind == "infer" else {"OMP_NUM_THREADS": "1"}
+    threads = {} if kind in ALL_CORES else {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", SMALL_PARENT, sys.executable, __file__, "--worker", f"{kind}:{arg}"],
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, **threads})
     if proc.returncode != 0:
@@ -217,7 +221,7 @@ def in_worker(kind: str, arg: str) -> dict:
 
 def worker(spec: str) -> dict:
     kind, arg = spec.split(":", 1)
-    if kind != "infer":  # see in_worker
+    if kind not in ALL_CORES:
         torch.set_num_threads(1)
     if kind == "scale":
         rows = int(arg)

@@ -57,8 +57,11 @@ def quiet_start(module: str) -> None:
 
 
 def _stopped_while_starting(signum: int, frame: object) -> None:
-    print(f"{Interrupted.prefix}: interrupted by Ctrl-C while starting; nothing was written",
-          file=sys.stderr, flush=True)
+    # Under a launcher every worker gets the Ctrl-C; no Accelerator exists yet to pick the one
+    # that reports, so the first of each machine does (LOCAL_RANK, set by torch's launcher).
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        print(f"{Interrupted.prefix}: interrupted by Ctrl-C while starting; nothing was written",
+              file=sys.stderr, flush=True)
     # At once: nothing is written yet, and an exception raised here, inside an import, was
     # swallowed by importlib (the run went on) or aborted torch's extension loading.
     os._exit(Interrupted.exit_code)

@@ -241,11 +241,12 @@ def pass_rows(spec: ModelSpec) -> int:
 @torch.inference_mode()
 def predicted_outputs(model: nn.Module, x: Any, task: str, log_link: bool = False, *, rows_per_pass: int) -> Any:
     """One prediction's outputs per row of the float32 array `x` (combine_members), as float32
-    numpy, in forward passes of `rows_per_pass` rows (pass_rows), each padded to PASS_BLOCKs."""
+    numpy, in forward passes of `rows_per_pass` rows (pass_rows), each padded to PASS_BLOCKs:
+    a multiple of PASS_BLOCK wastes none."""
     import numpy as np
 
-    step = max(rows_per_pass, 1)
-    passes = [_one_pass(model, x[start:start + step], task, log_link) for start in range(0, len(x), step)]
+    passes = [_one_pass(model, x[start:start + rows_per_pass], task, log_link)
+              for start in range(0, len(x), rows_per_pass)]
     return np.concatenate(passes) if passes else _one_pass(model, x, task, log_link)
 
 

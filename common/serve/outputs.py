@@ -43,8 +43,7 @@ class PredictionWriter:
             return
         if self.kind == "csv" and self.write_csv_bytes(named, result):
             return
-        # Six decimals: all a reader needs, and the same text whatever rows share a forward pass
-        # (a batch of another size may differ in the last float bits).
+        # Six decimals: all a reader of a table needs (an .npz keeps every bit).
         self._write({**named, "prediction": result["prediction"],
                      **{name: np.round(p, 6) for name, p in probabilities.items()}})
 

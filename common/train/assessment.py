@@ -27,7 +27,7 @@ from common.steps import has_link
 from common.train.crossfit import out_of_fold_in_order
 from common.train.run_plan import TrainPlan
 
-SCORE_CHUNK = 1 << 16     # rows per forward pass
+SCORE_CHUNK = 1 << 16     # rows read at a time (a read's passes: common/model.pass_rows)
 REPORT_FORMAT = 1         # importance.json's format
 
 

@@ -68,7 +68,7 @@ def start_heartbeat(rank: int, world: int) -> None:
         _heartbeat = None
         return
     # A run that ends on an error never reaches run_training's stop. There the store's machine
-    # may be gone already: the join then gives up after 2 s, a beat still inside its call.
+    # may be gone already: the join then gives up after two heartbeats, a beat still in its call.
     atexit.register(stop_heartbeat)
 
 

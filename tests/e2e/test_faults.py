@@ -61,9 +61,12 @@ def test_ctrl_c_while_a_script_starts_is_one_line_and_run_cli_takes_over():
         [sys.executable, "-c", "from common.errors import quiet_start; quiet_start(__name__); import time; "
                                "print('ready', flush=True); time.sleep(60)"],
         cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert starting.stdout.readline().strip() == "ready"
-    starting.send_signal(signal.SIGINT)
-    _, stderr = starting.communicate(timeout=30)
+    try:
+        assert starting.stdout.readline().strip() == "ready"
+        starting.send_signal(signal.SIGINT)
+        _, stderr = starting.communicate(timeout=30)
+    finally:
+        starting.kill()
     assert starting.returncode == 130
     assert stderr.strip().splitlines() == ["stopped: interrupted by Ctrl-C while starting; nothing was written"]
     handed_over = subprocess.run(

@@ -112,7 +112,14 @@ def test_a_prediction_in_passes_of_a_few_rows_has_the_bits_of_one_pass(crossfit_
     X = next(feature_batches(str(crossfit_run / "people.csv"), config.preprocess, None, 10_000)).X.astype(np.float32)
     whole = predicted_outputs(model, X, config.task, rows_per_pass=len(X))
     assert len(X) == 500 and config.model.members == 5
-    np.testing.assert_array_equal(predicted_outputs(model, X, config.task, rows_per_pass=62), whole)  # 8 x 62, then 4
+    passes = []
+
+    def counted(x):
+        passes.append(len(x))
+        return model(x)
+
+    np.testing.assert_array_equal(predicted_outputs(counted, X, config.task, rows_per_pass=62), whole)
+    assert passes == [64] * 8 + [32]  # 8 x 62 rows and the last 4, each padded to whole blocks of 32
     spec = config.model
     assert pass_rows(spec) * max(spec.layer_widths) * spec.members <= PASS_ACTIVATIONS  # the cache holds a layer
     recipe = ModelSpec(in_features=10, hidden=(20,), out_features=3, activation="relu")

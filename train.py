@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from common.errors import quiet_start
 
-quiet_start(__name__)  # before torch loads: a Ctrl-C meanwhile is one line too
+quiet_start(__name__)  # first: a Ctrl-C while the modules below load (seconds) is one line too
 
 from collections.abc import Sequence
 

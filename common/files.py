@@ -273,11 +273,14 @@ def _errno_of_the_machine(folder: Path) -> int | None:
 
 
 def make_folder(folder: Path) -> None:
-    """`folder` and its parents; a link to nowhere is named as such (mkdir would say "File exists")."""
+    """`folder` and its parents; a link to nowhere and a file on the way are named as such (mkdir
+    would say "File exists" of either)."""
     for path in (folder, *folder.parents):
         if path.is_symlink() and not path.exists():
             raise UserError(f"{path} is a link to {os.readlink(path)}, which does not exist: create that folder "
                             "or remove the link")
+        if path.exists() and not path.is_dir():
+            raise UserError(f"cannot write in {path}: it is a file, not a folder; choose another path")
     folder.mkdir(parents=True, exist_ok=True)
 
 

@@ -108,6 +108,16 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
     assert os.listdir(tmp_path) == ["config.json"]  # no temporary left behind
 
 
+def test_a_file_where_a_folder_should_be_is_named_as_such(tmp_path):
+    (tmp_path / "five.csv").write_text("a\n1\n")
+    for target in (tmp_path / "five.csv" / "x.csv", tmp_path / "five.csv" / "deeper" / "x.csv"):
+        with pytest.raises(UserError) as caught:
+            write_json(target, {"good": 1})
+        expected = f"cannot write in {tmp_path / 'five.csv'}: it is a file, not a folder; choose another path"
+        assert str(caught.value) == expected
+    assert (tmp_path / "five.csv").read_text() == "a\n1\n"
+
+
 @pytest.mark.parametrize("err", [
     RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 287680 vs 287568"),
     OSError("Error while serializing: I/O error: File too large (os error 27)"),  # what safetensors says

@@ -73,7 +73,7 @@ def test_a_full_disk_during_training_is_one_line_and_loses_nothing(small_cls, tm
 
 
 @pytest.mark.parametrize("make,words", [
-    (lambda d: d.write_text("a file"), ["cannot write in"]),
+    (lambda d: d.write_text("a file"), ["cannot write in", "it is a file, not a folder"]),
     (lambda d: (d.mkdir(), (d / "checkpoints").write_text("a file")), ["checkpoints is a file"]),
 ])
 def test_a_folder_that_cannot_take_the_run(small_cls, tmp_path, make, words):

@@ -28,7 +28,8 @@ def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int,
     targets (regression; log E[y] for a log link) for preprocessed rows, in order."""
     # A chunk at a time, each copied out of the (memory-mapped) rows: memory bounded by the chunk.
     chunks = [np.array(X_inputs[i:i + batch_size], dtype=np.float32) for i in range(0, len(X_inputs), batch_size)]
-    outs = [predicted_outputs(model, x, config.task, has_link(config.target), rows_per_pass=pass_rows(config.model))
+    rows_per_pass, link = pass_rows(config.model), has_link(config.target)
+    outs = [predicted_outputs(model, x, config.task, link, rows_per_pass=rows_per_pass)
             for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
     return np.concatenate(outs)
 

@@ -104,11 +104,11 @@ class Rows:
 def outputs(net: Any, X: np.ndarray, fold: np.ndarray | None, plan: TrainPlan, link: bool) -> np.ndarray:
     """The final model's outputs for rows X: each by its own member, or the members combined (as
     prediction combines them)."""
-    parts = []
+    parts, rows_per_pass = [], pass_rows(plan.model)
     for start in range(0, len(X), SCORE_CHUNK):
         x = np.array(X[start:start + SCORE_CHUNK], dtype=np.float32)
         if fold is None:
-            parts.append(predicted_outputs(net, x, plan.task, link, rows_per_pass=pass_rows(plan.model)))
+            parts.append(predicted_outputs(net, x, plan.task, link, rows_per_pass=rows_per_pass))
         else:
             f = torch.from_numpy(fold[start:start + SCORE_CHUNK].astype(np.int64))
             parts.append(out_of_fold_in_order(net, torch.from_numpy(x), f, plan.model.members).numpy())

@@ -2,9 +2,11 @@
 Every table is made here; nothing is downloaded."""
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pytest
 
 from builders import make_data, write
+from common.data import tables
 from common.data.dataset import load_dataset
 from common.data.tables import read_table
 
@@ -57,3 +59,43 @@ def test_parquet_and_csv_read_blanks_alike(tmp_path):
     write(tmp_path / "t.csv", columns)
     parquet, csv_table = read_table(tmp_path / "t.parquet"), read_table(tmp_path / "t.csv")
     assert parquet.column("color").null_count == csv_table.column("color").null_count == 24
+
+
+def streamed(path, monkeypatch, piece_bytes, text=()):
+    """The file as table_batches streams it, in pieces of about `piece_bytes`, as one table."""
+    monkeypatch.setattr(tables, "BATCH_BYTES", piece_bytes)
+    batches = list(tables.table_batches(path, None, list(text), {}, None))
+    return batches, pa.concat_tables(batches)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_a_csv_streamed_in_pieces_reads_as_the_whole_file(tmp_path, monkeypatch, ending):
+    """BOM, quoted delimiters, blanks, lines longer than a piece, a last line without its line end:
+    pieces cut at line ends, each under the header, give the rows pyarrow reads from the whole
+    file, in order (and each piece's table is its own: all are held before they are compared)."""
+    lines = [b'"id","note",x,when'] + [
+        f'{i},"a, {"z" * (5000 if i % 500 == 7 else i % 9)}",{"" if i % 11 == 0 else i * 0.25},2024-01-{1 + i % 28:02d}'
+        .encode() for i in range(3000)]
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ending.join(lines))  # no line end after the last row
+    whole = pa_csv.read_csv(path)
+    batches, table = streamed(path, monkeypatch, 2048)
+    assert len(batches) > 20
+    assert table.equals(whole.cast(table.schema)) and table.column_names == ["id", "note", "x", "when"]
+    assert table.column("x").null_count == len(range(0, 3000, 11))
+
+
+def test_csv_pieces_keep_the_types_of_the_first(tmp_path, monkeypatch):
+    """As pyarrow's streaming reader: whole numbers first, a decimal later is an error, not a column
+    that changes type from one piece to the next."""
+    (tmp_path / "t.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(2000)) + "2.5,1\n")
+    with pytest.raises(pa.ArrowInvalid, match="2.5"):
+        streamed(tmp_path / "t.csv", monkeypatch, 1024)
+
+
+@pytest.mark.parametrize("content,rows", [("x,y\n", 0), ("x,y\r1,0\r2,1\r3,0\r", 3), ('"x\ny",z\n1,2\n', 1)])
+def test_csv_that_cannot_be_cut_at_newlines_is_streamed_by_pyarrow(tmp_path, monkeypatch, content, rows):
+    """A header alone, \\r line ends, a header with a line break inside quotes: read right all the same."""
+    (tmp_path / "t.csv").write_text(content, newline="")
+    _, table = streamed(tmp_path / "t.csv", monkeypatch, 64)
+    assert table.num_rows == rows and table.num_columns == 2

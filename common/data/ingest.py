@@ -191,7 +191,8 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     try:
         for table in table_batches(path, cfg.sep, text, types, [*numeric, *dates, *categorical, cfg.target]):
             target = table.column(cfg.target)
-            keep = pc.is_valid(target).to_numpy(zero_copy_only=False)
+            # every row labelled (the usual case): views of the batch, not copies
+            keep = slice(None) if target.null_count == 0 else pc.is_valid(target).to_numpy(zero_copy_only=False)
             for name in numeric:
                 words = seen.words.setdefault(name, WordsAsBlanks(learn=True))
                 values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words)
@@ -208,12 +209,12 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
             else:
                 y = seen.target_vocabulary.encode(target)[keep]
             scratch.append(cfg.target, y)
-            scratch.append("row", np.flatnonzero(keep) + seen.rows_read)
+            scratch.append("row", np.arange(seen.rows_read, seen.rows_read + table.num_rows)[keep])
             seen.batches += 1
             for name in table.column_names:
                 seen.nulls[name] = seen.nulls.get(name, 0) + table.column(name).null_count
             seen.rows_read += table.num_rows
-            seen.rows += int(keep.sum())
+            seen.rows += len(y)
     except pa.ArrowInvalid as err:
         if "conversion error" not in str(err):
             raise unreadable(path, err) from None
@@ -319,7 +320,8 @@ def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocess
             rows = source_rows[part]
             for name, code in SPLIT_CODES.items():
                 chosen = split[part] == code
-                writers[name].append(X=X[chosen], y=targets[chosen], rows=rows[chosen])
+                pick = slice(None) if chosen.all() else chosen  # a chunk of one split: written as it is
+                writers[name].append(X=X[pick], y=targets[pick], rows=rows[pick])
     finally:
         for writer in writers.values():
             writer.close()

@@ -25,6 +25,7 @@ quiet_start(__name__)  # first: a Ctrl-C while the modules below load (seconds) 
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.allocator import keep_chunk_memory
 from common.config import MakeDataConfig, parse_config
 from common.console import console, report_dataset
 from common.data.builtin import (
@@ -76,4 +77,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, allocator=keep_chunk_memory)

@@ -7,10 +7,13 @@ back to the system beyond twice that. Under a step's mix of sizes this kept hand
 and faulting it in again: 250-700 minor page faults a step, about a fifth of the step's time,
 and the elementwise passes over those blocks (ReLU and its backward) ran several times slower
 inside a step than alone. With blocks up to MMAP_THRESHOLD served from the heap and up to
-TRIM_THRESHOLD of its free top kept, a step faults about once. The same held for a table's
-chunks in make_data.py (a column's million rows, 8 MB, a dozen times over): 500k page faults,
-2 s of a 10M-row CSV's 12, went to 50k once they too came from the heap. Larger blocks are
-still mapped and unmapped as before, and what is kept is bounded, so memory stays flat in rows.
+TRIM_THRESHOLD of its free top kept, a step faults about once. Larger blocks (a chunk of a big
+table) are still mapped and unmapped as before, so memory stays flat in rows.
+
+make_data.py's process keeps a table's column chunks too (a million rows of float64, 8 MB, a
+dozen of them per chunk of rows): on a 10M-row CSV they took 500k page faults and ~2 s of its 12,
+and 50k once served from the heap. Training keeps the smaller thresholds: its batches are small,
+and the larger ones held ~50 MB more in a 10M-row run for no time saved.
 
 Only the scripts' own processes are tuned: a Python caller's process keeps its allocator as it
 was. Where the environment already sets glibc's malloc (MALLOC_*_ variables, or glibc.malloc.*
@@ -24,8 +27,10 @@ import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 16 << 20  # above any block of a small model's step and a column's chunk of a table
-TRIM_THRESHOLD = 64 << 20  # the most freed memory kept for the next step or chunk
+MMAP_THRESHOLD = 4 << 20   # above any block of a small model's step, below a table's chunk
+TRIM_THRESHOLD = 32 << 20  # the most freed memory kept for the next step
+CHUNK_MMAP_THRESHOLD = 16 << 20  # make_data.py: above a column's chunk of a table
+CHUNK_TRIM_THRESHOLD = 64 << 20  # the most freed memory kept for the next chunk
 
 
 def set_by_environment() -> bool:
@@ -44,7 +49,17 @@ def is_glibc() -> bool:
 
 
 def keep_step_memory() -> bool:
-    """Set glibc's thresholds for this process; whether they were set."""
+    """Set glibc's thresholds for a model's steps in this process; whether they were set."""
+    return keep_freed_blocks(MMAP_THRESHOLD, TRIM_THRESHOLD)
+
+
+def keep_chunk_memory() -> bool:
+    """The same for a table's chunks as well (make_data.py)."""
+    return keep_freed_blocks(CHUNK_MMAP_THRESHOLD, CHUNK_TRIM_THRESHOLD)
+
+
+def keep_freed_blocks(largest: int, kept: int) -> bool:
+    """Blocks up to `largest` bytes from the heap, up to `kept` bytes of its free top kept."""
     if not is_glibc() or set_by_environment():
         return False
     try:
@@ -52,4 +67,4 @@ def keep_step_memory() -> bool:
     except (OSError, AttributeError):
         return False
     # mallopt answers 1 where it took the value
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(mallopt(M_MMAP_THRESHOLD, largest)) and bool(mallopt(M_TRIM_THRESHOLD, kept))

@@ -76,17 +76,18 @@ def _error_in_flight(err: BaseException) -> UserError | None:
     return seen
 
 
-def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True) -> None:
+def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True,
+            allocator: Callable[[], bool] | None = None) -> None:
     """Run a script's `main`, turning a UserError into one line on stderr and exit code 2.
 
     In a multi-process run every process meets the same error; `reports` says whether this
     one prints it, so the user reads it once. The others exit with the same code, quietly.
     Ctrl-C and SIGTERM (what schedulers send first) end in one line too, with the shell's codes
     130 and 143, after the writes under way have been undone. The process is the script's, so
-    its C allocator is set for torch's steps first (common/allocator.py)."""
+    its C allocator is set first: for torch's steps, or as `allocator` says (common/allocator.py)."""
     from common.allocator import keep_step_memory
 
-    keep_step_memory()
+    (allocator or keep_step_memory)()
     if signal.getsignal(signal.SIGINT) is _stopped_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)

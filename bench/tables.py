@@ -56,8 +56,10 @@ def ingest_worker(arg: str, peak_rss_mb) -> dict[str, float]:
     """In a fresh process: make_data.py end to end (its peak memory), then a whole read of the
     table alone (its time: the floor for any reader)."""
     import make_data
+    from common.allocator import keep_chunk_memory
     from common.data.tables import read_table
 
+    keep_chunk_memory()  # as make_data.py's own process does (run_cli)
     path, out, scaling = arg.split(",")
     base = peak_rss_mb()
     start = time.perf_counter()

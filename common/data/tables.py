@@ -10,9 +10,11 @@ column reads the same whatever type the file stored it as.
 """
 from __future__ import annotations
 
+import collections
 import csv
-from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import os
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,8 +37,7 @@ def detect_delimiter(path: Path) -> str:
 
 HEAD_BYTES = 8 << 20    # the head of a CSV file that decides types and roles
 HEAD_ROWS = 200_000     # the same for Parquet
-BATCH_BYTES = 8 << 20   # CSV read a piece of about this size at a time when streamed
-PIECE_BLOCK = 512 << 10 # ...parsed in blocks of this size, so that a piece spreads over the cores
+BATCH_BYTES = 2 << 20   # CSV read a piece of about this size at a time when streamed
 BATCH_ROWS = 65_536     # Parquet row batches when streamed
 
 
@@ -121,10 +122,9 @@ class NotStreamable(Exception):
 def stream_table(path: str | Path, sep: str | None, text_columns: Sequence[str], number_columns: Sequence[str],
                  batch_rows: int) -> Iterator[Any]:
     """A CSV or Parquet file as pyarrow tables, in file order (Parquet: `batch_rows` rows at a time;
-    CSV: a piece of about BATCH_BYTES, as larger pieces cost pyarrow's parallel reader several
-    times their size), read with the types the model needs (its text columns as text, its number
-    columns as numbers, any other column as text): memory bounded by a batch, whatever the
-    file's size."""
+    CSV: pieces of about BATCH_BYTES, a few at a time), read with the types the model needs (its
+    text columns as text, its number columns as numbers, any other column as text): memory
+    bounded by a batch, whatever the file's size."""
     import pyarrow as pa
 
     path = Path(path)
@@ -164,70 +164,99 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
         text.update({name: pa.string() for name in csv_header(path, delimiter)})
     parse, convert = csv_parse_options(path, delimiter), csv_convert_options(decimal, {**text, **types}, columns)
     with open(path, "rb") as fh:
-        header = fh.readline()
+        header = fh.readline(HEAD_BYTES)
         if not plain_line(header):
-            reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=BATCH_BYTES),
+            reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=HEAD_BYTES),
                                      parse_options=parse, convert_options=convert)
             for batch in reader:
                 yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
             return
-        pieces = line_runs(fh, header, BATCH_BYTES)
+        pieces = record_runs(fh, header, BATCH_BYTES)
         first = parsed_piece(next(pieces, header), parse, convert)
         yield first.replace_schema_metadata({"decimal": decimal})
         # pyarrow's streaming reader fixes the types its first block found; so do the pieces
         frozen = csv_convert_options(decimal, {field.name: field.type for field in first.schema}, columns)
-        with closing(parsed_ahead(parsed_piece(piece, parse, frozen) for piece in pieces)) as tables:
+        with closing(parsed_side_by_side(pieces, lambda piece: parsed_piece(piece, parse, frozen))) as tables:
             for table in tables:  # closed before the file, so that no piece is read from a closed file
                 yield table.replace_schema_metadata({"decimal": decimal})
 
 
 def plain_line(header: bytes) -> bool:
-    """A header line that ends in a newline, with no other line break and no unclosed quote,
-    after which the file can be cut at any newline as pyarrow cuts its blocks; a file of \\r line ends, or a
-    header with an unclosed quote, is left to pyarrow's own streaming reader."""
+    """A header line that ends in a newline, with no other line break and no unclosed quote:
+    after it the file can be cut into records; a file of \\r line ends, or a header with an
+    unclosed quote, is left to pyarrow's own streaming reader."""
     return header.endswith(b"\n") and b"\r" not in header[:-2] and header.count(b'"') % 2 == 0
 
 
-def line_runs(fh: Any, header: bytes, size: int) -> Iterator[memoryview]:
-    """The rest of a file in runs of whole lines of about `size` bytes (the last as it ends), each
-    under `header`: views of one buffer, refilled for the next run, so that reading a file takes
-    no fresh memory per run (fresh pages cost the kernel more than the parse: 1.2M page faults
-    on a 1 GB file). Parse a run before asking for the next."""
-    buffer = bytearray(len(header) + 2 * size)
-    buffer[:len(header)] = header
-    start = kept = len(header)
-    while got := fh.readinto(memoryview(buffer)[kept:kept + size]):
-        end = kept + got
-        cut = buffer.rfind(b"\n", start, end) + 1
-        if cut:
-            yield memoryview(buffer)[:cut]
-        else:
-            cut = start
-        kept = start + end - cut  # the start of a line not yet ended, moved to the front
-        buffer[start:kept] = bytes(buffer[cut:end])
-        if kept + size > len(buffer):  # a line longer than the buffer holds: a larger one
-            buffer = buffer[:kept] + bytearray(size)
-    if kept > start:
-        yield memoryview(buffer)[:kept]
+def record_runs(fh: Any, header: bytes, size: int) -> Iterator[memoryview]:
+    """The rest of a file in runs of whole records of about `size` bytes (the last as it ends),
+    each under `header`, in a buffer of its own (runs are parsed side by side)."""
+    carry = b""
+    while True:
+        buffer = bytearray(len(header) + len(carry) + size)
+        buffer[:len(header)] = header
+        start = len(header) + len(carry)
+        buffer[len(header):start] = carry
+        end = start + fh.readinto(memoryview(buffer)[start:])
+        if end == start:  # the file's end
+            if carry:
+                yield memoryview(buffer)[:start]
+            return
+        cut = record_end(buffer, len(header), end)
+        if not cut:  # one record longer than a run (or a stray quote: past MOST_CARRIED runs, cut at a newline)
+            cut = buffer.rfind(b"\n", len(header), end) + 1 if len(carry) >= MOST_CARRIED * size else 0
+            if not cut:
+                carry = bytes(buffer[len(header):end])
+                continue
+        carry = bytes(buffer[cut:end])
+        yield memoryview(buffer)[:cut]
+
+
+MOST_CARRIED = 16  # runs read on for one record, beyond which a stray quote is taken to be text
+
+
+def record_end(buffer: bytearray, start: int, end: int) -> int:
+    """Just past the last newline of buffer[start:end] that ends a record, 0 where none does. A
+    newline inside quotes is part of a value: quotes come in pairs in a record ("" within a
+    value), so a record starting at `start` ends at a newline with an even count of quotes
+    before it. pyarrow's own cut takes the last newline whatever the quotes (and, where that was
+    inside a value, split the record in two without a word)."""
+    cut = buffer.rfind(b"\n", start, end)
+    odd = cut >= 0 and buffer.count(b'"', start, cut) % 2 == 1
+    while odd:
+        before = buffer.rfind(b"\n", start, cut)
+        if before < 0:
+            return 0
+        odd ^= buffer.count(b'"', before, cut) % 2 == 1
+        cut = before
+    return cut + 1
 
 
 def parsed_piece(lines: Any, parse: Any, convert: Any) -> Any:
-    """A run of lines under the file's header, parsed by pyarrow on every core (its streaming
-    reader parses on one, at half the speed on two cores); the table holds no view of `lines`."""
+    """A run of records under the file's header, parsed by pyarrow as one block: its own blocks
+    cut at newlines whatever the quotes, and a value over several lines would not survive them."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    return pa_csv.read_csv(pa.py_buffer(lines), read_options=pa_csv.ReadOptions(block_size=PIECE_BLOCK),
-                           parse_options=parse, convert_options=convert)
+    return pa_csv.read_csv(pa.py_buffer(lines), parse_options=parse, convert_options=convert,
+                           read_options=pa_csv.ReadOptions(block_size=len(lines) + 1, use_threads=False))
 
 
-def parsed_ahead(tables: Iterator[T]) -> Generator[T, None, None]:
-    """`tables` in order, the next one made on a thread while the caller works on this one."""
-    with ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(next, tables, None)
-        while (table := ahead.result()) is not None:
-            ahead = pool.submit(next, tables, None)
-            yield table
+def parsed_side_by_side(pieces: Iterator[Any], parse: Callable[[Any], T]) -> Generator[T, None, None]:
+    """`parse(piece)` of each piece, in order, a piece per core at a time: pyarrow's streaming
+    reader parses on one core, at half the speed on two."""
+    workers = min(os.cpu_count() or 1, MOST_PARSERS)
+    with ThreadPoolExecutor(workers) as pool:
+        ahead: collections.deque[Future[T]] = collections.deque()
+        for piece in pieces:
+            ahead.append(pool.submit(parse, piece))
+            if len(ahead) > workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+MOST_PARSERS = 8  # pieces parsed at once, at most: their memory is a few pieces' each
 
 
 def csv_header(path: Path, sep: str | None) -> list[str]:

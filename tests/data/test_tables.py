@@ -99,3 +99,26 @@ def test_csv_that_cannot_be_cut_at_newlines_is_streamed_by_pyarrow(tmp_path, mon
     (tmp_path / "t.csv").write_text(content, newline="")
     _, table = streamed(tmp_path / "t.csv", monkeypatch, 64)
     assert table.num_rows == rows and table.num_columns == 2
+
+
+@pytest.mark.parametrize("piece_bytes", [300, 1000, 5000])
+@pytest.mark.parametrize("kind", ["lines", "stray quotes"])
+def test_values_over_several_lines_and_stray_quotes_survive_the_cuts(tmp_path, monkeypatch, piece_bytes, kind):
+    """A newline inside quotes is part of a value wherever a piece ends (pyarrow's own cut would
+    split that record in two), a value longer than several pieces is read whole; in a file whose
+    values keep to one line, a quote inside an unquoted value (5" pipe) is text, as pyarrow reads it."""
+    def note(i):
+        if kind == "stray quotes":
+            return f'{i % 9} inch"es' if i % 13 == 5 else f'"a, ""{i}"""'
+        if i == 500:
+            return '"' + "long\n" * 500 + '"'  # pieces long, within MOST_CARRIED of the smallest
+        return '"line one\nline two, ""quoted""\nthree"' if i % 7 == 3 else "plain"
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(("id,note,y\n" + "".join(f"{i},{note(i)},{i % 2}\n" for i in range(3000))).encode())
+    whole = pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 26))  # one block: no cut at all
+    batches, table = streamed(path, monkeypatch, piece_bytes)
+    assert len(batches) > 5 and table.num_rows == 3000
+    assert table.equals(whole.cast(table.schema))
+    if kind == "lines":
+        assert table.column("note")[500].as_py().count("\n") == 500

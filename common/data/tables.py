@@ -38,6 +38,7 @@ def detect_delimiter(path: Path) -> str:
 HEAD_BYTES = 8 << 20    # the head of a CSV file that decides types and roles
 HEAD_ROWS = 200_000     # the same for Parquet
 BATCH_BYTES = 2 << 20   # CSV read a piece of about this size at a time when streamed
+STREAMED_BLOCK = 4 << 20  # ...or a block of this size, where pyarrow's streaming reader reads it
 BATCH_ROWS = 65_536     # Parquet row batches when streamed
 
 
@@ -166,7 +167,7 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
     with open(path, "rb") as fh:
         header = fh.readline(HEAD_BYTES)
         if not plain_line(header):
-            reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=HEAD_BYTES),
+            reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=STREAMED_BLOCK),
                                      parse_options=parse, convert_options=convert)
             for batch in reader:
                 yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})

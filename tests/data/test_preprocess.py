@@ -157,7 +157,9 @@ def reference_normal_scores(q: np.ndarray, values: np.ndarray) -> np.ndarray:
 def test_the_bucketed_interpolation_takes_the_fast_path_where_knots_spread_and_not_where_they_crowd():
     spread = Interpolation(np.linspace(-3, 3, 1000), np.linspace(0, 1, 1000))
     crowded = Interpolation(np.append(np.linspace(-3, 3, 999), 1e9), np.linspace(0, 1, 1000))
-    assert spread.steps <= 3 and crowded.steps > Interpolation.MOST_STEPS
+    skewed = Interpolation(np.quantile(np.random.default_rng(0).lognormal(size=100_000), np.linspace(0, 1, 1000)),
+                           np.linspace(0, 1, 1000))
+    assert spread.steps <= 3 and skewed.steps <= 4 and crowded.steps > Interpolation.MOST_STEPS
 
 
 def test_a_repeating_whole_number_column_gets_a_view_as_codes_and_other_columns_do_not():

@@ -1,6 +1,7 @@
 """The scripts as a user runs them, each in a process of its own: exit code 2 and one line on
 stderr for a bad input, inference with pickle forbidden, train.py without scikit-learn."""
 import json
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,14 @@ HEADER = "a,b,label\n"
 
 def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
     (tmp_path / "t.csv").write_text(HEADER + "1,2,x\n3,4,y\n")
-    assert_user_error(run_script("make_data.py", "--csv", str(tmp_path / "t.csv"), "--target", "kind", check=False),
-                      "no target column 'kind'")
+    # A pandas that says when it is imported: pyarrow, which read the table, would import it (0.4 s).
+    (tmp_path / "site" / "pandas").mkdir(parents=True)
+    (tmp_path / "site" / "pandas" / "__init__.py").write_text(
+        f"open({str(tmp_path / 'pandas_imported')!r}, 'w').close()\nraise ImportError('not the real one')\n")
+    env = script_env(PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])))
+    assert_user_error(run_script("make_data.py", "--csv", str(tmp_path / "t.csv"), "--target", "kind", check=False,
+                                 env=env), "no target column 'kind'")
+    assert not (tmp_path / "pandas_imported").exists()
     assert_user_error(run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "run"),
                                  "--epochs", "0", check=False), "--epochs", "positive")
     assert not (tmp_path / "run").exists()

@@ -22,7 +22,7 @@ import numpy as np
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
 from common.data.dataset import load_dataset
-from common.data.tables import column_names
+from common.data.tables import column_names, without_pandas
 from common.errors import UserError, run_cli
 from common.files import write_json
 from common.model_folder import ModelRecord, load_model_dir
@@ -125,4 +125,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    without_pandas()
     run_cli(main)

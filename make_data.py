@@ -38,6 +38,7 @@ from common.data.builtin import (
 )
 from common.data.dataset import dataset_folder, save_dataset
 from common.data.ingest import ingest_to_folder
+from common.data.tables import without_pandas
 from common.errors import run_cli
 from common.files import atomic_path
 
@@ -77,4 +78,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    without_pandas()
     run_cli(main, allocator=keep_chunk_memory)

@@ -51,24 +51,9 @@ def quiet_start(module: str) -> None:
     """A script's first call, `quiet_start(__name__)`, before it loads torch (seconds on a small
     machine): run as a script, a Ctrl-C meanwhile ends in one line instead of a traceback from
     inside an import. run_cli puts Python's own handler back; a SIGINT ignored by the shell (a
-    background job) stays ignored; a process that imports the script keeps its own handler and
-    its imports (below)."""
-    if module != "__main__":
-        return
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    background job) stays ignored; a process that imports the script keeps its own handler."""
+    if module == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _stopped_while_starting)
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _WithoutPandas())
-
-
-class _WithoutPandas:
-    """An import finder under which pandas reads as not installed. pyarrow imports pandas, where
-    it is installed, on its first array (0.35-0.4 s on 2 cores), to ask whether it was given a
-    DataFrame; no script gives it one, or uses pandas."""
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.partition(".")[0] == "pandas":
-            raise ModuleNotFoundError(f"No module named {name!r}: the scripts do without it", name=name)
 
 
 def _stopped_while_starting(signum: int, frame: object) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import collections
 import csv
 import os
+import sys
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +27,29 @@ from common.errors import UserError
 DELIMITERS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 T = TypeVar("T")
+
+
+def without_pandas() -> None:
+    """For a script that reads tables (make_data.py, infer.py), in its own process: pandas reads
+    as not installed. pyarrow, where pandas is installed, imports it on its first array (0.35-0.4
+    s on 2 cores) to ask whether it was given a DataFrame; the scripts never give it one. A
+    search for pandas (`importlib.util.find_spec`, which torch's compiler stack makes at import)
+    still finds a spec, without a file; only importing it fails."""
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _AbsentPandas())
+
+
+class _AbsentPandas:
+    """An import finder and loader: pandas and its modules fail to import, as if not installed."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        return ModuleSpec(name, self) if name.partition(".")[0] == "pandas" else None  # type: ignore[arg-type]
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        raise ModuleNotFoundError(f"No module named {spec.name!r} in this script", name=spec.name)
+
+    def exec_module(self, module: object) -> None:  # never reached: create_module raised
+        raise ModuleNotFoundError("pandas")
 
 
 def detect_delimiter(path: Path) -> str:

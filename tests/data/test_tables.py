@@ -1,11 +1,14 @@
 """Users' tables as files (common/data/tables.py): CSV dialects, Parquet and Arrow's types, blanks.
 Every table is made here; nothing is downloaded."""
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
-from builders import make_data, write
+from builders import ROOT, make_data, write
 from common.data import tables
 from common.data.dataset import load_dataset
 from common.data.tables import read_table
@@ -122,3 +125,15 @@ def test_values_over_several_lines_and_stray_quotes_survive_the_cuts(tmp_path, m
     assert table.equals(whole.cast(table.schema))
     if kind == "lines":
         assert table.column("note")[500].as_py().count("\n") == 500
+
+
+def test_without_pandas_fails_its_import_and_still_answers_a_search():
+    """make_data.py's and infer.py's processes: pyarrow finds no pandas to import, while a search
+    for it (torch's compiler stack makes one as it loads, under a two-process launch) gets a spec
+    without a file, not an error."""
+    code = ("import importlib.util, sys\nfrom common.data.tables import without_pandas\nwithout_pandas()\n"
+            "import pyarrow as pa\npa.array([1])\nspec = importlib.util.find_spec('pandas')\n"
+            "try:\n    import pandas\nexcept ModuleNotFoundError:\n    print('absent')\n"
+            "print('pandas' in sys.modules, spec is not None and spec.origin is None)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["absent", "False", "True"]

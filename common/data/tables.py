@@ -48,7 +48,7 @@ class _AbsentPandas:
     def create_module(self, spec: ModuleSpec) -> None:
         raise ModuleNotFoundError(f"No module named {spec.name!r} in this script", name=spec.name)
 
-    def exec_module(self, module: object) -> None:  # never reached: create_module raised
+    def exec_module(self, module: object) -> None:  # what marks a loader to importlib; create_module raised first
         raise ModuleNotFoundError("pandas")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from common.allocator import keep_chunk_memory
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
 from common.data.dataset import load_dataset
@@ -126,4 +127,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     without_pandas()
-    run_cli(main)
+    run_cli(main, allocator=keep_chunk_memory)

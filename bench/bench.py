@@ -27,6 +27,7 @@ Results also go to --out (JSON). Timings live here, never in the tests.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -232,6 +233,10 @@ def worker(spec: str) -> dict:
         return {"rows": rows, "epoch_s": seconds, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base}
     if kind == "infer":
         import infer
+        from common.allocator import keep_chunk_memory
+
+        keep_chunk_memory()  # as infer.py's own process does (run_cli)
+        gc.freeze()  # and its collector, past what it loaded (common/errors.quiet_start)
 
         base = peak_rss_mb()
         ckpt, rows_file, out = arg.split(",")

@@ -20,8 +20,10 @@ day act on the network non-linearly.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
@@ -34,6 +36,17 @@ from common.steps import UNKNOWN_CODE
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 PERIODIC_SIGMA = 0.1  # initial frequencies ~ N(0, sigma^2) on inputs scaled to about [-3, 3] (RealMLP's)
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int) -> Iterator[None]:
+    """torch's threads for a run, given back after it (a Python caller's process goes on)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclasses.dataclass(frozen=True)

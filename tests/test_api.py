@@ -264,3 +264,23 @@ def test_a_table_fit_cannot_read_is_one_line(tmp_path):
     with pytest.raises(UserError) as info:
         fit({"a": [1.0, 2.0], "b": ["x"]}, "a", out_dir=str(tmp_path), quiet=True)
     assert "cannot read the rows as a table" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_prediction_to_a_file_leaves_a_core_to_reading_and_writing_then_gives_torchs_threads_back(
+        crossfit_run, tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    import common.serve.predict as serving
+
+    seen, predict = [], serving.predict
+    monkeypatch.setattr(serving, "predict", lambda *args: seen.append(torch.get_num_threads()) or predict(*args))
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv", "--output", tmp_path / "p.csv")
+        assert torch.get_num_threads() == (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {max(1, (os.cpu_count() or 1) - 1)}

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from common.config import TrainConfig
 from common.console import TrainingDisplay
@@ -22,7 +19,7 @@ from common.decision import ThresholdFit, decision_in_words
 from common.errors import UserError
 from common.figures import Painter
 from common.files import load_weights
-from common.model import build_model, load_state
+from common.model import build_model, intra_op_threads, load_state
 from common.train.assessment import fitted_decision
 from common.train.early_stopping import BestTracker
 from common.train.heartbeat import lost_peers, stop_heartbeat
@@ -85,17 +82,6 @@ def placements(accelerator: Any, count: int) -> list[bool] | None:
 
     own = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM, DistributedType.FSDP)
     return None if accelerator.distributed_type in own else [accelerator.device_placement] * count
-
-
-@contextlib.contextmanager
-def intra_op_threads(threads: int) -> Iterator[None]:
-    """torch's threads for the run, given back after it (a Python caller's process goes on)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:

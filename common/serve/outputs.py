@@ -99,9 +99,27 @@ class PredictionWriter:
             if self.writer is not None:
                 self.writer.close()
             return
-        arrays = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]} if self.parts else {}
-        with open(self.tmp, "wb") as fh:
-            np.savez(fh, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as options
+        write_npz(self.tmp, self.parts)
+
+
+def write_npz(path: Path, parts: list[dict[str, np.ndarray]]) -> None:
+    """The batches' arrays as np.savez lays them out (uncompressed .npy members), each array's
+    batches written one after another under one header: no joined copy of a million rows (and
+    none of np.save's own) before the write. Batches of differing types (text labels of
+    differing lengths) are joined first, as np.concatenate widens them."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name in parts[0] if parts else []:
+            batches = [np.ascontiguousarray(part[name]) for part in parts]
+            if len({batch.dtype for batch in batches}) > 1:
+                batches = [np.concatenate(batches)]
+            header = np.lib.format.header_data_from_array_1_0(batches[0])
+            header["shape"] = (sum(len(batch) for batch in batches), *batches[0].shape[1:])
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, header)
+                for batch in batches:
+                    member.write(batch.reshape(-1).view(np.uint8).data)
 
 
 class CsvLines:
@@ -188,22 +206,23 @@ PROBABILITY_SCALE = 1_000_000  # six decimals
 
 @functools.cache
 def thousands_text() -> np.ndarray:
-    """Three digits of 0..999 as the bytes of a little-endian uint32 (the fourth a zero byte):
+    """Three digits of 0..999 as the low bytes of a little-endian uint64 (the others zero bytes):
     rows 0..999 with trailing zeros as zero bytes ("05" for 50), rows 1000..1999 whole ("050")."""
     digits = np.stack([np.arange(1000) // 100, np.arange(1000) // 10 % 10, np.arange(1000) % 10], axis=1)
     trailing = np.cumprod(digits[:, ::-1] == 0, axis=1)[:, ::-1].astype(bool)  # zero from here to the end
     whole = digits + ord("0")
     text = np.zeros((2000, 4), np.uint8)
     text[:1000, :3], text[1000:, :3] = np.where(trailing, 0, whole), whole
-    return text.view("<u4")[:, 0]
+    return text.view("<u4")[:, 0].astype("<u8")
 
 
 def probability_text(p: np.ndarray) -> np.ndarray | None:
-    """[rows, 12] bytes of np.round(p, 6) as pyarrow casts it to text, zero bytes where nothing
+    """[rows, 8] bytes of np.round(p, 6) as pyarrow casts it to text, zero bytes where nothing
     is: the double nearest k / 10^6 (k = rint(p * 10^6), as np.round computes it) reads as that
-    decimal, trailing zeros dropped: "0", "0.25", "0.000001", "1". Built as three uint32 per row
-    ("0." or "1", then two groups of three digits looked up whole) because gathering rows of
-    bytes costs ten times more. None for a value that is negative, -0.0, past 1 or blank."""
+    decimal, trailing zeros dropped: "0", "0.25", "0.000001", "1". Built as one uint64 per row
+    ("0.", then two groups of three digits looked up whole) because gathering rows of bytes
+    costs ten times more; eight bytes, the longest text, so the line has few zero bytes to drop.
+    None for a value that is negative, -0.0, past 1 or blank."""
     scaled = np.rint(p * float(PROBABILITY_SCALE))
     if np.signbit(p).any() or not np.all(scaled <= PROBABILITY_SCALE):  # NaN fails too
         return None
@@ -211,8 +230,10 @@ def probability_text(p: np.ndarray) -> np.ndarray | None:
     high, low = np.divmod(k, 1000)
     high %= 1000  # 1.0: "1", its decimals those of 0
     text = thousands_text()
-    out = np.empty((len(k), 3), "<u4")
-    out[:, 0] = np.where(k % PROBABILITY_SCALE == 0, ord("0") + (k == PROBABILITY_SCALE), ord("0") | ord(".") << 8)
-    out[:, 1] = text[high + 1000 * (low != 0)]  # "0.05", "0.050001": the first group stripped only if it ends the text
-    out[:, 2] = text[low]
-    return out.view(np.uint8)
+    # "0.05", "0.050001": the first group stripped of its zeros only if it ends the text
+    out = text[high + 1000 * (low != 0)] << np.uint64(16)
+    out |= text[low] << np.uint64(40)
+    out |= np.uint64(ord("0") | ord(".") << 8)
+    whole = k % PROBABILITY_SCALE == 0
+    out[whole] = ord("0") + (k[whole] == PROBABILITY_SCALE)
+    return out.astype("<u8", copy=False).view(np.uint8).reshape(len(k), 8)  # bytes in text order anywhere

@@ -59,3 +59,25 @@ def test_a_long_carried_text_takes_the_pyarrow_path_with_the_same_lines(tmp_path
     fast = csv_bytes(tmp_path, "fast.csv", ["no", "yes"], batches, fast=None)
     assert fast == csv_bytes(tmp_path, "slow.csv", ["no", "yes"], batches, fast=False)
     assert fast.decode().splitlines()[3] == "x" * 200 + ",yes,0.3,0.7"
+
+
+def test_npz_batches_written_under_one_header_are_what_np_savez_writes_of_them_joined(tmp_path):
+    """Text labels whose batches differ in width are widened as np.concatenate widens them."""
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    writer = PredictionWriter(tmp_path / "ours.npz", "npz", ["a", "bbb"])
+    parts = []
+    for rows, labels in [(5, ["a"]), (3, ["bbb"]), (4, ["a", "bbb"])]:
+        proba = rng.random((rows, 2))
+        result = {"prediction": np.asarray(labels)[np.arange(rows) % len(labels)], "proba": proba,
+                  "class": np.zeros(rows, np.int64)}
+        writer.add({}, result)
+        parts.append(result)
+    writer.close()
+    np.savez(tmp_path / "joined.npz", **{k: np.concatenate([p[k] for p in parts]) for k in ("prediction", "proba")})
+    ours, joined = zipfile.ZipFile(tmp_path / "ours.npz"), zipfile.ZipFile(tmp_path / "joined.npz")
+    assert ours.namelist() == joined.namelist() == ["prediction.npy", "proba.npy"]
+    for name in joined.namelist():
+        assert ours.read(name) == joined.read(name)
+        assert ours.getinfo(name).compress_type == zipfile.ZIP_STORED

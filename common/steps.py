@@ -407,7 +407,7 @@ class Preprocessor:
                 place, view = as_codes[step.name]
                 out[:, place] = view.number_codes(values)
             missing = np.isnan(values)
-            out[:, col] = step.scaled(np.where(missing, step.median, values))
+            out[:, col] = step.scaled(np.where(missing, step.median, values) if missing.any() else values)
             return missing
 
         blanks = [missing for step, missing in zip(self.numeric, each_column(scale_into, self.numeric, rows),

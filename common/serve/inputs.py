@@ -103,7 +103,9 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
         raise UserError(f"{path} has shape {X.shape} and type {X.dtype}, the model takes numbers of shape "
                         f"(rows, {len(names)}): pass the columns {names} in this order")
     for start in range(0, len(X), batch_rows):
-        part = np.asarray(X[start:start + batch_rows], dtype=np.float64)
+        # Column-major: each column is scaled in turn, and a column read with a stride of the
+        # row's width took a million rows' inputs ~20% longer.
+        part = np.asarray(X[start:start + batch_rows], dtype=np.float64, order="F")
         if np.isinf(part).any():
             raise UserError(f"{path} holds infinite values (row {start + int(np.argwhere(np.isinf(part))[0, 0]) + 1})"
                             ": clean them first (NaN counts as blank)")

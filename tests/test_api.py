@@ -279,7 +279,8 @@ def test_a_prediction_to_a_file_leaves_a_core_to_reading_and_writing_then_gives_
     before = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
     try:
-        infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv", "--output", tmp_path / "p.csv")
+        infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv",
+              "--output", tmp_path / "p.csv")
         assert torch.get_num_threads() == (os.cpu_count() or 1)
     finally:
         torch.set_num_threads(before)

@@ -21,6 +21,10 @@ from common.errors import quiet_start
 
 quiet_start(__name__)  # first: a Ctrl-C while the modules below load (seconds) is one line too
 
+from common.train.relaunch import relaunch_before_loading
+
+relaunch_before_loading(__name__)  # a bare `--num_processes N` on a CPU: the group started before torch loads
+
 from collections.abc import Sequence
 
 from common.config import TrainConfig, parse_config

@@ -92,16 +92,42 @@ def run_group(command: Sequence[str], env: dict[str, str]) -> int:
     return code if code >= 0 else 128 - code
 
 
+# Device files a GPU driver makes (NVIDIA's, AMD ROCm's, WSL's GPU): with none, torch finds no GPU.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def surely_no_gpu() -> bool:
+    """Linux without any GPU driver's device file: no GPU for torch, known without loading it."""
+    return sys.platform.startswith("linux") and not any(os.path.exists(path) for path in GPU_DEVICE_FILES)
+
+
+def gpu_count() -> int:
+    """The GPUs torch can use; 0 without loading torch where surely_no_gpu says so."""
+    if surely_no_gpu():
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def relaunch_before_loading(module: str) -> None:
+    """train.py's second call, before it loads torch: where the machine surely has no GPU, a
+    process that must start the group (start_missing_processes) does so at once. It only waits
+    for the group, so the seconds of loading torch, Accelerate and the rest would be spent for
+    nothing. Elsewhere the question waits for torch, in start_processes."""
+    if module == "__main__" and surely_no_gpu():
+        from common.train.launch_check import launcher_command_line
+
+        start_missing_processes(launcher_command_line())
+
+
 def start_missing_processes(launcher_argv: Sequence[str]) -> None:
     """Where Accelerate's simple launcher (`launcher_argv`) ran this script alone although N > 1
     processes were asked for, on a machine without GPUs: run the N-process group and exit with its
     code. Else return."""
     if "WORLD_SIZE" in os.environ or os.environ.get(STARTED_HERE):  # a process of a group: nothing to check
         return
-    import torch
-
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    processes = processes_to_start(launcher_argv, gpus)
+    processes = processes_to_start(launcher_argv, gpu_count())
     if processes is None:
         return
     command = group_command(processes, sys.argv, os.environ.get("ACCELERATE_MIXED_PRECISION"))

@@ -25,3 +25,26 @@ def test_the_group_is_launched_as_multi_cpu_yaml_launches_it():
     assert command[i + 1:] == ["--config_file", str(ROOT / "accelerate_configs" / "multi_cpu.yaml"),
                                "--num_processes", "4", "--main_process_port", "0", "--mixed_precision", "bf16",
                                "train.py", "--epochs", "2"]
+
+
+def test_without_a_gpu_the_group_is_started_before_torch_loads():
+    """The first process only waits for the group: loading torch there (seconds) bought nothing."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not relaunch.surely_no_gpu():
+        pytest.skip("a GPU driver's device file is here: the question waits for torch")
+    probe = ("import sys\n"
+             "from common.train import launch_check, relaunch\n"
+             "launch_check.launcher_command_line = lambda: ['accelerate', 'launch', '--num_processes', '2', 'x.py']\n"
+             "relaunch.run_group = lambda command, env: print(\n"
+             "    'group of', command[command.index('--num_processes') + 1],\n"
+             "    'torch loaded' if 'torch' in sys.modules else 'torch not loaded') or 7\n"
+             "relaunch.relaunch_before_loading('__main__')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", relaunch.STARTED_HERE)}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 7, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "group of 2 torch not loaded"

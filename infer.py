@@ -26,10 +26,11 @@ from common.data.dataset import load_dataset
 from common.data.tables import column_names, without_pandas
 from common.errors import UserError, run_cli
 from common.files import write_json
+from common.model import intra_op_threads
 from common.model_folder import ModelRecord, load_model_dir
 from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS
-from common.serve.predict import predict, predict_to_file, test_split_report
+from common.serve.predict import pipeline_threads, predict, predict_to_file, test_split_report
 
 CLASSIFICATION_FIGURES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix")
 
@@ -97,7 +98,8 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     target = config.target_column
     labelled = (lambda: LabelledRows(config, target, input_path, cfg.importance_rows if cfg.importance else 0)) \
         if target else None
-    rows, scored = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size, labelled)
+    with intra_op_threads(pipeline_threads()):
+        rows, scored = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size, labelled)
     console.print(f"Predicted {rows} row{'' if rows == 1 else 's'}: {output}")
     if scored is None:
         return None

@@ -266,22 +266,30 @@ def test_a_table_fit_cannot_read_is_one_line(tmp_path):
     assert "cannot read the rows as a table" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_a_prediction_to_a_file_leaves_a_core_to_reading_and_writing_then_gives_torchs_threads_back(
+def test_infer_py_leaves_a_core_to_reading_and_writing_then_gives_torchs_threads_back(
         crossfit_run, tmp_path, monkeypatch):
+    """Only the script sets torch's process-wide count: predict_to_file, which a Python caller
+    may run beside threads of its own, leaves it alone."""
     import os
 
     import torch
 
     import common.serve.predict as serving
+    from common.model_folder import load_model_dir
 
     seen, predict = [], serving.predict
     monkeypatch.setattr(serving, "predict", lambda *args: seen.append(torch.get_num_threads()) or predict(*args))
     before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
     try:
         infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv",
               "--output", tmp_path / "p.csv")
-        assert torch.get_num_threads() == (os.cpu_count() or 1)
+        assert torch.get_num_threads() == cores
+        assert seen and set(seen) == {max(1, cores - 1)}
+        seen.clear()
+        config, model = load_model_dir(crossfit_run / "run")
+        serving.predict_to_file(str(crossfit_run / "people.csv"), str(tmp_path / "q.csv"), config, model, None, 1024)
+        assert seen and set(seen) == {cores}
     finally:
         torch.set_num_threads(before)
-    assert seen and set(seen) == {max(1, (os.cpu_count() or 1) - 1)}

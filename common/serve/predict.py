@@ -15,7 +15,7 @@ from common.data.tables import NotStreamable
 from common.decision import decided_classes
 from common.errors import UserError
 from common.files import atomic_path
-from common.model import intra_op_threads, pass_rows, predicted_outputs
+from common.model import pass_rows, predicted_outputs
 from common.model_folder import ModelRecord
 from common.serve.inputs import InputNotes, feature_batches
 from common.serve.labelled import LabelledRows
@@ -82,9 +82,11 @@ def predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn
 
 
 def pipeline_threads() -> int:
-    """torch's threads while reading and writing run beside it: a core left to them. torch's
-    idle threads spin between its calls, so on 2 cores the three stages, plus a second torch
-    thread, took a million-row prediction to CSV 0.43 s against 0.31 s with one."""
+    """torch's threads for predict_to_file, where reading and writing run beside it: a core left
+    to them. torch's idle threads spin between its calls, so on 2 cores the three stages, plus a
+    second torch thread, took a million-row prediction to CSV 0.43 s against 0.31 s with one.
+    Set by infer.py for its own process only: torch's count is process-wide, and a thread of a
+    Python caller that first used torch meanwhile would keep the lower count for good."""
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
 
 
@@ -100,7 +102,7 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
         # the last one written while this one is predicted (numpy, pyarrow, torch and file
         # writes release the GIL), which took a million-row prediction ~1.6x faster on 2 cores.
         batches = prefetched(feature_batches(path, config.preprocess, sep, batch_rows, stream, notes, target))
-        with InOrder() as writing, intra_op_threads(pipeline_threads()):
+        with InOrder() as writing:
             try:
                 for batch in batches:
                     result = predict(config, model, batch.X, batch_rows)

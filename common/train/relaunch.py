@@ -115,10 +115,16 @@ def relaunch_before_loading(module: str) -> None:
     process that must start the group (start_missing_processes) does so at once. It only waits
     for the group, so the seconds of loading torch, Accelerate and the rest would be spent for
     nothing. Elsewhere the question waits for torch, in start_processes."""
-    if module == "__main__" and surely_no_gpu():
+    if module == "__main__" and surely_no_gpu() and not asks_for_help(sys.argv[1:]):
         from common.train.launch_check import launcher_command_line
 
         start_missing_processes(launcher_command_line())
+
+
+def asks_for_help(argv: Sequence[str]) -> bool:
+    """`-h` or `--help` (or a prefix argparse takes for it): the script prints its help and exits,
+    once, without a group."""
+    return any(arg == "-h" or (len(arg) > 3 and "--help".startswith(arg)) for arg in argv)
 
 
 def start_missing_processes(launcher_argv: Sequence[str]) -> None:

@@ -48,3 +48,15 @@ def test_without_a_gpu_the_group_is_started_before_torch_loads():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 7, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "group of 2 torch not loaded"
+
+
+def test_help_is_printed_once_by_the_first_process_not_by_a_group(monkeypatch):
+    started = []
+    monkeypatch.setattr(relaunch, "start_missing_processes", started.append)
+    monkeypatch.setattr(relaunch, "surely_no_gpu", lambda: True)
+    for argv, group in [(["--help"], False), (["--epochs", "2", "-h"], False), (["--he"], False),
+                        (["--hidden", "20"], True), (["--epochs", "2"], True)]:
+        started.clear()
+        monkeypatch.setattr("sys.argv", ["train.py", *argv])
+        relaunch.relaunch_before_loading("__main__")
+        assert bool(started) is group, argv

@@ -10,6 +10,8 @@ Nothing here imports torch or Accelerate at module level: the check runs in ever
 """
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,6 +85,24 @@ def requested_device(launcher_argv: Sequence[str]) -> str | None:
     return None if use_cpu is None else "cpu" if use_cpu else "gpu"
 
 
+# Device files a GPU driver makes (NVIDIA's, AMD ROCm's, WSL's GPU): with none, torch finds no GPU.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def surely_no_gpu() -> bool:
+    """Linux without any GPU driver's device file: no GPU for torch, known without loading it."""
+    return sys.platform.startswith("linux") and not any(os.path.exists(path) for path in GPU_DEVICE_FILES)
+
+
+def gpu_count() -> int:
+    """The GPUs torch can use; 0 without loading torch where surely_no_gpu says so."""
+    if surely_no_gpu():
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def launcher_command_line() -> list[str]:
     try:
         import psutil
@@ -114,9 +134,5 @@ def refuse_lost_processes(started: int, launcher_argv: Sequence[str]) -> None:
     requested = requested_processes(launcher_argv)
     if requested is not None and requested > started:
         import shlex
-        import sys
 
-        import torch
-
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        raise UserError(trap_message(requested, gpus, shlex.join(["train.py", *sys.argv[1:]])))
+        raise UserError(trap_message(requested, gpu_count(), shlex.join(["train.py", *sys.argv[1:]])))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from common.train.launch_check import requested_processes
+from common.train.launch_check import gpu_count, requested_processes, surely_no_gpu
 
 STARTED_HERE = "TABULAR_GROUP_STARTED_HERE"  # set in the group's environment: it never starts another one
 MULTI_CPU_CONFIG = Path(__file__).resolve().parents[2] / "accelerate_configs" / "multi_cpu.yaml"
@@ -90,24 +90,6 @@ def run_group(command: Sequence[str], env: dict[str, str]) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return code if code >= 0 else 128 - code
-
-
-# Device files a GPU driver makes (NVIDIA's, AMD ROCm's, WSL's GPU): with none, torch finds no GPU.
-GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
-
-
-def surely_no_gpu() -> bool:
-    """Linux without any GPU driver's device file: no GPU for torch, known without loading it."""
-    return sys.platform.startswith("linux") and not any(os.path.exists(path) for path in GPU_DEVICE_FILES)
-
-
-def gpu_count() -> int:
-    """The GPUs torch can use; 0 without loading torch where surely_no_gpu says so."""
-    if surely_no_gpu():
-        return 0
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def relaunch_before_loading(module: str) -> None:

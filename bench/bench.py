@@ -234,8 +234,10 @@ def worker(spec: str) -> dict:
     if kind == "infer":
         import infer
         from common.allocator import keep_chunk_memory
+        from common.data.tables import without_pandas
 
         keep_chunk_memory()  # as infer.py's own process does (run_cli)
+        without_pandas()  # and its main block
         gc.freeze()  # and its collector, past what it loaded (common/errors.quiet_start)
 
         base = peak_rss_mb()

@@ -57,9 +57,10 @@ def ingest_worker(arg: str, peak_rss_mb) -> dict[str, float]:
     table alone (its time: the floor for any reader)."""
     import make_data
     from common.allocator import keep_chunk_memory
-    from common.data.tables import read_table
+    from common.data.tables import read_table, without_pandas
 
     keep_chunk_memory()  # as make_data.py's own process does (run_cli)
+    without_pandas()  # and its main block: pyarrow would import pandas on the first array
     path, out, scaling = arg.split(",")
     base = peak_rss_mb()
     start = time.perf_counter()

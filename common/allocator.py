@@ -56,7 +56,7 @@ def keep_step_memory() -> bool:
 
 
 def keep_chunk_memory() -> bool:
-    """The same for a table's chunks as well (make_data.py)."""
+    """The same for a table's chunks and a prediction's batches as well (make_data.py, infer.py)."""
     return keep_freed_blocks(CHUNK_MMAP_THRESHOLD, CHUNK_TRIM_THRESHOLD)
 
 

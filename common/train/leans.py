@@ -3,7 +3,7 @@ and tested.
 
 On a model as small as the recipe's, Accelerate's per-step bookkeeping costs as much as the
 arithmetic, and torch's compiler stack, imported by the first optimizer though nothing is
-compiled, costs as much as importing torch. Six shortcuts bring both down. None is public
+compiled, costs as much as importing torch. Eight shortcuts bring both down. None is public
 API, so each is checked before use; where a release has moved the internal, the run takes the
 public path (slower, same results) and, for all but the fifth, says so once.
 tests/train/test_leans.py fails when an upgrade moves any of them, so we learn it from CI
@@ -49,6 +49,24 @@ rather than from users.
    a step, the same gradients to the bit). Where all of that holds, `loss.backward()` is called
    directly; the shape of `Accelerator.backward` is checked.
    Public path: `accelerator.backward(loss)`.
+7. `direct_adam` -- torch's fused Adam and AdamW (what make_optimizer asks for) end in two
+   kernel calls, `torch._foreach_add_` on the step counts and `torch._fused_adam_` (or
+   `_fused_adamw_`), but reach them through per-step Python that gathers the lists of
+   parameters, gradients and moments, groups them by device and dtype and checks each one
+   (~70 us a step, on the recipe's model three times the kernels). Where one group holds
+   parameters of one device and dtype, every one with a gradient and with its state already
+   made by torch's first step, and none of amsgrad, maximize, capturable, differentiable, a
+   tensor learning rate or a gradient scaler is in play, the eager `step` of lean 5 makes the
+   two calls itself: the same kernels on the same tensors, the same weights to the bit. The
+   shape of torch's `_fused_adam` is checked.
+   Public path: torch's `step` (lean 5's, or torch's own class).
+8. `direct_step` -- `AcceleratedOptimizer.step` comes down to the wrapped optimizer's `step()`
+   where no gradient scaler, XLA or LOMO optimizer is in play and the gradients are synced
+   (~30 us a step of checks, about a tenth of the recipe's step once the step is written out,
+   see common/train/hand_step.py). With one batch per optimizer step every step is synced, and
+   where all of that holds the Stepper calls the wrapped optimizer's `step()` itself; the
+   shape of `AcceleratedOptimizer.step` is checked.
+   Public path: `optimizer.step()` through Accelerate's wrapper.
 """
 from __future__ import annotations
 
@@ -59,7 +77,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-LEANS = ("lomo_cache", "epoch_signal", "skip_accumulate", "zero_through_model", "direct_backward")  # the Stepper's
+LEANS = ("lomo_cache", "epoch_signal", "skip_accumulate", "zero_through_model", "direct_backward",
+         "direct_step")  # the Stepper's
 COMPILER = "torch._dynamo"
 DISABLED_CACHE = "__dynamo_disable"  # where torch._compile._disable_dynamo caches a function's disabled form
 NEVER_COMPILED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")  # torch.optim.Optimizer's
@@ -191,6 +210,7 @@ def eager_optimizer_class(cls: Any) -> Any:
     import torch.optim.optimizer as optimizer_module
 
     update = inspect.unwrap(cls.step)
+    direct = direct_adam_update if issubclass(cls, torch.optim.Adam) and direct_adam_missing() is None else None
 
     def eager(self: Any, closure: Any = None) -> Any:
         with torch.set_grad_enabled(self.defaults["differentiable"]):
@@ -202,10 +222,69 @@ def eager_optimizer_class(cls: Any) -> Any:
         if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
                 or optimizer_module._global_optimizer_pre_hooks or optimizer_module._global_optimizer_post_hooks):
             return hooked(self, closure)
+        if closure is None and direct is not None and direct(self):
+            return None
         return eager(self, closure)
 
     step.hooked = True  # type: ignore[attr-defined]  # what torch's Optimizer.__init__ looks for before wrapping
     return type(cls.__name__, (cls,), {"step": step, "__module__": __name__, "__doc__": cls.__doc__})
+
+
+@functools.cache
+def direct_adam_missing() -> str | None:
+    """None where lean 7 applies (torch's fused Adam update is still the two kernel calls it
+    makes), else why not."""
+    try:
+        import torch
+        import torch.optim.adam as adam_module
+
+        source = inspect.getsource(adam_module._fused_adam)
+    except (ImportError, AttributeError, OSError, TypeError) as err:
+        return f"torch's fused Adam update is not where it was ({err})"
+    calls = ("torch._foreach_add_(device_state_steps, 1)", "torch._fused_adam_", "torch._fused_adamw_")
+    if not all(call in source for call in calls) or not all(
+            hasattr(torch, name) for name in ("_foreach_add_", "_fused_adam_", "_fused_adamw_")):
+        return "torch's fused Adam update no longer makes the kernel calls it made"
+    return None
+
+
+FUSED_ONLY = ("amsgrad", "maximize", "capturable", "differentiable")  # settings lean 7 leaves to torch
+
+
+def direct_adam_update(optimizer: Any) -> bool:
+    """Lean 7: torch's fused Adam or AdamW update as its two kernel calls; False (nothing done)
+    where torch's own step must run."""
+    import torch
+
+    if len(optimizer.param_groups) != 1 or getattr(optimizer, "grad_scale", None) is not None \
+            or getattr(optimizer, "found_inf", None) is not None:
+        return False
+    group = optimizer.param_groups[0]
+    if not group["fused"] or any(group[name] for name in FUSED_ONLY) or torch.is_tensor(group["lr"]) \
+            or any(torch.is_tensor(beta) for beta in group["betas"]):
+        return False
+    params, states = group["params"], optimizer.state
+    if not params:
+        return False
+    first = params[0]
+    grads, moments, squares, steps = [], [], [], []
+    for p in params:
+        state = states.get(p)
+        if p.grad is None or not state or p.device != first.device or p.dtype != first.dtype \
+                or p.grad.is_sparse or torch.is_complex(p):
+            return False
+        grads.append(p.grad)
+        moments.append(state["exp_avg"])
+        squares.append(state["exp_avg_sq"])
+        steps.append(state["step"])
+    beta1, beta2 = group["betas"]
+    kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
+    with torch.no_grad():
+        torch._foreach_add_(steps, 1)
+        kernel(params, grads, moments, squares, [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
+               beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+               grad_scale=None, found_inf=None)
+    return True
 
 
 def direct_backward_missing() -> str | None:
@@ -219,6 +298,30 @@ def direct_backward_missing() -> str | None:
     if "loss = loss / self.gradient_accumulation_steps" not in source or "loss.backward(**kwargs)" not in source:
         return "Accelerator.backward no longer divides by the accumulation steps before loss.backward()"
     return None
+
+
+def direct_step_missing() -> str | None:
+    """None where lean 8 can apply (Accelerate's optimizer step still has the shape it relies on), else why not."""
+    try:
+        from accelerate.optimizer import AcceleratedOptimizer
+
+        source = inspect.getsource(AcceleratedOptimizer.step)
+    except (ImportError, AttributeError, OSError, TypeError) as err:
+        return f"AcceleratedOptimizer.step's source is not available to check ({err})"
+    shape = ("if self.gradient_state.sync_gradients:", "if self.scaler is not None:", "self.optimizer.step(closure)")
+    if not all(line in source for line in shape):
+        return "AcceleratedOptimizer.step no longer comes down to the wrapped optimizer's step"
+    return None
+
+
+def step_is_plain(accelerator: Any, optimizer: Any, grad_accum: int) -> bool:
+    """Whether `optimizer.step()` through Accelerate's wrapper comes down to the wrapped
+    optimizer's `step()` at every step of this run (lean 8)."""
+    from accelerate.utils import DistributedType
+
+    return (grad_accum == 1 and getattr(accelerator, "scaler", None) is None
+            and not getattr(accelerator, "has_lomo_optimizer", False) and hasattr(optimizer, "optimizer")
+            and accelerator.distributed_type != DistributedType.XLA)
 
 
 def backward_is_plain(accelerator: Any) -> bool:

@@ -27,13 +27,16 @@ from common.model import combine_members
 from common.steps import has_link
 from common.train.batching import RowCheck, RowSource, ShardedBatches, fits_on_device, local_shard
 from common.train.crossfit import out_of_fold
+from common.train.hand_step import HandStep, hand_step_missing
 from common.train.leans import (
     backward_is_plain,
     cache_lomo_check,
     direct_backward_missing,
+    direct_step_missing,
     epoch_signal_class,
     epoch_signal_missing,
     lomo_check_missing,
+    step_is_plain,
     unwrapped_model,
 )
 from common.train.optim import balanced_class_weights, member_losses, summed_loss
@@ -49,7 +52,7 @@ class Trainer:
     folder saves them in a checkpoint and gives them back on --resume."""
 
     def __init__(self, accelerator: Any, model: nn.Module, optimizer: Any, scheduler: Any, data: TabularData,
-                 plan: TrainPlan, stepper: Stepper | None = None):
+                 plan: TrainPlan, stepper: Stepper | None = None, by_hand: bool = True):
         self.accelerator, self.model, self.plan, self.task = accelerator, model, plan, plan.task
         self.num_classes = len(data.description.class_labels or [])
         self.target = data.description.target  # regression: for figures on the original y scale
@@ -59,6 +62,11 @@ class Trainer:
             self.weight = balanced_class_weights(data.y_train, self.num_classes).to(accelerator.device)
         self.log_link = has_link(self.target)  # outputs are log E[y]: Poisson deviance
         self.loss_fn = summed_loss(self.task, self.weight, self.log_link)
+        # A plain MLP's forward and backward written out where they apply (common/train/hand_step.py),
+        # else autograd's; the accumulation context and the optimizer step are the same either way.
+        self.hand = HandStep(model, self.task) if by_hand and hand_step_missing(
+            model, accelerator, self.task, self.weight is not None, self.log_link, plan.batches.grad_accum) is None \
+            else None
         # Cross-fitting: each training row's fold, a tag of each batch (common/train/crossfit.py).
         self.folds = plan.crossfit.fold_of_each_row(data.y_train, self.task == "classification", plan.seed)
         self.batches, self.eval_sets = self._data(data)
@@ -94,20 +102,25 @@ class Trainer:
         """One batch: forward, the summed loss (an ensemble's members each on the rows outside
         their fold), backward scaled so the step's gradient is the mean over its group's rows,
         and at the end of the group the optimizer step."""
+        scale = loss_scale(self.accelerator.num_processes, group_rows, self.plan.batches.grad_accum)
         with self.stepper.accumulate(ends_group):
-            out = self.model(x).float()
-            if out.dim() == 2:  # one network
-                loss_sum = self.loss_fn(out, y)
-            else:
-                losses = member_losses(self.task, out, y, self.weight, self.plan.optim.label_smoothing, self.log_link)
-                loss_sum = self.plan.crossfit.training_loss(losses, fold)
-            self.stepper.backward(loss_sum * loss_scale(self.accelerator.num_processes, group_rows,
-                                                        self.plan.batches.grad_accum))
+            loss_sum = self.hand(x, y, scale) if self.hand is not None else self._autograd_loss(x, y, scale, fold)
             if ends_group:
                 self.stepper.step()
         # Accumulated on the device: no host sync per step.
-        self.loss_sum += loss_sum.detach()
+        self.loss_sum += loss_sum
         self.rows_seen += len(x)
+
+    def _autograd_loss(self, x: torch.Tensor, y: torch.Tensor, scale: float, fold: torch.Tensor | None) -> torch.Tensor:
+        """The batch's summed loss, its gradient times `scale` added to the parameters' by autograd."""
+        out = self.model(x).float()
+        if out.dim() == 2:  # one network
+            loss_sum = self.loss_fn(out, y)
+        else:
+            losses = member_losses(self.task, out, y, self.weight, self.plan.optim.label_smoothing, self.log_link)
+            loss_sum = self.plan.crossfit.training_loss(losses, fold)
+        self.stepper.backward(loss_sum * scale)
+        return loss_sum.detach()
 
     def run_epoch(self, epoch: int, first_step: int = 0, stop: StopSignal | None = None) -> float | None:
         """Train `epoch` from `first_step` on (0, or where a checkpoint taken mid-epoch stopped);
@@ -258,6 +271,9 @@ class Stepper:
         self.zero_grad: Callable[[], None] = (
             functools.partial(optimizer.zero_grad, set_to_none=True) if "zero_through_model" in self.fallbacks
             else self.forget_gradients)
+        self.optimizer_step: Callable[[], Any] = (
+            optimizer.optimizer.step if "direct_step" not in self.fallbacks
+            and step_is_plain(accelerator, optimizer, grad_accum) else optimizer.step)
         self.backward: Callable[[torch.Tensor], None] = (
             torch.Tensor.backward if "direct_backward" not in self.fallbacks and backward_is_plain(accelerator)
             else accelerator.backward)
@@ -273,6 +289,7 @@ class Stepper:
             "zero_through_model": None if held == {id(p) for p in self.model.parameters()}
             else "the optimizer does not hold exactly the model's parameters",
             "direct_backward": direct_backward_missing(),
+            "direct_step": direct_step_missing(),
         }
 
     def forget_gradients(self) -> None:
@@ -297,7 +314,7 @@ class Stepper:
 
     def step(self) -> None:
         """At the end of an accumulation group (every batch without accumulation)."""
-        self.optimizer.step()
+        self.optimizer_step()
         if self.scheduler is not None:
             self.scheduler.step()
         self.zero_grad()

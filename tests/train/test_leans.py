@@ -186,3 +186,69 @@ def test_backward_is_called_directly_only_where_accelerate_would_do_just_that(se
     assert backward_is_plain(accelerator) is plain
     stepper = Stepper(accelerator, torch.nn.Linear(2, 1), torch.optim.SGD(torch.nn.Linear(2, 1).parameters()), None, 1)
     assert (stepper.backward is torch.Tensor.backward) is plain
+
+
+def adam_run(cls, steps=7, **settings):
+    """A small model trained `steps` steps with a schedule, stepped without a closure."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    optimizer = cls(model.parameters(), **{"lr": 0.05, **settings})
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    x, y = torch.randn(32, 6, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        schedule.step()
+    return model, optimizer
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+@pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.01}])
+def test_the_direct_adam_update_gives_torchs_weights_to_the_bit(name, settings, monkeypatch):
+    import torch.optim.adam as adam_module
+
+    from common.train.leans import direct_adam_missing
+
+    assert direct_adam_missing() is None
+    stock = getattr(torch.optim, name)
+    public_model, public = adam_run(stock, fused=True, **settings)
+    through_torch = []
+    update = adam_module._fused_adam
+    monkeypatch.setattr(adam_module, "_fused_adam", lambda *a, **k: through_torch.append(1) or update(*a, **k))
+    with compiler_unloaded():
+        model, optimizer = adam_run(eager_optimizer_class(stock), fused=True, **settings)
+    assert len(through_torch) == 1  # the first step makes the state; the other six are direct
+    for key, value in public_model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert str(optimizer.state_dict()["state"]) == str(public.state_dict()["state"])  # moments and step counts
+
+
+def test_the_direct_adam_update_leaves_to_torch_what_it_does_not_cover():
+    from common.train.leans import direct_adam_update
+
+    cases = [{"fused": True, "amsgrad": True}, {"fused": True, "maximize": True}, {"foreach": True},
+             {"fused": True, "lr": torch.tensor(0.01)}]
+    for settings in cases:
+        model, optimizer = adam_run(torch.optim.Adam, steps=1, **settings)
+        model(torch.ones(1, 6)).sum().backward()
+        assert not direct_adam_update(optimizer), settings
+    model, optimizer = adam_run(torch.optim.Adam, steps=1, fused=True)
+    model(torch.ones(1, 6)).sum().backward()
+    model[0].bias.grad = None  # a parameter without a gradient: torch skips it
+    assert not direct_adam_update(optimizer)
+    fresh = torch.optim.Adam(torch.nn.Linear(2, 1).parameters(), fused=True)  # no state yet: torch makes it
+    assert not direct_adam_update(fresh)
+    assert fresh.state == {}
+
+
+@pytest.mark.parametrize("accum", [1, 3])
+def test_the_optimizer_is_stepped_directly_only_where_accelerate_would_do_just_that(accum):
+    from common.train.leans import direct_step_missing
+
+    assert direct_step_missing() is None
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=accum)
+    model = torch.nn.Linear(2, 1)
+    model, optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    stepper = Stepper(accelerator, model, optimizer, None, accum)
+    assert stepper.optimizer_step == (optimizer.optimizer.step if accum == 1 else optimizer.step)

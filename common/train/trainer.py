@@ -2,7 +2,8 @@
 
 The same code runs on one CPU process, one GPU, DDP over several GPUs or machines, and a
 gloo group on a CPU-only machine: the accelerate config alone decides. `Trainer._run_batch`
-is one optimizer step's whole story: forward, loss, backward, and at the end of an
+is one optimizer step's whole story: forward, loss, backward (autograd's, or on one CPU
+process a plain MLP's written out by hand: common/train/hand_step.py), and at the end of an
 accumulation group the optimizer, the schedule and the zeroing (`Stepper`, which takes
 Accelerate's fast paths where common/train/leans.py says they hold). The Trainer
 reads the run plan and knows nothing of files or the console.

@@ -13,15 +13,17 @@ activation's derivative from its output.
 Where it applies (`hand_step_missing` says why not elsewhere): one process on a CPU, float32
 weights and no mixed precision, one batch per optimizer step, a plain `nn.Sequential` of
 `nn.Linear` layers with ReLU, Sigmoid or Tanh between them (the recipes' models), and the
-loss of `common.train.optim.summed_loss` without class weights or a log link: cross-entropy or
-squared error. Everywhere else (an ensemble, embeddings, several processes, a GPU, bf16,
-accumulation) the step is autograd's, as before.
+loss of `common.train.optim.summed_loss` without class weights, label smoothing or a log link:
+cross-entropy or squared error. Everywhere else (an ensemble, embeddings, several processes, a
+GPU, bf16, accumulation) the step is autograd's, as before.
 
 The formulas are autograd's, in another order of summation: the loss and gradients agree with
 autograd's to float32 rounding, not to the bit (tests/train/test_hand_step.py compares them
-on every supported shape). The activations' derivatives are ATen's own backward kernels,
-reached through `torch.ops.aten`: the public spellings (a comparison and a multiply) cost
-several times more on small tensors.
+on every supported shape). A run is therefore a different trajectory of the same optimisation,
+as any change in the order of summation makes one: over many steps the two part by more than
+rounding, the more so at high learning rates (one ReLU unit that switches on one row is enough),
+and end on equally good weights (the recipe: every printed figure the same, accuracy 0.9475).
+The activations' derivatives are ATen's own backward kernels (common/train/leans.py, lean 9).
 """
 from __future__ import annotations
 
@@ -31,26 +33,14 @@ from typing import Any
 import torch
 from torch import nn
 
-Derivative = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (gradient, activation's output) -> gradient
+from common.train.leans import aten_derivative
 
-
-def relu_derivative(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.threshold_backward(grad, out, 0)
-
-
-def sigmoid_derivative(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.sigmoid_backward(grad, out)
-
-
-def tanh_derivative(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.tanh_backward(grad, out)
-
-
-# Each activation: its forward pass in place (its input is the step's own fresh product) and its derivative.
-ACTIVATIONS: dict[type, tuple[Callable[[torch.Tensor], Any], Derivative, str]] = {
-    nn.ReLU: (torch.Tensor.relu_, relu_derivative, "threshold_backward"),
-    nn.Sigmoid: (torch.Tensor.sigmoid_, sigmoid_derivative, "sigmoid_backward"),
-    nn.Tanh: (torch.Tensor.tanh_, tanh_derivative, "tanh_backward"),
+# Each activation module the step writes out: its name (common.model's) and its forward pass in
+# place (its input is the step's own fresh product).
+WRITTEN_OUT: dict[type, tuple[str, Callable[[torch.Tensor], Any]]] = {
+    nn.ReLU: ("relu", torch.Tensor.relu_),
+    nn.Sigmoid: ("sigmoid", torch.Tensor.sigmoid_),
+    nn.Tanh: ("tanh", torch.Tensor.tanh_),
 }
 
 
@@ -64,31 +54,47 @@ def layers_of(model: nn.Module) -> list[tuple[nn.Linear, type | None]] | None:
         linear, after = modules[i], modules[i + 1] if i + 1 < len(modules) else None
         if type(linear) is not nn.Linear or linear.bias is None:
             return None
-        if after is not None and type(after) not in ACTIVATIONS:
+        if after is not None and type(after) not in WRITTEN_OUT:
             return None
         layers.append((linear, type(after) if after is not None else None))
     return layers if layers and layers[-1][1] is None else None
 
 
-def hand_step_missing(model: nn.Module, accelerator: Any, task: str, weighted: bool, log_link: bool,
-                      grad_accum: int) -> str | None:
+def hand_step_missing(model: nn.Module, accelerator: Any, plan: Any, weighted: bool, log_link: bool) -> str | None:
     """None where the hand-written step applies to this run, else why not (autograd's step then)."""
     layers = layers_of(model)
     if layers is None:
         return "the model is not a plain MLP of linear layers with ReLU, Sigmoid or Tanh"
     if accelerator.num_processes != 1 or accelerator.device.type != "cpu":
         return "the run is not one process on a CPU"
-    if getattr(accelerator, "mixed_precision", "no") != "no" or grad_accum != 1:
+    if getattr(accelerator, "mixed_precision", "no") != "no" or plan.batches.grad_accum != 1:
         return "the run uses mixed precision or gradient accumulation"
     if any(p.dtype != torch.float32 or not p.requires_grad for p in model.parameters()):
         return "the weights are not all trainable float32"
-    if weighted or log_link or task not in ("classification", "regression"):
-        return "the loss is weighted or not plain cross-entropy or squared error"
-    missing = [name for _, kind in layers if kind is not None for name in [ACTIVATIONS[kind][2]]
-               if not hasattr(torch.ops.aten, name)]
-    if missing:
-        return f"this torch has no aten.{missing[0]}"
+    if weighted or log_link or plan.optim.label_smoothing or plan.task not in ("classification", "regression"):
+        return "the loss is weighted, smoothed or not plain cross-entropy or squared error"
     return None
+
+
+def lost_derivative(model: nn.Module) -> str | None:
+    """An activation of the model whose derivative kernel this torch lacks (lean 9), if any."""
+    for _, kind in layers_of(model) or []:
+        if kind is not None and aten_derivative(WRITTEN_OUT[kind][0]) is None:
+            return WRITTEN_OUT[kind][0]
+    return None
+
+
+def hand_step_for(model: nn.Module, accelerator: Any, plan: Any, weighted: bool, log_link: bool) -> HandStep | None:
+    """The run's step written out by hand, or None where autograd's step is the run's. A torch
+    that has moved a derivative kernel the step needs is said once."""
+    if hand_step_missing(model, accelerator, plan, weighted, log_link) is not None:
+        return None
+    lost = lost_derivative(model)
+    if lost is not None:
+        accelerator.print(f"note: this torch has no ATen kernel for {lost}'s derivative: the step takes "
+                          "autograd's path (slower)")
+        return None
+    return HandStep(model, plan.task)
 
 
 def weight_gradient(grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -114,8 +120,8 @@ class HandStep:
         self.biases = [linear.bias for linear, _ in layers]
         self.columns = [linear.bias.unsqueeze(1) for linear, _ in layers]  # views: they see each update
         self.transposed = [linear.weight.t() for linear, _ in layers]
-        self.forward_ops = [ACTIVATIONS[kind][0] if kind else None for _, kind in layers]
-        self.derivatives = [ACTIVATIONS[kind][1] if kind else None for _, kind in layers]
+        self.forward_ops = [WRITTEN_OUT[kind][1] if kind else None for _, kind in layers]
+        self.derivatives = [aten_derivative(WRITTEN_OUT[kind][0]) if kind else None for _, kind in layers]
         self.minus_ones = torch.empty(0)
 
     @torch.no_grad()
@@ -143,14 +149,14 @@ class HandStep:
             target = y.unsqueeze(0)
             loss = log_p.gather(0, target).sum().neg_()
             grad = log_p.exp_()  # softmax - one-hot: the cross-entropy's gradient on the logits
-            grad.scatter_add_(0, target, self.negative_ones(len(y)))
+            grad.scatter_add_(0, target, self.negative_ones(len(y), grad.dtype))
             return loss, grad.mul_(scale)
         # Squared error summed over rows, averaged over outputs (summed_loss's).
         diff = out.sub_(y.t() if y.dim() == 2 else y.unsqueeze(0))
         width = diff.shape[0]
         return diff.square().sum().div_(width), diff.mul_(2 * scale / width)
 
-    def negative_ones(self, rows: int) -> torch.Tensor:
-        if self.minus_ones.shape[-1] < rows:
-            self.minus_ones = torch.full((1, rows), -1.0)
+    def negative_ones(self, rows: int, dtype: torch.dtype) -> torch.Tensor:
+        if self.minus_ones.shape[-1] < rows or self.minus_ones.dtype != dtype:
+            self.minus_ones = torch.full((1, rows), -1.0, dtype=dtype)
         return self.minus_ones[:, :rows]

@@ -3,9 +3,10 @@ and tested.
 
 On a model as small as the recipe's, Accelerate's per-step bookkeeping costs as much as the
 arithmetic, and torch's compiler stack, imported by the first optimizer though nothing is
-compiled, costs as much as importing torch. Eight shortcuts bring both down. None is public
+compiled, costs as much as importing torch. Nine shortcuts bring both down. None is public
 API, so each is checked before use; where a release has moved the internal, the run takes the
-public path (slower, same results) and, for all but the fifth, says so once.
+public path (slower, same results) and, for all but the fifth and seventh (which live in the
+optimizer's class, built before there is a console to say it on), says so once.
 tests/train/test_leans.py fails when an upgrade moves any of them, so we learn it from CI
 rather than from users.
 
@@ -62,11 +63,19 @@ rather than from users.
    Public path: torch's `step` (lean 5's, or torch's own class).
 8. `direct_step` -- `AcceleratedOptimizer.step` comes down to the wrapped optimizer's `step()`
    where no gradient scaler, XLA or LOMO optimizer is in play and the gradients are synced
+   (DeepSpeed's and Megatron-LM's wrappers, whose engines step the optimizer, are never passed by)
    (~30 us a step of checks, about a tenth of the recipe's step once the step is written out,
    see common/train/hand_step.py). With one batch per optimizer step every step is synced, and
    where all of that holds the Stepper calls the wrapped optimizer's `step()` itself; the
    shape of `AcceleratedOptimizer.step` is checked.
    Public path: `optimizer.step()` through Accelerate's wrapper.
+9. `aten_derivatives` -- the step written out by hand (common/train/hand_step.py) takes ReLU's,
+   Sigmoid's and Tanh's derivatives from ATen's own backward kernels (`threshold_backward`,
+   `sigmoid_backward`, `tanh_backward` in `torch.ops.aten`, what autograd itself calls): the
+   public spellings (a comparison and a multiply) cost several times more on small tensors.
+   Each is looked up when the run starts; where one is gone, a model with that activation
+   takes autograd's step.
+   Public path: autograd's step (the same figures, not the same bits: hand_step.py says why).
 """
 from __future__ import annotations
 
@@ -316,12 +325,33 @@ def direct_step_missing() -> str | None:
 
 def step_is_plain(accelerator: Any, optimizer: Any, grad_accum: int) -> bool:
     """Whether `optimizer.step()` through Accelerate's wrapper comes down to the wrapped
-    optimizer's `step()` at every step of this run (lean 8)."""
+    optimizer's `step()` at every step of this run (lean 8): Accelerate's own wrapper (not
+    DeepSpeed's or Megatron-LM's, whose engines step the optimizer themselves), one batch per
+    step, and no gradient scaler, XLA or LOMO."""
+    from accelerate.optimizer import AcceleratedOptimizer
     from accelerate.utils import DistributedType
 
-    return (grad_accum == 1 and getattr(accelerator, "scaler", None) is None
-            and not getattr(accelerator, "has_lomo_optimizer", False) and hasattr(optimizer, "optimizer")
-            and accelerator.distributed_type != DistributedType.XLA)
+    own_engine = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM, DistributedType.XLA)
+    return (grad_accum == 1 and type(optimizer).step is AcceleratedOptimizer.step
+            and getattr(accelerator, "scaler", None) is None and not getattr(accelerator, "has_lomo_optimizer", False)
+            and accelerator.distributed_type not in own_engine)
+
+
+ATEN_DERIVATIVES = {"relu": "threshold_backward", "sigmoid": "sigmoid_backward", "tanh": "tanh_backward"}
+
+
+def aten_derivative(activation: str) -> Callable[[Any, Any], Any] | None:
+    """Lean 9: the activation's derivative as ATen's backward kernel, (gradient, the activation's
+    output) -> gradient; None where this torch lacks the kernel."""
+    import torch
+
+    try:
+        kernel = getattr(torch.ops.aten, ATEN_DERIVATIVES[activation])
+    except (AttributeError, RuntimeError):
+        return None
+    if activation == "relu":  # zero where the output is at or below the threshold 0
+        return lambda grad, out: kernel(grad, out, 0)
+    return kernel
 
 
 def backward_is_plain(accelerator: Any) -> bool:

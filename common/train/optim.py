@@ -57,10 +57,12 @@ def balanced_class_weights(y_train: np.ndarray, num_classes: int) -> torch.Tenso
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def summed_loss(task: str, weight: torch.Tensor | None = None, log_link: bool = False) -> LossFn:
-    """Loss summed over rows (per-row loss as the recipe's mean loss counts it)."""
+def summed_loss(task: str, weight: torch.Tensor | None = None, log_link: bool = False,
+                label_smoothing: float = 0.0) -> LossFn:
+    """Loss summed over rows (per-row loss as the recipe's mean loss counts it); smoothed labels
+    are for training only (evaluation scores the labels as they are)."""
     if task == "classification":
-        return lambda out, y: F.cross_entropy(out, y, weight=weight, reduction="sum")
+        return lambda out, y: F.cross_entropy(out, y, weight=weight, reduction="sum", label_smoothing=label_smoothing)
     if log_link:
         return lambda out, y: poisson_deviance(out, y).sum() / out.shape[1]
     return lambda out, y: F.mse_loss(out, y, reduction="sum") / out.shape[1]

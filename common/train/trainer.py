@@ -28,7 +28,7 @@ from common.model import combine_members
 from common.steps import has_link
 from common.train.batching import RowCheck, RowSource, ShardedBatches, fits_on_device, local_shard
 from common.train.crossfit import out_of_fold
-from common.train.hand_step import HandStep, hand_step_missing
+from common.train.hand_step import hand_step_for
 from common.train.leans import (
     backward_is_plain,
     cache_lomo_check,
@@ -63,10 +63,10 @@ class Trainer:
             self.weight = balanced_class_weights(data.y_train, self.num_classes).to(accelerator.device)
         self.log_link = has_link(self.target)  # outputs are log E[y]: Poisson deviance
         self.loss_fn = summed_loss(self.task, self.weight, self.log_link)
+        self.training_loss_fn = summed_loss(self.task, self.weight, self.log_link, plan.optim.label_smoothing)
         # A plain MLP's forward and backward written out where they apply (common/train/hand_step.py),
         # else autograd's; the accumulation context and the optimizer step are the same either way.
-        self.hand = HandStep(model, self.task) if by_hand and hand_step_missing(
-            model, accelerator, self.task, self.weight is not None, self.log_link, plan.batches.grad_accum) is None \
+        self.hand = hand_step_for(model, accelerator, plan, self.weight is not None, self.log_link) if by_hand \
             else None
         # Cross-fitting: each training row's fold, a tag of each batch (common/train/crossfit.py).
         self.folds = plan.crossfit.fold_of_each_row(data.y_train, self.task == "classification", plan.seed)
@@ -116,7 +116,7 @@ class Trainer:
         """The batch's summed loss, its gradient times `scale` added to the parameters' by autograd."""
         out = self.model(x).float()
         if out.dim() == 2:  # one network
-            loss_sum = self.loss_fn(out, y)
+            loss_sum = self.training_loss_fn(out, y)
         else:
             losses = member_losses(self.task, out, y, self.weight, self.plan.optim.label_smoothing, self.log_link)
             loss_sum = self.plan.crossfit.training_loss(losses, fold)

@@ -10,7 +10,7 @@ from accelerate import Accelerator
 from common.config import TrainConfig, parse_config
 from common.data.dataset import load_dataset
 from common.model import ModelSpec, build_model
-from common.train.hand_step import HandStep, hand_step_missing
+from common.train.hand_step import HandStep, hand_step_for, hand_step_missing
 from common.train.optim import summed_loss
 from common.train.run_context import find_context
 from common.train.run_plan import make_plan
@@ -61,30 +61,49 @@ def cpu(processes=1, mixed="no"):
     return SimpleNamespace(num_processes=processes, device=torch.device("cpu"), mixed_precision=mixed)
 
 
+def plan(task="classification", accum=1, smoothing=0.0):
+    return SimpleNamespace(task=task, batches=SimpleNamespace(grad_accum=accum),
+                           optim=SimpleNamespace(label_smoothing=smoothing))
+
+
 RECIPE = ModelSpec(10, (20,), 3, "relu")
 
 
 def test_it_applies_to_the_recipes_models_on_one_cpu_process():
-    assert hand_step_missing(build_model(RECIPE), Accelerator(cpu=True), "classification", False, False, 1) is None
+    accelerator = Accelerator(cpu=True)
+    assert hand_step_missing(build_model(RECIPE), accelerator, plan(), False, False) is None
+    assert isinstance(hand_step_for(build_model(RECIPE), accelerator, plan(), False, False), HandStep)
     linear = build_model(ModelSpec(10, (), 1, "relu"))
-    assert hand_step_missing(linear, cpu(), "regression", False, False, 1) is None
+    assert hand_step_missing(linear, cpu(), plan("regression"), False, False) is None
 
 
-@pytest.mark.parametrize("model,accelerator,task,weighted,log_link,accum,why", [
-    (build_model(ModelSpec(10, (20,), 3, "gelu")), cpu(), "classification", False, False, 1, "plain MLP"),
-    (build_model(ModelSpec(10, (20,), 3, "relu", members=4)), cpu(), "classification", False, False, 1, "plain MLP"),
-    (build_model(ModelSpec(4, (20,), 3, "relu", categorical=((5, 2),))), cpu(), "classification", False, False, 1,
-     "plain MLP"),
-    (build_model(RECIPE), cpu(processes=2), "classification", False, False, 1, "one process"),
-    (build_model(RECIPE), cpu(mixed="bf16"), "classification", False, False, 1, "mixed precision"),
-    (build_model(RECIPE), cpu(), "classification", False, False, 2, "accumulation"),
-    (build_model(RECIPE), cpu(), "classification", True, False, 1, "weighted"),
-    (build_model(ModelSpec(10, (20,), 1, "relu")), cpu(), "regression", False, True, 1, "weighted"),
-    (build_model(RECIPE).double(), cpu(), "classification", False, False, 1, "float32"),
+@pytest.mark.parametrize("model,accelerator,settings,weighted,log_link,why", [
+    (build_model(ModelSpec(10, (20,), 3, "gelu")), cpu(), plan(), False, False, "plain MLP"),
+    (build_model(ModelSpec(10, (20,), 3, "relu", members=4)), cpu(), plan(), False, False, "plain MLP"),
+    (build_model(ModelSpec(4, (20,), 3, "relu", categorical=((5, 2),))), cpu(), plan(), False, False, "plain MLP"),
+    (build_model(RECIPE), cpu(processes=2), plan(), False, False, "one process"),
+    (build_model(RECIPE), cpu(mixed="bf16"), plan(), False, False, "mixed precision"),
+    (build_model(RECIPE), cpu(), plan(accum=2), False, False, "accumulation"),
+    (build_model(RECIPE), cpu(), plan(), True, False, "weighted"),
+    (build_model(RECIPE), cpu(), plan(smoothing=0.1), False, False, "smoothed"),
+    (build_model(ModelSpec(10, (20,), 1, "relu")), cpu(), plan("regression"), False, True, "weighted"),
+    (build_model(RECIPE).double(), cpu(), plan(), False, False, "float32"),
 ])
-def test_everywhere_else_the_step_is_autograds(model, accelerator, task, weighted, log_link, accum, why):
-    missing = hand_step_missing(model, accelerator, task, weighted, log_link, accum)
+def test_everywhere_else_the_step_is_autograds(model, accelerator, settings, weighted, log_link, why):
+    missing = hand_step_missing(model, accelerator, settings, weighted, log_link)
     assert missing is not None and why in missing
+    assert hand_step_for(model, accelerator, settings, weighted, log_link) is None
+
+
+def test_a_torch_without_a_derivative_kernel_takes_autograds_step_and_says_so(monkeypatch, capsys):
+    import common.train.hand_step as hand_step_module
+
+    monkeypatch.setattr(hand_step_module, "aten_derivative", lambda activation: None)
+    assert hand_step_for(build_model(RECIPE), Accelerator(cpu=True), plan(), False, False) is None
+    out = capsys.readouterr().out
+    assert "note:" in out and "relu" in out and "autograd" in out
+    linear = build_model(ModelSpec(10, (), 3, "relu"))  # no activation: no kernel needed
+    assert isinstance(hand_step_for(linear, Accelerator(cpu=True), plan(), False, False), HandStep)
 
 
 def trained_weights(data, argv, by_hand):
@@ -97,11 +116,25 @@ def trained_weights(data, argv, by_hand):
 
 @pytest.mark.parametrize("argv", [["--epochs", "3", "--batch-size", "256", "--lr-schedule", "cosine"],
                                   ["--epochs", "2", "--batch-size", "700", "--optimizer", "sgd", "--lr", "0.05"]])
-def test_a_run_by_hand_ends_where_autograds_run_ends(small_cls, argv):
+def test_a_run_by_hand_follows_autograds_run(small_cls, argv):
+    """Two trajectories of the same optimisation, which part only by rounding over a few epochs
+    at the recipe's rates (over many, or at high rates, they part further: hand_step.py)."""
     data = load_dataset(small_cls)
     hand, hand_losses, by_hand = trained_weights(data, argv, True)
     plain, losses, by_autograd = trained_weights(data, argv, False)
     assert hand.hand is not None and plain.hand is None
-    assert hand_losses == pytest.approx(losses, rel=1e-5)
+    assert hand_losses == pytest.approx(losses, rel=1e-4)
     for key, value in by_autograd.items():
-        torch.testing.assert_close(by_hand[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(by_hand[key], value, rtol=1e-3, atol=1e-4, msg=key)
+
+
+def test_label_smoothing_smooths_a_single_networks_training_loss(small_cls):
+    data = load_dataset(small_cls)
+    smoothed, smoothed_losses, _ = trained_weights(data, ["--epochs", "1", "--label-smoothing", "0.2"], True)
+    _, losses, _ = trained_weights(data, ["--epochs", "1"], True)
+    assert smoothed.hand is None  # the hand step has no smoothing: autograd's step, with it
+    assert smoothed_losses != losses
+    out, y = torch.randn(50, 3), torch.arange(50) % 3
+    want = torch.nn.functional.cross_entropy(out, y, reduction="sum", label_smoothing=0.2)
+    torch.testing.assert_close(smoothed.training_loss_fn(out, y), want)
+    torch.testing.assert_close(smoothed.loss_fn(out, y), torch.nn.functional.cross_entropy(out, y, reduction="sum"))

@@ -221,7 +221,11 @@ def test_the_direct_adam_update_gives_torchs_weights_to_the_bit(name, settings, 
     assert len(through_torch) == 1  # the first step makes the state; the other six are direct
     for key, value in public_model.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
-    assert str(optimizer.state_dict()["state"]) == str(public.state_dict()["state"])  # moments and step counts
+    want, got = public.state_dict()["state"], optimizer.state_dict()["state"]
+    assert want.keys() == got.keys()
+    for index, state in want.items():  # moments and step counts, to the bit
+        assert state.keys() == got[index].keys()
+        assert all(torch.equal(got[index][name], value) for name, value in state.items()), index
 
 
 def test_the_direct_adam_update_leaves_to_torch_what_it_does_not_cover():
@@ -240,6 +244,20 @@ def test_the_direct_adam_update_leaves_to_torch_what_it_does_not_cover():
     fresh = torch.optim.Adam(torch.nn.Linear(2, 1).parameters(), fused=True)  # no state yet: torch makes it
     assert not direct_adam_update(fresh)
     assert fresh.state == {}
+
+
+def test_an_engine_that_steps_its_own_optimizer_is_never_passed_by():
+    """DeepSpeed's and Megatron-LM's wrappers step nothing themselves: their engines do."""
+    from accelerate.utils import DistributedType
+    from accelerate.utils.deepspeed import DeepSpeedOptimizerWrapper
+
+    from common.train.leans import step_is_plain
+
+    accelerator = Accelerator(cpu=True)
+    inner = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    assert not step_is_plain(accelerator, DeepSpeedOptimizerWrapper(inner), 1)
+    engine = type("Engine", (), {"scaler": None, "distributed_type": DistributedType.DEEPSPEED})()
+    assert not step_is_plain(engine, accelerator.prepare(torch.optim.SGD(torch.nn.Linear(2, 1).parameters())), 1)
 
 
 @pytest.mark.parametrize("accum", [1, 3])

@@ -25,6 +25,13 @@ from common.train.relaunch import relaunch_before_loading
 
 relaunch_before_loading(__name__)  # a bare `--num_processes N` on a CPU: the group started before torch loads
 
+if __name__ == "__main__":
+    import sys
+
+    from common.figures import start_early
+
+    start_early(sys.argv[1:])  # the pictures' process: matplotlib loads beside torch, not after it
+
 from collections.abc import Sequence
 
 from common.config import TrainConfig, parse_config

@@ -182,6 +182,12 @@ def build_parser(cls: type, description: str | None = None) -> argparse.Argument
     return parser
 
 
+def asks_for_help(argv: Sequence[str]) -> bool:
+    """`-h` or `--help` (or a prefix argparse takes for it): the script prints its help and exits
+    (train.py: once, without a group or a Painter)."""
+    return any(arg == "-h" or (len(arg) > 3 and "--help".startswith(arg)) for arg in argv)
+
+
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None) -> T:
     """Parse `argv` into an instance of the dataclass `cls`, every bounded setting checked."""
     cfg = cls(**vars(build_parser(cls, description).parse_args(argv)))

@@ -6,16 +6,19 @@ matplotlib is imported here only, inside the functions, when a picture is drawn:
 start-up or on the training path. Figures are built with matplotlib's object API (no pyplot),
 so drawing keeps no global state and needs no display. Each function writes a PNG to `path`.
 
-A run draws through a `Painter`: a process of its own, started with the run, that imports
-matplotlib while the model trains (on a core the training does not use) and draws while the
-run assesses its model, so that the pictures add a fraction of a second to a run, not one.
+A run draws through a `Painter`: a process of its own, started with the run (by train.py even
+before torch loads: `start_early`), that imports matplotlib while the model trains (on a core
+the training does not use) and draws while the run assesses its model, so that the pictures
+add a fraction of a second to a run, not one.
 It speaks JSON lines over its standard input and output, and ends when its input does (also
 when the run is killed).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -177,6 +180,11 @@ class Painter:
         self.failed: dict[str, str] = {}
 
     def __enter__(self) -> Painter:
+        if self.proc is None and "*" not in self.failed:  # not started early (start_early)
+            self.start()
+        return self
+
+    def start(self) -> None:
         try:
             # A session of its own: Ctrl-C in the terminal is the run's to handle (it may still
             # commit, pictures and all), not a signal that kills the painter under it.
@@ -187,7 +195,6 @@ class Painter:
                 start_new_session=True)
         except OSError as err:
             self.failed["*"] = f"cannot start a process to draw in ({err})"
-        return self
 
     def draw(self, picture: str, path: Path, **args: Any) -> None:
         self.asked.append(str(path))
@@ -224,3 +231,42 @@ class Painter:
         if self.proc is not None:  # left early (an error, a signal): nothing more to draw
             self.proc.kill()
             self.proc.wait()
+
+
+# train.py's main process starts its Painter before it loads torch (start_early), and the run
+# takes it (run_painter); one the run does not take is stopped when the process exits.
+_started_early: list[Painter] = []
+
+
+def start_early(argv: Sequence[str]) -> None:
+    """Start the run's Painter now, before torch loads: matplotlib's import (~0.7 s here) then
+    runs beside torch's on another core rather than beside the first epochs, and a short run
+    (one epoch of the recipe: ~2 s) no longer waits for it at its end. Only where this is a
+    launch's first process (or no launch's) and the command line leaves the pictures on."""
+    from common.config import asks_for_help
+
+    if os.environ.get("RANK", "0") != "0" or asks_for_help(argv) or not pictures_asked(argv) or _started_early:
+        return
+    painter = Painter()
+    painter.start()
+    _started_early.append(painter)
+    atexit.register(stop_early)
+
+
+def pictures_asked(argv: Sequence[str]) -> bool:
+    """Whether the command line leaves the pictures on (the last of --pictures / --no-pictures
+    decides; a config file may still turn them off, and the run then stops the Painter)."""
+    flags = [arg for arg in argv if arg in ("--pictures", "--no-pictures")]
+    return not flags or flags[-1] == "--pictures"
+
+
+def run_painter() -> Painter:
+    """The run's Painter: the one started early, else a new one (started on entering it)."""
+    return _started_early.pop() if _started_early else Painter()
+
+
+def stop_early() -> None:
+    """A Painter started early that no run took (pictures off after all, not the main process,
+    an error before training): stopped."""
+    while _started_early:
+        _started_early.pop().__exit__()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from common.config import asks_for_help
 from common.train.launch_check import gpu_count, requested_processes, surely_no_gpu
 
 STARTED_HERE = "TABULAR_GROUP_STARTED_HERE"  # set in the group's environment: it never starts another one
@@ -101,12 +102,6 @@ def relaunch_before_loading(module: str) -> None:
         from common.train.launch_check import launcher_command_line
 
         start_missing_processes(launcher_command_line())
-
-
-def asks_for_help(argv: Sequence[str]) -> bool:
-    """`-h` or `--help` (or a prefix argparse takes for it): the script prints its help and exits,
-    once, without a group."""
-    return any(arg == "-h" or (len(arg) > 3 and "--help".startswith(arg)) for arg in argv)
 
 
 def start_missing_processes(launcher_argv: Sequence[str]) -> None:

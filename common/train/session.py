@@ -17,7 +17,7 @@ from common.console import TrainingDisplay
 from common.data.dataset import TabularData, load_dataset
 from common.decision import ThresholdFit, decision_in_words
 from common.errors import UserError
-from common.figures import Painter
+from common.figures import run_painter, stop_early
 from common.files import load_weights
 from common.model import build_model, intra_op_threads, load_state
 from common.train.assessment import fitted_decision
@@ -139,8 +139,12 @@ def report_decision(decision: ThresholdFit | None, asked: str, data: TabularData
 
 
 def painter(plan: TrainPlan, accelerator: Any) -> Any:
-    """The main process's Painter, started with the run so that matplotlib is ready at its end."""
-    return Painter() if accelerator.is_main_process and plan.run.pictures else contextlib.nullcontext()
+    """The main process's Painter, started with the run (or before, by train.py) so that
+    matplotlib is ready at its end; elsewhere none, and one started early is stopped."""
+    if accelerator.is_main_process and plan.run.pictures:
+        return run_painter()
+    stop_early()
+    return contextlib.nullcontext()
 
 
 def report_stop(monitor: str, best: BestTracker, accelerator: Any) -> None:

@@ -108,3 +108,58 @@ def test_importance_json_reads_back_through_its_schema(crossfit_run):
     report = Assessment.read(json.loads(path.read_text()), str(path))
     assert report.figure == "f1_macro" and report.importance is not None and report.rows == 500
     assert Assessment.read(report.to_json(), str(path)) == report
+
+
+@pytest.mark.parametrize("argv,asked", [([], True), (["--no-pictures"], False), (["--no-pictures", "--pictures"], True),
+                                        (["--epochs", "3", "--no-pictures"], False)])
+def test_the_command_line_says_whether_pictures_are_drawn(argv, asked):
+    from common.figures import pictures_asked
+
+    assert pictures_asked(argv) is asked
+
+
+class FakePainter:
+    started = 0
+
+    def __init__(self):
+        self.stopped = False
+
+    def start(self):
+        FakePainter.started += 1
+
+    def __exit__(self, *exc):
+        self.stopped = True
+
+
+@pytest.mark.parametrize("rank,argv,starts", [(None, [], True), ("0", ["--epochs", "2"], True), ("1", [], False),
+                                              (None, ["--no-pictures"], False), (None, ["--help"], False)])
+def test_the_painter_starts_before_torch_only_in_the_main_process_of_a_run_that_draws(monkeypatch, rank, argv, starts):
+    import common.figures as figures
+
+    monkeypatch.setattr(figures, "Painter", FakePainter)
+    monkeypatch.setattr(figures, "_started_early", [])
+    monkeypatch.setattr(FakePainter, "started", 0)
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    figures.start_early(argv)
+    figures.start_early(argv)  # once, however often asked
+    assert FakePainter.started == (1 if starts else 0)
+    assert len(figures._started_early) == (1 if starts else 0)
+
+
+@pytest.mark.parametrize("pictures,main", [(True, True), (False, True), (True, False)])
+def test_the_run_takes_the_painter_started_early_or_stops_it(monkeypatch, pictures, main):
+    from types import SimpleNamespace
+
+    import common.figures as figures
+    from common.train.session import painter
+
+    early = FakePainter()
+    monkeypatch.setattr(figures, "_started_early", [early])
+    plan = SimpleNamespace(run=SimpleNamespace(pictures=pictures))
+    taken = painter(plan, SimpleNamespace(is_main_process=main))
+    assert (taken is early) is (pictures and main)
+    assert early.stopped is not (pictures and main)
+    assert figures._started_early == []

@@ -63,9 +63,9 @@ rather than from users.
    Public path: torch's `step` (lean 5's, or torch's own class).
 8. `direct_step` -- `AcceleratedOptimizer.step` comes down to the wrapped optimizer's `step()`
    where no gradient scaler, XLA or LOMO optimizer is in play and the gradients are synced
-   (DeepSpeed's and Megatron-LM's wrappers, whose engines step the optimizer, are never passed by)
    (~30 us a step of checks, about a tenth of the recipe's step once the step is written out,
-   see common/train/hand_step.py). With one batch per optimizer step every step is synced, and
+   see common/train/hand_step.py). DeepSpeed's and Megatron-LM's wrappers, whose engines step
+   the optimizer, are never passed by. With one batch per optimizer step every step is synced, and
    where all of that holds the Stepper calls the wrapped optimizer's `step()` itself; the
    shape of `AcceleratedOptimizer.step` is checked.
    Public path: `optimizer.step()` through Accelerate's wrapper.
@@ -331,10 +331,9 @@ def step_is_plain(accelerator: Any, optimizer: Any, grad_accum: int) -> bool:
     from accelerate.optimizer import AcceleratedOptimizer
     from accelerate.utils import DistributedType
 
-    own_engine = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM, DistributedType.XLA)
-    return (grad_accum == 1 and type(optimizer).step is AcceleratedOptimizer.step
-            and getattr(accelerator, "scaler", None) is None and not getattr(accelerator, "has_lomo_optimizer", False)
-            and accelerator.distributed_type not in own_engine)
+    # What leaves the backward pass plain (lean 6) leaves the step plain too, but for XLA.
+    return (grad_accum == 1 and type(optimizer).step is AcceleratedOptimizer.step and backward_is_plain(accelerator)
+            and accelerator.distributed_type != DistributedType.XLA)
 
 
 ATEN_DERIVATIVES = {"relu": "threshold_backward", "sigmoid": "sigmoid_backward", "tanh": "tanh_backward"}

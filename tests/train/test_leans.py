@@ -262,7 +262,8 @@ def test_an_engine_that_steps_its_own_optimizer_is_never_passed_by():
     accelerator = Accelerator(cpu=True)
     inner = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
     assert not step_is_plain(accelerator, DeepSpeedOptimizerWrapper(inner), 1)
-    engine = type("Engine", (), {"scaler": None, "distributed_type": DistributedType.DEEPSPEED})()
+    engine = type("Engine", (), {"scaler": None, "gradient_accumulation_steps": 1,
+                                 "distributed_type": DistributedType.DEEPSPEED})()
     assert not step_is_plain(engine, accelerator.prepare(torch.optim.SGD(torch.nn.Linear(2, 1).parameters())), 1)
 
 

@@ -55,7 +55,9 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
     "min_batch": 32, "max_batch": 256,
     "optimizer_steps": 3000,      # epochs enough for about this many steps ...
-    "max_row_passes": 2_000_000,  # ... and no more than this many rows (times members) in the whole run ...
+    "max_row_passes": 2_000_000,  # ... and no more than this many rows (times members) in the planned run,
+                                  # where it goes on in legs while the validation figure still improves,
+                                  # up to the optimizer steps' epochs (--extend-epochs) ...
     "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
     "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
     "patience": 16,               # ... stopping after this many without a better validation figure, best weights
@@ -105,7 +107,9 @@ def table_default_text(name: str) -> str:
     depends = {"folds": f"{d['folds']} up to {d['max_crossfit_rows']:,} training rows, else 1, and 0 where the data "
                         "set has a validation split",
                "label_smoothing": f"{d['label_smoothing']} for classes, 0 for a regression",
-               "decision": f"{d['decision']} for two classes, else argmax"}
+               "decision": f"{d['decision']} for two classes, else argmax",
+               "extend_epochs": f"the epochs of about {d['optimizer_steps']} optimizer steps where the planned epochs "
+                                "are fewer (they bound the rows trained on), else 0"}
     if name in depends:
         return f"other tables: {depends[name]}"
     return f"{_shown(d[name])} on other tables" if name in d else "sized from the data for other tables"
@@ -315,6 +319,11 @@ class TrainConfig:
     patience: int | None = recipe_field("stop after N evaluations without a better validation figure (sooner with "
                                         "--min-patience) and keep the best weights; 0: off", table=True, minimum=0,
                                         zero="off", off=0)
+    extend_epochs: int | None = recipe_field(
+        "where the validation figure is still improving at the end of the planned epochs (its best in their last "
+        "quarter), train on in a leg of half as many epochs at half the peak learning rate, cosine to zero, and again "
+        "after each leg whose best is in its last quarter, up to N epochs in all (cosine schedule); 0: off",
+        table=True, minimum=0, zero="off", off=0)
     min_patience: int | None = recipe_field(
         "with --patience, stop sooner where the best came early: after as many evaluations without a better "
         "figure as it took to reach the best, at least N (and at most --patience); 0: always --patience",

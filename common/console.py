@@ -162,6 +162,11 @@ class TrainingDisplay:
         if self.enabled:
             self._progress.update(self._task, advance=1, loss=fmt(loss))
 
+    def extend(self, epochs: int) -> None:
+        """The run goes on to `epochs` in all."""
+        if self.enabled:
+            self._progress.update(self._task, total=epochs)
+
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         if self._live is not None:

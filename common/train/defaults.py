@@ -18,7 +18,7 @@ from common.train.crossfit import table_folds
 
 # The settings a data set decides when they are left unset: every field of TrainConfig marked `table`.
 DATA_SIZED = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("table"))
-SIZED = ("batch_size", "folds", "epochs", "eval_every")  # computed from the rows, not taken as they are
+SIZED = ("batch_size", "folds", "epochs", "eval_every", "extend_epochs")  # computed from the rows, not as they are
 
 
 def resolved_settings(cfg: TrainConfig, data: TabularData, num_processes: int = 1) -> dict[str, Any]:
@@ -46,7 +46,18 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
     s.update(given)
     steps = math.ceil(n_train / max(1, s["batch_size"] * batches_per_step))  # each process takes a batch
     by_steps = math.ceil(d["optimizer_steps"] / steps)
-    by_time = d["max_row_passes"] // max(1, n_train * max(1, s["folds"]))  # what a run may cost
-    s.setdefault("epochs", int(min(d["max_epochs"], max(d["min_epochs"], min(by_steps, by_time)))))
+    by_time = d["max_row_passes"] // max(1, n_train * max(1, s["folds"]))  # what a planned run may cost
+    if "epochs" not in s:
+        s["epochs"] = within_bounds(min(by_steps, by_time))
+        # Where the row budget cut the steps, the evidence decides the rest: the run goes on in legs
+        # while its validation figure still improves (common/train/early_stopping.py `Legs`).
+        s.setdefault("extend_epochs", within_bounds(by_steps) if within_bounds(by_steps) > s["epochs"] else 0)
+    s.setdefault("extend_epochs", 0)  # a length given is the length run
     s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
     return s
+
+
+def within_bounds(epochs: int) -> int:
+    """Epochs within the table defaults' least and most."""
+    d = TABLE_DEFAULTS
+    return int(min(d["max_epochs"], max(d["min_epochs"], epochs)))

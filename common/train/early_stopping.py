@@ -16,6 +16,46 @@ def is_maximised(monitor: str) -> bool:
     return monitor.endswith(MAXIMISED)
 
 
+class Legs:
+    """The epochs a run plans so far: the planned epochs, then, where the validation figure was
+    still improving at their end (its best in their last quarter), a leg of half as many epochs,
+    its learning rate a cosine from half the last leg's peak to zero, and again after each leg
+    whose best lies in its last quarter, up to `limit` epochs in all (0: no legs).
+
+    The plan's epochs bound the rows a table trains on (common/config.py TABLE_DEFAULTS); most
+    runs stop early well inside them, and a longer cosine from the start would change every one
+    of those. Legs lengthen only the runs whose validation figure asks for it, and leave the
+    others as they were to the last bit (bench/README.md section 7, "Training on while it helps")."""
+
+    def __init__(self, epochs: int, limit: int):
+        self.start, self.end, self.count, self.limit = 0, epochs, 0, limit
+
+    def next_leg(self, best_epoch: int) -> int:
+        """After the last epoch of a leg: the epochs of the leg that follows (and it begins), or 0
+        where the run ends there."""
+        length = self.end - self.start
+        still_improving = best_epoch >= self.end - max(1, length // 4)
+        following = min(math.ceil(length / 2), self.limit - self.end)
+        if not self.limit or not still_improving or following < MIN_LEG:
+            return 0
+        self.start, self.end, self.count = self.end, self.end + following, self.count + 1
+        return following
+
+    @property
+    def peak(self) -> float:
+        """The current leg's peak learning rate, as a share of the planned one."""
+        return 0.5 ** self.count
+
+    def state_dict(self) -> list[int]:
+        return [self.start, self.end, self.count]
+
+    def load_state_dict(self, state: list[int]) -> None:
+        self.start, self.end, self.count = state
+
+
+MIN_LEG = 2  # epochs: a shorter leg would restart the rate only to take it down again at once
+
+
 class BestTracker:
     """The lowest monitored loss so far (validation loss where there are validation rows), its
     epoch and weights, and when to stop.
@@ -24,9 +64,11 @@ class BestTracker:
     Registered with `accelerator.register_for_checkpointing`, it travels inside each checkpoint
     through `state_dict` / `load_state_dict`."""
 
-    def __init__(self, patience: int, monitor: str = "val_loss", keep_best: bool = False, min_patience: int = 0):
+    def __init__(self, patience: int, monitor: str = "val_loss", keep_best: bool = False, min_patience: int = 0,
+                 legs: Legs | None = None):
         self.patience, self.monitor, self.keep_best = patience, monitor, keep_best or bool(patience)
         self.min_patience = min_patience
+        self.legs = legs or Legs(0, 0)
         self.evaluations = 0
         self.loss, self.epoch, self.bad_evals = math.inf, -1, 0
         self.weights: dict[str, torch.Tensor] | None = None
@@ -46,7 +88,8 @@ class BestTracker:
                 self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             return False
         self.bad_evals += 1
-        self.stopped = bool(self.patience) and self.bad_evals >= self.waiting_limit()
+        # A leg's raised rate first costs what its end regains: the leg runs whole, and decides at its end.
+        self.stopped = bool(self.patience) and not self.legs.count and self.bad_evals >= self.waiting_limit()
         return self.stopped
 
     def waiting_limit(self) -> int:
@@ -62,13 +105,16 @@ class BestTracker:
 
     def state_dict(self) -> dict[str, Any]:
         return {"loss": self.loss, "epoch": self.epoch, "bad_evals": self.bad_evals, "weights": self.weights,
-                "record": self.record, "last": self.last, "stopped": self.stopped, "evaluations": self.evaluations}
+                "record": self.record, "last": self.last, "stopped": self.stopped, "evaluations": self.evaluations,
+                "legs": self.legs.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss, self.epoch, self.bad_evals = state["loss"], state["epoch"], state["bad_evals"]
         self.weights, self.record, self.last, self.stopped = (state["weights"], state["record"], state["last"],
                                                               state["stopped"])
         self.evaluations = state.get("evaluations", 0)
+        if "legs" in state:  # a checkpoint saved before legs: the planned epochs, as it was
+            self.legs.load_state_dict(state["legs"])
 
     def best_value(self) -> float:
         """The best evaluation's monitored figure, as recorded."""

@@ -49,10 +49,11 @@ class LoopPlan:
     patience: int
     min_patience: int             # 0: patience alone; else fewer than patience (BestTracker.waiting_limit)
     monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro
+    extend_epochs: int            # 0: `epochs` is the run; else the most it may reach in legs (early_stopping.Legs)
 
-    def evaluates(self, epoch: int) -> bool:
-        """Every `eval_every` epochs, and after the last."""
-        return epoch % self.eval_every == 0 or epoch == self.epochs - 1
+    def evaluates(self, epoch: int, end: int) -> bool:
+        """Every `eval_every` epochs, and after the last of the epochs planned so far (`end`)."""
+        return epoch % self.eval_every == 0 or epoch == end - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,11 +108,12 @@ class TrainPlan:
         """The resolved settings in one line, as train.py prints them."""
         m, o, loop, b = self.model, self.optim, self.loop, self.batches
         model = " ".join(map(str, m.hidden)) or "none (linear)"
+        legs = f" (on to {loop.extend_epochs} while the best comes late)" if loop.extend_epochs else ""
         stop = f", stop after {loop.patience} evaluations without a better {loop.monitor}" if loop.patience else ""
         if loop.min_patience:
             stop += f" (or as many as the best took, at least {loop.min_patience})"
         return (f"{self.defaults} settings: {self.crossfit.describe(m.members)}hidden {model}, {o.optimizer} "
-                f"lr {o.lr:g}, batch {b.batch_size} ({b.steps_per_epoch} steps/epoch), {loop.epochs} epochs, "
+                f"lr {o.lr:g}, batch {b.batch_size} ({b.steps_per_epoch} steps/epoch), {loop.epochs} epochs{legs}, "
                 f"evaluate every {loop.eval_every}{stop}")
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,7 +133,7 @@ RUN_ONLY = frozenset(f.name for f in dataclasses.fields(RunOptions))
 RETIRED = frozenset({"data_fingerprint"})
 RENAMED = {"embeddings": "categorical"}
 # Fields added since, as a checkpoint saved before them ran: such a run resumes with them so.
-BEFORE_ADDED = {"min_patience": 0}
+BEFORE_ADDED = {"min_patience": 0, "extend_epochs": 0}
 
 
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -171,6 +173,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
             raise UserError(f"--decision threshold decides between two classes, and this data set {kind}: drop it")
         settings["decision"] = "argmax"  # recorded as what the model does
     settings["min_patience"] = effective_min_patience(settings, cfg.min_patience is not None)
+    settings["extend_epochs"] = effective_extension(settings, cfg.extend_epochs is not None, data.n_val > 0)
     crossfit = CrossFit(settings["folds"], TABLE_DEFAULTS["holdout"] if settings["folds"] == 1 else 0.0)
     model = model_of(cfg, settings, data, crossfit)
     batches = batch_plan(cfg, settings, len(data.X_train), P)
@@ -200,6 +203,22 @@ def effective_min_patience(settings: dict[str, Any], given: bool) -> int:
         raise UserError(f"--min-patience {minimum} is not below --patience {patience}, so it would change nothing: "
                         "give a smaller one, or drop it")
     return minimum if 0 < minimum < patience else 0
+
+
+def effective_extension(settings: dict[str, Any], given: bool, has_val: bool) -> int:
+    """The epochs a run may extend to, or 0 where it cannot go on (so the plan records what the
+    run does): the legs restart a cosine schedule and follow a validation figure."""
+    extend, epochs = settings["extend_epochs"], settings["epochs"]
+    if not extend:
+        return 0
+    why = ("it trains on in legs of a cosine schedule, and --lr-schedule is " + settings["lr_schedule"]
+           if settings["lr_schedule"] != "cosine" else
+           "it follows the validation figure, and there are no validation rows (no --folds, no validation split)"
+           if not (settings["folds"] or has_val) else
+           f"it is not above --epochs {epochs}, so it would change nothing" if extend <= epochs else "")
+    if why and given:
+        raise UserError(f"--extend-epochs {extend}: {why}; drop it, or give --extend-epochs 0")
+    return 0 if why else extend
 
 
 def part(cls: Any, settings: dict[str, Any], **computed: Any) -> Any:

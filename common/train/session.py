@@ -21,10 +21,11 @@ from common.figures import run_painter, stop_early
 from common.files import load_weights
 from common.model import build_model, intra_op_threads, load_state
 from common.train.assessment import fitted_decision
-from common.train.early_stopping import BestTracker
+from common.train.batching import optimizer_steps_per_epoch
+from common.train.early_stopping import BestTracker, Legs
 from common.train.heartbeat import lost_peers, stop_heartbeat
 from common.train.leans import compiler_unloaded
-from common.train.optim import make_optimizer, make_scheduler
+from common.train.optim import make_optimizer, make_scheduler, restart_cosine
 from common.train.process_group import local_process_count, make_accelerator, seconds_since_start, start_processes
 from common.train.run_context import RANDOM_INIT, find_context
 from common.train.run_folder import RunFolder
@@ -88,37 +89,39 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
     with intra_op_threads(plan.run.threads), compiler_unloaded(), RunFolder(plan, accelerator) as folder, \
             StopSignal(accelerator) as stop, painter(plan, accelerator) as pictures:
         trainer = Trainer(accelerator, *build(plan, accelerator), data, plan)
+        legs = Legs(plan.loop.epochs, plan.loop.extend_epochs)
         best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0,
-                           min_patience=plan.loop.min_patience)
+                           min_patience=plan.loop.min_patience, legs=legs)
         start = folder.resume(trainer, best)
         accelerator.print(plan.describe())
         if plan.run.log_with:
             accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
-        if start.epoch >= plan.loop.epochs or best.stopped:
+        if start.epoch >= legs.end or best.stopped:
             accelerator.print(f"The run in {plan.run.ckpt_dir} had finished: nothing left to train")
         startup, started = round(seconds_since_start(), 3), time.perf_counter()  # a small table's time is start-up
-        epochs_run = start.epoch
+        epochs_run = epoch = start.epoch
         title = f"{plan.task} on {plan.num_processes} process(es), {accelerator.device}"
         try:
-            with TrainingDisplay(title, plan.loop.epochs, start.epoch, accelerator.is_main_process) as display:
-                for epoch in range(start.epoch, plan.loop.epochs):
-                    if best.stopped:  # an early stop; a run resumed after one only finishes
-                        break
+            with TrainingDisplay(title, legs.end, start.epoch, accelerator.is_main_process) as display:
+                while epoch < legs.end and not best.stopped:  # not stopped: a run resumed after an early stop
                     train_loss = trainer.run_epoch(epoch, start.first_step(epoch), stop)
                     if train_loss is None:  # a signal, mid-epoch
                         raise folder.stopped(stop, trainer)
                     epochs_run = epoch + 1
                     check_finite(train_loss, epoch)
                     display.epoch_done(train_loss)
-                    if plan.loop.evaluates(epoch):
+                    if plan.loop.evaluates(epoch, legs.end):
                         record = trainer.evaluate(epoch, train_loss)
                         check_finite(record[plan.loop.monitor], epoch)
                         display.add(record)
                         folder.add_record(record)
                         best.update(record, trainer.net)
-                    folder.checkpoint_if_due(epoch)
-                    if stop.agreed(0, boundary=True) and epochs_run < plan.loop.epochs and not best.stopped:
+                    if epochs_run == legs.end:
+                        begin_leg(plan, best, trainer, display, accelerator)
+                    folder.checkpoint_if_due(epoch)  # after a leg has begun: a resumed run goes on with it
+                    if stop.agreed(0, boundary=True) and epochs_run < legs.end and not best.stopped:
                         raise folder.stopped(stop, trainer)
+                    epoch += 1
         except KeyboardInterrupt:  # a second Ctrl-C, which does not wait for the step to end
             raise folder.interrupted(trainer.epoch) from None
         report_stop(plan.loop.monitor, best, accelerator)
@@ -130,6 +133,22 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         report = RunReport.made(plan, data, weights, model_record, folder.records, pictures) \
             if accelerator.is_main_process else None
         folder.commit(weights, model_record, report)
+
+
+def begin_leg(plan: TrainPlan, best: BestTracker, trainer: Trainer, display: TrainingDisplay,
+              accelerator: Any) -> None:
+    """At the end of the epochs planned so far: another leg where the validation figure was still
+    improving (early_stopping.Legs), its cosine restarted; every process decides alike, on the
+    same reduced figures."""
+    legs = best.legs
+    epochs = legs.next_leg(best.epoch)
+    if not epochs:
+        return
+    restart_cosine(trainer.stepper.scheduler, legs.peak,
+                   epochs * optimizer_steps_per_epoch(plan.batches.steps_per_epoch, plan.batches.grad_accum))
+    display.extend(legs.end)
+    accelerator.print(f"The best {plan.loop.monitor} came late (epoch {best.epoch}): training on for {epochs} epochs "
+                      f"at {legs.peak:g} of the learning rate (up to {plan.loop.extend_epochs})")
 
 
 def report_decision(decision: ThresholdFit | None, asked: str, data: TabularData, accelerator: Any) -> None:

@@ -58,10 +58,12 @@ def test_split_batches_on_two_processes_equal_one_process(small_cls, tmp_path):
 
 def test_a_table_with_categories_trains_the_same_on_two_processes(tmp_path):
     """The users' default under DDP: five cross-fitted members with their folds, periodic and
-    categorical embeddings; category codes travel in the one input tensor, sharded like the rest."""
+    categorical embeddings; category codes travel in the one input tensor, sharded like the rest.
+    The best comes late, so both go on for a leg: each process decides alike."""
     write(tmp_path / "people.csv", people(rows=1200))
     make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path)
-    args = ["--data", str(tmp_path / "people"), "--epochs", "3", "--split-batches", "--batch-size", "100"]
+    args = ["--data", str(tmp_path / "people"), "--epochs", "3", "--extend-epochs", "8", "--split-batches",
+            "--batch-size", "100"]
     launch("multi_cpu", *args, "--ckpt-dir", str(tmp_path / "two"))
     train(*args, "--ckpt-dir", tmp_path / "one")
     one = load_file(str(tmp_path / "one" / "model.safetensors"))
@@ -69,6 +71,8 @@ def test_a_table_with_categories_trains_the_same_on_two_processes(tmp_path):
     assert any(key.startswith("embeddings.") for key in one) and one.keys() == two.keys()
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+    epochs = [[r["epoch"] for r in read_metrics(tmp_path / run)] for run in ("one", "two")]
+    assert epochs == [[0, 1, 2, 3, 4]] * 2
     decisions = [json.loads((tmp_path / run / "config.json").read_text())["decision"] for run in ("one", "two")]
     assert [(d or {}).get("threshold") for d in decisions] == [(decisions[0] or {}).get("threshold")] * 2
 

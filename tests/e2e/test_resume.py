@@ -52,14 +52,17 @@ def test_killed_run_resumes_to_bit_identical_weights(small_val, tmp_path, schedu
 
 def test_a_killed_cross_fitted_run_resumes_to_bit_identical_weights(tmp_path):
     """The users' default: five members, their folds, the best out-of-fold F1 so far and the
-    cosine schedule all travel in the checkpoint."""
-    write(tmp_path / "people.csv", people(rows=600))
+    cosine schedule all travel in the checkpoint; so does a leg begun where the best came late,
+    killed right at its start (the checkpoint of the planned run's last epoch)."""
+    write(tmp_path / "people.csv", people(rows=1200))
     make_data("--csv", tmp_path / "people.csv", "--target", "label", "--out-dir", tmp_path)
-    args = ["--data", str(tmp_path / "people"), "--epochs", "12", "--checkpoint-every", "2"]
+    args = ["--data", str(tmp_path / "people"), "--epochs", "3", "--extend-epochs", "8", "--checkpoint-every", "1",
+            "--batch-size", "100"]
     train(*args, "--ckpt-dir", tmp_path / "whole")
-    kill_after_checkpoint([*args, "--ckpt-dir", str(tmp_path / "cut")], tmp_path / "cut", epoch=5)
+    kill_after_checkpoint([*args, "--ckpt-dir", str(tmp_path / "cut")], tmp_path / "cut", epoch=2)
     train(*args, "--ckpt-dir", tmp_path / "cut", "--resume")
     assert read_config(tmp_path / "whole")["model"]["members"] == 5
     weights = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("cut", "whole")]
     assert weights[0] == weights[1]
     assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")
+    assert [r["epoch"] for r in read_metrics(tmp_path / "whole")] == [0, 1, 2, 3, 4]  # a leg of 2 epochs ran

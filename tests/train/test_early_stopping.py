@@ -80,3 +80,42 @@ def test_early_stopping_keeps_the_best_weights(small_val, tmp_path):
         logits = torch.from_numpy(model_outputs(model, X, 4096, record))
         loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.array(y))).item()
         assert loss == pytest.approx(records[best][f"{split}_loss"], rel=1e-5)
+
+
+def test_a_leg_follows_only_a_best_in_the_last_quarter_and_halves_each_time():
+    from common.train.early_stopping import Legs
+
+    legs = Legs(20, 40)
+    assert legs.next_leg(14) == 0 and legs.end == 20  # the best before the last quarter (epochs 15-19): done
+    assert legs.next_leg(15) == 10 and (legs.start, legs.end, legs.peak) == (20, 30, 0.5)
+    assert legs.next_leg(27) == 0  # a leg of 10: its last quarter is its last 2 epochs
+    assert legs.next_leg(28) == 5 and (legs.end, legs.peak) == (35, 0.25)
+    assert legs.next_leg(34) == 3 and legs.end == 38  # half of 5, rounded up
+    assert legs.next_leg(37) == 2 and legs.end == 40  # up to the limit ...
+    assert legs.next_leg(39) == 0  # ... and never past it
+    short = Legs(20, 21)
+    assert short.next_leg(19) == 0  # a single epoch is no leg
+    assert Legs(20, 0).next_leg(19) == 0  # no legs asked for
+    restored = Legs(20, 40)
+    restored.load_state_dict(legs.state_dict())
+    assert (restored.start, restored.end, restored.peak) == (legs.start, legs.end, legs.peak)
+
+
+def test_patience_waits_out_a_leg_and_the_legs_travel_in_the_trackers_state():
+    from common.train.early_stopping import BestTracker, Legs
+
+    net = torch.nn.Linear(2, 1)
+    best = BestTracker(patience=3, legs=Legs(4, 12))
+    for epoch, loss in enumerate([1.0, 0.9, 0.8, 0.7]):
+        best.update({"epoch": epoch, "val_loss": loss}, net)
+    assert best.legs.next_leg(best.epoch) == 2
+    # The raised rate of a leg's first epochs costs more than `patience` evaluations: no stop.
+    for epoch, loss in zip(range(4, 9), [0.9, 0.85, 0.8, 0.75, 0.72], strict=True):
+        assert not best.update({"epoch": epoch, "val_loss": loss}, net)
+    state = best.state_dict()
+    again = BestTracker(patience=3, legs=Legs(4, 12))
+    again.load_state_dict(state)
+    assert again.legs.state_dict() == [4, 6, 1] and again.epoch == 3
+    older = BestTracker(patience=3, legs=Legs(4, 12))
+    older.load_state_dict({k: v for k, v in state.items() if k != "legs"})  # saved before legs
+    assert older.legs.state_dict() == [0, 4, 0]

@@ -33,3 +33,34 @@ def test_balanced_weights_are_sklearns():
     np.testing.assert_allclose(balanced_class_weights(y, 3).numpy(), expected, rtol=1e-6)
     # A class with no training row weighs nothing (and sklearn refuses to weigh it).
     np.testing.assert_allclose(balanced_class_weights(np.array([0, 0, 2]), 3).numpy(), [0.75, 0.0, 1.5])
+
+
+def test_a_restarted_cosine_leg_runs_from_its_peak_to_zero_and_resumes_from_its_state():
+    from common.train.optim import restart_cosine
+
+    def scheduler():
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+
+    optimizer, cosine = scheduler()
+    for _ in range(10):
+        optimizer.step()
+        cosine.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    restart_cosine(cosine, 0.5, 4)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(2):
+        optimizer.step()
+        cosine.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.05 * (1 + np.cos(np.pi * t / 4)) / 2 for t in range(3)])
+    # A checkpoint holds the leg: a scheduler built for the plan and loaded from it goes on alike.
+    resumed_optimizer, resumed = scheduler()
+    resumed_optimizer.load_state_dict(optimizer.state_dict())
+    resumed.load_state_dict(cosine.state_dict())
+    for _ in range(2):
+        for opt, sched in ((optimizer, cosine), (resumed_optimizer, resumed)):
+            opt.step()
+            sched.step()
+        assert resumed_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)

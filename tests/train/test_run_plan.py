@@ -297,3 +297,40 @@ def test_folds_0_on_a_table_without_validation_names_folds_not_a_patience_never_
     assert plan_for(data, "--folds", "0", "--patience", "0").crossfit.folds == 0
     with pytest.raises(UserError, match="^--patience needs validation rows"):
         plan_for(data, "--folds", "0", "--patience", "4")
+
+
+def test_where_the_row_budget_cuts_the_steps_the_run_may_go_on_to_them(people_set, cls_data):
+    """A table of 10k rows plans 40 epochs (2M member-rows) of the 75 its optimizer steps ask for:
+    the rest is left to the evidence. Small tables (their steps) and large ones (one member) plan
+    every epoch they may take; a length given is the length run."""
+    cut = table_settings(10_000, False, "classification", {})
+    assert (cut["epochs"], cut["extend_epochs"]) == (40, 75)
+    assert table_settings(800, False, "classification", {})["extend_epochs"] == 0
+    assert table_settings(200_000, False, "regression", {})["extend_epochs"] == 0
+    assert table_settings(10_000, False, "classification", {"epochs": 30})["extend_epochs"] == 0
+    assert table_settings(10_000, False, "classification", {"extend_epochs": 50})["extend_epochs"] == 50
+    people = load_dataset(people_set[0] / "people")
+    given = plan_for(people, "--epochs", "4", "--extend-epochs", "9")
+    assert given.loop.extend_epochs == 9 and "4 epochs (on to 9 while the best comes late)" in given.describe()
+    assert plan_for(people).loop.extend_epochs == 0 and "on to" not in plan_for(people).describe()
+    assert plan_for(cls_data).loop.extend_epochs == 0  # the recipes run their epochs
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--epochs", "9", "--extend-epochs", "9"], "--extend-epochs 9: it is not above --epochs 9"),
+    (["--epochs", "4", "--extend-epochs", "9", "--lr-schedule", "constant"],
+     "--extend-epochs 9: it trains on in legs of a cosine schedule, and --lr-schedule is constant"),
+    (["--epochs", "4", "--extend-epochs", "9", "--folds", "0", "--patience", "0"],
+     "--extend-epochs 9: it follows the validation figure, and there are no validation rows"),
+])
+def test_a_leg_that_cannot_run_is_refused_in_one_line(people_set, argv, words):
+    with pytest.raises(UserError) as info:
+        plan_for(load_dataset(people_set[0] / "people"), *argv)
+    assert str(info.value).startswith(words) and "\n" not in str(info.value)
+
+
+def test_a_checkpoint_saved_before_legs_resumes_without_them(people_set):
+    table = plan_for(load_dataset(people_set[0] / "people")).as_dict()
+    saved = {k: v for k, v in table.items() if k != "extend_epochs"}
+    assert plan_differences(saved, table) == []
+    assert plan_differences(saved, {**table, "extend_epochs": 20}) == ["extend_epochs: 0 -> 20"]

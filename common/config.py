@@ -51,7 +51,8 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "periodic_dim": 3,
     "folds": 5,                   # cross-fitting: k members, each validated on the fold it never trains on ...
     "max_crossfit_rows": 30_000,  # ... up to this many training rows; above, one member and a validation fold
-    "holdout": 0.1,               # the validation fold's share of the rows above that size
+    "holdout": 0.1,               # the validation fold's share of the rows above that size ...
+    "max_holdout_rows": 25_000,   # ... up to this many rows: on plentiful data the rest train
     "rows_per_step": 32,          # batch ~ training rows / 32, a power of two in [min_batch, max_batch]
     "min_batch": 32, "max_batch": 256,
     "optimizer_steps": 3000,      # epochs enough for about this many steps ...

@@ -39,7 +39,7 @@ class CrossFit:
         if self.folds >= 2:
             return f"{self.folds}-fold cross-fitting ({members} members, out-of-fold validation), "
         if self.folds == 1:
-            return f"one member validated on {self.holdout:.0%} of the training rows, "
+            return f"one member validated on {self.holdout * 100:.2g}% of the training rows, "
         return f"{members} members, " if members > 1 else ""
 
     def fold_of_each_row(self, y_train: np.ndarray, classification: bool, seed: int) -> np.ndarray | None:
@@ -86,6 +86,14 @@ def table_folds(n_train: int, has_val: bool, most: int, max_rows: int) -> int:
     if has_val:
         return 0
     return min(most, max(2, n_train)) if n_train <= max_rows else 1
+
+
+def holdout_share(n_train: int, share: float, most_rows: int) -> float:
+    """The one member's validation fold: `share` of the training rows, but no more than about
+    `most_rows` of them. Past that many rows a figure's noise is far below the differences it
+    decides, so on plentiful data each row more trains the member instead (and every
+    evaluation reads fewer rows)."""
+    return min(share, most_rows / n_train) if n_train else share
 
 
 def monitor(task: str, is_recipe: bool, has_val: bool, crossfit: CrossFit) -> str:

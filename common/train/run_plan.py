@@ -25,7 +25,7 @@ from common.train.batching import (
     resolve_shuffle,
     steps_per_epoch,
 )
-from common.train.crossfit import CrossFit, monitor
+from common.train.crossfit import CrossFit, holdout_share, monitor
 from common.train.defaults import DATA_SIZED, resolved_settings
 from common.train.run_context import RunContext
 
@@ -174,7 +174,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
         settings["decision"] = "argmax"  # recorded as what the model does
     settings["min_patience"] = effective_min_patience(settings, cfg.min_patience is not None)
     settings["extend_epochs"] = effective_extension(settings, cfg.extend_epochs is not None, data.n_val > 0)
-    crossfit = CrossFit(settings["folds"], TABLE_DEFAULTS["holdout"] if settings["folds"] == 1 else 0.0)
+    holdout = holdout_share(len(data.X_train), TABLE_DEFAULTS["holdout"], TABLE_DEFAULTS["max_holdout_rows"])
+    crossfit = CrossFit(settings["folds"], holdout if settings["folds"] == 1 else 0.0)
     model = model_of(cfg, settings, data, crossfit)
     batches = batch_plan(cfg, settings, len(data.X_train), P)
     return TrainPlan(

@@ -41,3 +41,16 @@ def test_the_fold_rule_and_the_monitor():
     assert monitor("regression", False, False, CrossFit(1, 0.1)) == "val_loss"
     assert monitor("classification", True, True, CrossFit(0, 0.0)) == "val_loss"  # the recipes keep the loss
     assert monitor("classification", True, False, CrossFit(0, 0.0)) == "test_loss"
+
+
+def test_on_plentiful_data_the_validation_fold_keeps_its_rows_and_the_rest_train():
+    from common.data.splits import fold_ids
+    from common.train.crossfit import holdout_share
+
+    assert holdout_share(100_000, 0.1, 25_000) == 0.1  # a tenth, up to 250,000 rows ...
+    share = holdout_share(1_000_000, 0.1, 25_000)
+    assert share == 0.025  # ... then about 25,000 rows
+    validated = (fold_ids(None, 1, share, seed=3, n=1_000_000) == 0).sum()
+    assert validated == 25_000
+    assert "validated on 2.5% of the training rows" in CrossFit(1, share).describe(1)
+    assert "validated on 10% of the training rows" in CrossFit(1, 0.1).describe(1)

@@ -57,8 +57,8 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "min_batch": 32, "max_batch": 256,
     "optimizer_steps": 3000,      # epochs enough for about this many steps ...
     "max_row_passes": 2_000_000,  # ... and no more than this many rows (times members) in the planned run,
-                                  # where it goes on in legs while the validation figure still improves,
-                                  # up to the optimizer steps' epochs (--extend-epochs) ...
+                                  # which goes on in legs while its best evaluation comes late, to at most
+                                  # twice its epochs (--extend-epochs) ...
     "min_epochs": 8, "max_epochs": 300,  # ... within these bounds
     "evaluations": 60,            # about this many evaluations over the run (every epoch on small tables) ...
     "patience": 16,               # ... stopping after this many without a better validation figure, best weights
@@ -109,8 +109,7 @@ def table_default_text(name: str) -> str:
                         "set has a validation split",
                "label_smoothing": f"{d['label_smoothing']} for classes, 0 for a regression",
                "decision": f"{d['decision']} for two classes, else argmax",
-               "extend_epochs": f"the epochs of about {d['optimizer_steps']} optimizer steps where the planned epochs "
-                                "are fewer (they bound the rows trained on), else 0"}
+               "extend_epochs": f"twice the planned epochs (at most {d['max_epochs']}); 0 where --epochs is given"}
     if name in depends:
         return f"other tables: {depends[name]}"
     return f"{_shown(d[name])} on other tables" if name in d else "sized from the data for other tables"

@@ -49,9 +49,9 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
     by_time = d["max_row_passes"] // max(1, n_train * max(1, s["folds"]))  # what a planned run may cost
     if "epochs" not in s:
         s["epochs"] = within_bounds(min(by_steps, by_time))
-        # Where the row budget cut the steps, the evidence decides the rest: the run goes on in legs
-        # while its validation figure still improves (common/train/early_stopping.py `Legs`).
-        s.setdefault("extend_epochs", within_bounds(by_steps) if within_bounds(by_steps) > s["epochs"] else 0)
+        # The planned epochs are the first leg: where the best evaluation still comes late, the run
+        # goes on in legs of half as many, at most as many again (common/train/early_stopping.py `Legs`).
+        s.setdefault("extend_epochs", within_bounds(2 * s["epochs"]))
     s.setdefault("extend_epochs", 0)  # a length given is the length run
     s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
     return s

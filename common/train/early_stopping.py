@@ -22,10 +22,10 @@ class Legs:
     its learning rate a cosine from half the last leg's peak to zero, and again after each leg
     whose best lies in its last quarter, up to `limit` epochs in all (0: no legs).
 
-    The plan's epochs bound the rows a table trains on (common/config.py TABLE_DEFAULTS); most
-    runs stop early well inside them, and a longer cosine from the start would change every one
-    of those. Legs lengthen only the runs whose validation figure asks for it, and leave the
-    others as they were to the last bit (bench/README.md section 7, "Training on while it helps")."""
+    A table's planned epochs come from a budget of steps and rows; most runs stop early well
+    inside it, and a longer cosine from the start would change every one of them. Legs lengthen
+    only the runs whose validation figure asks for it, and leave the others as they were to the
+    last bit (bench/README.md section 7, "Training on while it helps")."""
 
     def __init__(self, epochs: int, limit: int):
         self.start, self.end, self.count, self.limit = 0, epochs, 0, limit

@@ -299,20 +299,23 @@ def test_folds_0_on_a_table_without_validation_names_folds_not_a_patience_never_
         plan_for(data, "--folds", "0", "--patience", "4")
 
 
-def test_where_the_row_budget_cuts_the_steps_the_run_may_go_on_to_them(people_set, cls_data):
-    """A table of 10k rows plans 40 epochs (2M member-rows) of the 75 its optimizer steps ask for:
-    the rest is left to the evidence. Small tables (their steps) and large ones (one member) plan
-    every epoch they may take; a length given is the length run."""
-    cut = table_settings(10_000, False, "classification", {})
-    assert (cut["epochs"], cut["extend_epochs"]) == (40, 75)
-    assert table_settings(800, False, "classification", {})["extend_epochs"] == 0
-    assert table_settings(200_000, False, "regression", {})["extend_epochs"] == 0
+def test_a_tables_planned_epochs_may_go_on_to_twice_as_many_and_a_length_given_is_run(people_set, cls_data):
+    """A table of 10k rows plans 40 epochs (2M member-rows) of the 75 its optimizer steps ask for,
+    a small one its steps' epochs, a large one the 8 at least: each may go on to twice as many
+    where its best comes late (at most 300 in all)."""
+    assert [(s["epochs"], s["extend_epochs"]) for s in (
+        table_settings(10_000, False, "classification", {}), table_settings(800, False, "classification", {}),
+        table_settings(200_000, False, "regression", {}), table_settings(100, False, "classification", {}))] \
+        == [(40, 80), (120, 240), (8, 16), (300, 300)]
     assert table_settings(10_000, False, "classification", {"epochs": 30})["extend_epochs"] == 0
     assert table_settings(10_000, False, "classification", {"extend_epochs": 50})["extend_epochs"] == 50
     people = load_dataset(people_set[0] / "people")
     given = plan_for(people, "--epochs", "4", "--extend-epochs", "9")
     assert given.loop.extend_epochs == 9 and "4 epochs (on to 9 while the best comes late)" in given.describe()
-    assert plan_for(people).loop.extend_epochs == 0 and "on to" not in plan_for(people).describe()
+    planned = plan_for(people)
+    assert planned.loop.extend_epochs == min(300, 2 * planned.loop.epochs) > planned.loop.epochs
+    assert plan_for(people, "--epochs", "5").loop.extend_epochs == 0
+    assert plan_for(people, "--lr-schedule", "constant").loop.extend_epochs == 0  # no cosine to restart
     assert plan_for(cls_data).loop.extend_epochs == 0  # the recipes run their epochs
 
 
@@ -329,8 +332,8 @@ def test_a_leg_that_cannot_run_is_refused_in_one_line(people_set, argv, words):
     assert str(info.value).startswith(words) and "\n" not in str(info.value)
 
 
-def test_a_checkpoint_saved_before_legs_resumes_without_them(people_set):
+def test_a_checkpoint_saved_before_legs_resumes_without_them_and_is_refused_by_name_otherwise(people_set):
     table = plan_for(load_dataset(people_set[0] / "people")).as_dict()
     saved = {k: v for k, v in table.items() if k != "extend_epochs"}
-    assert plan_differences(saved, table) == []
-    assert plan_differences(saved, {**table, "extend_epochs": 20}) == ["extend_epochs: 0 -> 20"]
+    assert plan_differences(saved, {**table, "extend_epochs": 0}) == []
+    assert plan_differences(saved, table) == [f"extend_epochs: 0 -> {table['extend_epochs']}"]

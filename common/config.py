@@ -96,7 +96,15 @@ def recipe_field(help: str, table: bool = False, **kwargs: Any) -> Any:
     return field(None, help, recipe=True, table=table, **kwargs)
 
 
-def _shown(value: Any) -> str:
+def as_flag(name: str, value: Any) -> str:
+    """A setting as the command line gives it: `--hidden 128 128`, `--no-split-batches`."""
+    if isinstance(value, bool):
+        return flag_name(name) if value else flag_name(name).replace("--", "--no-", 1)
+    return f"{flag_name(name)} {shown_setting(value)}"
+
+
+def shown_setting(value: Any) -> str:
+    """A setting's value as the command line takes it (an empty list: none)."""
     if isinstance(value, list):
         return " ".join(map(str, value)) or "none"
     return str(value)
@@ -112,12 +120,12 @@ def table_default_text(name: str) -> str:
                "extend_epochs": f"twice the planned epochs (at most {d['max_epochs']}); 0 where --epochs is given"}
     if name in depends:
         return f"other tables: {depends[name]}"
-    return f"{_shown(d[name])} on other tables" if name in d else "sized from the data for other tables"
+    return f"{shown_setting(d[name])} on other tables" if name in d else "sized from the data for other tables"
 
 
 def _default_text(f: dataclasses.Field, default: Any) -> str:
     if f.metadata.get("recipe"):
-        values = " / ".join(_shown(recipe_value(task, f.name)) for task in TASKS)
+        values = " / ".join(shown_setting(recipe_value(task, f.name)) for task in TASKS)
         suffix = f"; {table_default_text(f.name)}" if f.metadata.get("table") else ""
         return f"{values} ({' / '.join(TASKS)} recipes{suffix})"
     return str(f.metadata.get("default_help", default))
@@ -295,7 +303,7 @@ class TrainConfig:
                                                  off=0.0)
     periodic: int | None = recipe_field("periodic embeddings of each numeric input with N frequencies; 0: off",
                                         table=True, minimum=0, zero="off", off=0)
-    eval_every: int | None = recipe_field("evaluate every N epochs (and after the last)", table=True,
+    eval_every: int | None = recipe_field("evaluate every N epochs (and after the last of each leg)", table=True,
                                           minimum=1)
     seed: int = field(42, "seed of the initial weights and the shuffling")
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
@@ -317,7 +325,8 @@ class TrainConfig:
         off="constant")
     grad_accum: int = positive(1, "accumulate gradients over N batches per optimizer step")
     patience: int | None = recipe_field("stop after N evaluations without a better validation figure (sooner with "
-                                        "--min-patience) and keep the best weights; 0: off", table=True, minimum=0,
+                                        "--min-patience; a leg of --extend-epochs runs whole) and keep the best "
+                                        "weights; 0: off", table=True, minimum=0,
                                         zero="off", off=0)
     extend_epochs: int | None = recipe_field(
         "where the validation figure is still improving at the end of the planned epochs (its best in their last "

@@ -17,6 +17,7 @@ the out-of-fold outputs that validation scores.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -92,8 +93,10 @@ def holdout_share(n_train: int, share: float, most_rows: int) -> float:
     """The one member's validation fold: `share` of the training rows, but no more than about
     `most_rows` of them. Past that many rows a figure's noise is far below the differences it
     decides, so on plentiful data each row more trains the member instead (and every
-    evaluation reads fewer rows)."""
-    return min(share, most_rows / n_train) if n_train else share
+    evaluation reads fewer rows). One in a whole number of rows, the share fold_ids takes exactly."""
+    if n_train * share <= most_rows:
+        return share
+    return 1 / math.ceil(n_train / most_rows)
 
 
 def monitor(task: str, is_recipe: bool, has_val: bool, crossfit: CrossFit) -> str:

@@ -16,6 +16,9 @@ def is_maximised(monitor: str) -> bool:
     return monitor.endswith(MAXIMISED)
 
 
+MIN_LEG = 2  # epochs: a shorter leg would restart the rate only to take it down again at once
+
+
 class Legs:
     """The epochs a run plans so far: the planned epochs, then, where the validation figure was
     still improving at their end (its best in their last quarter), a leg of half as many epochs,
@@ -41,6 +44,15 @@ class Legs:
         self.start, self.end, self.count = self.end, self.end + following, self.count + 1
         return following
 
+    @staticmethod
+    def reach(epochs: int) -> int:
+        """The most epochs legs can take a run of `epochs` planned to: each leg half the last."""
+        end, length = epochs, epochs
+        while math.ceil(length / 2) >= MIN_LEG:
+            length = math.ceil(length / 2)
+            end += length
+        return end
+
     @property
     def peak(self) -> float:
         """The current leg's peak learning rate, as a share of the planned one."""
@@ -51,9 +63,6 @@ class Legs:
 
     def load_state_dict(self, state: list[int]) -> None:
         self.start, self.end, self.count = state
-
-
-MIN_LEG = 2  # epochs: a shorter leg would restart the rate only to take it down again at once
 
 
 class BestTracker:
@@ -91,6 +100,11 @@ class BestTracker:
         # A leg's raised rate first costs what its end regains: the leg runs whole, and decides at its end.
         self.stopped = bool(self.patience) and not self.legs.count and self.bad_evals >= self.waiting_limit()
         return self.stopped
+
+    def next_leg(self) -> int:
+        """At the end of the epochs planned so far: the epochs of another leg (Legs.next_leg), or 0;
+        none after an early stop."""
+        return 0 if self.stopped else self.legs.next_leg(self.epoch)
 
     def waiting_limit(self) -> int:
         """Evaluations without a better figure before the run stops: `patience`, or with

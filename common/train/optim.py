@@ -31,7 +31,8 @@ def make_optimizer(optim: OptimPlan, params: Iterable[torch.nn.Parameter]) -> to
 
 
 def make_scheduler(plan: TrainPlan, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """None for a constant rate; else a scheduler stepped once per optimizer step over the whole run."""
+    """None for a constant rate; else a scheduler stepped once per optimizer step over the planned
+    epochs (a leg restarts the cosine: `restart_cosine`)."""
     total = max(1, plan.batches.optimizer_steps)
     if plan.optim.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from common.config import TABLE_DEFAULTS, TrainConfig, check_setting
+from common.config import TABLE_DEFAULTS, TrainConfig, as_flag, check_setting
 from common.data.dataset import TabularData
 from common.data.preprocess import embedding_size
 from common.errors import UserError
@@ -27,6 +27,7 @@ from common.train.batching import (
 )
 from common.train.crossfit import CrossFit, holdout_share, monitor
 from common.train.defaults import DATA_SIZED, resolved_settings
+from common.train.early_stopping import Legs
 from common.train.run_context import RunContext
 
 SMALL_STEP_MACS = 1 << 28  # below this many multiply-adds per step, extra threads only cost
@@ -65,7 +66,7 @@ class BatchPlan:
     order_geometry: str           # for blocks: rows per block x blocks per window; "" for rows
     global_batch: int             # rows per step over all processes
     steps_per_epoch: int
-    optimizer_steps: int          # in the whole run: what the schedule spans
+    optimizer_steps: int          # in the planned epochs: what the schedule spans (a leg restarts it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,25 +137,41 @@ RENAMED = {"embeddings": "categorical"}
 BEFORE_ADDED = {"min_patience": 0, "extend_epochs": 0}
 
 
-def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """'name: saved -> current' for each compared field that differs (or exists on one side only)."""
+def changed_fields(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """(saved, current) of each compared field that differs (or exists on one side only)."""
     added = {k: v for k, v in BEFORE_ADDED.items() if k in current}
     saved = {**added, **{RENAMED.get(k, k): v for k, v in saved.items()}}
     compared = (saved.keys() | current.keys()) - RUN_ONLY - RETIRED
-    return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}"
-            for k in sorted(compared) if saved.get(k) != current.get(k)]
+    return {k: (saved.get(k, "(absent)"), current.get(k, "(absent)")) for k in sorted(compared)
+            if saved.get(k) != current.get(k)}
+
+
+def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'name: saved -> current' for each compared field that differs."""
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed_fields(saved, current).items()]
+
+
+# Sized from the data set with no flag of their own: a checkpoint that an earlier version sized
+# otherwise cannot be matched by a flag.
+UNFLAGGED_SIZES = frozenset({"holdout"})
 
 
 def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> None:
     """A resumed run continues the same trajectory only with the same plan."""
-    changed = plan_differences(saved, plan.as_dict())
-    if any(line.startswith("data_identity:") for line in changed):
+    changed = changed_fields(saved, plan.as_dict())
+    listed = ", ".join(plan_differences(saved, plan.as_dict()))
+    if "data_identity" in changed:
         raise UserError(f"cannot resume {checkpoint} on other data: the arrays or the description of {plan.run.data} "
                         "differ from those the checkpoint trained on; pass --data the data set it trained on "
                         "(it may have moved: its content is what counts)")
+    if changed.keys() & UNFLAGGED_SIZES:
+        raise UserError(f"cannot resume {checkpoint}: an earlier version sized its run otherwise ({listed}), and no "
+                        "flag sets that; start afresh (drop --resume)")
     if changed:
-        raise UserError(f"cannot resume {checkpoint} with other settings ({', '.join(changed)}): "
-                        "rerun with the checkpoint's settings")
+        flags = {f.name for f in dataclasses.fields(TrainConfig)}
+        given = " ".join(as_flag(k, old) for k, (old, _) in changed.items() if k in flags)
+        raise UserError(f"cannot resume {checkpoint} with other settings ({listed}): rerun with the checkpoint's "
+                        f"settings{f' ({given})' if given else ''}")
 
 
 def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> TrainPlan:
@@ -173,7 +190,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
             raise UserError(f"--decision threshold decides between two classes, and this data set {kind}: drop it")
         settings["decision"] = "argmax"  # recorded as what the model does
     settings["min_patience"] = effective_min_patience(settings, cfg.min_patience is not None)
-    settings["extend_epochs"] = effective_extension(settings, cfg.extend_epochs is not None, data.n_val > 0)
+    settings["extend_epochs"] = effective_extension(settings, cfg.extend_epochs is not None, data.n_val > 0,
+                                                    cfg.epochs is not None)
     holdout = holdout_share(len(data.X_train), TABLE_DEFAULTS["holdout"], TABLE_DEFAULTS["max_holdout_rows"])
     crossfit = CrossFit(settings["folds"], holdout if settings["folds"] == 1 else 0.0)
     model = model_of(cfg, settings, data, crossfit)
@@ -206,20 +224,24 @@ def effective_min_patience(settings: dict[str, Any], given: bool) -> int:
     return minimum if 0 < minimum < patience else 0
 
 
-def effective_extension(settings: dict[str, Any], given: bool, has_val: bool) -> int:
+def effective_extension(settings: dict[str, Any], given: bool, has_val: bool, epochs_given: bool) -> int:
     """The epochs a run may extend to, or 0 where it cannot go on (so the plan records what the
-    run does): the legs restart a cosine schedule and follow a validation figure."""
+    run does): the legs restart a cosine schedule and follow a validation figure, and halve
+    each time, so they reach no further than Legs.reach."""
     extend, epochs = settings["extend_epochs"], settings["epochs"]
-    if not extend:
+    why = ""
+    if settings["lr_schedule"] != "cosine":
+        why = f"it trains on in legs of a cosine schedule, and --lr-schedule is {settings['lr_schedule']}"
+    elif not (settings["folds"] or has_val):
+        why = "it follows the validation figure, and there are no validation rows (no --folds, no validation split)"
+    elif extend <= epochs:
+        planned = f"--epochs {epochs}" if epochs_given else f"the {epochs} planned epochs"
+        why = f"it is not above {planned}, so it would change nothing"
+    if not extend or (why and not given):
         return 0
-    why = ("it trains on in legs of a cosine schedule, and --lr-schedule is " + settings["lr_schedule"]
-           if settings["lr_schedule"] != "cosine" else
-           "it follows the validation figure, and there are no validation rows (no --folds, no validation split)"
-           if not (settings["folds"] or has_val) else
-           f"it is not above --epochs {epochs}, so it would change nothing" if extend <= epochs else "")
-    if why and given:
+    if why:
         raise UserError(f"--extend-epochs {extend}: {why}; drop it, or give --extend-epochs 0")
-    return 0 if why else extend
+    return min(extend, Legs.reach(epochs))
 
 
 def part(cls: Any, settings: dict[str, Any], **computed: Any) -> Any:

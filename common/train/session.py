@@ -21,7 +21,6 @@ from common.figures import run_painter, stop_early
 from common.files import load_weights
 from common.model import build_model, intra_op_threads, load_state
 from common.train.assessment import fitted_decision
-from common.train.batching import optimizer_steps_per_epoch
 from common.train.early_stopping import BestTracker, Legs
 from common.train.heartbeat import lost_peers, stop_heartbeat
 from common.train.leans import compiler_unloaded
@@ -140,15 +139,13 @@ def begin_leg(plan: TrainPlan, best: BestTracker, trainer: Trainer, display: Tra
     """At the end of the epochs planned so far: another leg where the validation figure was still
     improving (early_stopping.Legs), its cosine restarted; every process decides alike, on the
     same reduced figures."""
-    legs = best.legs
-    epochs = legs.next_leg(best.epoch)
+    legs, epochs = best.legs, best.next_leg()
     if not epochs:
         return
-    restart_cosine(trainer.stepper.scheduler, legs.peak,
-                   epochs * optimizer_steps_per_epoch(plan.batches.steps_per_epoch, plan.batches.grad_accum))
+    restart_cosine(trainer.stepper.scheduler, legs.peak, epochs * plan.batches.optimizer_steps // plan.loop.epochs)
     display.extend(legs.end)
-    accelerator.print(f"The best {plan.loop.monitor} came late (epoch {best.epoch}): training on for {epochs} epochs "
-                      f"at {legs.peak:g} of the learning rate (up to {plan.loop.extend_epochs})")
+    accelerator.print(f"The best {plan.loop.monitor} came late (epoch {best.epoch}): training on to epoch {legs.end}, "
+                      f"the learning rate from {legs.peak:g} of its peak (at most {plan.loop.extend_epochs} in all)")
 
 
 def report_decision(decision: ThresholdFit | None, asked: str, data: TabularData, accelerator: Any) -> None:

@@ -53,4 +53,6 @@ def test_on_plentiful_data_the_validation_fold_keeps_its_rows_and_the_rest_train
     validated = (fold_ids(None, 1, share, seed=3, n=1_000_000) == 0).sum()
     assert validated == 25_000
     assert "validated on 2.5% of the training rows" in CrossFit(1, share).describe(1)
+    # One row in a whole number of rows (here 1 in 11): the share fold_ids validates, no more, no less
+    assert (fold_ids(None, 1, holdout_share(260_000, 0.1, 25_000), seed=3, n=260_000) == 0).sum() == 260_000 // 11
     assert "validated on 10% of the training rows" in CrossFit(1, 0.1).describe(1)

@@ -93,6 +93,7 @@ def test_a_leg_follows_only_a_best_in_the_last_quarter_and_halves_each_time():
     assert legs.next_leg(34) == 3 and legs.end == 38  # half of 5, rounded up
     assert legs.next_leg(37) == 2 and legs.end == 40  # up to the limit ...
     assert legs.next_leg(39) == 0  # ... and never past it
+    assert [Legs.reach(e) for e in (3, 4, 19)] == [5, 6, 39]  # 3+2; 4+2; 19+10+5+3+2
     short = Legs(20, 21)
     assert short.next_leg(19) == 0  # a single epoch is no leg
     assert Legs(20, 0).next_leg(19) == 0  # no legs asked for
@@ -108,7 +109,7 @@ def test_patience_waits_out_a_leg_and_the_legs_travel_in_the_trackers_state():
     best = BestTracker(patience=3, legs=Legs(4, 12))
     for epoch, loss in enumerate([1.0, 0.9, 0.8, 0.7]):
         best.update({"epoch": epoch, "val_loss": loss}, net)
-    assert best.legs.next_leg(best.epoch) == 2
+    assert best.next_leg() == 2
     # The raised rate of a leg's first epochs costs more than `patience` evaluations: no stop.
     for epoch, loss in zip(range(4, 9), [0.9, 0.85, 0.8, 0.75, 0.72], strict=True):
         assert not best.update({"epoch": epoch, "val_loss": loss}, net)
@@ -119,3 +120,14 @@ def test_patience_waits_out_a_leg_and_the_legs_travel_in_the_trackers_state():
     older = BestTracker(patience=3, legs=Legs(4, 12))
     older.load_state_dict({k: v for k, v in state.items() if k != "legs"})  # saved before legs
     assert older.legs.state_dict() == [0, 4, 0]
+
+
+def test_no_leg_begins_after_an_early_stop():
+    from common.train.early_stopping import BestTracker, Legs
+
+    net = torch.nn.Linear(2, 1)
+    best = BestTracker(patience=1, legs=Legs(8, 16))
+    for epoch, loss in enumerate([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.45]):
+        best.update({"epoch": epoch, "val_loss": loss}, net)
+    assert best.stopped and best.epoch == 6  # its best in the last quarter, and patience out
+    assert best.next_leg() == 0 and best.legs.end == 8

@@ -311,7 +311,8 @@ def test_a_tables_planned_epochs_may_go_on_to_twice_as_many_and_a_length_given_i
     assert table_settings(10_000, False, "classification", {"extend_epochs": 50})["extend_epochs"] == 50
     people = load_dataset(people_set[0] / "people")
     given = plan_for(people, "--epochs", "4", "--extend-epochs", "9")
-    assert given.loop.extend_epochs == 9 and "4 epochs (on to 9 while the best comes late)" in given.describe()
+    # 4 epochs, then legs of 2: no further than 6, and the plan records what the run can do
+    assert given.loop.extend_epochs == 6 and "4 epochs (on to 6 while the best comes late)" in given.describe()
     planned = plan_for(people)
     assert planned.loop.extend_epochs == min(300, 2 * planned.loop.epochs) > planned.loop.epochs
     assert plan_for(people, "--epochs", "5").loop.extend_epochs == 0
@@ -321,6 +322,7 @@ def test_a_tables_planned_epochs_may_go_on_to_twice_as_many_and_a_length_given_i
 
 @pytest.mark.parametrize("argv,words", [
     (["--epochs", "9", "--extend-epochs", "9"], "--extend-epochs 9: it is not above --epochs 9"),
+    (["--extend-epochs", "5"], "--extend-epochs 5: it is not above the 158 planned epochs"),
     (["--epochs", "4", "--extend-epochs", "9", "--lr-schedule", "constant"],
      "--extend-epochs 9: it trains on in legs of a cosine schedule, and --lr-schedule is constant"),
     (["--epochs", "4", "--extend-epochs", "9", "--folds", "0", "--patience", "0"],
@@ -333,7 +335,16 @@ def test_a_leg_that_cannot_run_is_refused_in_one_line(people_set, argv, words):
 
 
 def test_a_checkpoint_saved_before_legs_resumes_without_them_and_is_refused_by_name_otherwise(people_set):
-    table = plan_for(load_dataset(people_set[0] / "people")).as_dict()
+    plan = plan_for(load_dataset(people_set[0] / "people"))
+    table = plan.as_dict()
     saved = {k: v for k, v in table.items() if k != "extend_epochs"}
     assert plan_differences(saved, {**table, "extend_epochs": 0}) == []
     assert plan_differences(saved, table) == [f"extend_epochs: 0 -> {table['extend_epochs']}"]
+    # The refusal says which flags give the checkpoint's settings ...
+    with pytest.raises(UserError) as info:
+        check_resumable({**saved, "split_batches": True}, plan, "ckpt/epoch_000003")
+    assert str(info.value).endswith("rerun with the checkpoint's settings (--extend-epochs 0 --split-batches)")
+    # ... and where no flag can (a fold an earlier version sized otherwise), to start afresh.
+    with pytest.raises(UserError, match=r"an earlier version sized its run otherwise \(holdout: 0.1 -> 0.0\).*"
+                                        r"start afresh \(drop --resume\)$"):
+        check_resumable({**table, "holdout": 0.1}, plan, "ckpt/epoch_000003")

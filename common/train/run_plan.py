@@ -137,12 +137,15 @@ RENAMED = {"embeddings": "categorical"}
 BEFORE_ADDED = {"min_patience": 0, "extend_epochs": 0}
 
 
+ABSENT = "(absent)"  # a field on one side only
+
+
 def changed_fields(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """(saved, current) of each compared field that differs (or exists on one side only)."""
     added = {k: v for k, v in BEFORE_ADDED.items() if k in current}
     saved = {**added, **{RENAMED.get(k, k): v for k, v in saved.items()}}
     compared = (saved.keys() | current.keys()) - RUN_ONLY - RETIRED
-    return {k: (saved.get(k, "(absent)"), current.get(k, "(absent)")) for k in sorted(compared)
+    return {k: (saved.get(k, ABSENT), current.get(k, ABSENT)) for k in sorted(compared)
             if saved.get(k) != current.get(k)}
 
 
@@ -169,7 +172,7 @@ def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> 
                         "flag sets that; start afresh (drop --resume)")
     if changed:
         flags = {f.name for f in dataclasses.fields(TrainConfig)}
-        given = " ".join(as_flag(k, old) for k, (old, _) in changed.items() if k in flags)
+        given = " ".join(as_flag(k, old) for k, (old, _) in changed.items() if k in flags and old != ABSENT)
         raise UserError(f"cannot resume {checkpoint} with other settings ({listed}): rerun with the checkpoint's "
                         f"settings{f' ({given})' if given else ''}")
 

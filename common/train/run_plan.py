@@ -151,7 +151,11 @@ def changed_fields(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, 
 
 def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'name: saved -> current' for each compared field that differs."""
-    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed_fields(saved, current).items()]
+    return in_words(changed_fields(saved, current))
+
+
+def in_words(changed: dict[str, tuple[Any, Any]]) -> list[str]:
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()]
 
 
 # Sized from the data set with no flag of their own: a checkpoint that an earlier version sized
@@ -162,7 +166,7 @@ UNFLAGGED_SIZES = frozenset({"holdout"})
 def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> None:
     """A resumed run continues the same trajectory only with the same plan."""
     changed = changed_fields(saved, plan.as_dict())
-    listed = ", ".join(plan_differences(saved, plan.as_dict()))
+    listed = ", ".join(in_words(changed))
     if "data_identity" in changed:
         raise UserError(f"cannot resume {checkpoint} on other data: the arrays or the description of {plan.run.data} "
                         "differ from those the checkpoint trained on; pass --data the data set it trained on "

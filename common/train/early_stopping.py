@@ -46,12 +46,11 @@ class Legs:
 
     @staticmethod
     def reach(epochs: int) -> int:
-        """The most epochs legs can take a run of `epochs` planned to: each leg half the last."""
-        end, length = epochs, epochs
-        while math.ceil(length / 2) >= MIN_LEG:
-            length = math.ceil(length / 2)
-            end += length
-        return end
+        """The most epochs legs can take a run of `epochs` planned to: every leg's best late."""
+        legs = Legs(epochs, 3 * epochs + MIN_LEG)  # halving legs add under epochs + their count
+        while legs.next_leg(legs.end - 1):
+            pass
+        return legs.end
 
     @property
     def peak(self) -> float:

@@ -155,6 +155,7 @@ def plan_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str
 
 
 def in_words(changed: dict[str, tuple[Any, Any]]) -> list[str]:
+    """changed_fields as 'name: saved -> current'."""
     return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()]
 
 

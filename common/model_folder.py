@@ -41,10 +41,12 @@ class RunOutcome:
     monitor: str = ""                      # what picked the best evaluation
     best_value: float | None = None
     best_epoch: int | None = None
+    legs: list[int] = dataclasses.field(default_factory=list)  # epochs of each leg after the planned ones
 
     def to_json(self) -> dict[str, Any]:
         outcome = {k: getattr(self, k) for k in OUTCOME_KEYS}
-        return {**outcome, "best": {"monitor": self.monitor, "value": self.best_value, "epoch": self.best_epoch}}
+        return {**outcome, "best": {"monitor": self.monitor, "value": self.best_value, "epoch": self.best_epoch},
+                "legs": self.legs}
 
     @classmethod
     def read(cls, f: Fields) -> RunOutcome:
@@ -52,7 +54,9 @@ class RunOutcome:
         best = o.nested("best", o.obj_of("best"))
         return cls(o.obj_of("final_metrics"), o.integer("epochs_run"), o.number("startup_seconds"),
                    o.number("train_seconds"), o.text("weights", ("best", "last")), best.text("monitor"),
-                   best.number("value", default=None), best.integer("epoch", default=None))
+                   best.number("value", default=None), best.integer("epoch", default=None),
+                   list(o.checked("legs", lambda v: isinstance(v, list) and all(type(n) is int and n > 0 for n in v),
+                                  "a list of whole numbers above 0", default=[])))
 
     @classmethod
     def read_flat(cls, f: Fields, monitor: str) -> RunOutcome:

@@ -75,6 +75,7 @@ CONFIG_DAMAGE = [
     (lambda c: c["preprocess"]["numeric"][1].update(scale=float("inf")), "'scale' = inf"),
     (lambda c: c["preprocess"]["numeric"][1].update(indicator="no"), "'indicator'"),
     (lambda c: c.update(feature_names=[1, 2]), "'feature_names'"),
+    (lambda c: c["outcome"].update(legs=[4, 0]), "'legs' = [4, 0]"),
 ]
 
 
@@ -131,6 +132,7 @@ def test_a_format_3_config_reads_its_outcome_and_target():
     today = record.to_json()
     assert today["outcome"]["best"] == {"monitor": "val_loss", "value": old["best_val_loss"], "epoch": 3}
     assert "best_epoch" not in today and today["model"] == old["model"]
+    assert record.outcome.legs == [] and today["outcome"]["legs"] == []  # no legs before they were recorded
 
 
 def test_the_identity_hashes_the_file_as_read(small_cls, tmp_path):

@@ -12,7 +12,7 @@ from common.data.description import DatasetDescription
 from common.decision import decision_in_words
 from common.importance import Importance
 from common.metrics import figure_name
-from common.model_folder import ModelRecord
+from common.model_folder import ModelRecord, RunOutcome
 from common.steps import Preprocessor
 
 HUB_METRICS = {"f1_macro": ("f1", {"average": "macro"}), "accuracy": ("accuracy", None), "r2": ("r_squared", None),
@@ -59,6 +59,19 @@ def how_prepared(name: str, pre: Preprocessor) -> str:
     return ""
 
 
+def epochs_text(outcome: RunOutcome) -> str:
+    """The card's epochs: how many, the legs among them, and whose weights were kept."""
+    legs = ""
+    if outcome.legs:
+        lengths = [str(n) for n in outcome.legs]
+        listed = lengths[0] if len(lengths) == 1 else ", ".join(lengths[:-1]) + " and " + lengths[-1]
+        legs = (f" ({outcome.epochs_run - sum(outcome.legs)} planned, then {'a leg' if len(lengths) == 1 else 'legs'} "
+                f"of {listed} while the best came late)")
+    kept = f"the best evaluation's weights kept (epoch {outcome.best_epoch})" if outcome.weights == "best" \
+        else "the last epoch's weights"
+    return f"{outcome.epochs_run}{legs}, {kept}"
+
+
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -101,9 +114,7 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
     parts.append(f"## Training\n\n{plan_line}.\n\n" + markdown_table(["", ""], [
         ["rows", f"{description.n_train:,} training, {description.n_val:,} validation, {description.n_test:,} test"],
         ["hardware", f"{record.num_processes} process(es), {record.device}, mixed precision {record.mixed_precision}"],
-        ["epochs", f"{record.outcome.epochs_run}, the best evaluation's weights kept (epoch "
-                   f"{record.outcome.best_epoch})" if record.outcome.weights == "best"
-         else f"{record.outcome.epochs_run}, the last epoch's weights"],
+        ["epochs", epochs_text(record.outcome)],
         ["time", f"{record.outcome.train_seconds:.1f} s training, {record.outcome.startup_seconds:.1f} s start-up"],
         ["versions", ", ".join(f"{k} {v}" for k, v in record.versions.items())]]) + "\n")
     if pictures:

@@ -32,6 +32,7 @@ class Legs:
 
     def __init__(self, epochs: int, limit: int):
         self.start, self.end, self.count, self.limit = 0, epochs, 0, limit
+        self.planned = epochs
 
     def next_leg(self, best_epoch: int) -> int:
         """After the last epoch of a leg: the epochs of the leg that follows (and it begins), or 0
@@ -51,6 +52,16 @@ class Legs:
         while legs.next_leg(legs.end - 1):
             pass
         return legs.end
+
+    @property
+    def added(self) -> list[int]:
+        """The epochs of each leg begun after the planned ones. Each follows from the one before,
+        so a checkpoint carries only their count, and they are replayed here."""
+        replay = Legs(self.planned, self.limit)
+        lengths: list[int] = []
+        while len(lengths) < self.count and (length := replay.next_leg(replay.end - 1)):
+            lengths.append(length)
+        return lengths
 
     @property
     def peak(self) -> float:
@@ -152,4 +163,4 @@ class BestTracker:
         return RunOutcome(self.final_metrics(), epochs_run, startup_seconds, train_seconds,
                           "best" if self.weights is not None else "last", self.monitor,
                           self.best_value() if math.isfinite(self.loss) else None,
-                          self.epoch if self.epoch >= 0 else None)
+                          self.epoch if self.epoch >= 0 else None, self.legs.added)

@@ -66,3 +66,4 @@ def test_a_killed_cross_fitted_run_resumes_to_bit_identical_weights(tmp_path):
     assert weights[0] == weights[1]
     assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")
     assert [r["epoch"] for r in read_metrics(tmp_path / "whole")] == [0, 1, 2, 3, 4]  # a leg of 2 epochs ran
+    assert [read_config(tmp_path / run)["outcome"]["legs"] for run in ("cut", "whole")] == [[2], [2]]

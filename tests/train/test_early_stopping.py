@@ -93,13 +93,15 @@ def test_a_leg_follows_only_a_best_in_the_last_quarter_and_halves_each_time():
     assert legs.next_leg(34) == 3 and legs.end == 38  # half of 5, rounded up
     assert legs.next_leg(37) == 2 and legs.end == 40  # up to the limit ...
     assert legs.next_leg(39) == 0  # ... and never past it
+    assert legs.added == [10, 5, 3, 2] and Legs(20, 40).added == []
     assert [Legs.reach(e) for e in (3, 4, 19)] == [5, 6, 39]  # 3+2; 4+2; 19+10+5+3+2
     short = Legs(20, 21)
     assert short.next_leg(19) == 0  # a single epoch is no leg
     assert Legs(20, 0).next_leg(19) == 0  # no legs asked for
     restored = Legs(20, 40)
     restored.load_state_dict(legs.state_dict())
-    assert (restored.start, restored.end, restored.peak) == (legs.start, legs.end, legs.peak)
+    assert (restored.start, restored.end, restored.peak, restored.added) == (legs.start, legs.end, legs.peak,
+                                                                              legs.added)
 
 
 def test_patience_waits_out_a_leg_and_the_legs_travel_in_the_trackers_state():

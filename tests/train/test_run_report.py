@@ -163,3 +163,13 @@ def test_the_run_takes_the_painter_started_early_or_stops_it(monkeypatch, pictur
     assert (taken is early) is (pictures and main)
     assert early.stopped is not (pictures and main)
     assert figures._started_early == []
+
+
+def test_the_cards_epochs_say_which_were_legs():
+    from common.model_folder import RunOutcome
+    from common.train.card import epochs_text
+
+    assert epochs_text(RunOutcome(epochs_run=91, weights="best", best_epoch=88, legs=[27, 11])) == (
+        "91 (53 planned, then legs of 27 and 11 while the best came late), the best evaluation's weights kept "
+        "(epoch 88)")
+    assert epochs_text(RunOutcome(epochs_run=16)) == "16, the last epoch's weights"

@@ -373,6 +373,14 @@ class Preprocessor:
         """The table columns it reads (a column with a view as codes once, as a number)."""
         return [s.name for s in self.numeric] + [s.name for s in self.text_categorical]
 
+    def plain_scaling(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each column's mean and scale where the model's inputs are its numeric columns
+        standardised and nothing more (no quantiles, blanks' indicators, dates or categories, as
+        the recipes' models take them), else None."""
+        if self.categorical or any(s.quantiles is not None or s.indicator or s.is_date for s in self.numeric):
+            return None
+        return np.array([s.mean for s in self.numeric]), np.array([s.scale for s in self.numeric])
+
     def code_view(self, name: str) -> CategoricalStep | None:
         """The view as codes of numeric column `name`, where it has one."""
         return next((c for c in self.categorical if c.of_number and c.name == name), None)

@@ -1,0 +1,78 @@
+"""Stages of work side by side on threads, each stage's items kept in order: making the next
+item while the caller works on this one (`prefetched`), items worked on a few at once
+(`side_by_side`: CSV pieces parsed, batches predicted), calls one at a time behind the caller
+(`InOrder`). numpy, pyarrow, torch and file writes release the GIL, so the threads take cores.
+Each stage's errors surface in the caller, at the item they belong to."""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
+R = TypeVar("R")
+_DONE = object()
+
+
+def prefetched(items: Iterator[T]) -> Generator[T, None, None]:
+    """`items`, each next one made on a thread while the caller works on the one it was given.
+    Closing it (or an error in the caller) waits for the item in the making, then closes `items`."""
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+    ahead: concurrent.futures.Future[Any] = pool.submit(next, items, _DONE)
+    try:
+        while (item := ahead.result()) is not _DONE:
+            ahead = pool.submit(next, items, _DONE)
+            yield cast(T, item)
+    finally:
+        concurrent.futures.wait([ahead])
+        pool.shutdown()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+def side_by_side(call: Callable[[T], R], items: Iterator[T], workers: int) -> Generator[R, None, None]:
+    """`call(item)` of each item, in order, `workers` at a time on threads, one more waiting
+    behind them. Closing it (or an error in the caller) waits for the calls under way."""
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        ahead: collections.deque[concurrent.futures.Future[R]] = collections.deque()
+        try:
+            for item in items:
+                ahead.append(pool.submit(call, item))
+                if len(ahead) > workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:
+            for waiting in ahead:
+                waiting.cancel()
+
+
+class InOrder:
+    """Calls run one at a time on a thread, in the order submitted; at most one waits behind the
+    one running, so the caller never gets more than a batch ahead of the writes."""
+
+    def __init__(self) -> None:
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-behind")
+        self.pending: concurrent.futures.Future | None = None
+
+    def submit(self, call: Callable[..., Any], *args: Any) -> None:
+        self.wait()  # the last call's error is raised here, before more is written
+        self.pending = self.pool.submit(call, *args)
+
+    def wait(self, quietly: bool = False) -> None:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        if quietly:  # already on an error's way out: that error is the one to report
+            concurrent.futures.wait([pending])
+        else:
+            pending.result()
+
+    def __enter__(self) -> InOrder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wait(quietly=True)
+        self.pool.shutdown()

@@ -1,0 +1,74 @@
+"""Prediction's stages on threads: items keep their order, each stage's error reaches the caller,
+and nothing runs on once the caller has stopped."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from common.overlap import InOrder, prefetched
+
+
+def test_read_ahead_keeps_the_order_and_makes_each_item_off_the_callers_thread():
+    makers = []
+
+    def items():
+        for i in range(20):
+            makers.append(threading.current_thread().name)
+            yield i
+
+    assert list(prefetched(items())) == list(range(20))
+    assert all(name.startswith("read-ahead") for name in makers)
+
+
+def test_an_error_while_reading_ahead_surfaces_after_the_items_before_it():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("row 3 is bad")
+
+    ahead = prefetched(items())
+    assert [next(ahead), next(ahead)] == [1, 2]
+    with pytest.raises(ValueError, match="row 3"):
+        next(ahead)
+
+
+def test_stopping_early_closes_the_source_after_the_item_in_the_making():
+    closed = []
+
+    def items():
+        try:
+            for i in range(100):
+                time.sleep(0.001)
+                yield i
+        finally:
+            closed.append(True)
+
+    ahead = prefetched(items())
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed == [True]
+
+
+def test_writes_run_in_order_one_at_a_time_and_a_failed_one_stops_the_next():
+    written, running = [], []
+
+    def write(i):
+        running.append(i)
+        assert len(running) == 1
+        time.sleep(0.002)
+        if i == 3:
+            raise OSError("No space left on device")
+        written.append(i)
+        running.remove(i)
+
+    def write_all():
+        with InOrder() as writing:
+            for i in range(10):
+                writing.submit(write, i)
+            writing.wait()
+
+    with pytest.raises(OSError, match="No space"):
+        write_all()
+    assert written == [0, 1, 2]

@@ -1,5 +1,5 @@
-"""Prediction's stages on threads: items keep their order, each stage's error reaches the caller,
-and nothing runs on once the caller has stopped."""
+"""Stages of work on threads: items keep their order, each stage's error reaches the caller, and
+nothing runs on once the caller has stopped."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.overlap import InOrder, prefetched
+from common.overlap import InOrder, prefetched, side_by_side
 
 
 def test_read_ahead_keeps_the_order_and_makes_each_item_off_the_callers_thread():
@@ -72,3 +72,39 @@ def test_writes_run_in_order_one_at_a_time_and_a_failed_one_stops_the_next():
     with pytest.raises(OSError, match="No space"):
         write_all()
     assert written == [0, 1, 2]
+
+
+def test_side_by_side_keeps_the_order_runs_that_many_at_once_and_waits_for_them_when_closed():
+    running, most, finished = [], [], []
+    lock = threading.Lock()
+
+    def work(i):
+        with lock:
+            running.append(i)
+            most.append(len(running))
+        time.sleep(0.004 if i % 2 else 0.001)  # later items finish first
+        with lock:
+            running.remove(i)
+        finished.append(i)
+        return i * i
+
+    assert list(side_by_side(work, iter(range(12)), 3)) == [i * i for i in range(12)]
+    assert max(most) == 3
+    finished.clear()
+    done = side_by_side(work, iter(range(100)), 2)
+    assert next(done) == 0
+    done.close()
+    assert not running and len(finished) < 10  # those under way finished; no more began
+
+
+def test_an_error_side_by_side_surfaces_after_the_items_before_it():
+    def work(i):
+        if i == 3:
+            raise ValueError("piece 3 is bad")
+        time.sleep(0.002)
+        return i
+
+    done = side_by_side(work, iter(range(10)), 2)
+    assert [next(done) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="piece 3"):
+        next(done)

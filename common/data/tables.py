@@ -10,23 +10,22 @@ column reads the same whatever type the file stored it as.
 """
 from __future__ import annotations
 
-import collections
 import csv
+import functools
 import os
 import sys
-from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from importlib.machinery import ModuleSpec
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from common.data.columns import NULL_VALUES, plain_table
 from common.errors import UserError
+from common.overlap import side_by_side
 
 DELIMITERS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-T = TypeVar("T")
 
 
 def without_pandas() -> None:
@@ -65,6 +64,7 @@ HEAD_ROWS = 200_000     # the same for Parquet
 BATCH_BYTES = 2 << 20   # CSV read a piece of about this size at a time when streamed
 STREAMED_BLOCK = 4 << 20  # ...or a block of this size, where pyarrow's streaming reader reads it
 BATCH_ROWS = 65_536     # Parquet row batches when streamed
+MOST_PARSERS = 8        # CSV pieces parsed at once, at most: their memory is a few pieces' each
 
 
 def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[str] = (),
@@ -202,7 +202,10 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
         yield first.replace_schema_metadata({"decimal": decimal})
         # pyarrow's streaming reader fixes the types its first block found; so do the pieces
         frozen = csv_convert_options(decimal, {field.name: field.type for field in first.schema}, columns)
-        with closing(parsed_side_by_side(pieces, lambda piece: parsed_piece(piece, parse, frozen))) as tables:
+        # The pieces are parsed side by side: pyarrow's streaming reader parses on one core, at
+        # half the speed on two.
+        parse_piece = functools.partial(parsed_piece, parse=parse, convert=frozen)
+        with closing(side_by_side(parse_piece, pieces, min(os.cpu_count() or 1, MOST_PARSERS))) as tables:
             for table in tables:  # closed before the file, so that no piece is read from a closed file
                 yield table.replace_schema_metadata({"decimal": decimal})
 
@@ -266,23 +269,6 @@ def parsed_piece(lines: Any, parse: Any, convert: Any) -> Any:
 
     return pa_csv.read_csv(pa.py_buffer(lines), parse_options=parse, convert_options=convert,
                            read_options=pa_csv.ReadOptions(block_size=len(lines) + 1, use_threads=False))
-
-
-def parsed_side_by_side(pieces: Iterator[Any], parse: Callable[[Any], T]) -> Generator[T, None, None]:
-    """`parse(piece)` of each piece, in order, a piece per core at a time: pyarrow's streaming
-    reader parses on one core, at half the speed on two."""
-    workers = min(os.cpu_count() or 1, MOST_PARSERS)
-    with ThreadPoolExecutor(workers) as pool:
-        ahead: collections.deque[Future[T]] = collections.deque()
-        for piece in pieces:
-            ahead.append(pool.submit(parse, piece))
-            if len(ahead) > workers:
-                yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
-
-
-MOST_PARSERS = 8  # pieces parsed at once, at most: their memory is a few pieces' each
 
 
 def csv_header(path: Path, sep: str | None) -> list[str]:

@@ -2,6 +2,7 @@
 columns in front of the predictions and class probabilities."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any, cast
@@ -18,6 +19,16 @@ def carried_name(name: str, class_labels: list | None) -> str:
 OUTPUT_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
 
 
+@dataclasses.dataclass
+class Prepared:
+    """A batch ready to write: a CSV batch's lines under its header, or its columns (an .npz
+    batch's arrays; a table's, for pyarrow)."""
+    rows: int
+    columns: dict[str, Any] = dataclasses.field(default_factory=dict)
+    header: list[str] = dataclasses.field(default_factory=list)
+    lines: bytes | None = None
+
+
 class PredictionWriter:
     """Writes predictions batch by batch: CSV rows or Parquet row groups as they come (constant
     memory; both through pyarrow, which formats a million CSV rows in about a second), or .npz
@@ -31,39 +42,51 @@ class PredictionWriter:
         self.writer: Any = None
         self.schema: Any = None
 
-    def add(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> None:
-        """`extra`: the input's other columns (pyarrow text), copied in front of the predictions."""
+    def prepared(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> Prepared:
+        """One batch made ready to write, on any thread (it changes nothing of the writer's), so
+        that batches are formatted side by side. `extra`: the input's other columns (pyarrow
+        text), copied in front of the predictions."""
         named = {carried_name(name, self.class_labels): values for name, values in extra.items()}
-        self.rows += len(result["prediction"])
-        probabilities = {f"proba_{label}": result["proba"][:, k]
-                         for k, label in enumerate(self.class_labels or [])} if "proba" in result else {}
+        rows = len(result["prediction"])
         if self.kind == "npz":
-            self.parts.append({**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()},
-                               **{k: v for k, v in result.items() if k != "class"}})  # the labels say it
-            return
-        if self.kind == "csv" and self.write_csv_bytes(named, result):
-            return
+            return Prepared(rows, {**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()},
+                                   **{k: v for k, v in result.items() if k != "class"}})  # the labels say it
+        proba_names = [f"proba_{label}" for label in self.class_labels or []] if "proba" in result else []
+        if self.kind == "csv" and (lines := self.csv_bytes(named, result)) is not None:
+            return Prepared(rows, header=[*named, "prediction", *proba_names], lines=lines)
+        probabilities = {name: result["proba"][:, k] for k, name in enumerate(proba_names)}
         # Six decimals: all a reader of a table needs (an .npz keeps every bit).
-        self._write({**named, "prediction": result["prediction"],
-                     **{name: np.round(p, 6) for name, p in probabilities.items()}})
+        return Prepared(rows, {**named, "prediction": result["prediction"],
+                               **{name: np.round(p, 6) for name, p in probabilities.items()}})
 
-    def write_csv_bytes(self, named: dict[str, Any], result: dict[str, np.ndarray]) -> bool:
+    def write(self, batch: Prepared) -> None:
+        """A prepared batch, after the one before it."""
+        self.rows += batch.rows
+        if self.kind == "npz":
+            self.parts.append(batch.columns)
+        elif batch.lines is not None:
+            self.writer = self.writer or CsvLines(self.tmp)
+            self.writer.write_header(batch.header)
+            self.writer.write_lines(batch.lines)
+        else:
+            self._write(batch.columns)
+
+    def add(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> None:
+        self.write(self.prepared(extra, result))
+
+    def csv_bytes(self, named: dict[str, Any], result: dict[str, np.ndarray]) -> bytes | None:
         """A classification batch's CSV lines composed as bytes with numpy, the same text the
-        pyarrow path below writes (tested): formatting three million probabilities through
-        pyarrow's cast and joins took most of a million-row prediction. False where a value has
-        no such form here (a regression's value, long or odd text): the pyarrow path writes it."""
-        if "proba" not in result or self.writer is not None and not isinstance(self.writer, CsvLines):
-            return False
+        pyarrow path writes (tested): formatting three million probabilities through pyarrow's
+        cast and joins took most of a million-row prediction. None where a value has no such
+        form here (a regression's value, long or odd text): the pyarrow path writes it."""
+        if "proba" not in result:
+            return None
         fields = [padded_text(csv_text(column)) for column in named.values()]
         fields.append(self.label_text(result["class"]))
         fields += [probability_text(result["proba"][:, k]) for k in range(result["proba"].shape[1])]
         if any(field is None for field in fields):
-            return False
-        if self.writer is None:
-            self.writer = CsvLines(self.tmp)
-        self.writer.write_header([*named, "prediction", *(f"proba_{label}" for label in self.class_labels or [])])
-        self.writer.write_fields(cast(list[np.ndarray], fields))
-        return True
+            return None
+        return csv_lines(cast(list[np.ndarray], fields))
 
     def label_text(self, index: np.ndarray) -> np.ndarray | None:
         """Each row's predicted class as the pyarrow path writes its label."""
@@ -138,17 +161,8 @@ class CsvLines:
             self.fh.write((",".join(quote_text(name) for name in names) + "\n").encode())
             self.header = True
 
-    def write_fields(self, fields: list[np.ndarray]) -> None:
-        """Rows of fields, each [rows, width] bytes padded with zero bytes, which are dropped."""
-        lines = np.empty((len(fields[0]), sum(field.shape[1] + 1 for field in fields)), np.uint8)
-        at = 0
-        for field in fields:
-            lines[:, at:at + field.shape[1]] = field
-            lines[:, at + field.shape[1]] = ord(",")
-            at += field.shape[1] + 1
-        lines[:, -1] = ord("\n")
-        lines = lines.ravel()
-        self.fh.write(np.compress(lines != 0, lines).tobytes())  # 3x faster than lines[lines != 0]
+    def write_lines(self, lines: bytes) -> None:
+        self.fh.write(lines)
 
     def write_table(self, table: Any) -> None:
         import pyarrow.compute as pc
@@ -163,6 +177,19 @@ class CsvLines:
 
     def close(self) -> None:
         self.fh.close()
+
+
+def csv_lines(fields: list[np.ndarray]) -> bytes:
+    """Rows of fields, each [rows, width] bytes padded with zero bytes, which are dropped."""
+    lines = np.empty((len(fields[0]), sum(field.shape[1] + 1 for field in fields)), np.uint8)
+    at = 0
+    for field in fields:
+        lines[:, at:at + field.shape[1]] = field
+        lines[:, at + field.shape[1]] = ord(",")
+        at += field.shape[1] + 1
+    lines[:, -1] = ord("\n")
+    lines = lines.ravel()
+    return np.compress(lines != 0, lines).tobytes()  # 3x faster than lines[lines != 0]
 
 
 def quote_text(text: str) -> str:

@@ -18,7 +18,7 @@ def csv_bytes(tmp_path, name, labels, batches, fast: bool | None) -> bytes:
     """fast: bytes only; False: pyarrow only (as for a regression); None: either, as it comes."""
     writer = PredictionWriter(tmp_path / name, "csv", labels)
     if fast is False:
-        writer.write_csv_bytes = lambda named, result: False
+        writer.csv_bytes = lambda named, result: None
     if fast is True:
         writer._write = never
     for extra, proba in batches:

@@ -1,8 +1,8 @@
 """Stages of work side by side on threads, each stage's items kept in order: making the next
-item while the caller works on this one (`prefetched`), items worked on a few at once
-(`side_by_side`: CSV pieces parsed, batches predicted), calls one at a time behind the caller
-(`InOrder`). numpy, pyarrow, torch and file writes release the GIL, so the threads take cores.
-Each stage's errors surface in the caller, at the item they belong to."""
+item while the caller works on this one (`prefetched`), and items worked on a few at once
+(`side_by_side`: CSV pieces parsed, batches predicted). numpy, pyarrow, torch and file writes
+release the GIL, so the threads take cores. Each stage's errors surface in the caller, at the
+item they belong to."""
 from __future__ import annotations
 
 import collections
@@ -47,32 +47,3 @@ def side_by_side(call: Callable[[T], R], items: Iterator[T], workers: int) -> Ge
         finally:
             for waiting in ahead:
                 waiting.cancel()
-
-
-class InOrder:
-    """Calls run one at a time on a thread, in the order submitted; at most one waits behind the
-    one running, so the caller never gets more than a batch ahead of the writes."""
-
-    def __init__(self) -> None:
-        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-behind")
-        self.pending: concurrent.futures.Future | None = None
-
-    def submit(self, call: Callable[..., Any], *args: Any) -> None:
-        self.wait()  # the last call's error is raised here, before more is written
-        self.pending = self.pool.submit(call, *args)
-
-    def wait(self, quietly: bool = False) -> None:
-        pending, self.pending = self.pending, None
-        if pending is None:
-            return
-        if quietly:  # already on an error's way out: that error is the one to report
-            concurrent.futures.wait([pending])
-        else:
-            pending.result()
-
-    def __enter__(self) -> InOrder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wait(quietly=True)
-        self.pool.shutdown()

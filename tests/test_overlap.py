@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from common.overlap import InOrder, prefetched, side_by_side
+from common.overlap import prefetched, side_by_side
 
 
 def test_read_ahead_keeps_the_order_and_makes_each_item_off_the_callers_thread():
@@ -49,29 +49,6 @@ def test_stopping_early_closes_the_source_after_the_item_in_the_making():
     assert next(ahead) == 0
     ahead.close()
     assert closed == [True]
-
-
-def test_writes_run_in_order_one_at_a_time_and_a_failed_one_stops_the_next():
-    written, running = [], []
-
-    def write(i):
-        running.append(i)
-        assert len(running) == 1
-        time.sleep(0.002)
-        if i == 3:
-            raise OSError("No space left on device")
-        written.append(i)
-        running.remove(i)
-
-    def write_all():
-        with InOrder() as writing:
-            for i in range(10):
-                writing.submit(write, i)
-            writing.wait()
-
-    with pytest.raises(OSError, match="No space"):
-        write_all()
-    assert written == [0, 1, 2]
 
 
 def test_side_by_side_keeps_the_order_runs_that_many_at_once_and_waits_for_them_when_closed():

@@ -67,6 +67,27 @@ def test_folds_are_stratified_seeded_and_cover_every_row():
     assert set(np.unique(holdout)) == {TRAIN_ONLY, 0} and (holdout == 0).sum() == 100
 
 
+def dealt_by_argsort(y, folds, holdout, seed, n):
+    """The folds as first written (a row-long int64 permutation and argsort): runs resumed from
+    a checkpoint, and the models retrained on the same table, rely on the same folds still."""
+    order = np.random.default_rng([seed, 3]).permutation(n)
+    if y is not None:
+        order = order[np.argsort(y[order], kind="stable")]
+    out = np.empty(n, dtype=np.int8)
+    every = max(1, round(1 / holdout)) if holdout > 0 else n + 1
+    out[order] = np.arange(n) % folds if folds >= 2 else np.where(np.arange(n) % every == every // 2, 0, TRAIN_ONLY)
+    return out
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 2_500, 70_001])
+def test_folds_are_those_first_dealt_to_the_row(n):
+    rng = np.random.default_rng(n)
+    for y in (None, rng.integers(0, 3, n), (rng.random(n) < 0.02).astype(np.int8), rng.integers(0, 300, n)):
+        for folds, holdout in ((5, 0.0), (2, 0.0), (1, 0.1), (1, 1 / 13), (1, 0.0)):
+            expected = dealt_by_argsort(y, folds, holdout, 11, n)
+            assert np.array_equal(fold_ids(y, folds, holdout, 11, n), expected), (folds, holdout)
+
+
 def test_validation_needs_rows_for_every_class(tmp_path):
     path = write(tmp_path / "t.csv", {"a": [1.0, 7.0, 3.0, 9.0, 2.0, 8.0], "y": ["x", "x", "y", "y", "z", "z"]})
     message = user_error(make_data_script.main, "--csv", path, "--target", "y", "--out-dir", tmp_path,

@@ -70,21 +70,31 @@ class Assessment:
                    Importance.from_json(importance) if importance else None)
 
 
-def scored_rows(plan: TrainPlan, data: TabularData) -> ScoredRows | None:
-    crossfit = plan.crossfit
-    if crossfit.validates:
-        fold = crossfit.fold_of_each_row(np.asarray(data.y_train), plan.task == "classification", plan.seed)
-        assert fold is not None
-        members = max(1, plan.model.members)
-        keep = np.flatnonzero((fold >= 0) & (fold < members))
-        name = "out of fold" if crossfit.folds >= 2 else "validation fold"
-        return ScoredRows(data.X_train, data.y_train, fold, name) if len(keep) == len(fold) else \
-            ScoredRows(Rows(data.X_train, keep), Rows(data.y_train, keep), fold[keep], name)
+def scored_on(plan: TrainPlan, data: TabularData) -> str | None:
+    """Which rows the run's figures come from, in words; None where the data set has no rows the
+    model never trained on."""
+    if plan.crossfit.validates:
+        return "out of fold" if plan.crossfit.folds >= 2 else "validation fold"
     if data.n_val:
-        return ScoredRows(data.X_val, data.y_val, None, "validation")
-    if len(data.y_test):
-        return ScoredRows(data.X_test, data.y_test, None, "test")
-    return None
+        return "validation"
+    return "test" if len(data.y_test) else None
+
+
+def scored_rows(plan: TrainPlan, data: TabularData, folds: np.ndarray | None) -> ScoredRows | None:
+    """The rows scored_on names. `folds`: each training row's fold as the run dealt them (the
+    trainer's), where it cross-fits: dealing them again took a second each time on 10M rows."""
+    name = scored_on(plan, data)
+    if name is None:
+        return None
+    if plan.crossfit.validates:
+        assert folds is not None
+        members = max(1, plan.model.members)
+        keep = np.flatnonzero((folds >= 0) & (folds < members))
+        return ScoredRows(data.X_train, data.y_train, folds, name) if len(keep) == len(folds) else \
+            ScoredRows(Rows(data.X_train, keep), Rows(data.y_train, keep), folds[keep], name)
+    if name == "validation":
+        return ScoredRows(data.X_val, data.y_val, None, name)
+    return ScoredRows(data.X_test, data.y_test, None, name)
 
 
 class Rows:
@@ -135,13 +145,13 @@ def final_net(plan: TrainPlan, weights: dict[str, torch.Tensor]) -> Any:
     return net.eval()
 
 
-def fitted_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor]) -> ThresholdFit | None:
+def fitted_decision(plan: TrainPlan, rows: ScoredRows | None, weights: dict[str, torch.Tensor]) -> ThresholdFit | None:
     """The two-class threshold (common/decision.py) fitted on the rows the final weights never
-    trained on: out of fold, the validation fold or the validation split; never the test split.
-    None where the plan keeps the most probable class, or the threshold does not beat it there."""
+    trained on (scored_rows): out of fold, the validation fold or the validation split; never the
+    test split. None where the plan keeps the most probable class, or the threshold does not
+    beat it there."""
     if plan.run.decision != "threshold":  # the plan resolved it: two classes only
         return None
-    rows = scored_rows(plan, data)
     if rows is None or rows.name == "test" or not len(rows.y):
         return None
     net = final_net(plan, weights)
@@ -149,12 +159,11 @@ def fitted_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch
     return fit_threshold(torch.softmax(out, dim=1)[:, 1].numpy(), np.asarray(rows.y[:]))
 
 
-def assess(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor],
+def assess(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, torch.Tensor],
            scored: Callable[[Assessment], None] = lambda assessment: None) -> Assessment | None:
-    """The final weights' figure and confusion matrix on the scored rows, and each column's
-    permutation importance on a sample of them; None where the data set has no such rows.
-    `scored` is told the figures before the importance is measured (to draw them meanwhile)."""
-    rows = scored_rows(plan, data)
+    """The final weights' figure and confusion matrix on the scored rows (scored_rows), and each
+    column's permutation importance on a sample of them; None where the data set has no such
+    rows. `scored` is told the figures before the importance is measured (to draw them meanwhile)."""
     if rows is None or not len(rows.y):
         return None
     net = final_net(plan, weights)

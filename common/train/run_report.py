@@ -15,7 +15,7 @@ from common.data.dataset import TabularData
 from common.figures import Painter
 from common.files import write_json_file
 from common.model_folder import ModelRecord
-from common.train.assessment import Assessment, assess, scored_rows
+from common.train.assessment import Assessment, ScoredRows, assess, scored_on
 from common.train.card import model_card
 from common.train.run_plan import TrainPlan
 
@@ -34,15 +34,15 @@ class RunReport:
     assessment: Assessment | None
 
     @classmethod
-    def made(cls, plan: TrainPlan, data: TabularData, weights: dict[str, Any], record: ModelRecord,
-             records: list[dict[str, Any]], painter: Painter | None) -> RunReport:
+    def made(cls, plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, Any],
+             record: ModelRecord, records: list[dict[str, Any]], painter: Painter | None) -> RunReport:
         """The assessment, the pictures (drawn by `painter` while the model is assessed; None: no
         pictures) and the card. A report that cannot be made is a note: the model is saved all
         the same, without it."""
         try:
             with tempfile.TemporaryDirectory(prefix="tabular-pictures-") as drawn:
                 pictures = Pictures(Path(drawn), painter)
-                assessment = assessed(plan, data, weights, record, records, pictures)
+                assessment = assessed(plan, data, rows, weights, record, records, pictures)
                 drawn_pictures = pictures.finished()
         except Exception as err:
             console.print(f"Note: the run's report (importance, pictures, card) could not be made "
@@ -60,8 +60,8 @@ class RunReport:
         return cls(writers, assessment)
 
 
-def assessed(plan: TrainPlan, data: TabularData, weights: dict[str, Any], record: ModelRecord,
-             records: list[dict[str, Any]], pictures: Pictures) -> Assessment | None:
+def assessed(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, Any],
+             record: ModelRecord, records: list[dict[str, Any]], pictures: Pictures) -> Assessment | None:
     """The assessment, each picture asked for as soon as what it shows is known: the curves
     first, the confusion matrix before the importance is measured, the importance last."""
     if records:
@@ -73,7 +73,7 @@ def assessed(plan: TrainPlan, data: TabularData, weights: dict[str, Any], record
             pictures.draw("confusion", matrix=scored.confusion, labels=record.class_labels or [],
                           scored_on=scored.scored_on)
 
-    assessment = assess(plan, data, weights, draw_confusion)
+    assessment = assess(plan, data, rows, weights, draw_confusion)
     if assessment is not None and assessment.importance is not None:
         console.print(importance_table(assessment.importance))
         pictures.draw("importance", importance=assessment.importance.to_json())
@@ -90,8 +90,7 @@ def png_writer(png: bytes) -> Callable[[Path], Any]:
 
 def scored_on_name(plan: TrainPlan, data: TabularData) -> str:
     """The rows the run's figures come from, in words."""
-    rows = scored_rows(plan, data)
-    return rows.name if rows is not None else "training"
+    return scored_on(plan, data) or "training"
 
 
 class Pictures:

@@ -20,7 +20,7 @@ from common.errors import UserError
 from common.figures import run_painter, stop_early
 from common.files import load_weights
 from common.model import build_model, intra_op_threads, load_state
-from common.train.assessment import fitted_decision
+from common.train.assessment import fitted_decision, scored_rows
 from common.train.early_stopping import BestTracker, Legs
 from common.train.heartbeat import lost_peers, stop_heartbeat
 from common.train.leans import compiler_unloaded
@@ -126,10 +126,11 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         report_stop(plan.loop.monitor, best, accelerator)
         outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
         weights = best.final_weights(trainer.net)
-        decision = fitted_decision(plan, data, weights) if accelerator.is_main_process else None
+        rows = scored_rows(plan, data, trainer.folds) if accelerator.is_main_process else None
+        decision = fitted_decision(plan, rows, weights) if accelerator.is_main_process else None
         report_decision(decision, plan.run.decision, data, accelerator)
         model_record = run_record(plan, data, accelerator, outcome, decision)
-        report = RunReport.made(plan, data, weights, model_record, folder.records, pictures) \
+        report = RunReport.made(plan, data, rows, weights, model_record, folder.records, pictures) \
             if accelerator.is_main_process else None
         folder.commit(weights, model_record, report)
 

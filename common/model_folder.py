@@ -26,7 +26,7 @@ CONFIG_FORMAT = 6
 OLDEST_READ = 3
 TASKS = ("classification", "regression")
 CONFIG_FIX = "use the config.json that train.py wrote with these weights"
-OUTCOME_KEYS = ("final_metrics", "epochs_run", "startup_seconds", "train_seconds", "weights")
+OUTCOME_KEYS = ("final_metrics", "epochs_run", "startup_seconds", "train_seconds", "weights", "legs")
 
 
 @dataclasses.dataclass
@@ -45,8 +45,7 @@ class RunOutcome:
 
     def to_json(self) -> dict[str, Any]:
         outcome = {k: getattr(self, k) for k in OUTCOME_KEYS}
-        return {**outcome, "best": {"monitor": self.monitor, "value": self.best_value, "epoch": self.best_epoch},
-                "legs": self.legs}
+        return {**outcome, "best": {"monitor": self.monitor, "value": self.best_value, "epoch": self.best_epoch}}
 
     @classmethod
     def read(cls, f: Fields) -> RunOutcome:

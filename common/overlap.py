@@ -34,16 +34,27 @@ def prefetched(items: Iterator[T]) -> Generator[T, None, None]:
 
 def side_by_side(call: Callable[[T], R], items: Iterator[T], workers: int) -> Generator[R, None, None]:
     """`call(item)` of each item, in order, `workers` at a time on threads, one more waiting
-    behind them. Closing it (or an error in the caller) waits for the calls under way."""
+    behind them. An error making the items comes after the results of those made before it.
+    Closing it (or an error in the caller) waits for the calls under way."""
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         ahead: collections.deque[concurrent.futures.Future[R]] = collections.deque()
+        source_error: Exception | None = None
         try:
-            for item in items:
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                except Exception as err:  # raised below, once the items before it are through
+                    source_error = err
+                    break
                 ahead.append(pool.submit(call, item))
                 if len(ahead) > workers:
                     yield ahead.popleft().result()
             while ahead:
                 yield ahead.popleft().result()
+            if source_error is not None:
+                raise source_error
         finally:
             for waiting in ahead:
                 waiting.cancel()

@@ -266,7 +266,7 @@ def test_a_table_fit_cannot_read_is_one_line(tmp_path):
     assert "cannot read the rows as a table" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_infer_py_leaves_a_core_to_reading_and_writing_then_gives_torchs_threads_back(
+def test_infer_py_shares_all_but_a_core_among_its_predictors_then_gives_torchs_threads_back(
         crossfit_run, tmp_path, monkeypatch):
     """Only the script sets torch's process-wide count: predict_to_file, which a Python caller
     may run beside threads of its own, leaves it alone."""
@@ -280,13 +280,14 @@ def test_infer_py_leaves_a_core_to_reading_and_writing_then_gives_torchs_threads
     seen, predict = [], serving.predict
     monkeypatch.setattr(serving, "predict", lambda *args: seen.append(torch.get_num_threads()) or predict(*args))
     before = torch.get_num_threads()
-    cores = os.cpu_count() or 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # where the share differs from all but a core
+    cores = 8
     torch.set_num_threads(cores)
     try:
         infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv",
               "--output", tmp_path / "p.csv")
         assert torch.get_num_threads() == cores
-        assert seen and set(seen) == {max(1, cores - 1)}
+        assert seen and set(seen) == {(cores - 1) // serving.PREDICTORS}
         seen.clear()
         config, model = load_model_dir(crossfit_run / "run")
         serving.predict_to_file(str(crossfit_run / "people.csv"), str(tmp_path / "q.csv"), config, model, None, 1024)

@@ -52,6 +52,7 @@ def test_stopping_early_closes_the_source_after_the_item_in_the_making():
 
 
 def test_side_by_side_keeps_the_order_runs_that_many_at_once_and_waits_for_them_when_closed():
+    together = threading.Barrier(3, timeout=10)  # broken unless three calls run at once
     running, most, finished = [], [], []
     lock = threading.Lock()
 
@@ -59,6 +60,8 @@ def test_side_by_side_keeps_the_order_runs_that_many_at_once_and_waits_for_them_
         with lock:
             running.append(i)
             most.append(len(running))
+        if i < 3:
+            together.wait()
         time.sleep(0.004 if i % 2 else 0.001)  # later items finish first
         with lock:
             running.remove(i)
@@ -68,8 +71,8 @@ def test_side_by_side_keeps_the_order_runs_that_many_at_once_and_waits_for_them_
     assert list(side_by_side(work, iter(range(12)), 3)) == [i * i for i in range(12)]
     assert max(most) == 3
     finished.clear()
-    done = side_by_side(work, iter(range(100)), 2)
-    assert next(done) == 0
+    done = side_by_side(lambda i: work(i + 3), iter(range(100)), 2)
+    assert next(done) == 9
     done.close()
     assert not running and len(finished) < 10  # those under way finished; no more began
 
@@ -84,4 +87,15 @@ def test_an_error_side_by_side_surfaces_after_the_items_before_it():
     done = side_by_side(work, iter(range(10)), 2)
     assert [next(done) for _ in range(3)] == [0, 1, 2]
     with pytest.raises(ValueError, match="piece 3"):
+        next(done)
+
+
+def test_an_error_making_the_items_comes_after_the_results_before_it():
+    def items():
+        yield from range(3)
+        raise ValueError("row 4 is bad")
+
+    done = side_by_side(lambda i: (time.sleep(0.002), i)[1], items(), 2)
+    assert [next(done) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="row 4"):
         next(done)

@@ -102,27 +102,21 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
     if X.ndim != 2 or X.shape[1] != len(names) or not np.issubdtype(X.dtype, np.number):
         raise UserError(f"{path} has shape {X.shape} and type {X.dtype}, the model takes numbers of shape "
                         f"(rows, {len(names)}): pass the columns {names} in this order")
-    plain = pre.plain_scaling()
+    plain = pre.plainly_standardised
     for start in range(0, len(X), batch_rows):
         # Column-major where each column is scaled in turn: read with a stride of the row's width,
-        # a million rows' inputs took ~20% longer. Rows of plain standardisation, without blanks,
-        # are scaled as one block instead, which took 40% less time than column by column.
+        # a million rows' inputs took ~20% longer. Plainly standardised rows are scaled as one
+        # block instead (40% less time than column by column), unless a batch has a blank.
         part = np.asarray(X[start:start + batch_rows], dtype=np.float64, order="C" if plain else "F")
         if np.isinf(part).any():
             raise UserError(f"{path} holds infinite values (row {start + int(np.argwhere(np.isinf(part))[0, 0]) + 1})"
                             ": clean them first (NaN counts as blank)")
-        if plain is not None and not np.isnan(part).any():
-            yield standardised(part, *plain), {}
+        block = pre.standardised_block(part) if plain else None
+        if block is not None:
+            yield block, {}
             continue
         yield pre.transform(notes.watch(column_getter(part, names)), lambda n: Categories.from_list([]),
                             len(part)), {}
-
-
-def standardised(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """The model's inputs (float32) from rows of numbers, as NumericStep.scaled gives each column."""
-    scaled = X - mean
-    scaled /= scale
-    return scaled.astype(np.float32)
 
 
 def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray]:

@@ -20,7 +20,7 @@ OUTPUT_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": 
 
 
 @dataclasses.dataclass
-class Prepared:
+class FormattedBatch:
     """A batch ready to write: a CSV batch's lines under its header, or its columns (an .npz
     batch's arrays; a table's, for pyarrow)."""
     rows: int
@@ -42,25 +42,26 @@ class PredictionWriter:
         self.writer: Any = None
         self.schema: Any = None
 
-    def prepared(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> Prepared:
-        """One batch made ready to write, on any thread (it changes nothing of the writer's), so
-        that batches are formatted side by side. `extra`: the input's other columns (pyarrow
+    def formatted(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> FormattedBatch:
+        """One batch made ready to write, on any thread, so that batches are formatted side by
+        side: it only reads the writer (the labels' text, cached on it, comes out the same from
+        either thread). `extra`: the input's other columns (pyarrow
         text), copied in front of the predictions."""
         named = {carried_name(name, self.class_labels): values for name, values in extra.items()}
         rows = len(result["prediction"])
         if self.kind == "npz":
-            return Prepared(rows, {**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()},
+            return FormattedBatch(rows, {**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()},
                                    **{k: v for k, v in result.items() if k != "class"}})  # the labels say it
         proba_names = [f"proba_{label}" for label in self.class_labels or []] if "proba" in result else []
         if self.kind == "csv" and (lines := self.csv_bytes(named, result)) is not None:
-            return Prepared(rows, header=[*named, "prediction", *proba_names], lines=lines)
+            return FormattedBatch(rows, header=[*named, "prediction", *proba_names], lines=lines)
         probabilities = {name: result["proba"][:, k] for k, name in enumerate(proba_names)}
         # Six decimals: all a reader of a table needs (an .npz keeps every bit).
-        return Prepared(rows, {**named, "prediction": result["prediction"],
+        return FormattedBatch(rows, {**named, "prediction": result["prediction"],
                                **{name: np.round(p, 6) for name, p in probabilities.items()}})
 
-    def write(self, batch: Prepared) -> None:
-        """A prepared batch, after the one before it."""
+    def write(self, batch: FormattedBatch) -> None:
+        """A formatted batch, after the one before it."""
         self.rows += batch.rows
         if self.kind == "npz":
             self.parts.append(batch.columns)
@@ -70,9 +71,6 @@ class PredictionWriter:
             self.writer.write_lines(batch.lines)
         else:
             self._write(batch.columns)
-
-    def add(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> None:
-        self.write(self.prepared(extra, result))
 
     def csv_bytes(self, named: dict[str, Any], result: dict[str, np.ndarray]) -> bytes | None:
         """A classification batch's CSV lines composed as bytes with numpy, the same text the

@@ -20,7 +20,7 @@ from common.model_folder import ModelRecord
 from common.overlap import prefetched, side_by_side
 from common.serve.inputs import Batch, InputNotes, feature_batches
 from common.serve.labelled import LabelledRows
-from common.serve.outputs import OUTPUT_KINDS, PredictionWriter, Prepared
+from common.serve.outputs import OUTPUT_KINDS, FormattedBatch, PredictionWriter
 from common.steps import has_link
 
 
@@ -83,17 +83,19 @@ def predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn
 
 # Batches predicted and formatted at once in predict_to_file. A batch's forward pass, softmax and
 # CSV text run one after another, and two batches side by side keep both cores of a small
-# machine busy: on 2 cores a million rows from .npy took 0.22 s to .npz against 0.27 s one batch
-# at a time, 0.30 s to CSV against 0.46 s (medians of ten, alternating).
+# machine busy: on 2 cores a million rows from .npy went to .npz in 0.19-0.20 s and to CSV in
+# 0.26-0.28 s, against 0.25-0.27 s and 0.35-0.36 s predicted on one thread with the writes on
+# another (bench/README.md section 4, "Two batches at once").
 PREDICTORS = 2
 
 
 def pipeline_threads() -> int:
     """torch's threads for each of predict_to_file's predictors, where reading runs beside them:
-    a core left to it. torch's idle threads spin between its calls, so on 2 cores the stages,
-    plus a second torch thread, took a million-row prediction to CSV 0.43 s against 0.31 s with
-    one. Set by infer.py for its own process only: torch's count is process-wide, and a thread
-    of a Python caller that first used torch meanwhile would keep the lower count for good."""
+    the cores but one, shared. torch's idle threads spin between its calls, so on 2 cores a
+    second torch thread beside the reading and writing threads took a million-row prediction
+    to CSV 0.43 s against 0.31 s with one; on more cores the share was not measured. Set by
+    infer.py for its own process only: torch's count is process-wide, and a thread of a Python
+    caller that first used torch meanwhile would keep the lower count for good."""
     return max(1, min(torch.get_num_threads(), ((os.cpu_count() or 1) - 1) // PREDICTORS))
 
 
@@ -109,19 +111,19 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
         # PREDICTORS batches are predicted and formatted, and the one before them written.
         batches = prefetched(feature_batches(path, config.preprocess, sep, batch_rows, stream, notes, target))
 
-        def made(batch: Batch) -> tuple[Batch, dict[str, np.ndarray], Prepared]:
+        def predicted_and_formatted(batch: Batch) -> tuple[Batch, dict[str, np.ndarray], FormattedBatch]:
             result = predict(config, model, batch.X, batch_rows)
-            return batch, result, writer.prepared(batch.extra, result)
+            return batch, result, writer.formatted(batch.extra, result)
 
-        done = side_by_side(made, batches, PREDICTORS)
+        predicted = side_by_side(predicted_and_formatted, batches, PREDICTORS)
         try:
-            for batch, result, ready in done:
-                writer.write(ready)
+            for batch, result, formatted in predicted:
+                writer.write(formatted)
                 if batch.target is not None and labelled is not None:
                     scored = scored or labelled()
                     scored.add(batch.X, batch.target, result, batch.first_row, batch.decimal)
         finally:
-            done.close()  # the batches under way finish before the file closes
+            predicted.close()  # the batches under way finish before the file closes
             batches.close()
             writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one

@@ -70,7 +70,7 @@ class Assessment:
                    Importance.from_json(importance) if importance else None)
 
 
-def scored_on(plan: TrainPlan, data: TabularData) -> str | None:
+def scored_rows_name(plan: TrainPlan, data: TabularData) -> str | None:
     """Which rows the run's figures come from, in words; None where the data set has no rows the
     model never trained on."""
     if plan.crossfit.validates:
@@ -81,9 +81,9 @@ def scored_on(plan: TrainPlan, data: TabularData) -> str | None:
 
 
 def scored_rows(plan: TrainPlan, data: TabularData, folds: np.ndarray | None) -> ScoredRows | None:
-    """The rows scored_on names. `folds`: each training row's fold as the run dealt them (the
-    trainer's), where it cross-fits: dealing them again took a second each time on 10M rows."""
-    name = scored_on(plan, data)
+    """The rows scored_rows_name names. `folds`: each training row's fold as the run dealt them
+    (the trainer's), where it cross-fits: dealing them again took a second each time on 10M rows."""
+    name = scored_rows_name(plan, data)
     if name is None:
         return None
     if plan.crossfit.validates:
@@ -92,7 +92,7 @@ def scored_rows(plan: TrainPlan, data: TabularData, folds: np.ndarray | None) ->
         keep = np.flatnonzero((folds >= 0) & (folds < members))
         return ScoredRows(data.X_train, data.y_train, folds, name) if len(keep) == len(folds) else \
             ScoredRows(Rows(data.X_train, keep), Rows(data.y_train, keep), folds[keep], name)
-    if name == "validation":
+    if data.n_val:
         return ScoredRows(data.X_val, data.y_val, None, name)
     return ScoredRows(data.X_test, data.y_test, None, name)
 

@@ -15,7 +15,7 @@ from common.data.dataset import TabularData
 from common.figures import Painter
 from common.files import write_json_file
 from common.model_folder import ModelRecord
-from common.train.assessment import Assessment, ScoredRows, assess, scored_on
+from common.train.assessment import Assessment, ScoredRows, assess, scored_rows_name
 from common.train.card import model_card
 from common.train.run_plan import TrainPlan
 
@@ -90,7 +90,7 @@ def png_writer(png: bytes) -> Callable[[Path], Any]:
 
 def scored_on_name(plan: TrainPlan, data: TabularData) -> str:
     """The rows the run's figures come from, in words."""
-    return scored_on(plan, data) or "training"
+    return scored_rows_name(plan, data) or "training"
 
 
 class Pictures:

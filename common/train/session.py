@@ -126,8 +126,9 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         report_stop(plan.loop.monitor, best, accelerator)
         outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
         weights = best.final_weights(trainer.net)
+        # The last look at the model is the main process's alone: elsewhere no rows, no decision.
         rows = scored_rows(plan, data, trainer.folds) if accelerator.is_main_process else None
-        decision = fitted_decision(plan, rows, weights) if accelerator.is_main_process else None
+        decision = fitted_decision(plan, rows, weights)
         report_decision(decision, plan.run.decision, data, accelerator)
         model_record = run_record(plan, data, accelerator, outcome, decision)
         report = RunReport.made(plan, data, rows, weights, model_record, folder.records, pictures) \

@@ -22,8 +22,8 @@ def csv_bytes(tmp_path, name, labels, batches, fast: bool | None) -> bytes:
     if fast is True:
         writer._write = never
     for extra, proba in batches:
-        writer.add(extra, {"prediction": np.asarray(labels)[proba.argmax(axis=1)], "proba": proba,
-                           "class": proba.argmax(axis=1)})
+        writer.write(writer.formatted(extra, {"prediction": np.asarray(labels)[proba.argmax(axis=1)], "proba": proba,
+                                              "class": proba.argmax(axis=1)}))
     writer.close()
     return (tmp_path / name).read_bytes()
 
@@ -72,7 +72,7 @@ def test_npz_batches_written_under_one_header_are_what_np_savez_writes_of_them_j
         proba = rng.random((rows, 2))
         result = {"prediction": np.asarray(labels)[np.arange(rows) % len(labels)], "proba": proba,
                   "class": np.zeros(rows, np.int64)}
-        writer.add({}, result)
+        writer.write(writer.formatted({}, result))
         parts.append(result)
     writer.close()
     np.savez(tmp_path / "joined.npz", **{k: np.concatenate([p[k] for p in parts]) for k in ("prediction", "proba")})

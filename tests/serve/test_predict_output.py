@@ -28,6 +28,9 @@ def test_blanks_where_training_had_none_are_counted_once(small_model, tmp_path, 
 def test_an_arrays_batches_with_and_without_blanks_predict_as_the_same_rows_of_a_csv(small_model, tmp_path, capsys):
     """An .npy batch without blanks is standardised as one block, one with a blank column by
     column: both give the bits the same rows give from a CSV file, and the blank is said."""
+    from common.model_folder import load_record
+
+    assert load_record(small_model).preprocess.plainly_standardised  # the block's way is taken
     X = np.random.default_rng(0).standard_normal((40, 10)) * 3 + 1
     X[25, 3] = np.nan  # in the second of three batches
     np.save(tmp_path / "rows.npy", X)

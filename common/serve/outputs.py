@@ -45,20 +45,20 @@ class PredictionWriter:
     def formatted(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> FormattedBatch:
         """One batch made ready to write, on any thread, so that batches are formatted side by
         side: it only reads the writer (the labels' text, cached on it, comes out the same from
-        either thread). `extra`: the input's other columns (pyarrow
-        text), copied in front of the predictions."""
+        either thread). `extra`: the input's other columns (pyarrow text), copied in front of
+        the predictions."""
         named = {carried_name(name, self.class_labels): values for name, values in extra.items()}
         rows = len(result["prediction"])
         if self.kind == "npz":
             return FormattedBatch(rows, {**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()},
-                                   **{k: v for k, v in result.items() if k != "class"}})  # the labels say it
+                                         **{k: v for k, v in result.items() if k != "class"}})  # the labels say it
         proba_names = [f"proba_{label}" for label in self.class_labels or []] if "proba" in result else []
         if self.kind == "csv" and (lines := self.csv_bytes(named, result)) is not None:
             return FormattedBatch(rows, header=[*named, "prediction", *proba_names], lines=lines)
         probabilities = {name: result["proba"][:, k] for k, name in enumerate(proba_names)}
         # Six decimals: all a reader of a table needs (an .npz keeps every bit).
         return FormattedBatch(rows, {**named, "prediction": result["prediction"],
-                               **{name: np.round(p, 6) for name, p in probabilities.items()}})
+                                     **{name: np.round(p, 6) for name, p in probabilities.items()}})
 
     def write(self, batch: FormattedBatch) -> None:
         """A formatted batch, after the one before it."""

@@ -173,3 +173,15 @@ def test_the_cards_epochs_say_which_were_legs():
         "91 (53 planned, then legs of 27 and 11 while the best came late), the best evaluation's weights kept "
         "(epoch 88)")
     assert epochs_text(RunOutcome(epochs_run=16)) == "16, the last epoch's weights"
+
+
+def test_a_validation_folds_figures_come_from_its_rows_alone(people_set, tmp_path):
+    """One member and a validation fold: the last look scores the fold's rows, the trainer's,
+    and its figure is the kept evaluation's."""
+    made, _ = people_set
+    train("--data", made / "people", "--ckpt-dir", tmp_path / "run", "--folds", "1", "--epochs", "4")
+    report = json.loads((tmp_path / "run" / "importance.json").read_text())
+    config = read_config(tmp_path / "run")
+    assert report["scored_on"] == "validation fold"
+    assert report["rows"] == config["outcome"]["final_metrics"]["val_n"] < 600 * 0.2  # not every training row
+    assert report["f1_macro"] == pytest.approx(config["outcome"]["final_metrics"]["val_f1_macro"], abs=1e-6)

@@ -27,6 +27,7 @@ def test_benchmark_reports_every_section(tmp_path):
     assert set(results["inference"]) == {"npz", "csv"}
     for figures in results["inference"].values():
         assert figures["rows_per_s"] == pytest.approx(3000 / figures["seconds"])
+        assert figures["later_rows_per_s"] == pytest.approx(3000 / figures["later_seconds"])
 
 
 def test_table_sections(tmp_path):

@@ -70,31 +70,23 @@ class Assessment:
                    Importance.from_json(importance) if importance else None)
 
 
-def scored_rows_name(plan: TrainPlan, data: TabularData) -> str | None:
-    """Which rows the run's figures come from, in words; None where the data set has no rows the
-    model never trained on."""
-    if plan.crossfit.validates:
-        return "out of fold" if plan.crossfit.folds >= 2 else "validation fold"
-    if data.n_val:
-        return "validation"
-    return "test" if len(data.y_test) else None
-
-
 def scored_rows(plan: TrainPlan, data: TabularData, folds: np.ndarray | None) -> ScoredRows | None:
-    """The rows scored_rows_name names. `folds`: each training row's fold as the run dealt them
-    (the trainer's), where it cross-fits: dealing them again took a second each time on 10M rows."""
-    name = scored_rows_name(plan, data)
-    if name is None:
-        return None
+    """The rows the run's figures come from: out of fold, the validation fold, the validation
+    split or the test split; None where the data set has no rows the model never trained on.
+    `folds`: each training row's fold as the run dealt them (the trainer's), where it cross-fits:
+    dealing them again took a second each time on 10M rows."""
     if plan.crossfit.validates:
         assert folds is not None
+        name = "out of fold" if plan.crossfit.folds >= 2 else "validation fold"
         members = max(1, plan.model.members)
         keep = np.flatnonzero((folds >= 0) & (folds < members))
         return ScoredRows(data.X_train, data.y_train, folds, name) if len(keep) == len(folds) else \
             ScoredRows(Rows(data.X_train, keep), Rows(data.y_train, keep), folds[keep], name)
     if data.n_val:
-        return ScoredRows(data.X_val, data.y_val, None, name)
-    return ScoredRows(data.X_test, data.y_test, None, name)
+        return ScoredRows(data.X_val, data.y_val, None, "validation")
+    if len(data.y_test):
+        return ScoredRows(data.X_test, data.y_test, None, "test")
+    return None
 
 
 class Rows:

@@ -15,7 +15,7 @@ from common.data.dataset import TabularData
 from common.figures import Painter
 from common.files import write_json_file
 from common.model_folder import ModelRecord
-from common.train.assessment import Assessment, ScoredRows, assess, scored_rows_name
+from common.train.assessment import Assessment, ScoredRows, assess
 from common.train.card import model_card
 from common.train.run_plan import TrainPlan
 
@@ -55,7 +55,7 @@ class RunReport:
             figures = {assessment.figure: assessment.value, **headline(figures)}
             writers[IMPORTANCE_FILE] = json_writer(assessment.to_json())
         card = model_card(plan.run.ckpt_dir, record, data.description, plan.describe(), figures,
-                          scored_on_name(plan, data), importance, list(drawn_pictures))
+                          scored_on_name(rows), importance, list(drawn_pictures))
         writers[CARD_FILE] = lambda path: path.write_text(card + "\n" + CARD_MARK + "\n")
         return cls(writers, assessment)
 
@@ -66,7 +66,7 @@ def assessed(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weight
     first, the confusion matrix before the importance is measured, the importance last."""
     if records:
         pictures.draw("curves", records=records, monitor=plan.loop.monitor, kept_epoch=record.outcome.best_epoch,
-                      scored_on=scored_on_name(plan, data), label_smoothing=plan.optim.label_smoothing)
+                      scored_on=scored_on_name(rows), label_smoothing=plan.optim.label_smoothing)
 
     def draw_confusion(scored: Assessment) -> None:
         if scored.confusion is not None:
@@ -88,9 +88,9 @@ def png_writer(png: bytes) -> Callable[[Path], Any]:
     return lambda path: path.write_bytes(png)
 
 
-def scored_on_name(plan: TrainPlan, data: TabularData) -> str:
+def scored_on_name(rows: ScoredRows | None) -> str:
     """The rows the run's figures come from, in words."""
-    return scored_rows_name(plan, data) or "training"
+    return rows.name if rows is not None else "training"
 
 
 class Pictures:

@@ -45,11 +45,10 @@ from common.data.scratch import (
     SplitWriter,
     ValueRange,
     Vocabulary,
-    chunks,
     median_sample,
     training_chunks,
 )
-from common.data.splits import SPLIT_CODES, TRAIN, split_rows
+from common.data.splits import SPLIT_CODES, TRAIN, chunks, split_rows
 from common.data.tables import csv_header, decimal_of, read_table, table_batches, unreadable
 from common.data.target import regression_target, targets
 from common.errors import UserError

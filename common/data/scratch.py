@@ -11,11 +11,8 @@ from typing import Any
 import numpy as np
 
 from common.data.columns import text_values
-from common.data.splits import TRAIN
+from common.data.splits import TRAIN, chunks
 from common.files import write_error
-
-CHUNK_ROWS = 1 << 20          # rows per step of the passes over the scratch files
-
 
 MEDIAN_SAMPLE = 1_000_000     # training rows sampled for each median (all of them below this)
 
@@ -119,11 +116,6 @@ class SplitWriter:
     def close(self) -> None:
         for fh, _ in self.files.values():
             fh.close()
-
-
-def chunks(n: int) -> Iterator[slice]:
-    for start in range(0, n, CHUNK_ROWS):
-        yield slice(start, min(n, start + CHUNK_ROWS))
 
 
 @dataclasses.dataclass

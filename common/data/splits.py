@@ -13,11 +13,21 @@ therefore its figures.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from common.errors import UserError
+
+CHUNK_ROWS = 1 << 20  # rows per step of a pass over a row-long array: temporaries of this size, not the table's
+
+
+def chunks(n: int) -> Iterator[slice]:
+    """The rows 0..n in slices of CHUNK_ROWS (the passes of make_data.py and of the folds' dealing)."""
+    for start in range(0, n, CHUNK_ROWS):
+        yield slice(start, min(n, start + CHUNK_ROWS))
+
 
 TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_CODES = {"train": TRAIN, "val": VAL, "test": TEST}
@@ -161,7 +171,7 @@ def fold_ids(y: np.ndarray | None, folds: int, holdout: float, seed: int, n: int
         order = in_class_order(order, np.asarray(y))
     out = np.empty(n, dtype=np.int8)
     if folds >= 2:
-        for part in parts_of(n):  # no row-long temporaries
+        for part in chunks(n):  # no row-long temporaries
             out[order[part]] = np.arange(part.start, min(n, part.stop)) % folds
     else:
         every = max(1, round(1 / holdout)) if holdout > 0 else n + 1
@@ -172,18 +182,18 @@ def fold_ids(y: np.ndarray | None, folds: int, holdout: float, seed: int, n: int
 
 def in_class_order(order: np.ndarray, y: np.ndarray) -> np.ndarray:
     """`order` sorted stably by each row's class code (0, 1, ..., as the targets are coded), as
-    a stable argsort of y[order] sorts it: a counting sort over parts of DEALT_ROWS rows, in
+    a stable argsort of y[order] sorts it: a counting sort over chunks of CHUNK_ROWS rows, in
     about 6 bytes a row besides `order` and in time linear in the rows whatever the classes,
     where the argsort and its gathers took 24 bytes a row (1.6 GB on a 50M-row table)."""
     codes = np.empty(len(order), dtype=np.min_scalar_type(int(y.max(initial=0))))
-    for part in parts_of(len(order)):
+    for part in chunks(len(order)):
         codes[part] = y[order[part]]
     classes = int(codes.max(initial=0)) + 1
-    per_class = sum((np.bincount(codes[part], minlength=classes) for part in parts_of(len(order))),
+    per_class = sum((np.bincount(codes[part], minlength=classes) for part in chunks(len(order))),
                     np.zeros(classes, np.int64))
     next_place = np.cumsum(per_class) - per_class  # where each class's next row goes
     out = np.empty_like(order)
-    for part in parts_of(len(order)):
+    for part in chunks(len(order)):
         by_class = np.argsort(codes[part], kind="stable")  # a radix sort on small codes
         part_codes = codes[part][by_class]
         in_part = np.bincount(part_codes, minlength=classes)
@@ -193,8 +203,3 @@ def in_class_order(order: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-DEALT_ROWS = 1 << 20  # rows taken at a time where folds are dealt: temporaries of this size, not the table's
-
-
-def parts_of(n: int) -> list[slice]:
-    return [slice(start, start + DEALT_ROWS) for start in range(0, n, DEALT_ROWS)]

@@ -15,8 +15,8 @@ import numpy as np
 
 from common.config import MakeDataConfig
 from common.data.preprocess import Moments
-from common.data.scratch import ScratchColumn, ValueRange, Vocabulary, chunks, median_sample, training_chunks
-from common.data.splits import TRAIN
+from common.data.scratch import ScratchColumn, ValueRange, Vocabulary, median_sample, training_chunks
+from common.data.splits import TRAIN, chunks
 from common.errors import UserError
 from common.steps import TargetStep
 

@@ -13,6 +13,7 @@ import infer as infer_script
 import make_data as make_data_script
 from builders import make_data, people, tmpfs, user_error, write, write_csv
 from common.data import scratch as scratch_module
+from common.data import splits as splits_module
 from common.data import tables as table
 from common.data.dataset import ARRAYS, load_dataset
 
@@ -39,7 +40,7 @@ def test_a_table_read_in_many_small_batches_gives_the_same_data_set(tmp_path, mo
     whole = ingest(path, tmp_path / "whole")
     monkeypatch.setattr(table, "BATCH_BYTES", 4096)
     monkeypatch.setattr(table, "BATCH_ROWS", 50)
-    monkeypatch.setattr(scratch_module, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(splits_module, "CHUNK_ROWS", 7)
     small = ingest(path, tmp_path / "small")
     assert whole.description.source["batches_read"] == 1 and small.description.source["batches_read"] > 20
     assert whole.description.source["rows_without_target"] == small.description.source["rows_without_target"] == 31

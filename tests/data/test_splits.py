@@ -83,7 +83,7 @@ def dealt_by_argsort(y, folds, holdout, seed, n):
 def test_folds_are_those_first_dealt_to_the_row(n, monkeypatch):
     import common.data.splits
 
-    monkeypatch.setattr(common.data.splits, "DEALT_ROWS", 1_000)  # many parts, a boundary inside a class
+    monkeypatch.setattr(common.data.splits, "CHUNK_ROWS", 1_000)  # many chunks, a boundary inside a class
     rng = np.random.default_rng(n)
     for y in (None, rng.integers(0, 3, n), (rng.random(n) < 0.02).astype(np.int8), rng.integers(0, 300, n)):
         for folds, holdout in ((5, 0.0), (2, 0.0), (1, 0.1), (1, 1 / 13), (1, 0.0)):

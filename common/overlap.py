@@ -2,14 +2,18 @@
 item while the caller works on this one (`prefetched`), and items worked on a few at once
 (`side_by_side`: CSV pieces parsed, batches predicted). numpy, pyarrow, torch and file writes
 release the GIL, so the threads take cores. Each stage's errors surface in the caller, at the
-item they belong to."""
+item they belong to. `usable_cores` says how many threads the machine gives this process."""
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import os
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+OWN_CGROUP = Path("/proc/self/cgroup")
 T = TypeVar("T")
 R = TypeVar("R")
 _DONE = object()
@@ -58,3 +62,28 @@ def side_by_side(call: Callable[[T], R], items: Iterator[T], workers: int) -> Ge
         finally:
             for waiting in ahead:
                 waiting.cancel()
+
+
+def usable_cores() -> int:
+    """The cores this process may keep busy: those its CPU affinity allows (taskset, a
+    container's cpuset), and no more whole cores than its cgroup's CPU quota pays for (`docker
+    run --cpus 2`, a Kubernetes limit). os.cpu_count() counts the machine's cores whatever the
+    process is allowed, and threads beyond the quota wait out each period throttled."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity to ask for (macOS, Windows)
+        cores = os.cpu_count() or 1
+    quota = cgroup_quota_cores()
+    return max(1, min(cores, quota) if quota is not None else cores)
+
+
+def cgroup_quota_cores() -> int | None:
+    """Whole cores the CPU quota of this process's cgroup (v2: cpu.max, "quota period" or "max
+    period") allows, at least 1; None without a quota or where the files cannot be read (cgroup v1,
+    other systems)."""
+    try:
+        own = next(line[3:] for line in OWN_CGROUP.read_text().splitlines() if line.startswith("0::"))
+        quota, period = (CGROUP_ROOT / own.lstrip("/") / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else max(1, int(quota) // int(period))
+    except (OSError, StopIteration, ValueError):
+        return None

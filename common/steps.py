@@ -25,13 +25,13 @@ import concurrent.futures
 import dataclasses
 import functools
 import math
-import os
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from common.overlap import usable_cores
 from common.schema import Fields
 
 MISSING_SUFFIX = "_missing"
@@ -341,7 +341,7 @@ def each_column(scale: Callable[[int, NumericStep], np.ndarray], steps: Sequence
     """`scale(i, step)` for every column; on a thread per core where quantile lookups are long
     (numpy's interpolation, arithmetic and file reads release the GIL, so columns scale side by
     side). Standardising is a few passes a column: threads never paid for it."""
-    threads = min(len(steps), os.cpu_count() or 1, 8)
+    threads = min(len(steps), usable_cores(), 8)
     if rows < PARALLEL_ROWS or threads < 2 or all(step.quantiles is None for step in steps):
         return [scale(i, step) for i, step in enumerate(steps)]
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:

@@ -270,7 +270,6 @@ def test_infer_py_shares_all_but_a_core_among_its_predictors_then_gives_torchs_t
         crossfit_run, tmp_path, monkeypatch):
     """Only the script sets torch's process-wide count: predict_to_file, which a Python caller
     may run beside threads of its own, leaves it alone."""
-    import os
 
     import torch
 
@@ -280,7 +279,7 @@ def test_infer_py_shares_all_but_a_core_among_its_predictors_then_gives_torchs_t
     seen, predict = [], serving.predict
     monkeypatch.setattr(serving, "predict", lambda *args: seen.append(torch.get_num_threads()) or predict(*args))
     before = torch.get_num_threads()
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # where the share differs from all but a core
+    monkeypatch.setattr(serving, "usable_cores", lambda: 8)  # where the share differs from all but a core
     cores = 8
     torch.set_num_threads(cores)
     try:

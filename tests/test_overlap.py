@@ -2,12 +2,14 @@
 nothing runs on once the caller has stopped."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
 
-from common.overlap import prefetched, side_by_side
+import common.overlap as overlap
+from common.overlap import prefetched, side_by_side, usable_cores
 
 
 def test_read_ahead_keeps_the_order_and_makes_each_item_off_the_callers_thread():
@@ -99,3 +101,22 @@ def test_an_error_making_the_items_comes_after_the_results_before_it():
     assert [next(done) for _ in range(3)] == [0, 1, 2]
     with pytest.raises(ValueError, match="row 4"):
         next(done)
+
+
+@pytest.mark.parametrize("cpu_max, cores", [("max 100000", 6), ("200000 100000", 2), ("150000 100000", 1),
+                                            ("50000 100000", 1), ("900000 100000", 6), (None, 6)])
+def test_the_usable_cores_are_the_affinitys_within_the_cgroups_quota(tmp_path, monkeypatch, cpu_max, cores):
+    """A container's `--cpus 2` (cgroup v2 cpu.max) caps the threads at whole cores it pays for;
+    the affinity caps them whatever the quota; no cgroup file leaves the affinity alone."""
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this system")
+    own = tmp_path / "proc_cgroup"
+    own.write_text("0::/machine/job.scope\n")
+    if cpu_max is not None:
+        (tmp_path / "machine" / "job.scope").mkdir(parents=True)
+        (tmp_path / "machine" / "job.scope" / "cpu.max").write_text(cpu_max + "\n")
+    monkeypatch.setattr(overlap, "OWN_CGROUP", own)
+    monkeypatch.setattr(overlap, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's, not this process's
+    assert usable_cores() == cores

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -22,7 +21,7 @@ from typing import Any
 
 from common.data.columns import NULL_VALUES, plain_table
 from common.errors import UserError
-from common.overlap import side_by_side
+from common.overlap import side_by_side, usable_cores
 
 DELIMITERS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -205,7 +204,7 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
         # The pieces are parsed side by side: pyarrow's streaming reader parses on one core, at
         # half the speed on two.
         parse_piece = functools.partial(parsed_piece, parse=parse, convert=frozen)
-        with closing(side_by_side(parse_piece, pieces, min(os.cpu_count() or 1, MOST_PARSERS))) as tables:
+        with closing(side_by_side(parse_piece, pieces, min(usable_cores(), MOST_PARSERS))) as tables:
             for table in tables:  # closed before the file, so that no piece is read from a closed file
                 yield table.replace_schema_metadata({"decimal": decimal})
 

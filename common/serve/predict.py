@@ -3,7 +3,6 @@ to labels, probabilities or values on the original y scale; a file of raw rows i
 predictions; the figures of a data set's test split."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from common.errors import UserError
 from common.files import atomic_path
 from common.model import pass_rows, predicted_outputs
 from common.model_folder import ModelRecord
-from common.overlap import prefetched, side_by_side
+from common.overlap import prefetched, side_by_side, usable_cores
 from common.serve.inputs import Batch, InputNotes, feature_batches
 from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS, FormattedBatch, PredictionWriter
@@ -96,7 +95,7 @@ def pipeline_threads() -> int:
     to CSV 0.43 s against 0.31 s with one; on more cores the share was not measured. Set by
     infer.py for its own process only: torch's count is process-wide, and a thread of a Python
     caller that first used torch meanwhile would keep the lower count for good."""
-    return max(1, min(torch.get_num_threads(), ((os.cpu_count() or 1) - 1) // PREDICTORS))
+    return max(1, min(torch.get_num_threads(), (usable_cores() - 1) // PREDICTORS))
 
 
 def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn.Module, sep: str | None,

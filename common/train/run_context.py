@@ -7,11 +7,11 @@ called and tested with any context and reads no file.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 from common.config import TrainConfig
 from common.errors import UserError
+from common.overlap import usable_cores
 from common.train.checkpoints import find_checkpoint
 
 RANDOM_INIT = "random"
@@ -35,7 +35,7 @@ def find_context(cfg: TrainConfig, num_processes: int, local_processes: int) -> 
     if cfg.init_from and not Path(cfg.init_from).is_file():
         raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model.safetensors that train.py wrote")
     return RunContext(
-        num_processes=num_processes, local_processes=local_processes, cpu_count=os.cpu_count() or 1,
+        num_processes=num_processes, local_processes=local_processes, cpu_count=usable_cores(),
         data=str(Path(cfg.data).resolve()),
         init=str(Path(cfg.init_from).resolve()) if cfg.init_from else RANDOM_INIT,
         resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",

@@ -42,14 +42,13 @@ def make_scheduler(plan: TrainPlan, optimizer: torch.optim.Optimizer) -> torch.o
     return None
 
 
-def restart_cosine(scheduler: Any, peak: float, steps: int) -> None:
+def restart_cosine(scheduler: torch.optim.lr_scheduler.CosineAnnealingLR, peak: float, steps: int) -> None:
     """A new leg of the cosine schedule: from `peak` times each group's planned rate to zero over
     `steps` optimizer steps. Set through the scheduler's public attributes, which its state_dict
     saves, so a checkpoint keeps the leg and a resumed run goes on with it."""
-    inner = getattr(scheduler, "scheduler", scheduler)  # Accelerate's wrapper holds torch's
-    inner.base_lrs = [group["initial_lr"] * peak for group in inner.optimizer.param_groups]
-    inner.T_max, inner.last_epoch = steps, 0
-    for group, rate in zip(inner.optimizer.param_groups, inner.base_lrs, strict=True):
+    scheduler.base_lrs = [group["initial_lr"] * peak for group in scheduler.optimizer.param_groups]
+    scheduler.T_max, scheduler.last_epoch = steps, 0
+    for group, rate in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
         group["lr"] = rate
 
 

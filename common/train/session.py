@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.config import TrainConfig
 from common.console import TrainingDisplay
@@ -60,7 +60,14 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
     return Path(plan.run.ckpt_dir)
 
 
-def build(plan: TrainPlan, accelerator: Any) -> tuple[Any, Any, Any]:
+class Built(NamedTuple):
+    model: Any
+    optimizer: Any
+    scheduler: Any  # prepared: Accelerate's wrapper, which passes none of torch's attributes on
+    schedule: Any  # torch's scheduler inside it (None for a constant rate), whose attributes a new leg sets
+
+
+def build(plan: TrainPlan, accelerator: Any) -> Built:
     from accelerate.utils import set_seed
 
     set_seed(plan.seed)  # the same initial weights on every process and every run
@@ -69,9 +76,11 @@ def build(plan: TrainPlan, accelerator: Any) -> tuple[Any, Any, Any]:
         load_state(model, load_weights(plan.init), plan.init,
                    fix="give --hidden (and --data) that build the model these weights came from")
     optimizer = make_optimizer(plan.optim, model.parameters())
-    scheduler = make_scheduler(plan, optimizer)
+    schedule = make_scheduler(plan, optimizer)
     # a None scheduler passes through
-    return accelerator.prepare(model, optimizer, scheduler, device_placement=placements(accelerator, 3))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, schedule,
+                                                      device_placement=placements(accelerator, 3))
+    return Built(model, optimizer, scheduler, schedule)
 
 
 def placements(accelerator: Any, count: int) -> list[bool] | None:
@@ -87,7 +96,8 @@ def placements(accelerator: Any, count: int) -> list[bool] | None:
 def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
     with intra_op_threads(plan.run.threads), compiler_unloaded(), RunFolder(plan, accelerator) as folder, \
             StopSignal(accelerator) as stop, painter(plan, accelerator) as pictures:
-        trainer = Trainer(accelerator, *build(plan, accelerator), data, plan)
+        built = build(plan, accelerator)
+        trainer = Trainer(accelerator, built.model, built.optimizer, built.scheduler, data, plan)
         legs = Legs(plan.loop.epochs, plan.loop.extend_epochs)
         best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0,
                            min_patience=plan.loop.min_patience, legs=legs)
@@ -116,7 +126,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
                         folder.add_record(record)
                         best.update(record, trainer.net)
                     if epochs_run == legs.end:
-                        begin_leg(plan, best, trainer, display, accelerator)
+                        begin_leg(plan, best, built.schedule, display, accelerator)
                     folder.checkpoint_if_due(epoch)  # after a leg has begun: a resumed run goes on with it
                     if stop.agreed(0, boundary=True) and epochs_run < legs.end and not best.stopped:
                         raise folder.stopped(stop, trainer)
@@ -136,7 +146,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         folder.commit(weights, model_record, report)
 
 
-def begin_leg(plan: TrainPlan, best: BestTracker, trainer: Trainer, display: TrainingDisplay,
+def begin_leg(plan: TrainPlan, best: BestTracker, schedule: Any, display: TrainingDisplay,
               accelerator: Any) -> None:
     """At the end of the epochs planned so far: another leg where the validation figure was still
     improving (early_stopping.Legs), its cosine restarted; every process decides alike, on the
@@ -144,7 +154,7 @@ def begin_leg(plan: TrainPlan, best: BestTracker, trainer: Trainer, display: Tra
     legs, epochs = best.legs, best.next_leg()
     if not epochs:
         return
-    restart_cosine(trainer.stepper.scheduler, legs.peak, epochs * plan.batches.optimizer_steps // plan.loop.epochs)
+    restart_cosine(schedule, legs.peak, epochs * plan.batches.optimizer_steps // plan.loop.epochs)
     display.extend(legs.end)
     accelerator.print(f"The best {plan.loop.monitor} came late (epoch {best.epoch}): training on to epoch {legs.end}, "
                       f"the learning rate from {legs.peak:g} of its peak (at most {plan.loop.extend_epochs} in all)")

@@ -109,7 +109,7 @@ def test_a_torch_without_a_derivative_kernel_takes_autograds_step_and_says_so(mo
 def trained_weights(data, argv, by_hand):
     plan = make_plan(cfg := parse_config(TrainConfig, argv), data, find_context(cfg, 1, 1))
     accelerator = Accelerator(cpu=True, step_scheduler_with_optimizer=False)
-    trainer = Trainer(accelerator, *build(plan, accelerator), data, plan, by_hand=by_hand)
+    trainer = Trainer(accelerator, *build(plan, accelerator)[:3], data, plan, by_hand=by_hand)
     losses = [trainer.run_epoch(epoch) for epoch in range(plan.loop.epochs)]
     return trainer, losses, {k: v.detach().clone() for k, v in trainer.net.state_dict().items()}
 

@@ -48,7 +48,7 @@ def run(data, argv, missing=None):
     plan = make_plan(cfg := parse_config(TrainConfig, argv), data, find_context(cfg, 1, 1))
     accelerator = Accelerator(cpu=True, gradient_accumulation_steps=plan.batches.grad_accum,
                               step_scheduler_with_optimizer=False)
-    model, optimizer, scheduler = build(plan, accelerator)
+    model, optimizer, scheduler, _ = build(plan, accelerator)
     stepper = RecordingStepper(accelerator, model, optimizer, scheduler, plan.batches.grad_accum, missing=missing)
     trainer = Trainer(accelerator, model, optimizer, scheduler, data, plan, stepper)
     for epoch in range(plan.loop.epochs):

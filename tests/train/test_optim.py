@@ -64,3 +64,29 @@ def test_a_restarted_cosine_leg_runs_from_its_peak_to_zero_and_resumes_from_its_
             sched.step()
         assert resumed_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_leg_set_on_torchs_scheduler_is_the_one_accelerates_wrapper_steps(small_cls):
+    """build keeps torch's cosine beside the prepared wrapper, which passes none of its attributes
+    on: a leg set on it is what the prepared optimizer's rates follow."""
+    from accelerate import Accelerator
+
+    from common.config import TrainConfig, parse_config
+    from common.data.dataset import load_dataset
+    from common.train.optim import restart_cosine
+    from common.train.run_context import find_context
+    from common.train.run_plan import make_plan
+    from common.train.session import build
+
+    cfg = parse_config(TrainConfig, ["--data", str(small_cls), "--lr-schedule", "cosine", "--epochs", "2"])
+    plan = make_plan(cfg, load_dataset(small_cls), find_context(cfg, 1, 1))
+    built = build(plan, Accelerator(cpu=True, step_scheduler_with_optimizer=False))
+    assert isinstance(built.schedule, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert not hasattr(built.scheduler, "T_max")  # the wrapper: setting a leg there would reach nothing
+    restart_cosine(built.schedule, 0.5, 4)
+    rates = [built.optimizer.param_groups[0]["lr"]]
+    for _ in range(2):
+        built.optimizer.step()
+        built.scheduler.step()
+        rates.append(built.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.5 * plan.optim.lr * (1 + np.cos(np.pi * t / 4)) / 2 for t in range(3)])

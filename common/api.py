@@ -157,7 +157,10 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         stem = name or Path(path).stem
         make_cfg = parse_config(MakeDataConfig, ["--csv", str(path), "--target", target, "--out-dir", out_dir,
                                                  *flags(settings, MakeDataConfig, MAKE_DATA_SETTINGS)])
-        folder = make_data_set(make_cfg, stem, source)
+        try:
+            folder = make_data_set(make_cfg, stem, source)
+        except UserError as err:  # a table in memory: named as the caller knows it, not by its temporary file
+            raise UserError(str(err).replace(str(path), source)) if source else err from None
         run = ckpt_dir or str(Path("runs") / stem)
         train_cfg = parse_config(TrainConfig, ["--data", str(folder), "--ckpt-dir", run,
                                                *flags(settings, TrainConfig, TRAIN_SETTINGS)])

@@ -206,6 +206,13 @@ def test_fit_refuses_a_bad_setting_in_one_line(tmp_path, settings, words):
     assert all(w in str(info.value) for w in words), str(info.value)
 
 
+def test_a_table_in_memory_is_named_as_the_caller_gave_it_not_by_its_temporary_file(tmp_path):
+    with pytest.raises(UserError) as info:
+        fit({"a": [1.0, 2.0, 3.0, 4.0], "y": ["p", "q", "p", "q"]}, "nope", out_dir=str(tmp_path), quiet=True)
+    assert str(info.value).startswith("a dict of columns (4 rows) has no target column 'nope'"), str(info.value)
+    assert "tabular-fit-" not in str(info.value)
+
+
 def test_the_estimators_plug_into_scikit_learn(tmp_path):
     from sklearn.base import clone
     from sklearn.model_selection import GridSearchCV, cross_val_score

@@ -158,6 +158,9 @@ class ModelRecord:
 def load_record(ckpt_dir: str | Path) -> ModelRecord:
     """A model folder's config.json, checked (a UserError naming the file where it does not fit)."""
     path = Path(ckpt_dir) / CONFIG_FILE
+    if not path.is_file() and (Path(ckpt_dir) / "dataset.json").is_file():  # common/data/dataset.DATASET_FILE
+        raise UserError(f"{ckpt_dir} is a data set (make_data.py's), not a model: pass the folder train.py wrote, "
+                        "its --ckpt-dir")
     return ModelRecord.read(read_json(path, "model config"), path)
 
 

@@ -23,9 +23,11 @@ def infer_error(*args):
     return user_error(infer_script.main, *args)
 
 
-def test_infer_without_a_model(tmp_path):
+def test_infer_without_a_model(tmp_path, small_cls):
     message = infer_error("--ckpt-dir", tmp_path)
     assert "config.json" in message and "not found" in message
+    message = infer_error("--ckpt-dir", small_cls)  # make_data.py's folder given for train.py's
+    assert f"{small_cls} is a data set" in message and "the folder train.py wrote" in message
 
 
 @pytest.mark.parametrize("damage,words", [

@@ -74,9 +74,10 @@ def report_dataset(meta: Any) -> None:
         console.print(f"Dropped {source['rows_without_target']} row(s) without a target value")
     labels, steps = meta.class_labels, meta.preprocess
     dates = len(steps.dates)
+    kinds = [f"{len(steps.numeric) - dates} numeric", *([f"{dates} date"] if dates else []),
+             f"{len(steps.categorical)} categorical"]
     console.print(f"[bold]{meta.task}[/]: {meta.n_train} train / {meta.n_val} validation / "
-                  f"{meta.n_test} test rows, {len(steps.numeric) - dates} numeric, "
-                  + (f"{dates} date " if dates else "") + f"and {len(steps.categorical)} categorical features"
+                  f"{meta.n_test} test rows, {', '.join(kinds[:-1])} and {kinds[-1]} features"
                   + (f", {len(labels)} classes" if labels else ""))
 
 

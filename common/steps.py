@@ -90,6 +90,15 @@ class NumericStep:
         return bool(self.date_parts)
 
     @property
+    def median_text(self) -> str:
+        """The median as a person reads it: a date's as its instant in UTC, not its seconds."""
+        if not self.is_date:
+            return f"{self.median:g}"
+        import datetime
+
+        return datetime.datetime.fromtimestamp(self.median, datetime.timezone.utc).isoformat(sep=" ")
+
+    @property
     def part_names(self) -> list[str]:
         """The date's periodic inputs: a sine and a cosine of each cycle."""
         return [f"{self.name}_{part}_{wave}" for part in self.date_parts for wave in ("sin", "cos")]

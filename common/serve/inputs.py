@@ -3,7 +3,6 @@ order, into the model's inputs by the fitted steps, with the table's other colum
 into the predictions. Blanks are filled as in training."""
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,8 +31,7 @@ class InputNotes:
     because they have no text form (a list, a record, bytes)."""
 
     def __init__(self, pre: Preprocessor):
-        self.fill = {s.name: s.median for s in pre.numeric if not s.indicator}
-        self.dates = {s.name for s in pre.dates}
+        self.fill = {s.name: s.median_text for s in pre.numeric if not s.indicator}
         self.counts: dict[str, int] = {}
         self.left_out: dict[str, str] = {}
         self.not_dates: dict[str, int] = {}  # a date column's cells that held no date: read as blanks
@@ -68,10 +66,8 @@ class InputNotes:
         from common.console import console
 
         for name, blanks in self.counts.items():
-            median = f"{self.fill[name]:g}" if name not in self.dates else \
-                datetime.datetime.fromtimestamp(self.fill[name], datetime.timezone.utc).isoformat(sep=" ")
             console.print(f"Note: column '{name}' had {blanks} blank cell(s), filled with training's median "
-                          f"{median} (training had no blanks in it)")
+                          f"{self.fill[name]} (training had no blanks in it)")
         for name, kind in self.left_out.items():
             console.print(f"Note: column '{name}' ({kind}) is not a feature and has no text form: "
                           "left out of the predictions")

@@ -43,11 +43,11 @@ def how_prepared(name: str, pre: Preprocessor) -> str:
     for step in pre.numeric:
         if step.name == name:
             scaling = "training quantiles mapped onto a normal" if step.quantiles is not None else \
-                f"standardised (mean {step.mean:.4g}, scale {step.scale:.4g})"
+                "standardised" if step.is_date else f"standardised (mean {step.mean:.4g}, scale {step.scale:.4g})"
             if step.is_date:
                 cycles = ", ".join(part.replace("_", " ") for part in step.date_parts)
                 scaling = f"a date: its instant ({scaling}) and its cycles ({cycles}) as sine and cosine"
-            blanks = f"; blanks take the median {step.median:.4g} and a `{name}_missing` input" if step.indicator \
+            blanks = f"; blanks take the median {step.median_text} and a `{name}_missing` input" if step.indicator \
                 else ""
             view = pre.code_view(name)
             codes = f"; also as codes: a learned embedding of its {len(view.levels)} most frequent values" if view \

@@ -185,3 +185,17 @@ def test_a_validation_folds_figures_come_from_its_rows_alone(people_set, tmp_pat
     assert report["scored_on"] == "validation fold"
     assert report["rows"] == config["outcome"]["final_metrics"]["val_n"] < 600 * 0.2  # not every training row
     assert report["f1_macro"] == pytest.approx(config["outcome"]["final_metrics"]["val_f1_macro"], abs=1e-6)
+
+
+def test_the_card_gives_a_dates_median_as_a_date_and_a_numbers_as_it_reads():
+    import datetime
+
+    from common.steps import NumericStep, Preprocessor
+    from common.train.card import how_prepared
+
+    signed = datetime.datetime(2021, 5, 12, tzinfo=datetime.timezone.utc).timestamp()
+    pre = Preprocessor([NumericStep("signed", signed, signed, 3e7, True, None, ("month", "weekday")),
+                        NumericStep("age", 41.5, 40.0, 12.0, True)], [])
+    assert "blanks take the median 2021-05-12 00:00:00+00:00" in how_prepared("signed", pre)
+    assert how_prepared("signed", pre).startswith("a date: its instant (standardised)")
+    assert "blanks take the median 41.5 " in how_prepared("age", pre)

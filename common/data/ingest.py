@@ -345,9 +345,27 @@ def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
     if folder.resolve() in Path(cfg.csv).resolve().parents:
         raise UserError(f"{cfg.csv} lies in {folder}, the folder its data set would replace: "
                         "choose another --out-dir")
+    earlier = earlier_source(folder)
     with atomic_folder(folder, is_dataset_file) as stage:
         meta = ingest_file(cfg, stage)
         if source is not None:
             meta.source["csv"] = source
         write_json_file(stage / DATASET_FILE, meta.to_json())
+    if earlier is not None and earlier != meta.source["csv"]:  # two files of one name, say: said, not silent
+        from common.console import console
+
+        console.print(f"Note: {folder} held the data set of {earlier}, now replaced by this one (runs trained "
+                      "on it keep their models, and can no longer --resume)")
     return folder, meta
+
+
+def earlier_source(folder: Path) -> str | None:
+    """Where the data set a folder already holds came from (dataset.json's source); None where it
+    holds none, or none that can be read."""
+    import json
+
+    try:
+        source = json.loads((folder / DATASET_FILE).read_text())["source"]["csv"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return source if isinstance(source, str) else None

@@ -173,7 +173,10 @@ class RunFolder:
         main process once every process is here."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
+            earlier = earlier_data(self.path)
             written = commit_run(self.path, weights, record, report.writers if report else {})
+            if earlier is not None and earlier[0] != self.plan.data_identity:  # not a rerun on the same data
+                console.print(f"Note: {self.path} held a model of another data set ({earlier[1]}), now replaced")
             console.print(f"Saved: {self.path / MODEL_FILE}, {self.path / CONFIG_FILE}, {self.path / METRICS_FILE}"
                           + (f"; {', '.join(written)}" if written else ""))
 
@@ -256,6 +259,16 @@ def clear_commit_leftovers(ckpt_dir: str | Path) -> None:
     for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, *REPORT_FILES):
         for leftover in Path(ckpt_dir).glob(f".{name}.*.tmp"):
             leftover.unlink(missing_ok=True)
+
+
+def earlier_data(ckpt_dir: Path) -> tuple[str, str] | None:
+    """The identity and path of the data set the model a run folder already holds was trained on;
+    None where it holds none that can be read."""
+    try:
+        training = json.loads((ckpt_dir / CONFIG_FILE).read_text())["training"]
+        return str(training["data_identity"]), str(training["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: ModelRecord,

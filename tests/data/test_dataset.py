@@ -106,3 +106,17 @@ def test_a_tables_source_rows_cut_short_are_one_line(people_set, tmp_path):
     np.save(data / "rows_train.npy", rows[:-3])
     message = user_error(train_script.main, "--data", data, "--ckpt-dir", tmp_path / "run")
     assert f"rows_train.npy holds {len(rows) - 3} rows but X_train.npy {len(rows)}" in message
+
+
+def test_a_data_set_of_another_file_of_the_same_name_is_replaced_with_a_note(tmp_path, capsys):
+    from builders import make_data, write
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write(tmp_path / folder / "cust.csv", {"x": np.arange(40.0) % 7 + 0.5, "y": ["p", "q"] * 20})
+    make_data("--csv", tmp_path / "a" / "cust.csv", "--target", "y", "--out-dir", tmp_path / "data")
+    make_data("--csv", tmp_path / "a" / "cust.csv", "--target", "y", "--out-dir", tmp_path / "data")  # made again
+    assert "held the data set of" not in capsys.readouterr().out
+    make_data("--csv", tmp_path / "b" / "cust.csv", "--target", "y", "--out-dir", tmp_path / "data")
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"Note: {tmp_path / 'data' / 'cust'} held the data set of {tmp_path / 'a' / 'cust.csv'}, now replaced" in out

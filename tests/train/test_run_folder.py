@@ -106,3 +106,15 @@ def test_a_ckpt_dir_that_is_a_link_to_nowhere_is_named_as_such(small_cls, tmp_pa
     message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path / "run", "--epochs", "1")
     assert f"{tmp_path / 'run'} is a link to {tmp_path / 'gone' / 'run'}, which does not exist" in message
     assert "File exists" not in message
+
+
+def test_a_model_of_another_data_set_is_replaced_with_a_note_and_a_rerun_without(tmp_path, small_cls, small_val,
+                                                                                    capsys):
+    run = tmp_path / "run"
+    train("--data", small_cls, "--ckpt-dir", run, "--epochs", "1", "--importance-rows", "0")
+    train("--data", small_cls, "--ckpt-dir", run, "--epochs", "2", "--importance-rows", "0")  # new settings
+    assert "held a model of another data set" not in capsys.readouterr().out
+    train("--data", small_val, "--ckpt-dir", run, "--epochs", "1", "--importance-rows", "0")
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert f"Note: {run} held a model of another data set ({small_cls}), now replaced" in out
+    assert json.loads((run / "config.json").read_text())["training"]["data"] == str(small_val)

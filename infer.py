@@ -28,6 +28,7 @@ from common.errors import UserError, run_cli
 from common.files import write_json
 from common.model import intra_op_threads
 from common.model_folder import ModelRecord, load_model_dir
+from common.serve.inputs import require_columns
 from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS
 from common.serve.predict import pipeline_threads, predict, predict_to_file, test_split_report
@@ -94,6 +95,9 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     """Every row predicted into the output; where the rows carry the target, the figures on them
     (and with --importance which columns matter there), returned for --metrics-json."""
     output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
+    names = [] if input_path.endswith(".npy") else column_names(input_path, cfg.sep)
+    if names:  # said before the work too, naming the model (ckpt/, where --ckpt-dir was left out)
+        require_columns(names, config.preprocess, input_path, model=f"the model in {cfg.ckpt_dir}")
     check_labelled(cfg, input_path, config)
     target = config.target_column
     labelled = (lambda: LabelledRows(config, target, input_path, cfg.importance_rows if cfg.importance else 0)) \

@@ -143,10 +143,10 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
     return X, notes.carried(table, [n for n in table.column_names if n not in pre.column_names])
 
 
-def require_columns(names: Any, pre: Preprocessor, source: str) -> None:
+def require_columns(names: Any, pre: Preprocessor, source: str, model: str = "the model") -> None:
     missing = [n for n in pre.column_names if n not in names]
     if missing:
-        raise UserError(f"{source} lacks column(s) {missing}: the model needs {pre.column_names}")
+        raise UserError(f"{source} lacks column(s) {missing}: {model} needs {pre.column_names}")
 
 
 def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: int, stream: bool = True,

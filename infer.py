@@ -22,7 +22,7 @@ import numpy as np
 from common.allocator import keep_chunk_memory
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
-from common.data.dataset import load_dataset
+from common.data.dataset import load_dataset, recorded_source
 from common.data.tables import column_names, without_pandas
 from common.errors import UserError, run_cli
 from common.files import write_json
@@ -112,6 +112,10 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     unseen = f"; labels the model never saw: {scored.unseen}" if scored.unseen else ""
     figures = show_figures(report, config, f"{scored.rows} rows with a '{target}'{blank}{unseen}",
                            report.get("labels"))
+    if config.data and recorded_source(config.data) == str(Path(input_path).resolve()):
+        console.print(f"Note: {input_path} is the table the model's data set was made from: these figures are on "
+                      "rows it trained on, above what new rows get (its out-of-fold or test figures are on its card, "
+                      f"{Path(cfg.ckpt_dir) / 'README.md'})")
     figures.update(rows_scored=scored.rows, rows_without_target=scored.blank)
     if cfg.importance:
         importance = scored.importance(lambda X: predict(config, model, X, cfg.batch_size))

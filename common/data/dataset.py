@@ -120,6 +120,19 @@ def dataset_folder(out_dir: str | Path, stem: str) -> Path:
     return Path(out_dir) / stem
 
 
+def recorded_source(folder: str | Path) -> str | None:
+    """The table a data set folder was made from, as its dataset.json records it (an absolute
+    path, or how a table given in memory was described); None where the folder holds no data set
+    that can be read."""
+    import json
+
+    try:
+        source = json.loads((Path(folder) / DATASET_FILE).read_text())["source"]["csv"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return source if isinstance(source, str) else None
+
+
 def is_dataset_file(name: str) -> bool:
     """The files a data set folder holds (what atomic_folder may replace)."""
     return name == DATASET_FILE or name in {f"{a}.npy" for a in ARRAYS} or name in {f"rows_{s}.npy" for s in SPLITS}

@@ -28,7 +28,14 @@ import numpy as np
 
 from common.config import MakeDataConfig
 from common.data.columns import WordsAsBlanks, column_looks_numeric, is_number_type, numeric_values
-from common.data.dataset import DATASET_FILE, DatasetDescription, dataset_folder, dataset_meta, is_dataset_file
+from common.data.dataset import (
+    DATASET_FILE,
+    DatasetDescription,
+    dataset_folder,
+    dataset_meta,
+    is_dataset_file,
+    recorded_source,
+)
 from common.data.dates import CYCLE_WORDS, date_cycles, date_values
 from common.data.preprocess import (
     MIN_CODE_ROUGHNESS,
@@ -345,7 +352,7 @@ def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
     if folder.resolve() in Path(cfg.csv).resolve().parents:
         raise UserError(f"{cfg.csv} lies in {folder}, the folder its data set would replace: "
                         "choose another --out-dir")
-    earlier = earlier_source(folder)
+    earlier = recorded_source(folder)
     with atomic_folder(folder, is_dataset_file) as stage:
         meta = ingest_file(cfg, stage)
         if source is not None:
@@ -357,15 +364,3 @@ def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
         console.print(f"Note: {folder} held the data set of {earlier}, now replaced by this one (runs trained "
                       "on it keep their models, and can no longer --resume)")
     return folder, meta
-
-
-def earlier_source(folder: Path) -> str | None:
-    """Where the data set a folder already holds came from (dataset.json's source); None where it
-    holds none, or none that can be read."""
-    import json
-
-    try:
-        source = json.loads((folder / DATASET_FILE).read_text())["source"]["csv"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return source if isinstance(source, str) else None

@@ -319,11 +319,14 @@ def test_a_labelled_input_is_scored_as_well_as_predicted(crossfit_run, tmp_path,
     assert figures["accuracy"] == pytest.approx(right / 490, abs=1e-12)
     assert np.asarray(figures["confusion_matrix"]).shape == (3, 3)  # high, low, and the unseen medium
     assert "confusion matrix" in said and "10 without a 'label' predicted only" in said and "['medium']" in said
+    assert "rows it trained on" not in said  # another file than the one the data set was made from
 
 
-def test_importance_on_a_labelled_input_and_a_one_line_refusal_without_labels(crossfit_run, tmp_path):
+def test_importance_on_a_labelled_input_and_a_one_line_refusal_without_labels(crossfit_run, tmp_path, capsys):
     infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv", "--output", tmp_path / "p.csv",
           "--importance", "--metrics-json", tmp_path / "m.json")
+    said = " ".join(capsys.readouterr().out.split())  # the training table itself: said to be in-sample
+    assert f"Note: {crossfit_run / 'people.csv'} is the table the model's data set was made from" in said
     importance = json.loads((tmp_path / "m.json").read_text())["importance"]
     assert {c["column"] for c in importance["columns"]} == {"age", "city", "member"} and importance["rows"] == 500
     unlabelled = write(tmp_path / "new.csv", {"age": [30.0], "city": ["oslo"], "member": [True]})

@@ -25,8 +25,8 @@ MIN_COUNT_VALUES = 8            # unless it has at least this many, none negativ
 COUNT_SKEWED = 0.5              # ... above this: a team's goals (0.9) count, the ten digits (0.0) and a
                                 # wine's quality score 3-9 (0.2) are classes
 SKEWED = 1.0  # a non-negative target with a sample skewness above this is modelled on the log scale
-MOST_ALONE = 0.5  # a target with more classes than MAX_CLASSES_FROM_INTEGERS, whose classes of one row alone
-                  # hold more than this share of the rows, is an id or free text: refused
+ID_CLASSES = 100  # a text target with more classes than this, whose classes of one row alone hold more than
+ID_ALONE = 0.9    # this share of the rows, is an id or free text (a long tail of rare classes holds far less)
 
 
 def targets(raw: ScratchColumn, vocabulary: Vocabulary | None,
@@ -59,25 +59,22 @@ def targets(raw: ScratchColumn, vocabulary: Vocabulary | None,
     if len(labels) < 2:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one class only ({labels[0]!r}): "
                         "there is nothing to learn")
-    refuse_an_id(y, len(labels), cfg, numbers=vocabulary is None)
+    if cfg.task is None:
+        refuse_an_id(y, len(labels), cfg)
     return task, y, labels, why
 
 
-def refuse_an_id(y: np.ndarray, classes: int, cfg: MakeDataConfig, numbers: bool) -> None:
+def refuse_an_id(y: np.ndarray, classes: int, cfg: MakeDataConfig) -> None:
     """A customer number or a free-text column given as the target makes a class of nearly every
-    row, which no model learns to predict (and the real target would be a feature): refused, where
-    the classes that no other row shares hold more than MOST_ALONE of the rows."""
-    if classes <= MAX_CLASSES_FROM_INTEGERS:
+    row, which no model learns to predict (and the real target would be a feature): refused, unless
+    --task says classification. (Numbers make more than 20 classes only where --task says so.)"""
+    if classes <= ID_CLASSES:
         return
-    rows = np.zeros(classes, dtype=np.int64)
-    for part in chunks(len(y)):
-        rows += np.bincount(y[part], minlength=classes)
-    alone = int((rows == 1).sum())
-    if alone > MOST_ALONE * len(y):
-        amounts = " (or --task regression, for amounts)" if numbers else ""
+    alone = int((np.bincount(y, minlength=classes) == 1).sum())  # y: the codes, in memory, 4 bytes a row
+    if alone > ID_ALONE * len(y):
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' has {classes:,} classes, and {alone:,} of its "
                         f"{len(y):,} rows hold one no other row has: an id or free text, which no model learns to "
-                        f"predict; choose another --target{amounts}")
+                        "predict; choose another --target (or give --task classification to train on it as it is)")
 
 
 def task_reason(given: str | None, distinct: np.ndarray | None, counts: bool) -> str:

@@ -112,20 +112,21 @@ def test_a_target_step_reads_what_it_writes_and_refuses_half_a_range():
         TargetStep.read(Fields({"target": {**unclipped.to_json(), "low": 3.0, "high": 1.0}}, "t.json", "fix"))
 
 
-@pytest.mark.parametrize("column", ["customer", "code"])
-def test_an_id_given_as_the_target_is_refused_and_many_classes_are_not(tmp_path, column):
-    """A class for nearly every row (an id, as text or as whole numbers told to be classes) is
-    refused in one line; 40 classes of 9 rows each and 40 of one row are classes."""
-    rng = np.random.default_rng(3)
+@pytest.mark.parametrize("alone, refused", [(400, True), (361, True), (359, False)])
+def test_an_id_given_as_the_target_is_refused_and_a_long_tail_of_classes_is_not(tmp_path, alone, refused):
+    """A class for nearly every row (an id, free text: over 90% of the rows alone in theirs) is
+    refused in one line, unless --task classification asks for it; 41 rows shared out among a few
+    classes and the rest alone is a long tail, and stays classes."""
     rows = 400
-    classes = np.concatenate([np.repeat(np.arange(40), 9), 100 + np.arange(40)])  # 80 classes, 40 rows alone
-    write(tmp_path / "t.csv", {"x": rng.normal(size=rows), "customer": [f"c{i:05d}" for i in range(rows)],
-                               "code": np.arange(rows) * 7, "plan": [f"p{k}" for k in classes]})
-    task = ["--task", "classification"] if column == "code" else []
-    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", column, *task,
-                         "--out-dir", tmp_path / "out")
-    assert f"target column '{column}' has 400 classes" in message and "an id" in message
-    assert ("--task regression" in message) == (column == "code")
-    assert not (tmp_path / "out" / "t").exists()
-    make_data("--csv", tmp_path / "t.csv", "--target", "plan", "--out-dir", tmp_path / "out")
-    assert len(load_dataset(tmp_path / "out" / "t").description.class_labels) == 80
+    shared = np.arange(rows - alone) % 7 if alone < rows else np.array([], dtype=int)
+    labels = [f"p{k}" for k in shared] + [f"c{i:05d}" for i in range(alone)]
+    write(tmp_path / "t.csv", {"x": np.arange(rows) % 13 + 0.5, "who": labels})
+    argv = ["--csv", tmp_path / "t.csv", "--target", "who", "--out-dir", tmp_path / "out"]
+    if refused:
+        message = user_error(make_data_script.main, *argv)
+        assert f"target column 'who' has {alone + len(set(shared)):,} classes" in message and "an id" in message
+        assert "--task classification" in message and not (tmp_path / "out" / "t").exists()
+        make_data(*argv, "--task", "classification")  # the way out it names
+    else:
+        make_data(*argv)
+    assert len(load_dataset(tmp_path / "out" / "t").description.class_labels) == alone + len(set(shared))

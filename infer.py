@@ -22,7 +22,7 @@ import numpy as np
 from common.allocator import keep_chunk_memory
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
-from common.data.dataset import load_dataset, recorded_source
+from common.data.dataset import content_identity, load_dataset, read_description, recorded_source
 from common.data.tables import column_names, without_pandas
 from common.errors import UserError, run_cli
 from common.files import write_json
@@ -79,16 +79,24 @@ def output_path(input_path: str, output: str | None) -> str:
     return output
 
 
-def check_labelled(cfg: InferConfig, input_path: str, config: ModelRecord) -> None:
+def check_labelled(cfg: InferConfig, input_path: str, names: list[str], config: ModelRecord) -> None:
     """--importance needs the target in the input: said before any work."""
     if not cfg.importance:
         return
     if not config.target_column:
         raise UserError(f"--importance: {cfg.ckpt_dir} was trained before model folders named their target column, "
                         "so its rows cannot be scored: retrain it to measure importance")
-    if config.target_column not in column_names(input_path, cfg.sep):
+    if config.target_column not in names:
         raise UserError(f"--importance needs rows with their target: {input_path} has no column "
                         f"'{config.target_column}'")
+
+
+def made_from(input_path: str, config: ModelRecord) -> bool:
+    """Whether `input_path` is the table the model's data set was made from, and that data set is
+    still the one it trained on (a folder made again since may hold another table's)."""
+    if not config.data or recorded_source(config.data) != str(Path(input_path).resolve()):
+        return False
+    return content_identity(config.data, read_description(config.data)[1]) == config.training.get("data_identity")
 
 
 def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) -> dict | None:
@@ -98,7 +106,7 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     names = [] if input_path.endswith(".npy") else column_names(input_path, cfg.sep)
     if names:  # said before the work too, naming the model (ckpt/, where --ckpt-dir was left out)
         require_columns(names, config.preprocess, input_path, model=f"the model in {cfg.ckpt_dir}")
-    check_labelled(cfg, input_path, config)
+    check_labelled(cfg, input_path, names, config)
     target = config.target_column
     labelled = (lambda: LabelledRows(config, target, input_path, cfg.importance_rows if cfg.importance else 0)) \
         if target else None
@@ -112,10 +120,10 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     unseen = f"; labels the model never saw: {scored.unseen}" if scored.unseen else ""
     figures = show_figures(report, config, f"{scored.rows} rows with a '{target}'{blank}{unseen}",
                            report.get("labels"))
-    if config.data and recorded_source(config.data) == str(Path(input_path).resolve()):
-        console.print(f"Note: {input_path} is the table the model's data set was made from: these figures are on "
-                      "rows it trained on, above what new rows get (its out-of-fold or test figures are on its card, "
-                      f"{Path(cfg.ckpt_dir) / 'README.md'})")
+    if made_from(input_path, config):
+        console.print(f"Note: {input_path} is the table the model's data set was made from: these figures are "
+                      "mostly on rows it trained on, above what new rows get (its out-of-fold or test figures are on "
+                      f"its card, {Path(cfg.ckpt_dir) / 'README.md'})")
     figures.update(rows_scored=scored.rows, rows_without_target=scored.blank)
     if cfg.importance:
         importance = scored.importance(lambda X: predict(config, model, X, cfg.batch_size))

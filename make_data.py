@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common.allocator import keep_chunk_memory
 from common.config import MakeDataConfig, parse_config
-from common.console import console, report_dataset
+from common.console import console, report_dataset, report_replaced
 from common.data.builtin import (
     RawTable,
     ScaledData,
@@ -65,7 +65,8 @@ def save_scalers(out_dir: Path, scaled: ScaledData) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = resolve_make_data_config(parse_config(MakeDataConfig, argv, __doc__))
     if cfg.csv:  # a user's table: streamed, whatever its size
-        folder, meta = ingest_to_folder(cfg)
+        folder, meta, replaced = ingest_to_folder(cfg)
+        report_replaced(folder, replaced)
         written = [folder]
     else:
         table = in_memory_table(cfg)

@@ -160,7 +160,9 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         try:
             folder = make_data_set(make_cfg, stem, source)
         except UserError as err:  # a table in memory: named as the caller knows it, not by its temporary file
-            raise UserError(str(err).replace(str(path), source)) if source else err from None
+            if source:
+                err.args = (str(err).replace(str(path), source),)  # the same error, its kind and fields kept
+            raise
         run = ckpt_dir or str(Path("runs") / stem)
         train_cfg = parse_config(TrainConfig, ["--data", str(folder), "--ckpt-dir", run,
                                                *flags(settings, TrainConfig, TRAIN_SETTINGS)])
@@ -170,11 +172,12 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
 
 
 def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None) -> Path:
-    from common.console import report_dataset
+    from common.console import report_dataset, report_replaced
     from common.data.builtin import resolve_make_data_config
     from common.data.ingest import ingest_to_folder
 
-    folder, meta = ingest_to_folder(resolve_make_data_config(cfg), source, stem)
+    folder, meta, replaced = ingest_to_folder(resolve_make_data_config(cfg), source, stem)
+    report_replaced(folder, replaced)
     report_dataset(meta)
     return folder
 

@@ -62,6 +62,13 @@ def roles_table(roles: Sequence[Any], title: str) -> Table:
     return table
 
 
+def report_replaced(folder: Any, earlier: str | None) -> None:
+    """Where make_data replaced a data set made from another table (ingest_to_folder): said, not silent."""
+    if earlier is not None:
+        console.print(f"Note: {folder} held the data set of {earlier}, now replaced by this one (runs trained on "
+                      "it keep their models, and can no longer --resume)")
+
+
 def report_dataset(meta: Any) -> None:
     """What make_data.py made (a DatasetDescription): each column's role, the target's reading and
     the split."""

@@ -78,12 +78,22 @@ def usable_cores() -> int:
 
 
 def cgroup_quota_cores() -> int | None:
-    """Whole cores the CPU quota of this process's cgroup (v2: cpu.max, "quota period" or "max
-    period") allows, at least 1; None without a quota or where the files cannot be read (cgroup v1,
-    other systems)."""
+    """Whole cores the CPU quotas of this process's cgroup and the cgroups above it (v2: cpu.max,
+    "quota period" or "max period") allow, the tightest, at least 1; None without a quota or where
+    the files cannot be read (cgroup v1, other systems)."""
     try:
         own = next(line[3:] for line in OWN_CGROUP.read_text().splitlines() if line.startswith("0::"))
-        quota, period = (CGROUP_ROOT / own.lstrip("/") / "cpu.max").read_text().split()[:2]
+    except (OSError, StopIteration):
+        return None
+    folder = CGROUP_ROOT / own.strip().lstrip("/")
+    groups = [folder, *(group for group in folder.parents if group == CGROUP_ROOT or CGROUP_ROOT in group.parents)]
+    found = [cores for cores in (_quota_cores(group / "cpu.max") for group in groups) if cores is not None]
+    return min(found) if found else None
+
+
+def _quota_cores(cpu_max: Path) -> int | None:
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
         return None if quota == "max" else max(1, int(quota) // int(period))
-    except (OSError, StopIteration, ValueError):
+    except (OSError, ValueError):
         return None

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # A test-set size that no process count or batch size divides: 6003 rows -> 4802 train, 1201 test.
 SMALL_ROWS = 6003
 
-# Quick settings for the small tables (scikit-learn's, a few hundred to a few thousand rows of a
-# user's CSV): ~10 steps an epoch, as a step's fixed cost rules at these sizes.
+# Quick settings for a user's small table (hundreds to thousands of rows): a step's fixed cost rules
+# at these sizes, so few, large batches.
 FAST = ["--batch-size", "128", "--epochs", "10", "--lr", "0.01", "--eval-every", "10"]
 
 # What a finished run leaves in its folder.

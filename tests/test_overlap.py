@@ -120,3 +120,16 @@ def test_the_usable_cores_are_the_affinitys_within_the_cgroups_quota(tmp_path, m
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
     monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's, not this process's
     assert usable_cores() == cores
+
+
+def test_a_quota_set_above_the_processs_own_cgroup_counts_too(tmp_path, monkeypatch):
+    """A systemd slice or a pod holds the quota; the process's own group has none (or a looser one)."""
+    (tmp_path / "pod" / "job").mkdir(parents=True)
+    (tmp_path / "pod" / "cpu.max").write_text("300000 100000\n")
+    (tmp_path / "pod" / "job" / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "cpu.max").write_text("800000 100000\n")
+    own = tmp_path / "proc_cgroup"
+    own.write_text("0::/pod/job\n")
+    monkeypatch.setattr(overlap, "OWN_CGROUP", own)
+    monkeypatch.setattr(overlap, "CGROUP_ROOT", tmp_path)
+    assert overlap.cgroup_quota_cores() == 3

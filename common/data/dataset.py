@@ -124,11 +124,11 @@ def recorded_source(folder: str | Path) -> str | None:
     """The table a data set folder was made from, as its dataset.json records it (an absolute
     path, or how a table given in memory was described); None where the folder holds no data set
     that can be read."""
-    import json
-
+    if not meta_path(folder).is_file():
+        return None
     try:
-        source = json.loads((Path(folder) / DATASET_FILE).read_text())["source"]["csv"]
-    except (OSError, ValueError, KeyError, TypeError):
+        source = read_description(folder)[0].source.get("csv")
+    except UserError:  # damaged or of another version: whatever it was, it is not this table
         return None
     return source if isinstance(source, str) else None
 

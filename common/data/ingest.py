@@ -341,10 +341,11 @@ def chunk_inputs(pre: Preprocessor, numeric: dict[str, ScratchColumn], ids: dict
 
 
 def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
-                     stem: str | None = None) -> tuple[Path, DatasetDescription]:
+                     stem: str | None = None) -> tuple[Path, DatasetDescription, str | None]:
     """The data set folder of a user's table, written whole or not at all: <out-dir>/<stem>, the
     file's stem by default. `source`: where the table came from, where that is not the file (a
-    table given in memory, written out to be read)."""
+    table given in memory, written out to be read). Third: the table an earlier data set in the
+    folder was made from, where it may have been another (for the caller to say so)."""
     assert cfg.csv is not None
     folder = dataset_folder(cfg.out_dir, stem or Path(cfg.csv).stem)
     if not Path(cfg.csv).is_file():
@@ -358,9 +359,6 @@ def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
         if source is not None:
             meta.source["csv"] = source
         write_json_file(stage / DATASET_FILE, meta.to_json())
-    if earlier is not None and earlier != meta.source["csv"]:  # two files of one name, say: said, not silent
-        from common.console import console
-
-        console.print(f"Note: {folder} held the data set of {earlier}, now replaced by this one (runs trained "
-                      "on it keep their models, and can no longer --resume)")
-    return folder, meta
+    # Two files of one name, say; a table in memory is known by its description alone.
+    replaced = earlier if earlier is not None and (earlier != meta.source["csv"] or source is not None) else None
+    return folder, meta, replaced

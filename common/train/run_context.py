@@ -24,7 +24,7 @@ class RunContext:
     the process group); `make_plan` then only computes."""
     num_processes: int
     local_processes: int           # processes on this machine, which share its cores
-    cpu_count: int
+    cores: int                     # those this process may use (common/overlap.usable_cores)
     data: str                      # the data set, as an absolute path
     init: str                      # RANDOM_INIT, or the absolute path of the weights to start from
     resume: str                    # the checkpoint folder --resume names; "" for a fresh run
@@ -35,7 +35,7 @@ def find_context(cfg: TrainConfig, num_processes: int, local_processes: int) -> 
     if cfg.init_from and not Path(cfg.init_from).is_file():
         raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model.safetensors that train.py wrote")
     return RunContext(
-        num_processes=num_processes, local_processes=local_processes, cpu_count=usable_cores(),
+        num_processes=num_processes, local_processes=local_processes, cores=usable_cores(),
         data=str(Path(cfg.data).resolve()),
         init=str(Path(cfg.init_from).resolve()) if cfg.init_from else RANDOM_INIT,
         resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",

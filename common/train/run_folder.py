@@ -32,7 +32,7 @@ from common.files import (
     write_together,
     write_weights_file,
 )
-from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE, ModelRecord
+from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE, ModelRecord, load_record
 from common.train.checkpoints import (
     CheckpointState,
     check_checkpoint_root,
@@ -173,10 +173,12 @@ class RunFolder:
         main process once every process is here."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            earlier = earlier_data(self.path)
+            earlier = earlier_record(self.path)
             written = commit_run(self.path, weights, record, report.writers if report else {})
-            if earlier is not None and earlier[0] != self.plan.data_identity:  # not a rerun on the same data
-                console.print(f"Note: {self.path} held a model of another data set ({earlier[1]}), now replaced")
+            if earlier is not None and earlier.training.get("data_identity") != self.plan.data_identity:
+                remade = earlier.data == self.plan.run.data  # the same folder, made again from other rows
+                console.print(f"Note: {self.path} held a model of {'an earlier version of ' if remade else ''}"
+                              f"the data set {earlier.data}, now replaced")
             console.print(f"Saved: {self.path / MODEL_FILE}, {self.path / CONFIG_FILE}, {self.path / METRICS_FILE}"
                           + (f"; {', '.join(written)}" if written else ""))
 
@@ -261,13 +263,14 @@ def clear_commit_leftovers(ckpt_dir: str | Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def earlier_data(ckpt_dir: Path) -> tuple[str, str] | None:
-    """The identity and path of the data set the model a run folder already holds was trained on;
-    None where it holds none that can be read."""
+def earlier_record(ckpt_dir: Path) -> ModelRecord | None:
+    """The record of the model a run folder already holds (its data set among the rest); None
+    where it holds none that can be read."""
+    if not (ckpt_dir / CONFIG_FILE).is_file():
+        return None
     try:
-        training = json.loads((ckpt_dir / CONFIG_FILE).read_text())["training"]
-        return str(training["data_identity"]), str(training["data"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return load_record(ckpt_dir)
+    except UserError:  # damaged, or of a format this code no longer reads: replaced all the same
         return None
 
 

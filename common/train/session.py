@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from common.config import TrainConfig
 from common.console import TrainingDisplay
@@ -33,6 +33,9 @@ from common.train.run_record import run_record, scalar_settings
 from common.train.run_report import RunReport
 from common.train.stop_signal import StopSignal
 from common.train.trainer import Trainer, check_finite
+
+if TYPE_CHECKING:
+    import torch
 
 TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/logs
 
@@ -61,10 +64,12 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
 
 
 class Built(NamedTuple):
+    """A run's model, optimizer and scheduler as accelerator.prepare made them, and torch's own
+    scheduler besides."""
     model: Any
     optimizer: Any
     scheduler: Any  # prepared: Accelerate's wrapper, which passes none of torch's attributes on
-    schedule: Any  # torch's scheduler inside it (None for a constant rate), whose attributes a new leg sets
+    schedule: torch.optim.lr_scheduler.LRScheduler | None  # torch's inside it, whose attributes a new leg sets
 
 
 def build(plan: TrainPlan, accelerator: Any) -> Built:
@@ -146,14 +151,17 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         folder.commit(weights, model_record, report)
 
 
-def begin_leg(plan: TrainPlan, best: BestTracker, schedule: Any, display: TrainingDisplay,
-              accelerator: Any) -> None:
+def begin_leg(plan: TrainPlan, best: BestTracker, schedule: torch.optim.lr_scheduler.LRScheduler | None,
+              display: TrainingDisplay, accelerator: Any) -> None:
     """At the end of the epochs planned so far: another leg where the validation figure was still
     improving (early_stopping.Legs), its cosine restarted; every process decides alike, on the
     same reduced figures."""
     legs, epochs = best.legs, best.next_leg()
     if not epochs:
         return
+    from torch.optim.lr_scheduler import CosineAnnealingLR
+
+    assert isinstance(schedule, CosineAnnealingLR)  # legs follow a cosine only (run_plan.effective_extension)
     restart_cosine(schedule, legs.peak, epochs * plan.batches.optimizer_steps // plan.loop.epochs)
     display.extend(legs.end)
     accelerator.print(f"The best {plan.loop.monitor} came late (epoch {best.epoch}): training on to epoch {legs.end}, "

@@ -116,5 +116,5 @@ def test_a_model_of_another_data_set_is_replaced_with_a_note_and_a_rerun_without
     assert "held a model of another data set" not in capsys.readouterr().out
     train("--data", small_val, "--ckpt-dir", run, "--epochs", "1", "--importance-rows", "0")
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
-    assert f"Note: {run} held a model of another data set ({small_cls}), now replaced" in out
+    assert f"Note: {run} held a model of the data set {small_cls}, now replaced" in out
     assert json.loads((run / "config.json").read_text())["training"]["data"] == str(small_val)

@@ -25,11 +25,11 @@ from common.train.run_plan import (
 )
 
 
-def plan_for(data, *argv, processes=1, local=None, cpu_count=None):
+def plan_for(data, *argv, processes=1, local=None, cores=None):
     cfg = parse_config(TrainConfig, list(argv))
     context = find_context(cfg, processes, local or processes)
-    if cpu_count is not None:
-        context = dataclasses.replace(context, cpu_count=cpu_count)
+    if cores is not None:
+        context = dataclasses.replace(context, cores=cores)
     return make_plan(cfg, data, context)
 
 
@@ -123,8 +123,8 @@ def test_threads(cls_data):
     assert cpu_threads(0, 1, 16, SMALL_STEP_MACS - 1) == 1
     assert cpu_threads(6, 4, 2, big) == 6   # as asked
     wide = ("--hidden", "4096", "4096", "--batch-size", "4096")
-    assert plan_for(cls_data, *wide, local=2, cpu_count=16).run.threads == 8
-    assert plan_for(cls_data, *wide, processes=4, cpu_count=16).run.threads == 4
+    assert plan_for(cls_data, *wide, local=2, cores=16).run.threads == 8
+    assert plan_for(cls_data, *wide, processes=4, cores=16).run.threads == 4
 
 
 def test_resume_compares_every_field_but_the_run_only_ones(cls_data):

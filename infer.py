@@ -24,7 +24,7 @@ from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
 from common.data.dataset import content_identity, load_dataset, read_description, recorded_source
 from common.data.tables import column_names, without_pandas
-from common.errors import UserError, run_cli
+from common.errors import UserError, run_cli, written
 from common.files import write_json
 from common.model import intra_op_threads
 from common.model_folder import ModelRecord, load_model_dir
@@ -112,6 +112,7 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
         if target else None
     with intra_op_threads(pipeline_threads()):
         rows, scored = predict_to_file(input_path, output, config, model, cfg.sep, cfg.batch_size, labelled)
+    written(f"the predictions in {output}")
     console.print(f"Predicted {rows} row{'' if rows == 1 else 's'}: {output}")
     if scored is None:
         return None
@@ -141,6 +142,7 @@ def main(argv=None) -> None:
             raise UserError(f"--metrics-json: {cfg.input} has no '{config.target_column or 'target'}' column to score "
                             "the predictions on (they were written)")
         write_json(cfg.metrics_json, figures)
+        written(str(cfg.metrics_json))
 
 
 if __name__ == "__main__":

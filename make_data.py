@@ -40,6 +40,7 @@ from common.data.dataset import dataset_folder, save_dataset
 from common.data.ingest import ingest_to_folder
 from common.data.tables import without_pandas
 from common.errors import run_cli
+from common.errors import written as now_written
 from common.files import atomic_path
 
 
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         folder, meta = dataset_folder(cfg.out_dir, table.stem), scaled.data.description
         save_dataset(scaled.data, folder)
         written = [folder] + ([] if cfg.dataset else save_scalers(Path(cfg.out_dir), scaled))
+    now_written(", ".join(str(p) for p in written))
     report_dataset(meta)
     console.print("Saved: " + ", ".join(str(p) for p in written))
 

@@ -58,17 +58,22 @@ def quiet_start(module: str) -> None:
     make ~170k objects that live as long as the process, and each full collection walked them
     all, 20-80 ms apiece, several while they load and one more inside a prediction (0.13 s of
     infer.py's 1.5 s start-up, and 80 ms of a million-row prediction's 0.35 s)."""
-    global _collector_paused
+    global _collector_paused, _script_process
     if module != "__main__":
         return
+    _script_process = True
     if gc.isenabled():
         gc.disable()
         _collector_paused = True
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _stopped_while_starting)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stopped_while_starting)
 
 
 _collector_paused = False
+_script_process = False  # quiet_start was called by a script run as such: the process is the script's
+_written: list[str] = []  # what the run has finished writing (written): a signal after it says so
 
 
 def collect_from_here() -> None:
@@ -84,12 +89,25 @@ def collect_from_here() -> None:
 def _stopped_while_starting(signum: int, frame: object) -> None:
     # Under a launcher every worker gets the Ctrl-C; no Accelerator exists yet to pick the one
     # that reports, so the first of each machine does (LOCAL_RANK, set by torch's launcher).
+    by, code = ("Ctrl-C", Interrupted.exit_code) if signum == signal.SIGINT else ("SIGTERM", 143)
     if os.environ.get("LOCAL_RANK", "0") == "0":
-        print(f"{Interrupted.prefix}: interrupted by Ctrl-C while starting; nothing was written",
+        print(f"{Interrupted.prefix}: interrupted by {by} while starting; nothing was written",
               file=sys.stderr, flush=True)
     # At once: nothing is written yet, and an exception raised here, inside an import, was
     # swallowed by importlib (the run went on) or aborted torch's extension loading.
-    os._exit(Interrupted.exit_code)
+    os._exit(code)
+
+
+def written(what: str) -> None:
+    """`what` (a file, in words) is written whole and in place: a Ctrl-C or SIGTERM from here on
+    says so, instead of that the files written before were left as they were."""
+    _written.append(what)
+
+
+def _unwritten_note() -> str:
+    if not _written:
+        return "files written before were left as they were"
+    return f"{', '.join(_written)} had been written before it; other files were left as they were"
 
 
 def _error_in_flight(err: BaseException) -> UserError | None:
@@ -117,15 +135,24 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
     if signal.getsignal(signal.SIGINT) is _stopped_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    if previous is _stopped_while_starting:
+        previous = signal.SIG_DFL
+    finished = False
+    _written.clear()  # a process that runs more than one script's main (tests) starts each afresh
     try:
         try:
             main()
+            if _script_process:
+                # The work is done and in place: a signal now could only cut the interpreter's
+                # shutdown short, into a traceback from an exit handler or an exit code saying
+                # the run failed.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                finished = True
         except KeyboardInterrupt as err:
-            raise _error_in_flight(err) or Interrupted(
-                "interrupted by Ctrl-C; files written before were left as they were") from None
+            raise _error_in_flight(err) or Interrupted(f"interrupted by Ctrl-C; {_unwritten_note()}") from None
         except Terminated as err:
-            raise _error_in_flight(err) or Stopped(
-                "SIGTERM received; files written before were left as they were", 143) from None
+            raise _error_in_flight(err) or Stopped(f"SIGTERM received; {_unwritten_note()}", 143) from None
     except UserError as err:
         if reports(err):
             # A further Ctrl-C while the line is written would cut it off and print a traceback.
@@ -137,4 +164,5 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
                 time.sleep(QUIET_EXIT_DELAY_S)
         sys.exit(err.exit_code)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not finished:
+            signal.signal(signal.SIGTERM, previous)

@@ -103,6 +103,7 @@ def test_a_script_collects_no_garbage_while_it_loads_and_never_walks_what_it_loa
     from common import errors
 
     handler, enabled, frozen = signal.getsignal(signal.SIGINT), gc.isenabled(), gc.get_freeze_count()
+    terminate, script = signal.getsignal(signal.SIGTERM), errors._script_process
     try:
         errors.quiet_start("__main__")
         assert not gc.isenabled()
@@ -114,3 +115,5 @@ def test_a_script_collects_no_garbage_while_it_loads_and_never_walks_what_it_loa
         gc.unfreeze()
         gc.enable() if enabled else gc.disable()
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, terminate)
+        errors._script_process = script

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from common.console import console
 from common.errors import Interrupted, Stopped, UserError
+from common.errors import written as now_written
 from common.files import (
     append_jsonl,
     atomic_path,
@@ -175,6 +176,7 @@ class RunFolder:
         if self.accelerator.is_main_process:
             earlier = earlier_record(self.path)
             written = commit_run(self.path, weights, record, report.writers if report else {})
+            now_written(f"the model in {self.path}")
             if earlier is not None and earlier.training.get("data_identity") != self.plan.data_identity:
                 remade = earlier.data == self.plan.run.data  # the same folder, made again from other rows
                 console.print(f"Note: {self.path} held a model of {'an earlier version of ' if remade else ''}"

@@ -76,6 +76,57 @@ def test_ctrl_c_while_a_script_starts_is_one_line_and_run_cli_takes_over():
     assert handed_over.stdout.strip() == "True", handed_over.stderr
 
 
+def test_sigterm_while_a_script_starts_is_one_line_and_143():
+    starting = subprocess.Popen(
+        [sys.executable, "-c", "from common.errors import quiet_start; quiet_start(__name__); import time; "
+                               "print('ready', flush=True); time.sleep(60)"],
+        cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert starting.stdout.readline().strip() == "ready"
+        starting.send_signal(signal.SIGTERM)
+        _, stderr = starting.communicate(timeout=30)
+    finally:
+        starting.kill()
+    assert starting.returncode == 143
+    assert stderr.strip().splitlines() == ["stopped: interrupted by SIGTERM while starting; nothing was written"]
+
+
+SIGNALLED_AFTER = """
+import atexit, os, signal, sys, time
+from common.errors import quiet_start, run_cli, written
+quiet_start(__name__)
+
+def signalled():
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        os.kill(os.getpid(), signum)
+    time.sleep(0.1)
+    print("shut down", flush=True)
+
+def main():
+    written("the predictions in p.csv")
+    if sys.argv[1] == "during":
+        raise KeyboardInterrupt  # as a Ctrl-C while the figures are printed
+    atexit.register(signalled)  # as a Ctrl-C while the interpreter shuts down
+
+run_cli(main)
+"""
+
+
+@pytest.mark.parametrize("when", ["during", "after"])
+def test_a_signal_once_the_output_is_in_place_says_so_or_changes_nothing(when):
+    """After the output is written, a Ctrl-C says that it was (not that files were left as they
+    were); once main has returned, Ctrl-C and SIGTERM change nothing: exit 0, no traceback."""
+    done = subprocess.run([sys.executable, "-c", SIGNALLED_AFTER, when], cwd=ROOT, env=script_env(),
+                          capture_output=True, text=True, timeout=30)
+    if when == "during":
+        assert done.returncode == 130
+        assert done.stderr.strip().splitlines() == [
+            "stopped: interrupted by Ctrl-C; the predictions in p.csv had been written before it; other files "
+            "were left as they were"]
+    else:
+        assert (done.returncode, done.stdout, done.stderr) == (0, "shut down\n", "")
+
+
 def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
     cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
            "--data", str(small_cls), "--ckpt-dir", str(tmp_path), *LONG]

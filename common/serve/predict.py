@@ -3,6 +3,7 @@ to labels, probabilities or values on the original y scale; a file of raw rows i
 predictions; the figures of a data set's test split."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,30 @@ def predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn
     """Every row of `path` predicted, in order, into `output`; returns the row count, and with
     `labelled` (which makes one) the figures of the rows that carry the model's target. Tables
     are streamed; one that cannot be (see stream_table) is read whole, with row-numbered messages."""
+    before = file_state(path)
     try:
-        return _predict_to_file(path, output, config, model, sep, batch_rows, True, labelled)
+        return _predict_to_file(path, output, config, model, sep, batch_rows, True, labelled, before)
     except NotStreamable:
-        return _predict_to_file(path, output, config, model, sep, batch_rows, False, labelled)
+        check_unchanged(path, before)  # a file cut short while streamed reads as not streamable, and read whole
+        return _predict_to_file(path, output, config, model, sep, batch_rows, False, labelled, before)
+
+
+def file_state(path: str) -> tuple[int, int] | None:
+    """A file's size and modification time; None where it is gone (its open handles read on)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
+def check_unchanged(path: str, before: tuple[int, int] | None) -> None:
+    """Refuse predictions of a file that was written to while it was read: they would be of
+    some of its rows, or of two versions of them."""
+    now = file_state(path)
+    if now is not None and now != before:
+        raise UserError(f"{path} changed while it was read (another program writing it?): predict it again once "
+                        "it is written whole")
 
 
 # Batches predicted and formatted at once in predict_to_file. A batch's forward pass, softmax and
@@ -99,8 +120,8 @@ def pipeline_threads() -> int:
 
 
 def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn.Module, sep: str | None,
-                     batch_rows: int, stream: bool, labelled: Callable[[], LabelledRows] | None
-                     ) -> tuple[int, LabelledRows | None]:
+                     batch_rows: int, stream: bool, labelled: Callable[[], LabelledRows] | None,
+                     before: tuple[int, int] | None) -> tuple[int, LabelledRows | None]:
     scored = None
     with atomic_path(output) as tmp:
         writer = PredictionWriter(tmp, OUTPUT_KINDS[Path(output).suffix.lower()], config.class_labels)
@@ -127,6 +148,7 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
             writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one
             raise UserError(f"{path} has no data rows: nothing to predict")
+        check_unchanged(path, before)  # inside atomic_path too: such predictions replace nothing
     notes.report()
     return writer.rows, scored
 

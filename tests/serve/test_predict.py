@@ -231,6 +231,36 @@ def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):
     assert not (tmp_path / "new.pred.csv").exists()
 
 
+@pytest.mark.parametrize("cut", [False, True])
+def test_an_input_written_to_while_it_is_read_replaces_no_earlier_predictions(small_model, small_cls, tmp_path,
+                                                                               monkeypatch, cut):
+    """Another program appends to the file, or cuts it short (read whole again, from the start, by
+    the fallback for files that stop streaming), while its first batches are predicted."""
+    import common.serve.predict as serving
+
+    X = np.load(small_cls / "X_test.npy")[:400]
+    write(tmp_path / "rows.csv", {f"x{i}": X[:, i] for i in range(X.shape[1])})
+    (tmp_path / "p.csv").write_text("earlier\n")
+    batches = serving.feature_batches
+
+    def changed_after_the_first(*args, **kwargs):
+        for i, batch in enumerate(batches(*args, **kwargs)):
+            yield batch
+            if i == 0 and cut:
+                text = (tmp_path / "rows.csv").read_text()
+                (tmp_path / "rows.csv").write_text(text[:len(text) // 2])  # the last line cut mid-row
+                raise serving.NotStreamable  # as the stream meets the cut
+            if i == 0:
+                with open(tmp_path / "rows.csv", "a") as fh:
+                    fh.write(",".join(["0.5"] * X.shape[1]) + "\n")
+
+    monkeypatch.setattr(serving, "feature_batches", changed_after_the_first)
+    message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "rows.csv",
+                         "--output", tmp_path / "p.csv", "--batch-size", "50")
+    assert "rows.csv changed while it was read" in message
+    assert (tmp_path / "p.csv").read_text() == "earlier\n" and not list(tmp_path.glob(".p.csv*"))
+
+
 def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_model, tmp_path):
     (tmp_path / "empty.csv").write_text(",".join(f"x{i}" for i in range(10)) + "\n")
     (tmp_path / "p.parquet").write_bytes(b"earlier")

@@ -23,7 +23,13 @@ def _width_off_terminal(default: int = 120) -> int:
     return int(value) if value.isdigit() and int(value) > 0 else default
 
 
-console = Console() if sys.stdout.isatty() else Console(width=_width_off_terminal())
+def _console() -> Console:
+    if sys.stdout is None:  # started with its standard output closed (`>&-`): nothing is shown, nothing fails
+        return Console(file=open(os.devnull, "w"), width=_width_off_terminal())
+    return Console() if sys.stdout.isatty() else Console(width=_width_off_terminal())
+
+
+console = _console()
 
 
 def fmt(value: float) -> str:

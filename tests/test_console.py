@@ -21,3 +21,18 @@ def test_importing_the_console_with_an_empty_columns_variable(monkeypatch):
     monkeypatch.setattr(sys, "stdout", io.StringIO())  # not a terminal: a log file, a job scheduler
     module = runpy.run_path(str(ROOT / "common" / "console.py"))
     assert module["console"].width == 120
+
+
+def test_a_script_started_with_its_output_closed_prints_nothing_and_fails_nothing():
+    """`infer.py ... >&-`: Python has no sys.stdout; the console writes nowhere instead of failing."""
+    import os
+    import subprocess
+    import sys
+
+    from builders import ROOT, script_env
+
+    done = subprocess.run([sys.executable, "-c", "import sys; from common.console import console; "
+                                                 "console.print('shown'); print(sys.stdout is None, file=sys.stderr)"],
+                          cwd=ROOT, env=script_env(), stderr=subprocess.PIPE, text=True, timeout=30,
+                          preexec_fn=lambda: os.close(1))
+    assert (done.returncode, done.stderr) == (0, "True\n")

@@ -149,27 +149,32 @@ def require_columns(names: Any, pre: Preprocessor, source: str, model: str = "th
         raise UserError(f"{source} lacks column(s) {missing}: {model} needs {pre.column_names}")
 
 
-def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: int, stream: bool = True,
+READINGS = ("typed", "text", "whole")  # how feature_batches reads a table, each the fallback of the one before
+
+
+def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: int, reading: str = "typed",
                     notes: InputNotes | None = None, target: str | None = None) -> Iterator[Batch]:
     """The model's inputs for each row of a table (.csv, Parquet) or .npy array, batch by batch in
     file order, the table's other columns (ids and such) to carry into the predictions, and the
-    `target` column where the table has one. Blanks are filled as in training. `stream=False`
-    reads a table whole (the way for files that stream_table cannot read with fixed types), for
-    row-numbered messages on bad cells. `notes` gathers what the user is told afterwards."""
+    `target` column where the table has one. Blanks are filled as in training. `reading`: "typed"
+    streams the number columns as numbers; "text" streams them as text, read here, so that a cell
+    that is no number (or `3,750`) is read, or named by its row, in memory bounded by a batch;
+    "whole" reads the table whole, for files no stream reads (a row of too many cells), with
+    pyarrow's own message. `notes` gathers what the user is told afterwards."""
     notes = notes or InputNotes(pre)
     if path.endswith(".npy"):
         for X, extra in npy_batches(path, pre, batch_rows, notes):
             yield Batch(X, extra, None)
         return
     text = [c.name for c in pre.text_categorical]
-    if not stream:
+    if reading == "whole":
         table = read_table(path, sep, text_columns=text)
         yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target), 0, decimal_of(table))
         return
     first_row = 0
     # Read as numbers by pyarrow: the plain numeric columns. A date, or a column whose training
     # file held words among its numbers, comes as text and is read here.
-    numbers = [s.name for s in pre.numeric if not s.is_date and not s.blank_words]
+    numbers = [s.name for s in pre.numeric if not s.is_date and not s.blank_words] if reading == "typed" else []
     for table in stream_table(path, sep, text, numbers, batch_rows):
         yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row,
                     decimal_of(table))

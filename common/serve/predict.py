@@ -18,7 +18,7 @@ from common.files import atomic_path
 from common.model import pass_rows, predicted_outputs
 from common.model_folder import ModelRecord
 from common.overlap import prefetched, side_by_side, usable_cores
-from common.serve.inputs import Batch, InputNotes, feature_batches
+from common.serve.inputs import READINGS, Batch, InputNotes, feature_batches
 from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS, FormattedBatch, PredictionWriter
 from common.steps import has_link
@@ -74,13 +74,15 @@ def predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn
                     ) -> tuple[int, LabelledRows | None]:
     """Every row of `path` predicted, in order, into `output`; returns the row count, and with
     `labelled` (which makes one) the figures of the rows that carry the model's target. Tables
-    are streamed; one that cannot be (see stream_table) is read whole, with row-numbered messages."""
+    are streamed with their number columns as numbers, else as text (a cell that is no number is
+    then named by its row), else read whole (feature_batches' READINGS)."""
     before = file_state(path)
-    try:
-        return _predict_to_file(path, output, config, model, sep, batch_rows, True, labelled, before)
-    except NotStreamable:
-        check_unchanged(path, before)  # a file cut short while streamed reads as not streamable, and read whole
-        return _predict_to_file(path, output, config, model, sep, batch_rows, False, labelled, before)
+    for reading in READINGS[:-1]:
+        try:
+            return _predict_to_file(path, output, config, model, sep, batch_rows, reading, labelled, before)
+        except NotStreamable:
+            check_unchanged(path, before)  # a file cut short while streamed reads as not streamable
+    return _predict_to_file(path, output, config, model, sep, batch_rows, READINGS[-1], labelled, before)
 
 
 def file_state(path: str) -> tuple[int, int] | None:
@@ -120,7 +122,7 @@ def pipeline_threads() -> int:
 
 
 def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn.Module, sep: str | None,
-                     batch_rows: int, stream: bool, labelled: Callable[[], LabelledRows] | None,
+                     batch_rows: int, reading: str, labelled: Callable[[], LabelledRows] | None,
                      before: tuple[int, int] | None) -> tuple[int, LabelledRows | None]:
     scored = None
     with atomic_path(output) as tmp:
@@ -129,7 +131,7 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
         target = config.target_column if labelled else None
         # The stages side by side, each in order: the next batch is read and preprocessed while
         # PREDICTORS batches are predicted and formatted, and the one before them written.
-        batches = prefetched(feature_batches(path, config.preprocess, sep, batch_rows, stream, notes, target))
+        batches = prefetched(feature_batches(path, config.preprocess, sep, batch_rows, reading, notes, target))
 
         def predicted_and_formatted(batch: Batch) -> tuple[Batch, dict[str, np.ndarray], FormattedBatch]:
             result = predict(config, model, batch.X, batch_rows)

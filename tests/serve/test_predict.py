@@ -219,12 +219,17 @@ def test_prediction_streams_every_row_once_in_order(people_set, tmp_path, suffix
                                [float(r["proba_high"]) for r in rows], rtol=1e-5)
 
 
-def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path):
+def test_a_bad_cell_deep_in_a_streamed_file_names_its_row(people_set, tmp_path, monkeypatch):
+    """Named by the stream that reads the number columns as text, never by reading the file whole
+    (memory as large as the file)."""
+    import common.serve.inputs as inputs
+
     tmp, _ = people_set
     train("--data", tmp / "people", "--ckpt-dir", tmp_path, "--epochs", "1")
     ages = [str(30 + i % 20) for i in range(300)]
     ages[256] = "old"
     write(tmp_path / "new.csv", {"member": [True] * 300, "city": ["rome"] * 300, "age": ages})
+    monkeypatch.setattr(inputs, "read_table", lambda *args, **kwargs: pytest.fail("read whole"))
     message = user_error(infer_script.main, "--ckpt-dir", tmp_path, "--input", tmp_path / "new.csv",
                          "--batch-size", "10")
     assert "'old'" in message and "row 257" in message
@@ -259,6 +264,20 @@ def test_an_input_written_to_while_it_is_read_replaces_no_earlier_predictions(sm
                          "--output", tmp_path / "p.csv", "--batch-size", "50")
     assert "rows.csv changed while it was read" in message
     assert (tmp_path / "p.csv").read_text() == "earlier\n" and not list(tmp_path.glob(".p.csv*"))
+
+
+def test_numbers_written_with_thousands_separators_predict_as_plain_ones(small_model, small_cls, tmp_path):
+    """`1,360.268` stops the typed stream; the stream that reads number columns as text reads it,
+    and every other column through pyarrow's parser, to the same bits as the plain file."""
+    X = np.load(small_cls / "X_test.npy")[:300] * 1000
+    plain = {f"x{i}": [f"{v:.3f}" for v in X[:, i]] for i in range(X.shape[1])}
+    write(tmp_path / "plain.csv", plain)
+    write(tmp_path / "thousands.csv", plain | {"x2": [f"{v:,.3f}" for v in X[:, 2]]})
+    assert '"1,' in (tmp_path / "thousands.csv").read_text() or '"-1,' in (tmp_path / "thousands.csv").read_text()
+    for name in ("plain", "thousands"):
+        infer("--ckpt-dir", small_model, "--input", tmp_path / f"{name}.csv", "--output", tmp_path / f"{name}.npz")
+    with np.load(tmp_path / "plain.npz") as plain_out, np.load(tmp_path / "thousands.npz") as thousands_out:
+        assert np.array_equal(plain_out["proba"], thousands_out["proba"])
 
 
 def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_model, tmp_path):

@@ -134,6 +134,10 @@ def _swapped_in(final: Path, owned: Callable[[str], bool]) -> Iterator[Path]:
         shutil.rmtree(previous, ignore_errors=True)
     except OSError as err:
         raise write_error(final, err) from None
+    except WriteFailed as err:  # a file of the stage, whose hidden name tells the user nothing: said of `final`
+        if err.errno is None:
+            raise
+        raise write_error(final, OSError(err.errno, os.strerror(err.errno))) from None
     finally:
         if stage is not None and stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

@@ -226,7 +226,8 @@ def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(
         shutil.copytree(small_cls, disk / "people")  # an earlier data set of the same name
         before = {p.name: p.read_bytes() for p in (disk / "people").iterdir()}
         message = user_error(make_data_script.main, "--csv", table, "--target", "label", "--out-dir", disk)
-        assert "No space left on device" in message and "cannot write" in message
+        assert "No space left on device" in message and message.startswith(f"cannot write {disk / 'people'} (")
+        assert "people keeps what it held before" in message  # the data set named, not its hidden stage
         # No staging folder left behind; the writers' lock file stays (a lock file deleted on release
         # could be locked by one process and recreated by another).
         assert sorted(p.name for p in disk.iterdir()) == [".people.lock", "people"]

@@ -142,3 +142,15 @@ def test_torchs_own_text_never_reaches_the_user(tmp_path):
     assert "enforce" not in reason and "pos" not in reason and fix
     assert write_problem(OSError(errno.ENOSPC, "No space left on device"), tmp_path) == (
         "No space left on device", "free some space or choose another folder")
+
+
+def test_a_full_disk_inside_a_staged_folder_is_said_of_the_folder_not_its_hidden_stage(tmp_path):
+    from common.files import WriteFailed, atomic_folder, write_error
+
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "a.npy").write_bytes(b"earlier")
+    with pytest.raises(WriteFailed) as info, atomic_folder(tmp_path / "set", lambda name: name == "a.npy") as stage:
+        raise write_error(stage / "a.npy", OSError(errno.ENOSPC, "No space left on device"))
+    assert str(info.value).startswith(f"cannot write {tmp_path / 'set'} (No space left on device)")
+    assert info.value.errno == errno.ENOSPC and ".part" not in str(info.value)
+    assert (tmp_path / "set" / "a.npy").read_bytes() == b"earlier"

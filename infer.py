@@ -25,7 +25,7 @@ from common.console import confusion_table, console, figures_table, importance_t
 from common.data.dataset import content_identity, load_dataset, read_description, recorded_source
 from common.data.tables import column_names, without_pandas
 from common.errors import UserError, run_cli, written
-from common.files import write_json
+from common.files import check_writable, write_json
 from common.model import intra_op_threads
 from common.model_folder import ModelRecord, load_model_dir
 from common.serve.inputs import require_columns
@@ -135,6 +135,8 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
 
 def main(argv=None) -> None:
     cfg = parse_config(InferConfig, argv, __doc__)
+    if cfg.metrics_json:  # before the work: else the predictions are written, then the figures refused
+        check_writable(Path(cfg.metrics_json).parent)
     config, model = load_model_dir(cfg.ckpt_dir)
     figures = predict_file(cfg, cfg.input, config, model) if cfg.input else evaluate(cfg, config, model)
     if cfg.metrics_json:

@@ -280,6 +280,18 @@ def test_numbers_written_with_thousands_separators_predict_as_plain_ones(small_m
         assert np.array_equal(plain_out["proba"], thousands_out["proba"])
 
 
+def test_an_unwritable_metrics_file_is_refused_before_the_predictions_are_written(small_model, small_cls, tmp_path,
+                                                                                   monkeypatch):
+    np.save(tmp_path / "rows.npy", np.load(small_cls / "X_test.npy")[:20])
+    (tmp_path / "p.csv").write_text("earlier\n")
+    (tmp_path / "locked").write_text("a file where the folder should be")
+    monkeypatch.setattr(infer_script, "predict_to_file", lambda *args: pytest.fail("predicted"))
+    message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "rows.npy",
+                         "--output", tmp_path / "p.csv", "--metrics-json", tmp_path / "locked" / "m.json")
+    assert message.startswith(f"cannot write in {tmp_path / 'locked'}")
+    assert (tmp_path / "p.csv").read_text() == "earlier\n"
+
+
 def test_a_prediction_input_without_rows_is_one_line_and_writes_nothing(small_model, tmp_path):
     (tmp_path / "empty.csv").write_text(",".join(f"x{i}" for i in range(10)) + "\n")
     (tmp_path / "p.parquet").write_bytes(b"earlier")

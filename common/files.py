@@ -307,10 +307,21 @@ def write_json_file(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def require_file(path: str | os.PathLike, what: str) -> None:
+    """`path` is a file to read; else one line saying what it is instead (`what`: "table", ...)."""
+    path = Path(path)
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder, not a file: pass the file itself")
+    if path.exists():
+        raise UserError(f"{what} {path} is not a regular file (a pipe or a device): save the rows to a file first")
+    raise UserError(f"{what} {path} not found: check the path")
+
+
 def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} {path} not found: check the path")
+    require_file(path, what)
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -154,3 +154,16 @@ def test_a_full_disk_inside_a_staged_folder_is_said_of_the_folder_not_its_hidden
     assert str(info.value).startswith(f"cannot write {tmp_path / 'set'} (No space left on device)")
     assert info.value.errno == errno.ENOSPC and ".part" not in str(info.value)
     assert (tmp_path / "set" / "a.npy").read_bytes() == b"earlier"
+
+
+def test_a_path_to_read_that_is_no_file_says_what_it_is(tmp_path):
+    import make_data as make_data_script
+    from builders import user_error
+
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "folder").mkdir()
+    said = {name: user_error(make_data_script.main, "--csv", tmp_path / name, "--target", "y")
+            for name in ("folder", "pipe", "gone.csv")}
+    assert said["folder"] == f"table {tmp_path / 'folder'} is a folder, not a file: pass the file itself"
+    assert "is not a regular file (a pipe or a device)" in said["pipe"]
+    assert said["gone.csv"] == f"table {tmp_path / 'gone.csv'} not found: check the path"

@@ -59,7 +59,7 @@ from common.data.splits import SPLIT_CODES, TRAIN, chunks, split_rows
 from common.data.tables import csv_header, decimal_of, read_table, table_batches, unreadable
 from common.data.target import regression_target, targets
 from common.errors import UserError
-from common.files import atomic_folder, write_json_file
+from common.files import atomic_folder, require_file, write_json_file
 from common.steps import CategoricalStep, Categories, NumericStep, Preprocessor, TargetStep
 
 
@@ -348,8 +348,7 @@ def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
     folder was made from, where it may have been another (for the caller to say so)."""
     assert cfg.csv is not None
     folder = dataset_folder(cfg.out_dir, stem or Path(cfg.csv).stem)
-    if not Path(cfg.csv).is_file():
-        raise UserError(f"table {cfg.csv} not found: check the path")
+    require_file(cfg.csv, "table")
     if folder.resolve() in Path(cfg.csv).resolve().parents:
         raise UserError(f"{cfg.csv} lies in {folder}, the folder its data set would replace: "
                         "choose another --out-dir")

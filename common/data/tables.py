@@ -21,6 +21,7 @@ from typing import Any
 
 from common.data.columns import NULL_VALUES, plain_table
 from common.errors import UserError
+from common.files import require_file
 from common.overlap import side_by_side, usable_cores
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -80,8 +81,7 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
     import pyarrow.csv as pa_csv
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"table {path} not found: check the path")
+    require_file(path, "table")
     decimal = "."
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
@@ -153,8 +153,7 @@ def stream_table(path: str | Path, sep: str | None, text_columns: Sequence[str],
     import pyarrow as pa
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"table {path} not found: check the path")
+    require_file(path, "table")
     types = {name: pa.float64() for name in number_columns}
     try:
         yield from table_batches(path, sep, text_columns, types, None, batch_rows, other_as_text=True)

@@ -4,7 +4,6 @@ into the predictions. Blanks are filled as in training."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,6 +20,7 @@ from common.data.columns import (
 from common.data.dates import DateValues, date_values
 from common.data.tables import decimal_of, read_table, stream_table
 from common.errors import UserError
+from common.files import require_file
 from common.steps import Categories, Preprocessor
 
 
@@ -88,8 +88,7 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
     if refused := not_numbers(pre):
         raise UserError(f"{path}: a .npy array cannot hold the model's categorical or date columns "
                         f"{refused}: pass a CSV or Parquet file")
-    if not Path(path).is_file():
-        raise UserError(f"input {path} not found: check the path")
+    require_file(path, "input")
     try:
         X = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as err:

@@ -217,8 +217,8 @@ class WriteFailed(UserError):
 
 def write_error(path: Path, err: BaseException) -> WriteFailed:
     reason, fix = write_problem(err, path.parent)
-    return WriteFailed(f"cannot write {path} ({reason}): {fix}; {path.name} keeps what it held before",
-                       failure_errno(err, path.parent))
+    kept = f"; {path.name} keeps what it held before" if path.exists() else ""  # a new file: nothing to keep
+    return WriteFailed(f"cannot write {path} ({reason}): {fix}{kept}", failure_errno(err, path.parent))
 
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT)

@@ -167,3 +167,12 @@ def test_a_path_to_read_that_is_no_file_says_what_it_is(tmp_path):
     assert said["folder"] == f"table {tmp_path / 'folder'} is a folder, not a file: pass the file itself"
     assert "is not a regular file (a pipe or a device)" in said["pipe"]
     assert said["gone.csv"] == f"table {tmp_path / 'gone.csv'} not found: check the path"
+
+
+def test_a_write_that_fails_says_what_was_kept_only_where_there_was_something(tmp_path):
+    from common.files import write_error
+
+    (tmp_path / "old.csv").write_text("earlier")
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert str(write_error(tmp_path / "old.csv", full)).endswith("; old.csv keeps what it held before")
+    assert "keeps" not in str(write_error(tmp_path / "new.csv", full))

@@ -55,40 +55,27 @@ def test_ctrl_c_is_one_line_with_the_way_to_resume(small_cls, tmp_path):
     assert line.startswith("stopped: Ctrl-C ") and "--resume (from" in line and "epoch_0000" in line
 
 
-def test_ctrl_c_while_a_script_starts_is_one_line_and_run_cli_takes_over():
-    """Before run_cli, while torch loads: quiet_start's handler, one line and 130 at once."""
+@pytest.mark.parametrize("signum, by, code", [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)])
+def test_a_signal_while_a_script_starts_is_one_line_and_run_cli_takes_over(signum, by, code):
+    """Before run_cli, while torch loads: quiet_start's handler, one line and the shell's code at once."""
     starting = subprocess.Popen(
         [sys.executable, "-c", "from common.errors import quiet_start; quiet_start(__name__); import time; "
                                "print('ready', flush=True); time.sleep(60)"],
         cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert starting.stdout.readline().strip() == "ready"
-        starting.send_signal(signal.SIGINT)
+        starting.send_signal(signum)
         _, stderr = starting.communicate(timeout=30)
     finally:
         starting.kill()
-    assert starting.returncode == 130
-    assert stderr.strip().splitlines() == ["stopped: interrupted by Ctrl-C while starting; nothing was written"]
+    assert starting.returncode == code
+    assert stderr.strip().splitlines() == [f"stopped: interrupted by {by} while starting; nothing was written"]
     handed_over = subprocess.run(
         [sys.executable, "-c", "import signal; from common.errors import quiet_start, run_cli; quiet_start(__name__); "
-                               "run_cli(lambda: print(signal.getsignal(signal.SIGINT) is signal.default_int_handler))"],
+                               "run_cli(lambda: print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+                               "signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL))"],
         cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=30)
-    assert handed_over.stdout.strip() == "True", handed_over.stderr
-
-
-def test_sigterm_while_a_script_starts_is_one_line_and_143():
-    starting = subprocess.Popen(
-        [sys.executable, "-c", "from common.errors import quiet_start; quiet_start(__name__); import time; "
-                               "print('ready', flush=True); time.sleep(60)"],
-        cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert starting.stdout.readline().strip() == "ready"
-        starting.send_signal(signal.SIGTERM)
-        _, stderr = starting.communicate(timeout=30)
-    finally:
-        starting.kill()
-    assert starting.returncode == 143
-    assert stderr.strip().splitlines() == ["stopped: interrupted by SIGTERM while starting; nothing was written"]
+    assert handed_over.stdout.strip() == "True True", handed_over.stderr
 
 
 SIGNALLED_AFTER = """

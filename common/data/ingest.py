@@ -223,10 +223,10 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
             seen.rows += len(y)
     except pa.ArrowInvalid as err:
         if "conversion error" not in str(err):
-            raise unreadable(path, err) from None
+            raise unreadable(path, err, cfg.sep) from None
         raise cell_error(path, cfg.sep, str(err).splitlines()[0], seen.rows_read) from None
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
-        raise unreadable(path, err) from None
+        raise unreadable(path, err, cfg.sep) from None
     return seen
 
 

@@ -106,7 +106,7 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
                 table = pa_csv.read_csv(path, **options)
         table = plain_table(table, text_columns)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
-        raise unreadable(path, err) from None
+        raise unreadable(path, err, sep) from None
     names = table.column_names
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -133,10 +133,40 @@ def csv_convert_options(decimal: str, types: dict[str, Any], columns: Sequence[s
         include_columns=list(columns) if columns is not None else None)
 
 
-def unreadable(path: Path, err: BaseException) -> UserError:
+def unreadable(path: Path, err: BaseException, sep: str | None = None) -> UserError:
     first = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return UserError(f"cannot read {path} ({first}): save it as UTF-8 CSV with a header row "
+    line = ragged_line(path, sep) if "CSV parse error: Expected" in first else None
+    where = f"line {line}: " if line is not None else ""
+    return UserError(f"cannot read {path} ({where}{first}): save it as UTF-8 CSV with a header row "
                      "(--sep sets the delimiter) or as Parquet")
+
+
+def ragged_line(path: Path, sep: str | None) -> int | None:
+    """The line number of the first row with more or fewer cells than the header, which pyarrow's
+    message shows but does not number: found by a second pass on one thread, where pyarrow numbers
+    the rows it cannot parse, every cell read as text. Only after such an error; None where the
+    pass cannot tell."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    found: list[int] = []
+
+    def note(row: Any) -> str:
+        found.append(row.number)
+        return "error"
+
+    delimiter = sep or detect_delimiter(path)
+    try:
+        reader = pa_csv.open_csv(
+            path, read_options=pa_csv.ReadOptions(use_threads=False),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=note),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(csv_header(path, delimiter),
+                                                                             pa.string())))
+        for _ in reader:
+            pass
+    except (pa.ArrowException, OSError, UnicodeDecodeError):
+        pass
+    return found[0] if found and found[0] is not None else None
 
 
 class NotStreamable(Exception):

@@ -137,3 +137,22 @@ def test_without_pandas_fails_its_import_and_still_answers_a_search():
             "print('pandas' in sys.modules, spec is not None and spec.origin is None)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["absent", "False", "True"]
+
+
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_a_row_of_too_many_cells_is_named_by_its_line(small_model, tmp_path, sep):
+    """pyarrow's message shows the row but not where it is; make_data.py and infer.py say the line."""
+    import infer as infer_script
+    import make_data as make_data_script
+    from builders import user_error
+
+    lines = [sep.join(f"x{i}" for i in range(10))] + [sep.join(["1"] * 10)] * 300
+    lines[257] += sep + "9"
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    told = ["--sep", sep] if sep != "," else []
+    made = user_error(make_data_script.main, "--csv", tmp_path / "rows.csv", "--target", "x0", *told,
+                      "--out-dir", tmp_path)
+    predicted = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "rows.csv", *told,
+                           "--output", tmp_path / "p.csv")
+    for message in (made, predicted):
+        assert "(line 258: CSV parse error: Expected 10 columns, got 11" in message, message

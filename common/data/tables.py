@@ -156,10 +156,11 @@ def ragged_line(path: Path, sep: str | None) -> int | None:
         return "error"
 
     delimiter = sep or detect_delimiter(path)
+    parsing = csv_parse_options(path, delimiter)  # as the read that failed parsed it
+    parsing.invalid_row_handler = note
     try:
         reader = pa_csv.open_csv(
-            path, read_options=pa_csv.ReadOptions(use_threads=False),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=note),
+            path, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parsing,
             convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(csv_header(path, delimiter),
                                                                              pa.string())))
         for _ in reader:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
+import io
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 # A process that leaves an error to another one to print waits this long before it exits: the
 # torch launcher stops every process as soon as one has ended, which could otherwise cut the
@@ -39,6 +42,13 @@ class Stopped(Interrupted):
         self.exit_code = exit_code
 
 
+class OutputLost(UserError):
+    """Standard output failed while the run went on (GuardedOutput): what it printed stops
+    short, though its files are whole; exit 1, as for any command whose output failed."""
+
+    exit_code = 1
+
+
 class Terminated(BaseException):
     """SIGTERM outside a training loop, raised like KeyboardInterrupt so that every `finally` and
     context manager on the way out runs: staged files are removed, nothing earlier is replaced."""
@@ -62,6 +72,8 @@ def quiet_start(module: str) -> None:
     if module != "__main__":
         return
     _script_process = True
+    if sys.stdout is not None:  # None: started with it closed (`>&-`); console.py writes nowhere then
+        sys.stdout = GuardedOutput(sys.stdout)
     if gc.isenabled():
         gc.disable()
         _collector_paused = True
@@ -74,6 +86,7 @@ def quiet_start(module: str) -> None:
 _collector_paused = False
 _script_process = False  # quiet_start was called by a script run as such: the process is the script's
 _written: list[str] = []  # what the run has finished writing (written): a signal after it says so
+_lost_output: list[OSError] = []  # standard output's first failure (GuardedOutput); run_cli says so at the end
 
 
 def collect_from_here() -> None:
@@ -102,6 +115,48 @@ def written(what: str) -> None:
     """`what` (a file, in words) is written whole and in place: a Ctrl-C or SIGTERM from here on
     says so, instead of that the files written before were left as they were."""
     _written.append(what)
+
+
+class GuardedOutput:
+    """A script's standard output (quiet_start puts it in place of sys.stdout). What a script
+    prints reports work whose results are files, so a reader that went away (`| head`) or a full
+    disk under `> log` must neither stop a run nor end it in a traceback: rich's own answer to a
+    closed pipe is a silent exit 1, mid-training, and print's is an OSError. The first failure is
+    kept, nothing more is written, and run_cli says so once the work is done."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._guarded("write", text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._guarded("flush")
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+    def _guarded(self, method: str, *args: str) -> None:
+        if _lost_output:
+            return
+        try:
+            getattr(self._stream, method)(*args)
+        except OSError as err:
+            _lost_output.append(err)
+            with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+                # What the stream still buffers would fail again in the interpreter's last flush.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+
+def _lost_output_error() -> OutputLost | None:
+    """A reader that went away (`| head`) asked for no more, as a closed pipe ends any Unix
+    filter: no error. A full disk or a failing device under `> log` lost output the user wanted."""
+    if not _lost_output or _lost_output[0].errno == errno.EPIPE:
+        return None
+    reason = _lost_output[0].strerror or type(_lost_output[0]).__name__
+    return OutputLost(f"standard output failed ({reason}): what the run printed stops short, but the run finished "
+                      "and its files are whole; make room, or send the output elsewhere")
 
 
 def _unwritten_note() -> str:
@@ -139,6 +194,7 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
         previous = signal.SIG_DFL
     finished = False
     _written.clear()  # a process that runs more than one script's main (tests) starts each afresh
+    _lost_output.clear()
     try:
         try:
             main()
@@ -149,6 +205,9 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 finished = True
+            lost = _lost_output_error()
+            if lost is not None:
+                raise lost
         except KeyboardInterrupt as err:
             raise _error_in_flight(err) or Interrupted(f"interrupted by Ctrl-C; {_unwritten_note()}") from None
         except Terminated as err:
@@ -157,7 +216,8 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
         if reports(err):
             # A further Ctrl-C while the line is written would cut it off and print a traceback.
             interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
+            with contextlib.suppress(OSError):  # stderr failing too: the exit code is all that is left
+                print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
             signal.signal(signal.SIGINT, interrupt)
         else:
             with contextlib.suppress(Terminated):  # the launcher stops the quiet ones once the reporter has ended

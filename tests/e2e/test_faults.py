@@ -114,6 +114,51 @@ def test_a_signal_once_the_output_is_in_place_says_so_or_changes_nothing(when):
         assert (done.returncode, done.stdout, done.stderr) == (0, "shut down\n", "")
 
 
+PRINTS_A_LOT = """
+import sys
+from pathlib import Path
+from common.errors import quiet_start, run_cli
+quiet_start(__name__)
+from common.console import console
+
+def main():
+    for i in range(2000):
+        console.print(f"line {i} of a long report")  # rich, as the scripts print
+        print(f"plain line {i}", flush=True)         # print, as accelerator.print does
+    Path(sys.argv[1]).write_text("done")
+
+run_cli(main)
+"""
+
+
+@pytest.mark.parametrize("out", ["full", "closed"])
+def test_standard_output_that_fails_neither_stops_the_work_nor_prints_a_traceback(out, tmp_path):
+    """stdout on a full disk (/dev/full): the work finishes, then one line and exit 1. A reader
+    that went away (`| head`): the work finishes, exit 0, nothing said, as for any Unix filter."""
+    result = tmp_path / "result"
+    command = [sys.executable, "-c", PRINTS_A_LOT, str(result)]
+    if out == "full":
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(command, cwd=ROOT, env=script_env(), stdout=full, stderr=subprocess.PIPE,
+                                  text=True, timeout=60)
+        code, stderr = done.returncode, done.stderr
+    else:
+        proc = subprocess.Popen(command, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().startswith("line 0")
+        proc.stdout.close()  # the reader goes away, as `| head -1` does
+        stderr = proc.stderr.read()
+        code = proc.wait(timeout=60)
+    assert result.read_text() == "done"
+    if out == "full":
+        assert code == 1
+        assert stderr.strip().splitlines() == [
+            "error: standard output failed (No space left on device): what the run printed stops short, but the "
+            "run finished and its files are whole; make room, or send the output elsewhere"]
+    else:
+        assert (code, stderr) == (0, "")
+
+
 def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
     cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
            "--data", str(small_cls), "--ckpt-dir", str(tmp_path), *LONG]

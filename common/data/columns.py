@@ -84,7 +84,7 @@ def feature_type_advice(kind: Any) -> str | None:
     if pa.types.is_nested(kind):
         return "give it one value per cell (split it into columns, or join it into one text value)"
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
-        return "decode its bytes to text"
+        return "decode its bytes to text (a CSV: save it as UTF-8)"
     return "convert it to numbers or text"
 
 

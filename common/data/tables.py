@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -135,10 +136,35 @@ def csv_convert_options(decimal: str, types: dict[str, Any], columns: Sequence[s
 
 def unreadable(path: Path, err: BaseException, sep: str | None = None) -> UserError:
     first = str(err).splitlines()[0] if str(err) else type(err).__name__
-    line = ragged_line(path, sep) if "CSV parse error: Expected" in first else None
+    line = None
+    if "CSV parse error: Expected" in first:
+        line = ragged_line(path, sep)
+    elif "invalid UTF8" in first:  # pyarrow numbers the column from 0 and not the line
+        line = undecodable_line(path)
+        number = re.search(r"CSV column #(\d+)", first)
+        header = csv_header(path, sep) if number else []
+        if number and int(number[1]) < len(header):
+            first = f"column '{header[int(number[1])]}' holds bytes that are not UTF-8 text"
     where = f"line {line}: " if line is not None else ""
     return UserError(f"cannot read {path} ({where}{first}): save it as UTF-8 CSV with a header row "
                      "(--sep sets the delimiter) or as Parquet")
+
+
+def undecodable_line(path: Path, block_bytes: int = 1 << 24) -> int | None:
+    """The number of the first line holding bytes that are not UTF-8, read a block at a time;
+    only after pyarrow refused the file for it. None where every byte decodes."""
+    line, carried = 1, b""
+    with open(path, "rb") as fh:
+        while block := fh.read(block_bytes):
+            block, carried = carried + block, b""
+            try:
+                block.decode("utf-8")
+            except UnicodeDecodeError as err:
+                if err.reason != "unexpected end of data":
+                    return line + block.count(b"\n", 0, err.start)
+                block, carried = block[:err.start], block[err.start:]  # a character cut by the block's end
+            line += block.count(b"\n")
+    return line if carried else None
 
 
 def ragged_line(path: Path, sep: str | None) -> int | None:
@@ -158,6 +184,9 @@ def ragged_line(path: Path, sep: str | None) -> int | None:
     delimiter = sep or detect_delimiter(path)
     parsing = csv_parse_options(path, delimiter)  # as the read that failed parsed it
     parsing.invalid_row_handler = note
+    # A row holding bytes that are not UTF-8 never reaches `note`: pyarrow cannot make its text,
+    # says so through the unraisable hook (a traceback on stderr) and stops; no line, then.
+    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
     try:
         reader = pa_csv.open_csv(
             path, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parsing,
@@ -167,6 +196,8 @@ def ragged_line(path: Path, sep: str | None) -> int | None:
             pass
     except (pa.ArrowException, OSError, UnicodeDecodeError):
         pass
+    finally:
+        sys.unraisablehook = hook
     return found[0] if found and found[0] is not None else None
 
 

@@ -156,3 +156,52 @@ def test_a_row_of_too_many_cells_is_named_by_its_line(small_model, tmp_path, sep
                            "--output", tmp_path / "p.csv")
     for message in (made, predicted):
         assert "(line 258: CSV parse error: Expected 10 columns, got 11" in message, message
+
+
+def test_bytes_that_are_not_utf8_are_named_by_their_column_and_line(crossfit_run, tmp_path):
+    """pyarrow numbers the column from 0 and says no line: infer.py names both."""
+    import infer as infer_script
+    from builders import user_error
+
+    lines = (crossfit_run / "people.csv").read_bytes().split(b"\n")
+    line = next(n for n in range(200, 300) if lines[n].split(b",")[1])  # a city that is not blank
+    cells = lines[line].split(b",")
+    lines[line] = b",".join([cells[0], cells[1][:-2] + b'\xff"', *cells[2:]])  # "rom\xff"
+    (tmp_path / "rows.csv").write_bytes(b"\n".join(lines))
+    message = user_error(infer_script.main, "--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "rows.csv",
+                         "--output", tmp_path / "p.csv")
+    assert f"(line {line + 1}: column 'city' holds bytes that are not UTF-8 text)" in message, message
+
+
+def test_a_ragged_row_of_bytes_that_are_not_utf8_is_one_line_without_a_traceback(small_model, tmp_path, capsys):
+    """pyarrow cannot hand such a row to the line-finding pass and reports it through the
+    unraisable hook: the message goes without a line number, and nothing else reaches stderr."""
+    import infer as infer_script
+    from builders import user_error
+
+    lines = [",".join(f"x{i}" for i in range(10)).encode()] + [b",".join([b"1"] * 10)] * 300
+    lines[257] += b",\xff"
+    (tmp_path / "rows.csv").write_bytes(b"\n".join(lines) + b"\n")
+    message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "rows.csv",
+                         "--output", tmp_path / "p.csv")
+    assert "CSV parse error: Expected 10 columns, got 11" in message
+    assert capsys.readouterr().err == ""
+
+
+TEXTS = [
+    ("a,é\nb,€\nc,😀\n".encode(), None),
+    ("a,é\nb,€\n".encode() + b"c,\xff\n", 3),
+    (b"a\n" + "€".encode()[:2], 2),  # a character cut by the file's end
+    (b"\xe2\x82\n", 1),  # ... and by a line's
+]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 5, 1 << 20])
+def test_the_first_line_that_is_not_utf8_is_found_across_blocks(tmp_path, block_bytes):
+    """A character cut by a block's end is carried into the next block, not taken for bad bytes."""
+    from common.data.tables import undecodable_line
+
+    path = tmp_path / "t.csv"
+    for blob, line in TEXTS:
+        path.write_bytes(blob)
+        assert undecodable_line(path, block_bytes) == line, (blob, block_bytes)

@@ -90,7 +90,7 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
                         f"{refused}: pass a CSV or Parquet file")
     require_file(path, "input")
     try:
-        X = np.load(path, allow_pickle=False, mmap_mode="r")
+        X = np.load(path, allow_pickle=False, mmap_mode="r")  # the header, checked against the file's size
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
     names = pre.column_names
@@ -98,11 +98,11 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
         raise UserError(f"{path} has shape {X.shape} and type {X.dtype}, the model takes numbers of shape "
                         f"(rows, {len(names)}): pass the columns {names} in this order")
     plain = pre.plainly_standardised
-    for start in range(0, len(X), batch_rows):
+    for start, rows in array_blocks(path, X, batch_rows):
         # Column-major where each column is scaled in turn: read with a stride of the row's width,
         # a million rows' inputs took ~20% longer. Plainly standardised rows are scaled as one
         # block instead (40% less time than column by column), unless a batch has a blank.
-        part = np.asarray(X[start:start + batch_rows], dtype=np.float64, order="C" if plain else "F")
+        part = np.asarray(rows, dtype=np.float64, order="C" if plain else "F")
         if np.isinf(part).any():
             raise UserError(f"{path} holds infinite values (row {start + int(np.argwhere(np.isinf(part))[0, 0]) + 1})"
                             ": clean them first (NaN counts as blank)")
@@ -112,6 +112,26 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
             continue
         yield pre.transform(notes.watch(column_getter(part, names)), lambda n: Categories.from_list([]),
                             len(part)), {}
+
+
+def array_blocks(path: str, X: np.memmap, batch_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """`X`'s rows, `batch_rows` at a time, read from the file rather than through the map: a file
+    cut short meanwhile (another program rewriting it) would end the process by SIGBUS, with no
+    word, where a read comes back short and is named. A Fortran-ordered array keeps the map."""
+    if not X.flags.c_contiguous:
+        for start in range(0, len(X), batch_rows):
+            yield start, X[start:start + batch_rows]
+        return
+    offset, width = X.offset, X.shape[1]
+    with open(path, "rb") as fh:
+        for start in range(0, len(X), batch_rows):
+            rows = min(batch_rows, len(X) - start)
+            fh.seek(offset + start * width * X.dtype.itemsize)
+            block = np.fromfile(fh, dtype=X.dtype, count=rows * width)
+            if block.size < rows * width:
+                raise UserError(f"{path} was cut short while it was read (at row {start + block.size // width + 1} "
+                                f"of {len(X)}): read it once it is written whole")
+            yield start, block.reshape(rows, width)
 
 
 def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray]:

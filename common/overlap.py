@@ -78,22 +78,42 @@ def usable_cores() -> int:
 
 
 def cgroup_quota_cores() -> int | None:
-    """Whole cores the CPU quotas of this process's cgroup and the cgroups above it (v2: cpu.max,
-    "quota period" or "max period") allow, the tightest, at least 1; None without a quota or where
-    the files cannot be read (cgroup v1, other systems)."""
+    """Whole cores the CPU quotas of this process's cgroup and the cgroups above it allow, the
+    tightest, at least 1; None without a quota or where the files cannot be read (other
+    systems). cgroup v2 keeps a quota in cpu.max ("quota period", or "max period" for none); v1,
+    still the rule on older hosts and hybrid ones, in the cpu controller's cpu.cfs_quota_us
+    (-1 for none) and cpu.cfs_period_us, under its own mount (cpu, or cpu,cpuacct)."""
     try:
-        own = next(line[3:] for line in OWN_CGROUP.read_text().splitlines() if line.startswith("0::"))
-    except (OSError, StopIteration):
+        lines = OWN_CGROUP.read_text().splitlines()
+    except OSError:
         return None
-    folder = CGROUP_ROOT / own.strip().lstrip("/")
-    groups = [folder, *(group for group in folder.parents if group == CGROUP_ROOT or CGROUP_ROOT in group.parents)]
-    found = [cores for cores in (_quota_cores(group / "cpu.max") for group in groups) if cores is not None]
+    found: list[int] = []
+    for line in lines:
+        _, controllers, own = line.split(":", 2) if line.count(":") >= 2 else ("", "-", "")
+        if line.startswith("0::"):
+            found += _quotas(CGROUP_ROOT, own, _v2_quota_cores)
+        elif "cpu" in controllers.split(","):
+            found += _quotas(CGROUP_ROOT / controllers, own, _v1_quota_cores)
     return min(found) if found else None
 
 
-def _quota_cores(cpu_max: Path) -> int | None:
+def _quotas(root: Path, own: str, quota_of: Callable[[Path], int | None]) -> list[int]:
+    folder = root / own.strip().lstrip("/")
+    groups = [folder, *(group for group in folder.parents if group == root or root in group.parents)]
+    return [cores for cores in map(quota_of, groups) if cores is not None]
+
+
+def _v2_quota_cores(group: Path) -> int | None:
     try:
-        quota, period = cpu_max.read_text().split()[:2]
+        quota, period = (group / "cpu.max").read_text().split()[:2]
         return None if quota == "max" else max(1, int(quota) // int(period))
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_quota_cores(group: Path) -> int | None:
+    try:
+        quota, period = (int((group / name).read_text()) for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        return None if quota < 0 else max(1, quota // period)
     except (OSError, ValueError):
         return None

@@ -133,3 +133,21 @@ def test_a_quota_set_above_the_processs_own_cgroup_counts_too(tmp_path, monkeypa
     monkeypatch.setattr(overlap, "OWN_CGROUP", own)
     monkeypatch.setattr(overlap, "CGROUP_ROOT", tmp_path)
     assert overlap.cgroup_quota_cores() == 3
+
+
+@pytest.mark.parametrize("own, quota, cores", [
+    ("4:cpu,cpuacct:/docker/abc\n0::/\n", "250000", 2),  # a host's view of a container (docker --cpus 2.5)
+    ("4:cpu,cpuacct:/docker/abc\n0::/\n", "-1", None),  # no quota
+    ("2:cpuacct,cpu:/\n1:name=systemd:/\n", "400000", 4),  # inside the container, its group at the mount's root
+])
+def test_a_cgroup_v1_quota_counts_as_a_v2_one(tmp_path, monkeypatch, own, quota, cores):
+    """cgroup v1 (older and hybrid hosts): the cpu controller's cfs quota and period, under its own mount."""
+    controllers, path = own.split(":")[1], own.splitlines()[0].split(":")[2]
+    group = tmp_path / controllers / path.lstrip("/")
+    group.mkdir(parents=True, exist_ok=True)
+    (group / "cpu.cfs_quota_us").write_text(quota + "\n")
+    (group / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "proc_cgroup").write_text(own)
+    monkeypatch.setattr(overlap, "OWN_CGROUP", tmp_path / "proc_cgroup")
+    monkeypatch.setattr(overlap, "CGROUP_ROOT", tmp_path)
+    assert overlap.cgroup_quota_cores() == cores

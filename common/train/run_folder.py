@@ -73,6 +73,7 @@ class RunFolder:
     def __init__(self, plan: TrainPlan, accelerator: Any):
         self.plan, self.accelerator, self.path = plan, accelerator, Path(plan.run.ckpt_dir)
         self.log: RunLog | None = None
+        self.committed = False  # the model files are swapped in (commit)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> RunFolder:
@@ -176,6 +177,7 @@ class RunFolder:
         if self.accelerator.is_main_process:
             earlier = earlier_record(self.path)
             written = commit_run(self.path, weights, record, report.writers if report else {})
+            self.committed = True
             now_written(f"the model in {self.path}")
             if earlier is not None and earlier.training.get("data_identity") != self.plan.data_identity:
                 remade = earlier.data == self.plan.run.data  # the same folder, made again from other rows
@@ -200,6 +202,15 @@ class RunFolder:
                                f"(from {found[-1]}); {self._kept()}")
         return Interrupted(f"interrupted in epoch {epoch}, with no checkpoint to resume from (--checkpoint-every N "
                            f"keeps some); {self._kept()}")
+
+    def stopped_after_training(self, by: BaseException) -> Stopped:
+        """A Ctrl-C or SIGTERM (`by`) once the last step was taken, before the model files were
+        swapped in: they were not, and a checkpoint, where the run keeps them, goes on from there."""
+        name, code = ("Ctrl-C", 130) if isinstance(by, KeyboardInterrupt) else ("SIGTERM", 143)
+        found = complete_checkpoints(self.path)
+        go_on = f"continue with the same arguments and --resume (from {found[-1]})" if found else \
+            "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
+        return Stopped(f"{name} after training, before the model was saved: {go_on}; {self._kept()}", code)
 
     def _kept(self) -> str:
         if (self.path / MODEL_FILE).is_file():

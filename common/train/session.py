@@ -16,7 +16,7 @@ from common.config import TrainConfig
 from common.console import TrainingDisplay
 from common.data.dataset import TabularData, load_dataset
 from common.decision import ThresholdFit, decision_in_words
-from common.errors import UserError
+from common.errors import Terminated, UserError
 from common.figures import run_painter, stop_early
 from common.files import load_weights
 from common.model import build_model, intra_op_threads, load_state
@@ -133,22 +133,28 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
                     if epochs_run == legs.end:
                         begin_leg(plan, best, built.schedule, display, accelerator)
                     folder.checkpoint_if_due(epoch)  # after a leg has begun: a resumed run goes on with it
-                    if stop.agreed(0, boundary=True) and epochs_run < legs.end and not best.stopped:
+                    if stop.agreed(0, boundary=True):  # the last epoch too: a resume then only saves
                         raise folder.stopped(stop, trainer)
                     epoch += 1
         except KeyboardInterrupt:  # a second Ctrl-C, which does not wait for the step to end
             raise folder.interrupted(trainer.epoch) from None
-        report_stop(plan.loop.monitor, best, accelerator)
-        outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
-        weights = best.final_weights(trainer.net)
-        # The last look at the model is the main process's alone: elsewhere no rows, no decision.
-        rows = scored_rows(plan, data, trainer.folds) if accelerator.is_main_process else None
-        decision = fitted_decision(plan, rows, weights)
-        report_decision(decision, plan.run.decision, data, accelerator)
-        model_record = run_record(plan, data, accelerator, outcome, decision)
-        report = RunReport.made(plan, data, rows, weights, model_record, folder.records, pictures) \
-            if accelerator.is_main_process else None
-        folder.commit(weights, model_record, report)
+        try:
+            stop.finish()
+            report_stop(plan.loop.monitor, best, accelerator)
+            outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
+            weights = best.final_weights(trainer.net)
+            # The last look at the model is the main process's alone: elsewhere no rows, no decision.
+            rows = scored_rows(plan, data, trainer.folds) if accelerator.is_main_process else None
+            decision = fitted_decision(plan, rows, weights)
+            report_decision(decision, plan.run.decision, data, accelerator)
+            model_record = run_record(plan, data, accelerator, outcome, decision)
+            report = RunReport.made(plan, data, rows, weights, model_record, folder.records, pictures) \
+                if accelerator.is_main_process else None
+            folder.commit(weights, model_record, report)
+        except (KeyboardInterrupt, Terminated) as err:
+            if folder.committed:  # run_cli says that the model had been written
+                raise
+            raise folder.stopped_after_training(err) from None
 
 
 def begin_leg(plan: TrainPlan, best: BestTracker, schedule: torch.optim.lr_scheduler.LRScheduler | None,

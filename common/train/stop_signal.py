@@ -41,6 +41,20 @@ class StopSignal:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
+    def finish(self) -> None:
+        """The last step is taken. What is left (the weights chosen, the decision, the report, the
+        commit) is no step to wait for, so a signal from here on ends the run at once, through the
+        handlers from before (run_cli's: KeyboardInterrupt, Terminated), and one noted since the
+        last agreement ends it now: nothing is swapped in after the user asked to stop."""
+        self.__exit__()
+        self._previous.clear()
+        if self.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signum:
+            from common.errors import Terminated
+
+            raise Terminated
+
     def _note(self, signum: int, frame: FrameType | None) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: the user will not wait for the step

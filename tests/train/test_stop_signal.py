@@ -70,3 +70,58 @@ def test_a_second_signal_while_a_stop_unwinds_still_names_the_checkpoint(second,
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == "stopped: Ctrl-C received; go on with --resume (from run/checkpoints/epoch_000003)"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_signal_as_the_last_epoch_ends_stops_there_and_a_resume_only_saves(small_val, tmp_path, monkeypatch):
+    """Noted while the last epoch is evaluated, the signal stops the run at that epoch's end as at any
+    other's, the earlier model untouched; --resume takes nothing more than the save."""
+    data = ["--data", small_val, *ARGS]
+    train(*data, "--ckpt-dir", tmp_path / "whole")
+    train(*data, "--ckpt-dir", tmp_path / "cut", "--seed", "7")  # an earlier run in the folder
+    earlier = (tmp_path / "cut" / "model.safetensors").read_bytes()
+    evaluate = Trainer.evaluate
+
+    def signalled_at_the_last(self, epoch, *args):
+        record = evaluate(self, epoch, *args)
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return record
+
+    monkeypatch.setattr(Trainer, "evaluate", signalled_at_the_last)
+    with pytest.raises(Stopped) as info:
+        train(*data, "--ckpt-dir", tmp_path / "cut", "--save-on-signal")
+    assert info.value.exit_code == 130 and "Ctrl-C after epoch 2" in str(info.value)
+    assert f"--resume (from {tmp_path / 'cut' / 'checkpoints' / 'epoch_000002'})" in str(info.value)
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == earlier
+    monkeypatch.undo()
+    train(*data, "--ckpt-dir", tmp_path / "cut", "--resume")
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("signum, by, code", [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)])
+def test_a_signal_after_training_stops_before_the_model_is_swapped_in(small_val, tmp_path, monkeypatch, capsys,
+                                                                     signum, by, code):
+    """While the report is made (the columns' importance, the card): no step to wait for, so the run
+    stops at once, in one line, and the earlier run's model stays."""
+    import common.train.session as session
+    from common.errors import run_cli
+
+    data = ["--data", small_val, *ARGS]
+    train(*data, "--ckpt-dir", tmp_path, "--seed", "7")
+    earlier = {name: (tmp_path / name).read_bytes() for name in ("model.safetensors", "config.json")}
+    made = session.RunReport.made
+
+    def signalled(*args):
+        os.kill(os.getpid(), signum)
+        return made(*args)
+
+    monkeypatch.setattr(session.RunReport, "made", signalled)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: train(*data, "--ckpt-dir", tmp_path))
+    assert info.value.code == code
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"stopped: {by} after training, before the model was saved: no checkpoint was written "
+                    f"(--checkpoint-every N or --save-on-signal keep one); {tmp_path} keeps the earlier run's model "
+                    "files")
+    assert {name: (tmp_path / name).read_bytes() for name in earlier} == earlier

@@ -212,12 +212,21 @@ def check_setting(cls: type, name: str, value: Any) -> None:
     """The one range check of an integer setting, from its field's `minimum` (and the meaning of
     0 where 0 is allowed). The run plan calls it again for the values it resolves itself."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.metadata.get("seed") and not 0 <= value < SEEDS:
+        raise UserError(f"{flag_name(name)} must lie in [0, 2**32), got {value}")
     minimum = f.metadata.get("minimum")
     if minimum is None or value is None or value >= minimum:
         return
     if minimum == 1:
         raise UserError(f"{flag_name(name)} must be a positive integer, got {value}")
     raise UserError(f"{flag_name(name)} must be 0 ({f.metadata['zero']}) or positive, got {value}")
+
+
+SEEDS = 2**32  # numpy's and torch's generators take seeds in [0, 2**32)
+
+
+def seed_setting(help: str) -> Any:
+    return field(42, help, seed=True)
 
 
 def positive(default: Any, help: str, **kwargs: Any) -> Any:
@@ -271,7 +280,7 @@ class MakeDataConfig:
     flip_y: float = field(0.05, "fraction of labels flipped at random, as noise (classification)")
     bias: float = field(1.0, "intercept of the linear target (regression)")
     noise: float = field(1.0, "standard deviation of the target noise (regression)")
-    seed: int = field(42, "random seed of the generator and the split")
+    seed: int = seed_setting("random seed of the generator and the split")
     test_size: float | None = field(None, "fraction of rows held out for testing (a locked test set)",
                                     default_help="0.2 for the recipes and shipped data sets; 0 for a --csv table, "
                                                  "whose every labelled row trains (train.py cross-fits)")
@@ -305,7 +314,7 @@ class TrainConfig:
                                         table=True, minimum=0, zero="off", off=0)
     eval_every: int | None = recipe_field("evaluate every N epochs (and after the last of each leg)", table=True,
                                           minimum=1)
-    seed: int = field(42, "seed of the initial weights and the shuffling")
+    seed: int = seed_setting("seed of the initial weights and the shuffling")
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
     init_from: str | None = field(None, "start from these weights (a model.safetensors) instead of a random init")
     threads: int = count(0, "intra-op CPU threads per process; 0 picks one for small models, "

@@ -6,6 +6,7 @@ import errno
 import gc
 import io
 import os
+import re
 import signal
 import sys
 import time
@@ -47,6 +48,25 @@ class OutputLost(UserError):
     short, though its files are whole; exit 1, as for any command whose output failed."""
 
     exit_code = 1
+
+
+class OutOfMemory(ProcessError):
+    """An allocation the machine refused (a setting or an input too large for it): one line, said
+    by the process that met it, exit 1."""
+
+    exit_code = 1
+
+
+def out_of_memory(err: BaseException) -> OutOfMemory | None:
+    """`err` as one line where it is a refused allocation: Python's and numpy's MemoryError, torch's
+    OutOfMemoryError (a GPU's), and torch's CPU allocator's RuntimeError, known by its words alone."""
+    torch_cpu = isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+    if not (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or torch_cpu):
+        return None
+    asked = re.search(r"tried to allocate (\d+) bytes", str(err))
+    detail = f"{int(asked[1]) / 1e9:,.1f} GB asked for" if asked else (str(err).splitlines() or [""])[0].strip()
+    return OutOfMemory(f"out of memory ({detail or type(err).__name__}): ask for less (fewer rows, narrower "
+                       "layers, smaller batches), or run where there is more memory")
 
 
 class Terminated(BaseException):
@@ -208,6 +228,11 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
             lost = _lost_output_error()
             if lost is not None:
                 raise lost
+        except (MemoryError, RuntimeError) as err:
+            refused = out_of_memory(err)
+            if refused is None:
+                raise
+            raise refused from None
         except KeyboardInterrupt as err:
             raise _error_in_flight(err) or Interrupted(f"interrupted by Ctrl-C; {_unwritten_note()}") from None
         except Terminated as err:

@@ -83,3 +83,13 @@ def test_integer_settings_a_user_can_get_wrong_are_bounded():
                  "checkpoint_every", "threads", "chunk_rows"):
         with pytest.raises(UserError, match=f"^{flag_name(name)} must be .*, got -1$"):
             parse_config(TrainConfig, [flag_name(name), "-1"])
+
+
+@pytest.mark.parametrize("cls", [TrainConfig, MakeDataConfig])
+@pytest.mark.parametrize("seed", [-5, 2**32])
+def test_a_seed_the_generators_refuse_is_refused_as_it_is_parsed(cls, seed):
+    """numpy's generator took -5 with a traceback of its own (make_data.py)."""
+    with pytest.raises(UserError, match=rf"^--seed must lie in \[0, 2\*\*32\), got {seed}$"):
+        parse_config(cls, ["--seed", str(seed)])
+    assert parse_config(cls, ["--seed", str(2**32 - 1)]).seed == 2**32 - 1
+

@@ -280,8 +280,6 @@ def batch_plan(cfg: TrainConfig, settings: dict[str, Any], n_train: int, num_pro
 def check_settings(cfg: TrainConfig) -> None:
     """The settings that need no data set: the same verdict on every process. The ranges of the
     integer settings were checked as they were parsed (common/config.py `check_setting`)."""
-    if not 0 <= cfg.seed < 2**32:
-        raise UserError(f"--seed must lie in [0, 2**32), got {cfg.seed}")
     check_trackers(cfg.log_with)
 
 

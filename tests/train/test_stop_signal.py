@@ -95,7 +95,8 @@ def test_a_signal_as_the_last_epoch_ends_stops_there_and_a_resume_only_saves(sma
     assert (tmp_path / "cut" / "model.safetensors").read_bytes() == earlier
     monkeypatch.undo()
     train(*data, "--ckpt-dir", tmp_path / "cut", "--resume")
-    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    whole = (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == whole
 
 
 @pytest.mark.parametrize("signum, by, code", [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)])

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from common.console import console
+from common.data.dataset import DATASET_FILE
 from common.errors import Interrupted, Stopped, UserError
 from common.errors import written as now_written
 from common.files import (
@@ -77,6 +78,9 @@ class RunFolder:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> RunFolder:
+        if (self.path / DATASET_FILE).is_file():  # the model's files would land among the data set's
+            raise UserError(f"--ckpt-dir {self.path} is a data set folder (make_data.py's): give the run a folder "
+                            f"of its own, such as runs/{Path(self.plan.run.data).name}")
         check_writable(self.path)  # every process: each writes its part of a checkpoint
         self._decide_copies()
         self._stack.enter_context(run_lock(self.path, self.accelerator))

@@ -118,3 +118,15 @@ def test_a_model_of_another_data_set_is_replaced_with_a_note_and_a_rerun_without
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert f"Note: {run} held a model of the data set {small_cls}, now replaced" in out
     assert json.loads((run / "config.json").read_text())["training"]["data"] == str(small_val)
+
+
+def test_a_data_set_folder_is_refused_as_the_run_folder(small_cls, tmp_path):
+    """The model's files would land among the arrays; make_data.py would then refuse to make it again."""
+    import shutil
+
+    shutil.copytree(small_cls, tmp_path / "cls_data")
+    before = sorted(p.name for p in (tmp_path / "cls_data").iterdir())
+    message = user_error(train_script.main, "--data", tmp_path / "cls_data", "--ckpt-dir", tmp_path / "cls_data")
+    assert message == (f"--ckpt-dir {tmp_path / 'cls_data'} is a data set folder (make_data.py's): give the run a "
+                       "folder of its own, such as runs/cls_data")
+    assert sorted(p.name for p in (tmp_path / "cls_data").iterdir()) == before

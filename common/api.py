@@ -148,6 +148,7 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     file's path, a pyarrow Table, a pandas DataFrame or a dict of columns; `name` names its data
     set and run folder (the file's stem, else "table"). Writes <out_dir>/<name>/ and the run folder
     (<ckpt_dir>, default runs/<name>), and returns the trained model. `quiet`: print nothing."""
+    name = plain_name(name)
     with (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()), \
             table_file(table, name) as (path, source):
         unknown = sorted(set(settings) - MAKE_DATA_SETTINGS - TRAIN_SETTINGS)
@@ -169,6 +170,16 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         from common.train.session import run_training
 
         return Predictor.load(run_training(train_cfg))
+
+
+def plain_name(name: str | None) -> str | None:
+    """fit()'s `name`: one folder's name, which it gives <out_dir>/<name> and runs/<name>."""
+    if name is None:
+        return None
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise UserError(f"fit(name={name!r}): a name is one folder's name, without a path (it names <out_dir>/<name> "
+                        "and runs/<name>); give other places as out_dir= and ckpt_dir=")
+    return name
 
 
 def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None) -> Path:

@@ -281,6 +281,17 @@ def test_fit_names_its_data_set_as_asked_and_gives_back_the_threads(tmp_path):
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.parametrize("name", ["a/b", "../../elsewhere", "", ".."])
+def test_a_name_with_a_path_in_it_is_refused_before_anything_is_written(tmp_path, monkeypatch, name):
+    """`name` names <out_dir>/<name> and runs/<name>: "../.." would put both somewhere else."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").mkdir()
+    with pytest.raises(UserError, match=r"^fit\(name=.*\): a name is one folder's name, without a path"):
+        fit({"a": [1.0, 2.0, 3.0], "y": [0, 1, 0]}, "y", name=name, out_dir=str(tmp_path / "work" / "data"),
+            quiet=True)
+    assert list(tmp_path.iterdir()) == [tmp_path / "work"] and not list((tmp_path / "work").iterdir())
+
+
 def test_a_table_fit_cannot_read_is_one_line(tmp_path):
     with pytest.raises(UserError) as info:
         fit({"a": [1.0, 2.0], "b": ["x"]}, "a", out_dir=str(tmp_path), quiet=True)

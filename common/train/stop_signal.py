@@ -17,6 +17,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+from common.errors import Terminated
+
 AGREE_EVERY = 8  # optimizer steps between two agreements of a multi-process run
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
@@ -51,8 +53,6 @@ class StopSignal:
         if self.signum == signal.SIGINT:
             raise KeyboardInterrupt
         if self.signum:
-            from common.errors import Terminated
-
             raise Terminated
 
     def _note(self, signum: int, frame: FrameType | None) -> None:

@@ -3,6 +3,7 @@ predictions as infer.py to the last bit, fit() on the scripts' own path, and the
 estimators."""
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -40,6 +41,8 @@ def form_of(table: pa.Table, form: str):
     return {
         "arrow table": table, "record batch": table.combine_chunks().to_batches()[0],
         "dict of columns": columns, "list of row dicts": table.to_pylist(),
+        "NaN for blanks": {name: [math.nan if v in (None, "") else v for v in values]
+                           for name, values in columns.items()},
         "columns shuffled, one extra": table.select(table.column_names[::-1]).append_column(
             "unused", pa.array(["z"] * table.num_rows)),
     }[form]
@@ -51,7 +54,7 @@ def test_what_a_loaded_model_says_of_itself(model):
 
 
 @pytest.mark.parametrize("form", ["arrow table", "record batch", "pandas", "dict of columns", "list of row dicts",
-                                  "columns shuffled, one extra"])
+                                  "NaN for blanks", "columns shuffled, one extra"])  # NaN: pandas' to_dict()
 def test_every_form_of_rows_gives_infer_pys_probabilities_to_the_last_bit(model, rows, form):
     table, theirs = rows
     ours = model.predict_proba(form_of(table, form))

@@ -243,11 +243,15 @@ def arrow_table(rows: Any) -> Any:
             return pa.Table.from_batches([rows])
         if is_dataframe(rows):
             return pa.Table.from_pandas(rows, preserve_index=False)
+        if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
+            if not rows:
+                return pa.table({})
+            rows = {k: [r.get(k) for r in rows] for k in rows[0]}  # the first row's columns, as from_pylist
         if isinstance(rows, dict):
             one_row = not any(_is_column(v) for v in rows.values())
-            return pa.table({str(k): [v] if one_row else v for k, v in rows.items()})
-        if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
-            return pa.Table.from_pylist(list(rows))
+            # from_pandas: a float NaN is a blank, as pandas writes one in a column of text
+            # (`df.to_dict("list")`), which pyarrow refused in a column of text otherwise.
+            return pa.table({str(k): pa.array([v] if one_row else v, from_pandas=True) for k, v in rows.items()})
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as err:
         raise UserError(f"cannot read the rows as a table ({str(err).splitlines()[0]}): give each column values "
                         "of one type") from None

@@ -103,6 +103,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         scratch.close()
     if seen.rows == 0:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
+    require_numbers(seen, cfg.csv)
     task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg)
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
     pre, constant = fit_steps(scratch, seen, split, cfg, y, labels)
@@ -125,6 +126,16 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
 
 
 FEATURE_ROLES = ("numeric", "categorical", "date")
+
+
+def require_numbers(seen: FirstPass, path: Any) -> None:
+    """A numeric column of words alone (`--numeric` given a column of text) would be all blanks."""
+    for name, words in seen.words.items():
+        if words.cells and sum(words.cells.values()) + seen.nulls.get(name, 0) >= seen.rows:
+            shown = ", ".join(f"'{word}'" for word, _ in sorted(words.cells.items(), key=lambda item: -item[1])[:5])
+            raise UserError(f"{path}: column '{name}' holds no numbers, only words ({shown}"
+                            f"{', ...' if len(words.cells) > 5 else ''}): give it as --categorical, or leave it "
+                            "out of --numeric")
 
 
 def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> None:

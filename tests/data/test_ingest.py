@@ -293,6 +293,17 @@ def test_a_column_of_numbers_with_many_different_words_is_still_an_error(tmp_pat
     assert "column 'x'" in message and f"'{word(50)}'" in message and "row 151" in message  # the 51st word
 
 
+def test_a_column_of_words_alone_given_as_numeric_is_refused(tmp_path):
+    """--numeric on a column of a few words: each would be read as a blank, the column all blanks."""
+    rows = [f"{['red', 'green', 'blue'][i % 3]},{i},{i % 2}" for i in range(60)] + [",61,1"]
+    (tmp_path / "t.csv").write_text("colour,x,label\n" + "\n".join(rows) + "\n")
+    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "label", "--numeric",
+                         "colour", "--out-dir", tmp_path / "data")
+    assert message == (f"{tmp_path / 't.csv'}: column 'colour' holds no numbers, only words ('red', 'green', "
+                       "'blue'): give it as --categorical, or leave it out of --numeric")
+    assert not (tmp_path / "data" / "t").exists()
+
+
 def test_a_number_written_wrong_is_never_taken_for_a_word(tmp_path):
     """`3,5` in a file of decimal points, `12kg`: a digit says it was meant as a number."""
     rows = [f"{i}.5,{i % 2}" for i in range(40)] + ["12kg,1"]

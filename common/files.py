@@ -89,6 +89,21 @@ def exclusive_lock(lock_file: Path) -> Iterator[str | None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def lock_holder(lock_file: Path) -> str | None:
+    """Who holds the advisory lock of exclusive_lock on `lock_file` ("pid N on HOST"), or None
+    where nobody does or there is no such file; the lock is never taken, the file never made."""
+    try:
+        with open(lock_file) as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return fh.read().strip() or "a live process"
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
 def folder_lock_file(final: Path) -> Path:
     """The lock of a folder that atomic_folder writes: beside it, since the folder itself is swapped."""
     return final.parent / f".{final.name}.lock"

@@ -8,7 +8,7 @@ from typing import Any
 
 from common.decision import ThresholdFit
 from common.errors import UserError
-from common.files import read_json
+from common.files import lock_holder, read_json
 from common.model import ModelSpec
 from common.schema import Fields
 from common.steps import Preprocessor, TargetStep, read_target
@@ -16,6 +16,7 @@ from common.steps import Preprocessor, TargetStep, read_target
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"  # held by the run training in the folder (common/train/run_folder.run_lock)
 
 # config.json's format; 4: the target's modelling is one `target` object and the run's outcome
 # sits under "outcome", where format 3 spread both over the top level (still read); 5: its steps
@@ -161,6 +162,8 @@ def load_record(ckpt_dir: str | Path) -> ModelRecord:
     if not path.is_file() and (Path(ckpt_dir) / "dataset.json").is_file():  # common/data/dataset.DATASET_FILE
         raise UserError(f"{ckpt_dir} is a data set (make_data.py's), not a model: pass the folder train.py wrote, "
                         "its --ckpt-dir")
+    if not path.is_file() and (training := lock_holder(Path(ckpt_dir) / LOCK_FILE)):
+        raise UserError(f"{ckpt_dir} holds no model yet: a run is training there ({training}); wait for it to end")
     return ModelRecord.read(read_json(path, "model config"), path)
 
 

@@ -34,7 +34,7 @@ from common.files import (
     write_together,
     write_weights_file,
 )
-from common.model_folder import CONFIG_FILE, METRICS_FILE, MODEL_FILE, ModelRecord, load_record
+from common.model_folder import CONFIG_FILE, LOCK_FILE, METRICS_FILE, MODEL_FILE, ModelRecord, load_record
 from common.train.checkpoints import (
     CheckpointState,
     check_checkpoint_root,
@@ -228,9 +228,6 @@ def tracker_values(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(members, list):
             values[key] = {f"member_{i}": v for i, v in enumerate(members) if v is not None}
     return values
-
-
-LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager

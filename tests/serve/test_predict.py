@@ -3,6 +3,7 @@ or input is one line naming the problem and its fix, and nothing is written."""
 import json
 import os
 import shutil
+import socket
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -23,9 +24,21 @@ def infer_error(*args):
     return user_error(infer_script.main, *args)
 
 
+def test_a_folder_a_run_still_trains_in_is_named_as_such(tmp_path):
+    """Its first model is not there yet: "not found" would send the user looking for a wrong path."""
+    from common.files import exclusive_lock
+
+    with exclusive_lock(tmp_path / ".lock") as held:
+        assert held is None
+        message = infer_error("--ckpt-dir", tmp_path)
+    assert message == (f"{tmp_path} holds no model yet: a run is training there (pid {os.getpid()} on "
+                       f"{socket.gethostname()}); wait for it to end")
+    assert "not found" in infer_error("--ckpt-dir", tmp_path)  # the run has ended: the lock is no one's
+
+
 def test_infer_without_a_model(tmp_path, small_cls):
     message = infer_error("--ckpt-dir", tmp_path)
-    assert "config.json" in message and "not found" in message
+    assert "config.json" in message and "not found" in message and not (tmp_path / ".lock").exists()
     message = infer_error("--ckpt-dir", small_cls)  # make_data.py's folder given for train.py's
     assert f"{small_cls} is a data set" in message and "the folder train.py wrote" in message
 

@@ -22,6 +22,7 @@ import dataclasses
 import io
 import tempfile
 import typing
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,8 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     `hidden=[64, 32]`, `categorical=["zip"]`, `seed=0`), in this process. `table`: a CSV or Parquet
     file's path, a pyarrow Table, a pandas DataFrame or a dict of columns; `name` names its data
     set and run folder (the file's stem, else "table"). Writes <out_dir>/<name>/ and the run folder
-    (<ckpt_dir>, default runs/<name>), and returns the trained model. `quiet`: print nothing."""
+    (<ckpt_dir>, default runs/<name>), and returns the trained model. `quiet`: print nothing; a data
+    set or run of another table that this call replaced is still said, as a warning."""
     name = plain_name(name)
     with (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()), \
             table_file(table, name) as (path, source):
@@ -159,7 +161,7 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         make_cfg = parse_config(MakeDataConfig, ["--csv", str(path), "--target", target, "--out-dir", out_dir,
                                                  *flags(settings, MakeDataConfig, MAKE_DATA_SETTINGS)])
         try:
-            folder = make_data_set(make_cfg, stem, source)
+            folder, replaced = make_data_set(make_cfg, stem, source)
         except UserError as err:  # a table in memory: named as the caller knows it, not by its temporary file
             if source:
                 err.args = (str(err).replace(str(path), source),)  # the same error, its kind and fields kept
@@ -167,9 +169,17 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         run = ckpt_dir or str(Path("runs") / stem)
         train_cfg = parse_config(TrainConfig, ["--data", str(folder), "--ckpt-dir", run,
                                                *flags(settings, TrainConfig, TRAIN_SETTINGS)])
+        from common.train.run_folder import earlier_record, replaced_model
         from common.train.session import run_training
 
-        return Predictor.load(run_training(train_cfg))
+        earlier = earlier_record(Path(run))
+        model = Predictor.load(run_training(train_cfg))
+    if quiet:  # printed otherwise: replacing what an earlier call made is said all the same
+        notes = [f"{folder} held the data set of {replaced}, now replaced" if replaced else None,
+                 replaced_model(Path(run), earlier, str(folder), model.record.training.get("data_identity"))]
+        for note in filter(None, notes):
+            warnings.warn(note, stacklevel=2)
+    return model
 
 
 def plain_name(name: str | None) -> str | None:
@@ -182,7 +192,8 @@ def plain_name(name: str | None) -> str | None:
     return name
 
 
-def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None) -> Path:
+def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None) -> tuple[Path, str | None]:
+    """The data set's folder, and what it held before where that was another table's."""
     from common.console import report_dataset, report_replaced
     from common.data.builtin import resolve_make_data_config
     from common.data.ingest import ingest_to_folder
@@ -190,7 +201,7 @@ def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None) -> Path:
     folder, meta, replaced = ingest_to_folder(resolve_make_data_config(cfg), source, stem)
     report_replaced(folder, replaced)
     report_dataset(meta)
-    return folder
+    return folder, replaced
 
 
 def flags(settings: dict[str, Any], config: type, names: frozenset[str]) -> list[str]:

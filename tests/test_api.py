@@ -3,6 +3,7 @@ predictions as infer.py to the last bit, fit() on the scripts' own path, and the
 estimators."""
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 
@@ -216,17 +217,24 @@ def test_a_table_in_memory_is_named_as_the_caller_gave_it_not_by_its_temporary_f
     assert "tabular-fit-" not in str(info.value)
 
 
-def test_a_second_table_in_memory_under_the_same_name_replaces_the_first_with_notes(tmp_path, capsys):
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_second_table_in_memory_under_the_same_name_replaces_the_first_with_notes(tmp_path, capsys, quiet):
     """Tables in memory are known by their kind and size alone: replacing one is always said, and
-    the run folder says its model was of an earlier version of the same data set folder."""
+    the run folder says its model was of an earlier version of the same data set folder; printed,
+    or as warnings where `quiet` prints nothing."""
     rng = np.random.default_rng(0)
-    for _ in range(2):
+    for second in (False, True):
         table = {"a": rng.normal(size=60), "y": rng.choice(["p", "q"], 60)}
-        fit(table, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), epochs=1,
-            importance_rows=0)
+        with pytest.warns(UserWarning, match="now replaced") if quiet and second else contextlib.nullcontext() \
+                as warned:
+            fit(table, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), epochs=1,
+                importance_rows=0, quiet=quiet)
     said = " ".join(capsys.readouterr().out.split())
-    assert f"Note: {tmp_path / 'data' / 't'} held the data set of a dict of columns (60 rows), now replaced" in said
-    assert f"Note: {tmp_path / 'run'} held a model of an earlier version of the data set" in said
+    if quiet:
+        assert said == ""
+        said = " ".join(str(w.message) for w in warned)
+    assert f"{tmp_path / 'data' / 't'} held the data set of a dict of columns (60 rows), now replaced" in said
+    assert f"{tmp_path / 'run'} held a model of an earlier version of the data set" in said
 
 
 def test_the_estimators_plug_into_scikit_learn(tmp_path):

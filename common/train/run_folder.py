@@ -183,10 +183,9 @@ class RunFolder:
             written = commit_run(self.path, weights, record, report.writers if report else {})
             self.committed = True
             now_written(f"the model in {self.path}")
-            if earlier is not None and earlier.training.get("data_identity") != self.plan.data_identity:
-                remade = earlier.data == self.plan.run.data  # the same folder, made again from other rows
-                console.print(f"Note: {self.path} held a model of {'an earlier version of ' if remade else ''}"
-                              f"the data set {earlier.data}, now replaced")
+            replaced = replaced_model(self.path, earlier, self.plan.run.data, self.plan.data_identity)
+            if replaced:
+                console.print(f"Note: {replaced}")
             console.print(f"Saved: {self.path / MODEL_FILE}, {self.path / CONFIG_FILE}, {self.path / METRICS_FILE}"
                           + (f"; {', '.join(written)}" if written else ""))
 
@@ -286,6 +285,15 @@ def earlier_record(ckpt_dir: Path) -> ModelRecord | None:
         return load_record(ckpt_dir)
     except UserError:  # damaged, or of a format this code no longer reads: replaced all the same
         return None
+
+
+def replaced_model(ckpt_dir: Path, earlier: ModelRecord | None, data: str, data_identity: Any) -> str | None:
+    """What a run folder held before where it was a model of other data (earlier_record), in words."""
+    if earlier is None or earlier.training.get("data_identity") == data_identity:
+        return None
+    remade = earlier.data == data  # the same folder, made again from other rows
+    return (f"{ckpt_dir} held a model of {'an earlier version of ' if remade else ''}the data set {earlier.data}, "
+            "now replaced")
 
 
 def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: ModelRecord,

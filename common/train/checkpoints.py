@@ -207,8 +207,10 @@ def check_checkpoint_root(ckpt_dir: str | Path) -> None:
 def refuse_stale(ckpt_dir: str | Path) -> None:
     """A fresh run must not mix its checkpoints with an earlier run's, nor silently delete them."""
     if complete_checkpoints(ckpt_dir):
-        raise UserError(f"{checkpoint_root(ckpt_dir)} holds an earlier run's checkpoints: pass --resume to "
-                        "continue it, or choose another --ckpt-dir")
+        root = checkpoint_root(ckpt_dir)
+        raise UserError(f"{root} holds an earlier run's checkpoints: pass --resume to continue that run (one "
+                        f"that finished only saves again), delete {root} to start afresh there, or choose another "
+                        "--ckpt-dir")
 
 
 def folder_is_shared(accelerator: Any, ckpt_dir: str | Path) -> bool:

@@ -95,7 +95,7 @@ def test_a_peer_lost_during_the_checkpoint_barrier_is_not_reported_as_a_full_dis
 def test_a_fresh_run_never_mixes_with_an_earlier_runs_checkpoints(checkpointed):
     folder, args = checkpointed
     message = user_error(train_script.main, "--data", args[1], "--ckpt-dir", folder, "--epochs", "1")
-    assert "earlier run's checkpoints" in message
+    assert "earlier run's checkpoints" in message and f"delete {folder / 'checkpoints'} to start afresh" in message
 
 
 def test_resume_refuses_a_data_file_replaced_by_another_of_the_same_shape(small_cls, tmp_path):

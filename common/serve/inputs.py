@@ -65,15 +65,17 @@ class InputNotes:
     def report(self) -> None:
         from common.console import console
 
-        for name, blanks in self.counts.items():
-            console.print(f"Note: column '{name}' had {blanks} blank cell(s), filled with training's median "
+        forms = "year first: 2012-01-31, with a time and zone or without"
+        for name, blanks in self.counts.items():  # a date column's cells that held no date among them, said once
+            among = f", {self.not_dates[name]} of them not dates ({forms})" if name in self.not_dates else ""
+            console.print(f"Note: column '{name}' had {blanks} blank cell(s){among}, filled with training's median "
                           f"{self.fill[name]} (training had no blanks in it)")
         for name, kind in self.left_out.items():
             console.print(f"Note: column '{name}' ({kind}) is not a feature and has no text form: "
                           "left out of the predictions")
         for name, cells in self.not_dates.items():
-            console.print(f"Note: column '{name}' had {cells} cell(s) that are not dates (year first: 2012-01-31, "
-                          "with a time and zone or without): read as blanks")
+            if name not in self.counts:
+                console.print(f"Note: column '{name}' had {cells} cell(s) that are not dates ({forms}): read as blanks")
 
 
 def not_numbers(pre: Preprocessor) -> list[str]:

@@ -11,7 +11,7 @@ import numpy as np
 from common.data.columns import (
     NULL_VALUES,
     WordsAsBlanks,
-    carried_text,
+    feature_type_advice,
     numeric_values,
     plain_table,
     require_feature_type,
@@ -52,14 +52,14 @@ class InputNotes:
         return counted
 
     def carried(self, table: Any, names: list[str]) -> dict[str, Any]:
-        """The table's columns `names` as text, those with no text form noted and left out."""
+        """The table's columns `names`, of their own types (each output writes them in its own
+        form: common/serve/outputs.py), those with no text form noted and left out."""
         extra = {}
         for name in names:
-            text = carried_text(table.column(name))
-            if text is None:
+            if feature_type_advice(table.column(name).type):
                 self.left_out[name] = str(table.column(name).type)
             else:
-                extra[name] = text
+                extra[name] = table.column(name)
         return extra
 
     def report(self) -> None:

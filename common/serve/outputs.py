@@ -45,13 +45,17 @@ class PredictionWriter:
     def formatted(self, extra: dict[str, Any], result: dict[str, np.ndarray]) -> FormattedBatch:
         """One batch made ready to write, on any thread, so that batches are formatted side by
         side: it only reads the writer (the labels' text, cached on it, comes out the same from
-        either thread). `extra`: the input's other columns (pyarrow text), copied in front of
-        the predictions."""
+        either thread). `extra`: the input's other columns (pyarrow columns), copied in front of
+        the predictions: of their own types in Parquet, as numbers or text in an .npz, as text in CSV."""
+        from common.data.columns import carried_text
+
         named = {carried_name(name, self.class_labels): values for name, values in extra.items()}
         rows = len(result["prediction"])
         if self.kind == "npz":
-            return FormattedBatch(rows, {**{k: np.asarray(v.to_pylist(), dtype=str) for k, v in named.items()},
+            return FormattedBatch(rows, {**{k: npz_column(v) for k, v in named.items()},
                                          **{k: v for k, v in result.items() if k != "class"}})  # the labels say it
+        if self.kind == "csv":
+            named = {name: carried_text(values) for name, values in named.items()}
         proba_names = [f"proba_{label}" for label in self.class_labels or []] if "proba" in result else []
         if self.kind == "csv" and (lines := self.csv_bytes(named, result)) is not None:
             return FormattedBatch(rows, header=[*named, "prediction", *proba_names], lines=lines)
@@ -121,6 +125,22 @@ class PredictionWriter:
                 self.writer.close()
             return
         write_npz(self.tmp, self.parts)
+
+
+def npz_column(column: Any) -> np.ndarray:
+    """A carried column as an .npz holds it without pickle: numbers as numbers (whole numbers with
+    a blank as floats, NaN for it), anything else as text (blank for a missing cell)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from common.data.columns import carried_text
+
+    kind = column.type
+    if pa.types.is_floating(kind) or (pa.types.is_integer(kind) and column.null_count == 0):
+        return np.asarray(column.to_numpy(zero_copy_only=False))
+    if pa.types.is_integer(kind):
+        return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
+    return np.asarray(cast(Any, carried_text(column)).to_pylist(), dtype=str)  # text-less types are not carried
 
 
 def write_npz(path: Path, parts: list[dict[str, np.ndarray]]) -> None:

@@ -183,7 +183,32 @@ def test_parquet_in_and_out_of_prediction(tmp_path):
     infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "p.parquet", "--output", tmp_path / "pred.npz")
     with np.load(tmp_path / "pred.npz", allow_pickle=False) as preds:
         assert len(preds["prediction"]) == 300 and preds["proba"].shape == (300, 2)
-        assert preds["person_id"].tolist() == [str(i) for i in range(300)]
+        assert preds["person_id"].tolist() == list(range(300)) and preds["person_id"].dtype == np.int64  # its type
+
+
+def test_a_parquet_files_other_columns_keep_their_types_in_parquet_and_npz(small_model, small_cls, tmp_path):
+    """Carried into Parquet as they are (blanks stay blanks); into an .npz, numbers as numbers."""
+    import datetime
+
+    import pyarrow as pa
+
+    X = np.load(small_cls / "X_test.npy")[:4]
+    when = [datetime.datetime(2020, 1, d, tzinfo=datetime.timezone.utc) for d in range(1, 5)]
+    extra = {"n": pa.array([1, None, 3, 4]), "code": pa.array(["a", "b", "a", None]).dictionary_encode(),
+             "when": pa.array(when), "day": pa.array([w.date() for w in when]),
+             "ok": pa.array([True, False, None, True]), "k": pa.array([7, 8, 9, 10])}
+    table = pa.table({**{f"x{i}": X[:, i] for i in range(10)}, **extra})
+    pq.write_table(table, tmp_path / "rows.parquet")
+    infer("--ckpt-dir", small_model, "--input", tmp_path / "rows.parquet", "--output", tmp_path / "p.parquet")
+    written = pq.read_table(tmp_path / "p.parquet")
+    for name, column in extra.items():  # a dictionary's values as text
+        kind = pa.string() if name == "code" else column.type
+        assert written.column(name).type == kind and written.column(name).to_pylist() == column.to_pylist(), name
+    infer("--ckpt-dir", small_model, "--input", tmp_path / "rows.parquet", "--output", tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as arrays:
+        assert arrays["k"].tolist() == [7, 8, 9, 10] and arrays["k"].dtype == np.int64
+        assert np.array_equal(arrays["n"], [1.0, np.nan, 3.0, 4.0], equal_nan=True)
+        assert arrays["code"].tolist() == ["a", "b", "a", ""] and arrays["ok"].tolist() == ["true", "false", "", "true"]
 
 
 def test_categories_read_the_same_whatever_else_the_file_holds(tmp_path):
@@ -226,7 +251,9 @@ def test_prediction_streams_every_row_once_in_order(people_set, tmp_path, suffix
     infer("--ckpt-dir", tmp_path, "--input", tmp_path / f"new{suffix}", "--output", tmp_path / "p.parquet",
           "--batch-size", "37")
     written = pq.read_table(tmp_path / "p.parquet")
-    assert written.column("person_id").to_pylist() == [r["person_id"] for r in rows]
+    # A Parquet file's columns are carried of their own types; a CSV file's, streamed, as its text.
+    assert written.column("person_id").to_pylist() == ([int(r["person_id"]) for r in rows] if suffix == ".parquet"
+                                                       else [r["person_id"] for r in rows])
     assert written.column("prediction").to_pylist() == [r["prediction"] for r in rows]
     np.testing.assert_allclose(written.column("proba_high").to_numpy(),
                                [float(r["proba_high"]) for r in rows], rtol=1e-5)

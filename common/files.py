@@ -369,27 +369,32 @@ def write_whole(fh: Any, data: bytes) -> None:
         view = view[written:]
 
 
-def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import save_file  # torch is imported where weights are, not by make_data.py
 
     # contiguous() + clone(): safetensors refuses views and tensors that share memory.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     try:
-        save_file(tensors, str(path), metadata={"format": "pt"})
+        save_file(tensors, str(path), metadata={"format": "pt", **(metadata or {})})
     except SafetensorError as err:  # how safetensors reports a failed write (a full disk, say)
         raise OSError(str(err)) from None
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    return load_weights_and_metadata(path)[0]
+
+
+def load_weights_and_metadata(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors, and the text its header carries beside them."""
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model weights {path} not found: train a model first or pass --ckpt-dir")
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118  (no dict)
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"model weights {path} are unreadable ({err}): retrain or restore the file") from None
 

@@ -3,6 +3,9 @@ schema (`ModelRecord`, parsed once into typed parts), and loading the model it d
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -158,13 +161,30 @@ class ModelRecord:
 
 def load_record(ckpt_dir: str | Path) -> ModelRecord:
     """A model folder's config.json, checked (a UserError naming the file where it does not fit)."""
+    return _record_and_digest(ckpt_dir)[0]
+
+
+# model.safetensors' metadata names the config.json written with it by its digest, so that a
+# reader never pairs one run's weights with another's steps: a run swapping its files into a
+# folder renames them one by one, and two models of the same shapes would load without a word.
+WRITTEN_WITH = "config_sha256"
+PAIR_TRIES = 5  # reads of a folder whose two files do not match, while a run may be swapping them
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """The digest of config.json's content as read back (its layout and key order aside)."""
+    return hashlib.sha256(json.dumps(json.loads(json.dumps(config)), sort_keys=True).encode()).hexdigest()
+
+
+def _record_and_digest(ckpt_dir: str | Path) -> tuple[ModelRecord, str]:
     path = Path(ckpt_dir) / CONFIG_FILE
     if not path.is_file() and (Path(ckpt_dir) / "dataset.json").is_file():  # common/data/dataset.DATASET_FILE
         raise UserError(f"{ckpt_dir} is a data set (make_data.py's), not a model: pass the folder train.py wrote, "
                         "its --ckpt-dir")
     if not path.is_file() and (training := lock_holder(Path(ckpt_dir) / LOCK_FILE)):
         raise UserError(f"{ckpt_dir} holds no model yet: a run is training there ({training}); wait for it to end")
-    return ModelRecord.read(read_json(path, "model config"), path)
+    config = read_json(path, "model config")
+    return ModelRecord.read(config, path), config_digest(config)
 
 
 def load_model_dir(ckpt_dir: str | Path) -> tuple[ModelRecord, Any]:
@@ -172,15 +192,33 @@ def load_model_dir(ckpt_dir: str | Path) -> tuple[ModelRecord, Any]:
     JSON only, never pickle."""
     import torch
 
-    from common.files import load_weights
     from common.model import build_model, load_state
 
     ckpt_dir = Path(ckpt_dir)
-    record = load_record(ckpt_dir)
+    record, weights, together = _written_together(ckpt_dir)
     model = build_model(record.model)
-    weights = load_weights(ckpt_dir / MODEL_FILE)
     bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise UserError(f"{ckpt_dir / MODEL_FILE} holds NaN or infinite weights in {bad}: retrain the model")
-    load_state(model, weights, str(ckpt_dir / MODEL_FILE))
+    load_state(model, weights, str(ckpt_dir / MODEL_FILE))  # first: a mismatch of shapes is the plainer word
+    if not together:
+        raise UserError(f"{ckpt_dir}: {CONFIG_FILE} was not written with {MODEL_FILE} (a run still replacing them, "
+                        "or a file copied or edited by hand): load it again once the run has saved, or restore both "
+                        "files from one run")
     return record, model.eval()
+
+
+def _written_together(ckpt_dir: Path) -> tuple[ModelRecord, dict[str, Any], bool]:
+    """config.json and the weights, read again while they were not written together (a run
+    swapping its files in as they were read), and whether they were at last. Weights from before
+    the digest was kept name none: they pass."""
+    from common.files import load_weights_and_metadata
+
+    for attempt in range(PAIR_TRIES):
+        if attempt:
+            time.sleep(0.05 * 2**attempt)
+        record, digest = _record_and_digest(ckpt_dir)
+        weights, metadata = load_weights_and_metadata(ckpt_dir / MODEL_FILE)
+        if metadata.get(WRITTEN_WITH, digest) == digest:
+            return record, weights, True
+    return record, weights, False

@@ -34,7 +34,16 @@ from common.files import (
     write_together,
     write_weights_file,
 )
-from common.model_folder import CONFIG_FILE, LOCK_FILE, METRICS_FILE, MODEL_FILE, ModelRecord, load_record
+from common.model_folder import (
+    CONFIG_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    WRITTEN_WITH,
+    ModelRecord,
+    config_digest,
+    load_record,
+)
 from common.train.checkpoints import (
     CheckpointState,
     check_checkpoint_root,
@@ -307,9 +316,10 @@ def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: ModelRecor
     if not owned_card(folder / CARD_FILE) and CARD_FILE in report:
         console.print(f"Note: {folder / CARD_FILE} is not a model card of ours: left as it is, no card written")
         report = {name: write for name, write in report.items() if name != CARD_FILE}
+    config = record.to_json()
     write_together({
-        folder / MODEL_FILE: lambda path: write_weights_file(path, weights),
-        folder / CONFIG_FILE: lambda path: write_json_file(path, record.to_json()),
+        folder / MODEL_FILE: lambda path: write_weights_file(path, weights, {WRITTEN_WITH: config_digest(config)}),
+        folder / CONFIG_FILE: lambda path: write_json_file(path, config),
         folder / METRICS_FILE: lambda path: shutil.copyfile(running, path),
         **{folder / name: write for name, write in report.items()},
     })

@@ -67,6 +67,40 @@ def test_config_that_does_not_match_the_weights(small_model, tmp_path):
     assert "do not match" in infer_error("--ckpt-dir", ckpt)
 
 
+def test_weights_and_a_config_of_the_same_shapes_from_two_runs_are_refused(small_model, small_cls, tmp_path):
+    """A run swaps its files into the folder one by one: a reader must not pair one run's weights
+    with another's steps (the same shapes would load without a word). A re-indented config.json
+    is still the one the weights were written with."""
+    import common.model_folder as model_folder
+
+    train("--data", small_cls, "--ckpt-dir", tmp_path / "other", *FAST, "--seed", "3")
+    for name in ("mixed", "indented"):
+        (tmp_path / name).mkdir()
+    ckpt = copy_model(small_model, tmp_path / "mixed")
+    (ckpt / "config.json").write_bytes((tmp_path / "other" / "config.json").read_bytes())
+    assert "config.json was not written with model.safetensors" in infer_error("--ckpt-dir", ckpt)
+    ckpt = copy_model(small_model, tmp_path / "indented")
+    (ckpt / "config.json").write_text(json.dumps(json.loads((ckpt / "config.json").read_text()), indent=5))
+    model_folder.load_model_dir(ckpt)
+
+
+def test_a_folder_read_while_a_run_swaps_its_files_in_is_read_again(small_model, monkeypatch):
+    import common.files as files
+    import common.model_folder as model_folder
+
+    read = files.load_weights_and_metadata
+    calls = []
+
+    def mid_swap_first(path):
+        weights, metadata = read(path)
+        calls.append(path)
+        return weights, {**metadata, model_folder.WRITTEN_WITH: "another run's"} if len(calls) == 1 else metadata
+
+    monkeypatch.setattr(files, "load_weights_and_metadata", mid_swap_first)
+    record, _ = model_folder.load_model_dir(small_model)
+    assert len(calls) == 2 and record.task == "classification"
+
+
 def test_data_of_another_task_writes_no_metrics(small_model, reg_data, tmp_path):
     message = infer_error("--ckpt-dir", small_model, "--data", reg_data, "--metrics-json", tmp_path / "m.json")
     assert "classification" in message and "regression" in message

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -369,34 +370,41 @@ def write_whole(fh: Any, data: bytes) -> None:
         view = view[written:]
 
 
-def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import save_file  # torch is imported where weights are, not by make_data.py
 
     # contiguous() + clone(): safetensors refuses views and tensors that share memory.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     try:
-        save_file(tensors, str(path), metadata={"format": "pt", **(metadata or {})})
+        save_file(tensors, str(path), metadata={"format": "pt"})
     except SafetensorError as err:  # how safetensors reports a failed write (a full disk, say)
         raise OSError(str(err)) from None
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return load_weights_and_metadata(path)[0]
-
-
-def load_weights_and_metadata(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """A safetensors file's tensors, and the text its header carries beside them."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model weights {path} not found: train a model first or pass --ckpt-dir")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return {name: f.get_tensor(name) for name in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118  (no dict)
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"model weights {path} are unreadable ({err}): retrain or restore the file") from None
+
+
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' names, types, shapes and bytes, as written and as loaded back."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # bf16 has no numpy type
+    return digest.hexdigest()
 
 
 def map_npy(path: Path) -> np.ndarray:

@@ -3,8 +3,6 @@ schema (`ModelRecord`, parsed once into typed parts), and loading the model it d
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -164,19 +162,14 @@ def load_record(ckpt_dir: str | Path) -> ModelRecord:
     return _record_and_digest(ckpt_dir)[0]
 
 
-# model.safetensors' metadata names the config.json written with it by its digest, so that a
-# reader never pairs one run's weights with another's steps: a run swapping its files into a
+# config.json names the weights written with it by their digest (files.weights_digest), so that
+# a reader never pairs one run's steps with another's weights: a run swapping its files into a
 # folder renames them one by one, and two models of the same shapes would load without a word.
-WRITTEN_WITH = "config_sha256"
+WEIGHTS_DIGEST = "weights_sha256"
 PAIR_TRIES = 5  # reads of a folder whose two files do not match, while a run may be swapping them
 
 
-def config_digest(config: dict[str, Any]) -> str:
-    """The digest of config.json's content as read back (its layout and key order aside)."""
-    return hashlib.sha256(json.dumps(json.loads(json.dumps(config)), sort_keys=True).encode()).hexdigest()
-
-
-def _record_and_digest(ckpt_dir: str | Path) -> tuple[ModelRecord, str]:
+def _record_and_digest(ckpt_dir: str | Path) -> tuple[ModelRecord, str | None]:
     path = Path(ckpt_dir) / CONFIG_FILE
     if not path.is_file() and (Path(ckpt_dir) / "dataset.json").is_file():  # common/data/dataset.DATASET_FILE
         raise UserError(f"{ckpt_dir} is a data set (make_data.py's), not a model: pass the folder train.py wrote, "
@@ -184,7 +177,8 @@ def _record_and_digest(ckpt_dir: str | Path) -> tuple[ModelRecord, str]:
     if not path.is_file() and (training := lock_holder(Path(ckpt_dir) / LOCK_FILE)):
         raise UserError(f"{ckpt_dir} holds no model yet: a run is training there ({training}); wait for it to end")
     config = read_json(path, "model config")
-    return ModelRecord.read(config, path), config_digest(config)
+    digest = config.get(WEIGHTS_DIGEST)
+    return ModelRecord.read(config, path), digest if isinstance(digest, str) else None
 
 
 def load_model_dir(ckpt_dir: str | Path) -> tuple[ModelRecord, Any]:
@@ -210,15 +204,15 @@ def load_model_dir(ckpt_dir: str | Path) -> tuple[ModelRecord, Any]:
 
 def _written_together(ckpt_dir: Path) -> tuple[ModelRecord, dict[str, Any], bool]:
     """config.json and the weights, read again while they were not written together (a run
-    swapping its files in as they were read), and whether they were at last. Weights from before
-    the digest was kept name none: they pass."""
-    from common.files import load_weights_and_metadata
+    swapping its files in as they were read), and whether they were at last. A config.json from
+    before the digest was kept names none: it passes."""
+    from common.files import load_weights, weights_digest
 
     for attempt in range(PAIR_TRIES):
         if attempt:
             time.sleep(0.05 * 2**attempt)
         record, digest = _record_and_digest(ckpt_dir)
-        weights, metadata = load_weights_and_metadata(ckpt_dir / MODEL_FILE)
-        if metadata.get(WRITTEN_WITH, digest) == digest:
+        weights = load_weights(ckpt_dir / MODEL_FILE)
+        if digest is None or weights_digest(weights) == digest:
             return record, weights, True
     return record, weights, False

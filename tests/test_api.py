@@ -192,10 +192,8 @@ def test_fit_is_make_data_and_train_on_the_same_rows(tmp_path):
     train("--data", tmp_path / "scripts" / "people", "--ckpt-dir", tmp_path / "scripts_run", "--epochs", "3")
     model = fit(table, "label", name="people", out_dir=str(tmp_path / "api"), ckpt_dir=str(tmp_path / "api_run"),
                 epochs=3, pictures=False)
-    from safetensors.torch import load_file  # the files' headers differ: each names its own config.json
-
-    api, scripts = (load_file(tmp_path / run / "model.safetensors") for run in ("api_run", "scripts_run"))
-    assert api.keys() == scripts.keys() and all(api[k].numpy().tobytes() == scripts[k].numpy().tobytes() for k in api)
+    assert (tmp_path / "api_run" / "model.safetensors").read_bytes() == \
+        (tmp_path / "scripts_run" / "model.safetensors").read_bytes()
     assert model.folder == tmp_path / "api_run" and (tmp_path / "api_run" / "README.md").is_file()
     source = (tmp_path / "api" / "people" / "dataset.json").read_text()
     assert "a pyarrow Table (200 rows)" in source

@@ -30,6 +30,7 @@ from common.files import (
     atomic_path,
     check_writable,
     exclusive_lock,
+    weights_digest,
     write_json_file,
     write_together,
     write_weights_file,
@@ -39,9 +40,8 @@ from common.model_folder import (
     LOCK_FILE,
     METRICS_FILE,
     MODEL_FILE,
-    WRITTEN_WITH,
+    WEIGHTS_DIGEST,
     ModelRecord,
-    config_digest,
     load_record,
 )
 from common.train.checkpoints import (
@@ -316,9 +316,9 @@ def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: ModelRecor
     if not owned_card(folder / CARD_FILE) and CARD_FILE in report:
         console.print(f"Note: {folder / CARD_FILE} is not a model card of ours: left as it is, no card written")
         report = {name: write for name, write in report.items() if name != CARD_FILE}
-    config = record.to_json()
+    config = {**record.to_json(), WEIGHTS_DIGEST: weights_digest(weights)}
     write_together({
-        folder / MODEL_FILE: lambda path: write_weights_file(path, weights, {WRITTEN_WITH: config_digest(config)}),
+        folder / MODEL_FILE: lambda path: write_weights_file(path, weights),
         folder / CONFIG_FILE: lambda path: write_json_file(path, config),
         folder / METRICS_FILE: lambda path: shutil.copyfile(running, path),
         **{folder / name: write for name, write in report.items()},

@@ -44,7 +44,7 @@ def test_a_failed_run_leaves_the_earlier_run_whole(small_cls, tmp_path, monkeypa
     train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "2")
     before = snapshot(tmp_path)
 
-    def full_disk(path, state_dict, metadata):
+    def full_disk(path, state_dict):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(run_folder, "write_weights_file", full_disk)

@@ -9,8 +9,9 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # A process that leaves an error to another one to print waits this long before it exits: the
@@ -129,6 +130,26 @@ def _stopped_while_starting(signum: int, frame: object) -> None:
     # At once: nothing is written yet, and an exception raised here, inside an import, was
     # swallowed by importlib (the run went on) or aborted torch's extension loading.
     os._exit(code)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait for the block to end (files swapped in one by one, which a stop
+    midway would leave mixed): noted while it runs, then handed to the handlers from before. Off
+    the main thread, where no handler can be set, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: noted.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for held in dict.fromkeys(noted):
+            signal.raise_signal(held)
 
 
 def written(what: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from common.console import console
 from common.data.dataset import DATASET_FILE
-from common.errors import Interrupted, Stopped, UserError
+from common.errors import Interrupted, Stopped, UserError, signals_held
 from common.errors import written as now_written
 from common.files import (
     append_jsonl,
@@ -189,9 +189,10 @@ class RunFolder:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             earlier = earlier_record(self.path)
-            written = commit_run(self.path, weights, record, report.writers if report else {})
-            self.committed = True
-            now_written(f"the model in {self.path}")
+            with signals_held():  # a stop waits for the swap's end, and then says the model was written
+                written = commit_run(self.path, weights, record, report.writers if report else {})
+                self.committed = True
+                now_written(f"the model in {self.path}")
             replaced = replaced_model(self.path, earlier, self.plan.run.data, self.plan.data_identity)
             if replaced:
                 console.print(f"Note: {replaced}")

@@ -47,12 +47,15 @@ class StopSignal:
         """The last step is taken. What is left (the weights chosen, the decision, the report, the
         commit) is no step to wait for, so a signal from here on ends the run at once, through the
         handlers from before (run_cli's: KeyboardInterrupt, Terminated), and one noted since the
-        last agreement ends it now: nothing is swapped in after the user asked to stop."""
+        last agreement ends it now: nothing is swapped in after the user asked to stop. Every
+        process calls it at the same point, and the processes agree once more (SIGTERM wins)."""
+        self.agreed(0, boundary=True)
+        signum = self.agreed_signum or self.signum
         self.__exit__()
         self._previous.clear()
-        if self.signum == signal.SIGINT:
+        if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        if self.signum:
+        if signum:
             raise Terminated
 
     def _note(self, signum: int, frame: FrameType | None) -> None:

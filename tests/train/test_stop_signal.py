@@ -7,6 +7,7 @@ import pytest
 
 from builders import read_metrics, train
 from common.errors import Stopped
+from common.model_folder import load_model_dir
 from common.train.trainer import Trainer
 
 ARGS = ["--epochs", "3", "--batch-size", "64", "--eval-every", "1", "--grad-accum", "2", "--lr-schedule", "cosine"]
@@ -126,3 +127,31 @@ def test_a_signal_after_training_stops_before_the_model_is_swapped_in(small_val,
                     f"(--checkpoint-every N or --save-on-signal keep one); {tmp_path} keeps the earlier run's model "
                     "files")
     assert {name: (tmp_path / name).read_bytes() for name in earlier} == earlier
+
+
+def test_a_signal_while_the_model_files_are_swapped_in_waits_for_the_swap(small_val, tmp_path, monkeypatch,
+                                                                          capsys):
+    """Stopped midway, the folder would hold one run's weights beside another's config: the stop
+    waits for the last rename, then says the model was written."""
+    import common.train.run_folder as run_folder
+    from common.errors import run_cli
+
+    data = ["--data", small_val, *ARGS]
+    train(*data, "--ckpt-dir", tmp_path, "--seed", "7")
+    earlier = (tmp_path / "model.safetensors").read_bytes()
+    together = run_folder.write_together
+
+    def signalled_midway(files):
+        os.kill(os.getpid(), signal.SIGINT)
+        together(files)
+
+    monkeypatch.setattr(run_folder, "write_together", signalled_midway)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: train(*data, "--ckpt-dir", tmp_path))
+    assert info.value.code == 130
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"stopped: interrupted by Ctrl-C; the model in {tmp_path} had been written before it; other "
+                    "files were left as they were")
+    assert (tmp_path / "model.safetensors").read_bytes() != earlier
+    load_model_dir(tmp_path)  # the weights and the config.json written with them

@@ -131,11 +131,16 @@ FEATURE_ROLES = ("numeric", "categorical", "date")
 def require_numbers(seen: FirstPass, path: Any) -> None:
     """A numeric column of words alone (`--numeric` given a column of text) would be all blanks."""
     for name, words in seen.words.items():
-        if words.cells and sum(words.cells.values()) + seen.nulls.get(name, 0) >= seen.rows:
-            shown = ", ".join(f"'{word}'" for word, _ in sorted(words.cells.items(), key=lambda item: -item[1])[:5])
-            raise UserError(f"{path}: column '{name}' holds no numbers, only words ({shown}"
-                            f"{', ...' if len(words.cells) > 5 else ''}): give it as --categorical, or leave it "
-                            "out of --numeric")
+        if words.cells and sum(words.cells.values()) + seen.nulls.get(name, 0) >= seen.rows_read:  # every row read
+            raise UserError(f"{path}: column '{name}' holds no numbers, only words ({most_frequent(words.cells)}): "
+                            "give it as --categorical, or leave it out of --numeric")
+
+
+def most_frequent(words: dict[str, int], counted: bool = False) -> str:
+    """The five most frequent words, quoted, with their cells where `counted`; "..." for more."""
+    top = sorted(words.items(), key=lambda item: -item[1])[:5]
+    shown = ", ".join(f"'{word}' ({n})" if counted else f"'{word}'" for word, n in top)
+    return shown + (", ..." if len(words) > 5 else "")
 
 
 def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> None:
@@ -147,8 +152,7 @@ def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> 
     if unparsed:
         role.why += f"; {unparsed} cell(s) not dates, read as blanks"
     if words:
-        shown = ", ".join(f"'{word}' ({n})" for word, n in sorted(words.items(), key=lambda item: -item[1])[:5])
-        role.why += f"; words read as blanks: {shown}" + (", ..." if len(words) > 5 else "")
+        role.why += f"; words read as blanks: {most_frequent(words, counted=True)}"
     step = next((step for step in pre.dates if step.name == role.name), None)
     if step is not None:
         role.why += ": " + ", ".join(CYCLE_WORDS[part] for part in step.date_parts)

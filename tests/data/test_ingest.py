@@ -302,6 +302,12 @@ def test_a_column_of_words_alone_given_as_numeric_is_refused(tmp_path):
     assert message == (f"{tmp_path / 't.csv'}: column 'colour' holds no numbers, only words ('red', 'green', "
                        "'blue'): give it as --categorical, or leave it out of --numeric")
     assert not (tmp_path / "data" / "t").exists()
+    # Numbers in the labelled rows, words besides in rows without a target: a numeric column.
+    rows = [f"{i if i % 2 else 'red'},{i},{i % 3 % 2}" for i in range(60)] + [f"red,{i}," for i in range(60)]
+    (tmp_path / "t.csv").write_text("colour,x,label\n" + "\n".join(rows) + "\n")
+    make_data_script.main(["--csv", str(tmp_path / "t.csv"), "--target", "label", "--numeric", "colour",
+                           "--out-dir", str(tmp_path / "data")])
+    assert (tmp_path / "data" / "t" / "dataset.json").is_file()
 
 
 def test_a_number_written_wrong_is_never_taken_for_a_word(tmp_path):

@@ -172,11 +172,11 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         from common.train.run_folder import earlier_record, replaced_model
         from common.train.session import run_training
 
-        earlier = earlier_record(Path(run))
+        earlier = earlier_record(Path(run)) if quiet else None
         model = Predictor.load(run_training(train_cfg))
     if quiet:  # printed otherwise: replacing what an earlier call made is said all the same
         notes = [f"{folder} held the data set of {replaced}, now replaced" if replaced else None,
-                 replaced_model(Path(run), earlier, str(folder), model.record.training.get("data_identity"))]
+                 replaced_model(Path(run), earlier, model.record.data, model.record.training.get("data_identity"))]
         for note in filter(None, notes):
             warnings.warn(note, stacklevel=2)
     return model

@@ -212,7 +212,7 @@ def check_setting(cls: type, name: str, value: Any) -> None:
     """The one range check of an integer setting, from its field's `minimum` (and the meaning of
     0 where 0 is allowed). The run plan calls it again for the values it resolves itself."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    if f.metadata.get("seed") and not 0 <= value < SEEDS:
+    if f.metadata.get("seed") and not 0 <= value < SEED_LIMIT:
         raise UserError(f"{flag_name(name)} must lie in [0, 2**32), got {value}")
     minimum = f.metadata.get("minimum")
     if minimum is None or value is None or value >= minimum:
@@ -222,10 +222,11 @@ def check_setting(cls: type, name: str, value: Any) -> None:
     raise UserError(f"{flag_name(name)} must be 0 ({f.metadata['zero']}) or positive, got {value}")
 
 
-SEEDS = 2**32  # numpy's and torch's generators take seeds in [0, 2**32)
+SEED_LIMIT = 2**32  # numpy's and torch's generators take seeds in [0, 2**32)
 
 
 def seed_setting(help: str) -> Any:
+    """A seed, 42 by default, checked against SEED_LIMIT as it is parsed (check_setting)."""
     return field(42, help, seed=True)
 
 

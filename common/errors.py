@@ -187,7 +187,9 @@ class GuardedOutput:
             _lost_output.append(err)
             with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
                 # What the stream still buffers would fail again in the interpreter's last flush.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._stream.fileno())
+                os.close(devnull)
 
 
 def _lost_output_error() -> OutputLost | None:

@@ -4,6 +4,7 @@ import errno
 import os
 import shutil
 import signal
+import socket
 
 import numpy as np
 import pytest
@@ -176,3 +177,22 @@ def test_a_write_that_fails_says_what_was_kept_only_where_there_was_something(tm
     full = OSError(errno.ENOSPC, "No space left on device")
     assert str(write_error(tmp_path / "old.csv", full)).endswith("; old.csv keeps what it held before")
     assert "keeps" not in str(write_error(tmp_path / "new.csv", full))
+
+
+def test_a_reader_looking_at_a_lock_does_not_turn_a_starting_writer_away(tmp_path):
+    """lock_holder takes the lock for a moment to see whether a run holds it; a run starting just
+    then asks again 50 ms later instead of taking the reader for another run."""
+    import fcntl
+    import threading
+
+    from common.files import exclusive_lock, lock_holder
+
+    lock = tmp_path / ".lock"
+    lock.write_text("pid 1 on an earlier host")
+    with open(lock) as looking:
+        fcntl.flock(looking, fcntl.LOCK_SH | fcntl.LOCK_NB)  # as lock_holder holds it while it looks
+        threading.Timer(0.02, fcntl.flock, (looking, fcntl.LOCK_UN)).start()
+        with exclusive_lock(lock) as holder:
+            assert holder is None
+            assert lock_holder(lock) == f"pid {os.getpid()} on {socket.gethostname()}"
+    assert lock_holder(lock) is None

@@ -297,7 +297,7 @@ def earlier_record(ckpt_dir: Path) -> ModelRecord | None:
         return None
 
 
-def replaced_model(ckpt_dir: Path, earlier: ModelRecord | None, data: str, data_identity: Any) -> str | None:
+def replaced_model(ckpt_dir: Path, earlier: ModelRecord | None, data: str | None, data_identity: Any) -> str | None:
     """What a run folder held before where it was a model of other data (earlier_record), in words."""
     if earlier is None or earlier.training.get("data_identity") == data_identity:
         return None

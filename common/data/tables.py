@@ -14,6 +14,7 @@ import csv
 import functools
 import re
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from importlib.machinery import ModuleSpec
@@ -139,32 +140,34 @@ def unreadable(path: Path, err: BaseException, sep: str | None = None) -> UserEr
     line = None
     if "CSV parse error: Expected" in first:
         line = ragged_line(path, sep)
-    elif "invalid UTF8" in first:  # pyarrow numbers the column from 0 and not the line
-        line = undecodable_line(path)
+    elif "invalid UTF8" in first:  # pyarrow numbers the file's column from 0, and says no line
         number = re.search(r"CSV column #(\d+)", first)
+        column = int(number[1]) if number else -1
         header = csv_header(path, sep) if number else []
-        if number and int(number[1]) < len(header):
-            first = f"column '{header[int(number[1])]}' holds bytes that are not UTF-8 text"
+        if 0 <= column < len(header):
+            line = undecodable_line(path, sep or detect_delimiter(path), column)
+            first = f"column '{header[column]}' holds bytes that are not UTF-8 text"
     where = f"line {line}: " if line is not None else ""
     return UserError(f"cannot read {path} ({where}{first}): save it as UTF-8 CSV with a header row "
                      "(--sep sets the delimiter) or as Parquet")
 
 
-def undecodable_line(path: Path, block_bytes: int = 1 << 24) -> int | None:
-    """The number of the first line holding bytes that are not UTF-8, read a block at a time;
-    only after pyarrow refused the file for it. None where every byte decodes."""
-    line, carried = 1, b""
-    with open(path, "rb") as fh:
-        while block := fh.read(block_bytes):
-            block, carried = carried + block, b""
-            try:
-                block.decode("utf-8")
-            except UnicodeDecodeError as err:
-                if err.reason != "unexpected end of data":
-                    return line + block.count(b"\n", 0, err.start)
-                block, carried = block[:err.start], block[err.start:]  # a character cut by the block's end
-            line += block.count(b"\n")
-    return line if carried else None
+def undecodable_line(path: Path, delimiter: str, column: int) -> int | None:
+    """The line on which the first cell of `column` holding bytes that are not UTF-8 ends (a cell
+    of another column may hold some too, which the read never reached); None where none does.
+    Python's csv reader, after pyarrow refused the file for it."""
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        for row in reader:
+            if column < len(row) and not row[column].isascii():
+                try:
+                    row[column].encode("utf-8")
+                except UnicodeEncodeError:  # a byte that was no UTF-8, kept as a lone surrogate
+                    return reader.line_num
+    return None
+
+
+_QUIET_UNRAISABLE = threading.Lock()  # held while ragged_line has swapped the process's unraisable hook
 
 
 def ragged_line(path: Path, sep: str | None) -> int | None:
@@ -185,19 +188,21 @@ def ragged_line(path: Path, sep: str | None) -> int | None:
     parsing = csv_parse_options(path, delimiter)  # as the read that failed parsed it
     parsing.invalid_row_handler = note
     # A row holding bytes that are not UTF-8 never reaches `note`: pyarrow cannot make its text,
-    # says so through the unraisable hook (a traceback on stderr) and stops; no line, then.
-    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
-    try:
-        reader = pa_csv.open_csv(
-            path, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parsing,
-            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(csv_header(path, delimiter),
-                                                                             pa.string())))
-        for _ in reader:
+    # says so through the unraisable hook (a traceback on stderr) and stops; no line, then. The
+    # hook is the process's: one pass at a time swaps it (a reader thread may run this).
+    with _QUIET_UNRAISABLE:
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+        try:
+            reader = pa_csv.open_csv(
+                path, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parsing,
+                convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(csv_header(path, delimiter),
+                                                                                 pa.string())))
+            for _ in reader:
+                pass
+        except (pa.ArrowException, OSError, UnicodeDecodeError):
             pass
-    except (pa.ArrowException, OSError, UnicodeDecodeError):
-        pass
-    finally:
-        sys.unraisablehook = hook
+        finally:
+            sys.unraisablehook = hook
     return found[0] if found and found[0] is not None else None
 
 

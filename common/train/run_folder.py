@@ -177,11 +177,7 @@ class RunFolder:
             saved = checkpoint_root(self.path) / checkpoint_name(epoch) if just_saved else \
                 self._checkpoint(epoch, step, partial)
         where = f"in epoch {epoch} after step {step}" if step is not None else f"after epoch {epoch}"
-        if saved is not None:
-            go_on = f"continue with the same arguments and --resume (from {saved})"
-        else:
-            go_on = "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
-        return Stopped(f"{stop.name} {where}: {go_on}; {self._kept()}", stop.exit_code)
+        return Stopped(f"{stop.name} {where}: {go_on_from(saved)}; {self._kept()}", stop.exit_code)
 
     def commit(self, weights: dict[str, Any], record: ModelRecord, report: RunReport | None) -> None:
         """The run's model files and its report (the main process's), swapped in together by the
@@ -221,14 +217,20 @@ class RunFolder:
         swapped in: they were not, and a checkpoint, where the run keeps them, goes on from there."""
         name, code = ("Ctrl-C", 130) if isinstance(by, KeyboardInterrupt) else ("SIGTERM", 143)
         found = complete_checkpoints(self.path)
-        go_on = f"continue with the same arguments and --resume (from {found[-1]})" if found else \
-            "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
+        go_on = go_on_from(found[-1] if found else None)
         return Stopped(f"{name} after training, before the model was saved: {go_on}; {self._kept()}", code)
 
     def _kept(self) -> str:
         if (self.path / MODEL_FILE).is_file():
             return f"{self.path} keeps the earlier run's model files"
         return f"no model was saved in {self.path}"
+
+def go_on_from(checkpoint: Path | None) -> str:
+    """How a stopped run goes on: from its checkpoint, or, with none, how to keep one next time."""
+    if checkpoint is not None:
+        return f"continue with the same arguments and --resume (from {checkpoint})"
+    return "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
+
 
 def tracker_values(record: dict[str, Any]) -> dict[str, Any]:
     """An evaluation as trackers take it: numbers, and the members' figures as a group of numbers."""

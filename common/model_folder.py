@@ -91,6 +91,7 @@ class ModelRecord:
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     target_column: str | None = None  # the table column it predicts: a labelled input is scored on it
     decision: ThresholdFit | None = None  # two classes: the threshold that decides them (common/decision.py)
+    weights_sha256: str | None = None  # the weights written with it (files.weights_digest); None: not kept
     format: int = CONFIG_FORMAT  # the format it was read from; to_json writes today's
 
     @property
@@ -111,7 +112,8 @@ class ModelRecord:
                 "distributed_type": self.distributed_type, "mixed_precision": self.mixed_precision,
                 "device": self.device, "outcome": self.outcome.to_json(), "versions": self.versions,
                 "target_column": self.target_column,
-                "decision": self.decision.to_json() if self.decision else None}
+                "decision": self.decision.to_json() if self.decision else None,
+                **({"weights_sha256": self.weights_sha256} if self.weights_sha256 else {})}
 
     @classmethod
     def read(cls, obj: Any, path: str | Path) -> ModelRecord:
@@ -134,7 +136,8 @@ class ModelRecord:
                      f.integer("num_processes", minimum=1, default=1), f.text("distributed_type", default=""),
                      f.text("mixed_precision", default=""), f.text("device", default=""), outcome,
                      f.obj_of("versions", default={}), f.text("target_column", default=None),
-                     ThresholdFit.read(f.nested("decision", decision)) if decision else None, version)
+                     ThresholdFit.read(f.nested("decision", decision)) if decision else None,
+                     f.text("weights_sha256", default=None), version)
         problem = record.disagreement(f.texts("feature_names"))
         if problem:
             raise f.error(problem)
@@ -159,26 +162,19 @@ class ModelRecord:
 
 def load_record(ckpt_dir: str | Path) -> ModelRecord:
     """A model folder's config.json, checked (a UserError naming the file where it does not fit)."""
-    return _record_and_digest(ckpt_dir)[0]
-
-
-# config.json names the weights written with it by their digest (files.weights_digest), so that
-# a reader never pairs one run's steps with another's weights: a run swapping its files into a
-# folder renames them one by one, and two models of the same shapes would load without a word.
-WEIGHTS_DIGEST = "weights_sha256"
-PAIR_TRIES = 5  # reads of a folder whose two files do not match, while a run may be swapping them
-
-
-def _record_and_digest(ckpt_dir: str | Path) -> tuple[ModelRecord, str | None]:
     path = Path(ckpt_dir) / CONFIG_FILE
     if not path.is_file() and (Path(ckpt_dir) / "dataset.json").is_file():  # common/data/dataset.DATASET_FILE
         raise UserError(f"{ckpt_dir} is a data set (make_data.py's), not a model: pass the folder train.py wrote, "
                         "its --ckpt-dir")
     if not path.is_file() and (training := lock_holder(Path(ckpt_dir) / LOCK_FILE)):
         raise UserError(f"{ckpt_dir} holds no model yet: a run is training there ({training}); wait for it to end")
-    config = read_json(path, "model config")
-    digest = config.get(WEIGHTS_DIGEST)
-    return ModelRecord.read(config, path), digest if isinstance(digest, str) else None
+    return ModelRecord.read(read_json(path, "model config"), path)
+
+
+# config.json names the weights written with it by their digest (`weights_sha256`), so that a
+# reader never pairs one run's steps with another's weights: a run swapping its files into a
+# folder renames them one by one, and two models of the same shapes would load without a word.
+PAIR_TRIES = 5  # reads of a folder whose two files do not match, while a run may be swapping them
 
 
 def load_model_dir(ckpt_dir: str | Path) -> tuple[ModelRecord, Any]:
@@ -211,8 +207,8 @@ def _written_together(ckpt_dir: Path) -> tuple[ModelRecord, dict[str, Any], bool
     for attempt in range(PAIR_TRIES):
         if attempt:
             time.sleep(0.05 * 2**attempt)
-        record, digest = _record_and_digest(ckpt_dir)
+        record = load_record(ckpt_dir)
         weights = load_weights(ckpt_dir / MODEL_FILE)
-        if digest is None or weights_digest(weights) == digest:
+        if record.weights_sha256 is None or weights_digest(weights) == record.weights_sha256:
             return record, weights, True
     return record, weights, False

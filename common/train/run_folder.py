@@ -15,6 +15,7 @@ What it guarantees:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -40,7 +41,6 @@ from common.model_folder import (
     LOCK_FILE,
     METRICS_FILE,
     MODEL_FILE,
-    WEIGHTS_DIGEST,
     ModelRecord,
     load_record,
 )
@@ -319,7 +319,7 @@ def commit_run(ckpt_dir: str | Path, weights: dict[str, Any], record: ModelRecor
     if not owned_card(folder / CARD_FILE) and CARD_FILE in report:
         console.print(f"Note: {folder / CARD_FILE} is not a model card of ours: left as it is, no card written")
         report = {name: write for name, write in report.items() if name != CARD_FILE}
-    config = {**record.to_json(), WEIGHTS_DIGEST: weights_digest(weights)}
+    config = dataclasses.replace(record, weights_sha256=weights_digest(weights)).to_json()
     write_together({
         folder / MODEL_FILE: lambda path: write_weights_file(path, weights),
         folder / CONFIG_FILE: lambda path: write_json_file(path, config),

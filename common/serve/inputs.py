@@ -119,21 +119,33 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
 def array_blocks(path: str, X: np.memmap, batch_rows: int) -> Iterator[tuple[int, np.ndarray]]:
     """`X`'s rows, `batch_rows` at a time, read from the file rather than through the map: a file
     cut short meanwhile (another program rewriting it) would end the process by SIGBUS, with no
-    word, where a read comes back short and is named. A Fortran-ordered array keeps the map."""
-    if not X.flags.c_contiguous:
-        for start in range(0, len(X), batch_rows):
-            yield start, X[start:start + batch_rows]
-        return
-    offset, width = X.offset, X.shape[1]
+    word, where a read comes back short and is named. A Fortran-ordered array is read a column's
+    part at a time."""
+    total, width, size = len(X), X.shape[1], X.dtype.itemsize
+    by_columns = not X.flags.c_contiguous
+
+    def cut_short(row: int) -> UserError:
+        return UserError(f"{path} was cut short while it was read (at row {row + 1} of {total}): read it once it "
+                         "is written whole")
+
     with open(path, "rb") as fh:
-        for start in range(0, len(X), batch_rows):
-            rows = min(batch_rows, len(X) - start)
-            fh.seek(offset + start * width * X.dtype.itemsize)
-            block = np.fromfile(fh, dtype=X.dtype, count=rows * width)
-            if block.size < rows * width:
-                raise UserError(f"{path} was cut short while it was read (at row {start + block.size // width + 1} "
-                                f"of {len(X)}): read it once it is written whole")
-            yield start, block.reshape(rows, width)
+        for start in range(0, total, batch_rows):
+            rows = min(batch_rows, total - start)
+            if by_columns:
+                block = np.empty((rows, width), dtype=X.dtype, order="F")
+                for column in range(width):
+                    fh.seek(X.offset + (column * total + start) * size)
+                    values = np.fromfile(fh, dtype=X.dtype, count=rows)
+                    if values.size < rows:
+                        raise cut_short(start + values.size)
+                    block[:, column] = values
+                yield start, block
+                continue
+            fh.seek(X.offset + start * width * size)
+            values = np.fromfile(fh, dtype=X.dtype, count=rows * width)
+            if values.size < rows * width:
+                raise cut_short(start + values.size // width)
+            yield start, values.reshape(rows, width)
 
 
 def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray]:

@@ -534,26 +534,28 @@ def test_importance_on_a_model_folder_that_predates_its_target_column_says_to_re
     assert "before model folders named their target column" in message and "retrain" in message
 
 
-def test_an_array_cut_short_while_it_is_read_is_one_line_not_a_bus_error(tmp_path):
+@pytest.mark.parametrize("order, row", [("C", 151), ("F", 129)])
+def test_an_array_cut_short_while_it_is_read_is_one_line_not_a_bus_error(tmp_path, order, row):
     """Read through a memory map, a .npy cut short by another program ended the process by
-    SIGBUS; read block by block, the short read is named by its row."""
+    SIGBUS; read block by block, the short read is named by its row (in Fortran order the cut
+    takes the last two columns whole: the second block stops at its first row)."""
     from common.errors import UserError
     from common.serve.inputs import array_blocks
 
-    X = np.arange(300 * 4, dtype=np.float32).reshape(300, 4)
+    X = np.asarray(np.arange(300 * 4, dtype=np.float32).reshape(300, 4), order=order)
     np.save(tmp_path / "rows.npy", X)
     header = np.load(tmp_path / "rows.npy", mmap_mode="r")
     blocks = array_blocks(str(tmp_path / "rows.npy"), header, 128)
     start, first = next(blocks)
     assert start == 0 and np.array_equal(first, X[:128])
     size = (tmp_path / "rows.npy").stat().st_size
-    os.truncate(tmp_path / "rows.npy", size - 150 * 4 * 4)  # rows 150 on are gone
-    with pytest.raises(UserError, match=r"rows.npy was cut short while it was read \(at row 151 of 300\)"):
+    os.truncate(tmp_path / "rows.npy", size - 150 * 4 * 4)  # the file's last 150 rows' worth
+    with pytest.raises(UserError, match=rf"rows.npy was cut short while it was read \(at row {row} of 300\)"):
         next(blocks)
 
 
 def test_an_array_predicts_the_same_in_either_memory_order(small_model, small_cls, tmp_path):
-    """A C-ordered array is read block by block from the file, a Fortran-ordered one through its map."""
+    """A C-ordered array is read a block of rows at a time, a Fortran-ordered one a column's part at a time."""
     X = np.load(small_cls / "X_test.npy")[:300]
     for order in "CF":
         np.save(tmp_path / f"{order}.npy", np.asarray(X, order=order))

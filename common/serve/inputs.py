@@ -93,7 +93,7 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
     require_file(path, "input")
     try:
         X = np.load(path, allow_pickle=False, mmap_mode="r")  # the header, checked against the file's size
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
     names = pre.column_names
     if X.ndim != 2 or X.shape[1] != len(names) or not np.issubdtype(X.dtype, np.number):

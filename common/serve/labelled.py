@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from common.data.columns import numeric_values, text_values
+from common.data.columns import feature_type_advice, numeric_values, text_values
 from common.errors import UserError
 from common.importance import DEFAULT_REPEATS, Importance, permutation_importance
 from common.metrics import confusion_matrix, macro_f1, r2
@@ -40,6 +40,9 @@ class LabelledRows:
         semicolon-separated file writes decimals with a comma, as its numeric columns do)."""
         if self.config.task == "regression":
             return numeric_values(column, self.target, self.source, decimal, first_row)
+        if feature_type_advice(column.type):  # bytes that are not UTF-8, read as binary
+            raise UserError(f"{self.source}: column '{self.target}' holds {column.type} values, not labels: "
+                            "save the file as UTF-8 text")
         categories = text_values(column)
         codes = {label: i for i, label in enumerate(self.classes + self.unseen)}
         for value in categories.values:

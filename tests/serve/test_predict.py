@@ -120,6 +120,21 @@ def test_non_numeric_prediction_input(small_model, tmp_path):
     assert "x9" in message and "row 2" in message
 
 
+def test_an_empty_npy_file_is_one_line(small_model, tmp_path):
+    (tmp_path / "rows.npy").write_bytes(b"")
+    assert "cannot read" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")
+
+
+def test_a_target_of_bytes_that_are_not_utf8_is_one_line(crossfit_run, tmp_path):
+    """A labelled input is scored on its target: pyarrow reads such a column as binary."""
+    lines = (crossfit_run / "people.csv").read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b'"high"', b'"hi\xe9"').replace(b'"low"', b'"lo\xe9"')
+    (tmp_path / "rows.csv").write_bytes(b"\n".join(lines))
+    message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "rows.csv",
+                          "--output", tmp_path / "p.csv")
+    assert "column 'label' holds binary values, not labels: save the file as UTF-8 text" in message
+
+
 def test_npy_input_of_the_wrong_width(small_model, tmp_path):
     np.save(tmp_path / "rows.npy", np.zeros((5, 7)))
     message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,14 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     Any failure to write (a full disk, a read-only folder, a file where a folder should be)
     is one line, and `target` keeps what it held."""
     final = Path(target)
+    if _is_a_stream(final):  # a device or a pipe (/dev/null, /dev/stdout): a file renamed over it would replace it
+        try:
+            yield final
+        except OSError as err:
+            raise write_error(final, err) from None
+        return
+    if final.is_symlink():  # the file it points to is replaced; the link stays
+        final = Path(os.path.realpath(final))
     tmp: Path | None = None
     try:
         make_folder(final.parent)
@@ -47,6 +56,15 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def _is_a_stream(path: Path) -> bool:
+    """A character or block device, a pipe or a socket (through any links): written in place."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there yet, or not to be looked at: a file to write
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def write_together(writers: dict[Path, Callable[[Path], object]]) -> None:

@@ -1,10 +1,12 @@
 """Files written atomically (common/files.py): a crash or a kill mid-write leaves the earlier file or
 folder, and the next reader or writer puts back what a kill left hidden."""
 import errno
+import json
 import os
 import shutil
 import signal
 import socket
+import stat
 
 import numpy as np
 import pytest
@@ -196,3 +198,22 @@ def test_a_reader_looking_at_a_lock_does_not_turn_a_starting_writer_away(tmp_pat
             assert holder is None
             assert lock_holder(lock) == f"pid {os.getpid()} on {socket.gethostname()}"
     assert lock_holder(lock) is None
+
+
+def test_a_pipe_or_a_link_given_as_the_target_is_written_not_replaced(tmp_path):
+    """--metrics-json /dev/stdout, a named pipe, a device: a file renamed over one would replace it
+    (/dev/null, run as root). A link keeps pointing where it did, at the new contents."""
+    import threading
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text()))
+    reader.start()
+    write_json(pipe, {"a": 1})
+    reader.join(timeout=10)
+    assert json.loads(got[0]) == {"a": 1} and stat.S_ISFIFO(os.stat(pipe).st_mode)
+    (tmp_path / "real.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    write_json(tmp_path / "link.json", {"b": 2})
+    assert (tmp_path / "link.json").is_symlink() and read_json(tmp_path / "real.json", "x") == {"b": 2}

@@ -1,6 +1,7 @@
 """User-facing errors: one line that names the problem and the fix, no traceback."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import gc
@@ -185,11 +186,16 @@ class GuardedOutput:
             getattr(self._stream, method)(*args)
         except OSError as err:
             _lost_output.append(err)
-            with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-                # What the stream still buffers would fail again in the interpreter's last flush.
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, self._stream.fileno())
-                os.close(devnull)
+            # What the stream still buffers would fail again as the interpreter ends. The failing
+            # descriptor is kept till then: a group this process starts (common/train/relaunch.py)
+            # inherits it, and meets and reports the same failure.
+            atexit.register(self._silenced)
+
+    def _silenced(self) -> None:
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
 
 
 def _lost_output_error() -> OutputLost | None:

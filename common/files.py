@@ -109,14 +109,20 @@ def exclusive_lock(lock_file: Path) -> Iterator[str | None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+LOCK_TRIES = 6  # a reader's lock_holder holds a lock for a moment to look: asked again, 10-160 ms apart
+
+
 def _lock_now_or_soon(fh: Any) -> None:
-    """The lock, or OSError where another process holds it: asked twice, 50 ms apart, since a
-    reader's lock_holder takes it for a moment to look (a writer holds it for its whole run)."""
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        time.sleep(0.05)
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    """The lock, or OSError where another process holds it for longer than readers looking at it
+    do (a writer holds it for its whole run): asked LOCK_TRIES times, about 0.3 s in all."""
+    for attempt in range(LOCK_TRIES):
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError:
+            if attempt == LOCK_TRIES - 1:
+                raise
+            time.sleep(0.01 * 2**attempt)
 
 
 def lock_holder(lock_file: Path) -> str | None:

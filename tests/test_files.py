@@ -183,7 +183,7 @@ def test_a_write_that_fails_says_what_was_kept_only_where_there_was_something(tm
 
 def test_a_reader_looking_at_a_lock_does_not_turn_a_starting_writer_away(tmp_path):
     """lock_holder takes the lock for a moment to see whether a run holds it; a run starting just
-    then asks again 50 ms later instead of taking the reader for another run."""
+    then asks again a moment later instead of taking the reader for another run."""
     import fcntl
     import threading
 

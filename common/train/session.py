@@ -58,7 +58,13 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
     # an active exception"). train() has returned, so only the accelerator still holds it.
     accelerator.free_memory()
     stop_heartbeat()  # before the barrier: no beat in flight once any process may exit
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.wait_for_everyone()
+    except RuntimeError as err:  # a process gone after the commit (a signal to it alone): no --resume to give
+        if not isinstance(lost_peers(err, plan.run.timeout), UserError):
+            raise
+        raise UserError(f"another process of the run ended before this one ({str(err).splitlines()[0][:160]}); the "
+                        f"model in {plan.run.ckpt_dir} had been written, whole, before it") from None
     accelerator.end_training()
     return Path(plan.run.ckpt_dir)
 

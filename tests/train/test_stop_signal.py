@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from builders import read_metrics, train
-from common.errors import Stopped
+from common.errors import Stopped, UserError
 from common.model_folder import load_model_dir
 from common.train.trainer import Trainer
 
@@ -155,3 +155,26 @@ def test_a_signal_while_the_model_files_are_swapped_in_waits_for_the_swap(small_
                     "files were left as they were")
     assert (tmp_path / "model.safetensors").read_bytes() != earlier
     load_model_dir(tmp_path)  # the weights and the config.json written with them
+
+
+def test_a_process_gone_after_the_commit_is_one_line_saying_the_model_was_written(small_val, tmp_path, monkeypatch):
+    """A signal to one worker alone, once the model is in place: the last barrier loses its peer."""
+    from accelerate import Accelerator
+
+    import common.train.session as session
+
+    gone: list[bool] = []
+    stopped, barrier = session.stop_heartbeat, Accelerator.wait_for_everyone
+
+    def lost_after_the_commit(self):
+        if gone:  # the barrier after the heartbeat stopped: the run's last
+            raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+        return barrier(self)
+
+    monkeypatch.setattr(session, "stop_heartbeat", lambda: (stopped(), gone.append(True)))
+    monkeypatch.setattr(Accelerator, "wait_for_everyone", lost_after_the_commit)
+    with pytest.raises(UserError) as info:
+        train("--data", small_val, *ARGS, "--ckpt-dir", tmp_path)
+    assert str(info.value).startswith("another process of the run ended before this one (")
+    assert str(info.value).endswith(f"the model in {tmp_path} had been written, whole, before it")
+    load_model_dir(tmp_path)

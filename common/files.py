@@ -96,8 +96,7 @@ def exclusive_lock(lock_file: Path) -> Iterator[str | None]:
         try:
             _lock_now_or_soon(fh)
         except OSError:
-            fh.seek(0)
-            yield fh.read().strip() or "a live process"
+            yield _holder(fh)
             return
         fh.seek(0)
         fh.truncate()
@@ -133,11 +132,17 @@ def lock_holder(lock_file: Path) -> str | None:
             try:
                 fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
-                return fh.read().strip() or "a live process"
+                return _holder(fh)
             fcntl.flock(fh, fcntl.LOCK_UN)
-    except OSError:
-        return None
+    except OSError:  # no such file: no run ever held it
+        pass
     return None
+
+
+def _holder(fh: Any) -> str:
+    """What the process holding the lock wrote in its file ("pid N on HOST"); it may not have yet."""
+    fh.seek(0)
+    return fh.read().strip() or "a live process"
 
 
 def folder_lock_file(final: Path) -> Path:

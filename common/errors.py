@@ -198,14 +198,14 @@ class GuardedOutput:
             os.close(devnull)
 
 
-def _lost_output_error() -> OutputLost | None:
+def _lost_output_error(after: str = "what the run printed stops short, but the run finished and its files are "
+                                      "whole") -> OutputLost | None:
     """A reader that went away (`| head`) asked for no more, as a closed pipe ends any Unix
     filter: no error. A full disk or a failing device under `> log` lost output the user wanted."""
     if not _lost_output or _lost_output[0].errno == errno.EPIPE:
         return None
     reason = _lost_output[0].strerror or type(_lost_output[0]).__name__
-    return OutputLost(f"standard output failed ({reason}): what the run printed stops short, but the run finished "
-                      "and its files are whole; make room, or send the output elsewhere")
+    return OutputLost(f"standard output failed ({reason}): {after}; make room, or send the output elsewhere")
 
 
 def _unwritten_note() -> str:
@@ -257,6 +257,12 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
             lost = _lost_output_error()
             if lost is not None:
                 raise lost
+        except SystemExit as done:
+            # argparse's --help and --version end here: what they printed is all they do.
+            lost = _lost_output_error("the help stops short") if done.code in (0, None) else None
+            if lost is None:
+                raise
+            raise lost from None
         except (MemoryError, RuntimeError) as err:
             refused = out_of_memory(err)
             if refused is None:

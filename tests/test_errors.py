@@ -1,9 +1,13 @@
 """run_cli (common/errors.py): what reaches the user as one line, and what keeps its traceback."""
+import errno
+import io
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from common.errors import run_cli
+from common.errors import GuardedOutput, run_cli
 
 
 @pytest.mark.parametrize("error, line", [
@@ -23,3 +27,34 @@ def test_an_allocation_the_machine_refuses_is_one_line(error, line, capsys):
 def test_another_runtime_error_keeps_its_traceback():
     with pytest.raises(RuntimeError, match="a bug"):
         run_cli(lambda: (_ for _ in ()).throw(RuntimeError("a bug")))
+
+
+class _FullDisk:
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+    def fileno(self):  # nothing for GuardedOutput to silence as the interpreter ends
+        raise io.UnsupportedOperation("fileno")
+
+
+@pytest.mark.parametrize("code, said", [
+    (0, "error: standard output failed (No space left on device): the help stops short; make room, or send the "
+        "output elsewhere"),
+    (2, ""),  # argparse's own usage error: its line on stderr is the one that counts
+])
+def test_help_printed_to_a_full_disk_is_said_as_such(code, said, capsys, monkeypatch):
+    """`train.py --help > /dev/full`: argparse prints, then exits 0 as if all was read."""
+    guarded = GuardedOutput(_FullDisk())
+    monkeypatch.setattr(sys, "stdout", guarded)
+
+    def prints_help():
+        print("usage: train.py [-h]", file=guarded)
+        sys.exit(code)
+
+    with pytest.raises(SystemExit) as info:
+        run_cli(prints_help)
+    assert info.value.code == (1 if code == 0 else code)
+    assert capsys.readouterr().err.strip() == said

@@ -255,6 +255,14 @@ class NormalScores:
         return self.level_score(level)
 
 
+TRUTH_SPELLINGS = (("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0"))
+
+
+def truth_spellings(level: str) -> tuple[str, ...]:
+    """Every spelling of the truth `level` spells (`Yes` -> true, yes, 1, ...); () for other text."""
+    return next((words for words in TRUTH_SPELLINGS if level.lower() in words), ())
+
+
 @dataclasses.dataclass
 class CategoricalStep:
     name: str
@@ -304,15 +312,17 @@ class CategoricalStep:
 
     @functools.cached_property
     def lookup(self) -> dict[str | None, int]:
-        """Each level's code. Levels that are all true/false match any spelling of them: pandas
-        writes `True` to CSV, pyarrow `true`, and a boolean column from Parquet or a DataFrame
-        reads as `true`, so the same column must not turn unseen between those forms."""
+        """Each level's code. Levels that all spell true or false match every spelling of the same
+        truth: pandas writes `True` to CSV, pyarrow `true`, a boolean column from Parquet or a
+        DataFrame reads as `true`, a 0/1 column as `1`, and a form as `yes`, so the same column
+        must not turn unseen between those forms."""
         lookup: dict[str | None, int] = {level: i + 1 for i, level in enumerate(self.levels)}
-        present = {level for level in self.levels if level is not None}
-        if present and all(level.lower() in ("true", "false") for level in present):
+        present = [level for level in self.levels if level is not None]
+        if present and all(truth_spellings(level) for level in present):
             for level in present:
-                for spelling in (level.lower(), level.capitalize(), level.upper()):
-                    lookup.setdefault(spelling, lookup[level])
+                for word in truth_spellings(level):
+                    for spelling in (word, word.capitalize(), word.upper()):
+                        lookup.setdefault(spelling, lookup[level])
         return lookup
 
     def to_json(self) -> dict[str, Any]:

@@ -117,6 +117,20 @@ def test_a_fifty_thousand_level_column_is_capped(tmp_path):
     assert CategoricalStep("c", ["a"]).codes(Categories.from_list(["a", None, "zz"])).tolist() == [1.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("levels", [["false", "true", None], ["No", "Yes"], ["0", "1"]])
+def test_a_column_of_truths_reads_every_spelling_of_them_and_others_as_unseen(levels):
+    """A true/false column given 1/0 (a DataFrame of ints) or yes/no at prediction: the same truths."""
+    step = CategoricalStep("flag", levels)
+    given = ["true", "True", "TRUE", "1", "yes", "Y", "t", "false", "0", "no", "N", "F", "maybe", "2"]
+    codes = step.codes(Categories.from_list(given)).tolist()
+    true, false = (step.lookup[next(lv for lv in levels if lv and lv.lower() in words)] for words in
+                   (("true", "yes", "1"), ("false", "no", "0")))
+    assert codes == [true] * 7 + [false] * 5 + [0.0, 0.0]
+    # Other text keeps its own spellings only.
+    assert CategoricalStep("c", ["yes", "maybe"]).codes(Categories.from_list(["yes", "1", "Yes"])).tolist() == \
+        [1.0, 0.0, 0.0]
+
+
 def bits(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
 

@@ -188,8 +188,9 @@ def ragged_line(path: Path, sep: str | None) -> int | None:
     parsing = csv_parse_options(path, delimiter)  # as the read that failed parsed it
     parsing.invalid_row_handler = note
     # A row holding bytes that are not UTF-8 never reaches `note`: pyarrow cannot make its text,
-    # says so through the unraisable hook (a traceback on stderr) and stops; no line, then. The
-    # hook is the process's: one pass at a time swaps it (a reader thread may run this).
+    # says so through the unraisable hook (a traceback on stderr) and stops; Python's csv reader
+    # counts that row's cells instead. The hook is the process's: one pass at a time swaps it (a
+    # reader thread may run this).
     with _QUIET_UNRAISABLE:
         hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
         try:
@@ -203,7 +204,16 @@ def ragged_line(path: Path, sep: str | None) -> int | None:
             pass
         finally:
             sys.unraisablehook = hook
-    return found[0] if found and found[0] is not None else None
+    return found[0] if found and found[0] is not None else ragged_line_read_by_python(path, delimiter)
+
+
+def ragged_line_read_by_python(path: Path, delimiter: str) -> int | None:
+    """ragged_line where pyarrow cannot say: the line on which the first row with another count
+    of cells than the header ends (empty lines skipped, as pyarrow skips them); None if none."""
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader, [])
+        return next((reader.line_num for row in reader if row and len(row) != len(header)), None)
 
 
 class NotStreamable(Exception):

@@ -175,7 +175,7 @@ def test_bytes_that_are_not_utf8_are_named_by_their_column_and_line(crossfit_run
 
 def test_a_ragged_row_of_bytes_that_are_not_utf8_is_one_line_without_a_traceback(small_model, tmp_path, capsys):
     """pyarrow cannot hand such a row to the line-finding pass and reports it through the
-    unraisable hook: the message goes without a line number, and nothing else reaches stderr."""
+    unraisable hook: Python's csv reader numbers the line, and nothing else reaches stderr."""
     import infer as infer_script
     from builders import user_error
 
@@ -184,7 +184,7 @@ def test_a_ragged_row_of_bytes_that_are_not_utf8_is_one_line_without_a_traceback
     (tmp_path / "rows.csv").write_bytes(b"\n".join(lines) + b"\n")
     message = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "rows.csv",
                          "--output", tmp_path / "p.csv")
-    assert "CSV parse error: Expected 10 columns, got 11" in message
+    assert "(line 258: CSV parse error: Expected 10 columns, got 11" in message, message
     assert capsys.readouterr().err == ""
 
 
@@ -197,3 +197,13 @@ def test_the_line_named_is_the_first_bad_cell_of_the_column_named(tmp_path):
     assert undecodable_line(path, ",", 0) == 5 and undecodable_line(path, ",", 1) == 2
     path.write_bytes("a,b\n1,é\n".encode())
     assert undecodable_line(path, ",", 1) is None
+
+
+def test_python_numbers_a_ragged_line_after_quoted_lines_and_empty_ones(tmp_path):
+    from common.data.tables import ragged_line_read_by_python
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'a,b\n"x\ny",ok\n\n1,\xff,3\n')
+    assert ragged_line_read_by_python(path, ",") == 5
+    path.write_bytes(b'a,b\n"x\ny",ok\n\n1,\xff\n')
+    assert ragged_line_read_by_python(path, ",") is None

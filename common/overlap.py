@@ -77,6 +77,17 @@ def usable_cores() -> int:
     return max(1, min(cores, quota) if quota is not None else cores)
 
 
+def pinned_apart() -> bool:
+    """Whether this process was pinned to fewer cores than the process that started it (a
+    launcher giving each process cores of its own: its usable_cores are its alone, not to be
+    shared again with the other processes on the machine). False where either cannot be asked."""
+    try:
+        own, parent = os.sched_getaffinity(0), os.sched_getaffinity(os.getppid())
+    except (AttributeError, OSError):
+        return False
+    return own < parent
+
+
 def cgroup_quota_cores() -> int | None:
     """Whole cores the CPU quotas of this process's cgroup and the cgroups above it allow, the
     tightest, at least 1; None without a quota or where the files cannot be read (other

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,21 @@ def test_a_cgroup_v1_quota_counts_as_a_v2_one(tmp_path, monkeypatch, own, quota,
     monkeypatch.setattr(overlap, "OWN_CGROUP", tmp_path / "proc_cgroup")
     monkeypatch.setattr(overlap, "CGROUP_ROOT", tmp_path)
     assert overlap.cgroup_quota_cores() == cores
+
+
+@pytest.mark.parametrize("own, parent, apart, threads", [
+    (range(16), range(16), False, 4),      # four processes share the machine's 16 cores
+    (range(4, 8), range(16), True, 4),     # each pinned to 4 of them: its own 4, not 4 / 4
+    (range(2), range(2), False, 1),
+])
+def test_a_process_pinned_to_cores_of_its_own_does_not_share_them_again(monkeypatch, own, parent, apart, threads):
+    from common.config import TrainConfig
+    from common.train.run_context import find_context
+    from common.train.run_plan import SMALL_STEP_MACS, cpu_threads
+
+    affinity = {0: set(own), os.getppid(): set(parent)}
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: affinity[pid], raising=False)
+    monkeypatch.setattr(overlap, "OWN_CGROUP", Path("/nonexistent/cgroup"))
+    assert overlap.pinned_apart() is apart
+    context = find_context(TrainConfig(), num_processes=4, local_processes=4)
+    assert cpu_threads(0, context.sharing, context.cores, SMALL_STEP_MACS) == threads

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from common.config import TrainConfig
 from common.errors import UserError
-from common.overlap import usable_cores
+from common.overlap import pinned_apart, usable_cores
 from common.train.checkpoints import find_checkpoint
 
 RANDOM_INIT = "random"
@@ -23,7 +23,8 @@ class RunContext:
     machine's cores, and the files the settings name. `find_context` looks them up (file I/O,
     the process group); `make_plan` then only computes."""
     num_processes: int
-    local_processes: int           # processes on this machine, which share its cores
+    sharing: int                   # processes sharing this one's cores: those on this machine, or 1 where
+                                   # each is pinned to cores of its own (common/overlap.pinned_apart)
     cores: int                     # those this process may use (common/overlap.usable_cores)
     data: str                      # the data set, as an absolute path
     init: str                      # RANDOM_INIT, or the absolute path of the weights to start from
@@ -35,7 +36,7 @@ def find_context(cfg: TrainConfig, num_processes: int, local_processes: int) -> 
     if cfg.init_from and not Path(cfg.init_from).is_file():
         raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model.safetensors that train.py wrote")
     return RunContext(
-        num_processes=num_processes, local_processes=local_processes, cores=usable_cores(),
+        num_processes=num_processes, sharing=1 if pinned_apart() else local_processes, cores=usable_cores(),
         data=str(Path(cfg.data).resolve()),
         init=str(Path(cfg.init_from).resolve()) if cfg.init_from else RANDOM_INIT,
         resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",

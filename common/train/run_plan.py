@@ -212,7 +212,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
         run=RunOptions(
             data=context.data, ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every,
             save_on_signal=cfg.save_on_signal, keep_checkpoints=cfg.keep_checkpoints, log_with=tuple(cfg.log_with),
-            threads=cpu_threads(cfg.threads, context.local_processes, context.cores,
+            threads=cpu_threads(cfg.threads, context.sharing, context.cores,
                                 settings["batch_size"] * model.multiply_adds_per_row),
             timeout=cfg.timeout, chunk_rows=cfg.chunk_rows or default_chunk_rows(data.X_train.shape[1]),
             resume=context.resume, pictures=cfg.pictures, importance_rows=cfg.importance_rows,
@@ -330,11 +330,11 @@ def check_trackers(names: list[str]) -> None:
             raise UserError(f"--log-with {name} needs the {name} package: pip install {name}")
 
 
-def cpu_threads(requested: int, local_processes: int, cores: int, step_macs: int) -> int:
+def cpu_threads(requested: int, sharing: int, cores: int, step_macs: int) -> int:
     """Intra-op threads per process.
 
-    Processes on one machine share its cores: each gets cores / local processes, never all of
-    them. A step as small as the recipe's (1024 rows x 300 weights) gains ~10% from a second
+    Processes on one machine share its cores: each gets cores / the processes `sharing` them,
+    never all of them (a process pinned to cores of its own shares them with none). A step as small as the recipe's (1024 rows x 300 weights) gains ~10% from a second
     thread on an idle machine but becomes many times slower as soon as anything else runs,
     because the threads spin waiting for each other; such steps get one thread. So do steps
     up to SMALL_STEP_MACS: two epochs of a 5-member ensemble (256 rows x 250k weights a step)
@@ -345,4 +345,4 @@ def cpu_threads(requested: int, local_processes: int, cores: int, step_macs: int
         return requested
     if step_macs < SMALL_STEP_MACS:
         return 1
-    return max(1, cores // max(1, local_processes))
+    return max(1, cores // max(1, sharing))

@@ -128,6 +128,32 @@ def looks_like_dates(column: Any) -> bool:
     return parsed >= LOOKS_LIKE_DATES * present and date_values(sample).unparsed <= (1 - LOOKS_LIKE_DATES) * present
 
 
+DAY_OR_MONTH_FIRST = r"^\s*\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?:[T ]\S.*)?\s*$"  # 31/01/2012, 01-31-12 10:00
+
+
+def date_hint(column: Any) -> str:
+    """Why a text column that holds dates was not read as such, for its role's line: "" where
+    half or more of its cells (in the head read) are not dates. Dates day or month first are
+    ambiguous; dates year first mixed with other text fall short of LOOKS_LIKE_DATES."""
+    import pyarrow.compute as pc
+
+    if not is_text_type(column.type):
+        return ""
+    sample = single(column.slice(0, 10_000))
+    present = len(sample) - sample.null_count
+    if not present:
+        return ""
+    ambiguous = int(pc.sum(pc.match_substring_regex(sample, DAY_OR_MONTH_FIRST)).as_py() or 0)
+    if ambiguous >= present / 2:
+        return "dates day or month first, which are ambiguous: write them year first, 2012-01-31, to use them as dates"
+    matched = int(pc.sum(pc.is_valid(pc.extract_regex(sample, DATE_TEXT))).as_py() or 0)
+    year_first = present - date_values(sample).unparsed if matched >= present / 2 else 0
+    if year_first >= present / 2:
+        return (f"{year_first / present:.0%} of its cells are dates year first, the rest other text: write those "
+                "the same way, or blank, to use them as dates")
+    return ""
+
+
 def date_cycles(wall_chunks: Any) -> tuple[str, ...]:
     """The cycles a date column feeds the model: the year's, the month's and the week's, and the
     day's where any training value has a time of day."""

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.data.columns import column_looks_numeric, feature_type_advice, is_number_type, is_temporal
-from common.data.dates import has_clock, is_date_type, looks_like_dates
+from common.data.dates import date_hint, has_clock, is_date_type, looks_like_dates
 from common.data.tables import decimal_of
 from common.errors import UserError
 
@@ -149,11 +149,13 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
             return role("numeric", "numbers written as text")
         if looks_like_dates(column):
             return role("date", "dates written as text" + (", with times" if has_clock(column) else ""))
+        hint = date_hint(column)
+        hint = f" ({hint})" if hint else ""
         if distinct == n and n > 20:
-            return role("id", "text unique per row")
+            return role("id", "text unique per row" + hint)
         if spells_true_false(column):
             return role("categorical", "true/false")
-        return role("categorical", f"text, {distinct} values")
+        return role("categorical", f"text, {distinct} values" + hint)
     if is_number_type(kind):
         return role("numeric", "numbers")
     if is_date_type(kind):

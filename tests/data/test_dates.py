@@ -103,6 +103,23 @@ def test_a_text_column_of_dates_is_a_date_and_a_text_column_of_words_is_not():
     assert not looks_like_dates(pa.chunked_array([pa.array([1.0, 2.0])]))
 
 
+@pytest.mark.parametrize("form, role, hint", [
+    ("%d/%m/%Y", "id", "dates day or month first, which are ambiguous: write them year first, 2012-01-31"),
+    ("%m-%d-%y %H:%M", "id", "dates day or month first"),
+    ("mixed", "id", "67% of its cells are dates year first, the rest other text"),
+    ("%A", "categorical", None),  # day names: not dates
+])
+def test_a_text_column_of_dates_this_suite_does_not_read_says_why_in_its_role(form, role, hint):
+    from common.data.roles import guess_role
+
+    days = [dt.datetime(2012, 1, 1, 10) + dt.timedelta(days=k) for k in range(99)]
+    cells = [d.isoformat() if k % 3 else d.strftime("%d.%m.%Y") for k, d in enumerate(days)] if form == "mixed" \
+        else [d.strftime(form) for d in days]
+    found = guess_role("when", pa.chunked_array([cells]), None)
+    assert found.role == role
+    assert (hint in found.why) if hint else ("dates" not in found.why), found.why
+
+
 def seasonal(n: int, seed: int = 0) -> dict:
     """Daily records whose label follows the season and the weekend, the date written as text."""
     rng = np.random.default_rng(seed)

@@ -334,9 +334,10 @@ def cpu_threads(requested: int, sharing: int, cores: int, step_macs: int) -> int
     """Intra-op threads per process.
 
     Processes on one machine share its cores: each gets cores / the processes `sharing` them,
-    never all of them (a process pinned to cores of its own shares them with none). A step as small as the recipe's (1024 rows x 300 weights) gains ~10% from a second
-    thread on an idle machine but becomes many times slower as soon as anything else runs,
-    because the threads spin waiting for each other; such steps get one thread. So do steps
+    never all of them (a process pinned to cores of its own shares them with none). A step as
+    small as the recipe's (1024 rows x 300 weights) gains ~10% from a second thread on an idle
+    machine but becomes many times slower as soon as anything else runs, because the threads
+    spin waiting for each other; such steps get one thread. So do steps
     up to SMALL_STEP_MACS: two epochs of a 5-member ensemble (256 rows x 250k weights a step)
     took 22 s with two threads inside train.py on 2 cores, where its own display and heartbeat
     threads run beside it, and 2.8 s, start-up included, with one.

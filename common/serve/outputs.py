@@ -10,10 +10,14 @@ from typing import Any, cast
 import numpy as np
 
 
-def carried_name(name: str, class_labels: list | None) -> str:
-    """An input column's name in the output, renamed `<name>_input` where ours would take it."""
-    ours = {"prediction", *(f"proba_{label}" for label in class_labels or [])}
-    return f"{name}_input" if name in ours else name
+def carried_name(name: str, class_labels: list | None, kind: str = "csv") -> str:
+    """An input column's name in the output, renamed `<name>_input` where ours would take it: a
+    table's `proba_<label>` columns, an .npz's `proba` (rows x classes) and `classes` arrays."""
+    probabilities = ("proba", NPZ_CLASSES) if kind == "npz" else (f"proba_{label}" for label in class_labels or [])
+    return f"{name}_input" if name in {"prediction", *probabilities} else name
+
+
+NPZ_CLASSES = "classes"  # an .npz's class labels, in its `proba` columns' order
 
 
 OUTPUT_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
@@ -49,7 +53,7 @@ class PredictionWriter:
         the predictions: of their own types in Parquet, as numbers or text in an .npz, as text in CSV."""
         from common.data.columns import carried_text
 
-        named = {carried_name(name, self.class_labels): values for name, values in extra.items()}
+        named = {carried_name(name, self.class_labels, self.kind): values for name, values in extra.items()}
         rows = len(result["prediction"])
         if self.kind == "npz":
             return FormattedBatch(rows, {**{k: npz_column(v) for k, v in named.items()},
@@ -124,7 +128,10 @@ class PredictionWriter:
             if self.writer is not None:
                 self.writer.close()
             return
-        write_npz(self.tmp, self.parts)
+        classes = {} if self.class_labels is None else {NPZ_CLASSES: np.asarray(self.class_labels)}
+        if classes and classes[NPZ_CLASSES].dtype == object:  # labels of mixed kinds: as text, no pickle
+            classes[NPZ_CLASSES] = classes[NPZ_CLASSES].astype(str)
+        write_npz(self.tmp, self.parts, classes)
 
 
 def npz_column(column: Any) -> np.ndarray:
@@ -143,16 +150,18 @@ def npz_column(column: Any) -> np.ndarray:
     return np.asarray(cast(Any, carried_text(column)).to_pylist(), dtype=str)  # text-less types are not carried
 
 
-def write_npz(path: Path, parts: list[dict[str, np.ndarray]]) -> None:
+def write_npz(path: Path, parts: list[dict[str, np.ndarray]], whole: dict[str, np.ndarray] | None = None) -> None:
     """The batches' arrays as np.savez lays them out (uncompressed .npy members), each array's
     batches written one after another under one header: no joined copy of a million rows (and
     none of np.save's own) before the write. Batches of differing types (text labels of
-    differing lengths) are joined first, as np.concatenate widens them."""
+    differing lengths) are joined first, as np.concatenate widens them. `whole`: arrays that are
+    not by row (the class labels), written after them."""
     import zipfile
 
+    members = [(name, [part[name] for part in parts]) for name in (parts[0] if parts else [])]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name in parts[0] if parts else []:
-            batches = [np.ascontiguousarray(part[name]) for part in parts]
+        for name, batches in [*members, *((name, [array]) for name, array in (whole or {}).items())]:
+            batches = [np.ascontiguousarray(batch) for batch in batches]
             if len({batch.dtype for batch in batches}) > 1:
                 batches = [np.concatenate(batches)]
             header = np.lib.format.header_data_from_array_1_0(batches[0])

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from common.serve.outputs import PredictionWriter, probability_text
+from common.serve.outputs import PredictionWriter, carried_name, probability_text
 
 
 def never(*args):
@@ -76,8 +76,18 @@ def test_npz_batches_written_under_one_header_are_what_np_savez_writes_of_them_j
         parts.append(result)
     writer.close()
     np.savez(tmp_path / "joined.npz", **{k: np.concatenate([p[k] for p in parts]) for k in ("prediction", "proba")})
+    np.savez(tmp_path / "classes.npz", classes=np.asarray(["a", "bbb"]))  # what names the proba columns
     ours, joined = zipfile.ZipFile(tmp_path / "ours.npz"), zipfile.ZipFile(tmp_path / "joined.npz")
-    assert ours.namelist() == joined.namelist() == ["prediction.npy", "proba.npy"]
+    assert ours.namelist() == [*joined.namelist(), "classes.npy"] == ["prediction.npy", "proba.npy", "classes.npy"]
     for name in joined.namelist():
         assert ours.read(name) == joined.read(name)
         assert ours.getinfo(name).compress_type == zipfile.ZIP_STORED
+    assert ours.read("classes.npy") == zipfile.ZipFile(tmp_path / "classes.npz").read("classes.npy")
+
+
+def test_an_input_column_named_like_an_npz_array_is_kept_apart():
+    """An .npz holds `proba` (rows x classes) and `classes`; a table holds `proba_<label>`."""
+    assert [carried_name(n, ["a", "b"], "npz") for n in ("proba", "classes", "proba_a", "id")] == \
+        ["proba_input", "classes_input", "proba_a", "id"]
+    assert [carried_name(n, ["a", "b"], "csv") for n in ("proba", "classes", "proba_a", "prediction")] == \
+        ["proba", "classes", "proba_a_input", "prediction_input"]

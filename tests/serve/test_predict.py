@@ -232,6 +232,7 @@ def test_parquet_in_and_out_of_prediction(tmp_path):
     infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "p.parquet", "--output", tmp_path / "pred.npz")
     with np.load(tmp_path / "pred.npz", allow_pickle=False) as preds:
         assert len(preds["prediction"]) == 300 and preds["proba"].shape == (300, 2)
+        assert preds["classes"].tolist() == ["high", "low"]  # the proba columns' labels
         assert preds["person_id"].tolist() == list(range(300)) and preds["person_id"].dtype == np.int64  # its type
 
 

@@ -25,6 +25,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import math
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -255,12 +256,20 @@ class NormalScores:
         return self.level_score(level)
 
 
-TRUTH_SPELLINGS = (("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0"))
+TRUTH_SPELLINGS = (("true", "t", "yes", "y", "1", "1.0"), ("false", "f", "no", "n", "0", "0.0"))
+WHOLE_NUMBER = re.compile(r"(-?(?:0|[1-9][0-9]*))(?:\.0+)?")  # 121, 121.0: no leading zero (a code's 01 is not 1)
 
 
 def truth_spellings(level: str) -> tuple[str, ...]:
     """Every spelling of the truth `level` spells (`Yes` -> true, yes, 1, ...); () for other text."""
     return next((words for words in TRUTH_SPELLINGS if level.lower() in words), ())
+
+
+def whole_number_spellings(level: str) -> tuple[str, ...]:
+    """`121` and `121.0` for either: how a file writes a whole number depends on its writer (pandas
+    writes an integer column with a blank as floats); () for other text, `0121` included."""
+    found = WHOLE_NUMBER.fullmatch(level)
+    return (found.group(1), found.group(1) + ".0") if found else ()
 
 
 @dataclasses.dataclass
@@ -323,6 +332,9 @@ class CategoricalStep:
                 for word in truth_spellings(level):
                     for spelling in (word, word.capitalize(), word.upper()):
                         lookup.setdefault(spelling, lookup[level])
+        for level in present:
+            for spelling in whole_number_spellings(level):
+                lookup.setdefault(spelling, lookup[level])
         return lookup
 
     def to_json(self) -> dict[str, Any]:

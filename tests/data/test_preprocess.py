@@ -126,9 +126,20 @@ def test_a_column_of_truths_reads_every_spelling_of_them_and_others_as_unseen(le
     true, false = (step.lookup[next(lv for lv in levels if lv and lv.lower() in words)] for words in
                    (("true", "yes", "1"), ("false", "no", "0")))
     assert codes == [true] * 7 + [false] * 5 + [0.0, 0.0]
+    assert step.codes(Categories.from_list(["1.0", "0.0"])).tolist() == [true, false]  # pandas' 0/1 with a blank
     # Other text keeps its own spellings only.
     assert CategoricalStep("c", ["yes", "maybe"]).codes(Categories.from_list(["yes", "1", "Yes"])).tolist() == \
         [1.0, 0.0, 0.0]
+
+
+def test_a_whole_number_level_matches_its_spelling_with_a_trailing_zero_either_way():
+    """pandas writes an integer column with a blank as 121.0: a code learned as 121 (or as 121.0)
+    is the same code written the other way. A leading zero is part of a code (01 is not 1)."""
+    learned_whole = CategoricalStep("user", ["121", "-7", "01", None])
+    assert learned_whole.codes(Categories.from_list(["121.0", "121", "-7.0", "01", "1", "1.0", "121.5", None])
+                               ).tolist() == [1.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 4.0]
+    learned_float = CategoricalStep("user", ["120.0", "65.0"])
+    assert learned_float.codes(Categories.from_list(["120", "65", "65.0", "66"])).tolist() == [1.0, 2.0, 2.0, 0.0]
 
 
 def bits(a: np.ndarray) -> np.ndarray:

@@ -56,7 +56,16 @@ from common.data.scratch import (
     training_chunks,
 )
 from common.data.splits import SPLIT_CODES, TRAIN, chunks, split_rows
-from common.data.tables import csv_header, decimal_of, read_table, table_batches, unreadable
+from common.data.tables import (
+    PARQUET_SUFFIXES,
+    csv_header,
+    decimal_of,
+    detect_delimiter,
+    read_table,
+    table_batches,
+    undecodable_line,
+    unreadable,
+)
 from common.data.target import regression_target, targets
 from common.errors import UserError
 from common.files import atomic_folder, require_file, write_json_file
@@ -93,6 +102,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     if cfg.target not in head.column_names:
         raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {head.column_names}")
     roles = infer_roles(head, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id, cfg.date))
+    require_utf8(path, cfg, head)
     if not any(r.role in FEATURE_ROLES for r in roles):
         raise UserError(f"{cfg.csv} has no feature columns besides '{cfg.target}' (roles: "
                         f"{ {r.name: r.role for r in roles} }): name some with --numeric or --categorical")
@@ -126,6 +136,22 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
 
 
 FEATURE_ROLES = ("numeric", "categorical", "date")
+
+
+def require_utf8(path: Path, cfg: MakeDataConfig, head: Any) -> None:
+    """A CSV column pyarrow could only read as bytes holds some that are not UTF-8 (a file saved
+    as Latin-1, say): the file's fault, not a column to drop without a word, unless --drop names
+    it. Past the head the read itself stops at such bytes (tables.unreadable), as here."""
+    import pyarrow as pa
+
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return
+    for column, field in enumerate(head.schema):
+        if pa.types.is_binary(field.type) and field.name not in cfg.drop:
+            line = undecodable_line(path, cfg.sep or detect_delimiter(path), column)
+            where = f"line {line}: " if line is not None else ""
+            raise UserError(f"cannot read {path} ({where}column '{field.name}' holds bytes that are not UTF-8 text): "
+                            f"save it as UTF-8 CSV, or leave the column out with --drop {field.name}")
 
 
 def require_numbers(seen: FirstPass, path: Any) -> None:
@@ -251,6 +277,8 @@ def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int
     knows the batch, not the row."""
     import re
 
+    if "invalid UTF8" in arrow_message:  # not the column's type: the file's encoding
+        return unreadable(path, ValueError(arrow_message), sep)
     found = re.search(r"column #(\d+)", arrow_message)
     header = csv_header(path, sep) if found else []
     index = int(found.group(1)) if found else -1

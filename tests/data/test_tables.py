@@ -173,6 +173,28 @@ def test_bytes_that_are_not_utf8_are_named_by_their_column_and_line(crossfit_run
     assert f"(line {line + 1}: column 'city' holds bytes that are not UTF-8 text)" in message, message
 
 
+@pytest.mark.parametrize("where", ["head", "past the head"])
+def test_a_latin1_column_stops_make_data_in_one_line_unless_it_is_dropped(tmp_path, where, monkeypatch):
+    """Within the head pyarrow reads such a column as bytes (once dropped without a word); past
+    it the read stops. Both name the column and line; --drop leaves the column out."""
+    import make_data as make_data_script
+    from builders import make_data, user_error
+    from common.data import tables
+
+    monkeypatch.setattr(tables, "HEAD_BYTES", 8192)  # the file's first ~550 rows
+
+    rows = [f"{i / 7:.4f},{'Paris' if i % 2 else 'Roma'},{i % 2}" for i in range(3000)]
+    bad = 2 if where == "head" else 2900
+    rows[bad - 2] = rows[bad - 2].replace("Paris", "Zürich").replace("Roma", "Köln")
+    (tmp_path / "t.csv").write_bytes("\n".join(["x,city,y", *rows]).encode("latin-1"))
+    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
+    assert f"line {bad}: column 'city' holds bytes that are not UTF-8 text" in message, message
+    assert not (tmp_path / "t").exists()
+    if where == "head":
+        make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path, "--drop", "city")
+        assert (tmp_path / "t" / "dataset.json").is_file()
+
+
 def test_a_ragged_row_of_bytes_that_are_not_utf8_is_one_line_without_a_traceback(small_model, tmp_path, capsys):
     """pyarrow cannot hand such a row to the line-finding pass and reports it through the
     unraisable hook: Python's csv reader numbers the line, and nothing else reaches stderr."""

@@ -109,7 +109,10 @@ def test_a_one_row_dict_may_hold_any_kind_of_value(tmp_path):
 @pytest.mark.parametrize("rows,words", [
     ([], ["no rows given"]),
     ({"age": [], "city": [], "member": []}, ["no rows given"]),
-    ({"age": [40.0], "city": ["oslo"]}, ["the table given lacks column(s) ['member']"]),
+    ({"age": [40.0], "city": ["oslo"]}, ["the table given lacks column(s) ['member']: "]),
+    ({"age": [40.0], "city": ["oslo"], "Member ": [True]},
+     ["lacks column(s) ['member'] (it has ['Member ']: names differ in spaces or case)"]),
+    ({"age": [40.0, 41.0], "city": ["oslo"], "member": [True]}, ["different numbers of values"]),
     (np.zeros((2, 3)), ["NumPy array cannot hold", "city"]),
     (42, ["rows of type int"]),
 ])
@@ -303,10 +306,15 @@ def test_a_name_with_a_path_in_it_is_refused_before_anything_is_written(tmp_path
     assert list(tmp_path.iterdir()) == [tmp_path / "work"] and not list((tmp_path / "work").iterdir())
 
 
-def test_a_table_fit_cannot_read_is_one_line(tmp_path):
+@pytest.mark.parametrize("table, said", [
+    ({"a": [1.0, 2.0], "b": ["x"]}, "the columns hold different numbers of values ({'a': 2, 'b': 1})"),
+    ({"a": [1.0, 2.0], "b": "x"}, "the columns hold different numbers of values ({'a': 2, 'b': 1})"),
+    ({"a": [1.0, 2.0], "b": ["x", 3]}, "cannot read the rows as a table"),
+])
+def test_a_table_fit_cannot_read_is_one_line(tmp_path, table, said):
     with pytest.raises(UserError) as info:
-        fit({"a": [1.0, 2.0], "b": ["x"]}, "a", out_dir=str(tmp_path), quiet=True)
-    assert "cannot read the rows as a table" in str(info.value) and "\n" not in str(info.value)
+        fit(table, "a", out_dir=str(tmp_path), quiet=True)
+    assert said in str(info.value) and "\n" not in str(info.value)
 
 
 def test_infer_py_shares_all_but_a_core_among_its_predictors_then_gives_torchs_threads_back(

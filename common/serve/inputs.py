@@ -179,7 +179,9 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
 def require_columns(names: Any, pre: Preprocessor, source: str, model: str = "the model") -> None:
     missing = [n for n in pre.column_names if n not in names]
     if missing:
-        raise UserError(f"{source} lacks column(s) {missing}: {model} needs {pre.column_names}")
+        near = {n: given for n in missing for given in names if str(given).strip().lower() == n.strip().lower()}
+        hint = f" (it has {list(near.values())}: names differ in spaces or case)" if near else ""
+        raise UserError(f"{source} lacks column(s) {missing}{hint}: {model} needs {pre.column_names}")
 
 
 READINGS = ("typed", "text", "whole")  # how feature_batches reads a table, each the fallback of the one before
@@ -263,6 +265,10 @@ def arrow_table(rows: Any) -> Any:
             rows = {k: [r.get(k) for r in rows] for k in rows[0]}  # the first row's columns, as from_pylist
         if isinstance(rows, dict):
             one_row = not any(_is_column(v) for v in rows.values())
+            counts = {str(k): len(v) if _is_column(v) else 1 for k, v in rows.items()}
+            if not one_row and len(set(counts.values())) > 1:
+                raise UserError(f"the columns hold different numbers of values ({counts}): give every column one "
+                                "value per row")
             # from_pandas: a float NaN is a blank, as pandas writes one in a column of text
             # (`df.to_dict("list")`), which pyarrow refused in a column of text otherwise.
             return pa.table({str(k): pa.array([v] if one_row else v, from_pandas=True) for k, v in rows.items()})

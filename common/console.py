@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from common.metrics import figure_name
@@ -92,6 +93,11 @@ def report_dataset(meta: Any) -> None:
     console.print(f"[bold]{meta.task}[/]: {meta.n_train} train / {meta.n_val} validation / "
                   f"{meta.n_test} test rows, {', '.join(kinds[:-1])} and {kinds[-1]} features"
                   + (f", {len(labels)} classes" if labels else ""))
+    if few := source.get("classes_of_few_rows"):
+        named = ", ".join(f"{escape(repr(label))} ({rows})" for label, rows in few.items())
+        console.print(f"Note: class(es) with few training rows: {named}. The model can hardly learn "
+                      "them, and macro-F1, which picks the best epoch, counts each as much as any other class: "
+                      "merge or drop their rows if they are not classes of their own")
 
 
 def confusion_table(matrix: np.ndarray, labels: Sequence[Any]) -> Table:

@@ -132,7 +132,18 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
               "ids": [r.name for r in roles if r.role == "id"],
               "dropped_columns": [r.name for r in roles if r.role == "dropped"],
               "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size, "task_reason": task_why}
+    if labels is not None and (few := classes_of_few_rows(y, labels, split)):
+        source["classes_of_few_rows"] = few
     return dataset_meta(task, pre, labels, target, sizes, roles, source)
+
+
+FEW_CLASS_ROWS = 10  # a class with fewer training rows can hardly be learned, yet weighs as much in macro-F1
+
+
+def classes_of_few_rows(y: np.ndarray, labels: list[Any], split: np.ndarray) -> dict[str, int]:
+    """{label as text: training rows} of the classes under FEW_CLASS_ROWS."""
+    counts = np.bincount(y[split == TRAIN], minlength=len(labels))
+    return {str(label): int(n) for label, n in zip(labels, counts, strict=True) if n < FEW_CLASS_ROWS}
 
 
 FEATURE_ROLES = ("numeric", "categorical", "date")

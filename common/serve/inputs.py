@@ -35,6 +35,9 @@ class InputNotes:
         self.counts: dict[str, int] = {}
         self.left_out: dict[str, str] = {}
         self.not_dates: dict[str, int] = {}  # a date column's cells that held no date: read as blanks
+        self.categories = {c.name: c for c in pre.text_categorical}
+        self.unknown: dict[str, int] = {}  # a categorical column's cells of no level the model kept
+        self.unknown_example: dict[str, str | None] = {}
 
     def dates_read(self, name: str, found: DateValues) -> DateValues:
         if found.unparsed:
@@ -51,6 +54,21 @@ class InputNotes:
             return values
         return counted
 
+    def watch_text(self, texts: Callable[[str], Categories]) -> Callable[[str], Categories]:
+        """Counts the cells of each categorical column that take the unknown level: values never
+        kept in training (new ones, or too rare there), and blanks where training had none."""
+        def counted(name: str) -> Categories:
+            column = texts(name)
+            lookup = self.categories[name].lookup
+            unknown = [i for i, value in enumerate(column.values) if value not in lookup]
+            cells = int(np.isin(column.index, unknown).sum()) if unknown else 0
+            blanks = int((column.index == -1).sum()) if None not in lookup else 0
+            if cells or blanks:
+                self.unknown[name] = self.unknown.get(name, 0) + cells + blanks
+                self.unknown_example.setdefault(name, column.values[unknown[0]] if unknown else None)
+            return column
+        return counted
+
     def carried(self, table: Any, names: list[str]) -> dict[str, Any]:
         """The table's columns `names`, of their own types (each output writes them in its own
         form: common/serve/outputs.py), those with no text form noted and left out."""
@@ -63,6 +81,8 @@ class InputNotes:
         return extra
 
     def report(self) -> None:
+        from rich.markup import escape
+
         from common.console import console
 
         forms = "year first: 2012-01-31, with a time and zone or without"
@@ -76,6 +96,11 @@ class InputNotes:
         for name, cells in self.not_dates.items():
             if name not in self.counts:
                 console.print(f"Note: column '{name}' had {cells} cell(s) that are not dates ({forms}): read as blanks")
+        for name, cells in self.unknown.items():
+            example = self.unknown_example[name]
+            such = "a blank" if example is None else repr(example)
+            console.print(f"Note: column '{name}' had {cells} cell(s) with values the model has no level for "
+                          f"({escape(such)} among them: new, or too rare in training): read as its unknown level")
 
 
 def not_numbers(pre: Preprocessor) -> list[str]:
@@ -171,7 +196,7 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
         return dates[name].instant if name in dates else numeric_values(table.column(name), name, path, decimal,
                                                                            first_row, words.get(name))
 
-    X = pre.transform(notes.watch(numbers), lambda n: text_values(table.column(n)), table.num_rows,
+    X = pre.transform(notes.watch(numbers), notes.watch_text(lambda n: text_values(table.column(n))), table.num_rows,
                       lambda n: dates[n].wall)
     return X, notes.carried(table, [n for n in table.column_names if n not in pre.column_names])
 

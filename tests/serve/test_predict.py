@@ -580,3 +580,16 @@ def test_an_array_predicts_the_same_in_either_memory_order(small_model, small_cl
     assert np.load(tmp_path / "F.npy", mmap_mode="r").flags.f_contiguous
     with np.load(tmp_path / "C.npz") as rows, np.load(tmp_path / "F.npz") as columns:
         assert np.array_equal(rows["proba"], columns["proba"]) and len(rows["proba"]) == 300
+
+
+def test_values_the_model_has_no_level_for_are_counted_in_a_note(crossfit_run, tmp_path, capsys):
+    """A new city, and a blank in a true/false column that had none in training: the unknown level,
+    said once per column with one of the values (a blank city is a level training learned)."""
+    write(tmp_path / "new.csv", {"city": ["atlantis", "oslo", "atlantis", None, "rome"],
+                                 "member": [True, None, False, True, True],
+                                 "age": [30.0, 40.0, 50.0, 60.0, 45.0]})
+    infer("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    said = " ".join(capsys.readouterr().out.split())
+    assert "column 'city' had 2 cell(s) with values the model has no level for ('atlantis' among them" in said
+    assert "column 'member' had 1 cell(s) with values the model has no level for (a blank among them" in said
+    assert len(read_csv_rows(tmp_path / "p.csv")) == 5

@@ -37,6 +37,7 @@ from common.files import (
     write_weights_file,
 )
 from common.model_folder import (
+    CARD_FILE,
     CONFIG_FILE,
     LOCK_FILE,
     METRICS_FILE,
@@ -61,7 +62,7 @@ from common.train.checkpoints import (
 )
 from common.train.process_group import local_process_count
 from common.train.run_plan import TrainPlan, check_resumable
-from common.train.run_report import CARD_FILE, REPORT_FILES, RunReport, owned_card
+from common.train.run_report import REPORT_FILES, RunReport, owned_card
 from common.train.stop_signal import StopSignal
 
 RUNNING_METRICS_FILE = "metrics.running.jsonl"

@@ -14,14 +14,11 @@ from common.console import console, importance_table
 from common.data.dataset import TabularData
 from common.figures import Painter
 from common.files import write_json_file
-from common.model_folder import ModelRecord
+from common.model_folder import CARD_FILE, IMPORTANCE_FILE, PICTURES, ModelRecord
 from common.train.assessment import Assessment, ScoredRows, assess
 from common.train.card import model_card
 from common.train.run_plan import TrainPlan
 
-IMPORTANCE_FILE = "importance.json"
-CARD_FILE = "README.md"
-PICTURES = ("curves.png", "importance.png", "confusion.png")
 REPORT_FILES = (IMPORTANCE_FILE, CARD_FILE, *PICTURES)
 CARD_MARK = "<!-- the model card train.py writes: replaced by each run -->"
 

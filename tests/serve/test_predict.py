@@ -593,3 +593,20 @@ def test_values_the_model_has_no_level_for_are_counted_in_a_note(crossfit_run, t
     assert "column 'city' had 2 cell(s) with values the model has no level for ('atlantis' among them" in said
     assert "column 'member' had 1 cell(s) with values the model has no level for (a blank among them" in said
     assert len(read_csv_rows(tmp_path / "p.csv")) == 5
+
+
+@pytest.mark.parametrize("target", ["config.json", "model.safetensors", "metrics.jsonl", "rows.csv", "p.csv",
+                                    "data/dataset.json", "data/X_train.npy"])
+def test_metrics_json_never_replaces_the_model_the_data_set_the_input_or_the_output(small_model, small_cls, tmp_path,
+                                                                                  target):
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(small_model, run)
+    shutil.copytree(small_cls, data)
+    X = np.load(small_cls / "X_test.npy")[:5]
+    write(tmp_path / "rows.csv", {f"x{i}": X[:, i] for i in range(10)})
+    path = tmp_path / target if "/" in target or target.endswith(".csv") else run / target
+    before = {p: p.read_bytes() for p in [*run.iterdir(), *data.iterdir()] if p.is_file()}
+    message = user_error(infer_script.main, "--ckpt-dir", run, "--input", tmp_path / "rows.csv",
+                         "--output", tmp_path / "p.csv", "--metrics-json", path)
+    assert message.startswith(f"--metrics-json {path} is "), message
+    assert {p: p.read_bytes() for p in before} == before

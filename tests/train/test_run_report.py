@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from builders import make_data, read_config, read_metrics, train, write
-from common.train.run_report import CARD_FILE, CARD_MARK
+from common.model_folder import CARD_FILE
+from common.train.run_report import CARD_MARK
 
 
 def picture(path):

@@ -16,6 +16,7 @@ integers and floats at every width) and from an in-memory Arrow table:
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -198,10 +199,14 @@ class WordsAsBlanks:
         return False
 
 
+FLOAT32_LIMIT = float(np.finfo(np.float32).max)  # what the model's float32 holds (3.4e38)
+
+
 def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0,
-                   words: WordsAsBlanks | None = None) -> np.ndarray:
+                   words: WordsAsBlanks | None = None, limit: float = math.inf) -> np.ndarray:
     """float64 values with NaN for blanks; a cell that is not a number (unless `words` takes it as
-    a blank), or an infinity, is an error naming the column and the first such data row."""
+    a blank), an infinity, or a number beyond ±`limit` is an error naming the column and the
+    first such data row."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -218,10 +223,14 @@ def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".",
         if values is None:
             values = _text_to_numbers(text.to_pylist(), name, path, decimal, first_row, words)
     values = np.asarray(values, dtype=np.float64)
-    bad = np.flatnonzero(np.isinf(values))
-    if bad.size:
+    bad = np.flatnonzero(np.isinf(values) if math.isinf(limit) else np.abs(values) > limit)
+    if bad.size and np.isinf(values[bad[0]]):
         raise UserError(f"{path}: column '{name}' has an infinite value in data row {first_row + bad[0] + 1}: "
                         "fix or drop that row")
+    if bad.size:
+        raise UserError(f"{path}: column '{name}' has {values[bad[0]]:g} in data row {first_row + bad[0] + 1}, beyond "
+                        f"the {limit:.1e} the model's 32-bit floats hold: rescale the column (another unit) or fix "
+                        "that row")
     return values
 
 

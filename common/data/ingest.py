@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from common.config import MakeDataConfig
-from common.data.columns import WordsAsBlanks, column_looks_numeric, is_number_type, numeric_values
+from common.data.columns import FLOAT32_LIMIT, WordsAsBlanks, column_looks_numeric, is_number_type, numeric_values
 from common.data.dataset import (
     DATASET_FILE,
     DatasetDescription,
@@ -253,7 +253,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
             keep = slice(None) if target.null_count == 0 else pc.is_valid(target).to_numpy(zero_copy_only=False)
             for name in numeric:
                 words = seen.words.setdefault(name, WordsAsBlanks(learn=True))
-                values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words)
+                values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words, FLOAT32_LIMIT)
                 scratch.append(name, values[keep])
             for name in dates:
                 found = date_values(table.column(name))
@@ -263,7 +263,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
             for name in categorical:
                 scratch.append(name, seen.categorical[name].encode(table.column(name))[keep])
             if seen.target_vocabulary is None:
-                y = numeric_values(target, cfg.target, path, decimal, seen.rows_read)[keep]
+                y = numeric_values(target, cfg.target, path, decimal, seen.rows_read, limit=FLOAT32_LIMIT)[keep]
             else:
                 y = seen.target_vocabulary.encode(target)[keep]
             scratch.append(cfg.target, y)

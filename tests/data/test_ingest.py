@@ -406,3 +406,16 @@ def test_classes_of_few_training_rows_are_kept_and_named(tmp_path, capsys):
     write(tmp_path / "u.csv", {"x": x, "y": np.where(x > 0, "a", "b")})
     make_data("--csv", tmp_path / "u.csv", "--target", "y", "--out-dir", tmp_path)
     assert "classes_of_few_rows" not in json.loads((tmp_path / "u" / "dataset.json").read_text())["source"]
+
+
+@pytest.mark.parametrize("column", ["x", "y"])
+def test_a_number_beyond_float32_is_one_line_naming_its_row(tmp_path, column):
+    """1e308 overflowed the scaling's squares (numpy warnings) into a data set of infinite targets
+    that train.py refused, and remaking it gave the same."""
+    rng = np.random.default_rng(0)
+    columns = {"x": rng.normal(size=200), "z": rng.normal(size=200), "y": rng.normal(size=200)}
+    columns[column][56] = 1e308
+    write(tmp_path / "t.csv", columns)
+    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
+    assert f"column '{column}' has 1e+308 in data row 57, beyond the 3.4e+38" in message, message
+    assert not (tmp_path / "t").exists()

@@ -209,11 +209,17 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
 
 
 def check_setting(cls: type, name: str, value: Any) -> None:
-    """The one range check of an integer setting, from its field's `minimum` (and the meaning of
-    0 where 0 is allowed). The run plan calls it again for the values it resolves itself."""
+    """The one range check of a setting, from its field's `minimum` and `maximum` (and the meaning
+    of 0 where 0 is allowed), or `seed` or `character`. The run plan calls it again for the
+    integer values it resolves itself."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     if f.metadata.get("seed") and not 0 <= value < SEED_LIMIT:
         raise UserError(f"{flag_name(name)} must lie in [0, 2**32), got {value}")
+    if f.metadata.get("character") and value is not None and len(value) != 1:
+        raise UserError(f"{flag_name(name)} must be one character (, ; | or a tab: $'\\t'), got {value!r}")
+    maximum = f.metadata.get("maximum")
+    if maximum is not None and value is not None and value > maximum:
+        raise UserError(f"{flag_name(name)} must be at most {maximum}, got {value}")
     minimum = f.metadata.get("minimum")
     if minimum is None or value is None or value >= minimum:
         return
@@ -223,6 +229,7 @@ def check_setting(cls: type, name: str, value: Any) -> None:
 
 
 SEED_LIMIT = 2**32  # numpy's and torch's generators take seeds in [0, 2**32)
+MAX_THREADS = 1024  # beyond the largest machines' cores; OpenMP fails to start ~20,000 (a crash, not an error)
 
 
 def seed_setting(help: str) -> Any:
@@ -248,7 +255,8 @@ class MakeDataConfig:
                               "inferred from the target for --csv; the data set's own for --dataset")
     csv: str | None = field(None, "read a table instead of generating data: a CSV file with a header, or Parquet")
     target: str | None = field(None, "the column to predict (with --csv); rows without a value are dropped")
-    sep: str | None = field(None, "the CSV delimiter", default_help="detected from the header: , ; tab or |")
+    sep: str | None = field(None, "the CSV delimiter", default_help="detected from the header: , ; tab or |",
+                            character=True)
     categorical: list[str] = field([], "columns to treat as categorical (e.g. integer codes)", metavar="COL")
     numeric: list[str] = field([], "columns to treat as numeric", metavar="COL")
     drop: list[str] = field([], "columns to leave out", metavar="COL")
@@ -319,7 +327,7 @@ class TrainConfig:
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
     init_from: str | None = field(None, "start from these weights (a model.safetensors) instead of a random init")
     threads: int = count(0, "intra-op CPU threads per process; 0 picks one for small models, "
-                            "else cores / local processes", zero="automatic")
+                            "else cores / local processes", zero="automatic", maximum=MAX_THREADS)
     class_weight: Literal["none", "balanced"] | None = recipe_field(
         "weigh each class's loss by n / (classes x its rows), against imbalance (classification)", table=True,
         off="none")
@@ -375,7 +383,8 @@ class InferConfig:
     data: str | None = field(None, "data set to evaluate on", default_help="the one recorded in config.json")
     metrics_json: str | None = field(None, "also write the evaluation figures to this JSON file")
     input: str | None = field(None, "raw rows to predict: a table (.csv with a header, or Parquet) or a .npy array")
-    sep: str | None = field(None, "the input CSV's delimiter", default_help="detected from the header")
+    sep: str | None = field(None, "the input CSV's delimiter", default_help="detected from the header",
+                            character=True)
     output: str | None = field(None, "where to write predictions: .csv, .parquet, or .npz for speed",
                                default_help="<input>.pred.csv")
     batch_size: int = positive(PREDICT_BATCH_ROWS, "rows read, predicted and written at a time")

@@ -93,3 +93,21 @@ def test_a_seed_the_generators_refuse_is_refused_as_it_is_parsed(cls, seed):
         parse_config(cls, ["--seed", str(seed)])
     assert parse_config(cls, ["--seed", str(2**32 - 1)]).seed == 2**32 - 1
 
+
+
+def test_threads_past_any_machines_cores_are_refused_as_they_are_parsed():
+    """100,000 crashed libgomp (a segfault); 20,000 ended in its own line; 5,000 crawled."""
+    from common.config import MAX_THREADS
+
+    with pytest.raises(UserError, match=f"^--threads must be at most {MAX_THREADS}, got 100000$"):
+        parse_config(TrainConfig, ["--threads", "100000"])
+    assert parse_config(TrainConfig, ["--threads", str(MAX_THREADS)]).threads == MAX_THREADS
+
+
+@pytest.mark.parametrize("cls", [MakeDataConfig, InferConfig])
+@pytest.mark.parametrize("sep", ["ab", ""])
+def test_a_delimiter_of_other_than_one_character_is_refused_as_it_is_parsed(cls, sep):
+    """csv's reader ended in a TypeError traceback for 'ab'; '' passed unnoticed."""
+    with pytest.raises(UserError, match=rf"^--sep must be one character .*, got '{sep}'$"):
+        parse_config(cls, ["--sep", sep])
+    assert parse_config(cls, ["--sep", "\t"]).sep == "\t"

@@ -92,7 +92,7 @@ def exclusive_lock(lock_file: Path) -> Iterator[str | None]:
     """Hold an advisory lock on `lock_file` while the context lasts; yields None, or who holds it
     ("pid N on HOST") where another process does. The kernel drops the lock when its process
     ends, however it ends, so a killed writer never leaves it held."""
-    with open(lock_file, "a+") as fh:
+    with _lock_file(lock_file) as fh:
         try:
             _lock_now_or_soon(fh)
         except OSError:
@@ -106,6 +106,19 @@ def exclusive_lock(lock_file: Path) -> Iterator[str | None]:
             yield None
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _lock_file(lock_file: Path) -> Any:
+    """The lock file, opened to read and append (made where absent). A link is not followed (a
+    run's lock, as root, would truncate whatever file it names), nor a folder taken for it."""
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        if isinstance(err, IsADirectoryError) or err.errno == errno.ELOOP:
+            kind = "a folder" if isinstance(err, IsADirectoryError) else "a link"
+            raise UserError(f"{lock_file} is {kind}, not the lock file a run keeps there: remove it") from None
+        raise
+    return os.fdopen(fd, "a+")
 
 
 LOCK_TRIES = 6  # a reader's lock_holder holds a lock for a moment to look: asked again, 10-160 ms apart

@@ -217,3 +217,18 @@ def test_a_pipe_or_a_link_given_as_the_target_is_written_not_replaced(tmp_path):
     (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
     write_json(tmp_path / "link.json", {"b": 2})
     assert (tmp_path / "link.json").is_symlink() and read_json(tmp_path / "real.json", "x") == {"b": 2}
+
+
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_lock_file_that_is_a_folder_or_a_link_is_one_line_and_the_link_target_untouched(tmp_path, kind):
+    """A folder ended in IsADirectoryError's traceback; a link was followed and its target truncated."""
+    from common.errors import UserError
+    from common.files import exclusive_lock
+
+    lock, victim = tmp_path / ".lock", tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    lock.mkdir() if kind == "folder" else lock.symlink_to(victim)
+    with pytest.raises(UserError, match=rf"^{lock} is a {kind}, not the lock file a run keeps there: remove it$"), \
+            exclusive_lock(lock):
+        pass
+    assert victim.read_text() == "keep me"

@@ -282,6 +282,10 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
         else:
             with contextlib.suppress(Terminated):  # the launcher stops the quiet ones once the reporter has ended
                 time.sleep(QUIET_EXIT_DELAY_S)
+        if _script_process:  # said and decided: a further signal could only cut the shutdown into a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            finished = True
         sys.exit(err.exit_code)
     finally:
         if not finished:

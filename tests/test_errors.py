@@ -58,3 +58,23 @@ def test_help_printed_to_a_full_disk_is_said_as_such(code, said, capsys, monkeyp
         run_cli(prints_help)
     assert info.value.code == (1 if code == 0 else code)
     assert capsys.readouterr().err.strip() == said
+
+
+def test_a_script_that_said_its_error_ignores_further_signals_while_it_shuts_down(monkeypatch, capsys):
+    """A second Ctrl-C as the interpreter ran its exit handlers (torch's) printed a traceback
+    after the one line."""
+    import signal
+
+    from common import errors
+
+    monkeypatch.setattr(errors, "_script_process", True)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as info:
+            run_cli(lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert info.value.code == 130
+        assert {s: signal.getsignal(s) for s in handlers} == {s: signal.SIG_IGN for s in handlers}
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert capsys.readouterr().err.startswith("stopped: interrupted by Ctrl-C")

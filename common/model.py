@@ -84,6 +84,20 @@ class ModelSpec:
         f, d = self.periodic
         return dense * max(1, self.members) + self.in_features * f * (d + 2)
 
+    @property
+    def parameter_count(self) -> int:
+        """About how many weights it holds: the MLP's, the embeddings' and the periodic ones."""
+        f, d = self.periodic
+        tables = sum(cardinality * width for cardinality, width in self.categorical)
+        return self.multiply_adds_per_row + (tables + self.in_features * f * (d + 2)) * max(1, self.members)
+
+    def training_bytes(self, batch_rows: int, optimizer_states: int) -> int:
+        """About what a training step holds at once, in float32: the weights, their gradients and
+        the optimizer's states, and a batch's activations (kept for the backward pass, and their
+        gradients)."""
+        activations = batch_rows * max(1, self.members) * (self.numeric_width + sum(self.layer_widths[1:]))
+        return 4 * (self.parameter_count * (2 + optimizer_states) + 2 * activations)
+
     def to_json(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"in_features": self.in_features, "hidden": list(self.hidden),
                                 "out_features": self.out_features, "activation": self.activation}

@@ -16,7 +16,7 @@ from common.errors import GuardedOutput, run_cli
     (lambda: torch.empty(10**14, dtype=torch.float64), "out of memory (800,000.0 GB asked for): ask for less"),
 ])
 def test_an_allocation_the_machine_refuses_is_one_line(error, line, capsys):
-    """numpy's MemoryError, torch's CPU allocator's RuntimeError (a setting such as --hidden 100000000)."""
+    """numpy's MemoryError, torch's CPU allocator's RuntimeError (a table read whole that is larger than memory)."""
     with pytest.raises(SystemExit) as info:
         run_cli(error)
     assert info.value.code == 1

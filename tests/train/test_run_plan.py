@@ -348,3 +348,14 @@ def test_a_checkpoint_saved_before_legs_resumes_without_them_and_is_refused_by_n
     with pytest.raises(UserError, match=r"an earlier version sized its run otherwise \(holdout: 0.1 -> 0.0\).*"
                                         r"start afresh \(drop --resume\)$"):
         check_resumable({**table, "holdout": 0.1}, plan, "ckpt/epoch_000003")
+
+
+def test_a_model_far_beyond_the_free_memory_is_refused_before_it_is_built(cls_data):
+    """--hidden 100000000: its weights granted, then touched, woke the OOM killer (exit 137, no word)."""
+    cfg = parse_config(TrainConfig, ["--hidden", "100000000"])
+    context = dataclasses.replace(find_context(cfg, 1, 1), memory=24 * 10**9)
+    with pytest.raises(UserError, match=r"^the model would need about [\d,.]+ GB .* far beyond the 24.0 GB free"):
+        make_plan(cfg, cls_data, context)
+    small = parse_config(TrainConfig, ["--hidden", "1000"])
+    assert make_plan(small, cls_data, dataclasses.replace(context, memory=10**8)).model.hidden == (1000,)
+    assert make_plan(cfg, cls_data, dataclasses.replace(context, memory=None))  # unknown: left to the allocator

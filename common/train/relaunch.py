@@ -78,7 +78,8 @@ def run_group(command: Sequence[str], env: dict[str, str]) -> int:
         with contextlib.suppress(ProcessLookupError):  # the group has ended already
             os.killpg(child.pid, signum)
 
-    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED
+                if signal.getsignal(signum) is not signal.SIG_IGN}  # ignored here, and in the group
     try:
         while True:
             try:

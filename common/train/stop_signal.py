@@ -36,6 +36,8 @@ class StopSignal:
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():  # handlers can be set there alone
             for signum in EXIT_CODES:
+                if signal.getsignal(signum) is signal.SIG_IGN:  # as a shell starts a background job: kept so
+                    continue
                 self._previous[signum] = signal.signal(signum, self._note)
         return self
 

@@ -178,3 +178,18 @@ def test_a_process_gone_after_the_commit_is_one_line_saying_the_model_was_writte
     assert str(info.value).startswith("another process of the run ended before this one (")
     assert str(info.value).endswith(f"the model in {tmp_path} had been written, whole, before it")
     load_model_dir(tmp_path)
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored():
+    """`train.py &` in a script starts with SIGINT ignored: a Ctrl-C at the terminal is not for
+    it. The training loop's handler took SIGINT back, so timing decided whether it stopped."""
+    from common.train.stop_signal import StopSignal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopSignal(accelerator=None):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -225,6 +225,8 @@ def check_setting(cls: type, name: str, value: Any) -> None:
         return
     if minimum == 1:
         raise UserError(f"{flag_name(name)} must be a positive integer, got {value}")
+    if minimum > 1:
+        raise UserError(f"{flag_name(name)} must be at least {minimum}, got {value}")
     raise UserError(f"{flag_name(name)} must be 0 ({f.metadata['zero']}) or positive, got {value}")
 
 
@@ -284,7 +286,7 @@ class MakeDataConfig:
     n_features: int | None = recipe_field("feature columns", minimum=1)
     n_informative: int | None = recipe_field("informative features")
     n_redundant: int = field(2, "linear combinations of informative features (classification)")
-    n_classes: int = field(3, "classes (classification)")
+    n_classes: int = field(3, "classes (classification)", minimum=2)
     n_clusters_per_class: int = field(1, "clusters per class (classification)")
     flip_y: float = field(0.05, "fraction of labels flipped at random, as noise (classification)")
     bias: float = field(1.0, "intercept of the linear target (regression)")

@@ -440,6 +440,9 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UserError(f"model weights {path} are not a file (a folder, a pipe or a device): restore the "
+                        "model.safetensors train.py wrote, or retrain")
     if not path.is_file():
         raise UserError(f"model weights {path} not found: train a model first or pass --ckpt-dir")
     try:

@@ -72,7 +72,8 @@ def test_every_bounded_setting_is_checked_as_it_is_parsed(cls):
     for f in bounded:
         flag = "--" + f.name.replace("_", "-")
         low = f.metadata["minimum"] - 1
-        with pytest.raises(UserError, match=f"^{flag} must be (a positive integer|0 \\(.+\\) or positive), got {low}$"):
+        with pytest.raises(UserError, match=f"^{flag} must be (a positive integer|0 \\(.+\\) or positive|at least "
+                                            f"{low + 1}), got {low}$"):
             parse_config(cls, [flag, str(low)])
         parse_config(cls, [flag, str(f.metadata["minimum"])])  # the bound itself is fine
 

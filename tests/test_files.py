@@ -232,3 +232,16 @@ def test_a_lock_file_that_is_a_folder_or_a_link_is_one_line_and_the_link_target_
             exclusive_lock(lock):
         pass
     assert victim.read_text() == "keep me"
+
+
+def test_a_model_folder_given_as_a_data_set_and_weights_that_are_a_folder_are_named_as_such(small_model, tmp_path):
+    """Both said "not found: check the path", which sent the user looking for a file that was there."""
+    from common.data.dataset import load_dataset
+    from common.errors import UserError
+    from common.files import load_weights
+
+    with pytest.raises(UserError, match=rf"^{small_model} is a model folder \(train.py's\), not a data set"):
+        load_dataset(small_model)
+    (tmp_path / "model.safetensors").mkdir()
+    with pytest.raises(UserError, match=r"model.safetensors are not a file \(a folder, a pipe or a device\)"):
+        load_weights(tmp_path / "model.safetensors")

@@ -159,6 +159,9 @@ def load_dataset(path: str | Path) -> TabularData:
         raise UserError(f"{path} is a table, not a data set: run `python make_data.py --csv {path} "
                         "--target COLUMN` first and pass the folder it writes")
     if path.is_dir():
+        if not (path / DATASET_FILE).exists() and (path / "config.json").is_file():  # common/model_folder.CONFIG_FILE
+            raise UserError(f"{path} is a model folder (train.py's), not a data set: pass the folder make_data.py "
+                            "wrote")
         description, meta = read_description(path)
         arrays = {name: map_npy(path / f"{name}.npy") for name in ARRAYS}
     elif path.suffix.lower() == ".npz" and path.is_file():

@@ -107,16 +107,29 @@ def carried_text(column: Any) -> Any | None:
     return text.fill_null("")
 
 
-def _parse_number(text: str, decimal: str = ".") -> float | None:
-    if decimal == ",":
-        text = text.replace(",", ".")
+def _parse_number(text: str, decimal: str = ".", marked: bool = True) -> float | None:
+    """A number as a table writes one: `1.5`, `3,750`, `1,5` where the decimal mark is a comma,
+    and (`marked`) with a currency sign before it or a percent sign after it (`$33,704`, `-€5`,
+    `65.7%`: the number as written, 65.7)."""
+    plain = text.replace(",", ".") if decimal == "," else text
     try:
-        return float(text)
+        return float(plain)
     except ValueError:
         pass
     if decimal == "." and _THOUSANDS.match(text):
         return float(text.replace(",", ""))
+    if not marked:
+        return None
+    if money := _CURRENCY.match(text):
+        number = _parse_number(money["number"], decimal, marked=False)
+        return None if number is None or number < 0 else (-number if money["minus"] else number)
+    if share := _PERCENT.match(text):
+        return _parse_number(share["number"], decimal, marked=False)
     return None
+
+
+_CURRENCY = re.compile(r"^\s*(?P<minus>-?)\s*[$€£¥]\s*(?P<number>.+)$")
+_PERCENT = re.compile(r"^(?P<number>.+?)\s*%\s*$")
 
 
 def text_is_numeric(values: Sequence[str | None], decimal: str = ".") -> bool:

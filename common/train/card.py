@@ -78,6 +78,14 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+TRANSFORM_WORDS = {"log_link": "modelled as the exponential of the network's output: a log link",
+                   "log1p": "modelled on the log scale, log(1 + y)"}
+
+
 def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDescription, plan_line: str,
                figures: dict[str, float], scored_on: str, importance: Importance | None, pictures: list[str]) -> str:
     """README.md's text. `figures`: the saved weights' figures on `scored_on` rows."""
@@ -85,13 +93,13 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
     name = Path(record.data).name if record.data else str(source.get("generator") or "model")  # the data set's
     target = record.target_column or "the target"
     what = ("classes " + ", ".join(f"`{c}`" for c in record.class_labels or [])) if record.task == "classification" \
-        else "a number" + (f" (modelled through {record.target.transform})" if record.target
-                           and record.target.transform != "none" else "")
+        else "a number" + (f", {TRANSFORM_WORDS.get(record.target.transform, record.target.transform)}"
+                           if record.target and record.target.transform != "none" else "")
     members = record.model.members
     network = (f"an ensemble of {members} MLPs" if members else "an MLP") + \
         f" ({' x '.join(map(str, record.model.hidden)) or 'linear'}, {record.model.activation})"
     parts = [front_matter(name, record, figures, scored_on), f"# {name}: {record.task} of `{target}`\n",
-             f"Predicts `{target}` ({what}) from {len(record.preprocess.column_names)} columns of "
+             f"Predicts `{target}` ({what}) from {plural(len(record.preprocess.column_names), 'column')} of "
              f"`{source.get('csv') or name}` with {network}, trained with PyTorch and Accelerate. Weights in "
              "`model.safetensors`, everything else needed to use them in `config.json`: no pickle anywhere.\n"]
     parts.append(f"## Figures ({scored_on})\n\n" + markdown_table(

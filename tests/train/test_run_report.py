@@ -63,7 +63,8 @@ def test_the_card_is_a_hub_model_card(crossfit_run):
     result = card.data.eval_results[0]
     report = json.loads((crossfit_run / "run" / "importance.json").read_text())
     assert result.metric_type == "f1" and result.metric_value == pytest.approx(report["f1_macro"], abs=1e-6)
-    for words in ("`label`", "`city`", "categorical", "![curves](curves.png)", "Predictor.load", "infer.py"):
+    for words in ("`label`", "from 3 columns of", "`city`", "categorical", "![curves](curves.png)", "Predictor.load",
+                  "infer.py"):
         assert words in card.text, words
 
 

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any, Literal, NoReturn, TypeVar
 
-from common.errors import UserError
+from common.errors import HelpPrinted, UserError
 from common.importance import LABELLED_ROWS, RUN_ROWS
 
 T = TypeVar("T")
@@ -202,7 +202,13 @@ def asks_for_help(argv: Sequence[str]) -> bool:
 
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None) -> T:
     """Parse `argv` into an instance of the dataclass `cls`, every bounded setting checked."""
-    cfg = cls(**vars(build_parser(cls, description).parse_args(argv)))
+    try:
+        parsed = build_parser(cls, description).parse_args(argv)
+    except SystemExit as done:
+        if done.code in (0, None):
+            raise HelpPrinted(0) from None
+        raise
+    cfg = cls(**vars(parsed))
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         check_setting(cls, f.name, getattr(cfg, f.name))
     return cfg

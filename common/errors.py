@@ -71,6 +71,11 @@ def out_of_memory(err: BaseException) -> OutOfMemory | None:
                        "layers, smaller batches), or run where there is more memory")
 
 
+class HelpPrinted(SystemExit):
+    """argparse's exit after --help (common/config.parse_config), told apart from other exits
+    with code 0 (a relaunched group's), so that run_cli can say where the help was lost."""
+
+
 class Terminated(BaseException):
     """SIGTERM outside a training loop, raised like KeyboardInterrupt so that every `finally` and
     context manager on the way out runs: staged files are removed, nothing earlier is replaced."""
@@ -257,9 +262,8 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
             lost = _lost_output_error()
             if lost is not None:
                 raise lost
-        except SystemExit as done:
-            # argparse's --help and --version end here: what they printed is all they do.
-            lost = _lost_output_error("the help stops short") if done.code in (0, None) else None
+        except HelpPrinted:  # what --help printed is all it does
+            lost = _lost_output_error("the help stops short")
             if lost is None:
                 raise
             raise lost from None

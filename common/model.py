@@ -86,10 +86,10 @@ class ModelSpec:
 
     @property
     def parameter_count(self) -> int:
-        """About how many weights it holds: the MLP's, the embeddings' and the periodic ones."""
-        f, d = self.periodic
+        """How many weights it holds: each member's MLP and embeddings, and the periodic weights
+        they share (multiply_adds_per_row counts those but their biases)."""
         tables = sum(cardinality * width for cardinality, width in self.categorical)
-        return self.multiply_adds_per_row + (tables + self.in_features * f * (d + 2)) * max(1, self.members)
+        return self.multiply_adds_per_row + tables * max(1, self.members) + self.in_features * self.periodic[1]
 
     def training_bytes(self, batch_rows: int, optimizer_states: int) -> int:
         """About what a training step holds at once, in float32: the weights, their gradients and

@@ -77,15 +77,17 @@ def usable_cores() -> int:
     return max(1, min(cores, quota) if quota is not None else cores)
 
 
-def pinned_apart() -> bool:
-    """Whether this process was pinned to fewer cores than the process that started it (a
-    launcher giving each process cores of its own: its usable_cores are its alone, not to be
-    shared again with the other processes on the machine). False where either cannot be asked."""
+def pinned_apart(local_processes: int) -> bool:
+    """Whether this process was pinned to cores of its own: to at most its share of the cores of
+    the process that started it (a launcher binding each process to its cores), whose
+    usable_cores are then its alone, not to be shared again with the machine's other processes.
+    A pinning to a wider set (a NUMA node that several processes share) is not. False where
+    either affinity cannot be asked."""
     try:
         own, parent = os.sched_getaffinity(0), os.sched_getaffinity(os.getppid())
     except (AttributeError, OSError):
         return False
-    return own < parent
+    return own < parent and len(own) * local_processes <= len(parent)
 
 
 def cgroup_quota_cores() -> int | None:

@@ -90,3 +90,14 @@ def test_init_weights_of_another_shape_name_the_settings_to_change(small_cls, tm
     message = user_error(train_script.main, *train_args(small_cls, tmp_path / "b", "--epochs", "1",
                                                         "--init-from", tmp_path / "a" / "model.safetensors"))
     assert "do not match the model" in message and "--hidden" in message
+
+
+@pytest.mark.parametrize("spec", [
+    ModelSpec(10, (20,), 3, "relu"),                                               # the recipe's MLP
+    ModelSpec(10, (), 3, "relu", ((5, 3),)),                                       # linear, one embedding
+    ModelSpec(5, (8,), 2, "relu", ((50, 8),), members=1, periodic=(16, 3)),
+    ModelSpec(10, (32, 32), 3, "relu", ((50, 8), (7, 4)), members=4, periodic=(16, 3)),
+])
+def test_the_parameter_count_is_the_built_models(spec):
+    """What the plan's memory check (run_plan.check_fits) counts before anything is built."""
+    assert spec.parameter_count == sum(p.numel() for p in build_model(spec).parameters())

@@ -6,6 +6,7 @@ The launch check (common/train/launch_check.py), the heartbeats that name silent
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.errors import ProcessError, UserError
@@ -102,6 +103,35 @@ def seconds_since_start() -> float:
 def local_process_count(state: Any) -> int:
     """Processes on this machine, which share its cores (torch's launcher says how many)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
+
+
+MEMINFO = Path("/proc/meminfo")
+
+
+def free_memory() -> int | None:
+    """Bytes the machine can still give: Linux's MemAvailable plus free swap; None elsewhere."""
+    try:
+        fields = dict(line.split(":", 1) for line in MEMINFO.read_text().splitlines() if ":" in line)
+        return sum(int(fields[name].split()[0]) * 1024 for name in ("MemAvailable", "SwapFree"))
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def least_free_memory(state: Any) -> int | None:
+    """The free host memory of the process that found least, the same figure on every process so
+    that all judge the plan alike (common/train/run_plan.check_fits); None on a GPU, where the
+    weights live in the device's memory, or where any process cannot tell."""
+    if state.device.type != "cpu":
+        return None
+    free = free_memory()
+    if state.num_processes == 1:
+        return free
+    import torch
+    import torch.distributed as dist
+
+    least = torch.tensor([-1 if free is None else free], dtype=torch.int64)
+    dist.all_reduce(least, op=dist.ReduceOp.MIN)
+    return None if int(least) < 0 else int(least)
 
 
 def make_accelerator(plan: TrainPlan) -> Any:

@@ -23,35 +23,28 @@ class RunContext:
     machine's cores, and the files the settings name. `find_context` looks them up (file I/O,
     the process group); `make_plan` then only computes."""
     num_processes: int
+    local_processes: int           # processes on this machine, which share its memory
     sharing: int                   # processes sharing this one's cores: those on this machine, or 1 where
                                    # each is pinned to cores of its own (common/overlap.pinned_apart)
     cores: int                     # those this process may use (common/overlap.usable_cores)
-    memory: int | None             # bytes the machine has free (MemAvailable and free swap); None: unknown
+    memory: int | None             # bytes free for the weights: the host's (the least any process of the run
+                                   # found, so all judge alike), None on a GPU or where unknown
     data: str                      # the data set, as an absolute path
     init: str                      # RANDOM_INIT, or the absolute path of the weights to start from
     resume: str                    # the checkpoint folder --resume names; "" for a fresh run
 
 
-def find_context(cfg: TrainConfig, num_processes: int, local_processes: int) -> RunContext:
-    """The files the settings name, found and checked, and the process facts."""
+def find_context(cfg: TrainConfig, num_processes: int, local_processes: int,
+                 memory: int | None = None) -> RunContext:
+    """The files the settings name, found and checked, and the process facts (`memory`: the
+    caller's, agreed over the process group: common/train/process_group.least_free_memory)."""
     if cfg.init_from and not Path(cfg.init_from).is_file():
         raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model.safetensors that train.py wrote")
     return RunContext(
-        num_processes=num_processes, sharing=1 if pinned_apart() else local_processes, cores=usable_cores(),
-        memory=free_memory(),
+        num_processes=num_processes, local_processes=local_processes,
+        sharing=1 if pinned_apart(local_processes) else local_processes, cores=usable_cores(), memory=memory,
         data=str(Path(cfg.data).resolve()),
         init=str(Path(cfg.init_from).resolve()) if cfg.init_from else RANDOM_INIT,
         resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",
     )
 
-
-MEMINFO = Path("/proc/meminfo")
-
-
-def free_memory() -> int | None:
-    """Bytes the machine can still give: Linux's MemAvailable plus free swap; None elsewhere."""
-    try:
-        fields = dict(line.split(":", 1) for line in MEMINFO.read_text().splitlines() if ":" in line)
-        return sum(int(fields[name].split()[0]) * 1024 for name in ("MemAvailable", "SwapFree"))
-    except (OSError, KeyError, ValueError, IndexError):
-        return None

@@ -203,7 +203,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     holdout = holdout_share(len(data.X_train), TABLE_DEFAULTS["holdout"], TABLE_DEFAULTS["max_holdout_rows"])
     crossfit = CrossFit(settings["folds"], holdout if settings["folds"] == 1 else 0.0)
     model = model_of(cfg, settings, data, crossfit)
-    check_fits(model, settings, context.memory)
+    check_fits(model, settings, context.memory, context.local_processes)
     batches = batch_plan(cfg, settings, len(data.X_train), P)
     return TrainPlan(
         task=data.task, data_identity=data.identity, defaults="recipe" if data.is_recipe else "table",
@@ -223,12 +223,13 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
 FAR_BEYOND_MEMORY = 2  # a model refused before it is built needs this many times the free memory, or more
 
 
-def check_fits(model: ModelSpec, settings: dict[str, Any], memory: int | None) -> None:
+def check_fits(model: ModelSpec, settings: dict[str, Any], memory: int | None, local_processes: int) -> None:
     """A model far too large for the machine (`--hidden 100000000`), refused before it is built:
     its weights granted, then touched, woke the kernel's OOM killer (exit 137, no word) where
-    memory is overcommitted. Only far beyond: the estimate is rough, and every process of a run
-    must come to the same verdict (machines' free memory differs a little)."""
-    need = model.training_bytes(settings["batch_size"], 1 if settings["optimizer"] == "sgd" else 2)
+    memory is overcommitted. The processes on a machine each hold a copy; `memory` is the same
+    figure on every process (process_group.least_free_memory). Only far beyond: the estimate
+    is rough."""
+    need = local_processes * model.training_bytes(settings["batch_size"], 1 if settings["optimizer"] == "sgd" else 2)
     if memory is not None and need > FAR_BEYOND_MEMORY * memory:
         raise UserError(f"the model would need about {need / 1e9:,.1f} GB (its weights, gradients and optimizer "
                         f"states, and a batch's activations), far beyond the {memory / 1e9:,.1f} GB free here: ask for "

@@ -25,7 +25,13 @@ from common.train.early_stopping import BestTracker, Legs
 from common.train.heartbeat import lost_peers, stop_heartbeat
 from common.train.leans import compiler_unloaded
 from common.train.optim import make_optimizer, make_scheduler, restart_cosine
-from common.train.process_group import local_process_count, make_accelerator, seconds_since_start, start_processes
+from common.train.process_group import (
+    least_free_memory,
+    local_process_count,
+    make_accelerator,
+    seconds_since_start,
+    start_processes,
+)
 from common.train.run_context import RANDOM_INIT, find_context
 from common.train.run_folder import RunFolder
 from common.train.run_plan import TrainPlan, make_plan
@@ -47,7 +53,8 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
     if bad_arguments:
         raise bad_arguments
     data = load_dataset(cfg.data)
-    plan = make_plan(cfg, data, find_context(cfg, state.num_processes, local_process_count(state)))
+    context = find_context(cfg, state.num_processes, local_process_count(state), least_free_memory(state))
+    plan = make_plan(cfg, data, context)
     accelerator = make_accelerator(plan)
     try:
         train(plan, data, accelerator)

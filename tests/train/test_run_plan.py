@@ -358,4 +358,10 @@ def test_a_model_far_beyond_the_free_memory_is_refused_before_it_is_built(cls_da
         make_plan(cfg, cls_data, context)
     small = parse_config(TrainConfig, ["--hidden", "1000"])
     assert make_plan(small, cls_data, dataclasses.replace(context, memory=10**8)).model.hidden == (1000,)
-    assert make_plan(cfg, cls_data, dataclasses.replace(context, memory=None))  # unknown: left to the allocator
+    assert make_plan(cfg, cls_data, dataclasses.replace(context, memory=None))  # a GPU's, or unknown: not judged
+    planned = make_plan(small, cls_data, context)
+    need = planned.model.training_bytes(planned.batches.batch_size, 1 if planned.optim.optimizer == "sgd" else 2)
+    alone = dataclasses.replace(context, memory=need)  # within twice the free memory for one process ...
+    assert make_plan(small, cls_data, alone)
+    with pytest.raises(UserError, match="far beyond"):  # ... not for four on the machine, each with its copy
+        make_plan(small, cls_data, dataclasses.replace(alone, local_processes=4))

@@ -22,24 +22,16 @@ import numpy as np
 from common.allocator import keep_chunk_memory
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
-from common.data.dataset import (
-    DATASET_FILE,
-    content_identity,
-    is_dataset_file,
-    load_dataset,
-    read_description,
-    recorded_source,
-)
+from common.data.dataset import content_identity, load_dataset, read_description, recorded_source
 from common.data.tables import column_names, without_pandas
 from common.errors import UserError, run_cli, written
 from common.files import check_writable, write_json
 from common.model import intra_op_threads
-from common.model_folder import CONFIG_FILE, MODEL_FILE, RUN_FILES, ModelRecord, load_model_dir
+from common.model_folder import ModelRecord, load_model_dir
 from common.serve.inputs import require_columns
 from common.serve.labelled import LabelledRows
-from common.serve.outputs import OUTPUT_KINDS
+from common.serve.outputs import OUTPUT_KINDS, check_figures_path
 from common.serve.predict import pipeline_threads, predict, predict_to_file, test_split_report
-from common.train.checkpoints import STATE_FILE
 
 CLASSIFICATION_FIGURES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix")
 
@@ -141,26 +133,14 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     return figures
 
 
-def check_metrics_path(cfg: InferConfig) -> None:
-    """--metrics-json names a file of its own: not the input or the output, nor a file a model,
-    checkpoint or data set folder holds (replaced, the model or data set would be lost)."""
-    metrics = Path(cfg.metrics_json or "").resolve()
-    if cfg.input and metrics in {Path(cfg.input).resolve(), Path(output_path(cfg.input, cfg.output)).resolve()}:
-        which = "input" if metrics == Path(cfg.input).resolve() else "output"
-        raise UserError(f"--metrics-json {cfg.metrics_json} is the {which} file: choose another path")
-    folder = metrics.parent
-    ours = (folder / CONFIG_FILE).is_file() or (folder / MODEL_FILE).is_file() or (folder / DATASET_FILE).is_file()
-    if ours and metrics.is_file() and (metrics.name in (*RUN_FILES, STATE_FILE) or is_dataset_file(metrics.name)):
-        raise UserError(f"--metrics-json {cfg.metrics_json} is a file of the model or data set in {folder}: "
-                        "choose another path")
-    check_writable(folder)
-
-
 def main(argv=None) -> None:
     cfg = parse_config(InferConfig, argv, __doc__)
-    if cfg.metrics_json:  # before the work: else the predictions are written, then the figures refused
-        check_metrics_path(cfg)
     config, model = load_model_dir(cfg.ckpt_dir)
+    if cfg.metrics_json:  # before the work: else the predictions are written, then the figures refused
+        check_figures_path(cfg.metrics_json, {
+            "input file": cfg.input, "output file": cfg.input and output_path(cfg.input, cfg.output),
+            "data set": None if cfg.input else cfg.data or config.data})
+        check_writable(Path(cfg.metrics_json).parent)
     figures = predict_file(cfg, cfg.input, config, model) if cfg.input else evaluate(cfg, config, model)
     if cfg.metrics_json:
         if figures is None:

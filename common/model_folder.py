@@ -21,7 +21,7 @@ LOCK_FILE = ".lock"  # held by the run training in the folder (common/train/run_
 IMPORTANCE_FILE = "importance.json"  # what a finished run writes beside the model, for a person
 CARD_FILE = "README.md"              # (common/train/run_report.py)
 PICTURES = ("curves.png", "importance.png", "confusion.png")
-RUN_FILES = (MODEL_FILE, CONFIG_FILE, METRICS_FILE, LOCK_FILE, IMPORTANCE_FILE, CARD_FILE, *PICTURES)
+STATE_FILE = "trainer_state.json"    # a checkpoint folder's (common/train/checkpoints.py)
 
 # config.json's format; 4: the target's modelling is one `target` object and the run's outcome
 # sits under "outcome", where format 3 spread both over the top level (still read); 5: its steps

@@ -9,6 +9,26 @@ from typing import Any, cast
 
 import numpy as np
 
+from common.errors import UserError
+
+
+def check_figures_path(path: str, others: dict[str, str | None]) -> None:
+    """The file --metrics-json names is one of its own: not one of `others` (the input, the
+    output, the data set: what the run reads or writes), nor a file a model, checkpoint or data set
+    folder holds but a JSON of the user's (replaced, the model or the data set would be lost)."""
+    from common.data.dataset import DATASET_FILE
+    from common.model_folder import CONFIG_FILE, IMPORTANCE_FILE, MODEL_FILE, STATE_FILE
+
+    target = Path(path).resolve()
+    for what, other in others.items():
+        if other and target == Path(other).resolve():
+            raise UserError(f"--metrics-json {path} is the {what}: choose another path")
+    own_json = (CONFIG_FILE, IMPORTANCE_FILE, DATASET_FILE, STATE_FILE)
+    ours = any((target.parent / name).is_file() for name in (CONFIG_FILE, MODEL_FILE, DATASET_FILE, STATE_FILE))
+    if ours and target.is_file() and (target.suffix != ".json" or target.name in own_json):
+        raise UserError(f"--metrics-json {path} is a file of the model, checkpoint or data set in {target.parent}: "
+                        "choose another path")
+
 
 def carried_name(name: str, class_labels: list | None, kind: str = "csv") -> str:
     """An input column's name in the output, renamed `<name>_input` where ours would take it: a

@@ -26,9 +26,9 @@ from typing import Any
 
 from common.errors import ProcessError, UserError
 from common.files import check_writable, read_json, write_json, write_problem
+from common.model_folder import STATE_FILE
 from common.schema import is_int
 
-STATE_FILE = "trainer_state.json"
 STATE_FORMAT = 2
 _NAME = re.compile(r"^epoch_(\d{6})(?:_step_(\d{6}))?$")
 

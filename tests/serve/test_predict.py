@@ -595,18 +595,35 @@ def test_values_the_model_has_no_level_for_are_counted_in_a_note(crossfit_run, t
     assert len(read_csv_rows(tmp_path / "p.csv")) == 5
 
 
-@pytest.mark.parametrize("target", ["config.json", "model.safetensors", "metrics.jsonl", "rows.csv", "p.csv",
-                                    "data/dataset.json", "data/X_train.npy"])
+@pytest.mark.parametrize("target", ["run/config.json", "run/model.safetensors", "run/metrics.jsonl", "rows.csv",
+                                    "p.csv", "data/dataset.json", "data/X_train.npy", "run/epoch_1/optimizer.bin",
+                                    "run/epoch_1/trainer_state.json"])
 def test_metrics_json_never_replaces_the_model_the_data_set_the_input_or_the_output(small_model, small_cls, tmp_path,
                                                                                   target):
     run, data = tmp_path / "run", tmp_path / "data"
     shutil.copytree(small_model, run)
     shutil.copytree(small_cls, data)
+    (run / "epoch_1").mkdir()  # a checkpoint's files beside its state
+    (run / "epoch_1" / "trainer_state.json").write_text("{}")
+    (run / "epoch_1" / "optimizer.bin").write_bytes(b"state")
     X = np.load(small_cls / "X_test.npy")[:5]
     write(tmp_path / "rows.csv", {f"x{i}": X[:, i] for i in range(10)})
-    path = tmp_path / target if "/" in target or target.endswith(".csv") else run / target
-    before = {p: p.read_bytes() for p in [*run.iterdir(), *data.iterdir()] if p.is_file()}
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "p.csv"]
+    before = {p: p.read_bytes() for p in files}
     message = user_error(infer_script.main, "--ckpt-dir", run, "--input", tmp_path / "rows.csv",
-                         "--output", tmp_path / "p.csv", "--metrics-json", path)
-    assert message.startswith(f"--metrics-json {path} is "), message
-    assert {p: p.read_bytes() for p in before} == before
+                         "--output", tmp_path / "p.csv", "--metrics-json", tmp_path / target)
+    assert message.startswith(f"--metrics-json {tmp_path / target} is "), message
+    assert {p: p.read_bytes() for p in files} == before
+
+
+def test_metrics_json_may_replace_a_json_of_the_users_in_a_model_folder_and_not_the_data_set_it_scores(
+        small_model, small_cls, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(small_model, run)
+    (run / "eval.json").write_text("{}")  # an earlier evaluation's figures
+    infer("--ckpt-dir", run, "--data", small_cls, "--metrics-json", run / "eval.json")
+    assert "accuracy" in json.loads((run / "eval.json").read_text())
+    (tmp_path / "set.npz").write_bytes(b"a data set of the earlier single-file form")
+    message = user_error(infer_script.main, "--ckpt-dir", run, "--data", tmp_path / "set.npz",
+                         "--metrics-json", tmp_path / "set.npz")
+    assert message.startswith(f"--metrics-json {tmp_path / 'set.npz'} is the data set"), message

@@ -128,8 +128,8 @@ def _parse_number(text: str, decimal: str = ".", marked: bool = True) -> float |
     return None
 
 
-_CURRENCY = re.compile(r"^\s*(?P<minus>-?)\s*[$€£¥]\s*(?P<number>.+)$")
-_PERCENT = re.compile(r"^(?P<number>.+?)\s*%\s*$")
+_CURRENCY = re.compile(r"^\s*(?P<minus>-?)\s*[$€£¥]\s*(?P<number>[\d.,]*\d[\d.,]*)\s*$")  # digits: not $nan
+_PERCENT = re.compile(r"^\s*(?P<number>[-+]?[\d.,]*\d[\d.,]*)\s*%\s*$")
 
 
 def text_is_numeric(values: Sequence[str | None], decimal: str = ".") -> bool:

@@ -161,8 +161,9 @@ def require_utf8(path: Path, cfg: MakeDataConfig, head: Any) -> None:
         if pa.types.is_binary(field.type) and field.name not in cfg.drop:
             line = undecodable_line(path, cfg.sep or detect_delimiter(path), column)
             where = f"line {line}: " if line is not None else ""
+            drop = f", or leave the column out with --drop {field.name}" if field.name != cfg.target else ""
             raise UserError(f"cannot read {path} ({where}column '{field.name}' holds bytes that are not UTF-8 text): "
-                            f"save it as UTF-8 CSV, or leave the column out with --drop {field.name}")
+                            f"save it as UTF-8 CSV{drop}")
 
 
 def require_numbers(seen: FirstPass, path: Any) -> None:

@@ -61,6 +61,8 @@ def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(t
     assert all(visits.min() <= p <= visits.max() for p in predicted)  # never a negative count
     record = read_metrics(tmp_path / "run")[-1]
     assert {"val_r2", "val_mae"} <= record.keys() and "train_r2" not in record  # out of fold, on the original scale
+    card = " ".join((tmp_path / "run" / "README.md").read_text().split())
+    assert "(a number, modelled as the exponential of the network's output: a log link) from 2 columns of" in card
 
 
 @pytest.mark.parametrize("choice", ["log1p", "none"])

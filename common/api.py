@@ -4,8 +4,8 @@
 
     model = fit("penguins.csv", target="species")        # make_data.py + train.py, in this process
     model = Predictor.load("runs/penguins")               # or a model folder train.py wrote
-    model.predict(rows)                                    # a DataFrame, an Arrow table, a dict of columns,
-    model.predict_proba(rows)                              # a list of row dicts, or a NumPy array
+    model.predict(rows)                                    # a DataFrame (or one of its rows), an Arrow table,
+    model.predict_proba(rows)                              # a dict of columns, a list of row dicts, a NumPy array
     model.feature_importance(labelled_rows)                # which columns matter on rows with the target
 
     from common.api import TabularClassifier               # scikit-learn estimators (cross_val_score, Pipeline)

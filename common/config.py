@@ -333,7 +333,8 @@ class TrainConfig:
                                           minimum=1)
     seed: int = seed_setting("seed of the initial weights and the shuffling")
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
-    init_from: str | None = field(None, "start from these weights (a model.safetensors) instead of a random init")
+    init_from: str | None = field(None, "start from these weights (a model folder, or its model.safetensors) "
+                                        "instead of a random init")
     threads: int = count(0, "intra-op CPU threads per process; 0 picks one for small models, "
                             "else cores / local processes", zero="automatic", maximum=MAX_THREADS)
     class_weight: Literal["none", "balanced"] | None = recipe_field(

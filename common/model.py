@@ -299,5 +299,15 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
-        raise UserError(f"weights in {source} do not match the model (expected {expected}, found {found}): {fix}")
+        raise UserError(f"weights in {source} do not match the model ({shape_differences(expected, found)}): {fix}")
     model.load_state_dict(state)
+
+
+def shape_differences(expected: dict[str, tuple], found: dict[str, tuple], shown: int = 3) -> str:
+    """The first few tensors that differ, each in a few words: `weights.0 (1, 52, 16) here, (5,
+    52, 16) there`, missing ones and extra ones by name."""
+    words = [f"{k} {expected[k]} here, {found[k]} there" for k in expected if k in found and expected[k] != found[k]]
+    words += [f"{k} missing" for k in expected if k not in found] + [f"{k} not in the model" for k in found
+                                                                       if k not in expected]
+    more = f", and {len(words) - shown} more" if len(words) > shown else ""
+    return "; ".join(words[:shown]) + more

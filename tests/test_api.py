@@ -344,3 +344,12 @@ def test_infer_py_shares_all_but_a_core_among_its_predictors_then_gives_torchs_t
         assert seen and set(seen) == {cores}
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_dataframes_row_is_one_row(model, rows):
+    """`df.iloc[0]`, a pandas Series, was refused: the row a notebook reaches for first."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"age": [41.0, 30.0], "city": ["oslo", "rome"], "member": [True, False]})
+    assert np.array_equal(model.predict_proba(frame.iloc[1]), model.predict_proba(frame.iloc[[1]]))
+    assert model.predict(frame.iloc[0]).tolist() == model.predict(frame).tolist()[:1]

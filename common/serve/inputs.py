@@ -262,6 +262,7 @@ def arrow_rows(rows: Any, pre: Preprocessor) -> Any:
     columns (or of one row's values), a list of row dicts, or a 2-d NumPy array of the model's
     columns in training order (every one numeric)."""
 
+    rows = row_of_series(rows)
     if no_rows(rows):
         raise UserError("no rows given: nothing to predict")
     table = array_table(rows, pre) if isinstance(rows, np.ndarray) else arrow_table(rows)
@@ -322,6 +323,14 @@ def is_dataframe(rows: Any) -> bool:
     return type(rows).__module__.split(".")[0] == "pandas" and hasattr(rows, "columns")
 
 
+def row_of_series(rows: Any) -> Any:
+    """A pandas Series (a DataFrame's row, `df.iloc[0]`) as the dict of one row's values it is;
+    anything else as given."""
+    if type(rows).__module__.split(".")[0] == "pandas" and hasattr(rows, "index") and not hasattr(rows, "columns"):
+        return {str(k): v for k, v in rows.to_dict().items()}
+    return rows
+
+
 def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
     """A 2-d array of the model's columns, in training order: only where every one is numeric."""
     import pyarrow as pa
@@ -351,7 +360,7 @@ def python_inputs(rows: Any, pre: Preprocessor) -> np.ndarray | None:
     of one row is mostly that cost. None where a value falls outside those rules (a string in a
     numeric column, a date, an infinity, a column mixing kinds): the Arrow path then reads the
     rows, and says what is wrong where something is."""
-    columns = python_columns(rows)
+    columns = python_columns(row_of_series(rows))
     if columns is None or pre.dates:  # dates take the Arrow path, which reads every form of them
         return None
     require_columns(columns, pre, ROWS_NAME)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common.config import TrainConfig
 from common.errors import UserError
+from common.model_folder import MODEL_FILE
 from common.overlap import pinned_apart, usable_cores
 from common.train.checkpoints import find_checkpoint
 
@@ -38,13 +39,15 @@ def find_context(cfg: TrainConfig, num_processes: int, local_processes: int,
                  memory: int | None = None) -> RunContext:
     """The files the settings name, found and checked, and the process facts (`memory`: the
     caller's, agreed over the process group: common/train/process_group.least_free_memory)."""
-    if cfg.init_from and not Path(cfg.init_from).is_file():
-        raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model.safetensors that train.py wrote")
+    init = Path(cfg.init_from) / MODEL_FILE if cfg.init_from and Path(cfg.init_from).is_dir() else cfg.init_from
+    if init and not Path(init).is_file():
+        raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model folder or a model.safetensors that "
+                        "train.py wrote")
     return RunContext(
         num_processes=num_processes, local_processes=local_processes,
         sharing=1 if pinned_apart(local_processes) else local_processes, cores=usable_cores(), memory=memory,
         data=str(Path(cfg.data).resolve()),
-        init=str(Path(cfg.init_from).resolve()) if cfg.init_from else RANDOM_INIT,
+        init=str(Path(init).resolve()) if init else RANDOM_INIT,
         resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",
     )
 

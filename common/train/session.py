@@ -92,7 +92,7 @@ def build(plan: TrainPlan, accelerator: Any) -> Built:
     model = build_model(plan.model)
     if plan.init != RANDOM_INIT:
         load_state(model, load_weights(plan.init), plan.init,
-                   fix="give --hidden (and --data) that build the model these weights came from")
+                   fix="give --hidden, --folds and --data that build the model these weights came from")
     optimizer = make_optimizer(plan.optim, model.parameters())
     schedule = make_scheduler(plan, optimizer)
     # a None scheduler passes through

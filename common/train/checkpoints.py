@@ -144,6 +144,7 @@ class CheckpointState:
     partial: list[dict[str, Any]] | None   # mid-epoch: each process's share of the epoch's loss so far
     manifest: dict[str, Any] = dataclasses.field(default_factory=dict)  # size and SHA-256 of every other file
     format: int = STATE_FORMAT
+    train_seconds: float = 0.0             # training time up to it, over the run's every segment (0: not kept)
 
     @property
     def position(self) -> tuple[int, float]:
@@ -151,7 +152,7 @@ class CheckpointState:
 
     def to_json(self) -> dict[str, Any]:
         state = {"format": STATE_FORMAT, "epoch": self.epoch, "plan": self.plan, "metrics": self.metrics,
-                 "manifest": self.manifest}
+                 "manifest": self.manifest, "train_seconds": self.train_seconds}
         return {**state, **({} if self.step is None else {"step": self.step, "partial": self.partial})}
 
     @classmethod
@@ -167,8 +168,9 @@ class CheckpointState:
                             "or start afresh in another --ckpt-dir")
         if not isinstance(obj.get("manifest"), dict):
             raise UserError(f"checkpoint damaged: {path} holds no valid manifest: resume from another checkpoint")
+        seconds = obj.get("train_seconds", 0.0)
         return cls(obj["epoch"], obj.get("step"), obj["plan"], obj["metrics"], obj.get("partial"), obj["manifest"],
-                   obj.get("format", 1))
+                   obj.get("format", 1), float(seconds) if isinstance(seconds, (int, float)) else 0.0)
 
 
 def read_state(path: str | Path) -> CheckpointState:

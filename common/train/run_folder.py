@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -86,6 +87,8 @@ class RunFolder:
         self.log: RunLog | None = None
         self.committed = False  # the model files are swapped in (commit)
         self._stack = contextlib.ExitStack()
+        self.trained_before = 0.0  # seconds trained before the checkpoint a --resume starts from
+        self._clock = time.perf_counter()
 
     def __enter__(self) -> RunFolder:
         if (self.path / DATASET_FILE).is_file():  # the model's files would land among the data set's
@@ -126,6 +129,7 @@ class RunFolder:
             check_same_place_everywhere(acc, plan.run.resume)
             restore_checkpoint(acc, plan.run.resume)
             records = state.metrics
+            self.trained_before = state.train_seconds
             if state.step is not None and state.partial:  # each process's share of the epoch's loss so far
                 trainer.load_partial(state.partial[acc.process_index])
             start = Start(state.epoch, state.step) if state.step is not None else Start(state.epoch + 1, 0)
@@ -160,8 +164,17 @@ class RunFolder:
         if every and (epoch + 1) % every == 0:
             self._checkpoint(epoch, None)
 
+    def start_clock(self) -> None:
+        """Training begins (or goes on, from a checkpoint): its seconds count from here."""
+        self._clock = time.perf_counter()
+
+    def training_seconds(self) -> float:
+        """The run's training time so far: this segment's, and the segments' before a --resume."""
+        return round(self.trained_before + time.perf_counter() - self._clock, 3)
+
     def _checkpoint(self, epoch: int, step: int | None, partial: list[dict[str, Any]] | None = None) -> Path:
-        state = CheckpointState(epoch, step, self.plan.as_dict(), self.records, partial)
+        state = CheckpointState(epoch, step, self.plan.as_dict(), self.records, partial,
+                                train_seconds=self.training_seconds())
         return save_checkpoint(self.accelerator, self.path, checkpoint_name(epoch, step), state,
                                self.plan.run.keep_checkpoints)
 

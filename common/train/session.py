@@ -8,7 +8,6 @@ Python API's `fit` (common/api.py) runs in-process. One loop, written once again
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -125,7 +124,8 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
             accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
         if start.epoch >= legs.end or best.stopped:
             accelerator.print(f"The run in {plan.run.ckpt_dir} had finished: nothing left to train")
-        startup, started = round(seconds_since_start(), 3), time.perf_counter()  # a small table's time is start-up
+        startup = round(seconds_since_start(), 3)  # a small table's time is start-up
+        folder.start_clock()
         epochs_run = epoch = start.epoch
         title = f"{plan.task} on {plan.num_processes} process(es), {accelerator.device}"
         try:
@@ -154,7 +154,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         try:
             stop.finish()
             report_stop(plan.loop.monitor, best, accelerator)
-            outcome = best.outcome(epochs_run, startup, round(time.perf_counter() - started, 3))
+            outcome = best.outcome(epochs_run, startup, folder.training_seconds())
             weights = best.final_weights(trainer.net)
             # The last look at the model is the main process's alone: elsewhere no rows, no decision.
             rows = scored_rows(plan, data, trainer.folds) if accelerator.is_main_process else None

@@ -234,3 +234,18 @@ def test_checkpoints_rotate_with_never_more_than_kept_and_never_none_in_sight(tm
     module.commit_checkpoint(tmp_path, module.checkpoint_name(3), state, keep=keep)
     assert seen and min(seen) >= 1 and max(seen) <= most
     assert [p.name for p in module.complete_checkpoints(tmp_path)] == [f"epoch_{e:06d}" for e in range(4 - keep, 4)]
+
+
+def test_a_resumed_runs_training_time_counts_the_segments_before_it(checkpointed):
+    """The card's time and outcome.train_seconds counted the last segment alone (0.0 s for a
+    120-epoch run resumed only to save)."""
+    folder, args = checkpointed
+    checkpoint = folder / "checkpoints" / "epoch_000000"
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["train_seconds"] > 0
+    (checkpoint / "trainer_state.json").write_text(json.dumps({**state, "train_seconds": 1000.0}))
+    train(*args, "--resume", checkpoint)
+    assert 1000 < json.loads((folder / "config.json").read_text())["outcome"]["train_seconds"] < 1100
+    drop_from_state(checkpoint, "train_seconds")  # a checkpoint from before it was kept: this segment's alone
+    train(*args, "--resume", checkpoint)
+    assert json.loads((folder / "config.json").read_text())["outcome"]["train_seconds"] < 100

@@ -156,15 +156,22 @@ def undecodable_line(path: Path, delimiter: str, column: int) -> int | None:
     """The line on which the first cell of `column` holding bytes that are not UTF-8 ends (a cell
     of another column may hold some too, which the read never reached); None where none does.
     Python's csv reader, after pyarrow refused the file for it."""
+    for row, line in python_csv_rows(path, delimiter):
+        if column < len(row) and not row[column].isascii():
+            try:
+                row[column].encode("utf-8")
+            except UnicodeEncodeError:  # a byte that was no UTF-8, kept as a lone surrogate
+                return line
+    return None
+
+
+def python_csv_rows(path: Path, delimiter: str) -> Iterator[tuple[list[str], int]]:
+    """Each record of a CSV file as Python's csv reader parses it, with the line it ends on; bytes
+    that are not UTF-8 kept (as lone surrogates), where pyarrow refuses them."""
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         for row in reader:
-            if column < len(row) and not row[column].isascii():
-                try:
-                    row[column].encode("utf-8")
-                except UnicodeEncodeError:  # a byte that was no UTF-8, kept as a lone surrogate
-                    return reader.line_num
-    return None
+            yield row, reader.line_num
 
 
 _QUIET_UNRAISABLE = threading.Lock()  # held while ragged_line has swapped the process's unraisable hook
@@ -210,10 +217,9 @@ def ragged_line(path: Path, sep: str | None) -> int | None:
 def ragged_line_read_by_python(path: Path, delimiter: str) -> int | None:
     """ragged_line where pyarrow cannot say: the line on which the first row with another count
     of cells than the header ends (empty lines skipped, as pyarrow skips them); None if none."""
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader, [])
-        return next((reader.line_num for row in reader if row and len(row) != len(header)), None)
+    rows = python_csv_rows(path, delimiter)
+    header, _ = next(rows, ([], 0))
+    return next((line for row, line in rows if row and len(row) != len(header)), None)
 
 
 class NotStreamable(Exception):

@@ -25,7 +25,7 @@ from common.console import confusion_table, console, figures_table, importance_t
 from common.data.dataset import content_identity, load_dataset, read_description, recorded_source
 from common.data.tables import column_names, without_pandas
 from common.errors import UserError, run_cli, written
-from common.files import check_writable, write_json
+from common.files import check_writable, is_a_stream, write_json
 from common.model import intra_op_threads
 from common.model_folder import ModelRecord, load_model_dir
 from common.serve.inputs import require_columns
@@ -140,7 +140,8 @@ def main(argv=None) -> None:
         check_figures_path(cfg.metrics_json, {
             "input file": cfg.input, "output file": cfg.input and output_path(cfg.input, cfg.output),
             "data set": None if cfg.input else cfg.data or config.data})
-        check_writable(Path(cfg.metrics_json).parent)
+        if not is_a_stream(Path(cfg.metrics_json)):  # /dev/stdout is written in place, its folder never
+            check_writable(Path(cfg.metrics_json).parent)
     figures = predict_file(cfg, cfg.input, config, model) if cfg.input else evaluate(cfg, config, model)
     if cfg.metrics_json:
         if figures is None:

@@ -36,7 +36,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     Any failure to write (a full disk, a read-only folder, a file where a folder should be)
     is one line, and `target` keeps what it held."""
     final = Path(target)
-    if _is_a_stream(final):  # a device or a pipe (/dev/null, /dev/stdout): a file renamed over it would replace it
+    if is_a_stream(final):  # a device or a pipe (/dev/null, /dev/stdout): a file renamed over it would replace it
         try:
             yield final
         except OSError as err:
@@ -58,7 +58,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-def _is_a_stream(path: Path) -> bool:
+def is_a_stream(path: Path) -> bool:
     """A character or block device, a pipe or a socket (through any links): written in place."""
     try:
         mode = os.stat(path).st_mode

@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator
-from itertools import pairwise
+from itertools import pairwise, zip_longest
 from typing import Any
 
 import torch
@@ -306,8 +306,9 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
 def shape_differences(expected: dict[str, tuple], found: dict[str, tuple], shown: int = 3) -> str:
     """The first few tensors that differ, each in a few words: `weights.0 (1, 52, 16) here, (5,
     52, 16) there`, missing ones and extra ones by name."""
-    words = [f"{k} {expected[k]} here, {found[k]} there" for k in expected if k in found and expected[k] != found[k]]
-    words += [f"{k} missing" for k in expected if k not in found] + [f"{k} not in the model" for k in found
-                                                                       if k not in expected]
+    kinds = [[f"{k} {expected[k]} here, {found[k]} there" for k in expected if k in found and expected[k] != found[k]],
+             [f"{k} missing" for k in expected if k not in found],
+             [f"{k} not in the model" for k in found if k not in expected]]
+    words = [w for group in zip_longest(*kinds) for w in group if w]  # each kind among the first
     more = f", and {len(words) - shown} more" if len(words) > shown else ""
     return "; ".join(words[:shown]) + more

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import math
 import os
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -77,17 +78,19 @@ def usable_cores() -> int:
     return max(1, min(cores, quota) if quota is not None else cores)
 
 
-def pinned_apart(local_processes: int) -> bool:
-    """Whether this process was pinned to cores of its own: to at most its share of the cores of
-    the process that started it (a launcher binding each process to its cores), whose
-    usable_cores are then its alone, not to be shared again with the machine's other processes.
-    A pinning to a wider set (a NUMA node that several processes share) is not. False where
-    either affinity cannot be asked."""
+def processes_sharing(local_processes: int) -> int:
+    """How many of the machine's `local_processes` share this process's cores: all of them,
+    unless a launcher pinned it to fewer cores than the process that started it (`srun
+    --cpu-bind`, a NUMA node each), where its cores hold that share of them: 1 for cores of its
+    own, 2 for a node of half the cores that two of four share. All where either affinity cannot
+    be asked."""
     try:
         own, parent = os.sched_getaffinity(0), os.sched_getaffinity(os.getppid())
     except (AttributeError, OSError):
-        return False
-    return own < parent and len(own) * local_processes <= len(parent)
+        return local_processes
+    if not own < parent:
+        return local_processes
+    return max(1, min(local_processes, math.ceil(len(own) * local_processes / len(parent))))
 
 
 def cgroup_quota_cores() -> int | None:

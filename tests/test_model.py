@@ -105,3 +105,10 @@ def test_init_weights_of_another_shape_name_the_settings_to_change(small_cls, tm
 def test_the_parameter_count_is_the_built_models(spec):
     """What the plan's memory check (run_plan.check_fits) counts before anything is built."""
     assert spec.parameter_count == sum(p.numel() for p in build_model(spec).parameters())
+
+
+def test_a_shape_mismatch_shows_each_kind_of_difference_among_the_first():
+    from common.model import shape_differences
+
+    said = shape_differences({"a": (1,), "b": (2,), "c": (3,), "d": (4,)}, {"a": (9,), "x": (1,), "y": (2,)})
+    assert said == "a (1,) here, (9,) there; b missing; x not in the model, and 3 more"

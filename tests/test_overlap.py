@@ -154,13 +154,14 @@ def test_a_cgroup_v1_quota_counts_as_a_v2_one(tmp_path, monkeypatch, own, quota,
     assert overlap.cgroup_quota_cores() == cores
 
 
-@pytest.mark.parametrize("own, parent, apart, threads", [
-    (range(16), range(16), False, 4),      # four processes share the machine's 16 cores
-    (range(4, 8), range(16), True, 4),     # each pinned to 4 of them: its own 4, not 4 / 4
-    (range(8), range(16), False, 2),       # pinned to a NUMA node of 8 that two of the four share
-    (range(2), range(2), False, 1),
+@pytest.mark.parametrize("own, parent, sharing, threads", [
+    (range(16), range(16), 4, 4),     # four processes share the machine's 16 cores
+    (range(4, 8), range(16), 1, 4),   # each pinned to 4 of them: its own 4, not 4 / 4
+    (range(8), range(16), 2, 4),      # pinned to a NUMA node of 8 that two of the four share
+    (range(2), range(2), 4, 1),
 ])
-def test_a_process_pinned_to_cores_of_its_own_does_not_share_them_again(monkeypatch, own, parent, apart, threads):
+def test_a_process_pinned_to_part_of_the_cores_shares_them_with_its_part_of_the_processes(monkeypatch, own, parent,
+                                                                                         sharing, threads):
     from common.config import TrainConfig
     from common.train.run_context import find_context
     from common.train.run_plan import SMALL_STEP_MACS, cpu_threads
@@ -168,6 +169,6 @@ def test_a_process_pinned_to_cores_of_its_own_does_not_share_them_again(monkeypa
     affinity = {0: set(own), os.getppid(): set(parent)}
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: affinity[pid], raising=False)
     monkeypatch.setattr(overlap, "OWN_CGROUP", Path("/nonexistent/cgroup"))
-    assert overlap.pinned_apart(4) is apart
+    assert overlap.processes_sharing(4) == sharing
     context = find_context(TrainConfig(), num_processes=4, local_processes=4)
     assert cpu_threads(0, context.sharing, context.cores, SMALL_STEP_MACS) == threads

@@ -27,7 +27,7 @@ from typing import Any
 from common.errors import ProcessError, UserError
 from common.files import check_writable, read_json, write_json, write_problem
 from common.model_folder import STATE_FILE
-from common.schema import is_int
+from common.schema import is_finite, is_int
 
 STATE_FORMAT = 2
 _NAME = re.compile(r"^epoch_(\d{6})(?:_step_(\d{6}))?$")
@@ -170,7 +170,7 @@ class CheckpointState:
             raise UserError(f"checkpoint damaged: {path} holds no valid manifest: resume from another checkpoint")
         seconds = obj.get("train_seconds", 0.0)
         return cls(obj["epoch"], obj.get("step"), obj["plan"], obj["metrics"], obj.get("partial"), obj["manifest"],
-                   obj.get("format", 1), float(seconds) if isinstance(seconds, (int, float)) else 0.0)
+                   obj.get("format", 1), float(seconds) if is_finite(seconds) and seconds >= 0 else 0.0)
 
 
 def read_state(path: str | Path) -> CheckpointState:

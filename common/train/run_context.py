@@ -12,7 +12,7 @@ from pathlib import Path
 from common.config import TrainConfig
 from common.errors import UserError
 from common.model_folder import MODEL_FILE
-from common.overlap import pinned_apart, usable_cores
+from common.overlap import processes_sharing, usable_cores
 from common.train.checkpoints import find_checkpoint
 
 RANDOM_INIT = "random"
@@ -25,8 +25,8 @@ class RunContext:
     the process group); `make_plan` then only computes."""
     num_processes: int
     local_processes: int           # processes on this machine, which share its memory
-    sharing: int                   # processes sharing this one's cores: those on this machine, or 1 where
-                                   # each is pinned to cores of its own (common/overlap.pinned_apart)
+    sharing: int                   # processes sharing this one's cores: those on this machine, or fewer where
+                                   # each is pinned to a part of them (common/overlap.processes_sharing)
     cores: int                     # those this process may use (common/overlap.usable_cores)
     memory: int | None             # bytes free for the weights: the host's (the least any process of the run
                                    # found, so all judge alike), None on a GPU or where unknown
@@ -41,11 +41,12 @@ def find_context(cfg: TrainConfig, num_processes: int, local_processes: int,
     caller's, agreed over the process group: common/train/process_group.least_free_memory)."""
     init = Path(cfg.init_from) / MODEL_FILE if cfg.init_from and Path(cfg.init_from).is_dir() else cfg.init_from
     if init and not Path(init).is_file():
-        raise UserError(f"--init-from {cfg.init_from}: no such file: pass a model folder or a model.safetensors that "
+        what = f"holds no {MODEL_FILE}" if cfg.init_from and Path(cfg.init_from).is_dir() else "no such file"
+        raise UserError(f"--init-from {cfg.init_from}: {what}: pass a model folder or a model.safetensors that "
                         "train.py wrote")
     return RunContext(
         num_processes=num_processes, local_processes=local_processes,
-        sharing=1 if pinned_apart(local_processes) else local_processes, cores=usable_cores(), memory=memory,
+        sharing=processes_sharing(local_processes), cores=usable_cores(), memory=memory,
         data=str(Path(cfg.data).resolve()),
         init=str(Path(init).resolve()) if init else RANDOM_INIT,
         resume=str(find_checkpoint(cfg.ckpt_dir, cfg.resume)) if cfg.resume else "",

@@ -52,7 +52,11 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
     if bad_arguments:
         raise bad_arguments
     data = load_dataset(cfg.data)
-    context = find_context(cfg, state.num_processes, local_process_count(state), least_free_memory(state))
+    try:
+        memory = least_free_memory(state)  # the first collective: a peer that failed to load stops it here
+    except RuntimeError as err:
+        raise lost_peers(err, cfg.timeout) from None
+    context = find_context(cfg, state.num_processes, local_process_count(state), memory)
     plan = make_plan(cfg, data, context)
     accelerator = make_accelerator(plan)
     try:

@@ -627,3 +627,26 @@ def test_metrics_json_may_replace_a_json_of_the_users_in_a_model_folder_and_not_
     message = user_error(infer_script.main, "--ckpt-dir", run, "--data", tmp_path / "set.npz",
                          "--metrics-json", tmp_path / "set.npz")
     assert message.startswith(f"--metrics-json {tmp_path / 'set.npz'} is the data set"), message
+
+
+def test_metrics_json_to_a_stream_never_asks_to_write_in_its_folder(small_model, small_cls, tmp_path, monkeypatch):
+    """/dev/stdout's folder is /dev, where no user but root may make a file: the figures are
+    written into the stream, so its folder is not checked."""
+    import threading
+
+    from common.errors import UserError
+
+    def unwritable(folder):
+        raise UserError(f"cannot write in {folder}")
+
+    monkeypatch.setattr(infer_script, "check_writable", unwritable)
+    pipe = tmp_path / "figures"
+    os.mkfifo(pipe)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text()))
+    reader.start()
+    infer("--ckpt-dir", small_model, "--data", small_cls, "--metrics-json", pipe)
+    reader.join(timeout=30)
+    assert "accuracy" in json.loads(got[0])
+    assert user_error(infer_script.main, "--ckpt-dir", small_model, "--data", small_cls, "--metrics-json",
+                      tmp_path / "m.json") == f"cannot write in {tmp_path}"

@@ -353,3 +353,4 @@ def test_a_dataframes_row_is_one_row(model, rows):
     frame = pd.DataFrame({"age": [41.0, 30.0], "city": ["oslo", "rome"], "member": [True, False]})
     assert np.array_equal(model.predict_proba(frame.iloc[1]), model.predict_proba(frame.iloc[[1]]))
     assert model.predict(frame.iloc[0]).tolist() == model.predict(frame).tolist()[:1]
+    assert np.array_equal(model.predict_proba([row for _, row in frame.iterrows()]), model.predict_proba(frame))

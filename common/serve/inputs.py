@@ -324,11 +324,19 @@ def is_dataframe(rows: Any) -> bool:
 
 
 def row_of_series(rows: Any) -> Any:
-    """A pandas Series (a DataFrame's row, `df.iloc[0]`) as the dict of one row's values it is;
-    anything else as given."""
-    if type(rows).__module__.split(".")[0] == "pandas" and hasattr(rows, "index") and not hasattr(rows, "columns"):
+    """A pandas Series (a DataFrame's row, `df.iloc[0]`) as the dict of one row's values it is, and
+    a list of them (`[row for _, row in df.iterrows()]`) as a list of such dicts; anything else as
+    given."""
+    if _is_series(rows):
         return {str(k): v for k, v in rows.to_dict().items()}
+    if isinstance(rows, list) and rows and all(_is_series(r) for r in rows):
+        return [row_of_series(r) for r in rows]
     return rows
+
+
+def _is_series(value: Any) -> bool:
+    return type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "index") \
+        and hasattr(value, "to_dict") and not hasattr(value, "columns")
 
 
 def array_table(X: np.ndarray, pre: Preprocessor) -> Any:

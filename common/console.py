@@ -93,6 +93,11 @@ def report_dataset(meta: Any) -> None:
     console.print(f"[bold]{meta.task}[/]: {meta.n_train} train / {meta.n_val} validation / "
                   f"{meta.n_test} test rows, {', '.join(kinds[:-1])} and {kinds[-1]} features"
                   + (f", {len(labels)} classes" if labels else ""))
+    if far := source.get("target_far_values"):
+        console.print(f"Note: {far['rows']} training target value(s) lie over a thousand times the target's typical "
+                      f"spread from its median {far['median']:g} (the farthest {far['farthest']:g}): squared error, "
+                      "R² and the model's fit are about them; check them (a slip, or a code for unknown), or drop "
+                      "those rows")
     if few := source.get("classes_of_few_rows"):
         named = ", ".join(f"{escape(repr(label))} ({rows})" for label, rows in few.items())
         console.print(f"Note: class(es) with few training rows: {named}. The model can hardly learn "

@@ -66,7 +66,7 @@ from common.data.tables import (
     undecodable_line,
     unreadable,
 )
-from common.data.target import regression_target, targets
+from common.data.target import far_target_values, regression_target, targets
 from common.errors import UserError
 from common.files import atomic_folder, require_file, write_json_file
 from common.steps import CategoricalStep, Categories, NumericStep, Preprocessor, TargetStep
@@ -121,6 +121,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         if role.name in constant:
             role.role, role.why = "dropped", "one value in every labelled row"
     target = regression_target(y, split, cfg) if labels is None else None
+    far = far_target_values(y, split, cfg.seed) if labels is None else None  # read before the scratch files go
     sizes = write_splits(stage, scratch, seen, pre, split, y, target)
     for file in scratch.folder.iterdir():
         file.unlink()
@@ -134,6 +135,8 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
               "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size, "task_reason": task_why}
     if labels is not None and (few := classes_of_few_rows(y, labels, split)):
         source["classes_of_few_rows"] = few
+    if far:
+        source["target_far_values"] = far
     return dataset_meta(task, pre, labels, target, sizes, roles, source)
 
 

@@ -162,6 +162,31 @@ def regression_target(y: ScratchColumn, split: np.ndarray, cfg: MakeDataConfig) 
     return TargetStep(transform, 0.0, mean, training.low, training.high)
 
 
+FAR_SPREADS = 1000  # median absolute deviations from the median past which a target value is far out: the
+                   # 15 regression tables of bench/README.md section 7 reach 76 at most (DoctorContacts)
+
+
+def far_target_values(y: ScratchColumn, split: np.ndarray, seed: int) -> dict[str, float] | None:
+    """The training targets FAR_SPREADS spreads or more from the median (a typing slip, a code
+    such as 999999 for "unknown"), which squared error, R² and a log link's fit are all about:
+    how many, the farthest and the median; None where there are none, or where half the rows
+    hold one value (no spread to measure by)."""
+    n_train = int(np.count_nonzero(split == TRAIN))
+    sample = y.take(median_sample(split, n_train, seed))
+    median = float(np.median(sample))
+    spread = float(np.median(np.abs(sample - median)))
+    if not n_train or spread == 0:
+        return None
+    rows, farthest = 0, median
+    for chunk in training_chunks(y, split):
+        far = chunk[np.abs(chunk - median) >= FAR_SPREADS * spread]
+        if far.size:
+            rows += int(far.size)
+            candidate = float(far[np.argmax(np.abs(far - median))])
+            farthest = candidate if abs(candidate - median) > abs(farthest - median) else farthest
+    return {"rows": rows, "farthest": farthest, "median": median} if rows else None
+
+
 def target_transform(sample: np.ndarray, choice: str = "auto", low: float | None = None) -> str:
     """How a regression target is modelled, from a sample of its training values (`low`: the
     least of all of them, where known). Where every value is >= 0 and the distribution is

@@ -1,5 +1,7 @@
 """The target of a user's table: the task it makes, and how a regression's y is modelled
 (common/data/target.py), and the target step that inverts it (common/steps.TargetStep)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,19 @@ def test_an_id_given_as_the_target_is_refused_and_a_long_tail_of_classes_is_not(
     else:
         make_data(*argv)
     assert len(load_dataset(tmp_path / "out" / "t").description.class_labels) == alone + len(set(shared))
+
+
+def test_target_values_far_out_are_named_and_a_skewed_target_is_not(tmp_path, capsys):
+    """Five values near 1e6 among values near 10 got a log link and a model worse than a constant,
+    with nothing said when the data set was made."""
+    rng = np.random.default_rng(5)
+    y = 10 + rng.normal(size=500)
+    y[:3] = [1e6, -5e5, 2e6]
+    write(tmp_path / "far.csv", {"x": rng.normal(size=500), "y": y})
+    make_data("--csv", tmp_path / "far.csv", "--target", "y", "--out-dir", tmp_path)
+    far = json.loads((tmp_path / "far" / "dataset.json").read_text())["source"]["target_far_values"]
+    assert (far["rows"], far["farthest"]) == (3, 2e6) and 9 < far["median"] < 11
+    assert "Note: 3 training target value(s) lie over a thousand times" in " ".join(capsys.readouterr().out.split())
+    count_table(tmp_path / "counts.csv")  # skewed, a long tail: not far out
+    make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--out-dir", tmp_path)
+    assert "target_far_values" not in json.loads((tmp_path / "counts" / "dataset.json").read_text())["source"]

@@ -60,10 +60,9 @@ from common.data.tables import (
     PARQUET_SUFFIXES,
     csv_header,
     decimal_of,
-    detect_delimiter,
     read_table,
     table_batches,
-    undecodable_line,
+    undecodable_column,
     unreadable,
 )
 from common.data.target import far_target_values, regression_target, targets
@@ -162,10 +161,8 @@ def require_utf8(path: Path, cfg: MakeDataConfig, head: Any) -> None:
         return
     for column, field in enumerate(head.schema):
         if pa.types.is_binary(field.type) and field.name not in cfg.drop:
-            line = undecodable_line(path, cfg.sep or detect_delimiter(path), column)
-            where = f"line {line}: " if line is not None else ""
             drop = f", or leave the column out with --drop {field.name}" if field.name != cfg.target else ""
-            raise UserError(f"cannot read {path} ({where}column '{field.name}' holds bytes that are not UTF-8 text): "
+            raise UserError(f"cannot read {path} ({undecodable_column(path, cfg.sep, column, field.name)}): "
                             f"save it as UTF-8 CSV{drop}")
 
 

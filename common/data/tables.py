@@ -145,11 +145,17 @@ def unreadable(path: Path, err: BaseException, sep: str | None = None) -> UserEr
         column = int(number[1]) if number else -1
         header = csv_header(path, sep) if number else []
         if 0 <= column < len(header):
-            line = undecodable_line(path, sep or detect_delimiter(path), column)
-            first = f"column '{header[column]}' holds bytes that are not UTF-8 text"
+            return UserError(f"cannot read {path} ({undecodable_column(path, sep, column, header[column])}): save it "
+                             "as UTF-8 CSV with a header row (--sep sets the delimiter) or as Parquet")
     where = f"line {line}: " if line is not None else ""
     return UserError(f"cannot read {path} ({where}{first}): save it as UTF-8 CSV with a header row "
                      "(--sep sets the delimiter) or as Parquet")
+
+
+def undecodable_column(path: Path, sep: str | None, column: int, name: str) -> str:
+    """What is wrong with a column holding bytes that are not UTF-8, with the line where it first does."""
+    line = undecodable_line(path, sep or detect_delimiter(path), column)
+    return ("" if line is None else f"line {line}: ") + f"column '{name}' holds bytes that are not UTF-8 text"
 
 
 def undecodable_line(path: Path, delimiter: str, column: int) -> int | None:

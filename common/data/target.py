@@ -172,10 +172,12 @@ def far_target_values(y: ScratchColumn, split: np.ndarray, seed: int) -> dict[st
     how many, the farthest and the median; None where there are none, or where half the rows
     hold one value (no spread to measure by)."""
     n_train = int(np.count_nonzero(split == TRAIN))
+    if not n_train:
+        return None
     sample = y.take(median_sample(split, n_train, seed))
     median = float(np.median(sample))
     spread = float(np.median(np.abs(sample - median)))
-    if not n_train or spread == 0:
+    if spread == 0:
         return None
     rows, farthest = 0, median
     for chunk in training_chunks(y, split):

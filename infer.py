@@ -116,6 +116,9 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     console.print(f"Predicted {rows} row{'' if rows == 1 else 's'}: {output}")
     if scored is None:
         return None
+    if not scored.rows and not (cfg.metrics_json or cfg.importance):  # a template of new rows: nothing asked
+        console.print(f"Note: every row's '{target}' is blank: the rows are predicted, none scored")
+        return None
     report = scored.figures()
     blank = f", {scored.blank} without a '{target}' predicted only" if scored.blank else ""
     unseen = f"; labels the model never saw: {scored.unseen}" if scored.unseen else ""

@@ -75,6 +75,7 @@ class NumericStep:
     quantiles: list[float] | None = None  # training quantiles at evenly spaced levels: map onto a normal
     date_parts: tuple[str, ...] = ()  # a date column: its value is the instant (seconds), these its cycles
     blank_words: tuple[str, ...] = ()  # words the training file held besides numbers, read as blanks
+    time_of_day: bool = False  # a time of day (seconds since midnight): text at prediction is read as `14:05:09`
 
     def scaled(self, filled: np.ndarray) -> np.ndarray:
         if self.quantiles is None:
@@ -111,6 +112,8 @@ class NumericStep:
             step["quantiles"] = self.quantiles
         if self.blank_words:
             step["blank_words"] = list(self.blank_words)
+        if self.time_of_day:
+            step["time_of_day"] = True
         return {**step, "date_parts": list(self.date_parts)} if self.date_parts else step
 
     @classmethod
@@ -121,8 +124,9 @@ class NumericStep:
             raise s.wrong("indicator", indicator, "true or false")
         parts = s.checked("date_parts", lambda v: isinstance(v, list) and set(v) <= set(DATE_CYCLES),
                           f"a list of {', '.join(DATE_CYCLES)}", [])
+        time_of_day = s.checked("time_of_day", lambda v: isinstance(v, bool), "true or false", False)
         return cls(s.text("name"), s.number("median"), s.number("mean"), s.number("scale", nonzero=True), indicator,
-                   s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])))
+                   s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])), time_of_day)
 
 
 DAY_SECONDS = 86_400.0
@@ -272,6 +276,23 @@ def whole_number_spellings(level: str) -> tuple[str, ...]:
     return (found.group(1), found.group(1) + ".0") if found else ()
 
 
+def spelling_codes(levels: Sequence[str | None], first: int = 0) -> dict[str | None, int]:
+    """Each level's code (`first` for the first level), and the same code for every other
+    spelling of it: of its truth where every level spells a truth (`True`, `true`, `yes`, `1`),
+    and of a whole number (`121.0` for `121`)."""
+    codes: dict[str | None, int] = {level: first + i for i, level in enumerate(levels)}
+    present = [level for level in levels if level is not None]
+    if present and all(truth_spellings(level) for level in present):
+        for level in present:
+            for word in truth_spellings(level):
+                for spelling in (word, word.capitalize(), word.upper()):
+                    codes.setdefault(spelling, codes[level])
+    for level in present:
+        for spelling in whole_number_spellings(level):
+            codes.setdefault(spelling, codes[level])
+    return codes
+
+
 @dataclasses.dataclass
 class CategoricalStep:
     name: str
@@ -325,17 +346,7 @@ class CategoricalStep:
         truth: pandas writes `True` to CSV, pyarrow `true`, a boolean column from Parquet or a
         DataFrame reads as `true`, a 0/1 column as `1`, and a form as `yes`, so the same column
         must not turn unseen between those forms."""
-        lookup: dict[str | None, int] = {level: i + 1 for i, level in enumerate(self.levels)}
-        present = [level for level in self.levels if level is not None]
-        if present and all(truth_spellings(level) for level in present):
-            for level in present:
-                for word in truth_spellings(level):
-                    for spelling in (word, word.capitalize(), word.upper()):
-                        lookup.setdefault(spelling, lookup[level])
-        for level in present:
-            for spelling in whole_number_spellings(level):
-                lookup.setdefault(spelling, lookup[level])
-        return lookup
+        return spelling_codes(self.levels, first=1)
 
     def to_json(self) -> dict[str, Any]:
         step = {"name": self.name, "levels": self.levels}

@@ -167,6 +167,29 @@ def temporal_seconds(column: Any) -> np.ndarray:
     return _seconds(column, pc.cast(column, pa.int64()), PER_SECOND[kind.unit])
 
 
+_CLOCK = re.compile(r"\s*([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.(\d{1,9}))?)?\s*")
+
+
+def clock_seconds(texts: list[str | None], name: str, path: str | Path, first_row: int = 0) -> np.ndarray:
+    """Times of day written as text (`14:05`, `14:05:09`, `14:05:09.250`, as a CSV holds what an
+    Arrow time was) as seconds since midnight, NaN for blanks: the number `temporal_seconds` gives
+    the Arrow time to the bit (the whole count of the written digits' unit, divided once). Any
+    other cell is an error naming the column and the row."""
+    out = np.full(len(texts), np.nan)
+    for i, text in enumerate(texts):
+        if text is None or text.strip() in NULL_VALUES:
+            continue
+        found = _CLOCK.fullmatch(text)
+        if found is None:
+            raise UserError(f"{path}: column '{name}' has {text!r} in data row {first_row + i + 1}, which is no time "
+                            "of day: write it as 14:05 or 14:05:09, or leave it blank for a missing value")
+        hours, minutes, seconds, fraction = found.groups()
+        whole = (int(hours) * 60 + int(minutes)) * 60 + int(seconds or 0)
+        digits = fraction or ""
+        out[i] = (whole * 10 ** len(digits) + int(digits or 0)) / 10 ** len(digits)
+    return out
+
+
 def _seconds(column: Any, units: Any, per_second: float) -> np.ndarray:
     import pyarrow.compute as pc
 
@@ -216,10 +239,11 @@ FLOAT32_LIMIT = float(np.finfo(np.float32).max)  # what the model's float32 hold
 
 
 def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0,
-                   words: WordsAsBlanks | None = None, limit: float = math.inf) -> np.ndarray:
+                   words: WordsAsBlanks | None = None, limit: float = math.inf, time_of_day: bool = False
+                   ) -> np.ndarray:
     """float64 values with NaN for blanks; a cell that is not a number (unless `words` takes it as
     a blank), an infinity, or a number beyond ±`limit` is an error naming the column and the
-    first such data row."""
+    first such data row. A `time_of_day` column's text is read as times (`clock_seconds`)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -230,6 +254,8 @@ def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".",
         values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     elif is_temporal(kind):
         values = temporal_seconds(column)
+    elif time_of_day:
+        values = clock_seconds(pc.cast(column, pa.string()).to_pylist(), name, path, first_row)
     else:
         text = pc.cast(column, pa.string())
         values = _plain_numbers(text) if decimal == "." else None

@@ -81,6 +81,7 @@ class FirstPass:
     dates: list[str] = dataclasses.field(default_factory=list)  # of `numeric`: their wall clocks too
     unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
     words: dict[str, WordsAsBlanks] = dataclasses.field(default_factory=dict)  # a numeric column's words
+    times_of_day: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow times (time32, time64)
     rows: int = 0                          # rows kept (with a target)
     rows_read: int = 0
     batches: int = 0
@@ -243,7 +244,8 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     categorical = [r.name for r in roles if r.role == "categorical"]
     numeric_target = target_is_numeric(head, cfg.target, cfg.task)
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
-                     None if numeric_target else Vocabulary(), dates)
+                     None if numeric_target else Vocabulary(), dates,
+                     times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)})
     text = categorical + ([] if numeric_target else [cfg.target])
     types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(dates)
     decimal = decimal_of(head)
@@ -317,6 +319,7 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDat
             step.date_parts = date_cycles(training_chunks(scratch.column(step.name + WALL), split))
         if step.name in seen.words:
             step.blank_words = tuple(sorted(seen.words[step.name].known))
+        step.time_of_day = step.name in seen.times_of_day
     categorical = [fit_categorical(name, vocabulary.values,
                                    ranges[name].watch(training_chunks(scratch.column(name), split)),
                                    cfg.min_level_rows, cfg.max_levels)

@@ -18,6 +18,7 @@ from common.errors import UserError
 from common.importance import DEFAULT_REPEATS, Importance, permutation_importance
 from common.metrics import confusion_matrix, macro_f1, r2
 from common.model_folder import ModelRecord
+from common.steps import spelling_codes
 
 
 class LabelledRows:
@@ -27,6 +28,10 @@ class LabelledRows:
         self.config, self.target, self.source = config, target, source
         self.classes = [str(label) for label in config.class_labels or []]
         self.unseen: list[str] = []        # true labels the model never saw, in order of appearance
+        # A label in the spelling of another writer reads as that class (a 0/1 target written
+        # 0.0/1.0 by pandas, a true/false one True/False by one and true/false by another), as
+        # a categorical column's levels do (common/steps.spelling_codes).
+        self.codes: dict[str | None, int] = spelling_codes(self.classes)
         self.confusion = np.zeros((0, 0), dtype=np.int64)
         self.sums = np.zeros(5)            # regression: rows, sum |e|, sum e^2, sum y, sum y^2
         self.blank = self.rows = 0
@@ -44,10 +49,10 @@ class LabelledRows:
             raise UserError(f"{self.source}: column '{self.target}' holds {column.type} values, not labels: "
                             "save the file as UTF-8 text")
         categories = text_values(column)
-        codes = {label: i for i, label in enumerate(self.classes + self.unseen)}
+        codes = self.codes
         for value in categories.values:
             if value not in codes:
-                codes[value] = len(codes)
+                codes[value] = len(self.classes) + len(self.unseen)
                 self.unseen.append(value)
         lookup = np.asarray([codes[v] for v in categories.values] + [-1], dtype=np.int64)
         return lookup[categories.index]

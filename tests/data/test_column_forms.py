@@ -275,3 +275,53 @@ def test_money_and_percentages_written_as_text_are_numbers():
     for text in ("$", "%", "$abc", "$$5", "5%%", "$-5", "$nan", "inf%", "$1_000"):  # no plain number inside
         with pytest.raises(UserError, match="non-numeric value"):
             numeric_values(pa.chunked_array([["1", "2", text]]), "x", "t")
+
+
+@pytest.mark.parametrize("kind", [pa.time32("s"), pa.time32("ms"), pa.time64("us"), pa.time64("ns")])
+def test_a_time_of_day_written_as_text_reads_as_its_arrow_time_to_the_bit(kind):
+    """What pyarrow writes to CSV for a time (`14:05:09.250000`), and the shorter forms a person
+    writes, read as the seconds the Arrow time itself gives."""
+    unit = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[kind.unit]
+    rng = np.random.default_rng(0)
+    seconds = rng.integers(0, 86_400, 500)
+    fractions = rng.integers(0, unit, 500) if unit > 1 else np.zeros(500, dtype=np.int64)
+    storage = pa.int32() if pa.types.is_time32(kind) else pa.int64()
+    times = pa.chunked_array([pa.array(seconds * unit + fractions, storage).cast(kind)])
+    written = pc.cast(times, pa.string())  # as pyarrow's CSV writer spells them
+    expected = numeric_values(times, "t", "f")
+    assert np.array_equal(numeric_values(written, "t", "f", time_of_day=True), expected)
+    short = [f"{s // 3600}:{s // 60 % 60:02d}" for s in seconds[:20] - seconds[:20] % 60]
+    read = numeric_values(pa.chunked_array([[*short, None, " "]]), "t", "f", time_of_day=True)
+    assert read[:20].tolist() == (seconds[:20] - seconds[:20] % 60).tolist() and np.isnan(read[20:]).all()
+    for text in ("24:00", "12:60", "7", "12:05 pm", "1:2"):
+        with pytest.raises(UserError, match="no time of day"):
+            numeric_values(pa.chunked_array([["12:00", text]]), "t", "f", time_of_day=True)
+
+
+def test_a_time_column_trained_from_csv_predicts_from_text_rows_and_parquet_alike(tmp_path):
+    """pyarrow reads `14:05:09` in a CSV as a time; at prediction the column comes as text (a CSV
+    streamed as text, a DataFrame of strings, a dict): it read as no number and stopped the file."""
+    rng = np.random.default_rng(3)
+    seconds = rng.integers(0, 86_400, 400)
+    clock = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in seconds]
+    label = np.where(np.sin(seconds / 86_400 * 2 * np.pi) + rng.normal(0, 0.3, 400) > 0, "day", "night")
+    csv = tmp_path / "shifts.csv"
+    pa_csv.write_csv(pa.table({"start time": clock, "x": rng.normal(size=400), "label": label}), csv)
+    make_data("--csv", csv, "--target", "label", "--out-dir", tmp_path / "data")
+    step = next(s for s in json.loads((tmp_path / "data" / "shifts" / "dataset.json").read_text())
+                ["preprocess"]["numeric"] if s["name"] == "start time")
+    assert step["time_of_day"] is True
+    train(*train_args(tmp_path / "data" / "shifts", tmp_path / "model", "--epochs", "2", "--folds", "2"))
+    infer("--ckpt-dir", tmp_path / "model", "--input", csv, "--output", tmp_path / "text.npz")
+    typed = pa_csv.read_csv(csv)
+    assert typed.schema.field("start time").type == pa.time32("s")
+    pq.write_table(typed, tmp_path / "typed.parquet")
+    infer("--ckpt-dir", tmp_path / "model", "--input", tmp_path / "typed.parquet", "--output", tmp_path / "typed.npz")
+    with np.load(tmp_path / "text.npz") as text, np.load(tmp_path / "typed.npz") as arrow:
+        assert np.array_equal(text["proba"], arrow["proba"])
+    from common.api import Predictor
+
+    model = Predictor.load(tmp_path / "model")
+    row = {"start time": clock[0], "x": float(typed.column("x")[0].as_py())}
+    with np.load(tmp_path / "text.npz") as text:
+        assert np.array_equal(model.predict_proba(row)[0], text["proba"][0])

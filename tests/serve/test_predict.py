@@ -474,6 +474,45 @@ def test_a_labelled_input_is_scored_as_well_as_predicted(crossfit_run, tmp_path,
     assert "rows it trained on" not in said  # another file than the one the data set was made from
 
 
+@pytest.mark.parametrize("trained,spelled", [([0, 1], ["0.0", "1.0"]), ([0, 1], ["false", "true"]),
+                                             (["False", "True"], [False, True]), ([False, True], ["no", "yes"])])
+def test_a_labelled_input_spelling_the_classes_otherwise_is_scored_as_the_same_classes(tmp_path, trained, spelled):
+    """pandas writes a 0/1 target with a blank as 0.0/1.0 and a true/false one as True/False, pyarrow
+    and a DataFrame's bools as true/false: each read as unseen labels, scoring accuracy 0."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=300)
+    positive = x + rng.normal(0, 0.3, 300) > 0
+    path = write(tmp_path / "t.csv", {"x": x, "y": [trained[int(p)] for p in positive]})
+    make_data("--csv", path, "--target", "y", "--out-dir", tmp_path / "data")
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", *FAST, "--folds", "2")
+    figures = {}
+    for name, labels in (("as_trained", trained), ("spelled", spelled)):
+        rows = write(tmp_path / f"{name}.csv", {"x": x, "y": [labels[int(p)] for p in positive]})
+        infer("--ckpt-dir", tmp_path / "run", "--input", rows, "--output", tmp_path / f"{name}.npz",
+              "--metrics-json", tmp_path / f"{name}.json")
+        figures[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert figures["spelled"]["accuracy"] > 0.8, figures
+    assert figures["spelled"] == figures["as_trained"]
+
+
+def test_new_rows_with_an_empty_target_column_are_predicted_and_only_figures_asked_for_are_refused(
+        crossfit_run, tmp_path, capsys):
+    """A template of new rows with the target's column left blank: predicted, exit 0, a note;
+    asked for figures, it is refused in one line after the predictions."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    table = pa_csv.read_csv(crossfit_run / "people.csv")
+    blank = table.set_column(table.column_names.index("label"), "label", pa.nulls(table.num_rows, pa.string()))
+    pa_csv.write_csv(blank, tmp_path / "template.csv")
+    infer("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "template.csv", "--output", tmp_path / "p.csv")
+    assert "every row's 'label' is blank: the rows are predicted, none scored" in capsys.readouterr().out
+    assert len(read_csv_rows(tmp_path / "p.csv")) == table.num_rows
+    message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "template.csv",
+                          "--output", tmp_path / "q.csv", "--metrics-json", tmp_path / "m.json")
+    assert "every row's 'label' is blank: nothing to score" in message and not (tmp_path / "m.json").exists()
+
+
 def test_importance_on_a_labelled_input_and_a_one_line_refusal_without_labels(crossfit_run, tmp_path, capsys):
     infer("--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv", "--output", tmp_path / "p.csv",
           "--importance", "--metrics-json", tmp_path / "m.json")

@@ -12,7 +12,7 @@ from builders import infer, make_data, train, user_error, write
 from common.api import Predictor
 from common.decision import THRESHOLDS, binary_macro_f1, decided_classes, fit_threshold
 from common.errors import UserError
-from common.metrics import macro_f1
+from common.metrics import macro_f1, macro_figures
 from common.model_folder import CONFIG_FILE, ModelRecord, load_record
 
 
@@ -84,7 +84,14 @@ def test_an_imbalanced_table_is_predicted_by_its_threshold_everywhere(tmp_path):
     assert pa_csv.read_csv(tmp_path / "p.csv").column("prediction").to_pylist() == expected.tolist()
     with np.load(tmp_path / "p.npz", allow_pickle=False) as npz:
         assert npz["prediction"].tolist() == expected.tolist() and "class" not in npz.files
-    assert f"exceeds {record.threshold:.2f}" in (tmp_path / "run" / "README.md").read_text()
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert f"exceeds {record.threshold:.2f}" in card and "The figures above are this decision's." in card
+    # The run's own figures, confusion matrix and importance are the threshold's, as its predictions.
+    report = json.loads((tmp_path / "run" / "importance.json").read_text())
+    decided = macro_figures(np.asarray(report["confusion_matrix"]))
+    assert report["f1_macro"] == pytest.approx(decided["f1_macro"], abs=1e-12)
+    assert decided["accuracy"] != pytest.approx(record.outcome.final_metrics["val_accuracy"])  # argmax's
+    assert f"| accuracy | {decided['accuracy']:.4f} |" in card
 
     config = json.loads((tmp_path / "run" / CONFIG_FILE).read_text())
     config["decision"]["threshold"] = 1.5

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from common.data.dataset import TabularData
-from common.decision import ThresholdFit, fit_threshold
+from common.decision import ThresholdFit, decided_classes, fit_threshold
 from common.importance import RUN_REPEATS, Importance, permutation_importance
 from common.metrics import confusion_matrix, macro_f1, r2
 from common.model import build_model, pass_rows, predicted_outputs
@@ -117,17 +117,27 @@ def outputs(net: Any, X: np.ndarray, fold: np.ndarray | None, plan: TrainPlan, l
     return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
 
-def scorer(data: TabularData, plan: TrainPlan) -> tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray],
-                                                         Callable[[np.ndarray, np.ndarray], float]]:
-    """The run's figure: (its name, outputs -> predictions, (predictions, targets) -> figure)."""
+def scorer(data: TabularData, plan: TrainPlan, threshold: float | None = None
+           ) -> tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray], Callable[[np.ndarray, np.ndarray], float]]:
+    """The run's figure: (its name, outputs -> predictions, (predictions, targets) -> figure). A
+    classifier's predictions are its decision: the most probable class, or by `threshold` (two
+    classes) as the model predicts."""
     if plan.task == "classification":
         classes = len(data.description.class_labels or [])
-        return ("f1_macro", lambda out, y: out.argmax(axis=1),
+        return ("f1_macro", lambda out, y: decided(out, threshold),
                 lambda pred, y: macro_f1(pred, np.asarray(y, dtype=np.int64), classes))
     target = data.description.target
     assert target is not None
     return ("r2", lambda out, y: target.original(out)[:, 0],
             lambda pred, y: r2(pred, target.original(np.asarray(y), prediction=False)[:, 0]))
+
+
+def decided(out: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Each row's class from a classifier's outputs (logits or log-probabilities), decided as
+    fitted_decision fitted the threshold: on the double-precision softmax."""
+    if threshold is None:
+        return out.argmax(axis=1)
+    return decided_classes(torch.softmax(torch.from_numpy(out).double(), dim=1).numpy(), threshold)
 
 
 def final_net(plan: TrainPlan, weights: dict[str, torch.Tensor]) -> Any:
@@ -152,15 +162,17 @@ def fitted_decision(plan: TrainPlan, rows: ScoredRows | None, weights: dict[str,
 
 
 def assess(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, torch.Tensor],
-           scored: Callable[[Assessment], None] = lambda assessment: None) -> Assessment | None:
+           scored: Callable[[Assessment], None] = lambda assessment: None,
+           threshold: float | None = None) -> Assessment | None:
     """The final weights' figure and confusion matrix on the scored rows (scored_rows), and each
-    column's permutation importance on a sample of them; None where the data set has no such
-    rows. `scored` is told the figures before the importance is measured (to draw them meanwhile)."""
+    column's permutation importance on a sample of them, a classifier deciding by its `threshold`
+    where it has one; None where the data set has no such rows. `scored` is told the figures
+    before the importance is measured (to draw them meanwhile)."""
     if rows is None or not len(rows.y):
         return None
     net = final_net(plan, weights)
     link = has_link(data.description.target)
-    figure, predictions, score = scorer(data, plan)
+    figure, predictions, score = scorer(data, plan, threshold)
     y_all = np.asarray(rows.y[:])
     predicted = predictions(outputs(net, rows.X, rows.fold, plan, link), y_all)
     confusion = None

@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from common.console import console, importance_table
 from common.data.dataset import TabularData
 from common.figures import Painter
 from common.files import write_json_file
+from common.metrics import macro_figures
 from common.model_folder import CARD_FILE, IMPORTANCE_FILE, PICTURES, ModelRecord
 from common.train.assessment import Assessment, ScoredRows, assess
 from common.train.card import model_card
@@ -50,6 +53,10 @@ class RunReport:
         importance = assessment.importance if assessment else None
         if assessment is not None:
             figures = {assessment.figure: assessment.value, **headline(figures)}
+            if record.decision is not None and assessment.confusion is not None:
+                # Training's evaluations took the most probable class; the card gives the decision's.
+                decided = macro_figures(np.asarray(assessment.confusion))
+                figures |= {name: decided[name] for name in ("accuracy", "precision_macro", "recall_macro")}
             writers[IMPORTANCE_FILE] = json_writer(assessment.to_json())
         card = model_card(plan.run.ckpt_dir, record, data.description, plan.describe(), figures,
                           scored_on_name(rows), importance, list(drawn_pictures))
@@ -70,7 +77,7 @@ def assessed(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weight
             pictures.draw("confusion", matrix=scored.confusion, labels=record.class_labels or [],
                           scored_on=scored.scored_on)
 
-    assessment = assess(plan, data, rows, weights, draw_confusion)
+    assessment = assess(plan, data, rows, weights, draw_confusion, record.threshold)
     if assessment is not None and assessment.importance is not None:
         console.print(importance_table(assessment.importance))
         pictures.draw("importance", importance=assessment.importance.to_json())

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from builders import make_data, read_config, read_metrics, train, write
+from common.data.dataset import load_dataset
 from common.model_folder import CARD_FILE
 from common.train.run_report import CARD_MARK
 
@@ -27,15 +28,19 @@ def test_a_users_table_gets_its_pictures_and_they_are_not_blank(crossfit_run, na
     assert pixels[..., :3].std() > 0.05  # lines, bars and text on the white
 
 
-def test_the_out_of_fold_figures_are_those_of_the_kept_evaluation(crossfit_run):
+def test_the_out_of_fold_figures_are_those_of_the_kept_evaluation(people_set, tmp_path):
     """The assessment scores every training row with the member that never trained on it, with the
-    kept weights: exactly what the kept evaluation scored."""
-    report = json.loads((crossfit_run / "run" / "importance.json").read_text())
-    best = read_config(crossfit_run / "run")["outcome"]["final_metrics"]
-    assert report["scored_on"] == "out of fold" and report["rows"] == best["val_n"] == 500
+    kept weights: exactly what the kept evaluation scored (both by the most probable class here; a
+    threshold decides the assessment's classes where the model has one, tests/test_decision.py)."""
+    made, _ = people_set
+    train("--data", made / "people", "--ckpt-dir", tmp_path / "run", "--epochs", "4", "--decision", "argmax")
+    report = json.loads((tmp_path / "run" / "importance.json").read_text())
+    best = read_config(tmp_path / "run")["outcome"]["final_metrics"]
+    rows = load_dataset(made / "people").description.n_train
+    assert report["scored_on"] == "out of fold" and report["rows"] == best["val_n"] == rows
     assert report["f1_macro"] == pytest.approx(best["val_f1_macro"], abs=1e-12)
     confusion = np.asarray(report["confusion_matrix"])
-    assert confusion.sum() == 500 and np.trace(confusion) / 500 == pytest.approx(best["val_accuracy"], abs=1e-12)
+    assert confusion.sum() == rows and np.trace(confusion) / rows == pytest.approx(best["val_accuracy"], abs=1e-12)
 
 
 def test_importance_names_every_column_once_and_finds_the_ones_that_matter(crossfit_run):
@@ -181,7 +186,8 @@ def test_a_validation_folds_figures_come_from_its_rows_alone(people_set, tmp_pat
     """One member and a validation fold: the last look scores the fold's rows, the trainer's,
     and its figure is the kept evaluation's."""
     made, _ = people_set
-    train("--data", made / "people", "--ckpt-dir", tmp_path / "run", "--folds", "1", "--epochs", "4")
+    train("--data", made / "people", "--ckpt-dir", tmp_path / "run", "--folds", "1", "--epochs", "4",
+          "--decision", "argmax")
     report = json.loads((tmp_path / "run" / "importance.json").read_text())
     config = read_config(tmp_path / "run")
     assert report["scored_on"] == "validation fold"

@@ -299,11 +299,26 @@ def arrow_table(rows: Any) -> Any:
                                 "value per row")
             # from_pandas: a float NaN is a blank, as pandas writes one in a column of text
             # (`df.to_dict("list")`), which pyarrow refused in a column of text otherwise.
-            return pa.table({str(k): pa.array([v] if one_row else v, from_pandas=True) for k, v in rows.items()})
+            return pa.table({str(k): pa.array(arrow_values([v] if one_row else v), from_pandas=True)
+                             for k, v in rows.items()})
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as err:
         raise UserError(f"cannot read the rows as a table ({str(err).splitlines()[0]}): give each column values "
                         "of one type") from None
     return None
+
+
+# NumPy date units pyarrow cannot take from a list of scalars (np.datetime64("2022-04-03") has days).
+COARSE_DATE_UNITS = ("Y", "M", "W", "D", "h", "m")
+
+
+def arrow_values(values: Any) -> Any:
+    """A list of one column's values with NumPy dates of a unit coarser than seconds as Python's
+    dates and datetimes (`.item()`), which pyarrow reads: it refuses the scalars themselves with
+    a message about int(); anything else unchanged."""
+    if not isinstance(values, list) or not any(isinstance(v, np.datetime64) for v in values):
+        return values
+    return [v.item() if isinstance(v, np.datetime64) and np.datetime_data(v.dtype)[0] in COARSE_DATE_UNITS else v
+            for v in values]
 
 
 def _is_column(value: Any) -> bool:

@@ -175,6 +175,20 @@ def test_dates_of_another_form_predict_the_same_and_a_non_date_is_a_blank_with_a
     assert said.count("not dates") == 1  # the same cell, said once
 
 
+@pytest.mark.parametrize("unit", ["D", "h", "m", "s"])
+def test_numpy_dates_in_rows_given_in_memory_predict_as_the_text_of_the_same_date(dated, unit):
+    """np.datetime64("2016-03-01") in a dict: pyarrow refused a list of such scalars with a message
+    about int(), read as "give each column values of one type"."""
+    from common.api import Predictor
+
+    model = Predictor.load(dated / "run")
+    days, x = ["2016-03-01", "2015-07-04"], [0.3, -1.2]
+    expected = model.predict_proba({"day": days, "x": x})
+    dates = [np.datetime64(d).astype(f"datetime64[{unit}]") for d in days]
+    assert np.array_equal(model.predict_proba({"day": dates[0], "x": x[0]}), expected[:1])
+    assert np.array_equal(model.predict_proba([{"day": d, "x": v} for d, v in zip(dates, x, strict=True)]), expected)
+
+
 def test_a_date_given_by_hand(tmp_path):
     columns = seasonal(60)
     columns["code"] = [f"k{i % 3}" for i in range(60)]

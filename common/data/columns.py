@@ -29,9 +29,6 @@ from common.steps import Categories
 
 NULL_VALUES = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "None", "none", "?"]
 _THOUSANDS = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
-# Where the decimal mark is a comma, thousands are grouped with points: `1.467,45`, `1.234.567`.
-# A lone `1.467` stays the number it has always been read as (1.467).
-_THOUSANDS_BY_POINTS = re.compile(r"^\s*[-+]?\d{1,3}(?:(?:\.\d{3})+,\d*|(?:\.\d{3}){2,})\s*$")
 
 
 def plain_table(table: Any, text_columns: Sequence[str] = ()) -> Any:
@@ -111,9 +108,9 @@ def carried_text(column: Any) -> Any | None:
 
 
 def _parse_number(text: str, decimal: str = ".", marked: bool = True) -> float | None:
-    """A number as a table writes one: `1.5`, `3,750`, `1,5` and `1.467,45` where the decimal mark
-    is a comma, and (`marked`) with a currency sign before or after it or a percent sign after it
-    (`$33,704`, `-€5`, `1.467,45 €`, `65.7%`: the number as written, 65.7)."""
+    """A number as a table writes one: `1.5`, `3,750`, `1,5` where the decimal mark is a comma,
+    and (`marked`) with a currency sign before it or a percent sign after it (`$33,704`, `-€5`,
+    `65.7%`: the number as written, 65.7)."""
     plain = text.replace(",", ".") if decimal == "," else text
     try:
         return float(plain)
@@ -121,11 +118,9 @@ def _parse_number(text: str, decimal: str = ".", marked: bool = True) -> float |
         pass
     if decimal == "." and _THOUSANDS.match(text):
         return float(text.replace(",", ""))
-    if decimal == "," and _THOUSANDS_BY_POINTS.match(text):
-        return float(text.replace(".", "").replace(",", "."))
     if not marked:
         return None
-    if money := _CURRENCY.match(text) or _CURRENCY_AFTER.match(text):
+    if money := _CURRENCY.match(text):
         number = _parse_number(money["number"], decimal, marked=False)
         return None if number is None or number < 0 else (-number if money["minus"] else number)
     if share := _PERCENT.match(text):
@@ -134,7 +129,6 @@ def _parse_number(text: str, decimal: str = ".", marked: bool = True) -> float |
 
 
 _CURRENCY = re.compile(r"^\s*(?P<minus>-?)\s*[$€£¥]\s*(?P<number>[\d.,]*\d[\d.,]*)\s*$")  # digits: not $nan
-_CURRENCY_AFTER = re.compile(r"^\s*(?P<minus>-?)\s*(?P<number>[\d.,]*\d[\d.,]*)\s*[$€£¥]\s*$")  # `1.467,45 €`
 _PERCENT = re.compile(r"^\s*(?P<number>[-+]?[\d.,]*\d[\d.,]*)\s*%\s*$")
 
 

@@ -277,24 +277,6 @@ def test_money_and_percentages_written_as_text_are_numbers():
             numeric_values(pa.chunked_array([["1", "2", text]]), "x", "t")
 
 
-def test_amounts_of_a_decimal_comma_file_grouped_by_points_are_numbers():
-    """`1.467,45` and `1.467,45 €`, as the spreadsheets that write semicolon files export amounts,
-    were ids (unique text) or categoricals of a level per row."""
-    from common.data.roles import guess_role
-
-    amounts = pa.chunked_array([["1.467,45", "-2.000,5", "12,25", None, "1.234.567", "3.000,"] * 10])
-    euros = pa.chunked_array([["1.467,45 €", "-2.000,50 €", "€ 12,25", "", "1.234.567 €", "0,5€"] * 10])
-    assert guess_role("price", amounts, None, ",").role == guess_role("paid", euros, None, ",").role == "numeric"
-    read = numeric_values(amounts, "price", "t", ",")[:6]
-    assert read[[0, 1, 2, 4, 5]].tolist() == [1467.45, -2000.5, 12.25, 1234567.0, 3000.0] and np.isnan(read[3])
-    assert numeric_values(euros, "paid", "t", ",")[[0, 1, 2, 4, 5]].tolist() == [1467.45, -2000.5, 12.25,
-                                                                                1234567.0, 0.5]
-    assert numeric_values(pa.chunked_array([["1.467", "2,5"]]), "x", "t", ",").tolist() == [1.467, 2.5]  # as ever
-    for text in ("1.46,5", "1.4670,5", "12.345.67", "1,467.45"):  # not points grouping thousands
-        with pytest.raises(UserError, match="non-numeric value"):
-            numeric_values(pa.chunked_array([["1", text]]), "x", "t", ",")
-
-
 @pytest.mark.parametrize("kind", [pa.time32("s"), pa.time32("ms"), pa.time64("us"), pa.time64("ns")])
 def test_a_time_of_day_written_as_text_reads_as_its_arrow_time_to_the_bit(kind):
     """What pyarrow writes to CSV for a time (`14:05:09.250000`), and the shorter forms a person

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from itertools import pairwise, zip_longest
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -241,6 +242,13 @@ def combine_members(out: torch.Tensor, task: str, log_link: bool = False) -> tor
     if log_link:
         return torch.logsumexp(out.float(), dim=1) - math.log(out.shape[1])
     return out.mean(dim=1)
+
+
+def class_probabilities(out: np.ndarray) -> np.ndarray:
+    """A classifier's outputs (a member's logits, or the members' combined log-probabilities) as
+    probabilities in double precision: what a prediction reports and decides by, and what the
+    two-class threshold is fitted on."""
+    return torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
 
 
 # torch's CPU kernels take other paths for a matrix of few rows (a matrix-vector product for one

@@ -1,5 +1,6 @@
-"""The fixtures that tests share (data sets and runs, made once a session) and the hook that
-marks everything under tests/e2e/. The helpers they use live in builders.py."""
+"""The fixtures that tests share (data sets and runs, made once a session: with `-n 2`, once in
+each worker that uses them) and the hook that marks everything under tests/e2e/. The helpers
+they use live in builders.py."""
 from __future__ import annotations
 
 import time

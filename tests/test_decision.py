@@ -85,11 +85,13 @@ def test_an_imbalanced_table_is_predicted_by_its_threshold_everywhere(tmp_path):
     with np.load(tmp_path / "p.npz", allow_pickle=False) as npz:
         assert npz["prediction"].tolist() == expected.tolist() and "class" not in npz.files
     card = (tmp_path / "run" / "README.md").read_text()
-    assert f"exceeds {record.threshold:.2f}" in card and "The figures above are this decision's." in card
+    assert f"exceeds {record.threshold:.2f}" in card
+    assert "The figures above are this decision's, on the rows its threshold was chosen on" in card
     # The run's own figures, confusion matrix and importance are the threshold's, as its predictions.
     report = json.loads((tmp_path / "run" / "importance.json").read_text())
     decided = macro_figures(np.asarray(report["confusion_matrix"]))
     assert report["f1_macro"] == pytest.approx(decided["f1_macro"], abs=1e-12)
+    assert max(c["mean"] for c in report["importance"]["columns"]) > 0
     assert decided["accuracy"] != pytest.approx(record.outcome.final_metrics["val_accuracy"])  # argmax's
     assert f"| accuracy | {decided['accuracy']:.4f} |" in card
 
@@ -167,3 +169,23 @@ def test_the_test_split_is_scored_by_the_models_decision(tmp_path):
     decided = predict(record, model, np.asarray(X), 4096)["class"]
     expected = confusion_matrix(np.asarray(y), decided, 2).tolist()
     assert json.loads((tmp_path / "m.json").read_text())["confusion_matrix"] == expected
+
+
+def test_the_runs_own_figure_decides_by_the_threshold_as_predictions_do():
+    import types
+
+    from common.model import class_probabilities
+    from common.train.assessment import scorer
+
+    rng = np.random.default_rng(0)
+    out = rng.normal(size=(400, 2)).astype(np.float32)
+    y = rng.integers(0, 2, 400)
+    plan = types.SimpleNamespace(task="classification")
+    data = types.SimpleNamespace(description=types.SimpleNamespace(class_labels=["no", "yes"]))
+    proba = class_probabilities(out)
+    for threshold in (None, 0.3):
+        _, predictions, score = scorer(data, plan, threshold)
+        expected = decided_classes(proba, threshold)
+        assert (predictions(out, y) == expected).all()
+        assert score(predictions(out, y), y) == macro_f1(expected, y, 2)
+    assert (scorer(data, plan, 0.3)[1](out, y) != out.argmax(axis=1)).any()

@@ -312,13 +312,16 @@ COARSE_DATE_UNITS = ("Y", "M", "W", "D", "h", "m")
 
 
 def arrow_values(values: Any) -> Any:
-    """A list of one column's values with NumPy dates of a unit coarser than seconds as Python's
-    dates and datetimes (`.item()`), which pyarrow reads: it refuses the scalars themselves with
-    a message about int(); anything else unchanged."""
-    if not isinstance(values, list) or not any(isinstance(v, np.datetime64) for v in values):
+    """One column's values given as a list (a tuple, an array of objects) with NumPy dates of a
+    unit coarser than seconds in seconds, which pyarrow reads: it refuses the scalars themselves
+    with a message about int(), and Python's dates and datetimes (`.item()`) in one list would
+    lose the datetimes' times. Anything else unchanged."""
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)) or not any(isinstance(v, np.datetime64) for v in values):
         return values
-    return [v.item() if isinstance(v, np.datetime64) and np.datetime_data(v.dtype)[0] in COARSE_DATE_UNITS else v
-            for v in values]
+    return [v.astype("datetime64[s]") if isinstance(v, np.datetime64)
+            and np.datetime_data(v.dtype)[0] in COARSE_DATE_UNITS else v for v in values]
 
 
 def _is_column(value: Any) -> bool:

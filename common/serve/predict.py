@@ -15,7 +15,7 @@ from common.data.tables import NotStreamable
 from common.decision import decided_classes
 from common.errors import UserError
 from common.files import atomic_path
-from common.model import pass_rows, predicted_outputs
+from common.model import class_probabilities, pass_rows, predicted_outputs
 from common.model_folder import ModelRecord
 from common.overlap import prefetched, side_by_side, usable_cores
 from common.serve.inputs import READINGS, Batch, InputNotes, feature_batches
@@ -62,7 +62,7 @@ def predict(config: ModelRecord, model: torch.nn.Module, X_inputs: np.ndarray,
     """Preprocessed rows -> predictions in the original label space or y scale."""
     out = model_outputs(model, X_inputs, batch_size, config)
     if config.task == "classification":
-        proba = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
+        proba = class_probabilities(out)
         index = decided_classes(proba, config.threshold)
         return {"prediction": np.asarray(config.class_labels)[index], "proba": proba, "class": index}
     assert config.target is not None

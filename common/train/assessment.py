@@ -21,7 +21,7 @@ from common.data.dataset import TabularData
 from common.decision import ThresholdFit, decided_classes, fit_threshold
 from common.importance import RUN_REPEATS, Importance, permutation_importance
 from common.metrics import confusion_matrix, macro_f1, r2
-from common.model import build_model, pass_rows, predicted_outputs
+from common.model import build_model, class_probabilities, pass_rows, predicted_outputs
 from common.schema import Fields
 from common.steps import has_link
 from common.train.crossfit import out_of_fold_in_order
@@ -124,20 +124,12 @@ def scorer(data: TabularData, plan: TrainPlan, threshold: float | None = None
     classes) as the model predicts."""
     if plan.task == "classification":
         classes = len(data.description.class_labels or [])
-        return ("f1_macro", lambda out, y: decided(out, threshold),
+        return ("f1_macro", lambda out, y: decided_classes(class_probabilities(out), threshold),
                 lambda pred, y: macro_f1(pred, np.asarray(y, dtype=np.int64), classes))
     target = data.description.target
     assert target is not None
     return ("r2", lambda out, y: target.original(out)[:, 0],
             lambda pred, y: r2(pred, target.original(np.asarray(y), prediction=False)[:, 0]))
-
-
-def decided(out: np.ndarray, threshold: float | None) -> np.ndarray:
-    """Each row's class from a classifier's outputs (logits or log-probabilities), decided as
-    fitted_decision fitted the threshold: on the double-precision softmax."""
-    if threshold is None:
-        return out.argmax(axis=1)
-    return decided_classes(torch.softmax(torch.from_numpy(out).double(), dim=1).numpy(), threshold)
 
 
 def final_net(plan: TrainPlan, weights: dict[str, torch.Tensor]) -> Any:
@@ -157,8 +149,8 @@ def fitted_decision(plan: TrainPlan, rows: ScoredRows | None, weights: dict[str,
     if rows is None or rows.name == "test" or not len(rows.y):
         return None
     net = final_net(plan, weights)
-    out = torch.from_numpy(outputs(net, rows.X, rows.fold, plan, link=False)).double()
-    return fit_threshold(torch.softmax(out, dim=1)[:, 1].numpy(), np.asarray(rows.y[:]))
+    proba = class_probabilities(outputs(net, rows.X, rows.fold, plan, link=False))
+    return fit_threshold(proba[:, 1], np.asarray(rows.y[:]))
 
 
 def assess(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, torch.Tensor],

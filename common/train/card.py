@@ -106,7 +106,8 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
         ["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in figures.items()]) + "\n")
     decision = decision_in_words(record.decision, record.training.get("decision", ""), record.class_labels or [])
     if decision:
-        figures_note = " The figures above are this decision's." if record.decision else ""
+        figures_note = (" The figures above are this decision's, on the rows its threshold was chosen on: a little "
+                        "above what new rows get.") if record.decision else ""
         parts.append(f"It predicts {decision}.{figures_note}\n")
     if importance is not None:
         parts.append(f"## Which columns matter\n\nThe drop in {figure_name(importance.figure)} when a column "

@@ -53,10 +53,8 @@ class RunReport:
         importance = assessment.importance if assessment else None
         if assessment is not None:
             figures = {assessment.figure: assessment.value, **headline(figures)}
-            if record.decision is not None and assessment.confusion is not None:
-                # Training's evaluations took the most probable class; the card gives the decision's.
-                decided = macro_figures(np.asarray(assessment.confusion))
-                figures |= {name: decided[name] for name in ("accuracy", "precision_macro", "recall_macro")}
+            if assessment.confusion is not None:  # the model's decision's (a threshold's, where it has one)
+                figures |= headline(macro_figures(np.asarray(assessment.confusion)))
             writers[IMPORTANCE_FILE] = json_writer(assessment.to_json())
         card = model_card(plan.run.ckpt_dir, record, data.description, plan.describe(), figures,
                           scored_on_name(rows), importance, list(drawn_pictures))

@@ -182,11 +182,17 @@ def test_numpy_dates_in_rows_given_in_memory_predict_as_the_text_of_the_same_dat
     from common.api import Predictor
 
     model = Predictor.load(dated / "run")
-    days, x = ["2016-03-01", "2015-07-04"], [0.3, -1.2]
+    days, x = ["2016-03-01T10:00", "2015-07-04T00:00", "2016-01-02T23:00"], [0.3, -1.2, 0.8]
     expected = model.predict_proba({"day": days, "x": x})
     dates = [np.datetime64(d).astype(f"datetime64[{unit}]") for d in days]
+    if unit == "D":  # the day alone: its time is midnight's
+        expected = model.predict_proba({"day": [d[:10] for d in days], "x": x})
     assert np.array_equal(model.predict_proba({"day": dates[0], "x": x[0]}), expected[:1])
     assert np.array_equal(model.predict_proba([{"day": d, "x": v} for d, v in zip(dates, x, strict=True)]), expected)
+    assert np.array_equal(model.predict_proba({"day": tuple(dates), "x": x}), expected)
+    mixed = [np.datetime64(days[0], "h"), np.datetime64(days[1][:10], "D"), np.datetime64(days[2], "m")]
+    assert np.array_equal(model.predict_proba({"day": np.array(mixed, dtype=object), "x": x}),
+                          model.predict_proba({"day": days, "x": x}))
 
 
 def test_a_date_given_by_hand(tmp_path):

@@ -53,6 +53,8 @@ def show_figures(report: dict[str, Any], config: ModelRecord, rows: str, labels:
 
 
 def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
+    if not cfg.data:
+        require_the_trained_data(config)
     data = load_dataset(cfg.data or config.data or "data/cls_data")
     if data.task != config.task:
         raise UserError(f"the data set is for {data.task} but the model does {config.task}: pass a matching --data")
@@ -65,6 +67,18 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
                         f"{len(config.feature_names)}: pass the data set it was trained on")
     report = test_split_report(model, data, config, cfg.batch_size)
     return show_figures(report, config, f"{len(data.y_test)} test rows")
+
+
+def require_the_trained_data(config: ModelRecord) -> None:
+    """The data set a model names (scored where --data is left out) still holds the rows it trained
+    on: made again since (another seed, other rows), its test rows may be rows the model trained
+    on, and its figures would be another table's, without a word."""
+    trained = config.training.get("data_identity")
+    if not config.data or not trained or not Path(config.data).is_dir():
+        return  # an older model folder, or no data set there: load_dataset says what is missing
+    if content_identity(config.data, read_description(config.data)[1]) != trained:
+        raise UserError(f"the data set {config.data} was made again since this model trained on it (its rows "
+                        "differ): retrain on it, or pass --data to score a data set on purpose")
 
 
 def output_path(input_path: str, output: str | None) -> str:

@@ -159,6 +159,31 @@ def test_standard_output_that_fails_neither_stops_the_work_nor_prints_a_tracebac
         assert (code, stderr) == (0, "")
 
 
+PRINTS_BARS = """
+import sys
+from pathlib import Path
+from common.errors import quiet_start, run_cli
+quiet_start(__name__)
+from common.console import console
+
+def main():
+    console.print("age ████ 0.12 ± 0.01")  # the importance table's bars, as train.py prints them at the end
+    print("café", flush=True)
+    Path(sys.argv[1]).write_text("done")
+
+run_cli(main)
+"""
+
+
+def test_standard_output_that_cannot_encode_a_character_prints_a_question_mark_and_loses_nothing(tmp_path):
+    """PYTHONIOENCODING=ascii: the importance table's bars raised UnicodeEncodeError as a run ended,
+    a traceback, and the finished run was lost."""
+    done = subprocess.run([sys.executable, "-c", PRINTS_BARS, str(tmp_path / "result")], cwd=ROOT,
+                          env=script_env(PYTHONIOENCODING="ascii"), capture_output=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, b"") and (tmp_path / "result").read_text() == "done"
+    assert b"age ???? 0.12 ? 0.01" in done.stdout and b"caf?" in done.stdout
+
+
 def test_workers_stop_when_their_launcher_is_killed(small_cls, tmp_path):
     cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
            "--data", str(small_cls), "--ckpt-dir", str(tmp_path), *LONG]

@@ -101,6 +101,19 @@ def test_a_folder_read_while_a_run_swaps_its_files_in_is_read_again(small_model,
     assert len(calls) == 2 and record.task == "classification"
 
 
+def test_a_data_set_made_again_since_training_is_not_scored_without_a_word(tmp_path):
+    """The folder the model names, remade with another seed: its test rows are other rows (some of
+    them trained on), and infer.py scored them with exit 0."""
+    make_data("--n-samples", 600, "--out-dir", tmp_path)
+    train("--data", tmp_path / "cls_data", "--ckpt-dir", tmp_path / "run", "--epochs", 1)
+    infer("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "before.json")
+    make_data("--n-samples", 600, "--seed", 5, "--out-dir", tmp_path)
+    message = infer_error("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "after.json")
+    assert "was made again since this model trained on it" in message and not (tmp_path / "after.json").exists()
+    infer("--ckpt-dir", tmp_path / "run", "--data", tmp_path / "cls_data", "--metrics-json", tmp_path / "asked.json")
+    assert (tmp_path / "asked.json").exists()  # named on purpose: scored
+
+
 def test_data_of_another_task_writes_no_metrics(small_model, reg_data, tmp_path):
     message = infer_error("--ckpt-dir", small_model, "--data", reg_data, "--metrics-json", tmp_path / "m.json")
     assert "classification" in message and "regression" in message

@@ -99,9 +99,11 @@ def quiet_start(module: str) -> None:
     if module != "__main__":
         return
     _script_process = True
-    for stream in (sys.stdout, sys.stderr):  # a character the stream's encoding lacks (an importance bar's
-        with contextlib.suppress(AttributeError, ValueError):  # █ under PYTHONIOENCODING=ascii) is a ?,
-            stream.reconfigure(errors="replace")  # not an error that loses a finished run
+    for stream in (sys.stdout, sys.stderr):
+        # A character the stream's encoding lacks (an importance bar's █ under PYTHONIOENCODING=ascii)
+        # is a ?, not an error that loses a finished run.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
     if sys.stdout is not None:  # None: started with it closed (`>&-`); console.py writes nowhere then
         sys.stdout = GuardedOutput(sys.stdout)
     if gc.isenabled():

@@ -73,6 +73,11 @@ def write_together(writers: dict[Path, Callable[[Path], object]]) -> None:
     new set beside the others of an old one (short of a crash between the renames themselves)."""
     staged: dict[Path, Path] = {}
     target = next(iter(writers))
+    # A rename onto a folder fails: found before the first rename, not after some had replaced
+    # their files (a model's weights replaced, its config.json kept, the run said to have failed).
+    folder = next((t for t in writers if t.is_dir() and not t.is_symlink()), None)
+    if folder is not None:
+        raise write_error(folder, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     try:
         for target, write in writers.items():
             staged[target] = _staged(target)
@@ -98,10 +103,11 @@ def exclusive_lock(lock_file: Path) -> Iterator[str | None]:
         except OSError:
             yield _holder(fh)
             return
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        fh.flush()
+        # Who holds it, for a second run's message; written past Python's buffer, so that a full
+        # disk leaves it unsaid here and not a failed flush when the file closes.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fh.fileno(), 0)
+            os.write(fh.fileno(), f"pid {os.getpid()} on {socket.gethostname()}".encode())
         try:
             yield None
         finally:
@@ -117,7 +123,7 @@ def _lock_file(lock_file: Path) -> Any:
         if isinstance(err, IsADirectoryError) or err.errno == errno.ELOOP:
             kind = "a folder" if isinstance(err, IsADirectoryError) else "a link"
             raise UserError(f"{lock_file} is {kind}, not the lock file a run keeps there: remove it") from None
-        raise
+        raise write_error(lock_file, err) from None
     return os.fdopen(fd, "a+")
 
 
@@ -308,6 +314,10 @@ def write_problem(err: BaseException, folder: Path) -> tuple[str, str]:
         return os.strerror(code), "free some space or choose another folder"
     if code in NOT_ALLOWED:
         return os.strerror(code), "choose a folder you can write in"
+    if code == errno.EISDIR:
+        return "a folder stands where the file goes", "move that folder away"
+    if code == errno.ENAMETOOLONG:
+        return os.strerror(code), "choose a shorter name"
     if code:
         reason = os.strerror(code)
     elif "enforce fail" in str(err):  # torch's serializer, on a write that did not all reach the file
@@ -393,6 +403,8 @@ def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
     require_file(path, what)
     try:
         return json.loads(path.read_text())
+    except RecursionError:  # `[[[[...` nested deeper than the parser's stack
+        raise UserError(f"{what} {path} is not valid JSON (nested too deeply to read): regenerate it") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"{what} {path} is not valid JSON ({err}): regenerate it") from None
 

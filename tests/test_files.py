@@ -245,3 +245,12 @@ def test_a_model_folder_given_as_a_data_set_and_weights_that_are_a_folder_are_na
     (tmp_path / "model.safetensors").mkdir()
     with pytest.raises(UserError, match=r"model.safetensors are not a file \(a folder, a pipe or a device\)"):
         load_weights(tmp_path / "model.safetensors")
+
+
+def test_json_nested_too_deeply_is_one_line(tmp_path):
+    """`[[[...]]]` a hundred thousand deep: the parser's RecursionError was a traceback."""
+    from common.files import read_json
+
+    (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UserError, match="is not valid JSON \\(nested too deeply to read\\): regenerate it"):
+        read_json(tmp_path / "config.json", "the model's config")

@@ -55,6 +55,34 @@ def test_a_failed_run_leaves_the_earlier_run_whole(small_cls, tmp_path, monkeypa
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("name", ["metrics.jsonl", "config.json", "importance.json"])
+def test_a_folder_where_a_model_file_goes_is_found_before_any_file_is_replaced(small_cls, tmp_path, name):
+    """A rename onto a folder failed after the weights (and config.json) had been renamed into
+    place: the new model was in use while the run said it had failed and the old was kept."""
+    train("--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1")
+    (tmp_path / name).unlink()
+    (tmp_path / name).mkdir()
+    live = (".lock", "metrics.running.jsonl")  # the run's own, written as it trains
+    files = lambda: {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name not in live}
+    before = files()
+    assert "model.safetensors" in before
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path, "--epochs", "1",
+                         "--seed", "7")
+    assert f"cannot write {tmp_path / name} (a folder stands where the file goes): move that folder away" in message
+    assert files() == before and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_full_disk_before_a_fresh_run_folder_is_made_is_one_line(small_cls, tmp_path):
+    """Not a byte free when the run takes its folder's lock: writing the holder's pid was a traceback."""
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        with open(disk / "filler", "wb") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", disk / "fresh", "--epochs", "1")
+        assert "No space left on device" in message and not (disk / "fresh" / "model.safetensors").exists()
+
+
 def test_a_full_disk_during_training_is_one_line_and_loses_nothing(small_cls, tmp_path):
     """A real full disk: a 3 MB tmpfs, filled up while the second run trains."""
     with tmpfs(tmp_path / "disk", "size=3M") as disk:

@@ -436,15 +436,13 @@ def write_whole(fh: Any, data: bytes) -> None:
 
 
 def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file  # torch is imported where weights are, not by make_data.py
+    from safetensors.torch import save  # torch is imported where weights are, not by make_data.py
 
-    # contiguous() + clone(): safetensors refuses views and tensors that share memory.
+    # contiguous() + clone(): safetensors refuses views and tensors that share memory. The bytes
+    # are written here (save_file's, to the bit): save_file writes a temporary file of its own
+    # beside `path`, which a kill then left behind under a name no clean-up knew.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    try:
-        save_file(tensors, str(path), metadata={"format": "pt"})
-    except SafetensorError as err:  # how safetensors reports a failed write (a full disk, say)
-        raise OSError(str(err)) from None
+    path.write_bytes(save(tensors, metadata={"format": "pt"}))
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

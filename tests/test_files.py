@@ -254,3 +254,19 @@ def test_json_nested_too_deeply_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(UserError, match="is not valid JSON \\(nested too deeply to read\\): regenerate it"):
         read_json(tmp_path / "config.json", "the model's config")
+
+
+def test_weights_are_written_as_safetensors_writes_them_and_nothing_beside(tmp_path):
+    """The bytes of safetensors' save_file, written by us: save_file's own temporary file, left
+    beside the weights by a kill, was one no clean-up knew."""
+    import torch
+    from safetensors.torch import save_file
+
+    from common.files import write_weights_file
+
+    weights = {"w": torch.randn(3, 4), "b": torch.arange(5.0)}
+    (tmp_path / "ours").mkdir()
+    write_weights_file(tmp_path / "ours" / "model.safetensors", weights)
+    save_file(weights, str(tmp_path / "theirs.safetensors"), metadata={"format": "pt"})
+    assert (tmp_path / "ours" / "model.safetensors").read_bytes() == (tmp_path / "theirs.safetensors").read_bytes()
+    assert os.listdir(tmp_path / "ours") == ["model.safetensors"]

@@ -55,7 +55,8 @@ def show_figures(report: dict[str, Any], config: ModelRecord, rows: str, labels:
 def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
     if not cfg.data:
         require_the_trained_data(config)
-    data = load_dataset(cfg.data or config.data or "data/cls_data")
+    source = cfg.data or config.data or "data/cls_data"
+    data = load_dataset(source)
     if data.task != config.task:
         raise UserError(f"the data set is for {data.task} but the model does {config.task}: pass a matching --data")
     if not len(data.y_test):
@@ -65,7 +66,7 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
     if data.X_test.shape[1] != len(config.feature_names):
         raise UserError(f"the data set has {data.X_test.shape[1]} inputs, the model takes "
                         f"{len(config.feature_names)}: pass the data set it was trained on")
-    report = test_split_report(model, data, config, cfg.batch_size)
+    report = test_split_report(model, data, config, cfg.batch_size, str(source))
     return show_figures(report, config, f"{len(data.y_test)} test rows")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.data.dataset import RowCheck
 from common.data.tables import NotStreamable
 from common.decision import decided_classes
 from common.errors import UserError
@@ -36,17 +37,21 @@ def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int,
 
 
 @torch.no_grad()
-def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, batch_size: int) -> dict[str, Any]:
-    """The model's figures on the data set's test split, read and scored `batch_size` rows at a
-    time: a confusion matrix, or sums of errors on the original y scale."""
+def test_split_report(model: torch.nn.Module, data: Any, config: ModelRecord, batch_size: int,
+                      source: str) -> dict[str, Any]:
+    """The model's figures on the test split of the data set `data` (read from `source`), read,
+    checked and scored `batch_size` rows at a time: a confusion matrix, or sums of errors on the
+    original y scale."""
     from common.metrics import classification_report, confusion_matrix, regression_report
 
     X, y = data.split("test")
     classes = len(config.class_labels or [])
+    check = RowCheck(f"the test split of {source}", classes)  # as training checks its splits
     confusion, sums = np.zeros((classes, classes), dtype=np.int64), np.zeros(5)
     for start in range(0, len(X), batch_size):
-        predicted = predict(config, model, X[start:start + batch_size], batch_size)  # as every prediction is made
-        truth = np.asarray(y[start:start + batch_size])
+        rows, truth = np.asarray(X[start:start + batch_size]), np.asarray(y[start:start + batch_size])
+        check(rows, truth)
+        predicted = predict(config, model, rows, batch_size)  # as every prediction is made
         if config.task == "classification":
             confusion += confusion_matrix(truth, predicted["class"], classes)
         else:

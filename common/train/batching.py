@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.errors import ProcessError
+from common.data.dataset import RowCheck
 
 SHUFFLES = ("rows", "blocks")
 ROW_SHUFFLE_MAX = 1 << 22     # "auto" shuffles rows up to this many training rows (32 MiB of order)
@@ -106,27 +106,6 @@ class EpochOrder:
                 break
             pieces.append(self.window(w)[max(lo - start, 0):hi - start])
         return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class RowCheck:
-    """What the rows of a data set must hold, checked on each block as it is read (not in a pass
-    of its own over a split that may be larger than memory): finite inputs, and class ids among
-    the labels (finite targets for regression). A data set damaged after make_data.py wrote it
-    is one line, not NaN losses or an index error deep in the loss."""
-    where: str             # e.g. "the train split of data/cls_data"
-    num_classes: int = 0   # 0: regression
-
-    def __call__(self, X: np.ndarray, y: np.ndarray) -> None:
-        if not np.isfinite(X).all():
-            self._fail("NaN or infinite inputs")
-        if self.num_classes and len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-            self._fail(f"class ids outside 0..{self.num_classes - 1}, the labels it describes")
-        if not self.num_classes and not np.isfinite(y).all():
-            self._fail("NaN or infinite targets")
-
-    def _fail(self, what: str) -> None:
-        raise ProcessError(f"{self.where} holds {what}: regenerate the data set with make_data.py")
 
 
 class RowSource:

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.data.dataset import SPLITS, TabularData
+from common.data.dataset import SPLITS, RowCheck, TabularData
 from common.errors import UserError
 from common.metrics import classification_figures, classification_stats, regression_figures, regression_stats
 from common.model import combine_members
 from common.steps import has_link
-from common.train.batching import RowCheck, RowSource, ShardedBatches, fits_on_device, local_shard
+from common.train.batching import RowSource, ShardedBatches, fits_on_device, local_shard
 from common.train.crossfit import out_of_fold
 from common.train.hand_step import hand_step_for
 from common.train.leans import (

@@ -114,6 +114,20 @@ def test_a_data_set_made_again_since_training_is_not_scored_without_a_word(tmp_p
     assert (tmp_path / "asked.json").exists()  # named on purpose: scored
 
 
+@pytest.mark.parametrize("array,value,what", [("X_test", np.nan, "NaN or infinite inputs"),
+                                               ("X_test", np.inf, "NaN or infinite inputs"),
+                                               ("y_test", 7, "class ids outside 0..2")])
+def test_a_test_split_damaged_since_make_data_is_one_line(small_model, small_cls, tmp_path, array, value, what):
+    """As training checks its splits: NaN figures with exit 0, or a reshape traceback, before."""
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)
+    damaged = np.load(data / f"{array}.npy")
+    damaged[5] = value
+    np.save(data / f"{array}.npy", damaged)
+    message = infer_error("--ckpt-dir", small_model, "--data", data, "--metrics-json", tmp_path / "m.json")
+    assert f"the test split of {data} holds {what}" in message and not (tmp_path / "m.json").exists()
+
+
 def test_data_of_another_task_writes_no_metrics(small_model, reg_data, tmp_path):
     message = infer_error("--ckpt-dir", small_model, "--data", reg_data, "--metrics-json", tmp_path / "m.json")
     assert "classification" in message and "regression" in message

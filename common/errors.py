@@ -277,6 +277,11 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
             if refused is None:
                 raise
             raise refused from None
+        except OSError as err:
+            if err.errno != errno.ENAMETOOLONG:  # a path given: whichever call met it first, the user's to fix
+                raise
+            raise UserError(f"{err.filename}: a name in this path is longer than the file system allows "
+                            f"({os.strerror(err.errno)}): choose a shorter one") from None
         except KeyboardInterrupt as err:
             raise _error_in_flight(err) or Interrupted(f"interrupted by Ctrl-C; {_unwritten_note()}") from None
         except Terminated as err:

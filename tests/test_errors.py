@@ -29,6 +29,22 @@ def test_another_runtime_error_keeps_its_traceback():
         run_cli(lambda: (_ for _ in ()).throw(RuntimeError("a bug")))
 
 
+def test_a_name_too_long_for_the_file_system_is_one_line_whichever_call_met_it(tmp_path, capsys):
+    """A path component over 255 bytes (a --ckpt-dir, --out-dir or --output): each script ended in
+    the OSError of whichever call met it first."""
+    import make_data
+
+    long = tmp_path / ("a" * 300)
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: make_data.main(["--n-samples", "100", "--out-dir", str(long)]))
+    assert info.value.code == 2
+    (said,) = capsys.readouterr().err.strip().splitlines()
+    assert said.startswith(f"error: {long}") and said.endswith(
+        "a name in this path is longer than the file system allows (File name too long): choose a shorter one")
+    with pytest.raises(OSError, match="Permission"):  # any other OSError is not taken for the user's
+        run_cli(lambda: (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied")))
+
+
 class _FullDisk:
     def write(self, text):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -316,12 +316,11 @@ def arrow_values(values: Any) -> Any:
     unit coarser than seconds in seconds, which pyarrow reads: it refuses the scalars themselves
     with a message about int(), and Python's dates and datetimes (`.item()`) in one list would
     lose the datetimes' times. Anything else unchanged."""
-    if isinstance(values, np.ndarray) and values.dtype == object:
-        values = values.tolist()
-    if not isinstance(values, (list, tuple)) or not any(isinstance(v, np.datetime64) for v in values):
+    listed = values.tolist() if isinstance(values, np.ndarray) and values.dtype == object else values
+    if not isinstance(listed, (list, tuple)) or not any(isinstance(v, np.datetime64) for v in listed):
         return values
     return [v.astype("datetime64[s]") if isinstance(v, np.datetime64)
-            and np.datetime_data(v.dtype)[0] in COARSE_DATE_UNITS else v for v in values]
+            and np.datetime_data(v.dtype)[0] in COARSE_DATE_UNITS else v for v in listed]
 
 
 def _is_column(value: Any) -> bool:

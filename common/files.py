@@ -447,7 +447,7 @@ def write_weights_file(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     path = Path(path)
     if path.exists() and not path.is_file():
@@ -456,9 +456,20 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"model weights {path} not found: train a model first or pass --ckpt-dir")
     try:
+        if not is_utf8(path):  # safetensors opens UTF-8 paths only: the bytes are read here instead
+            return load(path.read_bytes())
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"model weights {path} are unreadable ({err}): retrain or restore the file") from None
+
+
+def is_utf8(path: Path) -> bool:
+    """Whether a path's bytes are UTF-8 text (a folder named in another encoding is not)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:

@@ -58,7 +58,9 @@ class RunReport:
             writers[IMPORTANCE_FILE] = json_writer(assessment.to_json())
         card = model_card(plan.run.ckpt_dir, record, data.description, plan.describe(), figures,
                           scored_on_name(rows), importance, list(drawn_pictures))
-        writers[CARD_FILE] = lambda path: path.write_text(card + "\n" + CARD_MARK + "\n")
+        # A folder named in bytes that are not UTF-8 (Python's surrogates) is written back as those bytes.
+        writers[CARD_FILE] = lambda path: path.write_text(card + "\n" + CARD_MARK + "\n", encoding="utf-8",
+                                                          errors="surrogateescape")
         return cls(writers, assessment)
 
 

@@ -207,3 +207,16 @@ def test_the_card_gives_a_dates_median_as_a_date_and_a_numbers_as_it_reads():
     assert "blanks take the median 2021-05-12 00:00:00+00:00" in how_prepared("signed", pre)
     assert how_prepared("signed", pre).startswith("a date: its instant (standardised)")
     assert "blanks take the median 41.5 " in how_prepared("age", pre)
+
+
+def test_a_run_folder_named_in_bytes_that_are_not_utf8_gets_its_card(small_cls, tmp_path):
+    """The card names its folder: written as UTF-8 text, Python's surrogate for the byte 0xff
+    failed the commit with a traceback, and the finished run was lost."""
+    import os
+
+    folder = tmp_path / os.fsdecode(b"bad\xffname")
+    train("--data", small_cls, "--ckpt-dir", folder, "--epochs", "1")
+    assert b"bad\xffname" in (folder / CARD_FILE).read_bytes() and (folder / "model.safetensors").exists()
+    from common.api import Predictor
+
+    assert Predictor.load(folder).predict_proba(np.zeros((2, 10))).shape == (2, 3)  # and its weights are read

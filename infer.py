@@ -22,7 +22,7 @@ import numpy as np
 from common.allocator import keep_chunk_memory
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
-from common.data.dataset import content_identity, load_dataset, read_description, recorded_source
+from common.data.dataset import TabularData, content_identity, load_dataset, read_description, recorded_source
 from common.data.tables import column_names, without_pandas
 from common.errors import UserError, run_cli, written
 from common.files import check_writable, is_a_stream, write_json
@@ -53,10 +53,10 @@ def show_figures(report: dict[str, Any], config: ModelRecord, rows: str, labels:
 
 
 def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
-    if not cfg.data:
-        require_the_trained_data(config)
     source = cfg.data or config.data or "data/cls_data"
     data = load_dataset(source)
+    if not cfg.data:
+        require_the_trained_data(config, data)
     if data.task != config.task:
         raise UserError(f"the data set is for {data.task} but the model does {config.task}: pass a matching --data")
     if not len(data.y_test):
@@ -70,14 +70,12 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
     return show_figures(report, config, f"{len(data.y_test)} test rows")
 
 
-def require_the_trained_data(config: ModelRecord) -> None:
-    """The data set a model names (scored where --data is left out) still holds the rows it trained
-    on: made again since (another seed, other rows), its test rows may be rows the model trained
-    on, and its figures would be another table's, without a word."""
+def require_the_trained_data(config: ModelRecord, data: TabularData) -> None:
+    """The data set a model names (`data`, scored where --data is left out) still holds the rows it
+    trained on: made again since (another seed, other rows), its test rows may be rows the model
+    trained on, and its figures would be another table's, without a word."""
     trained = config.training.get("data_identity")
-    if not config.data or not trained or not Path(config.data).is_dir():
-        return  # an older model folder, or no data set there: load_dataset says what is missing
-    if content_identity(config.data, read_description(config.data)[1]) != trained:
+    if config.data and trained and data.identity != trained:  # an older model folder records none
         raise UserError(f"the data set {config.data} was made again since this model trained on it (its rows "
                         "differ): retrain on it, or pass --data to score a data set on purpose")
 

@@ -22,6 +22,7 @@ Prints ratios (ours / peer) and accuracies:
      in a fresh process: make_data.py's rows/s and peak memory against reading the CSV whole, the
      epoch time and each process's anonymous resident memory with 1 and 2 processes, infer.py's
      rows/s and peak memory. Expected: time linear in rows, anonymous memory flat in rows.
+Last, every time and quality goal beside this run's figures (bench/goals.py), met or not.
 Results also go to --out (JSON). Timings live here, never in the tests.
 """
 from __future__ import annotations
@@ -60,6 +61,8 @@ class BenchConfig:
     ddp: bool = field(True, "measure 1 vs 2 processes (section 5; about a minute)")
     tables: bool = field(True, "users' tables: reading speed and default-path quality (sections 6 and 7)")
     read_sizes: list[int] = field([1_000_000, 10_000_000], "rows of the generated tables for the reading section")
+    timing_rows: list[int] = field([10_000], "rows of the generated tables the three commands are timed on, beside "
+                                   "LightGBM's whole process (section 7b; none: skip)")
     quality_tables: list[str] = field([], "the quality section's tables by name (default: all in bench/quality.py)",
                                       metavar="NAME")
     extra_tables: list[str] = field([], "more tables for the quality section, as PATH:TARGET[:TASK]",
@@ -392,7 +395,7 @@ def main(argv=None) -> None:
         return
     if cfg.quick:
         cfg = dataclasses.replace(cfg, epochs=5, sizes=[10_000, 100_000], infer_rows=100_000, read_sizes=[100_000],
-                                  scale_rows=[100_000, 300_000],
+                                  scale_rows=[100_000, 300_000], timing_rows=[3_000],
                                   quality_tables=cfg.quality_tables or ["penguins", "breast_cancer", "CPS1985"])
     import tempfile
 
@@ -415,7 +418,8 @@ def main(argv=None) -> None:
             results["reading"] = tables.reading(Path(tmp), cfg.read_sizes, in_worker)
             import quality
 
-            results["quality"] = quality.run(Path(tmp), quality.select(cfg.quality_tables, cfg.extra_tables))
+            results["quality"] = quality.run(Path(tmp), quality.select(cfg.quality_tables, cfg.extra_tables),
+                                             timing_rows=cfg.timing_rows)
         if cfg.scale:
             import scale
 
@@ -432,6 +436,9 @@ def main(argv=None) -> None:
         import scale
 
         scale.report(results, console)
+    import goals
+
+    goals.report(results, console)
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
 

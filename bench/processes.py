@@ -90,13 +90,19 @@ def wall(cmd: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def import_seconds(cmd: list[str], cwd: Path) -> float:
-    """Each imported module's own time summed, from `-X importtime` (microseconds on stderr)."""
+# What a run that does not compile must never import: torch's compiler stack (with sympy).
+COMPILER_MODULES = ("torch._dynamo", "torch._inductor")
+
+
+def imports(cmd: list[str], cwd: Path) -> tuple[float, set[str]]:
+    """From `-X importtime` (microseconds on stderr): each imported module's own time summed, and
+    the modules' names."""
     done = subprocess.run([sys.executable, "-X", "importtime", *cmd], cwd=cwd, check=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    own = [int(line.split("|")[0].split(":")[1]) for line in done.stderr.splitlines()
-           if line.startswith("import time:") and line.split("|")[0].split(":")[1].strip().isdigit()]
-    return sum(own) / 1e6
+    rows = [line.removeprefix("import time:").split("|") for line in done.stderr.splitlines()
+            if line.startswith("import time:")]
+    timed = [(int(own), name.strip()) for own, _, name in rows if own.strip().isdigit()]
+    return sum(own for own, _ in timed) / 1e6, {name for _, name in timed}
 
 
 def per_epoch(run: Any, base: int = BASE_EPOCHS, pairs: int = 1) -> float:
@@ -112,9 +118,11 @@ def whole_processes(tmp: Path) -> dict[str, Any]:
     recipe = ["train.py", "--data", str(data / "cls_data"), "--ckpt-dir", str(tmp / "processes_run")]
     for path, text in (("seed_loop.py", SEED_LOOP), ("sklearn_mlp.py", SKLEARN_MLP)):
         (tmp / path).write_text(text)
+    import_s, modules = imports([*recipe, "--epochs", "1"], ROOT)
     return {
         "train_epochs_1_s": statistics.median(wall([python, *recipe, "--epochs", "1"], ROOT) for _ in range(3)),
-        "train_imports_s": import_seconds([*recipe, "--epochs", "1"], ROOT),
+        "train_imports_s": import_s,
+        "compiler_imported": any(name in modules for name in COMPILER_MODULES),
         # train.py's 20 extra epochs take about as long as its start-up varies (±0.3 s): five pairs.
         "ours_epoch_s": per_epoch(lambda e: wall([python, *recipe, "--epochs", str(e)], ROOT), OURS_BASE_EPOCHS, 5),
         "seed_epoch_s": per_epoch(lambda e: wall([python, str(tmp / "seed_loop.py"), str(e)], ROOT)),
@@ -132,6 +140,7 @@ def report(result: dict[str, Any], console: Any) -> None:
         t.add_column(col, justify="right")
     t.add_row("python train.py --epochs 1, wall (median of 3)", f"{result['train_epochs_1_s']:.2f}", "")
     t.add_row("  of which imports (-X importtime)", f"{result['train_imports_s']:.2f}", "")
+    t.add_row("  torch's compiler stack imported", "yes" if result["compiler_imported"] else "no", "")
     ours = result["ours_epoch_s"]
     for name, key in (("train.py, per epoch", "ours_epoch_s"), ("the seed's loop, per epoch", "seed_epoch_s"),
                       ("scikit-learn MLPClassifier, per epoch", "sklearn_epoch_s")):

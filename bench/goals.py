@@ -94,7 +94,7 @@ def reading_goals(reading: list[dict[str, Any]] | None) -> list[Goal]:
 
 def quality_goals(quality: dict[str, Any] | None) -> list[Goal]:
     tables = [r for r in (quality or {}).get("tables", []) if r.get("gap") is not None]
-    if not tables:
+    if quality is None or not tables:
         return [not_measured("section 7", "mean gap >= +0.019, none below -0.05", "--no-tables")]
     s = quality["summary"]
     behind = [r["table"] for r in tables if r["gap"] < s["behind_threshold"]]

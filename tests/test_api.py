@@ -205,12 +205,22 @@ def test_fit_is_make_data_and_train_on_the_same_rows(tmp_path):
 @pytest.mark.parametrize("settings,words", [
     ({"epochz": 3}, ["no setting ['epochz']"]),
     ({"optimizer": "adamx"}, ["--optimizer", "adamx"]),
+    ({"hidden": [0]}, ["--hidden widths must be positive, got [0]"]),
+    ({"dropout": 1.5}, ["--dropout must lie in [0, 1), got 1.5"]),
+    ({"lr": -1.0}, ["--lr must be a positive number, got -1.0"]),
+    ({"log_with": ["nosuchtracker"]}, ["--log-with nosuchtracker"]),
 ])
-def test_fit_refuses_a_bad_setting_in_one_line(tmp_path, settings, words):
+def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp_path, settings, words):
+    """A data set of another table under the same name is still there, byte for byte."""
+    earlier = tmp_path / "data" / "t" / "dataset.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"of": "an earlier table"}')
     with pytest.raises(UserError) as info:
-        fit({"a": [1.0, 2.0, 3.0, 4.0], "y": ["p", "q", "p", "q"]}, "y", out_dir=str(tmp_path), quiet=True,
-            **settings)
+        fit({"a": [1.0, 2.0, 3.0, 4.0], "y": ["p", "q", "p", "q"]}, "y", name="t", out_dir=str(tmp_path / "data"),
+            ckpt_dir=str(tmp_path / "run"), quiet=True, **settings)
     assert all(w in str(info.value) for w in words), str(info.value)
+    assert [p.name for p in earlier.parent.iterdir()] == ["dataset.json"]
+    assert earlier.read_text() == '{"of": "an earlier table"}' and not (tmp_path / "run").exists()
 
 
 def test_a_table_in_memory_is_named_as_the_caller_gave_it_not_by_its_temporary_file(tmp_path):

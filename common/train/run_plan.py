@@ -300,15 +300,34 @@ def check_settings(cfg: TrainConfig) -> None:
     check_trackers(cfg.log_with)
 
 
+def check_given(cfg: TrainConfig) -> None:
+    """The settings given, checked before a data set exists: fit() makes its data set only once
+    they pass, so that a setting it would refuse replaces nothing. The data set sizes the rest."""
+    check_settings(cfg)
+    check_values({name: getattr(cfg, name) for name in VALUED if getattr(cfg, name) is not None})
+    if cfg.hidden is not None:
+        ModelSpec(1, tuple(cfg.hidden), 1, cfg.activation)  # the network's own check of its widths
+
+
+VALUED = ("dropout", "label_smoothing", "weight_decay", "lr")
+
+
+def check_values(settings: dict[str, Any]) -> None:
+    """The ranges of the settings that are numbers but no counts, as far as `settings` holds them."""
+    for name in ("dropout", "label_smoothing"):
+        if name in settings and not 0 <= settings[name] < 1:
+            raise UserError(f"--{name.replace('_', '-')} must lie in [0, 1), got {settings[name]}")
+    if "weight_decay" in settings and not 0 <= settings["weight_decay"] < math.inf:
+        raise UserError(f"--weight-decay must be a number >= 0, got {settings['weight_decay']}")
+    if "lr" in settings and (not settings["lr"] > 0 or not math.isfinite(settings["lr"])):
+        raise UserError(f"--lr must be a positive number, got {settings['lr']}")
+
+
 def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_processes: int,
                    split_batches: bool, patience_given: bool = True) -> None:
     for name in DATA_SIZED:  # what the data set sized: the integer settings' ranges
         check_setting(TrainConfig, name, settings[name])
-    for name in ("dropout", "label_smoothing"):
-        if not 0 <= settings[name] < 1:
-            raise UserError(f"--{name.replace('_', '-')} must lie in [0, 1), got {settings[name]}")
-    if not 0 <= settings["weight_decay"] < math.inf:
-        raise UserError(f"--weight-decay must be a number >= 0, got {settings['weight_decay']}")
+    check_values(settings)
     if settings["folds"] and n_val:
         raise UserError("--folds validates on folds of the training rows, and this data set has a validation "
                         "split of its own: remake it with make_data.py --val-size 0, or give --folds 0")
@@ -320,8 +339,6 @@ def check_resolved(settings: dict[str, Any], n_train: int, n_val: int, num_proce
     if settings["patience"] and not (n_val or settings["folds"]):
         raise UserError("--patience needs validation rows to stop on, and this data set has none: "
                         "remake it with make_data.py --val-size 0.1 (or drop --patience)")
-    if not settings["lr"] > 0 or not math.isfinite(settings["lr"]):
-        raise UserError(f"--lr must be a positive number, got {settings['lr']}")
     if num_processes > n_train:
         raise UserError(f"{num_processes} processes but only {n_train} training rows: launch fewer processes")
     if settings["folds"] > n_train:

@@ -23,7 +23,7 @@ from common.allocator import keep_chunk_memory
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
 from common.data.dataset import TabularData, content_identity, load_dataset, read_description, recorded_source
-from common.data.tables import column_names, without_pandas
+from common.data.tables import column_names, table_stem, without_pandas
 from common.errors import UserError, run_cli, written
 from common.files import check_writable, is_a_stream, write_json
 from common.model import intra_op_threads
@@ -84,7 +84,7 @@ def output_path(input_path: str, output: str | None) -> str:
     """--output as given; a folder (one that exists, or a path ending in /) or no --output:
     `<input stem>.pred.csv` in it or beside the input."""
     if not output or output.endswith(("/", os.sep)) or Path(output).is_dir():
-        output = str(Path(output or Path(input_path).parent) / f"{Path(input_path).stem}.pred.csv")
+        output = str(Path(output or Path(input_path).parent) / f"{table_stem(input_path)}.pred.csv")
     if Path(output).suffix.lower() not in OUTPUT_KINDS:
         raise UserError(f"--output {output}: write predictions to a .csv, .parquet or .npz file")
     if Path(output).resolve() == Path(input_path).resolve():

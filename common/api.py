@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from common.config import PREDICT_BATCH_ROWS, MakeDataConfig, TrainConfig, flag_name, parse_config
-from common.data.tables import decimal_of
+from common.data.tables import decimal_of, table_stem
 from common.errors import UserError
 from common.importance import DEFAULT_REPEATS, LABELLED_ROWS, Importance
 from common.model_folder import ModelRecord, load_model_dir
@@ -157,7 +157,7 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         if unknown:
             raise UserError(f"fit() has no setting {unknown}: give make_data.py's or train.py's flags as keywords "
                             "(--grad-accum as grad_accum=...; see `python train.py --help`)")
-        stem = name or Path(path).stem
+        stem = name or table_stem(path)
         make_cfg = parse_config(MakeDataConfig, ["--csv", str(path), "--target", target, "--out-dir", out_dir,
                                                  *flags(settings, MakeDataConfig, MAKE_DATA_SETTINGS)])
         run = ckpt_dir or str(Path("runs") / stem)

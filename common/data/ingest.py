@@ -62,6 +62,7 @@ from common.data.tables import (
     decimal_of,
     read_table,
     table_batches,
+    table_stem,
     undecodable_column,
     unreadable,
 )
@@ -405,7 +406,7 @@ def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
     table given in memory, written out to be read). Third: the table an earlier data set in the
     folder was made from, where it may have been another (for the caller to say so)."""
     assert cfg.csv is not None
-    folder = dataset_folder(cfg.out_dir, stem or Path(cfg.csv).stem)
+    folder = dataset_folder(cfg.out_dir, stem or table_stem(cfg.csv))
     require_file(cfg.csv, "table")
     if folder.resolve() in Path(cfg.csv).resolve().parents:
         raise UserError(f"{cfg.csv} lies in {folder}, the folder its data set would replace: "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import re
 import sys
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from importlib.machinery import ModuleSpec
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from common.data.columns import NULL_VALUES, plain_table
 from common.errors import UserError
@@ -28,6 +29,29 @@ from common.overlap import side_by_side, usable_cores
 
 DELIMITERS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# A CSV file whose name ends so is compressed: pyarrow's readers decompress it by its name, and
+# whatever reads its text here does the same.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
+
+
+def is_compressed(path: Path) -> bool:
+    return path.suffix.lower() in COMPRESSED_SUFFIXES
+
+
+def table_stem(path: str | Path) -> str:
+    """A table file's name without its endings: `births` for births.csv and births.csv.gz."""
+    path = Path(path)
+    return Path(path.stem).stem if is_compressed(path) else path.stem
+
+
+def text_of(path: Path, encoding: str = "utf-8-sig", errors: str = "replace") -> IO[str]:
+    """A CSV file's text, decompressed where it is compressed, its line ends as written."""
+    if is_compressed(path):
+        import pyarrow as pa
+
+        return io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding=encoding, errors=errors,
+                                newline="")
+    return open(path, encoding=encoding, errors=errors, newline="")
 
 
 def without_pandas() -> None:
@@ -55,7 +79,7 @@ class _AbsentPandas:
 
 def detect_delimiter(path: Path) -> str:
     """The candidate that splits the header into the most fields (a comma on a tie)."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+    with text_of(path) as fh:
         header = fh.readline()
     fields = {d: len(next(csv.reader([header], delimiter=d), [])) for d in DELIMITERS}
     return max(DELIMITERS, key=lambda d: (fields[d], d == ","))
@@ -174,7 +198,7 @@ def undecodable_line(path: Path, delimiter: str, column: int) -> int | None:
 def python_csv_rows(path: Path, delimiter: str) -> Iterator[tuple[list[str], int]]:
     """Each record of a CSV file as Python's csv reader parses it, with the line it ends on; bytes
     that are not UTF-8 kept (as lone surrogates), where pyarrow refuses them."""
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+    with text_of(path, "utf-8", "surrogateescape") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         for row in reader:
             yield row, reader.line_num
@@ -276,13 +300,20 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
     if other_as_text:
         text.update({name: pa.string() for name in csv_header(path, delimiter)})
     parse, convert = csv_parse_options(path, delimiter), csv_convert_options(decimal, {**text, **types}, columns)
+
+    def streamed() -> Iterator[Any]:  # pyarrow's streaming reader, which decompresses as it reads
+        reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=STREAMED_BLOCK),
+                                 parse_options=parse, convert_options=convert)
+        for batch in reader:
+            yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
+
+    if is_compressed(path):  # its bytes are no lines to cut into pieces
+        yield from streamed()
+        return
     with open(path, "rb") as fh:
         header = fh.readline(HEAD_BYTES)
         if not plain_line(header):
-            reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=STREAMED_BLOCK),
-                                     parse_options=parse, convert_options=convert)
-            for batch in reader:
-                yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
+            yield from streamed()
             return
         pieces = record_runs(fh, header, BATCH_BYTES)
         first = parsed_piece(next(pieces, header), parse, convert)
@@ -361,7 +392,7 @@ def parsed_piece(lines: Any, parse: Any, convert: Any) -> Any:
 def csv_header(path: Path, sep: str | None) -> list[str]:
     """The names in a CSV file's header row."""
     delimiter = sep or detect_delimiter(path)
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+    with text_of(path) as fh:
         return next(csv.reader([fh.readline()], delimiter=delimiter), [])
 
 

@@ -229,3 +229,34 @@ def test_python_numbers_a_ragged_line_after_quoted_lines_and_empty_ones(tmp_path
     assert ragged_line_read_by_python(path, ",") == 5
     path.write_bytes(b'a,b\n"x\ny",ok\n\n1,\xff\n')
     assert ragged_line_read_by_python(path, ",") is None
+
+
+@pytest.mark.parametrize("sep", [",", ";"])
+@pytest.mark.parametrize("compress", ["gzip", "bz2"])
+def test_a_compressed_csv_reads_as_the_file_it_holds(crossfit_run, tmp_path, sep, compress):
+    """Its delimiter and header are read from the text it holds, not its compressed bytes; its data
+    set and predictions are the plain file's, named without the compression's ending."""
+    import bz2
+    import gzip
+
+    plain = (crossfit_run / "people.csv").read_text()
+    if sep == ";":
+        plain = plain.replace(",", ";")
+    ending, opener = {"gzip": (".gz", gzip.open), "bz2": (".bz2", bz2.open)}[compress]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "people.csv").write_text(plain)
+    packed = tmp_path / f"people.csv{ending}"
+    with opener(packed, "wt") as fh:
+        fh.write(plain)
+    assert tables.table_stem(packed) == "people" and tables.detect_delimiter(packed) == sep
+    assert read_table(packed).equals(read_table(tmp_path / "plain" / "people.csv"), check_metadata=True)
+    for path, out in ((tmp_path / "plain" / "people.csv", tmp_path / "a"), (packed, tmp_path / "b")):
+        make_data("--csv", path, "--target", "label", "--out-dir", out)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir() if not p.name.startswith(".")) == ["people"]
+    for name in ("X_train.npy", "y_train.npy"):
+        assert (tmp_path / "a" / "people" / name).read_bytes() == (tmp_path / "b" / "people" / name).read_bytes()
+    from builders import infer
+
+    infer("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "plain" / "people.csv")
+    infer("--ckpt-dir", crossfit_run / "run", "--input", packed)  # written beside it as people.pred.csv
+    assert (tmp_path / "people.pred.csv").read_bytes() == (tmp_path / "plain" / "people.pred.csv").read_bytes()

@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -223,7 +224,7 @@ def repair_interrupted_swap(target: str | os.PathLike) -> None:
     two renames, the earlier folder goes back into place, unless a writer is at work right now
     (it completes the swap itself) or the reader may not write there (nothing to do then)."""
     final = Path(target)
-    if final.exists() or not any(final.parent.glob(f".{final.name}.*.old.part")):
+    if final.exists() or not any(_leftovers(final, _EARLIER)):
         return
     try:
         with exclusive_lock(folder_lock_file(final)) as holder:
@@ -236,13 +237,25 @@ def repair_interrupted_swap(target: str | os.PathLike) -> None:
 def restore_or_clear_leftovers(final: Path) -> None:
     """After a kill between the two renames of atomic_folder, the earlier folder is the `.old.part`
     one: it goes back into place. Every other leftover (a half-filled stage) is removed."""
-    for old in sorted(final.parent.glob(f".{final.name}.*.old.part")):
+    for old in sorted(_leftovers(final, _EARLIER)):
         if not final.exists():
             os.replace(old, final)
         else:
             shutil.rmtree(old, ignore_errors=True)
-    for stage in final.parent.glob(f".{final.name}.*.part"):
+    for stage in _leftovers(final, _STAGE):
         shutil.rmtree(stage, ignore_errors=True)
+
+
+# What follows `.<name>` in the hidden folders atomic_folder leaves beside <name>: the earlier
+# folder moved aside by process N, and a stage (tempfile.mkdtemp's eight characters). Matched
+# whole, so that the leftovers of `sales.v2` are never taken for those of `sales`.
+_EARLIER = re.compile(r"\.\d+\.old\.part")
+_STAGE = re.compile(r"\.[a-z0-9_]{8}\.part")
+
+
+def _leftovers(final: Path, rest: re.Pattern[str]) -> list[Path]:
+    prefix = f".{final.name}"
+    return [p for p in final.parent.glob(f"{glob.escape(prefix)}.*.part") if rest.fullmatch(p.name[len(prefix):])]
 
 
 def _staged(target: Path) -> Path:

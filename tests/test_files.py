@@ -25,7 +25,7 @@ def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, sm
 
     final = tmp_path / "cls_data"
     shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # the state such a kill leaves
-    (tmp_path / ".cls_data.abc.part").mkdir()                       # and a half-filled stage
+    (tmp_path / ".cls_data.k2j4_9zq.part").mkdir()                  # and a half-filled stage
     restore_or_clear_leftovers(final)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cls_data"]
     np.testing.assert_array_equal(load_dataset(final).X_train, load_dataset(small_cls).X_train)
@@ -38,6 +38,28 @@ def test_a_reader_puts_back_a_data_set_that_a_killed_swap_left_hidden(tmp_path, 
     data = load_dataset(tmp_path / "cls_data")  # what train.py and infer.py do first
     np.testing.assert_array_equal(data.X_train, load_dataset(small_cls).X_train)
     assert (tmp_path / "cls_data").is_dir() and not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.parametrize("name,other", [("sales", "sales.v2"), ("d[1]", "d[1].x"), ("a*", "a*b")])
+def test_a_folders_leftovers_are_its_own_never_those_of_a_name_it_begins(tmp_path, small_cls, name, other):
+    """`sales` and `sales.v2` are two data sets: writing or reading one leaves the other's hidden
+    folders (a kill's earlier folder, a stage at work) alone, and names with glob's characters
+    are repaired as any other."""
+    import shutil
+
+    from common.files import atomic_folder
+
+    theirs = [tmp_path / f".{other}.4242.old.part", tmp_path / f".{other}.q1w2e3r4.part"]
+    for folder in theirs:
+        shutil.copytree(small_cls, folder)
+    shutil.copytree(small_cls, tmp_path / f".{name}.77.old.part")  # its own kill between the renames
+    (tmp_path / f".{name}.a1b2c3d4.part").mkdir()                   # and its own half-filled stage
+    assert load_dataset(tmp_path / name).X_train.shape == load_dataset(small_cls).X_train.shape  # put back
+    assert not (tmp_path / f".{name}.a1b2c3d4.part").exists()
+    with atomic_folder(tmp_path / name, lambda n: True) as stage:
+        (stage / "x").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == sorted(p.name for p in theirs)
+    assert all(load_dataset(folder).X_train.shape == load_dataset(small_cls).X_train.shape for folder in theirs)
 
 
 def test_a_reader_leaves_a_swap_to_the_writer_at_work(tmp_path, small_cls):

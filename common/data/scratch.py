@@ -40,6 +40,13 @@ class Vocabulary:
         return np.append(lookup, -1)[batch.index]  # index -1 (a blank) picks the appended -1
 
 
+def write_values(fh: Any, values: np.ndarray) -> None:
+    """An array's bytes through the Python file, which raises where the disk is full. numpy's
+    `tofile` writes a small array through a buffer of its own and drops the error of its flush:
+    on a full disk the file silently stays short."""
+    fh.write(np.ascontiguousarray(values).data)
+
+
 class Scratch:
     """Columns appended batch by batch to raw files, read back a chunk at a time with plain reads
     (not memory-mapped: a mapped page would count in the process's memory until unmapped)."""
@@ -55,13 +62,16 @@ class Scratch:
             if name not in self.files:
                 self.files[name] = open(self.folder / f"{len(self.files)}.bin", "wb")  # noqa: SIM115 (closed in close)
                 self.dtypes[name] = values.dtype
-            values.tofile(self.files[name])
+            write_values(self.files[name], values)
         except OSError as err:  # a full disk: said as such, not taken for a fault of the input file
             raise write_error(self.folder.parent, err) from None
 
     def close(self) -> None:
-        for fh in self.files.values():
-            fh.close()
+        try:
+            for fh in self.files.values():
+                fh.close()  # the last bytes written now: the full disk may show here
+        except OSError as err:
+            raise write_error(self.folder.parent, err) from None
 
     def column(self, name: str) -> ScratchColumn:
         return ScratchColumn(Path(self.files[name].name), self.dtypes[name])
@@ -111,7 +121,7 @@ class SplitWriter:
     def append(self, **arrays: np.ndarray) -> None:
         for kind, values in arrays.items():
             fh, dtype = self.files[kind]
-            np.ascontiguousarray(values, dtype=dtype).tofile(fh)
+            write_values(fh, np.asarray(values, dtype=dtype))
 
     def close(self) -> None:
         for fh, _ in self.files.values():

@@ -234,6 +234,20 @@ def test_a_full_disk_while_make_data_streams_a_table_keeps_the_earlier_data_set(
         assert {p.name: p.read_bytes() for p in (disk / "people").iterdir()} == before
 
 
+@pytest.mark.parametrize("free_kb", [0, 4, 12])
+def test_a_full_disk_while_make_data_writes_a_small_table_says_so(tmp_path, free_kb):
+    """The few kilobytes of a small table's scratch columns: a write the disk cannot take is a full
+    disk, never columns silently left short (which read as a table without rows)."""
+    table = write(tmp_path / "people.csv", people(rows=400))
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        free = shutil.disk_usage(disk).free - free_kb * 1024
+        with open(disk / "filler", "wb") as fh:
+            fh.write(b"\0" * max(free, 0))
+        message = user_error(make_data_script.main, "--csv", table, "--target", "label", "--out-dir", disk / "out")
+        assert "No space left on device" in message and "add rows" not in message, message
+        assert not (disk / "out" / "people").exists()
+
+
 def test_csv_becomes_a_data_set(animals):
     tmp, X, labels = animals
     data = load_dataset(tmp / "animals")

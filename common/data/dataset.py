@@ -185,6 +185,9 @@ def check_dataset(data: TabularData, path: str | Path) -> None:
         X, y = data.split(split)
         if X.ndim != 2 or X.shape[1] != width:
             raise UserError(f"{path}: X_{split} has shape {X.shape}, expected (rows, {width}): regenerate the data set")
+        if X.dtype != np.float32:  # what make_data.py writes, and the only kind the model multiplies
+            raise UserError(f"{path}: X_{split} holds {X.dtype}, not float32: regenerate the data set with "
+                            "make_data.py")
         if len(X) != len(y):
             raise UserError(f"{path}: features and targets of the {split} split differ in length: "
                             "regenerate the data set")
@@ -205,9 +208,11 @@ def check_dataset(data: TabularData, path: str | Path) -> None:
 
 
 def target_problem(y: np.ndarray, task: str) -> str | None:
-    if task == "classification" and (y.ndim != 1 or not np.issubdtype(y.dtype, np.integer)):
+    """What is wrong with targets for the task, as make_data.py writes them: class codes as int64,
+    target columns as float32 (what the losses take)."""
+    if task == "classification" and (y.ndim != 1 or y.dtype != np.int64):
         return f"holds {y.dtype} of shape {y.shape}, not class codes"
-    if task == "regression" and (y.ndim != 2 or not np.issubdtype(y.dtype, np.floating)):
+    if task == "regression" and (y.ndim != 2 or y.dtype != np.float32):
         return f"holds {y.dtype} of shape {y.shape}, not target columns"
     return None
 

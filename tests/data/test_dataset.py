@@ -88,6 +88,21 @@ def test_a_data_set_damaged_after_it_was_written_is_one_line(small_cls, tmp_path
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize("array,dtype", [("X_train", np.float64), ("X_train", np.int64), ("X_train", np.float16),
+                                         ("X_train", np.bool_), ("X_test", np.int32), ("y_train", np.uint8),
+                                         ("y_test", np.int32)])
+def test_arrays_of_another_type_than_make_data_writes_are_one_line(small_cls, tmp_path, array, dtype):
+    """The model multiplies float32 and takes int64 class codes: any other type is a damaged data set,
+    said before training, never torch's traceback from inside a step."""
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)
+    np.save(data / f"{array}.npy", np.load(data / f"{array}.npy").astype(dtype))
+    with pytest.raises(UserError) as info:
+        load_dataset(data)
+    assert array in str(info.value) and np.dtype(dtype).name in str(info.value), str(info.value)
+    assert "regenerate the data set with make_data.py" in str(info.value)
+
+
 def test_row_counts_that_disagree_with_the_arrays_are_one_line(small_cls, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_cls, data)

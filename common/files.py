@@ -329,6 +329,8 @@ def write_problem(err: BaseException, folder: Path) -> tuple[str, str]:
         return os.strerror(code), "choose a folder you can write in"
     if code == errno.EISDIR:
         return "a folder stands where the file goes", "move that folder away"
+    if code in (errno.EEXIST, errno.ENOTDIR):  # a folder to make, or to write in, that is a file
+        return "a file stands where a folder goes", "move that file away"
     if code == errno.ENAMETOOLONG:
         return os.strerror(code), "choose a shorter name"
     if code:

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from common.files import (
     check_writable,
     exclusive_lock,
     weights_digest,
+    write_error,
     write_json_file,
     write_together,
     write_weights_file,
@@ -157,7 +159,8 @@ class RunFolder:
         to the trackers."""
         assert self.log is not None, "resume() first"
         self.log.add(record)
-        self.accelerator.log(tracker_values(record), step=record["epoch"])
+        with tracker_writes(self.plan.run.ckpt_dir):
+            self.accelerator.log(tracker_values(record), step=record["epoch"])
 
     def checkpoint_if_due(self, epoch: int) -> None:
         every = self.plan.run.checkpoint_every
@@ -244,6 +247,27 @@ def go_on_from(checkpoint: Path | None) -> str:
     if checkpoint is not None:
         return f"continue with the same arguments and --resume (from {checkpoint})"
     return "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
+
+
+@contextlib.contextmanager
+def tracker_writes(ckpt_dir: str | Path) -> Iterator[None]:
+    """What the trackers write themselves (TensorBoard's event files, under <ckpt_dir>/logs, where
+    Accelerate puts them): a write that fails is one line, said of that folder. TensorBoard writes
+    on a thread of its own and raises a failed write again in the thread that logs next, here;
+    threading's hook would first print that thread's traceback, so it stays quiet for it."""
+    previous = threading.excepthook
+
+    def quiet_writer(args: Any) -> None:
+        if not (isinstance(args.exc_value, OSError) and type(args.thread).__module__.startswith("tensorboard.")):
+            previous(args)
+
+    threading.excepthook = quiet_writer
+    try:
+        yield
+    except OSError as err:
+        raise write_error(Path(ckpt_dir) / "logs", err) from None
+    finally:
+        threading.excepthook = previous
 
 
 def tracker_values(record: dict[str, Any]) -> dict[str, Any]:

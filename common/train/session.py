@@ -32,7 +32,7 @@ from common.train.process_group import (
     start_processes,
 )
 from common.train.run_context import RANDOM_INIT, find_context
-from common.train.run_folder import RunFolder
+from common.train.run_folder import RunFolder, tracker_writes
 from common.train.run_plan import TrainPlan, make_plan
 from common.train.run_record import run_record, scalar_settings
 from common.train.run_report import RunReport
@@ -75,7 +75,8 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
             raise
         raise UserError(f"another process of the run ended before this one ({str(err).splitlines()[0][:160]}); the "
                         f"model in {plan.run.ckpt_dir} had been written, whole, before it") from None
-    accelerator.end_training()
+    with tracker_writes(plan.run.ckpt_dir):  # the trackers' last writes
+        accelerator.end_training()
     return Path(plan.run.ckpt_dir)
 
 
@@ -125,7 +126,8 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         start = folder.resume(trainer, best)
         accelerator.print(plan.describe())
         if plan.run.log_with:
-            accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
+            with tracker_writes(plan.run.ckpt_dir):
+                accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
         if start.epoch >= legs.end or best.stopped:
             accelerator.print(f"The run in {plan.run.ckpt_dir} had finished: nothing left to train")
         startup = round(seconds_since_start(), 3)  # a small table's time is start-up

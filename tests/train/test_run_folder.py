@@ -4,6 +4,7 @@ run left as it was when a new one cannot start or cannot finish."""
 import contextlib
 import errno
 import json
+import shutil
 
 import pytest
 
@@ -98,6 +99,30 @@ def test_a_full_disk_during_training_is_one_line_and_loses_nothing(small_cls, tm
         assert snapshot(disk) == before
         lines = (disk / "metrics.running.jsonl").read_text().splitlines()
         assert all(json.loads(line) for line in lines)  # no half line
+
+
+@pytest.mark.parametrize("free_kb", [0, 8, 40])
+def test_tensorboards_logs_on_a_full_disk_are_one_line_and_lose_nothing(small_cls, tmp_path, free_kb):
+    pytest.importorskip("tensorboard")
+    with tmpfs(tmp_path / "disk", "size=3M") as disk:
+        train("--data", small_cls, "--ckpt-dir", disk, "--epochs", "2")
+        before = snapshot(disk)
+        with open(disk / "filler", "wb") as fh:
+            fh.write(b"\0" * max(0, shutil.disk_usage(disk).free - free_kb * 1024))
+        message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", disk, "--epochs", "3",
+                             "--eval-every", "1", "--seed", "7", "--log-with", "tensorboard")
+        assert "No space left on device" in message and "\n" not in message, message
+        assert snapshot(disk) == before
+
+
+def test_a_file_where_tensorboards_logs_go_is_one_line(small_cls, tmp_path):
+    pytest.importorskip("tensorboard")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "logs").write_text("a file")
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path / "run", "--epochs", "1",
+                         "--log-with", "tensorboard")
+    assert f"cannot write {tmp_path / 'run' / 'logs'} (a file stands where a folder goes): move that file away" \
+        in message and "\n" not in message, message
 
 
 @pytest.mark.parametrize("make,words", [

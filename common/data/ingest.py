@@ -86,7 +86,14 @@ class FirstPass:
     rows: int = 0                          # rows kept (with a target)
     rows_read: int = 0
     batches: int = 0
-    nulls: dict[str, int] = dataclasses.field(default_factory=dict)
+    nulls: dict[str, int] = dataclasses.field(default_factory=dict)   # of the rows read
+    blanks: dict[str, int] = dataclasses.field(default_factory=dict)  # of the rows kept: all the model sees
+
+    def kept(self, name: str, values: np.ndarray, blank: Any = np.nan) -> np.ndarray:
+        """A batch's kept values of a column, its blanks (NaN, or a category's -1) counted."""
+        count = np.isnan(values).sum() if blank is np.nan else (values == blank).sum()
+        self.blanks[name] = self.blanks.get(name, 0) + int(count)
+        return values
 
 
 WALL = "\0wall"  # a date's wall-clock scratch column: its name + WALL (no column's name has a NUL)
@@ -184,11 +191,12 @@ def most_frequent(words: dict[str, int], counted: bool = False) -> str:
 
 
 def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> None:
-    """A role's blanks as the whole file held them, and its line's notes: cells that were no
-    date, words read as blanks (the most frequent five), a date's cycles, a view as codes."""
+    """A role's blanks in the rows that train (those with a target; a column of no role keeps the
+    head's count), and its line's notes over the file: cells that were no date, words read as
+    blanks (the most frequent five), a date's cycles, a view as codes."""
     unparsed = seen.unparsed.get(role.name, 0)
     words = seen.words[role.name].cells if role.name in seen.words else {}
-    role.missing = seen.nulls.get(role.name, role.missing) + unparsed + sum(words.values())
+    role.missing = seen.blanks.get(role.name, role.missing)
     if unparsed:
         role.why += f"; {unparsed} cell(s) not dates, read as blanks"
     if words:
@@ -258,14 +266,14 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
             for name in numeric:
                 words = seen.words.setdefault(name, WordsAsBlanks(learn=True))
                 values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words, FLOAT32_LIMIT)
-                scratch.append(name, values[keep])
+                scratch.append(name, seen.kept(name, values[keep]))
             for name in dates:
                 found = date_values(table.column(name))
-                scratch.append(name, found.instant[keep])
+                scratch.append(name, seen.kept(name, found.instant[keep]))
                 scratch.append(name + WALL, found.wall[keep])
                 seen.unparsed[name] = seen.unparsed.get(name, 0) + found.unparsed
             for name in categorical:
-                scratch.append(name, seen.categorical[name].encode(table.column(name))[keep])
+                scratch.append(name, seen.kept(name, seen.categorical[name].encode(table.column(name))[keep], -1))
             if seen.target_vocabulary is None:
                 y = numeric_values(target, cfg.target, path, decimal, seen.rows_read, limit=FLOAT32_LIMIT)[keep]
             else:

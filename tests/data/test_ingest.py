@@ -295,6 +295,26 @@ def test_a_few_words_among_numbers_are_blanks_learned_at_make_data_and_kept_at_p
     assert "'lots'" in message and "row 3" in message
 
 
+def test_blanks_are_counted_in_the_rows_that_train_not_in_those_dropped_for_a_blank_target(tmp_path):
+    """Rows without a target are dropped: their blanks are none of the model's, and the role table
+    (and the card, which shows it) counts the blanks of the kept rows alone."""
+    rows = 300
+    dropped = np.arange(rows) % 10 == 0  # a blank target: these rows are dropped
+    with_blank = np.arange(rows) % 7 == 0  # blanks that train
+    path = write(tmp_path / "t.csv", {
+        "gone": [None if d else float(i) for i, d in enumerate(dropped)],  # blank only where dropped
+        "both": [None if d or b else float(i) for i, (d, b) in enumerate(zip(dropped, with_blank, strict=True))],
+        "city": [None if d else ["oslo", "rome"][i % 2] for i, d in enumerate(dropped)],
+        "day": [None if b else f"2024-01-{1 + i % 28:02d}" for i, b in enumerate(with_blank)],
+        "label": [None if d else ["p", "q"][i % 3 == 0] for i, d in enumerate(dropped)]})
+    make_data("--csv", path, "--target", "label", "--out-dir", tmp_path / "data")
+    meta = json.loads((tmp_path / "data" / "t" / "dataset.json").read_text())
+    missing = {r["name"]: r["missing"] for r in meta["roles"]}
+    kept_with_blank = int((with_blank & ~dropped).sum())
+    assert missing == {"gone": 0, "both": kept_with_blank, "city": 0, "day": kept_with_blank}, missing
+    assert not any(s["indicator"] for s in meta["preprocess"]["numeric"] if s["name"] == "gone")
+
+
 def test_a_column_of_numbers_with_many_different_words_is_still_an_error(tmp_path):
     """A few words among numbers are blanks; fifty different ones say the column is not numbers."""
     def word(k):  # letters only: a word with a digit in it is a number written wrong, never a blank

@@ -48,10 +48,15 @@ class RunOutcome:
     best_value: float | None = None
     best_epoch: int | None = None
     legs: list[int] = dataclasses.field(default_factory=list)  # epochs of each leg after the planned ones
+    # The test split's figures as the model decides, where a two-class threshold decides (final_metrics
+    # holds the kept evaluation's, by the most probable class, named alike): what infer.py reports.
+    test_by_decision: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         outcome = {k: getattr(self, k) for k in OUTCOME_KEYS}
-        return {**outcome, "best": {"monitor": self.monitor, "value": self.best_value, "epoch": self.best_epoch}}
+        decided = {"test_by_decision": self.test_by_decision} if self.test_by_decision else {}
+        return {**outcome, **decided,
+                "best": {"monitor": self.monitor, "value": self.best_value, "epoch": self.best_epoch}}
 
     @classmethod
     def read(cls, f: Fields) -> RunOutcome:
@@ -61,7 +66,8 @@ class RunOutcome:
                    o.number("train_seconds"), o.text("weights", ("best", "last")), best.text("monitor"),
                    best.number("value", default=None), best.integer("epoch", default=None),
                    list(o.checked("legs", lambda v: isinstance(v, list) and all(type(n) is int and n > 0 for n in v),
-                                  "a list of whole numbers above 0", default=[])))
+                                  "a list of whole numbers above 0", default=[])),
+                   o.obj_of("test_by_decision", default={}))
 
     @classmethod
     def read_flat(cls, f: Fields, monitor: str) -> RunOutcome:

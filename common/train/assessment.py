@@ -20,7 +20,7 @@ import torch
 from common.data.dataset import TabularData
 from common.decision import ThresholdFit, decided_classes, fit_threshold
 from common.importance import RUN_REPEATS, Importance, permutation_importance
-from common.metrics import confusion_matrix, macro_f1, r2
+from common.metrics import confusion_matrix, macro_f1, macro_figures, r2
 from common.model import build_model, class_probabilities, pass_rows, predicted_outputs
 from common.schema import Fields
 from common.steps import has_link
@@ -151,6 +151,21 @@ def fitted_decision(plan: TrainPlan, rows: ScoredRows | None, weights: dict[str,
     net = final_net(plan, weights)
     proba = class_probabilities(outputs(net, rows.X, rows.fold, plan, link=False))
     return fit_threshold(proba[:, 1], np.asarray(rows.y[:]))
+
+
+def test_by_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor],
+                     decision: ThresholdFit | None) -> dict[str, float]:
+    """The test split's accuracy and macro figures as the model decides, by its two-class
+    threshold: what infer.py reports on those rows. The evaluations (metrics.jsonl, and
+    final_metrics, the kept one) take the most probable class, the threshold being fitted after
+    them. Empty without a threshold or a test split."""
+    if decision is None or not len(data.y_test):
+        return {}
+    proba = class_probabilities(outputs(final_net(plan, weights), data.X_test, None, plan, link=False))
+    classes = len(data.description.class_labels or [])
+    figures = macro_figures(confusion_matrix(np.asarray(data.y_test), decided_classes(proba, decision.threshold),
+                                             classes))
+    return {k: v for k, v in figures.items() if k != "confusion_matrix"}  # named as final_metrics names them
 
 
 def assess(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, torch.Tensor],

@@ -87,8 +87,10 @@ TRANSFORM_WORDS = {"log_link": "modelled as the exponential of the network's out
 
 
 def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDescription, plan_line: str,
-               figures: dict[str, float], scored_on: str, importance: Importance | None, pictures: list[str]) -> str:
-    """README.md's text. `figures`: the saved weights' figures on `scored_on` rows."""
+               figures: dict[str, float], scored_on: str, importance: Importance | None, pictures: list[str],
+               test: dict[str, float] | None = None) -> str:
+    """README.md's text. `figures`: the saved weights' figures on `scored_on` rows; `test`: theirs
+    on the test split, as the model decides, where those are other rows."""
     source = description.source
     name = Path(record.data).name if record.data else str(source.get("generator") or "model")  # the data set's
     target = record.target_column or "the target"
@@ -109,6 +111,10 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
         figures_note = (" The figures above are this decision's, on the rows its threshold was chosen on: a little "
                         "above what new rows get.") if record.decision else ""
         parts.append(f"It predicts {decision}.{figures_note}\n")
+    if test:
+        parts.append(f"## Test split ({description.n_test:,} rows, never trained on, nor chosen on)\n\n"
+                     + markdown_table(["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in test.items()])
+                     + "\n")
     if importance is not None:
         parts.append(f"## Which columns matter\n\nThe drop in {figure_name(importance.figure)} when a column "
                      f"is shuffled, over {importance.rows:,} rows ({importance.scored_on}), "

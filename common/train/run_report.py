@@ -49,15 +49,19 @@ class RunReport:
                           f"({type(err).__name__}: {err}): the model is saved without it")
             return cls({}, None)
         writers: dict[str, Callable[[Path], Any]] = {name: png_writer(png) for name, png in drawn_pictures.items()}
-        figures = dict(record.outcome.final_metrics)
+        final = record.outcome.final_metrics
+        figures = headline(final, "" if rows is not None and rows.name == "test" else "val_")  # a test's: bare
         importance = assessment.importance if assessment else None
         if assessment is not None:
-            figures = {assessment.figure: assessment.value, **headline(figures)}
+            figures = {assessment.figure: assessment.value, **figures}
             if assessment.confusion is not None:  # the model's decision's (a threshold's, where it has one)
                 figures |= headline(macro_figures(np.asarray(assessment.confusion)))
             writers[IMPORTANCE_FILE] = json_writer(assessment.to_json())
+        # The test split besides, where the figures above are of other rows: as the model decides.
+        test = {} if rows is None or rows.name == "test" else \
+            headline(record.outcome.test_by_decision or final, "", TEST_FIGURES)
         card = model_card(plan.run.ckpt_dir, record, data.description, plan.describe(), figures,
-                          scored_on_name(rows), importance, list(drawn_pictures))
+                          scored_on_name(rows), importance, list(drawn_pictures), test)
         # A folder named in bytes that are not UTF-8 (Python's surrogates) is written back as those bytes.
         writers[CARD_FILE] = lambda path: path.write_text(card + "\n" + CARD_MARK + "\n", encoding="utf-8",
                                                           errors="surrogateescape")
@@ -120,15 +124,15 @@ class Pictures:
                 if str(self.folder / name) not in failed and (self.folder / name).is_file()}
 
 
-def headline(final: dict[str, Any]) -> dict[str, float]:
-    """The saved weights' figures worth a card's table: out-of-fold or held-out, not the losses."""
-    keep = ("accuracy", "precision_macro", "recall_macro", "mae", "rmse")
-    found = {}
-    for key, value in final.items():
-        bare = key.split("_", 1)[1] if key.startswith(("val_", "test_")) else key
-        if bare in keep and isinstance(value, (int, float)):
-            found[bare] = float(value)
-    return found
+HEADLINE = ("accuracy", "precision_macro", "recall_macro", "mae", "rmse")
+TEST_FIGURES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "mae", "rmse", "r2")
+
+
+def headline(final: dict[str, Any], prefix: str = "", keep: tuple[str, ...] = HEADLINE) -> dict[str, float]:
+    """The figures worth a card's table, of one set of rows (`prefix`: "val_" for the validation or
+    out-of-fold rows; "" for the test split's, which final_metrics names bare), not the losses."""
+    return {bare: float(final[prefix + bare]) for bare in keep
+            if isinstance(final.get(prefix + bare), (int, float))}
 
 
 def owned_card(path: Path) -> bool:

@@ -93,15 +93,16 @@ def output_path(input_path: str, output: str | None) -> str:
 
 
 def check_labelled(cfg: InferConfig, input_path: str, names: list[str], config: ModelRecord) -> None:
-    """--importance needs the target in the input: said before any work."""
-    if not cfg.importance:
+    """--importance and --metrics-json need the target in the input: said before any work."""
+    flag = "--importance" if cfg.importance else "--metrics-json" if cfg.metrics_json else None
+    if flag is None:
         return
     if not config.target_column:
-        raise UserError(f"--importance: {cfg.ckpt_dir} was trained before model folders named their target column, "
-                        "so its rows cannot be scored: retrain it to measure importance")
+        raise UserError(f"{flag}: {cfg.ckpt_dir} was trained before model folders named their target column, "
+                        "so its rows cannot be scored: retrain it to score new rows")
     if config.target_column not in names:
-        raise UserError(f"--importance needs rows with their target: {input_path} has no column "
-                        f"'{config.target_column}'")
+        raise UserError(f"{flag} needs rows with their target: {input_path} has no column "
+                        f"'{config.target_column}' (leave {flag} out to predict the rows)")
 
 
 def made_from(input_path: str, config: ModelRecord) -> bool:
@@ -129,7 +130,11 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     console.print(f"Predicted {rows} row{'' if rows == 1 else 's'}: {output}")
     if scored is None:
         return None
-    if not scored.rows and not (cfg.metrics_json or cfg.importance):  # a template of new rows: nothing asked
+    if not scored.rows:  # a template of new rows: known only once every row was read
+        if cfg.metrics_json or cfg.importance:
+            raise UserError(f"{input_path}: every row's '{target}' is blank: nothing to score for "
+                            f"{'--importance' if cfg.importance else '--metrics-json'} (the predictions were written "
+                            f"to {output})")
         console.print(f"Note: every row's '{target}' is blank: the rows are predicted, none scored")
         return None
     report = scored.figures()
@@ -160,9 +165,7 @@ def main(argv=None) -> None:
             check_writable(Path(cfg.metrics_json).parent)
     figures = predict_file(cfg, cfg.input, config, model) if cfg.input else evaluate(cfg, config, model)
     if cfg.metrics_json:
-        if figures is None:
-            raise UserError(f"--metrics-json: {cfg.input} has no '{config.target_column or 'target'}' column to score "
-                            "the predictions on (they were written)")
+        assert figures is not None  # a file without its target was refused before it was read
         write_json(cfg.metrics_json, figures)
         written(str(cfg.metrics_json))
 

@@ -537,7 +537,21 @@ def test_new_rows_with_an_empty_target_column_are_predicted_and_only_figures_ask
     assert len(read_csv_rows(tmp_path / "p.csv")) == table.num_rows
     message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "template.csv",
                           "--output", tmp_path / "q.csv", "--metrics-json", tmp_path / "m.json")
-    assert "every row's 'label' is blank: nothing to score" in message and not (tmp_path / "m.json").exists()
+    assert "every row's 'label' is blank: nothing to score for --metrics-json (the predictions were written to " \
+        f"{tmp_path / 'q.csv'})" in message and not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--metrics-json", "--importance"])
+def test_figures_asked_of_rows_without_a_target_column_are_refused_before_anything_is_written(
+        crossfit_run, tmp_path, flag):
+    import pyarrow.csv as pa_csv
+
+    table = pa_csv.read_csv(crossfit_run / "people.csv")
+    pa_csv.write_csv(table.drop_columns(["label"]), tmp_path / "new.csv")
+    message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "new.csv", "--output",
+                          tmp_path / "p.csv", *([flag, tmp_path / "m.json"] if flag == "--metrics-json" else [flag]))
+    assert f"{flag} needs rows with their target: {tmp_path / 'new.csv'} has no column 'label'" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
 
 
 def test_importance_on_a_labelled_input_and_a_one_line_refusal_without_labels(crossfit_run, tmp_path, capsys):

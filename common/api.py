@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import tempfile
 import typing
 import warnings
@@ -56,6 +57,8 @@ class Predictor:
     @classmethod
     def load(cls, folder: str | Path) -> Predictor:
         """The weights (safetensors) and the fitted steps (config.json) of a folder train.py wrote."""
+        if not isinstance(folder, (str, os.PathLike)):
+            raise UserError(f"Predictor.load takes a model folder's path, not {type(folder).__name__}")
         record, model = load_model_dir(folder)
         return cls(record, model, Path(folder))
 
@@ -129,6 +132,9 @@ class Predictor:
         """Each column's permutation importance on labelled rows: the drop in macro-F1 (classes)
         or R² when it is shuffled, over `repeats` shuffles (scikit-learn's, for the same `seed`),
         on at most `max_rows` of them. `.columns` lists them, most important first."""
+        for name, value in (("repeats", repeats), ("max_rows", max_rows)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"feature_importance({name}={value!r}): give a whole number of at least 1")
         labelled = self._labelled(rows, target, max_rows, seed)
         return labelled.importance(self._predicted, repeats, seed)
 
@@ -150,6 +156,8 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     set and run folder (the file's stem, else "table"). Writes <out_dir>/<name>/ and the run folder
     (<ckpt_dir>, default runs/<name>), and returns the trained model. `quiet`: print nothing; a data
     set or run of another table that this call replaced is still said, as a warning."""
+    if not isinstance(target, str) or not target:
+        raise UserError(f"fit(target={target!r}): name the column to predict, as text")
     name = plain_name(name)
     with (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()), \
             table_file(table, name) as (path, source):

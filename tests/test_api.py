@@ -364,3 +364,20 @@ def test_a_dataframes_row_is_one_row(model, rows):
     assert np.array_equal(model.predict_proba(frame.iloc[1]), model.predict_proba(frame.iloc[[1]]))
     assert model.predict(frame.iloc[0]).tolist() == model.predict(frame).tolist()[:1]
     assert np.array_equal(model.predict_proba([row for _, row in frame.iterrows()]), model.predict_proba(frame))
+
+
+def test_what_the_api_is_given_wrongly_is_one_user_error(model, rows, tmp_path):
+    """The one exception type, with what to do: never a TypeError from inside, nor NaN figures."""
+    pd = pytest.importorskip("pandas")
+    for bad in (None, 3):
+        with pytest.raises(UserError, match="Predictor.load takes a model folder's path"):
+            Predictor.load(bad)
+    with pytest.raises(UserError, match=r"fit\(target=3\): name the column to predict"):
+        fit({"a": [1.0, 2.0], "y": [0, 1]}, 3, out_dir=str(tmp_path), quiet=True)
+    for repeats in (0, -1, 1.5, True):
+        with pytest.raises(UserError, match=r"feature_importance\(repeats=.*\): give a whole number of at least 1"):
+            model.feature_importance(rows, repeats=repeats)
+    twice = pd.DataFrame([[1.0, 2.0, "p"], [3.0, 4.0, "q"]], columns=["a", "a", "y"])
+    with pytest.raises(UserError, match=r"more than one column named \['a'\]: rename them"):
+        fit(twice, "y", out_dir=str(tmp_path), quiet=True)
+    assert not list(tmp_path.iterdir())

@@ -286,6 +286,10 @@ def arrow_table(rows: Any) -> Any:
         if isinstance(rows, pa.RecordBatch):
             return pa.Table.from_batches([rows])
         if is_dataframe(rows):
+            names = [str(c) for c in rows.columns]
+            duplicated = sorted({n for n in names if names.count(n) > 1})
+            if duplicated:  # as a file's header with a name twice is refused
+                raise UserError(f"the rows have more than one column named {duplicated}: rename them")
             return pa.Table.from_pandas(rows, preserve_index=False)
         if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
             if not rows:

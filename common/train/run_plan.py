@@ -178,6 +178,8 @@ def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> 
     if changed:
         flags = {f.name for f in dataclasses.fields(TrainConfig)}
         given = " ".join(as_flag(k, old) for k, (old, _) in changed.items() if k in flags and old != ABSENT)
+        if "num_processes" in changed:  # a launch's, not a flag of train.py's
+            given = f"{given} under `accelerate launch --num_processes {changed['num_processes'][0]}`".strip()
         raise UserError(f"cannot resume {checkpoint} with other settings ({listed}): rerun with the checkpoint's "
                         f"settings{f' ({given})' if given else ''}")
 

@@ -344,6 +344,11 @@ def test_a_checkpoint_saved_before_legs_resumes_without_them_and_is_refused_by_n
     with pytest.raises(UserError) as info:
         check_resumable({**saved, "split_batches": True}, plan, "ckpt/epoch_000003")
     assert str(info.value).endswith("rerun with the checkpoint's settings (--extend-epochs 0 --split-batches)")
+    # ... and a count of processes, under the launch that gives it.
+    with pytest.raises(UserError) as info:
+        check_resumable({**table, "num_processes": 2}, plan, "ckpt/epoch_000003")
+    assert str(info.value).endswith("rerun with the checkpoint's settings (under `accelerate launch --num_processes "
+                                    "2`)"), str(info.value)
     # ... and where no flag can (a fold an earlier version sized otherwise), to start afresh.
     with pytest.raises(UserError, match=r"an earlier version sized its run otherwise \(holdout: 0.1 -> 0.0\).*"
                                         r"start afresh \(drop --resume\)$"):

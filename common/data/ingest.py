@@ -109,6 +109,8 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         raise UserError(f"--csv needs --target: one of {head.column_names}")
     if cfg.target not in head.column_names:
         raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {head.column_names}")
+    if head.num_rows == 1:  # (the head is the whole of so small a file) every column would be constant
+        raise UserError(f"{cfg.csv} has one data row: a model learns from many; add rows")
     roles = infer_roles(head, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id, cfg.date))
     require_utf8(path, cfg, head)
     if not any(r.role in FEATURE_ROLES for r in roles):

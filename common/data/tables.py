@@ -162,6 +162,8 @@ def csv_convert_options(decimal: str, types: dict[str, Any], columns: Sequence[s
 def unreadable(path: Path, err: BaseException, sep: str | None = None) -> UserError:
     first = str(err).splitlines()[0] if str(err) else type(err).__name__
     line = None
+    if "Empty CSV file" in first and csv_header(path, sep):  # a header without its line's end, and no row
+        return UserError(f"{path} has a header but no data rows: add rows")
     if "CSV parse error: Expected" in first:
         line = ragged_line(path, sep)
     elif "invalid UTF8" in first:  # pyarrow numbers the file's column from 0, and says no line

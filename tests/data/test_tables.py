@@ -260,3 +260,17 @@ def test_a_compressed_csv_reads_as_the_file_it_holds(crossfit_run, tmp_path, sep
     infer("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "plain" / "people.csv")
     infer("--ckpt-dir", crossfit_run / "run", "--input", packed)  # written beside it as people.pred.csv
     assert (tmp_path / "people.pred.csv").read_bytes() == (tmp_path / "plain" / "people.pred.csv").read_bytes()
+
+
+@pytest.mark.parametrize("content,said", [
+    ("a,b,y", "has a header but no data rows: add rows"),  # no line end after the header
+    ("a,b,y\r\n", "has a header but no data rows: add rows"),
+    ("a,b,y\n1,2,x\n", "has one data row: a model learns from many; add rows"),
+])
+def test_a_table_too_short_to_learn_from_says_so(tmp_path, content, said):
+    import make_data as make_data_script
+    from builders import user_error
+
+    (tmp_path / "t.csv").write_text(content)
+    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
+    assert message == f"{tmp_path / 't.csv'} {said}", message

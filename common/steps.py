@@ -76,6 +76,7 @@ class NumericStep:
     date_parts: tuple[str, ...] = ()  # a date column: its value is the instant (seconds), these its cycles
     blank_words: tuple[str, ...] = ()  # words the training file held besides numbers, read as blanks
     time_of_day: bool = False  # a time of day (seconds since midnight): text at prediction is read as `14:05:09`
+    thousands: str = ""  # "." where a decimal-comma file's points group thousands (1.186,70): read so again
 
     def scaled(self, filled: np.ndarray) -> np.ndarray:
         if self.quantiles is None:
@@ -114,6 +115,8 @@ class NumericStep:
             step["blank_words"] = list(self.blank_words)
         if self.time_of_day:
             step["time_of_day"] = True
+        if self.thousands:
+            step["thousands"] = self.thousands
         return {**step, "date_parts": list(self.date_parts)} if self.date_parts else step
 
     @classmethod
@@ -125,8 +128,10 @@ class NumericStep:
         parts = s.checked("date_parts", lambda v: isinstance(v, list) and set(v) <= set(DATE_CYCLES),
                           f"a list of {', '.join(DATE_CYCLES)}", [])
         time_of_day = s.checked("time_of_day", lambda v: isinstance(v, bool), "true or false", False)
+        thousands = s.checked("thousands", lambda v: v in ("", "."), '"." or ""', "")
         return cls(s.text("name"), s.number("median"), s.number("mean"), s.number("scale", nonzero=True), indicator,
-                   s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])), time_of_day)
+                   s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])), time_of_day,
+                   thousands)
 
 
 DAY_SECONDS = 86_400.0

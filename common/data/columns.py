@@ -107,10 +107,25 @@ def carried_text(column: Any) -> Any | None:
     return text.fill_null("")
 
 
-def _parse_number(text: str, decimal: str = ".", marked: bool = True) -> float | None:
-    """A number as a table writes one: `1.5`, `3,750`, `1,5` where the decimal mark is a comma,
-    and (`marked`) with a currency sign before it or a percent sign after it (`$33,704`, `-€5`,
+def _parse_number(text: str, decimal: str = ".", marked: bool = True, grouped: bool = False) -> float | None:
+    """A number as a table writes one: `1.5`, `3,750`, `1,5` where the decimal mark is a comma
+    (`1.186,70` too where the column's points group thousands: `grouped`), and (`marked`) with a
+    currency sign before or after it or a percent sign after it (`$33,704`, `-€5`, `5 €`,
     `65.7%`: the number as written, 65.7)."""
+    number = _plain_number(text, decimal, grouped)
+    if number is not None or not marked:
+        return number
+    if money := _CURRENCY.match(text) or _CURRENCY_AFTER.match(text):
+        number = _parse_number(money["number"], decimal, marked=False, grouped=grouped)
+        return None if number is None or number < 0 else (-number if money["minus"] else number)
+    if share := _PERCENT.match(text):
+        return _parse_number(share["number"], decimal, marked=False, grouped=grouped)
+    return None
+
+
+def _plain_number(text: str, decimal: str, grouped: bool) -> float | None:
+    if grouped and decimal == "," and "." in text:  # a point groups thousands, and only so
+        return float(text.replace(".", "").replace(",", ".")) if _POINT_GROUPED.match(text) else None
     plain = text.replace(",", ".") if decimal == "," else text
     try:
         return float(plain)
@@ -118,32 +133,47 @@ def _parse_number(text: str, decimal: str = ".", marked: bool = True) -> float |
         pass
     if decimal == "." and _THOUSANDS.match(text):
         return float(text.replace(",", ""))
-    if not marked:
-        return None
-    if money := _CURRENCY.match(text):
-        number = _parse_number(money["number"], decimal, marked=False)
-        return None if number is None or number < 0 else (-number if money["minus"] else number)
-    if share := _PERCENT.match(text):
-        return _parse_number(share["number"], decimal, marked=False)
     return None
 
 
 _CURRENCY = re.compile(r"^\s*(?P<minus>-?)\s*[$€£¥]\s*(?P<number>[\d.,]*\d[\d.,]*)\s*$")  # digits: not $nan
+_CURRENCY_AFTER = re.compile(r"^\s*(?P<minus>-?)\s*(?P<number>[\d.,]*\d[\d.,]*)\s*[$€£¥]\s*$")
 _PERCENT = re.compile(r"^\s*(?P<number>[-+]?[\d.,]*\d[\d.,]*)\s*%\s*$")
+# A number grouped by points where a comma is the decimal mark: 1.186,70 or 1.000.000.
+_POINT_GROUPED = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+(,\d+)?\s*$")
 
 
-def text_is_numeric(values: Sequence[str | None], decimal: str = ".") -> bool:
+def points_group_thousands(values: Sequence[str | None]) -> bool:
+    """Whether the points of a column of a decimal-comma file group thousands: every cell holding
+    a point holds it so, and one at least cannot be read otherwise (`1.186,70`, `1.000.000`). A
+    `2.5` says its points are decimal marks, and a column of `2.000` alone says nothing: both are
+    read as before, a point as a decimal mark. Decided once per column, on its training file."""
+    marked = [m["number"] if (m := _CURRENCY.match(v) or _CURRENCY_AFTER.match(v) or _PERCENT.match(v)) else v
+              for v in values if v is not None and "." in v]
+    return (bool(marked) and all(_POINT_GROUPED.match(v) for v in marked)
+            and any("," in v or v.count(".") > 1 for v in marked))
+
+
+def text_is_numeric(values: Sequence[str | None], decimal: str = ".", grouped: bool = False) -> bool:
     """Mostly numbers: a numeric column with odd cells (then errors), not a text column."""
     present = [v for v in values if v is not None]
-    return bool(present) and sum(_parse_number(v, decimal) is not None for v in present) * 2 > len(present)
+    return bool(present) and \
+        sum(_parse_number(v, decimal, grouped=grouped) is not None for v in present) * 2 > len(present)
 
 
-def column_looks_numeric(column: Any, decimal: str = ".") -> bool:
-    """A text column whose first 10,000 cells are mostly numbers (a sample is enough to decide)."""
+def column_texts(column: Any) -> list[str | None]:
+    """A column's first 10,000 cells as text: a sample is enough to decide what it holds."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return text_is_numeric(pc.cast(column.slice(0, 10_000), pa.string()).to_pylist(), decimal)
+    return pc.cast(column.slice(0, 10_000), pa.string()).to_pylist()
+
+
+def column_looks_numeric(column: Any, decimal: str = ".", groupable: bool = False) -> bool:
+    """A text column whose first cells are mostly numbers. `groupable`: a feature's, whose points
+    may group thousands in a decimal-comma file (the step records it; a target's cannot)."""
+    texts = column_texts(column)
+    return text_is_numeric(texts, decimal, groupable and decimal == "," and points_group_thousands(texts))
 
 
 # Units per second, to divide by: a division is rounded once, so a time of whole seconds is the
@@ -239,11 +269,12 @@ FLOAT32_LIMIT = float(np.finfo(np.float32).max)  # what the model's float32 hold
 
 
 def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0,
-                   words: WordsAsBlanks | None = None, limit: float = math.inf, time_of_day: bool = False
-                   ) -> np.ndarray:
+                   words: WordsAsBlanks | None = None, limit: float = math.inf, time_of_day: bool = False,
+                   grouped: bool = False) -> np.ndarray:
     """float64 values with NaN for blanks; a cell that is not a number (unless `words` takes it as
     a blank), an infinity, or a number beyond ±`limit` is an error naming the column and the
-    first such data row. A `time_of_day` column's text is read as times (`clock_seconds`)."""
+    first such data row. A `time_of_day` column's text is read as times (`clock_seconds`);
+    `grouped`: in a decimal-comma file, the column's points group thousands."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -260,7 +291,7 @@ def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".",
         text = pc.cast(column, pa.string())
         values = _plain_numbers(text) if decimal == "." else None
         if values is None:
-            values = _text_to_numbers(text.to_pylist(), name, path, decimal, first_row, words)
+            values = _text_to_numbers(text.to_pylist(), name, path, decimal, first_row, words, grouped)
     values = np.asarray(values, dtype=np.float64)
     bad = np.flatnonzero(np.isinf(values) if math.isinf(limit) else np.abs(values) > limit)
     if bad.size and np.isinf(values[bad[0]]):
@@ -290,12 +321,12 @@ def _plain_numbers(text: Any) -> np.ndarray | None:
 
 
 def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str,
-                     first_row: int = 0, words: WordsAsBlanks | None = None) -> np.ndarray:
+                     first_row: int = 0, words: WordsAsBlanks | None = None, grouped: bool = False) -> np.ndarray:
     out = np.full(len(texts), np.nan)
     for i, text in enumerate(texts):
         if text is None or text.strip() in NULL_VALUES:
             continue
-        number = _parse_number(text.strip(), decimal)
+        number = _parse_number(text.strip(), decimal, grouped=grouped)
         if number is None:
             if words is not None and words.read(text.strip()):
                 continue

@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from common.config import MakeDataConfig
-from common.data.columns import FLOAT32_LIMIT, WordsAsBlanks, column_looks_numeric, is_number_type, numeric_values
+from common.data.columns import (
+    FLOAT32_LIMIT,
+    WordsAsBlanks,
+    column_looks_numeric,
+    column_texts,
+    is_number_type,
+    numeric_values,
+    points_group_thousands,
+)
 from common.data.dataset import (
     DATASET_FILE,
     DatasetDescription,
@@ -83,6 +91,7 @@ class FirstPass:
     unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
     words: dict[str, WordsAsBlanks] = dataclasses.field(default_factory=dict)  # a numeric column's words
     times_of_day: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow times (time32, time64)
+    grouped: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: points group thousands (1.186,70)
     rows: int = 0                          # rows kept (with a target)
     rows_read: int = 0
     batches: int = 0
@@ -256,7 +265,8 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     numeric_target = target_is_numeric(head, cfg.target, cfg.task)
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
                      None if numeric_target else Vocabulary(), dates,
-                     times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)})
+                     times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)},
+                     grouped=grouped_columns(head, numeric))
     text = categorical + ([] if numeric_target else [cfg.target])
     types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(dates)
     decimal = decimal_of(head)
@@ -267,7 +277,8 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
             keep = slice(None) if target.null_count == 0 else pc.is_valid(target).to_numpy(zero_copy_only=False)
             for name in numeric:
                 words = seen.words.setdefault(name, WordsAsBlanks(learn=True))
-                values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words, FLOAT32_LIMIT)
+                values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words, FLOAT32_LIMIT,
+                                        grouped=name in seen.grouped)
                 scratch.append(name, seen.kept(name, values[keep]))
             for name in dates:
                 found = date_values(table.column(name))
@@ -294,6 +305,17 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         raise unreadable(path, err, cfg.sep) from None
     return seen
+
+
+def grouped_columns(head: Any, numeric: list[str]) -> set[str]:
+    """The numeric columns of a decimal-comma file whose points group thousands (`1.186,70`), as
+    their head's text says: decided once, recorded on the step, read so at prediction."""
+    import pyarrow as pa
+
+    if decimal_of(head) != ",":
+        return set()
+    return {name for name in numeric if pa.types.is_string(head.column(name).type)
+            and points_group_thousands(column_texts(head.column(name)))}
 
 
 def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int) -> UserError:
@@ -331,6 +353,7 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDat
         if step.name in seen.words:
             step.blank_words = tuple(sorted(seen.words[step.name].known))
         step.time_of_day = step.name in seen.times_of_day
+        step.thousands = "." if step.name in seen.grouped else ""
     categorical = [fit_categorical(name, vocabulary.values,
                                    ranges[name].watch(training_chunks(scratch.column(name), split)),
                                    cfg.min_level_rows, cfg.max_levels)

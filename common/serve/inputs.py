@@ -192,10 +192,12 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
 
     words = {s.name: WordsAsBlanks(s.blank_words) for s in pre.numeric if s.blank_words}
     clocks = {s.name for s in pre.numeric if s.time_of_day}
+    grouped = {s.name for s in pre.numeric if s.thousands == "."}
 
     def numbers(name: str) -> np.ndarray:
         return dates[name].instant if name in dates else numeric_values(
-            table.column(name), name, path, decimal, first_row, words.get(name), time_of_day=name in clocks)
+            table.column(name), name, path, decimal, first_row, words.get(name), time_of_day=name in clocks,
+            grouped=name in grouped)
 
     X = pre.transform(notes.watch(numbers), notes.watch_text(lambda n: text_values(table.column(n))), table.num_rows,
                       lambda n: dates[n].wall)
@@ -234,8 +236,9 @@ def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: i
         return
     first_row = 0
     # Read as numbers by pyarrow: the plain numeric columns. A date, a time of day, or a column
-    # whose training file held words among its numbers, comes as text and is read here.
-    numbers = [s.name for s in pre.numeric if not (s.is_date or s.blank_words or s.time_of_day)] \
+    # whose training file held words among its numbers or grouped them by points, comes as text
+    # and is read here.
+    numbers = [s.name for s in pre.numeric if not (s.is_date or s.blank_words or s.time_of_day or s.thousands)] \
         if reading == "typed" else []
     for table in stream_table(path, sep, text, numbers, batch_rows):
         yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row,

@@ -274,3 +274,53 @@ def test_a_table_too_short_to_learn_from_says_so(tmp_path, content, said):
     (tmp_path / "t.csv").write_text(content)
     message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
     assert message == f"{tmp_path / 't.csv'} {said}", message
+
+
+def test_a_decimal_comma_files_amounts_grouped_by_points_read_as_the_plain_numbers(tmp_path):
+    """`1.186,70` and `2.000` where a semicolon file's points group thousands: decided once per
+    column on the training file, recorded on its step, and read so at prediction; the arrays are
+    those of the same numbers written plainly, and a `2.5` there is an error, never 2.5."""
+    import infer as infer_script
+    from builders import infer, train, user_error
+
+    rng = np.random.default_rng(0)
+    amounts = np.round(rng.lognormal(7, 1.2, 400), 2)
+    amounts[::7] = np.round(amounts[::7])
+    label = np.where(amounts > np.median(amounts), "high", "low")
+    kind = rng.choice(["a", "b"], 400)
+
+    def grouped(v):  # 1186.7 -> 1.186,70; 2000.0 -> 2.000 (the whole ones without decimals)
+        text = f"{v:,.0f}" if v == round(v) else f"{v:,.2f}"
+        return text.replace(",", "_").replace(".", ",").replace("_", ".")
+
+    (tmp_path / "eu").mkdir()
+    (tmp_path / "eu" / "t.csv").write_text("amount;kind;label\n" + "".join(
+        f"{grouped(a)};{k};{y}\n" for a, k, y in zip(amounts, kind, label, strict=True)))
+    write(tmp_path / "t.csv", {"amount": amounts, "kind": kind, "label": label})
+    for folder in (tmp_path / "eu", tmp_path):
+        make_data("--csv", folder / "t.csv", "--target", "label", "--out-dir", folder / "data")
+    eu, plain = load_dataset(tmp_path / "eu" / "data" / "t"), load_dataset(tmp_path / "data" / "t")
+    assert [s.thousands for s in eu.preprocessor.numeric] == ["."]
+    assert [s.thousands for s in plain.preprocessor.numeric] == [""]
+    assert eu.X_train.tobytes() == plain.X_train.tobytes()
+    train("--data", tmp_path / "eu" / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "eu" / "t.csv", "--output", tmp_path / "eu.npz")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "t.csv", "--output", tmp_path / "plain.npz")
+    with np.load(tmp_path / "eu.npz") as a, np.load(tmp_path / "plain.npz") as b:
+        assert a["proba"].tobytes() == b["proba"].tobytes()
+    (tmp_path / "new.csv").write_text("amount;kind\n1.186,70;a\n2,5;b\n2.5;a\n")
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.csv",
+                         "--output", tmp_path / "new.npz")
+    assert "'2.5'" in message and "row 3" in message, message
+
+
+@pytest.mark.parametrize("cells,grouped", [
+    (["10,90", "1.186,70", None], True), (["1.000.000", "12"], True), (["1.467,45 €", "2.000 €"], True),
+    (["2.5", "1.186,70"], False),  # a point as a decimal mark: the column's points are not grouping
+    (["2.000", "3.000"], False),   # nothing says which: read as before
+    (["10,5", "3"], False),
+])
+def test_points_group_thousands_only_where_the_column_says_so(cells, grouped):
+    from common.data.columns import points_group_thousands
+
+    assert points_group_thousands(cells) is grouped

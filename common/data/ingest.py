@@ -134,6 +134,8 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
     require_numbers(seen, cfg.csv)
     task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg)
+    if is_boolean(head.column(cfg.target)):  # its classes are the words false and true, as predicted
+        task_why = "true/false: classes `false` and `true`"
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
     pre, constant = fit_steps(scratch, seen, split, cfg, y, labels)
     for role in roles:
@@ -305,6 +307,12 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         raise unreadable(path, err, cfg.sep) from None
     return seen
+
+
+def is_boolean(column: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_boolean(column.type))
 
 
 def grouped_columns(head: Any, numeric: list[str]) -> set[str]:

@@ -95,7 +95,7 @@ def output_path(input_path: str, output: str | None) -> str:
 def check_labelled(cfg: InferConfig, input_path: str, names: list[str], config: ModelRecord) -> None:
     """--importance and --metrics-json need the target in the input: said before any work."""
     flag = "--importance" if cfg.importance else "--metrics-json" if cfg.metrics_json else None
-    if flag is None:
+    if flag is None or not (names or input_path.endswith(".npy")):  # no names read: the reader says why
         return
     if not config.target_column:
         raise UserError(f"{flag}: {cfg.ckpt_dir} was trained before model folders named their target column, "

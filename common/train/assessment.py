@@ -26,6 +26,7 @@ from common.schema import Fields
 from common.steps import has_link
 from common.train.crossfit import out_of_fold_in_order
 from common.train.run_plan import TrainPlan
+from common.train.trainer import record_key
 
 SCORE_CHUNK = 1 << 16     # rows read at a time (a read's passes: common/model.pass_rows)
 REPORT_FORMAT = 1         # importance.json's format
@@ -165,7 +166,7 @@ def test_by_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torc
     classes = len(data.description.class_labels or [])
     figures = macro_figures(confusion_matrix(np.asarray(data.y_test), decided_classes(proba, decision.threshold),
                                              classes))
-    return {k: v for k, v in figures.items() if k != "confusion_matrix"}  # named as final_metrics names them
+    return {record_key("test", k): v for k, v in figures.items() if k != "confusion_matrix"}  # as final_metrics
 
 
 def assess(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, torch.Tensor],

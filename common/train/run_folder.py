@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import shutil
 import threading
@@ -29,6 +30,8 @@ from common.data.dataset import DATASET_FILE
 from common.errors import Interrupted, Stopped, UserError, signals_held
 from common.errors import written as now_written
 from common.files import (
+    NO_ROOM,
+    NOT_ALLOWED,
     append_jsonl,
     atomic_path,
     check_writable,
@@ -249,12 +252,28 @@ def go_on_from(checkpoint: Path | None) -> str:
     return "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
 
 
+# The trackers' disk errors, said of the logs folder; any other (a tracker's server out of reach,
+# also an OSError) passes as it is.
+DISK_ERRORS = frozenset({*NO_ROOM, *NOT_ALLOWED, errno.EFBIG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR})
+
+
 @contextlib.contextmanager
 def tracker_writes(ckpt_dir: str | Path) -> Iterator[None]:
     """What the trackers write themselves (TensorBoard's event files, under <ckpt_dir>/logs, where
-    Accelerate puts them): a write that fails is one line, said of that folder. TensorBoard writes
-    on a thread of its own and raises a failed write again in the thread that logs next, here;
-    threading's hook would first print that thread's traceback, so it stays quiet for it."""
+    Accelerate puts them): a write the disk refuses is one line, said of that folder."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in DISK_ERRORS:
+            raise
+        raise write_error(Path(ckpt_dir) / "logs", err) from None
+
+
+@contextlib.contextmanager
+def tracker_threads_quiet() -> Iterator[None]:
+    """TensorBoard writes on a thread of its own, when it chooses, and raises a write that failed
+    there again in the thread that logs or ends next, where tracker_writes says it; threading's
+    hook would first print the writer thread's traceback. Held from the trackers' start to their end."""
     previous = threading.excepthook
 
     def quiet_writer(args: Any) -> None:
@@ -264,8 +283,6 @@ def tracker_writes(ckpt_dir: str | Path) -> Iterator[None]:
     threading.excepthook = quiet_writer
     try:
         yield
-    except OSError as err:
-        raise write_error(Path(ckpt_dir) / "logs", err) from None
     finally:
         threading.excepthook = previous
 

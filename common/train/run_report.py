@@ -21,6 +21,7 @@ from common.model_folder import CARD_FILE, IMPORTANCE_FILE, PICTURES, ModelRecor
 from common.train.assessment import Assessment, ScoredRows, assess
 from common.train.card import model_card
 from common.train.run_plan import TrainPlan
+from common.train.trainer import record_key
 
 REPORT_FILES = (IMPORTANCE_FILE, CARD_FILE, *PICTURES)
 CARD_MARK = "<!-- the model card train.py writes: replaced by each run -->"
@@ -50,7 +51,7 @@ class RunReport:
             return cls({}, None)
         writers: dict[str, Callable[[Path], Any]] = {name: png_writer(png) for name, png in drawn_pictures.items()}
         final = record.outcome.final_metrics
-        figures = headline(final, "" if rows is not None and rows.name == "test" else "val_")  # a test's: bare
+        figures = headline(final, "test" if rows is not None and rows.name == "test" else "val")
         importance = assessment.importance if assessment else None
         if assessment is not None:
             figures = {assessment.figure: assessment.value, **figures}
@@ -59,7 +60,7 @@ class RunReport:
             writers[IMPORTANCE_FILE] = json_writer(assessment.to_json())
         # The test split besides, where the figures above are of other rows: as the model decides.
         test = {} if rows is None or rows.name == "test" else \
-            headline(record.outcome.test_by_decision or final, "", TEST_FIGURES)
+            headline(record.outcome.test_by_decision or final, "test", TEST_FIGURES)
         card = model_card(plan.run.ckpt_dir, record, data.description, plan.describe(), figures,
                           scored_on_name(rows), importance, list(drawn_pictures), test)
         # A folder named in bytes that are not UTF-8 (Python's surrogates) is written back as those bytes.
@@ -128,11 +129,13 @@ HEADLINE = ("accuracy", "precision_macro", "recall_macro", "mae", "rmse")
 TEST_FIGURES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "mae", "rmse", "r2")
 
 
-def headline(final: dict[str, Any], prefix: str = "", keep: tuple[str, ...] = HEADLINE) -> dict[str, float]:
-    """The figures worth a card's table, of one set of rows (`prefix`: "val_" for the validation or
-    out-of-fold rows; "" for the test split's, which final_metrics names bare), not the losses."""
-    return {bare: float(final[prefix + bare]) for bare in keep
-            if isinstance(final.get(prefix + bare), (int, float))}
+def headline(final: dict[str, Any], split: str | None = None, keep: tuple[str, ...] = HEADLINE) -> dict[str, float]:
+    """The figures worth a card's table, not the losses: of one split's rows as the evaluations
+    name them (`split`: "val", out of fold too, or "test"; trainer.record_key), or named bare."""
+    def key(figure: str) -> str:
+        return figure if split is None else record_key(split, figure)
+
+    return {figure: float(final[key(figure)]) for figure in keep if isinstance(final.get(key(figure)), (int, float))}
 
 
 def owned_card(path: Path) -> bool:

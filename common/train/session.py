@@ -32,7 +32,7 @@ from common.train.process_group import (
     start_processes,
 )
 from common.train.run_context import RANDOM_INIT, find_context
-from common.train.run_folder import RunFolder, tracker_writes
+from common.train.run_folder import RunFolder, tracker_threads_quiet, tracker_writes
 from common.train.run_plan import TrainPlan, make_plan
 from common.train.run_record import run_record, scalar_settings
 from common.train.run_report import RunReport
@@ -59,6 +59,12 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
     context = find_context(cfg, state.num_processes, local_process_count(state), memory)
     plan = make_plan(cfg, data, context)
     accelerator = make_accelerator(plan)
+    with tracker_threads_quiet() if plan.run.log_with else contextlib.nullcontext():
+        return trained(plan, data, accelerator)
+
+
+def trained(plan: TrainPlan, data: TabularData, accelerator: Any) -> Path:
+    """The run, from its first step to the trackers' end; the model folder it wrote."""
     try:
         train(plan, data, accelerator)
     except RuntimeError as err:

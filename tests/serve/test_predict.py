@@ -550,8 +550,13 @@ def test_figures_asked_of_rows_without_a_target_column_are_refused_before_anythi
     pa_csv.write_csv(table.drop_columns(["label"]), tmp_path / "new.csv")
     message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "new.csv", "--output",
                           tmp_path / "p.csv", *([flag, tmp_path / "m.json"] if flag == "--metrics-json" else [flag]))
-    assert f"{flag} needs rows with their target: {tmp_path / 'new.csv'} has no column 'label'" in message
+    assert f"{flag} needs rows with their target: {tmp_path / 'new.csv'} has no column 'label' (leave {flag} out " \
+        "to predict the rows)" in message, message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
+    # A file that cannot be read is said so, not taken for one without the target.
+    message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "gone.csv", "--output",
+                          tmp_path / "p.csv", *([flag, tmp_path / "m.json"] if flag == "--metrics-json" else [flag]))
+    assert "gone.csv" in message and "not found" in message and "needs rows" not in message, message
 
 
 def test_importance_on_a_labelled_input_and_a_one_line_refusal_without_labels(crossfit_run, tmp_path, capsys):

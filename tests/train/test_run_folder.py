@@ -102,7 +102,8 @@ def test_a_full_disk_during_training_is_one_line_and_loses_nothing(small_cls, tm
 
 
 @pytest.mark.parametrize("free_kb", [0, 8, 40])
-def test_tensorboards_logs_on_a_full_disk_are_one_line_and_lose_nothing(small_cls, tmp_path, free_kb):
+def test_tensorboards_logs_on_a_full_disk_are_one_line_and_lose_nothing(small_cls, tmp_path, free_kb, capfd):
+    """TensorBoard's writer thread fails on its own schedule: its traceback is never printed."""
     pytest.importorskip("tensorboard")
     with tmpfs(tmp_path / "disk", "size=3M") as disk:
         train("--data", small_cls, "--ckpt-dir", disk, "--epochs", "2")
@@ -113,6 +114,7 @@ def test_tensorboards_logs_on_a_full_disk_are_one_line_and_lose_nothing(small_cl
                              "--eval-every", "1", "--seed", "7", "--log-with", "tensorboard")
         assert "No space left on device" in message and "\n" not in message, message
         assert snapshot(disk) == before
+        assert "Traceback" not in capfd.readouterr().err
 
 
 def test_a_file_where_tensorboards_logs_go_is_one_line(small_cls, tmp_path):
@@ -183,3 +185,14 @@ def test_a_data_set_folder_is_refused_as_the_run_folder(small_cls, tmp_path):
     assert message == (f"--ckpt-dir {tmp_path / 'cls_data'} is a data set folder (make_data.py's): give the run a "
                        "folder of its own, such as runs/cls_data")
     assert sorted(p.name for p in (tmp_path / "cls_data").iterdir()) == before
+
+
+def test_only_the_disks_refusals_are_said_of_the_logs_folder(tmp_path):
+    """A tracker's server out of reach (requests' ConnectionError is an OSError) is no full disk."""
+    from common.files import WriteFailed
+
+    with pytest.raises(ConnectionError), run_folder.tracker_writes(tmp_path):
+        raise ConnectionError("the tracker's server did not answer")
+    with pytest.raises(WriteFailed, match=r"cannot write .*logs \(No space left on device\)"), \
+            run_folder.tracker_writes(tmp_path):
+        raise OSError(errno.ENOSPC, "No space left on device")

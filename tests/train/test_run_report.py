@@ -220,3 +220,24 @@ def test_a_run_folder_named_in_bytes_that_are_not_utf8_gets_its_card(small_cls, 
     from common.api import Predictor
 
     assert Predictor.load(folder).predict_proba(np.zeros((2, 10))).shape == (2, 3)  # and its weights are read
+
+
+@pytest.mark.parametrize("folds", ["5", "0"])
+def test_a_regressions_card_gives_its_figures_and_its_test_splits(tmp_path, folds):
+    """Out of fold with a test split besides (its own section), or scored on the test split
+    itself: MAE and RMSE either way, named as the evaluations name a regression's."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 3))
+    write(tmp_path / "t.csv", {"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "y": x @ [1.0, -2.0, 0.5]})
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path, "--test-size", "0.25")
+    train("--data", tmp_path / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2", "--folds", folds,
+          *(["--patience", "0"] if folds == "0" else []))
+    card = (tmp_path / "run" / CARD_FILE).read_text()
+    final = read_config(tmp_path / "run")["outcome"]["final_metrics"]
+    figures, _, test = card.partition("## Test split (150 rows")
+    if folds == "0":
+        assert "## Figures (test)" in figures and not test
+        assert f"| MAE | {final['test_mae']:.4f} |" in figures and f"| RMSE | {final['test_rmse']:.4f} |" in figures
+    else:
+        assert "## Figures (out of fold)" in figures and f"| MAE | {final['val_mae']:.4f} |" in figures
+        assert f"| MAE | {final['test_mae']:.4f} |" in test and f"| R² | {final['test_r2']:.4f} |" in test

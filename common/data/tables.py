@@ -10,6 +10,7 @@ column reads the same whatever type the file stored it as.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
@@ -29,13 +30,25 @@ from common.overlap import side_by_side, usable_cores
 
 DELIMITERS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-# A CSV file whose name ends so is compressed: pyarrow's readers decompress it by its name, and
-# whatever reads its text here does the same.
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
+# A CSV file whose name ends so is compressed with that codec, in whatever case the ending is
+# written (pyarrow's own detection takes lower case alone): every reader here is told the codec.
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
 
 
 def is_compressed(path: Path) -> bool:
-    return path.suffix.lower() in COMPRESSED_SUFFIXES
+    return path.suffix.lower() in COMPRESSIONS
+
+
+@contextlib.contextmanager
+def csv_source(path: Path) -> Iterator[Any]:
+    """What pyarrow's CSV readers are given: the path, or a compressed file's decompressed stream."""
+    if not is_compressed(path):
+        yield path
+        return
+    import pyarrow as pa
+
+    with pa.input_stream(str(path), compression=COMPRESSIONS[path.suffix.lower()]) as stream:
+        yield stream
 
 
 def table_stem(path: str | Path) -> str:
@@ -49,8 +62,8 @@ def text_of(path: Path, encoding: str = "utf-8-sig", errors: str = "replace") ->
     if is_compressed(path):
         import pyarrow as pa
 
-        return io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding=encoding, errors=errors,
-                                newline="")
+        stream = pa.input_stream(str(path), compression=COMPRESSIONS[path.suffix.lower()])
+        return io.TextIOWrapper(stream, encoding=encoding, errors=errors, newline="")
     return open(path, encoding=encoding, errors=errors, newline="")
 
 
@@ -124,12 +137,13 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
             options = {"parse_options": csv_parse_options(path, delimiter),
                        "convert_options": csv_convert_options(decimal, {name: pa.string() for name in text_columns},
                                                               None)}
-            if head:
-                reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=HEAD_BYTES), **options)
-                first = next(iter(reader), None)
-                table = reader.schema.empty_table() if first is None else pa.Table.from_batches([first])
-            else:
-                table = pa_csv.read_csv(path, **options)
+            with csv_source(path) as source:
+                if head:
+                    reader = pa_csv.open_csv(source, read_options=pa_csv.ReadOptions(block_size=HEAD_BYTES), **options)
+                    first = next(iter(reader), None)
+                    table = reader.schema.empty_table() if first is None else pa.Table.from_batches([first])
+                else:
+                    table = pa_csv.read_csv(source, **options)
         table = plain_table(table, text_columns)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         raise unreadable(path, err, sep) from None
@@ -233,12 +247,13 @@ def ragged_line(path: Path, sep: str | None) -> int | None:
     with _QUIET_UNRAISABLE:
         hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
         try:
-            reader = pa_csv.open_csv(
-                path, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parsing,
-                convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(csv_header(path, delimiter),
-                                                                                 pa.string())))
-            for _ in reader:
-                pass
+            with csv_source(path) as source:
+                reader = pa_csv.open_csv(
+                    source, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parsing,
+                    convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(csv_header(path, delimiter),
+                                                                                     pa.string())))
+                for _ in reader:
+                    pass
         except (pa.ArrowException, OSError, UnicodeDecodeError):
             pass
         finally:
@@ -304,10 +319,11 @@ def table_batches(path: Path, sep: str | None, text_columns: Sequence[str], type
     parse, convert = csv_parse_options(path, delimiter), csv_convert_options(decimal, {**text, **types}, columns)
 
     def streamed() -> Iterator[Any]:  # pyarrow's streaming reader, which decompresses as it reads
-        reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=STREAMED_BLOCK),
-                                 parse_options=parse, convert_options=convert)
-        for batch in reader:
-            yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
+        with csv_source(path) as source:
+            reader = pa_csv.open_csv(source, read_options=pa_csv.ReadOptions(block_size=STREAMED_BLOCK),
+                                     parse_options=parse, convert_options=convert)
+            for batch in reader:
+                yield pa.Table.from_batches([batch]).replace_schema_metadata({"decimal": decimal})
 
     if is_compressed(path):  # its bytes are no lines to cut into pieces
         yield from streamed()

@@ -231,8 +231,22 @@ def test_python_numbers_a_ragged_line_after_quoted_lines_and_empty_ones(tmp_path
     assert ragged_line_read_by_python(path, ",") is None
 
 
-@pytest.mark.parametrize("sep", [",", ";"])
-@pytest.mark.parametrize("compress", ["gzip", "bz2"])
+@pytest.mark.parametrize("ending", [".gz", ".bz2", ".zst", ".lz4", ".GZ", ".Bz2"])
+def test_every_compression_in_any_case_reads_as_the_file_it_holds(crossfit_run, tmp_path, ending):
+    import pyarrow as pa
+
+    plain = crossfit_run / "people.csv"
+    packed = tmp_path / f"people.csv{ending}"
+    with pa.output_stream(str(packed), compression=tables.COMPRESSIONS[ending.lower()]) as out:
+        out.write(plain.read_bytes())
+    assert tables.table_stem(packed) == "people" and tables.csv_header(packed, None) == tables.csv_header(plain, None)
+    assert read_table(packed).equals(read_table(plain), check_metadata=True)
+    assert read_table(packed, head=True).equals(read_table(plain, head=True), check_metadata=True)
+    streamed = pa.concat_tables(tables.table_batches(packed, None, [], {}, None))
+    assert streamed.equals(pa.concat_tables(tables.table_batches(plain, None, [], {}, None)))
+
+
+@pytest.mark.parametrize("sep,compress", [(",", "gzip"), (";", "bz2")])
 def test_a_compressed_csv_reads_as_the_file_it_holds(crossfit_run, tmp_path, sep, compress):
     """Its delimiter and header are read from the text it holds, not its compressed bytes; its data
     set and predictions are the plain file's, named without the compression's ending."""

@@ -436,11 +436,11 @@ def main(argv=None) -> None:
         import scale
 
         scale.report(results, console)
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
     import goals
 
     goals.report(results, console)
-    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -169,18 +169,18 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         make_cfg = parse_config(MakeDataConfig, ["--csv", str(path), "--target", target, "--out-dir", out_dir,
                                                  *flags(settings, MakeDataConfig, MAKE_DATA_SETTINGS)])
         run = ckpt_dir or str(Path("runs") / stem)
-        train_flags = flags(settings, TrainConfig, TRAIN_SETTINGS)
+        train_cfg = parse_config(TrainConfig, ["--data", out_dir, "--ckpt-dir", run,
+                                               *flags(settings, TrainConfig, TRAIN_SETTINGS)])
         from common.train.run_plan import check_given
 
-        # Every setting given is checked before the data set is made: one refused replaces nothing.
-        check_given(parse_config(TrainConfig, ["--data", out_dir, "--ckpt-dir", run, *train_flags]))
+        check_given(train_cfg)  # before the data set is made: a setting refused replaces nothing
         try:
             folder, replaced = make_data_set(make_cfg, stem, source)
         except UserError as err:  # a table in memory: named as the caller knows it, not by its temporary file
             if source:
                 err.args = (str(err).replace(str(path), source),)  # the same error, its kind and fields kept
             raise
-        train_cfg = parse_config(TrainConfig, ["--data", str(folder), "--ckpt-dir", run, *train_flags])
+        train_cfg = dataclasses.replace(train_cfg, data=str(folder))
         from common.train.run_folder import earlier_record, replaced_model
         from common.train.session import run_training
 

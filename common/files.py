@@ -198,7 +198,7 @@ def _swapped_in(final: Path, owned: Callable[[str], bool]) -> Iterator[Path]:
         restore_or_clear_leftovers(final)
         if final.exists() and (not final.is_dir() or not all(owned(p.name) for p in final.iterdir())):
             raise UserError(f"{final} exists and is not a data set folder: move it away or choose another --out-dir")
-        stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part"))
+        stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.stage-", suffix=".part"))
         yield stage
         for item in stage.iterdir():
             _seal(item)
@@ -247,10 +247,11 @@ def restore_or_clear_leftovers(final: Path) -> None:
 
 
 # What follows `.<name>` in the hidden folders atomic_folder leaves beside <name>: the earlier
-# folder moved aside by process N, and a stage (tempfile.mkdtemp's eight characters). Matched
-# whole, so that the leftovers of `sales.v2` are never taken for those of `sales`.
+# folder moved aside by process N, and a stage (`.stage-` and mkdtemp's random letters; the
+# stages of earlier versions had mkdtemp's eight letters alone). Matched whole, so that the
+# leftovers of `sales.v2` are never taken for those of `sales`.
 _EARLIER = re.compile(r"\.\d+\.old\.part")
-_STAGE = re.compile(r"\.[a-z0-9_]{8}\.part")
+_STAGE = re.compile(r"\.(stage-[a-z0-9_]+|[a-z0-9_]{8})\.part")
 
 
 def _leftovers(final: Path, rest: re.Pattern[str]) -> list[Path]:

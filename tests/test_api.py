@@ -209,6 +209,7 @@ def test_fit_is_make_data_and_train_on_the_same_rows(tmp_path):
     ({"dropout": 1.5}, ["--dropout must lie in [0, 1), got 1.5"]),
     ({"lr": -1.0}, ["--lr must be a positive number, got -1.0"]),
     ({"log_with": ["nosuchtracker"]}, ["--log-with nosuchtracker"]),
+    ({"patience": 4, "min_patience": 6}, ["--min-patience 6 is not below --patience 4"]),
 ])
 def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp_path, settings, words):
     """A data set of another table under the same name is still there, byte for byte."""

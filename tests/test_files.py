@@ -25,7 +25,8 @@ def test_a_kill_between_the_two_renames_leaves_the_earlier_data_set(tmp_path, sm
 
     final = tmp_path / "cls_data"
     shutil.copytree(small_cls, tmp_path / ".cls_data.123.old.part")  # the state such a kill leaves
-    (tmp_path / ".cls_data.k2j4_9zq.part").mkdir()                  # and a half-filled stage
+    (tmp_path / ".cls_data.stage-k2j4_9zq.part").mkdir()            # and a half-filled stage
+    (tmp_path / ".cls_data.x1y2z3w4.part").mkdir()                  # and one of an earlier version
     restore_or_clear_leftovers(final)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cls_data"]
     np.testing.assert_array_equal(load_dataset(final).X_train, load_dataset(small_cls).X_train)
@@ -49,13 +50,13 @@ def test_a_folders_leftovers_are_its_own_never_those_of_a_name_it_begins(tmp_pat
 
     from common.files import atomic_folder
 
-    theirs = [tmp_path / f".{other}.4242.old.part", tmp_path / f".{other}.q1w2e3r4.part"]
+    theirs = [tmp_path / f".{other}.4242.old.part", tmp_path / f".{other}.stage-q1w2e3r4.part"]
     for folder in theirs:
         shutil.copytree(small_cls, folder)
     shutil.copytree(small_cls, tmp_path / f".{name}.77.old.part")  # its own kill between the renames
-    (tmp_path / f".{name}.a1b2c3d4.part").mkdir()                   # and its own half-filled stage
+    (tmp_path / f".{name}.stage-a1b2c3d4.part").mkdir()             # and its own half-filled stage
     assert load_dataset(tmp_path / name).X_train.shape == load_dataset(small_cls).X_train.shape  # put back
-    assert not (tmp_path / f".{name}.a1b2c3d4.part").exists()
+    assert not (tmp_path / f".{name}.stage-a1b2c3d4.part").exists()
     with atomic_folder(tmp_path / name, lambda n: True) as stage:
         (stage / "x").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == sorted(p.name for p in theirs)

@@ -98,7 +98,7 @@ class FirstPass:
     nulls: dict[str, int] = dataclasses.field(default_factory=dict)   # of the rows read
     blanks: dict[str, int] = dataclasses.field(default_factory=dict)  # of the rows kept: all the model sees
 
-    def kept(self, name: str, values: np.ndarray, blank: Any = np.nan) -> np.ndarray:
+    def with_blanks_counted(self, name: str, values: np.ndarray, blank: Any = np.nan) -> np.ndarray:
         """A batch's kept values of a column, its blanks (NaN, or a category's -1) counted."""
         count = np.isnan(values).sum() if blank is np.nan else (values == blank).sum()
         self.blanks[name] = self.blanks.get(name, 0) + int(count)
@@ -281,14 +281,15 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
                 words = seen.words.setdefault(name, WordsAsBlanks(learn=True))
                 values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words, FLOAT32_LIMIT,
                                         grouped=name in seen.grouped)
-                scratch.append(name, seen.kept(name, values[keep]))
+                scratch.append(name, seen.with_blanks_counted(name, values[keep]))
             for name in dates:
                 found = date_values(table.column(name))
-                scratch.append(name, seen.kept(name, found.instant[keep]))
+                scratch.append(name, seen.with_blanks_counted(name, found.instant[keep]))
                 scratch.append(name + WALL, found.wall[keep])
                 seen.unparsed[name] = seen.unparsed.get(name, 0) + found.unparsed
             for name in categorical:
-                scratch.append(name, seen.kept(name, seen.categorical[name].encode(table.column(name))[keep], -1))
+                codes = seen.categorical[name].encode(table.column(name))[keep]
+                scratch.append(name, seen.with_blanks_counted(name, codes, -1))
             if seen.target_vocabulary is None:
                 y = numeric_values(target, cfg.target, path, decimal, seen.rows_read, limit=FLOAT32_LIMIT)[keep]
             else:

@@ -67,11 +67,14 @@ class Scratch:
             raise write_error(self.folder.parent, err) from None
 
     def close(self) -> None:
-        try:
-            for fh in self.files.values():
+        failed = None
+        for fh in self.files.values():
+            try:
                 fh.close()  # the last bytes written now: the full disk may show here
-        except OSError as err:
-            raise write_error(self.folder.parent, err) from None
+            except OSError as err:
+                failed = failed or err  # the others are closed all the same
+        if failed is not None:
+            raise write_error(self.folder.parent, failed) from None
 
     def column(self, name: str) -> ScratchColumn:
         return ScratchColumn(Path(self.files[name].name), self.dtypes[name])

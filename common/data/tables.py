@@ -147,13 +147,18 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
         table = plain_table(table, text_columns)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         raise unreadable(path, err, sep) from None
-    names = table.column_names
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise UserError(f"{path} has more than one column named {duplicated}: rename them")
+    require_unique_names(table.column_names, str(path))
     if table.num_rows == 0:
         raise UserError(f"{path} has a header but no data rows: add rows")
     return table.replace_schema_metadata({"decimal": decimal})
+
+
+def require_unique_names(names: Sequence[Any], source: str) -> None:
+    """A table's columns are known by their names: one name twice is refused, wherever it comes from."""
+    names = [str(n) for n in names]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise UserError(f"{source} has more than one column named {duplicated}: rename them")
 
 
 def csv_parse_options(path: Path, delimiter: str) -> Any:

@@ -18,7 +18,7 @@ from common.data.columns import (
     text_values,
 )
 from common.data.dates import DateValues, date_values
-from common.data.tables import decimal_of, read_table, stream_table
+from common.data.tables import decimal_of, read_table, require_unique_names, stream_table
 from common.errors import UserError
 from common.files import require_file
 from common.steps import Categories, Preprocessor
@@ -180,10 +180,7 @@ def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray
 def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
                  notes: InputNotes) -> tuple[np.ndarray, dict[str, list]]:
     """The model's inputs for one table (or batch of a table), and its other columns."""
-    names = table.column_names
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:  # as make_data.py says it (common/data/tables.read_table)
-        raise UserError(f"{path} has more than one column named {duplicated}: rename them")
+    require_unique_names(table.column_names, path)
     require_columns(table.column_names, pre, path)
     for name in pre.column_names:
         require_feature_type(table.column(name), name, path)
@@ -289,10 +286,7 @@ def arrow_table(rows: Any) -> Any:
         if isinstance(rows, pa.RecordBatch):
             return pa.Table.from_batches([rows])
         if is_dataframe(rows):
-            names = [str(c) for c in rows.columns]
-            duplicated = sorted({n for n in names if names.count(n) > 1})
-            if duplicated:  # as a file's header with a name twice is refused
-                raise UserError(f"the rows have more than one column named {duplicated}: rename them")
+            require_unique_names(list(rows.columns), "the rows")
             return pa.Table.from_pandas(rows, preserve_index=False)
         if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
             if not rows:

@@ -178,8 +178,10 @@ def check_resumable(saved: dict[str, Any], plan: TrainPlan, checkpoint: str) -> 
     if changed:
         flags = {f.name for f in dataclasses.fields(TrainConfig)}
         given = " ".join(as_flag(k, old) for k, (old, _) in changed.items() if k in flags and old != ABSENT)
-        if "num_processes" in changed:  # a launch's, not a flag of train.py's
-            given = f"{given} under `accelerate launch --num_processes {changed['num_processes'][0]}`".strip()
+        processes = changed.get("num_processes", (ABSENT, None))[0]
+        if processes != ABSENT:  # a launch's, not a flag of train.py's
+            launch = "plain `python train.py`" if processes == 1 else f"`accelerate launch --num_processes {processes}`"
+            given = f"{given} under {launch}".strip()
         raise UserError(f"cannot resume {checkpoint} with other settings ({listed}): rerun with the checkpoint's "
                         f"settings{f' ({given})' if given else ''}")
 
@@ -302,16 +304,20 @@ def check_settings(cfg: TrainConfig) -> None:
     check_trackers(cfg.log_with)
 
 
+# The settings that are numbers but no counts: their ranges need no data set.
+RANGED_SETTINGS = ("dropout", "label_smoothing", "weight_decay", "lr")
+
+
 def check_given(cfg: TrainConfig) -> None:
-    """The settings given, checked before a data set exists: fit() makes its data set only once
-    they pass, so that a setting it would refuse replaces nothing. The data set sizes the rest."""
+    """The settings given that a data set does not size, checked before one exists: fit() makes
+    its data set only once they pass, so that a setting it would refuse replaces nothing. What
+    the data set sizes (the epochs' plan, the patience left unsaid) is checked against it after."""
     check_settings(cfg)
-    check_values({name: getattr(cfg, name) for name in VALUED if getattr(cfg, name) is not None})
+    check_values({name: getattr(cfg, name) for name in RANGED_SETTINGS if getattr(cfg, name) is not None})
     if cfg.hidden is not None:
         ModelSpec(1, tuple(cfg.hidden), 1, cfg.activation)  # the network's own check of its widths
-
-
-VALUED = ("dropout", "label_smoothing", "weight_decay", "lr")
+    if cfg.min_patience is not None and cfg.patience is not None:
+        effective_min_patience({"min_patience": cfg.min_patience, "patience": cfg.patience}, given=True)
 
 
 def check_values(settings: dict[str, Any]) -> None:

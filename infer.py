@@ -95,8 +95,11 @@ def output_path(input_path: str, output: str | None) -> str:
 def check_labelled(cfg: InferConfig, input_path: str, names: list[str], config: ModelRecord) -> None:
     """--importance and --metrics-json need the target in the input: said before any work."""
     flag = "--importance" if cfg.importance else "--metrics-json" if cfg.metrics_json else None
-    if flag is None or not (names or input_path.endswith(".npy")):  # no names read: the reader says why
-        return
+    if flag is None or not names and not (input_path.endswith(".npy") and Path(input_path).is_file()):
+        return  # no names read: the reader says why
+    if not names:
+        raise UserError(f"{flag} needs rows with their target: {input_path} is an array of the model's inputs, "
+                        f"without it; give a CSV or Parquet file that holds it (or leave {flag} out)")
     if not config.target_column:
         raise UserError(f"{flag}: {cfg.ckpt_dir} was trained before model folders named their target column, "
                         "so its rows cannot be scored: retrain it to score new rows")

@@ -134,8 +134,8 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
     require_numbers(seen, cfg.csv)
     task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg)
-    if is_boolean(head.column(cfg.target)):  # its classes are the words false and true, as predicted
-        task_why = "true/false: classes `false` and `true`"
+    if is_boolean(head.column(cfg.target)) and labels is not None:  # the words its predictions are
+        task_why = f"true/false: classes {' and '.join(f'`{label}`' for label in labels)}"
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
     pre, constant = fit_steps(scratch, seen, split, cfg, y, labels)
     for role in roles:
@@ -204,8 +204,8 @@ def most_frequent(words: dict[str, int], counted: bool = False) -> str:
 
 
 def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> None:
-    """A role's blanks in the rows that train (those with a target; a column of no role keeps the
-    head's count), and its line's notes over the file: cells that were no date, words read as
+    """A role's blanks in the rows kept (those with a target, every split's; a column of no role keeps
+    the head's count), and its line's notes over the file: cells that were no date, words read as
     blanks (the most frequent five), a date's cycles, a view as codes."""
     unparsed = seen.unparsed.get(role.name, 0)
     words = seen.words[role.name].cells if role.name in seen.words else {}

@@ -557,6 +557,12 @@ def test_figures_asked_of_rows_without_a_target_column_are_refused_before_anythi
     message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "gone.csv", "--output",
                           tmp_path / "p.csv", *([flag, tmp_path / "m.json"] if flag == "--metrics-json" else [flag]))
     assert "gone.csv" in message and "not found" in message and "needs rows" not in message, message
+    asked = [flag, tmp_path / "m.json"] if flag == "--metrics-json" else [flag]
+    message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "gone.npy", *asked)
+    assert "needs rows" not in message, message  # a missing array is said so by its reader
+    np.save(tmp_path / "rows.npy", np.zeros((3, 3), np.float32))
+    message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "rows.npy", *asked)
+    assert "is an array of the model's inputs, without it" in message, message
 
 
 def test_importance_on_a_labelled_input_and_a_one_line_refusal_without_labels(crossfit_run, tmp_path, capsys):

@@ -139,19 +139,31 @@ def _plain_number(text: str, decimal: str, grouped: bool) -> float | None:
 _CURRENCY = re.compile(r"^\s*(?P<minus>-?)\s*[$€£¥]\s*(?P<number>[\d.,]*\d[\d.,]*)\s*$")  # digits: not $nan
 _CURRENCY_AFTER = re.compile(r"^\s*(?P<minus>-?)\s*(?P<number>[\d.,]*\d[\d.,]*)\s*[$€£¥]\s*$")
 _PERCENT = re.compile(r"^\s*(?P<number>[-+]?[\d.,]*\d[\d.,]*)\s*%\s*$")
-# A number grouped by points where a comma is the decimal mark: 1.186,70 or 1.000.000.
-_POINT_GROUPED = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+(,\d+)?\s*$")
+# A number grouped by points where a comma is the decimal mark: 1.186,70, 12.000 or 1.000.000
+# (never 0.125: a group does not begin with 0).
+_POINT_GROUPED = re.compile(r"^\s*[-+]?[1-9]\d{0,2}(\.\d{3})+(,\d+)?\s*$")
+
+
+def pointed_numbers(values: Sequence[str | None]) -> list[str]:
+    """The cells holding a point, as numbers written (a currency or percent sign taken off)."""
+    return [m["number"] if (m := _CURRENCY.match(v) or _CURRENCY_AFTER.match(v) or _PERCENT.match(v)) else v
+            for v in values if v is not None and "." in v]
 
 
 def points_group_thousands(values: Sequence[str | None]) -> bool:
-    """Whether the points of a column of a decimal-comma file group thousands: every cell holding
-    a point holds it so, and one at least cannot be read otherwise (`1.186,70`, `1.000.000`). A
-    `2.5` says its points are decimal marks, and a column of `2.000` alone says nothing: both are
-    read as before, a point as a decimal mark. Decided once per column, on its training file."""
-    marked = [m["number"] if (m := _CURRENCY.match(v) or _CURRENCY_AFTER.match(v) or _PERCENT.match(v)) else v
-              for v in values if v is not None and "." in v]
-    return (bool(marked) and all(_POINT_GROUPED.match(v) for v in marked)
-            and any("," in v or v.count(".") > 1 for v in marked))
+    """Whether the points of a column of a decimal-comma file may group thousands: every cell
+    holding a point holds it so (`1.186,70`, `12.000`). A comma being the file's decimal mark, a
+    point there is a thousands mark, unless a cell says otherwise (`2.5`, `0.125`): then the
+    column reads its points as decimal marks, as before. The file decides as a whole
+    (grouped_by_points); once, on its training file."""
+    marked = pointed_numbers(values)
+    return bool(marked) and all(_POINT_GROUPED.match(v) for v in marked)
+
+
+def writes_point_decimals(values: Sequence[str | None]) -> bool:
+    """A column whose cells show a point as a decimal mark (`2.5`, `0.125`): a file with such a
+    column writes its points as decimals, in every column."""
+    return any(not _POINT_GROUPED.match(v) and _parse_number(v) is not None for v in pointed_numbers(values))
 
 
 def text_is_numeric(values: Sequence[str | None], decimal: str = ".", grouped: bool = False) -> bool:
@@ -330,6 +342,10 @@ def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decim
         if number is None:
             if words is not None and words.read(text.strip()):
                 continue
+            if decimal == "," and _POINT_GROUPED.match(text.strip()):  # a valid number, in another column's way
+                raise UserError(f"{path}: column '{name}' has {text!r} in data row {first_row + i + 1}, its points "
+                                "grouping thousands, where the column's other cells (or the file's) use points as "
+                                "decimal marks: write the column's numbers one way")
             raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row "
                             f"{first_row + i + 1}: fix that cell, or leave it blank for a missing value")
         out[i] = number

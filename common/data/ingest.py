@@ -31,10 +31,10 @@ from common.data.columns import (
     FLOAT32_LIMIT,
     WordsAsBlanks,
     column_looks_numeric,
-    column_texts,
     is_number_type,
     numeric_values,
     points_group_thousands,
+    writes_point_decimals,
 )
 from common.data.dataset import (
     DATASET_FILE,
@@ -323,8 +323,10 @@ def grouped_columns(head: Any, numeric: list[str]) -> set[str]:
 
     if decimal_of(head) != ",":
         return set()
-    return {name for name in numeric if pa.types.is_string(head.column(name).type)
-            and points_group_thousands(column_texts(head.column(name)))}
+    texts = {name: head.column(name).to_pylist() for name in numeric if pa.types.is_string(head.column(name).type)}
+    if any(writes_point_decimals(cells) for cells in texts.values()):  # the file's points are decimal marks
+        return set()
+    return {name for name, cells in texts.items() if points_group_thousands(cells)}
 
 
 def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int) -> UserError:

@@ -328,13 +328,28 @@ def test_a_decimal_comma_files_amounts_grouped_by_points_read_as_the_plain_numbe
     assert "'2.5'" in message and "row 3" in message, message
 
 
-@pytest.mark.parametrize("cells,grouped", [
-    (["10,90", "1.186,70", None], True), (["1.000.000", "12"], True), (["1.467,45 €", "2.000 €"], True),
-    (["2.5", "1.186,70"], False),  # a point as a decimal mark: the column's points are not grouping
-    (["2.000", "3.000"], False),   # nothing says which: read as before
-    (["10,5", "3"], False),
+@pytest.mark.parametrize("cells,grouped,decimals", [
+    (["10,90", "1.186,70", None], True, False), (["1.000.000", "12"], True, False),
+    (["1.467,45 €", "2.000 €"], True, False),
+    (["14.419", "800"], True, False),  # whole amounts: a comma being the decimal mark, the point groups
+    (["2.5", "1.186,70"], False, True),  # a point as a decimal mark: the column's points are not grouping
+    (["0.125", "1.250"], False, True),   # no group begins with 0
+    (["10,5", "3"], False, False),
 ])
-def test_points_group_thousands_only_where_the_column_says_so(cells, grouped):
-    from common.data.columns import points_group_thousands
+def test_points_group_thousands_unless_a_cell_says_they_are_decimal_marks(cells, grouped, decimals):
+    from common.data.columns import points_group_thousands, writes_point_decimals
 
-    assert points_group_thousands(cells) is grouped
+    assert points_group_thousands(cells) is grouped and writes_point_decimals(cells) is decimals
+
+
+def test_a_file_whose_points_are_decimal_marks_in_one_column_groups_none(tmp_path):
+    """`14.419` is 14419 in a semicolon file of comma decimals, 14.419 where the file writes `2.5`."""
+    rows = "".join(f"{['14.419', '800', '2.000'][i % 3]};{['2.5', '3'][i % 2]};{'ab'[i % 2]}\n" for i in range(60))
+    (tmp_path / "a.csv").write_text("km;w;y\n" + rows.replace(";2.5;", ";2,5;"))
+    (tmp_path / "b.csv").write_text("km;w;y\n" + rows)
+    for name in ("a", "b"):
+        make_data("--csv", tmp_path / f"{name}.csv", "--target", "y", "--out-dir", tmp_path / "data")
+    grouped = {name: {s.name: s.thousands for s in load_dataset(tmp_path / "data" / name).preprocessor.numeric}
+               for name in ("a", "b")}
+    assert grouped == {"a": {"km": ".", "w": ""}, "b": {"km": "", "w": ""}}
+    assert load_dataset(tmp_path / "data" / "a").preprocessor.numeric[0].median == 2000  # of 800, 2000, 14419

@@ -24,7 +24,7 @@ import os
 import tempfile
 import typing
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +174,19 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         from common.train.run_plan import check_given
 
         check_given(train_cfg)  # before the data set is made: a setting refused replaces nothing
+        def trainable(stage: Path) -> None:
+            """The run's plan, made against the finished data set before it replaces an earlier
+            one: what the data set sizes (folds against rows, a decision against the task, a
+            checkpoint to resume) is refused while nothing has been replaced."""
+            from common.data.dataset import load_dataset
+            from common.train.run_context import find_context
+            from common.train.run_plan import make_plan
+
+            staged = dataclasses.replace(train_cfg, data=str(stage))
+            make_plan(staged, load_dataset(stage), find_context(staged, 1, 1))
+
         try:
-            folder, replaced = make_data_set(make_cfg, stem, source)
+            folder, replaced = make_data_set(make_cfg, stem, source, trainable)
         except UserError as err:  # a table in memory: named as the caller knows it, not by its temporary file
             if source:
                 err.args = (str(err).replace(str(path), source),)  # the same error, its kind and fields kept
@@ -204,13 +215,15 @@ def plain_name(name: str | None) -> str | None:
     return name
 
 
-def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None) -> tuple[Path, str | None]:
-    """The data set's folder, and what it held before where that was another table's."""
+def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None,
+                  accept: Callable[[Path], object]) -> tuple[Path, str | None]:
+    """The data set's folder, and what it held before where that was another table's; `accept`
+    judges the finished data set before it replaces an earlier one."""
     from common.console import report_dataset, report_replaced
     from common.data.builtin import resolve_make_data_config
     from common.data.ingest import ingest_to_folder
 
-    folder, meta, replaced = ingest_to_folder(resolve_make_data_config(cfg), source, stem)
+    folder, meta, replaced = ingest_to_folder(resolve_make_data_config(cfg), source, stem, accept)
     report_replaced(folder, replaced)
     report_dataset(meta)
     return folder, replaced
@@ -220,12 +233,15 @@ def flags(settings: dict[str, Any], config: type, names: frozenset[str]) -> list
     """The command-line flags of the settings that `config` has: the same parsing, checks and
     messages as the scripts'."""
     hints = typing.get_type_hints(config)
+    fields = {f.name: f for f in dataclasses.fields(config)}
     argv: list[str] = []
     for key, value in settings.items():
         if key not in names or value is None:
             continue
         if hints[key] is bool or hints[key] == bool | None:
             argv.append(flag_name(key) if value else "--no-" + key.replace("_", "-"))
+        elif value is True and "const" in fields[key].metadata:  # a flag that may stand alone: resume=True
+            argv.append(flag_name(key))
         elif isinstance(value, (list, tuple)):
             argv += [flag_name(key), *map(str, value)]
         else:

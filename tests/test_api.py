@@ -210,6 +210,9 @@ def test_fit_is_make_data_and_train_on_the_same_rows(tmp_path):
     ({"lr": -1.0}, ["--lr must be a positive number, got -1.0"]),
     ({"log_with": ["nosuchtracker"]}, ["--log-with nosuchtracker"]),
     ({"patience": 4, "min_patience": 6}, ["--min-patience 6 is not below --patience 4"]),
+    ({"folds": 1000}, ["--folds 1000 needs as many training rows"]),  # judged against the finished data set
+    ({"decision": "threshold", "task": "regression"}, ["--decision threshold decides between two classes"]),
+    ({"resume": True}, ["--resume"]),  # the latest checkpoint: there is none
 ])
 def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp_path, settings, words):
     """A data set of another table under the same name is still there, byte for byte."""
@@ -217,7 +220,8 @@ def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp
     earlier.parent.mkdir(parents=True)
     earlier.write_text('{"of": "an earlier table"}')
     with pytest.raises(UserError) as info:
-        fit({"a": [1.0, 2.0, 3.0, 4.0], "y": ["p", "q", "p", "q"]}, "y", name="t", out_dir=str(tmp_path / "data"),
+        fit({"a": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "y": [0.5, 1.5, 0.7, 1.1, 0.2, 0.9] if "task" in settings else
+             ["p", "q", "p", "q", "p", "q"]}, "y", name="t", out_dir=str(tmp_path / "data"),
             ckpt_dir=str(tmp_path / "run"), quiet=True, **settings)
     assert all(w in str(info.value) for w in words), str(info.value)
     assert [p.name for p in earlier.parent.iterdir()] == ["dataset.json"]

@@ -443,12 +443,14 @@ def chunk_inputs(pre: Preprocessor, numeric: dict[str, ScratchColumn], ids: dict
                          part.stop - part.start, lambda n: numeric[n + WALL][part])
 
 
-def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
-                     stem: str | None = None) -> tuple[Path, DatasetDescription, str | None]:
+def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None, stem: str | None = None,
+                     accept: Callable[[Path], object] | None = None) -> tuple[Path, DatasetDescription, str | None]:
     """The data set folder of a user's table, written whole or not at all: <out-dir>/<stem>, the
     file's stem by default. `source`: where the table came from, where that is not the file (a
-    table given in memory, written out to be read). Third: the table an earlier data set in the
-    folder was made from, where it may have been another (for the caller to say so)."""
+    table given in memory, written out to be read). `accept`: called with the finished data set
+    before it takes the folder's place; an error it raises leaves the earlier one there. Third:
+    the table an earlier data set in the folder was made from, where it may have been another
+    (for the caller to say so)."""
     assert cfg.csv is not None
     folder = dataset_folder(cfg.out_dir, stem or table_stem(cfg.csv))
     require_file(cfg.csv, "table")
@@ -461,6 +463,8 @@ def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None,
         if source is not None:
             meta.source["csv"] = source
         write_json_file(stage / DATASET_FILE, meta.to_json())
+        if accept is not None:
+            accept(stage)
     # Two files of one name, say; a table in memory is known by its description alone.
     replaced = earlier if earlier is not None and (earlier != meta.source["csv"] or source is not None) else None
     return folder, meta, replaced

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import numbers
 import os
 import tempfile
 import typing
@@ -57,8 +58,10 @@ class Predictor:
     @classmethod
     def load(cls, folder: str | Path) -> Predictor:
         """The weights (safetensors) and the fitted steps (config.json) of a folder train.py wrote."""
-        if not isinstance(folder, (str, os.PathLike)):
-            raise UserError(f"Predictor.load takes a model folder's path, not {type(folder).__name__}")
+        if not isinstance(folder, (str, os.PathLike)) or not str(folder):
+            raise UserError(f"Predictor.load takes a model folder's path, not {folder!r}")
+        if Path(folder).is_file():
+            raise UserError(f"{folder} is a file, not a model folder: pass the folder train.py wrote")
         record, model = load_model_dir(folder)
         return cls(record, model, Path(folder))
 
@@ -132,9 +135,9 @@ class Predictor:
         """Each column's permutation importance on labelled rows: the drop in macro-F1 (classes)
         or R² when it is shuffled, over `repeats` shuffles (scikit-learn's, for the same `seed`),
         on at most `max_rows` of them. `.columns` lists them, most important first."""
-        for name, value in (("repeats", repeats), ("max_rows", max_rows)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"feature_importance({name}={value!r}): give a whole number of at least 1")
+        for name, value, least in (("repeats", repeats, 1), ("max_rows", max_rows, 1), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise UserError(f"feature_importance({name}={value!r}): give a whole number of at least {least}")
         labelled = self._labelled(rows, target, max_rows, seed)
         return labelled.importance(self._predicted, repeats, seed)
 
@@ -179,11 +182,13 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
             one: what the data set sizes (folds against rows, a decision against the task, a
             checkpoint to resume) is refused while nothing has been replaced."""
             from common.data.dataset import load_dataset
+            from common.train.process_group import free_memory, use_cpu
             from common.train.run_context import find_context
             from common.train.run_plan import make_plan
 
             staged = dataclasses.replace(train_cfg, data=str(stage))
-            make_plan(staged, load_dataset(stage), find_context(staged, 1, 1))
+            # the host's memory on a CPU, as the run judges it (on a GPU the device's, once it starts)
+            make_plan(staged, load_dataset(stage), find_context(staged, 1, 1, free_memory() if use_cpu() else None))
 
         try:
             folder, replaced = make_data_set(make_cfg, stem, source, trainable)

@@ -213,6 +213,7 @@ def test_fit_is_make_data_and_train_on_the_same_rows(tmp_path):
     ({"folds": 1000}, ["--folds 1000 needs as many training rows"]),  # judged against the finished data set
     ({"decision": "threshold", "task": "regression"}, ["--decision threshold decides between two classes"]),
     ({"resume": True}, ["--resume"]),  # the latest checkpoint: there is none
+    ({"hidden": [100_000_000]}, ["the model would need about"]),  # beyond this machine's memory
 ])
 def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp_path, settings, words):
     """A data set of another table under the same name is still there, byte for byte."""
@@ -374,14 +375,21 @@ def test_a_dataframes_row_is_one_row(model, rows):
 def test_what_the_api_is_given_wrongly_is_one_user_error(model, rows, tmp_path):
     """The one exception type, with what to do: never a TypeError from inside, nor NaN figures."""
     pd = pytest.importorskip("pandas")
-    for bad in (None, 3):
+    for bad in (None, 3, ""):
         with pytest.raises(UserError, match="Predictor.load takes a model folder's path"):
             Predictor.load(bad)
+    with pytest.raises(UserError, match="model.safetensors is a file, not a model folder"):
+        Predictor.load(model.folder / "model.safetensors")
     with pytest.raises(UserError, match=r"fit\(target=3\): name the column to predict"):
         fit({"a": [1.0, 2.0], "y": [0, 1]}, 3, out_dir=str(tmp_path), quiet=True)
     for repeats in (0, -1, 1.5, True):
         with pytest.raises(UserError, match=r"feature_importance\(repeats=.*\): give a whole number of at least 1"):
             model.feature_importance(rows, repeats=repeats)
+    for seed in (-1, 1.5):
+        with pytest.raises(UserError, match=r"feature_importance\(seed=.*\): give a whole number of at least 0"):
+            model.feature_importance(rows, seed=seed)
+    table, _ = rows
+    assert model.feature_importance(table, repeats=np.int64(1), max_rows=np.int64(50)).repeats == 1  # NumPy's too
     twice = pd.DataFrame([[1.0, 2.0, "p"], [3.0, 4.0, "q"]], columns=["a", "a", "y"])
     with pytest.raises(UserError, match=r"more than one column named \['a'\]: rename them"):
         fit(twice, "y", out_dir=str(tmp_path), quiet=True)

@@ -212,8 +212,8 @@ def target_problem(y: np.ndarray, task: str) -> str | None:
     target columns as float32 (what the losses take)."""
     if task == "classification" and (y.ndim != 1 or y.dtype != np.int64):
         return f"holds {y.dtype} of shape {y.shape}, not class codes"
-    if task == "regression" and (y.ndim != 2 or y.dtype != np.float32):
-        return f"holds {y.dtype} of shape {y.shape}, not target columns"
+    if task == "regression" and (y.ndim != 2 or y.shape[1] != 1 or y.dtype != np.float32):
+        return f"holds {y.dtype} of shape {y.shape}, not one float32 target column"
     return None
 
 

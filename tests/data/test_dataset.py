@@ -103,6 +103,16 @@ def test_arrays_of_another_type_than_make_data_writes_are_one_line(small_cls, tm
     assert "regenerate the data set with make_data.py" in str(info.value)
 
 
+def test_a_regressions_targets_of_another_width_are_one_line(reg_data, tmp_path):
+    """An extra target column would broadcast in the loss and train without a word."""
+    data = tmp_path / "data"
+    shutil.copytree(reg_data, data)
+    y = np.load(data / "y_train.npy")
+    np.save(data / "y_train.npy", np.concatenate([y, y], axis=1))
+    with pytest.raises(UserError, match=r"y_train holds float32 of shape \(\d+, 2\), not one float32 target column"):
+        load_dataset(data)
+
+
 def test_row_counts_that_disagree_with_the_arrays_are_one_line(small_cls, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_cls, data)

@@ -151,6 +151,8 @@ def test_the_decision_is_taken_after_training_so_a_resumed_run_may_choose_anew()
 
 
 def test_the_test_split_is_scored_by_the_models_decision(tmp_path):
+    """In infer.py, in config.json and on the card alike: the evaluations take the most probable
+    class (the threshold is fitted after them), the test split's figures the threshold's."""
     from common.data.dataset import load_dataset
     from common.metrics import confusion_matrix
     from common.model_folder import load_model_dir
@@ -168,7 +170,15 @@ def test_the_test_split_is_scored_by_the_models_decision(tmp_path):
     X, y = load_dataset(tmp_path / "t").split("test")
     decided = predict(record, model, np.asarray(X), 4096)["class"]
     expected = confusion_matrix(np.asarray(y), decided, 2).tolist()
-    assert json.loads((tmp_path / "m.json").read_text())["confusion_matrix"] == expected
+    scored = json.loads((tmp_path / "m.json").read_text())
+    assert scored["confusion_matrix"] == expected
+    by_decision = record.outcome.test_by_decision
+    assert set(by_decision) == {"accuracy", "precision_macro", "recall_macro", "f1_macro"}
+    assert by_decision["accuracy"] != record.outcome.final_metrics["accuracy"]  # the most probable class's
+    assert all(scored[key] == pytest.approx(value, abs=1e-12) for key, value in by_decision.items())
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "## Test split (500 rows, never trained on, nor chosen on)" in card
+    assert f"| accuracy | {by_decision['accuracy']:.4f} |" in card.split("## Test split")[1]
 
 
 def test_the_runs_own_figure_decides_by_the_threshold_as_predictions_do():
@@ -190,26 +200,3 @@ def test_the_runs_own_figure_decides_by_the_threshold_as_predictions_do():
         assert score(predictions(out, y), y) == macro_f1(expected, y, 2)
     assert (scorer(data, plan, 0.3)[1](out, y) != out.argmax(axis=1)).any()
 
-
-def test_the_test_splits_figures_are_the_decisions_in_config_card_and_infer_py(tmp_path):
-    """Evaluations take the most probable class (the threshold is fitted after them); the test
-    split's figures the run records and the card shows are the threshold's, as infer.py's."""
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(2000, 3))
-    label = np.where(x[:, 0] + 0.5 * x[:, 1] + rng.normal(0, 1.0, 2000) > 1.6, "yes", "no")
-    write(tmp_path / "t.csv", {"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": label})
-    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--out-dir", tmp_path, "--test-size", "0.3")
-    train("--data", tmp_path / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "6")
-    record = load_record(tmp_path / "run")
-    assert record.threshold is not None
-    decided = record.outcome.test_by_decision
-    assert set(decided) == {"accuracy", "precision_macro", "recall_macro", "f1_macro"}
-    assert decided["accuracy"] != record.outcome.final_metrics["accuracy"]  # the most probable class's
-    infer("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "m.json")
-    scored = json.loads((tmp_path / "m.json").read_text())
-    for key, value in decided.items():
-        assert scored[key] == pytest.approx(value, abs=1e-12), key
-    card = (tmp_path / "run" / "README.md").read_text()
-    assert "## Test split (600 rows, never trained on, nor chosen on)" in card
-    assert f"| accuracy | {decided['accuracy']:.4f} |" in card.split("## Test split")[1]
-    assert load_record(tmp_path / "run").outcome.test_by_decision == decided  # read back as written

@@ -155,7 +155,7 @@ def points_group_thousands(values: Sequence[str | None]) -> bool:
     holding a point holds it so (`1.186,70`, `12.000`). A comma being the file's decimal mark, a
     point there is a thousands mark, unless a cell says otherwise (`2.5`, `0.125`): then the
     column reads its points as decimal marks, as before. The file decides as a whole
-    (grouped_by_points); once, on its training file."""
+    (common/data/ingest.grouped_columns); once, on its training file."""
     marked = pointed_numbers(values)
     return bool(marked) and all(_POINT_GROUPED.match(v) for v in marked)
 

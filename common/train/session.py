@@ -17,7 +17,7 @@ from common.data.dataset import TabularData, load_dataset
 from common.decision import ThresholdFit, decision_in_words
 from common.errors import Terminated, UserError
 from common.figures import run_painter, stop_early
-from common.files import load_weights
+from common.files import load_weights, make_folder
 from common.model import build_model, intra_op_threads, load_state
 from common.train.assessment import fitted_decision, scored_rows, test_by_decision
 from common.train.early_stopping import BestTracker, Legs
@@ -133,6 +133,8 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         accelerator.print(plan.describe())
         if plan.run.log_with:
             with tracker_writes(plan.run.ckpt_dir):
+                if accelerator.is_main_process:  # a file or a link to nowhere in its place, said as such
+                    make_folder(Path(plan.run.ckpt_dir) / TRACKER_PROJECT)
                 accelerator.init_trackers(TRACKER_PROJECT, config=scalar_settings(plan.as_dict()))
         if start.epoch >= legs.end or best.stopped:
             accelerator.print(f"The run in {plan.run.ckpt_dir} had finished: nothing left to train")

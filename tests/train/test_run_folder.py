@@ -117,14 +117,19 @@ def test_tensorboards_logs_on_a_full_disk_are_one_line_and_lose_nothing(small_cl
         assert "Traceback" not in capfd.readouterr().err
 
 
-def test_a_file_where_tensorboards_logs_go_is_one_line(small_cls, tmp_path):
+@pytest.mark.parametrize("kind,said", [("file", "cannot write in {logs}: it is a file, not a folder"),
+                                       ("link", "{logs} is a link to {gone}, which does not exist")])
+def test_a_file_or_a_link_to_nowhere_where_tensorboards_logs_go_is_one_line(small_cls, tmp_path, kind, said):
     pytest.importorskip("tensorboard")
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "logs").write_text("a file")
+    logs = tmp_path / "run" / "logs"
+    if kind == "file":
+        logs.write_text("a file")
+    else:
+        logs.symlink_to(tmp_path / "gone")
     message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", tmp_path / "run", "--epochs", "1",
                          "--log-with", "tensorboard")
-    assert f"cannot write {tmp_path / 'run' / 'logs'} (a file stands where a folder goes): move that file away" \
-        in message and "\n" not in message, message
+    assert said.format(logs=logs, gone=tmp_path / "gone") in message and "\n" not in message, message
 
 
 @pytest.mark.parametrize("make,words", [

@@ -92,9 +92,14 @@ def output_path(input_path: str, output: str | None) -> str:
     return output
 
 
+def figures_asked(cfg: InferConfig) -> str | None:
+    """The flag that asks for figures of the rows (--importance says more), or None."""
+    return "--importance" if cfg.importance else "--metrics-json" if cfg.metrics_json else None
+
+
 def check_labelled(cfg: InferConfig, input_path: str, names: list[str], config: ModelRecord) -> None:
     """--importance and --metrics-json need the target in the input: said before any work."""
-    flag = "--importance" if cfg.importance else "--metrics-json" if cfg.metrics_json else None
+    flag = figures_asked(cfg)
     if flag is None or not names and not (input_path.endswith(".npy") and Path(input_path).is_file()):
         return  # no names read: the reader says why
     if not names:
@@ -134,10 +139,9 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     if scored is None:
         return None
     if not scored.rows:  # a template of new rows: known only once every row was read
-        if cfg.metrics_json or cfg.importance:
+        if figures_asked(cfg):
             raise UserError(f"{input_path}: every row's '{target}' is blank: nothing to score for "
-                            f"{'--importance' if cfg.importance else '--metrics-json'} (the predictions were written "
-                            f"to {output})")
+                            f"{figures_asked(cfg)} (the predictions were written to {output})")
         console.print(f"Note: every row's '{target}' is blank: the rows are predicted, none scored")
         return None
     report = scored.figures()

@@ -45,10 +45,15 @@ def csv_source(path: Path) -> Iterator[Any]:
     if not is_compressed(path):
         yield path
         return
+    with decompressed(path) as stream:
+        yield stream
+
+
+def decompressed(path: Path) -> Any:
+    """A compressed file's decompressed bytes, as a stream read front to back."""
     import pyarrow as pa
 
-    with pa.input_stream(str(path), compression=COMPRESSIONS[path.suffix.lower()]) as stream:
-        yield stream
+    return pa.input_stream(str(path), compression=COMPRESSIONS[path.suffix.lower()])
 
 
 def table_stem(path: str | Path) -> str:
@@ -60,10 +65,7 @@ def table_stem(path: str | Path) -> str:
 def text_of(path: Path, encoding: str = "utf-8-sig", errors: str = "replace") -> IO[str]:
     """A CSV file's text, decompressed where it is compressed, its line ends as written."""
     if is_compressed(path):
-        import pyarrow as pa
-
-        stream = pa.input_stream(str(path), compression=COMPRESSIONS[path.suffix.lower()])
-        return io.TextIOWrapper(stream, encoding=encoding, errors=errors, newline="")
+        return io.TextIOWrapper(decompressed(path), encoding=encoding, errors=errors, newline="")
     return open(path, encoding=encoding, errors=errors, newline="")
 
 

@@ -86,6 +86,10 @@ TRANSFORM_WORDS = {"log_link": "modelled as the exponential of the network's out
                    "log1p": "modelled on the log scale, log(1 + y)"}
 
 
+def figures_table(figures: dict[str, float]) -> str:
+    return markdown_table(["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in figures.items()])
+
+
 def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDescription, plan_line: str,
                figures: dict[str, float], scored_on: str, importance: Importance | None, pictures: list[str],
                test: dict[str, float] | None = None) -> str:
@@ -104,8 +108,7 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
              f"Predicts `{target}` ({what}) from {plural(len(record.preprocess.column_names), 'column')} of "
              f"`{source.get('csv') or name}` with {network}, trained with PyTorch and Accelerate. Weights in "
              "`model.safetensors`, everything else needed to use them in `config.json`: no pickle anywhere.\n"]
-    parts.append(f"## Figures ({scored_on})\n\n" + markdown_table(
-        ["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in figures.items()]) + "\n")
+    parts.append(f"## Figures ({scored_on})\n\n" + figures_table(figures) + "\n")
     decision = decision_in_words(record.decision, record.training.get("decision", ""), record.class_labels or [])
     if decision:
         figures_note = (" The figures above are this decision's, on the rows its threshold was chosen on: a little "
@@ -113,8 +116,7 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
         parts.append(f"It predicts {decision}.{figures_note}\n")
     if test:
         parts.append(f"## Test split ({description.n_test:,} rows, never trained on, nor chosen on)\n\n"
-                     + markdown_table(["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in test.items()])
-                     + "\n")
+                     + figures_table(test) + "\n")
     if importance is not None:
         parts.append(f"## Which columns matter\n\nThe drop in {figure_name(importance.figure)} when a column "
                      f"is shuffled, over {importance.rows:,} rows ({importance.scored_on}), "

@@ -252,6 +252,8 @@ def go_on_from(checkpoint: Path | None) -> str:
     return "no checkpoint was written (--checkpoint-every N or --save-on-signal keep one)"
 
 
+TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/logs
+
 # The trackers' disk errors, said of the logs folder; any other (a tracker's server out of reach,
 # also an OSError) passes as it is.
 DISK_ERRORS = frozenset({*NO_ROOM, *NOT_ALLOWED, errno.EFBIG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR})
@@ -266,7 +268,7 @@ def tracker_writes(ckpt_dir: str | Path) -> Iterator[None]:
     except OSError as err:
         if err.errno not in DISK_ERRORS:
             raise
-        raise write_error(Path(ckpt_dir) / "logs", err) from None
+        raise write_error(Path(ckpt_dir) / TRACKER_PROJECT, err) from None
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from common.train.process_group import (
     start_processes,
 )
 from common.train.run_context import RANDOM_INIT, find_context
-from common.train.run_folder import RunFolder, tracker_threads_quiet, tracker_writes
+from common.train.run_folder import TRACKER_PROJECT, RunFolder, tracker_threads_quiet, tracker_writes
 from common.train.run_plan import TrainPlan, make_plan
 from common.train.run_record import run_record, scalar_settings
 from common.train.run_report import RunReport
@@ -42,7 +42,6 @@ from common.train.trainer import Trainer, check_finite
 if TYPE_CHECKING:
     import torch
 
-TRACKER_PROJECT = "logs"  # trackers that write locally write under <ckpt-dir>/logs
 
 
 def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Path:

@@ -112,3 +112,22 @@ def test_a_shape_mismatch_shows_each_kind_of_difference_among_the_first():
 
     said = shape_differences({"a": (1,), "b": (2,), "c": (3,), "d": (4,)}, {"a": (9,), "x": (1,), "y": (2,)})
     assert said == "a (1,) here, (9,) there; b missing; x not in the model, and 3 more"
+
+
+@pytest.mark.parametrize("classes", [2, 3, 7])
+def test_class_probabilities_are_a_rows_own_whatever_rows_share_the_call(classes):
+    """The softmax runs along the rows, where torch's kernel treats the last few rows of a call
+    apart: a row's probabilities must not depend on which rows came with it, and they are the
+    row-wise softmax's to a unit in the last place."""
+    import numpy as np
+
+    from common.model import class_probabilities
+
+    out = (np.random.default_rng(classes).standard_normal((3000, classes)) * 5).astype(np.float32)
+    whole = class_probabilities(out)
+    for rows in (1, 2, 5, 31, 33, 100, 1023):
+        for start in (0, 17, len(out) - rows):
+            assert np.array_equal(class_probabilities(out[start:start + rows]), whole[start:start + rows])
+    rowwise = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
+    assert np.all(np.abs(whole - rowwise) <= np.spacing(rowwise))
+    assert np.array_equal(whole.argmax(axis=1), rowwise.argmax(axis=1))

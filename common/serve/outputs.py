@@ -76,8 +76,10 @@ class PredictionWriter:
         named = {carried_name(name, self.class_labels, self.kind): values for name, values in extra.items()}
         rows = len(result["prediction"])
         if self.kind == "npz":
+            # Row-major here, on the predictors' threads, as the .npy members lay the rows out
+            # (probabilities come column-major: common.model.class_probabilities). No "class": the labels say it.
             return FormattedBatch(rows, {**{k: npz_column(v) for k, v in named.items()},
-                                         **{k: v for k, v in result.items() if k != "class"}})  # the labels say it
+                                         **{k: np.ascontiguousarray(v) for k, v in result.items() if k != "class"}})
         if self.kind == "csv":
             named = {name: carried_text(values) for name, values in named.items()}
         proba_names = [f"proba_{label}" for label in self.class_labels or []] if "proba" in result else []

@@ -427,14 +427,16 @@ class Preprocessor:
         return not self.categorical and all(s.quantiles is None and not s.indicator and not s.is_date
                                             for s in self.numeric)
 
-    def standardised_block(self, X: np.ndarray) -> np.ndarray | None:
+    def standardised_block(self, X: np.ndarray, in_place: bool = False) -> np.ndarray | None:
         """transform's inputs for rows of the numeric columns in order, plainly standardised, in
         one pass over the block instead of one per column (NumericStep.scaled's arithmetic, so
-        the same bits); None where a row has a blank, which transform fills column by column."""
+        the same bits); None where a row has a blank, which transform fills column by column.
+        `in_place`: scaled in X itself (float64, the caller's own), no copy of the block."""
         assert self.plainly_standardised
         if np.isnan(X).any():
             return None
-        scaled = X - np.array([s.mean for s in self.numeric])
+        scaled = X if in_place else X.copy()
+        scaled -= np.array([s.mean for s in self.numeric])
         scaled /= np.array([s.scale for s in self.numeric])
         return scaled.astype(np.float32)
 

@@ -133,7 +133,7 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
         if np.isinf(part).any():
             raise UserError(f"{path} holds infinite values (row {start + int(np.argwhere(np.isinf(part))[0, 0]) + 1})"
                             ": clean them first (NaN counts as blank)")
-        block = pre.standardised_block(part) if plain else None
+        block = pre.standardised_block(part, in_place=True) if plain else None  # the block is read afresh
         if block is not None:
             yield block, {}
             continue

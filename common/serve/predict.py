@@ -28,12 +28,19 @@ from common.steps import has_link
 def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int, config: ModelRecord) -> np.ndarray:
     """Logits (classification; an ensemble's mean probability as log-probabilities) or scaled
     targets (regression; log E[y] for a log link) for preprocessed rows, in order."""
-    # A chunk at a time, each copied out of the (memory-mapped) rows: memory bounded by the chunk.
-    chunks = [np.array(X_inputs[i:i + batch_size], dtype=np.float32) for i in range(0, len(X_inputs), batch_size)]
     rows_per_pass, link = pass_rows(config.model), has_link(config.target)
-    outs = [predicted_outputs(model, x, config.task, link, rows_per_pass=rows_per_pass)
-            for x in chunks or [np.zeros((0, X_inputs.shape[1]), np.float32)]]
-    return np.concatenate(outs)
+    outs = [predicted_outputs(model, model_inputs(X_inputs[i:i + batch_size]), config.task, link,
+                              rows_per_pass=rows_per_pass) for i in range(0, len(X_inputs), batch_size)]
+    return np.concatenate(outs) if outs else \
+        predicted_outputs(model, np.zeros((0, X_inputs.shape[1]), np.float32), config.task, link, rows_per_pass=1)
+
+
+def model_inputs(rows: np.ndarray) -> np.ndarray:
+    """A chunk of rows as the float32 array a forward pass reads: copied out of a memory-mapped
+    file (memory bounded by the chunk) or where it is of another type or layout, or read-only
+    (torch takes no read-only array); else as it is, as an inference batch's rows come."""
+    plain = type(rows) is np.ndarray and rows.dtype == np.float32 and rows.flags.c_contiguous and rows.flags.writeable
+    return rows if plain else np.array(rows, dtype=np.float32)
 
 
 @torch.no_grad()

@@ -741,3 +741,22 @@ def test_metrics_json_to_a_stream_never_asks_to_write_in_its_folder(small_model,
     assert "accuracy" in json.loads(got[0])
     assert user_error(infer_script.main, "--ckpt-dir", small_model, "--data", small_cls, "--metrics-json",
                       tmp_path / "m.json") == f"cannot write in {tmp_path}"
+
+
+def test_model_outputs_read_any_array_of_rows_as_a_copy_of_it_and_leave_it_as_it_was(small_model, tmp_path):
+    """A batch's own float32 rows go to the forward pass as they are; a memory-mapped, read-only,
+    column-major or float64 array of the same rows gives the same bits, and none is changed."""
+    from common.model_folder import load_model_dir
+    from common.serve.predict import model_outputs
+
+    config, model = load_model_dir(str(small_model))
+    X = np.random.default_rng(1).standard_normal((300, 10)).astype(np.float32)
+    expected = model_outputs(model, X.copy(), 64, config)
+    np.save(tmp_path / "rows.npy", X)
+    read_only = X.copy()
+    read_only.flags.writeable = False
+    mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    for rows in (X, mapped, read_only, np.asfortranarray(X), X.astype(np.float64)):
+        before = np.array(rows)
+        np.testing.assert_array_equal(model_outputs(model, rows, 64, config), expected)
+        np.testing.assert_array_equal(rows, before)

@@ -91,6 +91,23 @@ def test_a_few_python_rows_read_as_the_arrow_path_reads_them(model):
     assert python_inputs(mixed, pre) is None and model.predict(mixed).shape == (1,)
 
 
+def test_row_dicts_lacking_a_key_read_alike_a_few_or_many(model, rows):
+    """A key a row lacks is a blank in that row, whichever row lacks it (the first too), in a
+    short list (read directly) and a long one (read through Arrow)."""
+    from common.serve.inputs import FAST_ROWS
+
+    table, _ = rows
+    records = table.slice(0, FAST_ROWS + 10).to_pylist()
+    for row in (0, 5):
+        gapped = [dict(r) for r in records]
+        del gapped[row]["age"]
+        blank = [dict(r) for r in records]
+        blank[row]["age"] = None
+        expected = model.predict_proba(blank)
+        assert np.array_equal(model.predict_proba(gapped), expected)
+        assert np.array_equal(model.predict_proba(gapped[:8]), expected[:8])
+
+
 def test_a_one_row_dict_may_hold_any_kind_of_value(tmp_path):
     """A date or a Decimal is one row's value, not a column."""
     import datetime as dt

@@ -291,7 +291,7 @@ def arrow_table(rows: Any) -> Any:
         if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
             if not rows:
                 return pa.table({})
-            rows = {k: [r.get(k) for r in rows] for k in rows[0]}  # the first row's columns, as from_pylist
+            rows = columns_of_rows(rows)
         if isinstance(rows, dict):
             one_row = not any(_is_column(v) for v in rows.values())
             counts = {str(k): len(v) if _is_column(v) else 1 for k, v in rows.items()}
@@ -418,9 +418,15 @@ def python_columns(rows: Any) -> dict[str, list] | None:
                 else None
         return None
     if isinstance(rows, list) and 0 < len(rows) <= FAST_ROWS and all(isinstance(r, dict) for r in rows):
-        names = dict.fromkeys(k for r in rows for k in r)
-        return {str(k): [r.get(k) for r in rows] for k in names}
+        return {str(k): v for k, v in columns_of_rows(rows).items()}
     return None
+
+
+def columns_of_rows(rows: Sequence[dict]) -> dict[Any, list]:
+    """Row dicts as columns: every key any row has (as pandas reads records, where pyarrow's
+    from_pylist takes the first row's alone), a key a row lacks a blank in its row. A few rows
+    and many are read alike."""
+    return {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
 
 
 def _is_scalar(value: Any) -> bool:

@@ -534,6 +534,7 @@ class TargetStep:
     scale: float
     low: float | None = None
     high: float | None = None
+    thousands: str = ""  # "." where a decimal-comma file's points group thousands (1.186,70): read so again
 
     @property
     def link(self) -> bool:
@@ -583,13 +584,17 @@ class TargetStep:
         return self.inverse(pred.double(), True) - centre, self.inverse(y.double(), False) - centre, 1.0
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        step = dataclasses.asdict(self)
+        if not self.thousands:  # as a numeric step writes it: only where set
+            del step["thousands"]
+        return step
 
     @classmethod
     def read(cls, f: Fields, key: str = "target") -> TargetStep:
         t = f.nested(key, f.obj_of(key))
-        return cls.checked(t, t.text("transform", TARGET_TRANSFORMS), t.number("mean"), t.number("scale", nonzero=True),
+        step = cls.checked(t, t.text("transform", TARGET_TRANSFORMS), t.number("mean"), t.number("scale", nonzero=True),
                            t.number("low", default=None), t.number("high", default=None))
+        return dataclasses.replace(step, thousands=t.checked("thousands", lambda v: v in ("", "."), '"." or ""', ""))
 
     @classmethod
     def read_split(cls, f: Fields) -> TargetStep:

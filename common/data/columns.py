@@ -181,11 +181,11 @@ def column_texts(column: Any) -> list[str | None]:
     return pc.cast(column.slice(0, 10_000), pa.string()).to_pylist()
 
 
-def column_looks_numeric(column: Any, decimal: str = ".", groupable: bool = False) -> bool:
-    """A text column whose first cells are mostly numbers. `groupable`: a feature's, whose points
-    may group thousands in a decimal-comma file (the step records it; a target's cannot)."""
+def column_looks_numeric(column: Any, decimal: str = ".") -> bool:
+    """A text column whose first cells are mostly numbers, their points grouping thousands where
+    they may in a decimal-comma file (a feature's step or the target's records it)."""
     texts = column_texts(column)
-    return text_is_numeric(texts, decimal, groupable and decimal == "," and points_group_thousands(texts))
+    return text_is_numeric(texts, decimal, decimal == "," and points_group_thousands(texts))
 
 
 # Units per second, to divide by: a division is rounded once, so a time of whole seconds is the

@@ -91,7 +91,7 @@ class FirstPass:
     unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
     words: dict[str, WordsAsBlanks] = dataclasses.field(default_factory=dict)  # a numeric column's words
     times_of_day: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow times (time32, time64)
-    grouped: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: points group thousands (1.186,70)
+    grouped: set[str] = dataclasses.field(default_factory=set)  # numeric columns and target: points group thousands
     rows: int = 0                          # rows kept (with a target)
     rows_read: int = 0
     batches: int = 0
@@ -142,6 +142,8 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         if role.name in constant:
             role.role, role.why = "dropped", "one value in every labelled row"
     target = regression_target(y, split, cfg) if labels is None else None
+    if target is not None and cfg.target in seen.grouped:
+        target = dataclasses.replace(target, thousands=".")
     far = far_target_values(y, split, cfg.seed) if labels is None else None  # read before the scratch files go
     sizes = write_splits(stage, scratch, seen, pre, split, y, target)
     for file in scratch.folder.iterdir():
@@ -268,7 +270,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
                      None if numeric_target else Vocabulary(), dates,
                      times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)},
-                     grouped=grouped_columns(head, numeric))
+                     grouped=grouped_columns(head, numeric + ([cfg.target] if numeric_target else [])))
     text = categorical + ([] if numeric_target else [cfg.target])
     types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(dates)
     decimal = decimal_of(head)
@@ -291,7 +293,8 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
                 codes = seen.categorical[name].encode(table.column(name))[keep]
                 scratch.append(name, seen.with_blanks_counted(name, codes, -1))
             if seen.target_vocabulary is None:
-                y = numeric_values(target, cfg.target, path, decimal, seen.rows_read, limit=FLOAT32_LIMIT)[keep]
+                y = numeric_values(target, cfg.target, path, decimal, seen.rows_read, limit=FLOAT32_LIMIT,
+                                   grouped=cfg.target in seen.grouped)[keep]
             else:
                 y = seen.target_vocabulary.encode(target)[keep]
             scratch.append(cfg.target, y)
@@ -317,8 +320,9 @@ def is_boolean(column: Any) -> bool:
 
 
 def grouped_columns(head: Any, numeric: list[str]) -> set[str]:
-    """The numeric columns of a decimal-comma file whose points group thousands (`1.186,70`), as
-    their head's text says: decided once, recorded on the step, read so at prediction."""
+    """The numeric columns (a regression's target among them) of a decimal-comma file whose points
+    group thousands (`1.186,70`), as their head's text says: decided once, recorded on the step
+    (the target's too), read so at prediction."""
     import pyarrow as pa
 
     if decimal_of(head) != ",":

@@ -145,7 +145,7 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
         distinct = pc.count_distinct(column, mode="only_valid").as_py()
         if distinct == 1 and missing == 0:
             return role("dropped", "constant")
-        if column_looks_numeric(column, decimal, groupable=True):
+        if column_looks_numeric(column, decimal):
             return role("numeric", "numbers written as text")
         if looks_like_dates(column):
             return role("date", "dates written as text" + (", with times" if has_clock(column) else ""))

@@ -44,7 +44,9 @@ class LabelledRows:
         """Class codes (unseen labels after the known ones; -1 blank) or values (NaN blank; a
         semicolon-separated file writes decimals with a comma, as its numeric columns do)."""
         if self.config.task == "regression":
-            return numeric_values(column, self.target, self.source, decimal, first_row)
+            assert self.config.target is not None
+            return numeric_values(column, self.target, self.source, decimal, first_row,
+                                  grouped=self.config.target.thousands == ".")
         if feature_type_advice(column.type):  # bytes that are not UTF-8, read as binary
             raise UserError(f"{self.source}: column '{self.target}' holds {column.type} values, not labels: "
                             "save the file as UTF-8 text")

@@ -328,6 +328,34 @@ def test_a_decimal_comma_files_amounts_grouped_by_points_read_as_the_plain_numbe
     assert "'2.5'" in message and "row 3" in message, message
 
 
+def test_a_regression_target_grouped_by_points_reads_as_its_plain_numbers_in_training_and_in_figures(tmp_path):
+    """A price of `1.186,70` in a semicolon file is 1186.7 as a target too: recorded on the
+    target's step, and read so where infer.py scores rows that carry it."""
+    import json
+
+    from builders import infer, train
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    price = np.round(2000 + 600 * x + rng.normal(size=200), 2)
+    grouped = [f"{v:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".") for v in price]
+    (tmp_path / "eu").mkdir()
+    (tmp_path / "eu" / "t.csv").write_text("x;price\n" + "".join(
+        f"{str(a).replace('.', ',')};{g}\n" for a, g in zip(x, grouped, strict=True)))
+    write(tmp_path / "t.csv", {"x": x, "price": price})
+    for folder in (tmp_path / "eu", tmp_path):
+        make_data("--csv", folder / "t.csv", "--target", "price", "--out-dir", folder / "data")
+    eu, plain = load_dataset(tmp_path / "eu" / "data" / "t"), load_dataset(tmp_path / "data" / "t")
+    assert eu.y_train.tobytes() == plain.y_train.tobytes()
+    assert eu.description.target.thousands == "." and plain.description.target.thousands == ""
+    train("--data", tmp_path / "eu" / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    for name, source in (("eu", tmp_path / "eu" / "t.csv"), ("plain", tmp_path / "t.csv")):
+        infer("--ckpt-dir", tmp_path / "run", "--input", source, "--output", tmp_path / f"{name}.npz",
+              "--metrics-json", tmp_path / f"{name}.json")
+    eu_figures, plain_figures = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("eu", "plain"))
+    assert eu_figures["rows_scored"] == 200 and eu_figures == plain_figures
+
+
 @pytest.mark.parametrize("cells,grouped,decimals", [
     (["10,90", "1.186,70", None], True, False), (["1.000.000", "12"], True, False),
     (["1.467,45 €", "2.000 €"], True, False),

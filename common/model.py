@@ -249,9 +249,11 @@ def class_probabilities(out: np.ndarray) -> np.ndarray:
     probabilities in double precision: what a prediction reports and decides by, and what the
     two-class threshold is fitted on. The softmax runs along the rows (classes x rows): torch's
     kernel over a last dimension of a few classes loops row by row, 8x slower on 65,536 x 3,
-    about a third of a prediction's time. Its sums are the same, its last step a division where
-    the row kernel multiplies by the sum's reciprocal, so probabilities differ from that
-    kernel's by at most one unit in the last place. Along the rows it vectorises whole vectors
+    about a third of a prediction's time. Its last step is a division where the row kernel
+    multiplies by the sum's reciprocal, and past 8 classes it sums in another order, so
+    probabilities differ from that kernel's in their last bits: at most one unit in the last
+    place up to 8 classes, a few beyond (12 at 50); the CSV's six decimals and the decisions
+    were the same on the benchmark's tables. Along the rows it vectorises whole vectors
     of rows only, and gives the last few another exp, so rows are padded to whole
     PASS_BLOCKs (copies of the first row), as forward passes are: a row's probabilities are the
     same whatever rows share its call. Returned column-major (a transposed view): each class's

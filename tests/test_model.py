@@ -114,11 +114,11 @@ def test_a_shape_mismatch_shows_each_kind_of_difference_among_the_first():
     assert said == "a (1,) here, (9,) there; b missing; x not in the model, and 3 more"
 
 
-@pytest.mark.parametrize("classes", [2, 3, 7])
-def test_class_probabilities_are_a_rows_own_whatever_rows_share_the_call(classes):
+@pytest.mark.parametrize("classes,ulps", [(2, 1), (3, 1), (7, 1), (13, 16)])
+def test_class_probabilities_are_a_rows_own_whatever_rows_share_the_call(classes, ulps):
     """The softmax runs along the rows, where torch's kernel treats the last few rows of a call
     apart: a row's probabilities must not depend on which rows came with it, and they are the
-    row-wise softmax's to a unit in the last place."""
+    row-wise softmax's to a unit in the last place (up to 8 classes; a few units past them)."""
     import numpy as np
 
     from common.model import class_probabilities
@@ -129,5 +129,5 @@ def test_class_probabilities_are_a_rows_own_whatever_rows_share_the_call(classes
         for start in (0, 17, len(out) - rows):
             assert np.array_equal(class_probabilities(out[start:start + rows]), whole[start:start + rows])
     rowwise = torch.softmax(torch.from_numpy(out).double(), dim=1).numpy()
-    assert np.all(np.abs(whole - rowwise) <= np.spacing(rowwise))
+    assert np.all(np.abs(whole - rowwise) <= ulps * np.spacing(rowwise))
     assert np.array_equal(whole.argmax(axis=1), rowwise.argmax(axis=1))

@@ -101,7 +101,7 @@ class Predictor:
         """Classification: each row's probability of each class, columns in `classes` order."""
         if self.task != "classification":
             raise UserError("predict_proba is for classification: this model predicts numbers (use predict)")
-        return self._predicted(self._inputs(rows))["proba"]
+        return np.ascontiguousarray(self._predicted(self._inputs(rows))["proba"])  # rows x classes, row-major
 
     def _labelled(self, rows: Any, target: Any, sample_rows: int, seed: int) -> LabelledRows:
         """The rows scored against their target: a column of theirs (its name, the model's own

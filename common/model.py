@@ -248,16 +248,12 @@ def class_probabilities(out: np.ndarray) -> np.ndarray:
     """A classifier's outputs (a member's logits, or the members' combined log-probabilities) as
     probabilities in double precision: what a prediction reports and decides by, and what the
     two-class threshold is fitted on. The softmax runs along the rows (classes x rows): torch's
-    kernel over a last dimension of a few classes loops row by row, 8x slower on 65,536 x 3,
-    about a third of a prediction's time. Its last step is a division where the row kernel
-    multiplies by the sum's reciprocal, and past 8 classes it sums in another order, so
-    probabilities differ from that kernel's in their last bits: at most one unit in the last
-    place up to 8 classes, a few beyond (12 at 50); the CSV's six decimals and the decisions
-    were the same on the benchmark's tables. Along the rows it vectorises whole vectors
-    of rows only, and gives the last few another exp, so rows are padded to whole
-    PASS_BLOCKs (copies of the first row), as forward passes are: a row's probabilities are the
-    same whatever rows share its call. Returned column-major (a transposed view): each class's
-    column is contiguous, as the CSV writer reads them."""
+    kernel over a last dimension of a few classes loops row by row, 8x slower (bench/README.md,
+    section 4); the probabilities differ from that kernel's in their last bits. Rows are padded
+    to whole PASS_BLOCKs, as forward passes are, since the kernel gives the last few rows of a
+    call another exp: a row's probabilities are the same whatever rows share its call. A view:
+    each class's column contiguous, as the CSV writer reads them (Predictor.predict_proba copies
+    it into rows)."""
     rows, pad = len(out), -len(out) % PASS_BLOCK
     if rows and pad:
         out = np.concatenate([out, np.repeat(out[:1], pad, axis=0)])

@@ -77,6 +77,7 @@ class NumericStep:
     blank_words: tuple[str, ...] = ()  # words the training file held besides numbers, read as blanks
     time_of_day: bool = False  # a time of day (seconds since midnight): text at prediction is read as `14:05:09`
     thousands: str = ""  # "." where a decimal-comma file's points group thousands (1.186,70): read so again
+    instants: bool = False  # dates or timestamps read as seconds (--numeric on such a column): taken so again
 
     def scaled(self, filled: np.ndarray) -> np.ndarray:
         if self.quantiles is None:
@@ -117,6 +118,8 @@ class NumericStep:
             step["time_of_day"] = True
         if self.thousands:
             step["thousands"] = self.thousands
+        if self.instants:
+            step["instants"] = True
         return {**step, "date_parts": list(self.date_parts)} if self.date_parts else step
 
     @classmethod
@@ -128,10 +131,15 @@ class NumericStep:
         parts = s.checked("date_parts", lambda v: isinstance(v, list) and set(v) <= set(DATE_CYCLES),
                           f"a list of {', '.join(DATE_CYCLES)}", [])
         time_of_day = s.checked("time_of_day", lambda v: isinstance(v, bool), "true or false", False)
-        thousands = s.checked("thousands", lambda v: v in ("", "."), '"." or ""', "")
+        instants = s.checked("instants", lambda v: isinstance(v, bool), "true or false", False)
         return cls(s.text("name"), s.number("median"), s.number("mean"), s.number("scale", nonzero=True), indicator,
                    s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])), time_of_day,
-                   thousands)
+                   read_thousands(s), instants)
+
+
+def read_thousands(f: Fields) -> str:
+    """A numeric step's or the target's `thousands`: "." or, where absent (older files), ""."""
+    return f.checked("thousands", lambda v: v in ("", "."), '"." or ""', "")
 
 
 DAY_SECONDS = 86_400.0
@@ -427,18 +435,17 @@ class Preprocessor:
         return not self.categorical and all(s.quantiles is None and not s.indicator and not s.is_date
                                             for s in self.numeric)
 
-    def standardised_block(self, X: np.ndarray, in_place: bool = False) -> np.ndarray | None:
+    def standardised_block(self, X: np.ndarray) -> np.ndarray | None:
         """transform's inputs for rows of the numeric columns in order, plainly standardised, in
         one pass over the block instead of one per column (NumericStep.scaled's arithmetic, so
         the same bits); None where a row has a blank, which transform fills column by column.
-        `in_place`: scaled in X itself (float64, the caller's own), no copy of the block."""
-        assert self.plainly_standardised
+        X (float64, the caller's own) is scaled in place: no copy of the block."""
+        assert self.plainly_standardised and X.dtype == np.float64
         if np.isnan(X).any():
             return None
-        scaled = X if in_place else X.copy()
-        scaled -= np.array([s.mean for s in self.numeric])
-        scaled /= np.array([s.scale for s in self.numeric])
-        return scaled.astype(np.float32)
+        X -= np.array([s.mean for s in self.numeric])
+        X /= np.array([s.scale for s in self.numeric])
+        return X.astype(np.float32)
 
     def code_view(self, name: str) -> CategoricalStep | None:
         """The view as codes of numeric column `name`, where it has one."""
@@ -534,7 +541,7 @@ class TargetStep:
     scale: float
     low: float | None = None
     high: float | None = None
-    thousands: str = ""  # "." where a decimal-comma file's points group thousands (1.186,70): read so again
+    thousands: str = ""  # as a numeric step's (NumericStep)
 
     @property
     def link(self) -> bool:
@@ -594,7 +601,7 @@ class TargetStep:
         t = f.nested(key, f.obj_of(key))
         step = cls.checked(t, t.text("transform", TARGET_TRANSFORMS), t.number("mean"), t.number("scale", nonzero=True),
                            t.number("low", default=None), t.number("high", default=None))
-        return dataclasses.replace(step, thousands=t.checked("thousands", lambda v: v in ("", "."), '"." or ""', ""))
+        return dataclasses.replace(step, thousands=read_thousands(t))
 
     @classmethod
     def read_split(cls, f: Fields) -> TargetStep:

@@ -108,6 +108,16 @@ def test_row_dicts_lacking_a_key_read_alike_a_few_or_many(model, rows):
         assert np.array_equal(model.predict_proba(gapped[:8]), expected[:8])
 
 
+def test_predict_proba_gives_rows_of_probabilities_in_row_major_order(model, rows):
+    """Whatever the rows' count (a whole block of 32 or not), predict_proba's array is its own and
+    row-major, as NumPy users and C extensions take it; its values are infer.py's."""
+    table, theirs = rows
+    for count in (1, 32, 33, 100):
+        proba = model.predict_proba(table.slice(0, count))
+        assert proba.flags.c_contiguous and proba.flags.owndata and proba.shape == (count, 2)
+        assert np.array_equal(proba, theirs[:count])
+
+
 def test_a_one_row_dict_may_hold_any_kind_of_value(tmp_path):
     """A date or a Decimal is one row's value, not a column."""
     import datetime as dt

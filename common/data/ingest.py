@@ -14,8 +14,9 @@
 5. A last chunked pass writes each split's model inputs straight into its .npy file, rows in
    file order; the scratch files are deleted and the folder is swapped in (atomic_folder).
 
-Memory: a batch of the file, a chunk of CHUNK_ROWS rows, the vocabularies of the categorical
-columns, and 5 bytes a row for the class codes and the split (1 for a regression).
+Memory: a batch of the file, a chunk of CHUNK_ROWS rows (two while the splits are written, three
+while FIT_WORKERS columns are fitted at once, each with its median sample), the vocabularies of
+the categorical columns, and 5 bytes a row for the class codes and the split (1 for a regression).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ from common.data.dataset import (
     is_dataset_file,
     recorded_source,
 )
-from common.data.dates import CYCLE_WORDS, date_cycles, date_values
+from common.data.dates import CYCLE_WORDS, date_cycles, date_values, is_date_type
 from common.data.preprocess import (
     MIN_CODE_ROUGHNESS,
     MIN_CODE_TABLE_ROWS,
@@ -93,6 +94,7 @@ class FirstPass:
     unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
     words: dict[str, WordsAsBlanks] = dataclasses.field(default_factory=dict)  # a numeric column's words
     times_of_day: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow times (time32, time64)
+    instants: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow dates and timestamps
     grouped: set[str] = dataclasses.field(default_factory=set)  # numeric columns and target: points group thousands
     rows: int = 0                          # rows kept (with a target)
     rows_read: int = 0
@@ -272,6 +274,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
                      None if numeric_target else Vocabulary(), dates,
                      times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)},
+                     instants={name for name in numeric if is_date_type(head.column(name).type)},
                      grouped=grouped_columns(head, numeric + ([cfg.target] if numeric_target else [])))
     text = categorical + ([] if numeric_target else [cfg.target])
     types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(dates)
@@ -352,6 +355,9 @@ def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int
                      "or name the column with --categorical")
 
 
+FIT_WORKERS = 2  # numeric columns fitted at once (fit_steps)
+
+
 def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDataConfig, y: Any,
               labels: list[Any] | None) -> tuple[Preprocessor, list[str]]:
     """Every fitted step from the training rows alone, read a chunk at a time (common/data/preprocess.py),
@@ -367,14 +373,16 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDat
                            ranges[name].watch(training_chunks(scratch.column(name), split)), cfg.scaling == "quantile")
 
     # Columns fitted side by side, each on its own (its reads, sorts and sums release the GIL):
-    # the same steps in about half the time on two cores.
-    numeric = list(side_by_side(fitted, iter(seen.numeric), usable_cores()))
+    # the same steps in about half the time on two cores. Each holds its median sample and a
+    # chunk (~55 MB at MEDIAN_SAMPLE), so never more than FIT_WORKERS at once.
+    numeric = list(side_by_side(fitted, iter(seen.numeric), min(usable_cores(), FIT_WORKERS)))
     for step in numeric:
         if step.name in seen.dates:
             step.date_parts = date_cycles(training_chunks(scratch.column(step.name + WALL), split))
         if step.name in seen.words:
             step.blank_words = tuple(sorted(seen.words[step.name].known))
         step.time_of_day = step.name in seen.times_of_day
+        step.instants = step.name in seen.instants
         step.thousands = "." if step.name in seen.grouped else ""
     categorical = [fit_categorical(name, vocabulary.values,
                                    ranges[name].watch(training_chunks(scratch.column(name), split)),

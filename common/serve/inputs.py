@@ -133,7 +133,7 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
         if np.isinf(part).any():
             raise UserError(f"{path} holds infinite values (row {start + int(np.argwhere(np.isinf(part))[0, 0]) + 1})"
                             ": clean them first (NaN counts as blank)")
-        block = pre.standardised_block(part, in_place=True) if plain else None  # the block is read afresh
+        block = pre.standardised_block(part) if plain else None  # scaled in place: the block is read afresh
         if block is not None:
             yield block, {}
             continue
@@ -204,11 +204,12 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
 
 def require_numbers_where_trained(table: Any, pre: Preprocessor, path: str) -> None:
     """A date or a timestamp where the model trained on numbers (or times of day) would read as
-    seconds since 1970, far past anything it saw: refused, as a word in such a column is."""
+    seconds since 1970, far past anything it saw: refused, as a word in such a column is. Where
+    it trained on dates read as seconds (`instants`), they are what it takes."""
     dates = {s.name for s in pre.dates}
     for step in pre.numeric:
         kind = table.column(step.name).type
-        if step.name not in dates and is_date_type(kind):
+        if step.name not in dates and not step.instants and is_date_type(kind):
             trained = "times of day" if step.time_of_day else "numbers"
             raise UserError(f"{path}: column '{step.name}' holds dates ({kind}), where the model was trained on "
                             f"{trained}: give the column as it was in training")

@@ -166,6 +166,30 @@ def test_dates_where_the_model_trained_on_numbers_are_refused_not_read_as_second
         assert not (tmp_path / "rows.pred.csv").exists()
 
 
+def test_a_date_column_made_numeric_by_flag_still_takes_its_dates_at_prediction(tmp_path):
+    """`--numeric` on a Parquet timestamp column trains on its seconds: the step says so, and the
+    model predicts its own training file, where a column trained on numbers refuses dates."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from builders import make_data, train
+    from common.data.dataset import load_dataset
+
+    rng = np.random.default_rng(0)
+    start = dt.datetime(2020, 1, 1)
+    stamps = [start + dt.timedelta(hours=int(h)) for h in rng.integers(0, 20_000, 300)]
+    x = rng.normal(size=300)
+    pq.write_table(pa.table({"ts": pa.array(stamps), "x": x, "y": np.where(x > 0, "a", "b")}), tmp_path / "t.parquet")
+    make_data("--csv", tmp_path / "t.parquet", "--target", "y", "--numeric", "ts", "--out-dir", tmp_path / "data")
+    steps = {s.name: s for s in load_dataset(tmp_path / "data" / "t").preprocessor.numeric}
+    assert steps["ts"].instants and not steps["ts"].is_date and not steps["x"].instants
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "t.parquet", "--output", tmp_path / "p.csv")
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 301
+
+
 def test_an_empty_npy_file_is_one_line(small_model, tmp_path):
     (tmp_path / "rows.npy").write_bytes(b"")
     assert "cannot read" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")

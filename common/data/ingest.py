@@ -35,6 +35,7 @@ from common.data.columns import (
     column_looks_numeric,
     is_number_type,
     numeric_values,
+    pointed_numbers,
     points_group_thousands,
     writes_point_decimals,
 )
@@ -325,9 +326,12 @@ def is_boolean(column: Any) -> bool:
 
 
 def grouped_columns(head: Any, numeric: list[str]) -> set[str]:
-    """The numeric columns (a regression's target among them) of a decimal-comma file whose points
-    group thousands (`1.186,70`), as their head's text says: decided once, recorded on the step
-    (the target's too), read so at prediction."""
+    """The numeric columns (a regression's target among them) of a decimal-comma file that read a
+    point as a thousands mark (`1.186,70`, `12.000`), as such files write it: every column of
+    numbers, those with no point in the head too (a `12.000` at prediction is then 12000, never
+    12), unless a cell of the head shows a point as a decimal mark (`2.5`): the file's points are
+    then decimal marks, in every column. Decided once, recorded on the step (the target's too),
+    read so at prediction."""
     import pyarrow as pa
 
     if decimal_of(head) != ",":
@@ -335,7 +339,9 @@ def grouped_columns(head: Any, numeric: list[str]) -> set[str]:
     texts = {name: head.column(name).to_pylist() for name in numeric if pa.types.is_string(head.column(name).type)}
     if any(writes_point_decimals(cells) for cells in texts.values()):  # the file's points are decimal marks
         return set()
-    return {name for name, cells in texts.items() if points_group_thousands(cells)}
+    numbers = {name for name in numeric if is_number_type(head.column(name).type)}  # no point in the head
+    return numbers | {name for name, cells in texts.items()
+                      if not pointed_numbers(cells) or points_group_thousands(cells)}
 
 
 def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int) -> UserError:

@@ -356,6 +356,32 @@ def test_a_regression_target_grouped_by_points_reads_as_its_plain_numbers_in_tra
     assert eu_figures["rows_scored"] == 200 and eu_figures == plain_figures
 
 
+def test_a_decimal_comma_column_without_points_in_training_reads_a_grouped_number_as_such(tmp_path):
+    """A semicolon file's column of `250,5` and `3` (no point in training, typed as numbers or as
+    text) reads `12.000` at prediction as 12000 and `1.500,00` as 1500, never 12 and 1.5."""
+    import infer as infer_script
+    from builders import infer, train, user_error
+
+    rng = np.random.default_rng(3)
+    x, w = rng.uniform(1, 999, 400), rng.integers(1, 9, 400)
+    (tmp_path / "t.csv").write_text("x;w;cur;y\n" + "".join(
+        f"{a:.2f};{b};{a:.1f} €;{2 * a:.2f}\n".replace(".", ",") for a, b in zip(x, w, strict=True)))
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path / "data")
+    steps = load_dataset(tmp_path / "data" / "t").preprocessor.numeric
+    assert {s.name: s.thousands for s in steps} == {"x": ".", "w": ".", "cur": "."}
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    (tmp_path / "grouped.csv").write_text("x;w;cur\n12.000;1.000;5,0 €\n1.500,00;2;1.500,5 €\n")
+    (tmp_path / "plain.csv").write_text("x;w;cur\n12000;1000;5,0 €\n1500;2;1500,5 €\n")
+    for name in ("grouped", "plain"):
+        infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / f"{name}.csv", "--output", tmp_path / f"{name}.npz")
+    with np.load(tmp_path / "grouped.npz") as a, np.load(tmp_path / "plain.npz") as b:
+        assert a["prediction"].tobytes() == b["prediction"].tobytes()
+    (tmp_path / "point.csv").write_text("x;w;cur\n2.5;1;5,0 €\n")
+    message = user_error(infer_script.main, "--ckpt-dir", tmp_path / "run", "--input", tmp_path / "point.csv",
+                         "--output", tmp_path / "point.npz")
+    assert "'2.5'" in message, message
+
+
 @pytest.mark.parametrize("cells,grouped,decimals", [
     (["10,90", "1.186,70", None], True, False), (["1.000.000", "12"], True, False),
     (["1.467,45 €", "2.000 €"], True, False),
@@ -379,5 +405,5 @@ def test_a_file_whose_points_are_decimal_marks_in_one_column_groups_none(tmp_pat
         make_data("--csv", tmp_path / f"{name}.csv", "--target", "y", "--out-dir", tmp_path / "data")
     grouped = {name: {s.name: s.thousands for s in load_dataset(tmp_path / "data" / name).preprocessor.numeric}
                for name in ("a", "b")}
-    assert grouped == {"a": {"km": ".", "w": ""}, "b": {"km": "", "w": ""}}
+    assert grouped == {"a": {"km": ".", "w": "."}, "b": {"km": "", "w": ""}}  # a's `w` has no point: as a's others
     assert load_dataset(tmp_path / "data" / "a").preprocessor.numeric[0].median == 2000  # of 800, 2000, 14419

@@ -25,7 +25,7 @@ from common.console import confusion_table, console, figures_table, importance_t
 from common.data.dataset import TabularData, content_identity, load_dataset, read_description, recorded_source
 from common.data.tables import column_names, table_stem, without_pandas
 from common.errors import UserError, run_cli, written
-from common.files import check_writable, is_a_stream, write_json
+from common.files import check_writable, is_a_stream, strict_json, write_json
 from common.model import intra_op_threads
 from common.model_folder import ModelRecord, load_model_dir
 from common.serve.inputs import require_columns
@@ -173,7 +173,7 @@ def main(argv=None) -> None:
     figures = predict_file(cfg, cfg.input, config, model) if cfg.input else evaluate(cfg, config, model)
     if cfg.metrics_json:
         assert figures is not None  # a file without its target was refused before it was read
-        write_json(cfg.metrics_json, figures)
+        write_json(cfg.metrics_json, strict_json(figures))  # read by other programs: no NaN
         written(str(cfg.metrics_json))
 
 

@@ -11,6 +11,7 @@ import fcntl
 import glob
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -400,6 +401,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def write_json_file(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def strict_json(obj: Any) -> Any:
+    """`obj` with each non-finite number (an R² of rows whose targets are all equal: NaN) as null,
+    for a file other programs read: Python's json writes NaN, which JSON itself has not."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: strict_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(value) for value in obj]
+    return obj
 
 
 def require_file(path: str | os.PathLike, what: str) -> None:

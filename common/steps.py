@@ -130,16 +130,19 @@ class NumericStep:
             raise s.wrong("indicator", indicator, "true or false")
         parts = s.checked("date_parts", lambda v: isinstance(v, list) and set(v) <= set(DATE_CYCLES),
                           f"a list of {', '.join(DATE_CYCLES)}", [])
-        time_of_day = s.checked("time_of_day", lambda v: isinstance(v, bool), "true or false", False)
-        instants = s.checked("instants", lambda v: isinstance(v, bool), "true or false", False)
         return cls(s.text("name"), s.number("median"), s.number("mean"), s.number("scale", nonzero=True), indicator,
-                   s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])), time_of_day,
-                   read_thousands(s), instants)
+                   s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])),
+                   read_flag(s, "time_of_day"), read_thousands(s), read_flag(s, "instants"))
 
 
 def read_thousands(f: Fields) -> str:
     """A numeric step's or the target's `thousands`: "." or, where absent (older files), ""."""
     return f.checked("thousands", lambda v: v in ("", "."), '"." or ""', "")
+
+
+def read_flag(f: Fields, name: str) -> bool:
+    """A step's true/false field, written only where true: false where absent (older files too)."""
+    return bool(f.checked(name, lambda v: isinstance(v, bool), "true or false", False))
 
 
 DAY_SECONDS = 86_400.0
@@ -542,6 +545,7 @@ class TargetStep:
     low: float | None = None
     high: float | None = None
     thousands: str = ""  # as a numeric step's (NumericStep)
+    instants: bool = False  # as a numeric step's: dates or timestamps read as seconds (--task regression)
 
     @property
     def link(self) -> bool:
@@ -592,8 +596,9 @@ class TargetStep:
 
     def to_json(self) -> dict[str, Any]:
         step = dataclasses.asdict(self)
-        if not self.thousands:  # as a numeric step writes it: only where set
-            del step["thousands"]
+        for name in ("thousands", "instants"):  # as a numeric step writes them: only where set
+            if not step[name]:
+                del step[name]
         return step
 
     @classmethod
@@ -601,7 +606,7 @@ class TargetStep:
         t = f.nested(key, f.obj_of(key))
         step = cls.checked(t, t.text("transform", TARGET_TRANSFORMS), t.number("mean"), t.number("scale", nonzero=True),
                            t.number("low", default=None), t.number("high", default=None))
-        return dataclasses.replace(step, thousands=read_thousands(t))
+        return dataclasses.replace(step, thousands=read_thousands(t), instants=read_flag(t, "instants"))
 
     @classmethod
     def read_split(cls, f: Fields) -> TargetStep:

@@ -95,7 +95,7 @@ class FirstPass:
     unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
     words: dict[str, WordsAsBlanks] = dataclasses.field(default_factory=dict)  # a numeric column's words
     times_of_day: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow times (time32, time64)
-    instants: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow dates and timestamps
+    instants: set[str] = dataclasses.field(default_factory=set)  # of `numeric` and the target: Arrow dates, timestamps
     grouped: set[str] = dataclasses.field(default_factory=set)  # numeric columns and target: points group thousands
     rows: int = 0                          # rows kept (with a target)
     rows_read: int = 0
@@ -147,8 +147,9 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         if role.name in constant:
             role.role, role.why = "dropped", "one value in every labelled row"
     target = regression_target(y, split, cfg) if labels is None else None
-    if target is not None and cfg.target in seen.grouped:
-        target = dataclasses.replace(target, thousands=".")
+    if target is not None:
+        target = dataclasses.replace(target, thousands="." if cfg.target in seen.grouped else "",
+                                     instants=cfg.target in seen.instants)
     far = far_target_values(y, split, cfg.seed) if labels is None else None  # read before the scratch files go
     sizes = write_splits(stage, scratch, seen, pre, split, y, target)
     for file in scratch.folder.iterdir():
@@ -275,7 +276,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
                      None if numeric_target else Vocabulary(), dates,
                      times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)},
-                     instants={name for name in numeric if is_date_type(head.column(name).type)},
+                     instants={name for name in [*numeric, cfg.target] if is_date_type(head.column(name).type)},
                      grouped=grouped_columns(head, numeric + ([cfg.target] if numeric_target else [])))
     text = categorical + ([] if numeric_target else [cfg.target])
     types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(dates)

@@ -190,6 +190,62 @@ def test_a_date_column_made_numeric_by_flag_still_takes_its_dates_at_prediction(
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 301
 
 
+def test_a_regressions_figures_refuse_dates_as_its_target_and_write_strict_json(tmp_path):
+    """Rows whose target is a timestamp would be scored as seconds since 1970: one line, nothing
+    written. Rows whose targets are all equal have no R²: null in --metrics-json, which programs
+    other than Python's json read, never NaN."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from builders import make_data, train, write
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=300), rng.normal(size=300)
+    write(tmp_path / "t.csv", {"a": a, "b": b, "r": 3 * a + b})
+    make_data("--csv", tmp_path / "t.csv", "--target", "r", "--out-dir", tmp_path / "data")
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    stamps = pa.array(np.full(20, np.datetime64("2020-01-01T00:00:00", "us")))
+    pq.write_table(pa.table({"a": a[:20], "b": b[:20], "r": stamps}), tmp_path / "dated.parquet")
+    message = infer_error("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "dated.parquet",
+                          "--output", tmp_path / "dated.csv", "--metrics-json", tmp_path / "dated.json")
+    assert "'r'" in message and "holds dates" in message, message
+    assert not (tmp_path / "dated.csv").exists() and not (tmp_path / "dated.json").exists()
+    write(tmp_path / "same.csv", {"a": a[:20], "b": b[:20], "r": np.full(20, 5.0)})
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "same.csv", "--output", tmp_path / "same.pred.csv",
+          "--metrics-json", tmp_path / "same.json")
+
+    def no_constant(word):
+        raise AssertionError(f"{word} is not JSON")
+
+    figures = json.loads((tmp_path / "same.json").read_text(), parse_constant=no_constant)
+    assert figures["r2"] is None and figures["rows_scored"] == 20 and figures["mae"] > 0
+
+
+def test_a_regression_trained_on_timestamps_scores_its_own_file(tmp_path):
+    """`--task regression` on a timestamp target trains on its seconds: its step says so, and
+    its own file is scored, where a model trained on numbers refuses dates as its target."""
+    import datetime as dt
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from builders import make_data, train
+    from common.data.dataset import load_dataset
+
+    x = np.random.default_rng(0).normal(size=200)
+    when = pa.array([dt.datetime(2020, 1, 1) + dt.timedelta(days=float(v)) for v in 30 * x + 100])
+    pq.write_table(pa.table({"x": x, "when": when}), tmp_path / "t.parquet")
+    make_data("--csv", tmp_path / "t.parquet", "--target", "when", "--task", "regression", "--out-dir", tmp_path / "d")
+    assert load_dataset(tmp_path / "d" / "t").description.target.instants
+    train("--data", tmp_path / "d" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "t.parquet", "--output", tmp_path / "p.csv",
+          "--metrics-json", tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text())["rows_scored"] == 200
+
+
 def test_an_empty_npy_file_is_one_line(small_model, tmp_path):
     (tmp_path / "rows.npy").write_bytes(b"")
     assert "cannot read" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")

@@ -34,6 +34,7 @@ from common.data.columns import (
     WordsAsBlanks,
     column_looks_numeric,
     is_number_type,
+    is_point_grouped,
     numeric_values,
     pointed_numbers,
     points_group_thousands,
@@ -71,6 +72,7 @@ from common.data.tables import (
     PARQUET_SUFFIXES,
     csv_header,
     decimal_of,
+    detect_delimiter,
     read_table,
     table_batches,
     table_stem,
@@ -357,6 +359,12 @@ def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int
     header = csv_header(path, sep) if found else []
     index = int(found.group(1)) if found else -1
     column = f"column '{header[index]}'" if 0 <= index < len(header) else "a column"
+    value = re.search(r"invalid value '(.*)'", arrow_message)
+    if value and (sep or detect_delimiter(path)) == ";" and is_point_grouped(value.group(1)):
+        return UserError(f"{path}: {column} has {value.group(1)!r} after data row {rows_before}, its point grouping "
+                         "thousands, where the file's head (its first 8 MiB) writes that column's numbers without "
+                         "points and they were read as plain numbers: write the column's numbers one way (4000), or "
+                         "move such a row into the head")
     return UserError(f"{path}: {column} has a cell after data row {rows_before} that does not fit it "
                      f"({arrow_message}): fix that cell or leave it blank (a missing value), "
                      "or name the column with --categorical")

@@ -382,6 +382,41 @@ def test_a_decimal_comma_column_without_points_in_training_reads_a_grouped_numbe
     assert "'2.5'" in message, message
 
 
+def test_a_grouped_number_past_a_semicolon_files_head_is_named_as_such(tmp_path, monkeypatch):
+    """A column the head read as plain numbers cannot take `4.000` later in the file: one line
+    that names the cell as a grouped number, not a value for --categorical."""
+    import make_data as make_data_script
+    from builders import user_error
+    from common.data import tables
+
+    monkeypatch.setattr(tables, "HEAD_BYTES", 8192)  # the file's first ~600 rows
+    rows = [f"{i % 997},5;{i % 10};{i % 2}" for i in range(3000)] + ["4.000;1;0"]
+    (tmp_path / "t.csv").write_text("\n".join(["x;w;y", *rows]) + "\n")
+    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
+    assert "column 'x' has '4.000'" in message and "grouping thousands" in message, message
+    assert "--categorical" not in message and not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_a_decimal_comma_columns_numbers_read_at_c_speed_are_the_loops(grouped):
+    """The vectorised reading of a semicolon file's text column gives the bits of the cell-by-cell
+    loop, or leaves the column to it (which reads or names what the other cannot)."""
+    import pyarrow as pa
+
+    from common.data.columns import _comma_numbers, _text_to_numbers
+
+    cells = ["1.186,70", "12.000", "250,5", "-3", None, "0,125", "1.000.000", "-1.234,5", "7"]
+    mixed = [*cells, "2.5"]
+    for column in (cells, mixed, ["2,5", "3", None], ["1,5", "x"]):
+        fast = _comma_numbers(pa.array(column, pa.string()), grouped)
+        if fast is None:
+            continue
+        slow = _text_to_numbers(column, "c", "t.csv", ",", grouped=grouped)
+        assert np.array_equal(fast, slow, equal_nan=True), column
+    # grouped, every cell is read at C speed; else `1.186,70` is no number and the loop names it
+    assert (_comma_numbers(pa.array(cells, pa.string()), grouped) is None) is not grouped
+
+
 @pytest.mark.parametrize("cells,grouped,decimals", [
     (["10,90", "1.186,70", None], True, False), (["1.000.000", "12"], True, False),
     (["1.467,45 €", "2.000 €"], True, False),

@@ -178,6 +178,17 @@ def text_is_numeric(values: Sequence[str | None], decimal: str = ".", grouped: b
         sum(_parse_number(v, decimal, grouped=grouped) is not None for v in present) * 2 > len(present)
 
 
+def written_unlike_most(values: Sequence[Any], decimal: str) -> str | None:
+    """A value written unlike most of `values`, where most are numbers read one way (in a
+    decimal-comma file: points grouping thousands, or not); None where they are not mostly
+    numbers, or all are."""
+    texts = [v for v in values[:10_000] if isinstance(v, str)]
+    for grouped in ((False, True) if decimal == "," else (False,)):
+        if text_is_numeric(texts, decimal, grouped):
+            return next((v for v in texts if _parse_number(v.strip(), decimal, grouped=grouped) is None), None)
+    return None
+
+
 def column_texts(column: Any) -> list[str | None]:
     """A column's first 10,000 cells as text: a sample is enough to decide what it holds."""
     import pyarrow as pa

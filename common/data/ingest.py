@@ -140,7 +140,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     if seen.rows == 0:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
     require_numbers(seen, cfg.csv)
-    task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg)
+    task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg, decimal_of(head))
     if is_boolean(head.column(cfg.target)) and labels is not None:  # the words its predictions are
         task_why = f"true/false: classes {' and '.join(f'`{label}`' for label in labels)}"
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes

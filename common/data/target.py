@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from common.config import MakeDataConfig
+from common.data.columns import written_unlike_most
 from common.data.preprocess import Moments
 from common.data.scratch import ScratchColumn, ValueRange, Vocabulary, median_sample, training_chunks
 from common.data.splits import TRAIN, chunks
@@ -29,11 +30,12 @@ ID_CLASSES = 100  # a text target with more classes than this, whose classes of 
 ID_ALONE = 0.9    # this share of the rows, is an id or free text (a long tail of rare classes holds far less)
 
 
-def targets(raw: ScratchColumn, vocabulary: Vocabulary | None,
-            cfg: MakeDataConfig) -> tuple[str, Any, list[Any] | None, str]:
+def targets(raw: ScratchColumn, vocabulary: Vocabulary | None, cfg: MakeDataConfig,
+            decimal: str = ".") -> tuple[str, Any, list[Any] | None, str]:
     """(task, y, class labels, why that task): int32 class codes 0..K-1 in the order of the
     sorted labels, or the scratch column of a regression's numbers (read a chunk at a time).
-    `vocabulary`: the target's text values, None where it was read as numbers."""
+    `vocabulary`: the target's text values, None where it was read as numbers; `decimal`: the
+    file's decimal mark."""
     if vocabulary is not None:  # text labels
         values = vocabulary.values
         order = sorted(range(len(values)), key=values.__getitem__)
@@ -60,21 +62,30 @@ def targets(raw: ScratchColumn, vocabulary: Vocabulary | None,
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds one class only ({labels[0]!r}): "
                         "there is nothing to learn")
     if cfg.task is None:
-        refuse_an_id(y, len(labels), cfg)
+        refuse_an_id(y, labels, cfg, decimal)
     return task, y, labels, why
 
 
-def refuse_an_id(y: np.ndarray, classes: int, cfg: MakeDataConfig) -> None:
+def refuse_an_id(y: np.ndarray, labels: list[Any], cfg: MakeDataConfig, decimal: str) -> None:
     """A customer number or a free-text column given as the target makes a class of nearly every
     row, which no model learns to predict (and the real target would be a feature): refused, unless
-    --task says classification. (Numbers make more than 20 classes only where --task says so.)"""
+    --task says classification. (Numbers make more than 20 classes only where --task says so.)
+    Text that is mostly numbers written one way and some another (`8.000,00` and `2.5` in a
+    semicolon file) is said as such."""
+    classes = len(labels)
     if classes <= ID_CLASSES:
         return
     alone = int((np.bincount(y, minlength=classes) == 1).sum())  # y: the codes, in memory, 4 bytes a row
-    if alone > ID_ALONE * len(y):
-        raise UserError(f"{cfg.csv}: target column '{cfg.target}' has {classes:,} classes, and {alone:,} of its "
-                        f"{len(y):,} rows hold one no other row has: an id or free text, which no model learns to "
-                        "predict; choose another --target (or give --task classification to train on it as it is)")
+    if alone <= ID_ALONE * len(y):
+        return
+    odd = written_unlike_most(labels, decimal)
+    if odd is not None:
+        raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds numbers, most written one way and some "
+                        f"another (such as {odd!r}), so it was read as text of {classes:,} classes: write its numbers "
+                        "one way, or give --task regression")
+    raise UserError(f"{cfg.csv}: target column '{cfg.target}' has {classes:,} classes, and {alone:,} of its "
+                    f"{len(y):,} rows hold one no other row has: an id or free text, which no model learns to "
+                    "predict; choose another --target (or give --task classification to train on it as it is)")
 
 
 def task_reason(given: str | None, distinct: np.ndarray | None, counts: bool) -> str:

@@ -136,6 +136,19 @@ def test_an_id_given_as_the_target_is_refused_and_a_long_tail_of_classes_is_not(
     assert len(load_dataset(tmp_path / "out" / "t").description.class_labels) == alone + len(set(shared))
 
 
+def test_a_target_of_numbers_written_two_ways_is_said_as_such_not_taken_for_an_id(tmp_path):
+    """Amounts that read as text because one is written another way (`2.5` among `8.000,00` in a
+    semicolon file) make an id's many classes: the refusal names the odd value and the ways out,
+    --task regression or one way of writing them."""
+    amounts = np.round(np.random.default_rng(0).uniform(1_000, 9_000, 300), 2)
+    cells = [f"{v:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".") for v in amounts]
+    lines = [f"{i % 7};{cell}" for i, cell in enumerate(cells)] + ["1;2.5"]
+    (tmp_path / "t.csv").write_text("\n".join(["x;amount", *lines]) + "\n")
+    message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "amount",
+                         "--out-dir", tmp_path / "out")
+    assert "such as '2.5'" in message and "--task regression" in message and "an id" not in message, message
+
+
 def test_target_values_far_out_are_named_and_a_skewed_target_is_not(tmp_path, capsys):
     """Five values near 1e6 among values near 10 got a log link and a model worse than a constant,
     with nothing said when the data set was made."""

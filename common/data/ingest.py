@@ -139,7 +139,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         scratch.close()
     if seen.rows == 0:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' is empty: choose another --target")
-    require_numbers(seen, cfg.csv)
+    require_numbers(seen, cfg)
     task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg, decimal_of(head))
     if is_boolean(head.column(cfg.target)) and labels is not None:  # the words its predictions are
         task_why = f"true/false: classes {' and '.join(f'`{label}`' for label in labels)}"
@@ -198,12 +198,20 @@ def require_utf8(path: Path, cfg: MakeDataConfig, head: Any) -> None:
                             f"save it as UTF-8 CSV{drop}")
 
 
-def require_numbers(seen: FirstPass, path: Any) -> None:
-    """A numeric column of words alone (`--numeric` given a column of text) would be all blanks."""
+def require_numbers(seen: FirstPass, cfg: MakeDataConfig) -> None:
+    """A numeric column of words alone (`--numeric` given a column of text) would be all blanks;
+    one that is mostly words, its numbers first (a role decided on its first cells), would lose
+    most of its cells as blanks: refused, unless --numeric asked for it."""
     for name, words in seen.words.items():
-        if words.cells and sum(words.cells.values()) + seen.nulls.get(name, 0) >= seen.rows_read:  # every row read
-            raise UserError(f"{path}: column '{name}' holds no numbers, only words ({most_frequent(words.cells)}): "
-                            "give it as --categorical, or leave it out of --numeric")
+        cells = sum(words.cells.values())
+        if words.cells and cells + seen.nulls.get(name, 0) >= seen.rows_read:  # every row read
+            raise UserError(f"{cfg.csv}: column '{name}' holds no numbers, only words "
+                            f"({most_frequent(words.cells)}): give it as --categorical, or leave it out of --numeric")
+        numbers = seen.rows_read - seen.nulls.get(name, 0) - cells
+        if cells > numbers and name not in cfg.numeric:
+            raise UserError(f"{cfg.csv}: column '{name}' holds more words than numbers ({cells:,} cells: "
+                            f"{most_frequent(words.cells, counted=True)}; {numbers:,} numbers), though its first "
+                            "cells are numbers: give it as --categorical, or as --numeric to read its words as blanks")
 
 
 def most_frequent(words: dict[str, int], counted: bool = False) -> str:

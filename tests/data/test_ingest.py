@@ -327,6 +327,19 @@ def test_a_column_of_numbers_with_many_different_words_is_still_an_error(tmp_pat
     assert "column 'x'" in message and f"'{word(50)}'" in message and "row 151" in message  # the 51st word
 
 
+def test_a_column_of_numbers_first_and_mostly_words_after_is_refused_not_emptied(tmp_path):
+    """Its role is decided on its first cells (numbers): its words, three quarters of it, would
+    be blanks. Refused in one line naming the words and the ways out; --categorical trains."""
+    rows = [f"{i % 5},{i % 2}" for i in range(10_000)] + [f"{'ABC'[i % 3]},{i % 2}" for i in range(30_000)]
+    (tmp_path / "t.csv").write_text("grade,label\n" + "\n".join(rows) + "\n")
+    argv = ["--csv", str(tmp_path / "t.csv"), "--target", "label", "--out-dir", str(tmp_path / "data")]
+    message = user_error(make_data_script.main, *argv)
+    assert "column 'grade' holds more words than numbers" in message and "'A' (10,000)" not in message, message
+    assert "'A' (10000)" in message and "--categorical" in message and not (tmp_path / "data" / "t").exists()
+    make_data_script.main([*argv, "--categorical", "grade"])
+    assert (tmp_path / "data" / "t" / "dataset.json").is_file()
+
+
 def test_a_column_of_words_alone_given_as_numeric_is_refused(tmp_path):
     """--numeric on a column of a few words: each would be read as a blank, the column all blanks."""
     rows = [f"{['red', 'green', 'blue'][i % 3]},{i},{i % 2}" for i in range(60)] + [",61,1"]

@@ -43,6 +43,7 @@ from common.serve.inputs import (
     arrow_table,
     is_dataframe,
     python_inputs,
+    read_columns,
     table_inputs,
 )
 from common.serve.labelled import LabelledRows
@@ -87,6 +88,7 @@ class Predictor:
     def _inputs(self, rows: Any) -> np.ndarray:
         """The model's inputs: a few Python rows read directly, anything else through Arrow."""
         pre = self.record.preprocess
+        rows = read_columns(rows, pre.column_names)
         X = python_inputs(rows, pre)
         return X if X is not None else table_inputs(arrow_rows(rows, pre), pre, ROWS_NAME, 0, InputNotes(pre))[0]
 
@@ -109,9 +111,9 @@ class Predictor:
         import pyarrow as pa
 
         pre = self.record.preprocess
-        table = arrow_rows(rows, pre)
-        X = table_inputs(table, pre, ROWS_NAME, 0, InputNotes(pre))[0]
         name = target if isinstance(target, str) else self.target or "target"
+        table = arrow_rows(read_columns(rows, [*pre.column_names, name]), pre)
+        X = table_inputs(table, pre, ROWS_NAME, 0, InputNotes(pre))[0]
         if target is None or isinstance(target, str):
             if name not in table.column_names:
                 raise UserError(f"the rows have no column '{name}' to score on: pass target= its name or the values")

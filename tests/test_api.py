@@ -118,6 +118,19 @@ def test_predict_proba_gives_rows_of_probabilities_in_row_major_order(model, row
         assert np.array_equal(proba, theirs[:count])
 
 
+def test_columns_the_model_never_reads_are_no_reason_to_refuse_rows(model, rows):
+    """A list in an unused column of one row's dict (which read it as columns), and a map
+    column pandas cannot hand to Arrow: the rows are predicted as without them, as infer.py does."""
+    table, theirs = rows
+    row = {**table.slice(3, 1).to_pylist()[0], "tags": [1, 2], "notes": {"a": 1}}
+    assert np.array_equal(model.predict_proba(row), theirs[3:4])
+    pd = pytest.importorskip("pandas", reason="pip install -r requirements-dev.txt")
+    kv = pa.array([[("k", 1)]] * table.num_rows, type=pa.map_(pa.string(), pa.int64()))
+    frame = table.append_column("kv", kv).to_pandas()
+    assert isinstance(frame, pd.DataFrame) and np.array_equal(model.predict_proba(frame), theirs)
+    assert np.array_equal(model.predict_proba(frame.iloc[5]), theirs[5:6])
+
+
 def test_a_one_row_dict_may_hold_any_kind_of_value(tmp_path):
     """A date or a Decimal is one row's value, not a column."""
     import datetime as dt

@@ -3,7 +3,7 @@ order, into the model's inputs by the fitted steps, with the table's other colum
 into the predictions. Blanks are filled as in training."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -355,6 +355,28 @@ def no_rows(rows: Any) -> bool:
 
 def is_dataframe(rows: Any) -> bool:
     return type(rows).__module__.split(".")[0] == "pandas" and hasattr(rows, "columns")
+
+
+def read_columns(rows: Any, names: Collection[str]) -> Any:
+    """A DataFrame, a dict (of columns or of one row's values) or a list of row dicts (Series
+    too) with the columns named `names` alone, and any that differs from one of them only in
+    spaces or case (so that require_columns can say so): a column the model never reads is no
+    reason to refuse the rows, as infer.py ignores it (a map column pandas cannot hand to Arrow,
+    a list in one row's dict, which would read it as columns). Anything else as given."""
+    loose = {str(name).strip().lower() for name in names}
+
+    def kept(name: Any) -> bool:
+        return str(name).strip().lower() in loose
+
+    rows = row_of_series(rows)
+    if is_dataframe(rows):
+        mask = [kept(name) for name in rows.columns]
+        return rows if all(mask) else rows.loc[:, mask]
+    if isinstance(rows, dict):
+        return {key: value for key, value in rows.items() if kept(key)}
+    if isinstance(rows, list) and all(isinstance(row, dict) for row in rows):
+        return [{key: value for key, value in row.items() if kept(key)} for row in rows]
+    return rows
 
 
 def row_of_series(rows: Any) -> Any:

@@ -127,6 +127,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {head.column_names}")
     if head.num_rows == 1:  # (the head is the whole of so small a file) every column would be constant
         raise UserError(f"{cfg.csv} has one data row: a model learns from many; add rows")
+    require_target_type(head.column(cfg.target).type, cfg)
     roles = infer_roles(head, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id, cfg.date))
     require_utf8(path, cfg, head)
     if not any(r.role in FEATURE_ROLES for r in roles):
@@ -196,6 +197,20 @@ def require_utf8(path: Path, cfg: MakeDataConfig, head: Any) -> None:
             drop = f", or leave the column out with --drop {field.name}" if field.name != cfg.target else ""
             raise UserError(f"cannot read {path} ({undecodable_column(path, cfg.sep, column, field.name)}): "
                             f"save it as UTF-8 CSV{drop}")
+
+
+def require_target_type(kind: Any, cfg: MakeDataConfig) -> None:
+    """A target of lists or records names no class and no amount; one of dates is taken for
+    classes of text (or an id) unless --task says what to predict."""
+    import pyarrow as pa
+
+    if pa.types.is_nested(kind):
+        raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds {kind} values, several to a row, which "
+                        "cannot be predicted: choose another --target")
+    if is_date_type(kind) and cfg.task is None:
+        raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds dates ({kind}): give --task regression to "
+                        "predict them (as seconds since 1970), --task classification to take each date as a class, "
+                        "or choose another --target")
 
 
 def require_numbers(seen: FirstPass, cfg: MakeDataConfig) -> None:

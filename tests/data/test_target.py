@@ -149,6 +149,26 @@ def test_a_target_of_numbers_written_two_ways_is_said_as_such_not_taken_for_an_i
     assert "such as '2.5'" in message and "--task regression" in message and "an id" not in message, message
 
 
+def test_a_target_of_lists_or_of_dates_is_said_as_such(tmp_path):
+    """A list column names nothing to predict; a date column is a regression or classes only as
+    --task says: each refused in one line naming the column and the way out."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = np.random.default_rng(0).normal(size=300)
+    days = np.datetime64("2020-01-01") + (np.arange(300) % 97).astype("timedelta64[D]")
+    pq.write_table(pa.table({"x": x, "tags": pa.array([[1, 2]] * 300), "day": pa.array(days),
+                             "y": np.where(x > 0, "p", "q")}), tmp_path / "t.parquet")
+    argv = ["--csv", tmp_path / "t.parquet", "--out-dir", tmp_path / "out"]
+    listed = user_error(make_data_script.main, *argv, "--target", "tags")
+    assert "'tags' holds list" in listed and "choose another --target" in listed, listed
+    dated = user_error(make_data_script.main, *argv, "--target", "day")
+    assert "'day' holds dates" in dated and "--task regression" in dated, dated
+    assert not (tmp_path / "out" / "t").exists()
+    make_data(*argv, "--target", "day", "--task", "regression")  # a way out it names
+    assert load_dataset(tmp_path / "out" / "t").description.target.instants
+
+
 def test_target_values_far_out_are_named_and_a_skewed_target_is_not(tmp_path, capsys):
     """Five values near 1e6 among values near 10 got a log link and a model worse than a constant,
     with nothing said when the data set was made."""

@@ -33,6 +33,7 @@ from common.data.columns import (
     FLOAT32_LIMIT,
     WordsAsBlanks,
     column_looks_numeric,
+    feature_type_advice,
     is_number_type,
     is_point_grouped,
     numeric_values,
@@ -130,6 +131,10 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     require_target_type(head.column(cfg.target).type, cfg)
     roles = infer_roles(head, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id, cfg.date))
     require_utf8(path, cfg, head)
+    for name in cfg.id:  # an id is carried into the predictions as text, which these types have not
+        if advice := feature_type_advice(head.column(name).type):
+            raise UserError(f"{cfg.csv}: --id {name} holds {head.column(name).type} values, which predictions cannot "
+                            f"carry: {advice}, or leave it out of --id")
     if not any(r.role in FEATURE_ROLES for r in roles):
         raise UserError(f"{cfg.csv} has no feature columns besides '{cfg.target}' (roles: "
                         f"{ {r.name: r.role for r in roles} }): name some with --numeric or --categorical")

@@ -167,6 +167,10 @@ def test_a_target_of_lists_or_of_dates_is_said_as_such(tmp_path):
     assert not (tmp_path / "out" / "t").exists()
     make_data(*argv, "--target", "day", "--task", "regression")  # a way out it names
     assert load_dataset(tmp_path / "out" / "t").description.target.instants
+    # An id is carried into the predictions as text, which a list has not.
+    carried = user_error(make_data_script.main, *argv, "--target", "y", "--id", "tags", "--out-dir", tmp_path / "o2")
+    assert "--id tags holds list" in carried and "leave it out of --id" in carried
+    assert not (tmp_path / "o2" / "t").exists()
 
 
 def test_target_values_far_out_are_named_and_a_skewed_target_is_not(tmp_path, capsys):

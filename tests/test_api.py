@@ -131,6 +131,17 @@ def test_columns_the_model_never_reads_are_no_reason_to_refuse_rows(model, rows)
     assert np.array_equal(model.predict_proba(frame.iloc[5]), theirs[5:6])
 
 
+def test_whole_numbers_past_64_bits_read_in_python_values_as_in_arrow(model):
+    """A uint64 column's values of 2**63 and more in a dict of columns read as the same floats
+    an Arrow column of them gives; a column pyarrow cannot read is named."""
+    huge = [2**63 + 5, 40]
+    given = {"age": huge, "city": ["oslo", "rome"], "member": [True, False]}
+    typed = pa.table({**given, "age": pa.array(huge, pa.uint64())})
+    assert np.array_equal(model.predict_proba(given), model.predict_proba(typed))
+    with pytest.raises(UserError, match="column 'age'"):
+        model.predict_proba({**given, "age": [2**64, "x"]})
+
+
 def test_a_one_row_dict_may_hold_any_kind_of_value(tmp_path):
     """A date or a Decimal is one row's value, not a column."""
     import datetime as dt

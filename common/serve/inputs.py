@@ -314,12 +314,31 @@ def arrow_table(rows: Any) -> Any:
                                 "value per row")
             # from_pandas: a float NaN is a blank, as pandas writes one in a column of text
             # (`df.to_dict("list")`), which pyarrow refused in a column of text otherwise.
-            return pa.table({str(k): pa.array(arrow_values([v] if one_row else v), from_pandas=True)
-                             for k, v in rows.items()})
+            return pa.table({str(k): column_of_values(str(k), [v] if one_row else v) for k, v in rows.items()})
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as err:
         raise UserError(f"cannot read the rows as a table ({str(err).splitlines()[0]}): give each column values "
                         "of one type") from None
     return None
+
+
+def column_of_values(name: str, values: Any) -> Any:
+    """One column of Python values as pyarrow reads it (from_pandas: a float NaN is a blank, as
+    pandas writes one in a column of text, `df.to_dict("list")`). Whole numbers past int64 (an
+    account number of 2**63 and more, a uint64 column's) are read as the floats the model reads
+    them as, where pyarrow stops at them; any other error names the column."""
+    import pyarrow as pa
+
+    listed = arrow_values(values)
+    try:
+        return pa.array(listed, from_pandas=True)
+    except OverflowError:
+        if isinstance(listed, (list, tuple)) and all(type(v) is int or v is None for v in listed):
+            return pa.array([None if v is None else float(v) for v in listed], pa.float64())
+        raise UserError(f"column '{name}' holds whole numbers too large for 64 bits among other values: give it "
+                        "as numbers of one type") from None
+    except (pa.ArrowException, ValueError, TypeError) as err:
+        raise UserError(f"cannot read column '{name}' of the rows ({str(err).splitlines()[0]}): give it values "
+                        "of one type") from None
 
 
 # NumPy date units pyarrow cannot take from a list of scalars (np.datetime64("2022-04-03") has days).

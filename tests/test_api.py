@@ -376,7 +376,7 @@ def test_a_name_with_a_path_in_it_is_refused_before_anything_is_written(tmp_path
 @pytest.mark.parametrize("table, said", [
     ({"a": [1.0, 2.0], "b": ["x"]}, "the columns hold different numbers of values ({'a': 2, 'b': 1})"),
     ({"a": [1.0, 2.0], "b": "x"}, "the columns hold different numbers of values ({'a': 2, 'b': 1})"),
-    ({"a": [1.0, 2.0], "b": ["x", 3]}, "cannot read the rows as a table"),
+    ({"a": [1.0, 2.0], "b": ["x", 3]}, "cannot read column 'b' of the rows"),
 ])
 def test_a_table_fit_cannot_read_is_one_line(tmp_path, table, said):
     with pytest.raises(UserError) as info:

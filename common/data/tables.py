@@ -94,10 +94,25 @@ class _AbsentPandas:
 
 def detect_delimiter(path: Path) -> str:
     """The candidate that splits the header into the most fields (a comma on a tie)."""
+    fields = header_fields(path)
+    return max(DELIMITERS, key=lambda d: (fields[d], d == ","))
+
+
+def header_fields(path: Path, delimiters: Sequence[str] = DELIMITERS) -> dict[str, int]:
+    """How many fields each delimiter splits the header into."""
     with text_of(path) as fh:
         header = fh.readline()
-    fields = {d: len(next(csv.reader([header], delimiter=d), [])) for d in DELIMITERS}
-    return max(DELIMITERS, key=lambda d: (fields[d], d == ","))
+    return {d: len(next(csv.reader([header], delimiter=d), [])) for d in delimiters}
+
+
+def require_given_delimiter(path: Path, sep: str) -> None:
+    """--sep that leaves the header one field where a usual delimiter splits it into several is
+    a slip (`--sep x`): said as such, not as a table of one column named by the whole header."""
+    fields = header_fields(path, (*DELIMITERS, sep))
+    found = max(DELIMITERS, key=lambda d: (fields[d], d == ","))
+    if fields[sep] == 1 and fields[found] > 1:
+        raise UserError(f"{path}: --sep {sep!r} is not in its header, which {found!r} splits into {fields[found]} "
+                        f"columns: give --sep {found!r}, or leave --sep out to detect it")
 
 
 HEAD_BYTES = 8 << 20    # the head of a CSV file that decides types and roles
@@ -134,6 +149,8 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
             else:
                 table = pq.read_table(path)
         else:
+            if sep:
+                require_given_delimiter(path, sep)
             delimiter = sep or detect_delimiter(path)
             decimal = "," if delimiter == ";" else "."
             options = {"parse_options": csv_parse_options(path, delimiter),
@@ -443,6 +460,8 @@ def column_names(path: str | Path, sep: str | None) -> list[str]:
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(path).names)
+        if sep:
+            require_given_delimiter(path, sep)
         return csv_header(path, sep)
     except (OSError, ValueError, UnicodeDecodeError):
         return []

@@ -14,6 +14,21 @@ from common.data.dataset import load_dataset
 from common.data.tables import read_table
 
 
+def test_a_given_delimiter_the_header_lacks_is_said_as_such(tmp_path, small_model):
+    """`--sep z` on a comma file made one column named by the whole header, and a message about
+    that column: make_data.py and infer.py now name the slip and the delimiter the header has."""
+    import infer as infer_script
+    import make_data as make_data_script
+    from builders import user_error
+
+    path = write(tmp_path / "t.csv", {f"x{i}": np.arange(30) * 0.5 for i in range(10)} | {"y": [0, 1] * 15})
+    made = user_error(make_data_script.main, "--csv", path, "--target", "y", "--sep", "z", "--out-dir", tmp_path)
+    predicted = user_error(infer_script.main, "--ckpt-dir", small_model, "--input", path, "--sep", ";")
+    assert "--sep 'z' is not in its header, which ',' splits into 11 columns: give --sep ','" in made, made
+    assert "--sep ';' is not in its header" in predicted and not (tmp_path / "t").exists(), predicted
+    make_data("--csv", path, "--target", "y", "--sep", ",", "--out-dir", tmp_path)  # the delimiter it names
+
+
 @pytest.mark.parametrize("sep,given", [(";", False), ("\t", False), ("|", True), (",", False)])
 def test_delimiters_are_detected_or_given(tmp_path, sep, given):
     path = write(tmp_path / "t.csv", {"a": np.arange(40) * 1.5, "b": ["x,y", "z"] * 20, "y": [0, 1] * 20}, sep=sep)

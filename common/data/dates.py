@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from common.data.columns import is_text_type, temporal_seconds
+from common.errors import UserError
 from common.steps import DAY_SECONDS
 
 DATE_TEXT = (r"^\s*(?P<date>\d{4}[-/]\d{2}[-/]\d{2})"  # a zone only after a time, as Python reads it
@@ -45,6 +46,15 @@ def is_date_type(kind: Any) -> bool:
     import pyarrow as pa
 
     return bool(pa.types.is_date(kind) or pa.types.is_timestamp(kind))
+
+
+def refuse_dates(kind: Any, name: str, source: str, trained: str = "numbers") -> None:
+    """A date or a timestamp (Arrow type `kind`) in column `name` of a model trained on numbers
+    (or times of day) would read as seconds since 1970, far past anything it saw: refused, as a
+    word in such a column is."""
+    if is_date_type(kind):
+        raise UserError(f"{source}: column '{name}' holds dates ({kind}), where the model was trained on {trained}: "
+                        "give the column as it was in training")
 
 
 def date_values(column: Any) -> DateValues:

@@ -93,8 +93,11 @@ class _AbsentPandas:
 
 
 def detect_delimiter(path: Path) -> str:
+    return most_fields(header_fields(path))
+
+
+def most_fields(fields: dict[str, int]) -> str:
     """The candidate that splits the header into the most fields (a comma on a tie)."""
-    fields = header_fields(path)
     return max(DELIMITERS, key=lambda d: (fields[d], d == ","))
 
 
@@ -109,7 +112,7 @@ def require_given_delimiter(path: Path, sep: str) -> None:
     """--sep that leaves the header one field where a usual delimiter splits it into several is
     a slip (`--sep x`): said as such, not as a table of one column named by the whole header."""
     fields = header_fields(path, (*DELIMITERS, sep))
-    found = max(DELIMITERS, key=lambda d: (fields[d], d == ","))
+    found = most_fields(fields)
     if fields[sep] == 1 and fields[found] > 1:
         raise UserError(f"{path}: --sep {sep!r} is not in its header, which {found!r} splits into {fields[found]} "
                         f"columns: give --sep {found!r}, or leave --sep out to detect it")

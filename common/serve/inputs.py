@@ -17,7 +17,7 @@ from common.data.columns import (
     require_feature_type,
     text_values,
 )
-from common.data.dates import DateValues, date_values, is_date_type
+from common.data.dates import DateValues, date_values, refuse_dates
 from common.data.tables import decimal_of, read_table, require_unique_names, stream_table
 from common.errors import UserError
 from common.files import require_file
@@ -203,16 +203,13 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
 
 
 def require_numbers_where_trained(table: Any, pre: Preprocessor, path: str) -> None:
-    """A date or a timestamp where the model trained on numbers (or times of day) would read as
-    seconds since 1970, far past anything it saw: refused, as a word in such a column is. Where
-    it trained on dates read as seconds (`instants`), they are what it takes."""
+    """No dates in a column trained on numbers or times of day (refuse_dates); where it trained
+    on dates read as seconds (`instants`), they are what it takes."""
     dates = {s.name for s in pre.dates}
     for step in pre.numeric:
-        kind = table.column(step.name).type
-        if step.name not in dates and not step.instants and is_date_type(kind):
-            trained = "times of day" if step.time_of_day else "numbers"
-            raise UserError(f"{path}: column '{step.name}' holds dates ({kind}), where the model was trained on "
-                            f"{trained}: give the column as it was in training")
+        if step.name not in dates and not step.instants:
+            refuse_dates(table.column(step.name).type, step.name, path,
+                         "times of day" if step.time_of_day else "numbers")
 
 
 def require_columns(names: Any, pre: Preprocessor, source: str, model: str = "the model") -> None:

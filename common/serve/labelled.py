@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from common.data.columns import feature_type_advice, numeric_values, text_values
-from common.data.dates import is_date_type
+from common.data.dates import refuse_dates
 from common.errors import UserError
 from common.importance import DEFAULT_REPEATS, Importance, permutation_importance
 from common.metrics import confusion_matrix, macro_f1, r2
@@ -46,9 +46,8 @@ class LabelledRows:
         semicolon-separated file writes decimals with a comma, as its numeric columns do)."""
         if self.config.task == "regression":
             assert self.config.target is not None
-            if is_date_type(column.type) and not self.config.target.instants:  # else seconds since 1970
-                raise UserError(f"{self.source}: column '{self.target}' holds dates ({column.type}), where the model "
-                                "was trained on numbers: give the target as it was in training")
+            if not self.config.target.instants:
+                refuse_dates(column.type, self.target, self.source)
             return numeric_values(column, self.target, self.source, decimal, first_row,
                                   grouped=self.config.target.thousands == ".")
         if feature_type_advice(column.type):  # bytes that are not UTF-8, read as binary

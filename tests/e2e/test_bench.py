@@ -13,7 +13,7 @@ def test_benchmark_reports_every_section(tmp_path):
     """Sections 1 to 4 at a tiny size. The peers train on the same data: our loop computes what the
     recipe's DataLoader loop computes, in distribution, and Accelerate changes nothing numerically."""
     out = tmp_path / "bench.json"
-    bench.main(["--epochs", "4", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp", "--no-tables", "--no-scale",
+    bench.main(["--epochs", "6", "--recipe-rows", "20000", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp", "--no-tables", "--no-scale",
                 "--no-processes",
                 "--out", str(out)])
     results = json.loads(out.read_text())
@@ -21,9 +21,9 @@ def test_benchmark_reports_every_section(tmp_path):
     assert all(r["epoch_ms"] > 0 and 0 <= r["accuracy"] <= 1 for r in results["peers"].values())
     ours, reference = results["peers"]["ours"]["accuracy"], results["peers"]["dataloader"]["accuracy"]
     assert ours == results["peers"]["plain_fast_path"]["accuracy"]  # Accelerate changes nothing on one process
-    assert reference > 0.85
+    assert reference > 0.7  # it learned: chance is 1/3, and these 96 steps reach ~0.79
     assert ours == pytest.approx(reference, abs=0.02)
-    assert [r["rows"] for r in results["scaling"]] == [2000]
+    assert [r["rows"] for r in results["scaling"]] == [2000] and results["recipe_train_rows"] == 16000
     assert set(results["inference"]) == {"npz", "csv"}
     for figures in results["inference"].values():
         assert figures["rows_per_s"] == pytest.approx(3000 / figures["seconds"])

@@ -21,6 +21,7 @@ the categorical columns, and 5 bytes a row for the class codes and the split (1 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -33,9 +34,11 @@ from common.data.columns import (
     FLOAT32_LIMIT,
     WordsAsBlanks,
     column_looks_numeric,
+    column_texts,
     feature_type_advice,
     is_number_type,
     is_point_grouped,
+    is_text_type,
     numeric_values,
     pointed_numbers,
     points_group_thousands,
@@ -128,7 +131,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         raise UserError(f"{cfg.csv} has no target column '{cfg.target}': choose --target from {head.column_names}")
     if head.num_rows == 1:  # (the head is the whole of so small a file) every column would be constant
         raise UserError(f"{cfg.csv} has one data row: a model learns from many; add rows")
-    require_target_type(head.column(cfg.target).type, cfg)
+    require_target_type(head, cfg)
     roles = infer_roles(head, cfg.target, RoleOverrides(cfg.categorical, cfg.numeric, cfg.drop, cfg.id, cfg.date))
     require_utf8(path, cfg, head)
     for name in cfg.id:  # an id is carried into the predictions as text, which these types have not
@@ -204,11 +207,14 @@ def require_utf8(path: Path, cfg: MakeDataConfig, head: Any) -> None:
                             f"save it as UTF-8 CSV{drop}")
 
 
-def require_target_type(kind: Any, cfg: MakeDataConfig) -> None:
+def require_target_type(head: Any, cfg: MakeDataConfig) -> None:
     """A target of lists or records names no class and no amount; one of dates is taken for
-    classes of text (or an id) unless --task says what to predict."""
+    classes of text (or an id) unless --task says what to predict; one of words is no amount a
+    regression can take."""
     import pyarrow as pa
 
+    column = head.column(cfg.target)
+    kind = column.type
     if pa.types.is_nested(kind):
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds {kind} values, several to a row, which "
                         "cannot be predicted: choose another --target")
@@ -216,6 +222,12 @@ def require_target_type(kind: Any, cfg: MakeDataConfig) -> None:
         raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds dates ({kind}): give --task regression to "
                         "predict them (as seconds since 1970), --task classification to take each date as a class, "
                         "or choose another --target")
+    if cfg.task == "regression" and is_text_type(kind) and column.null_count < len(column) \
+            and not column_looks_numeric(column, decimal_of(head)):
+        words = Counter(text for text in column_texts(column) if text is not None)
+        raise UserError(f"{cfg.csv}: target column '{cfg.target}' holds words ({most_frequent(words)}), not "
+                        "numbers, which --task regression needs: leave out --task to predict its classes, or "
+                        "choose another --target")
 
 
 def require_numbers(seen: FirstPass, cfg: MakeDataConfig) -> None:

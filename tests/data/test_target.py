@@ -173,6 +173,19 @@ def test_a_target_of_lists_or_of_dates_is_said_as_such(tmp_path):
     assert not (tmp_path / "o2" / "t").exists()
 
 
+def test_a_regression_on_a_target_of_words_names_its_words_not_a_cell(tmp_path):
+    """--task regression on a column of classes said "fix that cell" of its first row, as if the
+    column held amounts with one typo. A target mostly of numbers still reads its odd cell so."""
+    x = np.random.default_rng(0).normal(size=300)
+    write(tmp_path / "t.csv", {"x": x, "y": np.array(["low", "mid", "high"] * 100)})
+    argv = ["--csv", tmp_path / "t.csv", "--target", "y", "--task", "regression", "--out-dir", tmp_path / "out"]
+    message = user_error(make_data_script.main, *argv)
+    assert "'y' holds words ('low', 'mid', 'high')" in message and "leave out --task" in message, message
+    assert "fix that cell" not in message and not (tmp_path / "out" / "t").exists()
+    write(tmp_path / "t.csv", {"x": x, "y": np.array(["1.5", "2.5"] * 149 + ["3", "n/q"])})
+    assert "fix that cell" in user_error(make_data_script.main, *argv)
+
+
 def test_target_values_far_out_are_named_and_a_skewed_target_is_not(tmp_path, capsys):
     """Five values near 1e6 among values near 10 got a log link and a model worse than a constant,
     with nothing said when the data set was made."""

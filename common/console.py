@@ -38,6 +38,8 @@ def fmt(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
 
 
+FEW_NAMED = 8  # classes of few rows named in make_data.py's note
+
 LABELS = {
     "train_loss": "train loss", "val_loss": "val loss", "val_f1_macro": "val F1", "val_r2": "val R²",
     "test_loss": "test loss", "accuracy": "accuracy",
@@ -99,7 +101,9 @@ def report_dataset(meta: Any) -> None:
                       "R² and the model's fit are about them; check them (a slip, or a code for unknown), or drop "
                       "those rows")
     if few := source.get("classes_of_few_rows"):
-        named = ", ".join(f"{escape(repr(label))} ({rows})" for label, rows in few.items())
+        named = ", ".join(f"{escape(repr(label))} ({rows})" for label, rows in list(few.items())[:FEW_NAMED])
+        if len(few) > FEW_NAMED:  # hundreds of them would fill the screen: dataset.json lists them all
+            named += f" and {len(few) - FEW_NAMED:,} more of the {len(labels):,} classes (dataset.json names them all)"
         console.print(f"Note: class(es) with few training rows: {named}. The model can hardly learn "
                       "them, and macro-F1, which picks the best epoch, counts each as much as any other class: "
                       "merge or drop their rows if they are not classes of their own")

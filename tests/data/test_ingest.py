@@ -450,6 +450,12 @@ def test_classes_of_few_training_rows_are_kept_and_named(tmp_path, capsys):
     meta = json.loads((tmp_path / "t" / "dataset.json").read_text())
     assert meta["source"]["classes_of_few_rows"] == {"Yes": 1, "rare": 3}
     assert "Note: class(es) with few training rows: 'Yes' (1), 'rare' (3)." in " ".join(capsys.readouterr().out.split())
+    y[:300] = [f"c{i:03d}" for i in range(100)] * 3  # 100 classes of 3 rows: eight named, and a count
+    write(tmp_path / "many.csv", {"x": x, "y": y})
+    make_data("--csv", tmp_path / "many.csv", "--target", "y", "--task", "classification", "--out-dir", tmp_path)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "'c007' (" in said and "'c008'" not in said and "and 92 more of the 102 classes" in said, said
+    assert len(json.loads((tmp_path / "many" / "dataset.json").read_text())["source"]["classes_of_few_rows"]) == 100
     write(tmp_path / "u.csv", {"x": x, "y": np.where(x > 0, "a", "b")})
     make_data("--csv", tmp_path / "u.csv", "--target", "y", "--out-dir", tmp_path)
     assert "classes_of_few_rows" not in json.loads((tmp_path / "u" / "dataset.json").read_text())["source"]

@@ -13,7 +13,8 @@ def test_benchmark_reports_every_section(tmp_path):
     """Sections 1 to 4 at a tiny size. The peers train on the same data: our loop computes what the
     recipe's DataLoader loop computes, in distribution, and Accelerate changes nothing numerically."""
     out = tmp_path / "bench.json"
-    bench.main(["--epochs", "6", "--recipe-rows", "20000", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp", "--no-tables", "--no-scale",
+    bench.main(["--epochs", "6", "--recipe-rows", "20000", "--sizes", "2000", "--infer-rows", "3000", "--no-ddp",
+                "--no-tables", "--no-scale",
                 "--no-processes",
                 "--out", str(out)])
     results = json.loads(out.read_text())

@@ -158,9 +158,12 @@ def test_dates_where_the_model_trained_on_numbers_are_refused_not_read_as_second
     columns = {f"x{i}": [0.5, 0.25] for i in range(10)}
     pq.write_table(pa.table({**columns, "x4": pa.array([dt.datetime(2024, 1, 1), dt.datetime(2024, 2, 1)])}),
                    tmp_path / "rows.parquet")
+    # and a time of day, which would read as seconds since midnight
+    pq.write_table(pa.table({**columns, "x4": pa.array([dt.time(9, 30), dt.time(17)])}), tmp_path / "times.parquet")
     header = ",".join(columns)
     (tmp_path / "rows.csv").write_text(f"{header}\n" + ",".join(["1"] * 4 + ["2024-01-05"] + ["1"] * 5) + "\n")
-    for name, says in (("rows.parquet", "holds dates (timestamp"), ("rows.csv", "'2024-01-05'")):
+    for name, says in (("rows.parquet", "holds dates (timestamp"), ("rows.csv", "'2024-01-05'"),
+                       ("times.parquet", "holds times of day (time64")):
         message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / name)
         assert "'x4'" in message and says in message, message
         assert not (tmp_path / "rows.pred.csv").exists()

@@ -33,7 +33,8 @@ from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS, check_figures_path
 from common.serve.predict import pipeline_threads, predict, predict_to_file, test_split_report
 
-CLASSIFICATION_FIGURES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix")
+CLASSIFICATION_FIGURES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix",
+                          "precision", "recall", "support")  # and the labels, in the matrix's order
 
 
 def show_figures(report: dict[str, Any], config: ModelRecord, rows: str, labels: list | None = None) -> dict:
@@ -46,7 +47,8 @@ def show_figures(report: dict[str, Any], config: ModelRecord, rows: str, labels:
         console.print(f"accuracy {report['accuracy']:.4f}  precision (macro) {report['precision_macro']:.4f}  "
                       f"recall (macro) {report['recall_macro']:.4f}  F1 (macro) {report['f1_macro']:.4f}  "
                       f"on {rows}")
-        return {k: report[k] for k in CLASSIFICATION_FIGURES}
+        return {**{k: report[k] for k in CLASSIFICATION_FIGURES}, "labels": labels,
+                **({"unseen_labels": report["unseen_labels"]} if "unseen_labels" in report else {})}
     figures = {k: report[k] for k in ("mae", "rmse", "r2")}
     console.print(figures_table(figures, f"regression on {rows} (original y scale)"))
     return figures

@@ -599,6 +599,13 @@ def test_a_labelled_input_is_scored_as_well_as_predicted(crossfit_run, tmp_path,
     right = sum(p == t for p, t in zip(predicted[10:], labels[10:], strict=True))
     assert figures["accuracy"] == pytest.approx(right / 490, abs=1e-12)
     assert np.asarray(figures["confusion_matrix"]).shape == (3, 3)  # high, low, and the unseen medium
+    assert figures["labels"] == ["high", "low", "medium"] and figures["unseen_labels"] == ["medium"]
+    assert figures["support"] == np.sum(figures["confusion_matrix"], axis=1).tolist() and len(figures["recall"]) == 3
+    # the same figures as the Python API's
+    from common.api import Predictor
+
+    evaluated = Predictor.load(crossfit_run / "run").evaluate(pa_csv.read_csv(path))
+    assert {k: evaluated[k] for k in figures} == figures
     assert "confusion matrix" in said and "10 without a 'label' predicted only" in said and "['medium']" in said
     assert "rows it trained on" not in said  # another file than the one the data set was made from
 

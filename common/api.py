@@ -4,8 +4,9 @@
 
     model = fit("penguins.csv", target="species")        # make_data.py + train.py, in this process
     model = Predictor.load("runs/penguins")               # or a model folder train.py wrote
-    model.predict(rows)                                    # a DataFrame (or one of its rows), an Arrow table,
-    model.predict_proba(rows)                              # a dict of columns, a list of row dicts, a NumPy array
+    model.predict(rows)                                    # a file's path, a DataFrame (or one of its rows), an
+    model.predict_proba(rows)                              # Arrow table, a dict of columns, a list of row dicts,
+                                                           # a NumPy array
     model.feature_importance(labelled_rows)                # which columns matter on rows with the target
 
     from common.api import TabularClassifier               # scikit-learn estimators (cross_val_score, Pipeline)
@@ -41,6 +42,7 @@ from common.serve.inputs import (
     InputNotes,
     arrow_rows,
     arrow_table,
+    file_rows,
     is_dataframe,
     python_inputs,
     read_columns,
@@ -86,9 +88,13 @@ class Predictor:
         return self.record.target_column
 
     def _inputs(self, rows: Any) -> np.ndarray:
-        """The model's inputs: a few Python rows read directly, anything else through Arrow."""
+        """The model's inputs: a file read as infer.py reads it, a few Python rows read directly,
+        anything else through Arrow."""
         pre = self.record.preprocess
-        rows = read_columns(rows, pre.column_names)
+        read = file_rows(rows, pre)
+        if read is not None and not isinstance(read, np.ndarray):
+            return table_inputs(read, pre, os.fspath(rows), 0, InputNotes(pre))[0]
+        rows = read_columns(rows if read is None else read, pre.column_names)
         X = python_inputs(rows, pre)
         return X if X is not None else table_inputs(arrow_rows(rows, pre), pre, ROWS_NAME, 0, InputNotes(pre))[0]
 
@@ -112,8 +118,12 @@ class Predictor:
 
         pre = self.record.preprocess
         name = target if isinstance(target, str) else self.target or "target"
-        table = arrow_rows(read_columns(rows, [*pre.column_names, name]), pre)
-        X = table_inputs(table, pre, ROWS_NAME, 0, InputNotes(pre))[0]
+        read, source = file_rows(rows, pre), ROWS_NAME
+        if read is not None and not isinstance(read, np.ndarray):
+            table, source = read, os.fspath(rows)
+        else:
+            table = arrow_rows(read_columns(rows if read is None else read, [*pre.column_names, name]), pre)
+        X = table_inputs(table, pre, source, 0, InputNotes(pre))[0]
         if target is None or isinstance(target, str):
             if name not in table.column_names:
                 raise UserError(f"the rows have no column '{name}' to score on: pass target= its name or the values")
@@ -122,7 +132,7 @@ class Predictor:
             column = pa.chunked_array([pa.array(np.asarray(target).tolist())])
             if len(column) != len(X):
                 raise UserError(f"{len(column)} target values for {len(X)} rows: give one per row")
-        labelled = LabelledRows(self.record, name, ROWS_NAME, sample_rows, seed)
+        labelled = LabelledRows(self.record, name, source, sample_rows, seed)
         labelled.add(X, column, self._predicted(X), 0, decimal_of(table))
         return labelled
 

@@ -64,6 +64,21 @@ def test_every_form_of_rows_gives_infer_pys_probabilities_to_the_last_bit(model,
     assert list(model.predict(form_of(table, form))) == [model.classes[k] for k in decided]
 
 
+def test_a_files_path_is_read_as_infer_py_reads_it(model, rows, crossfit_run, tmp_path):
+    """fit takes a file's path: so do predict, predict_proba and evaluate, with infer.py's bits."""
+    import pyarrow.parquet as pq
+
+    table, theirs = rows
+    csv = crossfit_run / "people.csv"
+    pq.write_table(table, tmp_path / "people.parquet")
+    for path in (csv, str(csv), tmp_path / "people.parquet"):
+        assert np.array_equal(model.predict_proba(path), theirs)
+    assert list(model.predict(csv)) == list(model.predict(table))
+    assert model.evaluate(csv) == model.evaluate(table)
+    with pytest.raises(UserError, match="rows .*absent.csv not found: check the path"):
+        model.predict(tmp_path / "absent.csv")
+
+
 def test_a_row_alone_is_predicted_as_among_many(model, rows):
     """One row's pass takes another kernel in torch: it must not change the row's prediction."""
     table, theirs = rows
@@ -173,13 +188,15 @@ def test_rows_that_cannot_be_predicted_are_one_line(model, rows, words):
     assert all(w in str(info.value) for w in words) and "\n" not in str(info.value)
 
 
-def test_an_all_numeric_model_takes_an_array(small_model, small_cls):
+def test_an_all_numeric_model_takes_an_array(small_model, small_cls, tmp_path):
     from common.data.dataset import load_dataset
 
     model = Predictor.load(small_model)
     X = np.random.default_rng(0).normal(size=(5, 10))
     by_name = {f"x{i}": X[:, i] for i in range(10)}
     assert np.array_equal(model.predict_proba(X), model.predict_proba(by_name))
+    np.save(tmp_path / "five.npy", X)  # an array file, as infer.py reads one
+    assert np.array_equal(model.predict_proba(tmp_path / "five.npy"), model.predict_proba(X))
     assert model.predict(X[0]).shape == (1,) and load_dataset(small_cls).task == model.task
 
 

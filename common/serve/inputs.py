@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from common.config import PREDICT_BATCH_ROWS
 from common.data.columns import (
     NULL_VALUES,
     WordsAsBlanks,
@@ -18,7 +19,7 @@ from common.data.columns import (
     text_values,
 )
 from common.data.dates import DateValues, date_values, refuse_dates
-from common.data.tables import decimal_of, read_table, require_unique_names, stream_table
+from common.data.tables import NotStreamable, decimal_of, read_table, require_unique_names, stream_table
 from common.errors import UserError
 from common.files import require_file
 from common.steps import Categories, Preprocessor
@@ -243,15 +244,18 @@ def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: i
         yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target), 0, decimal_of(table))
         return
     first_row = 0
-    # Read as numbers by pyarrow: the plain numeric columns. A date, a time of day, or a column
-    # whose training file held words among its numbers or grouped them by points, comes as text
-    # and is read here.
-    numbers = [s.name for s in pre.numeric if not (s.is_date or s.blank_words or s.time_of_day or s.thousands)] \
-        if reading == "typed" else []
+    numbers = streamed_numbers(pre) if reading == "typed" else []
     for table in stream_table(path, sep, text, numbers, batch_rows):
         yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row,
                     decimal_of(table))
         first_row += table.num_rows
+
+
+def streamed_numbers(pre: Preprocessor) -> list[str]:
+    """The columns pyarrow reads as numbers when a file is streamed: the plain numeric ones. A date,
+    a time of day, or a column whose training file held words among its numbers or grouped them by
+    points, comes as text and is read here."""
+    return [s.name for s in pre.numeric if not (s.is_date or s.blank_words or s.time_of_day or s.thousands)]
 
 
 class Batch(NamedTuple):
@@ -267,6 +271,32 @@ def target_of(table: Any, target: str | None) -> Any:
 
 
 ROWS_NAME = "the table given"  # how a message names rows given in memory (there is no file)
+
+
+def file_rows(rows: Any, pre: Preprocessor) -> Any:
+    """Rows given as a file's path (text or a path object): a CSV or Parquet file read whole with
+    the types feature_batches streams it with, each reading the fallback of the one before, or a
+    .npy array of the model's inputs; None for rows given in memory."""
+    import os
+
+    import pyarrow as pa
+
+    if not isinstance(rows, (str, os.PathLike)):
+        return None
+    path = os.fspath(rows)
+    require_file(path, "rows")
+    if path.endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    text = [c.name for c in pre.text_categorical]
+    for numbers in (streamed_numbers(pre), []):
+        try:
+            pieces = list(stream_table(path, None, text, numbers, PREDICT_BATCH_ROWS))
+        except NotStreamable:
+            continue
+        if not pieces or not sum(piece.num_rows for piece in pieces):
+            raise UserError(f"{path} has no data rows: nothing to predict")
+        return pa.concat_tables(pieces)
+    return read_table(path, None, text_columns=text)
 
 
 def arrow_rows(rows: Any, pre: Preprocessor) -> Any:

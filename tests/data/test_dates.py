@@ -175,6 +175,20 @@ def test_dates_of_another_form_predict_the_same_and_a_non_date_is_a_blank_with_a
     assert said.count("not dates") == 1  # the same cell, said once
 
 
+def test_the_api_given_a_files_path_reads_its_dates_as_infer_py_does(dated, tmp_path):
+    """A zoned time is the wall clock as written: 01:30+02:00 on 1 March is a Tuesday in March,
+    where pyarrow's own reading of the file makes it 23:30 UTC on Monday 29 February."""
+    from common.api import Predictor
+
+    days = ["2016-03-01T01:30+02:00", "2016-07-04T00:15+05:00", "2016-01-02T23:00-03:00"]
+    write(tmp_path / "zoned.csv", {"day": days, "x": [0.3, -1.2, 0.8]})
+    infer("--ckpt-dir", dated / "run", "--input", tmp_path / "zoned.csv", "--output", tmp_path / "zoned.npz")
+    model = Predictor.load(dated / "run")
+    with np.load(tmp_path / "zoned.npz") as theirs:
+        assert np.array_equal(model.predict_proba(tmp_path / "zoned.csv"), theirs["proba"])
+        assert not np.array_equal(model.predict_proba(pa_csv.read_csv(tmp_path / "zoned.csv")), theirs["proba"])
+
+
 @pytest.mark.parametrize("unit", ["D", "h", "m", "s"])
 def test_numpy_dates_in_rows_given_in_memory_predict_as_the_text_of_the_same_date(dated, unit):
     """np.datetime64("2016-03-01") in a dict: pyarrow refused a list of such scalars with a message

@@ -51,10 +51,13 @@ class RunOutcome:
     # The test split's figures as the model decides, where a two-class threshold decides (final_metrics
     # holds the kept evaluation's, by the most probable class, named alike): what infer.py reports.
     test_by_decision: dict[str, float] = dataclasses.field(default_factory=dict)
+    # The same on the rows the threshold was fitted on (out of fold, or the validation rows): the
+    # card's headline figures, where final_metrics' `val_*` are the most probable class's.
+    val_by_decision: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         outcome = {k: getattr(self, k) for k in OUTCOME_KEYS}
-        decided = {"test_by_decision": self.test_by_decision} if self.test_by_decision else {}
+        decided = {key: getattr(self, key) for key in ("test_by_decision", "val_by_decision") if getattr(self, key)}
         return {**outcome, **decided,
                 "best": {"monitor": self.monitor, "value": self.best_value, "epoch": self.best_epoch}}
 
@@ -67,7 +70,7 @@ class RunOutcome:
                    best.number("value", default=None), best.integer("epoch", default=None),
                    list(o.checked("legs", lambda v: isinstance(v, list) and all(type(n) is int and n > 0 for n in v),
                                   "a list of whole numbers above 0", default=[])),
-                   o.obj_of("test_by_decision", default={}))
+                   o.obj_of("test_by_decision", default={}), o.obj_of("val_by_decision", default={}))
 
     @classmethod
     def read_flat(cls, f: Fields, monitor: str) -> RunOutcome:

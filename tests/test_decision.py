@@ -179,6 +179,12 @@ def test_the_test_split_is_scored_by_the_models_decision(tmp_path):
     card = (tmp_path / "run" / "README.md").read_text()
     assert "## Test split (500 rows, never trained on, nor chosen on)" in card
     assert f"| accuracy | {by_decision['accuracy']:.4f} |" in card.split("## Test split")[1]
+    # The card's headline, out of fold, is the threshold's too: config.json says so beside final_metrics.
+    out_of_fold = record.outcome.val_by_decision
+    assert set(out_of_fold) == {"val_accuracy", "val_precision_macro", "val_recall_macro", "val_f1_macro"}
+    assert f"| macro-F1 | {out_of_fold['val_f1_macro']:.4f} |" in card.split("## Test split")[0]
+    assert f"| accuracy | {out_of_fold['val_accuracy']:.4f} |" in card.split("## Test split")[0]
+    assert out_of_fold["val_accuracy"] != record.outcome.final_metrics["val_accuracy"]
 
 
 def test_the_runs_own_figure_decides_by_the_threshold_as_predictions_do():

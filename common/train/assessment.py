@@ -157,16 +157,29 @@ def fitted_decision(plan: TrainPlan, rows: ScoredRows | None, weights: dict[str,
 def test_by_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor],
                      decision: ThresholdFit | None) -> dict[str, float]:
     """The test split's accuracy and macro figures as the model decides, by its two-class
-    threshold: what infer.py reports on those rows. The evaluations (metrics.jsonl, and
-    final_metrics, the kept one) take the most probable class, the threshold being fitted after
-    them. Empty without a threshold or a test split."""
-    if decision is None or not len(data.y_test):
+    threshold: what infer.py reports on those rows. Empty without a threshold or a test split."""
+    return by_decision(plan, data, weights, decision, ScoredRows(data.X_test, data.y_test, None, "test"), "test")
+
+
+def val_by_decision(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, torch.Tensor],
+                    decision: ThresholdFit | None) -> dict[str, float]:
+    """The same figures on the rows the threshold was fitted on (scored_rows: out of fold, or the
+    validation rows), named as final_metrics names the validation figures: the card's headline."""
+    return {} if rows is None else by_decision(plan, data, weights, decision, rows, "val")
+
+
+def by_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor], decision: ThresholdFit | None,
+                rows: ScoredRows, split: str) -> dict[str, float]:
+    """`rows`' accuracy and macro figures by the two-class threshold, each named as final_metrics
+    names `split`'s. The evaluations (metrics.jsonl, and final_metrics, the kept one) take the most
+    probable class, the threshold being fitted after them. Empty without a threshold or rows."""
+    if decision is None or not len(rows.y):
         return {}
-    proba = class_probabilities(outputs(final_net(plan, weights), data.X_test, None, plan, link=False))
+    proba = class_probabilities(outputs(final_net(plan, weights), rows.X, rows.fold, plan, link=False))
     classes = len(data.description.class_labels or [])
-    figures = macro_figures(confusion_matrix(np.asarray(data.y_test), decided_classes(proba, decision.threshold),
+    figures = macro_figures(confusion_matrix(np.asarray(rows.y[:]), decided_classes(proba, decision.threshold),
                                              classes))
-    return {record_key("test", k): v for k, v in figures.items() if k != "confusion_matrix"}  # as final_metrics
+    return {record_key(split, k): v for k, v in figures.items() if k != "confusion_matrix"}  # as final_metrics
 
 
 def assess(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, torch.Tensor],

@@ -19,7 +19,7 @@ from common.errors import Terminated, UserError
 from common.figures import run_painter, stop_early
 from common.files import load_weights, make_folder
 from common.model import build_model, intra_op_threads, load_state
-from common.train.assessment import fitted_decision, scored_rows, test_by_decision
+from common.train.assessment import fitted_decision, scored_rows, test_by_decision, val_by_decision
 from common.train.early_stopping import BestTracker, Legs
 from common.train.heartbeat import lost_peers, stop_heartbeat
 from common.train.leans import compiler_unloaded
@@ -175,6 +175,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
             report_decision(decision, plan.run.decision, data, accelerator)
             if accelerator.is_main_process:
                 outcome.test_by_decision = test_by_decision(plan, data, weights, decision)
+                outcome.val_by_decision = val_by_decision(plan, data, rows, weights, decision)
             model_record = run_record(plan, data, accelerator, outcome, decision)
             report = RunReport.made(plan, data, rows, weights, model_record, folder.records, pictures) \
                 if accelerator.is_main_process else None

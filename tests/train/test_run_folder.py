@@ -5,6 +5,7 @@ import contextlib
 import errno
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -190,6 +191,35 @@ def test_a_data_set_folder_is_refused_as_the_run_folder(small_cls, tmp_path):
     assert message == (f"--ckpt-dir {tmp_path / 'cls_data'} is a data set folder (make_data.py's): give the run a "
                        "folder of its own, such as runs/cls_data")
     assert sorted(p.name for p in (tmp_path / "cls_data").iterdir()) == before
+
+
+@pytest.mark.parametrize("files,words", [
+    ({"config.json": '{"experiment": "keep me"}', "curves.png": "x"}, ["holds a config.json that is no model config"]),
+    ({"curves.png": "x", "confusion.png": "x"}, ["holds curves.png, confusion.png but no model's config.json"]),
+    ({"model.safetensors": "weights of another tool"}, ["holds model.safetensors but no model's config.json"]),
+])
+def test_a_folder_of_somebody_elses_files_is_refused_before_training(small_cls, tmp_path, files, words):
+    """A run's commit replaced a config.json of the user's and removed pictures it did not draw."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", folder, "--epochs", "1")
+    assert all(word in message for word in words), message
+    assert {p.name: p.read_text() for p in folder.iterdir()} == files
+
+
+def test_a_folder_of_a_run_or_of_its_own_readme_takes_a_run(small_cls, tmp_path):
+    """An earlier run's folder, of today's config format or format 3's, and a folder holding only
+    notes of the user's, are run folders."""
+    old = tmp_path / "old"
+    shutil.copytree(Path(__file__).parents[1] / "serve" / "fixtures" / "config_format3" / "cls", old)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("my notes")
+    for folder in (old, tmp_path / "notes", tmp_path / "notes"):
+        train("--data", small_cls, "--ckpt-dir", folder, "--epochs", "1")
+        assert (folder / "model.safetensors").is_file()
+    assert (tmp_path / "notes" / "README.md").read_text() == "my notes"
 
 
 def test_only_the_disks_refusals_are_said_of_the_logs_folder(tmp_path):

@@ -54,7 +54,9 @@ def checkpoints(folder):
     """(committed checkpoints, hidden leftovers) under a run folder."""
     root = folder / "checkpoints"
     names = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-    return [n for n in names if (root / n / "trainer_state.json").exists()], [n for n in names if n.startswith(".")]
+    # A save in progress stages its folder under a hidden name, its state written before the rename.
+    return [n for n in names if not n.startswith(".") and (root / n / "trainer_state.json").exists()], \
+        [n for n in names if n.startswith(".")]
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -272,16 +272,37 @@ def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> 
         role.why += f"; also as codes ({len(view.levels)} values)"
 
 
-def target_is_numeric(head: Any, name: str, task: str | None) -> bool:
+def target_is_numeric(head: Any, name: str, task: str | None, written: Any = None) -> bool:
     """Numbers make a regression or a few integer classes; text makes classes. Text that is
-    mostly numbers is read as numbers unless --task classification says otherwise."""
+    mostly numbers is read as numbers unless --task classification says otherwise. Whole numbers
+    written with a leading zero (`007`, `010`: the head's column as the file wrote it, `written`)
+    are codes: classes named as written, unless --task regression says otherwise."""
     import pyarrow as pa
 
     kind = head.column(name).type
-    if is_number_type(kind) or task == "regression":
+    if task == "regression":
         return True
+    if is_number_type(kind):
+        return not (written is not None and pa.types.is_integer(kind) and zero_led(written))
     return bool(pa.types.is_string(kind) and task != "classification"
                 and column_looks_numeric(head.column(name), decimal_of(head)))
+
+
+def target_as_written(path: Path, cfg: MakeDataConfig, head: Any) -> Any:
+    """The target column of a CSV's head as text, where pyarrow read it as whole numbers (and so
+    dropped any leading zero); None elsewhere."""
+    import pyarrow as pa
+
+    if path.suffix.lower() in PARQUET_SUFFIXES or not pa.types.is_integer(head.column(cfg.target).type):
+        return None
+    return read_table(path, cfg.sep, text_columns=[cfg.target], head=True).column(cfg.target)
+
+
+def zero_led(column: Any) -> bool:
+    """Whether a text column writes a whole number with a leading zero (`007`, `-01`; not `0`)."""
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.match_substring_regex(column, r"^\s*-?0[0-9]")).as_py())
 
 
 def date_types(names: list[str]) -> dict[str, Any]:
@@ -314,7 +335,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     numeric = [r.name for r in roles if r.role == "numeric"]
     dates = [r.name for r in roles if r.role == "date"]
     categorical = [r.name for r in roles if r.role == "categorical"]
-    numeric_target = target_is_numeric(head, cfg.target, cfg.task)
+    numeric_target = target_is_numeric(head, cfg.target, cfg.task, target_as_written(path, cfg, head))
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
                      None if numeric_target else Vocabulary(), dates,
                      times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)},

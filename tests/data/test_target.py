@@ -186,6 +186,25 @@ def test_a_regression_on_a_target_of_words_names_its_words_not_a_cell(tmp_path):
     assert "fix that cell" in user_error(make_data_script.main, *argv)
 
 
+def test_classes_written_with_leading_zeros_keep_them(tmp_path):
+    """`007` read as the number 7: the predictions said 7, and the model's own file, scored,
+    held labels it never saw (accuracy 0). Codes are classes named as written; --task
+    regression still reads them as amounts."""
+    a = np.random.default_rng(12).normal(size=600)
+    codes = np.where(a > 0.5, "007", np.where(a < -0.5, "010", "001"))
+    (tmp_path / "t.csv").write_text("a,y\n" + "".join(f"{x:.4f},{c}\n" for x, c in zip(a, codes, strict=True)))
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path / "data")
+    assert load_dataset(tmp_path / "data" / "t").description.class_labels == ["001", "007", "010"]
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "4")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "t.csv", "--output", tmp_path / "p.csv",
+          "--metrics-json", tmp_path / "m.json")
+    assert {row["prediction"] for row in read_csv_rows(tmp_path / "p.csv")} <= {"001", "007", "010"}
+    figures = json.loads((tmp_path / "m.json").read_text())
+    assert figures["accuracy"] > 0.9 and figures["unseen_labels"] == []
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--task", "regression", "--out-dir", tmp_path / "amounts")
+    assert load_dataset(tmp_path / "amounts" / "t").description.task == "regression"
+
+
 def test_target_values_far_out_are_named_and_a_skewed_target_is_not(tmp_path, capsys):
     """Five values near 1e6 among values near 10 got a log link and a model worse than a constant,
     with nothing said when the data set was made."""

@@ -68,6 +68,7 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
     if data.X_test.shape[1] != len(config.feature_names):
         raise UserError(f"the data set has {data.X_test.shape[1]} inputs, the model takes "
                         f"{len(config.feature_names)}: pass the data set it was trained on")
+    require_the_models_preparation(config, data, str(source))
     report = test_split_report(model, data, config, cfg.batch_size, str(source))
     return show_figures(report, config, f"{len(data.y_test)} test rows")
 
@@ -80,6 +81,19 @@ def require_the_trained_data(config: ModelRecord, data: TabularData) -> None:
     if config.data and trained and data.identity != trained:  # an older model folder records none
         raise UserError(f"the data set {config.data} was made again since this model trained on it (its rows "
                         "differ): retrain on it, or pass --data to score a data set on purpose")
+
+
+def require_the_models_preparation(config: ModelRecord, data: Any, source: str) -> None:
+    """A data set's arrays are its rows as its own fit prepared them, its targets codes of its own
+    classes: scored by a model prepared otherwise, they would read as other values and other
+    classes, and the figures be wrong without a word."""
+    what = "classes" if data.description.class_labels != config.class_labels else \
+        "preparation of the columns" if data.preprocessor.to_json() != config.preprocess.to_json() else \
+        "target's modelling" if (data.description.target and data.description.target.to_json()) != \
+        (config.target and config.target.to_json()) else None
+    if what:
+        raise UserError(f"the data set {source} differs from the model's in its {what} (made from other rows or "
+                        "settings): score its table's rows with --input FILE instead")
 
 
 def output_path(input_path: str, output: str | None) -> str:

@@ -110,8 +110,27 @@ def test_a_data_set_made_again_since_training_is_not_scored_without_a_word(tmp_p
     make_data("--n-samples", 600, "--seed", 5, "--out-dir", tmp_path)
     message = infer_error("--ckpt-dir", tmp_path / "run", "--metrics-json", tmp_path / "after.json")
     assert "was made again since this model trained on it" in message and not (tmp_path / "after.json").exists()
-    infer("--ckpt-dir", tmp_path / "run", "--data", tmp_path / "cls_data", "--metrics-json", tmp_path / "asked.json")
-    assert (tmp_path / "asked.json").exists()  # named on purpose: scored
+    # Named on purpose, it is still another fit's arrays: its inputs scaled by other figures.
+    message = infer_error("--ckpt-dir", tmp_path / "run", "--data", tmp_path / "cls_data",
+                          "--metrics-json", tmp_path / "asked.json")
+    assert "differs from the model's in its preparation of the columns" in message, message
+    assert not (tmp_path / "asked.json").exists()
+
+
+def test_a_data_set_of_other_classes_is_not_scored_as_the_models(tmp_path):
+    """A data set whose classes are others (a class fewer) read its class codes as the model's
+    classes of the same number: a third of the rows scored under another class's name."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(900, 2))
+    label = np.array(["a", "b", "c"])[np.digitize(x[:, 0], [-0.4, 0.4])]
+    write(tmp_path / "t.csv", {"x0": x[:, 0], "x1": x[:, 1], "label": label})
+    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--test-size", "0.3", "--out-dir", tmp_path / "all")
+    train("--data", tmp_path / "all" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    keep = label != "a"
+    write(tmp_path / "t.csv", {"x0": x[keep, 0], "x1": x[keep, 1], "label": label[keep]})
+    make_data("--csv", tmp_path / "t.csv", "--target", "label", "--test-size", "0.3", "--out-dir", tmp_path / "two")
+    message = infer_error("--ckpt-dir", tmp_path / "run", "--data", tmp_path / "two" / "t")
+    assert "differs from the model's in its classes" in message and "--input" in message, message
 
 
 @pytest.mark.parametrize("array,value,what", [("X_test", np.nan, "NaN or infinite inputs"),

@@ -148,7 +148,9 @@ def flag_name(name: str) -> str:
 def _add_argument(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any) -> None:
     flag = flag_name(f.name)
     default = f.default_factory() if callable(f.default_factory) else f.default
-    help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f, default)})".replace("%", "%%")
+    said = "0:" in f.metadata.get("help", "")  # a help that says what 0 does itself
+    zero = f"; 0: {f.metadata['zero']}" if "zero" in f.metadata and not said else ""
+    help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f, default)}{zero})".replace("%", "%%")
     tp = _unwrap_optional(tp)
     if tp is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)

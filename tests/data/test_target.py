@@ -45,11 +45,12 @@ def test_few_or_negative_whole_numbers_stay_classes():
 
 
 
-def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path):
+def test_a_skewed_count_target_is_modelled_on_log_scale_and_predicted_in_range(tmp_path, capsys):
     visits = count_table(tmp_path / "counts.csv")
     assert target_transform(visits.astype(float)) == "log_link"
     assert target_transform(np.linspace(-1, 1, 50)) == "none"  # negatives: as it is
     make_data("--csv", tmp_path / "counts.csv", "--target", "visits", "--out-dir", tmp_path)
+    assert "modelled through a log link" in " ".join(capsys.readouterr().out.split())  # said, as defaults are
     data = load_dataset(tmp_path / "counts")
     target = data.description.target
     assert (target.transform, target.low, target.high) == ("log_link", float(visits.min()), float(visits.max()))

@@ -42,6 +42,7 @@ from common.serve.inputs import (
     InputNotes,
     arrow_rows,
     arrow_table,
+    column_of_values,
     file_rows,
     is_dataframe,
     python_inputs,
@@ -129,7 +130,8 @@ class Predictor:
                 raise UserError(f"the rows have no column '{name}' to score on: pass target= its name or the values")
             column = table.column(name)
         else:
-            column = pa.chunked_array([pa.array(np.asarray(target).tolist())])
+            # as a column of the rows is read: a NaN among labels (pandas' blank) is a blank
+            column = pa.chunked_array([column_of_values("target", np.asarray(target, dtype=object).tolist())])
             if len(column) != len(X):
                 raise UserError(f"{len(column)} target values for {len(X)} rows: give one per row")
         labelled = LabelledRows(self.record, name, source, sample_rows, seed)

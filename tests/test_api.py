@@ -232,6 +232,10 @@ def test_figures_and_importance_on_labelled_rows(model, rows):
                                pa.array([None if i % 5 == 0 else v for i, v in enumerate(truth)]))
     assert model.evaluate(blanked)["rows_without_target"] == 100
     assert model.evaluate(table.drop(["label"]), target=truth)["accuracy"] == figures["accuracy"]
+    # a blank among the labels given as values, as pandas holds one (NaN), was an Arrow traceback
+    gapped = np.array([math.nan if i % 5 == 0 else v for i, v in enumerate(truth)], dtype=object)
+    assert model.evaluate(table.drop(["label"]), target=gapped)["rows_without_target"] == 100
+    assert model.feature_importance(table.drop(["label"]), target=gapped, repeats=1).rows == 400
 
 
 def test_importance_is_scikit_learns_on_the_same_model_and_rows():

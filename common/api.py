@@ -275,8 +275,6 @@ def table_file(table: Any, name: str | None) -> Iterator[tuple[Path, str | None]
     if isinstance(table, (str, Path)):
         yield Path(table), None
         return
-    import pyarrow.parquet as pq
-
     kinds = {"dict": "a dict of columns", "list": "a list of rows", "Table": "a pyarrow Table",
              "RecordBatch": "a pyarrow RecordBatch"}
     kind = "a pandas DataFrame" if is_dataframe(table) else kinds.get(type(table).__name__, "a table")
@@ -286,8 +284,26 @@ def table_file(table: Any, name: str | None) -> Iterator[tuple[Path, str | None]
                         f"{type(table).__name__}")
     with tempfile.TemporaryDirectory(prefix="tabular-fit-") as tmp:
         path = Path(tmp) / f"{name or 'table'}.parquet"
-        pq.write_table(arrow, path)
+        write_parquet(arrow, path)
         yield path, f"{kind} ({arrow.num_rows} rows)"
+
+
+def write_parquet(table: Any, path: Path) -> None:
+    """`table` as a Parquet file; a column Parquet cannot hold (pandas' intervals, dictionary
+    encoded) is one line naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.write_table(table, path)
+    except (pa.ArrowException, ValueError, TypeError) as err:
+        for column in table.column_names:
+            try:
+                pq.write_table(table.select([column]), path)
+            except (pa.ArrowException, ValueError, TypeError):
+                raise UserError(f"column '{column}' holds {table.schema.field(column).type} values, which cannot be "
+                                "read as a table's column: convert it to numbers or text") from None
+        raise UserError(f"the table cannot be written as Parquet ({str(err).splitlines()[0]})") from None
 
 
 def __getattr__(name: str) -> Any:

@@ -179,6 +179,7 @@ def test_a_one_row_dict_may_hold_any_kind_of_value(tmp_path):
     ({"age": [40.0], "city": ["oslo"], "Member ": [True]},
      ["lacks column(s) ['member'] (it has ['Member ']: names differ in spaces or case)"]),
     ({"age": [40.0, 41.0], "city": ["oslo"], "member": [True]}, ["different numbers of values"]),
+    ({"age": 40.0, "city": "oslo", "member": [True]}, ["mix single values (column 'age')", "(column 'member')"]),
     (np.zeros((2, 3)), ["NumPy array cannot hold", "city"]),
     (42, ["rows of type int"]),
 ])
@@ -462,6 +463,13 @@ def test_what_the_api_is_given_wrongly_is_one_user_error(model, rows, tmp_path):
             model.feature_importance(rows, seed=seed)
     table, _ = rows
     assert model.feature_importance(table, repeats=np.int64(1), max_rows=np.int64(50)).repeats == 1  # NumPy's too
+    # pandas' intervals (pd.cut), dictionary encoded: Arrow has no cast for them, which was a traceback
+    frame = pd.DataFrame({"age": [30.0, 40.0, 50.0], "city": ["oslo", "rome", "oslo"], "member": [True, False, True]})
+    binned = frame.assign(age=pd.cut(frame["age"], 2))
+    with pytest.raises(UserError, match=r"column 'age' holds extension<pandas.interval.* cannot be a feature"):
+        model.predict(binned)
+    with pytest.raises(UserError, match=r"column 'age' holds dictionary<values=extension<pandas.interval.* convert"):
+        fit(binned.assign(y=["p", "q", "p"]), "y", out_dir=str(tmp_path), quiet=True)
     twice = pd.DataFrame([[1.0, 2.0, "p"], [3.0, 4.0, "q"]], columns=["a", "a", "y"])
     with pytest.raises(UserError, match=r"more than one column named \['a'\]: rename them"):
         fit(twice, "y", out_dir=str(tmp_path), quiet=True)

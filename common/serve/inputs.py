@@ -339,6 +339,12 @@ def arrow_table(rows: Any) -> Any:
             if not one_row and len(set(counts.values())) > 1:
                 raise UserError(f"the columns hold different numbers of values ({counts}): give every column one "
                                 "value per row")
+            single = [str(k) for k, v in rows.items() if not _is_column(v)]
+            if not one_row and single:  # one value beside lists of one: a row whose cell is a list, or columns?
+                listed = next(str(k) for k, v in rows.items() if _is_column(v))
+                raise UserError(f"the rows mix single values (column '{single[0]}') and lists of them (column "
+                                f"'{listed}'): give a dict of columns, a list for each, or one row's values, a "
+                                "single value for each")
             # from_pandas: a float NaN is a blank, as pandas writes one in a column of text
             # (`df.to_dict("list")`), which pyarrow refused in a column of text otherwise.
             return pa.table({str(k): column_of_values(str(k), [v] if one_row else v) for k, v in rows.items()})

@@ -293,6 +293,7 @@ def target_as_written(path: Path, cfg: MakeDataConfig, head: Any) -> Any:
     dropped any leading zero); None elsewhere."""
     import pyarrow as pa
 
+    assert cfg.target is not None
     if path.suffix.lower() in PARQUET_SUFFIXES or not pa.types.is_integer(head.column(cfg.target).type):
         return None
     return read_table(path, cfg.sep, text_columns=[cfg.target], head=True).column(cfg.target)

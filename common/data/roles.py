@@ -71,6 +71,9 @@ def infer_roles(table: Any, target: str, overrides: RoleOverrides) -> list[Colum
             for name in table.column_names if name != target]
 
 
+PANDAS_INDEX = re.compile(r"__index_level_\d+__$")  # the name pandas gives an unnamed index it writes to Parquet
+
+
 def looks_like_an_id(name: str) -> bool:
     return bool(_ID_NAME.match(name) or _CAMEL_ID.match(name)) or name.strip() == ""
 
@@ -128,6 +131,8 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
                         "2012/01/31, with a time and zone or without): leave it to make_data.py or name its role")
     if chosen:
         return role(chosen, "as given")
+    if PANDAS_INDEX.match(name):
+        return role("id", "the row labels of a DataFrame saved with them (pandas' unnamed index)")
     if missing == n:
         return role("dropped", "empty")
     if is_constant(column):

@@ -328,7 +328,10 @@ def arrow_table(rows: Any) -> Any:
             return pa.Table.from_batches([rows])
         if is_dataframe(rows):
             require_unique_names(list(rows.columns), "the rows")
-            return pa.Table.from_pandas(rows, preserve_index=False)
+            # Its index as pandas writes it to Parquet: a named one (set_index("date")) is a column
+            # of that name, an unnamed one of labels other than 0..n-1 is __index_level_0__ (an id),
+            # 0..n-1 none; so a frame reads as the Parquet file it would save.
+            return pa.Table.from_pandas(rows)
         if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
             if not rows:
                 return pa.table({})

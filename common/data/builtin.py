@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from common.config import MakeDataConfig, recipe_value
+from common.config import MakeDataConfig, flag_name, recipe_value
 from common.data.dataset import TabularData, dataset_meta
 from common.data.preprocess import fit_categorical, fit_numeric
 from common.data.roles import ColumnRole
@@ -75,6 +75,12 @@ def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
     if not cfg.csv and (cfg.scaling or cfg.target_transform != "auto"):
         raise UserError("--scaling and --target-transform shape a --csv table; the recipes and shipped data "
                         "sets keep their standard scaling and raw targets: drop them")
+    table_flags = [flag_name(name) for name in ("target", "sep", "categorical", "numeric", "drop", "id", "date")
+                   if getattr(cfg, name)]
+    if not cfg.csv and table_flags:  # else the recipe's data is made, the flags unread, without a word
+        own = "" if cfg.dataset else " (without --csv, the recipe makes its own data)"
+        raise UserError(f"{', '.join(table_flags)} {'is' if len(table_flags) == 1 else 'are'} for a table of yours: "
+                        f"give it with --csv FILE{own}")
     scaling = cfg.scaling or ("quantile" if cfg.csv else "standard")
     if cfg.csv or cfg.dataset:
         resolved = dataclasses.replace(cfg, test_size=test_size, scaling=scaling)

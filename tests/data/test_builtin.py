@@ -52,6 +52,15 @@ def test_impossible_generator_settings(tmp_path):
     assert "cannot generate" in message and not list(tmp_path.iterdir())
 
 
+def test_a_tables_flags_without_a_table_are_refused(tmp_path):
+    """--target without --csv made the recipe's 100,000 rows, the column asked for unread."""
+    message = user_error(make_data_script.main, "--target", "species", "--out-dir", tmp_path)
+    assert message == ("--target is for a table of yours: give it with --csv FILE (without --csv, the recipe makes "
+                       "its own data)")
+    message = user_error(make_data_script.main, "--dataset", "iris", "--sep", ";", "--id", "k", "--out-dir", tmp_path)
+    assert message.startswith("--sep, --id are for a table of yours") and not list(tmp_path.iterdir())
+
+
 def test_recipes_keep_their_split_and_settings(small_cls, tmp_path):
     from common.config import TrainConfig, recipe_value
     from common.train.defaults import DATA_SIZED, resolved_settings

@@ -23,7 +23,7 @@ from common.allocator import keep_chunk_memory
 from common.config import InferConfig, parse_config
 from common.console import confusion_table, console, figures_table, importance_table, per_class_table
 from common.data.dataset import TabularData, content_identity, load_dataset, read_description, recorded_source
-from common.data.tables import column_names, table_stem, without_pandas
+from common.data.tables import column_names, require_table_file, table_stem, without_pandas
 from common.errors import UserError, run_cli, written
 from common.files import check_writable, is_a_stream, strict_json, write_json
 from common.model import intra_op_threads
@@ -141,6 +141,8 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     """Every row predicted into the output; where the rows carry the target, the figures on them
     (and with --importance which columns matter there), returned for --metrics-json."""
     output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
+    if not input_path.endswith(".npy"):
+        require_table_file(input_path, "--input", " (or the model's inputs as a .npy array)")
     names = [] if input_path.endswith(".npy") else column_names(input_path, cfg.sep)
     if names:  # said before the work too, naming the model (ckpt/, where --ckpt-dir was left out)
         require_columns(names, config.preprocess, input_path, model=f"the model in {cfg.ckpt_dir}")

@@ -190,9 +190,9 @@ def test_a_path_to_read_that_is_no_file_says_what_it_is(tmp_path):
     (tmp_path / "folder").mkdir()
     said = {name: user_error(make_data_script.main, "--csv", tmp_path / name, "--target", "y")
             for name in ("folder", "pipe", "gone.csv")}
-    assert said["folder"] == f"table {tmp_path / 'folder'} is a folder, not a file: pass the file itself"
+    assert said["folder"] == f"--csv {tmp_path / 'folder'} is a folder, not a file: pass the file itself"
     assert "is not a regular file (a pipe or a device)" in said["pipe"]
-    assert said["gone.csv"] == f"table {tmp_path / 'gone.csv'} not found: check the path"
+    assert said["gone.csv"] == f"--csv {tmp_path / 'gone.csv'} not found: check the path"
 
 
 def test_a_write_that_fails_says_what_was_kept_only_where_there_was_something(tmp_path):

@@ -78,6 +78,7 @@ from common.data.tables import (
     decimal_of,
     detect_delimiter,
     read_table,
+    require_table_file,
     table_batches,
     table_stem,
     undecodable_column,
@@ -85,7 +86,7 @@ from common.data.tables import (
 )
 from common.data.target import far_target_values, regression_target, targets
 from common.errors import UserError
-from common.files import atomic_folder, require_file, write_json_file
+from common.files import atomic_folder, write_json_file
 from common.overlap import prefetched, side_by_side, usable_cores
 from common.steps import CategoricalStep, Categories, NumericStep, Preprocessor, TargetStep
 
@@ -552,7 +553,7 @@ def ingest_to_folder(cfg: MakeDataConfig, source: str | None = None, stem: str |
     (for the caller to say so)."""
     assert cfg.csv is not None
     folder = dataset_folder(cfg.out_dir, stem or table_stem(cfg.csv))
-    require_file(cfg.csv, "table")
+    require_table_file(cfg.csv, "--csv")
     if folder.resolve() in Path(cfg.csv).resolve().parents:
         raise UserError(f"{cfg.csv} lies in {folder}, the folder its data set would replace: "
                         "choose another --out-dir")

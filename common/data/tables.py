@@ -126,6 +126,23 @@ BATCH_ROWS = 65_536     # Parquet row batches when streamed
 MOST_PARSERS = 8        # CSV pieces parsed at once, at most: their memory is a few pieces' each
 
 
+# Files people hand to a table reader that are no table it reads, and what each is: said at once,
+# where the CSV reader would take their bytes for a header and rows.
+NOT_TABLES = {".npz": "a NumPy archive", ".json": "JSON", ".jsonl": "JSON lines", ".xlsx": "a spreadsheet",
+              ".xls": "a spreadsheet", ".ods": "a spreadsheet", ".pkl": "a pickle", ".pickle": "a pickle",
+              ".feather": "an Arrow file", ".arrow": "an Arrow file", ".h5": "HDF5", ".hdf5": "HDF5",
+              ".zip": "a zip archive"}
+
+
+def require_table_file(path: str | Path, what: str = "table", also: str = "") -> None:
+    """`path` is a file of a kind read as a table: one line naming what it is otherwise (`also`:
+    another kind the caller reads, said in the advice)."""
+    require_file(path, what)
+    kind = NOT_TABLES.get(Path(path).suffix.lower())
+    if kind:
+        raise UserError(f"{what} {path} is {kind}, not a table: save it as CSV or Parquet{also}")
+
+
 def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[str] = (),
                head: bool = False) -> Any:
     """A pyarrow Table of a CSV or Parquet file; every problem is a one-line UserError.
@@ -140,7 +157,7 @@ def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[
     import pyarrow.csv as pa_csv
 
     path = Path(path)
-    require_file(path, "table")
+    require_table_file(path)
     decimal = "."
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:

@@ -19,7 +19,14 @@ from common.data.columns import (
     text_values,
 )
 from common.data.dates import DateValues, date_values, refuse_dates
-from common.data.tables import NotStreamable, decimal_of, read_table, require_unique_names, stream_table
+from common.data.tables import (
+    NotStreamable,
+    decimal_of,
+    read_table,
+    require_table_file,
+    require_unique_names,
+    stream_table,
+)
 from common.errors import UserError
 from common.files import require_file
 from common.steps import Categories, Preprocessor
@@ -122,7 +129,8 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
     except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
     names = pre.column_names
-    if X.ndim != 2 or X.shape[1] != len(names) or not np.issubdtype(X.dtype, np.number):
+    real = np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)  # x + yj: whose x?
+    if X.ndim != 2 or X.shape[1] != len(names) or not real:
         raise UserError(f"{path} has shape {X.shape} and type {X.dtype}, the model takes numbers of shape "
                         f"(rows, {len(names)}): pass the columns {names} in this order")
     plain = pre.plainly_standardised
@@ -284,7 +292,7 @@ def file_rows(rows: Any, pre: Preprocessor) -> Any:
     if not isinstance(rows, (str, os.PathLike)):
         return None
     path = os.fspath(rows)
-    require_file(path, "rows")
+    require_table_file(path, "rows", " (or the model's inputs as a .npy array)")
     if path.endswith(".npy"):
         return np.load(path, allow_pickle=False)
     text = [c.name for c in pre.text_categorical]
@@ -460,7 +468,8 @@ def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
     names = pre.column_names
     if X.ndim == 1 and len(X) == len(names):
         X = X.reshape(1, -1)
-    if X.ndim != 2 or X.shape[1] != len(names) or not np.issubdtype(X.dtype, np.number):
+    real = np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)  # x + yj: whose x?
+    if X.ndim != 2 or X.shape[1] != len(names) or not real:
         raise UserError(f"an array of shape {X.shape} and type {X.dtype} cannot be the model's rows: it takes numbers "
                         f"of shape (rows, {len(names)}), the columns {names} in this order")
     if np.isinf(X).any():

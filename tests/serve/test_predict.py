@@ -11,6 +11,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 import infer as infer_script
+import make_data as make_data_script
 from builders import FAST, infer, make_data, people, read_config, read_csv_rows, train, user_error, write, write_csv
 
 
@@ -288,6 +289,22 @@ def test_npy_input_of_the_wrong_width(small_model, tmp_path):
     message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")
     assert "(5, 7)" in message and "10" in message
     assert not (tmp_path / "rows.pred.csv").exists()
+    np.save(tmp_path / "rows.npy", np.zeros((5, 10), np.complex64) + 1j)  # its imaginary parts were dropped
+    assert "type complex64" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")
+    assert not (tmp_path / "rows.pred.csv").exists()
+
+
+@pytest.mark.parametrize("name,kind", [("rows.npz", "a NumPy archive"), ("rows.json", "JSON"),
+                                       ("rows.xlsx", "a spreadsheet")])
+def test_a_file_of_another_kind_is_named_as_such_not_read_as_csv(small_model, tmp_path, name, kind):
+    """Their bytes were read as a CSV's header: "lacks column(s) [...]", or "no data rows"."""
+    np.savez(tmp_path / "a.npz", X=np.zeros((5, 10)))
+    (tmp_path / name).write_bytes((tmp_path / "a.npz").read_bytes())
+    message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / name)
+    assert message == (f"--input {tmp_path / name} is {kind}, not a table: save it as CSV or Parquet (or the model's "
+                       "inputs as a .npy array)")
+    message = user_error(make_data_script.main, "--csv", tmp_path / name, "--target", "y", "--out-dir", tmp_path)
+    assert message == f"--csv {tmp_path / name} is {kind}, not a table: save it as CSV or Parquet"
 
 
 def test_output_equal_to_input_is_refused_before_any_write(small_model, tmp_path):

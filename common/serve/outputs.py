@@ -30,11 +30,24 @@ def check_figures_path(path: str, others: dict[str, str | None]) -> None:
                         "choose another path")
 
 
-def carried_name(name: str, class_labels: list | None, kind: str = "csv") -> str:
-    """An input column's name in the output, renamed `<name>_input` where ours would take it: a
-    table's `proba_<label>` columns, an .npz's `proba` (rows x classes) and `classes` arrays."""
+def carried_names(names: list[str], class_labels: list | None, kind: str = "csv") -> dict[str, str]:
+    """Each input column's name in the output, renamed `<name>_input` where ours would take it (a
+    table's `proba_<label>` columns, an .npz's `proba` (rows x classes) and `classes` arrays), and
+    `<name>_input2`, ... where that is an input column's own name."""
     probabilities = ("proba", NPZ_CLASSES) if kind == "npz" else (f"proba_{label}" for label in class_labels or [])
-    return f"{name}_input" if name in {"prediction", *probabilities} else name
+    ours = {"prediction", *probabilities}
+    taken = ours | set(names)
+    renamed = {}
+    for name in names:
+        if name in ours:
+            new, k = f"{name}_input", 2
+            while new in taken:
+                new, k = f"{name}_input{k}", k + 1
+            taken.add(new)
+            renamed[name] = new
+        else:
+            renamed[name] = name
+    return renamed
 
 
 NPZ_CLASSES = "classes"  # an .npz's class labels, in its `proba` columns' order
@@ -73,7 +86,8 @@ class PredictionWriter:
         the predictions: of their own types in Parquet, as numbers or text in an .npz, as text in CSV."""
         from common.data.columns import carried_text
 
-        named = {carried_name(name, self.class_labels, self.kind): values for name, values in extra.items()}
+        names = carried_names(list(extra), self.class_labels, self.kind)
+        named = {names[name]: values for name, values in extra.items()}
         rows = len(result["prediction"])
         if self.kind == "npz":
             # Row-major here, on the predictors' threads, as the .npy members lay the rows out

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from common.serve.outputs import PredictionWriter, carried_name, probability_text
+from common.serve.outputs import PredictionWriter, carried_names, probability_text
 
 
 def never(*args):
@@ -87,7 +87,11 @@ def test_npz_batches_written_under_one_header_are_what_np_savez_writes_of_them_j
 
 def test_an_input_column_named_like_an_npz_array_is_kept_apart():
     """An .npz holds `proba` (rows x classes) and `classes`; a table holds `proba_<label>`."""
-    assert [carried_name(n, ["a", "b"], "npz") for n in ("proba", "classes", "proba_a", "id")] == \
+    assert list(carried_names(["proba", "classes", "proba_a", "id"], ["a", "b"], "npz").values()) == \
         ["proba_input", "classes_input", "proba_a", "id"]
-    assert [carried_name(n, ["a", "b"], "csv") for n in ("proba", "classes", "proba_a", "prediction")] == \
+    assert list(carried_names(["proba", "classes", "proba_a", "prediction"], ["a", "b"], "csv").values()) == \
         ["proba", "classes", "proba_a_input", "prediction_input"]
+    # an input column of the renamed one's name keeps it: the renamed one takes the next free name
+    assert carried_names(["prediction", "prediction_input", "prediction_input2"], ["a"]) == \
+        {"prediction": "prediction_input3", "prediction_input": "prediction_input",
+         "prediction_input2": "prediction_input2"}

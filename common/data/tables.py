@@ -141,6 +141,13 @@ def require_table_file(path: str | Path, what: str = "table", also: str = "") ->
     kind = NOT_TABLES.get(Path(path).suffix.lower())
     if kind:
         raise UserError(f"{what} {path} is {kind}, not a table: save it as CSV or Parquet{also}")
+    if Path(path).suffix.lower() not in (*PARQUET_SUFFIXES, ".npy") and not is_compressed(Path(path)):
+        with open(path, "rb") as fh:
+            start = fh.read(4096)
+        # Text of two bytes a character (Windows' "Unicode"): every other byte of a Latin letter
+        # is NUL, which the CSV reader took for part of a one-column header.
+        if start[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in start:
+            raise UserError(f"{what} {path} is UTF-16 text (or holds NUL bytes): save it as UTF-8 CSV")
 
 
 def read_table(path: str | Path, sep: str | None = None, text_columns: Sequence[str] = (),

@@ -210,6 +210,24 @@ def test_a_latin1_column_stops_make_data_in_one_line_unless_it_is_dropped(tmp_pa
         assert (tmp_path / "t" / "dataset.json").is_file()
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])  # with its byte-order mark, and without
+def test_a_utf16_file_is_named_as_such(small_model, tmp_path, encoding):
+    """Windows' "Unicode" text: make_data.py stopped at a NUL byte it printed, infer.py said the
+    file lacked the columns it has."""
+    import infer as infer_script
+    import make_data as make_data_script
+    from builders import user_error
+
+    header = ",".join(f"x{i}" for i in range(10))
+    rows = "\n".join(",".join(str(i + k) for k in range(10)) + f",{i % 2}" for i in range(50))
+    (tmp_path / "t.csv").write_text(f"{header},y\n{rows}\n", encoding=encoding)
+    said = [user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path),
+            user_error(infer_script.main, "--ckpt-dir", small_model, "--input", tmp_path / "t.csv")]
+    assert said == [f"{flag} {tmp_path / 't.csv'} is UTF-16 text (or holds NUL bytes): save it as UTF-8 CSV"
+                    for flag in ("--csv", "--input")]
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t.pred.csv").exists()
+
+
 def test_a_ragged_row_of_bytes_that_are_not_utf8_is_one_line_without_a_traceback(small_model, tmp_path, capsys):
     """pyarrow cannot hand such a row to the line-finding pass and reports it through the
     unraisable hook: Python's csv reader numbers the line, and nothing else reaches stderr."""

@@ -92,12 +92,16 @@ class Predictor:
         """The model's inputs: a file read as infer.py reads it, a few Python rows read directly,
         anything else through Arrow."""
         pre = self.record.preprocess
+        notes = InputNotes(pre)  # what infer.py would print, warned (InputNote)
         read = file_rows(rows, pre)
         if read is not None and not isinstance(read, np.ndarray):
-            return table_inputs(read, pre, os.fspath(rows), 0, InputNotes(pre))[0]
-        rows = read_columns(rows if read is None else read, pre.column_names)
-        X = python_inputs(rows, pre)
-        return X if X is not None else table_inputs(arrow_rows(rows, pre), pre, ROWS_NAME, 0, InputNotes(pre))[0]
+            X = table_inputs(read, pre, os.fspath(rows), 0, notes)[0]
+        else:
+            rows = read_columns(rows if read is None else read, pre.column_names)
+            fast = python_inputs(rows, pre, notes)
+            X = fast if fast is not None else table_inputs(arrow_rows(rows, pre), pre, ROWS_NAME, 0, notes)[0]
+        notes.warned()
+        return X
 
     def _predicted(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return predict_inputs(self.record, self.model, X, PREDICT_BATCH_ROWS)
@@ -124,7 +128,9 @@ class Predictor:
             table, source = read, os.fspath(rows)
         else:
             table = arrow_rows(read_columns(rows if read is None else read, [*pre.column_names, name]), pre)
-        X = table_inputs(table, pre, source, 0, InputNotes(pre))[0]
+        notes = InputNotes(pre)
+        X = table_inputs(table, pre, source, 0, notes)[0]
+        notes.warned()
         if target is None or isinstance(target, str):
             if name not in table.column_names:
                 raise UserError(f"the rows have no column '{name}' to score on: pass target= its name or the values")

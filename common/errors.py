@@ -27,6 +27,12 @@ class UserError(Exception):
     prefix, exit_code = "error", 2
 
 
+class InputNote(UserWarning):
+    """What reading rows noticed that the user should hear of (values the model has no level for,
+    blanks where training had none), said by the Python API as a warning where infer.py prints a
+    note: `warnings.simplefilter("ignore", InputNote)` silences them."""
+
+
 class ProcessError(UserError):
     """A UserError that one process of a multi-process run may meet alone (its own files)."""
 

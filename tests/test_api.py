@@ -80,6 +80,27 @@ def test_a_files_path_is_read_as_infer_py_reads_it(model, rows, crossfit_run, tm
         model.predict(tmp_path / "absent.csv")
 
 
+def test_what_infer_py_notes_of_the_rows_the_api_warns(model, rows, crossfit_run, tmp_path, capsys):
+    """A city the model has no level for: infer.py says so; the API said nothing."""
+    import warnings
+
+    from common.errors import InputNote
+
+    table, _ = rows
+    odd = table.slice(0, 3).set_column(table.column_names.index("city"), "city", pa.array(["atlantis"] * 3))
+    pa_csv.write_csv(odd, tmp_path / "odd.csv")
+    infer("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "odd.csv", "--output", tmp_path / "odd.npz")
+    printed = " ".join(capsys.readouterr().out.split())
+    for form in (odd, odd.to_pylist()[0]):  # the Arrow path, and a row of Python values
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.predict(form)
+        said = [str(w.message) for w in caught if w.category is InputNote]
+        assert len(said) == 1 and "column 'city' had" in said[0] and "'atlantis' among them" in said[0], said
+        assert caught[0].filename == __file__  # the caller's line
+        assert f"Note: {said[0].replace('1 cell(s)', '3 cell(s)')}" in printed  # the words infer.py printed
+
+
 def test_a_row_alone_is_predicted_as_among_many(model, rows):
     """One row's pass takes another kernel in torch: it must not change the row's prediction."""
     table, theirs = rows

@@ -88,27 +88,43 @@ class InputNotes:
                 extra[name] = table.column(name)
         return extra
 
+    def lines(self) -> list[str]:
+        """What there is to say, a line each."""
+        forms = "year first: 2012-01-31, with a time and zone or without"
+        said = []
+        for name, blanks in self.counts.items():  # a date column's cells that held no date among them, said once
+            among = f", {self.not_dates[name]} of them not dates ({forms})" if name in self.not_dates else ""
+            said.append(f"column '{name}' had {blanks} blank cell(s){among}, filled with training's median "
+                        f"{self.fill[name]} (training had no blanks in it)")
+        for name, kind in self.left_out.items():
+            said.append(f"column '{name}' ({kind}) is not a feature and has no text form: left out of the predictions")
+        for name, cells in self.not_dates.items():
+            if name not in self.counts:
+                said.append(f"column '{name}' had {cells} cell(s) that are not dates ({forms}): read as blanks")
+        for name, cells in self.unknown.items():
+            example = self.unknown_example[name]
+            such = "a blank" if example is None else repr(example)
+            said.append(f"column '{name}' had {cells} cell(s) with values the model has no level for ({such} among "
+                        "them: new, or too rare in training): read as its unknown level")
+        return said
+
     def report(self) -> None:
+        """Printed, as infer.py says what it noticed (the Python API warns: `warned`)."""
         from rich.markup import escape
 
         from common.console import console
 
-        forms = "year first: 2012-01-31, with a time and zone or without"
-        for name, blanks in self.counts.items():  # a date column's cells that held no date among them, said once
-            among = f", {self.not_dates[name]} of them not dates ({forms})" if name in self.not_dates else ""
-            console.print(f"Note: column '{name}' had {blanks} blank cell(s){among}, filled with training's median "
-                          f"{self.fill[name]} (training had no blanks in it)")
-        for name, kind in self.left_out.items():
-            console.print(f"Note: column '{name}' ({kind}) is not a feature and has no text form: "
-                          "left out of the predictions")
-        for name, cells in self.not_dates.items():
-            if name not in self.counts:
-                console.print(f"Note: column '{name}' had {cells} cell(s) that are not dates ({forms}): read as blanks")
-        for name, cells in self.unknown.items():
-            example = self.unknown_example[name]
-            such = "a blank" if example is None else repr(example)
-            console.print(f"Note: column '{name}' had {cells} cell(s) with values the model has no level for "
-                          f"({escape(such)} among them: new, or too rare in training): read as its unknown level")
+        for line in self.lines():
+            console.print(f"Note: {escape(line)}")
+
+    def warned(self) -> None:
+        """Each line as a warning (InputNote), as the Python API says what it noticed."""
+        import warnings
+
+        from common.errors import InputNote
+
+        for line in self.lines():
+            warnings.warn(line, InputNote, stacklevel=4)
 
 
 def not_numbers(pre: Preprocessor) -> list[str]:
@@ -480,7 +496,7 @@ def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
 FAST_ROWS = 256  # rows given as Python values up to this many skip Arrow (see python_inputs)
 
 
-def python_inputs(rows: Any, pre: Preprocessor) -> np.ndarray | None:
+def python_inputs(rows: Any, pre: Preprocessor, notes: InputNotes | None = None) -> np.ndarray | None:
     """The model's inputs for a few rows given as Python values (a dict of one row's values or of
     columns, a list of row dicts), read by the rules the Arrow path applies (numbers as float64,
     NaN and None blank; text with the missing spellings blank, true/false as pyarrow writes them,
@@ -503,7 +519,9 @@ def python_inputs(rows: Any, pre: Preprocessor) -> np.ndarray | None:
         if texts is None:
             return None
         text[cat.name] = Categories.from_list(texts)
-    return pre.transform(numeric.__getitem__, text.__getitem__, len(next(iter(columns.values()), [])))
+    notes = notes or InputNotes(pre)
+    return pre.transform(notes.watch(numeric.__getitem__), notes.watch_text(text.__getitem__),
+                         len(next(iter(columns.values()), [])))
 
 
 def python_columns(rows: Any) -> dict[str, list] | None:

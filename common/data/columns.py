@@ -377,6 +377,10 @@ def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decim
                 raise UserError(f"{path}: column '{name}' has {text!r} in data row {first_row + i + 1}, its points "
                                 "grouping thousands, where the column's other cells (or the file's) use points as "
                                 "decimal marks: write the column's numbers one way")
+            if decimal == "," and _parse_number(text.strip(), ".") is not None:
+                raise UserError(f"{path}: column '{name}' has {text!r} in data row {first_row + i + 1}, a point as "
+                                "its decimal mark, where a semicolon-separated file's numbers are read with a comma "
+                                "(20,5): write it so")
             raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row "
                             f"{first_row + i + 1}: fix that cell, or leave it blank for a missing value")
         out[i] = number

@@ -275,6 +275,9 @@ def test_money_and_percentages_written_as_text_are_numbers():
     for text in ("$", "%", "$abc", "$$5", "5%%", "$-5", "$nan", "inf%", "$1_000"):  # no plain number inside
         with pytest.raises(UserError, match="non-numeric value"):
             numeric_values(pa.chunked_array([["1", "2", text]]), "x", "t")
+    # a point decimal in a semicolon file's column is said as such, not as "a non-numeric value"
+    with pytest.raises(UserError, match=r"has '2.5' in data row 2, a point as its decimal mark, where a semicolon"):
+        numeric_values(pa.chunked_array([["1,5", "2.5"]]), "x", "t", ",", grouped=True)  # as trained: no points
 
 
 @pytest.mark.parametrize("kind", [pa.time32("s"), pa.time32("ms"), pa.time64("us"), pa.time64("ns")])

@@ -1,19 +1,26 @@
-"""Real 2-process data parallelism on the CPU (gloo), launched with the shipped config."""
+"""Real 2-process data parallelism on the CPU (gloo), launched with the shipped config; SIGTERM to
+the launcher of two, which stop at a step boundary, save it and resume bit for bit."""
 import json
+import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from builders import infer, launch, make_data, people, read_metrics, train, write
+from builders import ROOT, accelerate_cli, infer, launch, make_data, people, read_metrics, script_env, train, write
 from common.data.dataset import load_dataset
+
+TWO_PROCESS_ARGS = ["--epochs", "4", "--batch-size", "16", "--eval-every", "1", "--save-on-signal"]
 
 
 @pytest.fixture(scope="module")
 def two_process_run(small_cls, tmp_path_factory):
+    """A run of two processes with the shipped config, never stopped (the signal test's reference)."""
     ckpt = tmp_path_factory.mktemp("ddp")
-    proc = launch("multi_cpu", "--data", str(small_cls), "--ckpt-dir", str(ckpt), "--epochs", "4",
-                  "--eval-every", "2", "--batch-size", "64", "--lr", "0.01")
+    proc = launch("multi_cpu", "--data", str(small_cls), "--ckpt-dir", str(ckpt), *TWO_PROCESS_ARGS)
     return ckpt, proc
 
 
@@ -91,3 +98,38 @@ def test_early_stopping_on_two_processes_saves_usable_weights(small_val, tmp_pat
     # saved are those of the best epoch, not the last.
     figures = json.loads((tmp_path / "m.json").read_text())
     assert figures["accuracy"] == pytest.approx(config["outcome"]["final_metrics"]["accuracy"], abs=1e-12)
+
+
+def test_sigterm_to_two_processes_then_resume_elsewhere_is_bit_identical(two_process_run, small_cls, tmp_path):
+    """A preempted 2-process job: SIGTERM to the launcher at some moment of training, which passes
+    it to both workers; they stop at the same step and save it. The job restarts with its data
+    moved to another folder and resumes to the weights of a run never stopped."""
+    import psutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_cls, data)
+    args = TWO_PROCESS_ARGS  # the shared run's: it is the run never stopped
+    cmd = [accelerate_cli(), "launch", "--config_file", "accelerate_configs/multi_cpu.yaml", "train.py",
+           "--data", str(data), "--ckpt-dir", str(tmp_path / "cut"), *args]
+    launcher = subprocess.Popen(cmd, cwd=ROOT, env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cut" / "metrics.running.jsonl").exists() and launcher.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # somewhere in epoch 0 or 1
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "train.py" in " ".join(p.cmdline())]
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode != 0
+    lines = [line for line in stderr.splitlines() if line.startswith("stopped: SIGTERM")]
+    assert len(lines) == 1 and "--resume (from" in lines[0], stderr[-3000:]
+    psutil.wait_procs(workers, timeout=10)
+    assert not [p for p in workers if p.is_running()]
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    moved = tmp_path / "scratch" / "data"
+    shutil.move(data, moved)
+    launch("multi_cpu", "--data", str(moved), "--ckpt-dir", str(tmp_path / "cut"), *args, "--resume")
+    whole, _ = two_process_run
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
+    assert read_metrics(tmp_path / "cut") == read_metrics(whole)

@@ -486,6 +486,13 @@ def test_a_dataframes_index_is_read_as_pandas_writes_it_to_parquet(tmp_path):
                   ckpt_dir=str(tmp_path / "r2"), quiet=True, epochs=2)
     assert "b" in indexed.feature_names
     assert np.array_equal(indexed.predict_proba(frame.set_index("b")), indexed.predict_proba(frame))
+    # An unnamed index of labels of any kind is left out; a named one pandas keeps as a range is a column too.
+    mixed = frame.set_axis(["x", *range(1, 400)], axis=0)
+    assert np.array_equal(indexed.predict_proba(mixed), indexed.predict_proba(frame))
+    years = frame.assign(year=range(2000, 2400)).set_index("year")
+    fit(years, "y", name="years", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "r3"), quiet=True, epochs=1)
+    roles = json.loads((tmp_path / "data" / "years" / "dataset.json").read_text())["roles"]
+    assert [r["role"] for r in roles if r["name"] == "year"] == ["id"]  # sequential: an id, but read
 
 
 def test_what_the_api_is_given_wrongly_is_one_user_error(model, rows, tmp_path):

@@ -351,11 +351,9 @@ def arrow_table(rows: Any) -> Any:
         if isinstance(rows, pa.RecordBatch):
             return pa.Table.from_batches([rows])
         if is_dataframe(rows):
+            rows = index_as_columns(rows)
             require_unique_names(list(rows.columns), "the rows")
-            # Its index as pandas writes it to Parquet: a named one (set_index("date")) is a column
-            # of that name, an unnamed one of labels other than 0..n-1 is __index_level_0__ (an id),
-            # 0..n-1 none; so a frame reads as the Parquet file it would save.
-            return pa.Table.from_pandas(rows)
+            return pa.Table.from_pandas(rows, preserve_index=False)
         if isinstance(rows, (list, tuple)) and all(isinstance(r, dict) for r in rows):
             if not rows:
                 return pa.table({})
@@ -449,6 +447,7 @@ def read_columns(rows: Any, names: Collection[str]) -> Any:
 
     rows = row_of_series(rows)
     if is_dataframe(rows):
+        rows = index_as_columns(rows)
         mask = [kept(name) for name in rows.columns]
         return rows if all(mask) else rows.loc[:, mask]
     if isinstance(rows, dict):
@@ -456,6 +455,13 @@ def read_columns(rows: Any, names: Collection[str]) -> Any:
     if isinstance(rows, list) and all(isinstance(row, dict) for row in rows):
         return [{key: value for key, value in row.items() if kept(key)} for row in rows]
     return rows
+
+
+def index_as_columns(frame: Any) -> Any:
+    """A DataFrame with its named index levels as columns (set_index("date") holds a column of
+    the table), unless a column has that name; an unnamed index is row labels, left out."""
+    named = [name for name in frame.index.names if name is not None and name not in frame.columns]
+    return frame.reset_index(level=named) if named else frame
 
 
 def row_of_series(rows: Any) -> Any:

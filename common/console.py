@@ -85,8 +85,8 @@ def report_dataset(meta: Any) -> None:
     if source.get("csv"):
         console.print(roles_table(meta.roles, f"columns of {source['csv']}"))
     if source.get("task_reason"):
-        modelled = {"log_link": "; never negative and skewed: modelled through a log link (Poisson deviance), "
-                                "--target-transform none to model it as it is",
+        modelled = {"log_link": "; modelled through a log link (Poisson deviance; --target-transform none models it "
+                                "as it is)",
                     "log1p": "; modelled as log(1 + y)"}.get(meta.target.transform if meta.target else "", "")
         console.print(f"Target '{source['target']}': {source['task_reason']}{modelled}")
     if source.get("rows_without_target"):

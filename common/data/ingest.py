@@ -84,7 +84,7 @@ from common.data.tables import (
     undecodable_column,
     unreadable,
 )
-from common.data.target import far_target_values, regression_target, targets
+from common.data.target import ID_CLASSES, far_target_values, regression_target, targets
 from common.errors import UserError
 from common.files import atomic_folder, write_json_file
 from common.overlap import prefetched, side_by_side, usable_cores
@@ -153,6 +153,9 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg, decimal_of(head))
     if is_boolean(head.column(cfg.target)) and labels is not None:  # the words its predictions are
         task_why = f"true/false: classes {' and '.join(f'`{label}`' for label in labels)}"
+    elif labels is not None and is_number_type(head.column(cfg.target).type):  # read as text: codes
+        task_why = f"whole numbers written with a leading zero ({labels[0]!r}, ...): codes, classes as written " \
+                   "(--task regression for amounts)"
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
     pre, constant = fit_steps(scratch, seen, split, cfg, y, labels)
     for role in roles:
@@ -276,15 +279,18 @@ def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> 
 def target_is_numeric(head: Any, name: str, task: str | None, written: Any = None) -> bool:
     """Numbers make a regression or a few integer classes; text makes classes. Text that is
     mostly numbers is read as numbers unless --task classification says otherwise. Whole numbers
-    written with a leading zero (`007`, `010`: the head's column as the file wrote it, `written`)
-    are codes: classes named as written, unless --task regression says otherwise."""
+    written with a leading zero (`007`, `010`: the head's column as the file wrote it, `written`),
+    up to ID_CLASSES values, are codes: classes named as written, unless --task regression says
+    otherwise (more are amounts written to a fixed width)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     kind = head.column(name).type
     if task == "regression":
         return True
     if is_number_type(kind):
-        return not (written is not None and pa.types.is_integer(kind) and zero_led(written))
+        return not (written is not None and pa.types.is_integer(kind) and zero_led(written)
+                    and pc.count_distinct(written).as_py() <= ID_CLASSES)  # more: amounts padded to a width
     return bool(pa.types.is_string(kind) and task != "classification"
                 and column_looks_numeric(head.column(name), decimal_of(head)))
 

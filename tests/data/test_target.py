@@ -204,6 +204,11 @@ def test_classes_written_with_leading_zeros_keep_them(tmp_path):
     assert figures["accuracy"] > 0.9 and figures["unseen_labels"] == []
     make_data("--csv", tmp_path / "t.csv", "--target", "y", "--task", "regression", "--out-dir", tmp_path / "amounts")
     assert load_dataset(tmp_path / "amounts" / "t").description.task == "regression"
+    # hundreds of values written to a fixed width are amounts: still a regression
+    padded = (np.abs(a) * 100 + 20).astype(int)
+    (tmp_path / "p.csv").write_text("a,y\n" + "".join(f"{x:.4f},{v:05d}\n" for x, v in zip(a, padded, strict=True)))
+    make_data("--csv", tmp_path / "p.csv", "--target", "y", "--out-dir", tmp_path / "padded")
+    assert load_dataset(tmp_path / "padded" / "p").description.task == "regression"
 
 
 def test_target_values_far_out_are_named_and_a_skewed_target_is_not(tmp_path, capsys):

@@ -220,6 +220,11 @@ def test_an_all_numeric_model_takes_an_array(small_model, small_cls, tmp_path):
     assert np.array_equal(model.predict_proba(X), model.predict_proba(by_name))
     np.save(tmp_path / "five.npy", X)  # an array file, as infer.py reads one
     assert np.array_equal(model.predict_proba(tmp_path / "five.npy"), model.predict_proba(X))
+    (tmp_path / "empty.npy").write_bytes(b"")  # and refused as infer.py refuses it, where it was a traceback
+    np.save(tmp_path / "objects.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
+    for name, said in (("empty.npy", "cannot read"), ("objects.npy", "cannot read")):
+        with pytest.raises(UserError, match=said):
+            model.predict(tmp_path / name)
     assert model.predict(X[0]).shape == (1,) and load_dataset(small_cls).task == model.task
 
 

@@ -132,10 +132,9 @@ def not_numbers(pre: Preprocessor) -> list[str]:
     return [c.name for c in pre.text_categorical] + [s.name for s in pre.dates]
 
 
-def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
-                notes: InputNotes) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
-    """A numeric array (memory-mapped), its columns the model's numeric table columns in training
-    order, as the model's inputs `batch_rows` rows at a time."""
+def open_npy(path: str, pre: Preprocessor) -> np.memmap:
+    """A .npy array of the model's inputs, memory-mapped, checked: numbers (no pickle, no complex
+    values), one column for each of the model's columns, all numeric."""
     if refused := not_numbers(pre):
         raise UserError(f"{path}: a .npy array cannot hold the model's categorical or date columns "
                         f"{refused}: pass a CSV or Parquet file")
@@ -145,10 +144,24 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
     except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
     names = pre.column_names
-    real = np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)  # x + yj: whose x?
-    if X.ndim != 2 or X.shape[1] != len(names) or not real:
-        raise UserError(f"{path} has shape {X.shape} and type {X.dtype}, the model takes numbers of shape "
-                        f"(rows, {len(names)}): pass the columns {names} in this order")
+    if not isinstance(X, np.memmap) or X.ndim != 2 or X.shape[1] != len(names) or not real_numbers(X.dtype):
+        shape = f"shape {X.shape} and type {X.dtype}" if isinstance(X, np.ndarray) else "no single array"
+        raise UserError(f"{path} has {shape}, the model takes numbers of shape (rows, {len(names)}): pass the "
+                        f"columns {names} in this order")
+    return X
+
+
+def real_numbers(dtype: Any) -> bool:
+    """Numbers a model input can be: not complex ones (x + yj: whose x?)."""
+    return bool(np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating))
+
+
+def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
+                notes: InputNotes) -> Iterator[tuple[np.ndarray, dict[str, list]]]:
+    """A numeric array (memory-mapped), its columns the model's numeric table columns in training
+    order, as the model's inputs `batch_rows` rows at a time."""
+    X = open_npy(path, pre)
+    names = pre.column_names
     plain = pre.plainly_standardised
     for start, rows in array_blocks(path, X, batch_rows):
         # Column-major where each column is scaled in turn: read with a stride of the row's width,
@@ -310,7 +323,7 @@ def file_rows(rows: Any, pre: Preprocessor) -> Any:
     path = os.fspath(rows)
     require_table_file(path, "rows", " (or the model's inputs as a .npy array)")
     if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
+        return np.asarray(open_npy(path, pre))
     text = [c.name for c in pre.text_categorical]
     for numbers in (streamed_numbers(pre), []):
         try:
@@ -490,8 +503,7 @@ def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
     names = pre.column_names
     if X.ndim == 1 and len(X) == len(names):
         X = X.reshape(1, -1)
-    real = np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)  # x + yj: whose x?
-    if X.ndim != 2 or X.shape[1] != len(names) or not real:
+    if X.ndim != 2 or X.shape[1] != len(names) or not real_numbers(X.dtype):
         raise UserError(f"an array of shape {X.shape} and type {X.dtype} cannot be the model's rows: it takes numbers "
                         f"of shape (rows, {len(names)}), the columns {names} in this order")
     if np.isinf(X).any():

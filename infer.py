@@ -80,7 +80,7 @@ def require_the_trained_data(config: ModelRecord, data: TabularData) -> None:
     trained = config.training.get("data_identity")
     if config.data and trained and data.identity != trained:  # an older model folder records none
         raise UserError(f"the data set {config.data} was made again since this model trained on it (its rows "
-                        "differ): retrain on it, or pass --data to score a data set on purpose")
+                        "differ): retrain on it, or score its table's rows with --input FILE")
 
 
 def require_the_models_preparation(config: ModelRecord, data: Any, source: str) -> None:

@@ -418,8 +418,8 @@ def grouped_columns(head: Any, numeric: list[str]) -> set[str]:
 
 def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int) -> UserError:
     """A cell past the head that does not fit the type the head decided (a word in a column of
-    numbers), named by column; pyarrow's streaming reader counts the file's columns from 0 and
-    knows the batch, not the row."""
+    numbers), named by column (pyarrow counts the file's columns from 0) and by data row where
+    pyarrow numbers the row within the piece it parsed; else after the rows read before it."""
     import re
 
     if "invalid UTF8" in arrow_message:  # not the column's type: the file's encoding
@@ -429,8 +429,9 @@ def cell_error(path: Path, sep: str | None, arrow_message: str, rows_before: int
     index = int(found.group(1)) if found else -1
     column = f"column '{header[index]}'" if 0 <= index < len(header) else "a column"
     value = re.search(r"invalid value '(.*)'", arrow_message)
-    # pyarrow numbers a batch's rows from 1 past the one before it (checked on files of 700,000
-    # rows, a word in row 550,001 and 600,000)
+    # Parsing a piece of the file (tables.table_batches' pieces of a plain file), pyarrow numbers
+    # its rows from 1 past the rows before it (checked on files of 700,000 rows, a word in row
+    # 550,001 and 600,000); its own streaming reader (a compressed file) gives no row.
     numbered = re.search(r"Row #(\d+)", arrow_message)
     where = f"in data row {rows_before + int(numbered.group(1)) - 1}" if numbered else f"after data row {rows_before}"
     if value and (sep or detect_delimiter(path)) == ";" and is_point_grouped(value.group(1)):

@@ -141,8 +141,7 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     """Every row predicted into the output; where the rows carry the target, the figures on them
     (and with --importance which columns matter there), returned for --metrics-json."""
     output = output_path(input_path, cfg.output)  # checked before the work, so a bad path costs nothing
-    if not input_path.endswith(".npy"):
-        require_table_file(input_path, "--input", " (or the model's inputs as a .npy array)")
+    require_table_file(input_path, "--input", arrays=True)
     names = [] if input_path.endswith(".npy") else column_names(input_path, cfg.sep)
     if names:  # said before the work too, naming the model (ckpt/, where --ckpt-dir was left out)
         require_columns(names, config.preprocess, input_path, model=f"the model in {cfg.ckpt_dir}")

@@ -134,14 +134,16 @@ NOT_TABLES = {".npz": "a NumPy archive", ".json": "JSON", ".jsonl": "JSON lines"
               ".zip": "a zip archive"}
 
 
-def require_table_file(path: str | Path, what: str = "table", also: str = "") -> None:
-    """`path` is a file of a kind read as a table: one line naming what it is otherwise (`also`:
-    another kind the caller reads, said in the advice)."""
+def require_table_file(path: str | Path, what: str = "table", arrays: bool = False) -> None:
+    """`path` is a file of a kind read as a table (or, where the caller reads them, `arrays`, a
+    .npy array of a model's inputs): one line naming what it is otherwise."""
     require_file(path, what)
-    kind = NOT_TABLES.get(Path(path).suffix.lower())
+    suffix = Path(path).suffix.lower()
+    kind = NOT_TABLES.get(suffix) or ("a NumPy array" if suffix == ".npy" and not arrays else None)
     if kind:
+        also = " (or the model's inputs as a .npy array)" if arrays else ""
         raise UserError(f"{what} {path} is {kind}, not a table: save it as CSV or Parquet{also}")
-    if Path(path).suffix.lower() not in (*PARQUET_SUFFIXES, ".npy") and not is_compressed(Path(path)):
+    if suffix not in (*PARQUET_SUFFIXES, ".npy") and not is_compressed(Path(path)):
         with open(path, "rb") as fh:
             start = fh.read(4096)
         # Text of two bytes a character (Windows' "Unicode"): every other byte of a Latin letter

@@ -321,7 +321,7 @@ def file_rows(rows: Any, pre: Preprocessor) -> Any:
     if not isinstance(rows, (str, os.PathLike)):
         return None
     path = os.fspath(rows)
-    require_table_file(path, "rows", " (or the model's inputs as a .npy array)")
+    require_table_file(path, "rows", arrays=True)
     if path.endswith(".npy"):
         return np.asarray(open_npy(path, pre))
     text = [c.name for c in pre.text_categorical]

@@ -306,6 +306,9 @@ def test_a_file_of_another_kind_is_named_as_such_not_read_as_csv(small_model, tm
                        "inputs as a .npy array)")
     message = user_error(make_data_script.main, "--csv", tmp_path / name, "--target", "y", "--out-dir", tmp_path)
     assert message == f"--csv {tmp_path / name} is {kind}, not a table: save it as CSV or Parquet"
+    np.save(tmp_path / "rows.npy", np.zeros((5, 10)))  # infer.py's, not make_data.py's
+    message = user_error(make_data_script.main, "--csv", tmp_path / "rows.npy", "--target", "y", "--out-dir", tmp_path)
+    assert message == f"--csv {tmp_path / 'rows.npy'} is a NumPy array, not a table: save it as CSV or Parquet"
 
 
 def test_output_equal_to_input_is_refused_before_any_write(small_model, tmp_path):

@@ -148,8 +148,7 @@ def flag_name(name: str) -> str:
 def _add_argument(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any) -> None:
     flag = flag_name(f.name)
     default = f.default_factory() if callable(f.default_factory) else f.default
-    said = "0:" in f.metadata.get("help", "")  # a help that says what 0 does itself
-    zero = f"; 0: {f.metadata['zero']}" if "zero" in f.metadata and not said else ""
+    zero = f"; 0: {f.metadata['zero']}" if "zero" in f.metadata else ""
     help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f, default)}{zero})".replace("%", "%%")
     tp = _unwrap_optional(tp)
     if tp is bool:
@@ -322,14 +321,14 @@ class TrainConfig:
     hidden: list[int] | None = recipe_field("hidden layer widths; none for a linear model", table=True)
     activation: Literal["relu", "sigmoid", "tanh", "gelu", "silu"] = field("relu", "activation between layers")
     folds: int | None = recipe_field("cross-fitting: k members, member i validated on fold i of the training rows and "
-                                     "trained on the others, predictions averaged; 1: one member, a validation fold; "
-                                     "0: train on every training row (validate on the validation split)",
-                                     table=True, minimum=0, zero="off", off=0)
+                                     "trained on the others, predictions averaged; 1: one member, a validation fold",
+                                     table=True, minimum=0, zero="every training row trains, validated on the "
+                                     "validation split", off=0)
     dropout: float | None = recipe_field("dropout after each hidden layer (tables)", table=True, off=0.0)
     weight_decay: float | None = recipe_field("decoupled weight decay (adamw)", table=True, off=0.0)
     label_smoothing: float | None = recipe_field("label smoothing of the training loss (classification)", table=True,
                                                  off=0.0)
-    periodic: int | None = recipe_field("periodic embeddings of each numeric input with N frequencies; 0: off",
+    periodic: int | None = recipe_field("periodic embeddings of each numeric input with N frequencies",
                                         table=True, minimum=0, zero="off", off=0)
     eval_every: int | None = recipe_field("evaluate every N epochs (and after the last of each leg)", table=True,
                                           minimum=1)
@@ -337,8 +336,8 @@ class TrainConfig:
     split_batches: bool = field(False, "split each global batch of --batch-size rows across processes")
     init_from: str | None = field(None, "start from these weights (a model folder, or its model.safetensors) "
                                         "instead of a random init")
-    threads: int = count(0, "intra-op CPU threads per process; 0 picks one for small models, "
-                            "else cores / local processes", zero="automatic", maximum=MAX_THREADS)
+    threads: int = count(0, "intra-op CPU threads per process", zero="one for small models, else cores / local "
+                         "processes", maximum=MAX_THREADS)
     class_weight: Literal["none", "balanced"] | None = recipe_field(
         "weigh each class's loss by n / (classes x its rows), against imbalance (classification)", table=True,
         off="none")
@@ -355,17 +354,17 @@ class TrainConfig:
     grad_accum: int = positive(1, "accumulate gradients over N batches per optimizer step")
     patience: int | None = recipe_field("stop after N evaluations without a better validation figure (sooner with "
                                         "--min-patience; a leg of --extend-epochs runs whole) and keep the best "
-                                        "weights; 0: off", table=True, minimum=0,
+                                        "weights", table=True, minimum=0,
                                         zero="off", off=0)
     extend_epochs: int | None = recipe_field(
         "where the validation figure is still improving at the end of the planned epochs (its best in their last "
         "quarter), train on in a leg of half as many epochs at half the peak learning rate, cosine to zero, and again "
-        "after each leg whose best is in its last quarter, up to N epochs in all (cosine schedule); 0: off",
+        "after each leg whose best is in its last quarter, up to N epochs in all (cosine schedule)",
         table=True, minimum=0, zero="off", off=0)
     min_patience: int | None = recipe_field(
         "with --patience, stop sooner where the best came early: after as many evaluations without a better "
-        "figure as it took to reach the best, at least N (and at most --patience); 0: always --patience",
-        table=True, minimum=0, zero="off", off=0)
+        "figure as it took to reach the best, at least N (and at most --patience)",
+        table=True, minimum=0, zero="off, always --patience", off=0)
     checkpoint_every: int = count(0, "save the full training state every N epochs under <ckpt-dir>/checkpoints",
                                   zero="off")
     save_on_signal: bool = field(False, "on SIGTERM or Ctrl-C, save a checkpoint at the step where the run stops "

@@ -18,16 +18,26 @@ def test_help_lists_every_setting(cls):
         assert help_text and "".join(help_text.split()) in unwrapped, f"{f.name} has no help text of its own"
 
 
+@pytest.mark.parametrize("cls", [MakeDataConfig, TrainConfig, InferConfig])
+def test_help_says_what_0_means_once_where_it_means_something_of_its_own(cls):
+    """--chunk-rows said "(default: 0)", and no word of what 0 did."""
+    helps = {a.dest: a.help for a in build_parser(cls)._actions}
+    for f in dataclasses.fields(cls):
+        if "zero" in f.metadata:
+            assert helps[f.name].endswith(f"; 0: {f.metadata['zero']})") and helps[f.name].count("0:") == 1, f.name
+
+
 def test_help_shows_the_recipes_values_from_the_one_table():
     text = " ".join(build_parser(TrainConfig).format_help().split())
     c, r = RECIPES["classification"], RECIPES["regression"]
     sized = "; sized from the data for other tables"
     assert f"(default: {c['epochs']} / {r['epochs']} (classification / regression recipes{sized}))" in text
     assert f"(default: {c['hidden'][0]} / none (classification / regression recipes; 128 128 on other tables))" in text
-    assert "(default: 0 / 0 (classification / regression recipes; 16 on other tables))" in text  # --patience
-    assert "(default: 0 / 0 (classification / regression recipes; 8 on other tables))" in text  # --min-patience
+    assert "(default: 0 / 0 (classification / regression recipes; 16 on other tables); 0: off)" in text  # --patience
+    assert "(default: 0 / 0 (classification / regression recipes; 8 on other tables); 0: off, always --patience)" \
+        in text  # --min-patience
     assert "recipes; other tables: 5 up to 30,000 training rows, else 1, and 0 where the data set has a " \
-           "validation split))" in text
+           "validation split); 0: every training row trains, validated on the validation split)" in text
     text = " ".join(build_parser(MakeDataConfig).format_help().split())
     assert f"(default: {c['n_samples']} / {r['n_samples']} (classification / regression recipes))" in text
 

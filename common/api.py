@@ -93,15 +93,22 @@ class Predictor:
         anything else through Arrow."""
         pre = self.record.preprocess
         notes = InputNotes(pre)  # what infer.py would print, warned (InputNote)
-        read = file_rows(rows, pre)
-        if read is not None and not isinstance(read, np.ndarray):
-            X = table_inputs(read, pre, os.fspath(rows), 0, notes)[0]
-        else:
-            rows = read_columns(rows if read is None else read, pre.column_names)
-            fast = python_inputs(rows, pre, notes)
-            X = fast if fast is not None else table_inputs(arrow_rows(rows, pre), pre, ROWS_NAME, 0, notes)[0]
+        table, given, source = self._given(rows, pre.column_names)
+        fast = None if table is not None else python_inputs(given, pre, notes)
+        if fast is None:
+            table = table if table is not None else arrow_rows(given, pre)
+        X = fast if fast is not None else table_inputs(table, pre, source, 0, notes)[0]
         notes.warned()
         return X
+
+    def _given(self, rows: Any, columns: list[str]) -> tuple[Any, Any, str]:
+        """(a file's table, None, its path) for a file's path, read as infer.py reads it; else
+        (None, the rows held in memory with these `columns` alone, ROWS_NAME)."""
+        pre = self.record.preprocess
+        read = file_rows(rows, pre)
+        if read is not None and not isinstance(read, np.ndarray):
+            return read, None, os.fspath(rows)
+        return None, read_columns(rows if read is None else read, columns), ROWS_NAME
 
     def _predicted(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return predict_inputs(self.record, self.model, X, PREDICT_BATCH_ROWS)
@@ -123,11 +130,8 @@ class Predictor:
 
         pre = self.record.preprocess
         name = target if isinstance(target, str) else self.target or "target"
-        read, source = file_rows(rows, pre), ROWS_NAME
-        if read is not None and not isinstance(read, np.ndarray):
-            table, source = read, os.fspath(rows)
-        else:
-            table = arrow_rows(read_columns(rows if read is None else read, [*pre.column_names, name]), pre)
+        table, given, source = self._given(rows, [*pre.column_names, name])
+        table = table if table is not None else arrow_rows(given, pre)
         notes = InputNotes(pre)
         X = table_inputs(table, pre, source, 0, notes)[0]
         notes.warned()

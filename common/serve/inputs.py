@@ -3,6 +3,7 @@ order, into the model's inputs by the fitted steps, with the table's other colum
 into the predictions. Blanks are filled as in training."""
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -275,17 +276,22 @@ def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: i
         for X, extra in npy_batches(path, pre, batch_rows, notes):
             yield Batch(X, extra, None)
         return
-    text = [c.name for c in pre.text_categorical]
-    if reading == "whole":
-        table = read_table(path, sep, text_columns=text)
-        yield Batch(*table_inputs(table, pre, path, 0, notes), target_of(table, target), 0, decimal_of(table))
-        return
     first_row = 0
-    numbers = streamed_numbers(pre) if reading == "typed" else []
-    for table in stream_table(path, sep, text, numbers, batch_rows):
+    for table in table_pieces(path, pre, sep, batch_rows, reading):
         yield Batch(*table_inputs(table, pre, path, first_row, notes), target_of(table, target), first_row,
                     decimal_of(table))
         first_row += table.num_rows
+
+
+def table_pieces(path: str, pre: Preprocessor, sep: str | None, batch_rows: int, reading: str) -> Iterator[Any]:
+    """A table file's rows as pyarrow tables in file order, read as `reading` says (READINGS:
+    streamed with the model's number columns as numbers, or as text; or whole); a stream that
+    cannot be read raises NotStreamable, for the next reading to take over."""
+    text = [c.name for c in pre.text_categorical]
+    if reading == "whole":
+        yield read_table(path, sep, text_columns=text)
+        return
+    yield from stream_table(path, sep, text, streamed_numbers(pre) if reading == "typed" else [], batch_rows)
 
 
 def streamed_numbers(pre: Preprocessor) -> list[str]:
@@ -311,9 +317,9 @@ ROWS_NAME = "the table given"  # how a message names rows given in memory (there
 
 
 def file_rows(rows: Any, pre: Preprocessor) -> Any:
-    """Rows given as a file's path (text or a path object): a CSV or Parquet file read whole with
-    the types feature_batches streams it with, each reading the fallback of the one before, or a
-    .npy array of the model's inputs; None for rows given in memory."""
+    """Rows given as a file's path (text or a path object): a CSV or Parquet file read whole as
+    infer.py reads it (table_pieces, each of READINGS the fallback of the one before), or a .npy
+    array of the model's inputs; None for rows given in memory."""
     import os
 
     import pyarrow as pa
@@ -324,16 +330,16 @@ def file_rows(rows: Any, pre: Preprocessor) -> Any:
     require_table_file(path, "rows", arrays=True)
     if path.endswith(".npy"):
         return np.asarray(open_npy(path, pre))
-    text = [c.name for c in pre.text_categorical]
-    for numbers in (streamed_numbers(pre), []):
-        try:
-            pieces = list(stream_table(path, None, text, numbers, PREDICT_BATCH_ROWS))
-        except NotStreamable:
-            continue
-        if not pieces or not sum(piece.num_rows for piece in pieces):
+    def read(reading: str) -> Any:
+        pieces = list(table_pieces(path, pre, None, PREDICT_BATCH_ROWS, reading))
+        if not sum(piece.num_rows for piece in pieces):
             raise UserError(f"{path} has no data rows: nothing to predict")
         return pa.concat_tables(pieces)
-    return read_table(path, None, text_columns=text)
+
+    for reading in READINGS[:-1]:
+        with contextlib.suppress(NotStreamable):
+            return read(reading)
+    return read(READINGS[-1])
 
 
 def arrow_rows(rows: Any, pre: Preprocessor) -> Any:

@@ -102,6 +102,7 @@ class FirstPass:
     unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
     words: dict[str, WordsAsBlanks] = dataclasses.field(default_factory=dict)  # a numeric column's words
     times_of_day: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow times (time32, time64)
+    target_codes: bool = False  # the target's whole numbers are written with leading zeros: classes as written
     instants: set[str] = dataclasses.field(default_factory=set)  # of `numeric` and the target: Arrow dates, timestamps
     grouped: set[str] = dataclasses.field(default_factory=set)  # numeric columns and target: points group thousands
     rows: int = 0                          # rows kept (with a target)
@@ -153,7 +154,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
     task, y, labels, task_why = targets(scratch.column(cfg.target), seen.target_vocabulary, cfg, decimal_of(head))
     if is_boolean(head.column(cfg.target)) and labels is not None:  # the words its predictions are
         task_why = f"true/false: classes {' and '.join(f'`{label}`' for label in labels)}"
-    elif labels is not None and is_number_type(head.column(cfg.target).type):  # read as text: codes
+    elif labels is not None and seen.target_codes:
         task_why = f"whole numbers written with a leading zero ({labels[0]!r}, ...): codes, classes as written " \
                    "(--task regression for amounts)"
     split = split_rows(seen.rows, y, labels, cfg.test_size, cfg.val_size, cfg.seed).codes
@@ -283,16 +284,27 @@ def target_is_numeric(head: Any, name: str, task: str | None, written: Any = Non
     up to ID_CLASSES values, are codes: classes named as written, unless --task regression says
     otherwise (more are amounts written to a fixed width)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     kind = head.column(name).type
     if task == "regression":
         return True
     if is_number_type(kind):
-        return not (written is not None and pa.types.is_integer(kind) and zero_led(written)
-                    and pc.count_distinct(written).as_py() <= ID_CLASSES)  # more: amounts padded to a width
-    return bool(pa.types.is_string(kind) and task != "classification"
+        return not (written is not None and pa.types.is_integer(kind) and written_as_codes(written))
+    return bool(pa.types.is_string(kind) and task != "classification" and not written_as_codes(head.column(name))
                 and column_looks_numeric(head.column(name), decimal_of(head)))
+
+
+def reads_as_numbers(column: Any, decimal: str) -> bool:
+    """Numbers, or text that is mostly numbers (column_looks_numeric)."""
+    return bool(is_number_type(column.type) or is_text_type(column.type) and column_looks_numeric(column, decimal))
+
+
+def written_as_codes(written: Any) -> bool:
+    """Whole numbers written with a leading zero (`007`), up to ID_CLASSES values: codes, not
+    amounts (more values are amounts written to a fixed width, `00021`)."""
+    import pyarrow.compute as pc
+
+    return zero_led(written) and pc.count_distinct(written).as_py() <= ID_CLASSES
 
 
 def target_as_written(path: Path, cfg: MakeDataConfig, head: Any) -> Any:
@@ -343,12 +355,15 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     numeric = [r.name for r in roles if r.role == "numeric"]
     dates = [r.name for r in roles if r.role == "date"]
     categorical = [r.name for r in roles if r.role == "categorical"]
-    numeric_target = target_is_numeric(head, cfg.target, cfg.task, target_as_written(path, cfg, head))
+    written = target_as_written(path, cfg, head)
+    numeric_target = target_is_numeric(head, cfg.target, cfg.task, written)
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
                      None if numeric_target else Vocabulary(), dates,
                      times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)},
                      instants={name for name in [*numeric, cfg.target] if is_date_type(head.column(name).type)},
-                     grouped=grouped_columns(head, numeric + ([cfg.target] if numeric_target else [])))
+                     grouped=grouped_columns(head, numeric + ([cfg.target] if numeric_target else [])),
+                     target_codes=not numeric_target and reads_as_numbers(head.column(cfg.target), decimal_of(head))
+                     and written_as_codes(written if written is not None else head.column(cfg.target)))
     text = categorical + ([] if numeric_target else [cfg.target])
     types = stream_types(head, numeric + ([cfg.target] if numeric_target else [])) | date_types(dates)
     decimal = decimal_of(head)

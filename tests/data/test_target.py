@@ -204,6 +204,13 @@ def test_classes_written_with_leading_zeros_keep_them(tmp_path):
     assert figures["accuracy"] > 0.9 and figures["unseen_labels"] == []
     make_data("--csv", tmp_path / "t.csv", "--target", "y", "--task", "regression", "--out-dir", tmp_path / "amounts")
     assert load_dataset(tmp_path / "amounts" / "t").description.task == "regression"
+    # as text in a Parquet file (a DataFrame's strings, as fit writes them): the same classes
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": a, "y": pa.array(codes, pa.large_string())}), tmp_path / "t.parquet")
+    make_data("--csv", tmp_path / "t.parquet", "--target", "y", "--out-dir", tmp_path / "parquet")
+    assert load_dataset(tmp_path / "parquet" / "t").description.class_labels == ["001", "007", "010"]
     # hundreds of values written to a fixed width are amounts: still a regression
     padded = (np.abs(a) * 100 + 20).astype(int)
     (tmp_path / "p.csv").write_text("a,y\n" + "".join(f"{x:.4f},{v:05d}\n" for x, v in zip(a, padded, strict=True)))

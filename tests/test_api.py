@@ -498,6 +498,14 @@ def test_a_dataframes_index_is_read_as_pandas_writes_it_to_parquet(tmp_path):
     fit(years, "y", name="years", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "r3"), quiet=True, epochs=1)
     roles = json.loads((tmp_path / "data" / "years" / "dataset.json").read_text())["roles"]
     assert [r["role"] for r in roles if r["name"] == "year"] == ["id"]  # sequential: an id, but read
+    # A time series' unnamed index is its dates, in a frame and in the Parquet file it writes.
+    hourly = frame.set_axis(pd.date_range("2020-01-01", periods=400, freq="h"), axis=0)
+    timed = fit(hourly, "y", name="hourly", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "r4"),
+                quiet=True, epochs=1)
+    roles = json.loads((tmp_path / "data" / "hourly" / "dataset.json").read_text())["roles"]
+    assert [r["role"] for r in roles if r["name"] == "__index_level_0__"] == ["date"]
+    hourly.to_parquet(tmp_path / "hourly.parquet")
+    assert np.array_equal(timed.predict_proba(hourly), timed.predict_proba(tmp_path / "hourly.parquet"))
 
 
 def test_what_the_api_is_given_wrongly_is_one_user_error(model, rows, tmp_path):

@@ -131,7 +131,7 @@ def guess_role(name: str, column: Any, chosen: str | None, decimal: str = ".") -
                         "2012/01/31, with a time and zone or without): leave it to make_data.py or name its role")
     if chosen:
         return role(chosen, "as given")
-    if PANDAS_INDEX.match(name):
+    if PANDAS_INDEX.match(name) and not is_date_type(kind):  # a time series' index is its dates: read so
         return role("id", "the row labels of a DataFrame saved with them (pandas' unnamed index)")
     if missing == n:
         return role("dropped", "empty")

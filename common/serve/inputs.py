@@ -478,9 +478,17 @@ def read_columns(rows: Any, names: Collection[str]) -> Any:
 
 def index_as_columns(frame: Any) -> Any:
     """A DataFrame with its named index levels as columns (set_index("date") holds a column of
-    the table), unless a column has that name; an unnamed index is row labels, left out."""
+    the table), unless a column has that name, and an unnamed index of dates (a time series') as
+    the column pandas writes it to Parquet as, __index_level_0__; any other unnamed index is row
+    labels, left out."""
     named = [name for name in frame.index.names if name is not None and name not in frame.columns]
+    if frame.index.nlevels == 1 and frame.index.name is None and frame.index.dtype.kind == "M" \
+            and PANDAS_DATES not in frame.columns:
+        return frame.rename_axis(PANDAS_DATES).reset_index()
     return frame.reset_index(level=named) if named else frame
+
+
+PANDAS_DATES = "__index_level_0__"  # pandas' name for an unnamed index it writes to Parquet
 
 
 def row_of_series(rows: Any) -> Any:

@@ -3,6 +3,7 @@ schema (`ModelRecord`, parsed once into typed parts), and loading the model it d
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,18 @@ class ModelRecord:
         if self.decision is not None and len(self.class_labels or []) != 2:
             return "decides by a threshold, which only a model of two classes does"
         return None
+
+
+def is_model_config(path: Path) -> bool:
+    """Whether `path` holds a config.json train.py wrote, of any format (one this code no longer
+    reads too): JSON of a task and the model's feature names, a format number where it has one."""
+    try:
+        found = json.loads(path.read_text(errors="replace"))
+    except (OSError, ValueError):
+        return False
+    names = found.get("feature_names") if isinstance(found, dict) else None
+    return isinstance(names, list) and all(isinstance(name, str) for name in names) \
+        and found.get("task") in ("classification", "regression") and type(found.get("format", 1)) is int
 
 
 def load_record(ckpt_dir: str | Path) -> ModelRecord:

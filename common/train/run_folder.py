@@ -49,6 +49,7 @@ from common.model_folder import (
     METRICS_FILE,
     MODEL_FILE,
     ModelRecord,
+    is_model_config,
     load_record,
 )
 from common.train.checkpoints import (
@@ -347,33 +348,27 @@ def clear_commit_leftovers(ckpt_dir: str | Path) -> None:
 
 
 def require_a_run_folder(ckpt_dir: Path) -> None:
-    """A run's commit replaces the model files of an earlier run in its folder and removes the
-    report files it does not write: in a folder whose config.json is not a model's, or which holds
-    such files without one and was never a run's (no lock file of one: a run killed while it
-    renamed its files into place leaves some of them), they are somebody else's (a user's results,
-    another tool's weights), and the run is refused before it trains."""
-    if (ckpt_dir / LOCK_FILE).exists():
-        return
+    """Said before the run trains, not once it has: a run's commit replaces the model files of an
+    earlier run in its folder and removes the report files it does not write. A folder standing
+    where one goes stops the commit; in a folder whose config.json is not a model's, or which
+    holds such files without one and was never a run's (no lock file of one: a run killed while
+    it renamed its files into place leaves some of them), they are somebody else's (a user's
+    results, another tool's weights)."""
+    files = (MODEL_FILE, CONFIG_FILE, METRICS_FILE, *REPORT_FILES)
+    for name in files:
+        if (ckpt_dir / name).is_dir():
+            raise UserError(f"cannot write {ckpt_dir / name} (a folder stands where the file goes): move that "
+                            "folder away")
     config = ckpt_dir / CONFIG_FILE
-    if config.exists():  # a folder standing there is said where the commit would write the file
-        if config.is_file() and not model_config(config):
+    if config.exists():
+        if not is_model_config(config):
             raise UserError(f"--ckpt-dir {ckpt_dir} holds a {CONFIG_FILE} that is no model config of train.py's, "
                             "which the run would replace: give the run a folder of its own")
         return
-    found = [name for name in (MODEL_FILE, METRICS_FILE, *REPORT_FILES) if name != CARD_FILE
-             and (ckpt_dir / name).exists()]
-    if found:
+    found = [name for name in files if name != CARD_FILE and (ckpt_dir / name).exists()]
+    if found and not (ckpt_dir / LOCK_FILE).exists():
         raise UserError(f"--ckpt-dir {ckpt_dir} holds {', '.join(found)} but no model's {CONFIG_FILE}: the run would "
                         "replace or remove them; give the run a folder of its own, or move them out")
-
-
-def model_config(path: Path) -> bool:
-    """Whether `path` holds a config.json train.py wrote, of any format (one it no longer reads, too)."""
-    try:
-        found = json.loads(path.read_text(errors="replace"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(found, dict) and "task" in found and ("model" in found or "feature_names" in found)
 
 
 def earlier_record(ckpt_dir: Path) -> ModelRecord | None:

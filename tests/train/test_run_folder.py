@@ -72,6 +72,7 @@ def test_a_folder_where_a_model_file_goes_is_found_before_any_file_is_replaced(s
                          "--seed", "7")
     assert f"cannot write {tmp_path / name} (a folder stands where the file goes): move that folder away" in message
     assert files() == before and not list(tmp_path.glob(".*.tmp"))
+    assert not (tmp_path / "metrics.running.jsonl").exists()  # said before it trained, not after
 
 
 def test_a_full_disk_before_a_fresh_run_folder_is_made_is_one_line(small_cls, tmp_path):
@@ -197,6 +198,9 @@ def test_a_data_set_folder_is_refused_as_the_run_folder(small_cls, tmp_path):
     ({"config.json": '{"experiment": "keep me"}', "curves.png": "x"}, ["holds a config.json that is no model config"]),
     ({"curves.png": "x", "confusion.png": "x"}, ["holds curves.png, confusion.png but no model's config.json"]),
     ({"model.safetensors": "weights of another tool"}, ["holds model.safetensors but no model's config.json"]),
+    # a config of another tool's with a task and a model, and a folder an earlier run used (its lock)
+    ({"config.json": '{"task": "classification", "model": "resnet18", "lr": 0.01}'}, ["no model config"]),
+    ({".lock": "", "config.json": '{"lr": 0.1}', "importance.json": "mine"}, ["no model config"]),
 ])
 def test_a_folder_of_somebody_elses_files_is_refused_before_training(small_cls, tmp_path, files, words):
     """A run's commit replaced a config.json of the user's and removed pictures it did not draw."""
@@ -207,6 +211,7 @@ def test_a_folder_of_somebody_elses_files_is_refused_before_training(small_cls, 
     message = user_error(train_script.main, "--data", small_cls, "--ckpt-dir", folder, "--epochs", "1")
     assert all(word in message for word in words), message
     assert {p.name: p.read_text() for p in folder.iterdir()} == files
+    assert not (folder / "metrics.running.jsonl").exists()  # refused before it trained
 
 
 def test_a_folder_of_a_run_or_of_its_own_readme_takes_a_run(small_cls, tmp_path):

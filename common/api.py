@@ -201,6 +201,9 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         from common.train.run_plan import check_given
 
         check_given(train_cfg)  # before the data set is made: a setting refused replaces nothing
+        from common.train.run_folder import require_a_free_run_folder
+
+        require_a_free_run_folder(Path(run), str(Path(out_dir) / stem))  # so is a run folder refused
         def trainable(stage: Path) -> None:
             """The run's plan, made against the finished data set before it replaces an earlier
             one: what the data set sizes (folds against rows, a decision against the task, a

@@ -329,6 +329,25 @@ def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp
     assert earlier.read_text() == '{"of": "an earlier table"}' and not (tmp_path / "run").exists()
 
 
+def test_fit_refuses_a_run_folder_before_it_replaces_a_data_set(tmp_path):
+    """A folder of somebody else's files, or one a run is training in: refused after the data set
+    of another table under the same name had been replaced."""
+    from common.files import exclusive_lock
+
+    earlier = tmp_path / "data" / "t" / "dataset.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"of": "an earlier table"}')
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "config.json").write_text('{"lr": 1}')
+    table = {"a": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "y": ["p", "q", "p", "q", "p", "q"]}
+    with pytest.raises(UserError, match="holds a config.json that is no model config"):
+        fit(table, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "theirs"), quiet=True)
+    (tmp_path / "busy").mkdir()
+    with exclusive_lock(tmp_path / "busy" / ".lock"), pytest.raises(UserError, match="another run is using"):
+        fit(table, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "busy"), quiet=True)
+    assert earlier.read_text() == '{"of": "an earlier table"}'
+
+
 def test_a_table_in_memory_is_named_as_the_caller_gave_it_not_by_its_temporary_file(tmp_path):
     with pytest.raises(UserError) as info:
         fit({"a": [1.0, 2.0, 3.0, 4.0], "y": ["p", "q", "p", "q"]}, "nope", out_dir=str(tmp_path), quiet=True)

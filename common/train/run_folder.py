@@ -36,6 +36,7 @@ from common.files import (
     atomic_path,
     check_writable,
     exclusive_lock,
+    lock_holder,
     weights_digest,
     write_error,
     write_json_file,
@@ -97,10 +98,7 @@ class RunFolder:
         self._clock = time.perf_counter()
 
     def __enter__(self) -> RunFolder:
-        if (self.path / DATASET_FILE).is_file():  # the model's files would land among the data set's
-            raise UserError(f"--ckpt-dir {self.path} is a data set folder (make_data.py's): give the run a folder "
-                            f"of its own, such as runs/{Path(self.plan.run.data).name}")
-        require_a_run_folder(self.path)
+        require_a_run_folder(self.path, self.plan.run.data)
         check_writable(self.path)  # every process: each writes its part of a checkpoint
         self._decide_copies()
         self._stack.enter_context(run_lock(self.path, self.accelerator))
@@ -347,13 +345,17 @@ def clear_commit_leftovers(ckpt_dir: str | Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def require_a_run_folder(ckpt_dir: Path) -> None:
-    """Said before the run trains, not once it has: a run's commit replaces the model files of an
-    earlier run in its folder and removes the report files it does not write. A folder standing
-    where one goes stops the commit; in a folder whose config.json is not a model's, or which
-    holds such files without one and was never a run's (no lock file of one: a run killed while
-    it renamed its files into place leaves some of them), they are somebody else's (a user's
-    results, another tool's weights)."""
+def require_a_run_folder(ckpt_dir: Path, data: str | None) -> None:
+    """Said before the run trains, not once it has (nor once fit has made its data set): a run's
+    commit replaces the model files of an earlier run in its folder and removes the report files
+    it does not write. A data set's folder (of `data`'s kind) would hold the model among its
+    arrays; a folder standing where a model file goes stops the commit; in a folder whose
+    config.json is not a model's, or which holds such files without one and was never a run's (no
+    lock file of one: a run killed while it renamed its files into place leaves some of them),
+    they are somebody else's (a user's results, another tool's weights)."""
+    if (ckpt_dir / DATASET_FILE).is_file():
+        raise UserError(f"--ckpt-dir {ckpt_dir} is a data set folder (make_data.py's): give the run a folder "
+                        f"of its own, such as runs/{Path(data or 'data').name}")
     files = (MODEL_FILE, CONFIG_FILE, METRICS_FILE, *REPORT_FILES)
     for name in files:
         if (ckpt_dir / name).is_dir():
@@ -369,6 +371,15 @@ def require_a_run_folder(ckpt_dir: Path) -> None:
     if found and not (ckpt_dir / LOCK_FILE).exists():
         raise UserError(f"--ckpt-dir {ckpt_dir} holds {', '.join(found)} but no model's {CONFIG_FILE}: the run would "
                         "replace or remove them; give the run a folder of its own, or move them out")
+
+
+def require_a_free_run_folder(ckpt_dir: Path, data: str | None) -> None:
+    """What a run in `ckpt_dir` would be refused for before it trains (require_a_run_folder), and
+    another run training there: said before anything is made for the run (fit's data set)."""
+    require_a_run_folder(ckpt_dir, data)
+    holder = lock_holder(ckpt_dir / LOCK_FILE)
+    if holder:
+        raise UserError(f"another run is using {ckpt_dir} ({holder}): wait for it to end, or choose another --ckpt-dir")
 
 
 def earlier_record(ckpt_dir: Path) -> ModelRecord | None:

@@ -220,6 +220,10 @@ def check_setting(cls: type, name: str, value: Any) -> None:
     of 0 where 0 is allowed), or `seed` or `character`. The run plan calls it again for the
     integer values it resolves itself."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if isinstance(value, str) and not value.strip() and not f.metadata.get("character"):
+        # `--ckpt-dir ''` wrote the model into the current folder, `--csv ''` made the recipe's data
+        raise UserError(f"{flag_name(name)} was given no text (an unset shell variable?): give it a value or leave "
+                        "it out")
     if f.metadata.get("seed") and not 0 <= value < SEED_LIMIT:
         raise UserError(f"{flag_name(name)} must lie in [0, 2**32), got {value}")
     if f.metadata.get("character") and value is not None and len(value) != 1:

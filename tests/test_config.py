@@ -27,6 +27,15 @@ def test_help_says_what_0_means_once_where_it_means_something_of_its_own(cls):
             assert helps[f.name].endswith(f"; 0: {f.metadata['zero']})") and helps[f.name].count("0:") == 1, f.name
 
 
+@pytest.mark.parametrize("cls", [MakeDataConfig, TrainConfig, InferConfig])
+def test_a_setting_given_no_text_is_refused_as_it_is_parsed(cls):
+    """`--ckpt-dir "$RUN"` with RUN unset trained into the current folder; `--csv ''` made the recipe's data."""
+    for f in dataclasses.fields(cls):
+        if f.type in ("str", "str | None") and not f.metadata.get("character"):
+            with pytest.raises(UserError, match=f"^{flag_name(f.name)} was given no text"):
+                parse_config(cls, [flag_name(f.name), " "])
+
+
 def test_help_shows_the_recipes_values_from_the_one_table():
     text = " ".join(build_parser(TrainConfig).format_help().split())
     c, r = RECIPES["classification"], RECIPES["regression"]

@@ -119,13 +119,25 @@ class InputNotes:
             console.print(f"Note: {escape(line)}")
 
     def warned(self) -> None:
-        """Each line as a warning (InputNote), as the Python API says what it noticed."""
+        """Each line as a warning (InputNote), as the Python API says what it noticed, at the
+        caller's line: the first outside this package (the API's own, or its scikit-learn
+        estimators'), so that Python's once-per-line filter counts the caller's calls."""
+        import inspect
+        import os
         import warnings
 
         from common.errors import InputNote
 
-        for line in self.lines():
-            warnings.warn(line, InputNote, stacklevel=4)
+        lines = self.lines()
+        if not lines:
+            return
+        package, level = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep, 2
+        frame = inspect.currentframe()
+        frame = frame.f_back if frame is not None else None
+        while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+            frame, level = frame.f_back, level + 1
+        for line in lines:
+            warnings.warn(line, InputNote, stacklevel=level)
 
 
 def not_numbers(pre: Preprocessor) -> list[str]:

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common.config import field, parse_config  # noqa: E402
+from common.config import field, parse_config, recipe_value  # noqa: E402
 from common.console import console  # noqa: E402
 from common.model_folder import load_record  # noqa: E402
 
@@ -54,7 +54,8 @@ from common.model_folder import load_record  # noqa: E402
 @dataclasses.dataclass
 class BenchConfig:
     epochs: int = field(20, "epochs for the peer comparison (section 1 and 2)")
-    recipe_rows: int = field(100_000, "rows of the recipe's generated table for sections 1 and 2 (80% of them train)")
+    recipe_rows: int = field(recipe_value("classification", "n_samples"),
+                             "rows of the recipe's generated table for sections 1 and 2 (80% of them train)")
     sizes: list[int] = field([10_000, 100_000, 1_000_000, 10_000_000], "training rows for the scaling section")
     infer_rows: int = field(1_000_000, "rows for the inference throughput")
     quick: bool = field(False, "small sizes and 5 epochs: a smoke run")
@@ -89,7 +90,7 @@ def median_epoch(epochs) -> float:
     return float(np.median(times))
 
 
-def recipe_data(n_samples: int = 100_000):
+def recipe_data(n_samples: int):
     from common.config import MakeDataConfig
     from common.data.builtin import resolve_make_data_config, split_and_preprocess, synthetic_table
 
@@ -339,7 +340,7 @@ def report(results: dict) -> None:
 
     peers = results["peers"]
     ours = peers["ours"]
-    rows = results.get("recipe_train_rows", 80_000)
+    rows = results.get("recipe_train_rows", recipe_value("classification", "n_samples") * 4 // 5)  # older results
     t = Table(title=f"1-2. epoch time, classification recipe ({rows:,} x 10 rows, 10-20-3 MLP, Adam, batch 1024), "
                     f"{results['epochs']} epochs", title_justify="left")
     for col in ("loop", "ms / epoch", "ours / this", "test accuracy"):

@@ -121,11 +121,11 @@ def test_a_few_python_rows_read_as_the_arrow_path_reads_them(model):
         rows = [{"age": [None, float("nan"), 3, 41.5, np.float32(2.5), np.int64(7)][int(rng.integers(6))],
                  "city": cities[int(rng.integers(len(cities)))],
                  "member": [True, False, None][int(rng.integers(3))], "other": "x"} for _ in range(n)]
-        fast = python_inputs(rows, pre)
+        fast = python_inputs(rows, pre, InputNotes(pre))
         slow = table_inputs(arrow_rows(rows, pre), pre, "rows", 0, InputNotes(pre))[0]
         assert fast is not None and np.array_equal(fast, slow, equal_nan=True), rows
     mixed = [{"age": "41", "city": "oslo", "member": True}]  # text in a numeric column: the Arrow path reads it
-    assert python_inputs(mixed, pre) is None and model.predict(mixed).shape == (1,)
+    assert python_inputs(mixed, pre, InputNotes(pre)) is None and model.predict(mixed).shape == (1,)
 
 
 def test_row_dicts_lacking_a_key_read_alike_a_few_or_many(model, rows):

@@ -53,8 +53,7 @@ def plain_column(column: Any) -> Any:
 
     kind = column.type
     if pa.types.is_dictionary(kind):  # decoded by taking its values: a cast has no kernel for some (pandas' intervals)
-        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-        column, kind = pa.chunked_array([chunk.dictionary_decode() for chunk in chunks], kind.value_type), \
+        column, kind = pa.chunked_array([chunk.dictionary_decode() for chunk in column.chunks], kind.value_type), \
             kind.value_type
     if is_text_type(kind):
         column = column if pa.types.is_string(kind) else pc.cast(column, pa.string())

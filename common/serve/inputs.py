@@ -540,7 +540,7 @@ def array_table(X: np.ndarray, pre: Preprocessor) -> Any:
 FAST_ROWS = 256  # rows given as Python values up to this many skip Arrow (see python_inputs)
 
 
-def python_inputs(rows: Any, pre: Preprocessor, notes: InputNotes | None = None) -> np.ndarray | None:
+def python_inputs(rows: Any, pre: Preprocessor, notes: InputNotes) -> np.ndarray | None:
     """The model's inputs for a few rows given as Python values (a dict of one row's values or of
     columns, a list of row dicts), read by the rules the Arrow path applies (numbers as float64,
     NaN and None blank; text with the missing spellings blank, true/false as pyarrow writes them,
@@ -563,7 +563,6 @@ def python_inputs(rows: Any, pre: Preprocessor, notes: InputNotes | None = None)
         if texts is None:
             return None
         text[cat.name] = Categories.from_list(texts)
-    notes = notes or InputNotes(pre)
     return pre.transform(notes.watch(numeric.__getitem__), notes.watch_text(text.__getitem__),
                          len(next(iter(columns.values()), [])))
 

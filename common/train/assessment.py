@@ -161,8 +161,8 @@ def test_by_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torc
     return by_decision(plan, data, weights, decision, ScoredRows(data.X_test, data.y_test, None, "test"), "test")
 
 
-def val_by_decision(plan: TrainPlan, data: TabularData, rows: ScoredRows | None, weights: dict[str, torch.Tensor],
-                    decision: ThresholdFit | None) -> dict[str, float]:
+def val_by_decision(plan: TrainPlan, data: TabularData, weights: dict[str, torch.Tensor],
+                    decision: ThresholdFit | None, rows: ScoredRows | None) -> dict[str, float]:
     """The same figures on the rows the threshold was fitted on (scored_rows: out of fold, or the
     validation rows), named as final_metrics names the validation figures: the card's headline."""
     return {} if rows is None else by_decision(plan, data, weights, decision, rows, "val")

@@ -175,7 +175,7 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
             report_decision(decision, plan.run.decision, data, accelerator)
             if accelerator.is_main_process:
                 outcome.test_by_decision = test_by_decision(plan, data, weights, decision)
-                outcome.val_by_decision = val_by_decision(plan, data, rows, weights, decision)
+                outcome.val_by_decision = val_by_decision(plan, data, weights, decision, rows)
             model_record = run_record(plan, data, accelerator, outcome, decision)
             report = RunReport.made(plan, data, rows, weights, model_record, folder.records, pictures) \
                 if accelerator.is_main_process else None

@@ -34,7 +34,8 @@ def test_a_folder_a_run_still_trains_in_is_named_as_such(tmp_path):
         message = infer_error("--ckpt-dir", tmp_path)
     assert message == (f"{tmp_path} holds no model yet: a run is training there (pid {os.getpid()} on "
                        f"{socket.gethostname()}); wait for it to end")
-    assert "not found" in infer_error("--ckpt-dir", tmp_path)  # the run has ended: the lock is no one's
+    # the run has ended, before it saved a model (killed): said so, where it was "config.json not found"
+    assert "holds no model: the run there ended before it saved one" in infer_error("--ckpt-dir", tmp_path)
 
 
 def test_infer_without_a_model(tmp_path, small_cls):

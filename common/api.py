@@ -315,7 +315,7 @@ def write_parquet(table: Any, path: Path) -> None:
                 pq.write_table(table.select([column]), path)
             except (pa.ArrowException, ValueError, TypeError):
                 raise UserError(f"column '{column}' holds {table.schema.field(column).type} values, which cannot be "
-                                "read as a table's column: convert it to numbers or text") from None
+                                "a feature: convert it to numbers or text") from None
         raise UserError(f"the table cannot be written as Parquet ({str(err).splitlines()[0]})") from None
 
 

@@ -197,8 +197,14 @@ def _swapped_in(final: Path, owned: Callable[[str], bool]) -> Iterator[Path]:
     stage: Path | None = None
     try:
         restore_or_clear_leftovers(final)
-        if final.exists() and (not final.is_dir() or not all(owned(p.name) for p in final.iterdir())):
-            raise UserError(f"{final} exists and is not a data set folder: move it away or choose another --out-dir")
+        if final.exists() and not final.is_dir():
+            raise UserError(f"{final} exists and is a file, not a data set folder: move it away or choose another "
+                            "--out-dir")
+        foreign = sorted(p.name for p in final.iterdir() if not owned(p.name)) if final.exists() else []
+        if foreign:  # named: a run's folder or a user's file among the arrays is what to move
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise UserError(f"{final} exists and is not a data set folder (it holds {shown}): move it away or "
+                            "choose another --out-dir")
         stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.stage-", suffix=".part"))
         yield stage
         for item in stage.iterdir():

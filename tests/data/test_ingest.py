@@ -108,7 +108,8 @@ def test_a_folder_that_is_not_a_data_set_is_never_replaced(tmp_path):
     (tmp_path / "people" / "notes.txt").write_text("mine")
     other = write(tmp_path / "people.csv", people(rows=200))
     message = user_error(make_data_script.main, "--csv", other, "--target", "label", "--out-dir", tmp_path)
-    assert "not a data set folder" in message and (tmp_path / "people" / "notes.txt").read_text() == "mine"
+    assert "not a data set folder (it holds notes.txt, people.csv)" in message, message  # what to move, named
+    assert (tmp_path / "people" / "notes.txt").read_text() == "mine"
 
 
 # ---- a bad table: one line, and the earlier data set kept ----

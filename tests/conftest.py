@@ -3,6 +3,7 @@ each worker that uses them) and the hook that marks everything under tests/e2e/.
 they use live in builders.py."""
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from common.console import console
 def pytest_configure(config: pytest.Config) -> None:
     # Rich wraps long lines at the console's width: wide enough here that no message a test reads is cut.
     console.width = 250
+    # A shell script that starts the tests in the background (`cmd &`) has them ignore Ctrl-C, and
+    # every process they start inherits that: the tests of Ctrl-C would see none. They test the
+    # scripts as a terminal runs them.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,7 @@ from common.data.tables import (
     table_stem,
     undecodable_column,
     unreadable,
+    writes_leading_zeros,
 )
 from common.data.target import ID_CLASSES, far_target_values, regression_target, targets
 from common.errors import UserError
@@ -313,7 +314,8 @@ def target_as_written(path: Path, cfg: MakeDataConfig, head: Any) -> Any:
     import pyarrow as pa
 
     assert cfg.target is not None
-    if path.suffix.lower() in PARQUET_SUFFIXES or not pa.types.is_integer(head.column(cfg.target).type):
+    if path.suffix.lower() in PARQUET_SUFFIXES or not pa.types.is_integer(head.column(cfg.target).type) \
+            or not writes_leading_zeros(path):
         return None
     return read_table(path, cfg.sep, text_columns=[cfg.target], head=True).column(cfg.target)
 

@@ -23,6 +23,8 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from common.data.columns import NULL_VALUES, plain_table
 from common.errors import UserError
 from common.files import require_file
@@ -54,6 +56,22 @@ def decompressed(path: Path) -> Any:
     import pyarrow as pa
 
     return pa.input_stream(str(path), compression=COMPRESSIONS[path.suffix.lower()])
+
+
+_CELL_START = np.zeros(256, dtype=bool)
+_CELL_START[[ord(c) for c in ',;\t|\n\r"']] = True  # what comes before a cell's first character
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[ord("0"):ord("9") + 1] = True
+
+
+def writes_leading_zeros(path: Path) -> bool:
+    """Whether a CSV's head holds a cell that starts with a zero and another digit (`007`), which
+    pyarrow reads as the number 7: a look at its bytes (~15 ms for 8 MiB, a tenth of parsing
+    them again), so that a table without one is not read twice."""
+    with (decompressed(path) if is_compressed(path) else open(path, "rb")) as stream:
+        raw = np.frombuffer(stream.read(HEAD_BYTES), dtype=np.uint8)
+    zeros = np.flatnonzero(raw[1:-1] == ord("0")) + 1
+    return bool(np.any(_CELL_START[raw[zeros - 1]] & _DIGIT[raw[zeros + 1]]))
 
 
 def table_stem(path: str | Path) -> str:

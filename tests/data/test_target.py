@@ -196,6 +196,11 @@ def test_classes_written_with_leading_zeros_keep_them(tmp_path):
     (tmp_path / "t.csv").write_text("a,y\n" + "".join(f"{x:.4f},{c}\n" for x, c in zip(a, codes, strict=True)))
     make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path / "data")
     assert load_dataset(tmp_path / "data" / "t").description.class_labels == ["001", "007", "010"]
+    import gzip
+
+    (tmp_path / "z.csv.gz").write_bytes(gzip.compress((tmp_path / "t.csv").read_bytes()))  # read through its stream
+    make_data("--csv", tmp_path / "z.csv.gz", "--target", "y", "--out-dir", tmp_path / "data")
+    assert load_dataset(tmp_path / "data" / "z").description.class_labels == ["001", "007", "010"]
     train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "4")
     infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "t.csv", "--output", tmp_path / "p.csv",
           "--metrics-json", tmp_path / "m.json")

@@ -78,6 +78,7 @@ class NumericStep:
     time_of_day: bool = False  # a time of day (seconds since midnight): text at prediction is read as `14:05:09`
     thousands: str = ""  # "." where a decimal-comma file's points group thousands (1.186,70): read so again
     instants: bool = False  # dates or timestamps read as seconds (--numeric on such a column): taken so again
+    durations: bool = False  # durations (Arrow's, a DataFrame's timedeltas) read as seconds: taken so again
 
     def scaled(self, filled: np.ndarray) -> np.ndarray:
         if self.quantiles is None:
@@ -120,6 +121,8 @@ class NumericStep:
             step["thousands"] = self.thousands
         if self.instants:
             step["instants"] = True
+        if self.durations:
+            step["durations"] = True
         return {**step, "date_parts": list(self.date_parts)} if self.date_parts else step
 
     @classmethod
@@ -132,7 +135,7 @@ class NumericStep:
                           f"a list of {', '.join(DATE_CYCLES)}", [])
         return cls(s.text("name"), s.number("median"), s.number("mean"), s.number("scale", nonzero=True), indicator,
                    s.ascending("quantiles", None), tuple(parts), tuple(s.texts("blank_words", [])),
-                   read_flag(s, "time_of_day"), read_thousands(s), read_flag(s, "instants"))
+                   read_flag(s, "time_of_day"), read_thousands(s), read_flag(s, "instants"), read_flag(s, "durations"))
 
 
 def read_thousands(f: Fields) -> str:

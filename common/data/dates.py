@@ -49,13 +49,14 @@ def is_date_type(kind: Any) -> bool:
 
 
 def refuse_dates(kind: Any, name: str, source: str, trained: str = "numbers") -> None:
-    """A date or a timestamp (Arrow type `kind`) in column `name` of a model trained on numbers
-    (or times of day) would read as seconds since 1970, far past anything it saw, and a time of
-    day in one trained on numbers as seconds since midnight: refused, as a word in such a column is."""
+    """A date or a timestamp (Arrow type `kind`) in column `name` of a model trained on `trained`
+    (numbers, times of day or durations) would read as seconds since 1970, far past anything it
+    saw; a time of day or a duration where it trained on something else, as seconds of another
+    kind: refused, as a word in such a column is."""
     import pyarrow as pa
 
-    held = "dates" if is_date_type(kind) else "times of day" if pa.types.is_time(kind) and trained == "numbers" \
-        else None
+    held = "dates" if is_date_type(kind) else "times of day" if pa.types.is_time(kind) and trained != "times of day" \
+        else "durations" if pa.types.is_duration(kind) and trained != "durations" else None
     if held:
         raise UserError(f"{source}: column '{name}' holds {held} ({kind}), where the model was trained on {trained}: "
                         "give the column as it was in training")

@@ -103,6 +103,7 @@ class FirstPass:
     unparsed: dict[str, int] = dataclasses.field(default_factory=dict)  # a date column's cells that were no date
     words: dict[str, WordsAsBlanks] = dataclasses.field(default_factory=dict)  # a numeric column's words
     times_of_day: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow times (time32, time64)
+    durations: set[str] = dataclasses.field(default_factory=set)  # of `numeric`: Arrow durations
     target_codes: bool = False  # the target's whole numbers are written with leading zeros: classes as written
     instants: set[str] = dataclasses.field(default_factory=set)  # of `numeric` and the target: Arrow dates, timestamps
     grouped: set[str] = dataclasses.field(default_factory=set)  # numeric columns and target: points group thousands
@@ -362,6 +363,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
     seen = FirstPass(numeric + dates, {name: Vocabulary() for name in categorical},
                      None if numeric_target else Vocabulary(), dates,
                      times_of_day={name for name in numeric if pa.types.is_time(head.column(name).type)},
+                     durations={name for name in numeric if pa.types.is_duration(head.column(name).type)},
                      instants={name for name in [*numeric, cfg.target] if is_date_type(head.column(name).type)},
                      grouped=grouped_columns(head, numeric + ([cfg.target] if numeric_target else [])),
                      target_codes=not numeric_target and reads_as_numbers(head.column(cfg.target), decimal_of(head))
@@ -494,6 +496,7 @@ def fit_steps(scratch: Scratch, seen: FirstPass, split: np.ndarray, cfg: MakeDat
         if step.name in seen.words:
             step.blank_words = tuple(sorted(seen.words[step.name].known))
         step.time_of_day = step.name in seen.times_of_day
+        step.durations = step.name in seen.durations
         step.instants = step.name in seen.instants
         step.thousands = "." if step.name in seen.grouped else ""
     categorical = [fit_categorical(name, vocabulary.values,

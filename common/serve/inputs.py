@@ -260,7 +260,7 @@ def require_numbers_where_trained(table: Any, pre: Preprocessor, path: str) -> N
     for step in pre.numeric:
         if step.name not in dates and not step.instants:
             refuse_dates(table.column(step.name).type, step.name, path,
-                         "times of day" if step.time_of_day else "numbers")
+                         "times of day" if step.time_of_day else "durations" if step.durations else "numbers")
 
 
 def require_columns(names: Any, pre: Preprocessor, source: str, model: str = "the model") -> None:

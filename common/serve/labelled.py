@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from common.data.columns import feature_type_advice, numeric_values, text_values
-from common.data.dates import refuse_dates
+from common.data.dates import is_date_type, refuse_dates
 from common.errors import UserError
 from common.importance import DEFAULT_REPEATS, Importance, permutation_importance
 from common.metrics import confusion_matrix, macro_f1, r2
@@ -46,7 +46,9 @@ class LabelledRows:
         semicolon-separated file writes decimals with a comma, as its numeric columns do)."""
         if self.config.task == "regression":
             assert self.config.target is not None
-            if not self.config.target.instants:
+            # dates read as seconds since 1970 (unless it trained on them so); a time or a duration
+            # reads as seconds, as a target trained on one (--task regression) took them
+            if not self.config.target.instants and is_date_type(column.type):
                 refuse_dates(column.type, self.target, self.source)
             return numeric_values(column, self.target, self.source, decimal, first_row,
                                   grouped=self.config.target.thousands == ".")

@@ -180,15 +180,46 @@ def test_dates_where_the_model_trained_on_numbers_are_refused_not_read_as_second
     columns = {f"x{i}": [0.5, 0.25] for i in range(10)}
     pq.write_table(pa.table({**columns, "x4": pa.array([dt.datetime(2024, 1, 1), dt.datetime(2024, 2, 1)])}),
                    tmp_path / "rows.parquet")
-    # and a time of day, which would read as seconds since midnight
+    # and a time of day or a duration (a DataFrame's timedelta), which would read as seconds
     pq.write_table(pa.table({**columns, "x4": pa.array([dt.time(9, 30), dt.time(17)])}), tmp_path / "times.parquet")
+    pq.write_table(pa.table({**columns, "x4": pa.array([dt.timedelta(hours=1), dt.timedelta(0)])}),
+                   tmp_path / "durations.parquet")
     header = ",".join(columns)
     (tmp_path / "rows.csv").write_text(f"{header}\n" + ",".join(["1"] * 4 + ["2024-01-05"] + ["1"] * 5) + "\n")
     for name, says in (("rows.parquet", "holds dates (timestamp"), ("rows.csv", "'2024-01-05'"),
-                       ("times.parquet", "holds times of day (time64")):
+                       ("times.parquet", "holds times of day (time64"),
+                       ("durations.parquet", "holds durations (duration")):
         message = infer_error("--ckpt-dir", small_model, "--input", tmp_path / name)
         assert "'x4'" in message and says in message, message
         assert not (tmp_path / "rows.pred.csv").exists()
+
+
+def test_a_column_of_durations_is_trained_and_taken_as_seconds(tmp_path):
+    """A DataFrame's timedeltas (Arrow durations): seconds in training, and again at prediction,
+    where a column trained on plain numbers refuses them."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from builders import make_data, train
+    from common.data.dataset import load_dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    waits = [dt.timedelta(seconds=int(s)) for s in np.abs(x) * 3600]
+    pq.write_table(pa.table({"wait": pa.array(waits), "x": rng.normal(size=300), "y": np.where(x > 0, "a", "b")}),
+                   tmp_path / "t.parquet")
+    make_data("--csv", tmp_path / "t.parquet", "--target", "y", "--out-dir", tmp_path / "data")
+    steps = {s.name: s for s in load_dataset(tmp_path / "data" / "t").preprocessor.numeric}
+    assert steps["wait"].durations and not steps["x"].durations
+    train("--data", tmp_path / "data" / "t", "--ckpt-dir", tmp_path / "run", "--epochs", "2")
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "t.parquet", "--output", tmp_path / "p.csv")
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 301
+    odd = pa.table({"wait": pa.array([1.0]), "x": pa.array([dt.timedelta(hours=1)])})  # seconds, and a duration
+    pq.write_table(odd, tmp_path / "odd.parquet")
+    assert "column 'x' holds durations" in infer_error("--ckpt-dir", tmp_path / "run", "--input",
+                                                        tmp_path / "odd.parquet")
 
 
 def test_a_date_column_made_numeric_by_flag_still_takes_its_dates_at_prediction(tmp_path):

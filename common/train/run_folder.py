@@ -309,8 +309,7 @@ def run_lock(ckpt_dir: str | Path, accelerator: Any) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         holder = stack.enter_context(exclusive_lock(Path(ckpt_dir) / LOCK_FILE)) if accelerator.is_main_process \
             else None
-        refusal = [f"another run is using {ckpt_dir} ({holder}): wait for it to end, or choose another --ckpt-dir"
-                   if holder else None]
+        refusal = [in_use(ckpt_dir, holder) if holder else None]
         if accelerator.num_processes > 1:
             broadcast_object_list(refusal)
         if refusal[0]:
@@ -379,7 +378,12 @@ def require_a_free_run_folder(ckpt_dir: Path, data: str | None) -> None:
     require_a_run_folder(ckpt_dir, data)
     holder = lock_holder(ckpt_dir / LOCK_FILE)
     if holder:
-        raise UserError(f"another run is using {ckpt_dir} ({holder}): wait for it to end, or choose another --ckpt-dir")
+        raise UserError(in_use(ckpt_dir, holder))
+
+
+def in_use(ckpt_dir: str | Path, holder: str) -> str:
+    """The refusal of a run folder another run holds (`holder`: "pid N on HOST")."""
+    return f"another run is using {ckpt_dir} ({holder}): wait for it to end, or choose another --ckpt-dir"
 
 
 def earlier_record(ckpt_dir: Path) -> ModelRecord | None:

@@ -3,9 +3,8 @@ order, into the model's inputs by the fitted steps, with the table's other colum
 into the predictions. Blanks are filled as in training."""
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -273,6 +272,43 @@ def require_columns(names: Any, pre: Preprocessor, source: str, model: str = "th
 
 READINGS = ("typed", "text", "whole")  # how feature_batches reads a table, each the fallback of the one before
 
+FileState = tuple[int, int] | None  # a file's size and modification time (file_state)
+T = TypeVar("T")
+
+
+def read_by_readings(path: str, attempt: Callable[[str, FileState], T]) -> T:
+    """`attempt(reading, the file's state before)` for each of READINGS in turn, the next where
+    the stream cannot be read (NotStreamable), once the file is found unchanged meanwhile: a file
+    cut short while streamed reads as not streamable."""
+    before = file_state(path)
+    for reading in READINGS[:-1]:
+        try:
+            return attempt(reading, before)
+        except NotStreamable:
+            check_unchanged(path, before)
+    return attempt(READINGS[-1], before)
+
+
+def file_state(path: str) -> FileState:
+    """A file's size and modification time; None where it is gone (its open handles read on)."""
+    import os
+
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
+def check_unchanged(path: str, before: FileState) -> None:
+    """Refuse predictions of a file that was written to while it was read: they would be of
+    some of its rows, or of two versions of them."""
+    now = file_state(path)
+    if now is not None and now != before:
+        raise UserError(f"{path} changed while it was read (another program writing it?): predict it again once "
+                        "it is written whole")
+
+
 
 def feature_batches(path: str, pre: Preprocessor, sep: str | None, batch_rows: int, reading: str = "typed",
                     notes: InputNotes | None = None, target: str | None = None) -> Iterator[Batch]:
@@ -342,16 +378,13 @@ def file_rows(rows: Any, pre: Preprocessor) -> Any:
     require_table_file(path, "rows", arrays=True)
     if path.endswith(".npy"):
         return np.asarray(open_npy(path, pre))
-    def read(reading: str) -> Any:
+    def read(reading: str, before: FileState) -> Any:
         pieces = list(table_pieces(path, pre, None, PREDICT_BATCH_ROWS, reading))
         if not sum(piece.num_rows for piece in pieces):
             raise UserError(f"{path} has no data rows: nothing to predict")
         return pa.concat_tables(pieces)
 
-    for reading in READINGS[:-1]:
-        with contextlib.suppress(NotStreamable):
-            return read(reading)
-    return read(READINGS[-1])
+    return read_by_readings(path, read)
 
 
 def arrow_rows(rows: Any, pre: Preprocessor) -> Any:

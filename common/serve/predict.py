@@ -3,7 +3,6 @@ to labels, probabilities or values on the original y scale; a file of raw rows i
 predictions; the figures of a data set's test split."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,13 @@ import numpy as np
 import torch
 
 from common.data.dataset import RowCheck
-from common.data.tables import NotStreamable
 from common.decision import decided_classes
 from common.errors import UserError
 from common.files import atomic_path
 from common.model import class_probabilities, pass_rows, predicted_outputs
 from common.model_folder import ModelRecord
 from common.overlap import prefetched, side_by_side, usable_cores
-from common.serve.inputs import READINGS, Batch, InputNotes, feature_batches
+from common.serve.inputs import Batch, InputNotes, check_unchanged, feature_batches, read_by_readings
 from common.serve.labelled import LabelledRows
 from common.serve.outputs import OUTPUT_KINDS, FormattedBatch, PredictionWriter
 from common.steps import has_link
@@ -89,31 +87,8 @@ def predict_to_file(path: str, output: str, config: ModelRecord, model: torch.nn
     `labelled` (which makes one) the figures of the rows that carry the model's target. Tables
     are streamed with their number columns as numbers, else as text (a cell that is no number is
     then named by its row), else read whole (feature_batches' READINGS)."""
-    before = file_state(path)
-    for reading in READINGS[:-1]:
-        try:
-            return _predict_to_file(path, output, config, model, sep, batch_rows, reading, labelled, before)
-        except NotStreamable:
-            check_unchanged(path, before)  # a file cut short while streamed reads as not streamable
-    return _predict_to_file(path, output, config, model, sep, batch_rows, READINGS[-1], labelled, before)
-
-
-def file_state(path: str) -> tuple[int, int] | None:
-    """A file's size and modification time; None where it is gone (its open handles read on)."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_size, found.st_mtime_ns
-
-
-def check_unchanged(path: str, before: tuple[int, int] | None) -> None:
-    """Refuse predictions of a file that was written to while it was read: they would be of
-    some of its rows, or of two versions of them."""
-    now = file_state(path)
-    if now is not None and now != before:
-        raise UserError(f"{path} changed while it was read (another program writing it?): predict it again once "
-                        "it is written whole")
+    return read_by_readings(path, lambda reading, before: _predict_to_file(path, output, config, model, sep,
+                                                                           batch_rows, reading, labelled, before))
 
 
 # Batches predicted and formatted at once in predict_to_file. A batch's forward pass, softmax and

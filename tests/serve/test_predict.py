@@ -533,6 +533,7 @@ def test_an_input_written_to_while_it_is_read_replaces_no_earlier_predictions(sm
     """Another program appends to the file, or cuts it short (read whole again, from the start, by
     the fallback for files that stop streaming), while its first batches are predicted."""
     import common.serve.predict as serving
+    from common.data.tables import NotStreamable
 
     X = np.load(small_cls / "X_test.npy")[:400]
     write(tmp_path / "rows.csv", {f"x{i}": X[:, i] for i in range(X.shape[1])})
@@ -545,7 +546,7 @@ def test_an_input_written_to_while_it_is_read_replaces_no_earlier_predictions(sm
             if i == 0 and cut:
                 text = (tmp_path / "rows.csv").read_text()
                 (tmp_path / "rows.csv").write_text(text[:len(text) // 2])  # the last line cut mid-row
-                raise serving.NotStreamable  # as the stream meets the cut
+                raise NotStreamable  # as the stream meets the cut
             if i == 0:
                 with open(tmp_path / "rows.csv", "a") as fh:
                     fh.write(",".join(["0.5"] * X.shape[1]) + "\n")

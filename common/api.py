@@ -94,10 +94,9 @@ class Predictor:
         pre = self.record.preprocess
         notes = InputNotes(pre)  # what infer.py would print, warned (InputNote)
         table, given, source = self._given(rows, pre.column_names)
-        fast = None if table is not None else python_inputs(given, pre, notes)
-        if fast is None:
-            table = table if table is not None else arrow_rows(given, pre)
-        X = fast if fast is not None else table_inputs(table, pre, source, 0, notes)[0]
+        X = python_inputs(given, pre, notes) if table is None else None
+        if X is None:
+            X = table_inputs(table if table is not None else arrow_rows(given, pre), pre, source, 0, notes)[0]
         notes.warned()
         return X
 

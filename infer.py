@@ -87,10 +87,11 @@ def require_the_models_preparation(config: ModelRecord, data: Any, source: str) 
     """A data set's arrays are its rows as its own fit prepared them, its targets codes of its own
     classes: scored by a model prepared otherwise, they would read as other values and other
     classes, and the figures be wrong without a word."""
-    what = "classes" if data.description.class_labels != config.class_labels else \
-        "preparation of the columns" if data.preprocessor.to_json() != config.preprocess.to_json() else \
-        "target's modelling" if (data.description.target and data.description.target.to_json()) != \
-        (config.target and config.target.to_json()) else None
+    target = data.description.target
+    pairs = {"classes": (data.description.class_labels, config.class_labels),
+             "preparation of the columns": (data.preprocessor.to_json(), config.preprocess.to_json()),
+             "target's modelling": (target and target.to_json(), config.target and config.target.to_json())}
+    what = next((name for name, (theirs, ours) in pairs.items() if theirs != ours), None)
     if what:
         raise UserError(f"the data set {source} differs from the model's in its {what} (made from other rows or "
                         "settings): score its table's rows with --input FILE instead")

@@ -99,12 +99,13 @@ def holdout_share(n_train: int, share: float, most_rows: int) -> float:
     return 1 / math.ceil(n_train / most_rows)
 
 
-def monitor(task: str, is_recipe: bool, has_val: bool, crossfit: CrossFit) -> str:
+def monitor(task: str, is_recipe: bool, has_val: bool, has_test: bool, crossfit: CrossFit) -> str:
     """What picks the best weights and stops early: the validation loss (the test loss where
-    there are no validation rows, as the recipes have it). A user's classification table is
-    judged by its out-of-fold macro-F1 instead: on small imbalanced tables the loss is lowest
+    there are no validation rows, as the recipes have it; the training loss where there are no
+    held-out rows at all, a data set made to train on every row). A user's classification table
+    is judged by its out-of-fold macro-F1 instead: on small imbalanced tables the loss is lowest
     while the model still predicts the majority class almost everywhere, and macro-F1 is the
     figure the table is compared by."""
     if not (has_val or crossfit.validates):
-        return "test_loss"
+        return "test_loss" if has_test else "train_loss"
     return "val_f1_macro" if task == "classification" and not is_recipe else "val_loss"

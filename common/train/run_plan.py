@@ -49,7 +49,8 @@ class LoopPlan:
     eval_every: int
     patience: int
     min_patience: int             # 0: patience alone; else fewer than patience (BestTracker.waiting_limit)
-    monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro
+    monitor: str                  # what picks the best weights and stops early: val_loss, test_loss, val_f1_macro,
+                                  # train_loss
     extend_epochs: int            # 0: `epochs` is the run; else the most it may reach in legs (early_stopping.Legs)
 
     def evaluates(self, epoch: int, end: int) -> bool:
@@ -195,17 +196,12 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
     if settings["class_weight"] != "none" and data.task != "classification":
         raise UserError(f"--class-weight {settings['class_weight']} weighs classes, and this is a {data.task} "
                         "data set: drop it")
-    two_classes = data.task == "classification" and data.num_outputs == 2
-    if settings["decision"] == "threshold" and not two_classes:
-        if cfg.decision == "threshold":
-            kind = f"is a {data.task}" if data.task != "classification" else f"has {data.num_outputs} classes"
-            raise UserError(f"--decision threshold decides between two classes, and this data set {kind}: drop it")
-        settings["decision"] = "argmax"  # recorded as what the model does
+    holdout = holdout_share(len(data.X_train), TABLE_DEFAULTS["holdout"], TABLE_DEFAULTS["max_holdout_rows"])
+    crossfit = CrossFit(settings["folds"], holdout if settings["folds"] == 1 else 0.0)
+    settings["decision"] = resolved_decision(cfg, settings["decision"], data, data.n_val > 0 or crossfit.validates)
     settings["min_patience"] = effective_min_patience(settings, cfg.min_patience is not None)
     settings["extend_epochs"] = effective_extension(settings, cfg.extend_epochs is not None, data.n_val > 0,
                                                     cfg.epochs is not None)
-    holdout = holdout_share(len(data.X_train), TABLE_DEFAULTS["holdout"], TABLE_DEFAULTS["max_holdout_rows"])
-    crossfit = CrossFit(settings["folds"], holdout if settings["folds"] == 1 else 0.0)
     model = model_of(cfg, settings, data, crossfit)
     check_fits(model, settings, context.memory, context.local_processes)
     batches = batch_plan(cfg, settings, len(data.X_train), P)
@@ -213,7 +209,7 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
         task=data.task, data_identity=data.identity, defaults="recipe" if data.is_recipe else "table",
         init=context.init, seed=cfg.seed, num_processes=P, model=model,
         optim=part(OptimPlan, settings), loop=part(LoopPlan, settings, monitor=monitor(
-            data.task, data.is_recipe, data.n_val > 0, crossfit)), batches=batches, crossfit=crossfit,
+            data.task, data.is_recipe, data.n_val > 0, len(data.X_test) > 0, crossfit)), batches=batches, crossfit=crossfit,
         run=RunOptions(
             data=context.data, ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every,
             save_on_signal=cfg.save_on_signal, keep_checkpoints=cfg.keep_checkpoints, log_with=tuple(cfg.log_with),
@@ -251,6 +247,22 @@ def effective_min_patience(settings: dict[str, Any], given: bool) -> int:
         raise UserError(f"--min-patience {minimum} is not below --patience {patience}, so it would change nothing: "
                         "give a smaller one, or drop it")
     return minimum if 0 < minimum < patience else 0
+
+
+def resolved_decision(cfg: TrainConfig, decision: str, data: TabularData, held_out: bool) -> str:
+    """The decision the model makes, recorded as such: a two-class threshold needs two classes and
+    rows the final weights never trained on to be fitted on (out of fold, or a validation split);
+    asked for without them it is refused, and as a default it falls back to the most probable class."""
+    if decision != "threshold":
+        return decision
+    two_classes = data.task == "classification" and data.num_outputs == 2
+    if not two_classes and cfg.decision == "threshold":
+        kind = f"is a {data.task}" if data.task != "classification" else f"has {data.num_outputs} classes"
+        raise UserError(f"--decision threshold decides between two classes, and this data set {kind}: drop it")
+    if two_classes and not held_out and cfg.decision == "threshold":
+        raise UserError("--decision threshold is fitted on rows the model never trained on, and this run has none "
+                        "(no --folds, no validation split): drop it, or pass --folds 5")
+    return "threshold" if two_classes and held_out else "argmax"
 
 
 def effective_extension(settings: dict[str, Any], given: bool, has_val: bool, epochs_given: bool) -> int:

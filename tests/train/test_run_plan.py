@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import train as train_script
-from builders import read_config, train, train_args, user_error
+from builders import make_data, read_config, train, train_args, user_error
 from common.config import RECIPES, TrainConfig, parse_config
 from common.data.dataset import load_dataset
 from common.errors import UserError
@@ -297,6 +297,23 @@ def test_folds_0_on_a_table_without_validation_names_folds_not_a_patience_never_
     assert plan_for(data, "--folds", "0", "--patience", "0").crossfit.folds == 0
     with pytest.raises(UserError, match="^--patience needs validation rows"):
         plan_for(data, "--folds", "0", "--patience", "4")
+
+
+def test_a_data_set_with_no_rows_held_out_trains_on_every_row_and_keeps_its_best_training_loss(tmp_path):
+    make_data("--n-samples", "400", "--test-size", "0", "--out-dir", tmp_path)  # the recipe's data, all training
+    data = load_dataset(tmp_path / "cls_data")
+    assert len(data.X_test) == 0 and data.n_val == 0
+    assert plan_for(data).loop.monitor == "train_loss"
+    train(*train_args(tmp_path / "cls_data", tmp_path / "run", "--epochs", "2", "--eval-every", "1"))
+    assert read_config(tmp_path / "run")["outcome"]["best"]["monitor"] == "train_loss"
+
+
+def test_a_threshold_needs_rows_the_model_never_trained_on(people_set):
+    data = load_dataset(people_set[0] / "people")  # two classes, no validation split
+    assert plan_for(data).run.decision == "threshold"  # fitted out of fold
+    assert plan_for(data, "--folds", "0", "--patience", "0").run.decision == "argmax"  # nothing held out
+    with pytest.raises(UserError, match="^--decision threshold is fitted on rows the model never trained on"):
+        plan_for(data, "--folds", "0", "--patience", "0", "--decision", "threshold")
 
 
 def test_a_tables_planned_epochs_may_go_on_to_twice_as_many_and_a_length_given_is_run(people_set, cls_data):

@@ -322,14 +322,16 @@ class TrainConfig:
                                           table=True, minimum=1)
     lr: float | None = recipe_field("learning rate", table=True)
     optimizer: Literal["adam", "adamw", "sgd"] | None = recipe_field("optimizer", table=True)
-    hidden: list[int] | None = recipe_field("hidden layer widths; none for a linear model", table=True)
+    hidden: list[int] | None = recipe_field("hidden layer widths; a bare --hidden, no widths, for a linear model",
+                                            table=True)
     activation: Literal["relu", "sigmoid", "tanh", "gelu", "silu"] = field("relu", "activation between layers")
     folds: int | None = recipe_field("cross-fitting: k members, member i validated on fold i of the training rows and "
                                      "trained on the others, predictions averaged; 1: one member, a validation fold",
                                      table=True, minimum=0, zero="every training row trains, validated on the "
                                      "validation split", off=0)
     dropout: float | None = recipe_field("dropout after each hidden layer (tables)", table=True, off=0.0)
-    weight_decay: float | None = recipe_field("decoupled weight decay (adamw)", table=True, off=0.0)
+    weight_decay: float | None = recipe_field("weight decay: decoupled with adamw, an L2 term added to the gradient "
+                                              "with adam and sgd (torch's weight_decay)", table=True, off=0.0)
     label_smoothing: float | None = recipe_field("label smoothing of the training loss (classification)", table=True,
                                                  off=0.0)
     periodic: int | None = recipe_field("periodic embeddings of each numeric input with N frequencies",

@@ -226,6 +226,8 @@ def test_an_all_numeric_model_takes_an_array(small_model, small_cls, tmp_path):
         with pytest.raises(UserError, match=said):
             model.predict(tmp_path / name)
     assert model.predict(X[0]).shape == (1,) and load_dataset(small_cls).task == model.task
+    figures = model.evaluate(X, target=np.array([0, 1, 2, 0, 1]))
+    assert figures["labels"] == model.classes == [0, 1, 2]  # as the predictions give them, not as text
 
 
 def test_several_threads_at_once_get_what_one_gets(model, rows):

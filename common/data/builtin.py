@@ -89,6 +89,11 @@ def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
         sizes = {name: recipe_value(task, name) for name in ("n_samples", "n_features", "n_informative")
                  if getattr(cfg, name) is None}
         resolved = dataclasses.replace(cfg, task=task, test_size=test_size, scaling=scaling, **sizes)
+        informative, features = resolved.n_informative, resolved.n_features
+        assert informative is not None and features is not None, "the recipe's values fill them"
+        if informative > features:  # scikit-learn would take fewer without a word
+            raise UserError(f"--n-informative {informative} is more than the {features} feature columns: lower it, "
+                            "or raise --n-features")
     assert resolved.test_size is not None
     check_split_sizes(resolved.test_size, resolved.val_size)  # before a pass over a large file, not after
     return resolved

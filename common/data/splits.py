@@ -60,7 +60,8 @@ def check_splittable(counts: np.ndarray | int, labels: list[Any] | None, test_si
     rare = [labels[k] for k in np.flatnonzero(counts < parts)]
     if rare:
         shown = ", ".join(map(repr, rare[:10])) + (f" and {len(rare) - 10} more" if len(rare) > 10 else "")
-        raise UserError(f"{len(rare)} class(es) have fewer than {parts} rows ({shown}); a stratified split needs "
+        named = f"class {shown}" if len(rare) == 1 else f"classes {shown}"  # labels, not counts: `2` is a class
+        raise UserError(f"{len(rare)} class(es) have fewer than {parts} rows ({named}); a stratified split needs "
                         f"{parts}: drop them, add rows, or pass --task regression if the target is a number")
     sizes = {"training": n - n_test - n_val, **({"test": n_test} if test_size else {}),
              **({"validation": n_val} if val_size else {})}

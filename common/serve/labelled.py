@@ -102,7 +102,8 @@ class LabelledRows:
         counts = {"rows_scored": self.rows, "rows_without_target": self.blank}
         if self.config.task == "regression":
             return {**regression_report(self.sums), **counts}
-        return {**classification_report(self.confusion), "labels": self.classes + self.unseen,
+        # the model's labels as its predictions give them (whole numbers stay numbers), then the unseen as read
+        return {**classification_report(self.confusion), "labels": list(self.config.class_labels or []) + self.unseen,
                 "unseen_labels": list(self.unseen), **counts}
 
     def importance(self, predict: Callable[[np.ndarray], dict[str, np.ndarray]], repeats: int = DEFAULT_REPEATS,

@@ -5,6 +5,7 @@ is prepared), how it was trained and on what, its figures on rows it never train
 columns matter, and the lines that use it."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,14 @@ def figures_table(figures: dict[str, float]) -> str:
     return markdown_table(["figure", "value"], [[figure_name(k), f"{v:.4f}"] for k, v in figures.items()])
 
 
+def network_in_words(members: int, hidden: Sequence[int], activation: str) -> str:
+    """'a linear model', 'an MLP (20, relu)', 'an ensemble of 5 MLPs (128 x 128, relu)'."""
+    kind, shape = ("MLP", f" ({' x '.join(map(str, hidden))}, {activation})") if hidden else ("linear model", "")
+    if members > 1:
+        return f"an ensemble of {members} {kind}s{shape}"
+    return f"{'an' if hidden else 'a'} {kind}{shape}"
+
+
 def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDescription, plan_line: str,
                figures: dict[str, float], scored_on: str, importance: Importance | None, pictures: list[str],
                test: dict[str, float] | None = None) -> str:
@@ -101,9 +110,7 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
     what = ("classes " + ", ".join(f"`{c}`" for c in record.class_labels or [])) if record.task == "classification" \
         else "a number" + (f", {TRANSFORM_WORDS.get(record.target.transform, record.target.transform)}"
                            if record.target and record.target.transform != "none" else "")
-    members = record.model.members
-    network = (f"an ensemble of {members} MLPs" if members else "an MLP") + \
-        f" ({' x '.join(map(str, record.model.hidden)) or 'linear'}, {record.model.activation})"
+    network = network_in_words(record.model.members, record.model.hidden, record.model.activation)
     parts = [front_matter(name, record, figures, scored_on), f"# {name}: {record.task} of `{target}`\n",
              f"Predicts `{target}` ({what}) from {plural(len(record.preprocess.column_names), 'column')} of "
              f"`{source.get('csv') or name}` with {network}, trained with PyTorch and Accelerate. Weights in "

@@ -122,6 +122,9 @@ def find_checkpoint(ckpt_dir: str | Path, resume: str) -> Path:
     """`latest` -> the newest committed checkpoint; anything else is a checkpoint folder path."""
     if resume != "latest":
         path = Path(resume)
+        if not path.exists():  # a typo, or a checkpoint since removed by --keep-checkpoints
+            raise UserError(f"--resume {path}: no such checkpoint folder: pass one under {checkpoint_root(ckpt_dir)}, "
+                            "or --resume alone for the latest there")
         if not (path / STATE_FILE).is_file():
             raise UserError(f"--resume {path}: not a complete checkpoint folder (no {STATE_FILE}): "
                             f"pass one under {checkpoint_root(ckpt_dir)}")

@@ -53,8 +53,10 @@ def test_any_other_table_takes_the_per_class_draw_in_file_order():
 @pytest.mark.parametrize("as_train_test_split", [False, True])
 def test_both_cases_refuse_a_class_too_rare_to_stratify(as_train_test_split):
     y = np.array([0] * 50 + [1])
-    with pytest.raises(UserError, match="fewer than 2 rows"):
+    with pytest.raises(UserError, match=r"fewer than 2 rows \(class 'b'\)"):
         split_rows(len(y), y, ["a", "b"], 0.2, 0.0, 0, as_train_test_split=as_train_test_split)
+    with pytest.raises(UserError, match=r"fewer than 2 rows \(class 2\)"):  # a label, said so: not a count
+        split_rows(len(y), y, [1, 2], 0.2, 0.0, 0, as_train_test_split=as_train_test_split)
 
 
 def test_folds_are_stratified_seeded_and_cover_every_row():

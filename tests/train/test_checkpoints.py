@@ -29,6 +29,9 @@ def test_a_damaged_checkpoint_state_or_weights(checkpointed):
     weights.write_bytes(weights.read_bytes()[:100])
     message = user_error(train_script.main, *args, "--resume", folder / "checkpoints" / "epoch_000000")
     assert message.startswith(f"checkpoint damaged: {weights} is changed") and "resume from another" in message
+    # A checkpoint that is gone (a typo, or removed by --keep-checkpoints) is said to be gone, not damaged.
+    message = user_error(train_script.main, *args, "--resume", folder / "checkpoints" / "epoch_000007")
+    assert "no such checkpoint folder" in message and "--resume alone" in message
 
 
 @pytest.mark.parametrize("damage,words", [

@@ -241,3 +241,13 @@ def test_a_regressions_card_gives_its_figures_and_its_test_splits(tmp_path, fold
     else:
         assert "## Figures (out of fold)" in figures and f"| MAE | {final['val_mae']:.4f} |" in figures
         assert f"| MAE | {final['test_mae']:.4f} |" in test and f"| R² | {final['test_r2']:.4f} |" in test
+
+
+def test_the_card_names_the_network_as_it_is():
+    from common.train.card import network_in_words
+
+    assert network_in_words(0, [], "relu") == "a linear model"  # the regression recipe: no ReLU anywhere
+    assert network_in_words(0, [20], "relu") == "an MLP (20, relu)"
+    assert network_in_words(1, [64, 32], "gelu") == "an MLP (64 x 32, gelu)"  # --folds 1: one member
+    assert network_in_words(5, [128, 128], "relu") == "an ensemble of 5 MLPs (128 x 128, relu)"
+    assert network_in_words(3, [], "relu") == "an ensemble of 3 linear models"

@@ -75,8 +75,9 @@ class Predictor:
 
     @property
     def classes(self) -> list[Any] | None:
-        """Classification: the labels, in the order of predict_proba's columns; else None."""
-        return list(self.record.class_labels) if self.record.class_labels is not None else None
+        """Classification: the labels, in the order of predict_proba's columns (a true/false
+        target's as False and True); else None."""
+        return label_values(self.record.class_labels) if self.record.class_labels is not None else None
 
     @property
     def feature_names(self) -> list[str]:
@@ -113,8 +114,10 @@ class Predictor:
         return predict_inputs(self.record, self.model, X, PREDICT_BATCH_ROWS)
 
     def predict(self, rows: Any) -> np.ndarray:
-        """Each row's label (classification) or value on the original scale (regression)."""
-        return self._predicted(self._inputs(rows))["prediction"]
+        """Each row's label (classification; of a true/false target, a boolean) or value on the
+        original scale (regression)."""
+        predicted = self._predicted(self._inputs(rows))
+        return np.asarray(self.classes)[predicted["class"]] if self.classes else predicted["prediction"]
 
     def predict_proba(self, rows: Any) -> np.ndarray:
         """Classification: each row's probability of each class, columns in `classes` order."""
@@ -151,7 +154,10 @@ class Predictor:
         """The figures on rows that carry their target, as infer.py reports them: a confusion
         matrix and macro figures, or MAE/RMSE/R² on the original scale; rows with a blank target
         are left out and counted."""
-        return self._labelled(rows, target, 0, 0).figures()
+        figures = self._labelled(rows, target, 0, 0).figures()
+        if self.classes:  # the model's labels as predict gives them, then those it never saw as read
+            figures["labels"] = self.classes + figures["labels"][len(self.classes):]
+        return figures
 
     def feature_importance(self, rows: Any, target: Any = None, repeats: int = DEFAULT_REPEATS, seed: int = 0,
                            max_rows: int = LABELLED_ROWS) -> Importance:
@@ -234,6 +240,14 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         for note in filter(None, notes):
             warnings.warn(note, stacklevel=2)
     return model
+
+
+def label_values(labels: list[Any]) -> list[Any]:
+    """The class labels as Python gives them back: a true/false target's two words, as its file
+    wrote them (false/true, False/True, FALSE/TRUE), are False and True, as the column held them."""
+    if all(isinstance(v, str) for v in labels) and [v.lower() for v in labels] == ["false", "true"]:
+        return [False, True]
+    return list(labels)
 
 
 def plain_name(name: str | None) -> str | None:

@@ -124,7 +124,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             raise ValueError(f"y has {len(self.classes_)} class: a classifier needs at least 2")
         as_text = {str(c): i for i, c in enumerate(self.classes_)}  # labels travel as text, come back as y's values
         self.model_ = self._fit_table(X, np.asarray([str(v) for v in y], dtype=object))
-        self._order = np.asarray([as_text[str(label)] for label in self.model_.classes or []])
+        self._order = np.asarray([as_text[str(label)] for label in self.model_.record.class_labels or []])
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -23,6 +23,7 @@ import dataclasses
 import io
 import numbers
 import os
+import sys
 import tempfile
 import typing
 import warnings
@@ -34,7 +35,7 @@ import numpy as np
 
 from common.config import PREDICT_BATCH_ROWS, MakeDataConfig, TrainConfig, flag_name, parse_config
 from common.data.tables import decimal_of, table_stem
-from common.errors import UserError
+from common.errors import Interrupted, UserError
 from common.importance import DEFAULT_REPEATS, LABELLED_ROWS, Importance
 from common.model_folder import ModelRecord, load_model_dir
 from common.serve.inputs import (
@@ -191,8 +192,8 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     if not isinstance(target, str) or not target:
         raise UserError(f"fit(target={target!r}): name the column to predict, as text")
     name = plain_name(name)
-    with (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()), \
-            table_file(table, name) as (path, source):
+    with as_python_signals(), (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()), \
+            table_file(table, name) as (path, source), contextlib.ExitStack() as held:
         unknown = sorted(set(settings) - MAKE_DATA_SETTINGS - TRAIN_SETTINGS)
         if unknown:
             raise UserError(f"fit() has no setting {unknown}: give make_data.py's or train.py's flags as keywords "
@@ -206,9 +207,11 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         from common.train.run_plan import check_given
 
         check_given(train_cfg)  # before the data set is made: a setting refused replaces nothing
-        from common.train.run_folder import require_a_free_run_folder
+        from common.train.run_folder import held_run_folder
 
-        require_a_free_run_folder(Path(run), str(Path(out_dir) / stem))  # so is a run folder refused
+        # so is a run folder, and it is held from here: a second caller is refused before it replaces anything
+        held.enter_context(held_run_folder(Path(run), str(Path(out_dir) / stem)))
+
         def trainable(stage: Path) -> None:
             """The run's plan, made against the finished data set before it replaces an earlier
             one: what the data set sizes (folds against rows, a decision against the task, a
@@ -240,6 +243,22 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         for note in filter(None, notes):
             warnings.warn(note, stacklevel=2)
     return model
+
+
+@contextlib.contextmanager
+def as_python_signals() -> Iterator[None]:
+    """A run stopped by a signal reaches the caller as Python delivers that signal, never as an
+    Exception, which `except Exception` (scikit-learn's error_score in cross_val_score and
+    GridSearchCV among them) would take for one failed fit and go on: Ctrl-C as KeyboardInterrupt
+    saying where the run stopped and how to go on; SIGTERM, the process asked to end, as
+    SystemExit(143) after saying the same on stderr."""
+    try:
+        yield
+    except Interrupted as err:
+        if err.exit_code == Interrupted.exit_code:
+            raise KeyboardInterrupt(str(err)) from None
+        print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(err.exit_code) from None
 
 
 def label_values(labels: list[Any]) -> list[Any]:

@@ -361,9 +361,97 @@ def test_fit_refuses_a_run_folder_before_it_replaces_a_data_set(tmp_path):
     with pytest.raises(UserError, match="holds a config.json that is no model config"):
         fit(table, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "theirs"), quiet=True)
     (tmp_path / "busy").mkdir()
-    with exclusive_lock(tmp_path / "busy" / ".lock"), pytest.raises(UserError, match="another run is using"):
-        fit(table, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "busy"), quiet=True)
+    held, done = threading.Event(), threading.Event()
+
+    def another_run() -> None:  # another thread's lock, as another fit's from its first check to its end
+        with exclusive_lock(tmp_path / "busy" / ".lock"):
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=another_run)
+    holder.start()
+    try:
+        held.wait(30)
+        with pytest.raises(UserError, match="another run is using"):
+            fit(table, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "busy"), quiet=True)
+    finally:
+        done.set()
+        holder.join()
     assert earlier.read_text() == '{"of": "an earlier table"}'
+    # a table refused leaves no run folder made for it
+    with pytest.raises(UserError, match="has no target column"):
+        fit(table, "nope", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "new"), quiet=True)
+    assert not (tmp_path / "new").exists() and earlier.read_text() == '{"of": "an earlier table"}'
+
+
+def test_a_second_fit_into_a_run_folder_is_refused_while_the_first_makes_its_data_set(tmp_path, monkeypatch):
+    """The run folder is held from fit's first check, not from when its run begins: a second call
+    meanwhile replaced the first one's data set, then was refused."""
+    import common.api as api
+
+    inside, go = threading.Event(), threading.Event()
+    make = api.make_data_set
+
+    def slow_make(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # the first call: held mid-way
+            inside.set()
+            go.wait(30)
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(api, "make_data_set", slow_make)
+    first = {"a": [float(i) for i in range(40)], "y": ["p", "q"] * 20}
+    errors: list[BaseException] = []
+
+    def first_fit() -> None:
+        try:
+            fit(first, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), epochs=1,
+                folds=2, pictures=False, quiet=True)
+        except BaseException as err:  # said below, in the test's thread
+            errors.append(err)
+
+    thread = threading.Thread(target=first_fit)
+    thread.start()
+    try:
+        inside.wait(30)
+        second = {"a": [float(i) for i in range(40)], "y": ["q", "p"] * 20}
+        with pytest.raises(UserError, match="another run is using"):
+            fit(second, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
+        assert not (tmp_path / "data" / "t").exists()  # nothing of the second call's made
+    finally:
+        go.set()
+        thread.join()
+    assert not errors
+    from common.data.dataset import load_dataset
+
+    assert Predictor.load(tmp_path / "run").record.training["data_identity"] == \
+        load_dataset(tmp_path / "data" / "t").identity  # the first call's model, on its own data set
+
+
+def test_a_run_stopped_by_a_signal_reaches_the_caller_as_python_delivers_the_signal(tmp_path, monkeypatch, capsys):
+    """Ctrl-C as KeyboardInterrupt, SIGTERM as SystemExit(143): as a UserError, scikit-learn's
+    cross_val_score scored the fold NaN and went on."""
+    from sklearn.model_selection import cross_val_score
+
+    import common.train.session as session
+    from common.api import TabularClassifier
+    from common.errors import Interrupted, Stopped
+
+    def stopped_by(error):
+        def run_training(cfg):
+            raise error
+        return run_training
+
+    table = {"a": [float(i) for i in range(40)], "y": ["p", "q"] * 20}
+    monkeypatch.setattr(session, "run_training", stopped_by(Interrupted("interrupted in epoch 3: go on with --resume")))
+    with pytest.raises(KeyboardInterrupt, match="interrupted in epoch 3: go on with --resume"):
+        fit(table, "y", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
+    X, y = np.arange(80.0).reshape(40, 2), np.asarray([0, 1] * 20)
+    with pytest.raises(KeyboardInterrupt):
+        cross_val_score(TabularClassifier(epochs=1), X, y, cv=2)
+    monkeypatch.setattr(session, "run_training", stopped_by(Stopped("SIGTERM in epoch 2: go on with --resume", 143)))
+    with pytest.raises(SystemExit) as info:
+        fit(table, "y", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
+    assert info.value.code == 143 and "SIGTERM in epoch 2: go on with --resume" in capsys.readouterr().err
 
 
 def test_a_table_in_memory_is_named_as_the_caller_gave_it_not_by_its_temporary_file(tmp_path):

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import os
 import shutil
 import threading
 import time
@@ -36,7 +37,6 @@ from common.files import (
     atomic_path,
     check_writable,
     exclusive_lock,
-    lock_holder,
     weights_digest,
     write_error,
     write_json_file,
@@ -307,8 +307,9 @@ def run_lock(ckpt_dir: str | Path, accelerator: Any) -> Iterator[None]:
     from accelerate.utils import broadcast_object_list
 
     with contextlib.ExitStack() as stack:
-        holder = stack.enter_context(exclusive_lock(Path(ckpt_dir) / LOCK_FILE)) if accelerator.is_main_process \
-            else None
+        held_by_fit = os.path.realpath(ckpt_dir) in _held_by_this_thread()
+        holder = stack.enter_context(exclusive_lock(Path(ckpt_dir) / LOCK_FILE)) \
+            if accelerator.is_main_process and not held_by_fit else None
         refusal = [in_use(ckpt_dir, holder) if holder else None]
         if accelerator.num_processes > 1:
             broadcast_object_list(refusal)
@@ -372,13 +373,37 @@ def require_a_run_folder(ckpt_dir: Path, data: str | None) -> None:
                         "replace or remove them; give the run a folder of its own, or move them out")
 
 
-def require_a_free_run_folder(ckpt_dir: Path, data: str | None) -> None:
-    """What a run in `ckpt_dir` would be refused for before it trains (require_a_run_folder), and
-    another run training there: said before anything is made for the run (fit's data set)."""
+@contextlib.contextmanager
+def held_run_folder(ckpt_dir: Path, data: str | None) -> Iterator[None]:
+    """The run folder of the API's fit, checked as a run checks it before it trains
+    (require_a_run_folder) and locked at once, before anything is made for the run (its data
+    set): a second caller is refused before it replaces anything, and the run inside, in this
+    thread, finds the lock its own (run_lock). A folder made here that holds only the lock when the
+    call fails before the run began is removed again."""
     require_a_run_folder(ckpt_dir, data)
-    holder = lock_holder(ckpt_dir / LOCK_FILE)
-    if holder:
-        raise UserError(in_use(ckpt_dir, holder))
+    made = not ckpt_dir.exists()
+    check_writable(ckpt_dir)
+    held, key = _held_by_this_thread(), os.path.realpath(ckpt_dir)
+    with exclusive_lock(ckpt_dir / LOCK_FILE) as holder:
+        if holder:
+            raise UserError(in_use(ckpt_dir, holder))
+        held.add(key)
+        try:
+            yield
+        except BaseException:
+            if made and [p.name for p in ckpt_dir.iterdir()] == [LOCK_FILE]:
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
+            raise
+        finally:
+            held.discard(key)
+
+
+_fit_holds = threading.local()  # the run folders whose lock this thread holds through held_run_folder
+
+
+def _held_by_this_thread() -> set[str]:
+    paths: set[str] = _fit_holds.__dict__.setdefault("paths", set())
+    return paths
 
 
 def in_use(ckpt_dir: str | Path, holder: str) -> str:

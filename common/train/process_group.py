@@ -6,6 +6,7 @@ The launch check (common/train/launch_check.py), the heartbeats that name silent
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +133,28 @@ def least_free_memory(state: Any) -> int | None:
     least = torch.tensor([-1 if free is None else free], dtype=torch.int64)
     dist.all_reduce(least, op=dist.ReduceOp.MIN)
     return None if int(least) < 0 else int(least)
+
+
+def require_one_data_set(path: str, identity: str, state: Any) -> None:
+    """Every process trains on the same data set. Machines each read their own copy at the same
+    path, and a stale or other copy on one of them trained one model on two tables without a
+    word: their content identities (common/data/dataset.content_identity, a hash) are compared
+    here, in one collective of two numbers."""
+    if state.num_processes == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    # the hash as whole numbers of 32 bits (in int64), then their negatives: one MAX gives each
+    # number's largest and smallest value over the processes, equal where every process's is
+    words = [int(identity[i:i + 8], 16) for i in range(0, 16, 8)] if re.fullmatch(r"[0-9a-f]{16}", identity) \
+        else [-1, -1]
+    bounds = torch.tensor(words + [-w for w in words], dtype=torch.int64)
+    dist.all_reduce(bounds, op=dist.ReduceOp.MAX)
+    if bounds[:2].tolist() != (-bounds[2:]).tolist():
+        raise UserError(f"the processes read different data sets at --data {path}: a machine holds "
+                        "another version there; give every machine the same copy (make_data.py's folder as made "
+                        "once), then start again")
 
 
 def make_accelerator(plan: TrainPlan) -> Any:

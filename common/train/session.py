@@ -28,6 +28,7 @@ from common.train.process_group import (
     least_free_memory,
     local_process_count,
     make_accelerator,
+    require_one_data_set,
     seconds_since_start,
     start_processes,
 )
@@ -53,6 +54,7 @@ def run_training(cfg: TrainConfig, bad_arguments: UserError | None = None) -> Pa
     data = load_dataset(cfg.data)
     try:
         memory = least_free_memory(state)  # the first collective: a peer that failed to load stops it here
+        require_one_data_set(cfg.data, data.identity, state)
     except RuntimeError as err:
         raise lost_peers(err, cfg.timeout) from None
     context = find_context(cfg, state.num_processes, local_process_count(state), memory)

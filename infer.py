@@ -159,7 +159,7 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     if not scored.rows:  # a template of new rows: known only once every row was read
         if figures_asked(cfg):
             raise UserError(f"{input_path}: every row's '{target}' is blank: nothing to score for "
-                            f"{figures_asked(cfg)} (the predictions were written to {output})")
+                            f"{figures_asked(cfg)}")  # run_cli adds that the predictions were written
         console.print(f"Note: every row's '{target}' is blank: the rows are predicted, none scored")
         return None
     report = scored.figures()

@@ -230,6 +230,12 @@ def _unwritten_note() -> str:
     return f"{', '.join(_written)} had been written before it; other files were left as they were"
 
 
+def written_note(err: UserError) -> str:
+    """What an error after some output was written adds to its line: that output stands (a failed
+    --metrics-json after the predictions were written; a stop says it in its own words)."""
+    return "" if isinstance(err, Interrupted) or not _written else f" ({', '.join(_written)} had been written)"
+
+
 def _error_in_flight(err: BaseException) -> UserError | None:
     """The UserError a second signal cut short, if any: a Ctrl-C that lands while a Stopped is
     unwinding must not replace the line that names the checkpoint with a vaguer one."""
@@ -297,7 +303,7 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
             # A further Ctrl-C while the line is written would cut it off and print a traceback.
             interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
             with contextlib.suppress(OSError):  # stderr failing too: the exit code is all that is left
-                print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
+                print(f"{err.prefix}: {err}{written_note(err)}", file=sys.stderr, flush=True)
             signal.signal(signal.SIGINT, interrupt)
         else:
             with contextlib.suppress(Terminated):  # the launcher stops the quiet ones once the reporter has ended

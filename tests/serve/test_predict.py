@@ -717,10 +717,43 @@ def test_new_rows_with_an_empty_target_column_are_predicted_and_only_figures_ask
     infer("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "template.csv", "--output", tmp_path / "p.csv")
     assert "every row's 'label' is blank: the rows are predicted, none scored" in capsys.readouterr().out
     assert len(read_csv_rows(tmp_path / "p.csv")) == table.num_rows
-    message = infer_error("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "template.csv",
-                          "--output", tmp_path / "q.csv", "--metrics-json", tmp_path / "m.json")
-    assert "every row's 'label' is blank: nothing to score for --metrics-json (the predictions were written to " \
-        f"{tmp_path / 'q.csv'})" in message and not (tmp_path / "m.json").exists()
+    from common.errors import run_cli
+
+    with pytest.raises(SystemExit) as info:  # the one line as the command prints it
+        run_cli(lambda: infer_script.main([str(a) for a in (
+            "--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "template.csv", "--output", tmp_path / "q.csv",
+            "--metrics-json", tmp_path / "m.json")]))
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and line.endswith("every row's 'label' is blank: nothing to score for --metrics-json "
+                                                  f"(the predictions in {tmp_path / 'q.csv'} had been written)")
+    assert not (tmp_path / "m.json").exists() and len(read_csv_rows(tmp_path / "q.csv")) == table.num_rows
+
+
+def test_figures_that_cannot_be_written_say_the_predictions_were(crossfit_run, tmp_path, monkeypatch, capsys):
+    """A full disk under --metrics-json, after the predictions replaced --output: said, where the
+    line said only that the figures' file kept what it held."""
+    import errno
+
+    from common import files
+    from common.errors import run_cli
+
+    (tmp_path / "p.csv").write_text("earlier\n")
+    write_json = files.write_json
+
+    def full_disk(path, obj, **kwargs):
+        if str(path).endswith("m.json"):
+            raise files.write_error(tmp_path / "m.json", OSError(errno.ENOSPC, "No space left on device"))
+        return write_json(path, obj, **kwargs)
+
+    monkeypatch.setattr(infer_script, "write_json", full_disk)
+    with pytest.raises(SystemExit):
+        run_cli(lambda: infer_script.main([str(a) for a in (
+            "--ckpt-dir", crossfit_run / "run", "--input", crossfit_run / "people.csv", "--output", tmp_path / "p.csv",
+            "--metrics-json", tmp_path / "m.json")]))
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "No space left on device" in line and line.endswith(f"(the predictions in {tmp_path / 'p.csv'} had been "
+                                                               "written)")
+    assert (tmp_path / "p.csv").read_text() != "earlier\n"
 
 
 @pytest.mark.parametrize("flag", ["--metrics-json", "--importance"])

@@ -62,9 +62,12 @@ def evaluate(cfg: InferConfig, config: ModelRecord, model) -> dict:
     if data.task != config.task:
         raise UserError(f"the data set is for {data.task} but the model does {config.task}: pass a matching --data")
     if not len(data.y_test):
+        held = "no row was held out from it" if config.outcome.monitor == "train_loss" else \
+            f"the run's {'out-of-fold' if data.n_val == 0 else 'validation'} figures are in " \
+            f"{Path(cfg.ckpt_dir) / 'metrics.jsonl'}"
         raise UserError(f"the data set {cfg.data or config.data} has no test split (every labelled row trained; "
-                        f"the run's out-of-fold figures are in {Path(cfg.ckpt_dir) / 'metrics.jsonl'}): predict "
-                        "new rows with --input, or remake the data set with make_data.py --test-size 0.2")
+                        f"{held}): predict new rows with --input, or remake the data set with make_data.py "
+                        "--test-size 0.2")
     if data.X_test.shape[1] != len(config.feature_names):
         raise UserError(f"the data set has {data.X_test.shape[1]} inputs, the model takes "
                         f"{len(config.feature_names)}: pass the data set it was trained on")

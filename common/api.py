@@ -13,7 +13,8 @@
 
 `fit` runs make_data.py's ingestion and train.py's run (common/train/session.py) with the same
 defaults, messages and run folder; `Predictor` predicts through the same functions as infer.py
-(common/serve/), so both give the same predictions to the last bit. Loading reads JSON and
+(common/serve/), so both give the same probabilities to the last bit and the same labels (a
+true/false target's as booleans here). Loading reads JSON and
 safetensors only. A Predictor is safe to call from several threads at once.
 """
 from __future__ import annotations
@@ -78,7 +79,9 @@ class Predictor:
     def classes(self) -> list[Any] | None:
         """Classification: the labels, in the order of predict_proba's columns (a true/false
         target's as False and True); else None."""
-        return label_values(self.record.class_labels) if self.record.class_labels is not None else None
+        if self.record.class_labels is None:
+            return None
+        return [False, True] if self.record.target_boolean else list(self.record.class_labels)
 
     @property
     def feature_names(self) -> list[str]:
@@ -259,14 +262,6 @@ def as_python_signals() -> Iterator[None]:
             raise KeyboardInterrupt(str(err)) from None
         print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
-
-
-def label_values(labels: list[Any]) -> list[Any]:
-    """The class labels as Python gives them back: a true/false target's two words, as its file
-    wrote them (false/true, False/True, FALSE/TRUE), are False and True, as the column held them."""
-    if all(isinstance(v, str) for v in labels) and [v.lower() for v in labels] == ["false", "true"]:
-        return [False, True]
-    return list(labels)
 
 
 def plain_name(name: str | None) -> str | None:

@@ -116,7 +116,7 @@ def table_default_text(name: str) -> str:
     depends = {"folds": f"{d['folds']} up to {d['max_crossfit_rows']:,} training rows, else 1, and 0 where the data "
                         "set has a validation split",
                "label_smoothing": f"{d['label_smoothing']} for classes, 0 for a regression",
-               "decision": f"{d['decision']} for two classes, else argmax",
+               "decision": f"{d['decision']} for two classes with rows held out (out of fold), else argmax",
                "extend_epochs": f"twice the planned epochs (at most {d['max_epochs']}); 0 where --epochs is given"}
     if name in depends:
         return f"other tables: {depends[name]}"

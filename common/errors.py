@@ -25,6 +25,7 @@ class UserError(Exception):
     """Bad input or a bad setting; the message says what is wrong and what to do."""
 
     prefix, exit_code = "error", 2
+    says_what_was_written = False  # its message says it itself: run_cli adds no note of what was written
 
 
 class InputNote(UserWarning):
@@ -232,8 +233,11 @@ def _unwritten_note() -> str:
 
 def written_note(err: UserError) -> str:
     """What an error after some output was written adds to its line: that output stands (a failed
-    --metrics-json after the predictions were written; a stop says it in its own words)."""
-    return "" if isinstance(err, Interrupted) or not _written else f" ({', '.join(_written)} had been written)"
+    --metrics-json after infer.py's predictions, a tracker's failure after train.py's model; a
+    stop says it in its own words, and so do errors marked `says_what_was_written`)."""
+    if isinstance(err, Interrupted) or err.says_what_was_written or not _written:
+        return ""
+    return f" ({', '.join(_written)} had been written)"
 
 
 def _error_in_flight(err: BaseException) -> UserError | None:

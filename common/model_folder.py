@@ -106,6 +106,7 @@ class ModelRecord:
     target_column: str | None = None  # the table column it predicts: a labelled input is scored on it
     decision: ThresholdFit | None = None  # two classes: the threshold that decides them (common/decision.py)
     weights_sha256: str | None = None  # the weights written with it (files.weights_digest); None: not kept
+    target_boolean: bool = False     # classes of a true/false column: labels[0] is false, labels[1] true
     format: int = CONFIG_FORMAT  # the format it was read from; to_json writes today's
 
     @property
@@ -127,7 +128,8 @@ class ModelRecord:
                 "device": self.device, "outcome": self.outcome.to_json(), "versions": self.versions,
                 "target_column": self.target_column,
                 "decision": self.decision.to_json() if self.decision else None,
-                **({"weights_sha256": self.weights_sha256} if self.weights_sha256 else {})}
+                **({"weights_sha256": self.weights_sha256} if self.weights_sha256 else {}),
+                **({"target_boolean": True} if self.target_boolean else {})}
 
     @classmethod
     def read(cls, obj: Any, path: str | Path) -> ModelRecord:
@@ -151,7 +153,9 @@ class ModelRecord:
                      f.text("mixed_precision", default=""), f.text("device", default=""), outcome,
                      f.obj_of("versions", default={}), f.text("target_column", default=None),
                      ThresholdFit.read(f.nested("decision", decision)) if decision else None,
-                     f.text("weights_sha256", default=None), version)
+                     f.text("weights_sha256", default=None),
+                     f.checked("target_boolean", lambda v: isinstance(v, bool), "true or false", default=False),
+                     version)
         problem = record.disagreement(f.texts("feature_names"))
         if problem:
             raise f.error(problem)
@@ -169,6 +173,8 @@ class ModelRecord:
             return f"has preprocessing for {len(self.preprocess.input_names)} inputs but the model takes {inputs}"
         if self.class_labels is not None and len(self.class_labels) != spec.out_features:
             return f"names {len(self.class_labels)} classes but the model has {spec.out_features} outputs"
+        if self.target_boolean and len(self.class_labels or []) != 2:
+            return f"says its target is true/false but names {len(self.class_labels or [])} classes"
         if self.decision is not None and len(self.class_labels or []) != 2:
             return "decides by a threshold, which only a model of two classes does"
         return None

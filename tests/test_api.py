@@ -14,7 +14,7 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from builders import infer, make_data, people, train
-from common.api import Predictor, fit, label_values
+from common.api import Predictor, fit
 from common.decision import decided_classes
 from common.errors import UserError
 from common.serve.inputs import InputNotes, arrow_rows, python_inputs, table_inputs
@@ -304,20 +304,22 @@ def test_fit_is_make_data_and_train_on_the_same_rows(tmp_path):
     assert "a pyarrow Table (200 rows)" in source
 
 
-def test_a_true_false_targets_labels_come_back_as_booleans(tmp_path):
+def test_a_true_false_targets_labels_come_back_as_booleans(tmp_path, model):
     """A target of True/False gives True/False back, as scikit-learn gives y's values: its labels
     as text compared unequal to the user's own column in every row."""
     table = pa.table(people(rows=200, seed=3))
     member = np.asarray(table.column("member").to_pylist())  # a boolean column, the target here
-    model = fit(table, "member", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), epochs=2,
-                pictures=False, quiet=True)
-    assert model.classes == [False, True] and model.record.class_labels == ["false", "true"]
-    predicted = model.predict(table)
-    decided = decided_classes(model.predict_proba(table), model.record.threshold)
-    assert predicted.dtype == bool and predicted.tolist() == [model.classes[k] for k in decided]
-    figures = model.evaluate(table)
+    members = fit(table, "member", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), epochs=2,
+                  pictures=False, quiet=True)
+    assert members.classes == [False, True] and members.record.class_labels == ["false", "true"]
+    predicted = members.predict(table)
+    decided = decided_classes(members.predict_proba(table), members.record.threshold)
+    assert predicted.dtype == bool and predicted.tolist() == [members.classes[k] for k in decided]
+    figures = members.evaluate(table)
     assert figures["labels"] == [False, True] and figures["accuracy"] == pytest.approx((predicted == member).mean())
-    assert label_values(["False", "True"]) == [False, True] and label_values(["no", "yes"]) == ["no", "yes"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["target_boolean"] is True
+    # read from the column's type, not guessed from words: a text target's labels stay its text
+    assert not model.record.target_boolean and model.classes == ["high", "low"]
 
 
 @pytest.mark.parametrize("settings,words", [

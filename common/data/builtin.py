@@ -91,7 +91,7 @@ def resolve_make_data_config(cfg: MakeDataConfig) -> MakeDataConfig:
         resolved = dataclasses.replace(cfg, task=task, test_size=test_size, scaling=scaling, **sizes)
         informative, features = resolved.n_informative, resolved.n_features
         assert informative is not None and features is not None, "the recipe's values fill them"
-        if informative > features:  # scikit-learn would take fewer without a word
+        if informative > features:  # make_regression would take fewer without a word (make_classification refuses)
             raise UserError(f"--n-informative {informative} is more than the {features} feature columns: lower it, "
                             "or raise --n-features")
     assert resolved.test_size is not None

@@ -180,6 +180,8 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
               "ids": [r.name for r in roles if r.role == "id"],
               "dropped_columns": [r.name for r in roles if r.role == "dropped"],
               "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size, "task_reason": task_why}
+    if labels is not None and is_boolean(head.column(cfg.target)):  # its labels, as read, are its two words
+        source["target_boolean"] = True
     if labels is not None and (few := classes_of_few_rows(y, labels, split)):
         source["classes_of_few_rows"] = few
     if far:

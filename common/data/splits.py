@@ -60,9 +60,9 @@ def check_splittable(counts: np.ndarray | int, labels: list[Any] | None, test_si
     rare = [labels[k] for k in np.flatnonzero(counts < parts)]
     if rare:
         shown = ", ".join(map(repr, rare[:10])) + (f" and {len(rare) - 10} more" if len(rare) > 10 else "")
-        named = f"class {shown}" if len(rare) == 1 else f"classes {shown}"  # labels, not counts: `2` is a class
-        raise UserError(f"{len(rare)} class(es) have fewer than {parts} rows ({named}); a stratified split needs "
-                        f"{parts}: drop them, add rows, or pass --task regression if the target is a number")
+        named = f"class {shown} has" if len(rare) == 1 else f"{len(rare)} classes {shown} have"  # `2`: a label
+        raise UserError(f"{named} fewer than {parts} rows; a stratified split needs {parts}: drop them, add rows, or "
+                        "pass --task regression if the target is a number")
     sizes = {"training": n - n_test - n_val, **({"test": n_test} if test_size else {}),
              **({"validation": n_val} if val_size else {})}
     short = {name: rows for name, rows in sizes.items() if rows < len(labels)}

@@ -115,7 +115,9 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
              f"Predicts `{target}` ({what}) from {plural(len(record.preprocess.column_names), 'column')} of "
              f"`{source.get('csv') or name}` with {network}, trained with PyTorch and Accelerate. Weights in "
              "`model.safetensors`, everything else needed to use them in `config.json`: no pickle anywhere.\n"]
-    parts.append(f"## Figures ({scored_on})\n\n" + figures_table(figures) + "\n")
+    parts.append(f"## Figures ({scored_on})\n\n" + figures_table(figures) + "\n" if figures else
+                 "## Figures\n\nNone: every row of the data set trained the model (no validation or test rows, no "
+                 "folds), so there are no rows it never saw to measure it on.\n")
     decision = decision_in_words(record.decision, record.training.get("decision", ""), record.class_labels or [])
     if decision:
         figures_note = (" The figures above are this decision's, on the rows its threshold was chosen on: a little "

@@ -99,7 +99,7 @@ def holdout_share(n_train: int, share: float, most_rows: int) -> float:
     return 1 / math.ceil(n_train / most_rows)
 
 
-def monitor(task: str, is_recipe: bool, has_val: bool, has_test: bool, crossfit: CrossFit) -> str:
+def monitor(task: str, crossfit: CrossFit, *, is_recipe: bool, has_val: bool, has_test: bool) -> str:
     """What picks the best weights and stops early: the validation loss (the test loss where
     there are no validation rows, as the recipes have it; the training loss where there are no
     held-out rows at all, a data set made to train on every row). A user's classification table

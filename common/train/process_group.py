@@ -139,7 +139,7 @@ def require_one_data_set(path: str, identity: str, state: Any) -> None:
     """Every process trains on the same data set. Machines each read their own copy at the same
     path, and a stale or other copy on one of them trained one model on two tables without a
     word: their content identities (common/data/dataset.content_identity, a hash) are compared
-    here, in one collective of two numbers."""
+    here, in one collective of four numbers on the group's device (NCCL takes CUDA tensors only)."""
     if state.num_processes == 1:
         return
     import torch
@@ -149,7 +149,7 @@ def require_one_data_set(path: str, identity: str, state: Any) -> None:
     # number's largest and smallest value over the processes, equal where every process's is
     words = [int(identity[i:i + 8], 16) for i in range(0, 16, 8)] if re.fullmatch(r"[0-9a-f]{16}", identity) \
         else [-1, -1]
-    bounds = torch.tensor(words + [-w for w in words], dtype=torch.int64)
+    bounds = torch.tensor(words + [-w for w in words], dtype=torch.int64, device=state.device)
     dist.all_reduce(bounds, op=dist.ReduceOp.MAX)
     if bounds[:2].tolist() != (-bounds[2:]).tolist():
         raise UserError(f"the processes read different data sets at --data {path}: a machine holds "

@@ -209,8 +209,8 @@ def make_plan(cfg: TrainConfig, data: TabularData, context: RunContext) -> Train
         task=data.task, data_identity=data.identity, defaults="recipe" if data.is_recipe else "table",
         init=context.init, seed=cfg.seed, num_processes=P, model=model,
         optim=part(OptimPlan, settings), loop=part(LoopPlan, settings, monitor=monitor(
-            data.task, data.is_recipe, data.n_val > 0, len(data.X_test) > 0, crossfit)), batches=batches,
-        crossfit=crossfit,
+            data.task, crossfit, is_recipe=data.is_recipe, has_val=data.n_val > 0, has_test=len(data.X_test) > 0)),
+        batches=batches, crossfit=crossfit,
         run=RunOptions(
             data=context.data, ckpt_dir=cfg.ckpt_dir, checkpoint_every=cfg.checkpoint_every,
             save_on_signal=cfg.save_on_signal, keep_checkpoints=cfg.keep_checkpoints, log_with=tuple(cfg.log_with),

@@ -28,7 +28,7 @@ def run_record(plan: TrainPlan, data: TabularData, accelerator: Any, outcome: Ru
         plan.task, plan.model, described.class_labels, described.preprocess, described.target, described.ids,
         plan.run.data, plan.as_dict(), plan.num_processes, str(accelerator.distributed_type),
         accelerator.mixed_precision, device_name(accelerator.device), outcome, library_versions(),
-        target_column(described.source), decision)
+        target_column(described.source), decision, target_boolean=bool(described.source.get("target_boolean")))
 
 
 def target_column(source: dict[str, Any]) -> str:

@@ -80,8 +80,10 @@ def trained(plan: TrainPlan, data: TabularData, accelerator: Any) -> Path:
     except RuntimeError as err:  # a process gone after the commit (a signal to it alone): no --resume to give
         if not isinstance(lost_peers(err, plan.run.timeout), UserError):
             raise
-        raise UserError(f"another process of the run ended before this one ({str(err).splitlines()[0][:160]}); the "
-                        f"model in {plan.run.ckpt_dir} had been written, whole, before it") from None
+        lost = UserError(f"another process of the run ended before this one ({str(err).splitlines()[0][:160]}); the "
+                         f"model in {plan.run.ckpt_dir} had been written, whole, before it")
+        lost.says_what_was_written = True  # said here for the API too, which has no run_cli to add it
+        raise lost from None
     with tracker_writes(plan.run.ckpt_dir):  # the trackers' last writes
         accelerator.end_training()
     return Path(plan.run.ckpt_dir)
@@ -128,7 +130,10 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         built = build(plan, accelerator)
         trainer = Trainer(accelerator, built.model, built.optimizer, built.scheduler, data, plan)
         legs = Legs(plan.loop.epochs, plan.loop.extend_epochs)
-        best = BestTracker(plan.loop.patience, plan.loop.monitor, keep_best=plan.model.members > 0,
+        # An ensemble keeps its best evaluation's weights; with no rows held out the training loss
+        # (an epoch's running mean, over changing weights) says nothing of any one epoch's: the last.
+        best = BestTracker(plan.loop.patience, plan.loop.monitor,
+                           keep_best=plan.model.members > 0 and plan.loop.monitor != "train_loss",
                            min_patience=plan.loop.min_patience, legs=legs)
         start = folder.resume(trainer, best)
         accelerator.print(plan.describe())

@@ -51,8 +51,8 @@ def test_impossible_generator_settings(tmp_path):
     message = user_error(make_data_script.main, "--n-classes", "40", "--out-dir", tmp_path)
     assert "cannot generate" in message and not list(tmp_path.iterdir())
     # more informative features than features: make_regression would take 5 and the data set say 7
-    for task, features in (("classification", 10), ("regression", 5)):
-        message = user_error(make_data_script.main, "--task", task, "--n-informative", "7" if features == 5 else "20",
+    for task, informative, features in (("classification", "20", 10), ("regression", "7", 5)):
+        message = user_error(make_data_script.main, "--task", task, "--n-informative", informative,
                              "--out-dir", tmp_path)
         assert f"is more than the {features} feature columns" in message and not list(tmp_path.iterdir())
 

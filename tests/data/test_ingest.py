@@ -141,7 +141,7 @@ def make_from_csv(out_dir, text, *extra):
     (HEADER + ",,x\n,,y\n", ["--target", "label"], ["no feature columns", "'a': 'dropped'"]),
     (HEADER + "1,2,\n3,4,\n", ["--target", "label"], ["target column 'label' is empty"]),
     (HEADER + "1,2,x\n7,3,y\n3,9,y\n4,5,x\n2,6,y\n", ["--target", "label", "--test-size", "0.2", "--val-size", "0.1"],
-     ["(class 'x')", "fewer than 3 rows"]),
+     ["class 'x' has fewer than 3 rows"]),
     (HEADER + "1,2,1.5\n", ["--target", "label", "--numeric", "a"], ["has one data row", "add rows"]),  # one row
     (HEADER + "1,2,x\n7,3,x\n3,9,x\n", ["--target", "label"], ["one class only ('x')"]),
     (HEADER + "1,2,1.5\n3,4,2.5\n", ["--target", "label", "--test-size", "0.2", "--val-size", "0.1"],

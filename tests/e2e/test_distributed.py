@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import time
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from safetensors.torch import load_file
 
 from builders import ROOT, accelerate_cli, infer, launch, make_data, people, read_metrics, script_env, train, write
 from common.data.dataset import load_dataset
+from common.errors import UserError
+from common.train.process_group import require_one_data_set
 
 TWO_PROCESS_ARGS = ["--epochs", "4", "--batch-size", "16", "--eval-every", "1", "--save-on-signal"]
 
@@ -133,3 +136,43 @@ def test_sigterm_to_two_processes_then_resume_elsewhere_is_bit_identical(two_pro
     whole, _ = two_process_run
     assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
     assert read_metrics(tmp_path / "cut") == read_metrics(whole)
+
+
+def _data_set_check(rank: int, port: int, identity: str, said: Any) -> None:
+    """One process of a two-process gloo group (forked, torch already imported): its verdict."""
+    import types
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        state = types.SimpleNamespace(num_processes=2, device=torch.device("cpu"))  # gloo's; NCCL's a GPU
+        require_one_data_set("data/t", identity, state)
+        said.put((rank, "same"))
+    except UserError as err:
+        said.put((rank, str(err)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("identities,verdict", [
+    (("620b7be691891d3f", "620b7be691891d3f"), "same"),
+    (("620b7be691891d3f", "620b7be691891d3e"), "the processes read different data sets at --data data/t"),
+])
+def test_machines_with_different_copies_of_the_data_set_are_refused_on_every_process(identities, verdict):
+    """Two machines' copies at the same path, one stale: the run trained on both without a word."""
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fork = multiprocessing.get_context("fork")
+    said = fork.Queue()
+    processes = [fork.Process(target=_data_set_check, args=(rank, port, identities[rank], said)) for rank in (0, 1)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(60)
+    verdicts = dict(said.get(timeout=5) for _ in processes)
+    assert all(v.startswith(verdict) for v in verdicts.values()) and sorted(verdicts) == [0, 1]

@@ -37,11 +37,13 @@ def test_the_fold_rule_and_the_monitor():
     assert table_folds(3, has_val=False, most=5, max_rows=30_000) == 3    # never more folds than rows
     assert table_folds(50_000, has_val=False, most=5, max_rows=30_000) == 1  # one validation fold
     assert table_folds(800, has_val=True, most=5, max_rows=30_000) == 0    # the data set's own split validates
-    assert monitor("classification", False, False, True, CrossFit(5, 0.0)) == "val_f1_macro"
-    assert monitor("regression", False, False, True, CrossFit(1, 0.1)) == "val_loss"
-    assert monitor("classification", True, True, True, CrossFit(0, 0.0)) == "val_loss"  # the recipes keep the loss
-    assert monitor("classification", True, False, True, CrossFit(0, 0.0)) == "test_loss"
-    assert monitor("classification", True, False, False, CrossFit(0, 0.0)) == "train_loss"  # no rows held out
+    assert monitor("classification", CrossFit(5, 0.0), is_recipe=False, has_val=False, has_test=True) == "val_f1_macro"
+    assert monitor("regression", CrossFit(1, 0.1), is_recipe=False, has_val=False, has_test=True) == "val_loss"
+    # the recipes keep the loss
+    assert monitor("classification", CrossFit(0, 0.0), is_recipe=True, has_val=True, has_test=True) == "val_loss"
+    assert monitor("classification", CrossFit(0, 0.0), is_recipe=True, has_val=False, has_test=True) == "test_loss"
+    # no rows held out
+    assert monitor("classification", CrossFit(0, 0.0), is_recipe=True, has_val=False, has_test=False) == "train_loss"
 
 
 def test_on_plentiful_data_the_validation_fold_keeps_its_rows_and_the_rest_train():

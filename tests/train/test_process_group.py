@@ -1,8 +1,4 @@
 """This process in its group (common/train/process_group.py): who prints an error."""
-from typing import Any
-
-import pytest
-
 from common.errors import ProcessError, UserError
 from common.train import process_group as launch_module
 
@@ -56,44 +52,3 @@ def test_the_free_memory_judged_is_the_hosts_on_cpu_and_none_on_a_gpu(tmp_path, 
     assert process_group.least_free_memory(_State("cuda:0")) is None
     meminfo.write_text("MemTotal: 100 kB\n")  # no MemAvailable (an old kernel): not judged
     assert process_group.least_free_memory(_State("cpu")) is None
-
-
-def _data_set_check(rank: int, port: int, identity: str, said: Any) -> None:
-    """One process of a two-process gloo group (forked, torch already imported): its verdict."""
-    import types
-
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        launch_module.require_one_data_set("data/t", identity, types.SimpleNamespace(num_processes=2))
-        said.put((rank, "same"))
-    except UserError as err:
-        said.put((rank, str(err)))
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.parametrize("identities,verdict", [
-    (("620b7be691891d3f", "620b7be691891d3f"), "same"),
-    (("620b7be691891d3f", "620b7be691891d3e"), "the processes read different data sets at --data data/t"),
-])
-def test_machines_with_different_copies_of_the_data_set_are_refused_on_every_process(identities, verdict):
-    """Two machines' copies at the same path, one stale: the run trained on both without a word."""
-    import multiprocessing
-    import socket
-
-    import torch  # noqa: F401 - imported before the fork, as each launched process has it
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    fork = multiprocessing.get_context("fork")
-    said = fork.Queue()
-    processes = [fork.Process(target=_data_set_check, args=(rank, port, identities[rank], said)) for rank in (0, 1)]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join(60)
-    verdicts = dict(said.get(timeout=5) for _ in processes)
-    assert all(v.startswith(verdict) for v in verdicts.values()) and sorted(verdicts) == [0, 1]

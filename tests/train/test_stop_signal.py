@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from builders import read_metrics, train
-from common.errors import Stopped, UserError
+from common.errors import Stopped, run_cli
 from common.model_folder import load_model_dir
 from common.train.trainer import Trainer
 
@@ -57,7 +57,6 @@ def test_without_saving_a_signal_says_nothing_was_saved(small_val, tmp_path, mon
 def test_a_second_signal_while_a_stop_unwinds_still_names_the_checkpoint(second, capsys):
     """The second Ctrl-C of a quick double press lands while the first one's Stopped is on its way
     out (a `finally` closing files); the line the user reads is still the one naming the checkpoint."""
-    from common.errors import run_cli
 
     def stopped_then_signalled():
         try:
@@ -106,7 +105,6 @@ def test_a_signal_after_training_stops_before_the_model_is_swapped_in(small_val,
     """While the report is made (the columns' importance, the card): no step to wait for, so the run
     stops at once, in one line, and the earlier run's model stays."""
     import common.train.session as session
-    from common.errors import run_cli
 
     data = ["--data", small_val, *ARGS]
     train(*data, "--ckpt-dir", tmp_path, "--seed", "7")
@@ -134,7 +132,6 @@ def test_a_signal_while_the_model_files_are_swapped_in_waits_for_the_swap(small_
     """Stopped midway, the folder would hold one run's weights beside another's config: the stop
     waits for the last rename, then says the model was written."""
     import common.train.run_folder as run_folder
-    from common.errors import run_cli
 
     data = ["--data", small_val, *ARGS]
     train(*data, "--ckpt-dir", tmp_path, "--seed", "7")
@@ -157,7 +154,8 @@ def test_a_signal_while_the_model_files_are_swapped_in_waits_for_the_swap(small_
     load_model_dir(tmp_path)  # the weights and the config.json written with them
 
 
-def test_a_process_gone_after_the_commit_is_one_line_saying_the_model_was_written(small_val, tmp_path, monkeypatch):
+def test_a_process_gone_after_the_commit_is_one_line_saying_the_model_was_written(small_val, tmp_path, monkeypatch,
+                                                                                   capsys):
     """A signal to one worker alone, once the model is in place: the last barrier loses its peer."""
     from accelerate import Accelerator
 
@@ -173,10 +171,11 @@ def test_a_process_gone_after_the_commit_is_one_line_saying_the_model_was_writte
 
     monkeypatch.setattr(session, "stop_heartbeat", lambda: (stopped(), gone.append(True)))
     monkeypatch.setattr(Accelerator, "wait_for_everyone", lost_after_the_commit)
-    with pytest.raises(UserError) as info:
-        train("--data", small_val, *ARGS, "--ckpt-dir", tmp_path)
-    assert str(info.value).startswith("another process of the run ended before this one (")
-    assert str(info.value).endswith(f"the model in {tmp_path} had been written, whole, before it")
+    with pytest.raises(SystemExit):  # the line as the command prints it: saying the model was written once
+        run_cli(lambda: train("--data", small_val, *ARGS, "--ckpt-dir", tmp_path))
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: another process of the run ended before this one (")
+    assert line.endswith(f"the model in {tmp_path} had been written, whole, before it")
     load_model_dir(tmp_path)
 
 

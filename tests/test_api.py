@@ -346,7 +346,9 @@ def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp
             ckpt_dir=str(tmp_path / "run"), quiet=True, **settings)
     assert all(w in str(info.value) for w in words), str(info.value)
     assert [p.name for p in earlier.parent.iterdir()] == ["dataset.json"]
-    assert earlier.read_text() == '{"of": "an earlier table"}' and not (tmp_path / "run").exists()
+    assert earlier.read_text() == '{"of": "an earlier table"}'
+    run = tmp_path / "run"  # nothing in it but the lock fit held while it judged the data set
+    assert not run.exists() or [p.name for p in run.iterdir()] == [".lock"]
 
 
 def test_fit_refuses_a_run_folder_before_it_replaces_a_data_set(tmp_path):
@@ -380,10 +382,13 @@ def test_fit_refuses_a_run_folder_before_it_replaces_a_data_set(tmp_path):
         done.set()
         holder.join()
     assert earlier.read_text() == '{"of": "an earlier table"}'
-    # a table refused leaves no run folder made for it
+    # a table refused leaves its run folder holding no more than the lock it took, and said so
     with pytest.raises(UserError, match="has no target column"):
         fit(table, "nope", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "new"), quiet=True)
-    assert not (tmp_path / "new").exists() and earlier.read_text() == '{"of": "an earlier table"}'
+    assert [p.name for p in (tmp_path / "new").iterdir()] == [".lock"]
+    assert earlier.read_text() == '{"of": "an earlier table"}'
+    with pytest.raises(UserError, match="holds no model: no run has saved one there$"):
+        Predictor.load(tmp_path / "new")
 
 
 def test_a_second_fit_into_a_run_folder_is_refused_while_the_first_makes_its_data_set(tmp_path, monkeypatch):

@@ -378,10 +378,10 @@ def held_run_folder(ckpt_dir: Path, data: str | None) -> Iterator[None]:
     """The run folder of the API's fit, checked as a run checks it before it trains
     (require_a_run_folder) and locked at once, before anything is made for the run (its data
     set): a second caller is refused before it replaces anything, and the run inside, in this
-    thread, finds the lock its own (run_lock). A folder made here that holds only the lock when the
-    call fails before the run began is removed again."""
+    thread, finds the lock its own (run_lock). A call that fails before its run began leaves the
+    folder with its lock file alone: a lock file removed while another caller waits on it would
+    let two runs hold the folder at once."""
     require_a_run_folder(ckpt_dir, data)
-    made = not ckpt_dir.exists()
     check_writable(ckpt_dir)
     held, key = _held_by_this_thread(), os.path.realpath(ckpt_dir)
     with exclusive_lock(ckpt_dir / LOCK_FILE) as holder:
@@ -390,10 +390,6 @@ def held_run_folder(ckpt_dir: Path, data: str | None) -> Iterator[None]:
         held.add(key)
         try:
             yield
-        except BaseException:
-            if made and [p.name for p in ckpt_dir.iterdir()] == [LOCK_FILE]:
-                shutil.rmtree(ckpt_dir, ignore_errors=True)
-            raise
         finally:
             held.discard(key)
 

@@ -34,7 +34,10 @@ def test_a_folder_a_run_still_trains_in_is_named_as_such(tmp_path):
         message = infer_error("--ckpt-dir", tmp_path)
     assert message == (f"{tmp_path} holds no model yet: a run is training there (pid {os.getpid()} on "
                        f"{socket.gethostname()}); wait for it to end")
-    # the run has ended, before it saved a model (killed): said so, where it was "config.json not found"
+    # the run has ended (killed) before it wrote anything but its lock: no run saved a model there
+    assert infer_error("--ckpt-dir", tmp_path).endswith("holds no model: no run has saved one there")
+    # or after it began its record, before it saved a model: said so, where it was "config.json not found"
+    (tmp_path / "metrics.running.jsonl").write_text("")
     assert "holds no model: the run there ended before it saved one" in infer_error("--ckpt-dir", tmp_path)
 
 

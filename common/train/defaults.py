@@ -48,16 +48,20 @@ def table_settings(n_train: int, has_val: bool, task: str, given: dict[str, Any]
     by_steps = math.ceil(d["optimizer_steps"] / steps)
     by_time = d["max_row_passes"] // max(1, n_train * max(1, s["folds"]))  # what a planned run may cost
     if "epochs" not in s:
-        s["epochs"] = within_bounds(min(by_steps, by_time))
+        # Past the budget's reach (a million rows: one epoch is 4000+ steps) it wins over the least
+        # epochs a small table gets, where 8 epochs of 3M rows took 8-11 minutes for a best at the
+        # first or third.
+        least = min(d["min_epochs"], max(1, by_time))
+        s["epochs"] = within_bounds(min(by_steps, by_time), least)
         # The planned epochs are the first leg: where the best evaluation still comes late, the run
         # goes on in legs of half as many, at most as many again (common/train/early_stopping.py `Legs`).
-        s.setdefault("extend_epochs", within_bounds(2 * s["epochs"]))
+        s.setdefault("extend_epochs", within_bounds(2 * s["epochs"], least))
     s.setdefault("extend_epochs", 0)  # a length given is the length run
     s.setdefault("eval_every", max(1, round(s["epochs"] / d["evaluations"])))
     return s
 
 
-def within_bounds(epochs: int) -> int:
-    """Epochs within the table defaults' least and most."""
+def within_bounds(epochs: int, least: int | None = None) -> int:
+    """Epochs within the table defaults' most and their least (or `least`)."""
     d = TABLE_DEFAULTS
-    return int(min(d["max_epochs"], max(d["min_epochs"], epochs)))
+    return int(min(d["max_epochs"], max(d["min_epochs"] if least is None else least, epochs)))

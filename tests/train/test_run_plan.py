@@ -211,6 +211,14 @@ def test_a_small_table_cross_fits_and_a_large_one_keeps_one_validation_fold():
     assert table_settings(3, False, "classification", {})["folds"] == 3   # never more folds than rows
 
 
+@pytest.mark.parametrize("rows,epochs", [(250_000, 8), (500_000, 4), (1_000_000, 2), (3_000_000, 1), (30_000_000, 1)])
+def test_millions_of_rows_plan_epochs_within_the_row_budget_not_the_small_tables_least(rows, epochs):
+    """8 epochs of 3M rows (24M row passes, 8-11 minutes here) for a best at the first or third:
+    past the budget's reach (2M row passes) it wins over the least epochs; at most as many again in legs."""
+    planned = table_settings(rows, False, "regression", {})
+    assert planned["epochs"] == epochs and planned["extend_epochs"] == (16 if epochs == 8 else 2 * epochs)
+
+
 def test_the_plan_resolves_the_folds_from_the_data(crossfit_run):
     cfg = parse_config(TrainConfig, ["--data", str(crossfit_run / "people"), "--ckpt-dir", str(crossfit_run / "x")])
     data = load_dataset(crossfit_run / "people")

@@ -174,7 +174,7 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
         file.unlink()
     scratch.folder.rmdir()
     for role in roles:
-        note_what_was_read(role, seen, pre)
+        note_what_was_read(role, seen, pre, cfg.max_levels)
     source = {"csv": str(path.resolve()), "target": cfg.target, "rows_read": seen.rows_read,
               "batches_read": seen.batches, "rows_without_target": seen.rows_read - seen.rows,
               "ids": [r.name for r in roles if r.role == "id"],
@@ -262,10 +262,10 @@ def most_frequent(words: dict[str, int], counted: bool = False) -> str:
     return shown + (", ..." if len(words) > 5 else "")
 
 
-def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> None:
+def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor, max_levels: int) -> None:
     """A role's blanks in the rows kept (those with a target, every split's; a column of no role keeps
     the head's count), and its line's notes over the file: cells that were no date, words read as
-    blanks (the most frequent five), a date's cycles, a view as codes."""
+    blanks (the most frequent five), a date's cycles, a view as codes, levels past --max-levels."""
     unparsed = seen.unparsed.get(role.name, 0)
     words = seen.words[role.name].cells if role.name in seen.words else {}
     role.missing = seen.blanks.get(role.name, role.missing)
@@ -279,6 +279,9 @@ def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor) -> 
     view = pre.code_view(role.name)
     if view is not None:
         role.why += f"; also as codes ({len(view.levels)} values)"
+    text = next((step for step in pre.text_categorical if step.name == role.name), None)
+    if text is not None and len(text.levels) >= max_levels:  # the cap, not --min-level-rows, decided the rest
+        role.why += f"; only the {max_levels} most frequent kept as levels (--max-levels), the rest share one code"
 
 
 def target_is_numeric(head: Any, name: str, task: str | None, written: Any = None) -> bool:

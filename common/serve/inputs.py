@@ -105,7 +105,8 @@ class InputNotes:
             example = self.unknown_example[name]
             such = "a blank" if example is None else repr(example)
             said.append(f"column '{name}' had {cells} cell(s) with values the model has no level for ({such} among "
-                        "them: new, or too rare in training): read as its unknown level")
+                        "them: new, too rare in training, or past make_data.py's --max-levels): read as its unknown "
+                        "level")
         return said
 
     def report(self) -> None:

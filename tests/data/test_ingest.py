@@ -472,3 +472,26 @@ def test_a_number_beyond_float32_is_one_line_naming_its_row(tmp_path, column):
     message = user_error(make_data_script.main, "--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path)
     assert f"column '{column}' has 1e+308 in data row 57, beyond the 3.4e+38" in message, message
     assert not (tmp_path / "t").exists()
+
+
+def test_levels_past_max_levels_are_said_at_make_data_and_at_prediction(tmp_path):
+    """A column of 400 values, well populated, capped at 100 levels: the role said "text, 400
+    values" and prediction called the cut values "new, or too rare in training"."""
+    import json
+
+    from common.serve.inputs import InputNotes
+    from common.steps import Preprocessor
+
+    rng = np.random.default_rng(0)
+    write(tmp_path / "t.csv", {"u": [f"u{v}" for v in rng.integers(0, 400, 3000)], "a": rng.normal(size=3000),
+                               "y": rng.integers(0, 2, 3000)})
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path, "--max-levels", "100")
+    roles = json.loads((tmp_path / "t" / "dataset.json").read_text())["roles"]
+    why = next(r["why"] for r in roles if r["name"] == "u")
+    assert why.startswith("text, 400 values") and "only the 100 most frequent kept as levels (--max-levels)" in why
+    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path / "all")  # 400 < 5000: all kept
+    roles = json.loads((tmp_path / "all" / "t" / "dataset.json").read_text())["roles"]
+    assert "--max-levels" not in next(r["why"] for r in roles if r["name"] == "u")
+    notes = InputNotes(Preprocessor([], []))
+    notes.unknown["u"], notes.unknown_example["u"] = 5, "u7"
+    assert any("past make_data.py's --max-levels" in line for line in notes.lines())

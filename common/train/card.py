@@ -99,6 +99,15 @@ def network_in_words(members: int, hidden: Sequence[int], activation: str) -> st
     return f"{'an' if hidden else 'a'} {kind}{shape}"
 
 
+def held_out_of_training(training: dict[str, Any]) -> str:
+    """What the training rows held out themselves: folds, each validating one member, or one
+    validation fold (a table's figures are on these rows, not on a validation split)."""
+    folds = training.get("folds", 0)
+    if folds >= 2:
+        return f" (in {folds} folds, each member validated on its own)"
+    return " (a validation fold of them held out)" if folds == 1 else ""
+
+
 def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDescription, plan_line: str,
                figures: dict[str, float], scored_on: str, importance: Importance | None, pictures: list[str],
                test: dict[str, float] | None = None) -> str:
@@ -138,7 +147,8 @@ def model_card(ckpt_dir: str | Path, record: ModelRecord, description: DatasetDe
         parts.append("## Columns\n\n" + markdown_table(["column", "role", "blanks", "how it enters the model"], roles)
                      + "\n")
     parts.append(f"## Training\n\n{plan_line}.\n\n" + markdown_table(["", ""], [
-        ["rows", f"{description.n_train:,} training, {description.n_val:,} validation, {description.n_test:,} test"],
+        ["rows", f"{description.n_train:,} training{held_out_of_training(record.training)}, "
+                 f"{description.n_val:,} validation, {description.n_test:,} test"],
         ["hardware", f"{record.num_processes} process(es), {record.device}, mixed precision {record.mixed_precision}"],
         ["epochs", epochs_text(record.outcome)],
         ["time", f"{record.outcome.train_seconds:.1f} s training, {record.outcome.startup_seconds:.1f} s start-up"],

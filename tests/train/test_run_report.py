@@ -251,3 +251,12 @@ def test_the_card_names_the_network_as_it_is():
     assert network_in_words(1, [64, 32], "gelu") == "an MLP (64 x 32, gelu)"  # --folds 1: one member
     assert network_in_words(5, [128, 128], "relu") == "an ensemble of 5 MLPs (128 x 128, relu)"
     assert network_in_words(3, [], "relu") == "an ensemble of 3 linear models"
+
+
+def test_the_cards_rows_say_what_the_training_rows_held_out():
+    """3,000,000 training, 0 validation, 0 test: while the figures were on a validation fold of them."""
+    from common.train.card import held_out_of_training
+
+    assert held_out_of_training({"folds": 5}) == " (in 5 folds, each member validated on its own)"
+    assert held_out_of_training({"folds": 1}) == " (a validation fold of them held out)"
+    assert held_out_of_training({"folds": 0}) == held_out_of_training({}) == ""  # the recipes, a validation split

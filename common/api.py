@@ -53,6 +53,7 @@ from common.serve.inputs import (
 )
 from common.serve.labelled import LabelledRows
 from common.serve.predict import predict as predict_inputs
+from common.steps import label_truths
 
 
 class Predictor:
@@ -79,9 +80,11 @@ class Predictor:
     def classes(self) -> list[Any] | None:
         """Classification: the labels, in the order of predict_proba's columns (a true/false
         target's as False and True); else None."""
-        if self.record.class_labels is None:
+        labels = self.record.class_labels
+        if labels is None:
             return None
-        return [False, True] if self.record.target_boolean else list(self.record.class_labels)
+        truths = label_truths(labels) if self.record.target_boolean else None  # `TRUE` sorts before `false`
+        return list(labels) if truths is None else truths
 
     @property
     def feature_names(self) -> list[str]:

@@ -106,7 +106,7 @@ class ModelRecord:
     target_column: str | None = None  # the table column it predicts: a labelled input is scored on it
     decision: ThresholdFit | None = None  # two classes: the threshold that decides them (common/decision.py)
     weights_sha256: str | None = None  # the weights written with it (files.weights_digest); None: not kept
-    target_boolean: bool = False     # classes of a true/false column: labels[0] is false, labels[1] true
+    target_boolean: bool = False     # classes of a true/false column: two words spelling false and true
     format: int = CONFIG_FORMAT  # the format it was read from; to_json writes today's
 
     @property

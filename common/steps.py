@@ -288,6 +288,16 @@ def truth_spellings(level: str) -> tuple[str, ...]:
     return next((words for words in TRUTH_SPELLINGS if level.lower() in words), ())
 
 
+def label_truths(labels: Sequence[Any]) -> list[bool] | None:
+    """Each label's truth where the labels are two words, one spelling true and one false, as a
+    true/false column's classes are (`false`/`true`, or `TRUE` before `false` as text sorts);
+    else None."""
+    if len(labels) != 2 or not all(isinstance(label, str) and truth_spellings(label) for label in labels):
+        return None
+    truths = [truth_spellings(label) == TRUTH_SPELLINGS[0] for label in labels]
+    return truths if truths[0] != truths[1] else None
+
+
 def whole_number_spellings(level: str) -> tuple[str, ...]:
     """`121` and `121.0` for either: how a file writes a whole number depends on its writer (pandas
     writes an integer column with a blank as floats); () for other text, `0121` included."""

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
-from builders import infer, make_data, people, train
+from builders import infer, make_data, people, train, write
 from common.api import Predictor, fit
 from common.decision import decided_classes
 from common.errors import UserError
@@ -320,6 +320,29 @@ def test_a_true_false_targets_labels_come_back_as_booleans(tmp_path, model):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["target_boolean"] is True
     # read from the column's type, not guessed from words: a text target's labels stay its text
     assert not model.record.target_boolean and model.classes == ["high", "low"]
+
+
+def test_a_true_false_target_written_in_capitals_keeps_each_labels_truth(tmp_path):
+    """`TRUE` sorts before `false`: the labels' order is not their truth's, and every prediction
+    came back inverted. Three spellings (`True`, `true`, `false`) stay text classes, as written."""
+    from common.steps import label_truths
+
+    assert label_truths(["TRUE", "false"]) == [True, False] and label_truths(["false", "true"]) == [False, True]
+    assert label_truths(["True", "false", "true"]) is None and label_truths(["no", "yes"]) == [False, True]
+    assert label_truths(["true", "yes"]) is None and label_truths(["high", "low"]) is None
+    rows = people(rows=200, seed=4)
+    member = np.asarray(rows["member"])
+    write(tmp_path / "t.csv", {**rows, "member": np.where(member, "TRUE", "false")})
+    model = fit(tmp_path / "t.csv", "member", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"),
+                epochs=2, pictures=False, quiet=True)
+    assert model.record.class_labels == ["TRUE", "false"] and model.classes == [True, False]
+    decided = decided_classes(model.predict_proba(tmp_path / "t.csv"), model.record.threshold)
+    assert model.predict(tmp_path / "t.csv").tolist() == [model.classes[k] for k in decided]
+    write(tmp_path / "three.csv", {**rows, "member": np.where(member, np.where(np.arange(200) % 2, "True", "true"),
+                                                                 "false")})
+    make_data("--csv", tmp_path / "three.csv", "--target", "member", "--out-dir", tmp_path / "three")
+    source = json.loads((tmp_path / "three" / "three" / "dataset.json").read_text())["source"]
+    assert "target_boolean" not in source  # three classes, as written: a model any tool still loads
 
 
 @pytest.mark.parametrize("settings,words", [

@@ -89,7 +89,7 @@ from common.data.target import ID_CLASSES, far_target_values, regression_target,
 from common.errors import UserError
 from common.files import atomic_folder, write_json_file
 from common.overlap import prefetched, side_by_side, usable_cores
-from common.steps import CategoricalStep, Categories, NumericStep, Preprocessor, TargetStep
+from common.steps import CategoricalStep, Categories, NumericStep, Preprocessor, TargetStep, label_truths
 
 
 @dataclasses.dataclass
@@ -180,7 +180,9 @@ def ingest_file(cfg: MakeDataConfig, stage: Path) -> DatasetDescription:
               "ids": [r.name for r in roles if r.role == "id"],
               "dropped_columns": [r.name for r in roles if r.role == "dropped"],
               "seed": cfg.seed, "test_size": cfg.test_size, "val_size": cfg.val_size, "task_reason": task_why}
-    if labels is not None and is_boolean(head.column(cfg.target)):  # its labels, as read, are its two words
+    # its labels are its words as written: two of them, spelling false and true (`True`, `true` and
+    # `false` stay three text classes)
+    if labels is not None and is_boolean(head.column(cfg.target)) and label_truths(labels):
         source["target_boolean"] = True
     if labels is not None and (few := classes_of_few_rows(y, labels, split)):
         source["classes_of_few_rows"] = few

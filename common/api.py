@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import numbers
 import os
 import sys
@@ -198,7 +197,9 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     if not isinstance(target, str) or not target:
         raise UserError(f"fit(target={target!r}): name the column to predict, as text")
     name = plain_name(name)
-    with as_python_signals(), (contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()), \
+    from common.console import quiet_thread  # rich, which a Predictor alone never imports
+
+    with as_python_signals(), (quiet_thread() if quiet else contextlib.nullcontext()), \
             table_file(table, name) as (path, source), contextlib.ExitStack() as held:
         unknown = sorted(set(settings) - MAKE_DATA_SETTINGS - TRAIN_SETTINGS)
         if unknown:

@@ -1,9 +1,11 @@
 """Rich console output. Scripts print through here; train.py only on the main process."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +33,55 @@ def _console() -> Console:
 
 
 console = _console()
+
+
+class QuietThreads:
+    """sys.stdout while some threads are to print nothing (`quiet_thread`): their writes go
+    nowhere, and to them it is no terminal (so rich starts no refresh thread for them); every other
+    thread writes to the stream it stands in for."""
+
+    def __init__(self, stream: Any):
+        self.stream, self.quiet = stream, set[int]()
+
+    def _heard(self) -> bool:
+        return self.stream is not None and threading.get_ident() not in self.quiet
+
+    def write(self, text: str) -> int:
+        return self.stream.write(text) if self._heard() else len(text)
+
+    def flush(self) -> None:
+        if self._heard():
+            self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self._heard() and self.stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ...: the stream's own
+        return getattr(self.stream, name)
+
+
+_quiet_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_thread() -> Iterator[None]:
+    """This thread prints nothing while the context lasts; other threads print as before. A
+    redirect of the one process-wide sys.stdout (contextlib's) silenced theirs too, and two such
+    redirects ending out of order (quiet fits in threads: scikit-learn's threading backend) left
+    it on a discarded buffer for good."""
+    me = threading.get_ident()
+    with _quiet_lock:
+        if not isinstance(sys.stdout, QuietThreads):
+            sys.stdout = QuietThreads(sys.stdout)
+        proxy = sys.stdout
+        proxy.quiet.add(me)
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            proxy.quiet.discard(me)
+            if not proxy.quiet and sys.stdout is proxy:  # the last quiet thread: the stream it stood in for
+                sys.stdout = proxy.stream
 
 
 def fmt(value: float) -> str:

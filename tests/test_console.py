@@ -36,3 +36,36 @@ def test_a_script_started_with_its_output_closed_prints_nothing_and_fails_nothin
                           cwd=ROOT, env=script_env(), stderr=subprocess.PIPE, text=True, timeout=30,
                           preexec_fn=lambda: os.close(1))
     assert (done.returncode, done.stderr) == (0, "True\n")
+
+
+def test_a_quiet_thread_silences_itself_alone_and_gives_stdout_back_however_quiet_calls_end(monkeypatch):
+    """Quiet fits in threads (scikit-learn's threading backend) redirected the one process-wide
+    sys.stdout: other threads' output went too, and calls ending out of order left it on a buffer."""
+    import threading
+
+    from common.console import quiet_thread
+
+    heard = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", heard)
+    entered, leave_first, first_left = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:  # quiet, and ends after the main thread's quiet call began and before it ended
+        with quiet_thread():
+            print("first, quiet")
+            entered.set()
+            leave_first.wait(10)
+        first_left.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    entered.wait(10)
+    print("main, heard while another thread is quiet")
+    with quiet_thread():
+        print("main, quiet")
+        leave_first.set()
+        first_left.wait(10)
+        print("main, still quiet")
+    thread.join()
+    print("main, heard again")
+    assert sys.stdout is heard and not sys.stdout.isatty()
+    assert heard.getvalue() == "main, heard while another thread is quiet\nmain, heard again\n"

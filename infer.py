@@ -171,9 +171,10 @@ def predict_file(cfg: InferConfig, input_path: str, config: ModelRecord, model) 
     figures = show_figures(report, config, f"{scored.rows} rows with a '{target}'{blank}{unseen}",
                            report.get("labels"))
     if made_from(input_path, config):
+        card = "it held no row out, so none are" if config.outcome.monitor == "train_loss" else \
+            f"its out-of-fold or test figures are on its card, {Path(cfg.ckpt_dir) / 'README.md'}"
         console.print(f"Note: {input_path} is the table the model's data set was made from: these figures are "
-                      "mostly on rows it trained on, above what new rows get (its out-of-fold or test figures are on "
-                      f"its card, {Path(cfg.ckpt_dir) / 'README.md'})")
+                      f"mostly on rows it trained on, above what new rows get ({card})")
     figures.update(rows_scored=scored.rows, rows_without_target=scored.blank)
     if cfg.importance:
         importance = scored.importance(lambda X: predict(config, model, X, cfg.batch_size))

@@ -316,7 +316,8 @@ def test_a_data_set_with_no_rows_held_out_trains_on_every_row_and_keeps_its_best
     assert read_config(tmp_path / "run")["outcome"]["best"]["monitor"] == "train_loss"
 
 
-def test_a_table_trained_on_every_row_keeps_its_last_weights_and_says_it_has_no_figures(people_set, tmp_path):
+def test_a_table_trained_on_every_row_keeps_its_last_weights_and_says_it_has_no_figures(people_set, tmp_path,
+                                                                                         capsys):
     """--folds 0 on a table without validation or test rows: the training loss, an epoch's running
     mean over changing weights, picks no epoch; the card and infer.py say there is nothing held out."""
     import infer as infer_script
@@ -326,6 +327,9 @@ def test_a_table_trained_on_every_row_keeps_its_last_weights_and_says_it_has_no_
     assert outcome["weights"] == "last" and outcome["epochs_run"] == 3
     assert "None: every row of the data set trained the model" in (tmp_path / "README.md").read_text()
     assert "no row was held out from it" in user_error(infer_script.main, "--ckpt-dir", tmp_path)
+    infer_script.main(["--ckpt-dir", str(tmp_path), "--input", str(people_set[1]), "--output", str(tmp_path / "p.csv")])
+    said = capsys.readouterr().out
+    assert "it held no row out, so none are" in said and "figures are on its card" not in said
 
 
 def test_a_threshold_needs_rows_the_model_never_trained_on(people_set):

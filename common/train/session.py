@@ -130,10 +130,11 @@ def train(plan: TrainPlan, data: TabularData, accelerator: Any) -> None:
         built = build(plan, accelerator)
         trainer = Trainer(accelerator, built.model, built.optimizer, built.scheduler, data, plan)
         legs = Legs(plan.loop.epochs, plan.loop.extend_epochs)
-        # An ensemble keeps its best evaluation's weights; with no rows held out the training loss
-        # (an epoch's running mean, over changing weights) says nothing of any one epoch's: the last.
+        # An ensemble keeps its best evaluation's weights, chosen on rows held out for it: never on
+        # the test split, whose figures would then be chosen ones, nor by the training loss (an
+        # epoch's running mean over changing weights), which says nothing of any one epoch's.
         best = BestTracker(plan.loop.patience, plan.loop.monitor,
-                           keep_best=plan.model.members > 0 and plan.loop.monitor != "train_loss",
+                           keep_best=plan.model.members > 0 and plan.loop.monitor not in ("train_loss", "test_loss"),
                            min_patience=plan.loop.min_patience, legs=legs)
         start = folder.resume(trainer, best)
         accelerator.print(plan.describe())

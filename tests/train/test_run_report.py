@@ -235,7 +235,8 @@ def test_a_regressions_card_gives_its_figures_and_its_test_splits(tmp_path, fold
     card = (tmp_path / "run" / CARD_FILE).read_text()
     final = read_config(tmp_path / "run")["outcome"]["final_metrics"]
     figures, _, test = card.partition("## Test split (150 rows")
-    if folds == "0":
+    if folds == "0":  # no rows held out but the test split: its figures are of the last weights, not chosen ones
+        assert read_config(tmp_path / "run")["outcome"]["weights"] == "last"
         assert "## Figures (test)" in figures and not test
         assert f"| MAE | {final['test_mae']:.4f} |" in figures and f"| RMSE | {final['test_rmse']:.4f} |" in figures
     else:

@@ -214,15 +214,17 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         from common.train.run_plan import check_given
 
         check_given(train_cfg)  # before the data set is made: a setting refused replaces nothing
-        from common.train.run_folder import held_run_folder
+        from common.train.run_folder import held_run_folder, require_a_free_run_folder
 
-        # so is a run folder, and it is held from here: a second caller is refused before it replaces anything
-        held.enter_context(held_run_folder(Path(run), str(Path(out_dir) / stem)))
+        data_set = str(Path(out_dir) / stem)
+        require_a_free_run_folder(Path(run), data_set)  # so is a run folder, busy or of other files
 
         def trainable(stage: Path) -> None:
             """The run's plan, made against the finished data set before it replaces an earlier
             one: what the data set sizes (folds against rows, a decision against the task, a
-            checkpoint to resume) is refused while nothing has been replaced."""
+            checkpoint to resume) is refused while nothing has been replaced. Then the run folder
+            is held, from before the replacement to the run's end: a second caller meanwhile is
+            refused before it replaces anything, and a call refused before here leaves no folder."""
             from common.data.dataset import load_dataset
             from common.train.process_group import free_memory, use_cpu
             from common.train.run_context import find_context
@@ -231,6 +233,7 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
             staged = dataclasses.replace(train_cfg, data=str(stage))
             # the host's memory on a CPU, as the run judges it (on a GPU the device's, once it starts)
             make_plan(staged, load_dataset(stage), find_context(staged, 1, 1, free_memory() if use_cpu() else None))
+            held.enter_context(held_run_folder(Path(run), data_set))
 
         try:
             folder, replaced = make_data_set(make_cfg, stem, source, trainable)

@@ -369,9 +369,7 @@ def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp
             ckpt_dir=str(tmp_path / "run"), quiet=True, **settings)
     assert all(w in str(info.value) for w in words), str(info.value)
     assert [p.name for p in earlier.parent.iterdir()] == ["dataset.json"]
-    assert earlier.read_text() == '{"of": "an earlier table"}'
-    run = tmp_path / "run"  # nothing in it but the lock fit held while it judged the data set
-    assert not run.exists() or [p.name for p in run.iterdir()] == [".lock"]
+    assert earlier.read_text() == '{"of": "an earlier table"}' and not (tmp_path / "run").exists()
 
 
 def test_fit_refuses_a_run_folder_before_it_replaces_a_data_set(tmp_path):
@@ -405,30 +403,31 @@ def test_fit_refuses_a_run_folder_before_it_replaces_a_data_set(tmp_path):
         done.set()
         holder.join()
     assert earlier.read_text() == '{"of": "an earlier table"}'
-    # a table refused leaves its run folder holding no more than the lock it took, and said so
+    # a table refused leaves no run folder made for it
     with pytest.raises(UserError, match="has no target column"):
         fit(table, "nope", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "new"), quiet=True)
-    assert [p.name for p in (tmp_path / "new").iterdir()] == [".lock"]
-    assert earlier.read_text() == '{"of": "an earlier table"}'
+    assert not (tmp_path / "new").exists() and earlier.read_text() == '{"of": "an earlier table"}'
+    (tmp_path / "locked").mkdir()  # a run's lock and nothing else: a run refused or killed before it wrote
+    (tmp_path / "locked" / ".lock").write_text("")
     with pytest.raises(UserError, match="holds no model: no run has saved one there$"):
-        Predictor.load(tmp_path / "new")
+        Predictor.load(tmp_path / "locked")
 
 
-def test_a_second_fit_into_a_run_folder_is_refused_while_the_first_makes_its_data_set(tmp_path, monkeypatch):
-    """The run folder is held from fit's first check, not from when its run begins: a second call
-    meanwhile replaced the first one's data set, then was refused."""
-    import common.api as api
+def test_a_second_fit_into_a_run_folder_is_refused_between_the_firsts_data_set_and_its_run(tmp_path, monkeypatch):
+    """The run folder is held from before fit's data set replaces an earlier one, not from when
+    its run begins: a second call in between replaced the first one's data set, then was refused."""
+    import common.train.session as session
 
     inside, go = threading.Event(), threading.Event()
-    make = api.make_data_set
+    run_training = session.run_training
 
-    def slow_make(*args, **kwargs):
-        if threading.current_thread() is not threading.main_thread():  # the first call: held mid-way
+    def slow_start(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # the first call: its data set made
             inside.set()
             go.wait(30)
-        return make(*args, **kwargs)
+        return run_training(*args, **kwargs)
 
-    monkeypatch.setattr(api, "make_data_set", slow_make)
+    monkeypatch.setattr(session, "run_training", slow_start)
     first = {"a": [float(i) for i in range(40)], "y": ["p", "q"] * 20}
     errors: list[BaseException] = []
 
@@ -444,9 +443,10 @@ def test_a_second_fit_into_a_run_folder_is_refused_while_the_first_makes_its_dat
     try:
         inside.wait(30)
         second = {"a": [float(i) for i in range(40)], "y": ["q", "p"] * 20}
+        made = (tmp_path / "data" / "t" / "dataset.json").read_bytes()  # the first call's
         with pytest.raises(UserError, match="another run is using"):
             fit(second, "y", name="t", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
-        assert not (tmp_path / "data" / "t").exists()  # nothing of the second call's made
+        assert (tmp_path / "data" / "t" / "dataset.json").read_bytes() == made  # not replaced by the second
     finally:
         go.set()
         thread.join()

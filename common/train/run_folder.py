@@ -37,6 +37,7 @@ from common.files import (
     atomic_path,
     check_writable,
     exclusive_lock,
+    lock_holder,
     weights_digest,
     write_error,
     write_json_file,
@@ -373,14 +374,23 @@ def require_a_run_folder(ckpt_dir: Path, data: str | None) -> None:
                         "replace or remove them; give the run a folder of its own, or move them out")
 
 
+def require_a_free_run_folder(ckpt_dir: Path, data: str | None) -> None:
+    """What a run in `ckpt_dir` would be refused for before it trains (require_a_run_folder), and
+    another run training there: said before anything is made for the run (fit's data set)."""
+    require_a_run_folder(ckpt_dir, data)
+    holder = lock_holder(ckpt_dir / LOCK_FILE)
+    if holder:
+        raise UserError(in_use(ckpt_dir, holder))
+
+
 @contextlib.contextmanager
 def held_run_folder(ckpt_dir: Path, data: str | None) -> Iterator[None]:
     """The run folder of the API's fit, checked as a run checks it before it trains
-    (require_a_run_folder) and locked at once, before anything is made for the run (its data
-    set): a second caller is refused before it replaces anything, and the run inside, in this
-    thread, finds the lock its own (run_lock). A call that fails before its run began leaves the
-    folder with its lock file alone: a lock file removed while another caller waits on it would
-    let two runs hold the folder at once."""
+    (require_a_run_folder) and locked, from before its data set replaces an earlier one to the
+    run's end: a second caller is refused before it replaces anything, and the run inside, in
+    this thread, finds the lock its own (run_lock). A call that fails after this leaves the
+    folder with its lock file: a lock file removed while another caller waits on it would let two
+    runs hold the folder at once."""
     require_a_run_folder(ckpt_dir, data)
     check_writable(ckpt_dir)
     held, key = _held_by_this_thread(), os.path.realpath(ckpt_dir)

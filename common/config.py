@@ -402,7 +402,7 @@ class InferConfig:
     sep: str | None = field(None, "the input CSV's delimiter", default_help="detected from the header",
                             character=True)
     output: str | None = field(None, "where to write predictions: .csv, .parquet, or .npz for speed",
-                               default_help="<input>.pred.csv")
+                               default_help="<input stem>.pred.csv beside the input")
     batch_size: int = positive(PREDICT_BATCH_ROWS, "rows read, predicted and written at a time")
     importance: bool = field(False, "with --input rows that carry the target: also each column's permutation "
                                     "importance there")

@@ -19,8 +19,8 @@ def test_each_script_exits_2_with_one_line(small_cls, tmp_path):
     (tmp_path / "site" / "pandas" / "__init__.py").write_text(
         f"open({str(tmp_path / 'pandas_imported')!r}, 'w').close()\nraise ImportError('not the real one')\n")
     env = script_env(PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])))
-    assert_user_error(run_script("make_data.py", "--csv", str(tmp_path / "t.csv"), "--target", "kind", check=False,
-                                 env=env), "no target column 'kind'")
+    assert_user_error(run_script("make_data.py", "--csv", str(tmp_path / "t.csv"), "--target", "kind", "--out-dir",
+                                 str(tmp_path), check=False, env=env), "no target column 'kind'")
     assert not (tmp_path / "pandas_imported").exists()
     assert_user_error(run_script("train.py", "--data", str(small_cls), "--ckpt-dir", str(tmp_path / "run"),
                                  "--epochs", "0", check=False), "--epochs", "positive")

@@ -122,8 +122,8 @@ class Predictor:
     def predict(self, rows: Any) -> np.ndarray:
         """Each row's label (classification; of a true/false target, a boolean) or value on the
         original scale (regression)."""
-        predicted = self._predicted(self._inputs(rows))
-        return np.asarray(self.classes)[predicted["class"]] if self.classes else predicted["prediction"]
+        predicted, classes = self._predicted(self._inputs(rows)), self.classes
+        return np.asarray(classes)[predicted["class"]] if classes else predicted["prediction"]
 
     def predict_proba(self, rows: Any) -> np.ndarray:
         """Classification: each row's probability of each class, columns in `classes` order."""
@@ -160,9 +160,9 @@ class Predictor:
         """The figures on rows that carry their target, as infer.py reports them: a confusion
         matrix and macro figures, or MAE/RMSE/R² on the original scale; rows with a blank target
         are left out and counted."""
-        figures = self._labelled(rows, target, 0, 0).figures()
-        if self.classes:  # the model's labels as predict gives them, then those it never saw as read
-            figures["labels"] = self.classes + figures["labels"][len(self.classes):]
+        figures, classes = self._labelled(rows, target, 0, 0).figures(), self.classes
+        if classes:  # the model's labels as predict gives them, then those it never saw as read
+            figures["labels"] = classes + figures["labels"][len(classes):]
         return figures
 
     def feature_importance(self, rows: Any, target: Any = None, repeats: int = DEFAULT_REPEATS, seed: int = 0,

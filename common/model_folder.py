@@ -201,7 +201,7 @@ def load_record(ckpt_dir: str | Path) -> ModelRecord:
     if not path.is_file() and (training := lock_holder(Path(ckpt_dir) / LOCK_FILE)):
         raise UserError(f"{ckpt_dir} holds no model yet: a run is training there ({training}); wait for it to end")
     if not path.is_file() and (Path(ckpt_dir) / LOCK_FILE).is_file():  # a run's folder: it stopped before it saved
-        if {p.name for p in Path(ckpt_dir).iterdir()} == {LOCK_FILE}:  # a fit() refused before its run began
+        if {p.name for p in Path(ckpt_dir).iterdir()} == {LOCK_FILE}:  # a run killed before it wrote anything
             raise UserError(f"{ckpt_dir} holds no model: no run has saved one there")
         raise UserError(f"{ckpt_dir} holds no model: the run there ended before it saved one (train.py with the same "
                         "arguments and --resume goes on from its last checkpoint, where it kept one)")

@@ -282,7 +282,10 @@ def note_what_was_read(role: ColumnRole, seen: FirstPass, pre: Preprocessor, max
     if view is not None:
         role.why += f"; also as codes ({len(view.levels)} values)"
     text = next((step for step in pre.text_categorical if step.name == role.name), None)
-    if text is not None and len(text.levels) >= max_levels:  # the cap, not --min-level-rows, decided the rest
+    values = seen.categorical.get(role.name)
+    kept = [level for level in text.levels if level is not None] if text is not None else []
+    # the cap filled, and values left out: the cap decided them, not --min-level-rows
+    if text is not None and values is not None and len(text.levels) >= max_levels and len(values.values) > len(kept):
         role.why += f"; only the {max_levels} most frequent kept as levels (--max-levels), the rest share one code"
 
 

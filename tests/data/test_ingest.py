@@ -483,15 +483,16 @@ def test_levels_past_max_levels_are_said_at_make_data_and_at_prediction(tmp_path
     from common.steps import Preprocessor
 
     rng = np.random.default_rng(0)
-    write(tmp_path / "t.csv", {"u": [f"u{v}" for v in rng.integers(0, 400, 3000)], "a": rng.normal(size=3000),
-                               "y": rng.integers(0, 2, 3000)})
+    write(tmp_path / "t.csv", {"u": [f"u{v}" for v in rng.permutation(np.arange(3000) % 400)],
+                               "a": rng.normal(size=3000), "y": rng.integers(0, 2, 3000)})
     make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path, "--max-levels", "100")
     roles = json.loads((tmp_path / "t" / "dataset.json").read_text())["roles"]
     why = next(r["why"] for r in roles if r["name"] == "u")
     assert why.startswith("text, 400 values") and "only the 100 most frequent kept as levels (--max-levels)" in why
-    make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path / "all")  # 400 < 5000: all kept
-    roles = json.loads((tmp_path / "all" / "t" / "dataset.json").read_text())["roles"]
-    assert "--max-levels" not in next(r["why"] for r in roles if r["name"] == "u")
+    for cap in ("5000", "400"):  # every value kept: a cap reached but nothing past it, or far off
+        make_data("--csv", tmp_path / "t.csv", "--target", "y", "--out-dir", tmp_path / cap, "--max-levels", cap)
+        roles = json.loads((tmp_path / cap / "t" / "dataset.json").read_text())["roles"]
+        assert "--max-levels" not in next(r["why"] for r in roles if r["name"] == "u")
     notes = InputNotes(Preprocessor([], []))
     notes.unknown["u"], notes.unknown_example["u"] = 5, "u7"
     assert any("past make_data.py's --max-levels" in line for line in notes.lines())

@@ -249,6 +249,16 @@ def _error_in_flight(err: BaseException) -> UserError | None:
     return seen
 
 
+def _deaf_once_stopping() -> None:
+    """A script stopped by a signal has undone its writes by the time run_cli hears of it (every
+    `finally` on the way has run): what is left is its one line. A second signal meanwhile (torch's
+    launcher follows its SIGINT with a SIGTERM a few milliseconds later) would cut that line into
+    a traceback, so a script process ignores further ones from here on."""
+    if _script_process:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True,
             allocator: Callable[[], bool] | None = None) -> None:
     """Run a script's `main`, turning a UserError into one line on stderr and exit code 2.
@@ -299,8 +309,10 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
             raise UserError(f"{err.filename}: a name in this path is longer than the file system allows "
                             f"({os.strerror(err.errno)}): choose a shorter one") from None
         except KeyboardInterrupt as err:
+            _deaf_once_stopping()
             raise _error_in_flight(err) or Interrupted(f"interrupted by Ctrl-C; {_unwritten_note()}") from None
         except Terminated as err:
+            _deaf_once_stopping()
             raise _error_in_flight(err) or Stopped(f"SIGTERM received; {_unwritten_note()}", 143) from None
     except UserError as err:
         if reports(err):

@@ -97,3 +97,28 @@ def test_a_script_that_said_its_error_ignores_further_signals_while_it_shuts_dow
         for s, handler in handlers.items():
             signal.signal(s, handler)
     assert capsys.readouterr().err.startswith("stopped: interrupted by Ctrl-C")
+
+
+def test_a_second_signal_while_a_stopped_script_says_so_is_ignored(monkeypatch, capsys):
+    """torch's launcher sends SIGINT, then SIGTERM milliseconds later: the SIGTERM landed while
+    the Ctrl-C's line was being made and printed a traceback of Terminated instead."""
+    import os
+    import signal
+
+    from common import errors
+
+    monkeypatch.setattr(errors, "_script_process", True)
+    def note_as_the_sigterm_lands():
+        os.kill(os.getpid(), signal.SIGTERM)
+        return "nothing was written"
+
+    monkeypatch.setattr(errors, "_unwritten_note", note_as_the_sigterm_lands)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as info:
+            run_cli(lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert info.value.code == 130
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert capsys.readouterr().err == "stopped: interrupted by Ctrl-C; nothing was written\n"

@@ -38,11 +38,26 @@ def processes_to_start(launcher_argv: Sequence[str], gpus: int) -> int | None:
     return requested if requested is not None and requested > 1 else None
 
 
+# The group's launcher, run as `python -m accelerate.commands.launch` would run it, with one
+# difference: Ctrl-C or SIGTERM while it is still importing (a second or two, before it has started
+# any process) ends it at once and quietly, not in a KeyboardInterrupt traceback from inside torch
+# (nor, at a second signal, in one from an exit handler). Once it starts the processes, torch's
+# launcher puts its own handlers in place, which stop the group.
+QUIET_LAUNCHER = (
+    "import os, runpy, signal\n"
+    "def stop(signum, frame):\n"
+    "    os._exit(128 + signum)\n"
+    "signal.signal(signal.SIGINT, stop)\n"
+    "signal.signal(signal.SIGTERM, stop)\n"
+    "runpy.run_module('accelerate.commands.launch', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def group_command(processes: int, script_argv: Sequence[str], mixed_precision: str | None = None) -> list[str]:
     """The multi_cpu.yaml launch of the same script and arguments; the outer launcher's mixed
     precision (which its simple launcher passed on in the environment) is kept."""
     precision = ["--mixed_precision", mixed_precision] if mixed_precision else []
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(MULTI_CPU_CONFIG),
+    return [sys.executable, "-c", QUIET_LAUNCHER, "--config_file", str(MULTI_CPU_CONFIG),
             "--num_processes", str(processes), "--main_process_port", "0", *precision, *script_argv]
 
 

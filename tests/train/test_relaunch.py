@@ -21,7 +21,8 @@ def test_a_group_is_started_here_only_where_the_launcher_lost_processes_on_a_cpu
 
 def test_the_group_is_launched_as_multi_cpu_yaml_launches_it():
     command = relaunch.group_command(4, ["train.py", "--epochs", "2"], "bf16")
-    i = command.index("accelerate.commands.launch")
+    i = command.index(relaunch.QUIET_LAUNCHER)
+    assert command[i - 1] == "-c" and "accelerate.commands.launch" in command[i]
     assert command[i + 1:] == ["--config_file", str(ROOT / "accelerate_configs" / "multi_cpu.yaml"),
                                "--num_processes", "4", "--main_process_port", "0", "--mixed_precision", "bf16",
                                "train.py", "--epochs", "2"]
@@ -60,3 +61,34 @@ def test_help_is_printed_once_by_the_first_process_not_by_a_group(monkeypatch):
         monkeypatch.setattr("sys.argv", ["train.py", *argv])
         relaunch.relaunch_before_loading("__main__")
         assert bool(started) is group, argv
+
+
+def test_ctrl_c_while_the_groups_launcher_imports_ends_it_quietly(tmp_path):
+    """Ctrl-C reaches the group's launcher while it is still importing torch (a second or two):
+    it printed a KeyboardInterrupt traceback from deep inside torch. Here a stand-in launcher
+    whose import never ends takes its place."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    launcher = tmp_path / "accelerate" / "commands"
+    launcher.mkdir(parents=True)
+    for package in (launcher.parent, launcher):
+        (package / "__init__.py").write_text("")
+    started = tmp_path / "importing"
+    (launcher / "launch.py").write_text(f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
+                                        "time.sleep(60)\n")
+    command = relaunch.group_command(2, ["train.py"])
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.02)
+        assert started.exists(), child.communicate()[1]
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert (child.returncode, err) == (128 + signal.SIGINT, "")

@@ -173,7 +173,7 @@ def load_frame(table: Table) -> Any:
     return frame.drop(columns=[c for c in ("rownames", *table.drop) if c in frame.columns])
 
 
-def split_files(table: Table, folder: Path) -> dict[str, Any]:
+def split_files(table: Table, folder: Path, seed: int = SEED) -> dict[str, Any]:
     """train.csv (every column) and heldout.csv (no target) in `folder`; the held-out truth."""
     from sklearn.model_selection import train_test_split
 
@@ -181,9 +181,9 @@ def split_files(table: Table, folder: Path) -> dict[str, Any]:
     frame = frame[frame[table.target].notna()].reset_index(drop=True)
     stratify = frame[table.target].astype(str) if table.task == "classification" else None
     try:
-        train, held = train_test_split(frame, test_size=HELDOUT, random_state=SEED, stratify=stratify)
+        train, held = train_test_split(frame, test_size=HELDOUT, random_state=seed, stratify=stratify)
     except ValueError:  # a class with one row cannot be stratified
-        train, held = train_test_split(frame, test_size=HELDOUT, random_state=SEED)
+        train, held = train_test_split(frame, test_size=HELDOUT, random_state=seed)
     train.to_csv(folder / "train.csv", index=False)
     held.drop(columns=[table.target]).to_csv(folder / "heldout.csv", index=False)
     return {"rows": len(frame), "columns": frame.shape[1] - 1, "truth": held[table.target].to_numpy()}
@@ -435,14 +435,15 @@ AUTOGLUON_LIMIT_S = 120
 
 
 def quality_row(table: Table, tmp: Path, make_args: list[str], train_args: list[str],
-                autogluon_python: str | None = None) -> dict[str, Any]:
-    """One table's figures: ours and each baseline's score and seconds, the gap, or the error."""
+                autogluon_python: str | None = None, split_seed: int = SEED) -> dict[str, Any]:
+    """One table's figures on the split `split_seed` draws: ours and each baseline's score and
+    seconds, the gap, or the error."""
     folder = Path(tempfile.mkdtemp(prefix=f"quality_{table.name}_", dir=tmp))
     row: dict[str, Any] = {"table": table.name, "source": f"{table.package}/{table.item}", "target": table.target,
                            "task": table.task, "figure": "macro-F1" if table.task == "classification" else "R²",
-                           "covers": table.covers}
+                           "covers": table.covers, "split_seed": split_seed}
     try:
-        split = split_files(table, folder)
+        split = split_files(table, folder, split_seed)
         row.update(rows=split["rows"], columns=split["columns"])
         mine = ours(folder, table.target, make_args, train_args)
         row["ours_seconds"] = mine["seconds"]
@@ -476,6 +477,31 @@ def quality_row(table: Table, tmp: Path, make_args: list[str], train_args: list[
         row["gap_all"] = row["ours"] - max(every) if every else None
         for name in ANCHORS:
             row[f"gap_{name}"] = row["ours"] - row[name] if row.get(name) is not None else None
+    return row
+
+
+# A row's figures that over_splits averages: the scores, the gaps and the seconds.
+AVERAGED = ("ours", *BASELINES, *ANCHORS, "best_baseline", "gap", "gap_all", *(f"gap_{name}" for name in ANCHORS),
+            "ours_seconds", "make_data_s", "train_s", "infer_s",
+            *(f"{name}_seconds" for name in (*BASELINES, *ANCHORS)))
+
+
+def over_splits(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table's rows on several splits as one row: each figure the mean over the splits (None
+    where a split lacks it), the gaps too (each split's gap to its own best baseline, averaged);
+    a split's error is the row's. On a small table one held-out row of a rare class can move
+    macro-F1 by 0.08: the mean says what the split alone cannot. Every split's figures stay
+    under "splits"."""
+    row = dict(rows[0])
+    for key in AVERAGED:
+        values = [r.get(key) for r in rows]
+        row[key] = float(np.mean(values)) if values and all(v is not None for v in values) else None
+    failed = [f"split {r['split_seed']}: {r['error']}" for r in rows if r.get("error")]
+    if failed:
+        row["error"] = "; ".join(failed)
+    row["ours_notes"] = list(dict.fromkeys(note for r in rows for note in r.get("ours_notes", [])))
+    row["splits"] = [{key: r.get(key) for key in ("split_seed", "error", *AVERAGED) if r.get(key) is not None}
+                     for r in rows]
     return row
 
 
@@ -524,17 +550,20 @@ def guess_task(path: str, target: str) -> str:
 
 def run(tmp: Path, tables: Sequence[Table] | None = None, make_args: Sequence[str] = (),
         train_args: Sequence[str] = (), label: str = "", timing_rows: Sequence[int] = (),
-        progress: bool = True, autogluon_python: str | None = None) -> dict[str, Any]:
-    """Every table's row and the summary (and the time targets when timing_rows is given)."""
+        progress: bool = True, autogluon_python: str | None = None, splits: int = 1) -> dict[str, Any]:
+    """Every table's row and the summary (and the time targets when timing_rows is given); with
+    `splits` > 1 each table's row is the mean over the splits seeds SEED, SEED + 1, ... draw."""
     rows = []
     for table in TABLES if tables is None else tables:
         if progress:
             print(f"quality: {table.name} ...", file=sys.stderr, flush=True)
-        rows.append(quality_row(table, tmp, list(make_args), list(train_args), autogluon_python))
+        per_split = [quality_row(table, tmp, list(make_args), list(train_args), autogluon_python, SEED + i)
+                     for i in range(splits)]
+        rows.append(per_split[0] if splits == 1 else over_splits(per_split))
     skipped = None if autogluon_python else "AutoGluon skipped: give --autogluon-python (bench/autogluon_worker.py)"
     results: dict[str, Any] = {
         "label": label, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seed": SEED,
-        "heldout": HELDOUT, "make_args": list(make_args), "train_args": list(train_args),
+        "splits": splits, "heldout": HELDOUT, "make_args": list(make_args), "train_args": list(train_args),
         "notes": [note for note in (lightgbm_missing(), catboost_missing(), skipped) if note], "tables": rows,
         "summary": summary(rows)}
     if timing_rows:
@@ -611,7 +640,10 @@ def report(results: dict[str, Any], console: Any = None) -> None:
     console = console or (Console() if sys.stdout.isatty() else Console(width=150))
     label = f" ({escape(results['label'])})" if results.get("label") else ""
     args = f", train.py {' '.join(results['train_args'])}" if results.get("train_args") else ""
-    t = RichTable(title=f"7. default path on users' tables vs default baselines{label}: own 75/25 split, "
+    splits = results.get("splits", 1)
+    split = ("own 75/25 split" if splits == 1
+             else f"mean over {splits} own 75/25 splits (seeds {SEED}-{SEED + splits - 1})")
+    t = RichTable(title=f"7. default path on users' tables vs default baselines{label}: {split}, "
                         f"macro-F1 / R² on the held-out rows{args}", title_justify="left")
     for col in ("table", "rows", "task", "ours", "LightGBM", "HGB", "MLP", "CatBoost", "AutoGluon", "gap",
                 "gap all", "ours s"):
@@ -673,6 +705,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--timing", action="store_true", help="also time the three commands on generated tables")
     parser.add_argument("--timing-rows", default=",".join(map(str, TIMING_ROWS)), help="rows of those tables")
     parser.add_argument("--no-quality", action="store_true", help="skip the tables (with --timing: time only)")
+    parser.add_argument("--splits", type=int, default=1,
+                        help="each table on this many 75/25 splits (seeds 0, 1, ...), its figures the mean "
+                             "(default: 1, the seed-0 split alone)")
     parser.add_argument("--autogluon-python", default=None,
                         help="the python of a virtual environment with AutoGluon: adds it as an anchor "
                              "(bench/autogluon_worker.py)")
@@ -681,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     timing_rows = [int(n) for n in args.timing_rows.split(",") if n] if args.timing else []
     with tempfile.TemporaryDirectory() as tmp:
         results = run(Path(tmp), tables, shlex.split(args.make_args), shlex.split(args.train_args), args.label,
-                      timing_rows, autogluon_python=args.autogluon_python)
+                      timing_rows, autogluon_python=args.autogluon_python, splits=args.splits)
     report(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -74,6 +74,41 @@ def test_quality_section_scores_ours_and_the_baselines_on_its_own_split(tmp_path
     assert not list(tmp_path.glob("quality_*"))
 
 
+def test_quality_section_over_several_splits_reports_their_means(tmp_path, monkeypatch):
+    """--splits 3: a table's figures are the means over three splits, its gap the mean of each
+    split's own gap, every split's figures kept; one failed split makes the table's row failed."""
+    import quality
+
+    def one_split(table, tmp, make_args, train_args, autogluon_python=None, split_seed=0):
+        figures = {"ours": 0.5 + 0.1 * split_seed, "lightgbm": 0.6, "hgb": 0.3 + 0.2 * split_seed, "mlp": None,
+                   "catboost": 0.55, "autogluon": None, "ours_seconds": 1.0 + split_seed}
+        row = {"table": table.name, "split_seed": split_seed, **figures, "ours_notes": [f"note {split_seed % 2}"]}
+        row["best_baseline"] = max(row["lightgbm"], row["hgb"])
+        row["gap"] = row["ours"] - row["best_baseline"]
+        row["gap_all"] = row["ours"] - max(row["best_baseline"], row["catboost"])
+        row["gap_catboost"] = row["ours"] - row["catboost"]
+        return row
+
+    monkeypatch.setattr(quality, "quality_row", one_split)
+    table = quality.Table("t", "csv", "t.csv", "y", "classification")
+    results = quality.run(tmp_path, [table], splits=3, progress=False)
+    (row,) = results["tables"]
+    assert results["splits"] == 3 and [s["split_seed"] for s in row["splits"]] == [0, 1, 2]
+    assert row["ours"] == pytest.approx(0.6) and row["hgb"] == pytest.approx(0.5) and row["mlp"] is None
+    # each split's gap to its own best: -0.1, 0.0, -0.0 (0.7 - 0.7): not mean(ours) - max(mean(peers)) = 0.0
+    assert row["gap"] == pytest.approx(np.mean([0.5 - 0.6, 0.6 - 0.6, 0.7 - 0.7]))
+    assert row["ours_seconds"] == pytest.approx(2.0) and row["ours_notes"] == ["note 0", "note 1"]
+    assert results["summary"]["mean_gap"] == pytest.approx(row["gap"])
+
+    def second_fails(table, tmp, make_args, train_args, autogluon_python=None, split_seed=0):
+        row = one_split(table, tmp, make_args, train_args, autogluon_python, split_seed)
+        return row | {"ours": None, "gap": None, "error": "train.py exited with 1"} if split_seed == 1 else row
+
+    monkeypatch.setattr(quality, "quality_row", second_fails)
+    (row,) = quality.run(tmp_path, [table], splits=3, progress=False)["tables"]
+    assert row["error"] == "split 1: train.py exited with 1" and row["ours"] is None and row["gap"] is None
+
+
 def write_csv(path, columns):
     import pyarrow as pa
     import pyarrow.csv as pa_csv

@@ -494,8 +494,8 @@ def over_splits(rows: list[dict[str, Any]]) -> dict[str, Any]:
     under "splits"."""
     row = dict(rows[0])
     for key in AVERAGED:
-        values = [r.get(key) for r in rows]
-        row[key] = float(np.mean(values)) if values and all(v is not None for v in values) else None
+        values = [r[key] for r in rows if r.get(key) is not None]
+        row[key] = float(np.mean(values)) if len(values) == len(rows) else None
     failed = [f"split {r['split_seed']}: {r['error']}" for r in rows if r.get("error")]
     if failed:
         row["error"] = "; ".join(failed)

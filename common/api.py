@@ -192,8 +192,9 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     `hidden=[64, 32]`, `categorical=["zip"]`, `seed=0`), in this process. `table`: a CSV or Parquet
     file's path, a pyarrow Table, a pandas DataFrame or a dict of columns; `name` names its data
     set and run folder (the file's stem, else "table"). Writes <out_dir>/<name>/ and the run folder
-    (<ckpt_dir>, default runs/<name>), and returns the trained model. `quiet`: print nothing; a data
-    set or run of another table that this call replaced is still said, as a warning."""
+    (<ckpt_dir>, default runs/<name>), and returns the trained model. `quiet`: print nothing; rows
+    left out for want of a target, and a data set or run of another table that this call replaced,
+    are still said, as warnings."""
     if not isinstance(target, str) or not target:
         raise UserError(f"fit(target={target!r}): name the column to predict, as text")
     name = plain_name(name)
@@ -236,7 +237,7 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
             held.enter_context(held_run_folder(Path(run), data_set))
 
         try:
-            folder, replaced = make_data_set(make_cfg, stem, source, trainable)
+            folder, meta, replaced = make_data_set(make_cfg, stem, source, trainable)
         except UserError as err:  # a table in memory: named as the caller knows it, not by its temporary file
             if source:
                 err.args = (str(err).replace(str(path), source),)  # the same error, its kind and fields kept
@@ -247,8 +248,8 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
 
         earlier = earlier_record(Path(run)) if quiet else None
         model = Predictor.load(run_training(train_cfg))
-    if quiet:  # printed otherwise: replacing what an earlier call made is said all the same
-        notes = [f"{folder} held the data set of {replaced}, now replaced" if replaced else None,
+    if quiet:  # printed otherwise: rows left out, or what an earlier call made replaced, are said all the same
+        notes = [meta.dropped_rows, f"{folder} held the data set of {replaced}, now replaced" if replaced else None,
                  replaced_model(Path(run), earlier, model.record.data, model.record.training.get("data_identity"))]
         for note in filter(None, notes):
             warnings.warn(note, stacklevel=2)
@@ -282,9 +283,9 @@ def plain_name(name: str | None) -> str | None:
 
 
 def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None,
-                  accept: Callable[[Path], object]) -> tuple[Path, str | None]:
-    """The data set's folder, and what it held before where that was another table's; `accept`
-    judges the finished data set before it replaces an earlier one."""
+                  accept: Callable[[Path], object]) -> tuple[Path, Any, str | None]:
+    """The data set's folder, its description, and what the folder held before where that was
+    another table's; `accept` judges the finished data set before it replaces an earlier one."""
     from common.console import report_dataset, report_replaced
     from common.data.builtin import resolve_make_data_config
     from common.data.ingest import ingest_to_folder
@@ -292,7 +293,7 @@ def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None,
     folder, meta, replaced = ingest_to_folder(resolve_make_data_config(cfg), source, stem, accept)
     report_replaced(folder, replaced)
     report_dataset(meta)
-    return folder, replaced
+    return folder, meta, replaced
 
 
 def flags(settings: dict[str, Any], config: type, names: frozenset[str]) -> list[str]:

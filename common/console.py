@@ -140,8 +140,8 @@ def report_dataset(meta: Any) -> None:
                                 "as it is)",
                     "log1p": "; modelled as log(1 + y)"}.get(meta.target.transform if meta.target else "", "")
         console.print(f"Target '{source['target']}': {source['task_reason']}{modelled}")
-    if source.get("rows_without_target"):
-        console.print(f"Dropped {source['rows_without_target']} row(s) without a target value")
+    if meta.dropped_rows:
+        console.print(escape(meta.dropped_rows))
     labels, steps = meta.class_labels, meta.preprocess
     dates = len(steps.dates)
     kinds = [f"{len(steps.numeric) - dates} numeric", *([f"{dates} date"] if dates else []),

@@ -14,6 +14,7 @@ scripts. Nothing is printed unless `verbose`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,9 +123,14 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"y has {len(self.classes_)} class: a classifier needs at least 2")
-        as_text = {str(c): i for i, c in enumerate(self.classes_)}  # labels travel as text, come back as y's values
-        self.model_ = self._fit_table(X, np.asarray([str(v) for v in y], dtype=object))
-        self._order = np.asarray([as_text[str(label)] for label in self.model_.record.class_labels or []])
+        # The labels travel as their index into classes_, not as text: a table's text column reads
+        # `NA`, `None` or `?` as a blank, and a class spelled so (North America's code) would lose its rows.
+        model = self._fit_table(X, np.searchsorted(self.classes_, y).astype(np.int64))
+        self._order = np.asarray([int(label) for label in model.record.class_labels or []])
+        # The model in memory names its outputs by y's labels (as text, as a table's are), not by their indices.
+        labels = [str(label) for label in self.classes_[self._order]]
+        model.record = dataclasses.replace(model.record, class_labels=labels)
+        self.model_ = model
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

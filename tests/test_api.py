@@ -534,6 +534,35 @@ def test_the_estimators_plug_into_scikit_learn(tmp_path):
     assert search.best_estimator_.predict(X).shape == (160,) and search.best_score_ > 0.5
 
 
+def test_a_class_spelled_as_a_tables_blank_keeps_its_rows():
+    """y's labels are values, not a table's text: `NA` (North America), `None`, `?` and "" lost
+    every row of their class to make_data's reading of missing cells, without a word."""
+    from common.api import TabularClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(240, 2))
+    band = np.digitize(X[:, 0], [-0.8, 0.0, 0.8])
+    for labels in (["NA", "EU", "AS", "OC"], ["None", "?", "", "nan"]):
+        y = np.asarray(labels, dtype=object)[band]
+        fitted = TabularClassifier(epochs=4, folds=2).fit(X, y)
+        assert list(fitted.classes_) == sorted(labels)
+        assert set(fitted.predict(X)) == set(labels) and fitted.score(X, y) > 0.8, labels
+
+
+def test_a_quiet_fit_warns_of_the_rows_it_left_out_for_want_of_a_target(tmp_path):
+    """A table's `NA` is a blank, in the target too: the rows go, and a quiet fit said nothing."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    continent = np.where(x > 0.5, "NA", np.where(x < -0.5, "EU", "AS")).astype(object)
+    continent[:4] = None
+    with pytest.warns(UserWarning, match="without a target value") as said:
+        model = fit({"x": x, "continent": continent}, "continent", name="c", out_dir=str(tmp_path / "data"),
+                    ckpt_dir=str(tmp_path / "run"), quiet=True, pictures=False, epochs=2)
+    dropped = 4 + int(np.sum(continent[4:] == "NA"))
+    assert [str(w.message).split(":")[0] for w in said] == [f"Dropped {dropped} row(s) without a target value"]
+    assert "`NA`" in str(said[0].message) and model.classes == ["AS", "EU"]
+
+
 def test_the_estimators_check_their_input_as_scikit_learn_does():
     """What check_estimator asks of input handling (the whole of it: bench/estimator_checks.py)."""
     from scipy import sparse

@@ -104,10 +104,22 @@ class InputNotes:
         for name, cells in self.unknown.items():
             example = self.unknown_example[name]
             such = "a blank" if example is None else repr(example)
+            spaced = self.level_spaced_otherwise(name, example)
+            why = (f"training has it as {spaced!r}: spaces around a value count" if spaced is not None
+                   else "new, too rare in training, or past make_data.py's --max-levels")
             said.append(f"column '{name}' had {cells} cell(s) with values the model has no level for ({such} among "
-                        "them: new, too rare in training, or past make_data.py's --max-levels): read as its unknown "
-                        "level")
+                        f"them: {why}): read as its unknown level")
         return said
+
+    def level_spaced_otherwise(self, name: str, value: Any) -> str | None:
+        """The training level that is `value` but for the spaces around it (a CSV written with
+        `, ` between its fields), or None."""
+        step = self.categories.get(name)
+        if step is None or not isinstance(value, str):
+            return None
+        bare = value.strip()
+        return next((level for level in step.lookup
+                     if isinstance(level, str) and level != value and level.strip() == bare), None)
 
     def report(self) -> None:
         """Printed, as infer.py says what it noticed (the Python API warns: `warned`)."""
@@ -224,6 +236,17 @@ def array_blocks(path: str, X: np.memmap, batch_rows: int) -> Iterator[tuple[int
             yield start, values.reshape(rows, width)
 
 
+def some_dates(found: DateValues, name: str, path: str) -> DateValues:
+    """A date column's values, refused where none of its cells (in a batch) is a date: a cell that
+    is no date reads as a blank, but a whole column of them is dates written another way
+    (`02/08/2020`), and every row would be predicted at training's median date."""
+    if found.unparsed and np.isnan(found.instant).all():
+        raise UserError(f"{path}: column '{name}' holds no date as training read them ({found.unparsed} cell(s), "
+                        "none year first: 2012-01-31, with a time and zone or without): write its dates so, or leave "
+                        "the cells blank")
+    return found
+
+
 def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray]:
     return lambda name: X[:, names.index(name)]
 
@@ -237,7 +260,8 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
         require_feature_type(table.column(name), name, path)
     require_numbers_where_trained(table, pre, path)
     decimal = decimal_of(table)
-    dates = {s.name: notes.dates_read(s.name, date_values(table.column(s.name))) for s in pre.dates}
+    dates = {s.name: notes.dates_read(s.name, some_dates(date_values(table.column(s.name)), s.name, path))
+             for s in pre.dates}
 
     words = {s.name: WordsAsBlanks(s.blank_words) for s in pre.numeric if s.blank_words}
     clocks = {s.name for s in pre.numeric if s.time_of_day}

@@ -12,6 +12,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
+import infer as infer_script
 import make_data as make_data_script
 from builders import infer, make_data, read_csv_rows, train, train_args, user_error, write
 from common.data.dates import date_values, looks_like_dates
@@ -173,6 +174,18 @@ def test_dates_of_another_form_predict_the_same_and_a_non_date_is_a_blank_with_a
     said = " ".join(capsys.readouterr().out.split())
     assert "column 'day' had 1 blank cell(s), 1 of them not dates (year first" in said
     assert said.count("not dates") == 1  # the same cell, said once
+
+
+def test_a_date_column_of_which_no_cell_is_a_date_is_refused(dated, tmp_path):
+    """Dates written month first (02/08/2020) read as blanks, every one: each row was predicted at
+    training's median date with a note, and exit 0."""
+    table = pa_csv.read_csv(dated / "days.csv")
+    us = [d.strftime("%m/%d/%Y") for d in table.column("day").cast(pa.date32()).to_pylist()]
+    pa_csv.write_csv(table.set_column(0, "day", pa.array(us)), tmp_path / "us.csv")
+    message = user_error(infer_script.main, "--ckpt-dir", dated / "run", "--input", tmp_path / "us.csv",
+                         "--output", tmp_path / "us.pred.csv")
+    assert "column 'day' holds no date as training read them (600 cell(s), none year first" in message
+    assert not (tmp_path / "us.pred.csv").exists()
 
 
 def test_the_api_given_a_files_path_reads_its_dates_as_infer_py_does(dated, tmp_path):

@@ -904,6 +904,16 @@ def test_values_the_model_has_no_level_for_are_counted_in_a_note(crossfit_run, t
     assert len(read_csv_rows(tmp_path / "p.csv")) == 5
 
 
+def test_a_value_that_is_a_level_but_for_its_spaces_is_said_to_be_one(crossfit_run, tmp_path, capsys):
+    """Training's levels read from `a, b` (with spaces) and new rows written `a,b`: the note said
+    the values were new or rare, nothing about the spaces."""
+    write(tmp_path / "new.csv", {"city": [" oslo", "oslo "], "member": [True, False], "age": [30.0, 40.0]})
+    infer("--ckpt-dir", crossfit_run / "run", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv")
+    said = " ".join(capsys.readouterr().out.split())
+    assert ("column 'city' had 2 cell(s) with values the model has no level for (' oslo' among them: training has "
+            "it as 'oslo': spaces around a value count)") in said
+
+
 @pytest.mark.parametrize("target", ["run/config.json", "run/model.safetensors", "run/metrics.jsonl", "rows.csv",
                                     "p.csv", "data/dataset.json", "data/X_train.npy", "run/epoch_1/optimizer.bin",
                                     "run/epoch_1/trainer_state.json"])

@@ -297,13 +297,17 @@ class WordsAsBlanks:
 FLOAT32_LIMIT = float(np.finfo(np.float32).max)  # what the model's float32 holds (3.4e38)
 
 
+NOT_A_NUMBER_FIX = "fix that cell, or leave it blank for a missing value"
+
+
 def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".", first_row: int = 0,
                    words: WordsAsBlanks | None = None, limit: float = math.inf, time_of_day: bool = False,
-                   grouped: bool = False) -> np.ndarray:
+                   grouped: bool = False, fix: str = NOT_A_NUMBER_FIX) -> np.ndarray:
     """float64 values with NaN for blanks; a cell that is not a number (unless `words` takes it as
     a blank), an infinity, or a number beyond ±`limit` is an error naming the column and the
-    first such data row. A `time_of_day` column's text is read as times (`clock_seconds`);
-    `grouped`: in a decimal-comma file, the column's points group thousands."""
+    first such data row (a cell that is no number says `fix`). A `time_of_day` column's text is
+    read as times (`clock_seconds`); `grouped`: in a decimal-comma file, the column's points
+    group thousands."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -320,7 +324,7 @@ def numeric_values(column: Any, name: str, path: str | Path, decimal: str = ".",
         text = pc.cast(column, pa.string())
         values = _plain_numbers(text) if decimal == "." else _comma_numbers(text, grouped)
         if values is None:
-            values = _text_to_numbers(text.to_pylist(), name, path, decimal, first_row, words, grouped)
+            values = _text_to_numbers(text.to_pylist(), name, path, decimal, first_row, words, grouped, fix)
     values = np.asarray(values, dtype=np.float64)
     bad = np.flatnonzero(np.isinf(values) if math.isinf(limit) else np.abs(values) > limit)
     if bad.size and np.isinf(values[bad[0]]):
@@ -362,8 +366,9 @@ def _comma_numbers(text: Any, grouped: bool) -> np.ndarray | None:
     return _plain_numbers(pc.replace_substring(text, ",", "."))
 
 
-def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str,
-                     first_row: int = 0, words: WordsAsBlanks | None = None, grouped: bool = False) -> np.ndarray:
+def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decimal: str, first_row: int = 0,
+                     words: WordsAsBlanks | None = None, grouped: bool = False,
+                     fix: str = NOT_A_NUMBER_FIX) -> np.ndarray:
     out = np.full(len(texts), np.nan)
     for i, text in enumerate(texts):
         if text is None or text.strip() in NULL_VALUES:
@@ -381,7 +386,7 @@ def _text_to_numbers(texts: list[str | None], name: str, path: str | Path, decim
                                 "its decimal mark, where a semicolon-separated file's numbers are read with a comma "
                                 "(20,5): write it so")
             raise UserError(f"{path}: column '{name}' has a non-numeric value {text!r} in data row "
-                            f"{first_row + i + 1}: fix that cell, or leave it blank for a missing value")
+                            f"{first_row + i + 1}: {fix}")
         out[i] = number
     return out
 

@@ -21,6 +21,7 @@ the categorical columns, and 5 bytes a row for the class codes and the split (1 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -118,6 +119,13 @@ class FirstPass:
         count = np.count_nonzero(np.isnan(values) if blank is np.nan else values == blank)  # not .sum(): 2.5x slower
         self.blanks[name] = self.blanks.get(name, 0) + int(count)
         return values
+
+
+def codes_fix(name: str) -> str:
+    """What to do about a word among a column's numbers, which the column's first rows read as
+    numbers: it may be a code that is mostly digits (a postal code, `K1A 0B1`)."""
+    return (f"fix that cell, leave it blank for a missing value, or give --categorical {shlex.quote(name)} if the "
+            "column holds codes, not amounts")
 
 
 WALL = "\0wall"  # a date's wall-clock scratch column: its name + WALL (no column's name has a NUL)
@@ -389,7 +397,7 @@ def first_pass(path: Path, cfg: MakeDataConfig, head: Any, roles: list[ColumnRol
             for name in numeric:
                 words = seen.words.setdefault(name, WordsAsBlanks(learn=True))
                 values = numeric_values(table.column(name), name, path, decimal, seen.rows_read, words, FLOAT32_LIMIT,
-                                        grouped=name in seen.grouped)
+                                        grouped=name in seen.grouped, fix=codes_fix(name))
                 scratch.append(name, seen.with_blanks_counted(name, values[keep]))
             for name in dates:
                 found = date_values(table.column(name))

@@ -100,6 +100,19 @@ def test_types_decided_by_the_head_hold_for_the_rest_of_the_file(tmp_path, monke
     assert "holds numbers only" in message and "--categorical" in message
 
 
+def test_a_code_among_numbers_is_refused_with_the_flag_that_reads_the_column_as_codes(tmp_path):
+    """Postal codes, a few of them not digits (`K1A 0B1`): the message said to fix the cell or
+    blank it, neither of which is what to do about a column of codes."""
+    rng = np.random.default_rng(0)
+    postal = rng.integers(10000, 99999, 600).astype(str).astype(object)
+    postal[-10:] = "K1A 0B1"
+    path = write(tmp_path / "t.csv", {"postal code": postal, "label": rng.integers(0, 2, 600)})
+    message = user_error(make_data_script.main, "--csv", path, "--target", "label", "--out-dir", tmp_path)
+    assert "column 'postal code' has a non-numeric value 'K1A 0B1' in data row 591" in message, message
+    assert message.endswith("or give --categorical 'postal code' if the column holds codes, not amounts")
+    ingest(path, tmp_path, "--categorical", "postal code")  # as it says
+
+
 def test_a_folder_that_is_not_a_data_set_is_never_replaced(tmp_path):
     (tmp_path / "people").mkdir()
     mine = write(tmp_path / "people" / "people.csv", people(rows=200))

@@ -14,7 +14,8 @@ Read as dates:
   A time without a zone is taken as UTC. Day-first and month-first forms (`31/01/2012`,
   `01/31/2012`) are not read: they are ambiguous. A zone comes only after a time, within a day
   of UTC.
-A cell that is not such a date is a blank, counted (`unparsed`), never an error.
+A cell that is not such a date is a blank, counted (`unparsed`), never an error here; prediction
+refuses a column of which no cell is a date (common/serve/inputs.some_dates).
 """
 from __future__ import annotations
 

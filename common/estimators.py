@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,13 +65,15 @@ class _TabularEstimator(BaseEstimator):
         import pyarrow as pa
 
         table = self._table(X)
+        if hasattr(self, "feature_names_in_"):  # a refit forgets the names of the rows fitted before
+            del self.feature_names_in_
         if hasattr(table, "columns"):
-            self.feature_names_in_ = np.asarray([str(c) for c in table.columns], dtype=object)
+            if all(isinstance(c, str) for c in table.columns):  # as scikit-learn: names of text only
+                self.feature_names_in_ = np.asarray(table.columns, dtype=object)
             table = pa.Table.from_pandas(table, preserve_index=False)
         else:
-            if hasattr(self, "feature_names_in_"):  # a refit on an array forgets a DataFrame's names
-                del self.feature_names_in_
             table = pa.table(table)
+        self._named_rows, self._columns = hasattr(X, "columns"), table.column_names
         self.n_features_in_ = table.num_columns
         check_consistent_length(np.empty(table.num_rows), y)
         if table.num_rows < 2:
@@ -92,7 +95,16 @@ class _TabularEstimator(BaseEstimator):
         if width != self.n_features_in_:
             raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input")
-        return table
+        named = hasattr(X, "columns")
+        if named == self._named_rows:
+            return table
+        # An array for a model fitted on a DataFrame, or the other way round: the columns are taken
+        # by position, with scikit-learn's own warning.
+        fitted = "with" if self._named_rows else "without"
+        warnings.warn(f"X {'has' if named else 'does not have valid'} feature names, but {type(self).__name__} was "
+                      f"fitted {fitted} feature names", UserWarning, stacklevel=3)
+        columns = [table[c].to_numpy() for c in table.columns] if named else list(table.values())
+        return dict(zip(self._columns, columns, strict=True))
 
 
 def checked_y(y: Any, dtype: Any = None) -> np.ndarray:
@@ -113,7 +125,9 @@ def as_value_error() -> Iterator[None]:
 
 class TabularClassifier(ClassifierMixin, _TabularEstimator):
     """The suite's classifier as a scikit-learn estimator: `classes_` are y's distinct values,
-    `predict_proba`'s columns in their order."""
+    `predict_proba`'s columns in their order. With two classes `predict` may differ from the
+    most probable class: it applies the decision threshold fitted for macro-F1 where one was
+    kept (`model_.record.threshold`; `settings={"decision": "argmax"}` keeps the most probable)."""
 
     _task = "classification"
 

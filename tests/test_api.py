@@ -563,6 +563,25 @@ def test_a_quiet_fit_warns_of_the_rows_it_left_out_for_want_of_a_target(tmp_path
     assert "`NA`" in str(said[0].message) and model.classes == ["AS", "EU"]
 
 
+def test_an_estimator_fitted_on_a_dataframe_takes_an_array_by_position_as_scikit_learn_does():
+    """An array for a model fitted on a DataFrame was refused for lacking the columns by name;
+    scikit-learn warns and takes the columns by position. Names that are not all text are no
+    feature names to scikit-learn."""
+    pd = pytest.importorskip("pandas", reason="pip install -r requirements-dev.txt")
+    from common.api import TabularClassifier
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"b": rng.normal(size=200), "a": rng.normal(size=200), "c": rng.choice(["u", "v"], 200)})
+    y = (frame.b + (frame.c == "u") > 0.5).astype(int)
+    fitted = TabularClassifier(epochs=2, folds=2).fit(frame, y)
+    assert list(fitted.feature_names_in_) == ["b", "a", "c"]
+    with pytest.warns(UserWarning, match="X does not have valid feature names, but TabularClassifier was fitted with"):
+        by_position = fitted.predict_proba(frame.to_numpy())
+    np.testing.assert_array_equal(by_position, fitted.predict_proba(frame))
+    frame.columns = [0, 1, 2]
+    assert not hasattr(TabularClassifier(epochs=1, folds=2).fit(frame, y), "feature_names_in_")
+
+
 def test_the_estimators_check_their_input_as_scikit_learn_does():
     """What check_estimator asks of input handling (the whole of it: bench/estimator_checks.py)."""
     from scipy import sparse

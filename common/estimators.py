@@ -65,8 +65,7 @@ class _TabularEstimator(BaseEstimator):
         import pyarrow as pa
 
         table = self._table(X)
-        if hasattr(self, "feature_names_in_"):  # a refit forgets the names of the rows fitted before
-            del self.feature_names_in_
+        self.__dict__.pop("feature_names_in_", None)  # a refit forgets the names of the rows fitted before
         if hasattr(table, "columns"):
             if all(isinstance(c, str) for c in table.columns):  # as scikit-learn: names of text only
                 self.feature_names_in_ = np.asarray(table.columns, dtype=object)

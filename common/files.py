@@ -19,6 +19,7 @@ import socket
 import stat
 import tempfile
 import time
+import tokenize
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -519,6 +520,11 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+# What numpy's reading of a `.npy` header raises for a damaged one, besides a short or unreadable
+# file: it tokenizes and evaluates the header's text, which may then be no Python at all.
+NPY_ERRORS = (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError)
+
+
 def map_npy(path: Path) -> np.ndarray:
     """A `.npy` array memory-mapped read-only: pages are read when touched and shared, through the
     page cache, by every process on the machine that maps the same file."""
@@ -526,7 +532,7 @@ def map_npy(path: Path) -> np.ndarray:
         raise UserError(f"data file {path} not found: regenerate the data set with make_data.py")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
+    except NPY_ERRORS as err:
         raise UserError(f"data file {path} is unreadable ({err}): regenerate the data set with make_data.py") \
             from None
 

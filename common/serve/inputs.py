@@ -28,7 +28,7 @@ from common.data.tables import (
     stream_table,
 )
 from common.errors import UserError
-from common.files import require_file
+from common.files import NPY_ERRORS, require_file
 from common.steps import Categories, Preprocessor
 
 
@@ -166,7 +166,7 @@ def open_npy(path: str, pre: Preprocessor) -> np.memmap:
     require_file(path, "input")
     try:
         X = np.load(path, allow_pickle=False, mmap_mode="r")  # the header, checked against the file's size
-    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
+    except NPY_ERRORS as err:  # EOFError: an empty file
         raise UserError(f"cannot read {path} ({err}): save a numeric array with numpy.save") from None
     names = pre.column_names
     if not isinstance(X, np.memmap) or X.ndim != 2 or X.shape[1] != len(names) or not real_numbers(X.dtype):

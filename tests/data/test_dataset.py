@@ -27,9 +27,18 @@ def test_bad_data_file(tmp_path, content, words):
     assert not (tmp_path / "run").exists()
 
 
+def damage_byte(path, at, value):
+    blob = bytearray(path.read_bytes())
+    blob[at] = value
+    path.write_bytes(bytes(blob))
+
+
 @pytest.mark.parametrize("damage,words", [
     (lambda folder: (folder / "X_test.npy").unlink(), ["X_test.npy not found", "make_data.py"]),
     (lambda folder: (folder / "X_train.npy").write_bytes(b"\x93NUMPY damaged"), ["X_train.npy", "unreadable"]),
+    # a header whose text numpy tokenizes into no Python: tokenize.TokenError, a traceback
+    (lambda folder: damage_byte(folder / "X_train.npy", 8, 0x28), ["X_train.npy", "unreadable"]),
+    (lambda folder: damage_byte(folder / "X_test.npy", 8, 0x28), ["X_test.npy", "unreadable"]),
     (lambda folder: (folder / "dataset.json").write_text("{"), ["dataset.json", "not valid JSON"]),
 ])
 def test_damaged_data_set_folder(tmp_path, small_cls, damage, words):

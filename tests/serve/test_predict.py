@@ -310,6 +310,14 @@ def test_an_empty_npy_file_is_one_line(small_model, tmp_path):
     assert "cannot read" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")
 
 
+def test_an_npy_file_whose_header_is_no_python_is_one_line(small_model, tmp_path):
+    np.save(tmp_path / "rows.npy", np.zeros((4, 3), dtype=np.float32))
+    blob = bytearray((tmp_path / "rows.npy").read_bytes())
+    blob[8] = 0x28  # an opening bracket: numpy's tokenizer of the header fails (tokenize.TokenError)
+    (tmp_path / "rows.npy").write_bytes(bytes(blob))
+    assert "cannot read" in infer_error("--ckpt-dir", small_model, "--input", tmp_path / "rows.npy")
+
+
 def test_a_target_of_bytes_that_are_not_utf8_is_one_line(crossfit_run, tmp_path):
     """A labelled input is scored on its target: pyarrow reads such a column as binary."""
     lines = (crossfit_run / "people.csv").read_bytes().split(b"\n")

@@ -30,7 +30,7 @@ from common.model import intra_op_threads
 from common.model_folder import ModelRecord, load_model_dir
 from common.serve.inputs import require_columns
 from common.serve.labelled import LabelledRows
-from common.serve.outputs import OUTPUT_KINDS, check_figures_path
+from common.serve.outputs import OUTPUT_KINDS, check_figures_path, refuse_a_folders_own_file
 from common.serve.predict import pipeline_threads, predict, predict_to_file, test_split_report
 
 CLASSIFICATION_FIGURES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix",
@@ -109,6 +109,7 @@ def output_path(input_path: str, output: str | None) -> str:
         raise UserError(f"--output {output}: write predictions to a .csv, .parquet or .npz file")
     if Path(output).resolve() == Path(input_path).resolve():
         raise UserError(f"--output {output} is the input file: choose another path")
+    refuse_a_folders_own_file("--output", output, OUTPUT_KINDS)  # through a link, too
     return output
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,19 +15,27 @@ from common.errors import UserError
 
 def check_figures_path(path: str, others: dict[str, str | None]) -> None:
     """The file --metrics-json names is one of its own: not one of `others` (the input, the
-    output, the data set: what the run reads or writes), nor a file a model, checkpoint or data set
-    folder holds but a JSON of the user's (replaced, the model or the data set would be lost)."""
-    from common.data.dataset import DATASET_FILE
-    from common.model_folder import CONFIG_FILE, IMPORTANCE_FILE, MODEL_FILE, STATE_FILE
-
+    output, the data set: what the run reads or writes), nor a file of a model, checkpoint or data
+    set folder (refuse_a_folders_own_file)."""
     target = Path(path).resolve()
     for what, other in others.items():
         if other and target == Path(other).resolve():
             raise UserError(f"--metrics-json {path} is the {what}: choose another path")
+    refuse_a_folders_own_file("--metrics-json", path, {".json"})
+
+
+def refuse_a_folders_own_file(flag: str, path: str, writes: Collection[str]) -> None:
+    """`path` (or the file a link there points to, which is what a write replaces) is no file a
+    model, checkpoint or data set folder holds, but one of the kinds `flag` writes (suffixes) that
+    the user put there: replaced, the model or the data set would be lost."""
+    from common.data.dataset import DATASET_FILE
+    from common.model_folder import CONFIG_FILE, IMPORTANCE_FILE, MODEL_FILE, STATE_FILE
+
+    target = Path(path).resolve()
     own_json = (CONFIG_FILE, IMPORTANCE_FILE, DATASET_FILE, STATE_FILE)
     ours = any((target.parent / name).is_file() for name in (CONFIG_FILE, MODEL_FILE, DATASET_FILE, STATE_FILE))
-    if ours and target.is_file() and (target.suffix != ".json" or target.name in own_json):
-        raise UserError(f"--metrics-json {path} is a file of the model, checkpoint or data set in {target.parent}: "
+    if ours and target.is_file() and (target.suffix.lower() not in writes or target.name in own_json):
+        raise UserError(f"{flag} {path} is a file of the model, checkpoint or data set in {target.parent}: "
                         "choose another path")
 
 

@@ -943,6 +943,25 @@ def test_metrics_json_never_replaces_the_model_the_data_set_the_input_or_the_out
     assert {p: p.read_bytes() for p in files} == before
 
 
+@pytest.mark.parametrize("target", ["run/model.safetensors", "run/config.json", "data/X_test.npy", "data/dataset.json"])
+def test_output_through_a_link_never_replaces_a_models_or_a_data_sets_file(small_model, small_cls, tmp_path, target):
+    """`--output preds.csv` where preds.csv links to a model's weights: the link was followed and
+    the weights replaced by predictions; --metrics-json refused the same link."""
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(small_model, run)
+    shutil.copytree(small_cls, data)
+    np.save(tmp_path / "rows.npy", np.load(small_cls / "X_test.npy")[:5])
+    (tmp_path / "preds.csv").symlink_to(tmp_path / target)
+    before = (tmp_path / target).read_bytes()
+    message = user_error(infer_script.main, "--ckpt-dir", run, "--input", tmp_path / "rows.npy",
+                         "--output", tmp_path / "preds.csv")
+    assert message.startswith(f"--output {tmp_path / 'preds.csv'} is a file of the model, checkpoint or data set"), \
+        message
+    assert (tmp_path / target).read_bytes() == before
+    infer("--ckpt-dir", run, "--input", tmp_path / "rows.npy", "--output", run / "mine.csv")  # the user's own file
+    assert len(read_csv_rows(run / "mine.csv")) == 5
+
+
 def test_metrics_json_may_replace_a_json_of_the_users_in_a_model_folder_and_not_the_data_set_it_scores(
         small_model, small_cls, tmp_path):
     run = tmp_path / "run"

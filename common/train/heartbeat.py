@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
+from common.errors import ProcessError, UserError
 
 HEARTBEAT_S = 1.0
 _heartbeat: Heartbeat | None = None
@@ -99,7 +101,47 @@ def lost_peers(err: RuntimeError, timeout_s: int) -> Exception:
         return UserError(f"a process stopped answering for {timeout_s} s ({silent_processes()}; {first}): check "
                          "that process and its machine, then --resume from the last checkpoint")
     if "connection closed by peer" in text or "connection reset" in text or "broken pipe" in text:
-        return UserError(f"another process of the run has stopped ({first}): where it printed no error of its own "
-                         "it was killed (a signal, or out of memory; see its machine's log), else its line says why; "
-                         "then --resume from the last checkpoint")
+        said = (f"another process of the run has stopped ({first}): where it printed no error of its own it was "
+                "killed (a signal, or out of memory; see its machine's log), else its line says why; then --resume "
+                "from the last checkpoint")
+        # Each machine's main process says a run's errors; where the one that stopped is that main
+        # process, the first one left on its machine says so, else nobody would.
+        return ProcessError(said) if first_one_left() else UserError(said)
     return err
+
+
+def first_one_left() -> bool:
+    """Whether this process is not its machine's main one, and every process of its machine
+    ranked before it (the main one among them) is gone. False where that cannot be told."""
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if _heartbeat is None or local == 0:
+        return False
+    try:  # each process wrote "host (rank r, pid p)" at start; the store lives with the launcher
+        said = [_heartbeat.store.get(f"tabular/who/{r}").decode() for r in range(rank - local, rank)]
+    except Exception:  # the store is gone too: the main process's machine, whose process says so
+        return False
+    pids = [re.search(r"pid (\d+)\)$", who) for who in said]
+    return all(pid is not None and not alive(int(pid[1])) for pid in pids)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs; one killed but not yet collected by its parent
+    (a zombie) does not."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the process table
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return not re.search(r"^State:\s+[ZX]", status, re.MULTILINE)
+    try:
+        _heartbeat.store.add("tabular/beat/0", 0)
+    except Exception:  # its connection closed, refused or reset: so was the process holding it
+        return True
+    return False

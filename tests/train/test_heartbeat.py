@@ -48,3 +48,32 @@ def test_a_stopped_heartbeat_ends_its_thread_and_beats_no_more(monkeypatch):
     after = store.beats
     threading.Event().wait(0.05)
     assert store.beats == after
+
+
+def test_where_the_machines_main_process_is_gone_the_first_one_left_says_why(monkeypatch):
+    """Rank 0 killed: rank 1 met the broken connection, left it to its machine's main process,
+    which was the one killed, and the run ended without a line of its own."""
+    import os
+    import subprocess
+    import sys
+    import types
+
+    from common.errors import ProcessError, UserError
+    from common.train import heartbeat
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # collected: its pid names no process
+    who = {"tabular/who/0": f"here (rank 0, pid {gone.pid})", "tabular/who/1": f"here (rank 1, pid {os.getpid()})",
+           "tabular/who/2": f"here (rank 2, pid {os.getpid()})"}
+    store = types.SimpleNamespace(get=lambda key: who[key].encode())
+    monkeypatch.setattr(heartbeat, "_heartbeat", types.SimpleNamespace(store=store))
+    reset = RuntimeError("[gloo] Read error [127.0.0.1]:4120: Connection reset by peer")
+    for rank, says in ((1, True), (2, False), (0, False)):  # rank 2: rank 1 is there to say it
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        lost = heartbeat.lost_peers(reset, 5)
+        assert isinstance(lost, UserError) and isinstance(lost, ProcessError) is says, rank
+    who["tabular/who/0"] = f"here (rank 0, pid {os.getppid()})"  # the main process is alive: it says it
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert not isinstance(heartbeat.lost_peers(reset, 5), ProcessError)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import math
 import re
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ProcessError, UserError
-from common.files import check_writable, read_json, write_json, write_problem
+from common.files import check_writable, write_json, write_problem
 from common.model_folder import STATE_FILE
 from common.schema import is_finite, is_int
 
@@ -167,10 +168,9 @@ class CheckpointState:
             and obj.get("format", 1) in (1, STATE_FORMAT) \
             and (obj.get("partial") is None or isinstance(obj.get("partial"), list))
         if not fits:
-            raise UserError(f"{path} is not a checkpoint state this version wrote: resume from another checkpoint, "
-                            "or start afresh in another --ckpt-dir")
+            raise UserError(f"{path} is not a checkpoint state this version wrote: {resume_instead(path.parent)}")
         if not isinstance(obj.get("manifest"), dict):
-            raise UserError(f"checkpoint damaged: {path} holds no valid manifest: resume from another checkpoint")
+            raise UserError(f"checkpoint damaged: {path} holds no valid manifest: {resume_instead(path.parent)}")
         seconds = obj.get("train_seconds", 0.0)
         return cls(obj["epoch"], obj.get("step"), obj["plan"], obj["metrics"], obj.get("partial"), obj["manifest"],
                    obj.get("format", 1), float(seconds) if is_finite(seconds) and seconds >= 0 else 0.0)
@@ -180,12 +180,17 @@ def read_state(path: str | Path) -> CheckpointState:
     """The checkpoint's own record, checked against its folder: its name's position and every
     file its manifest lists. A damaged checkpoint is one line."""
     path = Path(path)
-    state = CheckpointState.read(read_json(path / STATE_FILE, "checkpoint state"), path / STATE_FILE)
+    try:
+        obj = json.loads((path / STATE_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:  # a JSONDecodeError is a ValueError
+        raise UserError(f"checkpoint damaged: {path / STATE_FILE} is not valid JSON ({str(err)[:120]}): "
+                        f"{resume_instead(path)}") from None
+    state = CheckpointState.read(obj, path / STATE_FILE)
     position = position_of(path.name)
     if position is not None and position != state.position:
         raise UserError(f"checkpoint damaged: {path / STATE_FILE} says epoch {state.epoch}"
                         f"{'' if state.step is None else ' step ' + str(state.step)}, its folder's name another: "
-                        "resume from another checkpoint")
+                        f"{resume_instead(path)}")
     check_manifest(path, state.manifest)
     return state
 
@@ -196,8 +201,18 @@ def check_manifest(path: Path, recorded: dict[str, Any]) -> None:
     for name, entry in recorded.items():
         if found.get(name) != entry:
             what = "missing" if name not in found else "changed since it was saved"
-            raise UserError(f"checkpoint damaged: {path / name} is {what}: resume from another checkpoint "
-                            f"(--resume PATH), or start afresh in another --ckpt-dir")
+            raise UserError(f"checkpoint damaged: {path / name} is {what}: {resume_instead(path)}")
+
+
+def resume_instead(path: Path) -> str:
+    """What to do about the damaged checkpoint `path`: resume from the newest other one beside it,
+    or, where there is none, start afresh."""
+    others = [p for p in path.parent.iterdir() if p.name != path.name and position_of(p.name)
+              and (p / STATE_FILE).is_file()] if path.parent.is_dir() else []
+    if not others:
+        return "no other checkpoint is kept: start afresh in another --ckpt-dir"
+    newest = max(others, key=lambda p: position_of(p.name) or (0, 0))
+    return f"resume from the newest one kept beside it (--resume {newest}), or start afresh in another --ckpt-dir"
 
 
 def check_checkpoint_root(ckpt_dir: str | Path) -> None:

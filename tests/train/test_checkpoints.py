@@ -28,7 +28,8 @@ def test_a_damaged_checkpoint_state_or_weights(checkpointed):
     weights = folder / "checkpoints" / "epoch_000000" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     message = user_error(train_script.main, *args, "--resume", folder / "checkpoints" / "epoch_000000")
-    assert message.startswith(f"checkpoint damaged: {weights} is changed") and "resume from another" in message
+    assert message.startswith(f"checkpoint damaged: {weights} is changed")
+    assert f"resume from the newest one kept beside it (--resume {folder / 'checkpoints' / 'epoch_000001'})" in message
     # A checkpoint that is gone (a typo, or removed by --keep-checkpoints) is said to be gone, not damaged.
     message = user_error(train_script.main, *args, "--resume", folder / "checkpoints" / "epoch_000007")
     assert "no such checkpoint folder" in message and "--resume alone" in message
@@ -45,12 +46,17 @@ def test_a_damaged_checkpoint_state_or_weights(checkpointed):
     # Without its manifest, nothing of the checkpoint could be checked.
     (lambda c: drop_from_state(c, "manifest"), ["checkpoint damaged", "no valid manifest"]),
     (lambda c: (c / "trainer_state.json").write_text("[1, 2]"), ["not a checkpoint state"]),
+    # cut short (a disk that failed it): said "not valid JSON ...: regenerate it", which no user can
+    (lambda c: (c / "trainer_state.json").write_text((c / "trainer_state.json").read_text()[:50]),
+     ["checkpoint damaged", "trainer_state.json is not valid JSON"]),
 ])
-def test_a_damaged_checkpoint_is_named_as_damaged(checkpointed, damage, words):
+def test_a_damaged_checkpoint_is_named_as_damaged_with_the_one_to_resume_from(checkpointed, damage, words):
     folder, args = checkpointed
     damage(folder / "checkpoints" / "epoch_000001")
     message = user_error(train_script.main, *args, "--resume")
     assert all(word in message for word in words), message
+    assert message.endswith(f"(--resume {folder / 'checkpoints' / 'epoch_000000'}), or start afresh in another "
+                            "--ckpt-dir"), message
 
 
 def flip(blob: bytes) -> bytes:

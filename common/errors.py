@@ -138,13 +138,18 @@ def collect_from_here() -> None:
         _collector_paused = False
 
 
+def stopped_while_starting(signum: int) -> str:
+    """The line of a script stopped by `signum` before it did anything."""
+    return f"{Interrupted.prefix}: interrupted by {'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'} while " \
+           "starting; nothing was written"
+
+
 def _stopped_while_starting(signum: int, frame: object) -> None:
     # Under a launcher every worker gets the Ctrl-C; no Accelerator exists yet to pick the one
     # that reports, so the first of each machine does (LOCAL_RANK, set by torch's launcher).
-    by, code = ("Ctrl-C", Interrupted.exit_code) if signum == signal.SIGINT else ("SIGTERM", 143)
+    code = Interrupted.exit_code if signum == signal.SIGINT else 143
     if os.environ.get("LOCAL_RANK", "0") == "0":
-        print(f"{Interrupted.prefix}: interrupted by {by} while starting; nothing was written",
-              file=sys.stderr, flush=True)
+        print(stopped_while_starting(signum), file=sys.stderr, flush=True)
     # At once: nothing is written yet, and an exception raised here, inside an import, was
     # swallowed by importlib (the run went on) or aborted torch's extension loading.
     os._exit(code)

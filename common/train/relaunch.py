@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from common.config import asks_for_help
+from common.errors import stopped_while_starting
 from common.train.launch_check import gpu_count, requested_processes, surely_no_gpu
 
 STARTED_HERE = "TABULAR_GROUP_STARTED_HERE"  # set in the group's environment: it never starts another one
@@ -40,12 +41,15 @@ def processes_to_start(launcher_argv: Sequence[str], gpus: int) -> int | None:
 
 # The group's launcher, run as `python -m accelerate.commands.launch` would run it, with one
 # difference: Ctrl-C or SIGTERM while it is still importing (a second or two, before it has started
-# any process) ends it at once and quietly, not in a KeyboardInterrupt traceback from inside torch
-# (nor, at a second signal, in one from an exit handler). Once it starts the processes, torch's
-# launcher puts its own handlers in place, which stop the group.
+# any process) ends it at once with the line train.py says then, not in a KeyboardInterrupt
+# traceback from inside torch (nor, at a second signal, in one from an exit handler). Once it
+# starts the processes, torch's launcher puts its own handlers in place, which stop the group.
 QUIET_LAUNCHER = (
     "import os, runpy, signal\n"
+    f"LINES = {{{signal.SIGINT.value}: {stopped_while_starting(signal.SIGINT)!r}, "
+    f"{signal.SIGTERM.value}: {stopped_while_starting(signal.SIGTERM)!r}}}\n"
     "def stop(signum, frame):\n"
+    "    os.write(2, (LINES[signum] + '\\n').encode())\n"
     "    os._exit(128 + signum)\n"
     "signal.signal(signal.SIGINT, stop)\n"
     "signal.signal(signal.SIGTERM, stop)\n"

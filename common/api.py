@@ -266,10 +266,29 @@ def as_python_signals() -> Iterator[None]:
     try:
         yield
     except Interrupted as err:
+        said = in_python_words(str(err))
         if err.exit_code == Interrupted.exit_code:
-            raise KeyboardInterrupt(str(err)) from None
-        print(f"{err.prefix}: {err}", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt(said) from None
+        print(f"{err.prefix}: {said}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt as err:
+        if err.args:
+            raise
+        # Before the training loop (which says where it stopped): a run folder is written whole at
+        # the end, and a data set being made is swapped in whole or not at all.
+        raise KeyboardInterrupt("fit() interrupted before its training began: its run folder is as it was; call it "
+                                "again") from None
+
+
+# The scripts' flags a stopped run's line names, as fit() takes them.
+PYTHON_WORDS = (("--resume", "resume=True"), ("--checkpoint-every N", "checkpoint_every=N"),
+                ("--save-on-signal", "save_on_signal=True"))
+
+
+def in_python_words(line: str) -> str:
+    for flag, keyword in PYTHON_WORDS:
+        line = line.replace(flag, keyword)
+    return line
 
 
 def plain_name(name: str | None) -> str | None:

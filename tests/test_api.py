@@ -473,7 +473,10 @@ def test_a_run_stopped_by_a_signal_reaches_the_caller_as_python_delivers_the_sig
 
     table = {"a": [float(i) for i in range(40)], "y": ["p", "q"] * 20}
     monkeypatch.setattr(session, "run_training", stopped_by(Interrupted("interrupted in epoch 3: go on with --resume")))
-    with pytest.raises(KeyboardInterrupt, match="interrupted in epoch 3: go on with --resume"):
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted in epoch 3: go on with resume=True$"):  # fit()'s words
+        fit(table, "y", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
+    monkeypatch.setattr(session, "run_training", stopped_by(KeyboardInterrupt()))  # before the loop: Python's own
+    with pytest.raises(KeyboardInterrupt, match="fit\\(\\) interrupted before its training began"):
         fit(table, "y", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
     X, y = np.arange(80.0).reshape(40, 2), np.asarray([0, 1] * 20)
     with pytest.raises(KeyboardInterrupt):
@@ -481,7 +484,7 @@ def test_a_run_stopped_by_a_signal_reaches_the_caller_as_python_delivers_the_sig
     monkeypatch.setattr(session, "run_training", stopped_by(Stopped("SIGTERM in epoch 2: go on with --resume", 143)))
     with pytest.raises(SystemExit) as info:
         fit(table, "y", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
-    assert info.value.code == 143 and "SIGTERM in epoch 2: go on with --resume" in capsys.readouterr().err
+    assert info.value.code == 143 and "SIGTERM in epoch 2: go on with resume=True" in capsys.readouterr().err
 
 
 def test_a_table_in_memory_is_named_as_the_caller_gave_it_not_by_its_temporary_file(tmp_path):

@@ -29,7 +29,7 @@ from common.data.tables import (
 )
 from common.errors import UserError
 from common.files import NPY_ERRORS, require_file
-from common.steps import Categories, Preprocessor
+from common.steps import UNKNOWN_CODE, Categories, Preprocessor
 
 
 class InputNotes:
@@ -46,6 +46,11 @@ class InputNotes:
         self.categories = {c.name: c for c in pre.text_categorical}
         self.unknown: dict[str, int] = {}  # a categorical column's cells of no level the model kept
         self.unknown_example: dict[str, str | None] = {}
+        # a whole-number column's view as codes: its input's place, the batch's numbers, the numbers of no code
+        self.code_places = {c.name: pre.numeric_inputs + j for j, c in enumerate(pre.categorical) if c.of_number}
+        self.numbers: dict[str, np.ndarray] = {}
+        self.uncoded: dict[str, int] = {}
+        self.uncoded_example: dict[str, float] = {}
 
     def dates_read(self, name: str, found: DateValues) -> DateValues:
         if found.unparsed:
@@ -55,6 +60,8 @@ class InputNotes:
     def watch(self, numeric: Callable[[str], np.ndarray]) -> Callable[[str], np.ndarray]:
         def counted(name: str) -> np.ndarray:
             values = numeric(name)
+            if name in self.code_places:  # held until the batch is coded
+                self.numbers[name] = values
             if name in self.fill:
                 blanks = int(np.isnan(values).sum())
                 if blanks:
@@ -76,6 +83,19 @@ class InputNotes:
                 self.unknown_example.setdefault(name, column.values[unknown[0]] if unknown else None)
             return column
         return counted
+
+    def coded(self, X: np.ndarray) -> np.ndarray:
+        """The model's inputs of a batch, in which the cells of a view as codes that hold a number
+        but take the unknown code are counted: a number training kept no code for."""
+        for name, place in self.code_places.items():
+            values = self.numbers.pop(name, None)
+            if values is None:
+                continue
+            uncoded = np.flatnonzero((X[:, place] == UNKNOWN_CODE) & ~np.isnan(values))
+            if uncoded.size:
+                self.uncoded[name] = self.uncoded.get(name, 0) + int(uncoded.size)
+                self.uncoded_example.setdefault(name, float(values[uncoded[0]]))
+        return X
 
     def carried(self, table: Any, names: list[str]) -> dict[str, Any]:
         """The table's columns `names`, of their own types (each output writes them in its own
@@ -109,6 +129,10 @@ class InputNotes:
                    else "new, too rare in training, or past make_data.py's --max-levels")
             said.append(f"column '{name}' had {cells} cell(s) with values the model has no level for ({such} among "
                         f"them: {why}): read as its unknown level")
+        for name, cells in self.uncoded.items():
+            said.append(f"column '{name}' had {cells} cell(s) with numbers its view as codes has no level for "
+                        f"({self.uncoded_example[name]:g} among them: new, too rare in training, or past "
+                        "make_data.py's --max-levels): read there as its unknown level, and as numbers as ever")
         return said
 
     def level_spaced_otherwise(self, name: str, value: Any) -> str | None:
@@ -200,8 +224,8 @@ def npy_batches(path: str, pre: Preprocessor, batch_rows: int,
         if block is not None:
             yield block, {}
             continue
-        yield pre.transform(notes.watch(column_getter(part, names)), lambda n: Categories.from_list([]),
-                            len(part)), {}
+        yield notes.coded(pre.transform(notes.watch(column_getter(part, names)), lambda n: Categories.from_list([]),
+                                        len(part))), {}
 
 
 def array_blocks(path: str, X: np.memmap, batch_rows: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -272,8 +296,8 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
             table.column(name), name, path, decimal, first_row, words.get(name), time_of_day=name in clocks,
             grouped=name in grouped)
 
-    X = pre.transform(notes.watch(numbers), notes.watch_text(lambda n: text_values(table.column(n))), table.num_rows,
-                      lambda n: dates[n].wall)
+    X = notes.coded(pre.transform(notes.watch(numbers), notes.watch_text(lambda n: text_values(table.column(n))),
+                                  table.num_rows, lambda n: dates[n].wall))
     return X, notes.carried(table, [n for n in table.column_names if n not in pre.column_names])
 
 
@@ -621,8 +645,8 @@ def python_inputs(rows: Any, pre: Preprocessor, notes: InputNotes) -> np.ndarray
         if texts is None:
             return None
         text[cat.name] = Categories.from_list(texts)
-    return pre.transform(notes.watch(numeric.__getitem__), notes.watch_text(text.__getitem__),
-                         len(next(iter(columns.values()), [])))
+    return notes.coded(pre.transform(notes.watch(numeric.__getitem__), notes.watch_text(text.__getitem__),
+                                     len(next(iter(columns.values()), []))))
 
 
 def python_columns(rows: Any) -> dict[str, list] | None:

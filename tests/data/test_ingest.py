@@ -16,6 +16,7 @@ from common.data import scratch as scratch_module
 from common.data import splits as splits_module
 from common.data import tables as table
 from common.data.dataset import ARRAYS, load_dataset
+from common.errors import InputNote
 
 
 def ingest(path, out, *extra):
@@ -407,6 +408,14 @@ def test_whole_number_codes_reach_the_model_as_numbers_and_as_categories(tmp_pat
     assert np.array_equal(predictor.predict_proba({"occ": occupation[:5].tolist(), "hours": [40.0] * 5}), from_array)
     assert np.array_equal(predictor.predict_proba({"occ": int(occupation[3]), "hours": 40.0})[0], from_array[3])
     assert np.load(tmp_path / "p.npz")["proba"].shape == (8000, 2)
+    # a number the view has no code for is said, as a text column's value of no level is (a blank is not)
+    capsys.readouterr()
+    np.save(tmp_path / "new.npy", np.array([[999.0, 40.0], [100.0, 40.0], [np.nan, 40.0]]))
+    infer("--ckpt-dir", tmp_path / "run", "--input", tmp_path / "new.npy", "--output", tmp_path / "new.npz")
+    said = " ".join(capsys.readouterr().out.split())
+    assert "column 'occ' had 1 cell(s) with numbers its view as codes has no level for (999 among them" in said
+    with pytest.warns(InputNote, match=r"'occ' had 2 cell\(s\) with numbers its view as codes has no level for \(7"):
+        predictor.predict_proba({"occ": [7, 100, 8], "hours": [40.0] * 3})
     make_data("--csv", write(tmp_path / "few.csv", {"occ": occupation[:1500], "label": (occupation[:1500] > 900)}),
               "--target", "label", "--out-dir", tmp_path / "few")
     assert load_dataset(tmp_path / "few" / "few").description.preprocess.categorical == []  # too few rows

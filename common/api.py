@@ -35,7 +35,7 @@ import numpy as np
 
 from common.config import PREDICT_BATCH_ROWS, MakeDataConfig, TrainConfig, flag_name, parse_config
 from common.data.tables import decimal_of, table_stem
-from common.errors import Interrupted, UserError
+from common.errors import Interrupted, UserError, forget_written, unwritten_note
 from common.importance import DEFAULT_REPEATS, LABELLED_ROWS, Importance
 from common.model_folder import ModelRecord, load_model_dir
 from common.serve.inputs import (
@@ -200,6 +200,7 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     name = plain_name(name)
     from common.console import quiet_thread  # rich, which a Predictor alone never imports
 
+    forget_written()  # a stop says what this call wrote, not what an earlier one did
     with as_python_signals(), (quiet_thread() if quiet else contextlib.nullcontext()), \
             table_file(table, name) as (path, source), contextlib.ExitStack() as held:
         unknown = sorted(set(settings) - MAKE_DATA_SETTINGS - TRAIN_SETTINGS)
@@ -274,10 +275,9 @@ def as_python_signals() -> Iterator[None]:
     except KeyboardInterrupt as err:
         if err.args:
             raise
-        # Before the training loop (which says where it stopped): a run folder is written whole at
-        # the end, and a data set being made is swapped in whole or not at all.
-        raise KeyboardInterrupt("fit() interrupted before its training began: its run folder is as it was; call it "
-                                "again") from None
+        # Outside the training loop (which says where it stopped): a data set and a run folder are
+        # swapped in whole or not at all, and those written are said (as run_cli says them).
+        raise KeyboardInterrupt(f"fit() interrupted: {unwritten_note()}") from None
 
 
 # The scripts' flags a stopped run's line names, as fit() takes them.

@@ -175,6 +175,11 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(held)
 
 
+def forget_written() -> None:
+    """A new run of a script's work in this process: nothing of it is written yet."""
+    _written.clear()
+
+
 def written(what: str) -> None:
     """`what` (a file, in words) is written whole and in place: a Ctrl-C or SIGTERM from here on
     says so, instead of that the files written before were left as they were."""
@@ -230,7 +235,9 @@ def _lost_output_error(after: str = "what the run printed stops short, but the r
     return OutputLost(f"standard output failed ({reason}): {after}; make room, or send the output elsewhere")
 
 
-def _unwritten_note() -> str:
+def unwritten_note() -> str:
+    """What a stop leaves: the outputs written whole (`written`) before it, and that the rest
+    were left as they were."""
     if not _written:
         return "files written before were left as they were"
     return f"{', '.join(_written)} had been written before it; other files were left as they were"
@@ -283,7 +290,7 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
     if previous is _stopped_while_starting:
         previous = signal.SIG_DFL
     finished = False
-    _written.clear()  # a process that runs more than one script's main (tests) starts each afresh
+    forget_written()  # a process that runs more than one script's main (tests) starts each afresh
     _lost_output.clear()
     try:
         try:
@@ -315,10 +322,10 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
                             f"({os.strerror(err.errno)}): choose a shorter one") from None
         except KeyboardInterrupt as err:
             _deaf_once_stopping()
-            raise _error_in_flight(err) or Interrupted(f"interrupted by Ctrl-C; {_unwritten_note()}") from None
+            raise _error_in_flight(err) or Interrupted(f"interrupted by Ctrl-C; {unwritten_note()}") from None
         except Terminated as err:
             _deaf_once_stopping()
-            raise _error_in_flight(err) or Stopped(f"SIGTERM received; {_unwritten_note()}", 143) from None
+            raise _error_in_flight(err) or Stopped(f"SIGTERM received; {unwritten_note()}", 143) from None
     except UserError as err:
         if reports(err):
             # A further Ctrl-C while the line is written would cut it off and print a traceback.

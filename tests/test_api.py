@@ -463,6 +463,7 @@ def test_a_run_stopped_by_a_signal_reaches_the_caller_as_python_delivers_the_sig
     from sklearn.model_selection import cross_val_score
 
     import common.train.session as session
+    from common import errors
     from common.api import TabularClassifier
     from common.errors import Interrupted, Stopped
 
@@ -475,8 +476,16 @@ def test_a_run_stopped_by_a_signal_reaches_the_caller_as_python_delivers_the_sig
     monkeypatch.setattr(session, "run_training", stopped_by(Interrupted("interrupted in epoch 3: go on with --resume")))
     with pytest.raises(KeyboardInterrupt, match=r"interrupted in epoch 3: go on with resume=True$"):  # fit()'s words
         fit(table, "y", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
-    monkeypatch.setattr(session, "run_training", stopped_by(KeyboardInterrupt()))  # before the loop: Python's own
-    with pytest.raises(KeyboardInterrupt, match="fit\\(\\) interrupted before its training began"):
+    monkeypatch.setattr(session, "run_training", stopped_by(KeyboardInterrupt()))  # outside the loop: Python's own
+    with pytest.raises(KeyboardInterrupt, match="^fit\\(\\) interrupted: files written before were left as they"):
+        fit(table, "y", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
+
+    def committed_then_stopped(cfg):  # a Ctrl-C once the model was swapped in: said as written
+        errors.written(f"the model in {tmp_path / 'run'}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(session, "run_training", committed_then_stopped)
+    with pytest.raises(KeyboardInterrupt, match=f"^fit\\(\\) interrupted: the model in {tmp_path / 'run'} had been "):
         fit(table, "y", out_dir=str(tmp_path / "data"), ckpt_dir=str(tmp_path / "run"), quiet=True)
     X, y = np.arange(80.0).reshape(40, 2), np.asarray([0, 1] * 20)
     with pytest.raises(KeyboardInterrupt):

@@ -112,7 +112,7 @@ def test_a_second_signal_while_a_stopped_script_says_so_is_ignored(monkeypatch, 
         os.kill(os.getpid(), signal.SIGTERM)
         return "nothing was written"
 
-    monkeypatch.setattr(errors, "_unwritten_note", note_as_the_sigterm_lands)
+    monkeypatch.setattr(errors, "unwritten_note", note_as_the_sigterm_lands)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(SystemExit) as info:

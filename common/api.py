@@ -104,6 +104,7 @@ class Predictor:
         X = python_inputs(given, pre, notes) if table is None else None
         if X is None:
             X = table_inputs(table if table is not None else arrow_rows(given, pre), pre, source, 0, notes)[0]
+        notes.require_some_dates(source)
         notes.warned()
         return X
 
@@ -142,6 +143,7 @@ class Predictor:
         table = table if table is not None else arrow_rows(given, pre)
         notes = InputNotes(pre)
         X = table_inputs(table, pre, source, 0, notes)[0]
+        notes.require_some_dates(source)
         notes.warned()
         if target is None or isinstance(target, str):
             if name not in table.column_names:

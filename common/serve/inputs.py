@@ -43,6 +43,7 @@ class InputNotes:
         self.counts: dict[str, int] = {}
         self.left_out: dict[str, str] = {}
         self.not_dates: dict[str, int] = {}  # a date column's cells that held no date: read as blanks
+        self.dates_found: dict[str, int] = {}  # ...and those that held one
         self.categories = {c.name: c for c in pre.text_categorical}
         self.unknown: dict[str, int] = {}  # a categorical column's cells of no level the model kept
         self.unknown_example: dict[str, str | None] = {}
@@ -55,7 +56,18 @@ class InputNotes:
     def dates_read(self, name: str, found: DateValues) -> DateValues:
         if found.unparsed:
             self.not_dates[name] = self.not_dates.get(name, 0) + found.unparsed
+        self.dates_found[name] = self.dates_found.get(name, 0) + int(np.count_nonzero(~np.isnan(found.instant)))
         return found
+
+    def require_some_dates(self, source: str) -> None:
+        """Once every row is read, before anything is written: a date column none of whose cells
+        was a date is refused. A cell that is no date reads as a blank, but a whole column of them
+        is dates written another way (`02/08/2020`), every row predicted at training's median date."""
+        for name, cells in self.not_dates.items():
+            if not self.dates_found.get(name):
+                raise UserError(f"{source}: column '{name}' holds no date as training read them ({cells} cell(s), "
+                                "none year first: 2012-01-31, with a time and zone or without): write its dates so, "
+                                "or leave the cells blank")
 
     def watch(self, numeric: Callable[[str], np.ndarray]) -> Callable[[str], np.ndarray]:
         def counted(name: str) -> np.ndarray:
@@ -260,17 +272,6 @@ def array_blocks(path: str, X: np.memmap, batch_rows: int) -> Iterator[tuple[int
             yield start, values.reshape(rows, width)
 
 
-def some_dates(found: DateValues, name: str, path: str) -> DateValues:
-    """A date column's values, refused where none of its cells (in a batch) is a date: a cell that
-    is no date reads as a blank, but a whole column of them is dates written another way
-    (`02/08/2020`), and every row would be predicted at training's median date."""
-    if found.unparsed and np.isnan(found.instant).all():
-        raise UserError(f"{path}: column '{name}' holds no date as training read them ({found.unparsed} cell(s), "
-                        "none year first: 2012-01-31, with a time and zone or without): write its dates so, or leave "
-                        "the cells blank")
-    return found
-
-
 def column_getter(X: np.ndarray, names: list[str]) -> Callable[[str], np.ndarray]:
     return lambda name: X[:, names.index(name)]
 
@@ -284,8 +285,7 @@ def table_inputs(table: Any, pre: Preprocessor, path: str, first_row: int,
         require_feature_type(table.column(name), name, path)
     require_numbers_where_trained(table, pre, path)
     decimal = decimal_of(table)
-    dates = {s.name: notes.dates_read(s.name, some_dates(date_values(table.column(s.name)), s.name, path))
-             for s in pre.dates}
+    dates = {s.name: notes.dates_read(s.name, date_values(table.column(s.name))) for s in pre.dates}
 
     words = {s.name: WordsAsBlanks(s.blank_words) for s in pre.numeric if s.blank_words}
     clocks = {s.name for s in pre.numeric if s.time_of_day}

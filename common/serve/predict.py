@@ -138,6 +138,7 @@ def _predict_to_file(path: str, output: str, config: ModelRecord, model: torch.n
             writer.close()
         if writer.rows == 0:  # raised inside atomic_path: no empty file replaces an earlier one
             raise UserError(f"{path} has no data rows: nothing to predict")
+        notes.require_some_dates(path)  # inside atomic_path too: such predictions replace nothing
         check_unchanged(path, before)  # inside atomic_path too: such predictions replace nothing
     notes.report()
     return writer.rows, scored

@@ -188,6 +188,19 @@ def test_a_date_column_of_which_no_cell_is_a_date_is_refused(dated, tmp_path):
     assert not (tmp_path / "us.pred.csv").exists()
 
 
+def test_whether_a_date_column_holds_dates_is_judged_on_the_whole_input_not_a_batch(dated, tmp_path, capsys):
+    """Nine dates and a last cell that is none: judged batch by batch, the file was refused with
+    --batch-size 3 (a batch of that cell alone) and read with --batch-size 10."""
+    table = pa_csv.read_csv(dated / "days.csv").slice(0, 10)
+    days = [d.isoformat() for d in table.column("day").cast(pa.date32()).to_pylist()[:9]] + ["unknown"]
+    pq.write_table(table.set_column(0, "day", pa.array(days)), tmp_path / "t.parquet")
+    for rows in ("3", "10"):
+        infer("--ckpt-dir", dated / "run", "--input", tmp_path / "t.parquet", "--output", tmp_path / f"{rows}.csv",
+              "--batch-size", rows)
+        assert "1 of them not dates" in " ".join(capsys.readouterr().out.split()), rows
+    assert (tmp_path / "3.csv").read_text() == (tmp_path / "10.csv").read_text()
+
+
 def test_the_api_given_a_files_path_reads_its_dates_as_infer_py_does(dated, tmp_path):
     """A zoned time is the wall clock as written: 01:30+02:00 on 1 March is a Tuesday in March,
     where pyarrow's own reading of the file makes it 23:30 UTC on Monday 29 February."""

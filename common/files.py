@@ -287,6 +287,14 @@ def clear_dead_leftovers(target: Path) -> None:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs: one that ended but is not yet collected by its
+    parent (a zombie) does not."""
+    try:
+        return not re.search(r"^State:\s+[ZX]", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the process table
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

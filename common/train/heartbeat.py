@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+import socket
+import time
 from typing import Any
 
 from common.errors import ProcessError, UserError
+from common.files import process_alive
 
 HEARTBEAT_S = 1.0
+GONE_WITHIN_S = 1.0  # how long a killed process may still show in the process table
 _heartbeat: Heartbeat | None = None
 
 
@@ -19,7 +22,6 @@ class Heartbeat:
     function: where torch has moved it, runs go on without names (said in the message)."""
 
     def __init__(self, rank: int, world: int):
-        import socket
         import threading
 
         import torch.distributed.distributed_c10d as c10d
@@ -112,36 +114,22 @@ def lost_peers(err: RuntimeError, timeout_s: int) -> Exception:
 
 def first_one_left() -> bool:
     """Whether this process is not its machine's main one, and every process of its machine
-    ranked before it (the main one among them) is gone. False where that cannot be told."""
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if _heartbeat is None or local == 0:
+    ranked before it (the main one among them) is gone. False where that cannot be told. (Where
+    the main process ended on an error it printed, this one adds the line that it has stopped.)"""
+    rank = int(os.environ.get("RANK", "0"))
+    if _heartbeat is None or os.environ.get("LOCAL_RANK", "0") == "0":
         return False
     try:  # each process wrote "host (rank r, pid p)" at start; the store lives with the launcher
-        said = [_heartbeat.store.get(f"tabular/who/{r}").decode() for r in range(rank - local, rank)]
+        said = [_heartbeat.store.get(f"tabular/who/{r}").decode() for r in range(rank)]
     except Exception:  # the store is gone too: the main process's machine, whose process says so
         return False
-    pids = [re.search(r"pid (\d+)\)$", who) for who in said]
-    return all(pid is not None and not alive(int(pid[1])) for pid in pids)
-
-
-def alive(pid: int) -> bool:
-    """Whether process `pid` of this machine runs; one killed but not yet collected by its parent
-    (a zombie) does not."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc here: ask the process table
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    host = socket.gethostname()
+    found = [re.fullmatch(r"(.*) \(rank \d+, pid (\d+)\)", who) for who in said]
+    pids = [int(m[2]) for m in found if m is not None and m[1] == host]
+    # A process killed drops its connections before it is gone from the process table: a moment's grace.
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while any(process_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
             return False
-        except PermissionError:
-            return True
-        return True
-    return not re.search(r"^State:\s+[ZX]", status, re.MULTILINE)
-    try:
-        _heartbeat.store.add("tabular/beat/0", 0)
-    except Exception:  # its connection closed, refused or reset: so was the process holding it
-        return True
-    return False
+        time.sleep(0.05)
+    return bool(pids)

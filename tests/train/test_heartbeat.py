@@ -52,8 +52,10 @@ def test_a_stopped_heartbeat_ends_its_thread_and_beats_no_more(monkeypatch):
 
 def test_where_the_machines_main_process_is_gone_the_first_one_left_says_why(monkeypatch):
     """Rank 0 killed: rank 1 met the broken connection, left it to its machine's main process,
-    which was the one killed, and the run ended without a line of its own."""
+    which was the one killed, and the run ended without a line of its own. Processes are told
+    apart by machine, not by rank arithmetic."""
     import os
+    import socket
     import subprocess
     import sys
     import types
@@ -63,17 +65,22 @@ def test_where_the_machines_main_process_is_gone_the_first_one_left_says_why(mon
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # collected: its pid names no process
-    who = {"tabular/who/0": f"here (rank 0, pid {gone.pid})", "tabular/who/1": f"here (rank 1, pid {os.getpid()})",
-           "tabular/who/2": f"here (rank 2, pid {os.getpid()})"}
-    store = types.SimpleNamespace(get=lambda key: who[key].encode())
+    here, alive = socket.gethostname(), os.getpid()
+    who = {0: f"{here} (rank 0, pid {gone.pid})", 1: f"{here} (rank 1, pid {alive})",
+           2: f"{here} (rank 2, pid {alive})", 3: f"{here}-2 (rank 3, pid {alive})",
+           4: f"{here}-2 (rank 4, pid {gone.pid})"}
+    store = types.SimpleNamespace(get=lambda key: who[int(key.rsplit("/", 1)[1])].encode())
     monkeypatch.setattr(heartbeat, "_heartbeat", types.SimpleNamespace(store=store))
+    monkeypatch.setattr(heartbeat, "GONE_WITHIN_S", 0.1)
     reset = RuntimeError("[gloo] Read error [127.0.0.1]:4120: Connection reset by peer")
-    for rank, says in ((1, True), (2, False), (0, False)):  # rank 2: rank 1 is there to say it
+    # rank 2: rank 1 is there to say it; rank 0 is a main process, which says it anyway; rank 5 on
+    # the second machine, whose ranks 3 (alive there, here a pid of ours) and 4 come before it
+    for rank, local, says in ((1, 1, True), (2, 2, False), (0, 0, False), (5, 1, False)):
         monkeypatch.setenv("RANK", str(rank))
-        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(local))
         lost = heartbeat.lost_peers(reset, 5)
         assert isinstance(lost, UserError) and isinstance(lost, ProcessError) is says, rank
-    who["tabular/who/0"] = f"here (rank 0, pid {os.getppid()})"  # the main process is alive: it says it
+    who[0] = f"{here} (rank 0, pid {os.getppid()})"  # the main process is alive: it says it
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert not isinstance(heartbeat.lost_peers(reset, 5), ProcessError)

@@ -49,8 +49,10 @@ QUIET_LAUNCHER = (
     f"LINES = {{{signal.SIGINT.value}: {stopped_while_starting(signal.SIGINT)!r}, "
     f"{signal.SIGTERM.value}: {stopped_while_starting(signal.SIGTERM)!r}}}\n"
     "def stop(signum, frame):\n"
-    "    os.write(2, (LINES[signum] + '\\n').encode())\n"
-    "    os._exit(128 + signum)\n"
+    "    try:\n"
+    "        os.write(2, (LINES[signum] + '\\n').encode())\n"
+    "    finally:\n"  # a closed stderr (`2>&-`, a pipe whose reader left) must not keep it running
+    "        os._exit(128 + signum)\n"
     "signal.signal(signal.SIGINT, stop)\n"
     "signal.signal(signal.SIGTERM, stop)\n"
     "runpy.run_module('accelerate.commands.launch', run_name='__main__', alter_sys=True)\n"

@@ -1,5 +1,7 @@
 """Starting the processes that the launcher asked for and did not start (common/train/relaunch.py):
 only on a CPU, only once, as multi_cpu.yaml would."""
+import pytest
+
 from builders import ROOT
 from common.train import relaunch
 
@@ -63,10 +65,12 @@ def test_help_is_printed_once_by_the_first_process_not_by_a_group(monkeypatch):
         assert bool(started) is group, argv
 
 
-def test_ctrl_c_while_the_groups_launcher_imports_ends_it_quietly(tmp_path):
+@pytest.mark.parametrize("stderr", ["read", "closed"])
+def test_ctrl_c_while_the_groups_launcher_imports_ends_it_with_one_line(tmp_path, stderr):
     """Ctrl-C reaches the group's launcher while it is still importing torch (a second or two):
-    it printed a KeyboardInterrupt traceback from deep inside torch, and no line of ours. Here a
-    stand-in launcher whose import never ends takes its place."""
+    it printed a KeyboardInterrupt traceback from deep inside torch, and no line of ours. With its
+    stderr closed (`2>&-`), it still ends. Here a stand-in launcher whose import never ends takes
+    its place."""
     import os
     import signal
     import subprocess
@@ -81,7 +85,9 @@ def test_ctrl_c_while_the_groups_launcher_imports_ends_it_quietly(tmp_path):
                                         "time.sleep(60)\n")
     command = relaunch.group_command(2, ["train.py"])
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    closing = (lambda: os.close(2)) if stderr == "closed" else None
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=closing)
     try:
         deadline = time.monotonic() + 30
         while not started.exists() and time.monotonic() < deadline and child.poll() is None:
@@ -91,5 +97,5 @@ def test_ctrl_c_while_the_groups_launcher_imports_ends_it_quietly(tmp_path):
         out, err = child.communicate(timeout=30)
     finally:
         child.kill()
-    assert (child.returncode, err) == (128 + signal.SIGINT, "stopped: interrupted by Ctrl-C while starting; nothing "
-                                                            "was written\n")
+    said = "" if stderr == "closed" else "stopped: interrupted by Ctrl-C while starting; nothing was written\n"
+    assert (child.returncode, err) == (128 + signal.SIGINT, said)

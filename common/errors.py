@@ -126,6 +126,7 @@ _collector_paused = False
 _script_process = False  # quiet_start was called by a script run as such: the process is the script's
 _written: list[str] = []  # what the run has finished writing (written): a signal after it says so
 _lost_output: list[OSError] = []  # standard output's first failure (GuardedOutput); run_cli says so at the end
+_stop_noted = False  # a stop signal came while the script was already stopping (run_cli)
 
 
 def collect_from_here() -> None:
@@ -261,14 +262,25 @@ def _error_in_flight(err: BaseException) -> UserError | None:
     return seen
 
 
-def _deaf_once_stopping() -> None:
-    """A script stopped by a signal has undone its writes by the time run_cli hears of it (every
-    `finally` on the way has run): what is left is its one line. A second signal meanwhile (torch's
-    launcher follows its SIGINT with a SIGTERM a few milliseconds later) would cut that line into
-    a traceback, so a script process ignores further ones from here on."""
+def _note_stop(signum: int, frame: object) -> None:
+    global _stop_noted
+    _stop_noted = True
+
+
+def _hold_stops() -> None:
+    """From here a script process has only its line left to say. A further signal (torch's
+    launcher follows its SIGINT with a SIGTERM milliseconds later) is noted, not raised, lest it
+    cut that line into a traceback; a process that leaves the line to another ends at once on it."""
     if _script_process:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, _note_stop)
+        signal.signal(signal.SIGTERM, _note_stop)
+
+
+def _deaf() -> None:
+    """Said and decided: a signal now could only cut the interpreter's shutdown short, into a
+    traceback from an exit handler or an exit code saying the run failed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = lambda err: True,
@@ -289,18 +301,15 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     if previous is _stopped_while_starting:
         previous = signal.SIG_DFL
-    finished = False
+    global _stop_noted
+    finished, _stop_noted = False, False
     forget_written()  # a process that runs more than one script's main (tests) starts each afresh
     _lost_output.clear()
     try:
         try:
             main()
-            if _script_process:
-                # The work is done and in place: a signal now could only cut the interpreter's
-                # shutdown short, into a traceback from an exit handler or an exit code saying
-                # the run failed.
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if _script_process:  # the work is done and in place
+                _deaf()
                 finished = True
             lost = _lost_output_error()
             if lost is not None:
@@ -321,12 +330,13 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
             raise UserError(f"{err.filename}: a name in this path is longer than the file system allows "
                             f"({os.strerror(err.errno)}): choose a shorter one") from None
         except KeyboardInterrupt as err:
-            _deaf_once_stopping()
+            _hold_stops()
             raise _error_in_flight(err) or Interrupted(f"interrupted by Ctrl-C; {unwritten_note()}") from None
         except Terminated as err:
-            _deaf_once_stopping()
+            _hold_stops()
             raise _error_in_flight(err) or Stopped(f"SIGTERM received; {unwritten_note()}", 143) from None
     except UserError as err:
+        _hold_stops()
         if reports(err):
             # A further Ctrl-C while the line is written would cut it off and print a traceback.
             interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -334,11 +344,14 @@ def run_cli(main: Callable[[], object], reports: Callable[[UserError], bool] = l
                 print(f"{err.prefix}: {err}{written_note(err)}", file=sys.stderr, flush=True)
             signal.signal(signal.SIGINT, interrupt)
         else:
-            with contextlib.suppress(Terminated):  # the launcher stops the quiet ones once the reporter has ended
-                time.sleep(QUIET_EXIT_DELAY_S)
-        if _script_process:  # said and decided: a further signal could only cut the shutdown into a traceback
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            # The launcher stops the quiet ones once the reporter has ended (SIGTERM); one that
+            # came while this process was stopping already said so.
+            with contextlib.suppress(Terminated):
+                signal.signal(signal.SIGTERM, _raise_terminated)
+                if not _stop_noted:
+                    time.sleep(QUIET_EXIT_DELAY_S)
+        if _script_process:
+            _deaf()
             finished = True
         sys.exit(err.exit_code)
     finally:

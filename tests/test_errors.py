@@ -122,3 +122,34 @@ def test_a_second_signal_while_a_stopped_script_says_so_is_ignored(monkeypatch, 
         for s, handler in handlers.items():
             signal.signal(s, handler)
     assert capsys.readouterr().err == "stopped: interrupted by Ctrl-C; nothing was written\n"
+
+
+@pytest.mark.parametrize("reporter", [True, False])
+def test_a_stop_signal_while_a_stopped_run_decides_who_says_it_is_held(monkeypatch, capsys, reporter):
+    """A run stopped at a step boundary raises Stopped from main; the launcher's SIGTERM landing
+    while the process asked whether it reports raised Terminated there: a traceback, exit 1. A
+    process that leaves the line to another ends at once on it, without its wait."""
+    import os
+    import signal
+
+    from common import errors
+    from common.errors import Stopped
+
+    monkeypatch.setattr(errors, "_script_process", True)
+    slept = []
+    monkeypatch.setattr(errors.time, "sleep", slept.append)
+
+    def asked(err):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return reporter
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as info:
+            run_cli(lambda: (_ for _ in ()).throw(Stopped("SIGTERM in epoch 2: go on with --resume", 143)), asked)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert info.value.code == 143 and slept == []
+    said = capsys.readouterr().err
+    assert said == ("stopped: SIGTERM in epoch 2: go on with --resume\n" if reporter else "")

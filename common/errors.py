@@ -28,6 +28,20 @@ class UserError(Exception):
     says_what_was_written = False  # its message says it itself: run_cli adds no note of what was written
 
 
+def warn_at_caller(message: str, category: type[Warning]) -> None:
+    """A warning at the caller's line: the first outside this package (the API's own, or its
+    scikit-learn estimators'), so that Python's once-per-line filter counts the caller's calls."""
+    import inspect
+    import warnings
+
+    package, level = os.path.dirname(os.path.abspath(__file__)) + os.sep, 2
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 class InputNote(UserWarning):
     """What reading rows noticed that the user should hear of (values the model has no level for,
     blanks where training had none), said by the Python API as a warning where infer.py prints a

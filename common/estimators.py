@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from common.api import Predictor, fit
 from common.decision import decided_classes
-from common.errors import UserError
+from common.errors import UserError, warn_at_caller
 
 TARGET = "__target__"  # the target's column name in the table handed to fit(): never a user's column
 
@@ -72,7 +71,7 @@ class _TabularEstimator(BaseEstimator):
             table = pa.Table.from_pandas(table, preserve_index=False)
         else:
             table = pa.table(table)
-        self._named_rows, self._columns = hasattr(X, "columns"), table.column_names
+        self._named_rows, self._columns = hasattr(self, "feature_names_in_"), table.column_names
         self.n_features_in_ = table.num_columns
         check_consistent_length(np.empty(table.num_rows), y)
         if table.num_rows < 2:
@@ -94,15 +93,14 @@ class _TabularEstimator(BaseEstimator):
         if width != self.n_features_in_:
             raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input")
-        named = hasattr(X, "columns")
-        if named == self._named_rows:
-            return table
-        # An array for a model fitted on a DataFrame, or the other way round: the columns are taken
-        # by position, with scikit-learn's own warning.
-        fitted = "with" if self._named_rows else "without"
-        warnings.warn(f"X {'has' if named else 'does not have valid'} feature names, but {type(self).__name__} was "
-                      f"fitted {fitted} feature names", UserWarning, stacklevel=3)
-        columns = [table[c].to_numpy() for c in table.columns] if named else list(table.values())
+        named = hasattr(X, "columns") and all(isinstance(c, str) for c in X.columns)  # scikit-learn's rule
+        if named and self._named_rows:
+            return table  # by name, in any order
+        if named != self._named_rows:  # taken by position, with scikit-learn's own warning
+            fitted = "with" if self._named_rows else "without"
+            warn_at_caller(f"X {'has' if named else 'does not have valid'} feature names, but {type(self).__name__} "
+                           f"was fitted {fitted} feature names", UserWarning)
+        columns = [table[c].to_numpy() for c in table.columns] if hasattr(table, "columns") else list(table.values())
         return dict(zip(self._columns, columns, strict=True))
 
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import threading
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -590,8 +591,15 @@ def test_an_estimator_fitted_on_a_dataframe_takes_an_array_by_position_as_scikit
     with pytest.warns(UserWarning, match="X does not have valid feature names, but TabularClassifier was fitted with"):
         by_position = fitted.predict_proba(frame.to_numpy())
     np.testing.assert_array_equal(by_position, fitted.predict_proba(frame))
-    frame.columns = [0, 1, 2]
-    assert not hasattr(TabularClassifier(epochs=1, folds=2).fit(frame, y), "feature_names_in_")
+    frame.columns = [0, 1, 2]  # no feature names to scikit-learn: any rows are taken by position, without a word
+    unnamed = TabularClassifier(epochs=1, folds=2).fit(frame, y)
+    assert not hasattr(unnamed, "feature_names_in_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(unnamed.predict_proba(frame.to_numpy()), unnamed.predict_proba(frame))
+    with pytest.warns(UserWarning, match="X has feature names, but TabularClassifier was fitted without") as said:
+        unnamed.predict(frame.set_axis(["b", "a", "c"], axis=1))
+    assert said[0].filename == __file__  # said at the caller's line
 
 
 def test_the_estimators_check_their_input_as_scikit_learn_does():

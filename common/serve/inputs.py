@@ -167,25 +167,12 @@ class InputNotes:
             console.print(f"Note: {escape(line)}")
 
     def warned(self) -> None:
-        """Each line as a warning (InputNote), as the Python API says what it noticed, at the
-        caller's line: the first outside this package (the API's own, or its scikit-learn
-        estimators'), so that Python's once-per-line filter counts the caller's calls."""
-        import inspect
-        import os
-        import warnings
+        """Each line as a warning (InputNote) at the caller's line, as the Python API says what
+        it noticed."""
+        from common.errors import InputNote, warn_at_caller
 
-        from common.errors import InputNote
-
-        lines = self.lines()
-        if not lines:
-            return
-        package, level = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep, 2
-        frame = inspect.currentframe()
-        frame = frame.f_back if frame is not None else None
-        while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-            frame, level = frame.f_back, level + 1
-        for line in lines:
-            warnings.warn(line, InputNote, stacklevel=level)
+        for line in self.lines():
+            warn_at_caller(line, InputNote)
 
 
 def not_numbers(pre: Preprocessor) -> list[str]:

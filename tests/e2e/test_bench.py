@@ -102,11 +102,17 @@ def test_quality_section_over_several_splits_reports_their_means(tmp_path, monke
 
     def second_fails(table, tmp, make_args, train_args, autogluon_python=None, split_seed=0):
         row = one_split(table, tmp, make_args, train_args, autogluon_python, split_seed)
+        if split_seed == 2:
+            row |= {"catboost": None, "gap_catboost": None, "catboost_error": "CatBoostError: no"}
         return row | {"ours": None, "gap": None, "error": "train.py exited with 1"} if split_seed == 1 else row
 
     monkeypatch.setattr(quality, "quality_row", second_fails)
     (row,) = quality.run(tmp_path, [table], splits=3, progress=False)["tables"]
     assert row["error"] == "split 1: train.py exited with 1" and row["ours"] is None and row["gap"] is None
+    assert row["catboost_error"] == "split 2: CatBoostError: no" and row["catboost"] is None
+    assert row["splits"][2]["catboost_error"] == "CatBoostError: no" and "split_seed" not in row
+    with pytest.raises(SystemExit):
+        quality.main(["--splits", "0", "--tables", "penguins"])
 
 
 def write_csv(path, columns):

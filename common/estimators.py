@@ -27,6 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from common.api import Predictor, fit
+from common.data.columns import NULL_VALUES
 from common.decision import decided_classes
 from common.errors import UserError, warn_at_caller
 
@@ -134,13 +135,18 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"y has {len(self.classes_)} class: a classifier needs at least 2")
-        # The labels travel as their index into classes_, not as text: a table's text column reads
-        # `NA`, `None` or `?` as a blank, and a class spelled so (North America's code) would lose its rows.
-        model = self._fit_table(X, np.searchsorted(self.classes_, y).astype(np.int64))
-        self._order = np.asarray([int(label) for label in model.record.class_labels or []])
-        # The model in memory names its outputs by y's labels (as text, as a table's are), not by their indices.
-        labels = [str(label) for label in self.classes_[self._order]]
-        model.record = dataclasses.replace(model.record, class_labels=labels)
+        texts = [str(c) for c in self.classes_]
+        if any(text in NULL_VALUES for text in texts):
+            # A table's text column reads `NA`, `None` or `?` as a blank: a class spelled so (North
+            # America's code) would lose its rows. Such labels travel as their index into classes_,
+            # and the model in memory is given their text back.
+            model = self._fit_table(X, np.searchsorted(self.classes_, y).astype(np.int64))
+            self._order = np.asarray([int(label) for label in model.record.class_labels or []])
+            model.record = dataclasses.replace(model.record, class_labels=[texts[i] for i in self._order])
+        else:  # as text, which is what the run's own lines (verbose, errors) then name
+            index = {text: i for i, text in enumerate(texts)}
+            model = self._fit_table(X, np.asarray([str(v) for v in y], dtype=object))
+            self._order = np.asarray([index[str(label)] for label in model.record.class_labels or []])
         self.model_ = model
         return self
 

@@ -58,7 +58,11 @@ def staging_dir(ckpt_dir: str | Path, name: str) -> Path:
 
 def complete_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     """Committed checkpoints, oldest first."""
-    root = checkpoint_root(ckpt_dir)
+    return committed_in(checkpoint_root(ckpt_dir))
+
+
+def committed_in(root: Path) -> list[Path]:
+    """The committed checkpoints in the folder `root`, oldest first."""
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if position_of(p.name) and (p / STATE_FILE).is_file()]
@@ -181,8 +185,13 @@ def read_state(path: str | Path) -> CheckpointState:
     file its manifest lists. A damaged checkpoint is one line."""
     path = Path(path)
     try:
-        obj = json.loads((path / STATE_FILE).read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:  # a JSONDecodeError is a ValueError
+        text = (path / STATE_FILE).read_bytes()
+    except OSError as err:  # not the file's fault: the user's to put right
+        raise UserError(f"checkpoint state {path / STATE_FILE} cannot be read ({err.strerror}): make it readable, "
+                        f"or {resume_instead(path)}") from None
+    try:
+        obj = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # a JSONDecodeError is a ValueError
         raise UserError(f"checkpoint damaged: {path / STATE_FILE} is not valid JSON ({str(err)[:120]}): "
                         f"{resume_instead(path)}") from None
     state = CheckpointState.read(obj, path / STATE_FILE)
@@ -207,12 +216,10 @@ def check_manifest(path: Path, recorded: dict[str, Any]) -> None:
 def resume_instead(path: Path) -> str:
     """What to do about the damaged checkpoint `path`: resume from the newest other one beside it,
     or, where there is none, start afresh."""
-    others = [p for p in path.parent.iterdir() if p.name != path.name and position_of(p.name)
-              and (p / STATE_FILE).is_file()] if path.parent.is_dir() else []
+    others = [p for p in committed_in(path.parent) if p.name != path.name]
     if not others:
         return "no other checkpoint is kept: start afresh in another --ckpt-dir"
-    newest = max(others, key=lambda p: position_of(p.name) or (0, 0))
-    return f"resume from the newest one kept beside it (--resume {newest}), or start afresh in another --ckpt-dir"
+    return f"resume from the newest one kept beside it (--resume {others[-1]}), or start afresh in another --ckpt-dir"
 
 
 def check_checkpoint_root(ckpt_dir: str | Path) -> None:

@@ -463,6 +463,12 @@ class Preprocessor:
         X /= np.array([s.scale for s in self.numeric])
         return X.astype(np.float32)
 
+    @property
+    def code_view_places(self) -> dict[str, tuple[int, CategoricalStep]]:
+        """Each whole-number column's view as codes, by its column: its place among the model's
+        inputs (after every numeric input, in the categorical steps' order) and its step."""
+        return {c.name: (self.numeric_inputs + j, c) for j, c in enumerate(self.categorical) if c.of_number}
+
     def code_view(self, name: str) -> CategoricalStep | None:
         """The view as codes of numeric column `name`, where it has one."""
         return next((c for c in self.categorical if c.of_number and c.name == name), None)
@@ -489,7 +495,7 @@ class Preprocessor:
         """The model's inputs (float32) from column getters: raw numbers (NaN for blanks; a date's
         instant in seconds), categories, and (`wall`) a date's wall-clock seconds."""
         out = np.empty((rows, len(self.input_names)), dtype=np.float32)
-        as_codes = {c.name: (self.numeric_inputs + j, c) for j, c in enumerate(self.categorical) if c.of_number}
+        as_codes = self.code_view_places
 
         def scale_into(col: int, step: NumericStep) -> np.ndarray:
             values = numeric(step.name)

@@ -31,6 +31,8 @@ from common.errors import UserError
 from common.files import NPY_ERRORS, require_file
 from common.steps import UNKNOWN_CODE, Categories, Preprocessor
 
+UNSEEN = "new, too rare in training, or past make_data.py's --max-levels"  # why a value has no level
+
 
 class InputNotes:
     """What prediction did to its input that the user should hear of, once per run, summed over
@@ -48,7 +50,7 @@ class InputNotes:
         self.unknown: dict[str, int] = {}  # a categorical column's cells of no level the model kept
         self.unknown_example: dict[str, str | None] = {}
         # a whole-number column's view as codes: its input's place, the batch's numbers, the numbers of no code
-        self.code_places = {c.name: pre.numeric_inputs + j for j, c in enumerate(pre.categorical) if c.of_number}
+        self.code_places = {name: place for name, (place, _) in pre.code_view_places.items()}
         self.numbers: dict[str, np.ndarray] = {}
         self.uncoded: dict[str, int] = {}
         self.uncoded_example: dict[str, float] = {}
@@ -106,7 +108,7 @@ class InputNotes:
             uncoded = np.flatnonzero((X[:, place] == UNKNOWN_CODE) & ~np.isnan(values))
             if uncoded.size:
                 self.uncoded[name] = self.uncoded.get(name, 0) + int(uncoded.size)
-                self.uncoded_example.setdefault(name, float(values[uncoded[0]]))
+                self.uncoded_example.setdefault(name, values[uncoded[0]].item())
         return X
 
     def carried(self, table: Any, names: list[str]) -> dict[str, Any]:
@@ -137,14 +139,14 @@ class InputNotes:
             example = self.unknown_example[name]
             such = "a blank" if example is None else repr(example)
             spaced = self.level_spaced_otherwise(name, example)
-            why = (f"training has it as {spaced!r}: spaces around a value count" if spaced is not None
-                   else "new, too rare in training, or past make_data.py's --max-levels")
+            why = f"training has it as {spaced!r}: spaces around a value count" if spaced is not None else UNSEEN
             said.append(f"column '{name}' had {cells} cell(s) with values the model has no level for ({such} among "
                         f"them: {why}): read as its unknown level")
         for name, cells in self.uncoded.items():
+            number = self.uncoded_example[name]
+            written = str(int(number)) if float(number).is_integer() else repr(number)  # 12345678, not 1.23457e+07
             said.append(f"column '{name}' had {cells} cell(s) with numbers its view as codes has no level for "
-                        f"({self.uncoded_example[name]:g} among them: new, too rare in training, or past "
-                        "make_data.py's --max-levels): read there as its unknown level, and as numbers as ever")
+                        f"({written} among them: {UNSEEN}): read there as its unknown level, and as numbers as ever")
         return said
 
     def level_spaced_otherwise(self, name: str, value: Any) -> str | None:

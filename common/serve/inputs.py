@@ -49,6 +49,9 @@ class InputNotes:
         self.categories = {c.name: c for c in pre.text_categorical}
         self.unknown: dict[str, int] = {}  # a categorical column's cells of no level the model kept
         self.unknown_example: dict[str, str | None] = {}
+        self.bare_levels: dict[str, dict[str, str]] = {}  # a column's levels by their text without spaces around
+        self.spaced: dict[str, int] = {}  # of `unknown`: cells that are a level but for their spaces
+        self.spaced_example: dict[str, tuple[str, str]] = {}
         # a whole-number column's view as codes: its input's place, the batch's numbers, the numbers of no code
         self.code_places = {name: place for name, (place, _) in pre.code_view_places.items()}
         self.numbers: dict[str, np.ndarray] = {}
@@ -95,6 +98,8 @@ class InputNotes:
             if cells or blanks:
                 self.unknown[name] = self.unknown.get(name, 0) + cells + blanks
                 self.unknown_example.setdefault(name, column.values[unknown[0]] if unknown else None)
+            if unknown:
+                self.count_spaced(name, column, unknown)
             return column
         return counted
 
@@ -138,10 +143,13 @@ class InputNotes:
         for name, cells in self.unknown.items():
             example = self.unknown_example[name]
             such = "a blank" if example is None else repr(example)
-            spaced = self.level_spaced_otherwise(name, example)
-            why = f"training has it as {spaced!r}: spaces around a value count" if spaced is not None else UNSEEN
+            spaced = ""
+            if name in self.spaced:
+                value, level = self.spaced_example[name]
+                spaced = (f"; {self.spaced[name]} of them are levels but for the spaces around them ({value!r} is "
+                          f"{level!r} there)")
             said.append(f"column '{name}' had {cells} cell(s) with values the model has no level for ({such} among "
-                        f"them: {why}): read as its unknown level")
+                        f"them: {UNSEEN}): read as its unknown level{spaced}")
         for name, cells in self.uncoded.items():
             number = self.uncoded_example[name]
             written = str(int(number)) if float(number).is_integer() else repr(number)  # 12345678, not 1.23457e+07
@@ -149,15 +157,19 @@ class InputNotes:
                         f"({written} among them: {UNSEEN}): read there as its unknown level, and as numbers as ever")
         return said
 
-    def level_spaced_otherwise(self, name: str, value: Any) -> str | None:
-        """The training level that is `value` but for the spaces around it (a CSV written with
-        `, ` between its fields), or None."""
-        step = self.categories.get(name)
-        if step is None or not isinstance(value, str):
-            return None
-        bare = value.strip()
-        return next((level for level in step.lookup
-                     if isinstance(level, str) and level != value and level.strip() == bare), None)
+    def count_spaced(self, name: str, column: Categories, unknown: list[int]) -> None:
+        """Of a batch's values of no level (`unknown`, indices into column.values), the cells of
+        those that are a level but for the spaces around it: a CSV written with `, ` between its
+        fields gives ` oslo` where training had `oslo`, or the other way round."""
+        bare = self.bare_levels.get(name)
+        if bare is None:
+            bare = {level.strip(): level for level in self.categories[name].lookup if isinstance(level, str)}
+            self.bare_levels[name] = bare
+        spaced = [i for i in unknown if isinstance(column.values[i], str) and column.values[i].strip() in bare]
+        if spaced:
+            self.spaced[name] = self.spaced.get(name, 0) + int(np.isin(column.index, spaced).sum())
+            value = column.values[spaced[0]]
+            self.spaced_example.setdefault(name, (value, bare[value.strip()]))
 
     def report(self) -> None:
         """Printed, as infer.py says what it noticed (the Python API warns: `warned`)."""

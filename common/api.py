@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from common.config import PREDICT_BATCH_ROWS, MakeDataConfig, TrainConfig, flag_name, parse_config
+from common.data.description import DatasetDescription
 from common.data.tables import decimal_of, table_stem
 from common.errors import Interrupted, UserError, forget_written, unwritten_note
 from common.importance import DEFAULT_REPEATS, LABELLED_ROWS, Importance
@@ -200,7 +201,7 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
     if not isinstance(target, str) or not target:
         raise UserError(f"fit(target={target!r}): name the column to predict, as text")
     name = plain_name(name)
-    from common.console import quiet_thread  # rich, which a Predictor alone never imports
+    from common.console import dropped_rows, quiet_thread  # rich, which a Predictor alone never imports
 
     forget_written()  # a stop says what this call wrote, not what an earlier one did
     with as_python_signals(), (quiet_thread() if quiet else contextlib.nullcontext()), \
@@ -241,9 +242,9 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
 
         try:
             folder, meta, replaced = make_data_set(make_cfg, stem, source, trainable)
-        except UserError as err:  # a table in memory: named as the caller knows it, not by its temporary file
-            if source:
-                err.args = (str(err).replace(str(path), source),)  # the same error, its kind and fields kept
+        except UserError as err:  # in fit()'s words; a table in memory named as the caller knows it, not by its file
+            said = in_python_words(str(err))
+            err.args = (said.replace(str(path), source) if source else said,)  # the same error, its kind kept
             raise
         train_cfg = dataclasses.replace(train_cfg, data=str(folder))
         from common.train.run_folder import earlier_record, replaced_model
@@ -252,7 +253,7 @@ def fit(table: Any, target: str, *, name: str | None = None, out_dir: str = "dat
         earlier = earlier_record(Path(run)) if quiet else None
         model = Predictor.load(run_training(train_cfg))
     if quiet:  # printed otherwise: rows left out, or what an earlier call made replaced, are said all the same
-        notes = [meta.dropped_rows, f"{folder} held the data set of {replaced}, now replaced" if replaced else None,
+        notes = [dropped_rows(meta), f"{folder} held the data set of {replaced}, now replaced" if replaced else None,
                  replaced_model(Path(run), earlier, model.record.data, model.record.training.get("data_identity"))]
         for note in filter(None, notes):
             warnings.warn(note, stacklevel=2)
@@ -284,7 +285,7 @@ def as_python_signals() -> Iterator[None]:
 
 # The scripts' flags a stopped run's line names, as fit() takes them.
 PYTHON_WORDS = (("--resume", "resume=True"), ("--checkpoint-every N", "checkpoint_every=N"),
-                ("--save-on-signal", "save_on_signal=True"))
+                ("--save-on-signal", "save_on_signal=True"), ("--categorical ", "categorical="))
 
 
 def in_python_words(line: str) -> str:
@@ -304,7 +305,7 @@ def plain_name(name: str | None) -> str | None:
 
 
 def make_data_set(cfg: MakeDataConfig, stem: str, source: str | None,
-                  accept: Callable[[Path], object]) -> tuple[Path, Any, str | None]:
+                  accept: Callable[[Path], object]) -> tuple[Path, DatasetDescription, str | None]:
     """The data set's folder, its description, and what the folder held before where that was
     another table's; `accept` judges the finished data set before it replaces an earlier one."""
     from common.console import report_dataset, report_replaced

@@ -129,6 +129,17 @@ def report_replaced(folder: Any, earlier: str | None) -> None:
                       "it keep their models, and can no longer --resume)")
 
 
+def dropped_rows(meta: Any) -> str | None:
+    """What make_data.py says of the rows it left out for want of a target (a DatasetDescription's),
+    or None. The spellings a table's text reads as blanks are named: `NA` may have meant North
+    America."""
+    dropped = meta.source.get("rows_without_target")
+    if not dropped:
+        return None
+    return (f"Dropped {dropped} row(s) without a target value: blank, or written as a missing value (`NA`, `N/A`, "
+            "`NaN`, `null`, `None`, `?`, in their usual cases)")
+
+
 def report_dataset(meta: Any) -> None:
     """What make_data.py made (a DatasetDescription): each column's role, the target's reading and
     the split."""
@@ -140,8 +151,8 @@ def report_dataset(meta: Any) -> None:
                                 "as it is)",
                     "log1p": "; modelled as log(1 + y)"}.get(meta.target.transform if meta.target else "", "")
         console.print(f"Target '{source['target']}': {source['task_reason']}{modelled}")
-    if meta.dropped_rows:
-        console.print(escape(meta.dropped_rows))
+    if dropped := dropped_rows(meta):
+        console.print(escape(dropped))
     labels, steps = meta.class_labels, meta.preprocess
     dates = len(steps.dates)
     kinds = [f"{len(steps.numeric) - dates} numeric", *([f"{dates} date"] if dates else []),

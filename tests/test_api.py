@@ -356,7 +356,7 @@ def test_a_true_false_target_written_in_capitals_keeps_each_labels_truth(tmp_pat
     ({"patience": 4, "min_patience": 6}, ["--min-patience 6 is not below --patience 4"]),
     ({"folds": 1000}, ["--folds 1000 needs as many training rows"]),  # judged against the finished data set
     ({"decision": "threshold", "task": "regression"}, ["--decision threshold decides between two classes"]),
-    ({"resume": True}, ["--resume"]),  # the latest checkpoint: there is none
+    ({"resume": True}, ["resume=True: no checkpoint"]),  # the latest checkpoint: there is none, said in fit()'s words
     ({"hidden": [100_000_000]}, ["the model would need about"]),  # beyond this machine's memory
 ])
 def test_fit_refuses_a_bad_setting_in_one_line_before_it_replaces_a_data_set(tmp_path, settings, words):

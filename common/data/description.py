@@ -55,16 +55,6 @@ class DatasetDescription:
         """The table's id columns, copied into predictions."""
         return list(self.source.get("ids", []))
 
-    @property
-    def dropped_rows(self) -> str | None:
-        """What make_data.py said of the rows it left out for want of a target, or None. The
-        spellings a table's text reads as blanks are named: `NA` may have meant North America."""
-        dropped = self.source.get("rows_without_target")
-        if not dropped:
-            return None
-        return (f"Dropped {dropped} row(s) without a target value: blank, or written as a missing value "
-                "(`NA`, `null`, `None`, `?` and the like; common/data/columns.NULL_VALUES)")
-
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION, "task": self.task, "feature_names": self.feature_names,
